@@ -1,1 +1,128 @@
-fn main() {}
+//! The `sockway` binary: command line, configuration loading, logging and signals.
+//!
+//! Everything that serves traffic is the `sockway_gateway` library; this file turns arguments
+//! into a validated configuration before anything binds, prints one line per listener, and
+//! turns SIGTERM/SIGINT into the gateway's graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sockway_gateway::Gateway;
+use sockway_gateway::config::Config;
+
+/// A self-hosted WebSocket API gateway that speaks the AWS API Gateway WebSocket API model.
+#[derive(Debug, Parser)]
+#[command(name = "sockway", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// The configuration file.
+        #[arg(long, default_value = "sockway.toml")]
+        config: PathBuf,
+        /// Overrides `gateway.listen` (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Overrides `management.listen`.
+        #[arg(long)]
+        management_listen: Option<SocketAddr>,
+        /// Log level: error, warn, info, debug or trace.
+        #[arg(long, default_value = "info")]
+        log_level: tracing::Level,
+    },
+    /// Check a configuration file and exit: 0 when valid, 2 otherwise.
+    Validate {
+        /// The configuration file.
+        #[arg(long, default_value = "sockway.toml")]
+        config: PathBuf,
+    },
+}
+
+/// Exit status for a configuration that does not load.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { config } => match Config::load(&config) {
+            Ok(_) => {
+                println!("{}: configuration is valid", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Serve { config, listen, management_listen, log_level } => {
+            let mut loaded = match Config::load(&config) {
+                Ok(loaded) => loaded,
+                Err(error) => {
+                    eprintln!("{error}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            if let Some(listen) = listen {
+                loaded.gateway.listen = listen;
+            }
+            if let Some(management_listen) = management_listen {
+                loaded.management.listen = Some(management_listen);
+            }
+            tracing_subscriber::fmt().with_max_level(log_level).with_writer(std::io::stderr).init();
+            match serve(loaded) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("sockway: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let gateway = Gateway::bind(config).await?;
+        println!("sockway listening on {}", gateway.ws_url());
+        if gateway.management_addr().is_some() {
+            println!("sockway management listening on {}", gateway.management_url());
+        }
+        let shutdown = gateway.shutdown_token();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: closing connections and delivering $disconnect");
+            shutdown.cancel();
+        });
+        gateway.wait().await;
+        tracing::info!("shutdown complete");
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::error!(error = %error, "cannot listen for SIGTERM; only Ctrl-C stops the gateway");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

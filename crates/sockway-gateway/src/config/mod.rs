@@ -1,0 +1,481 @@
+//! The gateway's configuration: TOML text in, a validated [`Config`] out.
+//!
+//! Loading goes one way: the text is deserialised into raw serde structures that reject
+//! unknown keys (`raw`), then validated into the types below (`validate`). A config that
+//! reaches the rest of the gateway is complete and consistent: every route names an
+//! existing integration, every duration and size is in range, every address parses. Nothing
+//! here binds, connects or reads anything after [`Config::load`] returns.
+//!
+//! Problems are reported all at once, each with the key path and line it concerns, as
+//! `{origin}:{line}: {key_path}: {message}` (see [`ConfigError`]). A TOML syntax error or a
+//! key serde rejects (unknown key, wrong type) stops parsing, so it is reported alone.
+//!
+//! Applying environment variables and command-line flags on top of the file is left to the
+//! caller for now: it can change the fields of a validated [`Config`] directly.
+//!
+//! `docs/configuration.md` describes every key for users and is tested to parse.
+
+mod duration;
+mod integrations;
+mod parse;
+mod raw;
+mod request_parameters;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sockway_protocol::route::{RouteKey, RouteSelectionExpression};
+
+/// A complete, validated gateway configuration.
+///
+/// Equality compares every setting, so a reload can tell whether anything changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `[gateway]`: the API's identity, its listener and how messages are routed.
+    pub gateway: GatewayConfig,
+    /// `[limits]`: sizes, timeouts and queue lengths.
+    pub limits: Limits,
+    /// `[routes."<key>"]`, in the order they appear in the file.
+    pub routes: Vec<RouteConfig>,
+    /// `[integrations.<name>]`, by name. Every route's integration is a key of this map.
+    pub integrations: BTreeMap<String, IntegrationConfig>,
+    /// `[management]`: where the `@connections` API listens.
+    pub management: ManagementConfig,
+}
+
+/// `[gateway]`: the API's identity, its listener and how messages are routed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// Address WebSocket clients connect to. Port 0 asks the OS for a free port.
+    pub listen: SocketAddr,
+    /// Stage name; clients connect to `/{stage}`, or `/` when it is empty.
+    pub stage: String,
+    /// `requestContext.apiId`: 10 characters of `[a-z0-9]`.
+    pub api_id: String,
+    /// AWS region, used in `domainName` and ARNs.
+    pub region: String,
+    /// 12-digit AWS account id, used in ARNs such as an authorizer's `methodArn`.
+    pub account_id: String,
+    /// Computes a message's route key from its body.
+    pub route_selection_expression: RouteSelectionExpression,
+    /// What a binary frame from a client does.
+    pub binary_frames: BinaryFrames,
+}
+
+/// What a binary frame from a client does (`gateway.binary_frames`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryFrames {
+    /// Route the message with its payload base64-encoded and `isBase64Encoded: true`.
+    Base64,
+    /// Close the connection with code 1003, as AWS does.
+    Reject,
+}
+
+/// `[limits]`. `None` means the limit is disabled (`"0s"` in the file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest frame a client may send, in bytes; larger frames close with 1009.
+    pub frame_bytes: usize,
+    /// Largest message a client may send, in bytes, all frames together; at least
+    /// `frame_bytes`. Larger messages close with 1009.
+    pub message_bytes: usize,
+    /// A connection with no data frames in either direction for this long is closed.
+    pub idle_timeout: Option<Duration>,
+    /// A connection open this long is closed.
+    pub max_connection_duration: Option<Duration>,
+    /// Default time an integration may run; an integration's own `timeout` overrides it.
+    pub integration_timeout: Duration,
+    /// Interval between pings the gateway sends to each client.
+    pub heartbeat_interval: Option<Duration>,
+    /// Time a client has, once its TCP connection is accepted, to send its upgrade request.
+    pub handshake_timeout: Duration,
+    /// Integrations one connection may run at once; at this count it stops reading frames.
+    pub max_inflight_integrations: usize,
+    /// Messages queued for one connection's socket; when full, `@connections` answers 429.
+    pub outbound_queue: usize,
+    /// How long shutdown waits for in-flight integrations and `$disconnect` deliveries.
+    pub shutdown_grace: Duration,
+    /// `$disconnect` delivery attempts, the first included.
+    pub disconnect_attempts: u32,
+    /// Wait before the second `$disconnect` attempt; each later wait doubles.
+    pub disconnect_backoff: Duration,
+}
+
+/// One `[routes."<key>"]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// `$connect`, `$disconnect`, `$default` or a custom key (which never starts with `$`).
+    pub key: RouteKey,
+    /// Name of the integration this route invokes; a key of [`Config::integrations`].
+    pub integration: String,
+    /// Whether the integration's answer is sent back to the client. Never true on
+    /// `$connect` or `$disconnect`.
+    pub route_response: bool,
+}
+
+/// One `[integrations.<name>]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntegrationConfig {
+    /// `type = "http"` (AWS `HTTP`): the message is POSTed to `uri`.
+    Http(HttpIntegrationConfig),
+    /// `type = "http_proxy"` (AWS `HTTP_PROXY`): the payload is passed through to `uri`.
+    HttpProxy(HttpProxyIntegrationConfig),
+    /// `type = "mock"` (AWS `MOCK`): a fixed answer without a backend.
+    Mock(MockIntegrationConfig),
+}
+
+/// `type = "http"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpIntegrationConfig {
+    /// Absolute `http://` or `https://` URI of the backend.
+    pub uri: http::Uri,
+    /// Overrides `limits.integration_timeout` for this integration.
+    pub timeout: Option<Duration>,
+}
+
+/// `type = "http_proxy"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpProxyIntegrationConfig {
+    /// Absolute `http://` or `https://` URI of the backend.
+    pub uri: http::Uri,
+    /// Method of the backend request (default POST).
+    pub method: http::Method,
+    /// Overrides `limits.integration_timeout` for this integration.
+    pub timeout: Option<Duration>,
+    /// Headers and query string parameters added to the backend request, in file order.
+    pub request_parameters: Vec<RequestParameter>,
+}
+
+/// `type = "mock"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockIntegrationConfig {
+    /// Status of the answer, 100 to 599.
+    pub status_code: u16,
+    /// Body of the answer; sent to the client when the route has a route response.
+    pub body: Option<String>,
+    /// Headers of the answer (valid names and values), in file order. On `$connect`, only
+    /// `Sec-WebSocket-Protocol` reaches the client.
+    pub headers: Vec<(String, String)>,
+}
+
+/// One entry of an `http_proxy` integration's `request_parameters`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestParameter {
+    /// Where the value goes in the backend request.
+    pub target: ParameterTarget,
+    /// Where the value comes from.
+    pub source: ParameterSource,
+}
+
+/// Where a request parameter goes: the key of a `request_parameters` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParameterTarget {
+    /// `integration.request.header.{name}`: a valid HTTP header name.
+    Header(String),
+    /// `integration.request.querystring.{name}`: a non-empty query string parameter name.
+    QueryString(String),
+}
+
+/// Where a request parameter comes from: the value of a `request_parameters` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParameterSource {
+    /// `context.{variable}`.
+    Context(ContextVariable),
+    /// `route.request.header.{name}`: a header of the client's upgrade request.
+    RequestHeader(String),
+    /// `route.request.querystring.{name}`: a query string parameter of the upgrade URL.
+    RequestQueryString(String),
+    /// `'value'`: the text between the single quotes.
+    Static(String),
+}
+
+/// A `$context` variable a request parameter may read (`context.{name}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContextVariable {
+    /// `context.connectionId`.
+    ConnectionId,
+    /// `context.requestId`.
+    RequestId,
+    /// `context.extendedRequestId` (equal to the request id).
+    ExtendedRequestId,
+    /// `context.messageId` (empty outside MESSAGE events).
+    MessageId,
+    /// `context.routeKey`.
+    RouteKey,
+    /// `context.eventType`: `CONNECT`, `MESSAGE` or `DISCONNECT`.
+    EventType,
+    /// `context.stage`.
+    Stage,
+    /// `context.apiId`.
+    ApiId,
+    /// `context.domainName`.
+    DomainName,
+    /// `context.connectedAt`, epoch milliseconds.
+    ConnectedAt,
+    /// `context.requestTime`, in CLF format.
+    RequestTime,
+    /// `context.requestTimeEpoch`, epoch milliseconds.
+    RequestTimeEpoch,
+    /// `context.identity.sourceIp`.
+    SourceIp,
+    /// `context.identity.userAgent`.
+    UserAgent,
+}
+
+/// `[management]`: where the `@connections` API listens.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ManagementConfig {
+    /// A separate listener for the `@connections` API. `None` serves it on
+    /// `gateway.listen`, under `/{stage}/@connections`, as AWS does.
+    pub listen: Option<SocketAddr>,
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file `{}`", path.display())]
+    Read {
+        /// The file that was being read.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config text has one or more problems; all of them are listed.
+    #[error("{}", ProblemList { origin, problems })]
+    Invalid {
+        /// Where the text came from: a path, or `<string>`.
+        origin: String,
+        /// Every problem found, ordered by line. Never empty.
+        problems: Vec<ConfigProblem>,
+    },
+}
+
+/// One thing wrong with a config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The key the problem concerns, written as in TOML, e.g. `routes."$connect".integration`.
+    /// Empty for a TOML syntax error.
+    pub key_path: String,
+    /// 1-based line in the config text, when known.
+    pub line: Option<usize>,
+    /// What is wrong, in lower case without a trailing period.
+    pub message: String,
+}
+
+/// Renders problems one per line as `{origin}:{line}: {key_path}: {message}`, leaving out
+/// the line or key path when a problem has none.
+struct ProblemList<'a> {
+    origin: &'a str,
+    problems: &'a [ConfigProblem],
+}
+
+impl fmt::Display for ProblemList<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, problem) in self.problems.iter().enumerate() {
+            if index > 0 {
+                formatter.write_str("\n")?;
+            }
+            formatter.write_str(self.origin)?;
+            if let Some(line) = problem.line {
+                write!(formatter, ":{line}")?;
+            }
+            if !problem.key_path.is_empty() {
+                write!(formatter, ": {}", problem.key_path)?;
+            }
+            write!(formatter, ": {}", problem.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Parses and validates TOML text; `origin` names the source in messages (a path, or
+    /// `"<string>"`).
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        validate::parse_and_validate(text).map_err(|problems| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            problems,
+        })
+    }
+
+    /// Reads the file at `path`, then parses and validates it with [`Config::from_toml`].
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text, &path.display().to_string())
+    }
+
+    /// The route with this exact route key, if configured.
+    pub fn route(&self, key: &str) -> Option<&RouteConfig> {
+        self.routes.iter().find(|route| route.key.as_str() == key)
+    }
+}
+
+impl Default for Config {
+    /// All defaults, no routes and no integrations: every message is unroutable.
+    fn default() -> Self {
+        Config {
+            gateway: GatewayConfig::default(),
+            limits: Limits::default(),
+            routes: Vec::new(),
+            integrations: BTreeMap::new(),
+            management: ManagementConfig::default(),
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// Default `gateway.listen`.
+    pub const DEFAULT_LISTEN: SocketAddr =
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
+    /// Default `gateway.stage`.
+    pub const DEFAULT_STAGE: &'static str = "dev";
+    /// Default `gateway.region`.
+    pub const DEFAULT_REGION: &'static str = "us-east-1";
+    /// Default `gateway.account_id`.
+    pub const DEFAULT_ACCOUNT_ID: &'static str = "123456789012";
+    /// Default `gateway.route_selection_expression`, the AWS console's default.
+    pub const DEFAULT_ROUTE_SELECTION_EXPRESSION: &'static str = "$request.body.action";
+
+    /// The `api_id` used when the file sets none: 10 characters of `[a-z0-9]` derived from
+    /// the stage name, so that it stays the same across restarts.
+    ///
+    /// It is the 64-bit FNV-1a hash of the stage name, reduced modulo 36^10 and written in
+    /// base 36 with leading zeros.
+    pub fn default_api_id(stage: &str) -> String {
+        const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+        const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+        const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        let mut hash = FNV_OFFSET_BASIS;
+        for byte in stage.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(FNV_PRIME);
+        }
+        let mut value = hash % 36u64.pow(10);
+        let mut id = [b'0'; 10];
+        for slot in id.iter_mut().rev() {
+            *slot = DIGITS[(value % 36) as usize];
+            value /= 36;
+        }
+        id.iter().map(|&digit| char::from(digit)).collect()
+    }
+
+    /// The default route selection expression, parsed.
+    fn default_route_selection_expression() -> RouteSelectionExpression {
+        RouteSelectionExpression::parse(Self::DEFAULT_ROUTE_SELECTION_EXPRESSION)
+            .expect("`$request.body.action` is a valid route selection expression")
+    }
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: Self::DEFAULT_LISTEN,
+            stage: Self::DEFAULT_STAGE.to_owned(),
+            api_id: Self::default_api_id(Self::DEFAULT_STAGE),
+            region: Self::DEFAULT_REGION.to_owned(),
+            account_id: Self::DEFAULT_ACCOUNT_ID.to_owned(),
+            route_selection_expression: Self::default_route_selection_expression(),
+            binary_frames: BinaryFrames::Base64,
+        }
+    }
+}
+
+impl Default for Limits {
+    /// AWS's quotas where AWS has one; see `docs/configuration.md`.
+    fn default() -> Self {
+        Limits {
+            frame_bytes: 32 * 1024,
+            message_bytes: 128 * 1024,
+            idle_timeout: Some(Duration::from_secs(10 * 60)),
+            max_connection_duration: Some(Duration::from_secs(2 * 60 * 60)),
+            integration_timeout: Duration::from_secs(29),
+            heartbeat_interval: Some(Duration::from_secs(30)),
+            handshake_timeout: Duration::from_secs(10),
+            max_inflight_integrations: 16,
+            outbound_queue: 256,
+            shutdown_grace: Duration::from_secs(10),
+            disconnect_attempts: 5,
+            disconnect_backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+impl IntegrationConfig {
+    /// The timeout this integration runs under: its own, or `limits.integration_timeout`.
+    pub fn timeout(&self, limits: &Limits) -> Duration {
+        let own = match self {
+            IntegrationConfig::Http(http) => http.timeout,
+            IntegrationConfig::HttpProxy(proxy) => proxy.timeout,
+            IntegrationConfig::Mock(_) => None,
+        };
+        own.unwrap_or(limits.integration_timeout)
+    }
+
+    /// The `type` as written in the config file: `http`, `http_proxy` or `mock`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            IntegrationConfig::Http(_) => "http",
+            IntegrationConfig::HttpProxy(_) => "http_proxy",
+            IntegrationConfig::Mock(_) => "mock",
+        }
+    }
+}
+
+impl ContextVariable {
+    /// Every variable, in the order the documentation lists them.
+    pub const ALL: [ContextVariable; 14] = [
+        ContextVariable::ConnectionId,
+        ContextVariable::RequestId,
+        ContextVariable::ExtendedRequestId,
+        ContextVariable::MessageId,
+        ContextVariable::RouteKey,
+        ContextVariable::EventType,
+        ContextVariable::Stage,
+        ContextVariable::ApiId,
+        ContextVariable::DomainName,
+        ContextVariable::ConnectedAt,
+        ContextVariable::RequestTime,
+        ContextVariable::RequestTimeEpoch,
+        ContextVariable::SourceIp,
+        ContextVariable::UserAgent,
+    ];
+
+    /// The AWS name after `context.`, e.g. `connectionId` or `identity.sourceIp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContextVariable::ConnectionId => "connectionId",
+            ContextVariable::RequestId => "requestId",
+            ContextVariable::ExtendedRequestId => "extendedRequestId",
+            ContextVariable::MessageId => "messageId",
+            ContextVariable::RouteKey => "routeKey",
+            ContextVariable::EventType => "eventType",
+            ContextVariable::Stage => "stage",
+            ContextVariable::ApiId => "apiId",
+            ContextVariable::DomainName => "domainName",
+            ContextVariable::ConnectedAt => "connectedAt",
+            ContextVariable::RequestTime => "requestTime",
+            ContextVariable::RequestTimeEpoch => "requestTimeEpoch",
+            ContextVariable::SourceIp => "identity.sourceIp",
+            ContextVariable::UserAgent => "identity.userAgent",
+        }
+    }
+
+    /// The variable with this AWS name (as returned by [`ContextVariable::as_str`]).
+    pub fn from_name(name: &str) -> Option<ContextVariable> {
+        ContextVariable::ALL
+            .into_iter()
+            .find(|variable| variable.as_str() == name)
+    }
+}

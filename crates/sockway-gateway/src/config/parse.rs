@@ -1,0 +1,130 @@
+//! From TOML text to the raw config, and how problems are located in that text.
+//!
+//! Parsing stops at the first TOML syntax error or serde error (unknown key, wrong type,
+//! missing key), because serde cannot go on after one. The error becomes a single
+//! [`ConfigProblem`] with the key path from `serde_path_to_error` and the line from the TOML
+//! error's span. Checking values is left to `validate`.
+
+use std::ops::Range;
+
+use serde_spanned::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::ConfigProblem;
+use super::raw::RawConfig;
+
+/// Deserialises the raw config, turning the first syntax or type error into a problem.
+pub(super) fn parse(text: &str) -> Result<RawConfig, ConfigProblem> {
+    let deserializer = toml::Deserializer::parse(text).map_err(|err| ConfigProblem {
+        key_path: String::new(),
+        line: err.span().map(|span| line_of(text, span.start)),
+        message: format!("invalid TOML: {}", err.message()),
+    })?;
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let inner = err.inner();
+        let span = inner.span();
+        ConfigProblem {
+            key_path: error_key_path(text, err.path(), span.clone()),
+            line: span.map(|span| line_of(text, span.start)),
+            message: inner.message().to_owned(),
+        }
+    })
+}
+
+/// Writes a key path the way TOML does: dotted, with keys that are not bare keys quoted,
+/// e.g. `routes."$connect".integration`.
+pub(super) fn key_path<S: AsRef<str>>(segments: &[S]) -> String {
+    let quoted: Vec<String> = segments
+        .iter()
+        .map(|segment| quote_key(segment.as_ref()))
+        .collect();
+    quoted.join(".")
+}
+
+/// The 1-based line holding byte `offset` of `text`.
+pub(super) fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&byte| byte == b'\n')
+        .count()
+        + 1
+}
+
+/// A key as TOML needs it written: bare if it only has `[A-Za-z0-9_-]`, quoted otherwise.
+fn quote_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
+    if bare { key.to_owned() } else { format!("{key:?}") }
+}
+
+/// The key path of a serde error.
+///
+/// `serde_path_to_error` cannot see map keys deserialised as `Spanned<String>` (route keys,
+/// integration names, header names): it reports them as unknown segments. Those are filled
+/// in from the document itself, by finding the entry whose text holds the error's span.
+fn error_key_path(
+    text: &str,
+    path: &serde_path_to_error::Path,
+    error_span: Option<Range<usize>>,
+) -> String {
+    // The document parsed before, so it parses again; without it, unknown segments are
+    // left out rather than guessed.
+    let document = DeTable::parse(text).ok();
+    let mut table: Option<&DeTable<'_>> = document.as_ref().map(Spanned::get_ref);
+    let mut segments: Vec<String> = Vec::new();
+    for segment in path.iter() {
+        let key = match segment {
+            serde_path_to_error::Segment::Map { key }
+            | serde_path_to_error::Segment::Enum { variant: key } => Some(key.clone()),
+            serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+            serde_path_to_error::Segment::Unknown => table
+                .zip(error_span.as_ref())
+                .and_then(|(table, span)| entry_holding(table, span.start))
+                .map(|key| key.get_ref().to_string()),
+        };
+        let Some(key) = key else {
+            table = None;
+            continue;
+        };
+        // `Spanned` deserialises through a private struct; its field names are not keys.
+        if key.starts_with("$__serde_spanned_private") {
+            continue;
+        }
+        table = table
+            .and_then(|table| table.get(key.as_str()))
+            .and_then(|value| value.get_ref().as_table());
+        segments.push(key);
+    }
+    key_path(&segments)
+}
+
+/// The key of the entry of `table` whose key, value or nested entries hold byte `offset`.
+fn entry_holding<'t, 'i>(
+    table: &'t DeTable<'i>,
+    offset: usize,
+) -> Option<&'t Spanned<std::borrow::Cow<'i, str>>> {
+    table
+        .iter()
+        .find(|(key, value)| span_holds(&key.span(), offset) || value_holds(value, offset))
+        .map(|(key, _)| key)
+}
+
+/// Whether `value` or anything nested in it covers byte `offset`. Tables defined by a
+/// `[header]` span only their header, so their entries are searched too.
+fn value_holds(value: &Spanned<DeValue<'_>>, offset: usize) -> bool {
+    if span_holds(&value.span(), offset) {
+        return true;
+    }
+    match value.get_ref() {
+        DeValue::Table(table) => entry_holding(table, offset).is_some(),
+        DeValue::Array(array) => array.iter().any(|item| value_holds(item, offset)),
+        _ => false,
+    }
+}
+
+fn span_holds(span: &Range<usize>, offset: usize) -> bool {
+    span.contains(&offset) || (span.is_empty() && span.start == offset)
+}

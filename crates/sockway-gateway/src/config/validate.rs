@@ -1,0 +1,528 @@
+//! From the raw config to a validated [`Config`], collecting every problem on the way.
+//!
+//! Once `parse` has produced the raw config, validation checks the raw values one by one and
+//! records each problem with its key path and line, substituting the default for a bad value
+//! so that it can keep going; the config is only returned when no problem was found.
+//!
+//! The checks of `[gateway]`, `[limits]`, `[routes]` and `[management]` live here;
+//! integrations have their own module, `integrations`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::ops::{Range, RangeInclusive};
+use std::time::Duration;
+
+use serde_spanned::Spanned;
+use sockway_protocol::route::{RouteKey, RouteSelectionExpression};
+
+use super::duration::{format_duration, parse_duration};
+use super::integrations::validate_integration;
+use super::parse::{key_path, line_of, parse};
+use super::raw::{
+    RawBinaryFrames, RawConfig, RawDuration, RawGateway, RawLimits, RawManagement, RawRoute,
+};
+use super::{
+    BinaryFrames, Config, ConfigProblem, GatewayConfig, Limits, ManagementConfig, RouteConfig,
+};
+
+/// Parses `text` and validates it; on failure returns every problem found, ordered by line.
+pub(super) fn parse_and_validate(text: &str) -> Result<Config, Vec<ConfigProblem>> {
+    let raw = parse(text).map_err(|problem| vec![problem])?;
+    validate(raw, text)
+}
+
+/// Problems found so far, and the text they are located in.
+pub(super) struct Problems<'t> {
+    text: &'t str,
+    found: Vec<ConfigProblem>,
+}
+
+/// What a duration key accepts.
+#[derive(Clone, Copy)]
+pub(super) enum DurationRule {
+    /// Any duration; `0s` means the feature is disabled.
+    ZeroDisables,
+    /// More than zero.
+    NonZero,
+    /// Zero or more.
+    Any,
+    /// Between the two bounds, both included.
+    Between(Duration, Duration),
+}
+
+/// Bounds of every integration timeout: AWS allows 50 ms to 29 s, sockway up to 15 minutes.
+pub(super) const INTEGRATION_TIMEOUT_RULE: DurationRule =
+    DurationRule::Between(Duration::from_millis(50), Duration::from_secs(15 * 60));
+
+const MIB: i64 = 1024 * 1024;
+
+impl<'t> Problems<'t> {
+    fn new(text: &'t str) -> Self {
+        Problems {
+            text,
+            found: Vec::new(),
+        }
+    }
+
+    /// How many problems have been recorded so far.
+    pub(super) fn count(&self) -> usize {
+        self.found.len()
+    }
+
+    /// Records a problem with `key_path`, located at the start of `span`.
+    pub(super) fn add(&mut self, key_path: String, span: Range<usize>, message: String) {
+        let line = line_of(self.text, span.start);
+        self.found.push(ConfigProblem {
+            key_path,
+            line: Some(line),
+            message,
+        });
+    }
+
+    /// Reads a duration key, checks it against `rule` and returns it; `None` when the key is
+    /// absent or its value has a problem (which is then recorded).
+    pub(super) fn duration(
+        &mut self,
+        key_path: String,
+        raw: Option<&Spanned<RawDuration>>,
+        rule: DurationRule,
+    ) -> Option<Duration> {
+        let raw = raw?;
+        let text = &raw.get_ref().0;
+        let duration = match parse_duration(text) {
+            Ok(duration) => duration,
+            Err(err) => {
+                self.add(
+                    key_path,
+                    raw.span(),
+                    format!("invalid duration {text:?}: {err}"),
+                );
+                return None;
+            }
+        };
+        let problem = match rule {
+            DurationRule::ZeroDisables | DurationRule::Any => None,
+            DurationRule::NonZero if duration.is_zero() => Some("must be more than 0s".to_owned()),
+            DurationRule::NonZero => None,
+            DurationRule::Between(min, max) if duration < min || duration > max => Some(format!(
+                "must be between {} and {}, got {text:?}",
+                format_duration(min),
+                format_duration(max)
+            )),
+            DurationRule::Between(..) => None,
+        };
+        match problem {
+            Some(message) => {
+                self.add(key_path, raw.span(), message);
+                None
+            }
+            None => Some(duration),
+        }
+    }
+
+    /// Reads an integer key and checks that it lies in `range`; `None` when the key is absent
+    /// or out of range (which is then recorded). `unit` follows numbers in the message.
+    fn integer(
+        &mut self,
+        key_path: &str,
+        raw: Option<&Spanned<i64>>,
+        range: RangeInclusive<i64>,
+        unit: &str,
+    ) -> Option<i64> {
+        let raw = raw?;
+        let value = *raw.get_ref();
+        if range.contains(&value) {
+            return Some(value);
+        }
+        self.add(
+            key_path.to_owned(),
+            raw.span(),
+            format!(
+                "must be between {} and {}{unit}, got {value}",
+                range.start(),
+                range.end()
+            ),
+        );
+        None
+    }
+
+    /// Reads a socket address key; `None` when absent or invalid (which is then recorded).
+    fn socket_address(
+        &mut self,
+        key_path: &str,
+        raw: Option<&Spanned<String>>,
+    ) -> Option<SocketAddr> {
+        let raw = raw?;
+        let text = raw.get_ref();
+        match text.parse() {
+            Ok(address) => Some(address),
+            Err(_) => {
+                self.add(
+                    key_path.to_owned(),
+                    raw.span(),
+                    format!(
+                        "invalid socket address {text:?} (expected IP:port such as \
+                         \"127.0.0.1:8080\" or \"[::1]:8080\"; host names are not resolved)"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// Checks a string key with `check`, which returns the problem's message if any; returns
+    /// the value when it is present and valid.
+    fn string(
+        &mut self,
+        key_path: &str,
+        raw: Option<&Spanned<String>>,
+        check: impl FnOnce(&str) -> Option<String>,
+    ) -> Option<String> {
+        let raw = raw?;
+        match check(raw.get_ref()) {
+            Some(message) => {
+                self.add(key_path.to_owned(), raw.span(), message);
+                None
+            }
+            None => Some(raw.get_ref().clone()),
+        }
+    }
+}
+
+/// Validates every section, then returns the config or every problem, ordered by line.
+fn validate(raw: RawConfig, text: &str) -> Result<Config, Vec<ConfigProblem>> {
+    let mut problems = Problems::new(text);
+    let gateway = validate_gateway(&raw.gateway, &mut problems);
+    let limits = validate_limits(&raw.limits, &mut problems);
+    let mut integrations = BTreeMap::new();
+    for (name, raw_integration) in &raw.integrations {
+        if let Some(integration) = validate_integration(name, raw_integration, &mut problems) {
+            integrations.insert(name.get_ref().clone(), integration);
+        }
+    }
+    // Routes are checked against every integration name in the file, valid or not, so that
+    // a broken integration is reported once rather than again by each route using it.
+    let integration_names: BTreeSet<&str> = raw
+        .integrations
+        .keys()
+        .map(|name| name.get_ref().as_str())
+        .collect();
+    let routes = validate_routes(&raw.routes, &integration_names, &mut problems);
+    let management = validate_management(&raw.management, &gateway, &mut problems);
+
+    let mut found = problems.found;
+    if !found.is_empty() {
+        found.sort_by_key(|problem| problem.line.unwrap_or(usize::MAX));
+        return Err(found);
+    }
+    Ok(Config {
+        gateway,
+        limits,
+        routes,
+        integrations,
+        management,
+    })
+}
+
+fn validate_gateway(raw: &RawGateway, problems: &mut Problems<'_>) -> GatewayConfig {
+    let defaults = GatewayConfig::default();
+    let listen = problems
+        .socket_address("gateway.listen", raw.listen.as_ref())
+        .unwrap_or(defaults.listen);
+    let stage = problems
+        .string("gateway.stage", raw.stage.as_ref(), stage_problem)
+        .unwrap_or(defaults.stage);
+    let api_id = problems
+        .string("gateway.api_id", raw.api_id.as_ref(), |api_id| {
+            let valid = api_id.len() == 10
+                && api_id
+                    .bytes()
+                    .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit());
+            (!valid).then(|| {
+                format!("{api_id:?} is not 10 characters of a-z and 0-9 (e.g. \"a1b2c3d4e5\")")
+            })
+        })
+        .unwrap_or_else(|| GatewayConfig::default_api_id(&stage));
+    let region = problems
+        .string("gateway.region", raw.region.as_ref(), |region| {
+            let valid = !region.is_empty()
+                && region.bytes().all(|byte| {
+                    byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-'
+                });
+            (!valid).then(|| {
+                format!("{region:?} is not a region name: a-z, 0-9 and '-' (e.g. \"eu-west-1\")")
+            })
+        })
+        .unwrap_or(defaults.region);
+    let account_id = problems
+        .string("gateway.account_id", raw.account_id.as_ref(), |account_id| {
+            let valid = account_id.len() == 12 && account_id.bytes().all(|b| b.is_ascii_digit());
+            (!valid).then(|| format!("{account_id:?} is not 12 digits (e.g. \"123456789012\")"))
+        })
+        .unwrap_or(defaults.account_id);
+    let route_selection_expression = match &raw.route_selection_expression {
+        None => defaults.route_selection_expression,
+        Some(raw_expression) => {
+            let text = raw_expression.get_ref();
+            match RouteSelectionExpression::parse(text) {
+                Ok(expression) => expression,
+                Err(err) => {
+                    problems.add(
+                        "gateway.route_selection_expression".to_owned(),
+                        raw_expression.span(),
+                        format!("{text:?}: {err}"),
+                    );
+                    defaults.route_selection_expression
+                }
+            }
+        }
+    };
+    let binary_frames = match raw.binary_frames {
+        None => defaults.binary_frames,
+        Some(RawBinaryFrames::Base64) => BinaryFrames::Base64,
+        Some(RawBinaryFrames::Reject) => BinaryFrames::Reject,
+    };
+    GatewayConfig {
+        listen,
+        stage,
+        api_id,
+        region,
+        account_id,
+        route_selection_expression,
+        binary_frames,
+    }
+}
+
+/// What is wrong with a stage name, if anything. AWS allows 1 to 128 characters of
+/// `[A-Za-z0-9_-]`; sockway also allows the empty stage, served at `/`.
+fn stage_problem(stage: &str) -> Option<String> {
+    if stage.len() > 128 {
+        return Some(format!(
+            "stage name is {} characters long; at most 128 are allowed",
+            stage.chars().count()
+        ));
+    }
+    let valid = stage
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
+    (!valid).then(|| format!("stage name {stage:?} may only contain A-Z, a-z, 0-9, '-' and '_'"))
+}
+
+fn validate_limits(raw: &RawLimits, problems: &mut Problems<'_>) -> Limits {
+    let defaults = Limits::default();
+    let frame_bytes =
+        problems.integer("limits.frame_bytes", raw.frame_bytes.as_ref(), 1..=16 * MIB, " bytes (16 MiB)");
+    let message_bytes = problems.integer(
+        "limits.message_bytes",
+        raw.message_bytes.as_ref(),
+        1..=64 * MIB,
+        " bytes (64 MiB)",
+    );
+    // Compare the two only when neither was rejected above, or the message would be about
+    // a default the user did not choose.
+    let both_valid = (raw.frame_bytes.is_none() || frame_bytes.is_some())
+        && (raw.message_bytes.is_none() || message_bytes.is_some());
+    let frame_bytes = frame_bytes.map_or(defaults.frame_bytes, to_usize);
+    let message_bytes = message_bytes.map_or(defaults.message_bytes, to_usize);
+    if both_valid && message_bytes < frame_bytes {
+        // Blame the key the user wrote: raising frame_bytes alone also needs message_bytes.
+        match (&raw.message_bytes, &raw.frame_bytes) {
+            (Some(message), _) => problems.add(
+                "limits.message_bytes".to_owned(),
+                message.span(),
+                format!("must be at least limits.frame_bytes ({frame_bytes}), got {message_bytes}"),
+            ),
+            (None, Some(frame)) => problems.add(
+                "limits.frame_bytes".to_owned(),
+                frame.span(),
+                format!(
+                    "is larger than limits.message_bytes ({message_bytes}, the default); \
+                     raise limits.message_bytes too"
+                ),
+            ),
+            (None, None) => {}
+        }
+    }
+
+    let disableable = |problems: &mut Problems<'_>, name: &str, raw, default: Option<Duration>| {
+        match problems.duration(format!("limits.{name}"), raw, DurationRule::ZeroDisables) {
+            Some(duration) => (!duration.is_zero()).then_some(duration),
+            None => default,
+        }
+    };
+    let idle_timeout = disableable(problems, "idle_timeout", raw.idle_timeout.as_ref(), defaults.idle_timeout);
+    let max_connection_duration = disableable(
+        problems,
+        "max_connection_duration",
+        raw.max_connection_duration.as_ref(),
+        defaults.max_connection_duration,
+    );
+    let heartbeat_interval = disableable(
+        problems,
+        "heartbeat_interval",
+        raw.heartbeat_interval.as_ref(),
+        defaults.heartbeat_interval,
+    );
+    let integration_timeout = problems
+        .duration(
+            "limits.integration_timeout".to_owned(),
+            raw.integration_timeout.as_ref(),
+            INTEGRATION_TIMEOUT_RULE,
+        )
+        .unwrap_or(defaults.integration_timeout);
+    let handshake_timeout = problems
+        .duration(
+            "limits.handshake_timeout".to_owned(),
+            raw.handshake_timeout.as_ref(),
+            DurationRule::NonZero,
+        )
+        .unwrap_or(defaults.handshake_timeout);
+    let shutdown_grace = problems
+        .duration(
+            "limits.shutdown_grace".to_owned(),
+            raw.shutdown_grace.as_ref(),
+            DurationRule::Any,
+        )
+        .unwrap_or(defaults.shutdown_grace);
+    let disconnect_backoff = problems
+        .duration(
+            "limits.disconnect_backoff".to_owned(),
+            raw.disconnect_backoff.as_ref(),
+            DurationRule::Any,
+        )
+        .unwrap_or(defaults.disconnect_backoff);
+
+    let max_inflight_integrations = problems
+        .integer(
+            "limits.max_inflight_integrations",
+            raw.max_inflight_integrations.as_ref(),
+            1..=1024,
+            "",
+        )
+        .map_or(defaults.max_inflight_integrations, to_usize);
+    let outbound_queue = problems
+        .integer("limits.outbound_queue", raw.outbound_queue.as_ref(), 1..=65536, " messages")
+        .map_or(defaults.outbound_queue, to_usize);
+    let disconnect_attempts = problems
+        .integer("limits.disconnect_attempts", raw.disconnect_attempts.as_ref(), 1..=20, "")
+        .map_or(defaults.disconnect_attempts, |attempts| {
+            u32::try_from(attempts).expect("disconnect_attempts was checked to be 1..=20")
+        });
+
+    Limits {
+        frame_bytes,
+        message_bytes,
+        idle_timeout,
+        max_connection_duration,
+        integration_timeout,
+        heartbeat_interval,
+        handshake_timeout,
+        max_inflight_integrations,
+        outbound_queue,
+        shutdown_grace,
+        disconnect_attempts,
+        disconnect_backoff,
+    }
+}
+
+/// Converts an integer already checked to lie in a small positive range.
+fn to_usize(value: i64) -> usize {
+    usize::try_from(value).expect("limits are checked to be positive and at most 64 MiB")
+}
+
+fn validate_routes(
+    raw: &BTreeMap<Spanned<String>, RawRoute>,
+    integration_names: &BTreeSet<&str>,
+    problems: &mut Problems<'_>,
+) -> Vec<RouteConfig> {
+    // The map is sorted by key; users expect routes in the order they wrote them.
+    let mut raw_routes: Vec<(&Spanned<String>, &RawRoute)> = raw.iter().collect();
+    raw_routes.sort_by_key(|(key, _)| key.span().start);
+
+    let mut routes = Vec::new();
+    for (key, route) in raw_routes {
+        let key_text = key.get_ref().as_str();
+        let is_predefined = [RouteKey::CONNECT, RouteKey::DISCONNECT, RouteKey::DEFAULT]
+            .contains(&key_text);
+        if key_text.is_empty() {
+            problems.add(
+                key_path(&["routes", key_text]),
+                key.span(),
+                "route key must not be empty".to_owned(),
+            );
+        } else if key_text.starts_with('$') && !is_predefined {
+            problems.add(
+                key_path(&["routes", key_text]),
+                key.span(),
+                format!(
+                    "unknown predefined route key {key_text:?}: the predefined keys are \
+                     $connect, $disconnect and $default, and custom keys must not start \
+                     with '$'"
+                ),
+            );
+        }
+
+        let integration = route.integration.get_ref();
+        if !integration_names.contains(integration.as_str()) {
+            let defined = if integration_names.is_empty() {
+                "no integrations are defined".to_owned()
+            } else {
+                let names: Vec<&str> = integration_names.iter().copied().collect();
+                format!("defined: {}", names.join(", "))
+            };
+            problems.add(
+                key_path(&["routes", key_text, "integration"]),
+                route.integration.span(),
+                format!("no integration named {integration:?} ({defined})"),
+            );
+        }
+
+        let route_response = route
+            .route_response
+            .as_ref()
+            .is_some_and(|route_response| *route_response.get_ref());
+        if route_response && [RouteKey::CONNECT, RouteKey::DISCONNECT].contains(&key_text) {
+            let span = route
+                .route_response
+                .as_ref()
+                .map_or_else(|| key.span(), Spanned::span);
+            problems.add(
+                key_path(&["routes", key_text, "route_response"]),
+                span,
+                format!(
+                    "route responses are only possible on $default and custom routes, \
+                     not on {key_text}"
+                ),
+            );
+        }
+
+        routes.push(RouteConfig {
+            key: RouteKey::new(key_text),
+            integration: integration.clone(),
+            route_response,
+        });
+    }
+    routes
+}
+
+fn validate_management(
+    raw: &RawManagement,
+    gateway: &GatewayConfig,
+    problems: &mut Problems<'_>,
+) -> ManagementConfig {
+    let listen = problems.socket_address("management.listen", raw.listen.as_ref());
+    let clash = listen.zip(raw.listen.as_ref()).filter(|(address, _)| {
+        *address == gateway.listen && address.port() != 0
+    });
+    if let Some((address, raw_listen)) = clash {
+        problems.add(
+            "management.listen".to_owned(),
+            raw_listen.span(),
+            format!(
+                "is the same address as gateway.listen ({address}); leave management.listen \
+                 out to serve the management API on the gateway's listener"
+            ),
+        );
+    }
+    ManagementConfig { listen }
+}

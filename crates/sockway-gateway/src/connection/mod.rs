@@ -1,0 +1,480 @@
+//! One connection's task: handshake, open loop, close, `$disconnect`.
+//!
+//! The task that read the upgrade request owns the socket until it closes; nothing else writes
+//! to it. Other parts of the gateway reach the connection through its `ConnectionHandle`
+//! (a bounded mailbox plus a close token). The task reads top to bottom:
+//!
+//! - handshake: check the upgrade, run `$connect`, answer 101 or the refusal status;
+//! - register: presence in the cluster, removed by a guard on every exit path;
+//! - open loop ([`Connection::run`]): select over a client frame, a finished integration, a
+//!   mailbox command, a heartbeat tick, the idle/duration deadline and the close token;
+//! - finish: close the socket, wait for in-flight integrations, deliver `$disconnect`.
+//!
+//! Concurrency rules: the loop never awaits a backend. Integrations run in a `JoinSet` owned by
+//! the task and come back as loop events; when `limits.max_inflight_integrations` are running,
+//! the loop stops reading frames (backpressure) instead of queueing. Writes to the socket are
+//! bounded by [`SEND_TIMEOUT`]: a client that does not read is closed as a slow consumer
+//! rather than buffered for without bound.
+
+mod handshake;
+mod timers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use sockway_protocol::close::CloseCause;
+use sockway_protocol::error::ErrorFrame;
+use sockway_protocol::event::ConnectionContext;
+use sockway_protocol::id::RequestId;
+use sockway_protocol::result::IntegrationResponse;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, error, info_span, warn};
+
+use self::timers::{Deadlines, Heartbeat, HeartbeatAction};
+use crate::config::BinaryFrames;
+use crate::integrations::{Call, CallKind, IntegrationError, Payload};
+use crate::registry::{Command, ConnectionHandle, ConnectionInfo, Outbound};
+use crate::routing::{Route, Selection};
+use crate::server::{RequestHead, Shared, respond_and_close};
+use crate::{epoch_millis, random_bytes};
+
+/// How long one write to a client may take before the client counts as not reading.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for the client's answer to our close frame before dropping the socket.
+const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Serves an upgrade request on `stream` from handshake to `$disconnect`.
+pub(crate) async fn accept(mut stream: TcpStream, head: RequestHead, buffered: Vec<u8>, peer: SocketAddr, shared: Arc<Shared>) {
+    let local = stream.local_addr().ok();
+    let accepted = match handshake::negotiate(&head, peer, local, &shared).await {
+        Ok(accepted) => accepted,
+        Err(refused) => {
+            respond_and_close(&mut stream, refused.response).await;
+            return;
+        }
+    };
+    let leftover = buffered[head.length..].to_vec();
+    let span = info_span!("connection", connection_id = %accepted.context.connection_id);
+    open(stream, leftover, accepted, shared).instrument(span).await;
+}
+
+async fn open<S>(mut stream: S, leftover: Vec<u8>, accepted: handshake::Accepted, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let context = accepted.context;
+    let limits = &shared.config.limits;
+    let close = shared.shutdown.child_token();
+    let info = ConnectionInfo::new(context.connected_at, context.source_ip.clone(), context.user_agent.clone());
+    let (handle, mailbox) = ConnectionHandle::new(context.connection_id.clone(), info, limits.outbound_queue, close.clone());
+    // Registered before the 101 goes out, so a backend that posts as soon as `$connect`
+    // returned reaches the connection instead of getting 410.
+    let Some(presence) = shared.cluster.register(handle.clone()) else {
+        error!("connection id collision; refusing the upgrade");
+        respond_and_close(&mut stream, crate::server::head::error_response(&sockway_protocol::error::AwsError::internal("Internal server error"))).await;
+        return;
+    };
+
+    let cause = match stream.write_all(&accepted.response).await {
+        Err(error) => {
+            debug!(error = %error, "client went away before the 101 was written");
+            CloseCause::ConnectionLost
+        }
+        Ok(()) => {
+            let config = websocket_config(&shared);
+            let mut socket = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config)).await;
+            let mut connection = Connection {
+                shared: shared.clone(),
+                context: context.clone(),
+                handle: handle.clone(),
+                mailbox,
+                close,
+                inflight: JoinSet::new(),
+            };
+            let cause = connection.run(&mut socket).await;
+            handle.mark_closing();
+            connection.close_socket(&mut socket, &cause).await;
+            connection.settle_inflight().await;
+            cause
+        }
+    };
+    drop(presence);
+    deliver_disconnect(&shared, context, &cause).await;
+}
+
+/// The tungstenite settings for one connection: small buffers (memory per idle connection is
+/// what a gateway is judged by), AWS's frame and message limits.
+fn websocket_config(shared: &Shared) -> WebSocketConfig {
+    let limits = &shared.config.limits;
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_frame_size(Some(limits.frame_bytes))
+        .max_message_size(Some(limits.message_bytes))
+}
+
+/// The state of one open connection's task.
+struct Connection {
+    shared: Arc<Shared>,
+    context: Arc<ConnectionContext>,
+    handle: ConnectionHandle,
+    mailbox: mpsc::Receiver<Command>,
+    close: CancellationToken,
+    inflight: JoinSet<Completion>,
+}
+
+/// A finished integration for one message.
+struct Completion {
+    route: Arc<Route>,
+    request_id: RequestId,
+    result: Result<IntegrationResponse, IntegrationError>,
+}
+
+impl Connection {
+    /// The open loop. Returns why the connection ends.
+    async fn run<S>(&mut self, socket: &mut WebSocketStream<S>) -> CloseCause
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let limits = &self.shared.config.limits;
+        let max_inflight = limits.max_inflight_integrations;
+        let mut deadlines = Deadlines::new(Instant::now(), limits.idle_timeout, limits.max_connection_duration);
+        let far_future = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+        let deadline_sleep = tokio::time::sleep_until(deadlines.next().unwrap_or(far_future));
+        tokio::pin!(deadline_sleep);
+        let heartbeat_period = limits.heartbeat_interval;
+        let mut heartbeat = Heartbeat::default();
+        let mut ticker = tokio::time::interval_at(
+            Instant::now() + heartbeat_period.unwrap_or(Duration::from_secs(3600)),
+            heartbeat_period.unwrap_or(Duration::from_secs(3600)),
+        );
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+        loop {
+            let reading = self.inflight.len() < max_inflight;
+            tokio::select! {
+                biased;
+                _ = self.close.cancelled() => {
+                    return self.handle.info.close_cause().unwrap_or(CloseCause::ServerShutdown);
+                }
+                frame = socket.next(), if reading => {
+                    heartbeat.on_frame();
+                    let message = match frame {
+                        None => return CloseCause::ConnectionLost,
+                        Some(Err(error)) => return cause_of(error),
+                        Some(Ok(message)) => message,
+                    };
+                    match message {
+                        Message::Text(text) => {
+                            deadlines.on_activity(Instant::now());
+                            self.handle.info.touch(epoch_millis());
+                            let body = text.as_str();
+                            let selection = self.shared.routes.select_text(body);
+                            if let Err(cause) = self.dispatch(socket, selection, Payload::Text(body.to_owned())).await {
+                                return cause;
+                            }
+                        }
+                        Message::Binary(bytes) => {
+                            if self.shared.config.gateway.binary_frames == BinaryFrames::Reject {
+                                return CloseCause::BinaryNotSupported;
+                            }
+                            deadlines.on_activity(Instant::now());
+                            self.handle.info.touch(epoch_millis());
+                            let selection = self.shared.routes.select_binary();
+                            if let Err(cause) = self.dispatch(socket, selection, Payload::Binary(bytes)).await {
+                                return cause;
+                            }
+                        }
+                        Message::Close(frame) => {
+                            return CloseCause::ClientClosed {
+                                code: frame.as_ref().map(|frame| u16::from(frame.code)),
+                                reason: frame.map(|frame| frame.reason.as_str().to_owned()).unwrap_or_default(),
+                            };
+                        }
+                        // tungstenite queues the pong itself; it goes out with the next write.
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
+                            if let Err(cause) = flush(socket).await {
+                                return cause;
+                            }
+                        }
+                    }
+                }
+                Some(joined) = self.inflight.join_next(), if !self.inflight.is_empty() => {
+                    let sent = match joined {
+                        Ok(completion) => self.complete(socket, completion).await,
+                        Err(join_error) => {
+                            error!(error = %join_error, "integration task failed");
+                            Ok(false)
+                        }
+                    };
+                    match sent {
+                        Ok(true) => {
+                            deadlines.on_activity(Instant::now());
+                            self.handle.info.touch(epoch_millis());
+                        }
+                        Ok(false) => {}
+                        Err(cause) => return cause,
+                    }
+                }
+                Some(command) = self.mailbox.recv() => match command {
+                    Command::Send(outbound) => {
+                        if let Err(cause) = send_outbound(socket, &outbound, self.shared.config.limits.frame_bytes).await {
+                            return cause;
+                        }
+                        deadlines.on_activity(Instant::now());
+                        self.handle.info.touch(epoch_millis());
+                    }
+                },
+                _ = ticker.tick(), if heartbeat_period.is_some() => match heartbeat.on_tick() {
+                    HeartbeatAction::Dead => return CloseCause::HeartbeatTimeout,
+                    HeartbeatAction::Ping => {
+                        if let Err(cause) = send(socket, Message::Ping(Bytes::new())).await {
+                            return cause;
+                        }
+                    }
+                },
+                _ = &mut deadline_sleep => {
+                    let now = Instant::now();
+                    if let Some(cause) = deadlines.expired(now) {
+                        return cause;
+                    }
+                    // Activity moved the deadline since the sleep was armed.
+                    deadline_sleep.as_mut().reset(deadlines.next().unwrap_or(far_future));
+                }
+            }
+        }
+    }
+
+    /// Starts the integration for a routed message, or answers `Forbidden`.
+    async fn dispatch<S>(&mut self, socket: &mut WebSocketStream<S>, selection: Selection, body: Payload) -> Result<(), CloseCause>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let request_id = RequestId::from_random(random_bytes());
+        let route = match selection {
+            Selection::Route(route) => route,
+            Selection::Forbidden => {
+                debug!(request_id = %request_id, "no route for message and no $default");
+                let frame = ErrorFrame::Forbidden.render(&self.context.connection_id, &request_id);
+                return send(socket, Message::text(frame)).await;
+            }
+        };
+        let integration = self
+            .shared
+            .integrations
+            .get(&route.integration)
+            .expect("the route table only holds routes whose integration exists");
+        let call = Call {
+            connection: self.context.clone(),
+            request_id: request_id.clone(),
+            now_ms: epoch_millis(),
+            kind: CallKind::Message {
+                route_key: route.key.clone(),
+                body,
+                message_id: RequestId::from_random(random_bytes()),
+            },
+        };
+        self.inflight.spawn(async move {
+            let result = integration.invoke(&call).await;
+            Completion { route, request_id, result }
+        });
+        Ok(())
+    }
+
+    /// Sends what a finished integration means for the client. Returns whether a data frame
+    /// went out.
+    async fn complete<S>(&mut self, socket: &mut WebSocketStream<S>, completion: Completion) -> Result<bool, CloseCause>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Completion { route, request_id, result } = completion;
+        match result {
+            Ok(response) => {
+                if !route.route_response {
+                    return Ok(false);
+                }
+                match response.body {
+                    Some(body) if !body.is_empty() => {
+                        let outbound = Outbound::from_bytes(Bytes::from(body));
+                        send_outbound(socket, &outbound, self.shared.config.limits.frame_bytes).await?;
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
+            }
+            Err(error) => {
+                warn!(request_id = %request_id, route_key = %route.key, error = %error, "integration failed");
+                let frame = if error.is_timeout() { ErrorFrame::EndpointRequestTimedOut } else { ErrorFrame::InternalServerError };
+                send(socket, Message::text(frame.render(&self.context.connection_id, &request_id))).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Sends what is still owed to the client and the close frame, when the socket can take
+    /// them. Messages queued before a `DELETE` or shutdown were acknowledged with 200, so they
+    /// go out before the close frame.
+    async fn close_socket<S>(&mut self, socket: &mut WebSocketStream<S>, cause: &CloseCause)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Some((code, reason)) = cause.close_frame() else {
+            if matches!(cause, CloseCause::ClientClosed { .. }) {
+                // tungstenite queued the echo of the client's close frame; reading on sends it
+                // and ends when the closing handshake is complete.
+                let echo = async { while let Some(Ok(_)) = socket.next().await {} };
+                let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, echo).await;
+            }
+            return;
+        };
+        if matches!(cause, CloseCause::Deleted | CloseCause::ServerShutdown) {
+            while let Ok(Command::Send(outbound)) = self.mailbox.try_recv() {
+                if send_outbound(socket, &outbound, self.shared.config.limits.frame_bytes).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let frame = CloseFrame { code: code.into(), reason: reason.into() };
+        let closing = async {
+            // An error here means the peer is already gone; the close is then moot.
+            let _ = socket.close(Some(frame)).await;
+            while let Some(Ok(_)) = socket.next().await {}
+        };
+        let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, closing).await;
+    }
+
+    /// Lets integrations still running finish within the shutdown grace period, so backends
+    /// see every MESSAGE before the DISCONNECT; aborts the rest.
+    async fn settle_inflight(&mut self) {
+        if self.inflight.is_empty() {
+            return;
+        }
+        let grace = self.shared.config.limits.shutdown_grace;
+        let drained = tokio::time::timeout(grace, async { while self.inflight.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            warn!(remaining = self.inflight.len(), "integrations still running after the grace period; aborting them");
+            self.inflight.abort_all();
+        }
+    }
+}
+
+/// Sends one message, bounded by [`SEND_TIMEOUT`].
+async fn send<S>(socket: &mut WebSocketStream<S>, message: Message) -> Result<(), CloseCause>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(cause_of(error)),
+        Err(_elapsed) => Err(CloseCause::SlowConsumer),
+    }
+}
+
+/// Flushes queued control frames (pongs), bounded by [`SEND_TIMEOUT`].
+async fn flush<S>(socket: &mut WebSocketStream<S>) -> Result<(), CloseCause>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(SEND_TIMEOUT, socket.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(cause_of(error)),
+        Err(_elapsed) => Err(CloseCause::SlowConsumer),
+    }
+}
+
+/// Sends one message, split into frames of at most `frame_bytes` as AWS does for
+/// `@connections` posts larger than a frame.
+async fn send_outbound<S>(socket: &mut WebSocketStream<S>, outbound: &Outbound, frame_bytes: usize) -> Result<(), CloseCause>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let payload = &outbound.payload;
+    if payload.len() <= frame_bytes {
+        let message = if outbound.text {
+            Message::Text(
+                tungstenite::Utf8Bytes::try_from(payload.clone()).expect("Outbound::text is only set for valid UTF-8"),
+            )
+        } else {
+            Message::Binary(payload.clone())
+        };
+        return send(socket, message).await;
+    }
+    let first = if outbound.text { Data::Text } else { Data::Binary };
+    let chunk_count = payload.len().div_ceil(frame_bytes);
+    for index in 0..chunk_count {
+        let start = index * frame_bytes;
+        let end = (start + frame_bytes).min(payload.len());
+        let opcode = if index == 0 { OpCode::Data(first) } else { OpCode::Data(Data::Continue) };
+        let frame = Frame::message(payload.slice(start..end), opcode, index + 1 == chunk_count);
+        send(socket, Message::Frame(frame)).await?;
+    }
+    Ok(())
+}
+
+/// What a read or write error means for the connection.
+fn cause_of(error: tungstenite::Error) -> CloseCause {
+    use tungstenite::error::ProtocolError;
+    match error {
+        tungstenite::Error::Capacity(_) => CloseCause::MessageTooBig,
+        tungstenite::Error::Utf8(_) => CloseCause::InvalidPayload,
+        tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => CloseCause::ConnectionLost,
+        tungstenite::Error::Protocol(protocol) => CloseCause::ProtocolError(protocol.to_string()),
+        tungstenite::Error::WriteBufferFull(_) => CloseCause::SlowConsumer,
+        _ => CloseCause::ConnectionLost,
+    }
+}
+
+/// Whether `ip` is this machine (IPv4-mapped loopback included).
+pub(crate) fn is_loopback(ip: std::net::IpAddr) -> bool {
+    handshake::canonical_ip(ip).is_loopback()
+}
+
+/// Delivers `$disconnect` for a connection that was accepted, retrying with exponential backoff
+/// up to `limits.disconnect_attempts`. A delivery that still fails is logged as an error, never
+/// dropped silently.
+async fn deliver_disconnect(shared: &Shared, context: Arc<ConnectionContext>, cause: &CloseCause) {
+    let Some(route) = shared.routes.disconnect() else { return };
+    let integration = shared
+        .integrations
+        .get(&route.integration)
+        .expect("the route table only holds routes whose integration exists");
+    let limits = &shared.config.limits;
+    let call = Call {
+        connection: context,
+        request_id: RequestId::from_random(random_bytes()),
+        now_ms: epoch_millis(),
+        kind: CallKind::Disconnect { status_code: cause.disconnect_status_code(), reason: cause.disconnect_reason() },
+    };
+    let mut backoff = limits.disconnect_backoff;
+    for attempt in 1..=limits.disconnect_attempts {
+        match integration.invoke(&call).await {
+            Ok(_) => return,
+            Err(error) if attempt < limits.disconnect_attempts => {
+                warn!(request_id = %call.request_id, attempt, error = %error, "$disconnect delivery failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = backoff.saturating_mul(2);
+            }
+            Err(error) => {
+                error!(
+                    request_id = %call.request_id,
+                    attempts = limits.disconnect_attempts,
+                    error = %error,
+                    "$disconnect could not be delivered"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The `http` and `http_proxy` integrations over one pooled HTTP/1.1 client.
+//!
+//! `http` POSTs the Lambda-proxy event and reads the reply as a proxy result when it is one, so
+//! a backend written for Lambda behind a thin HTTP adapter works unchanged. `http_proxy` follows
+//! AWS HTTP_PROXY: the raw message is the body, and `request_parameters` map context values and
+//! `$connect` request values into backend headers and query parameters.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{Method, Request, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use sockway_protocol::result::{self, IntegrationResponse};
+
+use super::{Call, CallKind, IntegrationError, Payload};
+use crate::config::{
+    Config, ContextVariable, HttpIntegrationConfig, HttpProxyIntegrationConfig, ParameterSource, ParameterTarget,
+    RequestParameter,
+};
+
+/// Largest backend reply read: Lambda's own response payload limit is 6 MB.
+const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
+
+/// Query characters left unescaped (RFC 3986 unreserved).
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// A pooled HTTP/1.1 client shared by every HTTP integration.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl HttpClient {
+    /// A client with keep-alive pooling.
+    pub(crate) fn new() -> HttpClient {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        HttpClient { client }
+    }
+
+    /// Sends `request` and reads the whole reply, bounded by [`MAX_RESPONSE_BYTES`].
+    async fn exchange(
+        &self,
+        integration: &str,
+        request: Request<Full<Bytes>>,
+    ) -> Result<(u16, Vec<(String, String)>, Bytes), IntegrationError> {
+        let response = self.client.request(request).await.map_err(|source| IntegrationError::Unreachable {
+            integration: integration.to_owned(),
+            source: Box::new(source),
+        })?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+            .collect();
+        let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES).collect().await.map_err(|source| {
+            if source.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                IntegrationError::ResponseTooLarge { integration: integration.to_owned(), limit: MAX_RESPONSE_BYTES }
+            } else {
+                IntegrationError::Unreachable { integration: integration.to_owned(), source }
+            }
+        })?;
+        Ok((status, headers, body.to_bytes()))
+    }
+}
+
+fn check_scheme(name: &str, uri: &Uri) -> Result<(), String> {
+    match uri.scheme_str() {
+        Some("http") => Ok(()),
+        Some(other) => Err(format!("integration `{name}`: {other}:// backends are not supported yet; use http://")),
+        None => Err(format!("integration `{name}`: uri needs a scheme")),
+    }
+}
+
+/// `type = "http"`.
+#[derive(Debug)]
+pub(crate) struct HttpIntegration {
+    name: String,
+    uri: Uri,
+    client: HttpClient,
+    /// `User-Agent` as AWS sends it to HTTP integrations.
+    user_agent: String,
+    api_id: String,
+}
+
+impl HttpIntegration {
+    pub(crate) fn new(
+        name: &str,
+        config: &HttpIntegrationConfig,
+        client: HttpClient,
+        gateway: &Config,
+    ) -> Result<Self, String> {
+        check_scheme(name, &config.uri)?;
+        Ok(HttpIntegration {
+            name: name.to_owned(),
+            uri: config.uri.clone(),
+            client,
+            user_agent: format!("AmazonAPIGateway_{}", gateway.gateway.api_id),
+            api_id: gateway.gateway.api_id.clone(),
+        })
+    }
+
+    pub(crate) async fn invoke(&self, call: &Call) -> Result<IntegrationResponse, IntegrationError> {
+        let body = call.to_event().to_json();
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(self.uri.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::ACCEPT, "application/json")
+            .header(http::header::USER_AGENT, &self.user_agent)
+            .header("X-Amzn-Apigateway-Api-Id", &self.api_id)
+            .body(Full::new(Bytes::from(body)))
+            .expect("method, validated uri and static headers form a valid request");
+        let (status, headers, body) = self.client.exchange(&self.name, request).await?;
+        let proxy_shaped = looks_like_proxy_result(&body);
+        let response = result::read_http_reply(status, headers, &body).map_err(|source| {
+            IntegrationError::BadProxyResult { integration: self.name.clone(), source }
+        })?;
+        if !proxy_shaped && status >= 500 {
+            return Err(IntegrationError::BackendFailed { integration: self.name.clone(), status });
+        }
+        Ok(response)
+    }
+}
+
+/// Whether `body` is a JSON object with a `statusCode` key (cheap pre-check; the protocol crate
+/// does the real parse).
+fn looks_like_proxy_result(body: &[u8]) -> bool {
+    let trimmed = body.trim_ascii_start();
+    trimmed.starts_with(b"{") && body.windows(12).any(|window| window == b"\"statusCode\"")
+}
+
+/// `type = "http_proxy"`.
+#[derive(Debug)]
+pub(crate) struct HttpProxyIntegration {
+    name: String,
+    uri: Uri,
+    method: Method,
+    request_parameters: Vec<RequestParameter>,
+    client: HttpClient,
+}
+
+impl HttpProxyIntegration {
+    pub(crate) fn new(name: &str, config: &HttpProxyIntegrationConfig, client: HttpClient) -> Result<Self, String> {
+        check_scheme(name, &config.uri)?;
+        Ok(HttpProxyIntegration {
+            name: name.to_owned(),
+            uri: config.uri.clone(),
+            method: config.method.clone(),
+            request_parameters: config.request_parameters.clone(),
+            client,
+        })
+    }
+
+    pub(crate) async fn invoke(&self, call: &Call) -> Result<IntegrationResponse, IntegrationError> {
+        let body = match &call.kind {
+            CallKind::Message { body: Payload::Text(text), .. } => Bytes::from(text.clone()),
+            CallKind::Message { body: Payload::Binary(bytes), .. } => bytes.clone(),
+            CallKind::Connect { .. } | CallKind::Disconnect { .. } => Bytes::new(),
+        };
+        let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
+        let mut query: Vec<(String, String)> = Vec::new();
+        for parameter in &self.request_parameters {
+            let Some(value) = resolve(&parameter.source, call) else { continue };
+            match &parameter.target {
+                ParameterTarget::Header(name) => {
+                    // Config validation checked the name; a value from the client may still be
+                    // unusable as a header, and is then left out as AWS leaves out unmapped values.
+                    if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value)) {
+                        headers.push((name, value));
+                    }
+                }
+                ParameterTarget::QueryString(name) => query.push((name.clone(), value)),
+            }
+        }
+        let uri = with_query(&self.uri, &query);
+        let mut request = Request::builder().method(self.method.clone()).uri(uri);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let request = request
+            .body(Full::new(body))
+            .expect("validated method, uri and header values form a valid request");
+        let (status, headers, body) = self.client.exchange(&self.name, request).await?;
+        Ok(IntegrationResponse { status_code: status, headers, body: (!body.is_empty()).then(|| body.to_vec()) })
+    }
+}
+
+fn with_query(uri: &Uri, query: &[(String, String)]) -> Uri {
+    if query.is_empty() {
+        return uri.clone();
+    }
+    let mut target = uri.path().to_owned();
+    let mut separator = '?';
+    if let Some(existing) = uri.query() {
+        target.push('?');
+        target.push_str(existing);
+        separator = '&';
+    }
+    for (name, value) in query {
+        target.push(separator);
+        target.push_str(&utf8_percent_encode(name, QUERY_VALUE).to_string());
+        target.push('=');
+        target.push_str(&utf8_percent_encode(value, QUERY_VALUE).to_string());
+        separator = '&';
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = target.parse().ok();
+    Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+}
+
+/// The value a request parameter source takes for `call`, or `None` when it has none (for
+/// example a request header outside `$connect`).
+fn resolve(source: &ParameterSource, call: &Call) -> Option<String> {
+    let connection = &call.connection;
+    match source {
+        ParameterSource::Static(value) => Some(value.clone()),
+        ParameterSource::RequestHeader(name) => match &call.kind {
+            CallKind::Connect { headers, .. } => headers
+                .iter()
+                .rev()
+                .find(|(candidate, _)| candidate.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.clone()),
+            _ => None,
+        },
+        ParameterSource::RequestQueryString(name) => match &call.kind {
+            CallKind::Connect { query, .. } => {
+                query.iter().rev().find(|(candidate, _)| candidate == name).map(|(_, value)| value.clone())
+            }
+            _ => None,
+        },
+        ParameterSource::Context(variable) => Some(match variable {
+            ContextVariable::ConnectionId => connection.connection_id.to_string(),
+            ContextVariable::RequestId | ContextVariable::ExtendedRequestId => call.request_id.to_string(),
+            ContextVariable::MessageId => match &call.kind {
+                CallKind::Message { message_id, .. } => message_id.to_string(),
+                _ => return None,
+            },
+            ContextVariable::RouteKey => call.route_key().to_owned(),
+            ContextVariable::EventType => call.event_type().to_owned(),
+            ContextVariable::Stage => connection.stage.clone(),
+            ContextVariable::ApiId => connection.api_id.clone(),
+            ContextVariable::DomainName => connection.domain_name.clone(),
+            ContextVariable::ConnectedAt => connection.connected_at.to_string(),
+            ContextVariable::RequestTime => sockway_protocol::time::request_time(call.now_ms),
+            ContextVariable::RequestTimeEpoch => call.now_ms.to_string(),
+            ContextVariable::SourceIp => connection.source_ip.clone(),
+            ContextVariable::UserAgent => connection.user_agent.clone()?,
+        }),
+    }
+}

@@ -1,0 +1,249 @@
+//! Integrations: invoke one backend for one event and return its answer.
+//!
+//! An integration never sees WebSocket frames. It gets a [`Call`] (which event, for which
+//! connection) and returns a `sockway_protocol::result::IntegrationResponse` or an
+//! [`IntegrationError`] that says who is at fault. What the answer means for the client (accept
+//! the upgrade, send a route response, send an error frame) is decided by `connection`.
+
+mod http;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sockway_protocol::event::{self, ConnectionContext, MessageBody, ProxyEvent};
+use sockway_protocol::id::RequestId;
+use sockway_protocol::result::{IntegrationResponse, ProxyResultError};
+use sockway_protocol::route::RouteKey;
+
+use crate::config::{Config, IntegrationConfig, MockIntegrationConfig};
+
+pub(crate) use self::http::HttpClient;
+
+/// Every configured integration, by name, and the HTTP client they share.
+#[derive(Debug)]
+pub(crate) struct Integrations {
+    by_name: BTreeMap<String, Arc<Integration>>,
+}
+
+/// One configured integration.
+#[derive(Debug)]
+pub(crate) struct Integration {
+    /// Its name in `[integrations]`, for logs and errors.
+    pub(crate) name: String,
+    kind: IntegrationKind,
+    timeout: Duration,
+}
+
+#[derive(Debug)]
+enum IntegrationKind {
+    /// `type = "http"`: the Lambda-proxy event is POSTed; the reply may be a proxy result.
+    Http(self::http::HttpIntegration),
+    /// `type = "http_proxy"`: the raw message is the request body (AWS HTTP_PROXY).
+    HttpProxy(self::http::HttpProxyIntegration),
+    /// `type = "mock"`: a fixed answer.
+    Mock(MockIntegrationConfig),
+}
+
+/// One event for one connection: what an integration is asked to handle. Owned, so it can
+/// move into the task that runs the integration.
+#[derive(Debug, Clone)]
+pub(crate) struct Call {
+    /// The connection's fixed event context.
+    pub(crate) connection: Arc<ConnectionContext>,
+    /// The id of this event (also `extendedRequestId`).
+    pub(crate) request_id: RequestId,
+    /// When the event happened, epoch milliseconds.
+    pub(crate) now_ms: i64,
+    /// Which event.
+    pub(crate) kind: CallKind,
+}
+
+/// The three kinds of AWS event.
+#[derive(Debug, Clone)]
+pub(crate) enum CallKind {
+    /// `$connect`, with the upgrade request's headers and query as the client sent them.
+    Connect {
+        /// Headers for the event (the gateway's `X-Forwarded-*` already added).
+        headers: Arc<Vec<(String, String)>>,
+        /// Decoded query parameters.
+        query: Arc<Vec<(String, String)>>,
+    },
+    /// A message routed to `route_key`.
+    Message {
+        /// The selected route.
+        route_key: RouteKey,
+        /// The message as received.
+        body: Payload,
+        /// `requestContext.messageId`.
+        message_id: RequestId,
+    },
+    /// `$disconnect`, with the close code and reason.
+    Disconnect {
+        /// `disconnectStatusCode`.
+        status_code: u16,
+        /// `disconnectReason`.
+        reason: String,
+    },
+}
+
+/// A client message as received.
+#[derive(Debug, Clone)]
+pub(crate) enum Payload {
+    /// A text message.
+    Text(String),
+    /// A binary message (delivered base64-encoded with `isBase64Encoded: true`).
+    Binary(bytes::Bytes),
+}
+
+/// Why an integration gave no usable answer. Every variant is the backend's fault from the
+/// client's point of view; sockway's own failures do not reach this type.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum IntegrationError {
+    /// No answer within the integration timeout.
+    #[error("integration `{integration}` timed out after {after:?}")]
+    Timeout {
+        /// The integration's name.
+        integration: String,
+        /// The timeout that passed.
+        after: Duration,
+    },
+    /// The backend could not be reached or the exchange failed midway.
+    #[error("integration `{integration}`: request to backend failed")]
+    Unreachable {
+        /// The integration's name.
+        integration: String,
+        /// The transport error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The backend answered with a body over the limit.
+    #[error("integration `{integration}`: response body larger than {limit} bytes")]
+    ResponseTooLarge {
+        /// The integration's name.
+        integration: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The reply claimed to be a Lambda-proxy result but was malformed.
+    #[error("integration `{integration}`: malformed proxy result")]
+    BadProxyResult {
+        /// The integration's name.
+        integration: String,
+        /// What was wrong.
+        #[source]
+        source: ProxyResultError,
+    },
+    /// A plain (non-proxy) reply with a 5xx status: the backend failed, as a Lambda function
+    /// error would.
+    #[error("integration `{integration}` returned HTTP {status}")]
+    BackendFailed {
+        /// The integration's name.
+        integration: String,
+        /// The HTTP status.
+        status: u16,
+    },
+}
+
+impl IntegrationError {
+    /// Whether the integration timed out (which has its own error frame and status).
+    pub(crate) fn is_timeout(&self) -> bool {
+        matches!(self, IntegrationError::Timeout { .. })
+    }
+}
+
+impl Integrations {
+    /// Builds every integration of `config`.
+    pub(crate) fn from_config(config: &Config) -> Result<Integrations, String> {
+        let client = HttpClient::new();
+        let mut by_name = BTreeMap::new();
+        for (name, integration) in &config.integrations {
+            let (kind, timeout) = match integration {
+                IntegrationConfig::Http(http) => (
+                    IntegrationKind::Http(self::http::HttpIntegration::new(name, http, client.clone(), config)?),
+                    http.timeout,
+                ),
+                IntegrationConfig::HttpProxy(proxy) => (
+                    IntegrationKind::HttpProxy(self::http::HttpProxyIntegration::new(name, proxy, client.clone())?),
+                    proxy.timeout,
+                ),
+                IntegrationConfig::Mock(mock) => (IntegrationKind::Mock(mock.clone()), None),
+            };
+            let integration = Integration {
+                name: name.clone(),
+                kind,
+                timeout: timeout.unwrap_or(config.limits.integration_timeout),
+            };
+            by_name.insert(name.clone(), Arc::new(integration));
+        }
+        Ok(Integrations { by_name })
+    }
+
+    /// The integration called `name`; route table construction guarantees it exists.
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Integration>> {
+        self.by_name.get(name).cloned()
+    }
+}
+
+impl Integration {
+    /// Invokes the integration for `call`, bounded by its timeout.
+    pub(crate) async fn invoke(&self, call: &Call) -> Result<IntegrationResponse, IntegrationError> {
+        let answer = async {
+            match &self.kind {
+                IntegrationKind::Http(http) => http.invoke(call).await,
+                IntegrationKind::HttpProxy(proxy) => proxy.invoke(call).await,
+                IntegrationKind::Mock(mock) => Ok(IntegrationResponse {
+                    status_code: mock.status_code,
+                    headers: mock.headers.clone(),
+                    body: mock.body.clone().map(String::into_bytes),
+                }),
+            }
+        };
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(result) => result,
+            Err(_elapsed) => {
+                Err(IntegrationError::Timeout { integration: self.name.clone(), after: self.timeout })
+            }
+        }
+    }
+}
+
+impl Call {
+    /// The Lambda-proxy event AWS would send for this call.
+    pub(crate) fn to_event(&self) -> ProxyEvent {
+        let connection = &self.connection;
+        match &self.kind {
+            CallKind::Connect { headers, query } => {
+                event::connect_event(connection, headers, query, &self.request_id, self.now_ms)
+            }
+            CallKind::Message { route_key, body, message_id } => {
+                let body = match body {
+                    Payload::Text(text) => MessageBody::Text(text),
+                    Payload::Binary(bytes) => MessageBody::Binary(bytes),
+                };
+                event::message_event(connection, route_key, body, &self.request_id, message_id, self.now_ms)
+            }
+            CallKind::Disconnect { status_code, reason } => {
+                event::disconnect_event(connection, *status_code, reason, &self.request_id, self.now_ms)
+            }
+        }
+    }
+
+    /// `requestContext.eventType`.
+    pub(crate) fn event_type(&self) -> &'static str {
+        match self.kind {
+            CallKind::Connect { .. } => "CONNECT",
+            CallKind::Message { .. } => "MESSAGE",
+            CallKind::Disconnect { .. } => "DISCONNECT",
+        }
+    }
+
+    /// `requestContext.routeKey`.
+    pub(crate) fn route_key(&self) -> &str {
+        match &self.kind {
+            CallKind::Connect { .. } => RouteKey::CONNECT,
+            CallKind::Message { route_key, .. } => route_key.as_str(),
+            CallKind::Disconnect { .. } => RouteKey::DISCONNECT,
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The `@connections` management API, wire-compatible with AWS's `ApiGatewayManagementApi`.
+//!
+//! Requests are parsed into a [`path::Resource`], checked (loopback peers only until SigV4
+//! verification exists), and served through `cluster`, which decides where the connection
+//! lives. Every failure becomes an [`ApiError`], and [`ApiError::into_response`] is the one
+//! place that turns it into what SDKs parse: a status, `x-amzn-ErrorType` and an AWS-style body.
+//! Every response carries `x-amzn-RequestId`.
+
+mod path;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use sockway_protocol::error::AwsError;
+use sockway_protocol::time::iso8601_millis;
+use tracing::debug;
+
+use self::path::Resource;
+use crate::cluster::ClusterError;
+use crate::server::Shared;
+
+/// Largest `PostToConnection` payload, AWS's quota.
+pub(crate) const MAX_POST_BYTES: usize = 128 * 1024;
+
+/// A failed management request, before it becomes a response.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApiError {
+    /// The connection is closed, never existed, or is still in `$connect`.
+    #[error("connection gone")]
+    Gone,
+    /// The id is not an AWS connection id.
+    #[error("malformed connection id `{0}`")]
+    BadConnectionId(String),
+    /// The body is over [`MAX_POST_BYTES`].
+    #[error("payload larger than {MAX_POST_BYTES} bytes")]
+    PayloadTooLarge,
+    /// The connection's outbound queue is full.
+    #[error("connection outbound queue full")]
+    QueueFull,
+    /// The caller may not use the API.
+    #[error("forbidden")]
+    Forbidden,
+    /// The path names nothing.
+    #[error("no such resource")]
+    NotFound,
+    /// The method is not served on this resource.
+    #[error("method {0} not allowed")]
+    MethodNotAllowed(Method),
+    /// The request body could not be read.
+    #[error("request body unreadable")]
+    BadBody,
+}
+
+impl From<ClusterError> for ApiError {
+    fn from(error: ClusterError) -> Self {
+        match error {
+            ClusterError::Gone(_) => ApiError::Gone,
+            ClusterError::QueueFull(_) => ApiError::QueueFull,
+        }
+    }
+}
+
+impl ApiError {
+    /// The AWS error this failure is reported as.
+    fn to_aws(&self) -> AwsError {
+        match self {
+            ApiError::Gone => AwsError::gone(),
+            ApiError::BadConnectionId(id) => AwsError::bad_request(format!("Invalid connectionId: {id}")),
+            ApiError::PayloadTooLarge => AwsError::payload_too_large(MAX_POST_BYTES),
+            ApiError::QueueFull => {
+                AwsError::limit_exceeded("Too many messages queued for this connection; the client is not reading")
+            }
+            // AWS answers a path outside any route with 403 `{"message":"Forbidden"}`.
+            ApiError::Forbidden | ApiError::NotFound => AwsError::forbidden(),
+            ApiError::MethodNotAllowed(method) => AwsError::method_not_allowed(method.as_str()),
+            ApiError::BadBody => AwsError::bad_request("Request body could not be read"),
+        }
+    }
+
+    /// The one place a management failure becomes an HTTP response.
+    fn into_response(self, request_id: &str) -> Response<Full<Bytes>> {
+        let aws = self.to_aws();
+        let mut response = Response::new(Full::new(Bytes::from(aws.body())));
+        *response.status_mut() = StatusCode::from_u16(aws.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = response.headers_mut();
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert("x-amzn-ErrorType", HeaderValue::from_static(aws.error_type));
+        insert_request_id(headers, request_id);
+        response
+    }
+}
+
+/// A new `x-amzn-RequestId` value: a random UUID, the form AWS uses.
+pub(crate) fn new_request_id() -> String {
+    let mut bytes: [u8; 16] = crate::random_bytes();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+fn insert_request_id(headers: &mut http::HeaderMap, request_id: &str) {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert("x-amzn-RequestId", value);
+    }
+}
+
+/// Serves one management request.
+pub(crate) async fn handle(request: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Response<Full<Bytes>> {
+    let request_id = new_request_id();
+    match serve(request, peer, shared).await {
+        Ok(mut response) => {
+            insert_request_id(response.headers_mut(), &request_id);
+            response
+        }
+        Err(error) => {
+            debug!(request_id = %request_id, error = %error, "management request failed");
+            error.into_response(&request_id)
+        }
+    }
+}
+
+async fn serve(request: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Result<Response<Full<Bytes>>, ApiError> {
+    // Until SigV4 verification exists, only processes on this machine may manage connections.
+    if !crate::connection::is_loopback(peer.ip()) {
+        return Err(ApiError::Forbidden);
+    }
+    let id = match path::parse(request.uri().path(), &shared.config.gateway.stage) {
+        Resource::Connection(id) => id,
+        Resource::MalformedConnectionId(raw) => return Err(ApiError::BadConnectionId(raw)),
+        Resource::Unknown => return Err(ApiError::NotFound),
+    };
+    let cluster = &shared.cluster;
+    match *request.method() {
+        Method::POST => {
+            let body = Limited::new(request.into_body(), MAX_POST_BYTES).collect().await.map_err(|error| {
+                if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::BadBody
+                }
+            })?;
+            cluster.post_to_connection(&id, body.to_bytes()).await?;
+            Ok(json_response(StatusCode::OK, Bytes::new()))
+        }
+        Method::GET => {
+            let snapshot = cluster.get_connection(&id).await?;
+            let mut identity = serde_json::Map::new();
+            identity.insert("sourceIp".to_owned(), snapshot.source_ip.into());
+            if let Some(user_agent) = snapshot.user_agent {
+                identity.insert("userAgent".to_owned(), user_agent.into());
+            }
+            let body = serde_json::json!({
+                "connectedAt": iso8601_millis(snapshot.connected_at),
+                "identity": identity,
+                "lastActiveAt": iso8601_millis(snapshot.last_active_at),
+            });
+            Ok(json_response(StatusCode::OK, Bytes::from(body.to_string())))
+        }
+        Method::DELETE => {
+            cluster.delete_connection(&id).await?;
+            Ok(json_response(StatusCode::NO_CONTENT, Bytes::new()))
+        }
+        ref other => Err(ApiError::MethodNotAllowed(other.clone())),
+    }
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

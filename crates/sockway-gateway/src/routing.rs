@@ -1,0 +1,155 @@
+//! The route table: which route, and so which integration, a lifecycle event or message goes to.
+//!
+//! Built once from the configuration. Route selection follows AWS: the route selection
+//! expression is evaluated over the message body, the result must equal a route key exactly,
+//! anything else (including a body that is not JSON) falls to `$default`, and with no
+//! `$default` the message is refused with the `Forbidden` error frame. `$connect` and
+//! `$disconnect` are chosen by lifecycle, never by the expression.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sockway_protocol::route::{RouteKey, RouteSelectionExpression};
+
+use crate::config::Config;
+
+/// One configured route.
+#[derive(Debug)]
+pub(crate) struct Route {
+    /// The route key, e.g. `$default` or `sendmessage`.
+    pub(crate) key: RouteKey,
+    /// The integration's name in `[integrations]`.
+    pub(crate) integration: String,
+    /// Two-way: the integration's response body is sent back to the client.
+    pub(crate) route_response: bool,
+}
+
+/// All routes of the API.
+#[derive(Debug)]
+pub(crate) struct RouteTable {
+    expression: RouteSelectionExpression,
+    routes: HashMap<String, Arc<Route>>,
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone)]
+pub(crate) enum Selection {
+    /// To this route.
+    Route(Arc<Route>),
+    /// Nowhere: no route matched and there is no `$default`.
+    Forbidden,
+}
+
+impl RouteTable {
+    /// Builds the table; fails when a route names an integration the config lacks (validation
+    /// already checks this, so it only guards against a config built in code).
+    pub(crate) fn from_config(config: &Config) -> Result<RouteTable, String> {
+        let mut routes = HashMap::new();
+        for route in &config.routes {
+            if !config.integrations.contains_key(&route.integration) {
+                return Err(format!(
+                    "route `{}` names integration `{}`, which is not configured",
+                    route.key, route.integration
+                ));
+            }
+            routes.insert(
+                route.key.as_str().to_owned(),
+                Arc::new(Route {
+                    key: route.key.clone(),
+                    integration: route.integration.clone(),
+                    route_response: route.route_response,
+                }),
+            );
+        }
+        Ok(RouteTable { expression: config.gateway.route_selection_expression.clone(), routes })
+    }
+
+    /// The `$connect` route, when configured.
+    pub(crate) fn connect(&self) -> Option<&Arc<Route>> {
+        self.routes.get(RouteKey::CONNECT)
+    }
+
+    /// The `$disconnect` route, when configured.
+    pub(crate) fn disconnect(&self) -> Option<&Arc<Route>> {
+        self.routes.get(RouteKey::DISCONNECT)
+    }
+
+    /// Selects the route for a text message.
+    pub(crate) fn select_text(&self, body: &str) -> Selection {
+        let selected = self
+            .expression
+            .evaluate(body)
+            .and_then(|key| self.message_route(&key));
+        match selected.or_else(|| self.routes.get(RouteKey::DEFAULT)) {
+            Some(route) => Selection::Route(route.clone()),
+            None => Selection::Forbidden,
+        }
+    }
+
+    /// Selects the route for a binary message: it is never JSON, so it goes to `$default`.
+    pub(crate) fn select_binary(&self) -> Selection {
+        match self.routes.get(RouteKey::DEFAULT) {
+            Some(route) => Selection::Route(route.clone()),
+            None => Selection::Forbidden,
+        }
+    }
+
+    /// A message route by key; `$connect` and `$disconnect` cannot be selected by a message.
+    fn message_route(&self, key: &str) -> Option<&Arc<Route>> {
+        if key == RouteKey::CONNECT || key == RouteKey::DISCONNECT {
+            return None;
+        }
+        self.routes.get(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(expression: &str, keys: &[&str]) -> RouteTable {
+        let mut text = format!(
+            "[gateway]\nroute_selection_expression = '{expression}'\n[integrations.backend]\ntype = \"mock\"\n"
+        );
+        for key in keys {
+            text.push_str(&format!("[routes.\"{key}\"]\nintegration = \"backend\"\n"));
+        }
+        let config = Config::from_toml(&text, "<test>").unwrap();
+        RouteTable::from_config(&config).unwrap()
+    }
+
+    fn check(table: &RouteTable, body: &str, expected: Option<&str>) {
+        let selected = match table.select_text(body) {
+            Selection::Route(route) => Some(route.key.as_str().to_owned()),
+            Selection::Forbidden => None,
+        };
+        assert_eq!(selected.as_deref(), expected, "body {body}");
+    }
+
+    #[test]
+    fn selects_by_action_with_default_fallback() {
+        let routes = table("$request.body.action", &["$default", "sendmessage", "$connect"]);
+        check(&routes, r#"{"action":"sendmessage"}"#, Some("sendmessage"));
+        check(&routes, r#"{"action":"SendMessage"}"#, Some("$default"));
+        check(&routes, r#"{"action":"unknown"}"#, Some("$default"));
+        check(&routes, "not json", Some("$default"));
+        check(&routes, r#"{"action":"$connect"}"#, Some("$default"));
+    }
+
+    #[test]
+    fn without_default_unmatched_is_forbidden() {
+        let routes = table("$request.body.action", &["sendmessage"]);
+        check(&routes, r#"{"action":"sendmessage"}"#, Some("sendmessage"));
+        check(&routes, r#"{"action":"other"}"#, None);
+        check(&routes, "not json", None);
+        assert!(matches!(routes.select_binary(), Selection::Forbidden));
+    }
+
+    #[test]
+    fn nested_and_template_expressions() {
+        let routes = table("${request.body.service}/${request.body.a.b}", &["chat/join", "chat/"]);
+        check(&routes, r#"{"service":"chat","a":{"b":"join"}}"#, Some("chat/join"));
+        check(&routes, r#"{"service":"chat"}"#, Some("chat/"));
+        check(&routes, r#"{"service":"other"}"#, None);
+    }
+}

@@ -1,0 +1,289 @@
+//! Listeners, the accept loop and the split between WebSocket upgrades and HTTP requests.
+//!
+//! Every accepted TCP connection gets one task (owned by the gateway's `TaskTracker`). The task
+//! reads the first request head itself ([`head`]) so that the `$connect` event sees the client's
+//! headers with their original casing and order, which hyper does not expose. An upgrade to the
+//! stage path then becomes a WebSocket connection in the same task (`connection::accept`);
+//! anything else is handed, bytes already read included, to hyper and the `@connections` API.
+//! Route logic lives elsewhere: this module only decides which of the two a socket is.
+
+pub(crate) mod head;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::connection;
+use crate::integrations::Integrations;
+use crate::management;
+use crate::routing::RouteTable;
+
+pub(crate) use head::{RequestHead, Rewind};
+
+/// A running gateway: its listeners are bound and its accept loops run until
+/// [`Gateway::shutdown`].
+#[derive(Debug)]
+pub struct Gateway {
+    local_addr: SocketAddr,
+    management_addr: Option<SocketAddr>,
+    stage: String,
+    shared: Arc<Shared>,
+}
+
+/// What can stop a gateway from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address from the configuration.
+        addr: SocketAddr,
+        /// Why binding failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The route table or the integrations could not be built from the configuration.
+    #[error("invalid gateway setup: {0}")]
+    Setup(String),
+}
+
+/// State every connection and request of one gateway reads. It is built once from the
+/// configuration and never mutated, apart from the registry inside `cluster`.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) routes: RouteTable,
+    pub(crate) integrations: Integrations,
+    pub(crate) cluster: Cluster,
+    /// Cancelled when the gateway shuts down; every connection's token is a child of it.
+    pub(crate) shutdown: CancellationToken,
+    /// Owns every task the gateway spawns, so shutdown can wait for all of them.
+    pub(crate) tasks: TaskTracker,
+    /// The stage path clients connect to: `/dev`, or `/` for the empty stage.
+    pub(crate) stage_path: String,
+}
+
+/// Which requests a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ListenerRole {
+    /// WebSocket clients and, unless a separate management listener exists, `@connections`.
+    Gateway { serves_management: bool },
+    /// Only the management API.
+    Management,
+}
+
+impl Gateway {
+    /// Binds the listeners named in `config` and starts serving. Port 0 is allowed; the bound
+    /// addresses are reported by [`Gateway::local_addr`] and [`Gateway::management_addr`].
+    pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
+        let routes = RouteTable::from_config(&config).map_err(GatewayError::Setup)?;
+        let integrations = Integrations::from_config(&config).map_err(GatewayError::Setup)?;
+        let listen = config.gateway.listen;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| GatewayError::Bind { addr: listen, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| GatewayError::Bind { addr: listen, source })?;
+        let management_listener = match config.management.listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| GatewayError::Bind { addr, source })?;
+                Some(listener)
+            }
+            None => None,
+        };
+        let management_addr = match &management_listener {
+            Some(listener) => Some(listener.local_addr().map_err(|source| GatewayError::Bind {
+                addr: listen,
+                source,
+            })?),
+            None => None,
+        };
+        let stage = config.gateway.stage.clone();
+        let stage_path = format!("/{stage}");
+        let shared = Arc::new(Shared {
+            routes,
+            integrations,
+            cluster: Cluster::local(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            stage_path,
+            config,
+        });
+        let role = ListenerRole::Gateway { serves_management: management_listener.is_none() };
+        shared.tasks.spawn(accept_loop(listener, role, shared.clone()));
+        if let Some(listener) = management_listener {
+            shared.tasks.spawn(accept_loop(listener, ListenerRole::Management, shared.clone()));
+        }
+        Ok(Gateway { local_addr, management_addr, stage, shared })
+    }
+
+    /// The address WebSocket clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The address of the separate management listener, when one is configured.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management_addr
+    }
+
+    /// The URL clients connect to, e.g. `ws://127.0.0.1:41237/dev`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/{}", self.local_addr, self.stage)
+    }
+
+    /// The `endpoint_url` an AWS SDK's `ApiGatewayManagementApi` client takes, e.g.
+    /// `http://127.0.0.1:41237/dev`.
+    pub fn management_url(&self) -> String {
+        let addr = self.management_addr.unwrap_or(self.local_addr);
+        if self.stage.is_empty() {
+            format!("http://{addr}")
+        } else {
+            format!("http://{addr}/{}", self.stage)
+        }
+    }
+
+    /// Number of connections currently open on this gateway.
+    pub fn connection_count(&self) -> usize {
+        self.shared.cluster.local_connection_count()
+    }
+
+    /// A token that, once cancelled, starts the same shutdown as [`Gateway::shutdown`]. The
+    /// binary cancels it from its signal handler.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shared.shutdown.clone()
+    }
+
+    /// Shuts down in the documented order: stop accepting, close every connection with 1001,
+    /// let in-flight integrations finish within `limits.shutdown_grace`, deliver every
+    /// `$disconnect`, then return.
+    pub async fn shutdown(self) {
+        self.shared.shutdown.cancel();
+        self.wait().await;
+    }
+
+    /// Waits until the gateway has shut down (after [`Gateway::shutdown_token`] was cancelled).
+    pub async fn wait(self) {
+        self.shared.shutdown.cancelled().await;
+        self.shared.tasks.close();
+        self.shared.tasks.wait().await;
+    }
+}
+
+async fn accept_loop(listener: TcpListener, role: ListenerRole, shared: Arc<Shared>) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                // Frames are small and latency matters more than packet count.
+                if let Err(error) = stream.set_nodelay(true) {
+                    debug!(error = %error, "cannot set TCP_NODELAY");
+                }
+                shared.tasks.spawn(serve_socket(stream, peer, role, shared.clone()));
+            }
+            Err(error) => {
+                // Running out of file descriptors is the usual cause; back off briefly rather
+                // than spinning, and keep serving the connections we have.
+                warn!(error = %error, "accept failed");
+                tokio::select! {
+                    _ = shared.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn serve_socket(mut stream: TcpStream, peer: SocketAddr, role: ListenerRole, shared: Arc<Shared>) {
+    let serves_management = match role {
+        ListenerRole::Management => {
+            serve_http(stream, Vec::new(), peer, shared).await;
+            return;
+        }
+        ListenerRole::Gateway { serves_management } => serves_management,
+    };
+    let timeout = shared.config.limits.handshake_timeout;
+    let read = tokio::select! {
+        _ = shared.shutdown.cancelled() => return,
+        read = tokio::time::timeout(timeout, head::read_request_head(&mut stream)) => read,
+    };
+    let (head, buffered) = match read {
+        Err(_elapsed) => {
+            debug!(peer = %peer, "request head not received within the handshake timeout");
+            respond_and_close(&mut stream, head::HeadError::Timeout.response()).await;
+            return;
+        }
+        Ok(Err(error)) => {
+            debug!(peer = %peer, error = %error, "bad request head");
+            respond_and_close(&mut stream, error.response()).await;
+            return;
+        }
+        Ok(Ok(read)) => read,
+    };
+    if head.is_websocket_upgrade() {
+        connection::accept(stream, head, buffered, peer, shared).await;
+    } else if serves_management {
+        serve_http(stream, buffered, peer, shared).await;
+    } else {
+        respond_and_close(&mut stream, head::forbidden_response()).await;
+    }
+}
+
+/// Serves plain HTTP (the management API) on `stream`, replaying `buffered` bytes first.
+async fn serve_http<S>(stream: S, buffered: Vec<u8>, peer: SocketAddr, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(Rewind::new(stream, buffered));
+    let service_shared = shared.clone();
+    let service = service_fn(move |request| {
+        let shared = service_shared.clone();
+        async move { Ok::<_, std::convert::Infallible>(management::handle(request, peer, &shared).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(shared.config.limits.handshake_timeout)
+        .serve_connection(io, service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                debug!(peer = %peer, error = %error, "management connection ended with an error");
+            }
+        }
+        _ = shared.shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            if let Err(error) = connection.await {
+                debug!(peer = %peer, error = %error, "management connection ended with an error");
+            }
+        }
+    }
+}
+
+/// Writes a complete HTTP response and closes the socket; used before any upgrade.
+pub(crate) async fn respond_and_close<S>(stream: &mut S, response: Vec<u8>)
+where
+    S: AsyncWrite + Unpin,
+{
+    if let Err(error) = stream.write_all(&response).await {
+        debug!(error = %error, "cannot write the HTTP response");
+        return;
+    }
+    let _ = stream.shutdown().await;
+}

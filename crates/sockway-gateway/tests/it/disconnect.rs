@@ -1,0 +1,201 @@
+//! `$disconnect` runs exactly once for every accepted connection, whatever ended it, with the
+//! close code and reason in the event.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use sockway_testkit::{MockBackend, MockResponse, RecordedRequest, TestGateway, http_request};
+
+use crate::config;
+
+/// Asserts the event is a DISCONNECT with this code and reason, and returns its connection id.
+fn check_disconnect(event: &Value, code: u64, reason: &str) -> String {
+    let context = &event["requestContext"];
+    assert_eq!(context["eventType"], "DISCONNECT", "{event}");
+    assert_eq!(context["disconnectStatusCode"], code, "{event}");
+    assert_eq!(context["disconnectReason"], reason, "{event}");
+    context["connectionId"].as_str().unwrap().to_owned()
+}
+
+/// Shuts the gateway down (which waits for every `$disconnect`) and asserts that no other
+/// DISCONNECT event than the one already taken was delivered.
+async fn assert_no_more_disconnects(gateway: TestGateway, backend: &mut MockBackend) {
+    gateway.shutdown().await;
+    let extra: Vec<RecordedRequest> =
+        backend.drain().into_iter().filter(|request| request.route_key() == "$disconnect").collect();
+    assert!(extra.is_empty(), "more than one $disconnect: {extra:?}");
+}
+
+async fn connected(extra: &str) -> (MockBackend, TestGateway, sockway_testkit::WsClient, String) {
+    let mut backend = MockBackend::start().await;
+    let gateway = TestGateway::start(&config(&backend, extra)).await;
+    let client = gateway.connect().await;
+    let connect = backend.next_event_for("$connect").await;
+    let connection_id = connect["requestContext"]["connectionId"].as_str().unwrap().to_owned();
+    (backend, gateway, client, connection_id)
+}
+
+#[tokio::test]
+async fn client_close_reports_its_code_and_reason() {
+    let (mut backend, gateway, client, connection_id) = connected("").await;
+    client.close(1000, "bye now").await;
+    let event = backend.next_event_for("$disconnect").await;
+    assert_eq!(check_disconnect(&event, 1000, "bye now"), connection_id);
+    assert_no_more_disconnects(gateway, &mut backend).await;
+}
+
+#[tokio::test]
+async fn client_close_without_status_is_1005() {
+    let (mut backend, gateway, client, _) = connected("").await;
+    client.close_without_status().await;
+    let event = backend.next_event_for("$disconnect").await;
+    check_disconnect(&event, 1005, "Client-side close frame status not set");
+    assert_no_more_disconnects(gateway, &mut backend).await;
+}
+
+#[tokio::test]
+async fn tcp_drop_is_1006() {
+    let (mut backend, gateway, client, connection_id) = connected("").await;
+    client.drop_tcp();
+    let event = backend.next_event_for("$disconnect").await;
+    assert_eq!(check_disconnect(&event, 1006, "Connection lost"), connection_id);
+    assert_no_more_disconnects(gateway, &mut backend).await;
+}
+
+#[tokio::test]
+async fn silent_peer_is_found_by_heartbeat() {
+    let (mut backend, gateway, client, _) = connected("[limits]\nheartbeat_interval = \"100ms\"\n").await;
+    // Never polling the client means its library never answers the server's pings.
+    let socket = client.into_inner();
+    let event = backend.next_event_for("$disconnect").await;
+    check_disconnect(&event, 1006, "Heartbeat timeout: no pong from the client");
+    drop(socket);
+    assert_no_more_disconnects(gateway, &mut backend).await;
+}
+
+#[tokio::test]
+async fn answering_pings_keeps_the_connection_alive() {
+    let (mut backend, gateway, client, _) = connected("[limits]\nheartbeat_interval = \"50ms\"\n").await;
+    let mut socket = client.into_inner();
+    // Polling answers pings; ten intervals pass with the connection still open.
+    let mut pings = 0;
+    while pings < 10 {
+        match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap() {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Ping(_))) => pings += 1,
+            other => panic!("expected pings, got {other:?}"),
+        }
+    }
+    assert!(backend.drain().iter().all(|request| request.route_key() != "$disconnect"));
+    drop(socket);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_connection_is_closed_with_1001() {
+    let (mut backend, gateway, mut client, _) = connected("[limits]\nidle_timeout = \"300ms\"\n").await;
+    assert_eq!(client.next_close().await, Some((1001, "Idle timeout".to_owned())));
+    let event = backend.next_event_for("$disconnect").await;
+    check_disconnect(&event, 1001, "Idle timeout");
+    assert_no_more_disconnects(gateway, &mut backend).await;
+}
+
+#[tokio::test]
+async fn data_frames_reset_the_idle_timer() {
+    let (mut backend, gateway, mut client, _) = connected("[limits]\nidle_timeout = \"400ms\"\n").await;
+    // Each round trip is activity; after more than the idle timeout in total the connection
+    // must still answer.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(900) {
+        client.send_text(r#"{"action":"ping"}"#).await;
+        assert_eq!(client.next_text().await, r#"{"pong":true}"#);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(client.next_close().await, Some((1001, "Idle timeout".to_owned())));
+    backend.next_event_for("$disconnect").await;
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn max_duration_closes_even_busy_connections() {
+    let (mut backend, gateway, mut client, _) = connected("[limits]\nmax_connection_duration = \"500ms\"\n").await;
+    client.send_text(r#"{"action":"ping"}"#).await;
+    assert_eq!(client.next_text().await, r#"{"pong":true}"#);
+    assert_eq!(client.next_close().await, Some((1001, "Maximum connection duration reached".to_owned())));
+    let event = backend.next_event_for("$disconnect").await;
+    check_disconnect(&event, 1001, "Maximum connection duration reached");
+    assert_no_more_disconnects(gateway, &mut backend).await;
+}
+
+#[tokio::test]
+async fn delete_closes_with_1000() {
+    let (mut backend, gateway, mut client, connection_id) = connected("").await;
+    let (status, _, _) = http_request("DELETE", &gateway.connection_url(&connection_id), "").await;
+    assert_eq!(status, 204);
+    assert_eq!(client.next_close().await, Some((1000, "Connection Closed Normally".to_owned())));
+    let event = backend.next_event_for("$disconnect").await;
+    assert_eq!(check_disconnect(&event, 1000, "Connection Closed Normally"), connection_id);
+    assert_no_more_disconnects(gateway, &mut backend).await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_with_1001_and_delivers_disconnect() {
+    let (mut backend, gateway, mut client, connection_id) = connected("").await;
+    let closing = tokio::spawn(async move { client.next_close().await });
+    gateway.shutdown().await;
+    assert_eq!(closing.await.unwrap(), Some((1001, "Going away".to_owned())));
+    let events: Vec<Value> = backend
+        .drain()
+        .into_iter()
+        .filter(|request| request.route_key() == "$disconnect")
+        .map(|request| request.json())
+        .collect();
+    assert_eq!(events.len(), 1, "exactly one $disconnect: {events:?}");
+    assert_eq!(check_disconnect(&events[0], 1001, "Going away"), connection_id);
+}
+
+#[tokio::test]
+async fn shutdown_lets_inflight_integrations_finish_first() {
+    let mut backend = MockBackend::start().await;
+    backend.respond_with(|request: &RecordedRequest| {
+        if request.route_key() == "sendmessage" {
+            MockResponse::proxy(200, None).delayed(Duration::from_millis(300))
+        } else {
+            MockResponse::proxy(200, None)
+        }
+    });
+    let gateway = TestGateway::start(&config(&backend, "")).await;
+    let mut client = gateway.connect().await;
+    backend.next_event_for("$connect").await;
+    client.send_text(r#"{"action":"sendmessage"}"#).await;
+    backend.next_event_for("sendmessage").await;
+    gateway.shutdown().await;
+    let routes: Vec<String> = backend.drain().iter().map(RecordedRequest::route_key).collect();
+    assert_eq!(routes, vec!["$disconnect".to_owned()], "DISCONNECT after the in-flight MESSAGE finished");
+}
+
+#[tokio::test]
+async fn failing_disconnect_is_retried() {
+    let mut backend = MockBackend::start().await;
+    let failures = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = failures.clone();
+    backend.respond_with(move |request: &RecordedRequest| {
+        if request.route_key() == "$disconnect" && counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+            MockResponse::status(503, "try later")
+        } else {
+            MockResponse::proxy(200, None)
+        }
+    });
+    let gateway = TestGateway::start(&config(&backend, "[limits]\ndisconnect_backoff = \"10ms\"\n")).await;
+    let client = gateway.connect().await;
+    backend.next_event_for("$connect").await;
+    client.close(1000, "").await;
+    let first = backend.next_event_for("$disconnect").await;
+    let second = backend.next_event_for("$disconnect").await;
+    let third = backend.next_event_for("$disconnect").await;
+    let id = |event: &Value| event["requestContext"]["requestId"].clone();
+    assert_eq!(id(&first), id(&second), "retries carry the same requestId so backends can deduplicate");
+    assert_eq!(id(&second), id(&third));
+    gateway.shutdown().await;
+    assert!(backend.drain().iter().all(|request| request.route_key() != "$disconnect"), "no retry after success");
+}

@@ -1,0 +1,52 @@
+//! Integration tests of the gateway library: real WebSocket clients, a real HTTP backend, a
+//! gateway on port 0. One test crate, one module per area, so the gateway is linked once.
+
+mod connect;
+mod disconnect;
+mod events;
+mod limits;
+mod management;
+mod routing;
+
+use sockway_testkit::MockBackend;
+
+/// A config with every route pointed at `backend`: `$connect`, `$disconnect`, `$default`
+/// (two-way), `sendmessage` (one-way) and `ping` (a two-way mock). `extra` is appended and may
+/// add `[limits]` keys or more routes.
+pub(crate) fn config(backend: &MockBackend, extra: &str) -> String {
+    format!(
+        r#"
+[gateway]
+stage = "dev"
+api_id = "a1b2c3d4e5"
+
+[routes."$connect"]
+integration = "backend"
+
+[routes."$disconnect"]
+integration = "backend"
+
+[routes."$default"]
+integration = "backend"
+route_response = true
+
+[routes.sendmessage]
+integration = "backend"
+
+[routes.ping]
+integration = "pong"
+route_response = true
+
+[integrations.backend]
+type = "http"
+uri = "{uri}"
+
+[integrations.pong]
+type = "mock"
+status_code = 200
+body = '{{"pong":true}}'
+{extra}
+"#,
+        uri = backend.url("/events")
+    )
+}

@@ -1,0 +1,476 @@
+//! The Lambda events sockway sends, exactly as AWS sends them (reference §1, §4.1).
+//!
+//! [`connect_event`], [`message_event`] and [`disconnect_event`] build the Lambda-proxy
+//! (`AWS_PROXY`) event of each lifecycle step; [`authorizer_event`] builds the REQUEST
+//! authorizer's input. The JSON reproduces real captures key for key, in AWS's key order,
+//! so a handler sees no difference. Choosing which event to send, invoking the function,
+//! and adding the gateway's own headers (`X-Forwarded-*`, `X-Amzn-Trace-Id`) before
+//! [`connect_event`] are the gateway's job.
+//!
+//! Header and query maps are built from the pairs as received. `headers` (and
+//! `queryStringParameters`) hold one value per name: when a name repeats they keep the
+//! first-seen spelling of the name and the last value, as REST APIs do (which value AWS
+//! WebSocket APIs keep is UNVERIFIED). The `multiValue` maps hold every value in order.
+//! Header names are compared case-insensitively, query keys exactly. Both maps keep the
+//! names in first-seen order.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::id::{ConnectionId, RequestId};
+use crate::route::RouteKey;
+use crate::time;
+
+/// What stays the same for all events of one connection.
+#[derive(Clone, Debug)]
+pub struct ConnectionContext {
+    /// The connection's id.
+    pub connection_id: ConnectionId,
+    /// The API id, e.g. `c5jwxq709g`.
+    pub api_id: String,
+    /// The stage name.
+    pub stage: String,
+    /// The host the client used (`requestContext.domainName`).
+    pub domain_name: String,
+    /// When the connection was accepted, in epoch milliseconds.
+    pub connected_at: i64,
+    /// The client's IP address.
+    pub source_ip: String,
+    /// The client's `User-Agent` header, when it sent one.
+    pub user_agent: Option<String>,
+    /// `requestContext.authorizer`, when an authorizer ran on `$connect`: `principalId`,
+    /// `integrationLatency` and the (already stringified) context values.
+    pub authorizer: Option<Map<String, Value>>,
+}
+
+/// Request headers or query parameters as received: names keep the client's casing and
+/// order, and may repeat.
+pub type Pairs = [(String, String)];
+
+/// The payload of one client message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageBody<'a> {
+    /// A text message: sent unmodified as `body`.
+    Text(&'a str),
+    /// A binary message: sent base64-encoded with `isBase64Encoded: true`.
+    Binary(&'a [u8]),
+}
+
+/// A Lambda-proxy event (`CONNECT`, `MESSAGE` or `DISCONNECT`). Fields serialize in AWS's
+/// key order; absent fields are left out rather than sent as `null`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyEvent {
+    /// One value per header name (CONNECT and DISCONNECT only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<OrderedMap<String>>,
+    /// Every header value (CONNECT and DISCONNECT only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multi_value_headers: Option<OrderedMap<Vec<String>>>,
+    /// One value per query key (CONNECT with a non-empty query only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_string_parameters: Option<OrderedMap<String>>,
+    /// Every query value (CONNECT with a non-empty query only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multi_value_query_string_parameters: Option<OrderedMap<Vec<String>>>,
+    /// The request context.
+    pub request_context: RequestContext,
+    /// The message payload (MESSAGE only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Whether `body` is base64 (a binary message).
+    pub is_base64_encoded: bool,
+}
+
+/// The input of a REQUEST Lambda authorizer on `$connect` (reference §4.1).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizerEvent {
+    /// Always `REQUEST`: the only authorizer type WebSocket APIs have.
+    #[serde(rename = "type")]
+    pub authorizer_type: AuthorizerType,
+    /// `arn:aws:execute-api:{region}:{account}:{apiId}/{stage}/$connect`.
+    pub method_arn: String,
+    /// One value per header name, hop-by-hop headers included.
+    pub headers: OrderedMap<String>,
+    /// Every header value.
+    pub multi_value_headers: OrderedMap<Vec<String>>,
+    /// One value per query key; `{}` when there is no query.
+    pub query_string_parameters: OrderedMap<String>,
+    /// Every query value; `{}` when there is no query.
+    pub multi_value_query_string_parameters: OrderedMap<Vec<String>>,
+    /// Always `{}`: sockway has no stage variables.
+    pub stage_variables: OrderedMap<String>,
+    /// The request context of the `$connect` request.
+    pub request_context: RequestContext,
+}
+
+/// `requestContext`, in AWS's key order.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestContext {
+    /// `$connect`, `$disconnect` or the selected route's key.
+    pub route_key: RouteKey,
+    /// The message's id (MESSAGE only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<RequestId>,
+    /// The close code (DISCONNECT only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disconnect_status_code: Option<u16>,
+    /// Which lifecycle step this event is.
+    pub event_type: EventType,
+    /// Always equal to `request_id`, as in every AWS capture.
+    pub extended_request_id: RequestId,
+    /// `requestTimeEpoch` in Common Log Format.
+    pub request_time: String,
+    /// Always `IN`.
+    pub message_direction: MessageDirection,
+    /// The close reason (DISCONNECT only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disconnect_reason: Option<String>,
+    /// The stage name.
+    pub stage: String,
+    /// When the connection was accepted, in epoch milliseconds.
+    pub connected_at: i64,
+    /// When this event was created, in epoch milliseconds.
+    pub request_time_epoch: i64,
+    /// Who the client is.
+    pub identity: Identity,
+    /// This event's id.
+    pub request_id: RequestId,
+    /// The host the client used.
+    pub domain_name: String,
+    /// The connection's id.
+    pub connection_id: ConnectionId,
+    /// The API id.
+    pub api_id: String,
+    /// The authorizer's output, when one ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorizer: Option<Map<String, Value>>,
+}
+
+/// `requestContext.identity`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Identity {
+    /// The client's IP address.
+    pub source_ip: String,
+    /// The client's `User-Agent`, present only when it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+/// `requestContext.eventType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum EventType {
+    /// `$connect`.
+    Connect,
+    /// A client message.
+    Message,
+    /// `$disconnect`.
+    Disconnect,
+}
+
+/// `requestContext.messageDirection`: events always describe inbound traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MessageDirection {
+    /// From the client.
+    #[serde(rename = "IN")]
+    In,
+}
+
+/// The `type` of an authorizer event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum AuthorizerType {
+    /// A request-parameter authorizer.
+    #[serde(rename = "REQUEST")]
+    Request,
+}
+
+/// A JSON object that keeps its entries in the order they were added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderedMap<V>(Vec<(String, V)>);
+
+/// Builds the `$connect` event. Drops the hop-by-hop headers `Connection`, `Upgrade` and
+/// `Content-Length` (AWS sends them to the authorizer but not to the integration); the
+/// query maps are present only when `query` is not empty.
+pub fn connect_event(
+    ctx: &ConnectionContext,
+    headers: &Pairs,
+    query: &Pairs,
+    request_id: &RequestId,
+    now_ms: i64,
+) -> ProxyEvent {
+    let forwarded: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(name, _)| !is_hop_by_hop(name))
+        .cloned()
+        .collect();
+    let (single_headers, multi_headers) = collapse_headers(&forwarded);
+    let (single_query, multi_query) = if query.is_empty() {
+        (None, None)
+    } else {
+        let (single, multi) = collapse_query(query);
+        (Some(single), Some(multi))
+    };
+    ProxyEvent {
+        headers: Some(single_headers),
+        multi_value_headers: Some(multi_headers),
+        query_string_parameters: single_query,
+        multi_value_query_string_parameters: multi_query,
+        request_context: request_context(
+            ctx,
+            RouteKey::connect(),
+            EventType::Connect,
+            request_id,
+            now_ms,
+        ),
+        body: None,
+        is_base64_encoded: false,
+    }
+}
+
+/// Builds the event for one client message routed to `route_key`.
+pub fn message_event(
+    ctx: &ConnectionContext,
+    route_key: &RouteKey,
+    body: MessageBody<'_>,
+    request_id: &RequestId,
+    message_id: &RequestId,
+    now_ms: i64,
+) -> ProxyEvent {
+    let (body, is_base64_encoded) = match body {
+        MessageBody::Text(text) => (text.to_owned(), false),
+        MessageBody::Binary(bytes) => (STANDARD.encode(bytes), true),
+    };
+    let mut request_context = request_context(
+        ctx,
+        route_key.clone(),
+        EventType::Message,
+        request_id,
+        now_ms,
+    );
+    request_context.message_id = Some(message_id.clone());
+    ProxyEvent {
+        headers: None,
+        multi_value_headers: None,
+        query_string_parameters: None,
+        multi_value_query_string_parameters: None,
+        request_context,
+        body: Some(body),
+        is_base64_encoded,
+    }
+}
+
+/// Builds the `$disconnect` event. Its headers are AWS's fixed synthetic set: `Host` (the
+/// domain name), and empty `x-api-key`, `X-Forwarded-For` and `x-restapi`.
+pub fn disconnect_event(
+    ctx: &ConnectionContext,
+    status_code: u16,
+    reason: &str,
+    request_id: &RequestId,
+    now_ms: i64,
+) -> ProxyEvent {
+    let synthetic: Vec<(String, String)> = [
+        ("Host", ctx.domain_name.as_str()),
+        ("x-api-key", ""),
+        ("X-Forwarded-For", ""),
+        ("x-restapi", ""),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+    .collect();
+    let (single_headers, multi_headers) = collapse_headers(&synthetic);
+    let mut request_context = request_context(
+        ctx,
+        RouteKey::disconnect(),
+        EventType::Disconnect,
+        request_id,
+        now_ms,
+    );
+    request_context.disconnect_status_code = Some(status_code);
+    request_context.disconnect_reason = Some(reason.to_owned());
+    ProxyEvent {
+        headers: Some(single_headers),
+        multi_value_headers: Some(multi_headers),
+        query_string_parameters: None,
+        multi_value_query_string_parameters: None,
+        request_context,
+        body: None,
+        is_base64_encoded: false,
+    }
+}
+
+/// Builds the REQUEST authorizer event (§4.1): every header as given, hop-by-hop ones
+/// included; query maps always present (`{}` when there is no query); `stageVariables`
+/// `{}`; no body and no `isBase64Encoded`. `requestContext.authorizer` is never set, since
+/// this event is what produces it.
+pub fn authorizer_event(
+    ctx: &ConnectionContext,
+    headers: &Pairs,
+    query: &Pairs,
+    method_arn: &str,
+    request_id: &RequestId,
+    now_ms: i64,
+) -> AuthorizerEvent {
+    let (single_headers, multi_headers) = collapse_headers(headers);
+    let (single_query, multi_query) = collapse_query(query);
+    let mut request_context = request_context(
+        ctx,
+        RouteKey::connect(),
+        EventType::Connect,
+        request_id,
+        now_ms,
+    );
+    request_context.authorizer = None;
+    AuthorizerEvent {
+        authorizer_type: AuthorizerType::Request,
+        method_arn: method_arn.to_owned(),
+        headers: single_headers,
+        multi_value_headers: multi_headers,
+        query_string_parameters: single_query,
+        multi_value_query_string_parameters: multi_query,
+        stage_variables: OrderedMap(Vec::new()),
+        request_context,
+    }
+}
+
+/// The `methodArn` of a `$connect` authorizer event:
+/// `arn:aws:execute-api:{region}:{account_id}:{api_id}/{stage}/$connect` (no HTTP verb).
+pub fn connect_method_arn(region: &str, account_id: &str, api_id: &str, stage: &str) -> String {
+    format!(
+        "arn:aws:execute-api:{region}:{account_id}:{api_id}/{stage}/{}",
+        RouteKey::CONNECT
+    )
+}
+
+impl ProxyEvent {
+    /// The event as JSON bytes, ready to be the Lambda Invoke payload.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self)
+            .expect("an event holds only string keys and plain JSON values, so it serializes")
+    }
+}
+
+impl AuthorizerEvent {
+    /// The event as JSON bytes, ready to be the Lambda Invoke payload.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self)
+            .expect("an event holds only string keys and plain JSON values, so it serializes")
+    }
+}
+
+impl<V> OrderedMap<V> {
+    /// The entries in order.
+    pub fn entries(&self) -> &[(String, V)] {
+        &self.0
+    }
+
+    /// The value under exactly `key`.
+    pub fn get(&self, key: &str) -> Option<&V> {
+        self.0
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value)
+    }
+
+    /// Whether the map has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<V: Serialize> Serialize for OrderedMap<V> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in &self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+/// Headers that describe the upgrade itself rather than the request; AWS does not pass
+/// them to the `$connect` integration.
+const HOP_BY_HOP_HEADERS: [&str; 3] = ["connection", "upgrade", "content-length"];
+
+fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP_HEADERS
+        .iter()
+        .any(|hop_by_hop| name.eq_ignore_ascii_case(hop_by_hop))
+}
+
+fn request_context(
+    ctx: &ConnectionContext,
+    route_key: RouteKey,
+    event_type: EventType,
+    request_id: &RequestId,
+    now_ms: i64,
+) -> RequestContext {
+    RequestContext {
+        route_key,
+        message_id: None,
+        disconnect_status_code: None,
+        event_type,
+        extended_request_id: request_id.clone(),
+        request_time: time::request_time(now_ms),
+        message_direction: MessageDirection::In,
+        disconnect_reason: None,
+        stage: ctx.stage.clone(),
+        connected_at: ctx.connected_at,
+        request_time_epoch: now_ms,
+        identity: Identity {
+            source_ip: ctx.source_ip.clone(),
+            user_agent: ctx.user_agent.clone(),
+        },
+        request_id: request_id.clone(),
+        domain_name: ctx.domain_name.clone(),
+        connection_id: ctx.connection_id.clone(),
+        api_id: ctx.api_id.clone(),
+        authorizer: ctx.authorizer.clone(),
+    }
+}
+
+type CollapsedMaps = (OrderedMap<String>, OrderedMap<Vec<String>>);
+
+/// Header names match case-insensitively.
+fn collapse_headers(pairs: &Pairs) -> CollapsedMaps {
+    collapse(pairs, |name| name.to_ascii_lowercase())
+}
+
+/// Query keys match exactly.
+fn collapse_query(pairs: &Pairs) -> CollapsedMaps {
+    collapse(pairs, str::to_owned)
+}
+
+/// Builds the single-value map (first-seen name spelling, last value) and the multi-value
+/// map (every value in order); two names are the same when `identity` maps them to the
+/// same string.
+fn collapse(pairs: &Pairs, identity: impl Fn(&str) -> String) -> CollapsedMaps {
+    let mut single: Vec<(String, String)> = Vec::new();
+    let mut multi: Vec<(String, Vec<String>)> = Vec::new();
+    let mut positions: HashMap<String, usize> = HashMap::new();
+    for (name, value) in pairs {
+        match positions.get(&identity(name)) {
+            Some(&position) => {
+                single[position].1.clone_from(value);
+                multi[position].1.push(value.clone());
+            }
+            None => {
+                positions.insert(identity(name), single.len());
+                single.push((name.clone(), value.clone()));
+                multi.push((name.clone(), vec![value.clone()]));
+            }
+        }
+    }
+    (OrderedMap(single), OrderedMap(multi))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,706 @@
+//! Tests for the Lambda events: golden JSON from AWS captures, the `aws_lambda_events`
+//! oracle, and header and query map rules.
+
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayWebsocketProxyRequest,
+};
+use base64::engine::general_purpose::URL_SAFE;
+
+use super::*;
+
+/// Rebuilds an id captured from AWS from its bytes.
+fn request_id(text: &str) -> RequestId {
+    let bytes: [u8; 11] = URL_SAFE.decode(text).unwrap().try_into().unwrap();
+    let id = RequestId::from_random(bytes);
+    assert_eq!(id.as_str(), text);
+    id
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect()
+}
+
+/// The connection of the MESSAGE and DISCONNECT captures (reference §1.3).
+fn captured_connection() -> ConnectionContext {
+    ConnectionContext {
+        connection_id: ConnectionId::parse("BFaT_fALIAMCKug=").unwrap(),
+        api_id: "asasasas".to_owned(),
+        stage: "prod".to_owned(),
+        domain_name: "asasasas.execute-api.us-east-1.amazonaws.com".to_owned(),
+        connected_at: 1731332735513,
+        source_ip: "166.90.225.1".to_owned(),
+        user_agent: None,
+        authorizer: None,
+    }
+}
+
+fn with_authorizer(mut ctx: ConnectionContext) -> ConnectionContext {
+    let mut authorizer = Map::new();
+    authorizer.insert("principalId".to_owned(), Value::from("user"));
+    authorizer.insert("integrationLatency".to_owned(), Value::from(12));
+    authorizer.insert("tenant".to_owned(), Value::from("acme"));
+    ctx.authorizer = Some(authorizer);
+    ctx.user_agent = Some("Mozilla/5.0".to_owned());
+    ctx
+}
+
+/// Removes the whitespace outside JSON strings, turning a pretty capture into the compact
+/// form serde_json writes.
+fn minify(pretty: &str) -> String {
+    let mut compact = String::new();
+    let mut in_string = false;
+    let mut escaped = false;
+    for character in pretty.chars() {
+        if in_string {
+            compact.push(character);
+            if escaped {
+                escaped = false;
+            } else if character == '\\' {
+                escaped = true;
+            } else if character == '"' {
+                in_string = false;
+            }
+        } else if character == '"' {
+            in_string = true;
+            compact.push(character);
+        } else if !character.is_whitespace() {
+            compact.push(character);
+        }
+    }
+    compact
+}
+
+/// Compares an event's JSON bytes with a pretty-printed expectation, key order included.
+fn check(event: &ProxyEvent, expected_pretty: &str) {
+    let actual = String::from_utf8(event.to_json()).unwrap();
+    assert_eq!(actual, minify(expected_pretty));
+}
+
+/// Deserializes an event with the oracle Rust Lambda handlers use.
+fn oracle(event: &ProxyEvent) -> ApiGatewayWebsocketProxyRequest {
+    serde_json::from_slice(&event.to_json()).expect("the oracle reads the event")
+}
+
+const CAPTURED_CONNECT: &str = r#"{
+  "headers": {
+    "Host": "fjnq7njcv2.execute-api.us-east-1.amazonaws.com",
+    "Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits",
+    "Sec-WebSocket-Key": "+W5xw47OHh3OTFsWKjGu9Q==",
+    "Sec-WebSocket-Version": "13",
+    "X-Amzn-Trace-Id": "Root=1-6731ebfc-08e1e656421db73c5d2eef31",
+    "X-Forwarded-For": "166.90.225.1",
+    "X-Forwarded-Port": "443",
+    "X-Forwarded-Proto": "https"
+  },
+  "multiValueHeaders": {
+    "Host": ["fjnq7njcv2.execute-api.us-east-1.amazonaws.com"],
+    "Sec-WebSocket-Extensions": ["permessage-deflate; client_max_window_bits"],
+    "Sec-WebSocket-Key": ["+W5xw47OHh3OTFsWKjGu9Q=="],
+    "Sec-WebSocket-Version": ["13"],
+    "X-Amzn-Trace-Id": ["Root=1-6731ebfc-08e1e656421db73c5d2eef31"],
+    "X-Forwarded-For": ["166.90.225.1"],
+    "X-Forwarded-Port": ["443"],
+    "X-Forwarded-Proto": ["https"]
+  },
+  "requestContext": {
+    "routeKey": "$connect",
+    "eventType": "CONNECT",
+    "extendedRequestId": "BFHPhFe3IAMF95g=",
+    "requestTime": "11/Nov/2024:11:35:24 +0000",
+    "messageDirection": "IN",
+    "stage": "prod",
+    "connectedAt": 1731324924553,
+    "requestTimeEpoch": 1731324924561,
+    "identity": { "sourceIp": "166.90.225.1" },
+    "requestId": "BFHPhFe3IAMF95g=",
+    "domainName": "asasasas.execute-api.us-east-1.amazonaws.com",
+    "connectionId": "BFHPhfCWIAMCKlQ=",
+    "apiId": "asasasas"
+  },
+  "isBase64Encoded": false
+}"#;
+
+/// The upgrade request of the CONNECT capture, as the gateway hands it over: with the
+/// hop-by-hop headers AWS strips.
+fn captured_connect_headers() -> Vec<(String, String)> {
+    pairs(&[
+        ("Host", "fjnq7njcv2.execute-api.us-east-1.amazonaws.com"),
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        (
+            "Sec-WebSocket-Extensions",
+            "permessage-deflate; client_max_window_bits",
+        ),
+        ("Sec-WebSocket-Key", "+W5xw47OHh3OTFsWKjGu9Q=="),
+        ("Sec-WebSocket-Version", "13"),
+        ("content-length", "0"),
+        (
+            "X-Amzn-Trace-Id",
+            "Root=1-6731ebfc-08e1e656421db73c5d2eef31",
+        ),
+        ("X-Forwarded-For", "166.90.225.1"),
+        ("X-Forwarded-Port", "443"),
+        ("X-Forwarded-Proto", "https"),
+    ])
+}
+
+fn captured_connect_context() -> ConnectionContext {
+    ConnectionContext {
+        connection_id: ConnectionId::parse("BFHPhfCWIAMCKlQ=").unwrap(),
+        connected_at: 1731324924553,
+        ..captured_connection()
+    }
+}
+
+#[test]
+fn connect_event_matches_the_aws_capture() {
+    let event = connect_event(
+        &captured_connect_context(),
+        &captured_connect_headers(),
+        &[],
+        &request_id("BFHPhFe3IAMF95g="),
+        1731324924561,
+    );
+    check(&event, CAPTURED_CONNECT);
+}
+
+#[test]
+fn message_event_matches_the_aws_capture() {
+    let event = message_event(
+        &captured_connection(),
+        &RouteKey::new("chat"),
+        MessageBody::Text(r#"{"action": "chat", "message": "Hello from client"}"#),
+        &request_id("BFaVtH2HoAMFZEQ="),
+        &request_id("BFaVtfGSIAMCKug="),
+        1731332746514,
+    );
+    check(
+        &event,
+        r#"{
+  "requestContext": {
+    "routeKey": "chat",
+    "messageId": "BFaVtfGSIAMCKug=",
+    "eventType": "MESSAGE",
+    "extendedRequestId": "BFaVtH2HoAMFZEQ=",
+    "requestTime": "11/Nov/2024:13:45:46 +0000",
+    "messageDirection": "IN",
+    "stage": "prod",
+    "connectedAt": 1731332735513,
+    "requestTimeEpoch": 1731332746514,
+    "identity": { "sourceIp": "166.90.225.1" },
+    "requestId": "BFaVtH2HoAMFZEQ=",
+    "domainName": "asasasas.execute-api.us-east-1.amazonaws.com",
+    "connectionId": "BFaT_fALIAMCKug=",
+    "apiId": "asasasas"
+  },
+  "body": "{\"action\": \"chat\", \"message\": \"Hello from client\"}",
+  "isBase64Encoded": false
+}"#,
+    );
+}
+
+#[test]
+fn disconnect_event_matches_the_aws_capture() {
+    let event = disconnect_event(
+        &captured_connection(),
+        1005,
+        "Client-side close frame status not set",
+        &request_id("BFbOeE87IAMF31w="),
+        1731333109875,
+    );
+    check(
+        &event,
+        r#"{
+  "headers": {
+    "Host": "asasasas.execute-api.us-east-1.amazonaws.com",
+    "x-api-key": "",
+    "X-Forwarded-For": "",
+    "x-restapi": ""
+  },
+  "multiValueHeaders": {
+    "Host": ["asasasas.execute-api.us-east-1.amazonaws.com"],
+    "x-api-key": [""],
+    "X-Forwarded-For": [""],
+    "x-restapi": [""]
+  },
+  "requestContext": {
+    "routeKey": "$disconnect",
+    "disconnectStatusCode": 1005,
+    "eventType": "DISCONNECT",
+    "extendedRequestId": "BFbOeE87IAMF31w=",
+    "requestTime": "11/Nov/2024:13:51:49 +0000",
+    "messageDirection": "IN",
+    "disconnectReason": "Client-side close frame status not set",
+    "stage": "prod",
+    "connectedAt": 1731332735513,
+    "requestTimeEpoch": 1731333109875,
+    "identity": { "sourceIp": "166.90.225.1" },
+    "requestId": "BFbOeE87IAMF31w=",
+    "domainName": "asasasas.execute-api.us-east-1.amazonaws.com",
+    "connectionId": "BFaT_fALIAMCKug=",
+    "apiId": "asasasas"
+  },
+  "isBase64Encoded": false
+}"#,
+    );
+}
+
+#[test]
+fn query_maps_follow_the_headers_when_present() {
+    let event = connect_event(
+        &captured_connect_context(),
+        &pairs(&[("Host", "h")]),
+        &pairs(&[("name", "me")]),
+        &request_id("BFHPhFe3IAMF95g="),
+        1731324924561,
+    );
+    let json = String::from_utf8(event.to_json()).unwrap();
+    assert!(
+        json.starts_with(
+            r#"{"headers":{"Host":"h"},"multiValueHeaders":{"Host":["h"]},"queryStringParameters":{"name":"me"},"multiValueQueryStringParameters":{"name":["me"]},"requestContext":{"#
+        ),
+        "{json}"
+    );
+}
+
+#[test]
+fn user_agent_and_authorizer_close_the_request_context() {
+    let ctx = with_authorizer(captured_connection());
+    let event = message_event(
+        &ctx,
+        &RouteKey::default_route(),
+        MessageBody::Text("hi"),
+        &request_id("BFaVtH2HoAMFZEQ="),
+        &request_id("BFaVtfGSIAMCKug="),
+        1731332746514,
+    );
+    let json = String::from_utf8(event.to_json()).unwrap();
+    assert!(
+        json.contains(
+            r#""identity":{"sourceIp":"166.90.225.1","userAgent":"Mozilla/5.0"},"requestId""#
+        ),
+        "{json}"
+    );
+    assert!(
+        json.contains(r#""apiId":"asasasas","authorizer":{"#),
+        "{json}"
+    );
+    assert!(
+        json.ends_with(r#"}},"body":"hi","isBase64Encoded":false}"#),
+        "{json}"
+    );
+}
+
+#[test]
+fn the_oracle_reads_connect_events() {
+    for ctx in [
+        captured_connect_context(),
+        with_authorizer(captured_connect_context()),
+    ] {
+        let without_query = connect_event(
+            &ctx,
+            &captured_connect_headers(),
+            &[],
+            &request_id("BFHPhFe3IAMF95g="),
+            1731324924561,
+        );
+        let read = oracle(&without_query);
+        assert_eq!(read.headers.len(), 8);
+        assert_eq!(
+            read.headers.get("host").unwrap(),
+            "fjnq7njcv2.execute-api.us-east-1.amazonaws.com"
+        );
+        assert_eq!(read.headers.get("x-forwarded-port").unwrap(), "443");
+        assert!(read.headers.get("connection").is_none());
+        assert!(read.headers.get("upgrade").is_none());
+        assert!(read.headers.get("content-length").is_none());
+        assert_eq!(
+            read.multi_value_headers
+                .get_all("sec-websocket-version")
+                .iter()
+                .count(),
+            1
+        );
+        assert!(read.query_string_parameters.is_empty());
+        assert!(read.multi_value_query_string_parameters.is_empty());
+        assert_eq!(read.body, None);
+        assert!(!read.is_base64_encoded);
+        let context = &read.request_context;
+        assert_eq!(context.route_key.as_deref(), Some("$connect"));
+        assert_eq!(context.event_type.as_deref(), Some("CONNECT"));
+        assert_eq!(context.message_id, None);
+        assert_eq!(context.request_id.as_deref(), Some("BFHPhFe3IAMF95g="));
+        assert_eq!(
+            context.extended_request_id.as_deref(),
+            Some("BFHPhFe3IAMF95g=")
+        );
+        assert_eq!(
+            context.request_time.as_deref(),
+            Some("11/Nov/2024:11:35:24 +0000")
+        );
+        assert_eq!(context.request_time_epoch, 1731324924561);
+        assert_eq!(context.connected_at, 1731324924553);
+        assert_eq!(context.message_direction.as_deref(), Some("IN"));
+        assert_eq!(context.stage.as_deref(), Some("prod"));
+        assert_eq!(context.connection_id.as_deref(), Some("BFHPhfCWIAMCKlQ="));
+        assert_eq!(context.apiid.as_deref(), Some("asasasas"));
+        assert_eq!(
+            context.domain_name.as_deref(),
+            Some("asasasas.execute-api.us-east-1.amazonaws.com")
+        );
+        assert_eq!(context.identity.source_ip.as_deref(), Some("166.90.225.1"));
+        assert_eq!(context.identity.user_agent, ctx.user_agent);
+        check_oracle_authorizer(&read, &ctx);
+
+        let with_query = connect_event(
+            &ctx,
+            &captured_connect_headers(),
+            &pairs(&[("name", "me"), ("tag", "a"), ("tag", "b")]),
+            &request_id("BFHPhFe3IAMF95g="),
+            1731324924561,
+        );
+        let read = oracle(&with_query);
+        assert_eq!(read.query_string_parameters.first("name"), Some("me"));
+        assert_eq!(read.query_string_parameters.first("tag"), Some("b"));
+        assert_eq!(
+            read.multi_value_query_string_parameters.all("tag"),
+            Some(vec!["a", "b"])
+        );
+        check_oracle_authorizer(&read, &ctx);
+    }
+}
+
+fn check_oracle_authorizer(read: &ApiGatewayWebsocketProxyRequest, ctx: &ConnectionContext) {
+    let fields = &read.request_context.authorizer.fields;
+    match &ctx.authorizer {
+        None => assert!(fields.is_empty()),
+        Some(expected) => {
+            assert_eq!(fields.len(), expected.len());
+            for (key, value) in expected {
+                assert_eq!(fields.get(key), Some(value), "authorizer.{key}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_oracle_reads_message_events() {
+    for ctx in [
+        captured_connection(),
+        with_authorizer(captured_connection()),
+    ] {
+        let text = message_event(
+            &ctx,
+            &RouteKey::new("chat"),
+            MessageBody::Text(r#"{"action":"chat"}"#),
+            &request_id("BFaVtH2HoAMFZEQ="),
+            &request_id("BFaVtfGSIAMCKug="),
+            1731332746514,
+        );
+        let read = oracle(&text);
+        assert!(read.headers.is_empty());
+        assert!(read.multi_value_headers.is_empty());
+        assert!(read.query_string_parameters.is_empty());
+        assert_eq!(read.body.as_deref(), Some(r#"{"action":"chat"}"#));
+        assert!(!read.is_base64_encoded);
+        let context = &read.request_context;
+        assert_eq!(context.route_key.as_deref(), Some("chat"));
+        assert_eq!(context.event_type.as_deref(), Some("MESSAGE"));
+        assert_eq!(context.message_id.as_deref(), Some("BFaVtfGSIAMCKug="));
+        assert_eq!(context.request_id.as_deref(), Some("BFaVtH2HoAMFZEQ="));
+        assert_eq!(context.connected_at, 1731332735513);
+        assert_eq!(context.request_time_epoch, 1731332746514);
+        assert_eq!(context.disconnect_status_code, None);
+        assert_eq!(context.disconnect_reason, None);
+        check_oracle_authorizer(&read, &ctx);
+
+        let binary = message_event(
+            &ctx,
+            &RouteKey::default_route(),
+            MessageBody::Binary(&[0, 1, 2, 0xfe, 0xff]),
+            &request_id("BFaVtH2HoAMFZEQ="),
+            &request_id("BFaVtfGSIAMCKug="),
+            1731332746514,
+        );
+        let read = oracle(&binary);
+        assert_eq!(read.body.as_deref(), Some("AAEC/v8="));
+        assert!(read.is_base64_encoded);
+        assert_eq!(read.request_context.route_key.as_deref(), Some("$default"));
+        check_oracle_authorizer(&read, &ctx);
+    }
+}
+
+#[test]
+fn the_oracle_reads_disconnect_events() {
+    for ctx in [
+        captured_connection(),
+        with_authorizer(captured_connection()),
+    ] {
+        let event = disconnect_event(
+            &ctx,
+            1000,
+            "Connection Closed Normally",
+            &request_id("BFbOeE87IAMF31w="),
+            1731333109875,
+        );
+        let read = oracle(&event);
+        assert_eq!(
+            read.headers.get("host").unwrap(),
+            "asasasas.execute-api.us-east-1.amazonaws.com"
+        );
+        assert_eq!(read.headers.get("x-api-key").unwrap(), "");
+        assert_eq!(read.headers.get("x-forwarded-for").unwrap(), "");
+        assert_eq!(read.headers.get("x-restapi").unwrap(), "");
+        assert_eq!(read.multi_value_headers.len(), 4);
+        assert_eq!(read.body, None);
+        assert!(!read.is_base64_encoded);
+        let context = &read.request_context;
+        assert_eq!(context.route_key.as_deref(), Some("$disconnect"));
+        assert_eq!(context.event_type.as_deref(), Some("DISCONNECT"));
+        assert_eq!(context.disconnect_status_code, Some(1000));
+        assert_eq!(
+            context.disconnect_reason.as_deref(),
+            Some("Connection Closed Normally")
+        );
+        assert_eq!(context.message_id, None);
+        assert_eq!(context.identity.source_ip.as_deref(), Some("166.90.225.1"));
+        check_oracle_authorizer(&read, &ctx);
+    }
+}
+
+#[test]
+fn hop_by_hop_headers_are_dropped_in_any_case() {
+    let event = connect_event(
+        &captured_connect_context(),
+        &pairs(&[
+            ("CONNECTION", "upgrade"),
+            ("Host", "h"),
+            ("upgrade", "websocket"),
+            ("Content-Length", "0"),
+            ("Sec-WebSocket-Protocol", "chat"),
+            ("Connection-Extra", "kept"),
+        ]),
+        &[],
+        &request_id("BFHPhFe3IAMF95g="),
+        0,
+    );
+    let headers = event.headers.as_ref().unwrap();
+    let names: Vec<&str> = headers
+        .entries()
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["Host", "Sec-WebSocket-Protocol", "Connection-Extra"]
+    );
+}
+
+#[test]
+fn repeated_headers_keep_first_name_and_last_value() {
+    let event = connect_event(
+        &captured_connect_context(),
+        &pairs(&[
+            ("X-Token", "one"),
+            ("Host", "h"),
+            ("x-token", "two"),
+            ("X-TOKEN", "three"),
+        ]),
+        &[],
+        &request_id("BFHPhFe3IAMF95g="),
+        0,
+    );
+    let json = String::from_utf8(event.to_json()).unwrap();
+    assert!(
+        json.starts_with(
+            r#"{"headers":{"X-Token":"three","Host":"h"},"multiValueHeaders":{"X-Token":["one","two","three"],"Host":["h"]},"requestContext""#
+        ),
+        "{json}"
+    );
+}
+
+#[test]
+fn repeated_query_keys_match_exactly() {
+    let event = connect_event(
+        &captured_connect_context(),
+        &[],
+        &pairs(&[("a", "1"), ("A", "2"), ("a", "3"), ("b", "")]),
+        &request_id("BFHPhFe3IAMF95g="),
+        0,
+    );
+    let json = String::from_utf8(event.to_json()).unwrap();
+    assert!(
+        json.starts_with(
+            r#"{"headers":{},"multiValueHeaders":{},"queryStringParameters":{"a":"3","A":"2","b":""},"multiValueQueryStringParameters":{"a":["1","3"],"A":["2"],"b":[""]},"requestContext""#
+        ),
+        "{json}"
+    );
+}
+
+#[test]
+fn absent_fields_are_left_out() {
+    let connect = String::from_utf8(
+        connect_event(
+            &captured_connect_context(),
+            &pairs(&[("Host", "h")]),
+            &[],
+            &request_id("BFHPhFe3IAMF95g="),
+            0,
+        )
+        .to_json(),
+    )
+    .unwrap();
+    for absent in [
+        "queryStringParameters",
+        "multiValueQueryStringParameters",
+        "body",
+        "messageId",
+        "disconnect",
+        "authorizer",
+        "userAgent",
+        "stageVariables",
+        "null",
+    ] {
+        assert!(!connect.contains(absent), "{absent} in {connect}");
+    }
+    let message = String::from_utf8(
+        message_event(
+            &captured_connection(),
+            &RouteKey::new("chat"),
+            MessageBody::Text(""),
+            &request_id("BFaVtH2HoAMFZEQ="),
+            &request_id("BFaVtfGSIAMCKug="),
+            0,
+        )
+        .to_json(),
+    )
+    .unwrap();
+    for absent in ["headers", "Headers", "QueryString", "disconnect", "null"] {
+        assert!(!message.contains(absent), "{absent} in {message}");
+    }
+    assert!(message.ends_with(r#","body":"","isBase64Encoded":false}"#));
+}
+
+fn captured_authorizer_event(query: &Pairs) -> AuthorizerEvent {
+    let ctx = ConnectionContext {
+        connection_id: ConnectionId::parse("FDmBIeapIAMCIQg=").unwrap(),
+        api_id: "c5jwxq709g".to_owned(),
+        stage: "production".to_owned(),
+        domain_name: "c5jwxq709g.execute-api.us-east-1.amazonaws.com".to_owned(),
+        connected_at: 1737995987617,
+        source_ip: "93.108.161.96".to_owned(),
+        user_agent: None,
+        authorizer: None,
+    };
+    authorizer_event(
+        &ctx,
+        &pairs(&[
+            ("Authorization", "Leo"),
+            ("Connection", "upgrade"),
+            ("content-length", "0"),
+            ("Host", "c5jwxq709g.execute-api.us-east-1.amazonaws.com"),
+            ("Upgrade", "websocket"),
+        ]),
+        query,
+        &connect_method_arn("us-east-1", "533568316194", "c5jwxq709g", "production"),
+        &request_id("FDmBIG3EoAMEqYA="),
+        1737995987617,
+    )
+}
+
+#[test]
+fn authorizer_event_matches_the_aws_capture() {
+    let event = captured_authorizer_event(&[]);
+    let json = String::from_utf8(event.to_json()).unwrap();
+    let expected = minify(
+        r#"{
+    "type":"REQUEST",
+    "methodArn":"arn:aws:execute-api:us-east-1:533568316194:c5jwxq709g/production/$connect",
+    "headers":{
+       "Authorization":"Leo",
+       "Connection":"upgrade",
+       "content-length":"0",
+       "Host":"c5jwxq709g.execute-api.us-east-1.amazonaws.com",
+       "Upgrade":"websocket"
+    },
+    "multiValueHeaders":{
+       "Authorization":["Leo"],
+       "Connection":["upgrade"],
+       "content-length":["0"],
+       "Host":["c5jwxq709g.execute-api.us-east-1.amazonaws.com"],
+       "Upgrade":["websocket"]
+    },
+    "queryStringParameters":{},
+    "multiValueQueryStringParameters":{},
+    "stageVariables":{},
+    "requestContext":{
+       "routeKey":"$connect",
+       "eventType":"CONNECT",
+       "extendedRequestId":"FDmBIG3EoAMEqYA=",
+       "requestTime":"27/Jan/2025:16:39:47 +0000",
+       "messageDirection":"IN",
+       "stage":"production",
+       "connectedAt":1737995987617,
+       "requestTimeEpoch":1737995987617,
+       "identity":{"sourceIp":"93.108.161.96"},
+       "requestId":"FDmBIG3EoAMEqYA=",
+       "domainName":"c5jwxq709g.execute-api.us-east-1.amazonaws.com",
+       "connectionId":"FDmBIeapIAMCIQg=",
+       "apiId":"c5jwxq709g"
+    }
+}"#,
+    );
+    assert_eq!(json, expected);
+}
+
+/// The oracle is `ApiGatewayCustomAuthorizerRequestTypeRequest`, the type
+/// `aws_lambda_events` itself reads its WebSocket authorizer fixture with;
+/// `ApiGatewayV2CustomAuthorizerV1Request` cannot be used because it requires
+/// `httpMethod`, which WebSocket authorizer events do not have.
+#[test]
+fn the_oracle_reads_authorizer_events() {
+    let event = captured_authorizer_event(&pairs(&[("token", "t1"), ("token", "t2")]));
+    let read: ApiGatewayCustomAuthorizerRequestTypeRequest =
+        serde_json::from_slice(&event.to_json()).unwrap();
+    assert_eq!(read.type_.as_deref(), Some("REQUEST"));
+    assert_eq!(
+        read.method_arn.as_deref(),
+        Some("arn:aws:execute-api:us-east-1:533568316194:c5jwxq709g/production/$connect")
+    );
+    assert_eq!(read.headers.get("connection").unwrap(), "upgrade");
+    assert_eq!(read.headers.get("upgrade").unwrap(), "websocket");
+    assert_eq!(read.headers.get("content-length").unwrap(), "0");
+    assert_eq!(read.headers.get("authorization").unwrap(), "Leo");
+    assert_eq!(read.query_string_parameters.first("token"), Some("t2"));
+    assert_eq!(
+        read.multi_value_query_string_parameters.all("token"),
+        Some(vec!["t1", "t2"])
+    );
+    assert!(read.stage_variables.is_empty());
+    assert_eq!(read.http_method, None);
+    assert_eq!(read.request_context.apiid.as_deref(), Some("c5jwxq709g"));
+    assert_eq!(read.request_context.stage.as_deref(), Some("production"));
+    assert_eq!(
+        read.request_context.request_id.as_deref(),
+        Some("FDmBIG3EoAMEqYA=")
+    );
+
+    let without_query = captured_authorizer_event(&[]);
+    let read: ApiGatewayCustomAuthorizerRequestTypeRequest =
+        serde_json::from_slice(&without_query.to_json()).unwrap();
+    assert!(read.query_string_parameters.is_empty());
+}
+
+#[test]
+fn authorizer_event_never_carries_an_authorizer() {
+    let ctx = with_authorizer(captured_connect_context());
+    let event = authorizer_event(&ctx, &[], &[], "arn", &request_id("BFHPhFe3IAMF95g="), 0);
+    let json = String::from_utf8(event.to_json()).unwrap();
+    assert!(!json.contains("authorizer"), "{json}");
+    assert!(json.contains(r#""userAgent":"Mozilla/5.0""#), "{json}");
+    assert!(!json.contains("isBase64Encoded"), "{json}");
+    assert!(!json.contains("body"), "{json}");
+}

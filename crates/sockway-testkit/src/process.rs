@@ -1,0 +1,66 @@
+//! [`GatewayProcess`]: the real `sockway` binary, started with `--listen 127.0.0.1:0` and
+//! stopped when dropped.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+use crate::DEADLINE;
+
+/// A running `sockway serve` process.
+#[derive(Debug)]
+pub struct GatewayProcess {
+    child: Child,
+    /// What it printed on stdout after the startup line.
+    pub stdout: Lines<BufReader<ChildStdout>>,
+    /// The `ws://...` URL from its startup line.
+    pub ws_url: String,
+}
+
+impl GatewayProcess {
+    /// Starts `binary serve --config config --listen 127.0.0.1:0` and waits for its startup line.
+    pub async fn start(binary: &Path, config: &Path) -> GatewayProcess {
+        let mut child = Command::new(binary)
+            .args(["serve", "--config"])
+            .arg(config)
+            .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start sockway");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut stdout = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(DEADLINE, stdout.next_line())
+            .await
+            .expect("startup line within the deadline")
+            .expect("read stdout")
+            .expect("sockway printed a startup line");
+        let ws_url = line
+            .strip_prefix("sockway listening on ")
+            .unwrap_or_else(|| panic!("unexpected startup line: {line}"))
+            .to_owned();
+        GatewayProcess { child, stdout, ws_url }
+    }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id().expect("process is running")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.id().to_string()])
+            .status()
+            .await
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("sockway exits within 30 s of SIGTERM")
+            .expect("wait for sockway")
+    }
+}

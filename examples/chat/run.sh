@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Builds sockway, starts the chat backend and the gateway, and stops both on Ctrl-C.
+# Run from anywhere: paths are resolved from the repository root.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$repo_root"
+
+# Must match examples/chat/sockway.toml.
+gateway_addr="127.0.0.1:8080"
+backend_port="8081"
+
+for tool in cargo python3; do
+    command -v "$tool" >/dev/null || { echo "run.sh: $tool is required" >&2; exit 1; }
+done
+
+cargo build --release -p sockway
+
+backend_pid=""
+gateway_pid=""
+cleanup() {
+    trap - INT TERM EXIT
+    # Stop the gateway first so its $disconnect events still reach the backend.
+    if [[ -n "$gateway_pid" ]] && kill -0 "$gateway_pid" 2>/dev/null; then
+        kill -TERM "$gateway_pid" 2>/dev/null || true
+        wait "$gateway_pid" 2>/dev/null || true
+    fi
+    if [[ -n "$backend_pid" ]] && kill -0 "$backend_pid" 2>/dev/null; then
+        kill -TERM "$backend_pid" 2>/dev/null || true
+        wait "$backend_pid" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+python3 examples/chat/backend.py \
+    --port "$backend_port" \
+    --callback-url "http://$gateway_addr/dev" \
+    --ws-url "ws://$gateway_addr/dev" &
+backend_pid=$!
+
+target/release/sockway serve --config examples/chat/sockway.toml &
+gateway_pid=$!
+
+# Waits (up to about 10 s) until HOST:PORT accepts TCP connections and PID is still alive.
+wait_for_port() {
+    local host=$1 port=$2 pid=$3 name=$4
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || { echo "run.sh: $name exited" >&2; exit 1; }
+        sleep 0.1
+    done
+    echo "run.sh: $name is not listening on $host:$port" >&2
+    exit 1
+}
+wait_for_port 127.0.0.1 "$backend_port" "$backend_pid" backend.py
+wait_for_port "${gateway_addr%:*}" "${gateway_addr#*:}" "$gateway_pid" sockway
+
+echo
+echo "Chat is running. Open http://127.0.0.1:$backend_port/ in two browser tabs."
+echo "Press Ctrl-C to stop."
+
+# Return as soon as either process exits; the EXIT trap stops the other one.
+wait -n
