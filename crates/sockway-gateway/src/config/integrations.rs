@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 
 use serde_spanned::Spanned;
 
+use super::parse::key_path;
 use super::raw::{RawIntegration, RawIntegrationType};
 use super::request_parameters::{parse_source, parse_target};
-use super::parse::key_path;
 use super::validate::{INTEGRATION_TIMEOUT_RULE, Problems};
 use super::{
     HttpIntegrationConfig, HttpProxyIntegrationConfig, IntegrationConfig, MockIntegrationConfig,
@@ -51,7 +51,11 @@ pub(super) fn validate_integration(
         }
     }
 
-    let timeout = problems.duration(path("timeout"), raw.timeout.as_ref(), INTEGRATION_TIMEOUT_RULE);
+    let timeout = problems.duration(
+        path("timeout"),
+        raw.timeout.as_ref(),
+        INTEGRATION_TIMEOUT_RULE,
+    );
     let integration = match kind {
         RawIntegrationType::Http => {
             let uri = backend_uri(raw, name, &path("uri"), kind_name, problems);
@@ -84,7 +88,11 @@ pub(super) fn validate_integration(
 /// The keys of `raw` that are set, with their span and the types they belong to.
 fn present_keys(
     raw: &RawIntegration,
-) -> Vec<(&'static str, std::ops::Range<usize>, &'static [RawIntegrationType])> {
+) -> Vec<(
+    &'static str,
+    std::ops::Range<usize>,
+    &'static [RawIntegrationType],
+)> {
     use RawIntegrationType::{Http, HttpProxy, Mock};
     let mut keys = Vec::new();
     if let Some(uri) = &raw.uri {
@@ -97,7 +105,11 @@ fn present_keys(
         keys.push(("method", method.span(), &[HttpProxy][..]));
     }
     if let Some(parameters) = &raw.request_parameters {
-        keys.push(("request_parameters", first_span(parameters, raw), &[HttpProxy][..]));
+        keys.push((
+            "request_parameters",
+            first_span(parameters, raw),
+            &[HttpProxy][..],
+        ));
     }
     if let Some(status_code) = &raw.status_code {
         keys.push(("status_code", status_code.span(), &[Mock][..]));
@@ -221,7 +233,9 @@ fn request_parameters(
         };
         let bad_static_header = match (&target, &source) {
             (ParameterTarget::Header(header), ParameterSource::Static(text)) => {
-                http::HeaderValue::from_str(text).is_err().then_some((header, text))
+                http::HeaderValue::from_str(text)
+                    .is_err()
+                    .then_some((header, text))
             }
             _ => None,
         };

@@ -57,7 +57,11 @@ fn quote_key(key: &str) -> String {
         && key
             .bytes()
             .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
-    if bare { key.to_owned() } else { format!("{key:?}") }
+    if bare {
+        key.to_owned()
+    } else {
+        format!("{key:?}")
+    }
 }
 
 /// The key path of a serde error.

@@ -84,7 +84,9 @@ pub(super) fn parse_source(value: &str) -> Result<ParameterSource, String> {
         .iter()
         .find(|prefix| value.starts_with(*prefix))
     {
-        return Err(format!("{prefix}<...> sources are not supported by sockway"));
+        return Err(format!(
+            "{prefix}<...> sources are not supported by sockway"
+        ));
     }
     Err(format!(
         "unknown source {value:?} (expected context.<variable>, route.request.header.<name>, \

@@ -1,19 +1,1323 @@
+//! Tests of config parsing and validation, driven by tables through a few `check` helpers.
+
+use std::time::Duration;
+
+use super::duration::{format_duration, parse_duration};
+use super::request_parameters::{parse_source, parse_target};
 use super::*;
-#[test]
-fn explore() {
-    for text in [
-        "[routes.\"$connect\"]\nintegration = \"a\"\nfoo = 1\n",
-        "[routes.\"$connect\"]\nroute_response = true\n",
-        "[integrations.a]\ntype = \"htp\"\n",
-        "[integrations.a]\nuri = \"x\"\n",
-        "[integrations.a]\ntype = \"mock\"\nheaders = { a = 1 }\n",
-        "[integrations.a]\ntype = \"mock\"\n[integrations.b]\ntype = \"mock\"\n\n[integrations.a.request_parameters]\n\"x.y\" = 5\n",
-        "routes.b = { integration = 'x', x = 1 }\n",
-        "[limits]\nidle_timeout = \"1x\"\nframe_bytes = 0\nmessage_bytes=10\n[routes.'$foo']\nintegration='nope'\nroute_response=true\n[routes.'$connect']\nintegration='nope'\nroute_response=true\n[integrations.z]\ntype='mock'\nstatus_code=700\nheaders={'a b'='x'}\nuri='http://x'\n",
-    ] {
-        match Config::from_toml(text, "t.toml") {
-            Ok(_) => println!("OK"),
-            Err(e) => println!("{e}\n"),
+
+/// Parses `text`, failing the test with every problem if it is invalid.
+fn parse_ok(text: &str) -> Config {
+    match Config::from_toml(text, "test.toml") {
+        Ok(config) => config,
+        Err(err) => panic!("expected a valid config, got:\n{err}\n--- text ---\n{text}"),
+    }
+}
+
+/// Parses `text`, which must be invalid, and returns its problems.
+fn problems(text: &str) -> Vec<ConfigProblem> {
+    match Config::from_toml(text, "test.toml") {
+        Ok(config) => panic!("expected problems, got a valid config: {config:#?}\n{text}"),
+        Err(ConfigError::Invalid { origin, problems }) => {
+            assert_eq!(origin, "test.toml");
+            assert!(!problems.is_empty(), "Invalid with no problems");
+            problems
         }
+        Err(err) => panic!("expected ConfigError::Invalid, got {err:?}"),
+    }
+}
+
+/// Asserts that `text` has exactly the problems `expected`, in order, each given as
+/// `(key path, line, a fragment of the message)`.
+#[track_caller]
+fn check_problems(text: &str, expected: &[(&str, usize, &str)]) {
+    let found = problems(text);
+    let summary: Vec<String> = found
+        .iter()
+        .map(|problem| {
+            format!(
+                "{:?}:{}: {}",
+                problem.line, problem.key_path, problem.message
+            )
+        })
+        .collect();
+    assert_eq!(
+        found.len(),
+        expected.len(),
+        "problem count differs; found:\n{}\n--- text ---\n{text}",
+        summary.join("\n")
+    );
+    for (problem, (key_path, line, fragment)) in found.iter().zip(expected) {
+        assert_eq!(
+            problem.key_path,
+            *key_path,
+            "key path; found:\n{}",
+            summary.join("\n")
+        );
+        assert_eq!(
+            problem.line,
+            Some(*line),
+            "line of {key_path}; found:\n{}",
+            summary.join("\n")
+        );
+        assert!(
+            problem.message.contains(fragment),
+            "message of {key_path} should contain {fragment:?}, is {:?}",
+            problem.message
+        );
+    }
+}
+
+/// Asserts that `text` has exactly one problem.
+#[track_caller]
+fn check_error(text: &str, key_path: &str, line: usize, fragment: &str) {
+    check_problems(text, &[(key_path, line, fragment)]);
+}
+
+/// The TOML text of the issue's example.
+const ISSUE_EXAMPLE: &str = r#"
+[gateway]
+listen = "127.0.0.1:8080"
+stage = "dev"
+api_id = "a1b2c3d4e5"
+region = "us-east-1"
+account_id = "123456789012"
+route_selection_expression = "$request.body.action"
+binary_frames = "base64"
+
+[limits]
+frame_bytes = 32768
+message_bytes = 131072
+idle_timeout = "10m"
+max_connection_duration = "2h"
+integration_timeout = "29s"
+heartbeat_interval = "30s"
+handshake_timeout = "10s"
+max_inflight_integrations = 16
+outbound_queue = 256
+shutdown_grace = "10s"
+disconnect_attempts = 5
+disconnect_backoff = "200ms"
+
+[routes."$connect"]
+integration = "backend"
+route_response = false
+
+[integrations.backend]
+type = "http"
+uri = "http://127.0.0.1:9000/events"
+timeout = "29s"
+
+[integrations.raw]
+type = "http_proxy"
+uri = "http://127.0.0.1:9000/raw"
+method = "POST"
+timeout = "5s"
+request_parameters = { "integration.request.header.connectionId" = "context.connectionId", "integration.request.querystring.room" = "route.request.querystring.room", "integration.request.header.X-Static" = "'fixed'" }
+
+[integrations.pong]
+type = "mock"
+status_code = 200
+body = '{"pong":true}'
+headers = { "Sec-WebSocket-Protocol" = "chat" }
+
+[management]
+listen = "127.0.0.1:8081"
+"#;
+
+#[test]
+fn issue_example_parses_to_expected_values() {
+    let config = parse_ok(ISSUE_EXAMPLE);
+    let gateway = &config.gateway;
+    assert_eq!(gateway.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(gateway.stage, "dev");
+    assert_eq!(gateway.api_id, "a1b2c3d4e5");
+    assert_eq!(gateway.region, "us-east-1");
+    assert_eq!(gateway.account_id, "123456789012");
+    assert_eq!(
+        gateway.route_selection_expression.as_str(),
+        "$request.body.action"
+    );
+    assert_eq!(gateway.binary_frames, BinaryFrames::Base64);
+
+    // The example spells out every default limit.
+    assert_eq!(config.limits, Limits::default());
+
+    assert_eq!(config.routes.len(), 1);
+    let connect = config.route("$connect").unwrap();
+    assert_eq!(connect.key.as_str(), "$connect");
+    assert_eq!(connect.integration, "backend");
+    assert!(!connect.route_response);
+    assert!(config.route("$default").is_none());
+
+    let names: Vec<&str> = config.integrations.keys().map(String::as_str).collect();
+    assert_eq!(names, ["backend", "pong", "raw"]);
+    match &config.integrations["backend"] {
+        IntegrationConfig::Http(http) => {
+            assert_eq!(http.uri, "http://127.0.0.1:9000/events");
+            assert_eq!(http.timeout, Some(Duration::from_secs(29)));
+        }
+        other => panic!("backend: {other:?}"),
+    }
+    match &config.integrations["raw"] {
+        IntegrationConfig::HttpProxy(proxy) => {
+            assert_eq!(proxy.uri, "http://127.0.0.1:9000/raw");
+            assert_eq!(proxy.method, http::Method::POST);
+            assert_eq!(proxy.timeout, Some(Duration::from_secs(5)));
+            // In the order written.
+            assert_eq!(
+                proxy.request_parameters,
+                [
+                    RequestParameter {
+                        target: ParameterTarget::Header("connectionId".into()),
+                        source: ParameterSource::Context(ContextVariable::ConnectionId),
+                    },
+                    RequestParameter {
+                        target: ParameterTarget::QueryString("room".into()),
+                        source: ParameterSource::RequestQueryString("room".into()),
+                    },
+                    RequestParameter {
+                        target: ParameterTarget::Header("X-Static".into()),
+                        source: ParameterSource::Static("fixed".into()),
+                    },
+                ]
+            );
+        }
+        other => panic!("raw: {other:?}"),
+    }
+    assert_eq!(
+        config.integrations["pong"],
+        IntegrationConfig::Mock(MockIntegrationConfig {
+            status_code: 200,
+            body: Some(r#"{"pong":true}"#.into()),
+            headers: vec![("Sec-WebSocket-Protocol".into(), "chat".into())],
+        })
+    );
+    assert_eq!(
+        config.management.listen,
+        Some("127.0.0.1:8081".parse().unwrap())
+    );
+}
+
+#[test]
+fn empty_config_is_all_defaults() {
+    let config = parse_ok("");
+    assert_eq!(config, Config::default());
+    assert_eq!(config.gateway.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(config.gateway.stage, "dev");
+    assert_eq!(config.gateway.region, "us-east-1");
+    assert_eq!(config.gateway.account_id, "123456789012");
+    assert_eq!(
+        config.gateway.route_selection_expression.as_str(),
+        "$request.body.action"
+    );
+    assert_eq!(config.gateway.binary_frames, BinaryFrames::Base64);
+    assert_eq!(config.gateway.api_id, GatewayConfig::default_api_id("dev"));
+    assert!(config.routes.is_empty());
+    assert!(config.integrations.is_empty());
+    assert_eq!(config.management.listen, None);
+
+    let limits = &config.limits;
+    assert_eq!(limits.frame_bytes, 32 * 1024);
+    assert_eq!(limits.message_bytes, 128 * 1024);
+    assert_eq!(limits.idle_timeout, Some(Duration::from_secs(600)));
+    assert_eq!(
+        limits.max_connection_duration,
+        Some(Duration::from_secs(7200))
+    );
+    assert_eq!(limits.integration_timeout, Duration::from_secs(29));
+    assert_eq!(limits.heartbeat_interval, Some(Duration::from_secs(30)));
+    assert_eq!(limits.handshake_timeout, Duration::from_secs(10));
+    assert_eq!(limits.max_inflight_integrations, 16);
+    assert_eq!(limits.outbound_queue, 256);
+    assert_eq!(limits.shutdown_grace, Duration::from_secs(10));
+    assert_eq!(limits.disconnect_attempts, 5);
+    assert_eq!(limits.disconnect_backoff, Duration::from_millis(200));
+}
+
+#[test]
+fn zero_durations_disable_idle_max_duration_and_heartbeat() {
+    let config = parse_ok(
+        "[limits]\nidle_timeout = \"0s\"\nmax_connection_duration = \"0ms\"\nheartbeat_interval = \"0s\"\n",
+    );
+    assert_eq!(config.limits.idle_timeout, None);
+    assert_eq!(config.limits.max_connection_duration, None);
+    assert_eq!(config.limits.heartbeat_interval, None);
+}
+
+#[test]
+fn default_api_id_is_ten_lowercase_alphanumerics_derived_from_the_stage() {
+    for stage in ["dev", "prod", "", "a-very-long_stage-name-0123456789"] {
+        let api_id = GatewayConfig::default_api_id(stage);
+        assert_eq!(api_id.len(), 10, "{api_id:?}");
+        assert!(
+            api_id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+            "{api_id:?}"
+        );
+        assert_eq!(
+            api_id,
+            GatewayConfig::default_api_id(stage),
+            "deterministic"
+        );
+    }
+    assert_ne!(
+        GatewayConfig::default_api_id("dev"),
+        GatewayConfig::default_api_id("prod")
+    );
+    // The file's stage, not the default one, feeds the default id.
+    let config = parse_ok("[gateway]\nstage = \"prod\"\n");
+    assert_eq!(config.gateway.api_id, GatewayConfig::default_api_id("prod"));
+    // An explicit id wins.
+    let config = parse_ok("[gateway]\nstage = \"prod\"\napi_id = \"zzzzzzzzzz\"\n");
+    assert_eq!(config.gateway.api_id, "zzzzzzzzzz");
+}
+
+#[test]
+fn empty_stage_and_other_gateway_values_are_accepted() {
+    let config = parse_ok(
+        "[gateway]\nstage = \"\"\nlisten = \"[::1]:0\"\nbinary_frames = \"reject\"\n\
+         route_selection_expression = \"${request.body.service}/${request.body.action}\"\n",
+    );
+    assert_eq!(config.gateway.stage, "");
+    assert_eq!(config.gateway.listen, "[::1]:0".parse().unwrap());
+    assert_eq!(config.gateway.binary_frames, BinaryFrames::Reject);
+    let long_stage = "s".repeat(128);
+    let config = parse_ok(&format!("[gateway]\nstage = \"{long_stage}\"\n"));
+    assert_eq!(config.gateway.stage, long_stage);
+}
+
+#[test]
+fn routes_keep_file_order_and_resolve_integrations() {
+    let config = parse_ok(
+        r#"
+[routes.zeta]
+integration = "m"
+route_response = true
+[routes."$default"]
+integration = "m"
+route_response = true
+[routes."$disconnect"]
+integration = "m"
+[routes.alpha]
+integration = "m"
+[integrations.m]
+type = "mock"
+"#,
+    );
+    let keys: Vec<&str> = config
+        .routes
+        .iter()
+        .map(|route| route.key.as_str())
+        .collect();
+    assert_eq!(keys, ["zeta", "$default", "$disconnect", "alpha"]);
+    assert!(config.route("zeta").unwrap().route_response);
+    assert!(config.route("$default").unwrap().route_response);
+    assert!(!config.route("alpha").unwrap().route_response);
+    assert_eq!(
+        config.integrations["m"],
+        IntegrationConfig::Mock(MockIntegrationConfig {
+            status_code: 200,
+            body: None,
+            headers: Vec::new(),
+        })
+    );
+}
+
+#[test]
+fn http_proxy_method_defaults_to_post_and_timeouts_fall_back_to_the_limit() {
+    let config = parse_ok(
+        "[limits]\nintegration_timeout = \"3s\"\n\
+         [integrations.p]\ntype = \"http_proxy\"\nuri = \"https://example.com/x?a=1\"\n\
+         [integrations.q]\ntype = \"http_proxy\"\nuri = \"http://[::1]:9/\"\nmethod = \"PUT\"\ntimeout = \"50ms\"\n",
+    );
+    let IntegrationConfig::HttpProxy(p) = &config.integrations["p"] else {
+        panic!("p is not http_proxy");
+    };
+    assert_eq!(p.method, http::Method::POST);
+    assert_eq!(p.timeout, None);
+    assert!(p.request_parameters.is_empty());
+    assert_eq!(
+        config.integrations["p"].timeout(&config.limits),
+        Duration::from_secs(3)
+    );
+    let IntegrationConfig::HttpProxy(q) = &config.integrations["q"] else {
+        panic!("q is not http_proxy");
+    };
+    assert_eq!(q.method, http::Method::PUT);
+    assert_eq!(
+        config.integrations["q"].timeout(&config.limits),
+        Duration::from_millis(50)
+    );
+    assert_eq!(config.integrations["q"].type_name(), "http_proxy");
+}
+
+#[test]
+fn parse_errors_name_key_path_and_line() {
+    // Unknown keys, wrong types and bad enum values: serde stops at the first.
+    check_error(
+        "[gateway]\nlisen = \"x\"\n",
+        "gateway.lisen",
+        2,
+        "unknown field `lisen`",
+    );
+    check_error("[gatway]\n", "gatway", 1, "unknown field `gatway`");
+    check_error(
+        "[limits]\n\nfoo = 1\n",
+        "limits.foo",
+        3,
+        "unknown field `foo`",
+    );
+    check_error(
+        "[routes.\"$connect\"]\nintegration = \"a\"\nintegraton = \"b\"\n",
+        "routes.\"$connect\".integraton",
+        3,
+        "unknown field",
+    );
+    check_error(
+        "[integrations.a]\ntype = \"mock\"\n[integrations.b]\ntype = \"mock\"\nstatus = 1\n",
+        "integrations.b.status",
+        5,
+        "unknown field `status`",
+    );
+    check_error(
+        "[management]\nport = 1\n",
+        "management.port",
+        2,
+        "unknown field",
+    );
+    check_error(
+        "[limits]\nframe_bytes = \"big\"\n",
+        "limits.frame_bytes",
+        2,
+        "invalid type",
+    );
+    check_error(
+        "[limits]\nframe_bytes = 1.5\n",
+        "limits.frame_bytes",
+        2,
+        "invalid type",
+    );
+    check_error(
+        "[limits]\nidle_timeout = 600\n",
+        "limits.idle_timeout",
+        2,
+        "expected a duration string",
+    );
+    check_error("[gateway]\nstage = 5\n", "gateway.stage", 2, "invalid type");
+    check_error(
+        "[gateway]\nbinary_frames = \"text\"\n",
+        "gateway.binary_frames",
+        2,
+        "unknown variant",
+    );
+    check_error(
+        "[routes.\"$connect\"]\nroute_response = true\n",
+        "routes.\"$connect\"",
+        1,
+        "missing field `integration`",
+    );
+    check_error(
+        "[routes.a]\nintegration = \"m\"\nroute_response = \"yes\"\n",
+        "routes.a.route_response",
+        3,
+        "invalid type",
+    );
+    check_error(
+        "[integrations.a]\nuri = \"http://x\"\n",
+        "integrations.a",
+        1,
+        "missing field `type`",
+    );
+    check_error(
+        "[integrations.a]\ntype = \"lambda\"\n",
+        "integrations.a.type",
+        2,
+        "unknown variant `lambda`",
+    );
+    check_error(
+        "[integrations.a]\ntype = \"mock\"\n\n[integrations.a.headers]\nX-Count = 1\n",
+        "integrations.a.headers.X-Count",
+        5,
+        "invalid type",
+    );
+    check_error(
+        "[integrations.raw]\ntype = \"http_proxy\"\nuri = \"http://h/\"\nrequest_parameters = { \"integration.request.header.a\" = 5 }\n",
+        "integrations.raw.request_parameters.\"integration.request.header.a\"",
+        4,
+        "invalid type",
+    );
+    check_error(
+        "routes.b = { integration = 'x', x = 1 }\n",
+        "routes.b.x",
+        1,
+        "unknown field `x`",
+    );
+}
+
+#[test]
+fn toml_syntax_errors_have_a_line_and_no_key_path() {
+    check_error("[gateway]\nlisten = \n", "", 2, "invalid TOML");
+    check_error("[gateway\n", "", 1, "invalid TOML");
+    check_error(
+        "[gateway]\nstage = \"a\"\nstage = \"b\"\n",
+        "",
+        3,
+        "duplicate key",
+    );
+}
+
+#[test]
+fn gateway_value_errors_name_key_path_and_line() {
+    check_error(
+        "[gateway]\nlisten = \"localhost:8080\"\n",
+        "gateway.listen",
+        2,
+        "invalid socket address",
+    );
+    check_error(
+        "[gateway]\nlisten = \"127.0.0.1\"\n",
+        "gateway.listen",
+        2,
+        "invalid socket address",
+    );
+    check_error(
+        "[gateway]\nstage = \"my stage\"\n",
+        "gateway.stage",
+        2,
+        "may only contain",
+    );
+    check_error(
+        &format!("[gateway]\nstage = \"{}\"\n", "s".repeat(129)),
+        "gateway.stage",
+        2,
+        "at most 128",
+    );
+    check_error(
+        "[gateway]\napi_id = \"ABCDEFGHIJ\"\n",
+        "gateway.api_id",
+        2,
+        "10 characters of a-z and 0-9",
+    );
+    check_error(
+        "[gateway]\napi_id = \"abc\"\n",
+        "gateway.api_id",
+        2,
+        "10 characters",
+    );
+    check_error(
+        "[gateway]\nregion = \"\"\n",
+        "gateway.region",
+        2,
+        "not a region name",
+    );
+    check_error(
+        "[gateway]\nregion = \"US_EAST\"\n",
+        "gateway.region",
+        2,
+        "not a region name",
+    );
+    check_error(
+        "[gateway]\naccount_id = \"12345\"\n",
+        "gateway.account_id",
+        2,
+        "12 digits",
+    );
+    check_error(
+        "[gateway]\naccount_id = \"12345678901x\"\n",
+        "gateway.account_id",
+        2,
+        "12 digits",
+    );
+    check_error(
+        "[gateway]\nroute_selection_expression = \"\"\n",
+        "gateway.route_selection_expression",
+        2,
+        "empty",
+    );
+    check_error(
+        "[gateway]\n\nroute_selection_expression = \"${request.body.action\"\n",
+        "gateway.route_selection_expression",
+        3,
+        "never closed",
+    );
+}
+
+#[test]
+fn limit_errors_name_key_path_and_line() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "frame_bytes = 0",
+            "limits.frame_bytes",
+            "between 1 and 16777216",
+        ),
+        (
+            "frame_bytes = 16777217",
+            "limits.frame_bytes",
+            "between 1 and 16777216",
+        ),
+        (
+            "message_bytes = 67108865",
+            "limits.message_bytes",
+            "between 1 and 67108864",
+        ),
+        (
+            "message_bytes = 1000",
+            "limits.message_bytes",
+            "at least limits.frame_bytes (32768)",
+        ),
+        (
+            "frame_bytes = 200000",
+            "limits.frame_bytes",
+            "raise limits.message_bytes",
+        ),
+        (
+            "idle_timeout = \"10 min\"",
+            "limits.idle_timeout",
+            "invalid duration \"10 min\"",
+        ),
+        (
+            "max_connection_duration = \"2H\"",
+            "limits.max_connection_duration",
+            "unknown unit \"H\"",
+        ),
+        (
+            "integration_timeout = \"49ms\"",
+            "limits.integration_timeout",
+            "between 50ms and 15m",
+        ),
+        (
+            "integration_timeout = \"15m1ms\"",
+            "limits.integration_timeout",
+            "between 50ms and 15m",
+        ),
+        (
+            "heartbeat_interval = \"\"",
+            "limits.heartbeat_interval",
+            "empty duration",
+        ),
+        (
+            "handshake_timeout = \"0s\"",
+            "limits.handshake_timeout",
+            "more than 0s",
+        ),
+        (
+            "max_inflight_integrations = 0",
+            "limits.max_inflight_integrations",
+            "between 1 and 1024",
+        ),
+        (
+            "max_inflight_integrations = 1025",
+            "limits.max_inflight_integrations",
+            "between 1 and 1024",
+        ),
+        (
+            "outbound_queue = 0",
+            "limits.outbound_queue",
+            "between 1 and 65536",
+        ),
+        (
+            "outbound_queue = 65537",
+            "limits.outbound_queue",
+            "between 1 and 65536",
+        ),
+        (
+            "shutdown_grace = \"-1s\"",
+            "limits.shutdown_grace",
+            "expected a number",
+        ),
+        (
+            "disconnect_attempts = 0",
+            "limits.disconnect_attempts",
+            "between 1 and 20",
+        ),
+        (
+            "disconnect_attempts = 21",
+            "limits.disconnect_attempts",
+            "between 1 and 20",
+        ),
+        (
+            "disconnect_backoff = \"1.5s\"",
+            "limits.disconnect_backoff",
+            "fractions are not supported",
+        ),
+    ];
+    for (line, key_path, fragment) in cases {
+        check_error(
+            &format!("# limits\n[limits]\n{line}\n"),
+            key_path,
+            3,
+            fragment,
+        );
+    }
+    // Bounds themselves are accepted.
+    let config = parse_ok(
+        "[limits]\nframe_bytes = 16777216\nmessage_bytes = 67108864\nintegration_timeout = \"15m\"\n\
+         max_inflight_integrations = 1024\noutbound_queue = 65536\ndisconnect_attempts = 20\n\
+         shutdown_grace = \"0s\"\ndisconnect_backoff = \"0s\"\n",
+    );
+    assert_eq!(config.limits.frame_bytes, 16 * 1024 * 1024);
+    assert_eq!(config.limits.shutdown_grace, Duration::ZERO);
+    // A rejected frame_bytes is not compared with message_bytes.
+    check_error(
+        "[limits]\nframe_bytes = 0\nmessage_bytes = 10\n",
+        "limits.frame_bytes",
+        2,
+        "between",
+    );
+}
+
+#[test]
+fn route_errors_name_key_path_and_line() {
+    let integrations =
+        "\n[integrations.backend]\ntype = \"mock\"\n[integrations.pong]\ntype = \"mock\"\n";
+    check_error(
+        &format!("[routes.\"$connect\"]\nintegration = \"bakend\"\n{integrations}"),
+        "routes.\"$connect\".integration",
+        2,
+        "no integration named \"bakend\" (defined: backend, pong)",
+    );
+    check_error(
+        "[routes.chat]\nintegration = \"x\"\n",
+        "routes.chat.integration",
+        2,
+        "no integration named \"x\" (no integrations are defined)",
+    );
+    check_error(
+        &format!(
+            "[routes.\"$connect\"]\nintegration = \"pong\"\nroute_response = true\n{integrations}"
+        ),
+        "routes.\"$connect\".route_response",
+        3,
+        "only possible on $default and custom routes",
+    );
+    check_error(
+        &format!(
+            "[routes.\"$disconnect\"]\nintegration = \"pong\"\nroute_response = true\n{integrations}"
+        ),
+        "routes.\"$disconnect\".route_response",
+        3,
+        "not on $disconnect",
+    );
+    check_error(
+        &format!("\n[routes.\"$conect\"]\nintegration = \"pong\"\n{integrations}"),
+        "routes.\"$conect\"",
+        2,
+        "custom keys must not start with '$'",
+    );
+    check_error(
+        &format!("[routes.\"\"]\nintegration = \"pong\"\n{integrations}"),
+        "routes.\"\"",
+        1,
+        "must not be empty",
+    );
+    // A route naming a broken integration is not reported a second time.
+    check_error(
+        "[routes.a]\nintegration = \"m\"\n[integrations.m]\ntype = \"mock\"\nstatus_code = 1\n",
+        "integrations.m.status_code",
+        5,
+        "between 100 and 599",
+    );
+}
+
+#[test]
+fn integration_errors_name_key_path_and_line() {
+    let cases: &[(&str, &str, usize, &str)] = &[
+        (
+            "type = \"mock\"\nstatus_code = 600",
+            "integrations.x.status_code",
+            3,
+            "between 100 and 599, got 600",
+        ),
+        (
+            "type = \"mock\"\nstatus_code = 99",
+            "integrations.x.status_code",
+            3,
+            "got 99",
+        ),
+        (
+            "type = \"mock\"\nstatus_code = -1",
+            "integrations.x.status_code",
+            3,
+            "got -1",
+        ),
+        (
+            "type = \"mock\"\nheaders = { \"Bad Name\" = \"v\" }",
+            "integrations.x.headers.\"Bad Name\"",
+            3,
+            "not a valid HTTP header name",
+        ),
+        (
+            "type = \"mock\"\nheaders = { \"X-A\" = \"line\\nbreak\" }",
+            "integrations.x.headers.X-A",
+            3,
+            "not a valid HTTP header value",
+        ),
+        (
+            "type = \"mock\"\nuri = \"http://h/\"",
+            "integrations.x.uri",
+            3,
+            "does not apply to integrations of type \"mock\"",
+        ),
+        (
+            "type = \"mock\"\ntimeout = \"1s\"",
+            "integrations.x.timeout",
+            3,
+            "does not apply",
+        ),
+        (
+            "type = \"http\"\nuri = \"http://h/\"\nmethod = \"GET\"",
+            "integrations.x.method",
+            4,
+            "does not apply to integrations of type \"http\" (only to: http_proxy)",
+        ),
+        (
+            "type = \"http\"\nuri = \"http://h/\"\nbody = \"b\"",
+            "integrations.x.body",
+            4,
+            "(only to: mock)",
+        ),
+        (
+            "type = \"http\"\nuri = \"http://h/\"\nrequest_parameters = {}",
+            "integrations.x.request_parameters",
+            2,
+            "does not apply",
+        ),
+        ("type = \"http\"", "integrations.x.uri", 1, "need a uri"),
+        (
+            "type = \"http_proxy\"",
+            "integrations.x.uri",
+            1,
+            "need a uri",
+        ),
+        (
+            "type = \"http\"\nuri = \"/events\"",
+            "integrations.x.uri",
+            3,
+            "not absolute",
+        ),
+        (
+            "type = \"http\"\nuri = \"ftp://h/events\"",
+            "integrations.x.uri",
+            3,
+            "only http and https",
+        ),
+        (
+            "type = \"http\"\nuri = \"http://exa mple/\"",
+            "integrations.x.uri",
+            3,
+            "invalid URI",
+        ),
+        (
+            "type = \"http\"\nuri = \"http://h/\"\ntimeout = \"20m\"",
+            "integrations.x.timeout",
+            4,
+            "between 50ms and 15m",
+        ),
+        (
+            "type = \"http\"\nuri = \"http://h/\"\ntimeout = \"1s500\"",
+            "integrations.x.timeout",
+            4,
+            "no unit",
+        ),
+        (
+            "type = \"http_proxy\"\nuri = \"http://h/\"\nmethod = \"post\"",
+            "integrations.x.method",
+            4,
+            "did you mean \"POST\"",
+        ),
+        (
+            "type = \"http_proxy\"\nuri = \"http://h/\"\nmethod = \"GE T\"",
+            "integrations.x.method",
+            4,
+            "not a valid HTTP method",
+        ),
+    ];
+    for (body, key_path, line, fragment) in cases {
+        check_error(
+            &format!("[integrations.x]\n{body}\n"),
+            key_path,
+            *line,
+            fragment,
+        );
+    }
+}
+
+#[test]
+fn request_parameter_errors_name_key_path_and_line() {
+    let head = "[integrations.raw]\ntype = \"http_proxy\"\nuri = \"http://h/\"\n[integrations.raw.request_parameters]\n";
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "\"integration.request.header.connectionId\" = \"context.connectionid\"",
+            "integrations.raw.request_parameters.\"integration.request.header.connectionId\"",
+            "unknown context variable \"connectionid\"",
+        ),
+        (
+            "\"integration.request.path.id\" = \"context.connectionId\"",
+            "integrations.raw.request_parameters.\"integration.request.path.id\"",
+            "path parameters are not supported",
+        ),
+        (
+            "\"integration.request.header.X-A\" = \"'a\\nb'\"",
+            "integrations.raw.request_parameters.\"integration.request.header.X-A\"",
+            "cannot be sent in header",
+        ),
+        (
+            "\"integration.request.header.X A\" = \"'a'\"",
+            "integrations.raw.request_parameters.\"integration.request.header.X A\"",
+            "not a valid HTTP header name",
+        ),
+    ];
+    for (entry, key_path, fragment) in cases {
+        check_error(&format!("{head}{entry}\n"), key_path, 5, fragment);
+    }
+    // Duplicate targets: header names ignore case, and the second one is reported.
+    check_error(
+        &format!(
+            "{head}\"integration.request.header.X-Id\" = \"context.connectionId\"\n\
+             \"integration.request.header.x-id\" = \"context.requestId\"\n"
+        ),
+        "integrations.raw.request_parameters.\"integration.request.header.x-id\"",
+        6,
+        "same target as \"integration.request.header.X-Id\"",
+    );
+}
+
+#[test]
+fn every_problem_is_reported_in_line_order() {
+    let text = r#"[gateway]
+listen = "nowhere"
+account_id = "1"
+
+[limits]
+idle_timeout = "1x"
+outbound_queue = 0
+
+[routes."$connect"]
+integration = "bakend"
+route_response = true
+
+[integrations.backend]
+type = "mock"
+status_code = 700
+
+[management]
+listen = "127.0.0.1:8080"
+"#;
+    check_problems(
+        text,
+        &[
+            ("gateway.listen", 2, "invalid socket address"),
+            ("gateway.account_id", 3, "12 digits"),
+            ("limits.idle_timeout", 6, "unknown unit"),
+            ("limits.outbound_queue", 7, "between 1 and 65536"),
+            (
+                "routes.\"$connect\".integration",
+                10,
+                "no integration named \"bakend\"",
+            ),
+            ("routes.\"$connect\".route_response", 11, "not on $connect"),
+            ("integrations.backend.status_code", 15, "got 700"),
+            // management.listen is not compared with the default that stands in for the
+            // rejected gateway.listen.
+        ],
+    );
+}
+
+#[test]
+fn management_listener_must_differ_from_the_gateway_listener() {
+    check_error(
+        "[gateway]\nlisten = \"127.0.0.1:9000\"\n[management]\nlisten = \"127.0.0.1:9000\"\n",
+        "management.listen",
+        4,
+        "same address as gateway.listen (127.0.0.1:9000)",
+    );
+    // The default gateway address counts too.
+    check_error(
+        "[management]\nlisten = \"127.0.0.1:8080\"\n",
+        "management.listen",
+        2,
+        "same address as gateway.listen",
+    );
+    check_error(
+        "[management]\nlisten = \"8081\"\n",
+        "management.listen",
+        2,
+        "invalid socket address",
+    );
+    // Port 0 binds two different free ports.
+    let config =
+        parse_ok("[gateway]\nlisten = \"127.0.0.1:0\"\n[management]\nlisten = \"127.0.0.1:0\"\n");
+    assert_eq!(
+        config.management.listen,
+        Some("127.0.0.1:0".parse().unwrap())
+    );
+}
+
+#[test]
+fn invalid_error_displays_one_problem_per_line() {
+    let err = Config::from_toml(
+        "[gateway]\nstage = \"a b\"\n[routes.x]\nintegration = \"bakend\"\n[integrations.backend]\ntype = \"mock\"\n",
+        "sockway.toml",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "sockway.toml:2: gateway.stage: stage name \"a b\" may only contain A-Z, a-z, 0-9, '-' and '_'\n\
+         sockway.toml:4: routes.x.integration: no integration named \"bakend\" (defined: backend)"
+    );
+    let err = Config::from_toml("[gateway\n", "<string>").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "<string>:1: invalid TOML: unclosed table, expected `]`"
+    );
+}
+
+#[test]
+fn load_reads_the_file_and_names_it_in_errors() {
+    let directory =
+        std::env::temp_dir().join(format!("sockway-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let path = directory.join("sockway.toml");
+    std::fs::write(&path, "[gateway]\nstage = \"prod\"\n").unwrap();
+    assert_eq!(Config::load(&path).unwrap().gateway.stage, "prod");
+
+    std::fs::write(&path, "[gateway]\nstage = \"no good\"\n").unwrap();
+    let message = Config::load(&path).unwrap_err().to_string();
+    assert!(
+        message.starts_with(&format!("{}:2: gateway.stage: ", path.display())),
+        "{message}"
+    );
+
+    let missing = directory.join("missing.toml");
+    match Config::load(&missing) {
+        Err(ConfigError::Read { path, source }) => {
+            assert_eq!(path, missing);
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("expected a read error, got {other:?}"),
+    }
+    std::fs::remove_dir_all(&directory).unwrap();
+}
+
+/// Checks one duration string: `Some(millis)` if it must parse to that, `None` if it must be
+/// rejected.
+#[track_caller]
+fn check_duration(text: &str, expected_millis: Option<u64>) {
+    let parsed = parse_duration(text);
+    match expected_millis {
+        Some(millis) => assert_eq!(parsed, Ok(Duration::from_millis(millis)), "{text:?}"),
+        None => assert!(
+            parsed.is_err(),
+            "{text:?} should be rejected, parsed as {parsed:?}"
+        ),
+    }
+}
+
+#[test]
+fn durations() {
+    let table: &[(&str, Option<u64>)] = &[
+        ("0s", Some(0)),
+        ("0ms", Some(0)),
+        ("1ms", Some(1)),
+        ("500ms", Some(500)),
+        ("30s", Some(30_000)),
+        ("10m", Some(600_000)),
+        ("2h", Some(7_200_000)),
+        ("1d", Some(86_400_000)),
+        ("1h30m", Some(5_400_000)),
+        ("1d2h3m4s5ms", Some(93_784_005)),
+        ("90s", Some(90_000)),
+        ("007s", Some(7_000)),
+        ("", None),
+        ("30", None),
+        ("s", None),
+        ("1.5s", None),
+        ("-1s", None),
+        ("+1s", None),
+        (" 1s", None),
+        ("1s ", None),
+        ("1h 30m", None),
+        ("1S", None),
+        ("1sec", None),
+        ("1us", None),
+        ("1w", None),
+        ("30m1h", None),
+        ("1m1m", None),
+        ("1s1ms1s", None),
+        ("99999999999999999999s", None),
+        ("18446744073709551615d", None),
+    ];
+    for (text, expected) in table {
+        check_duration(text, *expected);
+    }
+}
+
+#[test]
+fn duration_formatting_round_trips() {
+    for millis in [0, 1, 50, 1_000, 29_000, 90_000, 5_400_000, 93_784_005] {
+        let duration = Duration::from_millis(millis);
+        let text = format_duration(duration);
+        assert_eq!(parse_duration(&text), Ok(duration), "{text}");
+    }
+    assert_eq!(format_duration(Duration::from_secs(15 * 60)), "15m");
+    assert_eq!(format_duration(Duration::from_millis(50)), "50ms");
+}
+
+/// Checks one request parameter: `Ok` with the parsed pair, or `Err` with a fragment of the
+/// message for the side that is wrong.
+#[track_caller]
+fn check_parameter(key: &str, value: &str, expected: Result<RequestParameter, &str>) {
+    let parsed = parse_target(key)
+        .and_then(|target| parse_source(value).map(|source| RequestParameter { target, source }));
+    match (parsed, expected) {
+        (Ok(parsed), Ok(expected)) => assert_eq!(parsed, expected, "{key} = {value}"),
+        (Err(message), Err(fragment)) => {
+            assert!(
+                message.contains(fragment),
+                "{key} = {value}: {message:?} lacks {fragment:?}"
+            )
+        }
+        (parsed, expected) => panic!("{key} = {value}: got {parsed:?}, expected {expected:?}"),
+    }
+}
+
+#[test]
+fn request_parameters() {
+    use ParameterSource::{Context, RequestHeader, RequestQueryString, Static};
+    use ParameterTarget::{Header, QueryString};
+    let ok = |target, source| Ok(RequestParameter { target, source });
+    let header = |name: &str| Header(name.to_owned());
+    let table: Vec<(&str, &str, Result<RequestParameter, &str>)> = vec![
+        (
+            "integration.request.header.connectionId",
+            "context.connectionId",
+            ok(
+                header("connectionId"),
+                Context(ContextVariable::ConnectionId),
+            ),
+        ),
+        (
+            "integration.request.header.X-Ip",
+            "context.identity.sourceIp",
+            ok(header("X-Ip"), Context(ContextVariable::SourceIp)),
+        ),
+        (
+            "integration.request.header.X-Ua",
+            "context.identity.userAgent",
+            ok(header("X-Ua"), Context(ContextVariable::UserAgent)),
+        ),
+        (
+            "integration.request.querystring.room",
+            "route.request.querystring.room",
+            ok(
+                QueryString("room".into()),
+                RequestQueryString("room".into()),
+            ),
+        ),
+        (
+            "integration.request.querystring.a.b",
+            "route.request.header.Authorization",
+            ok(
+                QueryString("a.b".into()),
+                RequestHeader("Authorization".into()),
+            ),
+        ),
+        (
+            "integration.request.header.X-Static",
+            "'fixed'",
+            ok(header("X-Static"), Static("fixed".into())),
+        ),
+        (
+            "integration.request.header.X-Empty",
+            "''",
+            ok(header("X-Empty"), Static(String::new())),
+        ),
+        (
+            "integration.request.header.X-Quote",
+            "'it's'",
+            ok(header("X-Quote"), Static("it's".into())),
+        ),
+        (
+            "integration.request.header.",
+            "'x'",
+            Err("header name is empty"),
+        ),
+        (
+            "integration.request.header.a:b",
+            "'x'",
+            Err("not a valid HTTP header name"),
+        ),
+        (
+            "integration.request.querystring.",
+            "'x'",
+            Err("query string parameter name is empty"),
+        ),
+        (
+            "integration.request.path.id",
+            "'x'",
+            Err("path parameters are not supported"),
+        ),
+        ("integration.request.body", "'x'", Err("unknown target")),
+        (
+            "header.X",
+            "'x'",
+            Err("expected integration.request.header.<name>"),
+        ),
+        (
+            "integration.request.header.X",
+            "'unclosed",
+            Err("no closing single quote"),
+        ),
+        (
+            "integration.request.header.X",
+            "'",
+            Err("no closing single quote"),
+        ),
+        (
+            "integration.request.header.X",
+            "fixed",
+            Err("unknown source \"fixed\""),
+        ),
+        (
+            "integration.request.header.X",
+            "context.authorizer.principalId",
+            Err("unknown context variable"),
+        ),
+        (
+            "integration.request.header.X",
+            "context.",
+            Err("unknown context variable"),
+        ),
+        (
+            "integration.request.header.X",
+            "route.request.header.",
+            Err("header name is empty"),
+        ),
+        (
+            "integration.request.header.X",
+            "route.request.querystring.",
+            Err("name is empty"),
+        ),
+        (
+            "integration.request.header.X",
+            "route.request.body.action",
+            Err("not supported by sockway"),
+        ),
+        (
+            "integration.request.header.X",
+            "route.request.multivalueheader.A",
+            Err("not supported by sockway"),
+        ),
+        (
+            "integration.request.header.X",
+            "stageVariables.url",
+            Err("not supported by sockway"),
+        ),
+    ];
+    for (key, value, expected) in table {
+        check_parameter(key, value, expected);
+    }
+    // Every context variable is reachable by its AWS name.
+    for variable in ContextVariable::ALL {
+        check_parameter(
+            "integration.request.header.X",
+            &format!("context.{}", variable.as_str()),
+            ok(header("X"), Context(variable)),
+        );
+    }
+}
+
+/// The documentation, whose example and key tables are checked against the parser.
+const CONFIGURATION_DOC: &str = include_str!("../../../../docs/configuration.md");
+
+/// The ```toml blocks of the documentation, in order.
+fn doc_toml_blocks() -> Vec<&'static str> {
+    CONFIGURATION_DOC
+        .split("```toml\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .collect()
+}
+
+/// The key paths of every non-table value in `table`, as segment lists.
+fn leaf_paths(table: &toml::de::DeTable<'_>, prefix: &[String], paths: &mut Vec<Vec<String>>) {
+    for (key, value) in table.iter() {
+        let mut path = prefix.to_vec();
+        path.push(key.get_ref().to_string());
+        match value.get_ref().as_table() {
+            Some(table) => leaf_paths(table, &path, paths),
+            None => paths.push(path),
+        }
+    }
+}
+
+/// Whether a documented key such as `integrations.<name>.uri` names the start of `path`.
+fn doc_key_matches(doc_key: &str, path: &[String]) -> bool {
+    let pattern: Vec<&str> = doc_key.split('.').collect();
+    pattern.len() <= path.len()
+        && pattern
+            .iter()
+            .zip(path)
+            .all(|(part, segment)| part.starts_with('<') || *part == segment)
+}
+
+#[test]
+fn documented_example_parses_and_documents_every_key() {
+    let blocks = doc_toml_blocks();
+    let example = *blocks
+        .last()
+        .expect("docs/configuration.md has a ```toml example");
+    let config = parse_ok(example);
+    assert_eq!(
+        config.limits,
+        Limits::default(),
+        "the example spells out the default limits"
+    );
+    assert_eq!(
+        config.management.listen,
+        Some("127.0.0.1:8081".parse().unwrap())
+    );
+    for block in &blocks {
+        parse_ok(block);
+    }
+
+    // Keys in the first column of the documentation's tables, e.g. `gateway.listen`.
+    let documented: Vec<&str> = CONFIGURATION_DOC
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split('`').next())
+        .filter(|key| {
+            [
+                "gateway.",
+                "limits.",
+                "routes.",
+                "integrations.",
+                "management.",
+            ]
+            .iter()
+            .any(|section| key.starts_with(section))
+        })
+        .collect();
+    assert!(documented.len() > 25, "documented keys: {documented:?}");
+
+    let document = toml::de::DeTable::parse(example).unwrap();
+    let mut example_paths = Vec::new();
+    leaf_paths(document.get_ref(), &[], &mut example_paths);
+    // Every key used in the example is documented...
+    for path in &example_paths {
+        assert!(
+            documented.iter().any(|key| doc_key_matches(key, path)),
+            "{} is used in the example but not documented",
+            path.join(".")
+        );
+    }
+    // ...and every documented key appears in the example.
+    for key in &documented {
+        assert!(
+            example_paths.iter().any(|path| doc_key_matches(key, path)),
+            "{key} is documented but missing from the example"
+        );
     }
 }

@@ -208,7 +208,12 @@ fn validate(raw: RawConfig, text: &str) -> Result<Config, Vec<ConfigProblem>> {
         .map(|name| name.get_ref().as_str())
         .collect();
     let routes = validate_routes(&raw.routes, &integration_names, &mut problems);
-    let management = validate_management(&raw.management, &gateway, &mut problems);
+    // Compare with gateway.listen only if it is what the user wrote, not a stand-in default.
+    let gateway_listen = match &raw.gateway.listen {
+        Some(raw_listen) => raw_listen.get_ref().parse().ok(),
+        None => Some(gateway.listen),
+    };
+    let management = validate_management(&raw.management, gateway_listen, &mut problems);
 
     let mut found = problems.found;
     if !found.is_empty() {
@@ -246,19 +251,24 @@ fn validate_gateway(raw: &RawGateway, problems: &mut Problems<'_>) -> GatewayCon
     let region = problems
         .string("gateway.region", raw.region.as_ref(), |region| {
             let valid = !region.is_empty()
-                && region.bytes().all(|byte| {
-                    byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-'
-                });
+                && region
+                    .bytes()
+                    .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
             (!valid).then(|| {
                 format!("{region:?} is not a region name: a-z, 0-9 and '-' (e.g. \"eu-west-1\")")
             })
         })
         .unwrap_or(defaults.region);
     let account_id = problems
-        .string("gateway.account_id", raw.account_id.as_ref(), |account_id| {
-            let valid = account_id.len() == 12 && account_id.bytes().all(|b| b.is_ascii_digit());
-            (!valid).then(|| format!("{account_id:?} is not 12 digits (e.g. \"123456789012\")"))
-        })
+        .string(
+            "gateway.account_id",
+            raw.account_id.as_ref(),
+            |account_id| {
+                let valid =
+                    account_id.len() == 12 && account_id.bytes().all(|b| b.is_ascii_digit());
+                (!valid).then(|| format!("{account_id:?} is not 12 digits (e.g. \"123456789012\")"))
+            },
+        )
         .unwrap_or(defaults.account_id);
     let route_selection_expression = match &raw.route_selection_expression {
         None => defaults.route_selection_expression,
@@ -310,8 +320,12 @@ fn stage_problem(stage: &str) -> Option<String> {
 
 fn validate_limits(raw: &RawLimits, problems: &mut Problems<'_>) -> Limits {
     let defaults = Limits::default();
-    let frame_bytes =
-        problems.integer("limits.frame_bytes", raw.frame_bytes.as_ref(), 1..=16 * MIB, " bytes (16 MiB)");
+    let frame_bytes = problems.integer(
+        "limits.frame_bytes",
+        raw.frame_bytes.as_ref(),
+        1..=16 * MIB,
+        " bytes (16 MiB)",
+    );
     let message_bytes = problems.integer(
         "limits.message_bytes",
         raw.message_bytes.as_ref(),
@@ -344,13 +358,19 @@ fn validate_limits(raw: &RawLimits, problems: &mut Problems<'_>) -> Limits {
         }
     }
 
-    let disableable = |problems: &mut Problems<'_>, name: &str, raw, default: Option<Duration>| {
-        match problems.duration(format!("limits.{name}"), raw, DurationRule::ZeroDisables) {
+    let disableable =
+        |problems: &mut Problems<'_>, name: &str, raw, default: Option<Duration>| match problems
+            .duration(format!("limits.{name}"), raw, DurationRule::ZeroDisables)
+        {
             Some(duration) => (!duration.is_zero()).then_some(duration),
             None => default,
-        }
-    };
-    let idle_timeout = disableable(problems, "idle_timeout", raw.idle_timeout.as_ref(), defaults.idle_timeout);
+        };
+    let idle_timeout = disableable(
+        problems,
+        "idle_timeout",
+        raw.idle_timeout.as_ref(),
+        defaults.idle_timeout,
+    );
     let max_connection_duration = disableable(
         problems,
         "max_connection_duration",
@@ -401,10 +421,20 @@ fn validate_limits(raw: &RawLimits, problems: &mut Problems<'_>) -> Limits {
         )
         .map_or(defaults.max_inflight_integrations, to_usize);
     let outbound_queue = problems
-        .integer("limits.outbound_queue", raw.outbound_queue.as_ref(), 1..=65536, " messages")
+        .integer(
+            "limits.outbound_queue",
+            raw.outbound_queue.as_ref(),
+            1..=65536,
+            " messages",
+        )
         .map_or(defaults.outbound_queue, to_usize);
     let disconnect_attempts = problems
-        .integer("limits.disconnect_attempts", raw.disconnect_attempts.as_ref(), 1..=20, "")
+        .integer(
+            "limits.disconnect_attempts",
+            raw.disconnect_attempts.as_ref(),
+            1..=20,
+            "",
+        )
         .map_or(defaults.disconnect_attempts, |attempts| {
             u32::try_from(attempts).expect("disconnect_attempts was checked to be 1..=20")
         });
@@ -442,8 +472,8 @@ fn validate_routes(
     let mut routes = Vec::new();
     for (key, route) in raw_routes {
         let key_text = key.get_ref().as_str();
-        let is_predefined = [RouteKey::CONNECT, RouteKey::DISCONNECT, RouteKey::DEFAULT]
-            .contains(&key_text);
+        let is_predefined =
+            [RouteKey::CONNECT, RouteKey::DISCONNECT, RouteKey::DEFAULT].contains(&key_text);
         if key_text.is_empty() {
             problems.add(
                 key_path(&["routes", key_text]),
@@ -507,13 +537,13 @@ fn validate_routes(
 
 fn validate_management(
     raw: &RawManagement,
-    gateway: &GatewayConfig,
+    gateway_listen: Option<SocketAddr>,
     problems: &mut Problems<'_>,
 ) -> ManagementConfig {
     let listen = problems.socket_address("management.listen", raw.listen.as_ref());
-    let clash = listen.zip(raw.listen.as_ref()).filter(|(address, _)| {
-        *address == gateway.listen && address.port() != 0
-    });
+    let clash = listen
+        .zip(raw.listen.as_ref())
+        .filter(|(address, _)| Some(*address) == gateway_listen && address.port() != 0);
     if let Some((address, raw_listen)) = clash {
         problems.add(
             "management.listen".to_owned(),

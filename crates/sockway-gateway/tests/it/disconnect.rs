@@ -102,15 +102,22 @@ async fn idle_connection_is_closed_with_1001() {
 
 #[tokio::test]
 async fn data_frames_reset_the_idle_timer() {
-    let (mut backend, gateway, mut client, _) = connected("[limits]\nidle_timeout = \"400ms\"\n").await;
-    // Each round trip is activity; after more than the idle timeout in total the connection
-    // must still answer.
+    let mut backend = MockBackend::start().await;
+    // Each round trip through `$default` takes 150 ms of backend time; six of them outlast the
+    // 400 ms idle timeout, which only activity can explain.
+    backend.respond_with(|request: &RecordedRequest| match request.route_key().as_str() {
+        "$default" => MockResponse::proxy(200, Some("pong")).delayed(Duration::from_millis(150)),
+        _ => MockResponse::proxy(200, None),
+    });
+    let gateway = TestGateway::start(&config(&backend, "[limits]\nidle_timeout = \"400ms\"\n")).await;
+    let mut client = gateway.connect().await;
+    backend.next_event_for("$connect").await;
     let started = std::time::Instant::now();
-    while started.elapsed() < Duration::from_millis(900) {
-        client.send_text(r#"{"action":"ping"}"#).await;
-        assert_eq!(client.next_text().await, r#"{"pong":true}"#);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..6 {
+        client.send_text("ping").await;
+        assert_eq!(client.next_text().await, "pong");
     }
+    assert!(started.elapsed() > Duration::from_millis(800));
     assert_eq!(client.next_close().await, Some((1001, "Idle timeout".to_owned())));
     backend.next_event_for("$disconnect").await;
     gateway.shutdown().await;

@@ -1,0 +1,4 @@
+//! Tests that run the real `sockway` binary, plus the repository's tidy checks.
+
+mod cli;
+mod tidy;
