@@ -91,16 +91,25 @@ impl Cluster {
 
     /// Queues `payload` for the connection (`PostToConnection`). Returns once it is queued for
     /// the socket, in order with other messages to that connection.
-    pub(crate) async fn post_to_connection(&self, id: &ConnectionId, payload: Bytes) -> Result<(), ClusterError> {
+    pub(crate) async fn post_to_connection(
+        &self,
+        id: &ConnectionId,
+        payload: Bytes,
+    ) -> Result<(), ClusterError> {
         let handle = self.handle(id)?;
-        handle.try_send(Outbound::from_bytes(payload)).map_err(|error| match error {
-            QueueError::Gone => ClusterError::Gone(id.clone()),
-            QueueError::Full => ClusterError::QueueFull(id.clone()),
-        })
+        handle
+            .try_send(Outbound::from_bytes(payload))
+            .map_err(|error| match error {
+                QueueError::Gone => ClusterError::Gone(id.clone()),
+                QueueError::Full => ClusterError::QueueFull(id.clone()),
+            })
     }
 
     /// Reports a connection (`GetConnection`).
-    pub(crate) async fn get_connection(&self, id: &ConnectionId) -> Result<ConnectionSnapshot, ClusterError> {
+    pub(crate) async fn get_connection(
+        &self,
+        id: &ConnectionId,
+    ) -> Result<ConnectionSnapshot, ClusterError> {
         let handle = self.handle(id)?;
         let info = &handle.info;
         Ok(ConnectionSnapshot {

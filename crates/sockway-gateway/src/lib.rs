@@ -8,8 +8,8 @@
 //! The wire contract itself (ids, events, error bodies) is `sockway_protocol`, which does no
 //! I/O.
 
-pub mod config;
 mod cluster;
+pub mod config;
 mod connection;
 mod integrations;
 mod management;

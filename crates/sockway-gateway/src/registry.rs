@@ -117,7 +117,12 @@ impl ConnectionHandle {
         close: CancellationToken,
     ) -> (ConnectionHandle, mpsc::Receiver<Command>) {
         let (mailbox, receiver) = mpsc::channel(queue);
-        let handle = ConnectionHandle { id, mailbox, close, info: Arc::new(info) };
+        let handle = ConnectionHandle {
+            id,
+            mailbox,
+            close,
+            info: Arc::new(info),
+        };
         (handle, receiver)
     }
 
@@ -127,10 +132,12 @@ impl ConnectionHandle {
         if self.info.closing.load(Ordering::Acquire) {
             return Err(QueueError::Gone);
         }
-        self.mailbox.try_send(Command::Send(message)).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => QueueError::Full,
-            mpsc::error::TrySendError::Closed(_) => QueueError::Gone,
-        })
+        self.mailbox
+            .try_send(Command::Send(message))
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => QueueError::Full,
+                mpsc::error::TrySendError::Closed(_) => QueueError::Gone,
+            })
     }
 
     /// Asks the connection to close with `cause`. From this call on it takes no messages.
@@ -165,7 +172,10 @@ impl Registry {
     /// Adds a connection. Ids come from a CSPRNG, so a collision means a bug, and the old entry
     /// is kept rather than silently replaced.
     pub(crate) fn insert(&self, handle: ConnectionHandle) -> bool {
-        let mut connections = self.connections.lock().expect("registry lock is never poisoned");
+        let mut connections = self
+            .connections
+            .lock()
+            .expect("registry lock is never poisoned");
         if connections.contains_key(&handle.id) {
             return false;
         }
@@ -175,16 +185,27 @@ impl Registry {
 
     /// Removes a connection; returns whether it was there.
     pub(crate) fn remove(&self, id: &ConnectionId) -> bool {
-        self.connections.lock().expect("registry lock is never poisoned").remove(id).is_some()
+        self.connections
+            .lock()
+            .expect("registry lock is never poisoned")
+            .remove(id)
+            .is_some()
     }
 
     /// The handle of an open connection.
     pub(crate) fn get(&self, id: &ConnectionId) -> Option<ConnectionHandle> {
-        self.connections.lock().expect("registry lock is never poisoned").get(id).cloned()
+        self.connections
+            .lock()
+            .expect("registry lock is never poisoned")
+            .get(id)
+            .cloned()
     }
 
     /// How many connections are registered.
     pub(crate) fn len(&self) -> usize {
-        self.connections.lock().expect("registry lock is never poisoned").len()
+        self.connections
+            .lock()
+            .expect("registry lock is never poisoned")
+            .len()
     }
 }

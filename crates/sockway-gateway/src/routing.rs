@@ -61,7 +61,10 @@ impl RouteTable {
                 }),
             );
         }
-        Ok(RouteTable { expression: config.gateway.route_selection_expression.clone(), routes })
+        Ok(RouteTable {
+            expression: config.gateway.route_selection_expression.clone(),
+            routes,
+        })
     }
 
     /// The `$connect` route, when configured.
@@ -128,7 +131,10 @@ mod tests {
 
     #[test]
     fn selects_by_action_with_default_fallback() {
-        let routes = table("$request.body.action", &["$default", "sendmessage", "$connect"]);
+        let routes = table(
+            "$request.body.action",
+            &["$default", "sendmessage", "$connect"],
+        );
         check(&routes, r#"{"action":"sendmessage"}"#, Some("sendmessage"));
         check(&routes, r#"{"action":"SendMessage"}"#, Some("$default"));
         check(&routes, r#"{"action":"unknown"}"#, Some("$default"));
@@ -147,8 +153,15 @@ mod tests {
 
     #[test]
     fn nested_and_template_expressions() {
-        let routes = table("${request.body.service}/${request.body.a.b}", &["chat/join", "chat/"]);
-        check(&routes, r#"{"service":"chat","a":{"b":"join"}}"#, Some("chat/join"));
+        let routes = table(
+            "${request.body.service}/${request.body.a.b}",
+            &["chat/join", "chat/"],
+        );
+        check(
+            &routes,
+            r#"{"service":"chat","a":{"b":"join"}}"#,
+            Some("chat/join"),
+        );
         check(&routes, r#"{"service":"chat"}"#, Some("chat/"));
         check(&routes, r#"{"service":"other"}"#, None);
     }

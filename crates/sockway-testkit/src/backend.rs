@@ -33,13 +33,19 @@ impl RecordedRequest {
     /// The body as JSON (a Lambda-proxy event for `http` integrations).
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|error| {
-            panic!("backend request body is not JSON ({error}): {}", String::from_utf8_lossy(&self.body))
+            panic!(
+                "backend request body is not JSON ({error}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
         })
     }
 
     /// `requestContext.routeKey` of the event.
     pub fn route_key(&self) -> String {
-        self.json()["requestContext"]["routeKey"].as_str().unwrap_or_default().to_owned()
+        self.json()["requestContext"]["routeKey"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 }
 
@@ -59,7 +65,12 @@ pub struct MockResponse {
 impl MockResponse {
     /// A 200 with a JSON body.
     pub fn json(value: Value) -> MockResponse {
-        MockResponse { status: 200, headers: Vec::new(), body: Bytes::from(value.to_string()), delay: None }
+        MockResponse {
+            status: 200,
+            headers: Vec::new(),
+            body: Bytes::from(value.to_string()),
+            delay: None,
+        }
     }
 
     /// A Lambda-proxy result with `statusCode` and an optional `body`.
@@ -73,7 +84,12 @@ impl MockResponse {
 
     /// A plain reply with this status and body.
     pub fn status(status: u16, body: &str) -> MockResponse {
-        MockResponse { status, headers: Vec::new(), body: Bytes::from(body.to_owned()), delay: None }
+        MockResponse {
+            status,
+            headers: Vec::new(),
+            body: Bytes::from(body.to_owned()),
+            delay: None,
+        }
     }
 
     /// The same reply after `delay`.
@@ -96,7 +112,10 @@ pub struct MockBackend {
 
 impl std::fmt::Debug for MockBackend {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("MockBackend").field("addr", &self.addr).finish()
+        formatter
+            .debug_struct("MockBackend")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -118,7 +137,9 @@ impl MockBackend {
 
     /// Starts a backend that answers with `responder`.
     pub async fn with_responder(responder: Responder) -> MockBackend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind mock backend");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind mock backend");
         let addr = listener.local_addr().expect("mock backend address");
         let (sender, requests) = mpsc::unbounded_channel();
         let responder = Arc::new(Mutex::new(responder));
@@ -126,45 +147,60 @@ impl MockBackend {
         let server = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let sender = sender.clone();
                 let responder = shared_responder.clone();
                 connections.spawn(async move {
-                    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                        let sender = sender.clone();
-                        let responder = responder.clone();
-                        async move {
-                            let (parts, body) = request.into_parts();
-                            let body = body.collect().await.map(|collected| collected.to_bytes()).unwrap_or_default();
-                            let recorded = RecordedRequest {
-                                method: parts.method.to_string(),
-                                uri: parts.uri.to_string(),
-                                headers: parts.headers,
-                                body,
-                            };
-                            let answer = (responder.lock().expect("responder lock"))(&recorded);
-                            let _ = sender.send(recorded);
-                            if let Some(delay) = answer.delay {
-                                tokio::time::sleep(delay).await;
+                    let service =
+                        service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                            let sender = sender.clone();
+                            let responder = responder.clone();
+                            async move {
+                                let (parts, body) = request.into_parts();
+                                let body = body
+                                    .collect()
+                                    .await
+                                    .map(|collected| collected.to_bytes())
+                                    .unwrap_or_default();
+                                let recorded = RecordedRequest {
+                                    method: parts.method.to_string(),
+                                    uri: parts.uri.to_string(),
+                                    headers: parts.headers,
+                                    body,
+                                };
+                                let answer = (responder.lock().expect("responder lock"))(&recorded);
+                                let _ = sender.send(recorded);
+                                if let Some(delay) = answer.delay {
+                                    tokio::time::sleep(delay).await;
+                                }
+                                let mut response = hyper::Response::new(Full::new(answer.body));
+                                *response.status_mut() = http::StatusCode::from_u16(answer.status)
+                                    .expect("valid status");
+                                for (name, value) in answer.headers {
+                                    response.headers_mut().append(
+                                        http::HeaderName::try_from(name)
+                                            .expect("valid header name"),
+                                        http::HeaderValue::try_from(value)
+                                            .expect("valid header value"),
+                                    );
+                                }
+                                Ok::<_, Infallible>(response)
                             }
-                            let mut response = hyper::Response::new(Full::new(answer.body));
-                            *response.status_mut() = http::StatusCode::from_u16(answer.status).expect("valid status");
-                            for (name, value) in answer.headers {
-                                response.headers_mut().append(
-                                    http::HeaderName::try_from(name).expect("valid header name"),
-                                    http::HeaderValue::try_from(value).expect("valid header value"),
-                                );
-                            }
-                            Ok::<_, Infallible>(response)
-                        }
-                    });
+                        });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
             }
         });
-        MockBackend { addr, requests, responder, server }
+        MockBackend {
+            addr,
+            requests,
+            responder,
+            server,
+        }
     }
 
     /// `http://127.0.0.1:PORT{path}`.
@@ -173,7 +209,10 @@ impl MockBackend {
     }
 
     /// Replaces how the backend answers from now on.
-    pub fn respond_with(&self, responder: impl Fn(&RecordedRequest) -> MockResponse + Send + Sync + 'static) {
+    pub fn respond_with(
+        &self,
+        responder: impl Fn(&RecordedRequest) -> MockResponse + Send + Sync + 'static,
+    ) {
         *self.responder.lock().expect("responder lock") = Arc::new(responder);
     }
 

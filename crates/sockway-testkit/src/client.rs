@@ -24,7 +24,10 @@ pub async fn connect(url: &str) -> Result<WsClient, tungstenite::Error> {
 }
 
 /// Connects to `url` with extra request headers.
-pub async fn connect_with_headers(url: &str, headers: &[(&str, &str)]) -> Result<WsClient, tungstenite::Error> {
+pub async fn connect_with_headers(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<WsClient, tungstenite::Error> {
     let mut request = url.into_client_request()?;
     for (name, value) in headers {
         request.headers_mut().append(
@@ -32,21 +35,33 @@ pub async fn connect_with_headers(url: &str, headers: &[(&str, &str)]) -> Result
             http::HeaderValue::try_from(*value).expect("valid header value"),
         );
     }
-    let (socket, response) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(request))
-        .await
-        .unwrap_or_else(|_| panic!("handshake with {url} did not finish within {DEADLINE:?}"))?;
-    Ok(WsClient { socket, response_headers: response.headers().clone() })
+    let (socket, response) =
+        tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(request))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("handshake with {url} did not finish within {DEADLINE:?}")
+            })?;
+    Ok(WsClient {
+        socket,
+        response_headers: response.headers().clone(),
+    })
 }
 
 impl WsClient {
     /// Sends a text message.
     pub async fn send_text(&mut self, text: &str) {
-        self.socket.send(Message::text(text)).await.expect("send text");
+        self.socket
+            .send(Message::text(text))
+            .await
+            .expect("send text");
     }
 
     /// Sends a binary message.
     pub async fn send_binary(&mut self, bytes: &[u8]) {
-        self.socket.send(Message::binary(Bytes::copy_from_slice(bytes))).await.expect("send binary");
+        self.socket
+            .send(Message::binary(Bytes::copy_from_slice(bytes)))
+            .await
+            .expect("send binary");
     }
 
     /// Sends any message (a raw frame, a ping, a close).
@@ -86,7 +101,8 @@ impl WsClient {
                 .unwrap_or_else(|_| panic!("connection not closed within {DEADLINE:?}"));
             match next {
                 Some(Ok(Message::Close(frame))) => {
-                    return frame.map(|frame| (u16::from(frame.code), frame.reason.as_str().to_owned()));
+                    return frame
+                        .map(|frame| (u16::from(frame.code), frame.reason.as_str().to_owned()));
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 Some(Ok(other)) => panic!("expected a close frame, got {other:?}"),
@@ -97,15 +113,24 @@ impl WsClient {
 
     /// Closes with `code` and `reason` and waits for the server's answer.
     pub async fn close(mut self, code: u16, reason: &str) {
-        let frame = CloseFrame { code: code.into(), reason: reason.into() };
+        let frame = CloseFrame {
+            code: code.into(),
+            reason: reason.into(),
+        };
         let _ = self.socket.close(Some(frame)).await;
-        let _ = tokio::time::timeout(DEADLINE, async { while let Some(Ok(_)) = self.socket.next().await {} }).await;
+        let _ = tokio::time::timeout(DEADLINE, async {
+            while let Some(Ok(_)) = self.socket.next().await {}
+        })
+        .await;
     }
 
     /// Sends a close frame with no status code.
     pub async fn close_without_status(mut self) {
         let _ = self.socket.close(None).await;
-        let _ = tokio::time::timeout(DEADLINE, async { while let Some(Ok(_)) = self.socket.next().await {} }).await;
+        let _ = tokio::time::timeout(DEADLINE, async {
+            while let Some(Ok(_)) = self.socket.next().await {}
+        })
+        .await;
     }
 
     /// Drops the TCP connection without a close frame, as a vanished client does.

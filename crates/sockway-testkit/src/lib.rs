@@ -39,28 +39,43 @@ pub struct TestGateway {
 impl TestGateway {
     /// Starts a gateway from TOML text; `gateway.listen` is replaced by `127.0.0.1:0`.
     pub async fn start(toml: &str) -> TestGateway {
-        let mut config = Config::from_toml(toml, "<test>").unwrap_or_else(|error| panic!("test config invalid:\n{error}"));
+        let mut config = Config::from_toml(toml, "<test>")
+            .unwrap_or_else(|error| panic!("test config invalid:\n{error}"));
         config.gateway.listen = "127.0.0.1:0".parse().expect("literal address");
         if config.management.listen.is_some() {
             config.management.listen = Some("127.0.0.1:0".parse().expect("literal address"));
         }
-        let gateway = Gateway::bind(config).await.expect("gateway binds on port 0");
-        TestGateway { ws_url: gateway.ws_url(), management_url: gateway.management_url(), gateway: Some(gateway) }
+        let gateway = Gateway::bind(config)
+            .await
+            .expect("gateway binds on port 0");
+        TestGateway {
+            ws_url: gateway.ws_url(),
+            management_url: gateway.management_url(),
+            gateway: Some(gateway),
+        }
     }
 
     /// Connects a WebSocket client to the stage.
     pub async fn connect(&self) -> WsClient {
-        connect(&self.ws_url).await.unwrap_or_else(|error| panic!("connect to {}: {error}", self.ws_url))
+        connect(&self.ws_url)
+            .await
+            .unwrap_or_else(|error| panic!("connect to {}: {error}", self.ws_url))
     }
 
     /// The running gateway.
     pub fn gateway(&self) -> &Gateway {
-        self.gateway.as_ref().expect("gateway is running until shutdown")
+        self.gateway
+            .as_ref()
+            .expect("gateway is running until shutdown")
     }
 
     /// `{management_url}/@connections/{id}` with the id percent-encoded as botocore does.
     pub fn connection_url(&self, connection_id: &str) -> String {
-        format!("{}/@connections/{}", self.management_url, connection_id.replace('=', "%3D"))
+        format!(
+            "{}/@connections/{}",
+            self.management_url,
+            connection_id.replace('=', "%3D")
+        )
     }
 
     /// Shuts the gateway down gracefully and waits for every task, `$disconnect` included.
@@ -102,6 +117,11 @@ pub async fn http_request(
         .unwrap_or_else(|error| panic!("{method} {url}: {error}"));
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = response.into_body().collect().await.expect("response body").to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("response body")
+        .to_bytes();
     (status, headers, body)
 }

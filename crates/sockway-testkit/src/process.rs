@@ -42,7 +42,11 @@ impl GatewayProcess {
             .strip_prefix("sockway listening on ")
             .unwrap_or_else(|| panic!("unexpected startup line: {line}"))
             .to_owned();
-        GatewayProcess { child, stdout, ws_url }
+        GatewayProcess {
+            child,
+            stdout,
+            ws_url,
+        }
     }
 
     /// The process id.

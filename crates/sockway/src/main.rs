@@ -62,7 +62,12 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
-        Command::Serve { config, listen, management_listen, log_level } => {
+        Command::Serve {
+            config,
+            listen,
+            management_listen,
+            log_level,
+        } => {
             let mut loaded = match Config::load(&config) {
                 Ok(loaded) => loaded,
                 Err(error) => {
@@ -76,7 +81,10 @@ fn main() -> ExitCode {
             if let Some(management_listen) = management_listen {
                 loaded.management.listen = Some(management_listen);
             }
-            tracing_subscriber::fmt().with_max_level(log_level).with_writer(std::io::stderr).init();
+            tracing_subscriber::fmt()
+                .with_max_level(log_level)
+                .with_writer(std::io::stderr)
+                .init();
             match serve(loaded) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
@@ -97,7 +105,10 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let gateway = Gateway::bind(config).await?;
         println!("sockway listening on {}", gateway.ws_url());
         if gateway.management_addr().is_some() {
-            println!("sockway management listening on {}", gateway.management_url());
+            println!(
+                "sockway management listening on {}",
+                gateway.management_url()
+            );
         }
         let shutdown = gateway.shutdown_token();
         tokio::spawn(async move {

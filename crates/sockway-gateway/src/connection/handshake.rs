@@ -89,7 +89,9 @@ pub(super) async fn negotiate(
             }
             Ok(response) => {
                 debug!(connection_id = %context.connection_id, status = response.status_code, "$connect refused the connection");
-                return Err(Refused { response: http_response(response.status_code, &[], b"") });
+                return Err(Refused {
+                    response: http_response(response.status_code, &[], b""),
+                });
             }
             Err(error) => {
                 warn!(connection_id = %context.connection_id, request_id = %call.request_id, error = %error, "$connect integration failed");
@@ -100,8 +102,13 @@ pub(super) async fn negotiate(
                 };
                 let body = format!(r#"{{"message": "{message}"}}"#);
                 let request_id = call.request_id.to_string();
-                let headers = [("Content-Type", "application/json"), ("x-amzn-RequestId", request_id.as_str())];
-                return Err(Refused { response: http_response(status, &headers, body.as_bytes()) });
+                let headers = [
+                    ("Content-Type", "application/json"),
+                    ("x-amzn-RequestId", request_id.as_str()),
+                ];
+                return Err(Refused {
+                    response: http_response(status, &headers, body.as_bytes()),
+                });
             }
         }
     }
@@ -121,15 +128,21 @@ pub(super) async fn negotiate(
         response.push_str(&format!("Sec-WebSocket-Protocol: {subprotocol}\r\n"));
     }
     response.push_str("\r\n");
-    Ok(Accepted { context, response: response.into_bytes() })
+    Ok(Accepted {
+        context,
+        response: response.into_bytes(),
+    })
 }
 
 /// RFC 6455 checks on the upgrade request; returns the client's key.
 fn check_request<'a>(head: &'a RequestHead, shared: &Shared) -> Result<&'a str, Refused> {
     let stage_path = shared.stage_path.as_str();
-    let on_stage = head.path == stage_path || (stage_path != "/" && head.path.strip_suffix('/') == Some(stage_path));
+    let on_stage = head.path == stage_path
+        || (stage_path != "/" && head.path.strip_suffix('/') == Some(stage_path));
     if !on_stage {
-        return Err(Refused { response: error_response(&AwsError::forbidden()) });
+        return Err(Refused {
+            response: error_response(&AwsError::forbidden()),
+        });
     }
     if head.method != "GET" {
         return Err(Refused {
@@ -137,25 +150,36 @@ fn check_request<'a>(head: &'a RequestHead, shared: &Shared) -> Result<&'a str, 
         });
     }
     if head.minor_version == 0 {
-        return Err(Refused { response: error_response(&AwsError::bad_request("WebSocket upgrades need HTTP/1.1")) });
+        return Err(Refused {
+            response: error_response(&AwsError::bad_request("WebSocket upgrades need HTTP/1.1")),
+        });
     }
     if !head.header_has_token("Connection", "upgrade") {
         return Err(Refused {
-            response: error_response(&AwsError::bad_request("Connection header must contain upgrade")),
+            response: error_response(&AwsError::bad_request(
+                "Connection header must contain upgrade",
+            )),
         });
     }
     if head.header("Sec-WebSocket-Version").map(str::trim) != Some("13") {
         return Err(Refused {
             response: http_response(
                 426,
-                &[("Sec-WebSocket-Version", "13"), ("Content-Type", "application/json")],
+                &[
+                    ("Sec-WebSocket-Version", "13"),
+                    ("Content-Type", "application/json"),
+                ],
                 br#"{"message":"Unsupported WebSocket version"}"#,
             ),
         });
     }
     match head.header("Sec-WebSocket-Key").map(str::trim) {
         Some(key) if is_valid_key(key) => Ok(key),
-        _ => Err(Refused { response: error_response(&AwsError::bad_request("Missing or invalid Sec-WebSocket-Key")) }),
+        _ => Err(Refused {
+            response: error_response(&AwsError::bad_request(
+                "Missing or invalid Sec-WebSocket-Key",
+            )),
+        }),
     }
 }
 
@@ -178,13 +202,19 @@ fn offered_subprotocols(head: &RequestHead) -> impl Iterator<Item = &str> {
 }
 
 /// The headers of the CONNECT event: the client's, plus what AWS's edge adds.
-fn event_headers(head: &RequestHead, source_ip: &str, local: Option<SocketAddr>) -> Vec<(String, String)> {
+fn event_headers(
+    head: &RequestHead,
+    source_ip: &str,
+    local: Option<SocketAddr>,
+) -> Vec<(String, String)> {
     let mut headers = head.headers.clone();
     let forwarded_for = match head.header("X-Forwarded-For") {
         Some(existing) if !existing.trim().is_empty() => format!("{existing}, {source_ip}"),
         _ => source_ip.to_owned(),
     };
-    let port = local.map(|addr| addr.port().to_string()).unwrap_or_default();
+    let port = local
+        .map(|addr| addr.port().to_string())
+        .unwrap_or_default();
     let seconds = epoch_millis() / 1000;
     let trace: [u8; 12] = random_bytes();
     let trace_hex: String = trace.iter().map(|byte| format!("{byte:02x}")).collect();
@@ -204,7 +234,10 @@ fn event_headers(head: &RequestHead, source_ip: &str, local: Option<SocketAddr>)
 /// IPv4 clients on a dual-stack socket show up as `::ffff:a.b.c.d`; AWS reports `a.b.c.d`.
 pub(super) fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     }
 }

@@ -57,7 +57,13 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Serves an upgrade request on `stream` from handshake to `$disconnect`.
-pub(crate) async fn accept(mut stream: TcpStream, head: RequestHead, buffered: Vec<u8>, peer: SocketAddr, shared: Arc<Shared>) {
+pub(crate) async fn accept(
+    mut stream: TcpStream,
+    head: RequestHead,
+    buffered: Vec<u8>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) {
     let local = stream.local_addr().ok();
     let accepted = match handshake::negotiate(&head, peer, local, &shared).await {
         Ok(accepted) => accepted,
@@ -68,23 +74,44 @@ pub(crate) async fn accept(mut stream: TcpStream, head: RequestHead, buffered: V
     };
     let leftover = buffered[head.length..].to_vec();
     let span = info_span!("connection", connection_id = %accepted.context.connection_id);
-    open(stream, leftover, accepted, shared).instrument(span).await;
+    open(stream, leftover, accepted, shared)
+        .instrument(span)
+        .await;
 }
 
-async fn open<S>(mut stream: S, leftover: Vec<u8>, accepted: handshake::Accepted, shared: Arc<Shared>)
-where
+async fn open<S>(
+    mut stream: S,
+    leftover: Vec<u8>,
+    accepted: handshake::Accepted,
+    shared: Arc<Shared>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let context = accepted.context;
     let limits = &shared.config.limits;
     let close = shared.shutdown.child_token();
-    let info = ConnectionInfo::new(context.connected_at, context.source_ip.clone(), context.user_agent.clone());
-    let (handle, mailbox) = ConnectionHandle::new(context.connection_id.clone(), info, limits.outbound_queue, close.clone());
+    let info = ConnectionInfo::new(
+        context.connected_at,
+        context.source_ip.clone(),
+        context.user_agent.clone(),
+    );
+    let (handle, mailbox) = ConnectionHandle::new(
+        context.connection_id.clone(),
+        info,
+        limits.outbound_queue,
+        close.clone(),
+    );
     // Registered before the 101 goes out, so a backend that posts as soon as `$connect`
     // returned reaches the connection instead of getting 410.
     let Some(presence) = shared.cluster.register(handle.clone()) else {
         error!("connection id collision; refusing the upgrade");
-        respond_and_close(&mut stream, crate::server::head::error_response(&sockway_protocol::error::AwsError::internal("Internal server error"))).await;
+        respond_and_close(
+            &mut stream,
+            crate::server::head::error_response(&sockway_protocol::error::AwsError::internal(
+                "Internal server error",
+            )),
+        )
+        .await;
         return;
     };
 
@@ -95,7 +122,9 @@ where
         }
         Ok(()) => {
             let config = websocket_config(&shared);
-            let mut socket = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config)).await;
+            let mut socket =
+                WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config))
+                    .await;
             let mut connection = Connection {
                 shared: shared.clone(),
                 context: context.clone(),
@@ -151,7 +180,11 @@ impl Connection {
     {
         let limits = &self.shared.config.limits;
         let max_inflight = limits.max_inflight_integrations;
-        let mut deadlines = Deadlines::new(Instant::now(), limits.idle_timeout, limits.max_connection_duration);
+        let mut deadlines = Deadlines::new(
+            Instant::now(),
+            limits.idle_timeout,
+            limits.max_connection_duration,
+        );
         let far_future = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
         let deadline_sleep = tokio::time::sleep_until(deadlines.next().unwrap_or(far_future));
         tokio::pin!(deadline_sleep);
@@ -259,7 +292,12 @@ impl Connection {
     }
 
     /// Starts the integration for a routed message, or answers `Forbidden`.
-    async fn dispatch<S>(&mut self, socket: &mut WebSocketStream<S>, selection: Selection, body: Payload) -> Result<(), CloseCause>
+    async fn dispatch<S>(
+        &mut self,
+        socket: &mut WebSocketStream<S>,
+        selection: Selection,
+        body: Payload,
+    ) -> Result<(), CloseCause>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -289,18 +327,30 @@ impl Connection {
         };
         self.inflight.spawn(async move {
             let result = integration.invoke(&call).await;
-            Completion { route, request_id, result }
+            Completion {
+                route,
+                request_id,
+                result,
+            }
         });
         Ok(())
     }
 
     /// Sends what a finished integration means for the client. Returns whether a data frame
     /// went out.
-    async fn complete<S>(&mut self, socket: &mut WebSocketStream<S>, completion: Completion) -> Result<bool, CloseCause>
+    async fn complete<S>(
+        &mut self,
+        socket: &mut WebSocketStream<S>,
+        completion: Completion,
+    ) -> Result<bool, CloseCause>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let Completion { route, request_id, result } = completion;
+        let Completion {
+            route,
+            request_id,
+            result,
+        } = completion;
         match result {
             Ok(response) => {
                 if !route.route_response {
@@ -309,7 +359,8 @@ impl Connection {
                 match response.body {
                     Some(body) if !body.is_empty() => {
                         let outbound = Outbound::from_bytes(Bytes::from(body));
-                        send_outbound(socket, &outbound, self.shared.config.limits.frame_bytes).await?;
+                        send_outbound(socket, &outbound, self.shared.config.limits.frame_bytes)
+                            .await?;
                         Ok(true)
                     }
                     _ => Ok(false),
@@ -317,8 +368,16 @@ impl Connection {
             }
             Err(error) => {
                 warn!(request_id = %request_id, route_key = %route.key, error = %error, "integration failed");
-                let frame = if error.is_timeout() { ErrorFrame::EndpointRequestTimedOut } else { ErrorFrame::InternalServerError };
-                send(socket, Message::text(frame.render(&self.context.connection_id, &request_id))).await?;
+                let frame = if error.is_timeout() {
+                    ErrorFrame::EndpointRequestTimedOut
+                } else {
+                    ErrorFrame::InternalServerError
+                };
+                send(
+                    socket,
+                    Message::text(frame.render(&self.context.connection_id, &request_id)),
+                )
+                .await?;
                 Ok(true)
             }
         }
@@ -342,12 +401,18 @@ impl Connection {
         };
         if matches!(cause, CloseCause::Deleted | CloseCause::ServerShutdown) {
             while let Ok(Command::Send(outbound)) = self.mailbox.try_recv() {
-                if send_outbound(socket, &outbound, self.shared.config.limits.frame_bytes).await.is_err() {
+                if send_outbound(socket, &outbound, self.shared.config.limits.frame_bytes)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
         }
-        let frame = CloseFrame { code: code.into(), reason: reason.into() };
+        let frame = CloseFrame {
+            code: code.into(),
+            reason: reason.into(),
+        };
         let closing = async {
             // An error here means the peer is already gone; the close is then moot.
             let _ = socket.close(Some(frame)).await;
@@ -363,9 +428,15 @@ impl Connection {
             return;
         }
         let grace = self.shared.config.limits.shutdown_grace;
-        let drained = tokio::time::timeout(grace, async { while self.inflight.join_next().await.is_some() {} }).await;
+        let drained = tokio::time::timeout(grace, async {
+            while self.inflight.join_next().await.is_some() {}
+        })
+        .await;
         if drained.is_err() {
-            warn!(remaining = self.inflight.len(), "integrations still running after the grace period; aborting them");
+            warn!(
+                remaining = self.inflight.len(),
+                "integrations still running after the grace period; aborting them"
+            );
             self.inflight.abort_all();
         }
     }
@@ -397,7 +468,11 @@ where
 
 /// Sends one message, split into frames of at most `frame_bytes` as AWS does for
 /// `@connections` posts larger than a frame.
-async fn send_outbound<S>(socket: &mut WebSocketStream<S>, outbound: &Outbound, frame_bytes: usize) -> Result<(), CloseCause>
+async fn send_outbound<S>(
+    socket: &mut WebSocketStream<S>,
+    outbound: &Outbound,
+    frame_bytes: usize,
+) -> Result<(), CloseCause>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -405,19 +480,28 @@ where
     if payload.len() <= frame_bytes {
         let message = if outbound.text {
             Message::Text(
-                tungstenite::Utf8Bytes::try_from(payload.clone()).expect("Outbound::text is only set for valid UTF-8"),
+                tungstenite::Utf8Bytes::try_from(payload.clone())
+                    .expect("Outbound::text is only set for valid UTF-8"),
             )
         } else {
             Message::Binary(payload.clone())
         };
         return send(socket, message).await;
     }
-    let first = if outbound.text { Data::Text } else { Data::Binary };
+    let first = if outbound.text {
+        Data::Text
+    } else {
+        Data::Binary
+    };
     let chunk_count = payload.len().div_ceil(frame_bytes);
     for index in 0..chunk_count {
         let start = index * frame_bytes;
         let end = (start + frame_bytes).min(payload.len());
-        let opcode = if index == 0 { OpCode::Data(first) } else { OpCode::Data(Data::Continue) };
+        let opcode = if index == 0 {
+            OpCode::Data(first)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
         let frame = Frame::message(payload.slice(start..end), opcode, index + 1 == chunk_count);
         send(socket, Message::Frame(frame)).await?;
     }
@@ -430,7 +514,9 @@ fn cause_of(error: tungstenite::Error) -> CloseCause {
     match error {
         tungstenite::Error::Capacity(_) => CloseCause::MessageTooBig,
         tungstenite::Error::Utf8(_) => CloseCause::InvalidPayload,
-        tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => CloseCause::ConnectionLost,
+        tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            CloseCause::ConnectionLost
+        }
         tungstenite::Error::Protocol(protocol) => CloseCause::ProtocolError(protocol.to_string()),
         tungstenite::Error::WriteBufferFull(_) => CloseCause::SlowConsumer,
         _ => CloseCause::ConnectionLost,
@@ -446,7 +532,9 @@ pub(crate) fn is_loopback(ip: std::net::IpAddr) -> bool {
 /// up to `limits.disconnect_attempts`. A delivery that still fails is logged as an error, never
 /// dropped silently.
 async fn deliver_disconnect(shared: &Shared, context: Arc<ConnectionContext>, cause: &CloseCause) {
-    let Some(route) = shared.routes.disconnect() else { return };
+    let Some(route) = shared.routes.disconnect() else {
+        return;
+    };
     let integration = shared
         .integrations
         .get(&route.integration)
@@ -456,7 +544,10 @@ async fn deliver_disconnect(shared: &Shared, context: Arc<ConnectionContext>, ca
         connection: context,
         request_id: RequestId::from_random(random_bytes()),
         now_ms: epoch_millis(),
-        kind: CallKind::Disconnect { status_code: cause.disconnect_status_code(), reason: cause.disconnect_reason() },
+        kind: CallKind::Disconnect {
+            status_code: cause.disconnect_status_code(),
+            reason: cause.disconnect_reason(),
+        },
     };
     let mut backoff = limits.disconnect_backoff;
     for attempt in 1..=limits.disconnect_attempts {

@@ -19,8 +19,17 @@ pub(crate) struct Deadlines {
 
 impl Deadlines {
     /// Deadlines for a connection opened at `now`; `None` disables a limit.
-    pub(crate) fn new(now: Instant, idle_timeout: Option<Duration>, max_duration: Option<Duration>) -> Self {
-        Deadlines { idle_timeout, max_duration, opened_at: now, last_activity: now }
+    pub(crate) fn new(
+        now: Instant,
+        idle_timeout: Option<Duration>,
+        max_duration: Option<Duration>,
+    ) -> Self {
+        Deadlines {
+            idle_timeout,
+            max_duration,
+            opened_at: now,
+            last_activity: now,
+        }
     }
 
     /// A data frame went either way at `now`.
@@ -32,7 +41,9 @@ impl Deadlines {
 
     /// The earliest instant at which a limit may be reached, if any limit is on.
     pub(crate) fn next(&self) -> Option<Instant> {
-        let idle = self.idle_timeout.map(|timeout| self.last_activity + timeout);
+        let idle = self
+            .idle_timeout
+            .map(|timeout| self.last_activity + timeout);
         let max = self.max_duration.map(|duration| self.opened_at + duration);
         match (idle, max) {
             (Some(idle), Some(max)) => Some(idle.min(max)),
@@ -119,7 +130,11 @@ mod tests {
         let mut deadlines = Deadlines::new(start, Some(secs(10)), Some(secs(15)));
         deadlines.on_activity(start + secs(9));
         assert_eq!(deadlines.next(), Some(start + secs(15)));
-        check(&deadlines, start + secs(15), Some(CloseCause::MaxDurationReached));
+        check(
+            &deadlines,
+            start + secs(15),
+            Some(CloseCause::MaxDurationReached),
+        );
     }
 
     #[test]

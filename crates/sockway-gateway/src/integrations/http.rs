@@ -19,15 +19,19 @@ use sockway_protocol::result::{self, IntegrationResponse};
 
 use super::{Call, CallKind, IntegrationError, Payload};
 use crate::config::{
-    Config, ContextVariable, HttpIntegrationConfig, HttpProxyIntegrationConfig, ParameterSource, ParameterTarget,
-    RequestParameter,
+    Config, ContextVariable, HttpIntegrationConfig, HttpProxyIntegrationConfig, ParameterSource,
+    ParameterTarget, RequestParameter,
 };
 
 /// Largest backend reply read: Lambda's own response payload limit is 6 MB.
 const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 
 /// Query characters left unescaped (RFC 3986 unreserved).
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// A pooled HTTP/1.1 client shared by every HTTP integration.
 #[derive(Debug, Clone)]
@@ -53,23 +57,41 @@ impl HttpClient {
         integration: &str,
         request: Request<Full<Bytes>>,
     ) -> Result<(u16, Vec<(String, String)>, Bytes), IntegrationError> {
-        let response = self.client.request(request).await.map_err(|source| IntegrationError::Unreachable {
-            integration: integration.to_owned(),
-            source: Box::new(source),
-        })?;
+        let response =
+            self.client
+                .request(request)
+                .await
+                .map_err(|source| IntegrationError::Unreachable {
+                    integration: integration.to_owned(),
+                    source: Box::new(source),
+                })?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
             .iter()
-            .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+            })
             .collect();
-        let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES).collect().await.map_err(|source| {
-            if source.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                IntegrationError::ResponseTooLarge { integration: integration.to_owned(), limit: MAX_RESPONSE_BYTES }
-            } else {
-                IntegrationError::Unreachable { integration: integration.to_owned(), source }
-            }
-        })?;
+        let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|source| {
+                if source
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    IntegrationError::ResponseTooLarge {
+                        integration: integration.to_owned(),
+                        limit: MAX_RESPONSE_BYTES,
+                    }
+                } else {
+                    IntegrationError::Unreachable {
+                        integration: integration.to_owned(),
+                        source,
+                    }
+                }
+            })?;
         Ok((status, headers, body.to_bytes()))
     }
 }
@@ -77,7 +99,9 @@ impl HttpClient {
 fn check_scheme(name: &str, uri: &Uri) -> Result<(), String> {
     match uri.scheme_str() {
         Some("http") => Ok(()),
-        Some(other) => Err(format!("integration `{name}`: {other}:// backends are not supported yet; use http://")),
+        Some(other) => Err(format!(
+            "integration `{name}`: {other}:// backends are not supported yet; use http://"
+        )),
         None => Err(format!("integration `{name}`: uri needs a scheme")),
     }
 }
@@ -110,7 +134,10 @@ impl HttpIntegration {
         })
     }
 
-    pub(crate) async fn invoke(&self, call: &Call) -> Result<IntegrationResponse, IntegrationError> {
+    pub(crate) async fn invoke(
+        &self,
+        call: &Call,
+    ) -> Result<IntegrationResponse, IntegrationError> {
         let body = call.to_event().to_json();
         let request = Request::builder()
             .method(Method::POST)
@@ -124,10 +151,16 @@ impl HttpIntegration {
         let (status, headers, body) = self.client.exchange(&self.name, request).await?;
         let proxy_shaped = looks_like_proxy_result(&body);
         let response = result::read_http_reply(status, headers, &body).map_err(|source| {
-            IntegrationError::BadProxyResult { integration: self.name.clone(), source }
+            IntegrationError::BadProxyResult {
+                integration: self.name.clone(),
+                source,
+            }
         })?;
         if !proxy_shaped && status >= 500 {
-            return Err(IntegrationError::BackendFailed { integration: self.name.clone(), status });
+            return Err(IntegrationError::BackendFailed {
+                integration: self.name.clone(),
+                status,
+            });
         }
         Ok(response)
     }
@@ -151,7 +184,11 @@ pub(crate) struct HttpProxyIntegration {
 }
 
 impl HttpProxyIntegration {
-    pub(crate) fn new(name: &str, config: &HttpProxyIntegrationConfig, client: HttpClient) -> Result<Self, String> {
+    pub(crate) fn new(
+        name: &str,
+        config: &HttpProxyIntegrationConfig,
+        client: HttpClient,
+    ) -> Result<Self, String> {
         check_scheme(name, &config.uri)?;
         Ok(HttpProxyIntegration {
             name: name.to_owned(),
@@ -162,21 +199,35 @@ impl HttpProxyIntegration {
         })
     }
 
-    pub(crate) async fn invoke(&self, call: &Call) -> Result<IntegrationResponse, IntegrationError> {
+    pub(crate) async fn invoke(
+        &self,
+        call: &Call,
+    ) -> Result<IntegrationResponse, IntegrationError> {
         let body = match &call.kind {
-            CallKind::Message { body: Payload::Text(text), .. } => Bytes::from(text.clone()),
-            CallKind::Message { body: Payload::Binary(bytes), .. } => bytes.clone(),
+            CallKind::Message {
+                body: Payload::Text(text),
+                ..
+            } => Bytes::from(text.clone()),
+            CallKind::Message {
+                body: Payload::Binary(bytes),
+                ..
+            } => bytes.clone(),
             CallKind::Connect { .. } | CallKind::Disconnect { .. } => Bytes::new(),
         };
         let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
         let mut query: Vec<(String, String)> = Vec::new();
         for parameter in &self.request_parameters {
-            let Some(value) = resolve(&parameter.source, call) else { continue };
+            let Some(value) = resolve(&parameter.source, call) else {
+                continue;
+            };
             match &parameter.target {
                 ParameterTarget::Header(name) => {
                     // Config validation checked the name; a value from the client may still be
                     // unusable as a header, and is then left out as AWS leaves out unmapped values.
-                    if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value)) {
+                    if let (Ok(name), Ok(value)) = (
+                        HeaderName::try_from(name.as_str()),
+                        HeaderValue::try_from(value),
+                    ) {
                         headers.push((name, value));
                     }
                 }
@@ -192,7 +243,11 @@ impl HttpProxyIntegration {
             .body(Full::new(body))
             .expect("validated method, uri and header values form a valid request");
         let (status, headers, body) = self.client.exchange(&self.name, request).await?;
-        Ok(IntegrationResponse { status_code: status, headers, body: (!body.is_empty()).then(|| body.to_vec()) })
+        Ok(IntegrationResponse {
+            status_code: status,
+            headers,
+            body: (!body.is_empty()).then(|| body.to_vec()),
+        })
     }
 }
 
@@ -234,14 +289,18 @@ fn resolve(source: &ParameterSource, call: &Call) -> Option<String> {
             _ => None,
         },
         ParameterSource::RequestQueryString(name) => match &call.kind {
-            CallKind::Connect { query, .. } => {
-                query.iter().rev().find(|(candidate, _)| candidate == name).map(|(_, value)| value.clone())
-            }
+            CallKind::Connect { query, .. } => query
+                .iter()
+                .rev()
+                .find(|(candidate, _)| candidate == name)
+                .map(|(_, value)| value.clone()),
             _ => None,
         },
         ParameterSource::Context(variable) => Some(match variable {
             ContextVariable::ConnectionId => connection.connection_id.to_string(),
-            ContextVariable::RequestId | ContextVariable::ExtendedRequestId => call.request_id.to_string(),
+            ContextVariable::RequestId | ContextVariable::ExtendedRequestId => {
+                call.request_id.to_string()
+            }
             ContextVariable::MessageId => match &call.kind {
                 CallKind::Message { message_id, .. } => message_id.to_string(),
                 _ => return None,

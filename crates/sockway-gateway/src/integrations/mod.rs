@@ -160,11 +160,20 @@ impl Integrations {
         for (name, integration) in &config.integrations {
             let (kind, timeout) = match integration {
                 IntegrationConfig::Http(http) => (
-                    IntegrationKind::Http(self::http::HttpIntegration::new(name, http, client.clone(), config)?),
+                    IntegrationKind::Http(self::http::HttpIntegration::new(
+                        name,
+                        http,
+                        client.clone(),
+                        config,
+                    )?),
                     http.timeout,
                 ),
                 IntegrationConfig::HttpProxy(proxy) => (
-                    IntegrationKind::HttpProxy(self::http::HttpProxyIntegration::new(name, proxy, client.clone())?),
+                    IntegrationKind::HttpProxy(self::http::HttpProxyIntegration::new(
+                        name,
+                        proxy,
+                        client.clone(),
+                    )?),
                     proxy.timeout,
                 ),
                 IntegrationConfig::Mock(mock) => (IntegrationKind::Mock(mock.clone()), None),
@@ -187,7 +196,10 @@ impl Integrations {
 
 impl Integration {
     /// Invokes the integration for `call`, bounded by its timeout.
-    pub(crate) async fn invoke(&self, call: &Call) -> Result<IntegrationResponse, IntegrationError> {
+    pub(crate) async fn invoke(
+        &self,
+        call: &Call,
+    ) -> Result<IntegrationResponse, IntegrationError> {
         let answer = async {
             match &self.kind {
                 IntegrationKind::Http(http) => http.invoke(call).await,
@@ -201,9 +213,10 @@ impl Integration {
         };
         match tokio::time::timeout(self.timeout, answer).await {
             Ok(result) => result,
-            Err(_elapsed) => {
-                Err(IntegrationError::Timeout { integration: self.name.clone(), after: self.timeout })
-            }
+            Err(_elapsed) => Err(IntegrationError::Timeout {
+                integration: self.name.clone(),
+                after: self.timeout,
+            }),
         }
     }
 }
@@ -216,16 +229,34 @@ impl Call {
             CallKind::Connect { headers, query } => {
                 event::connect_event(connection, headers, query, &self.request_id, self.now_ms)
             }
-            CallKind::Message { route_key, body, message_id } => {
+            CallKind::Message {
+                route_key,
+                body,
+                message_id,
+            } => {
                 let body = match body {
                     Payload::Text(text) => MessageBody::Text(text),
                     Payload::Binary(bytes) => MessageBody::Binary(bytes),
                 };
-                event::message_event(connection, route_key, body, &self.request_id, message_id, self.now_ms)
+                event::message_event(
+                    connection,
+                    route_key,
+                    body,
+                    &self.request_id,
+                    message_id,
+                    self.now_ms,
+                )
             }
-            CallKind::Disconnect { status_code, reason } => {
-                event::disconnect_event(connection, *status_code, reason, &self.request_id, self.now_ms)
-            }
+            CallKind::Disconnect {
+                status_code,
+                reason,
+            } => event::disconnect_event(
+                connection,
+                *status_code,
+                reason,
+                &self.request_id,
+                self.now_ms,
+            ),
         }
     }
 

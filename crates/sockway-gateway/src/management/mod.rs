@@ -68,11 +68,13 @@ impl ApiError {
     fn to_aws(&self) -> AwsError {
         match self {
             ApiError::Gone => AwsError::gone(),
-            ApiError::BadConnectionId(id) => AwsError::bad_request(format!("Invalid connectionId: {id}")),
-            ApiError::PayloadTooLarge => AwsError::payload_too_large(MAX_POST_BYTES),
-            ApiError::QueueFull => {
-                AwsError::limit_exceeded("Too many messages queued for this connection; the client is not reading")
+            ApiError::BadConnectionId(id) => {
+                AwsError::bad_request(format!("Invalid connectionId: {id}"))
             }
+            ApiError::PayloadTooLarge => AwsError::payload_too_large(MAX_POST_BYTES),
+            ApiError::QueueFull => AwsError::limit_exceeded(
+                "Too many messages queued for this connection; the client is not reading",
+            ),
             // AWS answers a path outside any route with 403 `{"message":"Forbidden"}`.
             ApiError::Forbidden | ApiError::NotFound => AwsError::forbidden(),
             ApiError::MethodNotAllowed(method) => AwsError::method_not_allowed(method.as_str()),
@@ -84,9 +86,13 @@ impl ApiError {
     fn into_response(self, request_id: &str) -> Response<Full<Bytes>> {
         let aws = self.to_aws();
         let mut response = Response::new(Full::new(Bytes::from(aws.body())));
-        *response.status_mut() = StatusCode::from_u16(aws.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        *response.status_mut() =
+            StatusCode::from_u16(aws.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let headers = response.headers_mut();
-        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         headers.insert("x-amzn-ErrorType", HeaderValue::from_static(aws.error_type));
         insert_request_id(headers, request_id);
         response
@@ -99,7 +105,14 @@ pub(crate) fn new_request_id() -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 fn insert_request_id(headers: &mut http::HeaderMap, request_id: &str) {
@@ -109,7 +122,11 @@ fn insert_request_id(headers: &mut http::HeaderMap, request_id: &str) {
 }
 
 /// Serves one management request.
-pub(crate) async fn handle(request: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Response<Full<Bytes>> {
+pub(crate) async fn handle(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Response<Full<Bytes>> {
     let request_id = new_request_id();
     match serve(request, peer, shared).await {
         Ok(mut response) => {
@@ -123,7 +140,11 @@ pub(crate) async fn handle(request: Request<Incoming>, peer: SocketAddr, shared:
     }
 }
 
-async fn serve(request: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn serve(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     // Until SigV4 verification exists, only processes on this machine may manage connections.
     if !crate::connection::is_loopback(peer.ip()) {
         return Err(ApiError::Forbidden);
@@ -136,13 +157,19 @@ async fn serve(request: Request<Incoming>, peer: SocketAddr, shared: &Shared) ->
     let cluster = &shared.cluster;
     match *request.method() {
         Method::POST => {
-            let body = Limited::new(request.into_body(), MAX_POST_BYTES).collect().await.map_err(|error| {
-                if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                    ApiError::PayloadTooLarge
-                } else {
-                    ApiError::BadBody
-                }
-            })?;
+            let body = Limited::new(request.into_body(), MAX_POST_BYTES)
+                .collect()
+                .await
+                .map_err(|error| {
+                    if error
+                        .downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                    {
+                        ApiError::PayloadTooLarge
+                    } else {
+                        ApiError::BadBody
+                    }
+                })?;
             cluster.post_to_connection(&id, body.to_bytes()).await?;
             Ok(json_response(StatusCode::OK, Bytes::new()))
         }
@@ -171,6 +198,9 @@ async fn serve(request: Request<Incoming>, peer: SocketAddr, shared: &Shared) ->
 fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }

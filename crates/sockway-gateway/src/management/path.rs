@@ -23,12 +23,17 @@ pub(crate) fn parse(raw_path: &str, stage: &str) -> Resource {
     let rest = if stage.is_empty() {
         raw_path
     } else {
-        match raw_path.strip_prefix('/').and_then(|path| path.strip_prefix(stage)) {
+        match raw_path
+            .strip_prefix('/')
+            .and_then(|path| path.strip_prefix(stage))
+        {
             Some(rest) => rest,
             None => return Resource::Unknown,
         }
     };
-    let Some(rest) = rest.strip_prefix('/') else { return Resource::Unknown };
+    let Some(rest) = rest.strip_prefix('/') else {
+        return Resource::Unknown;
+    };
     let rest = if let Some(rest) = rest.strip_prefix("@connections/") {
         rest
     } else if rest.len() >= 15 && rest[..15].eq_ignore_ascii_case("%40connections/") {
@@ -63,27 +68,47 @@ mod tests {
     #[test]
     fn accepts_both_sdk_encodings() {
         check("/dev/@connections/L0SM9cOFvHcCIhw%3D", "dev", connection());
-        check("/dev/%40connections/L0SM9cOFvHcCIhw%3D", "dev", connection());
+        check(
+            "/dev/%40connections/L0SM9cOFvHcCIhw%3D",
+            "dev",
+            connection(),
+        );
         check("/dev/@connections/L0SM9cOFvHcCIhw=", "dev", connection());
     }
 
     #[test]
     fn empty_stage_serves_at_the_root() {
         check("/@connections/L0SM9cOFvHcCIhw%3D", "", connection());
-        check("/dev/@connections/L0SM9cOFvHcCIhw%3D", "", Resource::Unknown);
+        check(
+            "/dev/@connections/L0SM9cOFvHcCIhw%3D",
+            "",
+            Resource::Unknown,
+        );
     }
 
     #[test]
     fn other_paths_are_unknown() {
-        check("/prod/@connections/L0SM9cOFvHcCIhw%3D", "dev", Resource::Unknown);
+        check(
+            "/prod/@connections/L0SM9cOFvHcCIhw%3D",
+            "dev",
+            Resource::Unknown,
+        );
         check("/@connections/L0SM9cOFvHcCIhw%3D", "dev", Resource::Unknown);
         check("/dev/@connections/", "dev", Resource::Unknown);
         check("/dev/@connections/a/b", "dev", Resource::Unknown);
-        check("/devx/@connections/L0SM9cOFvHcCIhw%3D", "dev", Resource::Unknown);
+        check(
+            "/devx/@connections/L0SM9cOFvHcCIhw%3D",
+            "dev",
+            Resource::Unknown,
+        );
     }
 
     #[test]
     fn malformed_ids_are_named() {
-        check("/dev/@connections/nope", "dev", Resource::MalformedConnectionId("nope".to_owned()));
+        check(
+            "/dev/@connections/nope",
+            "dev",
+            Resource::MalformedConnectionId("nope".to_owned()),
+        );
     }
 }

@@ -100,7 +100,9 @@ impl RequestHead {
 
     /// The query as decoded name/value pairs, in order.
     pub(crate) fn query_pairs(&self) -> Vec<(String, String)> {
-        let Some(query) = &self.query else { return Vec::new() };
+        let Some(query) = &self.query else {
+            return Vec::new();
+        };
         query
             .split('&')
             .filter(|pair| !pair.is_empty())
@@ -114,12 +116,16 @@ impl RequestHead {
 
 fn decode_query_component(raw: &str) -> String {
     let spaced = raw.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Reads from `stream` until a complete request head has arrived. Returns the parsed head and
 /// every byte read so far (the head and anything the client sent after it).
-pub(crate) async fn read_request_head<S>(stream: &mut S) -> Result<(RequestHead, Vec<u8>), HeadError>
+pub(crate) async fn read_request_head<S>(
+    stream: &mut S,
+) -> Result<(RequestHead, Vec<u8>), HeadError>
 where
     S: AsyncRead + Unpin,
 {
@@ -162,7 +168,10 @@ fn parse_head(buffer: &[u8]) -> Result<Option<RequestHead>, HeadError> {
         .headers
         .iter()
         .map(|header| {
-            (header.name.to_owned(), String::from_utf8_lossy(header.value).into_owned())
+            (
+                header.name.to_owned(),
+                String::from_utf8_lossy(header.value).into_owned(),
+            )
         })
         .collect();
     Ok(Some(RequestHead {
@@ -188,7 +197,10 @@ pub(crate) fn http_response(status: u16, headers: &[(&str, &str)], body: &[u8]) 
         response.push_str(value);
         response.push_str("\r\n");
     }
-    response.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()));
+    response.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
     let mut bytes = response.into_bytes();
     bytes.extend_from_slice(body);
     bytes
@@ -226,12 +238,20 @@ pub(crate) struct Rewind<S> {
 impl<S> Rewind<S> {
     /// Replays `prefix`, then continues with `inner`.
     pub(crate) fn new(inner: S, prefix: Vec<u8>) -> Self {
-        Rewind { prefix, position: 0, inner }
+        Rewind {
+            prefix,
+            position: 0,
+            inner,
+        }
     }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if self.position < self.prefix.len() {
             let remaining = &self.prefix[self.position..];
             let count = remaining.len().min(buf.remaining());
@@ -248,7 +268,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, data)
     }
 
@@ -277,12 +301,20 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
 mod tests {
     use super::*;
 
-    fn check(raw: &str, expected_path: &str, expected_query: Option<&str>, expected_headers: &[(&str, &str)]) {
+    fn check(
+        raw: &str,
+        expected_path: &str,
+        expected_query: Option<&str>,
+        expected_headers: &[(&str, &str)],
+    ) {
         let head = parse_head(raw.as_bytes()).unwrap().unwrap();
         assert_eq!(head.path, expected_path);
         assert_eq!(head.query.as_deref(), expected_query);
-        let headers: Vec<(&str, &str)> =
-            head.headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+        let headers: Vec<(&str, &str)> = head
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
         assert_eq!(headers, expected_headers);
     }
 
@@ -292,18 +324,28 @@ mod tests {
             "GET /dev?token=a%20b HTTP/1.1\r\nHost: x\r\nSec-WebSocket-Key: k\r\nHeaderAuth1: v\r\n\r\n",
             "/dev",
             Some("token=a%20b"),
-            &[("Host", "x"), ("Sec-WebSocket-Key", "k"), ("HeaderAuth1", "v")],
+            &[
+                ("Host", "x"),
+                ("Sec-WebSocket-Key", "k"),
+                ("HeaderAuth1", "v"),
+            ],
         );
     }
 
     #[test]
     fn partial_head_needs_more_bytes() {
-        assert!(parse_head(b"GET /dev HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
+        assert!(
+            parse_head(b"GET /dev HTTP/1.1\r\nHost: x\r\n")
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
     fn query_pairs_are_decoded_in_order() {
-        let head = parse_head(b"GET /dev?b=2&a=x+y&a=%41&flag HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        let head = parse_head(b"GET /dev?b=2&a=x+y&a=%41&flag HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert_eq!(
             head.query_pairs(),
             vec![
@@ -317,9 +359,11 @@ mod tests {
 
     #[test]
     fn upgrade_tokens_are_case_insensitive_lists() {
-        let head = parse_head(b"GET / HTTP/1.1\r\nconnection: keep-alive, Upgrade\r\nupgrade: WebSocket\r\n\r\n")
-            .unwrap()
-            .unwrap();
+        let head = parse_head(
+            b"GET / HTTP/1.1\r\nconnection: keep-alive, Upgrade\r\nupgrade: WebSocket\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
         assert!(head.is_websocket_upgrade());
         assert!(head.header_has_token("Connection", "upgrade"));
     }

@@ -91,10 +91,14 @@ impl Gateway {
         let listen = config.gateway.listen;
         let listener = TcpListener::bind(listen)
             .await
-            .map_err(|source| GatewayError::Bind { addr: listen, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| GatewayError::Bind { addr: listen, source })?;
+            .map_err(|source| GatewayError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| GatewayError::Bind {
+            addr: listen,
+            source,
+        })?;
         let management_listener = match config.management.listen {
             Some(addr) => {
                 let listener = TcpListener::bind(addr)
@@ -122,12 +126,25 @@ impl Gateway {
             stage_path,
             config,
         });
-        let role = ListenerRole::Gateway { serves_management: management_listener.is_none() };
-        shared.tasks.spawn(accept_loop(listener, role, shared.clone()));
+        let role = ListenerRole::Gateway {
+            serves_management: management_listener.is_none(),
+        };
+        shared
+            .tasks
+            .spawn(accept_loop(listener, role, shared.clone()));
         if let Some(listener) = management_listener {
-            shared.tasks.spawn(accept_loop(listener, ListenerRole::Management, shared.clone()));
+            shared.tasks.spawn(accept_loop(
+                listener,
+                ListenerRole::Management,
+                shared.clone(),
+            ));
         }
-        Ok(Gateway { local_addr, management_addr, stage, shared })
+        Ok(Gateway {
+            local_addr,
+            management_addr,
+            stage,
+            shared,
+        })
     }
 
     /// The address WebSocket clients connect to.
@@ -195,7 +212,9 @@ async fn accept_loop(listener: TcpListener, role: ListenerRole, shared: Arc<Shar
                 if let Err(error) = stream.set_nodelay(true) {
                     debug!(error = %error, "cannot set TCP_NODELAY");
                 }
-                shared.tasks.spawn(serve_socket(stream, peer, role, shared.clone()));
+                shared
+                    .tasks
+                    .spawn(serve_socket(stream, peer, role, shared.clone()));
             }
             Err(error) => {
                 // Running out of file descriptors is the usual cause; back off briefly rather
@@ -210,7 +229,12 @@ async fn accept_loop(listener: TcpListener, role: ListenerRole, shared: Arc<Shar
     }
 }
 
-async fn serve_socket(mut stream: TcpStream, peer: SocketAddr, role: ListenerRole, shared: Arc<Shared>) {
+async fn serve_socket(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    role: ListenerRole,
+    shared: Arc<Shared>,
+) {
     let serves_management = match role {
         ListenerRole::Management => {
             serve_http(stream, Vec::new(), peer, shared).await;
@@ -254,7 +278,9 @@ where
     let service_shared = shared.clone();
     let service = service_fn(move |request| {
         let shared = service_shared.clone();
-        async move { Ok::<_, std::convert::Infallible>(management::handle(request, peer, &shared).await) }
+        async move {
+            Ok::<_, std::convert::Infallible>(management::handle(request, peer, &shared).await)
+        }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())

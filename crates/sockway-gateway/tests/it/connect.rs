@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use sockway_testkit::{MockBackend, MockResponse, RecordedRequest, TestGateway, connect, connect_with_headers};
+use sockway_testkit::{
+    MockBackend, MockResponse, RecordedRequest, TestGateway, connect, connect_with_headers,
+};
 use tokio_tungstenite::tungstenite;
 
 use crate::config;
@@ -18,7 +20,11 @@ fn refused_status(result: Result<sockway_testkit::WsClient, tungstenite::Error>)
 
 fn refuse_connect_with(response: MockResponse) -> impl Fn(&RecordedRequest) -> MockResponse {
     move |request: &RecordedRequest| {
-        if request.route_key() == "$connect" { response.clone() } else { MockResponse::proxy(200, None) }
+        if request.route_key() == "$connect" {
+            response.clone()
+        } else {
+            MockResponse::proxy(200, None)
+        }
     }
 }
 
@@ -26,12 +32,18 @@ fn refuse_connect_with(response: MockResponse) -> impl Fn(&RecordedRequest) -> M
 async fn non_2xx_connect_status_refuses_with_that_status() {
     for status in [400, 401, 403, 500] {
         let mut backend = MockBackend::start().await;
-        backend.respond_with(refuse_connect_with(MockResponse::proxy(status, Some("nope"))));
+        backend.respond_with(refuse_connect_with(MockResponse::proxy(
+            status,
+            Some("nope"),
+        )));
         let gateway = TestGateway::start(&config(&backend, "")).await;
         assert_eq!(refused_status(connect(&gateway.ws_url).await), status);
         backend.next_event_for("$connect").await;
         gateway.shutdown().await;
-        assert!(backend.drain().is_empty(), "a refused connection gets no $disconnect");
+        assert!(
+            backend.drain().is_empty(),
+            "a refused connection gets no $disconnect"
+        );
     }
 }
 
@@ -50,8 +62,14 @@ async fn connect_integration_failure_is_502() {
     backend.respond_with(refuse_connect_with(MockResponse::status(500, "crash")));
     let gateway = TestGateway::start(&config(&backend, "")).await;
     assert_eq!(refused_status(connect(&gateway.ws_url).await), 502);
-    backend.respond_with(refuse_connect_with(MockResponse::json(serde_json::json!({"statusCode": "x"}))));
-    assert_eq!(refused_status(connect(&gateway.ws_url).await), 502, "malformed proxy result");
+    backend.respond_with(refuse_connect_with(MockResponse::json(
+        serde_json::json!({"statusCode": "x"}),
+    )));
+    assert_eq!(
+        refused_status(connect(&gateway.ws_url).await),
+        502,
+        "malformed proxy result"
+    );
     gateway.shutdown().await;
 }
 
@@ -68,8 +86,14 @@ async fn unreachable_connect_backend_is_502() {
 #[tokio::test]
 async fn connect_timeout_is_504() {
     let backend = MockBackend::start().await;
-    backend.respond_with(refuse_connect_with(MockResponse::proxy(200, None).delayed(Duration::from_secs(5))));
-    let gateway = TestGateway::start(&config(&backend, "[limits]\nintegration_timeout = \"200ms\"\n")).await;
+    backend.respond_with(refuse_connect_with(
+        MockResponse::proxy(200, None).delayed(Duration::from_secs(5)),
+    ));
+    let gateway = TestGateway::start(&config(
+        &backend,
+        "[limits]\nintegration_timeout = \"200ms\"\n",
+    ))
+    .await;
     assert_eq!(refused_status(connect(&gateway.ws_url).await), 504);
     gateway.shutdown().await;
 }
@@ -84,7 +108,10 @@ async fn without_connect_route_the_upgrade_succeeds() {
     let gateway = TestGateway::start(&toml).await;
     let mut client = gateway.connect().await;
     client.send_text("hello").await;
-    assert_eq!(backend.next_event().await["requestContext"]["eventType"], "MESSAGE");
+    assert_eq!(
+        backend.next_event().await["requestContext"]["eventType"],
+        "MESSAGE"
+    );
     gateway.shutdown().await;
 }
 
@@ -102,8 +129,19 @@ async fn only_the_chosen_subprotocol_header_reaches_the_client() {
         response
     });
     let gateway = TestGateway::start(&config(&backend, "")).await;
-    let client = connect_with_headers(&gateway.ws_url, &[("Sec-WebSocket-Protocol", "chat1, chat2")]).await.unwrap();
-    assert_eq!(client.response_headers.get("sec-websocket-protocol").unwrap(), "chat2");
+    let client = connect_with_headers(
+        &gateway.ws_url,
+        &[("Sec-WebSocket-Protocol", "chat1, chat2")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        client
+            .response_headers
+            .get("sec-websocket-protocol")
+            .unwrap(),
+        "chat2"
+    );
     assert!(client.response_headers.get("x-secret").is_none());
     gateway.shutdown().await;
 }

@@ -22,8 +22,11 @@ fn check_disconnect(event: &Value, code: u64, reason: &str) -> String {
 /// DISCONNECT event than the one already taken was delivered.
 async fn assert_no_more_disconnects(gateway: TestGateway, backend: &mut MockBackend) {
     gateway.shutdown().await;
-    let extra: Vec<RecordedRequest> =
-        backend.drain().into_iter().filter(|request| request.route_key() == "$disconnect").collect();
+    let extra: Vec<RecordedRequest> = backend
+        .drain()
+        .into_iter()
+        .filter(|request| request.route_key() == "$disconnect")
+        .collect();
     assert!(extra.is_empty(), "more than one $disconnect: {extra:?}");
 }
 
@@ -32,7 +35,10 @@ async fn connected(extra: &str) -> (MockBackend, TestGateway, sockway_testkit::W
     let gateway = TestGateway::start(&config(&backend, extra)).await;
     let client = gateway.connect().await;
     let connect = backend.next_event_for("$connect").await;
-    let connection_id = connect["requestContext"]["connectionId"].as_str().unwrap().to_owned();
+    let connection_id = connect["requestContext"]["connectionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     (backend, gateway, client, connection_id)
 }
 
@@ -59,13 +65,17 @@ async fn tcp_drop_is_1006() {
     let (mut backend, gateway, client, connection_id) = connected("").await;
     client.drop_tcp();
     let event = backend.next_event_for("$disconnect").await;
-    assert_eq!(check_disconnect(&event, 1006, "Connection lost"), connection_id);
+    assert_eq!(
+        check_disconnect(&event, 1006, "Connection lost"),
+        connection_id
+    );
     assert_no_more_disconnects(gateway, &mut backend).await;
 }
 
 #[tokio::test]
 async fn silent_peer_is_found_by_heartbeat() {
-    let (mut backend, gateway, client, _) = connected("[limits]\nheartbeat_interval = \"100ms\"\n").await;
+    let (mut backend, gateway, client, _) =
+        connected("[limits]\nheartbeat_interval = \"100ms\"\n").await;
     // Never polling the client means its library never answers the server's pings.
     let socket = client.into_inner();
     let event = backend.next_event_for("$disconnect").await;
@@ -76,25 +86,38 @@ async fn silent_peer_is_found_by_heartbeat() {
 
 #[tokio::test]
 async fn answering_pings_keeps_the_connection_alive() {
-    let (mut backend, gateway, client, _) = connected("[limits]\nheartbeat_interval = \"50ms\"\n").await;
+    let (mut backend, gateway, client, _) =
+        connected("[limits]\nheartbeat_interval = \"50ms\"\n").await;
     let mut socket = client.into_inner();
     // Polling answers pings; ten intervals pass with the connection still open.
     let mut pings = 0;
     while pings < 10 {
-        match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap() {
+        match tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .unwrap()
+        {
             Some(Ok(tokio_tungstenite::tungstenite::Message::Ping(_))) => pings += 1,
             other => panic!("expected pings, got {other:?}"),
         }
     }
-    assert!(backend.drain().iter().all(|request| request.route_key() != "$disconnect"));
+    assert!(
+        backend
+            .drain()
+            .iter()
+            .all(|request| request.route_key() != "$disconnect")
+    );
     drop(socket);
     gateway.shutdown().await;
 }
 
 #[tokio::test]
 async fn idle_connection_is_closed_with_1001() {
-    let (mut backend, gateway, mut client, _) = connected("[limits]\nidle_timeout = \"300ms\"\n").await;
-    assert_eq!(client.next_close().await, Some((1001, "Idle timeout".to_owned())));
+    let (mut backend, gateway, mut client, _) =
+        connected("[limits]\nidle_timeout = \"300ms\"\n").await;
+    assert_eq!(
+        client.next_close().await,
+        Some((1001, "Idle timeout".to_owned()))
+    );
     let event = backend.next_event_for("$disconnect").await;
     check_disconnect(&event, 1001, "Idle timeout");
     assert_no_more_disconnects(gateway, &mut backend).await;
@@ -105,11 +128,16 @@ async fn data_frames_reset_the_idle_timer() {
     let mut backend = MockBackend::start().await;
     // Each round trip through `$default` takes 150 ms of backend time; six of them outlast the
     // 400 ms idle timeout, which only activity can explain.
-    backend.respond_with(|request: &RecordedRequest| match request.route_key().as_str() {
-        "$default" => MockResponse::proxy(200, Some("pong")).delayed(Duration::from_millis(150)),
-        _ => MockResponse::proxy(200, None),
-    });
-    let gateway = TestGateway::start(&config(&backend, "[limits]\nidle_timeout = \"400ms\"\n")).await;
+    backend.respond_with(
+        |request: &RecordedRequest| match request.route_key().as_str() {
+            "$default" => {
+                MockResponse::proxy(200, Some("pong")).delayed(Duration::from_millis(150))
+            }
+            _ => MockResponse::proxy(200, None),
+        },
+    );
+    let gateway =
+        TestGateway::start(&config(&backend, "[limits]\nidle_timeout = \"400ms\"\n")).await;
     let mut client = gateway.connect().await;
     backend.next_event_for("$connect").await;
     let started = std::time::Instant::now();
@@ -118,17 +146,24 @@ async fn data_frames_reset_the_idle_timer() {
         assert_eq!(client.next_text().await, "pong");
     }
     assert!(started.elapsed() > Duration::from_millis(800));
-    assert_eq!(client.next_close().await, Some((1001, "Idle timeout".to_owned())));
+    assert_eq!(
+        client.next_close().await,
+        Some((1001, "Idle timeout".to_owned()))
+    );
     backend.next_event_for("$disconnect").await;
     gateway.shutdown().await;
 }
 
 #[tokio::test]
 async fn max_duration_closes_even_busy_connections() {
-    let (mut backend, gateway, mut client, _) = connected("[limits]\nmax_connection_duration = \"500ms\"\n").await;
+    let (mut backend, gateway, mut client, _) =
+        connected("[limits]\nmax_connection_duration = \"500ms\"\n").await;
     client.send_text(r#"{"action":"ping"}"#).await;
     assert_eq!(client.next_text().await, r#"{"pong":true}"#);
-    assert_eq!(client.next_close().await, Some((1001, "Maximum connection duration reached".to_owned())));
+    assert_eq!(
+        client.next_close().await,
+        Some((1001, "Maximum connection duration reached".to_owned()))
+    );
     let event = backend.next_event_for("$disconnect").await;
     check_disconnect(&event, 1001, "Maximum connection duration reached");
     assert_no_more_disconnects(gateway, &mut backend).await;
@@ -139,9 +174,15 @@ async fn delete_closes_with_1000() {
     let (mut backend, gateway, mut client, connection_id) = connected("").await;
     let (status, _, _) = http_request("DELETE", &gateway.connection_url(&connection_id), "").await;
     assert_eq!(status, 204);
-    assert_eq!(client.next_close().await, Some((1000, "Connection Closed Normally".to_owned())));
+    assert_eq!(
+        client.next_close().await,
+        Some((1000, "Connection Closed Normally".to_owned()))
+    );
     let event = backend.next_event_for("$disconnect").await;
-    assert_eq!(check_disconnect(&event, 1000, "Connection Closed Normally"), connection_id);
+    assert_eq!(
+        check_disconnect(&event, 1000, "Connection Closed Normally"),
+        connection_id
+    );
     assert_no_more_disconnects(gateway, &mut backend).await;
 }
 
@@ -150,7 +191,10 @@ async fn shutdown_closes_with_1001_and_delivers_disconnect() {
     let (mut backend, gateway, mut client, connection_id) = connected("").await;
     let closing = tokio::spawn(async move { client.next_close().await });
     gateway.shutdown().await;
-    assert_eq!(closing.await.unwrap(), Some((1001, "Going away".to_owned())));
+    assert_eq!(
+        closing.await.unwrap(),
+        Some((1001, "Going away".to_owned()))
+    );
     let events: Vec<Value> = backend
         .drain()
         .into_iter()
@@ -158,7 +202,10 @@ async fn shutdown_closes_with_1001_and_delivers_disconnect() {
         .map(|request| request.json())
         .collect();
     assert_eq!(events.len(), 1, "exactly one $disconnect: {events:?}");
-    assert_eq!(check_disconnect(&events[0], 1001, "Going away"), connection_id);
+    assert_eq!(
+        check_disconnect(&events[0], 1001, "Going away"),
+        connection_id
+    );
 }
 
 #[tokio::test]
@@ -177,8 +224,16 @@ async fn shutdown_lets_inflight_integrations_finish_first() {
     client.send_text(r#"{"action":"sendmessage"}"#).await;
     backend.next_event_for("sendmessage").await;
     gateway.shutdown().await;
-    let routes: Vec<String> = backend.drain().iter().map(RecordedRequest::route_key).collect();
-    assert_eq!(routes, vec!["$disconnect".to_owned()], "DISCONNECT after the in-flight MESSAGE finished");
+    let routes: Vec<String> = backend
+        .drain()
+        .iter()
+        .map(RecordedRequest::route_key)
+        .collect();
+    assert_eq!(
+        routes,
+        vec!["$disconnect".to_owned()],
+        "DISCONNECT after the in-flight MESSAGE finished"
+    );
 }
 
 #[tokio::test]
@@ -187,13 +242,19 @@ async fn failing_disconnect_is_retried() {
     let failures = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = failures.clone();
     backend.respond_with(move |request: &RecordedRequest| {
-        if request.route_key() == "$disconnect" && counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+        if request.route_key() == "$disconnect"
+            && counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2
+        {
             MockResponse::status(503, "try later")
         } else {
             MockResponse::proxy(200, None)
         }
     });
-    let gateway = TestGateway::start(&config(&backend, "[limits]\ndisconnect_backoff = \"10ms\"\n")).await;
+    let gateway = TestGateway::start(&config(
+        &backend,
+        "[limits]\ndisconnect_backoff = \"10ms\"\n",
+    ))
+    .await;
     let client = gateway.connect().await;
     backend.next_event_for("$connect").await;
     client.close(1000, "").await;
@@ -201,8 +262,18 @@ async fn failing_disconnect_is_retried() {
     let second = backend.next_event_for("$disconnect").await;
     let third = backend.next_event_for("$disconnect").await;
     let id = |event: &Value| event["requestContext"]["requestId"].clone();
-    assert_eq!(id(&first), id(&second), "retries carry the same requestId so backends can deduplicate");
+    assert_eq!(
+        id(&first),
+        id(&second),
+        "retries carry the same requestId so backends can deduplicate"
+    );
     assert_eq!(id(&second), id(&third));
     gateway.shutdown().await;
-    assert!(backend.drain().iter().all(|request| request.route_key() != "$disconnect"), "no retry after success");
+    assert!(
+        backend
+            .drain()
+            .iter()
+            .all(|request| request.route_key() != "$disconnect"),
+        "no retry after success"
+    );
 }

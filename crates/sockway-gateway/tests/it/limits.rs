@@ -14,7 +14,9 @@ fn error_frame(message: &str, frame: &str) {
     let request_id = parsed["requestId"].as_str().unwrap();
     assert_eq!(
         frame,
-        format!(r#"{{"message": "{message}", "connectionId":"{connection_id}", "requestId":"{request_id}"}}"#),
+        format!(
+            r#"{{"message": "{message}", "connectionId":"{connection_id}", "requestId":"{request_id}"}}"#
+        ),
         "byte-exact AWS error frame"
     );
 }
@@ -22,7 +24,11 @@ fn error_frame(message: &str, frame: &str) {
 #[tokio::test]
 async fn oversized_frame_closes_with_1009() {
     let mut backend = MockBackend::start().await;
-    let gateway = TestGateway::start(&config(&backend, "[limits]\nframe_bytes = 1024\nmessage_bytes = 4096\n")).await;
+    let gateway = TestGateway::start(&config(
+        &backend,
+        "[limits]\nframe_bytes = 1024\nmessage_bytes = 4096\n",
+    ))
+    .await;
     let mut client = gateway.connect().await;
     backend.next_event_for("$connect").await;
     client.send_text(&"x".repeat(1025)).await;
@@ -37,13 +43,37 @@ async fn oversized_fragmented_message_closes_with_1009() {
     use tokio_tungstenite::tungstenite::protocol::frame::Frame;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
     let mut backend = MockBackend::start().await;
-    let gateway = TestGateway::start(&config(&backend, "[limits]\nframe_bytes = 1024\nmessage_bytes = 2048\n")).await;
+    let gateway = TestGateway::start(&config(
+        &backend,
+        "[limits]\nframe_bytes = 1024\nmessage_bytes = 2048\n",
+    ))
+    .await;
     let mut client = gateway.connect().await;
     backend.next_event_for("$connect").await;
     let chunk = bytes::Bytes::from(vec![b'a'; 1000]);
-    client.send(Message::Frame(Frame::message(chunk.clone(), OpCode::Data(Data::Text), false))).await.unwrap();
-    client.send(Message::Frame(Frame::message(chunk.clone(), OpCode::Data(Data::Continue), false))).await.unwrap();
-    let _ = client.send(Message::Frame(Frame::message(chunk, OpCode::Data(Data::Continue), true))).await;
+    client
+        .send(Message::Frame(Frame::message(
+            chunk.clone(),
+            OpCode::Data(Data::Text),
+            false,
+        )))
+        .await
+        .unwrap();
+    client
+        .send(Message::Frame(Frame::message(
+            chunk.clone(),
+            OpCode::Data(Data::Continue),
+            false,
+        )))
+        .await
+        .unwrap();
+    let _ = client
+        .send(Message::Frame(Frame::message(
+            chunk,
+            OpCode::Data(Data::Continue),
+            true,
+        )))
+        .await;
     assert_eq!(client.next_close().await.map(|(code, _)| code), Some(1009));
     backend.next_event_for("$disconnect").await;
     gateway.shutdown().await;
@@ -52,7 +82,10 @@ async fn oversized_fragmented_message_closes_with_1009() {
 #[tokio::test]
 async fn binary_frames_can_be_rejected_with_1003() {
     let mut backend = MockBackend::start().await;
-    let toml = config(&backend, "").replace("api_id = \"a1b2c3d4e5\"", "api_id = \"a1b2c3d4e5\"\nbinary_frames = \"reject\"");
+    let toml = config(&backend, "").replace(
+        "api_id = \"a1b2c3d4e5\"",
+        "api_id = \"a1b2c3d4e5\"\nbinary_frames = \"reject\"",
+    );
     let gateway = TestGateway::start(&toml).await;
     let mut client = gateway.connect().await;
     backend.next_event_for("$connect").await;
@@ -66,11 +99,13 @@ async fn binary_frames_can_be_rejected_with_1003() {
 #[tokio::test]
 async fn integration_errors_send_internal_server_error_even_one_way() {
     let mut backend = MockBackend::start().await;
-    backend.respond_with(|request: &RecordedRequest| match request.route_key().as_str() {
-        "sendmessage" => MockResponse::status(500, "boom"),
-        "$default" => MockResponse::json(serde_json::json!({"statusCode": 200, "body": 5})),
-        _ => MockResponse::proxy(200, None),
-    });
+    backend.respond_with(
+        |request: &RecordedRequest| match request.route_key().as_str() {
+            "sendmessage" => MockResponse::status(500, "boom"),
+            "$default" => MockResponse::json(serde_json::json!({"statusCode": 200, "body": 5})),
+            _ => MockResponse::proxy(200, None),
+        },
+    );
     let gateway = TestGateway::start(&config(&backend, "")).await;
     let mut client = gateway.connect().await;
     backend.next_event_for("$connect").await;
@@ -87,10 +122,12 @@ async fn integration_errors_send_internal_server_error_even_one_way() {
 #[tokio::test]
 async fn proxy_status_does_not_stop_delivery_of_the_body() {
     let backend = MockBackend::start().await;
-    backend.respond_with(|request: &RecordedRequest| match request.route_key().as_str() {
-        "$default" => MockResponse::proxy(500, Some("still delivered")),
-        _ => MockResponse::proxy(200, None),
-    });
+    backend.respond_with(
+        |request: &RecordedRequest| match request.route_key().as_str() {
+            "$default" => MockResponse::proxy(500, Some("still delivered")),
+            _ => MockResponse::proxy(200, None),
+        },
+    );
     let gateway = TestGateway::start(&config(&backend, "")).await;
     let mut client = gateway.connect().await;
     client.send_text("anything").await;
@@ -123,7 +160,8 @@ async fn slow_integration_sends_endpoint_request_timed_out() {
 #[tokio::test]
 async fn unreachable_backend_sends_internal_server_error() {
     let backend = MockBackend::start().await;
-    let toml = config(&backend, "").replace("[routes.\"$connect\"]\nintegration = \"backend\"\n", "");
+    let toml =
+        config(&backend, "").replace("[routes.\"$connect\"]\nintegration = \"backend\"\n", "");
     drop(backend);
     let gateway = TestGateway::start(&toml).await;
     let mut client = gateway.connect().await;
@@ -137,9 +175,15 @@ async fn inflight_bound_applies_backpressure() {
     // With a bound of 1 the connection stops reading while an integration runs, so each
     // request reaches the backend only after the previous (delayed) answer went out.
     let serial = serial_arrivals(1).await;
-    assert!(serial, "with max_inflight_integrations = 1 requests must not overlap");
+    assert!(
+        serial,
+        "with max_inflight_integrations = 1 requests must not overlap"
+    );
     let overlapping = serial_arrivals(4).await;
-    assert!(!overlapping, "with a bound of 4 requests overlap (the test can see concurrency)");
+    assert!(
+        !overlapping,
+        "with a bound of 4 requests overlap (the test can see concurrency)"
+    );
 }
 
 /// Whether every `sendmessage` request arrived after the previous one's delayed answer went out.
@@ -159,7 +203,10 @@ async fn serial_arrivals(inflight: usize) -> bool {
             MockResponse::proxy(200, None)
         }
     });
-    let toml = config(&backend, &format!("[limits]\nmax_inflight_integrations = {inflight}\n"));
+    let toml = config(
+        &backend,
+        &format!("[limits]\nmax_inflight_integrations = {inflight}\n"),
+    );
     let gateway = TestGateway::start(&toml).await;
     let mut client = gateway.connect().await;
     backend.next_event_for("$connect").await;
@@ -174,5 +221,8 @@ async fn serial_arrivals(inflight: usize) -> bool {
     gateway.shutdown().await;
     let arrivals = arrivals.lock().unwrap().clone();
     let answered = answered_at.lock().unwrap().clone();
-    arrivals.windows(2).zip(answered.iter()).all(|(pair, previous_answer)| pair[1] >= *previous_answer)
+    arrivals
+        .windows(2)
+        .zip(answered.iter())
+        .all(|(pair, previous_answer)| pair[1] >= *previous_answer)
 }

@@ -10,7 +10,10 @@ async fn connected(extra: &str) -> (MockBackend, TestGateway, WsClient, String) 
     let gateway = TestGateway::start(&config(&backend, extra)).await;
     let client = gateway.connect().await;
     let connect = backend.next_event_for("$connect").await;
-    let connection_id = connect["requestContext"]["connectionId"].as_str().unwrap().to_owned();
+    let connection_id = connect["requestContext"]["connectionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     (backend, gateway, client, connection_id)
 }
 
@@ -38,17 +41,31 @@ async fn post_delivers_text_in_order() {
 #[tokio::test]
 async fn post_of_non_utf8_arrives_as_binary() {
     let (_backend, gateway, mut client, connection_id) = connected("").await;
-    let (status, _, _) = http_request("POST", &gateway.connection_url(&connection_id), vec![0xff, 0x00, 0x80]).await;
+    let (status, _, _) = http_request(
+        "POST",
+        &gateway.connection_url(&connection_id),
+        vec![0xff, 0x00, 0x80],
+    )
+    .await;
     assert_eq!(status, 200);
-    assert_eq!(client.next_message().await, Message::binary(vec![0xff, 0x00, 0x80]));
+    assert_eq!(
+        client.next_message().await,
+        Message::binary(vec![0xff, 0x00, 0x80])
+    );
     gateway.shutdown().await;
 }
 
 #[tokio::test]
 async fn post_larger_than_a_frame_is_fragmented_and_reassembled() {
-    let (_backend, gateway, mut client, connection_id) = connected("[limits]\nframe_bytes = 1024\n").await;
+    let (_backend, gateway, mut client, connection_id) =
+        connected("[limits]\nframe_bytes = 1024\n").await;
     let payload = "abcdefghij".repeat(500);
-    let (status, _, _) = http_request("POST", &gateway.connection_url(&connection_id), payload.clone()).await;
+    let (status, _, _) = http_request(
+        "POST",
+        &gateway.connection_url(&connection_id),
+        payload.clone(),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(client.next_text().await, payload);
     gateway.shutdown().await;
@@ -72,13 +89,18 @@ async fn get_connection_reports_times_and_identity() {
     let (_backend, gateway, mut client, connection_id) = connected("").await;
     client.send_text(r#"{"action":"ping"}"#).await;
     client.next_text().await;
-    let (status, headers, body) = http_request("GET", &gateway.connection_url(&connection_id), "").await;
+    let (status, headers, body) =
+        http_request("GET", &gateway.connection_url(&connection_id), "").await;
     assert_eq!(status, 200);
     assert!(headers.contains_key("x-amzn-RequestId"));
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let connected_at = body["connectedAt"].as_str().unwrap();
     let last_active_at = body["lastActiveAt"].as_str().unwrap();
-    assert_eq!(connected_at.len(), 24, "ISO-8601 with milliseconds: {connected_at}");
+    assert_eq!(
+        connected_at.len(),
+        24,
+        "ISO-8601 with milliseconds: {connected_at}"
+    );
     assert!(connected_at.ends_with('Z'));
     assert!(last_active_at >= connected_at);
     assert_eq!(body["identity"]["sourceIp"], "127.0.0.1");
@@ -113,13 +135,18 @@ async fn messages_queued_before_delete_are_delivered_first() {
 #[tokio::test]
 async fn unknown_and_malformed_ids() {
     let (_backend, gateway, _client, _) = connected("").await;
-    let (status, headers, _) = http_request("POST", &gateway.connection_url("AAAAAAAAAAAAAAA="), "x").await;
+    let (status, headers, _) =
+        http_request("POST", &gateway.connection_url("AAAAAAAAAAAAAAA="), "x").await;
     check_error(status, &headers, 410, "GoneException");
-    let (status, headers, _) = http_request("POST", &gateway.connection_url("not-an-id"), "x").await;
+    let (status, headers, _) =
+        http_request("POST", &gateway.connection_url("not-an-id"), "x").await;
     check_error(status, &headers, 400, "BadRequestException");
-    let (status, headers, _) = http_request("PUT", &gateway.connection_url("AAAAAAAAAAAAAAA="), "x").await;
+    let (status, headers, _) =
+        http_request("PUT", &gateway.connection_url("AAAAAAAAAAAAAAA="), "x").await;
     check_error(status, &headers, 405, "MethodNotAllowedException");
-    let wrong_stage = gateway.connection_url("AAAAAAAAAAAAAAA=").replace("/dev/", "/prod/");
+    let wrong_stage = gateway
+        .connection_url("AAAAAAAAAAAAAAA=")
+        .replace("/dev/", "/prod/");
     let (status, headers, body) = http_request("POST", &wrong_stage, "x").await;
     check_error(status, &headers, 403, "ForbiddenException");
     assert_eq!(&body[..], br#"{"message":"Forbidden"}"#);
@@ -129,7 +156,9 @@ async fn unknown_and_malformed_ids() {
 #[tokio::test]
 async fn percent_encoded_at_sign_is_accepted() {
     let (_backend, gateway, mut client, connection_id) = connected("").await;
-    let url = gateway.connection_url(&connection_id).replace("@connections", "%40connections");
+    let url = gateway
+        .connection_url(&connection_id)
+        .replace("@connections", "%40connections");
     assert_eq!(http_request("POST", &url, "via %40").await.0, 200);
     assert_eq!(client.next_text().await, "via %40");
     gateway.shutdown().await;
@@ -137,7 +166,8 @@ async fn percent_encoded_at_sign_is_accepted() {
 
 #[tokio::test]
 async fn full_outbound_queue_answers_429() {
-    let (_backend, gateway, client, connection_id) = connected("[limits]\noutbound_queue = 1\n").await;
+    let (_backend, gateway, client, connection_id) =
+        connected("[limits]\noutbound_queue = 1\n").await;
     // The client never reads: socket buffers fill, the connection's write stalls, its queue
     // fills, and the API reports LimitExceededException instead of buffering without bound.
     let socket = client.into_inner();

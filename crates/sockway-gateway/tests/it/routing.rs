@@ -9,15 +9,29 @@ async fn routed_key(gateway: &TestGateway, backend: &mut MockBackend, body: &str
     backend.next_event_for("$connect").await;
     client.send_text(body).await;
     let event = backend.next_event().await;
-    assert_eq!(event["body"], body, "the MESSAGE event carries the frame verbatim");
-    event["requestContext"]["routeKey"].as_str().unwrap().to_owned()
+    assert_eq!(
+        event["body"], body,
+        "the MESSAGE event carries the frame verbatim"
+    );
+    event["requestContext"]["routeKey"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]
 async fn custom_route_is_selected_by_action() {
     let mut backend = MockBackend::start().await;
     let gateway = TestGateway::start(&config(&backend, "")).await;
-    assert_eq!(routed_key(&gateway, &mut backend, r#"{"action":"sendmessage","data":"hi"}"#).await, "sendmessage");
+    assert_eq!(
+        routed_key(
+            &gateway,
+            &mut backend,
+            r#"{"action":"sendmessage","data":"hi"}"#
+        )
+        .await,
+        "sendmessage"
+    );
     gateway.shutdown().await;
 }
 
@@ -25,8 +39,14 @@ async fn custom_route_is_selected_by_action() {
 async fn route_keys_match_exactly_and_case_sensitively() {
     let mut backend = MockBackend::start().await;
     let gateway = TestGateway::start(&config(&backend, "")).await;
-    assert_eq!(routed_key(&gateway, &mut backend, r#"{"action":"SendMessage"}"#).await, "$default");
-    assert_eq!(routed_key(&gateway, &mut backend, r#"{"action":"sendmessage "}"#).await, "$default");
+    assert_eq!(
+        routed_key(&gateway, &mut backend, r#"{"action":"SendMessage"}"#).await,
+        "$default"
+    );
+    assert_eq!(
+        routed_key(&gateway, &mut backend, r#"{"action":"sendmessage "}"#).await,
+        "$default"
+    );
     gateway.shutdown().await;
 }
 
@@ -34,7 +54,10 @@ async fn route_keys_match_exactly_and_case_sensitively() {
 async fn non_json_goes_to_default() {
     let mut backend = MockBackend::start().await;
     let gateway = TestGateway::start(&config(&backend, "")).await;
-    assert_eq!(routed_key(&gateway, &mut backend, "hello there").await, "$default");
+    assert_eq!(
+        routed_key(&gateway, &mut backend, "hello there").await,
+        "$default"
+    );
     gateway.shutdown().await;
 }
 
@@ -57,10 +80,19 @@ uri = "{}"
     );
     let gateway = TestGateway::start(&toml).await;
     let mut client = gateway.connect().await;
-    client.send_text(r#"{"service":"chat","op":{"name":"join"}}"#).await;
-    assert_eq!(backend.next_event().await["requestContext"]["routeKey"], "chat/join");
+    client
+        .send_text(r#"{"service":"chat","op":{"name":"join"}}"#)
+        .await;
+    assert_eq!(
+        backend.next_event().await["requestContext"]["routeKey"],
+        "chat/join"
+    );
     client.send_text(r#"{"service":"chat"}"#).await;
-    assert_eq!(backend.next_event().await["requestContext"]["routeKey"], "$default", "chat/ has no route");
+    assert_eq!(
+        backend.next_event().await["requestContext"]["routeKey"],
+        "$default",
+        "chat/ has no route"
+    );
     gateway.shutdown().await;
 }
 
@@ -80,12 +112,17 @@ async fn unmatched_message_without_default_gets_forbidden_frame() {
     let request_id = parsed["requestId"].as_str().unwrap();
     assert_eq!(
         frame,
-        format!(r#"{{"message": "Forbidden", "connectionId":"{connection_id}", "requestId":"{request_id}"}}"#)
+        format!(
+            r#"{{"message": "Forbidden", "connectionId":"{connection_id}", "requestId":"{request_id}"}}"#
+        )
     );
     assert_eq!(connection_id.len(), 16);
     // The connection stays open: a routable message still works.
     client.send_text(r#"{"action":"sendmessage"}"#).await;
-    assert_eq!(backend.next_event().await["requestContext"]["routeKey"], "sendmessage");
+    assert_eq!(
+        backend.next_event().await["requestContext"]["routeKey"],
+        "sendmessage"
+    );
     gateway.shutdown().await;
 }
 
@@ -101,6 +138,10 @@ async fn two_way_route_sends_body_back_and_one_way_does_not() {
     client.send_text(r#"{"action":"other","n":2}"#).await;
     assert_eq!(client.next_text().await, r#"{"action":"other","n":2}"#);
     client.send_text(r#"{"action":"ping"}"#).await;
-    assert_eq!(client.next_text().await, r#"{"pong":true}"#, "mock integration answers two-way");
+    assert_eq!(
+        client.next_text().await,
+        r#"{"pong":true}"#,
+        "mock integration answers two-way"
+    );
     gateway.shutdown().await;
 }

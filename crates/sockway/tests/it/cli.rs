@@ -17,7 +17,8 @@ struct ConfigFile {
 
 impl ConfigFile {
     fn new(name: &str, text: &str) -> ConfigFile {
-        let directory = std::env::temp_dir().join(format!("sockway-cli-{name}-{}", std::process::id()));
+        let directory =
+            std::env::temp_dir().join(format!("sockway-cli-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&directory).unwrap();
         let path = directory.join("sockway.toml");
         std::fs::write(&path, text).unwrap();
@@ -33,8 +34,15 @@ impl Drop for ConfigFile {
 
 fn validate(text: &str, name: &str) -> (i32, String) {
     let file = ConfigFile::new(name, text);
-    let output = Command::new(binary()).args(["validate", "--config"]).arg(&file.path).output().unwrap();
-    (output.status.code().unwrap(), String::from_utf8_lossy(&output.stderr).into_owned())
+    let output = Command::new(binary())
+        .args(["validate", "--config"])
+        .arg(&file.path)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -51,28 +59,53 @@ fn config_errors_name_key_path_and_line_and_exit_2() {
     let text = "[gateway]\nstage = \"dev\"\n\n[routes.\"$connect\"]\nintegration = \"bakend\"\n\n[integrations.backend]\ntype = \"mock\"\n";
     let (code, stderr) = validate(text, "missing-integration");
     assert_eq!(code, 2);
-    assert!(stderr.contains("routes.\"$connect\".integration"), "{stderr}");
+    assert!(
+        stderr.contains("routes.\"$connect\".integration"),
+        "{stderr}"
+    );
     assert!(stderr.contains(":5:"), "line 5 named: {stderr}");
 
-    let (code, stderr) = validate("[gateway]\nlisten = \"127.0.0.1:0\"\nbogus = 1\n", "unknown-key");
+    let (code, stderr) = validate(
+        "[gateway]\nlisten = \"127.0.0.1:0\"\nbogus = 1\n",
+        "unknown-key",
+    );
     assert_eq!(code, 2);
-    assert!(stderr.contains("bogus") && stderr.contains(":3:"), "{stderr}");
+    assert!(
+        stderr.contains("bogus") && stderr.contains(":3:"),
+        "{stderr}"
+    );
 
-    let (code, stderr) = validate("[gateway]\nroute_selection_expression = \"$request.header.x\"\n", "bad-expression");
+    let (code, stderr) = validate(
+        "[gateway]\nroute_selection_expression = \"$request.header.x\"\n",
+        "bad-expression",
+    );
     assert_eq!(code, 2);
-    assert!(stderr.contains("gateway.route_selection_expression"), "{stderr}");
+    assert!(
+        stderr.contains("gateway.route_selection_expression"),
+        "{stderr}"
+    );
 
     let (code, stderr) = validate("[limits]\nidle_timeout = \"ten minutes\"\n", "bad-duration");
     assert_eq!(code, 2);
-    assert!(stderr.contains("limits.idle_timeout") && stderr.contains(":2:"), "{stderr}");
+    assert!(
+        stderr.contains("limits.idle_timeout") && stderr.contains(":2:"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn serve_with_a_bad_config_exits_2_before_binding() {
     let file = ConfigFile::new("serve-bad", "[gateway]\nlisten = \"not an address\"\n");
-    let output = Command::new(binary()).args(["serve", "--config"]).arg(&file.path).output().unwrap();
+    let output = Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(&file.path)
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(output.stdout.is_empty(), "nothing bound, nothing printed on stdout");
+    assert!(
+        output.stdout.is_empty(),
+        "nothing bound, nothing printed on stdout"
+    );
     assert!(String::from_utf8_lossy(&output.stderr).contains("gateway.listen"));
 }
 
@@ -85,13 +118,23 @@ async fn serve_prints_the_bound_address_and_stops_on_sigterm() {
     );
     let file = ConfigFile::new("serve", &text);
     let process = GatewayProcess::start(binary(), &file.path).await;
-    assert!(process.ws_url.starts_with("ws://127.0.0.1:"), "{}", process.ws_url);
+    assert!(
+        process.ws_url.starts_with("ws://127.0.0.1:"),
+        "{}",
+        process.ws_url
+    );
     assert!(process.ws_url.ends_with("/dev"));
-    assert!(!process.ws_url.ends_with(":0/dev"), "the real port is printed");
+    assert!(
+        !process.ws_url.ends_with(":0/dev"),
+        "the real port is printed"
+    );
     let mut client = connect(&process.ws_url).await.unwrap();
     let status = process.terminate().await;
     assert!(status.success(), "exit status {status}");
-    assert_eq!(client.next_close().await, Some((1001, "Going away".to_owned())));
+    assert_eq!(
+        client.next_close().await,
+        Some((1001, "Going away".to_owned()))
+    );
     let event = backend.next_event().await;
     assert_eq!(event["requestContext"]["disconnectStatusCode"], 1001);
 }

@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 
 fn repository_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn rust_files(directory: &Path, found: &mut Vec<PathBuf>) {
@@ -37,7 +40,10 @@ fn every_rust_file_starts_with_module_docs() {
             !text.trim_start().starts_with("//!")
         })
         .collect();
-    assert!(missing.is_empty(), "files without a //! module doc: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "files without a //! module doc: {missing:#?}"
+    );
 }
 
 #[test]
@@ -54,13 +60,21 @@ fn tests_do_not_sleep_or_use_fixed_ports() {
             if trimmed.starts_with("//") {
                 continue;
             }
-            let sleeps = ["sleep(", "sleep_until("].iter().any(|call| trimmed.contains(call))
+            let sleeps = ["sleep(", "sleep_until("]
+                .iter()
+                .any(|call| trimmed.contains(call))
                 && !trimmed.contains("\"sleep(");
-            let fixed_port = trimmed.contains("127.0.0.1:") && !trimmed.contains("127.0.0.1:0") && !trimmed.contains("127.0.0.1:\"");
+            let fixed_port = trimmed.contains("127.0.0.1:")
+                && !trimmed.contains("127.0.0.1:0")
+                && !trimmed.contains("127.0.0.1:\"");
             if sleeps || fixed_port {
                 offenders.push(format!("{relative}:{}: {trimmed}", number + 1));
             }
         }
     }
-    assert!(offenders.is_empty(), "tests must wait for events and bind port 0:\n{}", offenders.join("\n"));
+    assert!(
+        offenders.is_empty(),
+        "tests must wait for events and bind port 0:\n{}",
+        offenders.join("\n")
+    );
 }
