@@ -18,17 +18,26 @@ cargo build --release -p sockway
 
 backend_pid=""
 gateway_pid=""
+
+# Sends SIGTERM to PID and waits up to about 10 s for it to exit, then SIGKILL.
+stop_process() {
+    local pid=$1
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+        sleep 0.1
+    done
+    echo "run.sh: process $pid ignored SIGTERM, killing it" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
 cleanup() {
     trap - INT TERM EXIT
     # Stop the gateway first so its $disconnect events still reach the backend.
-    if [[ -n "$gateway_pid" ]] && kill -0 "$gateway_pid" 2>/dev/null; then
-        kill -TERM "$gateway_pid" 2>/dev/null || true
-        wait "$gateway_pid" 2>/dev/null || true
-    fi
-    if [[ -n "$backend_pid" ]] && kill -0 "$backend_pid" 2>/dev/null; then
-        kill -TERM "$backend_pid" 2>/dev/null || true
-        wait "$backend_pid" 2>/dev/null || true
-    fi
+    stop_process "$gateway_pid"
+    stop_process "$backend_pid"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -47,10 +56,12 @@ gateway_pid=$!
 wait_for_port() {
     local host=$1 port=$2 pid=$3 name=$4
     for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || { echo "run.sh: $name exited" >&2; exit 1; }
         if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+            # Another program may hold the port: make sure ours did not exit meanwhile.
+            kill -0 "$pid" 2>/dev/null || { echo "run.sh: $name exited" >&2; exit 1; }
             return 0
         fi
-        kill -0 "$pid" 2>/dev/null || { echo "run.sh: $name exited" >&2; exit 1; }
         sleep 0.1
     done
     echo "run.sh: $name is not listening on $host:$port" >&2

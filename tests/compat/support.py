@@ -179,8 +179,9 @@ class MockBackend:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="mock-backend",
-                                        daemon=True)
+        # A short poll interval keeps `close` (which waits for the serve loop) fast.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        name="mock-backend", daemon=True)
         self._thread.start()
 
     @property

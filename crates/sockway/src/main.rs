@@ -4,6 +4,7 @@
 //! into a validated configuration before anything binds, prints one line per listener, and
 //! turns SIGTERM/SIGINT into the gateway's graceful shutdown.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,7 +84,7 @@ fn main() -> ExitCode {
             }
             tracing_subscriber::fmt()
                 .with_max_level(log_level)
-                .with_writer(std::io::stderr)
+                .with_writer(|| LogWriter(std::io::stderr()))
                 .init();
             match serve(loaded) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -103,23 +104,41 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let gateway = Gateway::bind(config).await?;
-        println!("sockway listening on {}", gateway.ws_url());
+        // Tests and supervisors read these lines; a closed stdout must not stop the gateway,
+        // so write errors are ignored rather than panicking as `println!` would.
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "sockway listening on {}", gateway.ws_url());
         if gateway.management_addr().is_some() {
-            println!(
-                "sockway management listening on {}",
-                gateway.management_url()
-            );
+            let _ = writeln!(stdout, "sockway management listening on {}", gateway.management_url());
         }
+        let _ = stdout.flush();
+        drop(stdout);
         let shutdown = gateway.shutdown_token();
         tokio::spawn(async move {
             wait_for_signal().await;
-            tracing::info!("shutting down: closing connections and delivering $disconnect");
             shutdown.cancel();
+            tracing::info!("shutting down: closing connections and delivering $disconnect");
         });
         gateway.wait().await;
         tracing::info!("shutdown complete");
         Ok(())
     })
+}
+
+/// Standard error for logs, ignoring write failures: a closed log pipe must not take the
+/// gateway down or stop its shutdown.
+struct LogWriter(std::io::Stderr);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = self.0.write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
+    }
 }
 
 async fn wait_for_signal() {

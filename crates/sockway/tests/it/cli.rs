@@ -138,3 +138,29 @@ async fn serve_prints_the_bound_address_and_stops_on_sigterm() {
     let event = backend.next_event().await;
     assert_eq!(event["requestContext"]["disconnectStatusCode"], 1001);
 }
+
+// A supervisor that stops reading the gateway's output must still be able to stop it.
+#[tokio::test]
+async fn sigterm_stops_the_gateway_after_its_output_pipes_close() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let file = ConfigFile::new("closed-pipes", "[gateway]\nstage = \"dev\"\n");
+    let mut child = tokio::process::Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(&file.path)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(sockway_testkit::DEADLINE, lines.next_line()).await.unwrap().unwrap().unwrap();
+    assert!(line.starts_with("sockway listening on "));
+    drop(lines);
+    drop(child.stderr.take());
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(sockway_testkit::DEADLINE, child.wait()).await.expect("exits after SIGTERM").unwrap();
+    assert!(status.success(), "{status}");
+}
