@@ -64,6 +64,23 @@ def gateway(backend: MockBackend, start_gateway) -> GatewayProcess:
 
 
 @pytest.fixture
+def management_credentials() -> tuple[str, str]:
+    """The (access key id, secret) pair `signed_gateway` requires @connections requests to use."""
+    return "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+@pytest.fixture
+def signed_gateway(backend: MockBackend, start_gateway,
+                   management_credentials: tuple[str, str]) -> GatewayProcess:
+    """Like `gateway`, with `[[management.credentials]]`: @connections requires SigV4."""
+    access_key_id, secret = management_credentials
+    credentials = ("[[management.credentials]]\n"
+                   f'access_key_id = "{access_key_id}"\n'
+                   f'secret_access_key = "{secret}"\n')
+    return start_gateway(render_config(backend.uri, extra=credentials))
+
+
+@pytest.fixture
 def management(gateway: GatewayProcess):
     """boto3's apigatewaymanagementapi client pointed at the gateway's @connections endpoint."""
     return management_client(gateway.management_url)

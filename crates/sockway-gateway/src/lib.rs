@@ -8,6 +8,7 @@
 //! The wire contract itself (ids, events, error bodies) is `sockway_protocol`, which does no
 //! I/O.
 
+mod aws;
 mod cluster;
 pub mod config;
 mod connection;

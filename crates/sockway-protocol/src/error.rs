@@ -104,6 +104,22 @@ impl AwsError {
         Self::with_message(403, "ForbiddenException", "Forbidden")
     }
 
+    /// 403 `MissingAuthenticationTokenException` with AWS's fixed message: SigV4 is required
+    /// and the request has no `Authorization` header.
+    pub fn missing_authentication_token() -> Self {
+        Self::with_message(
+            403,
+            "MissingAuthenticationTokenException",
+            "Missing Authentication Token",
+        )
+    }
+
+    /// 403 `InvalidSignatureException`: the SigV4 signature is malformed, expired, made with
+    /// an unknown key or does not match the request.
+    pub fn invalid_signature(message: impl Into<String>) -> Self {
+        Self::with_message(403, "InvalidSignatureException", message)
+    }
+
     /// 404 `NotFoundException`: no such resource (e.g. an unknown admin path).
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::with_message(404, "NotFoundException", message)

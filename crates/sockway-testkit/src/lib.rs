@@ -6,18 +6,23 @@
 //! - [`TestGateway`]: a `sockway_gateway::Gateway` bound to `127.0.0.1:0` from TOML text.
 //! - [`WsClient`]: a tokio-tungstenite client whose reads wait under a deadline.
 //! - [`GatewayProcess`]: the real `sockway` binary, stopped when dropped.
+//! - [`FakeLambda`]: the Lambda Invoke API on port 0, checking SigV4 and running scripted
+//!   functions; [`sigv4`] signs test requests to `@connections` as botocore does.
 //!
 //! Every wait here has a deadline that fails the test with a message; nothing sleeps to
 //! synchronise.
 
 mod backend;
 mod client;
+mod lambda;
 mod process;
+pub mod sigv4;
 
 use std::time::Duration;
 
 pub use backend::{MockBackend, MockResponse, RecordedRequest, Responder, echo_responder};
 pub use client::{WsClient, connect, connect_with_headers};
+pub use lambda::{FakeLambda, Invocation, LambdaReply};
 pub use process::GatewayProcess;
 
 use sockway_gateway::Gateway;

@@ -2,26 +2,30 @@
 //!
 //! The raw table holds the keys of every integration type; this module checks that only the
 //! keys of the table's `type` are set, that the required ones are, and that each value is
-//! usable (URI, method, timeout, request parameters, mock status and headers). Invoking an
-//! integration belongs to `gateway::integrations`.
+//! usable (URI, method, timeout, request parameters, mock status and headers; a Lambda
+//! function is checked by `lambda`). Invoking an integration belongs to
+//! `gateway::integrations`.
 
 use std::collections::BTreeMap;
 
 use serde_spanned::Spanned;
 
+use super::lambda::{LambdaOwner, RawLambdaKeys, lambda_target};
 use super::parse::key_path;
 use super::raw::{RawIntegration, RawIntegrationType};
 use super::request_parameters::{parse_source, parse_target};
 use super::validate::{INTEGRATION_TIMEOUT_RULE, Problems};
 use super::{
-    HttpIntegrationConfig, HttpProxyIntegrationConfig, IntegrationConfig, MockIntegrationConfig,
-    ParameterSource, ParameterTarget, RequestParameter,
+    HttpIntegrationConfig, HttpProxyIntegrationConfig, IntegrationConfig, LambdaIntegrationConfig,
+    MockIntegrationConfig, ParameterSource, ParameterTarget, RequestParameter,
 };
 
 /// Validates `[integrations.<name>]`, recording problems; `None` if it has any.
+/// `default_region` is the region of a Lambda function that names none.
 pub(super) fn validate_integration(
     name: &Spanned<String>,
     raw: &RawIntegration,
+    default_region: &str,
     problems: &mut Problems<'_>,
 ) -> Option<IntegrationConfig> {
     let name_text = name.get_ref().as_str();
@@ -78,6 +82,21 @@ pub(super) fn validate_integration(
             })
         }
         RawIntegrationType::Mock => Some(IntegrationConfig::Mock(mock(name_text, raw, problems))),
+        RawIntegrationType::Lambda => {
+            let keys = RawLambdaKeys {
+                function: raw.function.as_ref(),
+                endpoint_url: raw.endpoint_url.as_ref(),
+                region: raw.region.as_ref(),
+            };
+            let owner = LambdaOwner {
+                table: &["integrations", name_text],
+                span: name.span(),
+                needed_by: "integrations of type \"lambda\"",
+            };
+            lambda_target(keys, owner, default_region, problems).map(|target| {
+                IntegrationConfig::Lambda(LambdaIntegrationConfig { target, timeout })
+            })
+        }
     };
     if problems.count() > before {
         return None;
@@ -93,13 +112,22 @@ fn present_keys(
     std::ops::Range<usize>,
     &'static [RawIntegrationType],
 )> {
-    use RawIntegrationType::{Http, HttpProxy, Mock};
+    use RawIntegrationType::{Http, HttpProxy, Lambda, Mock};
     let mut keys = Vec::new();
     if let Some(uri) = &raw.uri {
         keys.push(("uri", uri.span(), &[Http, HttpProxy][..]));
     }
     if let Some(timeout) = &raw.timeout {
-        keys.push(("timeout", timeout.span(), &[Http, HttpProxy][..]));
+        keys.push(("timeout", timeout.span(), &[Http, HttpProxy, Lambda][..]));
+    }
+    for (key, value) in [
+        ("function", &raw.function),
+        ("endpoint_url", &raw.endpoint_url),
+        ("region", &raw.region),
+    ] {
+        if let Some(value) = value {
+            keys.push((key, value.span(), &[Lambda][..]));
+        }
     }
     if let Some(method) = &raw.method {
         keys.push(("method", method.span(), &[HttpProxy][..]));
@@ -141,6 +169,7 @@ fn type_name(kind: RawIntegrationType) -> &'static str {
         RawIntegrationType::Http => "http",
         RawIntegrationType::HttpProxy => "http_proxy",
         RawIntegrationType::Mock => "mock",
+        RawIntegrationType::Lambda => "lambda",
     }
 }
 
@@ -160,29 +189,7 @@ fn backend_uri(
         );
         return None;
     };
-    let text = raw_uri.get_ref();
-    let problem = match text.parse::<http::Uri>() {
-        Err(err) => Err(format!("invalid URI {text:?}: {err}")),
-        Ok(uri) => match uri.scheme_str() {
-            None => Err(format!(
-                "URI {text:?} is not absolute (expected e.g. \"http://127.0.0.1:9000/events\")"
-            )),
-            Some("http" | "https") if uri.host().is_none_or(str::is_empty) => {
-                Err(format!("URI {text:?} has no host"))
-            }
-            Some("http" | "https") => Ok(uri),
-            Some(scheme) => Err(format!(
-                "URI {text:?} has scheme {scheme:?}; only http and https are supported"
-            )),
-        },
-    };
-    match problem {
-        Ok(uri) => Some(uri),
-        Err(message) => {
-            problems.add(key_path.to_owned(), raw_uri.span(), message);
-            None
-        }
-    }
+    problems.http_uri(key_path, Some(raw_uri))
 }
 
 /// Reads the optional `method` of an `http_proxy` integration (default POST).

@@ -10,13 +10,20 @@
 //! `{origin}:{line}: {key_path}: {message}` (see [`ConfigError`]). A TOML syntax error or a
 //! key serde rejects (unknown key, wrong type) stops parsing, so it is reported alone.
 //!
-//! Applying environment variables and command-line flags on top of the file is left to the
-//! caller for now: it can change the fields of a validated [`Config`] directly.
+//! The one environment read here is the secret a `secret_access_key_env` key names, during
+//! [`Config::from_toml`] (tests pass their own environment to
+//! [`Config::from_toml_with_env`]). Applying environment variables and command-line flags on
+//! top of the file is left to the caller for now: it can change the fields of a validated
+//! [`Config`] directly.
 //!
 //! `docs/configuration.md` describes every key for users and is tested to parse.
 
+mod authorizer;
+mod cluster;
+mod credentials;
 mod duration;
 mod integrations;
+mod lambda;
 mod parse;
 mod raw;
 mod request_parameters;
@@ -26,6 +33,7 @@ mod validate;
 mod tests;
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -46,8 +54,15 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// `[integrations.<name>]`, by name. Every route's integration is a key of this map.
     pub integrations: BTreeMap<String, IntegrationConfig>,
-    /// `[management]`: where the `@connections` API listens.
+    /// `[management]`: where the `@connections` API listens and who may call it.
     pub management: ManagementConfig,
+    /// `[authorizer]`: the API's authorizer, run on `$connect` only. `None`: every upgrade
+    /// goes straight to the `$connect` route.
+    pub authorizer: Option<AuthorizerConfig>,
+    /// `[aws]`: credentials for calling AWS (Lambda). All `None` by default.
+    pub aws: AwsConfig,
+    /// `[cluster]`: the Redis shared by the gateway's nodes. `None`: single-node.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// `[gateway]`: the API's identity, its listener and how messages are routed.
@@ -129,6 +144,9 @@ pub enum IntegrationConfig {
     HttpProxy(HttpProxyIntegrationConfig),
     /// `type = "mock"` (AWS `MOCK`): a fixed answer without a backend.
     Mock(MockIntegrationConfig),
+    /// `type = "lambda"` (AWS `AWS_PROXY`): the Lambda proxy event is sent to a function
+    /// through the Lambda Invoke API.
+    Lambda(LambdaIntegrationConfig),
 }
 
 /// `type = "http"`.
@@ -163,6 +181,32 @@ pub struct MockIntegrationConfig {
     /// Headers of the answer (valid names and values), in file order. On `$connect`, only
     /// `Sec-WebSocket-Protocol` reaches the client.
     pub headers: Vec<(String, String)>,
+}
+
+/// `type = "lambda"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LambdaIntegrationConfig {
+    /// The function invoked.
+    pub target: LambdaTarget,
+    /// Overrides `limits.integration_timeout` for this integration.
+    pub timeout: Option<Duration>,
+}
+
+/// Where a Lambda function is invoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LambdaTarget {
+    /// The `FunctionName` path parameter exactly as AWS's Invoke API takes it: the name,
+    /// partial ARN or full ARN, without the qualifier.
+    pub function_name: String,
+    /// The version or alias after the last `:` of a qualified name or ARN (`chat:prod`,
+    /// `...:function:chat:7`, `$LATEST`); sent as the `Qualifier` query parameter.
+    pub qualifier: Option<String>,
+    /// Resolved region: the `region` key, else the region of a full ARN, else
+    /// `gateway.region`. Used in the default endpoint and to sign requests.
+    pub region: String,
+    /// `endpoint_url` when set: an absolute `http://` or `https://` URI without a query.
+    /// `None` means `https://lambda.{region}.amazonaws.com`.
+    pub endpoint_url: Option<http::Uri>,
 }
 
 /// One entry of an `http_proxy` integration's `request_parameters`.
@@ -229,12 +273,126 @@ pub enum ContextVariable {
     UserAgent,
 }
 
-/// `[management]`: where the `@connections` API listens.
+/// `[management]`: where the `@connections` API listens and who may call it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ManagementConfig {
     /// A separate listener for the `@connections` API. `None` serves it on
     /// `gateway.listen`, under `/{stage}/@connections`, as AWS does.
     pub listen: Option<SocketAddr>,
+    /// `[[management.credentials]]`, in file order, with distinct access key ids. When not
+    /// empty, every `@connections` request must carry a valid SigV4 signature made with one
+    /// of them; when empty (the default), requests are not checked.
+    pub credentials: Vec<ManagementCredential>,
+}
+
+/// One key pair `@connections` requests may be signed with.
+///
+/// `Debug` leaves the secret out, so that a logged config does not leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ManagementCredential {
+    /// Access key id: 16 to 128 characters of `[A-Z0-9]`.
+    pub access_key_id: String,
+    /// Secret access key, from the file or read from `secret_access_key_env` at load time.
+    /// Never empty.
+    pub secret_access_key: String,
+}
+
+/// `[authorizer]`: the API's authorizer, run on `$connect` only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizerConfig {
+    /// What decides.
+    pub kind: AuthorizerKind,
+    /// Request values that must all be present and non-empty, in file order; a connect
+    /// without one is refused with 401 before the authorizer runs. Empty: the authorizer is
+    /// invoked on every connect. For a JWT authorizer, exactly one: the token.
+    pub identity_sources: Vec<IdentitySource>,
+    /// How long the authorizer may take (default 10 s, 50 ms to 29 s).
+    pub timeout: Duration,
+}
+
+/// What kind of authorizer decides (`authorizer.type`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthorizerKind {
+    /// `type = "lambda"` (AWS `REQUEST` authorizer): the authorizer event goes to a Lambda
+    /// function, which answers with a principal id and an IAM policy.
+    Lambda(LambdaTarget),
+    /// `type = "http"` (sockway): the same event is POSTed to `uri`, which answers as the
+    /// Lambda function would.
+    Http {
+        /// Absolute `http://` or `https://` URI of the authorizer.
+        uri: http::Uri,
+    },
+    /// `type = "jwt"` (sockway): the gateway validates a JWT itself.
+    Jwt(JwtAuthorizerConfig),
+}
+
+/// `type = "jwt"`: how tokens are validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtAuthorizerConfig {
+    /// The `iss` claim required, exactly as written: an absolute `http://` or `https://` URI.
+    pub issuer: String,
+    /// Accepted `aud` values, at least one. Cognito access tokens have no `aud`; their
+    /// `client_id` is matched instead.
+    pub audience: Vec<String>,
+    /// Where the signing keys are fetched (default `{issuer}/.well-known/jwks.json`, with
+    /// the issuer's trailing `/` removed).
+    pub jwks_url: http::Uri,
+    /// Clock skew allowed when checking `exp` and `nbf` (default 60 s, at most 10 min).
+    pub leeway: Duration,
+    /// The Cognito `token_use` claim required; `None` (the default) accepts any.
+    pub token_use: Option<TokenUse>,
+}
+
+/// The Cognito `token_use` claim a JWT authorizer requires (`authorizer.token_use`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    /// `"id"`: ID tokens only.
+    Id,
+    /// `"access"`: access tokens only.
+    Access,
+}
+
+/// One identity source: `route.request.header.{Name}` (the name matched case-insensitively)
+/// or `route.request.querystring.{name}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// `route.request.header.{Name}`: a header of the upgrade request, a valid header name.
+    Header(String),
+    /// `route.request.querystring.{name}`: a query string parameter of the upgrade URL.
+    QueryString(String),
+}
+
+/// `[aws]`: static credentials for calling AWS.
+///
+/// At startup, credentials are taken from these static keys when set, else from the
+/// environment (`AWS_ACCESS_KEY_ID`, ...), else from the shared files. `Debug` leaves the
+/// secret key and the session token out.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AwsConfig {
+    /// Static access key id; set exactly when `secret_access_key` is.
+    pub access_key_id: Option<String>,
+    /// Static secret access key; set exactly when `access_key_id` is.
+    pub secret_access_key: Option<String>,
+    /// Session token of temporary static keys; only set together with both keys.
+    pub session_token: Option<String>,
+    /// Profile of `~/.aws/credentials` and `~/.aws/config`; overrides `AWS_PROFILE`.
+    pub profile: Option<String>,
+}
+
+/// `[cluster]`: the Redis shared by the gateway's nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `redis://`, `rediss://` or `redis+unix://` URLs, at least one, in file order. One
+    /// URL names a single Redis; several are the seed nodes of a Redis Cluster.
+    pub redis_urls: Vec<String>,
+    /// This node's id: 1 to 64 characters of `[A-Za-z0-9_.-]`. `None` (the default): one
+    /// is generated at startup.
+    pub node_id: Option<String>,
+    /// A node silent this long is considered dead (default 10 s, 1 s to 10 min).
+    pub node_timeout: Duration,
+    /// How often a node refreshes its liveness (default a fifth of `node_timeout`, 100 ms
+    /// to half of `node_timeout`).
+    pub heartbeat_interval: Duration,
 }
 
 /// Why a config could not be loaded.
@@ -278,6 +436,9 @@ struct ProblemList<'a> {
     problems: &'a [ConfigProblem],
 }
 
+/// Stands in for a secret in `Debug` output.
+struct Redacted;
+
 impl fmt::Display for ProblemList<'_> {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (index, problem) in self.problems.iter().enumerate() {
@@ -300,8 +461,21 @@ impl fmt::Display for ProblemList<'_> {
 impl Config {
     /// Parses and validates TOML text; `origin` names the source in messages (a path, or
     /// `"<string>"`).
+    ///
+    /// Keys that name an environment variable (`secret_access_key_env`) are read from this
+    /// process's environment, here and only here.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        validate::parse_and_validate(text).map_err(|problems| ConfigError::Invalid {
+        Config::from_toml_with_env(text, origin, |name| std::env::var_os(name))
+    }
+
+    /// [`Config::from_toml`] with `env` standing in for the process environment: it returns
+    /// the value of the variable it is given, if set.
+    pub fn from_toml_with_env(
+        text: &str,
+        origin: &str,
+        env: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<Config, ConfigError> {
+        validate::parse_and_validate(text, &env).map_err(|problems| ConfigError::Invalid {
             origin: origin.to_owned(),
             problems,
         })
@@ -331,6 +505,9 @@ impl Default for Config {
             routes: Vec::new(),
             integrations: BTreeMap::new(),
             management: ManagementConfig::default(),
+            authorizer: None,
+            aws: AwsConfig::default(),
+            cluster: None,
         }
     }
 }
@@ -419,17 +596,116 @@ impl IntegrationConfig {
             IntegrationConfig::Http(http) => http.timeout,
             IntegrationConfig::HttpProxy(proxy) => proxy.timeout,
             IntegrationConfig::Mock(_) => None,
+            IntegrationConfig::Lambda(lambda) => lambda.timeout,
         };
         own.unwrap_or(limits.integration_timeout)
     }
 
-    /// The `type` as written in the config file: `http`, `http_proxy` or `mock`.
+    /// The `type` as written in the config file: `http`, `http_proxy`, `mock` or `lambda`.
     pub fn type_name(&self) -> &'static str {
         match self {
             IntegrationConfig::Http(_) => "http",
             IntegrationConfig::HttpProxy(_) => "http_proxy",
             IntegrationConfig::Mock(_) => "mock",
+            IntegrationConfig::Lambda(_) => "lambda",
         }
+    }
+}
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("<redacted>")
+    }
+}
+
+impl fmt::Debug for ManagementCredential {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("ManagementCredential")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &Redacted)
+            .finish()
+    }
+}
+
+impl AuthorizerConfig {
+    /// Default `authorizer.timeout`.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
+impl JwtAuthorizerConfig {
+    /// Default `authorizer.leeway`.
+    pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+    /// The identity source a JWT authorizer reads when the file names none.
+    pub const DEFAULT_IDENTITY_SOURCE: &'static str = "route.request.header.Authorization";
+
+    /// The default `jwks_url` of `issuer`: `{issuer}/.well-known/jwks.json`, with the
+    /// issuer's trailing `/` removed. `None` if that is not a valid URI.
+    pub fn default_jwks_url(issuer: &str) -> Option<http::Uri> {
+        format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/'))
+            .parse()
+            .ok()
+    }
+}
+
+impl IdentitySource {
+    /// Reads `route.request.header.{Name}` or `route.request.querystring.{name}`; the error
+    /// is a message for the user.
+    pub fn parse(expression: &str) -> Result<IdentitySource, String> {
+        if let Some(name) = expression.strip_prefix("route.request.header.") {
+            return match http::HeaderName::from_bytes(name.as_bytes()) {
+                Ok(_) => Ok(IdentitySource::Header(name.to_owned())),
+                Err(_) if name.is_empty() => Err("header name is empty".to_owned()),
+                Err(_) => Err(format!("{name:?} is not a valid HTTP header name")),
+            };
+        }
+        if let Some(name) = expression.strip_prefix("route.request.querystring.") {
+            if name.is_empty() {
+                return Err("query string parameter name is empty".to_owned());
+            }
+            return Ok(IdentitySource::QueryString(name.to_owned()));
+        }
+        Err(format!(
+            "{expression:?} is not an identity source (expected route.request.header.<Name> \
+             or route.request.querystring.<name>)"
+        ))
+    }
+
+    /// The expression as written in the config, e.g. `route.request.header.Authorization`.
+    pub fn as_expression(&self) -> String {
+        match self {
+            IdentitySource::Header(name) => format!("route.request.header.{name}"),
+            IdentitySource::QueryString(name) => format!("route.request.querystring.{name}"),
+        }
+    }
+}
+
+impl fmt::Debug for AwsConfig {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("AwsConfig")
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| Redacted),
+            )
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| Redacted),
+            )
+            .field("profile", &self.profile)
+            .finish()
+    }
+}
+
+impl ClusterConfig {
+    /// Default `cluster.node_timeout`.
+    pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// The default `cluster.heartbeat_interval` for `node_timeout`: a fifth of it, so that
+    /// a node misses four refreshes before it is considered dead.
+    pub fn default_heartbeat_interval(node_timeout: Duration) -> Duration {
+        node_timeout / 5
     }
 }
 

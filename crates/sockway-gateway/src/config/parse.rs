@@ -8,7 +8,7 @@
 use std::ops::Range;
 
 use serde_spanned::Spanned;
-use toml::de::{DeTable, DeValue};
+use toml::de::{DeArray, DeTable, DeValue};
 
 use super::ConfigProblem;
 use super::raw::RawConfig;
@@ -64,7 +64,8 @@ fn quote_key(key: &str) -> String {
     }
 }
 
-/// The key path of a serde error.
+/// The key path of a serde error, with array indices written as `[n]` after their key, e.g.
+/// `management.credentials[1].access_key_id`.
 ///
 /// `serde_path_to_error` cannot see map keys deserialised as `Spanned<String>` (route keys,
 /// integration names, header names): it reports them as unknown segments. Those are filled
@@ -78,12 +79,23 @@ fn error_key_path(
     // left out rather than guessed.
     let document = DeTable::parse(text).ok();
     let mut table: Option<&DeTable<'_>> = document.as_ref().map(Spanned::get_ref);
+    // The array the last key named, for a following index to step into.
+    let mut array: Option<&DeArray<'_>> = None;
     let mut segments: Vec<String> = Vec::new();
     for segment in path.iter() {
         let key = match segment {
             serde_path_to_error::Segment::Map { key }
             | serde_path_to_error::Segment::Enum { variant: key } => Some(key.clone()),
-            serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+            serde_path_to_error::Segment::Seq { index } => {
+                let item = array.and_then(|array| array.get(*index));
+                table = item.and_then(|item| item.get_ref().as_table());
+                array = item.and_then(|item| item.get_ref().as_array());
+                match segments.last_mut() {
+                    Some(last) => last.push_str(&format!("[{index}]")),
+                    None => segments.push(format!("[{index}]")),
+                }
+                continue;
+            }
             serde_path_to_error::Segment::Unknown => table
                 .zip(error_span.as_ref())
                 .and_then(|(table, span)| entry_holding(table, span.start))
@@ -91,18 +103,19 @@ fn error_key_path(
         };
         let Some(key) = key else {
             table = None;
+            array = None;
             continue;
         };
         // `Spanned` deserialises through a private struct; its field names are not keys.
         if key.starts_with("$__serde_spanned_private") {
             continue;
         }
-        table = table
-            .and_then(|table| table.get(key.as_str()))
-            .and_then(|value| value.get_ref().as_table());
-        segments.push(key);
+        let value = table.and_then(|table| table.get(key.as_str()));
+        table = value.and_then(|value| value.get_ref().as_table());
+        array = value.and_then(|value| value.get_ref().as_array());
+        segments.push(quote_key(&key));
     }
-    key_path(&segments)
+    segments.join(".")
 }
 
 /// The key of the entry of `table` whose key, value or nested entries hold byte `offset`.

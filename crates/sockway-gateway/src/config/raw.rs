@@ -32,9 +32,16 @@ pub(super) struct RawConfig {
     /// `[integrations.<name>]`, keyed by integration name. Default: no integrations.
     #[serde(default)]
     pub(super) integrations: BTreeMap<Spanned<String>, RawIntegration>,
-    /// `[management]`: where the `@connections` API listens.
+    /// `[management]`: where the `@connections` API listens and who may call it.
     #[serde(default)]
     pub(super) management: RawManagement,
+    /// `[authorizer]`: the API's `$connect` authorizer. Default: none.
+    pub(super) authorizer: Option<RawAuthorizer>,
+    /// `[aws]`: credentials for calling AWS. Every key is optional.
+    #[serde(default)]
+    pub(super) aws: RawAws,
+    /// `[cluster]`: the Redis that nodes share. Default: none, the gateway runs single-node.
+    pub(super) cluster: Option<RawCluster>,
 }
 
 /// `[gateway]`.
@@ -124,16 +131,25 @@ pub(super) struct RawRoute {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawIntegration {
-    /// `"http"`, `"http_proxy"` or `"mock"`. Required.
+    /// `"http"`, `"http_proxy"`, `"mock"` or `"lambda"`. Required.
     #[serde(rename = "type")]
     pub(super) kind: Spanned<RawIntegrationType>,
     /// `http`, `http_proxy`: absolute `http://` or `https://` URI of the backend. Required.
     pub(super) uri: Option<Spanned<String>>,
     /// `http_proxy`: HTTP method of the backend request. Default `"POST"`.
     pub(super) method: Option<Spanned<String>>,
-    /// `http`, `http_proxy`: how long the backend may take, 50ms to 15m.
+    /// `http`, `http_proxy`, `lambda`: how long the backend may take, 50ms to 15m.
     /// Default `limits.integration_timeout`.
     pub(super) timeout: Option<Spanned<RawDuration>>,
+    /// `lambda`: the function's name, partial ARN or full ARN, optionally followed by
+    /// `:qualifier`. Required.
+    pub(super) function: Option<Spanned<String>>,
+    /// `lambda`: absolute `http://` or `https://` URI of the Lambda API, without a query.
+    /// Default: none, `https://lambda.{region}.amazonaws.com`.
+    pub(super) endpoint_url: Option<Spanned<String>>,
+    /// `lambda`: the function's region. Default: the region of a full ARN in `function`,
+    /// else `gateway.region`.
+    pub(super) region: Option<Spanned<String>>,
     /// `http_proxy`: backend request header and query string values, keyed by
     /// `integration.request.{header|querystring}.<name>`. Default: none.
     pub(super) request_parameters: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
@@ -155,6 +171,8 @@ pub(super) enum RawIntegrationType {
     HttpProxy,
     /// AWS `MOCK`.
     Mock,
+    /// AWS `AWS_PROXY` with a Lambda function.
+    Lambda,
 }
 
 /// `[management]`.
@@ -164,6 +182,119 @@ pub(super) struct RawManagement {
     /// Separate socket address for the `@connections` API. Default: none, the API is served
     /// on `gateway.listen`.
     pub(super) listen: Option<Spanned<String>>,
+    /// `[[management.credentials]]`: keys `@connections` requests must be SigV4-signed with.
+    /// Default: none, requests are not checked.
+    pub(super) credentials: Option<Vec<Spanned<RawManagementCredential>>>,
+}
+
+/// One `[[management.credentials]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawManagementCredential {
+    /// Access key id, 16 to 128 characters of `[A-Z0-9]`. Required.
+    pub(super) access_key_id: Spanned<String>,
+    /// The secret key itself. One of this and `secret_access_key_env` is required.
+    pub(super) secret_access_key: Option<Spanned<String>>,
+    /// Name of the environment variable holding the secret key, read once while loading.
+    pub(super) secret_access_key_env: Option<Spanned<String>>,
+}
+
+/// `[authorizer]`, all authorizer types in one table (flat for the same reason as
+/// [`RawIntegration`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAuthorizer {
+    /// `"lambda"`, `"http"` or `"jwt"`. Required.
+    #[serde(rename = "type")]
+    pub(super) kind: Spanned<RawAuthorizerType>,
+    /// `lambda`: the function, as for a Lambda integration. Required.
+    pub(super) function: Option<Spanned<String>>,
+    /// `lambda`: the Lambda API's URI. Default: none, `https://lambda.{region}.amazonaws.com`.
+    pub(super) endpoint_url: Option<Spanned<String>>,
+    /// `lambda`: the function's region. Default: the region of a full ARN in `function`,
+    /// else `gateway.region`.
+    pub(super) region: Option<Spanned<String>>,
+    /// `http`: absolute `http://` or `https://` URI the authorizer event is POSTed to.
+    /// Required.
+    pub(super) uri: Option<Spanned<String>>,
+    /// `route.request.header.<Name>` and `route.request.querystring.<name>` expressions.
+    /// Default: none for `lambda` and `http`, `["route.request.header.Authorization"]` for
+    /// `jwt`.
+    pub(super) identity_sources: Option<Spanned<Vec<Spanned<String>>>>,
+    /// How long the authorizer may take, 50ms to 29s. Default `"10s"`.
+    pub(super) timeout: Option<Spanned<RawDuration>>,
+    /// `jwt`: the expected `iss` claim, an absolute `http://` or `https://` URI. Required.
+    pub(super) issuer: Option<Spanned<String>>,
+    /// `jwt`: accepted `aud` (or Cognito `client_id`) values, at least one. Required.
+    pub(super) audience: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `jwt`: where the signing keys are fetched. Default `{issuer}/.well-known/jwks.json`.
+    pub(super) jwks_url: Option<Spanned<String>>,
+    /// `jwt`: clock skew allowed on `exp` and `nbf`, at most 10m. Default `"60s"`.
+    pub(super) leeway: Option<Spanned<RawDuration>>,
+    /// `jwt`: the Cognito `token_use` claim required, `"id"` or `"access"`. Default: any.
+    pub(super) token_use: Option<Spanned<RawTokenUse>>,
+}
+
+/// `authorizer.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum RawAuthorizerType {
+    /// AWS `REQUEST` authorizer backed by a Lambda function.
+    Lambda,
+    /// A `REQUEST` authorizer reached over HTTP (sockway).
+    Http,
+    /// JWT validation in the gateway (sockway).
+    Jwt,
+}
+
+/// `authorizer.token_use`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum RawTokenUse {
+    /// Cognito ID tokens.
+    Id,
+    /// Cognito access tokens.
+    Access,
+}
+
+/// `[aws]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAws {
+    /// Static access key id; needs `secret_access_key`. Default: none.
+    pub(super) access_key_id: Option<Spanned<String>>,
+    /// Static secret key; needs `access_key_id`. Default: none.
+    pub(super) secret_access_key: Option<Spanned<String>>,
+    /// Session token of temporary static keys; needs both keys. Default: none.
+    pub(super) session_token: Option<Spanned<String>>,
+    /// Profile of the shared credentials and config files. Default: none (`AWS_PROFILE`,
+    /// else `default`).
+    pub(super) profile: Option<Spanned<String>>,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    /// One Redis URL, or the seed nodes of a Redis Cluster. Required.
+    pub(super) redis_url: Spanned<RawRedisUrls>,
+    /// This node's id, 1 to 64 characters of `[A-Za-z0-9_.-]`. Default: generated at start.
+    pub(super) node_id: Option<Spanned<String>>,
+    /// How long a node may stay silent before it is considered dead, 1s to 10m.
+    /// Default `"10s"`.
+    pub(super) node_timeout: Option<Spanned<RawDuration>>,
+    /// How often a node refreshes its liveness, 100ms to half of `node_timeout`.
+    /// Default: a fifth of `node_timeout`.
+    pub(super) heartbeat_interval: Option<Spanned<RawDuration>>,
+}
+
+/// `cluster.redis_url`: a string or a list of strings, each located by its span.
+#[derive(Debug)]
+pub(super) enum RawRedisUrls {
+    /// `redis_url = "redis://..."`.
+    One(String),
+    /// `redis_url = ["redis://...", ...]`.
+    Many(Vec<Spanned<String>>),
 }
 
 /// A duration as written, e.g. `"1h30m"`; parsed by `validate` so that every bad duration
@@ -192,5 +323,35 @@ impl Visitor<'_> for RawDurationVisitor {
 
     fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
         Ok(RawDuration(value.to_owned()))
+    }
+}
+
+impl<'de> Deserialize<'de> for RawRedisUrls {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawRedisUrlsVisitor)
+    }
+}
+
+/// Accepts a string or an array of strings; not an untagged enum, because serde buffers
+/// those and the spans of the array's items would be lost.
+struct RawRedisUrlsVisitor;
+
+impl<'de> Visitor<'de> for RawRedisUrlsVisitor {
+    type Value = RawRedisUrls;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a Redis URL string or a list of them")
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        Ok(RawRedisUrls::One(value.to_owned()))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut urls = Vec::new();
+        while let Some(url) = seq.next_element::<Spanned<String>>()? {
+            urls.push(url);
+        }
+        Ok(RawRedisUrls::Many(urls))
     }
 }

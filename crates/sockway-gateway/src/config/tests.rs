@@ -1,14 +1,30 @@
 //! Tests of config parsing and validation, driven by tables through a few `check` helpers.
 
+use std::ffi::OsString;
 use std::time::Duration;
 
 use super::duration::{format_duration, parse_duration};
+use super::lambda::{FunctionReference, parse_function};
 use super::request_parameters::{parse_source, parse_target};
 use super::*;
 
+/// The environment every test config is loaded with, instead of the process's.
+fn test_env(name: &str) -> Option<OsString> {
+    match name {
+        "SOCKWAY_MANAGEMENT_SECRET" => Some("secret-from-env".into()),
+        "EMPTY_SECRET" => Some(OsString::new()),
+        _ => None,
+    }
+}
+
+/// Parses and validates `text` in the test environment.
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml_with_env(text, "test.toml", test_env)
+}
+
 /// Parses `text`, failing the test with every problem if it is invalid.
 fn parse_ok(text: &str) -> Config {
-    match Config::from_toml(text, "test.toml") {
+    match load(text) {
         Ok(config) => config,
         Err(err) => panic!("expected a valid config, got:\n{err}\n--- text ---\n{text}"),
     }
@@ -16,7 +32,7 @@ fn parse_ok(text: &str) -> Config {
 
 /// Parses `text`, which must be invalid, and returns its problems.
 fn problems(text: &str) -> Vec<ConfigProblem> {
-    match Config::from_toml(text, "test.toml") {
+    match load(text) {
         Ok(config) => panic!("expected problems, got a valid config: {config:#?}\n{text}"),
         Err(ConfigError::Invalid { origin, problems }) => {
             assert_eq!(origin, "test.toml");
@@ -216,6 +232,11 @@ fn empty_config_is_all_defaults() {
     assert!(config.routes.is_empty());
     assert!(config.integrations.is_empty());
     assert_eq!(config.management.listen, None);
+    assert!(config.management.credentials.is_empty());
+    assert_eq!(config.authorizer, None);
+    assert_eq!(config.aws, AwsConfig::default());
+    assert_eq!(config.aws.access_key_id, None);
+    assert_eq!(config.cluster, None);
 
     let limits = &config.limits;
     assert_eq!(limits.frame_bytes, 32 * 1024);
@@ -431,10 +452,10 @@ fn parse_errors_name_key_path_and_line() {
         "missing field `type`",
     );
     check_error(
-        "[integrations.a]\ntype = \"lambda\"\n",
+        "[integrations.a]\ntype = \"aws_proxy\"\n",
         "integrations.a.type",
         2,
-        "unknown variant `lambda`",
+        "unknown variant `aws_proxy`",
     );
     check_error(
         "[integrations.a]\ntype = \"mock\"\n\n[integrations.a.headers]\nX-Count = 1\n",
@@ -926,6 +947,47 @@ listen = "127.0.0.1:8080"
 }
 
 #[test]
+fn problems_of_every_new_section_are_reported_together_in_line_order() {
+    let text = r#"[cluster]
+redis_url = "tcp://h"
+
+[aws]
+access_key_id = "AKIAEXAMPLE"
+
+[authorizer]
+type = "jwt"
+issuer = "https://i"
+audience = []
+
+[[management.credentials]]
+access_key_id = "AKIDEXAMPLE12345"
+secret_access_key_env = "UNSET_SECRET"
+
+[integrations.chat]
+type = "lambda"
+function = "chat:"
+"#;
+    check_problems(
+        text,
+        &[
+            ("cluster.redis_url", 2, "unsupported scheme"),
+            ("aws.access_key_id", 5, "needs aws.secret_access_key"),
+            ("authorizer.audience", 10, "at least one audience"),
+            (
+                "management.credentials[0].secret_access_key_env",
+                14,
+                "UNSET_SECRET is not set",
+            ),
+            (
+                "integrations.chat.function",
+                18,
+                "not a Lambda function name",
+            ),
+        ],
+    );
+}
+
+#[test]
 fn management_listener_must_differ_from_the_gateway_listener() {
     check_error(
         "[gateway]\nlisten = \"127.0.0.1:9000\"\n[management]\nlisten = \"127.0.0.1:9000\"\n",
@@ -1229,6 +1291,1051 @@ fn request_parameters() {
     }
 }
 
+/// Checks one `function` value: `Ok((function name, qualifier, region of the ARN))` if it
+/// must be accepted, `Err(fragment of the message)` if it must be rejected.
+#[track_caller]
+fn check_function(text: &str, expected: Result<(&str, Option<&str>, Option<&str>), &str>) {
+    match (parse_function(text), expected) {
+        (Ok(found), Ok((function_name, qualifier, region))) => assert_eq!(
+            found,
+            FunctionReference {
+                function_name,
+                qualifier,
+                region,
+            },
+            "{text:?}"
+        ),
+        (Err(message), Err(fragment)) => assert!(
+            message.contains(fragment),
+            "{text:?}: {message:?} lacks {fragment:?}"
+        ),
+        (found, expected) => panic!("{text:?}: got {found:?}, expected {expected:?}"),
+    }
+}
+
+#[test]
+fn lambda_function_names_follow_aws_pattern() {
+    let arn = "arn:aws:lambda:us-east-1:123456789012:function:chat";
+    let eu_arn = "arn:aws:lambda:eu-west-1:123456789012:function:chat";
+    let gov_arn = "arn:aws-us-gov:lambda:us-gov-west-1:123456789012:function:chat";
+    let isob_arn = "arn:aws-iso-b:lambda:us-isob-east-1:123456789012:function:chat";
+    let cn_arn = "arn:aws-cn:lambda:cn-north-1:123456789012:function:chat";
+    let long_name = "n".repeat(64);
+    let too_long_name = "n".repeat(65);
+    let long_qualifier = format!("chat:{}", "q".repeat(128));
+    let too_long_qualifier = format!("chat:{}", "q".repeat(129));
+    let too_long = format!("123456789012:function:chat:{}", "q".repeat(150));
+    let not_a_function = "not a Lambda function name";
+    let table: Vec<(&str, Result<(&str, Option<&str>, Option<&str>), &str>)> = vec![
+        ("chat", Ok(("chat", None, None))),
+        ("chat:prod", Ok(("chat", Some("prod"), None))),
+        ("chat:7", Ok(("chat", Some("7"), None))),
+        ("chat:$LATEST", Ok(("chat", Some("$LATEST"), None))),
+        ("My-func_2.beta", Ok(("My-func_2.beta", None, None))),
+        (
+            "123456789012:function:chat",
+            Ok(("123456789012:function:chat", None, None)),
+        ),
+        (
+            "123456789012:function:chat:prod",
+            Ok(("123456789012:function:chat", Some("prod"), None)),
+        ),
+        ("123456789012:chat", Ok(("123456789012:chat", None, None))),
+        ("function:chat", Ok(("function:chat", None, None))),
+        (arn, Ok((arn, None, Some("us-east-1")))),
+        (
+            "arn:aws:lambda:eu-west-1:123456789012:function:chat:7",
+            Ok((eu_arn, Some("7"), Some("eu-west-1"))),
+        ),
+        (
+            "arn:aws:lambda:us-east-1:123456789012:function:chat:$LATEST",
+            Ok((arn, Some("$LATEST"), Some("us-east-1"))),
+        ),
+        (gov_arn, Ok((gov_arn, None, Some("us-gov-west-1")))),
+        (isob_arn, Ok((isob_arn, None, Some("us-isob-east-1")))),
+        (cn_arn, Ok((cn_arn, None, Some("cn-north-1")))),
+        (&long_name, Ok((&long_name, None, None))),
+        (
+            &long_qualifier,
+            Ok(("chat", Some(&long_qualifier[5..]), None)),
+        ),
+        ("", Err("must not be empty")),
+        ("chat:", Err(not_a_function)),
+        (":chat", Err(not_a_function)),
+        ("arn:aws:s3:::bucket", Err(not_a_function)),
+        ("has space", Err(not_a_function)),
+        ("chat:prod:extra", Err(not_a_function)),
+        ("chat:$latest", Err(not_a_function)),
+        ("chat:v1.2", Err(not_a_function)),
+        ("$LATEST", Err(not_a_function)),
+        (
+            "arn:aws:lambda:us-east-1:123456789012:function:",
+            Err(not_a_function),
+        ),
+        (
+            "arn:aws:lambda:useast1:123456789012:function:chat",
+            Err(not_a_function),
+        ),
+        (
+            "arn:aws:lambda:us-east-12:123456789012:function:chat",
+            Err(not_a_function),
+        ),
+        (&too_long_name, Err("at most 64")),
+        (&too_long_qualifier, Err("at most 128")),
+        (&too_long, Err("at most 170")),
+    ];
+    for (text, expected) in table {
+        check_function(text, expected);
+    }
+}
+
+#[test]
+fn lambda_integrations_resolve_function_region_and_endpoint() {
+    let config = parse_ok(
+        r#"
+[gateway]
+region = "ap-south-1"
+
+[integrations.plain]
+type = "lambda"
+function = "chat"
+
+[integrations.qualified]
+type = "lambda"
+function = "chat:prod"
+region = "eu-central-1"
+endpoint_url = "http://127.0.0.1:3001"
+timeout = "5s"
+
+[integrations.arn]
+type = "lambda"
+function = "arn:aws:lambda:eu-west-1:123456789012:function:chat:7"
+
+[integrations.overridden]
+type = "lambda"
+function = "arn:aws:lambda:eu-west-1:123456789012:function:chat"
+region = "us-west-2"
+"#,
+    );
+    let target = |name: &str| match &config.integrations[name] {
+        IntegrationConfig::Lambda(lambda) => lambda.target.clone(),
+        other => panic!("{name}: {other:?}"),
+    };
+    assert_eq!(
+        target("plain"),
+        LambdaTarget {
+            function_name: "chat".into(),
+            qualifier: None,
+            region: "ap-south-1".into(),
+            endpoint_url: None,
+        }
+    );
+    assert_eq!(
+        target("qualified"),
+        LambdaTarget {
+            function_name: "chat".into(),
+            qualifier: Some("prod".into()),
+            region: "eu-central-1".into(),
+            endpoint_url: Some("http://127.0.0.1:3001".parse().unwrap()),
+        }
+    );
+    assert_eq!(
+        target("arn"),
+        LambdaTarget {
+            function_name: "arn:aws:lambda:eu-west-1:123456789012:function:chat".into(),
+            qualifier: Some("7".into()),
+            region: "eu-west-1".into(),
+            endpoint_url: None,
+        }
+    );
+    assert_eq!(target("overridden").region, "us-west-2");
+    assert_eq!(config.integrations["plain"].type_name(), "lambda");
+    assert_eq!(
+        config.integrations["plain"].timeout(&config.limits),
+        Duration::from_secs(29)
+    );
+    assert_eq!(
+        config.integrations["qualified"].timeout(&config.limits),
+        Duration::from_secs(5)
+    );
+}
+
+#[test]
+fn lambda_integration_errors_name_key_path_and_line() {
+    let cases: &[(&str, &str, usize, &str)] = &[
+        (
+            "type = \"lambda\"",
+            "integrations.x.function",
+            1,
+            "integrations of type \"lambda\" need a function",
+        ),
+        (
+            "type = \"lambda\"\nfunction = \"chat:\"",
+            "integrations.x.function",
+            3,
+            "not a Lambda function name",
+        ),
+        (
+            "type = \"lambda\"\nfunction = \"arn:aws:s3:::bucket\"",
+            "integrations.x.function",
+            3,
+            "\"arn:aws:s3:::bucket\" is not a Lambda function name",
+        ),
+        (
+            "type = \"lambda\"\nfunction = \"chat\"\nendpoint_url = \"ftp://h\"",
+            "integrations.x.endpoint_url",
+            4,
+            "only http and https",
+        ),
+        (
+            "type = \"lambda\"\nfunction = \"chat\"\nendpoint_url = \"localhost:3001\"",
+            "integrations.x.endpoint_url",
+            4,
+            "not absolute",
+        ),
+        (
+            "type = \"lambda\"\nfunction = \"chat\"\nendpoint_url = \"http://h/?x=1\"",
+            "integrations.x.endpoint_url",
+            4,
+            "must not have a query",
+        ),
+        (
+            "type = \"lambda\"\nfunction = \"chat\"\nregion = \"EU\"",
+            "integrations.x.region",
+            4,
+            "not a region name",
+        ),
+        (
+            "type = \"lambda\"\nfunction = \"chat\"\ntimeout = \"16m\"",
+            "integrations.x.timeout",
+            4,
+            "between 50ms and 15m",
+        ),
+        (
+            "type = \"lambda\"\nfunction = \"chat\"\nuri = \"http://h/\"",
+            "integrations.x.uri",
+            4,
+            "does not apply to integrations of type \"lambda\" (only to: http, http_proxy)",
+        ),
+        (
+            "type = \"http\"\nuri = \"http://h/\"\nfunction = \"chat\"",
+            "integrations.x.function",
+            4,
+            "does not apply to integrations of type \"http\" (only to: lambda)",
+        ),
+        (
+            "type = \"mock\"\nregion = \"us-east-1\"",
+            "integrations.x.region",
+            3,
+            "(only to: lambda)",
+        ),
+        (
+            "type = \"http_proxy\"\nuri = \"http://h/\"\nendpoint_url = \"http://h/\"",
+            "integrations.x.endpoint_url",
+            4,
+            "(only to: lambda)",
+        ),
+    ];
+    for (body, key_path, line, fragment) in cases {
+        check_error(
+            &format!("[integrations.x]\n{body}\n"),
+            key_path,
+            *line,
+            fragment,
+        );
+    }
+    // Every problem of one integration is reported.
+    check_problems(
+        "[integrations.x]\ntype = \"lambda\"\nregion = \"\"\nendpoint_url = \"/x\"\n",
+        &[
+            ("integrations.x.function", 1, "need a function"),
+            ("integrations.x.region", 3, "not a region name"),
+            ("integrations.x.endpoint_url", 4, "not absolute"),
+        ],
+    );
+}
+
+#[test]
+fn authorizers_parse_with_their_defaults() {
+    let config = parse_ok(
+        r#"
+[gateway]
+region = "eu-north-1"
+
+[authorizer]
+type = "lambda"
+function = "auth:live"
+endpoint_url = "http://127.0.0.1:3001/"
+identity_sources = ["route.request.querystring.token", "route.request.header.Authorization"]
+timeout = "2s"
+"#,
+    );
+    assert_eq!(
+        config.authorizer,
+        Some(AuthorizerConfig {
+            kind: AuthorizerKind::Lambda(LambdaTarget {
+                function_name: "auth".into(),
+                qualifier: Some("live".into()),
+                region: "eu-north-1".into(),
+                endpoint_url: Some("http://127.0.0.1:3001/".parse().unwrap()),
+            }),
+            identity_sources: vec![
+                IdentitySource::QueryString("token".into()),
+                IdentitySource::Header("Authorization".into()),
+            ],
+            timeout: Duration::from_secs(2),
+        })
+    );
+
+    let config =
+        parse_ok("[authorizer]\ntype = \"http\"\nuri = \"http://127.0.0.1:9000/authorize\"\n");
+    assert_eq!(
+        config.authorizer,
+        Some(AuthorizerConfig {
+            kind: AuthorizerKind::Http {
+                uri: "http://127.0.0.1:9000/authorize".parse().unwrap(),
+            },
+            identity_sources: Vec::new(),
+            timeout: Duration::from_secs(10),
+        })
+    );
+
+    let config = parse_ok(
+        "[authorizer]\ntype = \"jwt\"\nissuer = \"https://issuer.example/pool/\"\naudience = [\"client-1\", \"client-2\"]\n",
+    );
+    assert_eq!(
+        config.authorizer,
+        Some(AuthorizerConfig {
+            kind: AuthorizerKind::Jwt(JwtAuthorizerConfig {
+                issuer: "https://issuer.example/pool/".into(),
+                audience: vec!["client-1".into(), "client-2".into()],
+                jwks_url: "https://issuer.example/pool/.well-known/jwks.json"
+                    .parse()
+                    .unwrap(),
+                leeway: Duration::from_secs(60),
+                token_use: None,
+            }),
+            identity_sources: vec![IdentitySource::Header("Authorization".into())],
+            timeout: Duration::from_secs(10),
+        })
+    );
+
+    let config = parse_ok(
+        r#"
+[authorizer]
+type = "jwt"
+issuer = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_abc"
+audience = ["client-id-1"]
+jwks_url = "http://127.0.0.1:9001/keys"
+leeway = "0s"
+token_use = "access"
+identity_sources = ["route.request.querystring.token"]
+timeout = "50ms"
+"#,
+    );
+    let authorizer = config.authorizer.unwrap();
+    assert_eq!(
+        authorizer.identity_sources,
+        [IdentitySource::QueryString("token".into())]
+    );
+    assert_eq!(authorizer.timeout, Duration::from_millis(50));
+    let AuthorizerKind::Jwt(jwt) = authorizer.kind else {
+        panic!("not jwt: {:?}", authorizer.kind);
+    };
+    assert_eq!(jwt.jwks_url, "http://127.0.0.1:9001/keys");
+    assert_eq!(jwt.leeway, Duration::ZERO);
+    assert_eq!(jwt.token_use, Some(TokenUse::Access));
+    let config = parse_ok(
+        "[authorizer]\ntype = \"jwt\"\nissuer = \"http://h\"\naudience = [\"a\"]\ntoken_use = \"id\"\nleeway = \"10m\"\n",
+    );
+    let Some(AuthorizerKind::Jwt(jwt)) = config.authorizer.map(|authorizer| authorizer.kind) else {
+        panic!("not jwt");
+    };
+    assert_eq!(jwt.token_use, Some(TokenUse::Id));
+    assert_eq!(jwt.jwks_url, "http://h/.well-known/jwks.json");
+    assert_eq!(jwt.leeway, Duration::from_secs(600));
+}
+
+#[test]
+fn identity_sources_round_trip_to_expressions() {
+    for expression in [
+        "route.request.header.Authorization",
+        "route.request.header.x-api-key",
+        "route.request.querystring.token",
+        "route.request.querystring.a.b",
+    ] {
+        let source = IdentitySource::parse(expression).unwrap();
+        assert_eq!(source.as_expression(), expression);
+    }
+    assert_eq!(
+        IdentitySource::parse("route.request.header.Authorization"),
+        Ok(IdentitySource::Header("Authorization".into()))
+    );
+}
+
+#[test]
+fn authorizer_errors_name_key_path_and_line() {
+    let jwt = "type = \"jwt\"\nissuer = \"https://issuer.example\"\naudience = [\"a\"]";
+    let cases: Vec<(String, &str, usize, &str)> = vec![
+        (
+            "type = \"lambda\"".into(),
+            "authorizer.function",
+            2,
+            "authorizers of type \"lambda\" need a function",
+        ),
+        (
+            "type = \"lambda\"\nfunction = \"has space\"".into(),
+            "authorizer.function",
+            3,
+            "not a Lambda function name",
+        ),
+        (
+            "type = \"lambda\"\nfunction = \"auth\"\nendpoint_url = \"http://h/?q\"".into(),
+            "authorizer.endpoint_url",
+            4,
+            "must not have a query",
+        ),
+        (
+            "type = \"lambda\"\nfunction = \"auth\"\nregion = \"Mars\"".into(),
+            "authorizer.region",
+            4,
+            "not a region name",
+        ),
+        (
+            "type = \"http\"".into(),
+            "authorizer.uri",
+            2,
+            "authorizers of type \"http\" need a uri",
+        ),
+        (
+            "type = \"http\"\nuri = \"ws://h/\"".into(),
+            "authorizer.uri",
+            3,
+            "only http and https",
+        ),
+        (
+            format!("{jwt}\nfunction = \"auth\""),
+            "authorizer.function",
+            5,
+            "does not apply to authorizers of type \"jwt\" (only to: lambda)",
+        ),
+        (
+            "type = \"lambda\"\nfunction = \"auth\"\nissuer = \"https://i\"".into(),
+            "authorizer.issuer",
+            4,
+            "does not apply to authorizers of type \"lambda\" (only to: jwt)",
+        ),
+        (
+            format!("{jwt}\nuri = \"http://h/\""),
+            "authorizer.uri",
+            5,
+            "(only to: http)",
+        ),
+        (
+            "type = \"http\"\nuri = \"http://h/\"\ntoken_use = \"id\"".into(),
+            "authorizer.token_use",
+            4,
+            "(only to: jwt)",
+        ),
+        (
+            "type = \"http\"\nuri = \"http://h/\"\naudience = []".into(),
+            "authorizer.audience",
+            4,
+            "(only to: jwt)",
+        ),
+        (
+            "type = \"http\"\nuri = \"http://h/\"\nleeway = \"1s\"".into(),
+            "authorizer.leeway",
+            4,
+            "(only to: jwt)",
+        ),
+        (
+            "type = \"lambda\"\nfunction = \"auth\"\njwks_url = \"http://h/\"".into(),
+            "authorizer.jwks_url",
+            4,
+            "(only to: jwt)",
+        ),
+        (
+            "type = \"jwt\"\nissuer = \"cognito\"\naudience = [\"a\"]".into(),
+            "authorizer.issuer",
+            3,
+            "not absolute",
+        ),
+        (
+            "type = \"jwt\"\nissuer = \"https://exa mple\"\naudience = [\"a\"]".into(),
+            "authorizer.issuer",
+            3,
+            "invalid URI",
+        ),
+        (
+            "type = \"jwt\"\nissuer = \"https://i/?tenant=1\"\naudience = [\"a\"]".into(),
+            "authorizer.issuer",
+            3,
+            "must not have a query",
+        ),
+        (
+            "type = \"jwt\"\nissuer = \"https://i\"\naudience = []".into(),
+            "authorizer.audience",
+            4,
+            "at least one audience",
+        ),
+        (
+            "type = \"jwt\"\nissuer = \"https://i\"\naudience = [\"a\", \"\"]".into(),
+            "authorizer.audience[1]",
+            4,
+            "must not be empty",
+        ),
+        (
+            format!("{jwt}\njwks_url = \"/keys\""),
+            "authorizer.jwks_url",
+            5,
+            "not absolute",
+        ),
+        (
+            format!("{jwt}\nleeway = \"10m1s\""),
+            "authorizer.leeway",
+            5,
+            "between 0s and 10m",
+        ),
+        (
+            format!("{jwt}\nidentity_sources = []"),
+            "authorizer.identity_sources",
+            5,
+            "exactly one identity source, got 0",
+        ),
+        (
+            format!(
+                "{jwt}\nidentity_sources = [\"route.request.header.A\", \"route.request.header.B\"]"
+            ),
+            "authorizer.identity_sources",
+            5,
+            "exactly one identity source, got 2",
+        ),
+        (
+            "type = \"http\"\nuri = \"http://h/\"\ntimeout = \"30s\"".into(),
+            "authorizer.timeout",
+            4,
+            "between 50ms and 29s",
+        ),
+        (
+            "type = \"http\"\nuri = \"http://h/\"\ntimeout = \"49ms\"".into(),
+            "authorizer.timeout",
+            4,
+            "between 50ms and 29s",
+        ),
+        (
+            "type = \"http\"\nuri = \"http://h/\"\nidentity_sources = [\"route.request.body.token\"]"
+                .into(),
+            "authorizer.identity_sources[0]",
+            4,
+            "not an identity source (expected route.request.header.<Name> or \
+             route.request.querystring.<name>)",
+        ),
+        (
+            "type = \"http\"\nuri = \"http://h/\"\nidentity_sources = [\n  \"route.request.header.A\",\n  \"route.request.header.\",\n]"
+                .into(),
+            "authorizer.identity_sources[1]",
+            6,
+            "header name is empty",
+        ),
+        (
+            "type = \"http\"\nuri = \"http://h/\"\nidentity_sources = [\"route.request.header.Bad Name\"]"
+                .into(),
+            "authorizer.identity_sources[0]",
+            4,
+            "not a valid HTTP header name",
+        ),
+        (
+            "type = \"http\"\nuri = \"http://h/\"\nidentity_sources = [\"route.request.querystring.\"]"
+                .into(),
+            "authorizer.identity_sources[0]",
+            4,
+            "query string parameter name is empty",
+        ),
+        (
+            "type = \"http\"\nuri = \"http://h/\"\nidentity_sources = [\"$request.header.Auth\"]"
+                .into(),
+            "authorizer.identity_sources[0]",
+            4,
+            "not an identity source",
+        ),
+        // Serde's own errors: unknown type or token_use, wrong type, unknown key.
+        (
+            "type = \"cognito\"".into(),
+            "authorizer.type",
+            2,
+            "unknown variant `cognito`, expected one of `lambda`, `http`, `jwt`",
+        ),
+        (
+            format!("{jwt}\ntoken_use = \"refresh\""),
+            "authorizer.token_use",
+            5,
+            "unknown variant `refresh`",
+        ),
+        (
+            "type = \"jwt\"\nissuer = \"https://i\"\naudience = \"a\"".into(),
+            "authorizer.audience",
+            4,
+            "invalid type",
+        ),
+        (
+            "type = \"http\"\nuri = \"http://h/\"\nidentity_source = []".into(),
+            "authorizer.identity_source",
+            4,
+            "unknown field `identity_source`",
+        ),
+    ];
+    for (body, key_path, line, fragment) in &cases {
+        check_error(
+            &format!("[authorizer]\n{body}\n"),
+            key_path,
+            *line,
+            fragment,
+        );
+    }
+    // A jwt authorizer without its required keys gets one problem for each.
+    check_problems(
+        "[authorizer]\ntype = \"jwt\"\n",
+        &[
+            ("authorizer.issuer", 2, "need an issuer"),
+            ("authorizer.audience", 2, "need an audience"),
+        ],
+    );
+    check_error("[authorizer]\n", "authorizer", 1, "missing field `type`");
+}
+
+#[test]
+fn aws_credentials_parse_and_stay_out_of_debug_output() {
+    let config = parse_ok(
+        "[aws]\naccess_key_id = \"AKIAEXAMPLE\"\nsecret_access_key = \"very-secret\"\n\
+         session_token = \"session-secret\"\nprofile = \"dev\"\n",
+    );
+    assert_eq!(
+        config.aws,
+        AwsConfig {
+            access_key_id: Some("AKIAEXAMPLE".into()),
+            secret_access_key: Some("very-secret".into()),
+            session_token: Some("session-secret".into()),
+            profile: Some("dev".into()),
+        }
+    );
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("very-secret"), "{debug}");
+    assert!(!debug.contains("session-secret"), "{debug}");
+    assert!(debug.contains("AKIAEXAMPLE"), "{debug}");
+    assert!(
+        debug.contains("secret_access_key: Some(<redacted>)"),
+        "{debug}"
+    );
+
+    let config = parse_ok("[aws]\nprofile = \"dev\"\n");
+    assert_eq!(
+        config.aws,
+        AwsConfig {
+            profile: Some("dev".into()),
+            ..AwsConfig::default()
+        }
+    );
+    assert!(format!("{:?}", config.aws).contains("secret_access_key: None"));
+}
+
+#[test]
+fn aws_credential_errors_name_key_path_and_line() {
+    check_error(
+        "[aws]\naccess_key_id = \"AKIAEXAMPLE\"\n",
+        "aws.access_key_id",
+        2,
+        "needs aws.secret_access_key as well",
+    );
+    check_error(
+        "[aws]\nprofile = \"dev\"\nsecret_access_key = \"very-secret\"\n",
+        "aws.secret_access_key",
+        3,
+        "needs aws.access_key_id as well",
+    );
+    check_error(
+        "[aws]\nsession_token = \"t\"\n",
+        "aws.session_token",
+        2,
+        "only applies together with aws.access_key_id and aws.secret_access_key",
+    );
+    check_problems(
+        "[aws]\naccess_key_id = \"AKIAEXAMPLE\"\nsession_token = \"t\"\n",
+        &[
+            ("aws.access_key_id", 2, "needs aws.secret_access_key"),
+            ("aws.session_token", 3, "only applies together"),
+        ],
+    );
+    check_problems(
+        "[aws]\naccess_key_id = \"\"\nsecret_access_key = \"\"\nprofile = \"\"\n",
+        &[
+            ("aws.access_key_id", 2, "must not be empty"),
+            ("aws.secret_access_key", 3, "must not be empty"),
+            ("aws.profile", 4, "must not be empty"),
+        ],
+    );
+    // Secrets are not quoted back.
+    for problem in problems("[aws]\nsecret_access_key = \"very-secret\"\n") {
+        assert!(!problem.message.contains("very-secret"), "{problem:?}");
+    }
+    check_error(
+        "[aws]\nregion = \"us-east-1\"\n",
+        "aws.region",
+        2,
+        "unknown field `region`",
+    );
+}
+
+#[test]
+fn management_credentials_read_secrets_from_the_file_or_the_environment() {
+    let config = parse_ok(
+        r#"
+[management]
+
+[[management.credentials]]
+access_key_id = "AKIAIOSFODNN7EXAMPLE"
+secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+[[management.credentials]]
+access_key_id = "AKIDEXAMPLE12345"
+secret_access_key_env = "SOCKWAY_MANAGEMENT_SECRET"
+"#,
+    );
+    assert_eq!(
+        config.management.credentials,
+        [
+            ManagementCredential {
+                access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+                secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+            },
+            ManagementCredential {
+                access_key_id: "AKIDEXAMPLE12345".into(),
+                secret_access_key: "secret-from-env".into(),
+            },
+        ]
+    );
+    assert_eq!(config.management.listen, None);
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("EXAMPLEKEY"), "{debug}");
+    assert!(!debug.contains("secret-from-env"), "{debug}");
+    assert!(
+        debug.contains(
+            "ManagementCredential { access_key_id: \"AKIDEXAMPLE12345\", secret_access_key: <redacted> }"
+        ),
+        "{debug}"
+    );
+    assert!(parse_ok("").management.credentials.is_empty());
+    let inline = parse_ok(
+        "[management]\ncredentials = [{ access_key_id = \"AKIDEXAMPLE12345\", secret_access_key = \"s\" }]\n",
+    );
+    assert_eq!(inline.management.credentials.len(), 1);
+}
+
+#[test]
+fn from_toml_reads_the_process_environment() {
+    // Tests cannot set variables, so compare with whatever the process has.
+    let variable = "CARGO_PKG_NAME";
+    let text = format!(
+        "[[management.credentials]]\naccess_key_id = \"AKIDEXAMPLE12345\"\n\
+         secret_access_key_env = \"{variable}\"\n"
+    );
+    let loaded = Config::from_toml(&text, "test.toml");
+    match std::env::var(variable) {
+        Ok(value) if !value.is_empty() => {
+            assert_eq!(
+                loaded.unwrap().management.credentials[0].secret_access_key,
+                value
+            );
+        }
+        _ => assert!(loaded.is_err()),
+    }
+}
+
+#[test]
+fn management_credential_errors_name_key_path_and_line() {
+    let credential = |body: &str| {
+        format!(
+            "[[management.credentials]]\naccess_key_id = \"AKIAIOSFODNN7EXAMPLE\"\n\
+             secret_access_key = \"s\"\n\n[[management.credentials]]\n{body}\n"
+        )
+    };
+    let cases: &[(&str, &str, usize, &str)] = &[
+        (
+            "access_key_id = \"AKIDEXAMPLE12345\"",
+            "management.credentials[1]",
+            5,
+            "missing: each credential needs secret_access_key or secret_access_key_env",
+        ),
+        (
+            "access_key_id = \"AKIDEXAMPLE12345\"\nsecret_access_key = \"s\"\n\
+             secret_access_key_env = \"SOCKWAY_MANAGEMENT_SECRET\"",
+            "management.credentials[1].secret_access_key_env",
+            8,
+            "either secret_access_key or secret_access_key_env, not both",
+        ),
+        (
+            "access_key_id = \"AKIDEXAMPLE12345\"\nsecret_access_key_env = \"UNSET_SECRET\"",
+            "management.credentials[1].secret_access_key_env",
+            7,
+            "environment variable UNSET_SECRET is not set",
+        ),
+        (
+            "access_key_id = \"AKIDEXAMPLE12345\"\nsecret_access_key_env = \"EMPTY_SECRET\"",
+            "management.credentials[1].secret_access_key_env",
+            7,
+            "environment variable EMPTY_SECRET is empty",
+        ),
+        (
+            "access_key_id = \"AKIDEXAMPLE12345\"\nsecret_access_key_env = \"1BAD-NAME\"",
+            "management.credentials[1].secret_access_key_env",
+            7,
+            "not an environment variable name",
+        ),
+        (
+            "access_key_id = \"AKIDEXAMPLE12345\"\nsecret_access_key = \"\"",
+            "management.credentials[1].secret_access_key",
+            7,
+            "must not be empty",
+        ),
+        (
+            "access_key_id = \"AKIDEXAMPLE\"\nsecret_access_key = \"s\"",
+            "management.credentials[1].access_key_id",
+            6,
+            "16 to 128 characters of A-Z and 0-9",
+        ),
+        (
+            "access_key_id = \"akidexample12345\"\nsecret_access_key = \"s\"",
+            "management.credentials[1].access_key_id",
+            6,
+            "not an access key id",
+        ),
+        (
+            "access_key_id = \"AKIAIOSFODNN7EXAMPLE\"\nsecret_access_key = \"other\"",
+            "management.credentials[1].access_key_id",
+            6,
+            "the same access key id as management.credentials[0]",
+        ),
+        (
+            "access_key_id = \"AKIDEXAMPLE12345\"\nsecret = \"s\"",
+            "management.credentials[1].secret",
+            7,
+            "unknown field `secret`",
+        ),
+        (
+            "secret_access_key = \"s\"",
+            "management.credentials[1]",
+            5,
+            "missing field `access_key_id`",
+        ),
+    ];
+    for (body, key_path, line, fragment) in cases {
+        check_error(&credential(body), key_path, *line, fragment);
+    }
+    let long_id = "A".repeat(129);
+    check_error(
+        &credential(&format!(
+            "access_key_id = \"{long_id}\"\nsecret_access_key = \"s\""
+        )),
+        "management.credentials[1].access_key_id",
+        6,
+        "not an access key id",
+    );
+    // The bounds themselves are accepted.
+    let config = parse_ok(&credential(&format!(
+        "access_key_id = \"{}\"\nsecret_access_key = \"s\"",
+        "A".repeat(128)
+    )));
+    assert_eq!(config.management.credentials.len(), 2);
+}
+
+#[test]
+fn cluster_parses_with_its_defaults() {
+    assert_eq!(parse_ok("").cluster, None);
+    let config = parse_ok("[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\n");
+    assert_eq!(
+        config.cluster,
+        Some(ClusterConfig {
+            redis_urls: vec!["redis://127.0.0.1:6379".into()],
+            node_id: None,
+            node_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(2),
+        })
+    );
+    let config = parse_ok(
+        r#"
+[cluster]
+redis_url = ["redis://a:7000", "rediss://user:password@b:7001/0", "redis+unix:///run/redis.sock"]
+node_id = "node-a.1_X"
+node_timeout = "30s"
+"#,
+    );
+    let cluster = config.cluster.unwrap();
+    assert_eq!(
+        cluster.redis_urls,
+        [
+            "redis://a:7000",
+            "rediss://user:password@b:7001/0",
+            "redis+unix:///run/redis.sock"
+        ]
+    );
+    assert_eq!(cluster.node_id.as_deref(), Some("node-a.1_X"));
+    assert_eq!(cluster.node_timeout, Duration::from_secs(30));
+    // A fifth of node_timeout.
+    assert_eq!(cluster.heartbeat_interval, Duration::from_secs(6));
+    // The bounds themselves are accepted.
+    for (node_timeout, heartbeat_interval) in [("1s", "500ms"), ("10m", "5m"), ("4s", "100ms")] {
+        let config = parse_ok(&format!(
+            "[cluster]\nredis_url = \"redis://h\"\nnode_timeout = \"{node_timeout}\"\n\
+             heartbeat_interval = \"{heartbeat_interval}\"\nnode_id = \"{}\"\n",
+            "n".repeat(64)
+        ));
+        let cluster = config.cluster.unwrap();
+        assert_eq!(
+            format_duration(cluster.heartbeat_interval),
+            heartbeat_interval
+        );
+    }
+}
+
+#[test]
+fn cluster_errors_name_key_path_and_line() {
+    let expected_forms = "expected redis://host:port, rediss://host:port or redis+unix://";
+    let cases: &[(&str, &str, usize, &str)] = &[
+        (
+            "redis_url = \"http://127.0.0.1:6379\"",
+            "cluster.redis_url",
+            2,
+            expected_forms,
+        ),
+        (
+            "redis_url = \"127.0.0.1:6379\"",
+            "cluster.redis_url",
+            2,
+            "unsupported scheme",
+        ),
+        (
+            "redis_url = \"redis://\"",
+            "cluster.redis_url",
+            2,
+            "no host",
+        ),
+        (
+            "redis_url = \"rediss://:6379\"",
+            "cluster.redis_url",
+            2,
+            "no host",
+        ),
+        (
+            "redis_url = \"redis://user@/0\"",
+            "cluster.redis_url",
+            2,
+            "no host",
+        ),
+        (
+            "redis_url = \"redis+unix://run/redis.sock\"",
+            "cluster.redis_url",
+            2,
+            "no absolute socket path",
+        ),
+        (
+            "redis_url = []",
+            "cluster.redis_url",
+            2,
+            "at least one Redis URL",
+        ),
+        (
+            "redis_url = [\n  \"redis://a:7000\",\n  \"tcp://b:7001\",\n]",
+            "cluster.redis_url[1]",
+            4,
+            "unsupported scheme",
+        ),
+        (
+            "redis_url = 6379",
+            "cluster.redis_url",
+            2,
+            "expected a Redis URL string or a list of them",
+        ),
+        (
+            "redis_url = [\"redis://a\", 7001]",
+            "cluster.redis_url[1]",
+            2,
+            "invalid type",
+        ),
+        (
+            "redis_url = \"redis://h\"\nnode_id = \"\"",
+            "cluster.node_id",
+            3,
+            "not a node id",
+        ),
+        (
+            "redis_url = \"redis://h\"\nnode_id = \"node a\"",
+            "cluster.node_id",
+            3,
+            "1 to 64 characters of A-Z, a-z, 0-9, '_', '.' and '-'",
+        ),
+        (
+            "redis_url = \"redis://h\"\nnode_timeout = \"999ms\"",
+            "cluster.node_timeout",
+            3,
+            "between 1s and 10m",
+        ),
+        (
+            "redis_url = \"redis://h\"\nnode_timeout = \"10m1ms\"",
+            "cluster.node_timeout",
+            3,
+            "between 1s and 10m",
+        ),
+        (
+            "redis_url = \"redis://h\"\nheartbeat_interval = \"99ms\"",
+            "cluster.heartbeat_interval",
+            3,
+            "between 100ms and 5s (half of cluster.node_timeout), got \"99ms\"",
+        ),
+        (
+            "redis_url = \"redis://h\"\nheartbeat_interval = \"5s1ms\"",
+            "cluster.heartbeat_interval",
+            3,
+            "between 100ms and 5s",
+        ),
+        (
+            "redis_url = \"redis://h\"\nnode_timeout = \"4s\"\nheartbeat_interval = \"3s\"",
+            "cluster.heartbeat_interval",
+            4,
+            "between 100ms and 2s",
+        ),
+        (
+            "redis_url = \"redis://h\"\nheartbeat_interval = \"1 s\"",
+            "cluster.heartbeat_interval",
+            3,
+            "invalid duration",
+        ),
+        // A rejected node_timeout is not compared with the heartbeat interval.
+        (
+            "redis_url = \"redis://h\"\nnode_timeout = \"1h\"\nheartbeat_interval = \"20m\"",
+            "cluster.node_timeout",
+            3,
+            "between 1s and 10m",
+        ),
+        ("node_id = \"a\"", "cluster", 1, "missing field `redis_url`"),
+        (
+            "redis_url = \"redis://h\"\nredis_urls = []",
+            "cluster.redis_urls",
+            3,
+            "unknown field `redis_urls`",
+        ),
+    ];
+    for (body, key_path, line, fragment) in cases {
+        check_error(&format!("[cluster]\n{body}\n"), key_path, *line, fragment);
+    }
+    check_problems(
+        "[cluster]\nredis_url = \"redis://h\"\nnode_timeout = \"0s\"\nheartbeat_interval = \"50ms\"\n",
+        &[
+            ("cluster.node_timeout", 3, "between 1s and 10m"),
+            ("cluster.heartbeat_interval", 4, "must be at least 100ms"),
+        ],
+    );
+}
+
 /// The documentation, whose example and key tables are checked against the parser.
 const CONFIGURATION_DOC: &str = include_str!("../../../../docs/configuration.md");
 
@@ -1241,26 +2348,37 @@ fn doc_toml_blocks() -> Vec<&'static str> {
         .collect()
 }
 
-/// The key paths of every non-table value in `table`, as segment lists.
+/// The key paths of every non-table value in `table`, as segment lists. The tables of an
+/// array of tables (`[[management.credentials]]`) are entered without an index segment.
 fn leaf_paths(table: &toml::de::DeTable<'_>, prefix: &[String], paths: &mut Vec<Vec<String>>) {
     for (key, value) in table.iter() {
         let mut path = prefix.to_vec();
         path.push(key.get_ref().to_string());
-        match value.get_ref().as_table() {
-            Some(table) => leaf_paths(table, &path, paths),
+        let tables: Option<Vec<&toml::de::DeTable<'_>>> = match value.get_ref().as_array() {
+            Some(array) if !array.is_empty() => {
+                array.iter().map(|item| item.get_ref().as_table()).collect()
+            }
+            _ => value.get_ref().as_table().map(|table| vec![table]),
+        };
+        match tables {
+            Some(tables) => {
+                for table in tables {
+                    leaf_paths(table, &path, paths);
+                }
+            }
             None => paths.push(path),
         }
     }
 }
 
-/// Whether a documented key such as `integrations.<name>.uri` names the start of `path`.
+/// Whether a documented key such as `integrations.<name>.uri` or
+/// `management.credentials[].access_key_id` names the start of `path`.
 fn doc_key_matches(doc_key: &str, path: &[String]) -> bool {
     let pattern: Vec<&str> = doc_key.split('.').collect();
     pattern.len() <= path.len()
-        && pattern
-            .iter()
-            .zip(path)
-            .all(|(part, segment)| part.starts_with('<') || *part == segment)
+        && pattern.iter().zip(path).all(|(part, segment)| {
+            part.starts_with('<') || part.strip_suffix("[]").unwrap_or(part) == segment
+        })
 }
 
 #[test]
@@ -1279,6 +2397,9 @@ fn documented_example_parses_and_documents_every_key() {
         config.management.listen,
         Some("127.0.0.1:8081".parse().unwrap())
     );
+    assert_eq!(config.management.credentials.len(), 2);
+    assert!(config.authorizer.is_some());
+    assert!(config.cluster.is_some());
     for block in &blocks {
         parse_ok(block);
     }
@@ -1295,29 +2416,50 @@ fn documented_example_parses_and_documents_every_key() {
                 "routes.",
                 "integrations.",
                 "management.",
+                "authorizer.",
+                "aws.",
+                "cluster.",
             ]
             .iter()
             .any(|section| key.starts_with(section))
         })
         .collect();
-    assert!(documented.len() > 25, "documented keys: {documented:?}");
+    assert!(documented.len() > 50, "documented keys: {documented:?}");
 
+    // The keys of each block. Only one authorizer fits in a file, so the keys of the other
+    // authorizer types are shown in blocks of their own, before the complete example.
+    let mut block_paths = Vec::new();
+    for block in &blocks {
+        let document = toml::de::DeTable::parse(block).unwrap();
+        leaf_paths(document.get_ref(), &[], &mut block_paths);
+    }
     let document = toml::de::DeTable::parse(example).unwrap();
     let mut example_paths = Vec::new();
     leaf_paths(document.get_ref(), &[], &mut example_paths);
-    // Every key used in the example is documented...
-    for path in &example_paths {
+    // Every key used in an example is documented...
+    for path in &block_paths {
         assert!(
             documented.iter().any(|key| doc_key_matches(key, path)),
-            "{} is used in the example but not documented",
+            "{} is used in an example but not documented",
             path.join(".")
         );
     }
-    // ...and every documented key appears in the example.
+    // ...every documented key appears in an example...
     for key in &documented {
         assert!(
-            example_paths.iter().any(|path| doc_key_matches(key, path)),
-            "{key} is documented but missing from the example"
+            block_paths.iter().any(|path| doc_key_matches(key, path)),
+            "{key} is documented but missing from the examples"
+        );
+    }
+    // ...and the complete example has every key but the other authorizer types' own.
+    let other_authorizer_keys = ["function", "endpoint_url", "region", "uri"];
+    for key in &documented {
+        let elsewhere = key
+            .strip_prefix("authorizer.")
+            .is_some_and(|key| other_authorizer_keys.contains(&key));
+        assert!(
+            elsewhere || example_paths.iter().any(|path| doc_key_matches(key, path)),
+            "{key} is documented but missing from the complete example"
         );
     }
 }

@@ -4,10 +4,13 @@
 //! records each problem with its key path and line, substituting the default for a bad value
 //! so that it can keep going; the config is only returned when no problem was found.
 //!
-//! The checks of `[gateway]`, `[limits]`, `[routes]` and `[management]` live here;
-//! integrations have their own module, `integrations`.
+//! The checks of `[gateway]`, `[limits]`, `[routes]` and `[management]` live here, along with
+//! the checks several sections share (URIs, regions). Integrations (`integrations`), Lambda
+//! functions (`lambda`), the authorizer (`authorizer`), credentials (`credentials`) and the
+//! cluster (`cluster`) have their own modules.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::ops::{Range, RangeInclusive};
 use std::time::Duration;
@@ -15,6 +18,9 @@ use std::time::Duration;
 use serde_spanned::Spanned;
 use sockway_protocol::route::{RouteKey, RouteSelectionExpression};
 
+use super::authorizer::validate_authorizer;
+use super::cluster::validate_cluster;
+use super::credentials::{validate_aws, validate_management_credentials};
 use super::duration::{format_duration, parse_duration};
 use super::integrations::validate_integration;
 use super::parse::{key_path, line_of, parse};
@@ -25,10 +31,17 @@ use super::{
     BinaryFrames, Config, ConfigProblem, GatewayConfig, Limits, ManagementConfig, RouteConfig,
 };
 
-/// Parses `text` and validates it; on failure returns every problem found, ordered by line.
-pub(super) fn parse_and_validate(text: &str) -> Result<Config, Vec<ConfigProblem>> {
+/// Looks up an environment variable by name; the process environment, or a stand-in.
+pub(super) type Environment<'e> = &'e dyn Fn(&str) -> Option<OsString>;
+
+/// Parses `text` and validates it, reading variables named by `*_env` keys from `env`; on
+/// failure returns every problem found, ordered by line.
+pub(super) fn parse_and_validate(
+    text: &str,
+    env: Environment<'_>,
+) -> Result<Config, Vec<ConfigProblem>> {
     let raw = parse(text).map_err(|problem| vec![problem])?;
-    validate(raw, text)
+    validate(raw, text, env)
 }
 
 /// Problems found so far, and the text they are located in.
@@ -77,6 +90,23 @@ impl<'t> Problems<'t> {
             line: Some(line),
             message,
         });
+    }
+
+    /// Reads an absolute `http://` or `https://` URI, as [`parse_http_uri`] does; `None` when
+    /// the key is absent or invalid (which is then recorded).
+    pub(super) fn http_uri(
+        &mut self,
+        key_path: &str,
+        raw: Option<&Spanned<String>>,
+    ) -> Option<http::Uri> {
+        let raw = raw?;
+        match parse_http_uri(raw.get_ref()) {
+            Ok(uri) => Some(uri),
+            Err(message) => {
+                self.add(key_path.to_owned(), raw.span(), message);
+                None
+            }
+        }
     }
 
     /// Reads a duration key, checks it against `rule` and returns it; `None` when the key is
@@ -172,7 +202,7 @@ impl<'t> Problems<'t> {
 
     /// Checks a string key with `check`, which returns the problem's message if any; returns
     /// the value when it is present and valid.
-    fn string(
+    pub(super) fn string(
         &mut self,
         key_path: &str,
         raw: Option<&Spanned<String>>,
@@ -189,14 +219,50 @@ impl<'t> Problems<'t> {
     }
 }
 
+/// Reads an absolute `http://` or `https://` URI with a host; the error is a message for the
+/// user.
+pub(super) fn parse_http_uri(text: &str) -> Result<http::Uri, String> {
+    let uri = text
+        .parse::<http::Uri>()
+        .map_err(|err| format!("invalid URI {text:?}: {err}"))?;
+    match uri.scheme_str() {
+        None => Err(format!(
+            "URI {text:?} is not absolute (expected e.g. \"http://127.0.0.1:9000/events\")"
+        )),
+        Some("http" | "https") if uri.host().is_none_or(str::is_empty) => {
+            Err(format!("URI {text:?} has no host"))
+        }
+        Some("http" | "https") => Ok(uri),
+        Some(scheme) => Err(format!(
+            "URI {text:?} has scheme {scheme:?}; only http and https are supported"
+        )),
+    }
+}
+
+/// What is wrong with a region name, if anything: it must be non-empty `[a-z0-9-]`.
+pub(super) fn region_problem(region: &str) -> Option<String> {
+    let valid = !region.is_empty()
+        && region
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
+    (!valid)
+        .then(|| format!("{region:?} is not a region name: a-z, 0-9 and '-' (e.g. \"eu-west-1\")"))
+}
+
 /// Validates every section, then returns the config or every problem, ordered by line.
-fn validate(raw: RawConfig, text: &str) -> Result<Config, Vec<ConfigProblem>> {
+fn validate(
+    raw: RawConfig,
+    text: &str,
+    env: Environment<'_>,
+) -> Result<Config, Vec<ConfigProblem>> {
     let mut problems = Problems::new(text);
     let gateway = validate_gateway(&raw.gateway, &mut problems);
     let limits = validate_limits(&raw.limits, &mut problems);
     let mut integrations = BTreeMap::new();
     for (name, raw_integration) in &raw.integrations {
-        if let Some(integration) = validate_integration(name, raw_integration, &mut problems) {
+        if let Some(integration) =
+            validate_integration(name, raw_integration, &gateway.region, &mut problems)
+        {
             integrations.insert(name.get_ref().clone(), integration);
         }
     }
@@ -213,7 +279,16 @@ fn validate(raw: RawConfig, text: &str) -> Result<Config, Vec<ConfigProblem>> {
         Some(raw_listen) => raw_listen.get_ref().parse().ok(),
         None => Some(gateway.listen),
     };
-    let management = validate_management(&raw.management, gateway_listen, &mut problems);
+    let management = validate_management(&raw.management, gateway_listen, env, &mut problems);
+    let authorizer = raw
+        .authorizer
+        .as_ref()
+        .and_then(|authorizer| validate_authorizer(authorizer, &gateway.region, &mut problems));
+    let aws = validate_aws(&raw.aws, &mut problems);
+    let cluster = raw
+        .cluster
+        .as_ref()
+        .and_then(|cluster| validate_cluster(cluster, &mut problems));
 
     let mut found = problems.found;
     if !found.is_empty() {
@@ -226,6 +301,9 @@ fn validate(raw: RawConfig, text: &str) -> Result<Config, Vec<ConfigProblem>> {
         routes,
         integrations,
         management,
+        authorizer,
+        aws,
+        cluster,
     })
 }
 
@@ -249,15 +327,7 @@ fn validate_gateway(raw: &RawGateway, problems: &mut Problems<'_>) -> GatewayCon
         })
         .unwrap_or_else(|| GatewayConfig::default_api_id(&stage));
     let region = problems
-        .string("gateway.region", raw.region.as_ref(), |region| {
-            let valid = !region.is_empty()
-                && region
-                    .bytes()
-                    .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
-            (!valid).then(|| {
-                format!("{region:?} is not a region name: a-z, 0-9 and '-' (e.g. \"eu-west-1\")")
-            })
-        })
+        .string("gateway.region", raw.region.as_ref(), region_problem)
         .unwrap_or(defaults.region);
     let account_id = problems
         .string(
@@ -538,6 +608,7 @@ fn validate_routes(
 fn validate_management(
     raw: &RawManagement,
     gateway_listen: Option<SocketAddr>,
+    env: Environment<'_>,
     problems: &mut Problems<'_>,
 ) -> ManagementConfig {
     let listen = problems.socket_address("management.listen", raw.listen.as_ref());
@@ -554,5 +625,12 @@ fn validate_management(
             ),
         );
     }
-    ManagementConfig { listen }
+    let credentials = match &raw.credentials {
+        Some(credentials) => validate_management_credentials(credentials, env, problems),
+        None => Vec::new(),
+    };
+    ManagementConfig {
+        listen,
+        credentials,
+    }
 }

@@ -4,8 +4,10 @@
 //! connection) and returns a `sockway_protocol::result::IntegrationResponse` or an
 //! [`IntegrationError`] that says who is at fault. What the answer means for the client (accept
 //! the upgrade, send a route response, send an error frame) is decided by `connection`.
+//! `lambda` integrations share one [`LambdaClient`], which Lambda authorizers use too.
 
 mod http;
+mod lambda;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,14 +18,18 @@ use sockway_protocol::id::RequestId;
 use sockway_protocol::result::{IntegrationResponse, ProxyResultError};
 use sockway_protocol::route::RouteKey;
 
+use crate::aws::credentials::CredentialsProvider;
+use crate::aws::lambda::LambdaError;
 use crate::config::{Config, IntegrationConfig, MockIntegrationConfig};
 
 pub(crate) use self::http::HttpClient;
+pub(crate) use crate::aws::lambda::LambdaClient;
 
-/// Every configured integration, by name, and the HTTP client they share.
+/// Every configured integration, by name, and the clients they share.
 #[derive(Debug)]
 pub(crate) struct Integrations {
     by_name: BTreeMap<String, Arc<Integration>>,
+    lambda: LambdaClient,
 }
 
 /// One configured integration.
@@ -43,6 +49,8 @@ enum IntegrationKind {
     HttpProxy(self::http::HttpProxyIntegration),
     /// `type = "mock"`: a fixed answer.
     Mock(MockIntegrationConfig),
+    /// `type = "lambda"`: the Lambda-proxy event goes to a function through the Invoke API.
+    Lambda(self::lambda::LambdaIntegration),
 }
 
 /// One event for one connection: what an integration is asked to handle. Owned, so it can
@@ -143,6 +151,30 @@ pub(crate) enum IntegrationError {
         /// The HTTP status.
         status: u16,
     },
+    /// The Lambda function ran and failed: `X-Amz-Function-Error` was set, or it returned an
+    /// error document instead of a proxy result.
+    #[error(
+        "integration `{integration}`: function error {kind} ({})",
+        error_type.as_deref().unwrap_or("no errorType")
+    )]
+    FunctionError {
+        /// The integration's name.
+        integration: String,
+        /// `X-Amz-Function-Error`: `Unhandled` or `Handled`.
+        kind: String,
+        /// The error document's `errorType`, e.g. `TypeError`.
+        error_type: Option<String>,
+    },
+    /// The Lambda service did not run the function (no credentials, a rejected signature, an
+    /// unknown function, throttling or service errors past the retries).
+    #[error("integration `{integration}`: lambda invoke failed")]
+    Lambda {
+        /// The integration's name.
+        integration: String,
+        /// Why the invocation failed.
+        #[source]
+        source: LambdaError,
+    },
 }
 
 impl IntegrationError {
@@ -153,9 +185,11 @@ impl IntegrationError {
 }
 
 impl Integrations {
-    /// Builds every integration of `config`.
+    /// Builds every integration of `config`. AWS credentials are resolved here, once, from
+    /// `[aws]`, the environment and the shared files.
     pub(crate) fn from_config(config: &Config) -> Result<Integrations, String> {
         let client = HttpClient::new();
+        let lambda = LambdaClient::new(CredentialsProvider::from_environment(&config.aws));
         let mut by_name = BTreeMap::new();
         for (name, integration) in &config.integrations {
             let (kind, timeout) = match integration {
@@ -177,6 +211,14 @@ impl Integrations {
                     proxy.timeout,
                 ),
                 IntegrationConfig::Mock(mock) => (IntegrationKind::Mock(mock.clone()), None),
+                IntegrationConfig::Lambda(lambda_config) => (
+                    IntegrationKind::Lambda(self::lambda::LambdaIntegration::new(
+                        name,
+                        lambda_config,
+                        lambda.clone(),
+                    )),
+                    lambda_config.timeout,
+                ),
             };
             let integration = Integration {
                 name: name.clone(),
@@ -185,7 +227,12 @@ impl Integrations {
             };
             by_name.insert(name.clone(), Arc::new(integration));
         }
-        Ok(Integrations { by_name })
+        Ok(Integrations { by_name, lambda })
+    }
+
+    /// The Lambda Invoke client every `lambda` integration uses, for Lambda authorizers.
+    pub(crate) fn lambda_client(&self) -> &LambdaClient {
+        &self.lambda
     }
 
     /// The integration called `name`; route table construction guarantees it exists.
@@ -204,6 +251,7 @@ impl Integration {
             match &self.kind {
                 IntegrationKind::Http(http) => http.invoke(call).await,
                 IntegrationKind::HttpProxy(proxy) => proxy.invoke(call).await,
+                IntegrationKind::Lambda(lambda) => lambda.invoke(call).await,
                 IntegrationKind::Mock(mock) => Ok(IntegrationResponse {
                     status_code: mock.status_code,
                     headers: mock.headers.clone(),

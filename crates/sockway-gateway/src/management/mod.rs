@@ -1,14 +1,17 @@
 //! The `@connections` management API, wire-compatible with AWS's `ApiGatewayManagementApi`.
 //!
-//! Requests are parsed into a [`path::Resource`], checked (loopback peers only until SigV4
-//! verification exists), and served through `cluster`, which decides where the connection
-//! lives. Every failure becomes an [`ApiError`], and [`ApiError::into_response`] is the one
+//! Requests are checked first: with `[[management.credentials]]` configured, every request
+//! must carry a SigV4 signature (service `execute-api`, the gateway's region) made with one of
+//! them, verified over the raw request target and the exact body by `aws::sigv4`; without
+//! credentials, only loopback peers are served. Then the path is parsed into a
+//! [`path::Resource`] and served through `cluster`, which decides where the connection lives. Every failure becomes an [`ApiError`], and [`ApiError::into_response`] is the one
 //! place that turns it into what SDKs parse: a status, `x-amzn-ErrorType` and an AWS-style body.
 //! Every response carries `x-amzn-RequestId`.
 
 mod path;
 
 use std::net::SocketAddr;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -19,6 +22,7 @@ use sockway_protocol::time::iso8601_millis;
 use tracing::debug;
 
 use self::path::Resource;
+use crate::aws::sigv4::{self, SignatureError};
 use crate::cluster::ClusterError;
 use crate::server::Shared;
 
@@ -52,6 +56,9 @@ pub(crate) enum ApiError {
     /// The request body could not be read.
     #[error("request body unreadable")]
     BadBody,
+    /// SigV4 verification failed.
+    #[error("request signature rejected")]
+    Signature(#[from] SignatureError),
 }
 
 impl From<ClusterError> for ApiError {
@@ -79,6 +86,7 @@ impl ApiError {
             ApiError::Forbidden | ApiError::NotFound => AwsError::forbidden(),
             ApiError::MethodNotAllowed(method) => AwsError::method_not_allowed(method.as_str()),
             ApiError::BadBody => AwsError::bad_request("Request body could not be read"),
+            ApiError::Signature(error) => error.to_aws(),
         }
     }
 
@@ -145,32 +153,57 @@ async fn serve(
     peer: SocketAddr,
     shared: &Shared,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    // Until SigV4 verification exists, only processes on this machine may manage connections.
-    if !crate::connection::is_loopback(peer.ip()) {
+    let credentials = &shared.config.management.credentials;
+    if credentials.is_empty() && !crate::connection::is_loopback(peer.ip()) {
+        // Without credentials to check, only processes on this machine may manage connections.
         return Err(ApiError::Forbidden);
     }
-    let id = match path::parse(request.uri().path(), &shared.config.gateway.stage) {
+    if !credentials.is_empty() && !request.headers().contains_key(http::header::AUTHORIZATION) {
+        return Err(SignatureError::MissingAuthenticationToken.into());
+    }
+    let (parts, body) = request.into_parts();
+    // The whole body is read before anything else because the signature covers it.
+    let body = Limited::new(body, MAX_POST_BYTES)
+        .collect()
+        .await
+        .map_err(|error| {
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadBody
+            }
+        })?
+        .to_bytes();
+    if !credentials.is_empty() {
+        // hyper keeps the request target as received, percent-encoding included, which is
+        // what the caller signed.
+        let target = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |path_and_query| path_and_query.as_str());
+        sigv4::verify_request(
+            parts.method.as_str(),
+            target,
+            &parts.headers,
+            &body,
+            credentials,
+            &shared.config.gateway.region,
+            "execute-api",
+            SystemTime::now(),
+        )?;
+    }
+    let id = match path::parse(parts.uri.path(), &shared.config.gateway.stage) {
         Resource::Connection(id) => id,
         Resource::MalformedConnectionId(raw) => return Err(ApiError::BadConnectionId(raw)),
         Resource::Unknown => return Err(ApiError::NotFound),
     };
     let cluster = &shared.cluster;
-    match *request.method() {
+    match parts.method {
         Method::POST => {
-            let body = Limited::new(request.into_body(), MAX_POST_BYTES)
-                .collect()
-                .await
-                .map_err(|error| {
-                    if error
-                        .downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some()
-                    {
-                        ApiError::PayloadTooLarge
-                    } else {
-                        ApiError::BadBody
-                    }
-                })?;
-            cluster.post_to_connection(&id, body.to_bytes()).await?;
+            cluster.post_to_connection(&id, body).await?;
             Ok(json_response(StatusCode::OK, Bytes::new()))
         }
         Method::GET => {

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use sockway_testkit::{MockBackend, MockResponse, RecordedRequest, TestGateway, http_request};
 
-use crate::config;
+use crate::{config, connected};
 
 /// Asserts the event is a DISCONNECT with this code and reason, and returns its connection id.
 fn check_disconnect(event: &Value, code: u64, reason: &str) -> String {
@@ -30,17 +30,6 @@ async fn assert_no_more_disconnects(gateway: TestGateway, backend: &mut MockBack
     assert!(extra.is_empty(), "more than one $disconnect: {extra:?}");
 }
 
-async fn connected(extra: &str) -> (MockBackend, TestGateway, sockway_testkit::WsClient, String) {
-    let mut backend = MockBackend::start().await;
-    let gateway = TestGateway::start(&config(&backend, extra)).await;
-    let client = gateway.connect().await;
-    let connect = backend.next_event_for("$connect").await;
-    let connection_id = connect["requestContext"]["connectionId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (backend, gateway, client, connection_id)
-}
 
 #[tokio::test]
 async fn client_close_reports_its_code_and_reason() {

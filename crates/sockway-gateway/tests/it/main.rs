@@ -4,11 +4,13 @@
 mod connect;
 mod disconnect;
 mod events;
+mod lambda;
 mod limits;
 mod management;
+mod management_sigv4;
 mod routing;
 
-use sockway_testkit::MockBackend;
+use sockway_testkit::{MockBackend, TestGateway, WsClient};
 
 /// A config with every route pointed at `backend`: `$connect`, `$disconnect`, `$default`
 /// (two-way), `sendmessage` (one-way) and `ping` (a two-way mock). `extra` is appended and may
@@ -49,4 +51,15 @@ body = '{{"pong":true}}'
 "#,
         uri = backend.url("/events")
     )
+}
+
+/// A gateway on [`config`] with one connected client: the backend, the gateway, the client and
+/// its connection id (taken from the `$connect` event).
+pub(crate) async fn connected(extra: &str) -> (MockBackend, TestGateway, WsClient, String) {
+    let mut backend = MockBackend::start().await;
+    let gateway = TestGateway::start(&config(&backend, extra)).await;
+    let client = gateway.connect().await;
+    let connect = backend.next_event_for("$connect").await;
+    let connection_id = connect["requestContext"]["connectionId"].as_str().unwrap().to_owned();
+    (backend, gateway, client, connection_id)
 }

@@ -1,21 +1,10 @@
 //! The `@connections` API: delivery, GetConnection, DeleteConnection and AWS error shapes.
 
-use sockway_testkit::{MockBackend, TestGateway, WsClient, http_request};
+use sockway_testkit::http_request;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::config;
+use crate::connected;
 
-async fn connected(extra: &str) -> (MockBackend, TestGateway, WsClient, String) {
-    let mut backend = MockBackend::start().await;
-    let gateway = TestGateway::start(&config(&backend, extra)).await;
-    let client = gateway.connect().await;
-    let connect = backend.next_event_for("$connect").await;
-    let connection_id = connect["requestContext"]["connectionId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (backend, gateway, client, connection_id)
-}
 
 fn check_error(status: u16, headers: &http::HeaderMap, expected_status: u16, expected_type: &str) {
     assert_eq!(status, expected_status);

@@ -1,0 +1,395 @@
+//! The Lambda Invoke API client shared by Lambda integrations and Lambda authorizers.
+//!
+//! [`LambdaClient::invoke`] sends one synchronous invocation
+//! (`POST /2015-03-31/functions/{name}/invocations`, `X-Amz-Invocation-Type:
+//! RequestResponse`), signed with SigV4 for service `lambda`, over one pooled HTTP/1.1 client
+//! that speaks both `https://` (rustls with the webpki roots) and `http://` (local endpoints
+//! such as a fake Lambda in tests). Throttling (429) and Lambda service errors (5xx) are
+//! retried a bounded number of times with jittered exponential backoff; connection failures
+//! are retried only when the request cannot have been sent. The caller bounds the whole call
+//! with its own timeout.
+//!
+//! What the function's answer means (a proxy result, an authorizer policy) is the caller's
+//! business: this module returns the payload and the `X-Amz-Function-Error` header as they
+//! came.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{Method, Request, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use super::credentials::{CredentialsError, CredentialsProvider};
+use super::sigv4;
+use crate::config::LambdaTarget;
+
+/// Largest Invoke response read: Lambda's synchronous response payload limit is 6 MB.
+const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
+
+/// Attempts per invocation, the first included, when Lambda throttles or fails.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// Wait before the second attempt; each later wait doubles. The wait actually taken is a
+/// random point in the upper half of it, so callers throttled together spread out.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Characters of a function name or qualifier left unescaped in the path and query
+/// (RFC 3986 unreserved, as botocore encodes labels). `:` of an ARN becomes `%3A`.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A pooled, signing Lambda Invoke client. Cheap to clone; clones share the pool.
+#[derive(Debug, Clone)]
+pub(crate) struct LambdaClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    credentials: CredentialsProvider,
+    user_agent: String,
+}
+
+/// One finished invocation: Lambda accepted the call and ran the function.
+#[derive(Debug, Clone)]
+pub(crate) struct LambdaInvocation {
+    /// `X-Amz-Function-Error` (`Unhandled` or `Handled`) when the function failed.
+    pub(crate) function_error: Option<String>,
+    /// What the function returned, or its error document.
+    pub(crate) payload: Bytes,
+}
+
+/// Why an invocation did not produce a function result.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LambdaError {
+    /// No credentials to sign with.
+    #[error("no credentials for lambda invoke")]
+    Credentials(#[source] CredentialsError),
+    /// The request could not be signed (an unusable header or URI).
+    #[error("cannot sign lambda invoke request")]
+    Signing(#[source] aws_sigv4::http_request::SigningError),
+    /// The endpoint could not be reached or the exchange failed midway.
+    #[error("lambda endpoint `{endpoint}` unreachable")]
+    Transport {
+        /// The endpoint's scheme and authority.
+        endpoint: String,
+        /// The transport error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The Invoke API answered with an error status (after retries for 429 and 5xx).
+    #[error(
+        "lambda invoke of `{function_name}` answered HTTP {status} {} after {attempts} attempt(s)",
+        error_type.as_deref().unwrap_or("(no error type)")
+    )]
+    Status {
+        /// The function name as configured.
+        function_name: String,
+        /// The HTTP status.
+        status: u16,
+        /// `x-amzn-ErrorType`, e.g. `TooManyRequestsException`.
+        error_type: Option<String>,
+        /// The error body's `message`/`Message`.
+        message: Option<String>,
+        /// How many requests were sent.
+        attempts: u32,
+    },
+    /// The response payload is larger than Lambda's own limit.
+    #[error("lambda response larger than {limit} bytes")]
+    ResponseTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+}
+
+/// What one attempt produced.
+enum Attempt {
+    /// A final answer, success or not.
+    Done(Result<LambdaInvocation, LambdaError>),
+    /// A failure worth another attempt.
+    Retry(LambdaError),
+}
+
+impl LambdaClient {
+    /// A client signing with `credentials`.
+    pub(crate) fn new(credentials: CredentialsProvider) -> LambdaClient {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.enforce_http(false);
+        connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
+            .expect("ring supports the default TLS protocol versions")
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(https);
+        LambdaClient {
+            inner: Arc::new(Inner {
+                client,
+                credentials,
+                user_agent: format!("sockway/{}", env!("CARGO_PKG_VERSION")),
+            }),
+        }
+    }
+
+    /// Invokes `target` synchronously with `payload` and returns the function's answer.
+    pub(crate) async fn invoke(
+        &self,
+        target: &LambdaTarget,
+        payload: Vec<u8>,
+    ) -> Result<LambdaInvocation, LambdaError> {
+        let uri = invoke_uri(target);
+        let payload = Bytes::from(payload);
+        let mut attempt = 1;
+        loop {
+            match self.attempt(target, &uri, &payload, attempt).await {
+                Attempt::Done(result) => return result,
+                Attempt::Retry(error) if attempt >= MAX_ATTEMPTS => return Err(error),
+                Attempt::Retry(error) => {
+                    tracing::debug!(error = %error, attempt, "lambda invoke failed; retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        target: &LambdaTarget,
+        uri: &Uri,
+        payload: &Bytes,
+        attempt: u32,
+    ) -> Attempt {
+        let credentials = match self.inner.credentials.credentials().await {
+            Ok(credentials) => credentials,
+            Err(error) => return Attempt::Done(Err(LambdaError::Credentials(error))),
+        };
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(uri.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("X-Amz-Invocation-Type", "RequestResponse")
+            .header(http::header::USER_AGENT, &self.inner.user_agent)
+            .body(Full::new(payload.clone()))
+            .expect("method, encoded uri and static headers form a valid request");
+        if let Err(error) = sigv4::sign_request(
+            &mut request,
+            payload,
+            &credentials,
+            &target.region,
+            "lambda",
+            SystemTime::now(),
+        ) {
+            return Attempt::Done(Err(LambdaError::Signing(error)));
+        }
+        let response = match self.inner.client.request(request).await {
+            Ok(response) => response,
+            Err(error) => {
+                let connect = error.is_connect();
+                let error = LambdaError::Transport {
+                    endpoint: endpoint_name(uri),
+                    source: Box::new(error),
+                };
+                // A failed connect never reached Lambda, so trying again cannot run the
+                // function twice; any later failure might have.
+                return if connect {
+                    Attempt::Retry(error)
+                } else {
+                    Attempt::Done(Err(error))
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        let function_error = header("x-amz-function-error");
+        let error_type = header("x-amzn-errortype").map(|value| error_type_name(&value));
+        let body = match Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+        {
+            Ok(body) => body.to_bytes(),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                return Attempt::Done(Err(LambdaError::ResponseTooLarge {
+                    limit: MAX_RESPONSE_BYTES,
+                }));
+            }
+            Err(source) => {
+                return Attempt::Done(Err(LambdaError::Transport {
+                    endpoint: endpoint_name(uri),
+                    source,
+                }));
+            }
+        };
+        if (200..300).contains(&status) {
+            return Attempt::Done(Ok(LambdaInvocation {
+                function_error,
+                payload: body,
+            }));
+        }
+        let error = LambdaError::Status {
+            function_name: target.function_name.clone(),
+            status,
+            error_type,
+            message: error_message(&body),
+            attempts: attempt,
+        };
+        if status == 429 || status >= 500 {
+            Attempt::Retry(error)
+        } else {
+            Attempt::Done(Err(error))
+        }
+    }
+}
+
+/// `{endpoint}/2015-03-31/functions/{name}/invocations[?Qualifier=q]`; the endpoint is
+/// `endpoint_url` (its path kept as a prefix) or Lambda's regional HTTPS endpoint.
+fn invoke_uri(target: &LambdaTarget) -> Uri {
+    let (scheme, authority, prefix) = match &target.endpoint_url {
+        Some(endpoint) => (
+            endpoint.scheme_str().unwrap_or("https").to_owned(),
+            endpoint
+                .authority()
+                .map(|authority| authority.as_str().to_owned())
+                .unwrap_or_default(),
+            endpoint.path().trim_end_matches('/').to_owned(),
+        ),
+        None => (
+            "https".to_owned(),
+            format!("lambda.{}.amazonaws.com", target.region),
+            String::new(),
+        ),
+    };
+    let mut uri = format!(
+        "{scheme}://{authority}{prefix}/2015-03-31/functions/{}/invocations",
+        utf8_percent_encode(&target.function_name, UNRESERVED)
+    );
+    if let Some(qualifier) = &target.qualifier {
+        uri.push_str("?Qualifier=");
+        uri.extend(utf8_percent_encode(qualifier, UNRESERVED));
+    }
+    uri.parse()
+        .expect("a validated endpoint with a percent-encoded path is a valid URI")
+}
+
+fn endpoint_name(uri: &Uri) -> String {
+    format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("https"),
+        uri.authority()
+            .map(|authority| authority.as_str())
+            .unwrap_or("")
+    )
+}
+
+/// The error type as SDKs read `x-amzn-ErrorType`: cut at the first `:`.
+fn error_type_name(value: &str) -> String {
+    value.split(':').next().unwrap_or(value).to_owned()
+}
+
+/// The `message` or `Message` of an AWS JSON error body.
+fn error_message(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    ["message", "Message"]
+        .into_iter()
+        .find_map(|key| value.get(key)?.as_str().map(str::to_owned))
+}
+
+/// The wait after failed attempt `attempt` (1-based): full backoff `FIRST_BACKOFF *
+/// 2^(attempt-1)`, of which a random 50–100 % is taken.
+fn backoff(attempt: u32) -> Duration {
+    let full = FIRST_BACKOFF * 2u32.saturating_pow(attempt.saturating_sub(1));
+    let [random] = crate::random_bytes::<1>();
+    full / 2 + full / 2 * u32::from(random) / 255
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(
+        function_name: &str,
+        qualifier: Option<&str>,
+        endpoint: Option<&str>,
+    ) -> LambdaTarget {
+        LambdaTarget {
+            function_name: function_name.to_owned(),
+            qualifier: qualifier.map(str::to_owned),
+            region: "eu-west-1".to_owned(),
+            endpoint_url: endpoint.map(|endpoint| endpoint.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn invoke_uris() {
+        let check = |target: LambdaTarget, expected: &str| {
+            assert_eq!(invoke_uri(&target).to_string(), expected);
+        };
+        check(
+            target("chat", None, None),
+            "https://lambda.eu-west-1.amazonaws.com/2015-03-31/functions/chat/invocations",
+        );
+        check(
+            target("chat", Some("live"), Some("http://127.0.0.1:9001")),
+            "http://127.0.0.1:9001/2015-03-31/functions/chat/invocations?Qualifier=live",
+        );
+        check(
+            target(
+                "arn:aws:lambda:eu-west-1:123456789012:function:chat",
+                Some("$LATEST"),
+                Some("http://localhost:3002/prefix/"),
+            ),
+            "http://localhost:3002/prefix/2015-03-31/functions/\
+             arn%3Aaws%3Alambda%3Aeu-west-1%3A123456789012%3Afunction%3Achat/invocations\
+             ?Qualifier=%24LATEST",
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_in_its_band() {
+        for attempt in 1..=3 {
+            let full = FIRST_BACKOFF * 2u32.pow(attempt - 1);
+            let wait = backoff(attempt);
+            assert!(
+                wait >= full / 2 && wait <= full,
+                "attempt {attempt}: {wait:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_bodies() {
+        assert_eq!(
+            error_message(br#"{"Type":"User","message":"Rate exceeded"}"#).as_deref(),
+            Some("Rate exceeded")
+        );
+        assert_eq!(
+            error_message(br#"{"Message":"Function not found"}"#).as_deref(),
+            Some("Function not found")
+        );
+        assert_eq!(error_message(b"<html>"), None);
+        assert_eq!(
+            error_type_name("TooManyRequestsException:http://internal.amazon.com/"),
+            "TooManyRequestsException"
+        );
+    }
+}

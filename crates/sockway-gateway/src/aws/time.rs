@@ -1,0 +1,229 @@
+//! The two timestamp formats SigV4 and credential processes use, parsed and formatted
+//! without a date crate.
+//!
+//! `X-Amz-Date` is ISO-8601 basic format in UTC (`20261128T120000Z`); a credential process's
+//! `Expiration` is RFC 3339 (`2026-11-28T12:00:00Z`, fractions and offsets allowed). The
+//! calendar arithmetic is Howard Hinnant's `days_from_civil`/`civil_from_days`, as in
+//! `sockway_protocol::time`, which only formats.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const SECONDS_PER_DAY: i64 = 86_400;
+
+/// Parses `X-Amz-Date`, e.g. `20261128T120000Z`.
+pub(crate) fn parse_amz_date(text: &str) -> Option<SystemTime> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 16 || bytes[8] != b'T' || bytes[15] != b'Z' {
+        return None;
+    }
+    let year = digits(&text[0..4])?;
+    let month = digits(&text[4..6])?;
+    let day = digits(&text[6..8])?;
+    let hour = digits(&text[9..11])?;
+    let minute = digits(&text[11..13])?;
+    let second = digits(&text[13..15])?;
+    from_civil(year, month, day, hour, minute, second, 0)
+}
+
+/// Formats an instant as `X-Amz-Date` (whole seconds, UTC).
+pub(crate) fn format_amz_date(time: SystemTime) -> String {
+    let seconds = match time.duration_since(UNIX_EPOCH) {
+        Ok(elapsed) => i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_secs()).unwrap_or(i64::MAX),
+    };
+    let days = seconds.div_euclid(SECONDS_PER_DAY);
+    let of_day = seconds.rem_euclid(SECONDS_PER_DAY);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60
+    )
+}
+
+/// Parses an RFC 3339 timestamp: `YYYY-MM-DDTHH:MM:SS`, an optional fraction, then `Z` or
+/// `±HH:MM`. A space or lower-case `t`/`z` is accepted as RFC 3339 allows.
+pub(crate) fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let text = text.trim();
+    if text.len() < 20 || !text.is_char_boundary(19) {
+        return None;
+    }
+    let (head, mut rest) = text.split_at(19);
+    let bytes = head.as_bytes();
+    let separators_ok = bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && matches!(bytes[10], b'T' | b't' | b' ')
+        && bytes[13] == b':'
+        && bytes[16] == b':';
+    if !separators_ok {
+        return None;
+    }
+    let year = digits(&head[0..4])?;
+    let month = digits(&head[5..7])?;
+    let day = digits(&head[8..10])?;
+    let hour = digits(&head[11..13])?;
+    let minute = digits(&head[14..16])?;
+    let second = digits(&head[17..19])?;
+    let mut nanos = 0u32;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let end = fraction
+            .find(|character: char| !character.is_ascii_digit())
+            .unwrap_or(fraction.len());
+        if end == 0 {
+            return None;
+        }
+        let digits_text = &fraction[..end.min(9)];
+        let scale = 10u32.pow(9 - u32::try_from(digits_text.len()).ok()?);
+        nanos = digits_text.parse::<u32>().ok()? * scale;
+        rest = &fraction[end..];
+    }
+    let offset_seconds: i64 = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let bytes = rest.as_bytes();
+            if bytes.len() != 6 || bytes[3] != b':' {
+                return None;
+            }
+            let sign = match bytes[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            sign * (digits(&rest[1..3])? * 3600 + digits(&rest[4..6])? * 60)
+        }
+    };
+    let local = from_civil(year, month, day, hour, minute, second, nanos)?;
+    if offset_seconds >= 0 {
+        local.checked_sub(Duration::from_secs(offset_seconds.unsigned_abs()))
+    } else {
+        local.checked_add(Duration::from_secs(offset_seconds.unsigned_abs()))
+    }
+}
+
+/// A run of ASCII digits as a number; `None` for anything else (signs included).
+fn digits(text: &str) -> Option<i64> {
+    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn from_civil(
+    year: i64,
+    month: i64,
+    day: i64,
+    hour: i64,
+    minute: i64,
+    second: i64,
+    nanos: u32,
+) -> Option<SystemTime> {
+    // Leap seconds (60) are folded into the next second, as most clocks do.
+    let valid = (1..=12).contains(&month)
+        && (1..=days_in_month(year, month)).contains(&day)
+        && (0..24).contains(&hour)
+        && (0..60).contains(&minute)
+        && (0..=60).contains(&second);
+    if !valid {
+        return None;
+    }
+    let seconds =
+        days_from_civil(year, month, day) * SECONDS_PER_DAY + hour * 3600 + minute * 60 + second;
+    let since_epoch = Duration::new(u64::try_from(seconds).ok()?, nanos);
+    UNIX_EPOCH.checked_add(since_epoch)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let days = days + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    #[test]
+    fn amz_dates_round_trip() {
+        // 2026-11-28T12:00:00Z
+        let instant = at(1_795_867_200);
+        assert_eq!(format_amz_date(instant), "20261128T120000Z");
+        assert_eq!(parse_amz_date("20261128T120000Z"), Some(instant));
+        assert_eq!(format_amz_date(at(951_782_400)), "20000229T000000Z");
+        assert_eq!(parse_amz_date("20000229T000000Z"), Some(at(951_782_400)));
+    }
+
+    #[test]
+    fn malformed_amz_dates_are_rejected() {
+        for text in [
+            "",
+            "20261128T120000",
+            "2026-11-28T12:00:00Z",
+            "20261328T120000Z",
+            "20260229T120000Z",
+            "20261128T250000Z",
+            "2026112+T120000Z",
+        ] {
+            assert_eq!(parse_amz_date(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_forms() {
+        let instant = at(1_795_867_200);
+        assert_eq!(parse_rfc3339("2026-11-28T12:00:00Z"), Some(instant));
+        assert_eq!(parse_rfc3339("2026-11-28t12:00:00z"), Some(instant));
+        assert_eq!(parse_rfc3339("2026-11-28T13:30:00+01:30"), Some(instant));
+        assert_eq!(parse_rfc3339("2026-11-28T07:00:00-05:00"), Some(instant));
+        assert_eq!(
+            parse_rfc3339("2026-11-28T12:00:00.250Z"),
+            Some(instant + Duration::from_millis(250))
+        );
+        for text in [
+            "",
+            "2026-11-28",
+            "2026-11-28T12:00:00",
+            "2026-11-28T12:00:00.Z",
+            "tomorrow",
+        ] {
+            assert_eq!(parse_rfc3339(text), None, "{text:?}");
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The `lambda` integration (AWS `AWS_PROXY`): the Lambda-proxy event goes to a function
+//! through the Invoke API, and the function's return value is read as a proxy result.
+//!
+//! Invoking, signing and retrying belong to `aws::lambda::LambdaClient`; this module only
+//! decides what the function's answer means. A function error (`X-Amz-Function-Error`, or a
+//! payload shaped like `{"errorMessage", "errorType"}` without `statusCode`) is the backend's
+//! failure: 502 on `$connect`, `Internal server error` on a message, as AWS answers.
+
+use serde_json::Value;
+use sockway_protocol::result::{self, IntegrationResponse};
+
+use super::{Call, IntegrationError};
+use crate::aws::lambda::LambdaClient;
+use crate::config::{LambdaIntegrationConfig, LambdaTarget};
+
+/// `type = "lambda"`.
+#[derive(Debug)]
+pub(crate) struct LambdaIntegration {
+    name: String,
+    target: LambdaTarget,
+    client: LambdaClient,
+}
+
+impl LambdaIntegration {
+    pub(crate) fn new(
+        name: &str,
+        config: &LambdaIntegrationConfig,
+        client: LambdaClient,
+    ) -> LambdaIntegration {
+        LambdaIntegration {
+            name: name.to_owned(),
+            target: config.target.clone(),
+            client,
+        }
+    }
+
+    pub(crate) async fn invoke(
+        &self,
+        call: &Call,
+    ) -> Result<IntegrationResponse, IntegrationError> {
+        let invocation = self
+            .client
+            .invoke(&self.target, call.to_event().to_json())
+            .await
+            .map_err(|source| IntegrationError::Lambda {
+                integration: self.name.clone(),
+                source,
+            })?;
+        if let Some(kind) = invocation.function_error {
+            return Err(IntegrationError::FunctionError {
+                integration: self.name.clone(),
+                kind,
+                error_type: error_type(&invocation.payload),
+            });
+        }
+        if let Some(error_type) = error_shaped(&invocation.payload) {
+            return Err(IntegrationError::FunctionError {
+                integration: self.name.clone(),
+                kind: "Unhandled".to_owned(),
+                error_type: Some(error_type),
+            });
+        }
+        result::read_lambda_payload(&invocation.payload).map_err(|source| {
+            IntegrationError::BadProxyResult {
+                integration: self.name.clone(),
+                source,
+            }
+        })
+    }
+}
+
+/// `errorType` of a function error document, when it has one.
+fn error_type(payload: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(payload).ok()?;
+    value.get("errorType")?.as_str().map(str::to_owned)
+}
+
+/// The `errorType` (or `Error`) of a payload that is a function error document rather than a
+/// proxy result: an object with `errorMessage` and no `statusCode`. Some runtimes and
+/// emulators return such a document without setting `X-Amz-Function-Error`.
+fn error_shaped(payload: &[u8]) -> Option<String> {
+    let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(payload) else {
+        return None;
+    };
+    if object.contains_key("statusCode") || !object.contains_key("errorMessage") {
+        return None;
+    }
+    Some(
+        object
+            .get("errorType")
+            .and_then(Value::as_str)
+            .unwrap_or("Error")
+            .to_owned(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_documents_are_recognised() {
+        let check = |payload: &str, expected: Option<&str>| {
+            assert_eq!(
+                error_shaped(payload.as_bytes()).as_deref(),
+                expected,
+                "{payload}"
+            );
+        };
+        check(
+            r#"{"errorMessage":"boom","errorType":"TypeError","trace":[]}"#,
+            Some("TypeError"),
+        );
+        check(r#"{"errorMessage":"boom"}"#, Some("Error"));
+        check(r#"{"statusCode":500,"errorMessage":"boom"}"#, None);
+        check(r#"{"statusCode":200,"body":"ok"}"#, None);
+        check(r#""errorMessage""#, None);
+        check("not json", None);
+    }
+}

@@ -1,0 +1,237 @@
+//! `@connections` with `[[management.credentials]]`: every request must be SigV4-signed (as
+//! botocore signs it) with a configured key; failures are AWS's 403s.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+use sockway_testkit::sigv4::{SigningKey, request_with_headers, signed_request};
+use sockway_testkit::{MockBackend, TestGateway, http_request};
+
+use crate::config;
+
+const ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
+const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+fn credentials_config(backend: &MockBackend) -> String {
+    config(
+        backend,
+        &format!(
+            r#"
+[[management.credentials]]
+access_key_id = "AKIAOTHEREXAMPLE0000"
+secret_access_key = "other-secret"
+
+[[management.credentials]]
+access_key_id = "{ACCESS_KEY_ID}"
+secret_access_key = "{SECRET}"
+"#
+        ),
+    )
+}
+
+/// A gateway with credentials, one connected client and its connection id.
+async fn connected() -> (MockBackend, TestGateway, sockway_testkit::WsClient, String) {
+    let mut backend = MockBackend::start().await;
+    let gateway = TestGateway::start(&credentials_config(&backend)).await;
+    let client = gateway.connect().await;
+    let event = backend.next_event_for("$connect").await;
+    let connection_id = event["requestContext"]["connectionId"]
+        .as_str()
+        .expect("connectionId")
+        .to_owned();
+    (backend, gateway, client, connection_id)
+}
+
+fn key() -> SigningKey {
+    SigningKey::new(ACCESS_KEY_ID, SECRET)
+}
+
+fn assert_aws_error(response: &(u16, http::HeaderMap, bytes::Bytes), error_type: &str) -> String {
+    let (status, headers, body) = response;
+    assert_eq!(*status, 403, "body: {}", String::from_utf8_lossy(body));
+    assert_eq!(headers["x-amzn-ErrorType"], error_type);
+    let body: Value = serde_json::from_slice(body).expect("error body is JSON");
+    body["message"].as_str().expect("message").to_owned()
+}
+
+#[tokio::test]
+async fn signed_requests_are_served() {
+    let (_backend, gateway, mut client, connection_id) = connected().await;
+    let url = gateway.connection_url(&connection_id);
+    assert!(url.contains("/@connections/"), "{url}");
+
+    let (status, _, _) = signed_request(
+        "POST",
+        &url,
+        b"hello",
+        &key(),
+        "us-east-1",
+        SystemTime::now(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(client.next_text().await, "hello");
+
+    let (status, _, body) =
+        signed_request("GET", &url, b"", &key(), "us-east-1", SystemTime::now()).await;
+    assert_eq!(status, 200);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(body["connectedAt"].is_string());
+
+    // Go SDK v2 and awscurl encode `@` as well; that request is signed as sent.
+    let encoded = url.replace("/@connections/", "/%40connections/");
+    let (status, _, _) = signed_request(
+        "POST",
+        &encoded,
+        b"again",
+        &key(),
+        "us-east-1",
+        SystemTime::now(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(client.next_text().await, "again");
+
+    let temporary = SigningKey {
+        session_token: Some("IQoJb3JpZ2luX2VjEXAMPLE/TOKEN+=".to_owned()),
+        ..key()
+    };
+    let (status, _, _) = signed_request(
+        "POST",
+        &url,
+        b"with token",
+        &temporary,
+        "us-east-1",
+        SystemTime::now(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(client.next_text().await, "with token");
+
+    let (status, _, _) =
+        signed_request("DELETE", &url, b"", &key(), "us-east-1", SystemTime::now()).await;
+    assert_eq!(status, 204);
+    assert_eq!(client.next_close().await.map(|(code, _)| code), Some(1000));
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn unsigned_request_is_missing_authentication_token() {
+    let (_backend, gateway, client, connection_id) = connected().await;
+    let response = http_request("POST", &gateway.connection_url(&connection_id), "hello").await;
+    assert_eq!(
+        assert_aws_error(&response, "MissingAuthenticationTokenException"),
+        "Missing Authentication Token"
+    );
+    assert_eq!(
+        &response.2[..],
+        br#"{"message":"Missing Authentication Token"}"#
+    );
+    // Unknown paths are not revealed to unsigned callers either.
+    let response = http_request("GET", &format!("{}/elsewhere", gateway.management_url), "").await;
+    assert_aws_error(&response, "MissingAuthenticationTokenException");
+    client.close(1000, "done").await;
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_secret_is_an_invalid_signature() {
+    let (_backend, gateway, client, connection_id) = connected().await;
+    let url = gateway.connection_url(&connection_id);
+    let wrong = SigningKey::new(ACCESS_KEY_ID, "not-the-secret");
+    let response = signed_request(
+        "POST",
+        &url,
+        b"hello",
+        &wrong,
+        "us-east-1",
+        SystemTime::now(),
+    )
+    .await;
+    let message = assert_aws_error(&response, "InvalidSignatureException");
+    assert!(
+        message.starts_with("The request signature we calculated does not match"),
+        "{message}"
+    );
+
+    let unknown = SigningKey::new("AKIAUNKNOWNEXAMPLE00", SECRET);
+    let response = signed_request(
+        "POST",
+        &url,
+        b"hello",
+        &unknown,
+        "us-east-1",
+        SystemTime::now(),
+    )
+    .await;
+    assert_aws_error(&response, "InvalidSignatureException");
+
+    let response = signed_request(
+        "POST",
+        &url,
+        b"hello",
+        &key(),
+        "eu-west-1",
+        SystemTime::now(),
+    )
+    .await;
+    assert_aws_error(&response, "InvalidSignatureException");
+    client.close(1000, "done").await;
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn tampered_body_is_an_invalid_signature() {
+    let (_backend, gateway, client, connection_id) = connected().await;
+    let url = gateway.connection_url(&connection_id);
+    let headers = sockway_testkit::sigv4::signature_headers(
+        "POST",
+        &url,
+        &[],
+        b"pay 10",
+        &key(),
+        "us-east-1",
+        "execute-api",
+        SystemTime::now(),
+    );
+    let response = request_with_headers("POST", &url, &headers, b"pay 99").await;
+    assert_aws_error(&response, "InvalidSignatureException");
+    client.close(1000, "done").await;
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn expired_signature_is_rejected() {
+    let (_backend, gateway, client, connection_id) = connected().await;
+    let url = gateway.connection_url(&connection_id);
+    let twenty_minutes_ago = SystemTime::now() - Duration::from_secs(20 * 60);
+    let response = signed_request(
+        "POST",
+        &url,
+        b"hello",
+        &key(),
+        "us-east-1",
+        twenty_minutes_ago,
+    )
+    .await;
+    let message = assert_aws_error(&response, "InvalidSignatureException");
+    assert!(message.starts_with("Signature expired: "), "{message}");
+
+    let in_twenty_minutes = SystemTime::now() + Duration::from_secs(20 * 60);
+    let response = signed_request(
+        "POST",
+        &url,
+        b"hello",
+        &key(),
+        "us-east-1",
+        in_twenty_minutes,
+    )
+    .await;
+    let message = assert_aws_error(&response, "InvalidSignatureException");
+    assert!(
+        message.starts_with("Signature not yet current: "),
+        "{message}"
+    );
+    client.close(1000, "done").await;
+    gateway.shutdown().await;
+}
