@@ -10,6 +10,7 @@
 
 mod aws;
 mod cluster;
+mod authorizers;
 pub mod config;
 mod connection;
 mod integrations;

@@ -19,10 +19,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use crate::integrations::PooledClient;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::credentials::{CredentialsError, CredentialsProvider};
@@ -55,7 +52,7 @@ pub(crate) struct LambdaClient {
 
 #[derive(Debug)]
 struct Inner {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: PooledClient,
     credentials: CredentialsProvider,
     user_agent: String,
 }
@@ -121,21 +118,8 @@ enum Attempt {
 }
 
 impl LambdaClient {
-    /// A client signing with `credentials`.
-    pub(crate) fn new(credentials: CredentialsProvider) -> LambdaClient {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.enforce_http(false);
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
-            .expect("ring supports the default TLS protocol versions")
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(connector);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(https);
+    /// A client over the gateway's shared pool, signing with `credentials`.
+    pub(crate) fn new(client: PooledClient, credentials: CredentialsProvider) -> LambdaClient {
         LambdaClient {
             inner: Arc::new(Inner {
                 client,

@@ -14,6 +14,7 @@ use sockway_protocol::id::{ConnectionId, RequestId};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, warn};
 
+use crate::authorizers::AuthorizerRequest;
 use crate::integrations::{Call, CallKind};
 use crate::server::head::{error_response, http_response};
 use crate::server::{RequestHead, Shared};
@@ -51,7 +52,7 @@ pub(super) async fn negotiate(
         .header("Host")
         .map(str::to_owned)
         .unwrap_or_else(|| local.map(|addr| addr.to_string()).unwrap_or_default());
-    let context = Arc::new(ConnectionContext {
+    let mut context = ConnectionContext {
         connection_id,
         api_id: shared.config.gateway.api_id.clone(),
         stage: shared.config.gateway.stage.clone(),
@@ -60,7 +61,37 @@ pub(super) async fn negotiate(
         source_ip: source_ip.clone(),
         user_agent,
         authorizer: None,
-    });
+    };
+    let headers = Arc::new(event_headers(head, &source_ip, local));
+    let query = Arc::new(head.query_pairs());
+
+    // The CONNECT event alone reports the authorizer's latency; later events carry only the
+    // principal and context.
+    let mut connect_context = None;
+    if let Some(authorizer) = &shared.authorizer {
+        let request = AuthorizerRequest { connection: &context, headers: &headers, query: &query };
+        let decided = tokio::select! {
+            decided = authorizer.authorize(&request) => decided,
+            _ = shared.shutdown.cancelled() => {
+                return Err(Refused { response: error_response(&AwsError::service_unavailable("Service Unavailable")) });
+            }
+        };
+        match decided {
+            Ok(authorization) => {
+                let mut with_latency = authorization.context.clone();
+                let latency = u64::try_from(authorization.latency.as_millis()).unwrap_or(u64::MAX);
+                with_latency.insert("integrationLatency".to_owned(), latency.into());
+                connect_context = Some(Arc::new(ConnectionContext { authorizer: Some(with_latency), ..context.clone() }));
+                context.authorizer = Some(authorization.context);
+            }
+            Err(error) => {
+                let request_id = RequestId::from_random(random_bytes());
+                debug!(connection_id = %context.connection_id, request_id = %request_id, error = %error, status = error.status(), "authorizer refused the connection");
+                return Err(Refused { response: error.response(&request_id) });
+            }
+        }
+    }
+    let context = Arc::new(context);
 
     let mut subprotocol = None;
     if let Some(route) = shared.routes.connect() {
@@ -69,13 +100,10 @@ pub(super) async fn negotiate(
             .get(&route.integration)
             .expect("the route table only holds routes whose integration exists");
         let call = Call {
-            connection: context.clone(),
+            connection: connect_context.unwrap_or_else(|| context.clone()),
             request_id: RequestId::from_random(random_bytes()),
             now_ms: epoch_millis(),
-            kind: CallKind::Connect {
-                headers: Arc::new(event_headers(head, &source_ip, local)),
-                query: Arc::new(head.query_pairs()),
-            },
+            kind: CallKind::Connect { headers, query },
         };
         let answer = tokio::select! {
             answer = integration.invoke(&call) => answer,

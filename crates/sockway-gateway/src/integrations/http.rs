@@ -12,6 +12,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -33,22 +34,62 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// A pooled HTTP/1.1 client shared by every HTTP integration.
+/// The pooled HTTP/1.1 client type every outgoing call uses: `http://` and `https://`
+/// (rustls with the ring provider and the webpki roots), keep-alive.
+pub(crate) type PooledClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Builds a [`PooledClient`]. One is built per gateway and shared by every integration and
+/// authorizer, so connections to a backend are reused across routes.
+pub(crate) fn pooled_client() -> PooledClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.enforce_http(false);
+    connector.set_connect_timeout(Some(Duration::from_secs(10)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .expect("ring supports the default TLS protocol versions")
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(https)
+}
+
+/// A pooled HTTP/1.1 client shared by every HTTP integration and HTTP authorizer.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: PooledClient,
 }
 
 impl HttpClient {
-    /// A client with keep-alive pooling.
-    pub(crate) fn new() -> HttpClient {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
+    /// A client over a shared pool.
+    pub(crate) fn new(client: PooledClient) -> HttpClient {
         HttpClient { client }
+    }
+
+    /// POSTs a JSON body and reads the whole reply (an HTTP authorizer's answer).
+    pub(crate) async fn post_json(&self, uri: &Uri, body: Vec<u8>) -> Result<(u16, Bytes), IntegrationError> {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(uri.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("method, validated uri and a static header form a valid request");
+        let (status, _, body) = self.exchange("authorizer", request).await?;
+        Ok((status, body))
+    }
+
+    /// GETs `uri` and reads the reply, at most `limit` bytes (a JWKS document).
+    pub(crate) async fn get(&self, uri: &Uri) -> Result<(u16, Bytes), IntegrationError> {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(uri.clone())
+            .header(http::header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::new()))
+            .expect("method and validated uri form a valid request");
+        let (status, _, body) = self.exchange("jwks", request).await?;
+        Ok((status, body))
     }
 
     /// Sends `request` and reads the whole reply, bounded by [`MAX_RESPONSE_BYTES`].
@@ -98,10 +139,8 @@ impl HttpClient {
 
 fn check_scheme(name: &str, uri: &Uri) -> Result<(), String> {
     match uri.scheme_str() {
-        Some("http") => Ok(()),
-        Some(other) => Err(format!(
-            "integration `{name}`: {other}:// backends are not supported yet; use http://"
-        )),
+        Some("http" | "https") => Ok(()),
+        Some(other) => Err(format!("integration `{name}`: {other}:// backends are not supported; use http:// or https://")),
         None => Err(format!("integration `{name}`: uri needs a scheme")),
     }
 }

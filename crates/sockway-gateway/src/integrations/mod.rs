@@ -22,7 +22,7 @@ use crate::aws::credentials::CredentialsProvider;
 use crate::aws::lambda::LambdaError;
 use crate::config::{Config, IntegrationConfig, MockIntegrationConfig};
 
-pub(crate) use self::http::HttpClient;
+pub(crate) use self::http::{HttpClient, PooledClient, pooled_client};
 pub(crate) use crate::aws::lambda::LambdaClient;
 
 /// Every configured integration, by name, and the clients they share.
@@ -30,6 +30,7 @@ pub(crate) use crate::aws::lambda::LambdaClient;
 pub(crate) struct Integrations {
     by_name: BTreeMap<String, Arc<Integration>>,
     lambda: LambdaClient,
+    http: HttpClient,
 }
 
 /// One configured integration.
@@ -188,8 +189,9 @@ impl Integrations {
     /// Builds every integration of `config`. AWS credentials are resolved here, once, from
     /// `[aws]`, the environment and the shared files.
     pub(crate) fn from_config(config: &Config) -> Result<Integrations, String> {
-        let client = HttpClient::new();
-        let lambda = LambdaClient::new(CredentialsProvider::from_environment(&config.aws));
+        let pool = pooled_client();
+        let client = HttpClient::new(pool.clone());
+        let lambda = LambdaClient::new(pool, CredentialsProvider::from_environment(&config.aws));
         let mut by_name = BTreeMap::new();
         for (name, integration) in &config.integrations {
             let (kind, timeout) = match integration {
@@ -227,12 +229,17 @@ impl Integrations {
             };
             by_name.insert(name.clone(), Arc::new(integration));
         }
-        Ok(Integrations { by_name, lambda })
+        Ok(Integrations { by_name, lambda, http: client })
     }
 
     /// The Lambda Invoke client every `lambda` integration uses, for Lambda authorizers.
     pub(crate) fn lambda_client(&self) -> &LambdaClient {
         &self.lambda
+    }
+
+    /// The pooled HTTP client of `http` integrations, for HTTP authorizers and JWKS fetches.
+    pub(crate) fn http_client(&self) -> &HttpClient {
+        &self.http
     }
 
     /// The integration called `name`; route table construction guarantees it exists.

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use crate::authorizers::Authorizer;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::connection;
@@ -64,6 +65,8 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) routes: RouteTable,
     pub(crate) integrations: Integrations,
+    /// The API's `$connect` authorizer, when one is configured.
+    pub(crate) authorizer: Option<Authorizer>,
     pub(crate) cluster: Cluster,
     /// Cancelled when the gateway shuts down; every connection's token is a child of it.
     pub(crate) shutdown: CancellationToken,
@@ -88,6 +91,8 @@ impl Gateway {
     pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
         let routes = RouteTable::from_config(&config).map_err(GatewayError::Setup)?;
         let integrations = Integrations::from_config(&config).map_err(GatewayError::Setup)?;
+        let authorizer = Authorizer::from_config(&config, integrations.lambda_client(), integrations.http_client())
+            .map_err(GatewayError::Setup)?;
         let listen = config.gateway.listen;
         let listener = TcpListener::bind(listen)
             .await
@@ -120,6 +125,7 @@ impl Gateway {
         let shared = Arc::new(Shared {
             routes,
             integrations,
+            authorizer,
             cluster: Cluster::local(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),

@@ -1,6 +1,7 @@
 //! Integration tests of the gateway library: real WebSocket clients, a real HTTP backend, a
 //! gateway on port 0. One test crate, one module per area, so the gateway is linked once.
 
+mod authorizers;
 mod connect;
 mod disconnect;
 mod events;
