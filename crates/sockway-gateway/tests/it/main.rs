@@ -2,6 +2,7 @@
 //! gateway on port 0. One test crate, one module per area, so the gateway is linked once.
 
 mod authorizers;
+mod bad_input;
 mod connect;
 mod disconnect;
 mod events;
