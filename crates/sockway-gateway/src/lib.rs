@@ -15,6 +15,7 @@ pub mod config;
 mod connection;
 mod integrations;
 mod management;
+mod metrics;
 mod registry;
 mod routing;
 pub mod server;

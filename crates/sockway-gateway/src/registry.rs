@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use sockway_protocol::close::CloseCause;
+use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::id::ConnectionId;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -45,6 +46,9 @@ impl Outbound {
 pub(crate) struct ConnectionHandle {
     /// The connection's id.
     pub(crate) id: ConnectionId,
+    /// What every event of the connection carries; a cluster stores it so that another node
+    /// can deliver `$disconnect` if this one is lost.
+    pub(crate) context: Arc<ConnectionContext>,
     mailbox: mpsc::Sender<Command>,
     /// Cancelling it ends the connection's open loop; it is a child of the gateway's shutdown
     /// token, so shutdown reaches every connection without a registry walk.
@@ -111,14 +115,15 @@ impl ConnectionInfo {
 impl ConnectionHandle {
     /// A handle and the receiving end of its mailbox, which the connection task owns.
     pub(crate) fn new(
-        id: ConnectionId,
+        context: Arc<ConnectionContext>,
         info: ConnectionInfo,
         queue: usize,
         close: CancellationToken,
     ) -> (ConnectionHandle, mpsc::Receiver<Command>) {
         let (mailbox, receiver) = mpsc::channel(queue);
         let handle = ConnectionHandle {
-            id,
+            id: context.connection_id.clone(),
+            context,
             mailbox,
             close,
             info: Arc::new(info),
@@ -199,6 +204,17 @@ impl Registry {
             .expect("registry lock is never poisoned")
             .get(id)
             .cloned()
+    }
+
+    /// Every registered connection's handle, e.g. to store them again after the cluster's
+    /// store lost them.
+    pub(crate) fn handles(&self) -> Vec<ConnectionHandle> {
+        self.connections
+            .lock()
+            .expect("registry lock is never poisoned")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// How many connections are registered.

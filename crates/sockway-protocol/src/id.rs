@@ -104,6 +104,17 @@ impl ConnectionId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The 11 bytes the id encodes, the inverse of [`ConnectionId::from_random`]. A cluster
+    /// reads the owning node's tag from them.
+    pub fn to_bytes(&self) -> [u8; ID_BYTES] {
+        let decoded = URL_SAFE
+            .decode(&self.0)
+            .expect("a ConnectionId only holds the base64url of 11 bytes");
+        decoded
+            .try_into()
+            .expect("a ConnectionId only holds the base64url of 11 bytes")
+    }
 }
 
 impl RequestId {
@@ -178,6 +189,7 @@ mod tests {
             }
             let id = ConnectionId::from_random(bytes);
             assert_eq!(ConnectionId::parse(id.as_str()), Ok(id.clone()));
+            assert_eq!(id.to_bytes(), bytes);
         }
     }
 

@@ -224,6 +224,15 @@ impl MockBackend {
             .expect("backend server is running")
     }
 
+    /// The next request if one arrives within `within`; `None` otherwise. For asserting that
+    /// nothing more arrives.
+    pub async fn next_request_within(&mut self, within: Duration) -> Option<RecordedRequest> {
+        tokio::time::timeout(within, self.requests.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
     /// The next request's JSON body (a Lambda-proxy event).
     pub async fn next_event(&mut self) -> Value {
         self.next_request().await.json()

@@ -8,22 +8,30 @@
 //! - [`GatewayProcess`]: the real `sockway` binary, stopped when dropped.
 //! - [`FakeLambda`]: the Lambda Invoke API on port 0, checking SigV4 and running scripted
 //!   functions; [`sigv4`] signs test requests to `@connections` as botocore does.
+//! - [`JwksServer`]: an identity provider's JWKS endpoint, rotatable and breakable.
+//!
+//! - [`RedisServer`] and [`RedisCluster`]: real `redis-server` processes on free loopback
+//!   ports for cluster tests, killed when dropped.
 //!
 //! Every wait here has a deadline that fails the test with a message; nothing sleeps to
 //! synchronise.
 
 mod backend;
 mod client;
+mod jwks;
 mod lambda;
 mod process;
+mod redis;
 pub mod sigv4;
 
 use std::time::Duration;
 
 pub use backend::{MockBackend, MockResponse, RecordedRequest, Responder, echo_responder};
 pub use client::{WsClient, connect, connect_with_headers};
+pub use jwks::{JWKS_PATH, JwksServer};
 pub use lambda::{FakeLambda, Invocation, LambdaReply};
 pub use process::GatewayProcess;
+pub use redis::{RedisCluster, RedisServer};
 
 use sockway_gateway::Gateway;
 use sockway_gateway::config::Config;

@@ -54,6 +54,40 @@ impl GatewayProcess {
         self.child.id().expect("process is running")
     }
 
+    /// The management endpoint on the gateway listener, `http://127.0.0.1:PORT/{stage}`.
+    pub fn management_url(&self) -> String {
+        self.ws_url.replacen("ws://", "http://", 1)
+    }
+
+    /// `{management_url}/@connections/{id}` with the id percent-encoded as botocore does.
+    pub fn connection_url(&self, connection_id: &str) -> String {
+        format!(
+            "{}/@connections/{}",
+            self.management_url(),
+            connection_id.replace('=', "%3D")
+        )
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the process.
+    pub async fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.id().to_string())
+            .status()
+            .await
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Kills the process with SIGKILL, as a crash would, and waits until it is gone.
+    pub async fn kill(mut self) {
+        self.child.start_kill().expect("send SIGKILL");
+        tokio::time::timeout(DEADLINE, self.child.wait())
+            .await
+            .expect("sockway exits after SIGKILL")
+            .expect("wait for sockway");
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         let status = Command::new("kill")

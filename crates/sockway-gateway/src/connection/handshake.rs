@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use sockway_protocol::error::AwsError;
 use sockway_protocol::event::ConnectionContext;
-use sockway_protocol::id::{ConnectionId, RequestId};
+use sockway_protocol::id::RequestId;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, warn};
 
 use crate::authorizers::AuthorizerRequest;
+use crate::metrics::AuthorizerOutcome;
 use crate::integrations::{Call, CallKind};
 use crate::server::head::{error_response, http_response};
 use crate::server::{RequestHead, Shared};
@@ -43,8 +44,10 @@ pub(super) async fn negotiate(
     local: Option<SocketAddr>,
     shared: &Shared,
 ) -> Result<Accepted, Refused> {
-    let key = check_request(head, shared)?;
-    let connection_id = ConnectionId::from_random(random_bytes());
+    let key = check_request(head, shared).inspect_err(|_| {
+        shared.metrics.client_error.inc();
+    })?;
+    let connection_id = shared.cluster.new_connection_id();
     let connected_at = epoch_millis();
     let source_ip = canonical_ip(peer.ip()).to_string();
     let user_agent = head.header("User-Agent").map(str::to_owned);
@@ -76,6 +79,16 @@ pub(super) async fn negotiate(
                 return Err(Refused { response: error_response(&AwsError::service_unavailable("Service Unavailable")) });
             }
         };
+        let outcome = match &decided {
+            Ok(_) => AuthorizerOutcome::Allow,
+            Err(error) => match error.status() {
+                401 => AuthorizerOutcome::Unauthorized,
+                403 => AuthorizerOutcome::Deny,
+                _ => AuthorizerOutcome::Error,
+            },
+        };
+        let latency = decided.as_ref().map(|authorization| authorization.latency).unwrap_or_default();
+        shared.metrics.authorizer_decided(outcome, latency);
         match decided {
             Ok(authorization) => {
                 let mut with_latency = authorization.context.clone();
@@ -85,6 +98,9 @@ pub(super) async fn negotiate(
                 context.authorizer = Some(authorization.context);
             }
             Err(error) => {
+                if error.status() < 500 {
+                    shared.metrics.client_error.inc();
+                }
                 let request_id = RequestId::from_random(random_bytes());
                 debug!(connection_id = %context.connection_id, request_id = %request_id, error = %error, status = error.status(), "authorizer refused the connection");
                 return Err(Refused { response: error.response(&request_id) });
@@ -95,6 +111,7 @@ pub(super) async fn negotiate(
 
     let mut subprotocol = None;
     if let Some(route) = shared.routes.connect() {
+        shared.metrics.connect_count.inc();
         let integration = shared
             .integrations
             .get(&route.integration)

@@ -96,7 +96,7 @@ async fn open<S>(
         context.user_agent.clone(),
     );
     let (handle, mailbox) = ConnectionHandle::new(
-        context.connection_id.clone(),
+        context.clone(),
         info,
         limits.outbound_queue,
         close.clone(),
@@ -115,6 +115,7 @@ async fn open<S>(
         return;
     };
 
+    shared.metrics.connections.inc();
     let cause = match stream.write_all(&accepted.response).await {
         Err(error) => {
             debug!(error = %error, "client went away before the 101 was written");
@@ -141,6 +142,7 @@ async fn open<S>(
         }
     };
     drop(presence);
+    shared.metrics.connections.dec();
     deliver_disconnect(&shared, context, &cause).await;
 }
 
@@ -170,6 +172,8 @@ struct Completion {
     route: Arc<Route>,
     request_id: RequestId,
     result: Result<IntegrationResponse, IntegrationError>,
+    /// How long the integration took.
+    latency: Duration,
 }
 
 impl Connection {
@@ -215,6 +219,7 @@ impl Connection {
                             deadlines.on_activity(Instant::now());
                             self.handle.info.touch(epoch_millis());
                             let body = text.as_str();
+                            self.shared.metrics.bytes_in(body.len());
                             let selection = self.shared.routes.select_text(body);
                             if let Err(cause) = self.dispatch(socket, selection, Payload::Text(body.to_owned())).await {
                                 return cause;
@@ -226,6 +231,7 @@ impl Connection {
                             }
                             deadlines.on_activity(Instant::now());
                             self.handle.info.touch(epoch_millis());
+                            self.shared.metrics.bytes_in(bytes.len());
                             let selection = self.shared.routes.select_binary();
                             if let Err(cause) = self.dispatch(socket, selection, Payload::Binary(bytes)).await {
                                 return cause;
@@ -267,6 +273,8 @@ impl Connection {
                         if let Err(cause) = send_outbound(socket, &outbound, self.shared.config.limits.frame_bytes).await {
                             return cause;
                         }
+                        self.shared.metrics.pushes_out.inc();
+                        self.shared.metrics.bytes_out(outbound.payload.len());
                         deadlines.on_activity(Instant::now());
                         self.handle.info.touch(epoch_millis());
                     }
@@ -306,6 +314,7 @@ impl Connection {
             Selection::Route(route) => route,
             Selection::Forbidden => {
                 debug!(request_id = %request_id, "no route for message and no $default");
+                self.shared.metrics.client_error.inc();
                 let frame = ErrorFrame::Forbidden.render(&self.context.connection_id, &request_id);
                 return send(socket, Message::text(frame)).await;
             }
@@ -325,12 +334,17 @@ impl Connection {
                 message_id: RequestId::from_random(random_bytes()),
             },
         };
+        if let Some(metrics) = self.shared.metrics.route(route.key.as_str()) {
+            metrics.messages_in.inc();
+        }
         self.inflight.spawn(async move {
+            let started = Instant::now();
             let result = integration.invoke(&call).await;
             Completion {
                 route,
                 request_id,
                 result,
+                latency: started.elapsed(),
             }
         });
         Ok(())
@@ -350,7 +364,25 @@ impl Connection {
             route,
             request_id,
             result,
+            latency,
         } = completion;
+        let metrics = self.shared.metrics.route(route.key.as_str());
+        if let Some(metrics) = metrics {
+            metrics.integration_latency.observe(crate::metrics::millis(latency));
+            match &result {
+                Ok(response) if response.status_code >= 400 => {
+                    metrics.integration_error.inc();
+                }
+                Ok(_) => {}
+                Err(IntegrationError::Timeout { .. } | IntegrationError::Unreachable { .. }) => {
+                    metrics.integration_error.inc();
+                    metrics.execution_error.inc();
+                }
+                Err(_) => {
+                    metrics.integration_error.inc();
+                }
+            }
+        }
         match result {
             Ok(response) => {
                 if !route.route_response {
@@ -361,6 +393,10 @@ impl Connection {
                         let outbound = Outbound::from_bytes(Bytes::from(body));
                         send_outbound(socket, &outbound, self.shared.config.limits.frame_bytes)
                             .await?;
+                        if let Some(metrics) = metrics {
+                            metrics.messages_out.inc();
+                        }
+                        self.shared.metrics.bytes_out(outbound.payload.len());
                         Ok(true)
                     }
                     _ => Ok(false),
@@ -378,6 +414,9 @@ impl Connection {
                     Message::text(frame.render(&self.context.connection_id, &request_id)),
                 )
                 .await?;
+                if let Some(metrics) = metrics {
+                    metrics.messages_out.inc();
+                }
                 Ok(true)
             }
         }
@@ -528,6 +567,50 @@ pub(crate) fn is_loopback(ip: std::net::IpAddr) -> bool {
     handshake::canonical_ip(ip).is_loopback()
 }
 
+/// `$disconnect` deliveries for lost connections running at once.
+const MAX_ORPHAN_DELIVERIES: usize = 64;
+
+/// Delivers `$disconnect` (1006, "Gateway node lost") for each connection of a lost cluster
+/// node that the cluster hands this node, a bounded number at a time, until shutdown. The
+/// cluster hands each such connection to exactly one node; single-node mode has none.
+pub(crate) async fn deliver_orphans(shared: Arc<Shared>) {
+    let mut deliveries = JoinSet::new();
+    loop {
+        if deliveries.len() >= MAX_ORPHAN_DELIVERIES {
+            deliveries.join_next().await;
+            continue;
+        }
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            Some(_) = deliveries.join_next(), if !deliveries.is_empty() => {}
+            orphan = shared.cluster.next_orphan() => match orphan {
+                Some(context) => {
+                    let shared = shared.clone();
+                    let span = info_span!("connection", connection_id = %context.connection_id);
+                    deliveries.spawn(
+                        async move { deliver_disconnect(&shared, context, &CloseCause::NodeLost).await }
+                            .instrument(span),
+                    );
+                }
+                None => break,
+            },
+        }
+    }
+    // Connections claimed before the shutdown are this node's to deliver: nobody else will.
+    while let Some(context) = shared.cluster.claimed_orphan() {
+        if deliveries.len() >= MAX_ORPHAN_DELIVERIES {
+            deliveries.join_next().await;
+        }
+        let shared = shared.clone();
+        let span = info_span!("connection", connection_id = %context.connection_id);
+        deliveries.spawn(
+            async move { deliver_disconnect(&shared, context, &CloseCause::NodeLost).await }
+                .instrument(span),
+        );
+    }
+    while deliveries.join_next().await.is_some() {}
+}
+
 /// Delivers `$disconnect` for a connection that was accepted, retrying with exponential backoff
 /// up to `limits.disconnect_attempts`. A delivery that still fails is logged as an error, never
 /// dropped silently.
@@ -552,13 +635,18 @@ async fn deliver_disconnect(shared: &Shared, context: Arc<ConnectionContext>, ca
     let mut backoff = limits.disconnect_backoff;
     for attempt in 1..=limits.disconnect_attempts {
         match integration.invoke(&call).await {
-            Ok(_) => return,
+            Ok(_) => {
+                shared.metrics.disconnect_delivered(true);
+                return;
+            }
             Err(error) if attempt < limits.disconnect_attempts => {
+                shared.metrics.disconnect_retries.inc();
                 warn!(request_id = %call.request_id, attempt, error = %error, "$disconnect delivery failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = backoff.saturating_mul(2);
             }
             Err(error) => {
+                shared.metrics.disconnect_delivered(false);
                 error!(
                     request_id = %call.request_id,
                     attempts = limits.disconnect_attempts,

@@ -80,18 +80,6 @@ impl HttpClient {
         Ok((status, body))
     }
 
-    /// GETs `uri` and reads the reply, at most `limit` bytes (a JWKS document).
-    pub(crate) async fn get(&self, uri: &Uri) -> Result<(u16, Bytes), IntegrationError> {
-        let request = Request::builder()
-            .method(Method::GET)
-            .uri(uri.clone())
-            .header(http::header::ACCEPT, "application/json")
-            .body(Full::new(Bytes::new()))
-            .expect("method and validated uri form a valid request");
-        let (status, _, body) = self.exchange("jwks", request).await?;
-        Ok((status, body))
-    }
-
     /// Sends `request` and reads the whole reply, bounded by [`MAX_RESPONSE_BYTES`].
     async fn exchange(
         &self,

@@ -21,7 +21,7 @@ use sockway_protocol::error::AwsError;
 use sockway_protocol::time::iso8601_millis;
 use tracing::debug;
 
-use self::path::Resource;
+use self::path::{Operational, Resource};
 use crate::aws::sigv4::{self, SignatureError};
 use crate::cluster::ClusterError;
 use crate::server::Shared;
@@ -44,6 +44,14 @@ pub(crate) enum ApiError {
     /// The connection's outbound queue is full.
     #[error("connection outbound queue full")]
     QueueFull,
+    /// The cluster node that holds the connection cannot be reached right now (Redis is
+    /// unreachable, or the node is not listening). Nothing was delivered.
+    #[error("the connection's node cannot be reached")]
+    NodeUnavailable,
+    /// The cluster node that holds the connection did not answer in time; the message may or
+    /// may not have been queued.
+    #[error("the connection's node did not answer in time")]
+    NodeTimeout,
     /// The caller may not use the API.
     #[error("forbidden")]
     Forbidden,
@@ -66,6 +74,10 @@ impl From<ClusterError> for ApiError {
         match error {
             ClusterError::Gone(_) => ApiError::Gone,
             ClusterError::QueueFull(_) => ApiError::QueueFull,
+            ClusterError::Timeout(_) => ApiError::NodeTimeout,
+            ClusterError::Unavailable(_)
+            | ClusterError::Join { .. }
+            | ClusterError::NoFreeTag { .. } => ApiError::NodeUnavailable,
         }
     }
 }
@@ -79,6 +91,12 @@ impl ApiError {
                 AwsError::bad_request(format!("Invalid connectionId: {id}"))
             }
             ApiError::PayloadTooLarge => AwsError::payload_too_large(MAX_POST_BYTES),
+            ApiError::NodeUnavailable => AwsError::service_unavailable(
+                "The gateway node that holds this connection cannot be reached; try again later",
+            ),
+            ApiError::NodeTimeout => AwsError::gateway_timeout(
+                "The gateway node that holds this connection did not answer in time",
+            ),
             ApiError::QueueFull => AwsError::limit_exceeded(
                 "Too many messages queued for this connection; the client is not reading",
             ),
@@ -135,8 +153,14 @@ pub(crate) async fn handle(
     peer: SocketAddr,
     shared: &Shared,
 ) -> Response<Full<Bytes>> {
+    if request.method() == Method::GET {
+        if let Some(endpoint) = path::operational(request.uri().path()) {
+            return operational(endpoint, shared);
+        }
+    }
     let request_id = new_request_id();
-    match serve(request, peer, shared).await {
+    let method = request.method().clone();
+    let response = match serve(request, peer, shared).await {
         Ok(mut response) => {
             insert_request_id(response.headers_mut(), &request_id);
             response
@@ -145,7 +169,31 @@ pub(crate) async fn handle(
             debug!(request_id = %request_id, error = %error, "management request failed");
             error.into_response(&request_id)
         }
-    }
+    };
+    shared.metrics.management_request(&method, response.status().as_u16());
+    response
+}
+
+/// Serves `/health`, `/ready` and `/metrics`.
+fn operational(endpoint: Operational, shared: &Shared) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match endpoint {
+        Operational::Health => (StatusCode::OK, "application/json", Bytes::from_static(br#"{"status":"ok"}"#)),
+        Operational::Ready if shared.shutdown.is_cancelled() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "application/json",
+            Bytes::from_static(br#"{"status":"shutting down"}"#),
+        ),
+        Operational::Ready => (StatusCode::OK, "application/json", Bytes::from_static(br#"{"status":"ready"}"#)),
+        Operational::Metrics => (
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Bytes::from(shared.metrics.render()),
+        ),
+    };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 async fn serve(

@@ -18,6 +18,28 @@ pub(crate) enum Resource {
     Unknown,
 }
 
+/// An operational endpoint, served without authentication on the management listener so load
+/// balancers and Prometheus can reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operational {
+    /// `GET /health`: the process is alive.
+    Health,
+    /// `GET /ready`: the gateway accepts connections.
+    Ready,
+    /// `GET /metrics`: Prometheus text format.
+    Metrics,
+}
+
+/// The operational endpoint `raw_path` names, if any.
+pub(crate) fn operational(raw_path: &str) -> Option<Operational> {
+    match raw_path {
+        "/health" => Some(Operational::Health),
+        "/ready" => Some(Operational::Ready),
+        "/metrics" => Some(Operational::Metrics),
+        _ => None,
+    }
+}
+
 /// Parses `raw_path` (as received, percent-encoded) for a gateway whose stage is `stage`.
 pub(crate) fn parse(raw_path: &str, stage: &str) -> Resource {
     let rest = if stage.is_empty() {

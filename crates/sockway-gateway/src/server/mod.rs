@@ -27,6 +27,7 @@ use crate::config::Config;
 use crate::connection;
 use crate::integrations::Integrations;
 use crate::management;
+use crate::metrics::Metrics;
 use crate::routing::RouteTable;
 
 pub(crate) use head::{RequestHead, Rewind};
@@ -56,6 +57,10 @@ pub enum GatewayError {
     /// The route table or the integrations could not be built from the configuration.
     #[error("invalid gateway setup: {0}")]
     Setup(String),
+    /// `[cluster]` is configured and the node could not join (Redis unreachable at startup,
+    /// no free node tag). The text names the cause chain.
+    #[error("{0}")]
+    Cluster(String),
 }
 
 /// State every connection and request of one gateway reads. It is built once from the
@@ -67,6 +72,8 @@ pub(crate) struct Shared {
     pub(crate) integrations: Integrations,
     /// The API's `$connect` authorizer, when one is configured.
     pub(crate) authorizer: Option<Authorizer>,
+    /// This gateway's Prometheus metrics.
+    pub(crate) metrics: Metrics,
     pub(crate) cluster: Cluster,
     /// Cancelled when the gateway shuts down; every connection's token is a child of it.
     pub(crate) shutdown: CancellationToken,
@@ -120,14 +127,25 @@ impl Gateway {
             })?),
             None => None,
         };
+        let shutdown = CancellationToken::new();
+        let cluster = Cluster::start(&config, &shutdown).await.map_err(|error| {
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            GatewayError::Cluster(text)
+        })?;
         let stage = config.gateway.stage.clone();
         let stage_path = format!("/{stage}");
         let shared = Arc::new(Shared {
             routes,
             integrations,
             authorizer,
-            cluster: Cluster::local(),
-            shutdown: CancellationToken::new(),
+            metrics: Metrics::new(&config),
+            cluster,
+            shutdown,
             tasks: TaskTracker::new(),
             stage_path,
             config,
@@ -138,6 +156,9 @@ impl Gateway {
         shared
             .tasks
             .spawn(accept_loop(listener, role, shared.clone()));
+        shared
+            .tasks
+            .spawn(connection::deliver_orphans(shared.clone()));
         if let Some(listener) = management_listener {
             shared.tasks.spawn(accept_loop(
                 listener,
@@ -192,7 +213,7 @@ impl Gateway {
 
     /// Shuts down in the documented order: stop accepting, close every connection with 1001,
     /// let in-flight integrations finish within `limits.shutdown_grace`, deliver every
-    /// `$disconnect`, then return.
+    /// `$disconnect`, leave the cluster (nothing is handed over), then return.
     pub async fn shutdown(self) {
         self.shared.shutdown.cancel();
         self.wait().await;
@@ -203,6 +224,7 @@ impl Gateway {
         self.shared.shutdown.cancelled().await;
         self.shared.tasks.close();
         self.shared.tasks.wait().await;
+        self.shared.cluster.leave().await;
     }
 }
 

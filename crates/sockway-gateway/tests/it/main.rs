@@ -3,12 +3,14 @@
 
 mod authorizers;
 mod bad_input;
+mod cluster;
 mod connect;
 mod disconnect;
 mod events;
 mod lambda;
 mod limits;
 mod management;
+mod operations;
 mod management_sigv4;
 mod routing;
 

@@ -1,4 +1,5 @@
 //! Tests that run the real `sockway` binary, plus the repository's tidy checks.
 
 mod cli;
+mod cluster;
 mod tidy;

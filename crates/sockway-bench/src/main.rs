@@ -1,0 +1,335 @@
+//! `sockway-bench`: the load generator and benchmark harness.
+//!
+//! It drives the real `sockway` binary over loopback: each workload writes a config, starts
+//! the gateway with `--listen 127.0.0.1:0`, starts the harness's own servers and client
+//! worker processes (this same executable, `serve` and `worker`), measures the gateway and
+//! a baseline in the same run, stops every process it started, and prints a table (or
+//! JSON) in which each figure carries the command that reproduces it. `--quick` runs every
+//! workload with small N as the test suite's smoke test and fails on any sanity check.
+//!
+//! This file only turns arguments into settings and reports; the workloads are in
+//! `workloads`, the client side in `worker` and `client`, the servers in `servers`.
+
+mod client;
+mod machine;
+mod process;
+mod report;
+mod servers;
+mod worker;
+mod workloads;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use report::RunReport;
+use servers::ServerKind;
+use worker::WorkerArgs;
+use workloads::Harness;
+use workloads::connect::ConnectSettings;
+use workloads::idle::IdleSettings;
+use workloads::push::PushSettings;
+use workloads::roundtrip::RoundtripSettings;
+
+/// Where the `sockway` binary is looked for unless `--sockway` says otherwise.
+const DEFAULT_SOCKWAY: &str = "target/release/sockway";
+
+/// Load generator and benchmark harness for sockway (build with --release for figures).
+#[derive(Debug, Parser)]
+#[command(name = "sockway-bench", about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every workload in turn: idle, connect, roundtrip, push.
+    All(RunOptions),
+    /// Workload 1: gateway RSS per idle connection, against the echo server's.
+    Idle {
+        #[command(flatten)]
+        run: RunOptions,
+        /// Connections held (N). Default 19,000; quick 200.
+        #[arg(long)]
+        connections: Option<usize>,
+        /// Worker processes the connections are spread over. Default 4; quick 2.
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Workload 2: WebSocket connections per second, without and with an HTTP `$connect`.
+    Connect {
+        #[command(flatten)]
+        run: RunOptions,
+        #[command(flatten)]
+        window: WindowOptions,
+        /// Worker processes. Default 2.
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Connect loops per worker. Default 32; quick 4.
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
+    /// Workload 3: echo round trips through a two-way route with an HTTP integration.
+    Roundtrip {
+        #[command(flatten)]
+        run: RunOptions,
+        #[command(flatten)]
+        window: WindowOptions,
+        /// Connections, one message in flight each. Default 1,000; quick 20.
+        #[arg(long)]
+        connections: Option<usize>,
+        /// Worker processes. Default 2.
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Filler bytes per message. Default 64.
+        #[arg(long)]
+        payload_bytes: Option<usize>,
+    },
+    /// Workload 4: `@connections` pushes per second, deliveries counted at the clients.
+    Push {
+        #[command(flatten)]
+        run: RunOptions,
+        #[command(flatten)]
+        window: WindowOptions,
+        /// WebSocket connections pushed to. Default 10,000; quick 100.
+        #[arg(long)]
+        connections: Option<usize>,
+        /// Receiver worker processes. Default 2.
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Keep-alive HTTP connections pushing at once. Default 16; quick 4.
+        #[arg(long)]
+        push_connections: Option<usize>,
+        /// Pusher worker processes. Default 1.
+        #[arg(long)]
+        pushers: Option<usize>,
+        /// Bytes per pushed message. Default 64.
+        #[arg(long)]
+        payload_bytes: Option<usize>,
+    },
+    /// Internal: one of the harness's servers.
+    #[command(hide = true)]
+    Serve {
+        /// Which server.
+        #[arg(value_enum)]
+        kind: ServerKind,
+    },
+    /// Internal: a client worker process.
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+/// Options every workload takes.
+#[derive(Debug, Clone, Args)]
+struct RunOptions {
+    /// The sockway binary to drive.
+    #[arg(long, default_value = DEFAULT_SOCKWAY)]
+    sockway: PathBuf,
+    /// Small N and short windows, failing on any sanity check: the test suite's smoke test.
+    #[arg(long)]
+    quick: bool,
+    /// Print JSON on stdout (the table then goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Record `perf record -g` of the gateway during each measured window into DIR.
+    #[arg(long, value_name = "DIR")]
+    perf: Option<PathBuf>,
+}
+
+/// A measured window's length.
+#[derive(Debug, Clone, Args)]
+struct WindowOptions {
+    /// Measured window in milliseconds.
+    #[arg(long)]
+    duration_ms: Option<u64>,
+    /// Unmeasured warm-up before it, in milliseconds.
+    #[arg(long)]
+    warmup_ms: Option<u64>,
+}
+
+/// One workload with its settings.
+#[derive(Debug, Clone, Copy)]
+enum Planned {
+    Idle(IdleSettings),
+    Connect(ConnectSettings),
+    Roundtrip(RoundtripSettings),
+    Push(PushSettings),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("sockway-bench: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(dispatch(cli.command));
+    // Reading stdin occupies a blocking thread that never returns on its own; do not wait
+    // for it.
+    runtime.shutdown_background();
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("sockway-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    let (run, plan) = match command {
+        Command::Serve { kind } => {
+            servers::run(kind).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Worker(args) => {
+            worker::run(args).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::All(run) => {
+            let quick = run.quick;
+            let plan = vec![
+                Planned::Idle(IdleSettings::defaults(quick)),
+                Planned::Connect(ConnectSettings::defaults(quick)),
+                Planned::Roundtrip(RoundtripSettings::defaults(quick)),
+                Planned::Push(PushSettings::defaults(quick)),
+            ];
+            (run, plan)
+        }
+        Command::Idle {
+            run,
+            connections,
+            workers,
+        } => {
+            let mut settings = IdleSettings::defaults(run.quick);
+            override_with(&mut settings.connections, connections);
+            override_with(&mut settings.workers, workers);
+            (run, vec![Planned::Idle(settings)])
+        }
+        Command::Connect {
+            run,
+            window,
+            workers,
+            concurrency,
+        } => {
+            let mut settings = ConnectSettings::defaults(run.quick);
+            window.apply(&mut settings.timing);
+            override_with(&mut settings.workers, workers);
+            override_with(&mut settings.concurrency, concurrency);
+            (run, vec![Planned::Connect(settings)])
+        }
+        Command::Roundtrip {
+            run,
+            window,
+            connections,
+            workers,
+            payload_bytes,
+        } => {
+            let mut settings = RoundtripSettings::defaults(run.quick);
+            window.apply(&mut settings.timing);
+            override_with(&mut settings.connections, connections);
+            override_with(&mut settings.workers, workers);
+            override_with(&mut settings.payload_bytes, payload_bytes);
+            (run, vec![Planned::Roundtrip(settings)])
+        }
+        Command::Push {
+            run,
+            window,
+            connections,
+            workers,
+            push_connections,
+            pushers,
+            payload_bytes,
+        } => {
+            let mut settings = PushSettings::defaults(run.quick);
+            window.apply(&mut settings.timing);
+            override_with(&mut settings.connections, connections);
+            override_with(&mut settings.workers, workers);
+            override_with(&mut settings.push_connections, push_connections);
+            override_with(&mut settings.pushers, pushers);
+            override_with(&mut settings.payload_bytes, payload_bytes);
+            (run, vec![Planned::Push(settings)])
+        }
+    };
+    run_plan(run, plan).await
+}
+
+/// Runs the workloads in order; a workload that fails is recorded as a failed check and
+/// the next one still runs.
+async fn run_plan(run: RunOptions, plan: Vec<Planned>) -> anyhow::Result<ExitCode> {
+    let report = RunReport::new(machine::describe(), run.quick);
+    let mut harness = Harness::new(&run.sockway, run.quick, run.perf.clone(), report)?;
+    for planned in plan {
+        let (name, outcome) = match planned {
+            Planned::Idle(settings) => {
+                eprintln!("== idle: {} connections", settings.connections);
+                ("idle", workloads::idle::run(&mut harness, settings).await)
+            }
+            Planned::Connect(settings) => {
+                eprintln!(
+                    "== connect: {} loops",
+                    settings.workers * settings.concurrency
+                );
+                (
+                    "connect",
+                    workloads::connect::run(&mut harness, settings).await,
+                )
+            }
+            Planned::Roundtrip(settings) => {
+                eprintln!("== roundtrip: {} connections", settings.connections);
+                (
+                    "roundtrip",
+                    workloads::roundtrip::run(&mut harness, settings).await,
+                )
+            }
+            Planned::Push(settings) => {
+                eprintln!("== push: {} connections", settings.connections);
+                ("push", workloads::push::run(&mut harness, settings).await)
+            }
+        };
+        if let Err(error) = outcome {
+            eprintln!("sockway-bench: workload {name} failed: {error:#}");
+            harness
+                .report
+                .check(name, false, format!("workload ran to the end: {error:#}"));
+        }
+    }
+    let report = &harness.report;
+    if run.json {
+        // The table still goes to stderr, so one run gives both.
+        eprint!("{}", report.to_table());
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(if report.failed_checks().is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+impl WindowOptions {
+    fn apply(&self, timing: &mut workloads::Timing) {
+        if let Some(duration) = self.duration_ms {
+            timing.duration = Duration::from_millis(duration);
+        }
+        if let Some(warmup) = self.warmup_ms {
+            timing.warmup = Duration::from_millis(warmup);
+        }
+    }
+}
+
+fn override_with<T>(setting: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *setting = value;
+    }
+}

@@ -1,0 +1,179 @@
+//! Workload 1, idle connections: resident memory per connection held open.
+//!
+//! One connection is opened and the server's RSS read; then N − 1 more, spread over several
+//! worker processes and source addresses, and the RSS read again once it stops moving.
+//! Memory per connection is (RSS with N − RSS with 1) / (N − 1). The baseline is the
+//! harness's WebSocket echo server, which uses the gateway's buffer sizes: what tungstenite,
+//! tokio and the kernel's socket accounting cost before the gateway adds anything.
+
+use std::net::Ipv4Addr;
+
+use crate::machine;
+use crate::process::ServerProcess;
+use crate::report::{Figure, Target, number};
+use crate::servers::ServerKind;
+use crate::worker::{self, Task, WorkerArgs};
+
+use super::{Harness, Merged, settled_rss};
+
+/// The gateway's configuration: defaults, no routes (no integration is called).
+const CONFIG: &str = r#"
+[gateway]
+stage = "dev"
+"#;
+
+/// The issue's target: at most 4 KiB per idle connection.
+const TARGET_KIB: f64 = 4.0;
+
+/// How many connections, over how many worker processes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IdleSettings {
+    /// N, the connections held at the end (at most about 19,000: the server's open-files
+    /// limit is 20,000).
+    pub(crate) connections: usize,
+    /// Worker processes the N − 1 connections are spread over.
+    pub(crate) workers: usize,
+}
+
+/// What one server's memory did.
+#[derive(Debug)]
+struct Measurement {
+    one_kib: u64,
+    all_kib: u64,
+    clients: Merged,
+}
+
+impl IdleSettings {
+    /// Full run: 19,000 connections over 4 workers. Quick: 200 over 2.
+    pub(crate) fn defaults(quick: bool) -> IdleSettings {
+        if quick {
+            IdleSettings {
+                connections: 200,
+                workers: 2,
+            }
+        } else {
+            IdleSettings {
+                connections: 19_000,
+                workers: 4,
+            }
+        }
+    }
+
+    fn args(&self) -> String {
+        format!(
+            "idle --connections {} --workers {}",
+            self.connections, self.workers
+        )
+    }
+}
+
+impl Measurement {
+    fn per_connection_kib(&self, connections: usize) -> f64 {
+        (self.all_kib as f64 - self.one_kib as f64) / (connections.max(2) - 1) as f64
+    }
+
+    fn describe(&self, name: &str) -> String {
+        format!(
+            "{name} RSS {} MiB with 1, {} MiB with N",
+            number(self.one_kib as f64 / 1024.0),
+            number(self.all_kib as f64 / 1024.0)
+        )
+    }
+}
+
+/// Measures the echo server, then the gateway.
+pub(crate) async fn run(harness: &mut Harness, settings: IdleSettings) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        settings.connections >= 2,
+        "idle needs at least 2 connections"
+    );
+    let load = machine::load();
+    let command = harness.command(&settings.args());
+
+    let echo_server = harness.start_server(ServerKind::WsEcho).await?;
+    let echo = measure(harness, &echo_server, settings).await;
+    let stopped = echo_server.stop().await;
+    let echo = echo?;
+    stopped?;
+
+    let gateway = harness.start_gateway("idle", CONFIG).await?;
+    let measured = measure(harness, &gateway, settings).await;
+    let stopped = gateway.stop().await;
+    let measured = measured?;
+    stopped?;
+
+    let n = settings.connections;
+    for (name, result) in [("ws-echo", &echo), ("gateway", &measured)] {
+        harness.report.check(
+            "idle",
+            result.clients.errors == 0,
+            format!(
+                "{name}: all {n} connections opened and held{}",
+                result.clients.error_summary()
+            ),
+        );
+    }
+    let per_connection = measured.per_connection_kib(n);
+    harness.report.check(
+        "idle",
+        per_connection > 0.0,
+        format!("gateway RSS grows with connections ({per_connection:.2} KiB each)"),
+    );
+    harness.figure(
+        Figure::new(
+            "idle",
+            "gateway RSS per idle connection",
+            per_connection,
+            "KiB",
+            load,
+        )
+        .baseline("ws-echo", echo.per_connection_kib(n))
+        .target(Target::AtMost(TARGET_KIB))
+        .detail(format!(
+            "N = {} over {} workers; {}; {}",
+            number(n as f64),
+            settings.workers,
+            measured.describe("gateway"),
+            echo.describe("ws-echo")
+        ))
+        .command(&command),
+    );
+    Ok(())
+}
+
+async fn measure(
+    harness: &mut Harness,
+    server: &ServerProcess,
+    settings: IdleSettings,
+) -> anyhow::Result<Measurement> {
+    let template = WorkerArgs {
+        task: Task::Idle,
+        url: server.url.clone(),
+        connections: 0,
+        source: Ipv4Addr::LOCALHOST,
+        sources: 1,
+        warmup_ms: 0,
+        duration_ms: 0,
+        payload_bytes: 0,
+        input_file: None,
+    };
+    let (mut workers, _) = harness.start_workers(&template, 1, 1, 1).await?;
+    let one_kib = settled_rss(server).await?;
+    let (others, _) = harness
+        .start_workers(&template, settings.connections - 1, settings.workers, 1)
+        .await?;
+    workers.extend(others);
+    let all_kib = settled_rss(server).await?;
+    for worker in &mut workers {
+        worker.send(worker::Command::Stop).await?;
+    }
+    let mut reports = Vec::with_capacity(workers.len());
+    for worker in workers {
+        reports.push(worker.finish(super::REPORT_DEADLINE).await?);
+    }
+    Ok(Measurement {
+        one_kib,
+        all_kib,
+        clients: Merged::from_reports(&reports),
+    })
+}

@@ -1,0 +1,387 @@
+//! The workloads and what they share: the [`Harness`] that starts servers and workers,
+//! allocates source addresses, runs measured windows, and collects figures.
+//!
+//! Each workload module measures the gateway and its baseline in the same run and turns
+//! the numbers into [`Figure`]s; the client side lives in `worker`, the servers in
+//! `servers`, and the rendering in `report`.
+
+pub(crate) mod connect;
+pub(crate) mod idle;
+pub(crate) mod push;
+pub(crate) mod roundtrip;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use tokio::process::Command;
+
+use crate::machine::{CpuSplit, CpuWatch};
+use crate::process::{ServerProcess, WorkerProcess};
+use crate::report::{Figure, RunReport};
+use crate::servers::ServerKind;
+use crate::worker::{self, Report, WorkerArgs};
+
+/// How long workers may take to open their connections and say ready.
+const READY_DEADLINE: Duration = Duration::from_secs(180);
+
+/// How long workers may take to report after their window ended.
+const REPORT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// What every workload needs: binaries, a scratch directory, the report being built.
+#[derive(Debug)]
+pub(crate) struct Harness {
+    /// The `sockway` binary under test.
+    sockway: PathBuf,
+    /// This binary, started again as servers and workers.
+    exe: PathBuf,
+    /// Configs and input files; removed when the harness is dropped.
+    scratch: Scratch,
+    /// Where to write a `perf record` of the gateway during each window, if anywhere.
+    perf_dir: Option<PathBuf>,
+    /// Flags every reproducing command repeats (`--quick`, `--sockway PATH`).
+    common_flags: String,
+    /// The next unused loopback source address.
+    next_source: u32,
+    /// The figures and checks so far.
+    pub(crate) report: RunReport,
+}
+
+/// A temporary directory, removed on drop.
+#[derive(Debug)]
+struct Scratch(PathBuf);
+
+/// Warm-up and measured window of a timed workload.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    /// Not measured: connections and pools settle.
+    pub(crate) warmup: Duration,
+    /// Measured.
+    pub(crate) duration: Duration,
+}
+
+/// The worker reports of one window, merged.
+#[derive(Debug)]
+pub(crate) struct Merged {
+    /// Operations finished inside the window.
+    pub(crate) completed: u64,
+    /// Operations finished in the whole run (push: 200s, warm-up included).
+    pub(crate) total: u64,
+    /// Failed operations and lost connections.
+    pub(crate) errors: u64,
+    /// The first error any worker saw.
+    pub(crate) first_error: Option<String>,
+    /// Latencies in microseconds.
+    pub(crate) latency: Histogram<u64>,
+    /// Every HTTP status seen, with counts (push).
+    pub(crate) statuses: std::collections::BTreeMap<u16, u64>,
+    /// Data messages received (push receivers).
+    pub(crate) received: u64,
+}
+
+impl Harness {
+    /// A harness for `sockway` that re-runs the current executable for servers and workers.
+    pub(crate) fn new(
+        sockway: &Path,
+        quick: bool,
+        perf_dir: Option<PathBuf>,
+        report: RunReport,
+    ) -> anyhow::Result<Harness> {
+        let exe = std::env::current_exe().context("find the sockway-bench executable")?;
+        if !sockway.is_file() {
+            anyhow::bail!(
+                "{} does not exist: build it (cargo build --release -p sockway) or pass --sockway",
+                sockway.display()
+            );
+        }
+        let scratch = std::env::temp_dir().join(format!("sockway-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&scratch)
+            .with_context(|| format!("create {}", scratch.display()))?;
+        if let Some(dir) = &perf_dir {
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        }
+        let mut common_flags = String::new();
+        if quick {
+            common_flags.push_str(" --quick");
+        }
+        if sockway != Path::new(crate::DEFAULT_SOCKWAY) {
+            common_flags.push_str(&format!(" --sockway {}", sockway.display()));
+        }
+        Ok(Harness {
+            sockway: sockway.to_owned(),
+            exe,
+            scratch: Scratch(scratch),
+            perf_dir,
+            common_flags,
+            next_source: u32::from(Ipv4Addr::new(127, 0, 0, 2)),
+            report,
+        })
+    }
+
+    /// The command that reproduces a workload run with `args`.
+    pub(crate) fn command(&self, args: &str) -> String {
+        let exe = std::env::current_dir()
+            .ok()
+            .and_then(|dir| self.exe.strip_prefix(dir).ok().map(Path::to_path_buf))
+            .unwrap_or_else(|| self.exe.clone());
+        format!("{} {args}{}", exe.display(), self.common_flags)
+    }
+
+    /// Writes `config` and starts `sockway serve` on `127.0.0.1:0`.
+    pub(crate) async fn start_gateway(
+        &self,
+        name: &str,
+        config: &str,
+    ) -> anyhow::Result<ServerProcess> {
+        let path = self.scratch.0.join(format!("{name}.toml"));
+        std::fs::write(&path, config).with_context(|| format!("write {}", path.display()))?;
+        let mut command = Command::new(&self.sockway);
+        command.arg("serve").arg("--config").arg(&path).args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "warn",
+        ]);
+        ServerProcess::start("gateway", command).await
+    }
+
+    /// Starts one of the harness's own servers.
+    pub(crate) async fn start_server(&self, kind: ServerKind) -> anyhow::Result<ServerProcess> {
+        let name = match kind {
+            ServerKind::WsEcho => "ws-echo",
+            ServerKind::LambdaBackend => "backend",
+            ServerKind::HttpOk => "http-ok",
+        };
+        let value = clap::ValueEnum::to_possible_value(&kind)
+            .expect("no server kind is skipped")
+            .get_name()
+            .to_owned();
+        let mut command = Command::new(&self.exe);
+        command.args(["serve", &value]);
+        ServerProcess::start(name, command).await
+    }
+
+    /// Writes a scratch file and returns its path.
+    pub(crate) fn write_input(&self, name: &str, contents: &[u8]) -> anyhow::Result<PathBuf> {
+        let path = self.scratch.0.join(name);
+        std::fs::write(&path, contents).with_context(|| format!("write {}", path.display()))?;
+        Ok(path)
+    }
+
+    /// Starts `workers` workers sharing `connections` between them, each with
+    /// `sources_each` loopback source addresses of its own, and waits until all are ready.
+    /// Returns them with the ids they reported.
+    pub(crate) async fn start_workers(
+        &mut self,
+        template: &WorkerArgs,
+        connections: usize,
+        workers: usize,
+        sources_each: u32,
+    ) -> anyhow::Result<(Vec<WorkerProcess>, Vec<String>)> {
+        let workers = workers.clamp(1, connections.max(1));
+        let mut started = Vec::with_capacity(workers);
+        for index in 0..workers {
+            let share = connections / workers + usize::from(index < connections % workers);
+            let args = WorkerArgs {
+                connections: share,
+                source: Ipv4Addr::from(self.next_source),
+                sources: sources_each,
+                ..template.clone()
+            };
+            self.next_source += sources_each;
+            started.push(WorkerProcess::spawn(&self.exe, &args)?);
+        }
+        let mut ids = Vec::new();
+        let mut opened = 0;
+        for worker in &mut started {
+            let (count, worker_ids) = worker.ready(READY_DEADLINE).await?;
+            opened += count;
+            ids.extend(worker_ids);
+        }
+        if opened < connections && template.task != worker::Task::Connect {
+            anyhow::bail!("workers opened {opened} of {connections} connections");
+        }
+        Ok((started, ids))
+    }
+
+    /// Runs one measured window: `go` to every worker, warm-up, then CPU accounting (and a
+    /// perf profile of `profiled`) over the window, then the workers' reports.
+    pub(crate) async fn window(
+        &self,
+        mut workers: Vec<WorkerProcess>,
+        mut roles: Vec<(&str, Vec<u32>)>,
+        timing: Timing,
+        profiled: Option<(&str, u32)>,
+    ) -> anyhow::Result<(Merged, CpuSplit)> {
+        roles.push(("clients", workers.iter().map(WorkerProcess::pid).collect()));
+        roles.push(("harness", vec![std::process::id()]));
+        for worker in &mut workers {
+            worker.send(worker::Command::Go).await?;
+        }
+        tokio::time::sleep(timing.warmup).await;
+        let watch = CpuWatch::start(roles);
+        let perf = match profiled {
+            Some((label, pid)) => self.start_perf(label, pid, timing.duration)?,
+            None => None,
+        };
+        tokio::time::sleep(timing.duration).await;
+        let cpu = watch.finish();
+        if let Some(mut perf) = perf {
+            let _ = perf.wait().await;
+        }
+        let mut reports = Vec::with_capacity(workers.len());
+        for worker in workers {
+            reports.push(worker.finish(REPORT_DEADLINE).await?);
+        }
+        Ok((Merged::from_reports(&reports), cpu))
+    }
+
+    /// Starts `perf record` on `pid` for `duration` when `--perf DIR` was given.
+    fn start_perf(
+        &self,
+        label: &str,
+        pid: u32,
+        duration: Duration,
+    ) -> anyhow::Result<Option<tokio::process::Child>> {
+        let Some(dir) = &self.perf_dir else {
+            return Ok(None);
+        };
+        let output = dir.join(format!("{label}.data"));
+        let child = Command::new("perf")
+            .args([
+                "record",
+                "-e",
+                "cpu-clock",
+                "-F",
+                "999",
+                "-g",
+                "-p",
+                &pid.to_string(),
+                "-o",
+            ])
+            .arg(&output)
+            .args(["--", "sleep", &format!("{:.3}", duration.as_secs_f64())])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("start perf record (install linux-perf, or drop --perf)")?;
+        Ok(Some(child))
+    }
+
+    /// Adds a figure.
+    pub(crate) fn figure(&mut self, figure: Figure) {
+        self.report.figures.push(figure);
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Merged {
+    /// Merges worker reports.
+    pub(crate) fn from_reports(reports: &[Report]) -> Merged {
+        let mut merged = Merged {
+            completed: 0,
+            total: 0,
+            errors: 0,
+            first_error: None,
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3)
+                .expect("1 µs to 60 s at 3 significant figures is a valid histogram"),
+            statuses: Default::default(),
+            received: 0,
+        };
+        for report in reports {
+            merged.completed += report.completed;
+            merged.total += report.total;
+            merged.errors += report.errors;
+            merged.received += report.received;
+            if merged.first_error.is_none() {
+                merged.first_error.clone_from(&report.first_error);
+            }
+            for (status, count) in &report.statuses {
+                *merged.statuses.entry(*status).or_insert(0) += count;
+            }
+            for (value, count) in &report.latency_us {
+                merged.latency.saturating_record_n(*value, *count);
+            }
+        }
+        merged
+    }
+
+    /// Operations per second over the window.
+    pub(crate) fn rate(&self, timing: Timing) -> f64 {
+        self.completed as f64 / timing.duration.as_secs_f64()
+    }
+
+    /// A latency quantile in milliseconds.
+    pub(crate) fn latency_ms(&self, quantile: f64) -> f64 {
+        self.latency.value_at_quantile(quantile) as f64 / 1000.0
+    }
+
+    /// CPU time each server role (every role but the clients and the harness) spent per
+    /// operation of the window, e.g. `gateway 64 µs, backend 30 µs`: a server's cost per
+    /// operation, which, unlike a rate, does not depend on how much CPU the clients left it
+    /// on a shared machine.
+    pub(crate) fn cpu_per_operation(&self, cpu: &CpuSplit, timing: Timing) -> String {
+        cpu.roles
+            .iter()
+            .filter(|(role, _)| !["clients", "receivers", "harness"].contains(&role.as_str()))
+            .map(|(role, percent)| {
+                let cpu_seconds = percent / 100.0 * timing.duration.as_secs_f64();
+                let micros = cpu_seconds * 1e6 / self.completed.max(1) as f64;
+                format!("{role} {micros:.0} µs")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `p50 X ms, p99 Y ms`.
+    pub(crate) fn latency_summary(&self) -> String {
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms",
+            self.latency_ms(0.50),
+            self.latency_ms(0.99)
+        )
+    }
+
+    /// `, N errors (first: ...)` or nothing.
+    pub(crate) fn error_summary(&self) -> String {
+        match &self.first_error {
+            Some(first) if self.errors > 0 => format!(", {} errors (first: {first})", self.errors),
+            _ => String::new(),
+        }
+    }
+}
+
+/// A duration in whole milliseconds, for worker arguments.
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Waits until `server`'s resident memory stops changing and returns it in KiB: three
+/// readings 200 ms apart within 0.2 % (or 64 KiB) of each other, at most 10 s.
+pub(crate) async fn settled_rss(server: &ServerProcess) -> anyhow::Result<u64> {
+    let mut previous = server.rss_kib()?;
+    let mut stable = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let current = server.rss_kib()?;
+        let tolerance = (previous / 500).max(64);
+        if current.abs_diff(previous) <= tolerance {
+            stable += 1;
+            if stable == 3 {
+                return Ok(current);
+            }
+        } else {
+            stable = 0;
+        }
+        previous = current;
+    }
+    Ok(previous)
+}

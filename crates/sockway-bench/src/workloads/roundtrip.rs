@@ -1,0 +1,286 @@
+//! Workload 3, route round trip: N connections each send `{"action":"echo",...}` to a
+//! two-way route whose HTTP integration is the harness's backend, one message in flight
+//! per connection, and wait for the same text back.
+//!
+//! Three measurements in one run: the same client against the harness's echo server (the
+//! client's ceiling), through the gateway, and the backend called directly over keep-alive
+//! HTTP with the same concurrency and the exact event the gateway sent it (captured by the
+//! backend), which is the baseline the gateway's overhead is quoted against.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+
+use crate::client::{HttpConnection, Target as ClientTarget};
+use crate::machine::{self, CpuSplit};
+use crate::report::{Figure, Target, number};
+use crate::servers::ServerKind;
+use crate::worker::{Task, WorkerArgs};
+
+use super::{Harness, Merged, Timing, millis};
+
+/// The issue's targets: messages per second, and latency through the gateway over latency
+/// of the direct call.
+const TARGET_RATE: f64 = 50_000.0;
+const TARGET_LATENCY_RATIO: f64 = 1.3;
+
+/// Connections, window, workers and message size.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RoundtripSettings {
+    /// Connections (and, for the direct baseline, keep-alive HTTP connections).
+    pub(crate) connections: usize,
+    /// Warm-up and measured window.
+    pub(crate) timing: Timing,
+    /// Worker processes.
+    pub(crate) workers: usize,
+    /// Filler bytes in each message.
+    pub(crate) payload_bytes: usize,
+}
+
+/// One measurement.
+#[derive(Debug)]
+struct Measurement {
+    clients: Merged,
+    cpu: CpuSplit,
+}
+
+impl RoundtripSettings {
+    /// Full run: 1,000 connections, 10 s after 2 s of warm-up, 2 workers, 64-byte filler.
+    /// Quick: 20 connections, 0.5 s.
+    pub(crate) fn defaults(quick: bool) -> RoundtripSettings {
+        if quick {
+            RoundtripSettings {
+                connections: 20,
+                timing: Timing {
+                    warmup: Duration::from_millis(100),
+                    duration: Duration::from_millis(500),
+                },
+                workers: 2,
+                payload_bytes: 64,
+            }
+        } else {
+            RoundtripSettings {
+                connections: 1000,
+                timing: Timing {
+                    warmup: Duration::from_secs(2),
+                    duration: Duration::from_secs(10),
+                },
+                workers: 2,
+                payload_bytes: 64,
+            }
+        }
+    }
+
+    fn args(&self) -> String {
+        format!(
+            "roundtrip --connections {} --duration-ms {} --warmup-ms {} --workers {} --payload-bytes {}",
+            self.connections,
+            self.timing.duration.as_millis(),
+            self.timing.warmup.as_millis(),
+            self.workers,
+            self.payload_bytes
+        )
+    }
+}
+
+/// Measures the echo server, the gateway, and the backend called directly.
+pub(crate) async fn run(harness: &mut Harness, settings: RoundtripSettings) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        settings.connections >= 1 && !settings.timing.duration.is_zero(),
+        "roundtrip needs at least 1 connection and a nonzero window"
+    );
+    let load = machine::load();
+    let command = harness.command(&settings.args());
+
+    let echo_server = harness.start_server(ServerKind::WsEcho).await?;
+    let echo = measure(
+        harness,
+        Task::WsEcho,
+        &echo_server.url,
+        None,
+        vec![("ws-echo", vec![echo_server.pid()])],
+        None,
+        settings,
+    )
+    .await;
+    let stopped = echo_server.stop().await;
+    let echo = echo?;
+    stopped?;
+
+    let backend = harness.start_server(ServerKind::LambdaBackend).await?;
+    let outcome = through_gateway_then_direct(harness, &backend.url, backend.pid(), settings).await;
+    let stopped = backend.stop().await;
+    let (gateway, direct) = outcome?;
+    stopped?;
+
+    let timing = settings.timing;
+    for (name, result) in [
+        ("ws-echo", &echo),
+        ("gateway", &gateway),
+        ("direct HTTP", &direct),
+    ] {
+        harness.report.check(
+            "roundtrip",
+            result.clients.errors == 0 && result.clients.completed > 0,
+            format!(
+                "{name}: {} round trips answered in the window, none failed or unanswered{}",
+                result.clients.completed,
+                result.clients.error_summary()
+            ),
+        );
+    }
+    let n = number(settings.connections as f64);
+    harness.figure(
+        Figure::new(
+            "roundtrip",
+            format!("client ceiling: ws-echo round trips/s ({n} conns)"),
+            echo.clients.rate(timing),
+            "msg/s",
+            load,
+        )
+        .cpu(&echo.cpu)
+        .detail(format!(
+            "the harness's own echo server; {}",
+            echo.clients.latency_summary()
+        ))
+        .command(&command),
+    );
+    harness.figure(
+        Figure::new(
+            "roundtrip",
+            format!("round trips/s via gateway ({n} conns)"),
+            gateway.clients.rate(timing),
+            "msg/s",
+            load,
+        )
+        .baseline("direct HTTP", direct.clients.rate(timing))
+        .target(Target::AtLeast(TARGET_RATE))
+        .cpu(&gateway.cpu)
+        .detail(format!(
+            "{} workers, {}-byte filler, {:.1} s window; CPU per message: {} \
+             (direct call: {}); CPU in the direct-call window: {}",
+            settings.workers,
+            settings.payload_bytes,
+            timing.duration.as_secs_f64(),
+            gateway.clients.cpu_per_operation(&gateway.cpu, timing),
+            direct.clients.cpu_per_operation(&direct.cpu, timing),
+            direct.cpu
+        ))
+        .command(&command),
+    );
+    for (label, quantile) in [("p50", 0.50), ("p99", 0.99)] {
+        harness.figure(
+            Figure::new("roundtrip", format!("round-trip latency {label}"), gateway.clients.latency_ms(quantile), "ms", load)
+                .baseline("direct HTTP", direct.clients.latency_ms(quantile))
+                .target(Target::RatioAtMost(TARGET_LATENCY_RATIO))
+                .detail(format!(
+                    "closed loop, one message in flight per connection; gateway {}, direct {}, ws-echo {}",
+                    gateway.clients.latency_summary(),
+                    direct.clients.latency_summary(),
+                    echo.clients.latency_summary()
+                ))
+                .command(&command),
+        );
+    }
+    Ok(())
+}
+
+/// The gateway run, then (gateway stopped) the direct run against the same backend with
+/// the event it captured.
+async fn through_gateway_then_direct(
+    harness: &mut Harness,
+    backend_url: &str,
+    backend_pid: u32,
+    settings: RoundtripSettings,
+) -> anyhow::Result<(Measurement, Measurement)> {
+    let config = format!(
+        r#"
+[gateway]
+stage = "dev"
+
+[routes.echo]
+integration = "backend"
+route_response = true
+
+[integrations.backend]
+type = "http"
+uri = "{backend_url}"
+"#
+    );
+    let gateway_process = harness.start_gateway("roundtrip", &config).await?;
+    let gateway = measure(
+        harness,
+        Task::WsEcho,
+        &gateway_process.url,
+        None,
+        vec![
+            ("gateway", vec![gateway_process.pid()]),
+            ("backend", vec![backend_pid]),
+        ],
+        Some(("roundtrip", gateway_process.pid())),
+        settings,
+    )
+    .await;
+    let stopped = gateway_process.stop().await;
+    let gateway = gateway?;
+    stopped?;
+
+    let event = captured_event(backend_url).await?;
+    let input = harness.write_input("roundtrip-event.json", &event)?;
+    let direct = measure(
+        harness,
+        Task::HttpEcho,
+        backend_url,
+        Some(input),
+        vec![("backend", vec![backend_pid])],
+        None,
+        settings,
+    )
+    .await?;
+    Ok((gateway, direct))
+}
+
+/// The first `echo` event the backend received from the gateway.
+async fn captured_event(backend_url: &str) -> anyhow::Result<Bytes> {
+    let target = ClientTarget::parse(backend_url)?;
+    let mut connection = HttpConnection::open(&target, Ipv4Addr::LOCALHOST).await?;
+    let (status, body) = connection
+        .request(http::Method::GET, "/last-event", Bytes::new())
+        .await
+        .context("fetch the captured event")?;
+    if status != http::StatusCode::OK {
+        bail!("the backend captured no echo event (HTTP {status})");
+    }
+    Ok(body)
+}
+
+async fn measure(
+    harness: &mut Harness,
+    task: Task,
+    url: &str,
+    input_file: Option<std::path::PathBuf>,
+    roles: Vec<(&str, Vec<u32>)>,
+    profiled: Option<(&str, u32)>,
+    settings: RoundtripSettings,
+) -> anyhow::Result<Measurement> {
+    let template = WorkerArgs {
+        task,
+        url: url.to_owned(),
+        connections: 0,
+        source: Ipv4Addr::LOCALHOST,
+        sources: 1,
+        warmup_ms: millis(settings.timing.warmup),
+        duration_ms: millis(settings.timing.duration),
+        payload_bytes: settings.payload_bytes,
+        input_file,
+    };
+    let (workers, _) = harness
+        .start_workers(&template, settings.connections, settings.workers, 1)
+        .await?;
+    let (clients, cpu) = harness
+        .window(workers, roles, settings.timing, profiled)
+        .await?;
+    Ok(Measurement { clients, cpu })
+}

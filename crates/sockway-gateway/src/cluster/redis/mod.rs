@@ -1,0 +1,465 @@
+//! The Redis backend of [`Cluster`](super::Cluster): nodes that share a Redis (or a Redis
+//! Cluster) form one API.
+//!
+//! - **Routing without lookups.** At startup a node claims a random 16-bit [`NodeTag`] in Redis
+//!   and writes it into the first two bytes of every connection id it assigns (nine random
+//!   bytes stay: 72 bits). An `@connections` call for another node's connection is one script
+//!   call ([`scripts::ROUTE`]): it checks that the owner is alive and publishes the request to
+//!   the owner's inbox channel; the owner serves it from its registry and publishes the reply
+//!   to the caller's inbox, which the caller's subscription receives. Dead or unknown owner:
+//!   410 at once. No reply within `reply_timeout`: 504. Redis unreachable, or the owner not
+//!   listening: 503 at once.
+//! - **Liveness and take-over** ([`liveness`]): each node renews `sockway:{TAG}:node` every
+//!   `heartbeat_interval` (TTL `node_timeout`) and keeps, per live connection, what its
+//!   `$disconnect` needs ([`presence`]). Survivors claim a dead node's connections in batches
+//!   with an atomic script, so each is handed to exactly one survivor, which delivers its
+//!   `$disconnect` (1006, "Gateway node lost").
+//! - **Outages.** Redis unreachable: this node's own connections keep working (they never touch
+//!   Redis), calls for other nodes fail fast with 503, the outage is logged once. When Redis
+//!   answers again, the node claims its tag again, subscribes again and stores its live
+//!   connections again.
+//!
+//! Concurrency: the subscription is an actor ([`inbox`]) that owns the stream of pushes; the
+//! heartbeat ([`liveness`]) and the presence writer ([`presence`]) are one task each; all three
+//! are owned by the backend's `TaskTracker` and stopped by [`RedisBackend::leave`]. Shared
+//! state is atomics plus the map of pending replies, a `std::sync::Mutex` held for one insert or
+//! remove and never across an `.await`. Every queue is bounded: a full one drops work that a
+//! timeout or a full re-sync then covers, and never makes a caller wait.
+
+mod connection;
+mod inbox;
+mod keys;
+mod liveness;
+mod presence;
+mod scripts;
+mod wire;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::RedisError;
+use sockway_protocol::event::ConnectionContext;
+use sockway_protocol::id::ConnectionId;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use self::connection::RedisConnection;
+use self::keys::NodeTag;
+use self::presence::PresenceOp;
+use self::wire::{Message, Operation, Outcome};
+use super::{ClusterError, ConnectionSnapshot, local};
+use crate::config::ClusterConfig;
+use crate::random_bytes;
+use crate::registry::{ConnectionHandle, Registry};
+
+/// Pushes (subscription messages) waiting for the inbox actor. Past this, requests are dropped
+/// and their callers answer 504 after their timeout.
+const PUSH_QUEUE: usize = 4096;
+/// Presence changes waiting to be written to Redis. Past this, the node re-syncs in full.
+const PRESENCE_QUEUE: usize = 4096;
+/// Lost connections claimed but not yet handed to `$disconnect` delivery. The take-over claims
+/// no more than there is room for.
+const ORPHAN_QUEUE: usize = 256;
+/// Cross-node calls waiting for their reply; past this, calls answer 503 at once.
+const MAX_PENDING_REPLIES: usize = 16_384;
+/// How many random tags a node tries before giving up.
+const TAG_ATTEMPTS: usize = 64;
+
+/// The Redis backend: this node's registry plus its membership in the cluster.
+#[derive(Debug)]
+pub(crate) struct RedisBackend {
+    inner: Arc<Inner>,
+    /// Lost connections this node claimed; read by [`RedisBackend::next_orphan`].
+    orphans: tokio::sync::Mutex<mpsc::Receiver<Arc<ConnectionContext>>>,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+}
+
+/// State shared by the backend and its three tasks.
+#[derive(Debug)]
+struct Inner {
+    registry: Registry,
+    /// This node's name in logs (`cluster.node_id`, or generated).
+    node_id: String,
+    /// The value of this node's liveness key: the node id plus a random part, so a restarted
+    /// node is a new instance even with the same node id.
+    instance: String,
+    /// The current tag; it changes only when Redis lost the old one to another node.
+    tag: AtomicU16,
+    connection: RedisConnection,
+    /// Whether Redis answered the last call. Cross-node calls fail fast while it is false.
+    healthy: AtomicBool,
+    /// Whether this node's inbox subscription is known to work.
+    subscribed: AtomicBool,
+    /// Cross-node calls waiting for their reply, by correlation number.
+    pending: Mutex<HashMap<u64, oneshot::Sender<Outcome>>>,
+    next_correlation: AtomicU64,
+    presence: mpsc::Sender<PresenceOp>,
+    /// Set when Redis's copy of this node's connections may be wrong (after an outage, a full
+    /// queue, or a new tag); the presence writer then rewrites it from the registry.
+    resync: AtomicBool,
+    resync_wake: Notify,
+    node_timeout: Duration,
+    heartbeat_interval: Duration,
+    /// How long one Redis call may take before it counts as failed.
+    operation_timeout: Duration,
+    /// How long a cross-node call waits for the owner's reply before answering 504.
+    reply_timeout: Duration,
+    api_id: String,
+    stage: String,
+}
+
+impl RedisBackend {
+    /// Connects, claims a node tag, subscribes to the node's inbox and starts the inbox actor,
+    /// the heartbeat and the presence writer.
+    pub(crate) async fn start(
+        config: &ClusterConfig,
+        api_id: &str,
+        stage: &str,
+        shutdown: CancellationToken,
+    ) -> Result<RedisBackend, ClusterError> {
+        let node_timeout = config.node_timeout;
+        let operation_timeout = config
+            .heartbeat_interval
+            .max(Duration::from_secs(1))
+            .min(node_timeout / 2);
+        let reply_timeout = (node_timeout / 2).min(Duration::from_secs(5));
+        let (push_sender, pushes) = mpsc::channel(PUSH_QUEUE);
+        let connect = RedisConnection::connect(&config.redis_urls, operation_timeout, push_sender);
+        let mut connection = tokio::time::timeout(node_timeout, connect)
+            .await
+            .map_err(|_| join_error("connect to Redis", timed_out()))?
+            .map_err(|source| join_error("connect to Redis", source))?;
+
+        let node_id = config.node_id.clone().unwrap_or_else(|| {
+            let random: [u8; 3] = random_bytes();
+            format!("node-{}", hex::encode(random))
+        });
+        let nonce: [u8; 8] = random_bytes();
+        let instance = format!("{node_id}/{}", hex::encode(nonce));
+        let tag = liveness::claim_tag(&mut connection, &instance, node_timeout)
+            .await?
+            .ok_or(ClusterError::NoFreeTag {
+                attempts: TAG_ATTEMPTS,
+            })?;
+        liveness::announce(&mut connection, tag)
+            .await
+            .map_err(|source| join_error("add the node to the directory", source))?;
+        connection
+            .subscribe(&tag.inbox_channel())
+            .await
+            .map_err(|source| join_error("subscribe to the node's inbox", source))?;
+
+        let (presence_sender, presence_receiver) = mpsc::channel(PRESENCE_QUEUE);
+        let (orphan_sender, orphan_receiver) = mpsc::channel(ORPHAN_QUEUE);
+        let inner = Arc::new(Inner {
+            registry: Registry::default(),
+            node_id,
+            instance,
+            tag: AtomicU16::new(tag.0),
+            connection,
+            healthy: AtomicBool::new(true),
+            subscribed: AtomicBool::new(true),
+            pending: Mutex::new(HashMap::new()),
+            next_correlation: AtomicU64::new(0),
+            presence: presence_sender,
+            resync: AtomicBool::new(false),
+            resync_wake: Notify::new(),
+            node_timeout,
+            heartbeat_interval: config.heartbeat_interval,
+            operation_timeout,
+            reply_timeout,
+            api_id: api_id.to_owned(),
+            stage: stage.to_owned(),
+        });
+        info!(node = %inner.node_id, tag = %tag.to_hex(), "joined the cluster");
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
+        tasks.spawn(inbox::run(inner.clone(), pushes, stop.clone()));
+        tasks.spawn(liveness::run(
+            inner.clone(),
+            orphan_sender,
+            shutdown,
+            stop.clone(),
+        ));
+        tasks.spawn(presence::run(
+            inner.clone(),
+            presence_receiver,
+            stop.clone(),
+        ));
+        Ok(RedisBackend {
+            inner,
+            orphans: tokio::sync::Mutex::new(orphan_receiver),
+            tasks,
+            stop,
+        })
+    }
+
+    /// A connection id carrying this node's tag.
+    pub(crate) fn new_connection_id(&self) -> ConnectionId {
+        self.inner.tag().connection_id(random_bytes())
+    }
+
+    /// Adds a connection to the registry and, in the background, to Redis.
+    pub(crate) fn register(&self, handle: ConnectionHandle) -> bool {
+        let context = handle.context.clone();
+        if !self.inner.registry.insert(handle) {
+            return false;
+        }
+        self.inner.queue_presence(PresenceOp::Register(context));
+        true
+    }
+
+    /// Removes a connection from the registry and, in the background, from Redis.
+    pub(crate) fn remove(&self, id: &ConnectionId) {
+        if self.inner.registry.remove(id) {
+            self.inner
+                .queue_presence(PresenceOp::Unregister(id.clone()));
+        }
+    }
+
+    /// `PostToConnection`, on this node or through the owner's inbox.
+    pub(crate) async fn post_to_connection(
+        &self,
+        id: &ConnectionId,
+        payload: Bytes,
+    ) -> Result<(), ClusterError> {
+        if self.inner.owns(id) {
+            return local::post_to_connection(&self.inner.registry, id, payload);
+        }
+        match self.inner.call(id, Operation::Post, payload).await? {
+            Outcome::Done => Ok(()),
+            outcome => Err(unexpected(id, outcome)),
+        }
+    }
+
+    /// `GetConnection`, on this node or through the owner's inbox.
+    pub(crate) async fn get_connection(
+        &self,
+        id: &ConnectionId,
+    ) -> Result<ConnectionSnapshot, ClusterError> {
+        if self.inner.owns(id) {
+            return local::get_connection(&self.inner.registry, id);
+        }
+        match self.inner.call(id, Operation::Get, Bytes::new()).await? {
+            Outcome::Snapshot(snapshot) => Ok(snapshot),
+            outcome => Err(unexpected(id, outcome)),
+        }
+    }
+
+    /// `DeleteConnection`, on this node or through the owner's inbox.
+    pub(crate) async fn delete_connection(&self, id: &ConnectionId) -> Result<(), ClusterError> {
+        if self.inner.owns(id) {
+            return local::delete_connection(&self.inner.registry, id);
+        }
+        match self.inner.call(id, Operation::Delete, Bytes::new()).await? {
+            Outcome::Done => Ok(()),
+            outcome => Err(unexpected(id, outcome)),
+        }
+    }
+
+    /// The next lost connection this node claimed; `None` after [`RedisBackend::leave`].
+    pub(crate) async fn next_orphan(&self) -> Option<Arc<ConnectionContext>> {
+        self.orphans.lock().await.recv().await
+    }
+
+    /// A lost connection already claimed, without waiting.
+    pub(crate) fn claimed_orphan(&self) -> Option<Arc<ConnectionContext>> {
+        self.orphans.try_lock().ok()?.try_recv().ok()
+    }
+
+    /// Stops the tasks, then removes this node's keys and directory entry: its connections
+    /// have already had their `$disconnect`, so nothing is left for survivors.
+    pub(crate) async fn leave(&self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        let tag = self.inner.tag();
+        let mut connection = self.inner.connection.clone();
+        let left = tokio::time::timeout(self.inner.operation_timeout, async {
+            let _ = connection.unsubscribe(&tag.inbox_channel()).await;
+            liveness::withdraw(&mut connection, tag, &self.inner.instance).await
+        })
+        .await;
+        match left {
+            Ok(Ok(())) => info!(node = %self.inner.node_id, "left the cluster"),
+            Ok(Err(error)) => {
+                warn!(node = %self.inner.node_id, error = %error, "could not remove this node from Redis; its keys expire after node_timeout")
+            }
+            Err(_) => {
+                warn!(node = %self.inner.node_id, "Redis did not answer while leaving; this node's keys expire after node_timeout")
+            }
+        }
+    }
+
+    /// Connections open on this node.
+    pub(crate) fn local_connection_count(&self) -> usize {
+        self.inner.registry.len()
+    }
+}
+
+impl Inner {
+    fn tag(&self) -> NodeTag {
+        NodeTag(self.tag.load(Ordering::Acquire))
+    }
+
+    /// Whether `id` was assigned under this node's current tag.
+    fn owns(&self, id: &ConnectionId) -> bool {
+        NodeTag::of(id) == self.tag()
+    }
+
+    fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    /// Records that Redis failed; logs only the first failure of an outage.
+    fn mark_down(&self, error: &dyn std::fmt::Display) {
+        self.resync.store(true, Ordering::Release);
+        if self.healthy.swap(false, Ordering::AcqRel) {
+            warn!(
+                node = %self.node_id,
+                error = %error,
+                "Redis is unreachable: connections on this node keep working; @connections calls for other nodes answer 503 until it is back"
+            );
+        }
+    }
+
+    /// Records that Redis answered; returns whether an outage just ended.
+    fn mark_up(&self) -> bool {
+        let recovered = !self.healthy.swap(true, Ordering::AcqRel);
+        if recovered {
+            info!(node = %self.node_id, "Redis is reachable again; re-registering this node's connections");
+        }
+        recovered
+    }
+
+    /// Asks the presence writer to rewrite this node's connections in Redis.
+    fn request_resync(&self) {
+        self.resync.store(true, Ordering::Release);
+        self.resync_wake.notify_one();
+    }
+
+    /// Hands a presence change to the writer without waiting; a full queue turns into a
+    /// full re-sync, which covers every change that could not be queued.
+    fn queue_presence(&self, op: PresenceOp) {
+        if self.presence.try_send(op).is_err() {
+            self.request_resync();
+        }
+    }
+
+    /// Sends `operation` to the node that owns `id` and waits for its answer.
+    async fn call(
+        &self,
+        id: &ConnectionId,
+        operation: Operation,
+        payload: Bytes,
+    ) -> Result<Outcome, ClusterError> {
+        if !self.is_healthy() || !self.subscribed.load(Ordering::Acquire) {
+            return Err(ClusterError::Unavailable(id.clone()));
+        }
+        let target = NodeTag::of(id);
+        let correlation = self.next_correlation.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = oneshot::channel();
+        {
+            let mut pending = self.pending.lock().expect("pending lock is never poisoned");
+            if pending.len() >= MAX_PENDING_REPLIES {
+                return Err(ClusterError::Unavailable(id.clone()));
+            }
+            pending.insert(correlation, sender);
+        }
+        let _pending = PendingReply {
+            inner: self,
+            correlation,
+        };
+        let message = Message::Request {
+            correlation,
+            reply_to: self.tag(),
+            operation,
+            connection_id: id.clone(),
+            payload,
+        }
+        .encode();
+        let deadline = tokio::time::Instant::now() + self.reply_timeout;
+        let mut connection = self.connection.clone();
+        let publish = connection.publish_command();
+        let routed = tokio::time::timeout_at(
+            deadline,
+            scripts::ROUTE
+                .key(target.node_key())
+                .arg(target.inbox_channel())
+                .arg(message.as_ref())
+                .arg(publish)
+                .invoke_async::<i64>(&mut connection),
+        )
+        .await;
+        match routed {
+            Err(_elapsed) => return Err(ClusterError::Timeout(id.clone())),
+            Ok(Err(error)) => {
+                self.mark_down(&error);
+                return Err(ClusterError::Unavailable(id.clone()));
+            }
+            Ok(Ok(-1)) => return Err(ClusterError::Gone(id.clone())),
+            Ok(Ok(0)) => return Err(ClusterError::Unavailable(id.clone())),
+            Ok(Ok(_receivers)) => {}
+        }
+        match tokio::time::timeout_at(deadline, receiver).await {
+            Ok(Ok(Outcome::Gone)) => Err(ClusterError::Gone(id.clone())),
+            Ok(Ok(Outcome::QueueFull)) => Err(ClusterError::QueueFull(id.clone())),
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(_)) | Err(_) => Err(ClusterError::Timeout(id.clone())),
+        }
+    }
+
+    /// Completes the cross-node call waiting for `correlation`, if it still waits.
+    fn complete(&self, correlation: u64, outcome: Outcome) {
+        let sender = self
+            .pending
+            .lock()
+            .expect("pending lock is never poisoned")
+            .remove(&correlation);
+        if let Some(sender) = sender {
+            let _ = sender.send(outcome);
+        }
+    }
+}
+
+/// Removes a call's entry from the pending map on every exit path (reply, timeout, error).
+struct PendingReply<'a> {
+    inner: &'a Inner,
+    correlation: u64,
+}
+
+impl Drop for PendingReply<'_> {
+    fn drop(&mut self) {
+        self.inner
+            .pending
+            .lock()
+            .expect("pending lock is never poisoned")
+            .remove(&self.correlation);
+    }
+}
+
+/// An owner answered with an outcome that does not fit the operation: treated as gone.
+fn unexpected(id: &ConnectionId, outcome: Outcome) -> ClusterError {
+    warn!(connection_id = %id, outcome = ?outcome, "unexpected reply from the owning node");
+    ClusterError::Gone(id.clone())
+}
+
+fn join_error(operation: &str, source: RedisError) -> ClusterError {
+    ClusterError::Join {
+        operation: operation.to_owned(),
+        source,
+    }
+}
+
+fn timed_out() -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "Redis did not answer within cluster.node_timeout",
+    ))
+}

@@ -1,0 +1,276 @@
+//! Prometheus metrics: AWS's WebSocket metrics under their CloudWatch names, and what AWS lacks.
+//!
+//! One [`Metrics`] per gateway, with its own registry, so several gateways in one process (tests,
+//! benchmarks) do not share counters. Hot paths never build label sets: per-route handles are
+//! created once at startup ([`RouteMetrics`]) and incremented through atomics. Labels are
+//! bounded: `stage` is fixed, `route` is one of the configured route keys or `@connections`,
+//! outcome and method labels come from closed sets. This module records; it decides nothing.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::config::Config;
+
+/// Latency buckets in milliseconds, from a fast local backend to AWS's 29 s limit.
+const LATENCY_BUCKETS_MS: [f64; 14] =
+    [1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 29000.0];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    stage: String,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MessageLabels {
+    stage: String,
+    route: String,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ManagementLabels {
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: &'static str,
+}
+
+/// The counters of one route, created at startup.
+#[derive(Clone, Debug)]
+pub(crate) struct RouteMetrics {
+    /// `MessageCount{direction="in"}`: messages routed here.
+    pub(crate) messages_in: Counter,
+    /// `MessageCount{direction="out"}`: route responses and error frames sent back.
+    pub(crate) messages_out: Counter,
+    /// `IntegrationError`: the integration answered 4xx/5xx or failed.
+    pub(crate) integration_error: Counter,
+    /// `ExecutionError`: the integration could not be called or timed out.
+    pub(crate) execution_error: Counter,
+    /// `IntegrationLatency` in milliseconds.
+    pub(crate) integration_latency: Histogram,
+}
+
+/// How an authorizer decided, for `sockway_authorizer_outcomes_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AuthorizerOutcome {
+    /// Allowed.
+    Allow,
+    /// 401.
+    Unauthorized,
+    /// 403.
+    Deny,
+    /// 500.
+    Error,
+}
+
+/// Every metric of one gateway.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    routes: HashMap<String, RouteMetrics>,
+    /// `ConnectCount`: `$connect` requests handled (authorized or not).
+    pub(crate) connect_count: Counter,
+    /// `ClientError`: requests refused by the gateway before an integration ran (no route,
+    /// authorizer refusal, bad upgrade).
+    pub(crate) client_error: Counter,
+    /// `MessageCount{route="@connections",direction="out"}`: `@connections` posts delivered.
+    pub(crate) pushes_out: Counter,
+    /// Open connections on this node.
+    pub(crate) connections: Gauge,
+    disconnects: Family<OutcomeLabels, Counter>,
+    /// `$disconnect` deliveries retried.
+    pub(crate) disconnect_retries: Counter,
+    authorizer: Family<OutcomeLabels, Counter>,
+    authorizer_latency: Histogram,
+    management: Family<ManagementLabels, Counter>,
+    bytes: Family<DirectionLabels, Counter>,
+}
+
+impl Metrics {
+    /// The metrics of a gateway serving `config`.
+    pub(crate) fn new(config: &Config) -> Metrics {
+        let stage = config.gateway.stage.clone();
+        let mut registry = Registry::default();
+        let connect_family = Family::<StageLabels, Counter>::default();
+        let message_family = Family::<MessageLabels, Counter>::default();
+        let integration_error_family = Family::<RouteLabels, Counter>::default();
+        let client_error_family = Family::<StageLabels, Counter>::default();
+        let execution_error_family = Family::<RouteLabels, Counter>::default();
+        let latency_family = Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register("ConnectCount", "Requests sent to the $connect route", connect_family.clone());
+        registry.register("MessageCount", "Messages sent to or from clients", message_family.clone());
+        registry.register("IntegrationError", "Integration answers with a 4xx/5xx status or failures", integration_error_family.clone());
+        registry.register("ClientError", "Requests refused with a 4xx before an integration ran", client_error_family.clone());
+        registry.register("ExecutionError", "Errors calling an integration (unreachable, timed out)", execution_error_family.clone());
+        registry.register("IntegrationLatency", "Time from calling an integration to its answer, in milliseconds", latency_family.clone());
+
+        let mut routes = HashMap::new();
+        for route in &config.routes {
+            let key = route.key.as_str().to_owned();
+            let labels = RouteLabels { stage: stage.clone(), route: key.clone() };
+            let message = |direction| MessageLabels { stage: stage.clone(), route: key.clone(), direction };
+            // One statement per metric: `get_or_create` returns a read guard on the family, and a
+            // second call in the same expression would wait for a write lock behind it forever.
+            let messages_in = message_family.get_or_create(&message("in")).clone();
+            let messages_out = message_family.get_or_create(&message("out")).clone();
+            let integration_error = integration_error_family.get_or_create(&labels).clone();
+            let execution_error = execution_error_family.get_or_create(&labels).clone();
+            let integration_latency = latency_family.get_or_create(&labels).clone();
+            routes.insert(
+                key.clone(),
+                RouteMetrics {
+                    messages_in,
+                    messages_out,
+                    integration_error,
+                    execution_error,
+                    integration_latency,
+                },
+            );
+        }
+        let stage_labels = StageLabels { stage: stage.clone() };
+        let connect_count = connect_family.get_or_create(&stage_labels).clone();
+        let client_error = client_error_family.get_or_create(&stage_labels).clone();
+        let pushes_out = message_family
+            .get_or_create(&MessageLabels { stage, route: "@connections".to_owned(), direction: "out" })
+            .clone();
+
+        let connections = Gauge::default();
+        registry.register("sockway_connections", "Open WebSocket connections on this node", connections.clone());
+        let disconnects = Family::<OutcomeLabels, Counter>::default();
+        registry.register("sockway_disconnect_deliveries", "$disconnect deliveries by outcome", disconnects.clone());
+        let disconnect_retries = Counter::default();
+        registry.register("sockway_disconnect_retries", "$disconnect delivery attempts that were retried", disconnect_retries.clone());
+        let authorizer = Family::<OutcomeLabels, Counter>::default();
+        registry.register("sockway_authorizer_outcomes", "Authorizer decisions by outcome", authorizer.clone());
+        let authorizer_latency = latency_histogram();
+        registry.register("sockway_authorizer_latency_ms", "Authorizer latency in milliseconds", authorizer_latency.clone());
+        let management = Family::<ManagementLabels, Counter>::default();
+        registry.register("sockway_management_requests", "@connections API requests by method and status", management.clone());
+        let bytes = Family::<DirectionLabels, Counter>::default();
+        registry.register("sockway_message_bytes", "WebSocket message payload bytes by direction", bytes.clone());
+        Metrics {
+            registry,
+            routes,
+            connect_count,
+            client_error,
+            pushes_out,
+            connections,
+            disconnects,
+            disconnect_retries,
+            authorizer,
+            authorizer_latency,
+            management,
+            bytes,
+        }
+    }
+
+    /// The counters of a configured route.
+    pub(crate) fn route(&self, key: &str) -> Option<&RouteMetrics> {
+        self.routes.get(key)
+    }
+
+    /// Records a `$disconnect` delivery's final outcome.
+    pub(crate) fn disconnect_delivered(&self, delivered: bool) {
+        let outcome = if delivered { "delivered" } else { "failed" };
+        self.disconnects.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// Records an authorizer decision and its latency.
+    pub(crate) fn authorizer_decided(&self, outcome: AuthorizerOutcome, latency: Duration) {
+        let outcome = match outcome {
+            AuthorizerOutcome::Allow => "allow",
+            AuthorizerOutcome::Unauthorized => "unauthorized",
+            AuthorizerOutcome::Deny => "deny",
+            AuthorizerOutcome::Error => "error",
+        };
+        self.authorizer.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.authorizer_latency.observe(millis(latency));
+    }
+
+    /// Records one management API request.
+    pub(crate) fn management_request(&self, method: &http::Method, status: u16) {
+        let method = match *method {
+            http::Method::GET => "GET",
+            http::Method::POST => "POST",
+            http::Method::DELETE => "DELETE",
+            http::Method::PUT => "PUT",
+            _ => "OTHER",
+        };
+        self.management.get_or_create(&ManagementLabels { method: method.to_owned(), status }).inc();
+    }
+
+    /// Records payload bytes received from clients.
+    pub(crate) fn bytes_in(&self, count: usize) {
+        self.bytes.get_or_create(&DirectionLabels { direction: "in" }).inc_by(count as u64);
+    }
+
+    /// Records payload bytes sent to clients.
+    pub(crate) fn bytes_out(&self, count: usize) {
+        self.bytes.get_or_create(&DirectionLabels { direction: "out" }).inc_by(count as u64);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub(crate) fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+/// Milliseconds as a float, the unit of every latency histogram here.
+pub(crate) fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS_MS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_aws_names_with_route_labels() {
+        let config = Config::from_toml(
+            "[routes.sendmessage]\nintegration = \"m\"\n[integrations.m]\ntype = \"mock\"\n",
+            "<test>",
+        )
+        .unwrap();
+        let metrics = Metrics::new(&config);
+        metrics.connect_count.inc();
+        let route = metrics.route("sendmessage").unwrap();
+        route.messages_in.inc();
+        route.integration_latency.observe(3.0);
+        metrics.disconnect_delivered(true);
+        metrics.management_request(&http::Method::POST, 410);
+        let text = metrics.render();
+        assert!(text.contains(r#"ConnectCount_total{stage="dev"} 1"#), "{text}");
+        assert!(text.contains(r#"MessageCount_total{stage="dev",route="sendmessage",direction="in"} 1"#), "{text}");
+        assert!(text.contains(r#"IntegrationLatency_count{stage="dev",route="sendmessage"} 1"#), "{text}");
+        assert!(text.contains(r#"sockway_disconnect_deliveries_total{outcome="delivered"} 1"#), "{text}");
+        assert!(text.contains(r#"sockway_management_requests_total{method="POST",status="410"} 1"#), "{text}");
+    }
+}

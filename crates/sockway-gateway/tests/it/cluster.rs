@@ -1,0 +1,245 @@
+//! Cluster mode: three gateway nodes in this process sharing a real Redis (or a real Redis
+//! Cluster of three masters), `@connections` calls from any node to a connection on any node,
+//! and a Redis outage under traffic.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sockway_testkit::{
+    DEADLINE, MockBackend, RedisCluster, RedisServer, TestGateway, WsClient, http_request,
+};
+use tokio::time::Instant;
+
+use crate::config;
+
+/// `[cluster]` for `urls` with the short timings tests use.
+fn cluster_section(urls: &[String]) -> String {
+    let urls: Vec<String> = urls.iter().map(|url| format!("\"{url}\"")).collect();
+    let redis_url = if urls.len() == 1 {
+        urls[0].clone()
+    } else {
+        format!("[{}]", urls.join(", "))
+    };
+    format!("\n[cluster]\nredis_url = {redis_url}\nnode_timeout = \"2s\"\n")
+}
+
+/// Three nodes on `urls`, all routed to `backend`.
+async fn three_nodes(backend: &MockBackend, urls: &[String]) -> [TestGateway; 3] {
+    let text = config(backend, &cluster_section(urls));
+    [
+        TestGateway::start(&text).await,
+        TestGateway::start(&text).await,
+        TestGateway::start(&text).await,
+    ]
+}
+
+/// Connects a client to `node` and returns it with its connection id.
+async fn connect(node: &TestGateway, backend: &mut MockBackend) -> (WsClient, String) {
+    let client = node.connect().await;
+    let event = backend.next_event_for("$connect").await;
+    let id = event["requestContext"]["connectionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (client, id)
+}
+
+fn check_error(status: u16, headers: &http::HeaderMap, expected_status: u16, expected_type: &str) {
+    assert_eq!(status, expected_status, "{headers:?}");
+    assert_eq!(headers["x-amzn-ErrorType"], expected_type);
+    assert!(headers.contains_key("x-amzn-RequestId"));
+}
+
+/// POST, GET and DELETE from every node to a connection on node B, with single-node statuses.
+async fn check_cross_node_operations(urls: &[String]) {
+    let mut backend = MockBackend::start().await;
+    let [a, b, c] = three_nodes(&backend, urls).await;
+    let (mut client, id) = connect(&b, &mut backend).await;
+
+    for (node, text) in [(&a, "from a"), (&b, "from b"), (&c, "from c")] {
+        let (status, headers, _) = http_request("POST", &node.connection_url(&id), text).await;
+        assert_eq!(status, 200, "POST via another node");
+        assert!(headers.contains_key("x-amzn-RequestId"));
+        assert_eq!(client.next_text().await, text);
+    }
+
+    let (status, _, body) = http_request("GET", &c.connection_url(&id), "").await;
+    assert_eq!(status, 200);
+    let snapshot: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(snapshot["identity"]["sourceIp"], "127.0.0.1");
+    assert!(snapshot["connectedAt"].as_str().unwrap().ends_with('Z'));
+    assert!(snapshot["lastActiveAt"].is_string());
+
+    // An id no node assigned (or whose node does not have it) is gone, from any node.
+    for node in [&a, &b, &c] {
+        let (status, headers, _) =
+            http_request("POST", &node.connection_url("AAAAAAAAAAAAAAA="), "x").await;
+        check_error(status, &headers, 410, "GoneException");
+    }
+
+    let (status, _, _) = http_request("DELETE", &a.connection_url(&id), "").await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        client.next_close().await,
+        Some((1000, "Connection Closed Normally".to_owned()))
+    );
+    let disconnect = backend.next_event_for("$disconnect").await;
+    assert_eq!(disconnect["requestContext"]["connectionId"], id.as_str());
+    assert_eq!(disconnect["requestContext"]["disconnectStatusCode"], 1000);
+    for node in [&a, &c] {
+        for method in ["POST", "GET", "DELETE"] {
+            let (status, headers, _) = http_request(method, &node.connection_url(&id), "x").await;
+            check_error(status, &headers, 410, "GoneException");
+        }
+    }
+
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn any_node_posts_gets_and_deletes_a_connection_on_another_node() {
+    let redis = RedisServer::start().await;
+    check_cross_node_operations(&[redis.url()]).await;
+}
+
+#[tokio::test]
+async fn any_node_posts_gets_and_deletes_on_a_redis_cluster() {
+    let redis = RedisCluster::start().await;
+    check_cross_node_operations(&redis.urls()).await;
+}
+
+#[tokio::test]
+async fn pushes_from_one_caller_arrive_in_order_across_nodes() {
+    let redis = RedisServer::start().await;
+    let mut backend = MockBackend::start().await;
+    let [a, b, c] = three_nodes(&backend, &[redis.url()]).await;
+    let (mut client, id) = connect(&b, &mut backend).await;
+    let url = a.connection_url(&id);
+    for index in 0..100 {
+        let (status, _, _) = http_request("POST", &url, format!("message {index}")).await;
+        assert_eq!(status, 200);
+    }
+    for index in 0..100 {
+        assert_eq!(client.next_text().await, format!("message {index}"));
+    }
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn post_after_the_owner_closed_the_connection_is_gone() {
+    let redis = RedisServer::start().await;
+    let mut backend = MockBackend::start().await;
+    let [a, b, c] = three_nodes(&backend, &[redis.url()]).await;
+    let (client, id) = connect(&b, &mut backend).await;
+    client.close(1000, "bye").await;
+    let disconnect = backend.next_event_for("$disconnect").await;
+    assert_eq!(disconnect["requestContext"]["connectionId"], id.as_str());
+    let (status, headers, body) = http_request("POST", &a.connection_url(&id), "late").await;
+    check_error(status, &headers, 410, "GoneException");
+    assert!(body.is_empty(), "410 has an empty body");
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn redis_outage_keeps_local_traffic_and_recovers_without_restarts() {
+    let mut redis = RedisServer::start().await;
+    let mut backend = MockBackend::start().await;
+    let text = config(&backend, &cluster_section(&[redis.url()]));
+    let a = TestGateway::start(&text).await;
+    let b = TestGateway::start(&text).await;
+    let (mut on_a, id_a) = connect(&a, &mut backend).await;
+    let (mut on_b, id_b) = connect(&b, &mut backend).await;
+    let (status, _, _) = http_request("POST", &a.connection_url(&id_b), "before").await;
+    assert_eq!(status, 200);
+    assert_eq!(on_b.next_text().await, "before");
+
+    redis.stop();
+
+    // Cross-node calls fail with a 5xx, soon and then fast: never a 200 for a dropped message.
+    let first_failure = wait_for_status(&a.connection_url(&id_b), |status| status >= 500).await;
+    assert!(
+        first_failure == 503 || first_failure == 504,
+        "cross-node call during the outage answered {first_failure}"
+    );
+    for _ in 0..5 {
+        let started = Instant::now();
+        let (status, headers, _) = http_request("POST", &a.connection_url(&id_b), "during").await;
+        check_error(status, &headers, 503, "ServiceUnavailableException");
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "503 took {:?}",
+            started.elapsed()
+        );
+    }
+
+    // Local traffic keeps working: routes, and @connections on the owning node.
+    on_a.send_text("{\"action\":\"unrouted\",\"n\":1}").await;
+    assert_eq!(on_a.next_text().await, "{\"action\":\"unrouted\",\"n\":1}");
+    let (status, _, _) = http_request("POST", &b.connection_url(&id_b), "local").await;
+    assert_eq!(status, 200);
+    assert_eq!(on_b.next_text().await, "local");
+    // A connection opened during the outage works locally too.
+    let (mut late, id_late) = connect(&b, &mut backend).await;
+    let (status, _, _) = http_request("POST", &b.connection_url(&id_late), "hello").await;
+    assert_eq!(status, 200);
+    assert_eq!(late.next_text().await, "hello");
+
+    redis.restart().await;
+
+    // Every direction works again, with no node restarted.
+    wait_for_status(&a.connection_url(&id_b), |status| status == 200).await;
+    assert_eq!(on_b.next_text().await, "again");
+    let (status, _, _) = http_request("POST", &b.connection_url(&id_a), "reverse").await;
+    assert_eq!(status, 200);
+    assert_eq!(on_a.next_text().await, "reverse");
+    let (status, _, _) = http_request("POST", &a.connection_url(&id_late), "late").await;
+    assert_eq!(status, 200);
+    assert_eq!(late.next_text().await, "late");
+    let (status, _, _) = http_request("GET", &a.connection_url(&id_b), "").await;
+    assert_eq!(status, 200);
+
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// POSTs "again" to `url` until the status satisfies `wanted`, pacing the attempts, and
+/// returns that status; fails the test after [`DEADLINE`]. Statuses that do not satisfy it
+/// must be failures (nothing was delivered).
+async fn wait_for_status(url: &str, wanted: impl Fn(u16) -> bool) -> u16 {
+    let deadline = Instant::now() + DEADLINE;
+    let mut pace = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        pace.tick().await;
+        let (status, _, _) = http_request("POST", url, "again").await;
+        if wanted(status) {
+            return status;
+        }
+        assert!(status != 200, "a 200 that was not wanted");
+        assert!(
+            Instant::now() < deadline,
+            "POST {url} still answered {status} after {DEADLINE:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_cannot_reach_redis_does_not_start() {
+    let mut redis = RedisServer::start().await;
+    redis.stop();
+    let backend = MockBackend::start().await;
+    let text = config(&backend, &cluster_section(&[redis.url()]));
+    let mut config = sockway_gateway::config::Config::from_toml(&text, "<test>").unwrap();
+    config.gateway.listen = "127.0.0.1:0".parse().unwrap();
+    let error = sockway_gateway::Gateway::bind(config).await.unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("cannot join the cluster: connect to Redis"),
+        "{text}"
+    );
+}

@@ -1,0 +1,254 @@
+//! Cluster failures that need real processes: a node killed with SIGKILL (survivors deliver
+//! each of its connections' `$disconnect` exactly once) and a node that stops answering (504).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use sockway_testkit::{GatewayProcess, MockBackend, RedisServer, WsClient, connect, http_request};
+use tokio::time::Instant;
+
+/// `node_timeout` in these tests.
+const NODE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time allowed past `node_timeout` for a survivor to notice (a heartbeat interval) and deliver.
+const MARGIN: Duration = Duration::from_secs(3);
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_sockway"))
+}
+
+/// A config file in a fresh temporary directory, removed when the guard drops.
+struct ConfigFile {
+    directory: PathBuf,
+    path: PathBuf,
+}
+
+impl ConfigFile {
+    fn new(name: &str, text: &str) -> ConfigFile {
+        let directory =
+            std::env::temp_dir().join(format!("sockway-cluster-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let path = directory.join("sockway.toml");
+        std::fs::write(&path, text).unwrap();
+        ConfigFile { directory, path }
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.directory);
+    }
+}
+
+/// A config whose lifecycle routes go to `backend`, clustered on `redis`.
+fn cluster_config(backend: &MockBackend, redis: &RedisServer) -> String {
+    format!(
+        r#"
+[gateway]
+stage = "dev"
+api_id = "a1b2c3d4e5"
+
+[routes."$connect"]
+integration = "backend"
+
+[routes."$disconnect"]
+integration = "backend"
+
+[integrations.backend]
+type = "http"
+uri = "{uri}"
+
+[cluster]
+redis_url = "{redis}"
+node_timeout = "{timeout}s"
+"#,
+        uri = backend.url("/events"),
+        redis = redis.url(),
+        timeout = NODE_TIMEOUT.as_secs(),
+    )
+}
+
+/// Connects `count` clients to `node`; returns them with their connection ids.
+async fn connect_clients(
+    node: &GatewayProcess,
+    backend: &mut MockBackend,
+    count: usize,
+) -> (Vec<WsClient>, Vec<String>) {
+    let mut clients = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        clients.push(connect(&node.ws_url).await.unwrap());
+        let event = backend.next_event_for("$connect").await;
+        ids.push(
+            event["requestContext"]["connectionId"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    (clients, ids)
+}
+
+#[tokio::test]
+async fn a_killed_nodes_connections_get_one_disconnect_from_the_survivors() {
+    let redis = RedisServer::start().await;
+    let mut backend = MockBackend::start().await;
+    let file = ConfigFile::new("crash", &cluster_config(&backend, &redis));
+    let a = GatewayProcess::start(binary(), &file.path).await;
+    let b = GatewayProcess::start(binary(), &file.path).await;
+    let c = GatewayProcess::start(binary(), &file.path).await;
+    let (clients, ids) = connect_clients(&b, &mut backend, 5).await;
+    // B is reachable from A before the crash.
+    let (status, _, _) = http_request("POST", &a.connection_url(&ids[0]), "hello").await;
+    assert_eq!(status, 200);
+
+    b.kill().await;
+    let killed_at = Instant::now();
+    drop(clients);
+
+    let mut disconnects: HashMap<String, Value> = HashMap::new();
+    while disconnects.len() < ids.len() {
+        let event = backend.next_event_for("$disconnect").await;
+        let id = event["requestContext"]["connectionId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            ids.contains(&id),
+            "DISCONNECT for an unknown connection {id}"
+        );
+        assert!(
+            disconnects.insert(id.clone(), event).is_none(),
+            "two DISCONNECT events for {id}"
+        );
+    }
+    let elapsed = killed_at.elapsed();
+    assert!(
+        elapsed <= NODE_TIMEOUT + MARGIN,
+        "DISCONNECT events took {elapsed:?}, more than node_timeout + {MARGIN:?}"
+    );
+    for (id, event) in &disconnects {
+        let context = &event["requestContext"];
+        assert_eq!(context["eventType"], "DISCONNECT", "{id}");
+        assert_eq!(context["disconnectStatusCode"], 1006, "{id}");
+        assert_eq!(context["disconnectReason"], "Gateway node lost", "{id}");
+        assert_eq!(context["connectionId"], id.as_str());
+        assert_eq!(context["identity"]["sourceIp"], "127.0.0.1");
+        assert!(context["connectedAt"].is_i64(), "{id}");
+    }
+    for id in &ids {
+        for node in [&a, &c] {
+            let (status, headers, _) = http_request("POST", &node.connection_url(id), "x").await;
+            assert_eq!(status, 410);
+            assert_eq!(headers["x-amzn-ErrorType"], "GoneException");
+        }
+    }
+    // Exactly once: a second survivor's delivery would arrive within another heartbeat or two.
+    if let Some(extra) = backend.next_request_within(NODE_TIMEOUT).await {
+        panic!("unexpected request after the take-over: {}", extra.json());
+    }
+
+    a.terminate().await;
+    c.terminate().await;
+}
+
+#[tokio::test]
+async fn a_node_that_does_not_answer_gets_504_and_a_gracefully_stopped_one_410() {
+    let redis = RedisServer::start().await;
+    let mut backend = MockBackend::start().await;
+    let file = ConfigFile::new("stalled", &cluster_config(&backend, &redis));
+    let a = GatewayProcess::start(binary(), &file.path).await;
+    let b = GatewayProcess::start(binary(), &file.path).await;
+    let (mut clients, ids) = connect_clients(&b, &mut backend, 1).await;
+
+    b.signal("STOP").await;
+    let started = Instant::now();
+    let (status, headers, _) = http_request("POST", &a.connection_url(&ids[0]), "x").await;
+    let waited = started.elapsed();
+    b.signal("CONT").await;
+    assert_eq!(status, 504, "{headers:?}");
+    assert_eq!(headers["x-amzn-ErrorType"], "GatewayTimeoutException");
+    assert!(waited < NODE_TIMEOUT, "504 after {waited:?}");
+    // A 504 leaves the outcome open: B had received the request, and serves it once it runs.
+    assert_eq!(clients[0].next_text().await, "x");
+
+    // A graceful stop hands nothing over: B delivers its own DISCONNECT and leaves.
+    let status = b.terminate().await;
+    assert!(status.success(), "{status}");
+    let event = backend.next_event_for("$disconnect").await;
+    assert_eq!(event["requestContext"]["connectionId"], ids[0].as_str());
+    assert_eq!(event["requestContext"]["disconnectStatusCode"], 1001);
+    assert_eq!(
+        clients[0].next_close().await,
+        Some((1001, "Going away".to_owned()))
+    );
+    let (status, headers, _) = http_request("POST", &a.connection_url(&ids[0]), "x").await;
+    assert_eq!(status, 410);
+    assert_eq!(headers["x-amzn-ErrorType"], "GoneException");
+    if let Some(extra) = backend.next_request_within(NODE_TIMEOUT + MARGIN).await {
+        panic!("a survivor took over a node that left: {}", extra.json());
+    }
+    clients.clear();
+    a.terminate().await;
+}
+
+#[tokio::test]
+async fn connections_are_taken_over_after_redis_restarted_empty() {
+    let mut redis = RedisServer::start().await;
+    let mut backend = MockBackend::start().await;
+    let file = ConfigFile::new("restart", &cluster_config(&backend, &redis));
+    let a = GatewayProcess::start(binary(), &file.path).await;
+    let b = GatewayProcess::start(binary(), &file.path).await;
+    let (mut clients, mut ids) = connect_clients(&b, &mut backend, 2).await;
+
+    redis.stop();
+    // A connection opened while Redis is down exists only in B's registry.
+    let (late_clients, late_ids) = connect_clients(&b, &mut backend, 1).await;
+    clients.extend(late_clients);
+    ids.extend(late_ids);
+    redis.restart().await;
+
+    // B stores all three records again on its own, without a restart.
+    let deadline = Instant::now() + sockway_testkit::DEADLINE;
+    let mut pace = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        pace.tick().await;
+        let stored = redis.query(&["EVAL", STORED_RECORDS, "0"]).await;
+        if stored.as_deref() == Some(":3") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B did not re-register its connections: {stored:?}"
+        );
+    }
+
+    b.kill().await;
+    let killed_at = Instant::now();
+    drop(clients);
+    let mut delivered = Vec::new();
+    while delivered.len() < ids.len() {
+        let event = backend.next_event_for("$disconnect").await;
+        assert_eq!(event["requestContext"]["disconnectStatusCode"], 1006);
+        delivered.push(
+            event["requestContext"]["connectionId"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert!(killed_at.elapsed() <= NODE_TIMEOUT + MARGIN);
+    delivered.sort();
+    ids.sort();
+    assert_eq!(
+        delivered, ids,
+        "one DISCONNECT per connection of the lost node"
+    );
+    a.terminate().await;
+}
+
+/// Counts the connection records in Redis (the layout is documented in docs/cluster.md).
+const STORED_RECORDS: &str = "local count = 0 \
+    for _, key in ipairs(redis.call('KEYS', 'sockway:*:connections')) do \
+    count = count + redis.call('HLEN', key) end return count";

@@ -1,0 +1,324 @@
+// End to end in a real browser: examples/chat (backend.py, sockway.toml, index.html) on the real
+// sockway binary, driven in headless Chromium by playwright-core.
+//
+// Both servers bind port 0 and print the address they got; the example config is rewritten to
+// the gateway's port 0 and the backend's real address, as tests/compat/test_example_chat.py
+// does. The page gets the gateway URL through its `?ws=` override, because the gateway starts
+// after the backend. Nothing sleeps: every wait is for an event (a line of output, a page
+// state) under a deadline that fails with a message. Every process started here is stopped in
+// `after`, on success and on failure.
+//
+// Environment: SOCKWAY_BIN (default target/debug/sockway, relative to the repository root),
+// CHROMIUM_BIN (default /usr/bin/chromium), PYTHON (default python3).
+
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { EventEmitter } from "node:events";
+import { createWriteStream, existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import readline from "node:readline";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+import { chromium } from "playwright-core";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO_ROOT = path.resolve(HERE, "../..");
+const EXAMPLE = path.join(REPO_ROOT, "examples", "chat");
+const ARTIFACTS = path.join(HERE, "artifacts");
+
+/** Deadline, in milliseconds, for anything the test waits for. */
+const TIMEOUT_MS = 10_000;
+
+const BACKEND_LISTENING = /^chat backend listening on (http:\/\/\S+)\s*$/;
+const GATEWAY_LISTENING = /^sockway listening on (ws:\/\/\S+?)\/?\s*$/;
+
+/** The flags the machine notes give for Chromium here: no sandbox as root, no network chatter. */
+const CHROMIUM_ARGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+function sockwayBin() {
+  const configured = process.env.SOCKWAY_BIN || "target/debug/sockway";
+  return path.isAbsolute(configured) ? configured : path.join(REPO_ROOT, configured);
+}
+
+/**
+ * A process started by the test: stdout read line by line, stderr copied to a log file in
+ * artifacts/ (named in failure messages).
+ */
+class ChildProcess {
+  constructor(name, command, args) {
+    this.name = name;
+    this.logPath = path.join(ARTIFACTS, `${name}.log`);
+    this.lines = [];
+    this.output = new EventEmitter();
+    this.exitStatus = null;
+    this.exited = new Promise((resolve) => {
+      this.child = spawn(command, args, { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
+      // "close" comes after the process has exited and its stdout has been read to the end,
+      // so a waiter never misses a line printed just before exit.
+      this.child.once("close", (code, signal) => resolve({ code, signal }));
+      // A failed spawn (missing executable) emits "error" and may emit no "close".
+      this.child.once("error", (error) => resolve({ code: null, signal: null, error: String(error) }));
+    });
+    this.exited.then((status) => {
+      this.exitStatus = status;
+      this.output.emit("exit", status);
+    });
+    this.child.stderr.pipe(createWriteStream(this.logPath));
+    // The one reader of stdout: it keeps draining the pipe for the life of the process.
+    readline.createInterface({ input: this.child.stdout }).on("line", (line) => {
+      this.lines.push(line);
+      this.output.emit("line", line);
+    });
+  }
+
+  get running() {
+    return this.exitStatus === null;
+  }
+
+  /** The first stdout line matching `pattern`, already printed or still to come. */
+  waitLine(pattern, timeoutMs = TIMEOUT_MS) {
+    const failure = (what) => new Error(
+      `${this.name} ${what}; stdout=${JSON.stringify(this.lines)}; stderr is in ${this.logPath}`);
+    return new Promise((resolve, reject) => {
+      const finish = (outcome) => {
+        clearTimeout(timer);
+        this.output.off("line", onLine);
+        this.output.off("exit", onExit);
+        outcome();
+      };
+      const onLine = (line) => {
+        const match = line.match(pattern);
+        if (match) finish(() => resolve(match));
+      };
+      const onExit = (status) => finish(() => reject(failure(
+        `exited (${JSON.stringify(status)}) before printing a line matching ${pattern}`)));
+      const timer = setTimeout(() => finish(() => reject(failure(
+        `printed no line matching ${pattern} within ${timeoutMs} ms`))), timeoutMs);
+      this.output.on("line", onLine);
+      this.output.on("exit", onExit);
+      for (const line of this.lines) onLine(line);
+      if (!this.running) onExit(this.exitStatus);
+    });
+  }
+
+  /** SIGTERM, then SIGKILL if it has not exited within `timeoutMs`. Never throws. */
+  async stop(timeoutMs = TIMEOUT_MS) {
+    if (!this.running) return this.exitStatus;
+    this.child.kill("SIGTERM");
+    let timer;
+    const deadline = new Promise((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), timeoutMs);
+    });
+    const outcome = await Promise.race([this.exited, deadline]);
+    clearTimeout(timer);
+    if (outcome !== "timeout") return outcome;
+    console.error(`${this.name} ignored SIGTERM for ${timeoutMs} ms; sending SIGKILL`);
+    this.child.kill("SIGKILL");
+    return this.exited;
+  }
+}
+
+/** examples/chat/sockway.toml with the gateway on port 0 and the backend's real address. */
+async function exampleConfig(backendUrl) {
+  let text = await readFile(path.join(EXAMPLE, "sockway.toml"), "utf8");
+  let listens = 0;
+  let uris = 0;
+  text = text.replace(/^listen = "[^"]*"/m, () => {
+    listens += 1;
+    return 'listen = "127.0.0.1:0"';
+  });
+  text = text.replace(/^uri = "[^"]*"/m, () => {
+    uris += 1;
+    return `uri = "${backendUrl}/events"`;
+  });
+  assert.ok(listens === 1 && uris === 1, "examples/chat/sockway.toml changed shape");
+  return text;
+}
+
+/** The text of every line in the page's chat log, in order. */
+function logLines(page) {
+  return page.locator("#log li").allInnerTexts();
+}
+
+/**
+ * Waits until `page` shows `name: text` as a chat line (the name in its own `.name` span, not a
+ * system line).
+ */
+async function waitForChatLine(page, label, name, text) {
+  try {
+    await page.waitForFunction(
+      ([name, text]) =>
+        [...document.querySelectorAll("#log li:not(.system)")].some(
+          (item) =>
+            item.querySelector(".name")?.textContent === `${name}:` &&
+            item.textContent === `${name}:${text}`,
+        ),
+      [name, text],
+      { timeout: TIMEOUT_MS },
+    );
+  } catch (error) {
+    throw new Error(
+      `${label} did not show "${name}: ${text}" within ${TIMEOUT_MS} ms; its log shows ` +
+        `${JSON.stringify(await logLines(page))}`,
+      { cause: error },
+    );
+  }
+}
+
+/**
+ * Waits until `page` says it is connected and its Send button is enabled; fails as soon as the
+ * page reports that its WebSocket closed instead.
+ */
+async function waitConnected(page, label) {
+  const status = page.locator("#status");
+  const failure = async (what, cause) => new Error(
+    `${label} ${what}; status is ${JSON.stringify(await status.textContent())}, log shows ` +
+      `${JSON.stringify(await logLines(page))}`,
+    cause === undefined ? undefined : { cause },
+  );
+  try {
+    await page.waitForFunction(
+      () => {
+        const text = document.getElementById("status").textContent;
+        return text === "connected" || text.startsWith("disconnected");
+      },
+      null,
+      { timeout: TIMEOUT_MS },
+    );
+  } catch (error) {
+    throw await failure(`did not connect within ${TIMEOUT_MS} ms`, error);
+  }
+  if ((await status.textContent()) !== "connected") throw await failure("could not connect");
+  assert.ok(await page.locator("#status.online").isVisible(), `${label}: status shown as online`);
+  assert.ok(await page.locator("#send").isEnabled(), `${label}: Send button enabled`);
+}
+
+async function sendAs(page, name, text) {
+  await page.locator("#name").fill(name);
+  await page.locator("#text").fill(text);
+  await page.locator("#send").click();
+}
+
+// --- processes and browser, shared by `before`, the test and `after` --------------------------
+
+const processes = [];
+let temporaryDirectory;
+let browser;
+let backendUrl;
+let gatewayWsUrl;
+
+// Last resort if the runner exits without running `after` (an uncaught error, say): no child
+// outlives the test file.
+process.on("exit", () => {
+  for (const child of processes) {
+    if (child.running) child.child.kill("SIGKILL");
+  }
+});
+
+before(async () => {
+  await mkdir(ARTIFACTS, { recursive: true });
+  const binary = sockwayBin();
+  assert.ok(existsSync(binary),
+    `sockway binary not found at ${binary} (build it with cargo build -p sockway or set SOCKWAY_BIN)`);
+
+  // No --callback-url: the handlers build it from each event's domainName and stage, as on AWS,
+  // because the gateway's port is only known after the backend has started.
+  const backend = new ChildProcess("chat-backend", process.env.PYTHON || "python3",
+    [path.join(EXAMPLE, "backend.py"), "--port", "0"]);
+  processes.push(backend);
+  backendUrl = (await backend.waitLine(BACKEND_LISTENING))[1];
+
+  temporaryDirectory = await mkdtemp(path.join(tmpdir(), "sockway-browser-"));
+  const configPath = path.join(temporaryDirectory, "sockway.toml");
+  await writeFile(configPath, await exampleConfig(backendUrl));
+  const gateway = new ChildProcess("sockway", binary,
+    ["serve", "--config", configPath, "--listen", "127.0.0.1:0"]);
+  processes.push(gateway);
+  gatewayWsUrl = (await gateway.waitLine(GATEWAY_LISTENING))[1];
+
+  // Playwright gives every launch a new, empty profile directory of its own (it refuses a
+  // --user-data-dir argument) and adds --headless.
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_BIN || "/usr/bin/chromium",
+    headless: true,
+    args: CHROMIUM_ARGS,
+    timeout: 30_000,
+  });
+});
+
+after(async () => {
+  // Each step runs even if the one before it failed.
+  const failures = [];
+  if (browser) await browser.close().catch((error) => failures.push(error));
+  // Stop the gateway first so its $disconnect events still reach the backend.
+  for (const child of [...processes].reverse()) {
+    await child.stop().catch((error) => failures.push(error));
+  }
+  if (temporaryDirectory) {
+    await rm(temporaryDirectory, { recursive: true, force: true })
+      .catch((error) => failures.push(error));
+  }
+  if (failures.length > 0) throw failures[0];
+});
+
+test("two browser pages chat through sockway", { timeout: 60_000 }, async () => {
+  // Two contexts, so the pages share no storage: two people in two browsers.
+  const pages = [];
+  for (const label of ["page 1", "page 2"]) {
+    const context = await browser.newContext({ viewport: { width: 800, height: 500 } });
+    const page = await context.newPage();
+    page.setDefaultTimeout(TIMEOUT_MS);
+    pages.push({ label, page });
+  }
+  const [first, second] = pages;
+  const url = `${backendUrl}/?ws=${encodeURIComponent(gatewayWsUrl)}`;
+
+  try {
+    for (const { label, page } of pages) {
+      const response = await page.goto(url, { timeout: TIMEOUT_MS });
+      assert.equal(response?.status(), 200, `${label}: GET ${url}`);
+      assert.equal(await page.title(), "sockway chat");
+    }
+    // Both WebSocket handshakes completed, so both $connect handlers have stored their ids.
+    await Promise.all(pages.map(({ label, page }) => waitConnected(page, label)));
+
+    const hello = "hello from page 1";
+    await sendAs(first.page, "alice", hello);
+    await waitForChatLine(second.page, second.label, "alice", hello);
+    await waitForChatLine(first.page, first.label, "alice", hello);
+    assert.equal(await first.page.locator("#text").inputValue(), "", "page 1 cleared its input");
+
+    const reply = "hi alice, page 2 here";
+    await sendAs(second.page, "bob", reply);
+    await waitForChatLine(first.page, first.label, "bob", reply);
+    await waitForChatLine(second.page, second.label, "bob", reply);
+
+    // Exactly the two messages, in order, and no system lines (errors, disconnects).
+    for (const { label, page } of pages) {
+      assert.deepEqual(await logLines(page), [`alice:${hello}`, `bob:${reply}`], label);
+      assert.equal(await page.locator("#status").textContent(), "connected", label);
+    }
+
+    for (const [index, { page }] of pages.entries()) {
+      await page.screenshot({ path: path.join(ARTIFACTS, `chat-page${index + 1}.png`) });
+    }
+  } catch (error) {
+    // What each page looked like when the test failed, beside the process logs.
+    for (const [index, { page }] of pages.entries()) {
+      await page.screenshot({ path: path.join(ARTIFACTS, `failure-page${index + 1}.png`) })
+        .catch(() => {});
+    }
+    throw error;
+  }
+});

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs the real-browser test of examples/chat: headless Chromium, driven by playwright-core,
+# against the real sockway binary.
+#
+#   tests/browser/run.sh [node --test args...]
+#
+# The binary is $SOCKWAY_BIN, default target/debug/sockway (build it first with
+# `cargo build -p sockway`). Installs what is missing: Debian's chromium (needs root and the
+# Debian archive) when /usr/bin/chromium is absent, and playwright-core from package-lock.json
+# when tests/browser/node_modules is absent. Playwright's own browser download is never used.
+# Screenshots and process logs go to tests/browser/artifacts/.
+# Exits with the test runner's status; a run in which no test ran counts as a failure.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$repo_root"
+
+if [[ ! -x /usr/bin/chromium ]]; then
+    echo "tests/browser/run.sh: installing Debian's chromium"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+fi
+
+if [[ ! -d tests/browser/node_modules ]]; then
+    (cd tests/browser && npm ci --no-audit --no-fund)
+fi
+
+export SOCKWAY_BIN="${SOCKWAY_BIN:-$repo_root/target/debug/sockway}"
+if [[ ! -x "$SOCKWAY_BIN" ]]; then
+    echo "tests/browser/run.sh: no sockway binary at $SOCKWAY_BIN (run cargo build -p sockway)" >&2
+    exit 1
+fi
+
+# The spec report goes to the terminal; a TAP copy is kept to count the tests that ran.
+tap="$(mktemp)"
+trap 'rm -f "$tap"' EXIT
+status=0
+node --test \
+    --test-reporter=spec --test-reporter-destination=stdout \
+    --test-reporter=tap --test-reporter-destination="$tap" \
+    "$@" tests/browser/ || status=$?
+if [[ $status -eq 0 ]] && ! grep -Eq '^# pass [1-9]' "$tap"; then
+    echo "tests/browser/run.sh: no test ran (did node --test find any, or were all skipped?)" >&2
+    status=1
+fi
+exit "$status"
