@@ -8,9 +8,9 @@
 //! The wire contract itself (ids, events, error bodies) is `sockway_protocol`, which does no
 //! I/O.
 
+mod authorizers;
 mod aws;
 mod cluster;
-mod authorizers;
 pub mod config;
 mod connection;
 mod integrations;

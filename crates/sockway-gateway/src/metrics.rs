@@ -19,8 +19,9 @@ use prometheus_client::registry::Registry;
 use crate::config::Config;
 
 /// Latency buckets in milliseconds, from a fast local backend to AWS's 29 s limit.
-const LATENCY_BUCKETS_MS: [f64; 14] =
-    [1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 29000.0];
+const LATENCY_BUCKETS_MS: [f64; 14] = [
+    1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 29000.0,
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StageLabels {
@@ -117,19 +118,52 @@ impl Metrics {
         let integration_error_family = Family::<RouteLabels, Counter>::default();
         let client_error_family = Family::<StageLabels, Counter>::default();
         let execution_error_family = Family::<RouteLabels, Counter>::default();
-        let latency_family = Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
-        registry.register("ConnectCount", "Requests sent to the $connect route", connect_family.clone());
-        registry.register("MessageCount", "Messages sent to or from clients", message_family.clone());
-        registry.register("IntegrationError", "Integration answers with a 4xx/5xx status or failures", integration_error_family.clone());
-        registry.register("ClientError", "Requests refused with a 4xx before an integration ran", client_error_family.clone());
-        registry.register("ExecutionError", "Errors calling an integration (unreachable, timed out)", execution_error_family.clone());
-        registry.register("IntegrationLatency", "Time from calling an integration to its answer, in milliseconds", latency_family.clone());
+        let latency_family = Family::<RouteLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "ConnectCount",
+            "Requests sent to the $connect route",
+            connect_family.clone(),
+        );
+        registry.register(
+            "MessageCount",
+            "Messages sent to or from clients",
+            message_family.clone(),
+        );
+        registry.register(
+            "IntegrationError",
+            "Integration answers with a 4xx/5xx status or failures",
+            integration_error_family.clone(),
+        );
+        registry.register(
+            "ClientError",
+            "Requests refused with a 4xx before an integration ran",
+            client_error_family.clone(),
+        );
+        registry.register(
+            "ExecutionError",
+            "Errors calling an integration (unreachable, timed out)",
+            execution_error_family.clone(),
+        );
+        registry.register(
+            "IntegrationLatency",
+            "Time from calling an integration to its answer, in milliseconds",
+            latency_family.clone(),
+        );
 
         let mut routes = HashMap::new();
         for route in &config.routes {
             let key = route.key.as_str().to_owned();
-            let labels = RouteLabels { stage: stage.clone(), route: key.clone() };
-            let message = |direction| MessageLabels { stage: stage.clone(), route: key.clone(), direction };
+            let labels = RouteLabels {
+                stage: stage.clone(),
+                route: key.clone(),
+            };
+            let message = |direction| MessageLabels {
+                stage: stage.clone(),
+                route: key.clone(),
+                direction,
+            };
             // One statement per metric: `get_or_create` returns a read guard on the family, and a
             // second call in the same expression would wait for a write lock behind it forever.
             let messages_in = message_family.get_or_create(&message("in")).clone();
@@ -148,27 +182,61 @@ impl Metrics {
                 },
             );
         }
-        let stage_labels = StageLabels { stage: stage.clone() };
+        let stage_labels = StageLabels {
+            stage: stage.clone(),
+        };
         let connect_count = connect_family.get_or_create(&stage_labels).clone();
         let client_error = client_error_family.get_or_create(&stage_labels).clone();
         let pushes_out = message_family
-            .get_or_create(&MessageLabels { stage, route: "@connections".to_owned(), direction: "out" })
+            .get_or_create(&MessageLabels {
+                stage,
+                route: "@connections".to_owned(),
+                direction: "out",
+            })
             .clone();
 
         let connections = Gauge::default();
-        registry.register("sockway_connections", "Open WebSocket connections on this node", connections.clone());
+        registry.register(
+            "sockway_connections",
+            "Open WebSocket connections on this node",
+            connections.clone(),
+        );
         let disconnects = Family::<OutcomeLabels, Counter>::default();
-        registry.register("sockway_disconnect_deliveries", "$disconnect deliveries by outcome", disconnects.clone());
+        registry.register(
+            "sockway_disconnect_deliveries",
+            "$disconnect deliveries by outcome",
+            disconnects.clone(),
+        );
         let disconnect_retries = Counter::default();
-        registry.register("sockway_disconnect_retries", "$disconnect delivery attempts that were retried", disconnect_retries.clone());
+        registry.register(
+            "sockway_disconnect_retries",
+            "$disconnect delivery attempts that were retried",
+            disconnect_retries.clone(),
+        );
         let authorizer = Family::<OutcomeLabels, Counter>::default();
-        registry.register("sockway_authorizer_outcomes", "Authorizer decisions by outcome", authorizer.clone());
+        registry.register(
+            "sockway_authorizer_outcomes",
+            "Authorizer decisions by outcome",
+            authorizer.clone(),
+        );
         let authorizer_latency = latency_histogram();
-        registry.register("sockway_authorizer_latency_ms", "Authorizer latency in milliseconds", authorizer_latency.clone());
+        registry.register(
+            "sockway_authorizer_latency_ms",
+            "Authorizer latency in milliseconds",
+            authorizer_latency.clone(),
+        );
         let management = Family::<ManagementLabels, Counter>::default();
-        registry.register("sockway_management_requests", "@connections API requests by method and status", management.clone());
+        registry.register(
+            "sockway_management_requests",
+            "@connections API requests by method and status",
+            management.clone(),
+        );
         let bytes = Family::<DirectionLabels, Counter>::default();
-        registry.register("sockway_message_bytes", "WebSocket message payload bytes by direction", bytes.clone());
+        registry.register(
+            "sockway_message_bytes",
+            "WebSocket message payload bytes by direction",
+            bytes.clone(),
+        );
         Metrics {
             registry,
             routes,
@@ -193,7 +261,9 @@ impl Metrics {
     /// Records a `$disconnect` delivery's final outcome.
     pub(crate) fn disconnect_delivered(&self, delivered: bool) {
         let outcome = if delivered { "delivered" } else { "failed" };
-        self.disconnects.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.disconnects
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     /// Records an authorizer decision and its latency.
@@ -204,7 +274,9 @@ impl Metrics {
             AuthorizerOutcome::Deny => "deny",
             AuthorizerOutcome::Error => "error",
         };
-        self.authorizer.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.authorizer
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
         self.authorizer_latency.observe(millis(latency));
     }
 
@@ -217,17 +289,26 @@ impl Metrics {
             http::Method::PUT => "PUT",
             _ => "OTHER",
         };
-        self.management.get_or_create(&ManagementLabels { method: method.to_owned(), status }).inc();
+        self.management
+            .get_or_create(&ManagementLabels {
+                method: method.to_owned(),
+                status,
+            })
+            .inc();
     }
 
     /// Records payload bytes received from clients.
     pub(crate) fn bytes_in(&self, count: usize) {
-        self.bytes.get_or_create(&DirectionLabels { direction: "in" }).inc_by(count as u64);
+        self.bytes
+            .get_or_create(&DirectionLabels { direction: "in" })
+            .inc_by(count as u64);
     }
 
     /// Records payload bytes sent to clients.
     pub(crate) fn bytes_out(&self, count: usize) {
-        self.bytes.get_or_create(&DirectionLabels { direction: "out" }).inc_by(count as u64);
+        self.bytes
+            .get_or_create(&DirectionLabels { direction: "out" })
+            .inc_by(count as u64);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -267,10 +348,27 @@ mod tests {
         metrics.disconnect_delivered(true);
         metrics.management_request(&http::Method::POST, 410);
         let text = metrics.render();
-        assert!(text.contains(r#"ConnectCount_total{stage="dev"} 1"#), "{text}");
-        assert!(text.contains(r#"MessageCount_total{stage="dev",route="sendmessage",direction="in"} 1"#), "{text}");
-        assert!(text.contains(r#"IntegrationLatency_count{stage="dev",route="sendmessage"} 1"#), "{text}");
-        assert!(text.contains(r#"sockway_disconnect_deliveries_total{outcome="delivered"} 1"#), "{text}");
-        assert!(text.contains(r#"sockway_management_requests_total{method="POST",status="410"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"ConnectCount_total{stage="dev"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"MessageCount_total{stage="dev",route="sendmessage",direction="in"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"IntegrationLatency_count{stage="dev",route="sendmessage"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sockway_disconnect_deliveries_total{outcome="delivered"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sockway_management_requests_total{method="POST",status="410"} 1"#),
+            "{text}"
+        );
     }
 }

@@ -104,21 +104,30 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let gateway = Gateway::bind(config).await?;
+        // Signal handlers go in before the startup line, so a supervisor that reacts to the
+        // line with SIGTERM gets a graceful shutdown, not the default action.
+        let shutdown = gateway.shutdown_token();
+        use tokio::signal::unix::{SignalKind, signal};
+        let terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        tokio::spawn(async move {
+            wait_for_signal(terminate, interrupt).await;
+            shutdown.cancel();
+            tracing::info!("shutting down: closing connections and delivering $disconnect");
+        });
         // Tests and supervisors read these lines; a closed stdout must not stop the gateway,
         // so write errors are ignored rather than panicking as `println!` would.
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "sockway listening on {}", gateway.ws_url());
         if gateway.management_addr().is_some() {
-            let _ = writeln!(stdout, "sockway management listening on {}", gateway.management_url());
+            let _ = writeln!(
+                stdout,
+                "sockway management listening on {}",
+                gateway.management_url()
+            );
         }
         let _ = stdout.flush();
         drop(stdout);
-        let shutdown = gateway.shutdown_token();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            shutdown.cancel();
-            tracing::info!("shutting down: closing connections and delivering $disconnect");
-        });
         gateway.wait().await;
         tracing::info!("shutdown complete");
         Ok(())
@@ -141,18 +150,13 @@ impl Write for LogWriter {
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(stream) => stream,
-        Err(error) => {
-            tracing::error!(error = %error, "cannot listen for SIGTERM; only Ctrl-C stops the gateway");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
+/// Waits for SIGTERM or SIGINT on streams registered before the startup line was printed.
+async fn wait_for_signal(
+    mut terminate: tokio::signal::unix::Signal,
+    mut interrupt: tokio::signal::unix::Signal,
+) {
     tokio::select! {
         _ = terminate.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = interrupt.recv() => {}
     }
 }

@@ -40,8 +40,14 @@ pub(crate) struct Authorizer {
 
 #[derive(Debug)]
 enum Kind {
-    Lambda { target: LambdaTarget, client: LambdaClient },
-    Http { uri: http::Uri, client: HttpClient },
+    Lambda {
+        target: LambdaTarget,
+        client: LambdaClient,
+    },
+    Http {
+        uri: http::Uri,
+        client: HttpClient,
+    },
     Jwt(Arc<JwtAuthorizer>),
 }
 
@@ -124,15 +130,25 @@ impl Authorizer {
         lambda: &LambdaClient,
         http: &HttpClient,
     ) -> Result<Option<Authorizer>, String> {
-        let Some(authorizer) = &config.authorizer else { return Ok(None) };
+        let Some(authorizer) = &config.authorizer else {
+            return Ok(None);
+        };
         let gateway = &config.gateway;
         let kind = match &authorizer.kind {
-            AuthorizerKind::Lambda(target) => Kind::Lambda { target: target.clone(), client: lambda.clone() },
+            AuthorizerKind::Lambda(target) => Kind::Lambda {
+                target: target.clone(),
+                client: lambda.clone(),
+            },
             AuthorizerKind::Http { uri } => {
                 if uri.scheme_str() != Some("http") && uri.scheme_str() != Some("https") {
-                    return Err(format!("authorizer uri `{uri}` must be http:// or https://"));
+                    return Err(format!(
+                        "authorizer uri `{uri}` must be http:// or https://"
+                    ));
                 }
-                Kind::Http { uri: uri.clone(), client: http.clone() }
+                Kind::Http {
+                    uri: uri.clone(),
+                    client: http.clone(),
+                }
             }
             AuthorizerKind::Jwt(jwt) => Kind::Jwt(Arc::new(JwtAuthorizer::new(jwt))),
         };
@@ -140,43 +156,71 @@ impl Authorizer {
             kind,
             identity_sources: authorizer.identity_sources.clone(),
             timeout: authorizer.timeout,
-            method_arn: connect_method_arn(&gateway.region, &gateway.account_id, &gateway.api_id, &gateway.stage),
+            method_arn: connect_method_arn(
+                &gateway.region,
+                &gateway.account_id,
+                &gateway.api_id,
+                &gateway.stage,
+            ),
         }))
     }
 
     /// Authorizes one `$connect`.
-    pub(crate) async fn authorize(&self, request: &AuthorizerRequest<'_>) -> Result<Authorization, AuthorizerError> {
+    pub(crate) async fn authorize(
+        &self,
+        request: &AuthorizerRequest<'_>,
+    ) -> Result<Authorization, AuthorizerError> {
         let identities = self
             .identity_sources
             .iter()
-            .map(|source| identity_value(source, request).ok_or_else(|| AuthorizerError::MissingIdentity(source.as_expression())))
+            .map(|source| {
+                identity_value(source, request)
+                    .ok_or_else(|| AuthorizerError::MissingIdentity(source.as_expression()))
+            })
             .collect::<Result<Vec<&str>, _>>()?;
         let started = Instant::now();
         let decided = tokio::time::timeout(self.timeout, self.decide(request, &identities)).await;
         let context = match decided {
             Ok(result) => result?,
-            Err(_elapsed) => return Err(AuthorizerError::Failed(format!("no answer within {:?}", self.timeout))),
+            Err(_elapsed) => {
+                return Err(AuthorizerError::Failed(format!(
+                    "no answer within {:?}",
+                    self.timeout
+                )));
+            }
         };
-        Ok(Authorization { context, latency: started.elapsed() })
+        Ok(Authorization {
+            context,
+            latency: started.elapsed(),
+        })
     }
 
-    async fn decide(&self, request: &AuthorizerRequest<'_>, identities: &[&str]) -> Result<Map<String, Value>, AuthorizerError> {
+    async fn decide(
+        &self,
+        request: &AuthorizerRequest<'_>,
+        identities: &[&str],
+    ) -> Result<Map<String, Value>, AuthorizerError> {
         match &self.kind {
             Kind::Jwt(jwt) => {
                 // The first identity source carries the token.
                 let token = identities.first().copied().unwrap_or_default();
-                let verified = jwt.authorize(token).await.map_err(|error| AuthorizerError::Unauthorized(Some(Box::new(error))))?;
+                let verified = jwt
+                    .authorize(token)
+                    .await
+                    .map_err(|error| AuthorizerError::Unauthorized(Some(Box::new(error))))?;
                 let mut context = Map::new();
-                context.insert("principalId".to_owned(), Value::String(verified.principal_id));
+                context.insert(
+                    "principalId".to_owned(),
+                    Value::String(verified.principal_id),
+                );
                 context.extend(verified.context);
                 Ok(context)
             }
             Kind::Lambda { target, client } => {
                 let payload = self.event(request).to_json();
-                let invocation = client
-                    .invoke(target, payload)
-                    .await
-                    .map_err(|error| AuthorizerError::Failed(format!("lambda authorizer invoke failed: {error}")))?;
+                let invocation = client.invoke(target, payload).await.map_err(|error| {
+                    AuthorizerError::Failed(format!("lambda authorizer invoke failed: {error}"))
+                })?;
                 if invocation.function_error.is_some() {
                     return Err(function_error(&invocation.payload));
                 }
@@ -184,15 +228,16 @@ impl Authorizer {
             }
             Kind::Http { uri, client } => {
                 let payload = self.event(request).to_json();
-                let (status, body) = client
-                    .post_json(uri, payload)
-                    .await
-                    .map_err(|error| AuthorizerError::Failed(format!("http authorizer request failed: {error}")))?;
+                let (status, body) = client.post_json(uri, payload).await.map_err(|error| {
+                    AuthorizerError::Failed(format!("http authorizer request failed: {error}"))
+                })?;
                 match status {
                     401 => Err(AuthorizerError::Unauthorized(None)),
                     403 => Err(AuthorizerError::Denied(self.method_arn.clone())),
                     200..=299 => read_result(&body, &self.method_arn),
-                    other => Err(AuthorizerError::Failed(format!("http authorizer answered HTTP {other}"))),
+                    other => Err(AuthorizerError::Failed(format!(
+                        "http authorizer answered HTTP {other}"
+                    ))),
                 }
             }
         }
@@ -211,16 +256,22 @@ impl Authorizer {
 }
 
 /// The value of one identity source, `None` when missing or empty.
-fn identity_value<'a>(source: &IdentitySource, request: &'a AuthorizerRequest<'_>) -> Option<&'a str> {
+fn identity_value<'a>(
+    source: &IdentitySource,
+    request: &'a AuthorizerRequest<'_>,
+) -> Option<&'a str> {
     let value = match source {
         IdentitySource::Header(name) => request
             .headers
             .iter()
             .find(|(candidate, _)| candidate.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str()),
-        IdentitySource::QueryString(name) => {
-            request.query.iter().rev().find(|(candidate, _)| candidate == name).map(|(_, value)| value.as_str())
-        }
+        IdentitySource::QueryString(name) => request
+            .query
+            .iter()
+            .rev()
+            .find(|(candidate, _)| candidate == name)
+            .map(|(_, value)| value.as_str()),
     };
     value.filter(|value| !value.trim().is_empty())
 }
@@ -229,7 +280,12 @@ fn identity_value<'a>(source: &IdentitySource, request: &'a AuthorizerRequest<'_
 fn function_error(payload: &[u8]) -> AuthorizerError {
     let message = serde_json::from_slice::<Value>(payload)
         .ok()
-        .and_then(|error| error.get("errorMessage").and_then(Value::as_str).map(str::to_owned));
+        .and_then(|error| {
+            error
+                .get("errorMessage")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
     match message.as_deref() {
         Some("Unauthorized") => AuthorizerError::Unauthorized(None),
         Some(other) => AuthorizerError::Failed(format!("authorizer function error: {other}")),
@@ -240,7 +296,9 @@ fn function_error(payload: &[u8]) -> AuthorizerError {
 /// Reads a REQUEST authorizer's output and evaluates its policy for `method_arn`.
 fn read_result(payload: &[u8], method_arn: &str) -> Result<Map<String, Value>, AuthorizerError> {
     if payload.len() > MAX_RESULT_BYTES {
-        return Err(AuthorizerError::Failed(format!("result larger than {MAX_RESULT_BYTES} bytes")));
+        return Err(AuthorizerError::Failed(format!(
+            "result larger than {MAX_RESULT_BYTES} bytes"
+        )));
     }
     let result: Value = serde_json::from_slice(payload)
         .map_err(|error| AuthorizerError::Failed(format!("result is not JSON: {error}")))?;
@@ -248,12 +306,18 @@ fn read_result(payload: &[u8], method_arn: &str) -> Result<Map<String, Value>, A
         return Err(AuthorizerError::Unauthorized(None));
     }
     let Value::Object(result) = result else {
-        return Err(AuthorizerError::Failed("result is not a JSON object".to_owned()));
+        return Err(AuthorizerError::Failed(
+            "result is not a JSON object".to_owned(),
+        ));
     };
     let principal_id = match result.get("principalId") {
         Some(Value::String(principal)) => principal.clone(),
         Some(Value::Number(number)) => number.to_string(),
-        _ => return Err(AuthorizerError::Failed("result has no principalId".to_owned())),
+        _ => {
+            return Err(AuthorizerError::Failed(
+                "result has no principalId".to_owned(),
+            ));
+        }
     };
     let document = result
         .get("policyDocument")
@@ -269,12 +333,19 @@ fn read_result(payload: &[u8], method_arn: &str) -> Result<Map<String, Value>, A
         None | Some(Value::Null) => {}
         Some(Value::Object(values)) => {
             for (key, value) in values {
-                let value = stringify_scalar(value)
-                    .ok_or_else(|| AuthorizerError::Failed(format!("context value `{key}` is not a string, number or boolean")))?;
+                let value = stringify_scalar(value).ok_or_else(|| {
+                    AuthorizerError::Failed(format!(
+                        "context value `{key}` is not a string, number or boolean"
+                    ))
+                })?;
                 context.insert(key.clone(), value);
             }
         }
-        Some(_) => return Err(AuthorizerError::Failed("context is not an object".to_owned())),
+        Some(_) => {
+            return Err(AuthorizerError::Failed(
+                "context is not an object".to_owned(),
+            ));
+        }
     }
     Ok(context)
 }
@@ -312,13 +383,21 @@ mod tests {
 
     fn check(result: Value, expected_status: Option<u16>) -> Option<Map<String, Value>> {
         let outcome = read_result(result.to_string().as_bytes(), ARN);
-        assert_eq!(outcome.as_ref().err().map(AuthorizerError::status), expected_status, "{result}");
+        assert_eq!(
+            outcome.as_ref().err().map(AuthorizerError::status),
+            expected_status,
+            "{result}"
+        );
         outcome.ok()
     }
 
     #[test]
     fn allow_stringifies_context() {
-        let context = check(allow(json!({"context": {"s": "v", "n": 123, "b": true, "z": null}})), None).unwrap();
+        let context = check(
+            allow(json!({"context": {"s": "v", "n": 123, "b": true, "z": null}})),
+            None,
+        )
+        .unwrap();
         assert_eq!(
             Value::Object(context),
             json!({"principalId": "user123", "s": "v", "n": "123", "b": "true", "z": null})
@@ -346,7 +425,10 @@ mod tests {
 
     #[test]
     fn function_errors() {
-        assert_eq!(function_error(br#"{"errorMessage":"Unauthorized","errorType":"Error"}"#).status(), 401);
+        assert_eq!(
+            function_error(br#"{"errorMessage":"Unauthorized","errorType":"Error"}"#).status(),
+            401
+        );
         assert_eq!(function_error(br#"{"errorMessage":"boom"}"#).status(), 500);
         assert_eq!(function_error(b"not json").status(), 500);
     }

@@ -59,10 +59,23 @@ pub(crate) fn evaluate(document: &Value, resource: &str) -> Result<Decision, Pol
             Some("Deny") => false,
             _ => return Err(PolicyError::BadEffect(index)),
         };
-        let actions = strings(statement.get("Action")).ok_or(PolicyError::BadField { index, field: "Action" })?;
-        let resources = strings(statement.get("Resource")).ok_or(PolicyError::BadField { index, field: "Resource" })?;
-        let action_matches = actions.iter().any(|action| glob_matches(&action.to_ascii_lowercase(), &INVOKE_ACTION.to_ascii_lowercase()));
-        let resource_matches = resources.iter().any(|pattern| glob_matches(pattern, resource));
+        let actions = strings(statement.get("Action")).ok_or(PolicyError::BadField {
+            index,
+            field: "Action",
+        })?;
+        let resources = strings(statement.get("Resource")).ok_or(PolicyError::BadField {
+            index,
+            field: "Resource",
+        })?;
+        let action_matches = actions.iter().any(|action| {
+            glob_matches(
+                &action.to_ascii_lowercase(),
+                &INVOKE_ACTION.to_ascii_lowercase(),
+            )
+        });
+        let resource_matches = resources
+            .iter()
+            .any(|pattern| glob_matches(pattern, resource));
         if action_matches && resource_matches {
             if !allow {
                 return Ok(Decision::Deny);
@@ -70,7 +83,11 @@ pub(crate) fn evaluate(document: &Value, resource: &str) -> Result<Decision, Pol
             allowed = true;
         }
     }
-    Ok(if allowed { Decision::Allow } else { Decision::Deny })
+    Ok(if allowed {
+        Decision::Allow
+    } else {
+        Decision::Deny
+    })
 }
 
 fn strings(value: Option<&Value>) -> Option<Vec<&str>> {
@@ -126,10 +143,26 @@ mod tests {
         for (pattern, text, expected) in [
             ("*", "anything/at/all", true),
             ("arn:aws:execute-api:*:*:a1b2c3d4e5/*", ARN, true),
-            ("arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/dev/$connect", ARN, true),
-            ("arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/dev/$connec?", ARN, true),
-            ("arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/dev/*/*", ARN, false),
-            ("arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/*", ARN, false),
+            (
+                "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/dev/$connect",
+                ARN,
+                true,
+            ),
+            (
+                "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/dev/$connec?",
+                ARN,
+                true,
+            ),
+            (
+                "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/dev/*/*",
+                ARN,
+                false,
+            ),
+            (
+                "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/*",
+                ARN,
+                false,
+            ),
             ("a*b*c", "aXXbYYc", true),
             ("a*b*c", "aXXbYY", false),
             ("", "", true),
@@ -141,16 +174,25 @@ mod tests {
 
     #[test]
     fn allow_needs_a_matching_resource() {
-        check(json!({"Statement": [statement("Allow", json!(INVOKE_ACTION), json!(ARN))]}), Ok(Decision::Allow));
+        check(
+            json!({"Statement": [statement("Allow", json!(INVOKE_ACTION), json!(ARN))]}),
+            Ok(Decision::Allow),
+        );
         check(
             json!({"Version": "2012-10-17", "Statement": [statement("Allow", json!("execute-api:*"), json!(["x", ARN]))]}),
             Ok(Decision::Allow),
         );
         // The powertools case: `.../prod/*/*` does not match `.../prod/$connect`.
         let other = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/dev/*/*";
-        check(json!({"Statement": [statement("Allow", json!(INVOKE_ACTION), json!(other))]}), Ok(Decision::Deny));
+        check(
+            json!({"Statement": [statement("Allow", json!(INVOKE_ACTION), json!(other))]}),
+            Ok(Decision::Deny),
+        );
         check(json!({"Statement": []}), Ok(Decision::Deny));
-        check(json!({"Statement": [statement("Allow", json!("s3:GetObject"), json!("*"))]}), Ok(Decision::Deny));
+        check(
+            json!({"Statement": [statement("Allow", json!("s3:GetObject"), json!("*"))]}),
+            Ok(Decision::Deny),
+        );
     }
 
     #[test]
@@ -162,17 +204,29 @@ mod tests {
             ]}),
             Ok(Decision::Deny),
         );
-        check(json!({"Statement": statement("Allow", json!("*"), json!("*"))}), Ok(Decision::Allow));
+        check(
+            json!({"Statement": statement("Allow", json!("*"), json!("*"))}),
+            Ok(Decision::Allow),
+        );
     }
 
     #[test]
     fn malformed_documents_are_errors() {
         check(json!({}), Err(PolicyError::MissingStatement));
-        check(json!({"Statement": [1]}), Err(PolicyError::StatementNotObject(0)));
-        check(json!({"Statement": [statement("Maybe", json!("*"), json!("*"))]}), Err(PolicyError::BadEffect(0)));
+        check(
+            json!({"Statement": [1]}),
+            Err(PolicyError::StatementNotObject(0)),
+        );
+        check(
+            json!({"Statement": [statement("Maybe", json!("*"), json!("*"))]}),
+            Err(PolicyError::BadEffect(0)),
+        );
         check(
             json!({"Statement": [statement("Allow", json!(7), json!("*"))]}),
-            Err(PolicyError::BadField { index: 0, field: "Action" }),
+            Err(PolicyError::BadField {
+                index: 0,
+                field: "Action",
+            }),
         );
     }
 }

@@ -16,10 +16,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::integrations::PooledClient;
 use bytes::Bytes;
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use crate::integrations::PooledClient;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::credentials::{CredentialsError, CredentialsProvider};

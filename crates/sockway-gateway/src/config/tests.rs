@@ -1326,7 +1326,8 @@ fn lambda_function_names_follow_aws_pattern() {
     let too_long_qualifier = format!("chat:{}", "q".repeat(129));
     let too_long = format!("123456789012:function:chat:{}", "q".repeat(150));
     let not_a_function = "not a Lambda function name";
-    let table: Vec<(&str, Result<(&str, Option<&str>, Option<&str>), &str>)> = vec![
+    type Expected<'a> = Result<(&'a str, Option<&'a str>, Option<&'a str>), &'a str>;
+    let table: Vec<(&str, Expected)> = vec![
         ("chat", Ok(("chat", None, None))),
         ("chat:prod", Ok(("chat", Some("prod"), None))),
         ("chat:7", Ok(("chat", Some("7"), None))),

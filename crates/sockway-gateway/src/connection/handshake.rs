@@ -15,8 +15,8 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, warn};
 
 use crate::authorizers::AuthorizerRequest;
-use crate::metrics::AuthorizerOutcome;
 use crate::integrations::{Call, CallKind};
+use crate::metrics::AuthorizerOutcome;
 use crate::server::head::{error_response, http_response};
 use crate::server::{RequestHead, Shared};
 use crate::{epoch_millis, random_bytes};
@@ -72,7 +72,11 @@ pub(super) async fn negotiate(
     // principal and context.
     let mut connect_context = None;
     if let Some(authorizer) = &shared.authorizer {
-        let request = AuthorizerRequest { connection: &context, headers: &headers, query: &query };
+        let request = AuthorizerRequest {
+            connection: &context,
+            headers: &headers,
+            query: &query,
+        };
         let decided = tokio::select! {
             decided = authorizer.authorize(&request) => decided,
             _ = shared.shutdown.cancelled() => {
@@ -87,14 +91,20 @@ pub(super) async fn negotiate(
                 _ => AuthorizerOutcome::Error,
             },
         };
-        let latency = decided.as_ref().map(|authorization| authorization.latency).unwrap_or_default();
+        let latency = decided
+            .as_ref()
+            .map(|authorization| authorization.latency)
+            .unwrap_or_default();
         shared.metrics.authorizer_decided(outcome, latency);
         match decided {
             Ok(authorization) => {
                 let mut with_latency = authorization.context.clone();
                 let latency = u64::try_from(authorization.latency.as_millis()).unwrap_or(u64::MAX);
                 with_latency.insert("integrationLatency".to_owned(), latency.into());
-                connect_context = Some(Arc::new(ConnectionContext { authorizer: Some(with_latency), ..context.clone() }));
+                connect_context = Some(Arc::new(ConnectionContext {
+                    authorizer: Some(with_latency),
+                    ..context.clone()
+                }));
                 context.authorizer = Some(authorization.context);
             }
             Err(error) => {
@@ -103,7 +113,9 @@ pub(super) async fn negotiate(
                 }
                 let request_id = RequestId::from_random(random_bytes());
                 debug!(connection_id = %context.connection_id, request_id = %request_id, error = %error, status = error.status(), "authorizer refused the connection");
-                return Err(Refused { response: error.response(&request_id) });
+                return Err(Refused {
+                    response: error.response(&request_id),
+                });
             }
         }
     }

@@ -95,12 +95,8 @@ async fn open<S>(
         context.source_ip.clone(),
         context.user_agent.clone(),
     );
-    let (handle, mailbox) = ConnectionHandle::new(
-        context.clone(),
-        info,
-        limits.outbound_queue,
-        close.clone(),
-    );
+    let (handle, mailbox) =
+        ConnectionHandle::new(context.clone(), info, limits.outbound_queue, close.clone());
     // Registered before the 101 goes out, so a backend that posts as soon as `$connect`
     // returned reaches the connection instead of getting 410.
     let Some(presence) = shared.cluster.register(handle.clone()) else {
@@ -368,7 +364,9 @@ impl Connection {
         } = completion;
         let metrics = self.shared.metrics.route(route.key.as_str());
         if let Some(metrics) = metrics {
-            metrics.integration_latency.observe(crate::metrics::millis(latency));
+            metrics
+                .integration_latency
+                .observe(crate::metrics::millis(latency));
             match &result {
                 Ok(response) if response.status_code >= 400 => {
                     metrics.integration_error.inc();

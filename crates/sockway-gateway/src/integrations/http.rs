@@ -11,8 +11,8 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client;
 use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -46,7 +46,9 @@ pub(crate) fn pooled_client() -> PooledClient {
     connector.enforce_http(false);
     connector.set_connect_timeout(Some(Duration::from_secs(10)));
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_provider_and_webpki_roots(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
         .expect("ring supports the default TLS protocol versions")
         .https_or_http()
         .enable_http1()
@@ -69,7 +71,11 @@ impl HttpClient {
     }
 
     /// POSTs a JSON body and reads the whole reply (an HTTP authorizer's answer).
-    pub(crate) async fn post_json(&self, uri: &Uri, body: Vec<u8>) -> Result<(u16, Bytes), IntegrationError> {
+    pub(crate) async fn post_json(
+        &self,
+        uri: &Uri,
+        body: Vec<u8>,
+    ) -> Result<(u16, Bytes), IntegrationError> {
         let request = Request::builder()
             .method(Method::POST)
             .uri(uri.clone())
@@ -128,7 +134,9 @@ impl HttpClient {
 fn check_scheme(name: &str, uri: &Uri) -> Result<(), String> {
     match uri.scheme_str() {
         Some("http" | "https") => Ok(()),
-        Some(other) => Err(format!("integration `{name}`: {other}:// backends are not supported; use http:// or https://")),
+        Some(other) => Err(format!(
+            "integration `{name}`: {other}:// backends are not supported; use http:// or https://"
+        )),
         None => Err(format!("integration `{name}`: uri needs a scheme")),
     }
 }

@@ -229,7 +229,11 @@ impl Integrations {
             };
             by_name.insert(name.clone(), Arc::new(integration));
         }
-        Ok(Integrations { by_name, lambda, http: client })
+        Ok(Integrations {
+            by_name,
+            lambda,
+            http: client,
+        })
     }
 
     /// The Lambda Invoke client every `lambda` integration uses, for Lambda authorizers.

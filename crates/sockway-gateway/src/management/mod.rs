@@ -170,20 +170,30 @@ pub(crate) async fn handle(
             error.into_response(&request_id)
         }
     };
-    shared.metrics.management_request(&method, response.status().as_u16());
+    shared
+        .metrics
+        .management_request(&method, response.status().as_u16());
     response
 }
 
 /// Serves `/health`, `/ready` and `/metrics`.
 fn operational(endpoint: Operational, shared: &Shared) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match endpoint {
-        Operational::Health => (StatusCode::OK, "application/json", Bytes::from_static(br#"{"status":"ok"}"#)),
+        Operational::Health => (
+            StatusCode::OK,
+            "application/json",
+            Bytes::from_static(br#"{"status":"ok"}"#),
+        ),
         Operational::Ready if shared.shutdown.is_cancelled() => (
             StatusCode::SERVICE_UNAVAILABLE,
             "application/json",
             Bytes::from_static(br#"{"status":"shutting down"}"#),
         ),
-        Operational::Ready => (StatusCode::OK, "application/json", Bytes::from_static(br#"{"status":"ready"}"#)),
+        Operational::Ready => (
+            StatusCode::OK,
+            "application/json",
+            Bytes::from_static(br#"{"status":"ready"}"#),
+        ),
         Operational::Metrics => (
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -192,7 +202,10 @@ fn operational(endpoint: Operational, shared: &Shared) -> Response<Full<Bytes>> 
     };
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
     response
 }
 

@@ -98,8 +98,12 @@ impl Gateway {
     pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
         let routes = RouteTable::from_config(&config).map_err(GatewayError::Setup)?;
         let integrations = Integrations::from_config(&config).map_err(GatewayError::Setup)?;
-        let authorizer = Authorizer::from_config(&config, integrations.lambda_client(), integrations.http_client())
-            .map_err(GatewayError::Setup)?;
+        let authorizer = Authorizer::from_config(
+            &config,
+            integrations.lambda_client(),
+            integrations.http_client(),
+        )
+        .map_err(GatewayError::Setup)?;
         let listen = config.gateway.listen;
         let listener = TcpListener::bind(listen)
             .await

@@ -10,7 +10,13 @@ use tokio::net::TcpStream;
 use crate::config;
 
 fn authority(gateway: &TestGateway) -> String {
-    gateway.ws_url.trim_start_matches("ws://").split('/').next().unwrap().to_owned()
+    gateway
+        .ws_url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 /// Sends `request` as raw bytes and returns the status code of the response (0 when the
@@ -19,10 +25,17 @@ async fn raw_status(gateway: &TestGateway, request: &[u8]) -> u16 {
     let mut stream = TcpStream::connect(authority(gateway)).await.unwrap();
     stream.write_all(request).await.unwrap();
     let mut response = Vec::new();
-    let read = tokio::time::timeout(sockway_testkit::DEADLINE, stream.read_to_end(&mut response)).await;
-    assert!(read.is_ok(), "the server answers and closes within the deadline");
+    let read =
+        tokio::time::timeout(sockway_testkit::DEADLINE, stream.read_to_end(&mut response)).await;
+    assert!(
+        read.is_ok(),
+        "the server answers and closes within the deadline"
+    );
     let text = String::from_utf8_lossy(&response);
-    text.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
+    text.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
 }
 
 fn upgrade(method: &str, version: &str, headers: &str) -> Vec<u8> {
@@ -38,13 +51,53 @@ async fn malformed_upgrades_get_clear_statuses() {
     let gateway = TestGateway::start(&config(&backend, "")).await;
     let version = "Sec-WebSocket-Version: 13\r\n";
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
-        ("missing key", upgrade("GET", "HTTP/1.1", &format!("{UPGRADE}{version}")), 400),
-        ("bad key", upgrade("GET", "HTTP/1.1", &format!("{UPGRADE}{version}Sec-WebSocket-Key: short\r\n")), 400),
-        ("wrong version", upgrade("GET", "HTTP/1.1", &format!("{UPGRADE}{KEY}Sec-WebSocket-Version: 8\r\n")), 426),
-        ("bad method", upgrade("POST", "HTTP/1.1", &format!("{UPGRADE}{KEY}{version}")), 405),
-        ("HTTP/1.0", upgrade("GET", "HTTP/1.0", &format!("{UPGRADE}{KEY}{version}")), 400),
-        ("no Connection: upgrade", upgrade("GET", "HTTP/1.1", &format!("Upgrade: websocket\r\n{KEY}{version}")), 400),
-        ("garbage", b"\x16\x03\x01\x02\x00 not http at all\r\n\r\n".to_vec(), 400),
+        (
+            "missing key",
+            upgrade("GET", "HTTP/1.1", &format!("{UPGRADE}{version}")),
+            400,
+        ),
+        (
+            "bad key",
+            upgrade(
+                "GET",
+                "HTTP/1.1",
+                &format!("{UPGRADE}{version}Sec-WebSocket-Key: short\r\n"),
+            ),
+            400,
+        ),
+        (
+            "wrong version",
+            upgrade(
+                "GET",
+                "HTTP/1.1",
+                &format!("{UPGRADE}{KEY}Sec-WebSocket-Version: 8\r\n"),
+            ),
+            426,
+        ),
+        (
+            "bad method",
+            upgrade("POST", "HTTP/1.1", &format!("{UPGRADE}{KEY}{version}")),
+            405,
+        ),
+        (
+            "HTTP/1.0",
+            upgrade("GET", "HTTP/1.0", &format!("{UPGRADE}{KEY}{version}")),
+            400,
+        ),
+        (
+            "no Connection: upgrade",
+            upgrade(
+                "GET",
+                "HTTP/1.1",
+                &format!("Upgrade: websocket\r\n{KEY}{version}"),
+            ),
+            400,
+        ),
+        (
+            "garbage",
+            b"\x16\x03\x01\x02\x00 not http at all\r\n\r\n".to_vec(),
+            400,
+        ),
     ];
     for (name, request, expected) in cases {
         assert_eq!(raw_status(&gateway, &request).await, expected, "{name}");
@@ -61,7 +114,10 @@ async fn malformed_upgrades_get_clear_statuses() {
 async fn oversize_request_heads_are_refused() {
     let backend = MockBackend::start().await;
     let gateway = TestGateway::start(&config(&backend, "")).await;
-    let long_url = format!("GET /dev?{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(20_000));
+    let long_url = format!(
+        "GET /dev?{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(20_000)
+    );
     assert_eq!(raw_status(&gateway, long_url.as_bytes()).await, 431);
     let many_headers: String = (0..200).map(|index| format!("X-H{index}: v\r\n")).collect();
     let request = format!("GET /dev HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n");
@@ -72,10 +128,17 @@ async fn oversize_request_heads_are_refused() {
 #[tokio::test]
 async fn slow_handshakes_time_out() {
     let backend = MockBackend::start().await;
-    let gateway = TestGateway::start(&config(&backend, "[limits]\nhandshake_timeout = \"300ms\"\n")).await;
+    let gateway = TestGateway::start(&config(
+        &backend,
+        "[limits]\nhandshake_timeout = \"300ms\"\n",
+    ))
+    .await;
     // A slowloris client sends part of a head and stalls: the server answers 408 and closes.
     let started = std::time::Instant::now();
-    assert_eq!(raw_status(&gateway, b"GET /dev HTTP/1.1\r\nHost: x\r\n").await, 408);
+    assert_eq!(
+        raw_status(&gateway, b"GET /dev HTTP/1.1\r\nHost: x\r\n").await,
+        408
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
     gateway.shutdown().await;
 }
@@ -89,13 +152,26 @@ async fn management_rejects_bad_paths_and_methods() {
         ("POST", "/@connections", 403, "ForbiddenException"),
         ("POST", "/@connections/", 403, "ForbiddenException"),
         ("POST", "/@connections/%ZZ", 400, "BadRequestException"),
-        ("POST", "/@connections/AAAAAAAAAAAAAAAA", 400, "BadRequestException"),
-        ("PATCH", "/@connections/AAAAAAAAAAAAAAA=", 405, "MethodNotAllowedException"),
+        (
+            "POST",
+            "/@connections/AAAAAAAAAAAAAAAA",
+            400,
+            "BadRequestException",
+        ),
+        (
+            "PATCH",
+            "/@connections/AAAAAAAAAAAAAAA=",
+            405,
+            "MethodNotAllowedException",
+        ),
         ("GET", "/../../etc/passwd", 403, "ForbiddenException"),
     ] {
         let (status, headers, _) = http_request(method, &format!("{base}{path}"), "").await;
         assert_eq!(status, expected_status, "{method} {path}");
-        assert_eq!(headers["x-amzn-ErrorType"], expected_type, "{method} {path}");
+        assert_eq!(
+            headers["x-amzn-ErrorType"], expected_type,
+            "{method} {path}"
+        );
     }
     gateway.shutdown().await;
 }

@@ -30,7 +30,6 @@ async fn assert_no_more_disconnects(gateway: TestGateway, backend: &mut MockBack
     assert!(extra.is_empty(), "more than one $disconnect: {extra:?}");
 }
 
-
 #[tokio::test]
 async fn client_close_reports_its_code_and_reason() {
     let (mut backend, gateway, client, connection_id) = connected("").await;

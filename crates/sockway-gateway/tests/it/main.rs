@@ -10,8 +10,8 @@ mod events;
 mod lambda;
 mod limits;
 mod management;
-mod operations;
 mod management_sigv4;
+mod operations;
 mod routing;
 
 use sockway_testkit::{MockBackend, TestGateway, WsClient};
@@ -64,6 +64,9 @@ pub(crate) async fn connected(extra: &str) -> (MockBackend, TestGateway, WsClien
     let gateway = TestGateway::start(&config(&backend, extra)).await;
     let client = gateway.connect().await;
     let connect = backend.next_event_for("$connect").await;
-    let connection_id = connect["requestContext"]["connectionId"].as_str().unwrap().to_owned();
+    let connection_id = connect["requestContext"]["connectionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     (backend, gateway, client, connection_id)
 }

@@ -5,7 +5,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::connected;
 
-
 fn check_error(status: u16, headers: &http::HeaderMap, expected_status: u16, expected_type: &str) {
     assert_eq!(status, expected_status);
     assert_eq!(headers["x-amzn-ErrorType"], expected_type);

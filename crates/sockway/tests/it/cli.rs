@@ -155,12 +155,25 @@ async fn sigterm_stops_the_gateway_after_its_output_pipes_close() {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(sockway_testkit::DEADLINE, lines.next_line()).await.unwrap().unwrap().unwrap();
+    let line = tokio::time::timeout(sockway_testkit::DEADLINE, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(line.starts_with("sockway listening on "));
     drop(lines);
     drop(child.stderr.take());
     let pid = child.id().unwrap().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = tokio::time::timeout(sockway_testkit::DEADLINE, child.wait()).await.expect("exits after SIGTERM").unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(sockway_testkit::DEADLINE, child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
     assert!(status.success(), "{status}");
 }
