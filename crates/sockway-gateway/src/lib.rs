@@ -34,8 +34,45 @@ pub(crate) fn epoch_millis() -> i64 {
 
 /// Bytes from the operating system's CSPRNG: connection ids must be unguessable, since knowing
 /// one is enough to push to or close that connection through `@connections`.
+///
+/// Every message needs two ids, so bytes are drawn from the OS in 4 KiB blocks per thread
+/// rather than with one system call per id; each byte is handed out once.
 pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    const BLOCK: usize = 4096;
+    struct Pool {
+        bytes: [u8; BLOCK],
+        used: usize,
+    }
+    thread_local! {
+        static POOL: std::cell::RefCell<Pool> = const { std::cell::RefCell::new(Pool { bytes: [0; BLOCK], used: BLOCK }) };
+    }
     let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes).expect("the operating system's random source is available");
+    if N > BLOCK {
+        getrandom::fill(&mut bytes).expect("the operating system's random source is available");
+        return bytes;
+    }
+    POOL.with_borrow_mut(|pool| {
+        if BLOCK - pool.used < N {
+            getrandom::fill(&mut pool.bytes)
+                .expect("the operating system's random source is available");
+            pool.used = 0;
+        }
+        bytes.copy_from_slice(&pool.bytes[pool.used..pool.used + N]);
+        pool.used += N;
+    });
     bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::random_bytes;
+
+    #[test]
+    fn random_bytes_are_never_handed_out_twice() {
+        let mut seen = std::collections::HashSet::new();
+        // More than one 4 KiB block, so the refill path runs too.
+        for _ in 0..1000 {
+            assert!(seen.insert(random_bytes::<11>()), "an id repeated");
+        }
+    }
 }

@@ -30,7 +30,7 @@ pub use backend::{MockBackend, MockResponse, RecordedRequest, Responder, echo_re
 pub use client::{WsClient, connect, connect_with_headers};
 pub use jwks::{JWKS_PATH, JwksServer};
 pub use lambda::{FakeLambda, Invocation, LambdaReply};
-pub use process::GatewayProcess;
+pub use process::{ConfigFile, GatewayProcess};
 pub use redis::{RedisCluster, RedisServer};
 
 use sockway_gateway::Gateway;

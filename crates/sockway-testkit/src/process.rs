@@ -102,3 +102,34 @@ impl GatewayProcess {
             .expect("wait for sockway")
     }
 }
+
+/// A config file in a fresh temporary directory of its own, removed when the guard drops.
+#[derive(Debug)]
+pub struct ConfigFile {
+    directory: std::path::PathBuf,
+    /// The file's path, to pass as `--config`.
+    pub path: std::path::PathBuf,
+}
+
+impl ConfigFile {
+    /// Writes `text` to `sockway.toml` in a directory named after `name`, this process and a
+    /// counter, so tests running in parallel never share one.
+    pub fn new(name: &str, text: &str) -> ConfigFile {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let sequence = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let directory = std::env::temp_dir().join(format!(
+            "sockway-test-{name}-{}-{sequence}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&directory).expect("create the config directory");
+        let path = directory.join("sockway.toml");
+        std::fs::write(&path, text).expect("write the config file");
+        ConfigFile { directory, path }
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.directory);
+    }
+}

@@ -1,35 +1,12 @@
 //! The binary: configuration errors before anything binds, the startup line, SIGTERM.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use sockway_testkit::{GatewayProcess, MockBackend, connect};
+use sockway_testkit::{ConfigFile, GatewayProcess, MockBackend, connect};
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_sockway"))
-}
-
-/// A config file in a fresh temporary directory, removed when the guard drops.
-struct ConfigFile {
-    directory: PathBuf,
-    path: PathBuf,
-}
-
-impl ConfigFile {
-    fn new(name: &str, text: &str) -> ConfigFile {
-        let directory =
-            std::env::temp_dir().join(format!("sockway-cli-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&directory).unwrap();
-        let path = directory.join("sockway.toml");
-        std::fs::write(&path, text).unwrap();
-        ConfigFile { directory, path }
-    }
-}
-
-impl Drop for ConfigFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.directory);
-    }
 }
 
 fn validate(text: &str, name: &str) -> (i32, String) {

@@ -2,11 +2,13 @@
 //! each of its connections' `$disconnect` exactly once) and a node that stops answering (504).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use sockway_testkit::{GatewayProcess, MockBackend, RedisServer, WsClient, connect, http_request};
+use sockway_testkit::{
+    ConfigFile, GatewayProcess, MockBackend, RedisServer, WsClient, connect, http_request,
+};
 use tokio::time::Instant;
 
 /// `node_timeout` in these tests.
@@ -16,29 +18,6 @@ const MARGIN: Duration = Duration::from_secs(3);
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_sockway"))
-}
-
-/// A config file in a fresh temporary directory, removed when the guard drops.
-struct ConfigFile {
-    directory: PathBuf,
-    path: PathBuf,
-}
-
-impl ConfigFile {
-    fn new(name: &str, text: &str) -> ConfigFile {
-        let directory =
-            std::env::temp_dir().join(format!("sockway-cluster-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&directory).unwrap();
-        let path = directory.join("sockway.toml");
-        std::fs::write(&path, text).unwrap();
-        ConfigFile { directory, path }
-    }
-}
-
-impl Drop for ConfigFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.directory);
-    }
 }
 
 /// A config whose lifecycle routes go to `backend`, clustered on `redis`.
