@@ -1,17 +1,22 @@
-//! This node's open connections, each reachable through its [`ConnectionHandle`].
+//! This node's open connections, each reachable through its [`ConnectionHandle`], and the
+//! groups they belong to.
 //!
-//! The registry is a map behind a `std::sync::Mutex`: every operation is a short lookup, insert
-//! or remove with no `.await` while the lock is held, so a synchronous lock is cheaper than an
-//! async one and cannot be held across a suspension point. Delivery decisions (queue full,
-//! closing) are made by the handle, not here.
+//! The registry is two maps behind one `std::sync::Mutex`: connections by id, and members by
+//! group. Every operation is a short lookup, insert or remove with no `.await` while the lock
+//! is held, so a synchronous lock is cheaper than an async one and cannot be held across a
+//! suspension point; one lock for both maps keeps a connection and its memberships consistent
+//! (a connection that leaves the registry leaves its groups in the same step). Fan-out copies
+//! the members' handles out and sends after the lock is released. Delivery decisions (queue
+//! full, closing) are made by the handle, not here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use sockway_protocol::close::CloseCause;
 use sockway_protocol::event::ConnectionContext;
+use sockway_protocol::group::GroupName;
 use sockway_protocol::id::ConnectionId;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -167,61 +172,227 @@ impl ConnectionHandle {
     }
 }
 
-/// This node's connections by id.
+/// How many groups one connection may belong to.
+pub(crate) const MAX_GROUPS_PER_CONNECTION: usize = 100;
+
+/// Why a membership change was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MembershipError {
+    /// The connection is closing, closed or unknown.
+    Gone,
+    /// The connection is already in [`MAX_GROUPS_PER_CONNECTION`] groups.
+    TooManyGroups,
+}
+
+/// This node's connections by id, and its groups.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
-    connections: Mutex<HashMap<ConnectionId, ConnectionHandle>>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    connections: HashMap<ConnectionId, Entry>,
+    /// Members of each group that has any on this node; a group with no member left is removed.
+    groups: HashMap<GroupName, HashSet<ConnectionId>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    handle: ConnectionHandle,
+    /// The groups the connection is in, in the order it joined them.
+    groups: Vec<GroupName>,
+}
+
+impl State {
+    fn join(&mut self, id: &ConnectionId, group: &GroupName) -> Result<(), MembershipError> {
+        let entry = self
+            .connections
+            .get_mut(id)
+            .filter(|entry| !entry.handle.is_closing())
+            .ok_or(MembershipError::Gone)?;
+        if entry.groups.contains(group) {
+            return Ok(());
+        }
+        if entry.groups.len() >= MAX_GROUPS_PER_CONNECTION {
+            return Err(MembershipError::TooManyGroups);
+        }
+        entry.groups.push(group.clone());
+        self.groups
+            .entry(group.clone())
+            .or_default()
+            .insert(id.clone());
+        Ok(())
+    }
+
+    fn drop_membership(&mut self, id: &ConnectionId, group: &GroupName) {
+        if let Some(members) = self.groups.get_mut(group) {
+            members.remove(id);
+            if members.is_empty() {
+                self.groups.remove(group);
+            }
+        }
+    }
 }
 
 impl Registry {
-    /// Adds a connection. Ids come from a CSPRNG, so a collision means a bug, and the old entry
-    /// is kept rather than silently replaced.
-    pub(crate) fn insert(&self, handle: ConnectionHandle) -> bool {
-        let mut connections = self
-            .connections
-            .lock()
-            .expect("registry lock is never poisoned");
-        if connections.contains_key(&handle.id) {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("registry lock is never poisoned")
+    }
+
+    /// Adds a connection, member of `groups` from the start (a `$connect` integration can
+    /// place it). Ids come from a CSPRNG, so a collision means a bug, and the old entry is
+    /// kept rather than silently replaced. Groups past [`MAX_GROUPS_PER_CONNECTION`] are
+    /// ignored.
+    pub(crate) fn insert(&self, handle: ConnectionHandle, groups: &[GroupName]) -> bool {
+        let mut state = self.lock();
+        if state.connections.contains_key(&handle.id) {
             return false;
         }
-        connections.insert(handle.id.clone(), handle);
+        let id = handle.id.clone();
+        state.connections.insert(
+            id.clone(),
+            Entry {
+                handle,
+                groups: Vec::new(),
+            },
+        );
+        for group in groups.iter().take(MAX_GROUPS_PER_CONNECTION) {
+            state
+                .join(&id, group)
+                .expect("a connection just inserted is open and below the group limit");
+        }
         true
     }
 
-    /// Removes a connection; returns whether it was there.
+    /// Removes a connection and its memberships; returns whether it was there.
     pub(crate) fn remove(&self, id: &ConnectionId) -> bool {
-        self.connections
-            .lock()
-            .expect("registry lock is never poisoned")
-            .remove(id)
-            .is_some()
+        let mut state = self.lock();
+        let Some(entry) = state.connections.remove(id) else {
+            return false;
+        };
+        for group in &entry.groups {
+            state.drop_membership(id, group);
+        }
+        true
     }
 
-    /// The handle of an open connection.
+    /// The handle of a registered connection.
     pub(crate) fn get(&self, id: &ConnectionId) -> Option<ConnectionHandle> {
-        self.connections
-            .lock()
-            .expect("registry lock is never poisoned")
+        self.lock()
+            .connections
             .get(id)
-            .cloned()
+            .map(|entry| entry.handle.clone())
+    }
+
+    /// Adds an open connection to `group` (nothing changes if it is a member already).
+    pub(crate) fn join(&self, id: &ConnectionId, group: &GroupName) -> Result<(), MembershipError> {
+        self.lock().join(id, group)
+    }
+
+    /// Takes an open connection out of `group` (nothing changes if it is not a member).
+    pub(crate) fn leave(
+        &self,
+        id: &ConnectionId,
+        group: &GroupName,
+    ) -> Result<(), MembershipError> {
+        let mut state = self.lock();
+        let entry = state
+            .connections
+            .get_mut(id)
+            .filter(|entry| !entry.handle.is_closing())
+            .ok_or(MembershipError::Gone)?;
+        let before = entry.groups.len();
+        entry.groups.retain(|joined| joined != group);
+        if entry.groups.len() != before {
+            state.drop_membership(id, group);
+        }
+        Ok(())
+    }
+
+    /// The groups of an open connection, in the order it joined them.
+    pub(crate) fn groups_of(&self, id: &ConnectionId) -> Option<Vec<GroupName>> {
+        self.lock()
+            .connections
+            .get(id)
+            .filter(|entry| !entry.handle.is_closing())
+            .map(|entry| entry.groups.clone())
+    }
+
+    /// The handles of `group`'s members, or of every connection when `group` is `None`: the
+    /// targets of a broadcast, copied out so that sending happens without the lock.
+    pub(crate) fn members(&self, group: Option<&GroupName>) -> Vec<ConnectionHandle> {
+        let state = self.lock();
+        match group {
+            None => state
+                .connections
+                .values()
+                .map(|entry| entry.handle.clone())
+                .collect(),
+            Some(group) => state
+                .groups
+                .get(group)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| state.connections.get(id))
+                .map(|entry| entry.handle.clone())
+                .collect(),
+        }
+    }
+
+    /// Up to `limit` open connections (of `group`, or all), in id order, starting after
+    /// `after`; and whether more follow. Id order makes the position a stable cursor: a page
+    /// never repeats or skips a connection that stays open while a caller pages through.
+    pub(crate) fn page(
+        &self,
+        group: Option<&GroupName>,
+        after: Option<&ConnectionId>,
+        limit: usize,
+    ) -> (Vec<(ConnectionHandle, Vec<GroupName>)>, bool) {
+        let state = self.lock();
+        let is_candidate = |id: &ConnectionId| after.is_none_or(|after| id > after);
+        let mut ids: Vec<&ConnectionId> = match group {
+            None => state
+                .connections
+                .keys()
+                .filter(|id| is_candidate(id))
+                .collect(),
+            Some(group) => state
+                .groups
+                .get(group)
+                .into_iter()
+                .flatten()
+                .filter(|id| is_candidate(id))
+                .collect(),
+        };
+        ids.retain(|id| {
+            state
+                .connections
+                .get(*id)
+                .is_some_and(|entry| !entry.handle.is_closing())
+        });
+        let more = ids.len() > limit;
+        if more {
+            ids.select_nth_unstable(limit);
+            ids.truncate(limit);
+        }
+        ids.sort_unstable();
+        let page = ids
+            .into_iter()
+            .filter_map(|id| state.connections.get(id))
+            .map(|entry| (entry.handle.clone(), entry.groups.clone()))
+            .collect();
+        (page, more)
     }
 
     /// Every registered connection's handle, e.g. to store them again after the cluster's
     /// store lost them.
     pub(crate) fn handles(&self) -> Vec<ConnectionHandle> {
-        self.connections
-            .lock()
-            .expect("registry lock is never poisoned")
-            .values()
-            .cloned()
-            .collect()
+        self.members(None)
     }
 
     /// How many connections are registered.
     pub(crate) fn len(&self) -> usize {
-        self.connections
-            .lock()
-            .expect("registry lock is never poisoned")
-            .len()
+        self.lock().connections.len()
     }
 }

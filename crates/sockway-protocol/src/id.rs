@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE;
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Identifies one client connection, e.g. `BFaT_fALIAMCKug=`.
 ///
@@ -132,6 +132,14 @@ impl RequestId {
 impl fmt::Display for ConnectionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ConnectionId {
+    /// Reads a connection id and checks it, so a deserialized id is as valid as a parsed one.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        ConnectionId::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -4,6 +4,7 @@
 //! WebSocket APIs, expressed as pure functions and plain types:
 //!
 //! * [`id`]: connection and request ids in the AWS 16-character form;
+//! * [`group`]: group names, sockway's extension for addressing many connections;
 //! * [`route`]: route keys and the route selection expression;
 //! * [`time`]: the timestamp formats AWS puts in events and API answers;
 //! * [`event`]: the Lambda-proxy and REQUEST-authorizer event JSON;
@@ -18,6 +19,7 @@
 pub mod close;
 pub mod error;
 pub mod event;
+pub mod group;
 pub mod id;
 pub mod result;
 pub mod route;

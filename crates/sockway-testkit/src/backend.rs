@@ -92,6 +92,12 @@ impl MockResponse {
         }
     }
 
+    /// The same reply with one more header.
+    pub fn with_header(mut self, name: &str, value: &str) -> MockResponse {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
     /// The same reply after `delay`.
     pub fn delayed(mut self, delay: Duration) -> MockResponse {
         self.delay = Some(delay);

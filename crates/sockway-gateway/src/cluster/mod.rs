@@ -1,24 +1,31 @@
 //! One interface for presence and delivery, whatever the deployment.
 //!
 //! Code above this module (connections, the management API, the server) never asks whether
-//! the gateway is clustered: it draws connection ids, registers presence, delivers and takes
-//! over lost connections through [`Cluster`]. Single-node mode is the `Local` backend over this
+//! the gateway is clustered: it draws connection ids, registers presence, delivers, manages
+//! groups, broadcasts, lists and takes over lost connections through [`Cluster`]. Single-node mode is the `Local` backend over this
 //! node's [`Registry`]; the `Redis` backend ([`redis`]) reaches connections on other nodes and
 //! is the only code that knows Redis key names and channels.
 //!
 //! Both backends serve a connection of this node the same way, through [`local`]; the Redis
-//! backend adds routing by the node tag inside every connection id, liveness, and the hand-over
-//! of a lost node's connections (their `$disconnect`, delivered by the caller of
-//! [`Cluster::next_orphan`]).
+//! backend adds routing by the node tag inside every connection id, fan-out of broadcasts and
+//! lists to every live node, liveness, and the hand-over of a lost node's connections (their
+//! `$disconnect`, delivered by the caller of [`Cluster::next_orphan`]).
+//!
+//! Group membership lives with the connection, in the registry of the node that holds it: a
+//! join is routed to that node like a post, membership ends when the connection leaves the
+//! registry, and a broadcast asks each node to fan out to its own members.
 
 mod local;
 mod redis;
 
 use std::sync::Arc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use sockway_protocol::event::ConnectionContext;
-use sockway_protocol::id::ConnectionId;
+use sockway_protocol::group::GroupName;
+use sockway_protocol::id::{ConnectionId, ID_LENGTH};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -51,6 +58,17 @@ pub(crate) enum ClusterError {
     /// The node that owns the connection did not answer in time.
     #[error("connection {0}: its node did not answer in time")]
     Timeout(ConnectionId),
+    /// The connection is in as many groups as it may be.
+    #[error("connection {0}: group limit reached")]
+    TooManyGroups(ConnectionId),
+    /// A call that needs every node (a broadcast, a list) could not reach some of them.
+    #[error("some nodes could not be reached")]
+    Incomplete {
+        /// Whether they did not answer in time (rather than being unreachable at once).
+        timed_out: bool,
+        /// What a broadcast did reach before it gave up on those nodes.
+        reached: Option<Tally>,
+    },
     /// Joining the cluster at startup failed.
     #[error("cannot join the cluster: {operation}")]
     Join {
@@ -80,6 +98,84 @@ pub(crate) struct ConnectionSnapshot {
     pub(crate) source_ip: String,
     /// The client's `User-Agent`.
     pub(crate) user_agent: Option<String>,
+    /// The groups the connection is in (filled in lists, empty for `GetConnection`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) groups: Vec<String>,
+}
+
+/// One connection in a list: its id and what `GetConnection` reports, plus its groups.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ListedConnection {
+    /// The connection's id.
+    pub(crate) connection_id: ConnectionId,
+    /// Its facts.
+    #[serde(flatten)]
+    pub(crate) snapshot: ConnectionSnapshot,
+}
+
+/// What a broadcast did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    /// Connections the message was queued for.
+    pub(crate) delivered: u64,
+    /// Connections whose outbound queue was full, so the message was not queued for them.
+    pub(crate) dropped: u64,
+}
+
+impl std::ops::AddAssign for Tally {
+    fn add_assign(&mut self, other: Tally) {
+        self.delivered += other.delivered;
+        self.dropped += other.dropped;
+    }
+}
+
+/// One page of a list, and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Page {
+    /// The connections, in node order then id order.
+    pub(crate) items: Vec<ListedConnection>,
+    /// Where the next page starts; `None` on the last page.
+    pub(crate) next: Option<Cursor>,
+}
+
+/// A position in a list across the cluster: a node (by tag; 0 in single-node mode) and the
+/// last id returned from it. Lists run in node order and, within a node, in id order, so a
+/// cursor stays valid while connections come and go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Cursor {
+    /// The node the next page starts on.
+    pub(crate) node: u16,
+    /// The last connection returned from that node; `None` to start at its first.
+    pub(crate) after: Option<ConnectionId>,
+}
+
+impl Cursor {
+    /// The cursor as an opaque, URL-safe `nextToken`.
+    pub(crate) fn to_token(&self) -> String {
+        let mut raw = format!("{:04x}", self.node);
+        if let Some(after) = &self.after {
+            raw.push_str(after.as_str());
+        }
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// Reads a `nextToken`; `None` when it is not one this gateway made.
+    pub(crate) fn from_token(token: &str) -> Option<Cursor> {
+        let raw = URL_SAFE_NO_PAD.decode(token).ok()?;
+        let raw = String::from_utf8(raw).ok()?;
+        let node_hex = raw.get(..4)?;
+        if !node_hex.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            return None;
+        }
+        let node = u16::from_str_radix(node_hex, 16).ok()?;
+        let after = match &raw[4..] {
+            "" => None,
+            id if id.len() == ID_LENGTH => Some(ConnectionId::parse(id).ok()?),
+            _ => return None,
+        };
+        Some(Cursor { node, after })
+    }
 }
 
 /// Keeps a connection present in the cluster; dropping it removes the connection on every exit
@@ -129,12 +225,17 @@ impl Cluster {
         }
     }
 
-    /// Makes `handle` reachable until the returned guard drops. `None` if the id is taken.
-    pub(crate) fn register(&self, handle: ConnectionHandle) -> Option<Presence<'_>> {
+    /// Makes `handle` reachable, a member of `groups`, until the returned guard drops. `None`
+    /// if the id is taken.
+    pub(crate) fn register(
+        &self,
+        handle: ConnectionHandle,
+        groups: &[GroupName],
+    ) -> Option<Presence<'_>> {
         let id = handle.id.clone();
         let inserted = match self {
-            Cluster::Local(registry) => registry.insert(handle),
-            Cluster::Redis(backend) => backend.register(handle),
+            Cluster::Local(registry) => registry.insert(handle, groups),
+            Cluster::Redis(backend) => backend.register(handle, groups),
         };
         inserted.then_some(Presence { cluster: self, id })
     }
@@ -181,6 +282,76 @@ impl Cluster {
         }
     }
 
+    /// Adds a connection to `group`, on whichever node holds it.
+    pub(crate) async fn join_group(
+        &self,
+        id: &ConnectionId,
+        group: &GroupName,
+    ) -> Result<(), ClusterError> {
+        match self {
+            Cluster::Local(registry) => local::join_group(registry, id, group),
+            Cluster::Redis(backend) => backend.join_group(id, group).await,
+        }
+    }
+
+    /// Takes a connection out of `group`, on whichever node holds it.
+    pub(crate) async fn leave_group(
+        &self,
+        id: &ConnectionId,
+        group: &GroupName,
+    ) -> Result<(), ClusterError> {
+        match self {
+            Cluster::Local(registry) => local::leave_group(registry, id, group),
+            Cluster::Redis(backend) => backend.leave_group(id, group).await,
+        }
+    }
+
+    /// The groups a connection is in.
+    pub(crate) async fn connection_groups(
+        &self,
+        id: &ConnectionId,
+    ) -> Result<Vec<GroupName>, ClusterError> {
+        match self {
+            Cluster::Local(registry) => local::connection_groups(registry, id),
+            Cluster::Redis(backend) => backend.connection_groups(id).await,
+        }
+    }
+
+    /// Queues `payload` for every member of `group` (every connection when `None`) on every
+    /// node. Each node fans out to its own members, so the message crosses Redis once per
+    /// node, not once per member.
+    pub(crate) async fn broadcast(
+        &self,
+        group: Option<&GroupName>,
+        payload: Bytes,
+    ) -> Result<Tally, ClusterError> {
+        match self {
+            Cluster::Local(registry) => Ok(local::broadcast(registry, group, &payload)),
+            Cluster::Redis(backend) => backend.broadcast(group, payload).await,
+        }
+    }
+
+    /// A page of open connections (members of `group`, or all), starting at `cursor`.
+    pub(crate) async fn list_connections(
+        &self,
+        group: Option<&GroupName>,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page, ClusterError> {
+        match self {
+            Cluster::Local(registry) => {
+                let after = cursor.and_then(|cursor| cursor.after.as_ref());
+                let (items, more) = local::page(registry, group, after, limit);
+                let next = more.then(|| Cursor {
+                    node: 0,
+                    after: items.last().map(|item| item.connection_id.clone()),
+                });
+                Ok(Page { items, next })
+            }
+            Cluster::Redis(backend) => backend.list_connections(group, cursor, limit).await,
+        }
+    }
+
     /// The next connection of a lost node whose `$disconnect` this node must deliver; each is
     /// handed to exactly one surviving node. `None` once there will be no more (at once for
     /// `Local`, where no node can be lost; after [`Cluster::leave`] for Redis).
@@ -214,6 +385,48 @@ impl Cluster {
         match self {
             Cluster::Local(registry) => registry.len(),
             Cluster::Redis(backend) => backend.local_connection_count(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_through_tokens() {
+        let id = ConnectionId::parse("BFaT_fALIAMCKug=").unwrap();
+        for cursor in [
+            Cursor {
+                node: 0,
+                after: None,
+            },
+            Cursor {
+                node: 0xbeef,
+                after: Some(id),
+            },
+        ] {
+            let token = cursor.to_token();
+            assert!(
+                token
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_'),
+                "{token}"
+            );
+            assert_eq!(Cursor::from_token(&token), Some(cursor));
+        }
+    }
+
+    #[test]
+    fn foreign_tokens_are_refused() {
+        for token in [
+            "",
+            "!!",
+            "abc",
+            &URL_SAFE_NO_PAD.encode("zzzz"),
+            &URL_SAFE_NO_PAD.encode("0001short"),
+        ] {
+            assert_eq!(Cursor::from_token(token), None, "{token}");
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! The upgrade is held open while the `$connect` integration runs, as on AWS: a 2xx answer
 //! completes the handshake (copying only `Sec-WebSocket-Protocol` from the integration's
-//! headers), any other status rejects it with that status, an integration failure with 502 and
+//! headers, and reading sockway's `X-Sockway-Groups`: the groups the connection joins), any
+//! other status rejects it with that status, an integration failure with 502 and
 //! a timeout with 504.
 
 use std::net::{IpAddr, SocketAddr};
@@ -10,6 +11,7 @@ use std::sync::Arc;
 
 use sockway_protocol::error::AwsError;
 use sockway_protocol::event::ConnectionContext;
+use sockway_protocol::group::GroupName;
 use sockway_protocol::id::RequestId;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, warn};
@@ -28,6 +30,8 @@ pub(super) struct Accepted {
     pub(super) context: Arc<ConnectionContext>,
     /// The complete `101 Switching Protocols` response to write.
     pub(super) response: Vec<u8>,
+    /// The groups the `$connect` integration placed the connection in.
+    pub(super) groups: Vec<GroupName>,
 }
 
 /// Why the upgrade is not completed: the HTTP response to send instead.
@@ -36,6 +40,10 @@ pub(super) struct Refused {
     /// The complete HTTP response.
     pub(super) response: Vec<u8>,
 }
+
+/// The header of a `$connect` answer that names the groups the connection joins: a
+/// comma-separated list of group names (a sockway extension).
+pub(crate) const GROUPS_HEADER: &str = "X-Sockway-Groups";
 
 /// Checks the upgrade request and runs `$connect`.
 pub(super) async fn negotiate(
@@ -122,6 +130,7 @@ pub(super) async fn negotiate(
     let context = Arc::new(context);
 
     let mut subprotocol = None;
+    let mut groups = Vec::new();
     if let Some(route) = shared.routes.connect() {
         shared.metrics.connect_count.inc();
         let integration = shared
@@ -143,6 +152,22 @@ pub(super) async fn negotiate(
         match answer {
             Ok(response) if response.is_success() => {
                 subprotocol = response.header("Sec-WebSocket-Protocol").map(str::to_owned);
+                if let Some(list) = response.header(GROUPS_HEADER) {
+                    groups = GroupName::parse_list(list).map_err(|error| {
+                        warn!(connection_id = %context.connection_id, request_id = %call.request_id, error = %error, "$connect answered with an invalid {GROUPS_HEADER} header; refusing the connection");
+                        let request_id = call.request_id.to_string();
+                        Refused {
+                            response: http_response(
+                                502,
+                                &[
+                                    ("Content-Type", "application/json"),
+                                    ("x-amzn-RequestId", request_id.as_str()),
+                                ],
+                                br#"{"message": "Internal server error"}"#,
+                            ),
+                        }
+                    })?;
+                }
             }
             Ok(response) => {
                 debug!(connection_id = %context.connection_id, status = response.status_code, "$connect refused the connection");
@@ -188,6 +213,7 @@ pub(super) async fn negotiate(
     Ok(Accepted {
         context,
         response: response.into_bytes(),
+        groups,
     })
 }
 

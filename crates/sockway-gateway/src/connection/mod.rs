@@ -99,7 +99,7 @@ async fn open<S>(
         ConnectionHandle::new(context.clone(), info, limits.outbound_queue, close.clone());
     // Registered before the 101 goes out, so a backend that posts as soon as `$connect`
     // returned reaches the connection instead of getting 410.
-    let Some(presence) = shared.cluster.register(handle.clone()) else {
+    let Some(presence) = shared.cluster.register(handle.clone(), &accepted.groups) else {
         error!("connection id collision; refusing the upgrade");
         respond_and_close(
             &mut stream,

@@ -1,4 +1,6 @@
-//! The `@connections` management API, wire-compatible with AWS's `ApiGatewayManagementApi`.
+//! The `@connections` management API, wire-compatible with AWS's `ApiGatewayManagementApi`,
+//! and sockway's extensions beside it: listing connections, groups and broadcast
+//! (`docs/management-api.md`, `docs/openapi.yaml`).
 //!
 //! Requests are checked first: with `[[management.credentials]]` configured, every request
 //! must carry a SigV4 signature (service `execute-api`, the gateway's region) made with one of
@@ -17,13 +19,16 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use percent_encoding::percent_decode_str;
 use sockway_protocol::error::AwsError;
+use sockway_protocol::group::{GroupName, MAX_GROUP_NAME};
 use sockway_protocol::time::iso8601_millis;
 use tracing::debug;
 
 use self::path::{Operational, Resource};
 use crate::aws::sigv4::{self, SignatureError};
-use crate::cluster::ClusterError;
+use crate::cluster::{ClusterError, ConnectionSnapshot, Cursor, Page, Tally};
+use crate::registry::MAX_GROUPS_PER_CONNECTION;
 use crate::server::Shared;
 
 /// Largest `PostToConnection` payload, AWS's quota.
@@ -38,6 +43,23 @@ pub(crate) enum ApiError {
     /// The id is not an AWS connection id.
     #[error("malformed connection id `{0}`")]
     BadConnectionId(String),
+    /// The group name is not valid.
+    #[error("malformed group name `{0}`")]
+    BadGroupName(String),
+    /// A query parameter is not valid.
+    #[error("bad query parameter: {0}")]
+    BadQuery(&'static str),
+    /// The connection is in as many groups as it may be.
+    #[error("connection group limit reached")]
+    TooManyGroups,
+    /// A broadcast or list could not reach every node of the cluster.
+    #[error("some nodes could not be reached")]
+    Incomplete {
+        /// Whether they did not answer in time (rather than being unreachable).
+        timed_out: bool,
+        /// What a broadcast reached on the nodes that answered.
+        reached: Option<Tally>,
+    },
     /// The body is over [`MAX_POST_BYTES`].
     #[error("payload larger than {MAX_POST_BYTES} bytes")]
     PayloadTooLarge,
@@ -75,6 +97,10 @@ impl From<ClusterError> for ApiError {
             ClusterError::Gone(_) => ApiError::Gone,
             ClusterError::QueueFull(_) => ApiError::QueueFull,
             ClusterError::Timeout(_) => ApiError::NodeTimeout,
+            ClusterError::TooManyGroups(_) => ApiError::TooManyGroups,
+            ClusterError::Incomplete { timed_out, reached } => {
+                ApiError::Incomplete { timed_out, reached }
+            }
             ClusterError::Unavailable(_)
             | ClusterError::Join { .. }
             | ClusterError::NoFreeTag { .. } => ApiError::NodeUnavailable,
@@ -89,6 +115,30 @@ impl ApiError {
             ApiError::Gone => AwsError::gone(),
             ApiError::BadConnectionId(id) => {
                 AwsError::bad_request(format!("Invalid connectionId: {id}"))
+            }
+            ApiError::BadGroupName(name) => AwsError::bad_request(format!(
+                "Invalid group name: {name}; use 1 to {MAX_GROUP_NAME} characters from A-Z a-z 0-9 - _ . : ~ @"
+            )),
+            ApiError::BadQuery(message) => AwsError::bad_request(*message),
+            ApiError::TooManyGroups => AwsError::limit_exceeded(format!(
+                "A connection can be in at most {MAX_GROUPS_PER_CONNECTION} groups"
+            )),
+            ApiError::Incomplete { timed_out, reached } => {
+                let reached = reached.map_or(String::new(), |tally| {
+                    format!(
+                        "; the message was queued for {} connection(s) on the nodes that answered",
+                        tally.delivered
+                    )
+                });
+                if *timed_out {
+                    AwsError::gateway_timeout(format!(
+                        "Some gateway nodes did not answer in time{reached}"
+                    ))
+                } else {
+                    AwsError::service_unavailable(format!(
+                        "Some gateway nodes cannot be reached; try again later{reached}"
+                    ))
+                }
             }
             ApiError::PayloadTooLarge => AwsError::payload_too_large(MAX_POST_BYTES),
             ApiError::NodeUnavailable => AwsError::service_unavailable(
@@ -256,37 +306,142 @@ async fn serve(
             SystemTime::now(),
         )?;
     }
-    let id = match path::parse(parts.uri.path(), &shared.config.gateway.stage) {
-        Resource::Connection(id) => id,
-        Resource::MalformedConnectionId(raw) => return Err(ApiError::BadConnectionId(raw)),
-        Resource::Unknown => return Err(ApiError::NotFound),
-    };
+    let resource = path::parse(parts.uri.path(), &shared.config.gateway.stage);
     let cluster = &shared.cluster;
-    match parts.method {
-        Method::POST => {
+    match (resource, parts.method) {
+        (Resource::MalformedConnectionId(raw), _) => Err(ApiError::BadConnectionId(raw)),
+        (Resource::MalformedGroupName(raw), _) => Err(ApiError::BadGroupName(raw)),
+        (Resource::Unknown, _) => Err(ApiError::NotFound),
+        (Resource::Connection(id), Method::POST) => {
             cluster.post_to_connection(&id, body).await?;
             Ok(json_response(StatusCode::OK, Bytes::new()))
         }
-        Method::GET => {
+        (Resource::Connection(id), Method::GET) => {
             let snapshot = cluster.get_connection(&id).await?;
-            let mut identity = serde_json::Map::new();
-            identity.insert("sourceIp".to_owned(), snapshot.source_ip.into());
-            if let Some(user_agent) = snapshot.user_agent {
-                identity.insert("userAgent".to_owned(), user_agent.into());
-            }
-            let body = serde_json::json!({
-                "connectedAt": iso8601_millis(snapshot.connected_at),
-                "identity": identity,
-                "lastActiveAt": iso8601_millis(snapshot.last_active_at),
-            });
+            let body = serde_json::Value::Object(connection_json(snapshot));
             Ok(json_response(StatusCode::OK, Bytes::from(body.to_string())))
         }
-        Method::DELETE => {
+        (Resource::Connection(id), Method::DELETE) => {
             cluster.delete_connection(&id).await?;
             Ok(json_response(StatusCode::NO_CONTENT, Bytes::new()))
         }
-        ref other => Err(ApiError::MethodNotAllowed(other.clone())),
+        (Resource::Connections, Method::GET) => {
+            list(shared, None, parts.uri.query().unwrap_or("")).await
+        }
+        (Resource::Group(group), Method::GET) => {
+            list(shared, Some(&group), parts.uri.query().unwrap_or("")).await
+        }
+        (Resource::Connections, Method::POST) => {
+            let tally = cluster.broadcast(None, body).await?;
+            Ok(tally_response(tally))
+        }
+        (Resource::Group(group), Method::POST) => {
+            let tally = cluster.broadcast(Some(&group), body).await?;
+            Ok(tally_response(tally))
+        }
+        (Resource::ConnectionGroups(id), Method::GET) => {
+            let groups = cluster.connection_groups(&id).await?;
+            let body = serde_json::json!({ "groups": groups });
+            Ok(json_response(StatusCode::OK, Bytes::from(body.to_string())))
+        }
+        (Resource::Membership(id, group), Method::PUT) => {
+            cluster.join_group(&id, &group).await?;
+            Ok(json_response(StatusCode::NO_CONTENT, Bytes::new()))
+        }
+        (Resource::Membership(id, group), Method::DELETE) => {
+            cluster.leave_group(&id, &group).await?;
+            Ok(json_response(StatusCode::NO_CONTENT, Bytes::new()))
+        }
+        (_, other) => Err(ApiError::MethodNotAllowed(other)),
     }
+}
+
+/// The page size of a list when the caller names none, and the largest it may ask for.
+const DEFAULT_MAX_RESULTS: usize = 100;
+const MAX_MAX_RESULTS: usize = 1000;
+
+/// `GET @connections` and `GET @groups/{group}`: one page of connections, with a `nextToken`
+/// when more follow.
+async fn list(
+    shared: &Shared,
+    group: Option<&GroupName>,
+    query: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let mut limit = DEFAULT_MAX_RESULTS;
+    let mut cursor = None;
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode_str(value).decode_utf8_lossy();
+        match name {
+            "maxResults" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|limit| (1..=MAX_MAX_RESULTS).contains(limit))
+                    .ok_or(ApiError::BadQuery(
+                        "maxResults must be an integer from 1 to 1000",
+                    ))?;
+            }
+            "nextToken" => {
+                cursor = Some(
+                    Cursor::from_token(&value).ok_or(ApiError::BadQuery("Invalid nextToken"))?,
+                );
+            }
+            _ => {}
+        }
+    }
+    let Page { items, next } = shared
+        .cluster
+        .list_connections(group, cursor.as_ref(), limit)
+        .await?;
+    let items: Vec<serde_json::Value> = items
+        .into_iter()
+        .map(|item| {
+            let mut object = serde_json::Map::new();
+            object.insert(
+                "connectionId".to_owned(),
+                item.connection_id.as_str().into(),
+            );
+            let groups = item.snapshot.groups.clone();
+            object.extend(connection_json(item.snapshot));
+            object.insert("groups".to_owned(), groups.into());
+            serde_json::Value::Object(object)
+        })
+        .collect();
+    let mut body = serde_json::Map::new();
+    body.insert("items".to_owned(), items.into());
+    if let Some(next) = next {
+        body.insert("nextToken".to_owned(), next.to_token().into());
+    }
+    let body = serde_json::Value::Object(body).to_string();
+    Ok(json_response(StatusCode::OK, Bytes::from(body)))
+}
+
+/// The body of `GetConnection`, AWS's shape.
+fn connection_json(snapshot: ConnectionSnapshot) -> serde_json::Map<String, serde_json::Value> {
+    let mut identity = serde_json::Map::new();
+    identity.insert("sourceIp".to_owned(), snapshot.source_ip.into());
+    if let Some(user_agent) = snapshot.user_agent {
+        identity.insert("userAgent".to_owned(), user_agent.into());
+    }
+    let mut body = serde_json::Map::new();
+    body.insert(
+        "connectedAt".to_owned(),
+        iso8601_millis(snapshot.connected_at).into(),
+    );
+    body.insert("identity".to_owned(), identity.into());
+    body.insert(
+        "lastActiveAt".to_owned(),
+        iso8601_millis(snapshot.last_active_at).into(),
+    );
+    body
+}
+
+/// The answer to a broadcast: how many connections it was queued for, and how many it was
+/// not queued for because their queue was full.
+fn tally_response(tally: Tally) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({ "delivered": tally.delivered, "dropped": tally.dropped });
+    json_response(StatusCode::OK, Bytes::from(body.to_string()))
 }
 
 fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {

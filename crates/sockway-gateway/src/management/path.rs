@@ -1,19 +1,31 @@
-//! Parsing `@connections` request paths.
+//! Parsing management request paths: AWS's `@connections/{id}` and sockway's extensions
+//! (`@connections`, `@connections/{id}/groups[/{group}]`, `@groups/{group}`).
 //!
 //! SDKs disagree on encoding: botocore sends `/dev/@connections/ID%3D`, the Go SDK and awscurl
 //! `/dev/%40connections/ID%3D`. Both are accepted, and the id is percent-decoded before it is
 //! checked against the AWS id format.
 
 use percent_encoding::percent_decode_str;
+use sockway_protocol::group::GroupName;
 use sockway_protocol::id::ConnectionId;
 
 /// A management resource named by a request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Resource {
-    /// `/{stage}/@connections/{id}`.
+    /// `/{stage}/@connections/{id}`: AWS's `@connections` resource.
     Connection(ConnectionId),
-    /// `/{stage}/@connections/{something that is not an id}`.
+    /// `/{stage}/@connections`: every connection (list, broadcast).
+    Connections,
+    /// `/{stage}/@connections/{id}/groups`: the connection's groups.
+    ConnectionGroups(ConnectionId),
+    /// `/{stage}/@connections/{id}/groups/{group}`: the connection's membership of a group.
+    Membership(ConnectionId, GroupName),
+    /// `/{stage}/@groups/{group}`: a group's members (list, broadcast).
+    Group(GroupName),
+    /// A connection path whose id is not an AWS connection id.
     MalformedConnectionId(String),
+    /// A group path whose name is not a valid group name.
+    MalformedGroupName(String),
     /// Any other path.
     Unknown,
 }
@@ -56,20 +68,55 @@ pub(crate) fn parse(raw_path: &str, stage: &str) -> Resource {
     let Some(rest) = rest.strip_prefix('/') else {
         return Resource::Unknown;
     };
-    let rest = if let Some(rest) = rest.strip_prefix("@connections/") {
-        rest
-    } else if rest.len() >= 15 && rest[..15].eq_ignore_ascii_case("%40connections/") {
-        &rest[15..]
+    let segments: Vec<&str> = rest.split('/').collect();
+    match segments.as_slice() {
+        [collection] if is_named(collection, "connections") => Resource::Connections,
+        [collection, id] if is_named(collection, "connections") => {
+            with_connection(id, Resource::Connection)
+        }
+        [collection, id, "groups"] if is_named(collection, "connections") => {
+            with_connection(id, Resource::ConnectionGroups)
+        }
+        [collection, id, "groups", group] if is_named(collection, "connections") => {
+            with_connection(id, |id| {
+                with_group(group, |group| Resource::Membership(id, group))
+            })
+        }
+        [collection, group] if is_named(collection, "groups") => with_group(group, Resource::Group),
+        _ => Resource::Unknown,
+    }
+}
+
+/// Whether `segment` is `@{name}`, with the `@` as is or percent-encoded.
+fn is_named(segment: &str, name: &str) -> bool {
+    if let Some(rest) = segment.strip_prefix('@') {
+        rest == name
+    } else if segment.len() > 3 && segment[..3].eq_ignore_ascii_case("%40") {
+        &segment[3..] == name
     } else {
-        return Resource::Unknown;
-    };
-    if rest.is_empty() || rest.contains('/') {
+        false
+    }
+}
+
+fn with_connection(raw: &str, resource: impl FnOnce(ConnectionId) -> Resource) -> Resource {
+    if raw.is_empty() {
         return Resource::Unknown;
     }
-    let decoded = percent_decode_str(rest).decode_utf8_lossy();
+    let decoded = percent_decode_str(raw).decode_utf8_lossy();
     match ConnectionId::parse(&decoded) {
-        Ok(id) => Resource::Connection(id),
+        Ok(id) => resource(id),
         Err(_) => Resource::MalformedConnectionId(decoded.into_owned()),
+    }
+}
+
+fn with_group(raw: &str, resource: impl FnOnce(GroupName) -> Resource) -> Resource {
+    if raw.is_empty() {
+        return Resource::Unknown;
+    }
+    let decoded = percent_decode_str(raw).decode_utf8_lossy();
+    match GroupName::parse(&decoded) {
+        Ok(group) => resource(group),
+        Err(_) => Resource::MalformedGroupName(decoded.into_owned()),
     }
 }
 
@@ -117,7 +164,19 @@ mod tests {
         );
         check("/@connections/L0SM9cOFvHcCIhw%3D", "dev", Resource::Unknown);
         check("/dev/@connections/", "dev", Resource::Unknown);
-        check("/dev/@connections/a/b", "dev", Resource::Unknown);
+        check(
+            "/dev/@connections/L0SM9cOFvHcCIhw%3D/b",
+            "dev",
+            Resource::Unknown,
+        );
+        check("/dev/@groups", "dev", Resource::Unknown);
+        check("/dev/@groups/", "dev", Resource::Unknown);
+        check("/dev/@groups/a/b", "dev", Resource::Unknown);
+        check(
+            "/dev/connections/L0SM9cOFvHcCIhw%3D",
+            "dev",
+            Resource::Unknown,
+        );
         check(
             "/devx/@connections/L0SM9cOFvHcCIhw%3D",
             "dev",
@@ -129,6 +188,36 @@ mod tests {
     fn malformed_ids_are_named() {
         check(
             "/dev/@connections/nope",
+            "dev",
+            Resource::MalformedConnectionId("nope".to_owned()),
+        );
+    }
+
+    #[test]
+    fn extension_paths() {
+        let id = ConnectionId::parse(ID).unwrap();
+        let group = GroupName::parse("room:1").unwrap();
+        check("/dev/@connections", "dev", Resource::Connections);
+        check("/dev/%40connections", "dev", Resource::Connections);
+        check(
+            "/dev/@connections/L0SM9cOFvHcCIhw%3D/groups",
+            "dev",
+            Resource::ConnectionGroups(id.clone()),
+        );
+        check(
+            "/dev/@connections/L0SM9cOFvHcCIhw%3D/groups/room%3A1",
+            "dev",
+            Resource::Membership(id, group.clone()),
+        );
+        check("/dev/@groups/room:1", "dev", Resource::Group(group.clone()));
+        check("/@groups/room:1", "", Resource::Group(group));
+        check(
+            "/dev/@groups/no%20spaces",
+            "dev",
+            Resource::MalformedGroupName("no spaces".to_owned()),
+        );
+        check(
+            "/dev/@connections/nope/groups/room",
             "dev",
             Resource::MalformedConnectionId("nope".to_owned()),
         );

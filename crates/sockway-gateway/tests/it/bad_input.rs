@@ -149,7 +149,8 @@ async fn management_rejects_bad_paths_and_methods() {
     let gateway = TestGateway::start(&config(&backend, "")).await;
     let base = &gateway.management_url;
     for (method, path, expected_status, expected_type) in [
-        ("POST", "/@connections", 403, "ForbiddenException"),
+        ("PUT", "/@connections", 405, "MethodNotAllowedException"),
+        ("POST", "/@groups", 403, "ForbiddenException"),
         ("POST", "/@connections/", 403, "ForbiddenException"),
         ("POST", "/@connections/%ZZ", 400, "BadRequestException"),
         (

@@ -110,6 +110,201 @@ async fn any_node_posts_gets_and_deletes_on_a_redis_cluster() {
     check_cross_node_operations(&redis.urls()).await;
 }
 
+/// Groups spanning three nodes: joins routed to the owner from any node, one broadcast call
+/// reaching members on every node with the right count, a broadcast to all, a paginated list
+/// that covers every node exactly once, and membership that ends with a remote connection.
+async fn check_groups_across_nodes(urls: &[String]) {
+    let mut backend = MockBackend::start().await;
+    let nodes = three_nodes(&backend, urls).await;
+    let mut clients = Vec::new();
+    for node in &nodes {
+        for _ in 0..2 {
+            clients.push(connect(node, &mut backend).await);
+        }
+    }
+    // Members: the first client of each node, each joined through a node that does not hold it.
+    for (index, (_, id)) in clients.iter().enumerate().step_by(2) {
+        let via = &nodes[(index / 2 + 1) % 3];
+        let url = format!("{}/groups/room", via.connection_url(id));
+        let (status, _, body) = http_request("PUT", &url, "").await;
+        assert_eq!(status, 204, "{body:?}");
+    }
+    let (status, _, body) = http_request(
+        "GET",
+        &format!("{}/groups", nodes[2].connection_url(&clients[0].1)),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let groups: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(groups["groups"], serde_json::json!(["room"]));
+
+    for via in &nodes {
+        let (status, _, body) = http_request(
+            "POST",
+            &format!("{}/@groups/room", via.management_url),
+            "to room",
+        )
+        .await;
+        assert_eq!(status, 200, "{body:?}");
+        let tally: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(tally, serde_json::json!({"delivered": 3, "dropped": 0}));
+        for (client, _) in clients.iter_mut().step_by(2) {
+            assert_eq!(client.next_text().await, "to room");
+        }
+    }
+    let (status, _, body) = http_request(
+        "POST",
+        &format!("{}/@connections", nodes[1].management_url),
+        "all",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let tally: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(tally["delivered"], 6);
+    for (client, _) in &mut clients {
+        assert_eq!(client.next_text().await, "all");
+    }
+
+    // A list through any node covers every node, two at a time.
+    let mut listed = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut url = format!("{}/@connections?maxResults=2", nodes[0].management_url);
+        if let Some(token) = &token {
+            url.push_str(&format!("&nextToken={token}"));
+        }
+        let (status, _, body) = http_request("GET", &url, "").await;
+        assert_eq!(status, 200, "{body:?}");
+        let page: Value = serde_json::from_slice(&body).unwrap();
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        listed.extend(
+            items
+                .iter()
+                .map(|item| item["connectionId"].as_str().unwrap().to_owned()),
+        );
+        match page.get("nextToken").and_then(Value::as_str) {
+            Some(next) => token = Some(next.to_owned()),
+            None => break,
+        }
+        assert!(listed.len() <= 12, "pagination ends");
+    }
+    let mut expected: Vec<String> = clients.iter().map(|(_, id)| id.clone()).collect();
+    expected.sort();
+    listed.sort();
+    assert_eq!(listed, expected, "every connection exactly once");
+
+    // A member on node B closes: the group shrinks everywhere.
+    let (client, id) = clients.remove(2);
+    client.close(1000, "bye").await;
+    let disconnect = backend.next_event_for("$disconnect").await;
+    assert_eq!(disconnect["requestContext"]["connectionId"], id.as_str());
+    let (status, _, body) = http_request(
+        "GET",
+        &format!("{}/@groups/room", nodes[0].management_url),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let members: Value = serde_json::from_slice(&body).unwrap();
+    let members: Vec<&str> = members["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["connectionId"].as_str().unwrap())
+        .collect();
+    assert_eq!(members.len(), 2);
+    assert!(!members.contains(&id.as_str()));
+    let (status, _, body) = http_request(
+        "POST",
+        &format!("{}/@groups/room", nodes[0].management_url),
+        "after",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let tally: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(tally["delivered"], 2);
+
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn groups_and_broadcast_span_nodes() {
+    let redis = RedisServer::start().await;
+    check_groups_across_nodes(&[redis.url()]).await;
+}
+
+#[tokio::test]
+async fn groups_and_broadcast_span_nodes_on_a_redis_cluster() {
+    let redis = RedisCluster::start().await;
+    check_groups_across_nodes(&redis.urls()).await;
+}
+
+/// Script calls and publishes Redis has run so far (commands run inside a script count too).
+async fn redis_calls(redis: &RedisServer) -> u64 {
+    let stats = redis.query(&["INFO", "commandstats"]).await.unwrap();
+    stats
+        .lines()
+        .filter(|line| {
+            ["evalsha", "eval", "publish", "spublish"]
+                .iter()
+                .any(|command| line.starts_with(&format!("cmdstat_{command}:")))
+        })
+        .filter_map(|line| {
+            let calls = line.split("calls=").nth(1)?;
+            calls.split(',').next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_broadcast_crosses_redis_once_per_node_not_once_per_member() {
+    let redis = RedisServer::start().await;
+    let mut backend = MockBackend::start().await;
+    let [a, b, c] = three_nodes(&backend, &[redis.url()]).await;
+    let mut members = Vec::new();
+    for node in [&b, &c] {
+        for _ in 0..20 {
+            let (client, id) = connect(node, &mut backend).await;
+            let (status, _, _) = http_request(
+                "PUT",
+                &format!("{}/groups/big", node.connection_url(&id)),
+                "",
+            )
+            .await;
+            assert_eq!(status, 204);
+            members.push(client);
+        }
+    }
+    let before = redis_calls(&redis).await;
+    let (status, _, body) = http_request(
+        "POST",
+        &format!("{}/@groups/big", a.management_url),
+        "fan out",
+    )
+    .await;
+    let after = redis_calls(&redis).await;
+    assert_eq!(status, 200);
+    let tally: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(tally["delivered"], 40);
+    for client in &mut members {
+        assert_eq!(client.next_text().await, "fan out");
+    }
+    // Two remote nodes: one routed request and one reply each (heartbeats add a few calls);
+    // one message per member would be at least 80.
+    let calls = after - before;
+    assert!(
+        calls < 20,
+        "{calls} Redis calls for one broadcast to 40 members"
+    );
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn pushes_from_one_caller_arrive_in_order_across_nodes() {
     let redis = RedisServer::start().await;
@@ -189,6 +384,33 @@ async fn redis_outage_keeps_local_traffic_and_recovers_without_restarts() {
     let (status, _, _) = http_request("POST", &b.connection_url(&id_late), "hello").await;
     assert_eq!(status, 200);
     assert_eq!(late.next_text().await, "hello");
+    // A broadcast reaches this node's connections and says, fast, that it could not reach
+    // the others; group membership on this node keeps working.
+    let (status, _, _) = http_request(
+        "PUT",
+        &format!("{}/groups/local", b.connection_url(&id_late)),
+        "",
+    )
+    .await;
+    assert_eq!(status, 204);
+    let started = Instant::now();
+    let (status, headers, body) = http_request(
+        "POST",
+        &format!("{}/@groups/local", b.management_url),
+        "partial",
+    )
+    .await;
+    check_error(status, &headers, 503, "ServiceUnavailableException");
+    assert!(started.elapsed() < Duration::from_millis(500));
+    let message: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        message["message"]
+            .as_str()
+            .unwrap()
+            .contains("queued for 1 connection(s)"),
+        "{message}"
+    );
+    assert_eq!(late.next_text().await, "partial");
 
     redis.restart().await;
 

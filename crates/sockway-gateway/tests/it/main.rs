@@ -7,6 +7,7 @@ mod cluster;
 mod connect;
 mod disconnect;
 mod events;
+mod groups;
 mod lambda;
 mod limits;
 mod management;

@@ -42,6 +42,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use redis::RedisError;
 use sockway_protocol::event::ConnectionContext;
+use sockway_protocol::group::GroupName;
 use sockway_protocol::id::ConnectionId;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -51,8 +52,8 @@ use tracing::{info, warn};
 use self::connection::RedisConnection;
 use self::keys::NodeTag;
 use self::presence::PresenceOp;
-use self::wire::{Message, Operation, Outcome};
-use super::{ClusterError, ConnectionSnapshot, local};
+use self::wire::{Message, Outcome, Request};
+use super::{ClusterError, ConnectionSnapshot, Cursor, Page, Tally, local};
 use crate::config::ClusterConfig;
 use crate::random_bytes;
 use crate::registry::{ConnectionHandle, Registry};
@@ -205,10 +206,11 @@ impl RedisBackend {
         self.inner.tag().connection_id(random_bytes())
     }
 
-    /// Adds a connection to the registry and, in the background, to Redis.
-    pub(crate) fn register(&self, handle: ConnectionHandle) -> bool {
+    /// Adds a connection (a member of `groups`) to the registry and, in the background, to
+    /// Redis.
+    pub(crate) fn register(&self, handle: ConnectionHandle, groups: &[GroupName]) -> bool {
         let context = handle.context.clone();
-        if !self.inner.registry.insert(handle) {
+        if !self.inner.registry.insert(handle, groups) {
             return false;
         }
         self.inner.queue_presence(PresenceOp::Register(context));
@@ -232,7 +234,11 @@ impl RedisBackend {
         if self.inner.owns(id) {
             return local::post_to_connection(&self.inner.registry, id, payload);
         }
-        match self.inner.call(id, Operation::Post, payload).await? {
+        let request = Request::Post {
+            connection_id: id.clone(),
+            payload,
+        };
+        match self.inner.call_owner(id, request).await? {
             Outcome::Done => Ok(()),
             outcome => Err(unexpected(id, outcome)),
         }
@@ -246,7 +252,10 @@ impl RedisBackend {
         if self.inner.owns(id) {
             return local::get_connection(&self.inner.registry, id);
         }
-        match self.inner.call(id, Operation::Get, Bytes::new()).await? {
+        let request = Request::Get {
+            connection_id: id.clone(),
+        };
+        match self.inner.call_owner(id, request).await? {
             Outcome::Snapshot(snapshot) => Ok(snapshot),
             outcome => Err(unexpected(id, outcome)),
         }
@@ -257,10 +266,190 @@ impl RedisBackend {
         if self.inner.owns(id) {
             return local::delete_connection(&self.inner.registry, id);
         }
-        match self.inner.call(id, Operation::Delete, Bytes::new()).await? {
+        let request = Request::Delete {
+            connection_id: id.clone(),
+        };
+        match self.inner.call_owner(id, request).await? {
             Outcome::Done => Ok(()),
             outcome => Err(unexpected(id, outcome)),
         }
+    }
+
+    /// Adds a connection to a group, on this node or through the owner's inbox.
+    pub(crate) async fn join_group(
+        &self,
+        id: &ConnectionId,
+        group: &GroupName,
+    ) -> Result<(), ClusterError> {
+        if self.inner.owns(id) {
+            return local::join_group(&self.inner.registry, id, group);
+        }
+        let request = Request::Join {
+            connection_id: id.clone(),
+            group: group.clone(),
+        };
+        match self.inner.call_owner(id, request).await? {
+            Outcome::Done => Ok(()),
+            outcome => Err(unexpected(id, outcome)),
+        }
+    }
+
+    /// Takes a connection out of a group, on this node or through the owner's inbox.
+    pub(crate) async fn leave_group(
+        &self,
+        id: &ConnectionId,
+        group: &GroupName,
+    ) -> Result<(), ClusterError> {
+        if self.inner.owns(id) {
+            return local::leave_group(&self.inner.registry, id, group);
+        }
+        let request = Request::Leave {
+            connection_id: id.clone(),
+            group: group.clone(),
+        };
+        match self.inner.call_owner(id, request).await? {
+            Outcome::Done => Ok(()),
+            outcome => Err(unexpected(id, outcome)),
+        }
+    }
+
+    /// A connection's groups, from this node or through the owner's inbox.
+    pub(crate) async fn connection_groups(
+        &self,
+        id: &ConnectionId,
+    ) -> Result<Vec<GroupName>, ClusterError> {
+        if self.inner.owns(id) {
+            return local::connection_groups(&self.inner.registry, id);
+        }
+        let request = Request::Groups {
+            connection_id: id.clone(),
+        };
+        match self.inner.call_owner(id, request).await? {
+            Outcome::Groups(groups) => Ok(groups),
+            outcome => Err(unexpected(id, outcome)),
+        }
+    }
+
+    /// Queues `payload` for the members of `group` (all connections when `None`) on this node
+    /// at once and on every other live node through its inbox, all nodes at the same time.
+    /// Answers with the sum of what the nodes did; a node that could not be reached makes the
+    /// result [`ClusterError::Incomplete`], carrying what the others did.
+    pub(crate) async fn broadcast(
+        &self,
+        group: Option<&GroupName>,
+        payload: Bytes,
+    ) -> Result<Tally, ClusterError> {
+        let mut tally = local::broadcast(&self.inner.registry, group, &payload);
+        let Some(nodes) = self.inner.live_tags().await else {
+            return Err(ClusterError::Incomplete {
+                timed_out: false,
+                reached: Some(tally),
+            });
+        };
+        let own = self.inner.tag();
+        let calls = nodes.into_iter().filter(|tag| *tag != own).map(|tag| {
+            let request = Request::Broadcast {
+                group: group.cloned(),
+                payload: payload.clone(),
+            };
+            self.inner.call(tag, request)
+        });
+        let mut missed = None;
+        for answer in futures_util::future::join_all(calls).await {
+            match answer {
+                Ok(Outcome::Tally(node)) => tally += node,
+                // The node died since the directory was read: its connections are gone too.
+                Err(CallError::NodeGone) => {}
+                Err(CallError::Timeout) => missed = Some(true),
+                Err(CallError::Unavailable) | Ok(_) => {
+                    missed.get_or_insert(false);
+                }
+            }
+        }
+        match missed {
+            None => Ok(tally),
+            Some(timed_out) => Err(ClusterError::Incomplete {
+                timed_out,
+                reached: Some(tally),
+            }),
+        }
+    }
+
+    /// A page of open connections across the cluster: nodes in tag order, each node's
+    /// connections in id order, starting at `cursor`.
+    pub(crate) async fn list_connections(
+        &self,
+        group: Option<&GroupName>,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page, ClusterError> {
+        let own = self.inner.tag();
+        let mut nodes = self
+            .inner
+            .live_tags()
+            .await
+            .ok_or(ClusterError::Incomplete {
+                timed_out: false,
+                reached: None,
+            })?;
+        if !nodes.contains(&own) {
+            nodes.push(own);
+        }
+        nodes.sort_unstable_by_key(|tag| tag.0);
+        let start = cursor.map_or(0, |cursor| cursor.node);
+        let nodes: Vec<NodeTag> = nodes.into_iter().filter(|tag| tag.0 >= start).collect();
+        let mut items = Vec::with_capacity(limit.min(1024));
+        for (index, tag) in nodes.iter().enumerate() {
+            let after = cursor
+                .filter(|cursor| cursor.node == tag.0)
+                .and_then(|cursor| cursor.after.clone());
+            let want = limit - items.len();
+            let (page, more) = if *tag == own {
+                local::page(&self.inner.registry, group, after.as_ref(), want)
+            } else {
+                let request = Request::List {
+                    group: group.cloned(),
+                    after,
+                    limit: u16::try_from(want).unwrap_or(u16::MAX),
+                };
+                match self.inner.call(*tag, request).await {
+                    Ok(Outcome::Page { mut items, more }) => {
+                        items.truncate(want);
+                        (items, more)
+                    }
+                    Err(CallError::NodeGone) => continue,
+                    Err(error) => {
+                        return Err(ClusterError::Incomplete {
+                            timed_out: matches!(error, CallError::Timeout),
+                            reached: None,
+                        });
+                    }
+                    Ok(outcome) => {
+                        warn!(outcome = ?outcome, "unexpected reply to a list request");
+                        return Err(ClusterError::Incomplete {
+                            timed_out: false,
+                            reached: None,
+                        });
+                    }
+                }
+            };
+            items.extend(page);
+            if items.len() >= limit {
+                let next = if more {
+                    Some(Cursor {
+                        node: tag.0,
+                        after: items.last().map(|item| item.connection_id.clone()),
+                    })
+                } else {
+                    nodes.get(index + 1).map(|next| Cursor {
+                        node: next.0,
+                        after: None,
+                    })
+                };
+                return Ok(Page { items, next });
+            }
+        }
+        Ok(Page { items, next: None })
     }
 
     /// The next lost connection this node claimed; `None` after [`RedisBackend::leave`].
@@ -352,23 +541,34 @@ impl Inner {
         }
     }
 
-    /// Sends `operation` to the node that owns `id` and waits for its answer.
-    async fn call(
+    /// Sends `request` to the node that owns `id` and waits for its answer; an answer that
+    /// reports a refusal becomes the matching error.
+    async fn call_owner(
         &self,
         id: &ConnectionId,
-        operation: Operation,
-        payload: Bytes,
+        request: Request,
     ) -> Result<Outcome, ClusterError> {
-        if !self.is_healthy() || !self.subscribed.load(Ordering::Acquire) {
-            return Err(ClusterError::Unavailable(id.clone()));
+        match self.call(NodeTag::of(id), request).await {
+            Ok(Outcome::Gone) | Err(CallError::NodeGone) => Err(ClusterError::Gone(id.clone())),
+            Ok(Outcome::QueueFull) => Err(ClusterError::QueueFull(id.clone())),
+            Ok(Outcome::TooManyGroups) => Err(ClusterError::TooManyGroups(id.clone())),
+            Ok(outcome) => Ok(outcome),
+            Err(CallError::Unavailable) => Err(ClusterError::Unavailable(id.clone())),
+            Err(CallError::Timeout) => Err(ClusterError::Timeout(id.clone())),
         }
-        let target = NodeTag::of(id);
+    }
+
+    /// Sends `request` to the node tagged `target` and waits for its answer.
+    async fn call(&self, target: NodeTag, request: Request) -> Result<Outcome, CallError> {
+        if !self.is_healthy() || !self.subscribed.load(Ordering::Acquire) {
+            return Err(CallError::Unavailable);
+        }
         let correlation = self.next_correlation.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = oneshot::channel();
         {
             let mut pending = self.pending.lock().expect("pending lock is never poisoned");
             if pending.len() >= MAX_PENDING_REPLIES {
-                return Err(ClusterError::Unavailable(id.clone()));
+                return Err(CallError::Unavailable);
             }
             pending.insert(correlation, sender);
         }
@@ -379,9 +579,7 @@ impl Inner {
         let message = Message::Request {
             correlation,
             reply_to: self.tag(),
-            operation,
-            connection_id: id.clone(),
-            payload,
+            request,
         }
         .encode();
         let deadline = tokio::time::Instant::now() + self.reply_timeout;
@@ -398,20 +596,47 @@ impl Inner {
         )
         .await;
         match routed {
-            Err(_elapsed) => return Err(ClusterError::Timeout(id.clone())),
+            Err(_elapsed) => return Err(CallError::Timeout),
             Ok(Err(error)) => {
                 self.mark_down(&error);
-                return Err(ClusterError::Unavailable(id.clone()));
+                return Err(CallError::Unavailable);
             }
-            Ok(Ok(-1)) => return Err(ClusterError::Gone(id.clone())),
-            Ok(Ok(0)) => return Err(ClusterError::Unavailable(id.clone())),
+            Ok(Ok(-1)) => return Err(CallError::NodeGone),
+            Ok(Ok(0)) => return Err(CallError::Unavailable),
             Ok(Ok(_receivers)) => {}
         }
         match tokio::time::timeout_at(deadline, receiver).await {
-            Ok(Ok(Outcome::Gone)) => Err(ClusterError::Gone(id.clone())),
-            Ok(Ok(Outcome::QueueFull)) => Err(ClusterError::QueueFull(id.clone())),
             Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(_)) | Err(_) => Err(ClusterError::Timeout(id.clone())),
+            Ok(Err(_)) | Err(_) => Err(CallError::Timeout),
+        }
+    }
+
+    /// The tags of the nodes in the directory (live, or dead and not yet taken over; a call
+    /// to a dead one answers [`CallError::NodeGone`]).
+    async fn live_tags(&self) -> Option<Vec<NodeTag>> {
+        if !self.is_healthy() {
+            return None;
+        }
+        let mut connection = self.connection.clone();
+        let members = tokio::time::timeout(
+            self.operation_timeout,
+            redis::cmd("SMEMBERS")
+                .arg(keys::DIRECTORY)
+                .query_async::<Vec<String>>(&mut connection),
+        )
+        .await;
+        match members {
+            Ok(Ok(members)) => Some(
+                members
+                    .iter()
+                    .filter_map(|member| NodeTag::parse(member))
+                    .collect(),
+            ),
+            Ok(Err(error)) => {
+                self.mark_down(&error);
+                None
+            }
+            Err(_elapsed) => None,
         }
     }
 
@@ -426,6 +651,17 @@ impl Inner {
             let _ = sender.send(outcome);
         }
     }
+}
+
+/// Why a call to another node got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallError {
+    /// The node is dead or unknown: its connections are gone.
+    NodeGone,
+    /// Redis is unreachable, or the node is not listening: nothing was delivered.
+    Unavailable,
+    /// The node did not answer in time: the request may or may not have been acted on.
+    Timeout,
 }
 
 /// Removes a call's entry from the pending map on every exit path (reply, timeout, error).
