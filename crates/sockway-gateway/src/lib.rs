@@ -10,6 +10,7 @@
 
 mod authorizers;
 mod aws;
+pub mod client;
 mod cluster;
 pub mod config;
 mod connection;

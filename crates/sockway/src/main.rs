@@ -2,7 +2,10 @@
 //!
 //! Everything that serves traffic is the `sockway_gateway` library; this file turns arguments
 //! into a validated configuration before anything binds, prints one line per listener, and
-//! turns SIGTERM/SIGINT into the gateway's graceful shutdown.
+//! turns SIGTERM/SIGINT into the gateway's graceful shutdown. The admin commands that call a
+//! running gateway's management API (`connections`, `groups`, `broadcast`) are `admin`'s.
+
+mod admin;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -45,6 +48,8 @@ enum Command {
         #[arg(long, default_value = "sockway.toml")]
         config: PathBuf,
     },
+    #[command(flatten)]
+    Admin(admin::AdminCommand),
 }
 
 /// Exit status for a configuration that does not load.
@@ -53,6 +58,7 @@ const EXIT_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Admin(command) => admin::run(command),
         Command::Validate { config } => match Config::load(&config) {
             Ok(_) => {
                 println!("{}: configuration is valid", config.display());
