@@ -21,6 +21,9 @@ pub struct IntegrationResponse {
     pub headers: Vec<(String, String)>,
     /// The body bytes, already base64-decoded; `None` when the answer had no body.
     pub body: Option<Vec<u8>>,
+    /// Whether the body is binary data: a Lambda-proxy result with `isBase64Encoded: true`.
+    /// A two-way route sends such a body as a binary message, whatever its bytes.
+    pub binary: bool,
 }
 
 /// Why an integration's answer cannot be read.
@@ -58,9 +61,9 @@ pub enum ProxyResultError {
 /// (strings as they are, numbers and booleans as their JSON text, nulls skipped);
 /// `multiValueHeaders` is an object of arrays of scalars, appended after `headers`; `body`
 /// is a string, null or absent; when `isBase64Encoded` is true the body is base64-decoded
-/// (standard alphabet, padding optional). Anything else (not JSON, JSON without
-/// `statusCode`, a JSON array...) is a plain reply: `http_status`, `http_headers`, and the
-/// raw body (`None` when empty).
+/// (standard alphabet, padding optional) and marked [`IntegrationResponse::binary`].
+/// Anything else (not JSON, JSON without `statusCode`, a JSON array...) is a plain reply:
+/// `http_status`, `http_headers`, and the raw body (`None` when empty), not marked binary.
 ///
 /// Headers read from a proxy result come in the order serde_json's map keeps (by name,
 /// unless the workspace enables its `preserve_order` feature); `multiValueHeaders` values
@@ -79,6 +82,7 @@ pub fn read_http_reply(
         status_code: http_status,
         headers: http_headers,
         body: (!body.is_empty()).then(|| body.to_vec()),
+        binary: false,
     })
 }
 
@@ -105,11 +109,13 @@ pub fn read_lambda_payload(payload: &[u8]) -> Result<IntegrationResponse, ProxyR
             status_code: 200,
             headers: Vec::new(),
             body: None,
+            binary: false,
         }),
         _ => Ok(IntegrationResponse {
             status_code: 200,
             headers: Vec::new(),
             body: Some(payload.trim_ascii().to_vec()),
+            binary: false,
         }),
     }
 }
@@ -193,6 +199,7 @@ fn read_proxy_result(result: &Map<String, Value>) -> Result<IntegrationResponse,
         status_code,
         headers,
         body,
+        binary: is_base64_encoded,
     })
 }
 

@@ -101,6 +101,9 @@ pub struct Limits {
     /// Largest message a client may send, in bytes, all frames together; at least
     /// `frame_bytes`. Larger messages close with 1009.
     pub message_bytes: usize,
+    /// Largest reply body read from an `http` or `http_proxy` backend or an HTTP authorizer,
+    /// in bytes; a larger reply is an integration failure.
+    pub integration_response_bytes: usize,
     /// A connection with no data frames in either direction for this long is closed.
     pub idle_timeout: Option<Duration>,
     /// A connection open this long is closed.
@@ -575,6 +578,7 @@ impl Default for Limits {
         Limits {
             frame_bytes: 32 * 1024,
             message_bytes: 128 * 1024,
+            integration_response_bytes: 6 * 1024 * 1024,
             idle_timeout: Some(Duration::from_secs(10 * 60)),
             max_connection_duration: Some(Duration::from_secs(2 * 60 * 60)),
             integration_timeout: Duration::from_secs(29),

@@ -85,6 +85,9 @@ pub(super) struct RawLimits {
     /// Largest message (all frames of it) a client may send, in bytes, at least
     /// `frame_bytes` and at most 64 MiB. Default 131072 (AWS: 128 KB).
     pub(super) message_bytes: Option<Spanned<i64>>,
+    /// Largest reply body read from an HTTP backend, in bytes, 1 to 128 MiB. Default 6291456
+    /// (Lambda's 6 MB response payload quota).
+    pub(super) integration_response_bytes: Option<Spanned<i64>>,
     /// Duration without data frames after which a connection is closed; `"0s"` disables.
     /// Default `"10m"` (AWS).
     pub(super) idle_timeout: Option<Spanned<RawDuration>>,

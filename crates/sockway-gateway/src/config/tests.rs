@@ -104,6 +104,7 @@ binary_frames = "base64"
 [limits]
 frame_bytes = 32768
 message_bytes = 131072
+integration_response_bytes = 6291456
 idle_timeout = "10m"
 max_connection_duration = "2h"
 integration_timeout = "29s"
@@ -241,6 +242,7 @@ fn empty_config_is_all_defaults() {
     let limits = &config.limits;
     assert_eq!(limits.frame_bytes, 32 * 1024);
     assert_eq!(limits.message_bytes, 128 * 1024);
+    assert_eq!(limits.integration_response_bytes, 6 * 1024 * 1024);
     assert_eq!(limits.idle_timeout, Some(Duration::from_secs(600)));
     assert_eq!(
         limits.max_connection_duration,
@@ -589,6 +591,16 @@ fn limit_errors_name_key_path_and_line() {
             "at least limits.frame_bytes (32768)",
         ),
         (
+            "integration_response_bytes = 0",
+            "limits.integration_response_bytes",
+            "between 1 and 134217728",
+        ),
+        (
+            "integration_response_bytes = 134217729",
+            "limits.integration_response_bytes",
+            "between 1 and 134217728",
+        ),
+        (
             "frame_bytes = 200000",
             "limits.frame_bytes",
             "raise limits.message_bytes",
@@ -675,10 +687,12 @@ fn limit_errors_name_key_path_and_line() {
     // Bounds themselves are accepted.
     let config = parse_ok(
         "[limits]\nframe_bytes = 16777216\nmessage_bytes = 67108864\nintegration_timeout = \"15m\"\n\
+         integration_response_bytes = 134217728\n\
          max_inflight_integrations = 1024\noutbound_queue = 65536\ndisconnect_attempts = 20\n\
          shutdown_grace = \"0s\"\ndisconnect_backoff = \"0s\"\n",
     );
     assert_eq!(config.limits.frame_bytes, 16 * 1024 * 1024);
+    assert_eq!(config.limits.integration_response_bytes, 128 * 1024 * 1024);
     assert_eq!(config.limits.shutdown_grace, Duration::ZERO);
     // A rejected frame_bytes is not compared with message_bytes.
     check_error(

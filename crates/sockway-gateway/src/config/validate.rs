@@ -427,6 +427,14 @@ fn validate_limits(raw: &RawLimits, problems: &mut Problems<'_>) -> Limits {
             (None, None) => {}
         }
     }
+    let integration_response_bytes = problems
+        .integer(
+            "limits.integration_response_bytes",
+            raw.integration_response_bytes.as_ref(),
+            1..=128 * MIB,
+            " bytes (128 MiB)",
+        )
+        .map_or(defaults.integration_response_bytes, to_usize);
 
     let disableable =
         |problems: &mut Problems<'_>, name: &str, raw, default: Option<Duration>| match problems
@@ -512,6 +520,7 @@ fn validate_limits(raw: &RawLimits, problems: &mut Problems<'_>) -> Limits {
     Limits {
         frame_bytes,
         message_bytes,
+        integration_response_bytes,
         idle_timeout,
         max_connection_duration,
         integration_timeout,
@@ -527,7 +536,7 @@ fn validate_limits(raw: &RawLimits, problems: &mut Problems<'_>) -> Limits {
 
 /// Converts an integer already checked to lie in a small positive range.
 fn to_usize(value: i64) -> usize {
-    usize::try_from(value).expect("limits are checked to be positive and at most 64 MiB")
+    usize::try_from(value).expect("limits are checked to be positive and at most 128 MiB")
 }
 
 fn validate_routes(

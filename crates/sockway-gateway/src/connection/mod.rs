@@ -386,9 +386,12 @@ impl Connection {
                 if !route.route_response {
                     return Ok(false);
                 }
+                // A present body is sent even when empty (`"body": ""` asks for an empty
+                // message); `isBase64Encoded: true` makes it binary whatever its bytes.
                 match response.body {
-                    Some(body) if !body.is_empty() => {
-                        let outbound = Outbound::from_bytes(Bytes::from(body));
+                    Some(body) => {
+                        let mut outbound = Outbound::from_bytes(Bytes::from(body));
+                        outbound.text &= !response.binary;
                         send_outbound(socket, &outbound, self.shared.config.limits.frame_bytes)
                             .await?;
                         if let Some(metrics) = metrics {
@@ -397,7 +400,7 @@ impl Connection {
                         self.shared.metrics.bytes_out(outbound.payload.len());
                         Ok(true)
                     }
-                    _ => Ok(false),
+                    None => Ok(false),
                 }
             }
             Err(error) => {

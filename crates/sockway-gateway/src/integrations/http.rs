@@ -24,9 +24,6 @@ use crate::config::{
     ParameterTarget, RequestParameter,
 };
 
-/// Largest backend reply read: Lambda's own response payload limit is 6 MB.
-const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
-
 /// Query characters left unescaped (RFC 3986 unreserved).
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -62,12 +59,17 @@ pub(crate) fn pooled_client() -> PooledClient {
 #[derive(Debug, Clone)]
 pub(crate) struct HttpClient {
     client: PooledClient,
+    /// Largest reply body read (`limits.integration_response_bytes`).
+    max_response_bytes: usize,
 }
 
 impl HttpClient {
-    /// A client over a shared pool.
-    pub(crate) fn new(client: PooledClient) -> HttpClient {
-        HttpClient { client }
+    /// A client over a shared pool that reads replies of at most `max_response_bytes`.
+    pub(crate) fn new(client: PooledClient, max_response_bytes: usize) -> HttpClient {
+        HttpClient {
+            client,
+            max_response_bytes,
+        }
     }
 
     /// POSTs a JSON body and reads the whole reply (an HTTP authorizer's answer).
@@ -86,7 +88,7 @@ impl HttpClient {
         Ok((status, body))
     }
 
-    /// Sends `request` and reads the whole reply, bounded by [`MAX_RESPONSE_BYTES`].
+    /// Sends `request` and reads the whole reply, bounded by `max_response_bytes`.
     async fn exchange(
         &self,
         integration: &str,
@@ -108,7 +110,7 @@ impl HttpClient {
                 Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
             })
             .collect();
-        let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+        let body = Limited::new(response.into_body(), self.max_response_bytes)
             .collect()
             .await
             .map_err(|source| {
@@ -118,7 +120,7 @@ impl HttpClient {
                 {
                     IntegrationError::ResponseTooLarge {
                         integration: integration.to_owned(),
-                        limit: MAX_RESPONSE_BYTES,
+                        limit: self.max_response_bytes,
                     }
                 } else {
                     IntegrationError::Unreachable {
@@ -282,6 +284,7 @@ impl HttpProxyIntegration {
             status_code: status,
             headers,
             body: (!body.is_empty()).then(|| body.to_vec()),
+            binary: false,
         })
     }
 }

@@ -190,7 +190,7 @@ impl Integrations {
     /// `[aws]`, the environment and the shared files.
     pub(crate) fn from_config(config: &Config) -> Result<Integrations, String> {
         let pool = pooled_client();
-        let client = HttpClient::new(pool.clone());
+        let client = HttpClient::new(pool.clone(), config.limits.integration_response_bytes);
         let lambda = LambdaClient::new(pool, CredentialsProvider::from_environment(&config.aws));
         let mut by_name = BTreeMap::new();
         for (name, integration) in &config.integrations {
@@ -267,6 +267,7 @@ impl Integration {
                     status_code: mock.status_code,
                     headers: mock.headers.clone(),
                     body: mock.body.clone().map(String::into_bytes),
+                    binary: false,
                 }),
             }
         };

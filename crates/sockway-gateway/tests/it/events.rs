@@ -30,7 +30,7 @@ fn check_key_order(raw: &str, keys: &[&str]) {
 
 /// Upgrades by hand, so header names go out exactly as written here (client libraries
 /// normalise them), and returns the open socket.
-async fn raw_upgrade(ws_url: &str, extra_headers: &str) -> tokio::net::TcpStream {
+pub(crate) async fn raw_upgrade(ws_url: &str, extra_headers: &str) -> tokio::net::TcpStream {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let authority = ws_url
         .trim_start_matches("ws://")

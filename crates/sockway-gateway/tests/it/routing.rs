@@ -1,6 +1,7 @@
 //! Route selection end to end: which integration a message reaches and what comes back.
 
-use sockway_testkit::{MockBackend, TestGateway};
+use sockway_testkit::{MockBackend, MockResponse, RecordedRequest, TestGateway};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::config;
 
@@ -143,5 +144,96 @@ async fn two_way_route_sends_body_back_and_one_way_does_not() {
         r#"{"pong":true}"#,
         "mock integration answers two-way"
     );
+    gateway.shutdown().await;
+}
+
+/// A backend that echoes each MESSAGE event's `body` and `isBase64Encoded` as its proxy result,
+/// as the Autobahn run's echo backend does.
+fn binary_aware_echo(request: &RecordedRequest) -> MockResponse {
+    let event = request.json();
+    if event["requestContext"]["eventType"] != "MESSAGE" {
+        return MockResponse::proxy(200, None);
+    }
+    MockResponse::json(serde_json::json!({
+        "statusCode": 200,
+        "body": event["body"],
+        "isBase64Encoded": event["isBase64Encoded"],
+    }))
+}
+
+#[tokio::test]
+async fn base64_proxy_results_go_back_as_binary_messages() {
+    // Autobahn 9.4.2: a binary message of ASCII bytes was echoed as a text message, because
+    // the frame type was decided by UTF-8 validity alone.
+    let backend = MockBackend::start().await;
+    backend.respond_with(binary_aware_echo);
+    let gateway = TestGateway::start(&config(&backend, "")).await;
+    let mut client = gateway.connect().await;
+    for payload in [&b"plain ascii"[..], b"", &[0xfe, 0x00, 0x23]] {
+        client.send_binary(payload).await;
+        match client.next_message().await {
+            Message::Binary(bytes) => assert_eq!(&bytes[..], payload),
+            other => panic!("binary {payload:?} came back as {other:?}"),
+        }
+    }
+    client.send_text("text stays text").await;
+    assert_eq!(client.next_text().await, "text stays text");
+    client.close(1000, "").await;
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn empty_proxy_body_is_sent_and_absent_body_is_not() {
+    // Autobahn 1.1.1 and 6.1.1: an empty text message got no echo, because an empty body
+    // was treated like no body.
+    let backend = MockBackend::start().await;
+    backend.respond_with(|request: &RecordedRequest| {
+        let event = request.json();
+        match event["body"].as_str() {
+            Some("no body") => MockResponse::proxy(200, None),
+            Some(body) => MockResponse::proxy(200, Some(body)),
+            None => MockResponse::proxy(200, None),
+        }
+    });
+    let gateway = TestGateway::start(&config(&backend, "")).await;
+    let mut client = gateway.connect().await;
+    client.send_text("").await;
+    assert_eq!(
+        client.next_text().await,
+        "",
+        "`\"body\": \"\"` is an empty message"
+    );
+    // No body: nothing is sent, so the next frame is the answer to the message after it.
+    client.send_text("no body").await;
+    client.send_text(r#"{"action":"ping"}"#).await;
+    assert_eq!(client.next_text().await, r#"{"pong":true}"#);
+    client.close(1000, "").await;
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn integration_response_bytes_bounds_backend_replies() {
+    // Autobahn 9.1.5: the echo of an 8 MiB message exceeded the fixed 6 MiB reply limit.
+    let backend = MockBackend::start().await;
+    backend.respond_with(|request: &RecordedRequest| {
+        let event = request.json();
+        match event["body"].as_str() {
+            Some("small") => MockResponse::proxy(200, Some(&"s".repeat(900))),
+            Some("large") => MockResponse::proxy(200, Some(&"l".repeat(2000))),
+            _ => MockResponse::proxy(200, None),
+        }
+    });
+    let gateway = TestGateway::start(&config(
+        &backend,
+        "[limits]\nintegration_response_bytes = 1024\n",
+    ))
+    .await;
+    let mut client = gateway.connect().await;
+    client.send_text("small").await;
+    assert_eq!(client.next_text().await, "s".repeat(900));
+    client.send_text("large").await;
+    let frame: serde_json::Value = serde_json::from_str(&client.next_text().await).unwrap();
+    assert_eq!(frame["message"], "Internal server error");
+    client.close(1000, "").await;
     gateway.shutdown().await;
 }

@@ -14,6 +14,15 @@ fn response(
             .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
             .collect(),
         body: body.map(<[u8]>::to_vec),
+        binary: false,
+    }
+}
+
+/// [`response`] with a body marked binary (`isBase64Encoded: true`).
+fn binary_response(status_code: u16, body: &[u8]) -> IntegrationResponse {
+    IntegrationResponse {
+        binary: true,
+        ..response(status_code, &[], Some(body))
     }
 }
 
@@ -79,15 +88,19 @@ fn headers_are_stringified_and_multi_values_appended() {
 fn base64_bodies_are_decoded() {
     check(
         r#"{"statusCode":200,"body":"aGk=","isBase64Encoded":true}"#,
-        Ok(response(200, &[], Some(b"hi"))),
+        Ok(binary_response(200, b"hi")),
     );
     check(
         r#"{"statusCode":200,"body":"aGk","isBase64Encoded":true}"#,
-        Ok(response(200, &[], Some(b"hi"))),
+        Ok(binary_response(200, b"hi")),
     );
     check(
         r#"{"statusCode":200,"body":"/+8=","isBase64Encoded":true}"#,
-        Ok(response(200, &[], Some(&[0xff, 0xef]))),
+        Ok(binary_response(200, &[0xff, 0xef])),
+    );
+    check(
+        r#"{"statusCode":200,"body":"","isBase64Encoded":true}"#,
+        Ok(binary_response(200, b"")),
     );
     check(
         r#"{"statusCode":200,"body":"aGk=","isBase64Encoded":false}"#,
