@@ -225,6 +225,17 @@ impl State {
         Ok(())
     }
 
+    /// The ids of `group`'s members on this node, or of every connection when `None`.
+    fn ids<'a>(
+        &'a self,
+        group: Option<&GroupName>,
+    ) -> Box<dyn Iterator<Item = &'a ConnectionId> + 'a> {
+        match group {
+            None => Box::new(self.connections.keys()),
+            Some(group) => Box::new(self.groups.get(group).into_iter().flatten()),
+        }
+    }
+
     fn drop_membership(&mut self, id: &ConnectionId, group: &GroupName) {
         if let Some(members) = self.groups.get_mut(group) {
             members.remove(id);
@@ -323,21 +334,11 @@ impl Registry {
     /// targets of a broadcast, copied out so that sending happens without the lock.
     pub(crate) fn members(&self, group: Option<&GroupName>) -> Vec<ConnectionHandle> {
         let state = self.lock();
-        match group {
-            None => state
-                .connections
-                .values()
-                .map(|entry| entry.handle.clone())
-                .collect(),
-            Some(group) => state
-                .groups
-                .get(group)
-                .into_iter()
-                .flatten()
-                .filter_map(|id| state.connections.get(id))
-                .map(|entry| entry.handle.clone())
-                .collect(),
-        }
+        state
+            .ids(group)
+            .filter_map(|id| state.connections.get(id))
+            .map(|entry| entry.handle.clone())
+            .collect()
     }
 
     /// Up to `limit` open connections (of `group`, or all), in id order, starting after
@@ -350,27 +351,16 @@ impl Registry {
         limit: usize,
     ) -> (Vec<(ConnectionHandle, Vec<GroupName>)>, bool) {
         let state = self.lock();
-        let is_candidate = |id: &ConnectionId| after.is_none_or(|after| id > after);
-        let mut ids: Vec<&ConnectionId> = match group {
-            None => state
-                .connections
-                .keys()
-                .filter(|id| is_candidate(id))
-                .collect(),
-            Some(group) => state
-                .groups
-                .get(group)
-                .into_iter()
-                .flatten()
-                .filter(|id| is_candidate(id))
-                .collect(),
-        };
-        ids.retain(|id| {
-            state
-                .connections
-                .get(*id)
-                .is_some_and(|entry| !entry.handle.is_closing())
-        });
+        let mut ids: Vec<&ConnectionId> = state
+            .ids(group)
+            .filter(|id| after.is_none_or(|after| *id > after))
+            .filter(|id| {
+                state
+                    .connections
+                    .get(*id)
+                    .is_some_and(|entry| !entry.handle.is_closing())
+            })
+            .collect();
         let more = ids.len() > limit;
         if more {
             ids.select_nth_unstable(limit);

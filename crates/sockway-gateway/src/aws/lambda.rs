@@ -20,8 +20,9 @@ use crate::integrations::PooledClient;
 use bytes::Bytes;
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::utf8_percent_encode;
 
+use super::UNRESERVED;
 use super::credentials::{CredentialsError, CredentialsProvider};
 use super::sigv4;
 use crate::config::LambdaTarget;
@@ -35,14 +36,6 @@ const MAX_ATTEMPTS: u32 = 3;
 /// Wait before the second attempt; each later wait doubles. The wait actually taken is a
 /// random point in the upper half of it, so callers throttled together spread out.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
-
-/// Characters of a function name or qualifier left unescaped in the path and query
-/// (RFC 3986 unreserved, as botocore encodes labels). `:` of an ARN becomes `%3A`.
-const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// A pooled, signing Lambda Invoke client. Cheap to clone; clones share the pool.
 #[derive(Debug, Clone)]

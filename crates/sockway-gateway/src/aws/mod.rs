@@ -7,6 +7,16 @@
 //! environment or files. What an AWS answer means for a WebSocket client is decided by the
 //! callers.
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
+
+/// Characters AWS SDKs leave unescaped in path labels and query values: RFC 3986 unreserved
+/// (`A-Z a-z 0-9 - . _ ~`), so an ARN's `:` becomes `%3A` and a connection id's `=` `%3D`.
+pub(crate) const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 pub(crate) mod credentials;
 pub(crate) mod lambda;
 pub(crate) mod sigv4;

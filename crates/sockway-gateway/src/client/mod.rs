@@ -22,12 +22,13 @@ use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::utf8_percent_encode;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use sockway_protocol::group::GroupName;
 pub use sockway_protocol::id::ConnectionId;
 
+use crate::aws::UNRESERVED;
 use crate::aws::sigv4;
 use crate::config::ManagementCredential;
 use crate::integrations::{PooledClient, pooled_client};
@@ -45,14 +46,6 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 
 /// Largest answer read. A page of [`MAX_PAGE_SIZE`] connections is about 250 KB.
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
-
-/// Characters left unescaped in path segments and query values: RFC 3986 unreserved, as
-/// botocore encodes labels. The `=` of a connection id becomes `%3D`.
-const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// A client for one stage of one gateway's management API. Cheap to clone; clones share
 /// the connection pool.

@@ -15,21 +15,15 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::utf8_percent_encode;
 use sockway_protocol::result::{self, IntegrationResponse};
 
 use super::{Call, CallKind, IntegrationError, Payload};
+use crate::aws::UNRESERVED;
 use crate::config::{
     Config, ContextVariable, HttpIntegrationConfig, HttpProxyIntegrationConfig, ParameterSource,
     ParameterTarget, RequestParameter,
 };
-
-/// Query characters left unescaped (RFC 3986 unreserved).
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// The pooled HTTP/1.1 client type every outgoing call uses: `http://` and `https://`
 /// (rustls with the ring provider and the webpki roots), keep-alive.
@@ -302,9 +296,9 @@ fn with_query(uri: &Uri, query: &[(String, String)]) -> Uri {
     }
     for (name, value) in query {
         target.push(separator);
-        target.push_str(&utf8_percent_encode(name, QUERY_VALUE).to_string());
+        target.push_str(&utf8_percent_encode(name, UNRESERVED).to_string());
         target.push('=');
-        target.push_str(&utf8_percent_encode(value, QUERY_VALUE).to_string());
+        target.push_str(&utf8_percent_encode(value, UNRESERVED).to_string());
         separator = '&';
     }
     let mut parts = uri.clone().into_parts();

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sockway_testkit::{
-    DEADLINE, MockBackend, RedisCluster, RedisServer, TestGateway, WsClient, http_request,
+    DEADLINE, MockBackend, RedisCluster, RedisServer, TestGateway, http_request,
 };
 use tokio::time::Instant;
 
-use crate::config;
+use crate::{check_error, config, connect};
 
 /// `[cluster]` for `urls` with the short timings tests use.
 fn cluster_section(urls: &[String]) -> String {
@@ -31,23 +31,6 @@ async fn three_nodes(backend: &MockBackend, urls: &[String]) -> [TestGateway; 3]
         TestGateway::start(&text).await,
         TestGateway::start(&text).await,
     ]
-}
-
-/// Connects a client to `node` and returns it with its connection id.
-async fn connect(node: &TestGateway, backend: &mut MockBackend) -> (WsClient, String) {
-    let client = node.connect().await;
-    let event = backend.next_event_for("$connect").await;
-    let id = event["requestContext"]["connectionId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (client, id)
-}
-
-fn check_error(status: u16, headers: &http::HeaderMap, expected_status: u16, expected_type: &str) {
-    assert_eq!(status, expected_status, "{headers:?}");
-    assert_eq!(headers["x-amzn-ErrorType"], expected_type);
-    assert!(headers.contains_key("x-amzn-RequestId"));
 }
 
 /// POST, GET and DELETE from every node to a connection on node B, with single-node statuses.

@@ -8,13 +8,7 @@ use serde_json::Value;
 use sockway_testkit::{MockBackend, MockResponse, TestGateway, WsClient, http_request};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::config;
-
-fn check_error(status: u16, headers: &http::HeaderMap, expected_status: u16, expected_type: &str) {
-    assert_eq!(status, expected_status, "{headers:?}");
-    assert_eq!(headers["x-amzn-ErrorType"], expected_type);
-    assert!(headers.contains_key("x-amzn-RequestId"));
-}
+use crate::{check_error, config, connect};
 
 /// `{management_url}/@connections/{id}/groups/{group}`.
 fn membership_url(gateway: &TestGateway, id: &str, group: &str) -> String {
@@ -47,13 +41,7 @@ async fn clients(
 ) -> Vec<(WsClient, String)> {
     let mut clients = Vec::with_capacity(count);
     for _ in 0..count {
-        let client = gateway.connect().await;
-        let event = backend.next_event_for("$connect").await;
-        let id = event["requestContext"]["connectionId"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        clients.push((client, id));
+        clients.push(connect(gateway, backend).await);
     }
     clients
 }

@@ -58,16 +58,39 @@ body = '{{"pong":true}}'
     )
 }
 
+/// Checks an AWS-style error answer of the management API: status, `x-amzn-ErrorType` and a
+/// request id.
+pub(crate) fn check_error(
+    status: u16,
+    headers: &http::HeaderMap,
+    expected_status: u16,
+    expected_type: &str,
+) {
+    assert_eq!(status, expected_status, "{headers:?}");
+    assert_eq!(headers["x-amzn-ErrorType"], expected_type);
+    assert!(headers.contains_key("x-amzn-RequestId"));
+}
+
+/// Connects a client to `gateway` and returns it with its connection id, taken from the
+/// `$connect` event `backend` received.
+pub(crate) async fn connect(
+    gateway: &TestGateway,
+    backend: &mut MockBackend,
+) -> (WsClient, String) {
+    let client = gateway.connect().await;
+    let event = backend.next_event_for("$connect").await;
+    let id = event["requestContext"]["connectionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (client, id)
+}
+
 /// A gateway on [`config`] with one connected client: the backend, the gateway, the client and
 /// its connection id (taken from the `$connect` event).
 pub(crate) async fn connected(extra: &str) -> (MockBackend, TestGateway, WsClient, String) {
     let mut backend = MockBackend::start().await;
     let gateway = TestGateway::start(&config(&backend, extra)).await;
-    let client = gateway.connect().await;
-    let connect = backend.next_event_for("$connect").await;
-    let connection_id = connect["requestContext"]["connectionId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (client, connection_id) = connect(&gateway, &mut backend).await;
     (backend, gateway, client, connection_id)
 }

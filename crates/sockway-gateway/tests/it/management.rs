@@ -3,13 +3,7 @@
 use sockway_testkit::http_request;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::connected;
-
-fn check_error(status: u16, headers: &http::HeaderMap, expected_status: u16, expected_type: &str) {
-    assert_eq!(status, expected_status);
-    assert_eq!(headers["x-amzn-ErrorType"], expected_type);
-    assert!(headers.contains_key("x-amzn-RequestId"));
-}
+use crate::{check_error, connected};
 
 #[tokio::test]
 async fn post_delivers_text_in_order() {

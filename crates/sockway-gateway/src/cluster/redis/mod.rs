@@ -238,10 +238,7 @@ impl RedisBackend {
             connection_id: id.clone(),
             payload,
         };
-        match self.inner.call_owner(id, request).await? {
-            Outcome::Done => Ok(()),
-            outcome => Err(unexpected(id, outcome)),
-        }
+        self.inner.call_owner(id, request, done).await
     }
 
     /// `GetConnection`, on this node or through the owner's inbox.
@@ -255,10 +252,12 @@ impl RedisBackend {
         let request = Request::Get {
             connection_id: id.clone(),
         };
-        match self.inner.call_owner(id, request).await? {
-            Outcome::Snapshot(snapshot) => Ok(snapshot),
-            outcome => Err(unexpected(id, outcome)),
-        }
+        self.inner
+            .call_owner(id, request, |outcome| match outcome {
+                Outcome::Snapshot(snapshot) => Ok(snapshot),
+                other => Err(other),
+            })
+            .await
     }
 
     /// `DeleteConnection`, on this node or through the owner's inbox.
@@ -269,10 +268,7 @@ impl RedisBackend {
         let request = Request::Delete {
             connection_id: id.clone(),
         };
-        match self.inner.call_owner(id, request).await? {
-            Outcome::Done => Ok(()),
-            outcome => Err(unexpected(id, outcome)),
-        }
+        self.inner.call_owner(id, request, done).await
     }
 
     /// Adds a connection to a group, on this node or through the owner's inbox.
@@ -288,10 +284,7 @@ impl RedisBackend {
             connection_id: id.clone(),
             group: group.clone(),
         };
-        match self.inner.call_owner(id, request).await? {
-            Outcome::Done => Ok(()),
-            outcome => Err(unexpected(id, outcome)),
-        }
+        self.inner.call_owner(id, request, done).await
     }
 
     /// Takes a connection out of a group, on this node or through the owner's inbox.
@@ -307,10 +300,7 @@ impl RedisBackend {
             connection_id: id.clone(),
             group: group.clone(),
         };
-        match self.inner.call_owner(id, request).await? {
-            Outcome::Done => Ok(()),
-            outcome => Err(unexpected(id, outcome)),
-        }
+        self.inner.call_owner(id, request, done).await
     }
 
     /// A connection's groups, from this node or through the owner's inbox.
@@ -324,10 +314,12 @@ impl RedisBackend {
         let request = Request::Groups {
             connection_id: id.clone(),
         };
-        match self.inner.call_owner(id, request).await? {
-            Outcome::Groups(groups) => Ok(groups),
-            outcome => Err(unexpected(id, outcome)),
-        }
+        self.inner
+            .call_owner(id, request, |outcome| match outcome {
+                Outcome::Groups(groups) => Ok(groups),
+                other => Err(other),
+            })
+            .await
     }
 
     /// Queues `payload` for the members of `group` (all connections when `None`) on this node
@@ -541,21 +533,29 @@ impl Inner {
         }
     }
 
-    /// Sends `request` to the node that owns `id` and waits for its answer; an answer that
-    /// reports a refusal becomes the matching error.
-    async fn call_owner(
+    /// Sends `request` to the node that owns `id` and waits for its answer: a refusal becomes
+    /// the matching error, anything else goes through `answer`, which picks out the value the
+    /// operation expects or hands back an outcome that does not fit (treated as gone).
+    async fn call_owner<T>(
         &self,
         id: &ConnectionId,
         request: Request,
-    ) -> Result<Outcome, ClusterError> {
-        match self.call(NodeTag::of(id), request).await {
-            Ok(Outcome::Gone) | Err(CallError::NodeGone) => Err(ClusterError::Gone(id.clone())),
-            Ok(Outcome::QueueFull) => Err(ClusterError::QueueFull(id.clone())),
-            Ok(Outcome::TooManyGroups) => Err(ClusterError::TooManyGroups(id.clone())),
-            Ok(outcome) => Ok(outcome),
-            Err(CallError::Unavailable) => Err(ClusterError::Unavailable(id.clone())),
-            Err(CallError::Timeout) => Err(ClusterError::Timeout(id.clone())),
-        }
+        answer: impl FnOnce(Outcome) -> Result<T, Outcome>,
+    ) -> Result<T, ClusterError> {
+        let outcome = match self.call(NodeTag::of(id), request).await {
+            Ok(Outcome::Gone) | Err(CallError::NodeGone) => {
+                return Err(ClusterError::Gone(id.clone()));
+            }
+            Ok(Outcome::QueueFull) => return Err(ClusterError::QueueFull(id.clone())),
+            Ok(Outcome::TooManyGroups) => return Err(ClusterError::TooManyGroups(id.clone())),
+            Ok(outcome) => outcome,
+            Err(CallError::Unavailable) => return Err(ClusterError::Unavailable(id.clone())),
+            Err(CallError::Timeout) => return Err(ClusterError::Timeout(id.clone())),
+        };
+        answer(outcome).map_err(|outcome| {
+            warn!(connection_id = %id, outcome = ?outcome, "unexpected reply from the owning node");
+            ClusterError::Gone(id.clone())
+        })
     }
 
     /// Sends `request` to the node tagged `target` and waits for its answer.
@@ -680,10 +680,12 @@ impl Drop for PendingReply<'_> {
     }
 }
 
-/// An owner answered with an outcome that does not fit the operation: treated as gone.
-fn unexpected(id: &ConnectionId, outcome: Outcome) -> ClusterError {
-    warn!(connection_id = %id, outcome = ?outcome, "unexpected reply from the owning node");
-    ClusterError::Gone(id.clone())
+/// The answer of an operation that returns nothing: [`Outcome::Done`].
+fn done(outcome: Outcome) -> Result<(), Outcome> {
+    match outcome {
+        Outcome::Done => Ok(()),
+        other => Err(other),
+    }
 }
 
 fn join_error(operation: &str, source: RedisError) -> ClusterError {
