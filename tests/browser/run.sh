@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the real-browser test of examples/chat: headless Chromium, driven by playwright-core,
-# against the real sockway binary.
+# Runs the real-browser tests against the real sockway binary, in headless Chromium driven by
+# playwright-core: examples/chat (chat.test.mjs) and the web console (console.test.mjs).
 #
 #   tests/browser/run.sh [node --test args...]
 #
@@ -8,7 +8,8 @@
 # `cargo build -p sockway`). Installs what is missing: Debian's chromium (needs root and the
 # Debian archive) when /usr/bin/chromium is absent, and playwright-core from package-lock.json
 # when tests/browser/node_modules is absent. Playwright's own browser download is never used.
-# Screenshots and process logs go to tests/browser/artifacts/.
+# Screenshots and process logs go to tests/browser/artifacts/ (with UPDATE_DOCS_SCREENSHOT=1,
+# console.test.mjs also refreshes docs/console.png).
 # Exits with the test runner's status; a run in which no test ran counts as a failure.
 set -euo pipefail
 

@@ -8,18 +8,24 @@
 //! The wire contract itself (ids, events, error bodies) is `sockway_protocol`, which does no
 //! I/O.
 
+mod access_log;
 mod authorizers;
 mod aws;
 pub mod client;
 mod cluster;
 pub mod config;
 mod connection;
+mod console;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod integrations;
 mod management;
 mod metrics;
 mod registry;
 mod routing;
 pub mod server;
+mod throttle;
 
 pub use server::{Gateway, GatewayError};
 

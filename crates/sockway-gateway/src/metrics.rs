@@ -18,6 +18,10 @@ use prometheus_client::registry::Registry;
 
 use crate::config::Config;
 
+mod cluster;
+
+pub(crate) use self::cluster::{ClusterMetrics, RedisOperation, RemoteOutcome};
+
 /// Latency buckets in milliseconds, from a fast local backend to AWS's 29 s limit.
 const LATENCY_BUCKETS_MS: [f64; 14] = [
     1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 29000.0,
@@ -102,10 +106,50 @@ pub(crate) struct Metrics {
     disconnects: Family<OutcomeLabels, Counter>,
     /// `$disconnect` deliveries retried.
     pub(crate) disconnect_retries: Counter,
+    /// `sockway_access_log_dropped_total`: access-log lines dropped because the writer was
+    /// behind.
+    pub(crate) access_log_dropped: Counter,
+    /// `sockway_console_login_failures_total`: web console sign-ins refused.
+    pub(crate) console_login_failures: Counter,
     authorizer: Family<OutcomeLabels, Counter>,
     authorizer_latency: Histogram,
     management: Family<ManagementLabels, Counter>,
     bytes: Family<DirectionLabels, Counter>,
+    throttled: Family<ReasonLabels, Counter>,
+    /// The cluster's handles; registered only with `[cluster]`.
+    pub(crate) cluster: ClusterMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// Which throttle or cap refused a request, for `sockway_throttled_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Throttled {
+    /// A message refused by its route's bucket.
+    Route,
+    /// An upgrade refused by `throttling.connect_rate_limit` or the `$connect` route's bucket.
+    ConnectRate,
+    /// An upgrade refused by `limits.max_connections_per_ip`.
+    ConnectionsPerIp,
+    /// An upgrade refused by `limits.max_connections`.
+    MaxConnections,
+    /// A management call refused by `throttling.management_rate_limit`.
+    Management,
+}
+
+impl Throttled {
+    fn label(self) -> &'static str {
+        match self {
+            Throttled::Route => "route",
+            Throttled::ConnectRate => "connect_rate",
+            Throttled::ConnectionsPerIp => "connections_per_ip",
+            Throttled::MaxConnections => "max_connections",
+            Throttled::Management => "management",
+        }
+    }
 }
 
 impl Metrics {
@@ -213,6 +257,18 @@ impl Metrics {
             "$disconnect delivery attempts that were retried",
             disconnect_retries.clone(),
         );
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "sockway_access_log_dropped",
+            "Access-log lines dropped because the writer was behind",
+            access_log_dropped.clone(),
+        );
+        let console_login_failures = Counter::default();
+        registry.register(
+            "sockway_console_login_failures",
+            "Web console sign-ins refused",
+            console_login_failures.clone(),
+        );
         let authorizer = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "sockway_authorizer_outcomes",
@@ -237,6 +293,16 @@ impl Metrics {
             "WebSocket message payload bytes by direction",
             bytes.clone(),
         );
+        let throttled = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "sockway_throttled",
+            "Messages, upgrades and management calls refused by a throttle or a connection cap",
+            throttled.clone(),
+        );
+        let cluster = ClusterMetrics::new();
+        if config.cluster.is_some() {
+            cluster.register(&mut registry);
+        }
         Metrics {
             registry,
             routes,
@@ -246,11 +312,24 @@ impl Metrics {
             connections,
             disconnects,
             disconnect_retries,
+            access_log_dropped,
+            console_login_failures,
             authorizer,
             authorizer_latency,
             management,
             bytes,
+            throttled,
+            cluster,
         }
+    }
+
+    /// Counts one request refused by a throttle or cap.
+    pub(crate) fn throttled(&self, reason: Throttled) {
+        self.throttled
+            .get_or_create(&ReasonLabels {
+                reason: reason.label(),
+            })
+            .inc();
     }
 
     /// The counters of a configured route.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use sockway_protocol::route::{RouteKey, RouteSelectionExpression};
 
 use crate::config::Config;
+use crate::throttle::TokenBucket;
 
 /// One configured route.
 #[derive(Debug)]
@@ -22,6 +23,15 @@ pub(crate) struct Route {
     pub(crate) integration: String,
     /// Two-way: the integration's response body is sent back to the client.
     pub(crate) route_response: bool,
+    /// The route's token bucket, shared by every connection; `None` when not throttled.
+    pub(crate) throttle: Option<TokenBucket>,
+}
+
+impl Route {
+    /// Takes a token from the route's bucket; false when the message must be refused.
+    pub(crate) fn admit(&self) -> bool {
+        self.throttle.as_ref().is_none_or(TokenBucket::try_acquire)
+    }
 }
 
 /// All routes of the API.
@@ -58,6 +68,9 @@ impl RouteTable {
                     key: route.key.clone(),
                     integration: route.integration.clone(),
                     route_response: route.route_response,
+                    throttle: route
+                        .throttling
+                        .map(|limit| TokenBucket::new(limit.rate, limit.burst)),
                 }),
             );
         }

@@ -26,6 +26,10 @@ pub enum ErrorFrame {
     EndpointRequestTimedOut,
     /// No route matched the message and there is no `$default` route.
     Forbidden,
+    /// The route's throttle (`ThrottlingRateLimit`/`ThrottlingBurstLimit`) refused the
+    /// message; it did not reach the integration. AWS's text for this frame is unverified:
+    /// this is the message of its 429 answers.
+    TooManyRequests,
 }
 
 /// An AWS-style REST error answer of the `@connections` API: the status, the value of the
@@ -61,6 +65,7 @@ impl ErrorFrame {
             Self::InternalServerError => "Internal server error",
             Self::EndpointRequestTimedOut => "Endpoint request timed out",
             Self::Forbidden => "Forbidden",
+            Self::TooManyRequests => "Too Many Requests",
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -10,10 +11,11 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::DEADLINE;
 
-/// A connected WebSocket client.
+/// A connected WebSocket client, over plain TCP unless `S` says otherwise (`wss://` clients
+/// are made by [`crate::tls::connect_wss`]).
 #[derive(Debug)]
-pub struct WsClient {
-    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+pub struct WsClient<S = MaybeTlsStream<TcpStream>> {
+    socket: WebSocketStream<S>,
     /// The response headers of the 101.
     pub response_headers: http::HeaderMap,
 }
@@ -47,7 +49,18 @@ pub async fn connect_with_headers(
     })
 }
 
-impl WsClient {
+impl<S> WsClient<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Wraps a WebSocket connection that completed its handshake.
+    pub fn from_socket(socket: WebSocketStream<S>, response_headers: http::HeaderMap) -> Self {
+        WsClient {
+            socket,
+            response_headers,
+        }
+    }
+
     /// Sends a text message.
     pub async fn send_text(&mut self, text: &str) {
         self.socket
@@ -140,7 +153,7 @@ impl WsClient {
 
     /// Stops reading; the socket stays open (a peer that does not answer pings is simulated by
     /// never polling it). Returns the raw socket so the test controls its lifetime.
-    pub fn into_inner(self) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+    pub fn into_inner(self) -> WebSocketStream<S> {
         self.socket
     }
 }

@@ -10,6 +10,8 @@
 //!   functions; [`sigv4`] signs test requests to `@connections` as botocore does.
 //! - [`JwksServer`]: an identity provider's JWKS endpoint, rotatable and breakable.
 //!
+//! - [`tls`]: a test CA made with rcgen, certificate files for `[tls]`, and `wss://` and
+//!   `https://` clients that trust only that CA.
 //! - [`RedisServer`] and [`RedisCluster`]: real `redis-server` processes on free loopback
 //!   ports for cluster tests, killed when dropped.
 //!
@@ -23,6 +25,7 @@ mod lambda;
 mod process;
 mod redis;
 pub mod sigv4;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -31,7 +34,7 @@ pub use client::{WsClient, connect, connect_with_headers};
 pub use jwks::{JWKS_PATH, JwksServer};
 pub use lambda::{FakeLambda, Invocation, LambdaReply};
 pub use process::{ConfigFile, GatewayProcess};
-pub use redis::{RedisCluster, RedisServer};
+pub use redis::{RedisCluster, RedisServer, RedisTls};
 
 use sockway_gateway::Gateway;
 use sockway_gateway::config::Config;
@@ -91,6 +94,25 @@ impl TestGateway {
         )
     }
 
+    /// The management listener's root, where `/metrics`, `/health` and `/ready` are:
+    /// `http://127.0.0.1:PORT` (or `https://`).
+    pub fn root_url(&self) -> String {
+        let (scheme, rest) = self
+            .management_url
+            .split_once("://")
+            .expect("the management URL has a scheme");
+        let authority = rest.split('/').next().unwrap_or(rest);
+        format!("{scheme}://{authority}")
+    }
+
+    /// The gateway's `GET /metrics` text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.root_url());
+        let (status, _, body) = http_request("GET", &url, "").await;
+        assert_eq!(status, 200, "GET {url}");
+        String::from_utf8(body.to_vec()).expect("metrics are UTF-8")
+    }
+
     /// Shuts the gateway down gracefully and waits for every task, `$disconnect` included.
     pub async fn shutdown(mut self) {
         if let Some(gateway) = self.gateway.take() {
@@ -107,6 +129,16 @@ impl Drop for TestGateway {
             gateway.shutdown_token().cancel();
         }
     }
+}
+
+/// The value of the series `series` (name and labels, as rendered, e.g.
+/// `ClientError_total{stage="dev"}`) in a Prometheus text exposition; fails the test when the
+/// series is absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
 }
 
 /// A client for the management API: `(status, headers, body)` for one request.

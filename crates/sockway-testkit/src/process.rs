@@ -15,7 +15,7 @@ pub struct GatewayProcess {
     child: Child,
     /// What it printed on stdout after the startup line.
     pub stdout: Lines<BufReader<ChildStdout>>,
-    /// The `ws://...` URL from its startup line.
+    /// The `ws://...` (or `wss://...`) URL from its startup line.
     pub ws_url: String,
 }
 
@@ -54,9 +54,13 @@ impl GatewayProcess {
         self.child.id().expect("process is running")
     }
 
-    /// The management endpoint on the gateway listener, `http://127.0.0.1:PORT/{stage}`.
+    /// The management endpoint on the gateway listener, `http://127.0.0.1:PORT/{stage}`
+    /// (`https://` when the gateway serves TLS).
     pub fn management_url(&self) -> String {
-        self.ws_url.replacen("ws://", "http://", 1)
+        match self.ws_url.strip_prefix("wss://") {
+            Some(rest) => format!("https://{rest}"),
+            None => self.ws_url.replacen("ws://", "http://", 1),
+        }
     }
 
     /// `{management_url}/@connections/{id}` with the id percent-encoded as botocore does.

@@ -1,9 +1,10 @@
 //! The `sockway` binary: command line, configuration loading, logging and signals.
 //!
 //! Everything that serves traffic is the `sockway_gateway` library; this file turns arguments
-//! into a validated configuration before anything binds, prints one line per listener, and
-//! turns SIGTERM/SIGINT into the gateway's graceful shutdown. The admin commands that call a
-//! running gateway's management API (`connections`, `groups`, `broadcast`) are `admin`'s.
+//! into a validated configuration before anything binds, prints one line per listener, turns
+//! SIGTERM/SIGINT into the gateway's graceful shutdown and SIGHUP into a TLS certificate
+//! reload. The admin commands that call a running gateway's management API (`connections`,
+//! `groups`, `broadcast`) are `admin`'s.
 
 mod admin;
 
@@ -16,6 +17,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sockway_gateway::Gateway;
 use sockway_gateway::config::Config;
+use sockway_gateway::server::TlsError;
 
 /// A self-hosted WebSocket API gateway that speaks the AWS API Gateway WebSocket API model.
 #[derive(Debug, Parser)]
@@ -116,6 +118,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
         let interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
         tokio::spawn(async move {
             wait_for_signal(terminate, interrupt).await;
             shutdown.cancel();
@@ -134,10 +137,24 @@ fn serve(config: Config) -> anyhow::Result<()> {
         }
         let _ = stdout.flush();
         drop(stdout);
+        let shutdown = gateway.shutdown_token();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = hangup.recv() => reload_tls(&gateway),
+            }
+        }
         gateway.wait().await;
         tracing::info!("shutdown complete");
         Ok(())
     })
+}
+
+/// SIGHUP: reloads the TLS certificate. The gateway logs the outcome of a reload itself.
+fn reload_tls(gateway: &Gateway) {
+    if let Err(TlsError::NotConfigured) = gateway.reload_tls() {
+        tracing::info!("SIGHUP: no [tls] table, nothing to reload");
+    }
 }
 
 /// Standard error for logs, ignoring write failures: a closed log pipe must not take the

@@ -81,6 +81,23 @@ pub(crate) struct Merged {
     pub(crate) received: u64,
 }
 
+/// Appended to every gateway config the harness writes: the throttles and connection caps
+/// are turned off (their defaults protect a public deployment; these workloads measure what the
+/// node can carry, from a few loopback addresses), and so is the access log, whose line per
+/// message would go to a pipe nobody reads.
+pub(crate) const MEASUREMENT_SETTINGS: &str = r#"
+[limits]
+max_connections = 10000000
+max_connections_per_ip = 0
+
+[throttling]
+connect_rate_limit = 0
+management_rate_limit = 0
+
+[access_log]
+enabled = false
+"#;
+
 impl Harness {
     /// A harness for `sockway` that re-runs the current executable for servers and workers.
     pub(crate) fn new(
@@ -129,13 +146,15 @@ impl Harness {
         format!("{} {args}{}", exe.display(), self.common_flags)
     }
 
-    /// Writes `config` and starts `sockway serve` on `127.0.0.1:0`.
+    /// Writes `config` followed by [`MEASUREMENT_SETTINGS`] and starts `sockway serve` on
+    /// `127.0.0.1:0`.
     pub(crate) async fn start_gateway(
         &self,
         name: &str,
         config: &str,
     ) -> anyhow::Result<ServerProcess> {
         let path = self.scratch.0.join(format!("{name}.toml"));
+        let config = format!("{config}\n{MEASUREMENT_SETTINGS}");
         std::fs::write(&path, config).with_context(|| format!("write {}", path.display()))?;
         let mut command = Command::new(&self.sockway);
         command.arg("serve").arg("--config").arg(&path).args([

@@ -20,4 +20,4 @@ pub(crate) const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
 pub(crate) mod credentials;
 pub(crate) mod lambda;
 pub(crate) mod sigv4;
-mod time;
+pub(crate) mod time;

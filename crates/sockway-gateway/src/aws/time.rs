@@ -13,7 +13,8 @@ const SECONDS_PER_DAY: i64 = 86_400;
 /// Parses `X-Amz-Date`, e.g. `20261128T120000Z`.
 pub(crate) fn parse_amz_date(text: &str) -> Option<SystemTime> {
     let bytes = text.as_bytes();
-    if bytes.len() != 16 || bytes[8] != b'T' || bytes[15] != b'Z' {
+    // ASCII only, so that the slices below fall on character boundaries.
+    if !text.is_ascii() || bytes.len() != 16 || bytes[8] != b'T' || bytes[15] != b'Z' {
         return None;
     }
     let year = digits(&text[0..4])?;
@@ -200,6 +201,9 @@ mod tests {
             "20260229T120000Z",
             "20261128T250000Z",
             "2026112+T120000Z",
+            // 16 bytes with a multi-byte character across a field boundary.
+            "202é112T120000Z",
+            "20261128T1é000Z",
         ] {
             assert_eq!(parse_amz_date(text), None, "{text:?}");
         }

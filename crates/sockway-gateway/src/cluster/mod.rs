@@ -29,6 +29,7 @@ use sockway_protocol::id::{ConnectionId, ID_LENGTH};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::metrics::ClusterMetrics;
 use crate::random_bytes;
 use crate::registry::{ConnectionHandle, Registry};
 
@@ -178,17 +179,36 @@ impl Cursor {
     }
 }
 
-/// Keeps a connection present in the cluster; dropping it removes the connection on every exit
-/// path of the connection task.
+/// Keeps a connection present in the cluster until [`Presence::end`]; dropping it instead
+/// removes the connection on every other exit path of the connection task.
 #[derive(Debug)]
 pub(crate) struct Presence<'a> {
     cluster: &'a Cluster,
     id: ConnectionId,
+    ended: bool,
+}
+
+impl Presence<'_> {
+    /// Removes the connection and answers whether this node delivers its `$disconnect`: true,
+    /// unless other nodes declared this one dead while it was cut off from Redis and took the
+    /// connection over (they delivered it). Waits while Redis cannot be reached, because only
+    /// Redis knows; once the gateway shuts down it stops waiting and answers false (the record
+    /// stays in Redis and whichever node takes this one over delivers it).
+    pub(crate) async fn end(mut self) -> bool {
+        self.ended = true;
+        self.cluster.remove(&self.id);
+        match self.cluster {
+            Cluster::Local(_) => true,
+            Cluster::Redis(backend) => backend.release(&self.id).await,
+        }
+    }
 }
 
 impl Drop for Presence<'_> {
     fn drop(&mut self) {
-        self.cluster.remove(&self.id);
+        if !self.ended {
+            self.cluster.remove(&self.id);
+        }
     }
 }
 
@@ -199,6 +219,7 @@ impl Cluster {
     /// calls until [`Cluster::leave`].
     pub(crate) async fn start(
         config: &Config,
+        metrics: ClusterMetrics,
         shutdown: &CancellationToken,
     ) -> Result<Cluster, ClusterError> {
         match &config.cluster {
@@ -208,6 +229,7 @@ impl Cluster {
                     cluster,
                     &config.gateway.api_id,
                     &config.gateway.stage,
+                    metrics,
                     shutdown.clone(),
                 )
                 .await?;
@@ -237,7 +259,11 @@ impl Cluster {
             Cluster::Local(registry) => registry.insert(handle, groups),
             Cluster::Redis(backend) => backend.register(handle, groups),
         };
-        inserted.then_some(Presence { cluster: self, id })
+        inserted.then_some(Presence {
+            cluster: self,
+            id,
+            ended: false,
+        })
     }
 
     fn remove(&self, id: &ConnectionId) {

@@ -1,15 +1,16 @@
-//! Validation of `[cluster]` into a [`ClusterConfig`]: the Redis URLs, the node id and the
-//! liveness timings. Connecting to Redis and running heartbeats belong to
-//! `gateway::cluster`.
+//! Validation of `[cluster]` into a [`ClusterConfig`]: the Redis URLs, the node id, the
+//! liveness timings and the names of the `rediss://` certificate files. Connecting to Redis,
+//! reading those files and running heartbeats belong to `gateway::cluster`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_spanned::Spanned;
 
-use super::ClusterConfig;
 use super::duration::format_duration;
 use super::raw::{RawCluster, RawRedisUrls};
 use super::validate::{DurationRule, Problems};
+use super::{ClusterConfig, RedisTlsConfig};
 
 /// Bounds of `cluster.node_timeout`.
 const NODE_TIMEOUT_RULE: DurationRule =
@@ -76,6 +77,8 @@ pub(super) fn validate_cluster(
         }
     };
 
+    let redis_tls = redis_tls(raw, &redis_urls, problems);
+
     if problems.count() > before {
         return None;
     }
@@ -84,6 +87,77 @@ pub(super) fn validate_cluster(
         node_id,
         node_timeout,
         heartbeat_interval,
+        redis_tls,
+    })
+}
+
+/// Reads `cluster.tls_ca_file`, `tls_cert_file` and `tls_key_file`: file names only (the files
+/// are read when the node joins), meaningful only with `rediss://` URLs, and the client
+/// certificate and key come together.
+fn redis_tls(
+    raw: &RawCluster,
+    redis_urls: &[String],
+    problems: &mut Problems<'_>,
+) -> Option<RedisTlsConfig> {
+    let path = |problems: &mut Problems<'_>, key: &str, raw: Option<&Spanned<String>>| {
+        problems
+            .string(key, raw, |path| {
+                path.trim()
+                    .is_empty()
+                    .then(|| "must name a PEM file".to_owned())
+            })
+            .map(PathBuf::from)
+    };
+    let ca_file = path(problems, "cluster.tls_ca_file", raw.tls_ca_file.as_ref());
+    let cert_file = path(
+        problems,
+        "cluster.tls_cert_file",
+        raw.tls_cert_file.as_ref(),
+    );
+    let key_file = path(problems, "cluster.tls_key_file", raw.tls_key_file.as_ref());
+    let client_identity = match (&raw.tls_cert_file, &raw.tls_key_file) {
+        (Some(_), None) => {
+            let span = raw.tls_cert_file.as_ref().map(Spanned::span);
+            problems.add(
+                "cluster.tls_key_file".to_owned(),
+                span.unwrap_or_default(),
+                "is required with cluster.tls_cert_file (the client certificate's private key)"
+                    .to_owned(),
+            );
+            None
+        }
+        (None, Some(key)) => {
+            problems.add(
+                "cluster.tls_cert_file".to_owned(),
+                key.span(),
+                "is required with cluster.tls_key_file (the client certificate chain)".to_owned(),
+            );
+            None
+        }
+        _ => cert_file.zip(key_file),
+    };
+    let first_key = [
+        ("cluster.tls_ca_file", &raw.tls_ca_file),
+        ("cluster.tls_cert_file", &raw.tls_cert_file),
+        ("cluster.tls_key_file", &raw.tls_key_file),
+    ]
+    .into_iter()
+    .find_map(|(key, value)| value.as_ref().map(|value| (key, value.span())));
+    let (key, span) = first_key?;
+    if let Some(plain) = redis_urls.iter().find(|url| !url.starts_with("rediss://")) {
+        problems.add(
+            key.to_owned(),
+            span,
+            format!(
+                "applies to rediss:// URLs only, but cluster.redis_url has {plain:?} \
+                 (use rediss:// for every Redis URL, or remove the cluster.tls_* keys)"
+            ),
+        );
+        return None;
+    }
+    Some(RedisTlsConfig {
+        ca_file,
+        client_identity,
     })
 }
 
@@ -149,4 +223,103 @@ fn node_id_problem(node_id: &str) -> Option<String> {
             "{node_id:?} is not a node id: 1 to 64 characters of A-Z, a-z, 0-9, '_', '.' and '-'"
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::super::validate::parse_and_validate;
+    use super::super::{Config, ConfigProblem, RedisTlsConfig};
+
+    fn parse(text: &str) -> Result<Config, Vec<ConfigProblem>> {
+        parse_and_validate(text, &|_| None)
+    }
+
+    /// Checks that `[cluster]` with `body` parses into `expected` TLS settings.
+    fn check_tls(body: &str, expected: Option<RedisTlsConfig>) {
+        let text = format!("[cluster]\n{body}\n");
+        let config = parse(&text).unwrap_or_else(|problems| panic!("{text}: {problems:?}"));
+        assert_eq!(config.cluster.unwrap().redis_tls, expected, "{text}");
+    }
+
+    /// Checks that `[cluster]` with `body` has exactly one problem, at `key_path` on `line`
+    /// (of the whole text), whose message contains `fragment`.
+    fn check_problem(body: &str, key_path: &str, line: usize, fragment: &str) {
+        let text = format!("[cluster]\n{body}\n");
+        let problems = parse(&text).expect_err(&text);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key_path, key_path, "{problems:?}");
+        assert_eq!(problems[0].line, Some(line), "{problems:?}");
+        assert!(
+            problems[0].message.contains(fragment),
+            "{:?} lacks {fragment:?}",
+            problems[0].message
+        );
+    }
+
+    #[test]
+    fn rediss_tls_files_are_read_as_names() {
+        check_tls("redis_url = \"rediss://r:6380\"", None);
+        check_tls("redis_url = \"redis://r:6379\"", None);
+        check_tls(
+            "redis_url = \"rediss://r:6380\"\ntls_ca_file = \"ca.pem\"",
+            Some(RedisTlsConfig {
+                ca_file: Some(PathBuf::from("ca.pem")),
+                client_identity: None,
+            }),
+        );
+        check_tls(
+            "redis_url = [\"rediss://a:7000\", \"rediss://b:7001\"]\n\
+             tls_cert_file = \"/etc/sockway/client.pem\"\ntls_key_file = \"/etc/sockway/client.key\"",
+            Some(RedisTlsConfig {
+                ca_file: None,
+                client_identity: Some((
+                    PathBuf::from("/etc/sockway/client.pem"),
+                    PathBuf::from("/etc/sockway/client.key"),
+                )),
+            }),
+        );
+    }
+
+    #[test]
+    fn rediss_tls_errors_name_key_path_and_line() {
+        check_problem(
+            "redis_url = \"redis://r:6379\"\ntls_ca_file = \"ca.pem\"",
+            "cluster.tls_ca_file",
+            3,
+            "applies to rediss:// URLs only, but cluster.redis_url has \"redis://r:6379\"",
+        );
+        check_problem(
+            "redis_url = [\"rediss://a:7000\", \"redis://b:7001\"]\ntls_cert_file = \"c.pem\"\n\
+             tls_key_file = \"k.pem\"",
+            "cluster.tls_cert_file",
+            3,
+            "\"redis://b:7001\"",
+        );
+        check_problem(
+            "redis_url = \"rediss://r:6380\"\ntls_cert_file = \"c.pem\"",
+            "cluster.tls_key_file",
+            3,
+            "is required with cluster.tls_cert_file",
+        );
+        check_problem(
+            "redis_url = \"rediss://r:6380\"\ntls_key_file = \"k.pem\"",
+            "cluster.tls_cert_file",
+            3,
+            "is required with cluster.tls_key_file",
+        );
+        check_problem(
+            "redis_url = \"rediss://r:6380\"\ntls_ca_file = \" \"",
+            "cluster.tls_ca_file",
+            3,
+            "must name a PEM file",
+        );
+        check_problem(
+            "redis_url = \"rediss://r:6380\"\ntls_ca_file = 3",
+            "cluster.tls_ca_file",
+            3,
+            "",
+        );
+    }
 }

@@ -18,15 +18,19 @@
 //!
 //! `docs/configuration.md` describes every key for users and is tested to parse.
 
+mod access_log;
 mod authorizer;
 mod cluster;
 mod credentials;
 mod duration;
 mod integrations;
 mod lambda;
+mod origins;
 mod parse;
 mod raw;
 mod request_parameters;
+mod throttling;
+mod tls;
 mod validate;
 
 #[cfg(test)]
@@ -40,6 +44,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sockway_protocol::route::{RouteKey, RouteSelectionExpression};
+
+pub use self::access_log::{AccessLogConfig, AccessLogDestination, AccessLogFormat};
+pub use self::origins::AllowedOrigin;
+pub use self::tls::TlsConfig;
 
 /// A complete, validated gateway configuration.
 ///
@@ -63,6 +71,13 @@ pub struct Config {
     pub aws: AwsConfig,
     /// `[cluster]`: the Redis shared by the gateway's nodes. `None`: single-node.
     pub cluster: Option<ClusterConfig>,
+    /// `[access_log]`: one line per CONNECT, MESSAGE, DISCONNECT and management call.
+    pub access_log: AccessLogConfig,
+    /// `[tls]`: the listeners' certificate. `None`: plain `ws://` and `http://`.
+    pub tls: Option<TlsConfig>,
+    /// `[throttling]`: token buckets for new connections and `@connections` calls, and the
+    /// default for every route's own.
+    pub throttling: Throttling,
 }
 
 /// `[gateway]`: the API's identity, its listener and how messages are routed.
@@ -82,6 +97,10 @@ pub struct GatewayConfig {
     pub route_selection_expression: RouteSelectionExpression,
     /// What a binary frame from a client does.
     pub binary_frames: BinaryFrames,
+    /// Origins whose browsers may connect. `None` (the default): every origin. `Some`: an
+    /// upgrade whose `Origin` header matches none of them gets 403; an upgrade without an
+    /// `Origin` header (not a browser) is allowed.
+    pub allowed_origins: Option<Vec<AllowedOrigin>>,
 }
 
 /// What a binary frame from a client does (`gateway.binary_frames`).
@@ -124,6 +143,11 @@ pub struct Limits {
     pub disconnect_attempts: u32,
     /// Wait before the second `$disconnect` attempt; each later wait doubles.
     pub disconnect_backoff: Duration,
+    /// Connections open at once; an upgrade beyond it is refused with 503.
+    pub max_connections: usize,
+    /// Connections open at once from one client IPv4 address or IPv6 /64; an upgrade beyond
+    /// it is refused with 429. `None`: no per-client cap.
+    pub max_connections_per_ip: Option<u32>,
 }
 
 /// One `[routes."<key>"]` table.
@@ -136,6 +160,9 @@ pub struct RouteConfig {
     /// Whether the integration's answer is sent back to the client. Never true on
     /// `$connect` or `$disconnect`.
     pub route_response: bool,
+    /// The route's token bucket: its own `throttling_*` keys, else `[throttling]`'s route
+    /// default. `None`: not throttled. Always `None` on `$disconnect`.
+    pub throttling: Option<RateLimit>,
 }
 
 /// One `[integrations.<name>]` table.
@@ -286,6 +313,10 @@ pub struct ManagementConfig {
     /// empty, every `@connections` request must carry a valid SigV4 signature made with one
     /// of them; when empty (the default), requests are not checked.
     pub credentials: Vec<ManagementCredential>,
+    /// Whether the separate management listener serves HTTPS with `[tls]`'s certificate
+    /// (default: when `[tls]` exists). Without a separate listener the management API is
+    /// served on `gateway.listen` and uses TLS exactly when the gateway does.
+    pub tls: bool,
 }
 
 /// One key pair `@connections` requests may be signed with.
@@ -396,6 +427,20 @@ pub struct ClusterConfig {
     /// How often a node refreshes its liveness (default a fifth of `node_timeout`, 100 ms
     /// to half of `node_timeout`).
     pub heartbeat_interval: Duration,
+    /// How `rediss://` connections verify Redis and prove who this node is. `None` (the
+    /// default, and always for `redis://`): the platform's roots, no client certificate.
+    pub redis_tls: Option<RedisTlsConfig>,
+}
+
+/// `cluster.tls_*`: the files a `rediss://` connection uses. Files are read when the node
+/// joins the cluster, not when the config is validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisTlsConfig {
+    /// PEM CA bundle that verifies the Redis servers, instead of the platform's roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain and private key, for Redis servers that require mutual
+    /// TLS (`tls-auth-clients yes`).
+    pub client_identity: Option<(PathBuf, PathBuf)>,
 }
 
 /// Why a config could not be loaded.
@@ -511,6 +556,9 @@ impl Default for Config {
             authorizer: None,
             aws: AwsConfig::default(),
             cluster: None,
+            access_log: AccessLogConfig::default(),
+            tls: None,
+            throttling: Throttling::default(),
         }
     }
 }
@@ -568,6 +616,7 @@ impl Default for GatewayConfig {
             account_id: Self::DEFAULT_ACCOUNT_ID.to_owned(),
             route_selection_expression: Self::default_route_selection_expression(),
             binary_frames: BinaryFrames::Base64,
+            allowed_origins: None,
         }
     }
 }
@@ -589,6 +638,51 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(10),
             disconnect_attempts: 5,
             disconnect_backoff: Duration::from_millis(200),
+            max_connections: 100_000,
+            max_connections_per_ip: Some(1000),
+        }
+    }
+}
+
+/// A token bucket's settings: AWS's `ThrottlingRateLimit` and `ThrottlingBurstLimit`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Requests per second at the steady rate; finite and positive.
+    pub rate: f64,
+    /// Requests allowed at once (the bucket's size); at least 1.
+    pub burst: u32,
+}
+
+// Validation keeps `rate` finite, so equality is reflexive.
+impl Eq for RateLimit {}
+
+/// `[throttling]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Throttling {
+    /// `rate_limit` and `burst_limit`: the bucket every route without `throttling_*` keys of
+    /// its own gets (each route its own bucket, as AWS's `DefaultRouteSettings`). `None`
+    /// (the default): routes are not throttled.
+    pub route_default: Option<RateLimit>,
+    /// New connections per second, all clients together; beyond it an upgrade gets 429.
+    pub connect: Option<RateLimit>,
+    /// `@connections` and other management calls per second; beyond it they get 429
+    /// `LimitExceededException`.
+    pub management: Option<RateLimit>,
+}
+
+impl Default for Throttling {
+    fn default() -> Self {
+        Throttling {
+            route_default: None,
+            connect: Some(RateLimit {
+                rate: 1000.0,
+                burst: 2000,
+            }),
+            // AWS's account-level throttle, which also covers `@connections` calls.
+            management: Some(RateLimit {
+                rate: 10_000.0,
+                burst: 5000,
+            }),
         }
     }
 }

@@ -42,6 +42,57 @@ pub(super) struct RawConfig {
     pub(super) aws: RawAws,
     /// `[cluster]`: the Redis that nodes share. Default: none, the gateway runs single-node.
     pub(super) cluster: Option<RawCluster>,
+    /// `[access_log]`: access-log lines. Every key has a default.
+    #[serde(default)]
+    pub(super) access_log: RawAccessLog,
+    /// `[tls]`: the listeners' certificate. Default: none, plain `ws://` and `http://`.
+    pub(super) tls: Option<RawTls>,
+    /// `[throttling]`: token buckets. Every key has a default.
+    #[serde(default)]
+    pub(super) throttling: RawThrottling,
+}
+
+/// `[throttling]`. Rates are requests per second (integers or decimals); bursts are
+/// integers. A rate of 0 turns that bucket off.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawThrottling {
+    /// Default `ThrottlingRateLimit` of every route. Default: routes are not throttled.
+    pub(super) rate_limit: Option<Spanned<f64>>,
+    /// Default `ThrottlingBurstLimit` of every route. Default: one second at `rate_limit`.
+    pub(super) burst_limit: Option<Spanned<i64>>,
+    /// New connections per second, all clients together. Default 1000.
+    pub(super) connect_rate_limit: Option<Spanned<f64>>,
+    /// New connections at once. Default 2000.
+    pub(super) connect_burst_limit: Option<Spanned<i64>>,
+    /// Management API calls per second. Default 10000 (AWS's account throttle).
+    pub(super) management_rate_limit: Option<Spanned<f64>>,
+    /// Management API calls at once. Default 5000.
+    pub(super) management_burst_limit: Option<Spanned<i64>>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    /// PEM certificate chain, the server's certificate first. Required.
+    pub(super) cert_file: Spanned<String>,
+    /// PEM private key (PKCS#8, RSA or SEC1) of that certificate. Required.
+    pub(super) key_file: Spanned<String>,
+    /// How often the files' modification times are checked; `"0s"` disables. Default `"5s"`.
+    pub(super) reload_interval: Option<Spanned<RawDuration>>,
+}
+
+/// `[access_log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccessLog {
+    /// Whether lines are written. Default `true`.
+    pub(super) enabled: Option<Spanned<bool>>,
+    /// AWS `$context` template. Default: `AccessLogConfig::DEFAULT_FORMAT`.
+    pub(super) format: Option<Spanned<String>>,
+    /// `"stdout"`, `"stderr"` or a file path. Default `"stdout"`.
+    pub(super) destination: Option<Spanned<String>>,
 }
 
 /// `[gateway]`.
@@ -64,6 +115,9 @@ pub(super) struct RawGateway {
     pub(super) route_selection_expression: Option<Spanned<String>>,
     /// What a binary frame from a client does: `"base64"` or `"reject"`. Default `"base64"`.
     pub(super) binary_frames: Option<RawBinaryFrames>,
+    /// Origins (`scheme://host[:port]`, host may start with `*.`) whose browsers may connect.
+    /// Default: none, every origin may.
+    pub(super) allowed_origins: Option<Vec<Spanned<String>>>,
 }
 
 /// `gateway.binary_frames`.
@@ -113,6 +167,11 @@ pub(super) struct RawLimits {
     /// Wait before the second `$disconnect` attempt, doubled for each later one.
     /// Default `"200ms"`.
     pub(super) disconnect_backoff: Option<Spanned<RawDuration>>,
+    /// Connections open at once, 1 to 10,000,000. Default 100000.
+    pub(super) max_connections: Option<Spanned<i64>>,
+    /// Connections open at once per client IPv4 address or IPv6 /64; 0 turns the cap off.
+    /// Default 1000.
+    pub(super) max_connections_per_ip: Option<Spanned<i64>>,
 }
 
 /// `[routes."<route key>"]`.
@@ -124,6 +183,11 @@ pub(super) struct RawRoute {
     /// Whether the integration's answer is sent back to the client (two-way). Only on
     /// `$default` and custom routes. Default `false`.
     pub(super) route_response: Option<Spanned<bool>>,
+    /// The route's `ThrottlingRateLimit`; 0 turns throttling off for it. Default:
+    /// `throttling.rate_limit`.
+    pub(super) throttling_rate_limit: Option<Spanned<f64>>,
+    /// The route's `ThrottlingBurstLimit`. Default: one second at its rate.
+    pub(super) throttling_burst_limit: Option<Spanned<i64>>,
 }
 
 /// `[integrations.<name>]`, all integration types in one table.
@@ -188,6 +252,9 @@ pub(super) struct RawManagement {
     /// `[[management.credentials]]`: keys `@connections` requests must be SigV4-signed with.
     /// Default: none, requests are not checked.
     pub(super) credentials: Option<Vec<Spanned<RawManagementCredential>>>,
+    /// Whether the separate management listener serves HTTPS; needs `[tls]`.
+    /// Default: `true` when `[tls]` exists.
+    pub(super) tls: Option<Spanned<bool>>,
 }
 
 /// One `[[management.credentials]]` entry.
@@ -289,6 +356,14 @@ pub(super) struct RawCluster {
     /// How often a node refreshes its liveness, 100ms to half of `node_timeout`.
     /// Default: a fifth of `node_timeout`.
     pub(super) heartbeat_interval: Option<Spanned<RawDuration>>,
+    /// PEM CA bundle that verifies the Redis servers of `rediss://` URLs. Default: the
+    /// platform's trusted roots.
+    pub(super) tls_ca_file: Option<Spanned<String>>,
+    /// PEM client certificate chain for Redis servers that require mutual TLS; needs
+    /// `tls_key_file`. Default: none.
+    pub(super) tls_cert_file: Option<Spanned<String>>,
+    /// PEM private key of `tls_cert_file`. Default: none.
+    pub(super) tls_key_file: Option<Spanned<String>>,
 }
 
 /// `cluster.redis_url`: a string or a list of strings, each located by its span.

@@ -2174,6 +2174,7 @@ fn cluster_parses_with_its_defaults() {
             node_id: None,
             node_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(2),
+            redis_tls: None,
         })
     );
     let config = parse_ok(
@@ -2415,6 +2416,11 @@ fn documented_example_parses_and_documents_every_key() {
     assert_eq!(config.management.credentials.len(), 2);
     assert!(config.authorizer.is_some());
     assert!(config.cluster.is_some());
+    assert_eq!(
+        config.access_log,
+        super::AccessLogConfig::default(),
+        "the example spells out the default access log"
+    );
     for block in &blocks {
         parse_ok(block);
     }
@@ -2434,6 +2440,9 @@ fn documented_example_parses_and_documents_every_key() {
                 "authorizer.",
                 "aws.",
                 "cluster.",
+                "access_log.",
+                "tls.",
+                "throttling.",
             ]
             .iter()
             .any(|section| key.starts_with(section))

@@ -18,17 +18,22 @@ use std::time::Duration;
 use serde_spanned::Spanned;
 use sockway_protocol::route::{RouteKey, RouteSelectionExpression};
 
+use super::access_log::validate_access_log;
 use super::authorizer::validate_authorizer;
 use super::cluster::validate_cluster;
 use super::credentials::{validate_aws, validate_management_credentials};
 use super::duration::{format_duration, parse_duration};
 use super::integrations::validate_integration;
+use super::origins::validate_allowed_origins;
 use super::parse::{key_path, line_of, parse};
 use super::raw::{
     RawBinaryFrames, RawConfig, RawDuration, RawGateway, RawLimits, RawManagement, RawRoute,
 };
+use super::throttling::{rate_limit, validate_throttling};
+use super::tls::validate_tls;
 use super::{
-    BinaryFrames, Config, ConfigProblem, GatewayConfig, Limits, ManagementConfig, RouteConfig,
+    BinaryFrames, Config, ConfigProblem, GatewayConfig, Limits, ManagementConfig, RateLimit,
+    RouteConfig,
 };
 
 /// Looks up an environment variable by name; the process environment, or a stand-in.
@@ -273,13 +278,24 @@ fn validate(
         .keys()
         .map(|name| name.get_ref().as_str())
         .collect();
-    let routes = validate_routes(&raw.routes, &integration_names, &mut problems);
+    let throttling = validate_throttling(&raw.throttling, &mut problems);
+    let routes = validate_routes(
+        &raw.routes,
+        &integration_names,
+        throttling.route_default,
+        &mut problems,
+    );
     // Compare with gateway.listen only if it is what the user wrote, not a stand-in default.
     let gateway_listen = match &raw.gateway.listen {
         Some(raw_listen) => raw_listen.get_ref().parse().ok(),
         None => Some(gateway.listen),
     };
-    let management = validate_management(&raw.management, gateway_listen, env, &mut problems);
+    let tls = raw
+        .tls
+        .as_ref()
+        .and_then(|tls| validate_tls(tls, &mut problems));
+    let mut management = validate_management(&raw.management, gateway_listen, env, &mut problems);
+    management.tls = management_tls(&raw, &mut problems);
     let authorizer = raw
         .authorizer
         .as_ref()
@@ -289,6 +305,7 @@ fn validate(
         .cluster
         .as_ref()
         .and_then(|cluster| validate_cluster(cluster, &mut problems));
+    let access_log = validate_access_log(&raw.access_log, &mut problems);
 
     let mut found = problems.found;
     if !found.is_empty() {
@@ -304,7 +321,36 @@ fn validate(
         authorizer,
         aws,
         cluster,
+        access_log,
+        tls,
+        throttling,
     })
+}
+
+/// Whether the separate management listener serves HTTPS: `management.tls`, by default
+/// whenever `[tls]` exists. Plain HTTP needs a listener of its own.
+fn management_tls(raw: &RawConfig, problems: &mut Problems<'_>) -> bool {
+    let has_tls = raw.tls.is_some();
+    let Some(flag) = &raw.management.tls else {
+        return has_tls;
+    };
+    let wanted = *flag.get_ref();
+    if wanted && !has_tls {
+        problems.add(
+            "management.tls".to_owned(),
+            flag.span(),
+            "needs a [tls] table with the certificate to serve".to_owned(),
+        );
+    } else if !wanted && has_tls && raw.management.listen.is_none() {
+        problems.add(
+            "management.tls".to_owned(),
+            flag.span(),
+            "the management API shares gateway.listen, which serves TLS; set \
+             management.listen to serve it over plain HTTP"
+                .to_owned(),
+        );
+    }
+    wanted && has_tls
 }
 
 fn validate_gateway(raw: &RawGateway, problems: &mut Problems<'_>) -> GatewayConfig {
@@ -362,6 +408,10 @@ fn validate_gateway(raw: &RawGateway, problems: &mut Problems<'_>) -> GatewayCon
         Some(RawBinaryFrames::Base64) => BinaryFrames::Base64,
         Some(RawBinaryFrames::Reject) => BinaryFrames::Reject,
     };
+    let allowed_origins = raw
+        .allowed_origins
+        .as_ref()
+        .map(|origins| validate_allowed_origins(origins, problems));
     GatewayConfig {
         listen,
         stage,
@@ -370,6 +420,7 @@ fn validate_gateway(raw: &RawGateway, problems: &mut Problems<'_>) -> GatewayCon
         account_id,
         route_selection_expression,
         binary_frames,
+        allowed_origins,
     }
 }
 
@@ -517,6 +568,28 @@ fn validate_limits(raw: &RawLimits, problems: &mut Problems<'_>) -> Limits {
             u32::try_from(attempts).expect("disconnect_attempts was checked to be 1..=20")
         });
 
+    let max_connections = problems
+        .integer(
+            "limits.max_connections",
+            raw.max_connections.as_ref(),
+            1..=10_000_000,
+            " connections",
+        )
+        .map_or(defaults.max_connections, to_usize);
+    let max_connections_per_ip = match &raw.max_connections_per_ip {
+        None => defaults.max_connections_per_ip,
+        Some(_) => problems
+            .integer(
+                "limits.max_connections_per_ip",
+                raw.max_connections_per_ip.as_ref(),
+                0..=10_000_000,
+                " connections (0 turns the cap off)",
+            )
+            .map_or(defaults.max_connections_per_ip, |cap| {
+                u32::try_from(cap).ok().filter(|cap| *cap > 0)
+            }),
+    };
+
     Limits {
         frame_bytes,
         message_bytes,
@@ -531,6 +604,8 @@ fn validate_limits(raw: &RawLimits, problems: &mut Problems<'_>) -> Limits {
         shutdown_grace,
         disconnect_attempts,
         disconnect_backoff,
+        max_connections,
+        max_connections_per_ip,
     }
 }
 
@@ -542,6 +617,7 @@ fn to_usize(value: i64) -> usize {
 fn validate_routes(
     raw: &BTreeMap<Spanned<String>, RawRoute>,
     integration_names: &BTreeSet<&str>,
+    route_default: Option<RateLimit>,
     problems: &mut Problems<'_>,
 ) -> Vec<RouteConfig> {
     // The map is sorted by key; users expect routes in the order they wrote them.
@@ -605,10 +681,44 @@ fn validate_routes(
             );
         }
 
+        let rate_key = key_path(&["routes", key_text, "throttling_rate_limit"]);
+        let burst_key = key_path(&["routes", key_text, "throttling_burst_limit"]);
+        let throttling = if key_text == RouteKey::DISCONNECT {
+            for (path, span) in [
+                (
+                    &rate_key,
+                    route.throttling_rate_limit.as_ref().map(Spanned::span),
+                ),
+                (
+                    &burst_key,
+                    route.throttling_burst_limit.as_ref().map(Spanned::span),
+                ),
+            ] {
+                if let Some(span) = span {
+                    problems.add(
+                        path.clone(),
+                        span,
+                        "$disconnect is never throttled: every connection's $disconnect is \
+                         delivered"
+                            .to_owned(),
+                    );
+                }
+            }
+            None
+        } else {
+            rate_limit(
+                problems,
+                (&rate_key, route.throttling_rate_limit.as_ref()),
+                (&burst_key, route.throttling_burst_limit.as_ref()),
+                route_default,
+            )
+        };
+
         routes.push(RouteConfig {
             key: RouteKey::new(key_text),
             integration: integration.clone(),
             route_response,
+            throttling,
         });
     }
     routes
@@ -638,8 +748,10 @@ fn validate_management(
         Some(credentials) => validate_management_credentials(credentials, env, problems),
         None => Vec::new(),
     };
+    // `tls` depends on `[tls]` and is set by `management_tls`.
     ManagementConfig {
         listen,
         credentials,
+        tls: false,
     }
 }

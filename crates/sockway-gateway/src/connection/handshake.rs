@@ -13,14 +13,19 @@ use sockway_protocol::error::AwsError;
 use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::group::GroupName;
 use sockway_protocol::id::RequestId;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, warn};
 
+use crate::access_log::{
+    AccessEvent, AuthorizerDecision, ErrorOutcome, EventType, IntegrationOutcome,
+};
 use crate::authorizers::AuthorizerRequest;
 use crate::integrations::{Call, CallKind};
-use crate::metrics::AuthorizerOutcome;
+use crate::metrics::{AuthorizerOutcome, Throttled};
 use crate::server::head::{error_response, http_response};
 use crate::server::{RequestHead, Shared};
+use crate::throttle::{Admission, Refusal, TokenBucket};
 use crate::{epoch_millis, random_bytes};
 
 /// An upgrade request that passed the checks and the `$connect` route.
@@ -32,6 +37,9 @@ pub(super) struct Accepted {
     pub(super) response: Vec<u8>,
     /// The groups the `$connect` integration placed the connection in.
     pub(super) groups: Vec<GroupName>,
+    /// The connection's slot under `limits.max_connections` and
+    /// `limits.max_connections_per_ip`, held until it ends.
+    pub(super) admission: Admission,
 }
 
 /// Why the upgrade is not completed: the HTTP response to send instead.
@@ -45,12 +53,29 @@ pub(super) struct Refused {
 /// comma-separated list of group names (a sockway extension).
 pub(crate) const GROUPS_HEADER: &str = "X-Sockway-Groups";
 
-/// Checks the upgrade request and runs `$connect`.
+/// Checks the upgrade request and runs `$connect`; a request that gets as far as a connection
+/// id is recorded in the access log with its outcome.
 pub(super) async fn negotiate(
     head: &RequestHead,
     peer: SocketAddr,
     local: Option<SocketAddr>,
     shared: &Shared,
+) -> Result<Accepted, Refused> {
+    let mut event = None;
+    let negotiated = run_connect(head, peer, local, shared, &mut event).await;
+    if let Some(event) = event {
+        shared.access_log.record(event);
+    }
+    negotiated
+}
+
+/// [`negotiate`], filling `event` with the CONNECT's access-log event once there is one.
+async fn run_connect(
+    head: &RequestHead,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    shared: &Shared,
+    event: &mut Option<AccessEvent>,
 ) -> Result<Accepted, Refused> {
     let key = check_request(head, shared).inspect_err(|_| {
         shared.metrics.client_error.inc();
@@ -73,8 +98,32 @@ pub(super) async fn negotiate(
         user_agent,
         authorizer: None,
     };
-    let headers = Arc::new(event_headers(head, &source_ip, local));
+    let proto = if shared.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let headers = Arc::new(event_headers(head, &source_ip, local, proto));
     let query = Arc::new(head.query_pairs());
+    let request_id = RequestId::from_random(random_bytes());
+    let event = event.insert(AccessEvent::of_connection(
+        EventType::Connect,
+        Arc::new(context.clone()),
+        request_id.to_string(),
+        connected_at,
+    ));
+    event.route_key = Some("$connect".to_owned());
+    let unavailable = |event: &mut AccessEvent| {
+        event.answered(
+            503,
+            Some(ErrorOutcome::new("Service Unavailable", "DEFAULT_5XX")),
+        );
+        Refused {
+            response: error_response(&AwsError::service_unavailable("Service Unavailable")),
+        }
+    };
+
+    let admission = admit(peer, &request_id, shared, event)?;
 
     // The CONNECT event alone reports the authorizer's latency; later events carry only the
     // principal and context.
@@ -87,9 +136,7 @@ pub(super) async fn negotiate(
         };
         let decided = tokio::select! {
             decided = authorizer.authorize(&request) => decided,
-            _ = shared.shutdown.cancelled() => {
-                return Err(Refused { response: error_response(&AwsError::service_unavailable("Service Unavailable")) });
-            }
+            _ = shared.shutdown.cancelled() => return Err(unavailable(event)),
         };
         let outcome = match &decided {
             Ok(_) => AuthorizerOutcome::Allow,
@@ -104,6 +151,16 @@ pub(super) async fn negotiate(
             .map(|authorization| authorization.latency)
             .unwrap_or_default();
         shared.metrics.authorizer_decided(outcome, latency);
+        event.authorizer = Some(AuthorizerDecision {
+            latency_ms: decided
+                .as_ref()
+                .ok()
+                .map(|_| u64::try_from(latency.as_millis()).unwrap_or(u64::MAX)),
+            status: decided
+                .as_ref()
+                .map_or_else(|error| error.status(), |_| 200),
+            error: decided.as_ref().err().map(ToString::to_string),
+        });
         match decided {
             Ok(authorization) => {
                 let mut with_latency = authorization.context.clone();
@@ -119,7 +176,15 @@ pub(super) async fn negotiate(
                 if error.status() < 500 {
                     shared.metrics.client_error.inc();
                 }
-                let request_id = RequestId::from_random(random_bytes());
+                let (message, response_type) = match error.status() {
+                    401 => ("Unauthorized", "UNAUTHORIZED"),
+                    403 => ("Forbidden", "ACCESS_DENIED"),
+                    _ => ("Internal server error", "AUTHORIZER_CONFIGURATION_ERROR"),
+                };
+                event.answered(
+                    error.status(),
+                    Some(ErrorOutcome::new(message, response_type)),
+                );
                 debug!(connection_id = %context.connection_id, request_id = %request_id, error = %error, status = error.status(), "authorizer refused the connection");
                 return Err(Refused {
                     response: error.response(&request_id),
@@ -128,6 +193,7 @@ pub(super) async fn negotiate(
         }
     }
     let context = Arc::new(context);
+    event.connection = Some(context.clone());
 
     let mut subprotocol = None;
     let mut groups = Vec::new();
@@ -139,22 +205,24 @@ pub(super) async fn negotiate(
             .expect("the route table only holds routes whose integration exists");
         let call = Call {
             connection: connect_context.unwrap_or_else(|| context.clone()),
-            request_id: RequestId::from_random(random_bytes()),
+            request_id,
             now_ms: epoch_millis(),
             kind: CallKind::Connect { headers, query },
         };
+        let started = Instant::now();
         let answer = tokio::select! {
             answer = integration.invoke(&call) => answer,
-            _ = shared.shutdown.cancelled() => {
-                return Err(Refused { response: error_response(&AwsError::service_unavailable("Service Unavailable")) });
-            }
+            _ = shared.shutdown.cancelled() => return Err(unavailable(event)),
         };
+        event.integration = Some(IntegrationOutcome::of(&answer, started.elapsed()));
         match answer {
             Ok(response) if response.is_success() => {
+                event.answered(200, None);
                 subprotocol = response.header("Sec-WebSocket-Protocol").map(str::to_owned);
                 if let Some(list) = response.header(GROUPS_HEADER) {
                     groups = GroupName::parse_list(list).map_err(|error| {
                         warn!(connection_id = %context.connection_id, request_id = %call.request_id, error = %error, "$connect answered with an invalid {GROUPS_HEADER} header; refusing the connection");
+                        event.answered(502, Some(ErrorOutcome::new("Internal server error", "INTEGRATION_FAILURE")));
                         let request_id = call.request_id.to_string();
                         Refused {
                             response: http_response(
@@ -171,17 +239,19 @@ pub(super) async fn negotiate(
             }
             Ok(response) => {
                 debug!(connection_id = %context.connection_id, status = response.status_code, "$connect refused the connection");
+                event.answered(response.status_code, None);
                 return Err(Refused {
                     response: http_response(response.status_code, &[], b""),
                 });
             }
             Err(error) => {
                 warn!(connection_id = %context.connection_id, request_id = %call.request_id, error = %error, "$connect integration failed");
-                let (status, message) = if error.is_timeout() {
-                    (504, "Endpoint request timed out")
+                let (status, message, response_type) = if error.is_timeout() {
+                    (504, "Endpoint request timed out", "INTEGRATION_TIMEOUT")
                 } else {
-                    (502, "Internal server error")
+                    (502, "Internal server error", "INTEGRATION_FAILURE")
                 };
+                event.answered(status, Some(ErrorOutcome::new(message, response_type)));
                 let body = format!(r#"{{"message": "{message}"}}"#);
                 let request_id = call.request_id.to_string();
                 let headers = [
@@ -195,6 +265,9 @@ pub(super) async fn negotiate(
         }
     }
 
+    if event.status.is_none() {
+        event.answered(200, None);
+    }
     let subprotocol = subprotocol.filter(|chosen| {
         let offered = offered_subprotocols(head).any(|offer| offer == chosen);
         if !offered {
@@ -214,6 +287,7 @@ pub(super) async fn negotiate(
         context,
         response: response.into_bytes(),
         groups,
+        admission,
     })
 }
 
@@ -256,14 +330,37 @@ fn check_request<'a>(head: &'a RequestHead, shared: &Shared) -> Result<&'a str, 
             ),
         });
     }
-    match head.header("Sec-WebSocket-Key").map(str::trim) {
-        Some(key) if is_valid_key(key) => Ok(key),
-        _ => Err(Refused {
-            response: error_response(&AwsError::bad_request(
-                "Missing or invalid Sec-WebSocket-Key",
-            )),
-        }),
+    let key = match head.header("Sec-WebSocket-Key").map(str::trim) {
+        Some(key) if is_valid_key(key) => key,
+        _ => {
+            return Err(Refused {
+                response: error_response(&AwsError::bad_request(
+                    "Missing or invalid Sec-WebSocket-Key",
+                )),
+            });
+        }
+    };
+    check_origin(head, shared)?;
+    Ok(key)
+}
+
+/// `gateway.allowed_origins`: a browser's upgrade from an origin not on the list is refused
+/// with 403 (cross-site WebSocket hijacking). A request without `Origin` does not come from
+/// a browser page and is let through.
+fn check_origin(head: &RequestHead, shared: &Shared) -> Result<(), Refused> {
+    let (Some(allowed), Some(origin)) = (
+        &shared.config.gateway.allowed_origins,
+        head.header("Origin"),
+    ) else {
+        return Ok(());
+    };
+    if allowed.iter().any(|allowed| allowed.matches(origin)) {
+        return Ok(());
     }
+    debug!(origin = %origin, "origin not in gateway.allowed_origins; refusing the upgrade");
+    Err(Refused {
+        response: error_response(&AwsError::forbidden()),
+    })
 }
 
 /// A key is the base64 of 16 bytes: 24 characters ending in `==`.
@@ -289,6 +386,7 @@ fn event_headers(
     head: &RequestHead,
     source_ip: &str,
     local: Option<SocketAddr>,
+    proto: &str,
 ) -> Vec<(String, String)> {
     let mut headers = head.headers.clone();
     let forwarded_for = match head.header("X-Forwarded-For") {
@@ -306,7 +404,7 @@ fn event_headers(
         ("X-Amzn-Trace-Id", trace_id),
         ("X-Forwarded-For", forwarded_for),
         ("X-Forwarded-Port", port),
-        ("X-Forwarded-Proto", "http".to_owned()),
+        ("X-Forwarded-Proto", proto.to_owned()),
     ] {
         headers.retain(|(existing, _)| !existing.eq_ignore_ascii_case(name));
         headers.push((name.to_owned(), value));
@@ -323,6 +421,82 @@ pub(super) fn canonical_ip(ip: IpAddr) -> IpAddr {
             .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     }
+}
+
+/// Applies the connect throttles before anything is invoked: the new-connection bucket, the
+/// `$connect` route's bucket, then the connection caps. A refusal is 429 with `Retry-After`
+/// (503 for the total cap, which is the server's limit rather than the client's), counted and
+/// logged under the CONNECT's request id.
+fn admit(
+    peer: SocketAddr,
+    request_id: &RequestId,
+    shared: &Shared,
+    event: &mut AccessEvent,
+) -> Result<Admission, Refused> {
+    let buckets = [
+        shared.throttles.connect.as_ref(),
+        shared
+            .routes
+            .connect()
+            .and_then(|route| route.throttle.as_ref()),
+    ];
+    let throttled = buckets
+        .into_iter()
+        .flatten()
+        .find(|bucket| !bucket.try_acquire());
+    let refusal = match throttled {
+        Some(bucket) => Err((Throttled::ConnectRate, retry_after_secs(bucket))),
+        None => shared
+            .throttles
+            .caps
+            .admit(peer.ip())
+            .map_err(|refusal| match refusal {
+                Refusal::PerIpCap => (Throttled::ConnectionsPerIp, 1),
+                Refusal::TotalCap => (Throttled::MaxConnections, 1),
+            }),
+    };
+    refusal.map_err(|(reason, retry_after)| {
+        shared.metrics.throttled(reason);
+        shared.metrics.client_error.inc();
+        let error = if reason == Throttled::MaxConnections {
+            AwsError::service_unavailable("Service Unavailable")
+        } else {
+            AwsError::limit_exceeded("Too Many Requests")
+        };
+        let response_type = if error.status == 429 {
+            "THROTTLED"
+        } else {
+            "DEFAULT_5XX"
+        };
+        event.answered(
+            error.status,
+            Some(ErrorOutcome::new(
+                error.message.as_deref().unwrap_or_default(),
+                response_type,
+            )),
+        );
+        debug!(peer = %peer, reason = ?reason, "upgrade refused by a throttle or connection cap");
+        let request_id = request_id.to_string();
+        let retry_after = retry_after.to_string();
+        Refused {
+            response: http_response(
+                error.status,
+                &[
+                    ("Content-Type", "application/json"),
+                    ("x-amzn-RequestId", &request_id),
+                    ("x-amzn-ErrorType", error.error_type),
+                    ("Retry-After", &retry_after),
+                ],
+                &error.body(),
+            ),
+        }
+    })
+}
+
+/// A bucket's wait for its next token in whole seconds, at least 1 (`Retry-After` has no
+/// fractions).
+fn retry_after_secs(bucket: &TokenBucket) -> u64 {
+    bucket.retry_after().as_secs_f64().ceil().max(1.0) as u64
 }
 
 #[cfg(test)]

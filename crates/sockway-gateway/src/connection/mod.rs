@@ -31,7 +31,6 @@ use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::id::RequestId;
 use sockway_protocol::result::IntegrationResponse;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -44,8 +43,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info_span, warn};
 
 use self::timers::{Deadlines, Heartbeat, HeartbeatAction};
+use crate::access_log::{AccessEvent, ErrorOutcome, EventType, IntegrationOutcome};
 use crate::config::BinaryFrames;
 use crate::integrations::{Call, CallKind, IntegrationError, Payload};
+use crate::metrics::Throttled;
 use crate::registry::{Command, ConnectionHandle, ConnectionInfo, Outbound};
 use crate::routing::{Route, Selection};
 use crate::server::{RequestHead, Shared, respond_and_close};
@@ -56,15 +57,18 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for the client's answer to our close frame before dropping the socket.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Serves an upgrade request on `stream` from handshake to `$disconnect`.
-pub(crate) async fn accept(
-    mut stream: TcpStream,
+/// Serves an upgrade request on `stream` (TCP, or TLS over TCP) from handshake to
+/// `$disconnect`; `local` is the address the client connected to.
+pub(crate) async fn accept<S>(
+    mut stream: S,
+    local: Option<SocketAddr>,
     head: RequestHead,
     buffered: Vec<u8>,
     peer: SocketAddr,
     shared: Arc<Shared>,
-) {
-    let local = stream.local_addr().ok();
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let accepted = match handshake::negotiate(&head, peer, local, &shared).await {
         Ok(accepted) => accepted,
         Err(refused) => {
@@ -88,6 +92,8 @@ async fn open<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let context = accepted.context;
+    // Held until this function returns: the connection's slot under the connection caps.
+    let _admission = accepted.admission;
     let limits = &shared.config.limits;
     let close = shared.shutdown.child_token();
     let info = ConnectionInfo::new(
@@ -137,9 +143,11 @@ async fn open<S>(
             cause
         }
     };
-    drop(presence);
     shared.metrics.connections.dec();
-    deliver_disconnect(&shared, context, &cause).await;
+    // In a cluster, nodes that declared this one dead may already have delivered it.
+    if presence.end().await {
+        deliver_disconnect(&shared, context, &cause).await;
+    }
 }
 
 /// The tungstenite settings for one connection: small buffers (memory per idle connection is
@@ -167,6 +175,9 @@ struct Connection {
 struct Completion {
     route: Arc<Route>,
     request_id: RequestId,
+    message_id: RequestId,
+    /// When the message arrived, in epoch milliseconds.
+    requested_at: i64,
     result: Result<IntegrationResponse, IntegrationError>,
     /// How long the integration took.
     latency: Duration,
@@ -310,24 +321,38 @@ impl Connection {
             Selection::Route(route) => route,
             Selection::Forbidden => {
                 debug!(request_id = %request_id, "no route for message and no $default");
-                self.shared.metrics.client_error.inc();
-                let frame = ErrorFrame::Forbidden.render(&self.context.connection_id, &request_id);
-                return send(socket, Message::text(frame)).await;
+                return self
+                    .refuse(socket, ErrorFrame::Forbidden, None, &request_id)
+                    .await;
             }
         };
+        if !route.admit() {
+            debug!(request_id = %request_id, route_key = %route.key, "message throttled");
+            self.shared.metrics.throttled(Throttled::Route);
+            return self
+                .refuse(
+                    socket,
+                    ErrorFrame::TooManyRequests,
+                    Some(&route),
+                    &request_id,
+                )
+                .await;
+        }
         let integration = self
             .shared
             .integrations
             .get(&route.integration)
             .expect("the route table only holds routes whose integration exists");
+        let message_id = RequestId::from_random(random_bytes());
+        let requested_at = epoch_millis();
         let call = Call {
             connection: self.context.clone(),
             request_id: request_id.clone(),
-            now_ms: epoch_millis(),
+            now_ms: requested_at,
             kind: CallKind::Message {
                 route_key: route.key.clone(),
                 body,
-                message_id: RequestId::from_random(random_bytes()),
+                message_id: message_id.clone(),
             },
         };
         if let Some(metrics) = self.shared.metrics.route(route.key.as_str()) {
@@ -339,6 +364,8 @@ impl Connection {
             Completion {
                 route,
                 request_id,
+                message_id,
+                requested_at,
                 result,
                 latency: started.elapsed(),
             }
@@ -356,11 +383,20 @@ impl Connection {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        let error_frame = match &completion.result {
+            Ok(_) => None,
+            Err(error) if error.is_timeout() => Some(ErrorFrame::EndpointRequestTimedOut),
+            Err(_) => Some(ErrorFrame::InternalServerError),
+        };
+        self.shared
+            .access_log
+            .record(message_event(&self.context, &completion, error_frame));
         let Completion {
             route,
             request_id,
             result,
             latency,
+            ..
         } = completion;
         let metrics = self.shared.metrics.route(route.key.as_str());
         if let Some(metrics) = metrics {
@@ -405,11 +441,7 @@ impl Connection {
             }
             Err(error) => {
                 warn!(request_id = %request_id, route_key = %route.key, error = %error, "integration failed");
-                let frame = if error.is_timeout() {
-                    ErrorFrame::EndpointRequestTimedOut
-                } else {
-                    ErrorFrame::InternalServerError
-                };
+                let frame = error_frame.expect("a failed integration has an error frame");
                 send(
                     socket,
                     Message::text(frame.render(&self.context.connection_id, &request_id)),
@@ -480,6 +512,73 @@ impl Connection {
             self.inflight.abort_all();
         }
     }
+}
+
+impl Connection {
+    /// Answers a message with an error frame without running an integration (no route, or
+    /// throttled): counted as `ClientError` and logged, and the connection stays open.
+    async fn refuse<S>(
+        &mut self,
+        socket: &mut WebSocketStream<S>,
+        frame: ErrorFrame,
+        route: Option<&Route>,
+        request_id: &RequestId,
+    ) -> Result<(), CloseCause>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.shared.metrics.client_error.inc();
+        let mut event = AccessEvent::of_connection(
+            EventType::Message,
+            self.context.clone(),
+            request_id.to_string(),
+            epoch_millis(),
+        );
+        event.route_key = route.map(|route| route.key.to_string());
+        let (status, error) = ErrorOutcome::of_frame(frame);
+        event.answered(status, Some(error));
+        self.shared.access_log.record(event);
+        let text = frame.render(&self.context.connection_id, request_id);
+        send(socket, Message::text(text)).await
+    }
+}
+
+/// The access-log event of a message whose integration finished; `error_frame` is what the
+/// client is sent when it failed.
+fn message_event(
+    context: &Arc<ConnectionContext>,
+    completion: &Completion,
+    error_frame: Option<ErrorFrame>,
+) -> AccessEvent {
+    let mut event = AccessEvent::of_connection(
+        EventType::Message,
+        context.clone(),
+        completion.request_id.to_string(),
+        completion.requested_at,
+    );
+    event.route_key = Some(completion.route.key.to_string());
+    event.message_id = Some(completion.message_id.to_string());
+    event.integration = Some(IntegrationOutcome::of(
+        &completion.result,
+        completion.latency,
+    ));
+    match error_frame {
+        Some(frame) => {
+            let (status, error) = ErrorOutcome::of_frame(frame);
+            event.answered(status, Some(error));
+        }
+        None => {
+            event.answered(200, None);
+            event.response_length = completion
+                .result
+                .as_ref()
+                .ok()
+                .filter(|_| completion.route.route_response)
+                .and_then(|response| response.body.as_ref())
+                .map(Vec::len);
+        }
+    }
+    event
 }
 
 /// Sends one message, bounded by [`SEND_TIMEOUT`].
@@ -616,7 +715,20 @@ pub(crate) async fn deliver_orphans(shared: Arc<Shared>) {
 /// up to `limits.disconnect_attempts`. A delivery that still fails is logged as an error, never
 /// dropped silently.
 async fn deliver_disconnect(shared: &Shared, context: Arc<ConnectionContext>, cause: &CloseCause) {
+    let request_id = RequestId::from_random(random_bytes());
+    let now_ms = epoch_millis();
+    let mut event = AccessEvent::of_connection(
+        EventType::Disconnect,
+        context.clone(),
+        request_id.to_string(),
+        now_ms,
+    );
+    event.route_key = Some("$disconnect".to_owned());
+    event.disconnect_status_code = Some(cause.disconnect_status_code());
+    event.disconnect_reason = Some(cause.disconnect_reason());
     let Some(route) = shared.routes.disconnect() else {
+        event.answered(200, None);
+        shared.access_log.record(event);
         return;
     };
     let integration = shared
@@ -626,8 +738,8 @@ async fn deliver_disconnect(shared: &Shared, context: Arc<ConnectionContext>, ca
     let limits = &shared.config.limits;
     let call = Call {
         connection: context,
-        request_id: RequestId::from_random(random_bytes()),
-        now_ms: epoch_millis(),
+        request_id,
+        now_ms,
         kind: CallKind::Disconnect {
             status_code: cause.disconnect_status_code(),
             reason: cause.disconnect_reason(),
@@ -635,9 +747,14 @@ async fn deliver_disconnect(shared: &Shared, context: Arc<ConnectionContext>, ca
     };
     let mut backoff = limits.disconnect_backoff;
     for attempt in 1..=limits.disconnect_attempts {
-        match integration.invoke(&call).await {
+        let started = Instant::now();
+        let result = integration.invoke(&call).await;
+        event.integration = Some(IntegrationOutcome::of(&result, started.elapsed()));
+        match result {
             Ok(_) => {
                 shared.metrics.disconnect_delivered(true);
+                event.answered(200, None);
+                shared.access_log.record(event);
                 return;
             }
             Err(error) if attempt < limits.disconnect_attempts => {
@@ -648,12 +765,21 @@ async fn deliver_disconnect(shared: &Shared, context: Arc<ConnectionContext>, ca
             }
             Err(error) => {
                 shared.metrics.disconnect_delivered(false);
+                let frame = if error.is_timeout() {
+                    ErrorFrame::EndpointRequestTimedOut
+                } else {
+                    ErrorFrame::InternalServerError
+                };
+                let (status, outcome) = ErrorOutcome::of_frame(frame);
+                event.answered(status, Some(outcome));
+                shared.access_log.record(event);
                 error!(
                     request_id = %call.request_id,
                     attempts = limits.disconnect_attempts,
                     error = %error,
                     "$disconnect could not be delivered"
                 );
+                return;
             }
         }
     }

@@ -180,28 +180,39 @@ impl HttpIntegration {
             .body(Full::new(Bytes::from(body)))
             .expect("method, validated uri and static headers form a valid request");
         let (status, headers, body) = self.client.exchange(&self.name, request).await?;
-        let proxy_shaped = looks_like_proxy_result(&body);
-        let response = result::read_http_reply(status, headers, &body).map_err(|source| {
-            IntegrationError::BadProxyResult {
-                integration: self.name.clone(),
-                source,
-            }
-        })?;
-        if !proxy_shaped && status >= 500 {
-            return Err(IntegrationError::BackendFailed {
-                integration: self.name.clone(),
-                status,
-            });
-        }
-        Ok(response)
+        read_reply(&self.name, status, headers, &body)
     }
 }
 
-/// Whether `body` is a JSON object with a `statusCode` key (cheap pre-check; the protocol crate
-/// does the real parse).
-fn looks_like_proxy_result(body: &[u8]) -> bool {
-    let trimmed = body.trim_ascii_start();
-    trimmed.starts_with(b"{") && body.windows(12).any(|window| window == b"\"statusCode\"")
+/// What an `http` integration's reply means: a proxy result in the body wins whatever the HTTP
+/// status; otherwise a 5xx status is the backend failing.
+pub(crate) fn read_reply(
+    integration: &str,
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: &[u8],
+) -> Result<IntegrationResponse, IntegrationError> {
+    if status >= 500 && !is_proxy_result(body) {
+        return Err(IntegrationError::BackendFailed {
+            integration: integration.to_owned(),
+            status,
+        });
+    }
+    result::read_http_reply(status, headers, body).map_err(|source| {
+        IntegrationError::BadProxyResult {
+            integration: integration.to_owned(),
+            source,
+        }
+    })
+}
+
+/// Whether `body` is a JSON object with a `statusCode` key, which `read_http_reply` reads as a
+/// proxy result. Only 5xx replies ask, so the second parse stays off the common path.
+fn is_proxy_result(body: &[u8]) -> bool {
+    matches!(
+        serde_json::from_slice::<serde_json::Value>(body),
+        Ok(serde_json::Value::Object(result)) if result.contains_key("statusCode")
+    )
 }
 
 /// `type = "http_proxy"`.
@@ -348,5 +359,37 @@ fn resolve(source: &ParameterSource, call: &Call) -> Option<String> {
             ContextVariable::SourceIp => connection.source_ip.clone(),
             ContextVariable::UserAgent => connection.user_agent.clone()?,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(status: u16, body: &str, expected: Result<u16, &str>) {
+        let outcome = read_reply("backend", status, Vec::new(), body.as_bytes());
+        match (&outcome, expected) {
+            (Ok(response), Ok(status_code)) => assert_eq!(response.status_code, status_code),
+            (Err(error), Err(kind)) => assert!(format!("{error:?}").starts_with(kind)),
+            _ => panic!("HTTP {status} {body:?}: {outcome:?}, expected {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn a_5xx_reply_succeeds_only_through_a_proxy_result() {
+        check(502, r#"{"statusCode":200,"body":"ok"}"#, Ok(200));
+        check(500, r#"{"statusCode":"bad"}"#, Err("BadProxyResult"));
+        check(500, "oops", Err("BackendFailed"));
+        check(200, "oops", Ok(200));
+        // Regression (issue #6, fuzzing): these were read by a byte search for `"statusCode"`.
+        // A truncated or nested mention sent the backend's 5xx body to the client as a reply.
+        check(502, r#"{"statusCode":"#, Err("BackendFailed"));
+        check(
+            500,
+            r#"{"error":"no \"statusCode\" here"}"#,
+            Err("BackendFailed"),
+        );
+        // An escaped key is still `statusCode`, so this is a proxy result.
+        check(502, r#"{"status\u0043ode":201}"#, Ok(201));
     }
 }

@@ -6,7 +6,7 @@
 //! the upgrade, send a route response, send an error frame) is decided by `connection`.
 //! `lambda` integrations share one [`LambdaClient`], which Lambda authorizers use too.
 
-mod http;
+pub(crate) mod http;
 mod lambda;
 
 use std::collections::BTreeMap;

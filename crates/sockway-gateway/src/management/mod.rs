@@ -10,7 +10,7 @@
 //! place that turns it into what SDKs parse: a status, `x-amzn-ErrorType` and an AWS-style body.
 //! Every response carries `x-amzn-RequestId`.
 
-mod path;
+pub(crate) mod path;
 
 use std::net::SocketAddr;
 use std::time::SystemTime;
@@ -26,8 +26,10 @@ use sockway_protocol::time::iso8601_millis;
 use tracing::debug;
 
 use self::path::{Operational, Resource};
+use crate::access_log::{AccessEvent, ErrorOutcome, EventType};
 use crate::aws::sigv4::{self, SignatureError};
 use crate::cluster::{ClusterError, ConnectionSnapshot, Cursor, Page, Tally};
+use crate::metrics::Throttled;
 use crate::registry::MAX_GROUPS_PER_CONNECTION;
 use crate::server::Shared;
 
@@ -66,6 +68,9 @@ pub(crate) enum ApiError {
     /// The connection's outbound queue is full.
     #[error("connection outbound queue full")]
     QueueFull,
+    /// `throttling.management_rate_limit` refused the call.
+    #[error("throttled")]
+    Throttled,
     /// The cluster node that holds the connection cannot be reached right now (Redis is
     /// unreachable, or the node is not listening). Nothing was delivered.
     #[error("the connection's node cannot be reached")]
@@ -110,7 +115,7 @@ impl From<ClusterError> for ApiError {
 
 impl ApiError {
     /// The AWS error this failure is reported as.
-    fn to_aws(&self) -> AwsError {
+    pub(crate) fn to_aws(&self) -> AwsError {
         match self {
             ApiError::Gone => AwsError::gone(),
             ApiError::BadConnectionId(id) => {
@@ -147,6 +152,7 @@ impl ApiError {
             ApiError::NodeTimeout => AwsError::gateway_timeout(
                 "The gateway node that holds this connection did not answer in time",
             ),
+            ApiError::Throttled => AwsError::limit_exceeded("Too Many Requests"),
             ApiError::QueueFull => AwsError::limit_exceeded(
                 "Too many messages queued for this connection; the client is not reading",
             ),
@@ -203,6 +209,9 @@ pub(crate) async fn handle(
     peer: SocketAddr,
     shared: &Shared,
 ) -> Response<Full<Bytes>> {
+    if crate::console::serves(request.uri().path()) {
+        return crate::console::handle(request, peer, shared).await;
+    }
     if request.method() == Method::GET {
         if let Some(endpoint) = path::operational(request.uri().path()) {
             return operational(endpoint, shared);
@@ -210,6 +219,8 @@ pub(crate) async fn handle(
     }
     let request_id = new_request_id();
     let method = request.method().clone();
+    let mut event = access_event(&request, peer, &request_id, shared);
+    let mut failure = None;
     let response = match serve(request, peer, shared).await {
         Ok(mut response) => {
             insert_request_id(response.headers_mut(), &request_id);
@@ -217,13 +228,65 @@ pub(crate) async fn handle(
         }
         Err(error) => {
             debug!(request_id = %request_id, error = %error, "management request failed");
+            failure = Some(error.to_aws());
             error.into_response(&request_id)
         }
     };
     shared
         .metrics
         .management_request(&method, response.status().as_u16());
+    event.answered(
+        response.status().as_u16(),
+        failure.map(|aws| ErrorOutcome::new(aws.message.unwrap_or_default(), aws.error_type)),
+    );
+    event.response_length = hyper::body::Body::size_hint(response.body())
+        .exact()
+        .and_then(|length| usize::try_from(length).ok());
+    shared.access_log.record(event);
     response
+}
+
+/// The access-log event of a management request, before it is served: its route key is the
+/// method and the resource's pattern, e.g. `POST /@connections/{connectionId}`.
+fn access_event(
+    request: &Request<Incoming>,
+    peer: SocketAddr,
+    request_id: &str,
+    shared: &Shared,
+) -> AccessEvent {
+    let mut event = AccessEvent::new(
+        EventType::Management,
+        request_id.to_owned(),
+        crate::epoch_millis(),
+    );
+    let (pattern, connection_id) =
+        match path::parse(request.uri().path(), &shared.config.gateway.stage) {
+            Resource::Connection(id) => (Some("/@connections/{connectionId}"), Some(id)),
+            Resource::Connections => (Some("/@connections"), None),
+            Resource::ConnectionGroups(id) => {
+                (Some("/@connections/{connectionId}/groups"), Some(id))
+            }
+            Resource::Membership(id, _) => (
+                Some("/@connections/{connectionId}/groups/{group}"),
+                Some(id),
+            ),
+            Resource::Group(_) | Resource::MalformedGroupName(_) => {
+                (Some("/@groups/{group}"), None)
+            }
+            Resource::MalformedConnectionId(_) => (Some("/@connections/{connectionId}"), None),
+            Resource::Unknown => (None, None),
+        };
+    event.route_key = pattern.map(|pattern| format!("{} {pattern}", request.method()));
+    event.connection_id = connection_id.map(|id| id.as_str().to_owned());
+    event.http_method = Some(request.method().to_string());
+    event.resource_path = Some(request.uri().path().to_owned());
+    event.source_ip = Some(peer.ip().to_canonical().to_string());
+    event.user_agent = request
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    event
 }
 
 /// Serves `/health`, `/ready` and `/metrics`.
@@ -305,6 +368,14 @@ async fn serve(
             "execute-api",
             SystemTime::now(),
         )?;
+    }
+    // Throttled once the caller is known, so that unsigned traffic cannot use up the bucket
+    // of the backends that hold credentials.
+    if let Some(bucket) = &shared.throttles.management {
+        if !bucket.try_acquire() {
+            shared.metrics.throttled(Throttled::Management);
+            return Err(ApiError::Throttled);
+        }
     }
     let resource = path::parse(parts.uri.path(), &shared.config.gateway.stage);
     let cluster = &shared.cluster;

@@ -91,7 +91,10 @@ pub(crate) fn parse(raw_path: &str, stage: &str) -> Resource {
 fn is_named(segment: &str, name: &str) -> bool {
     if let Some(rest) = segment.strip_prefix('@') {
         rest == name
-    } else if segment.len() > 3 && segment[..3].eq_ignore_ascii_case("%40") {
+    } else if segment
+        .get(..3)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("%40"))
+    {
         &segment[3..] == name
     } else {
         false
@@ -182,6 +185,14 @@ mod tests {
             "dev",
             Resource::Unknown,
         );
+    }
+
+    #[test]
+    fn non_ascii_segments_are_unknown() {
+        // Regression (issue #6, fuzzing): slicing the first three bytes of a segment panicked
+        // when they ended inside a character.
+        check("/dev/%p\u{e9}x/a", "dev", Resource::Unknown);
+        check("/dev/ab\u{e9}connections", "dev", Resource::Unknown);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! Route logic lives elsewhere: this module only decides which of the two a socket is.
 
 pub(crate) mod head;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,20 +18,25 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use crate::access_log::AccessLog;
 use crate::authorizers::Authorizer;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::connection;
+use crate::console::Console;
 use crate::integrations::Integrations;
 use crate::management;
 use crate::metrics::Metrics;
 use crate::routing::RouteTable;
+use crate::throttle::Throttles;
 
 pub(crate) use head::{RequestHead, Rewind};
+pub use tls::TlsError;
 
 /// A running gateway: its listeners are bound and its accept loops run until
 /// [`Gateway::shutdown`].
@@ -61,6 +67,10 @@ pub enum GatewayError {
     /// no free node tag). The text names the cause chain.
     #[error("{0}")]
     Cluster(String),
+    /// `[tls]` is configured and its certificate or key file is missing, unreadable, not
+    /// PEM, or the key does not match the certificate.
+    #[error("cannot load the TLS certificate")]
+    Tls(#[source] TlsError),
 }
 
 /// State every connection and request of one gateway reads. It is built once from the
@@ -74,6 +84,10 @@ pub(crate) struct Shared {
     pub(crate) authorizer: Option<Authorizer>,
     /// This gateway's Prometheus metrics.
     pub(crate) metrics: Metrics,
+    /// Access-log lines and the ring of recent events.
+    pub(crate) access_log: AccessLog,
+    /// The web console's sessions and sign-in gate.
+    pub(crate) console: Console,
     pub(crate) cluster: Cluster,
     /// Cancelled when the gateway shuts down; every connection's token is a child of it.
     pub(crate) shutdown: CancellationToken,
@@ -81,6 +95,10 @@ pub(crate) struct Shared {
     pub(crate) tasks: TaskTracker,
     /// The stage path clients connect to: `/dev`, or `/` for the empty stage.
     pub(crate) stage_path: String,
+    /// The certificate of the TLS listeners, when `[tls]` is configured.
+    pub(crate) tls: Option<Arc<tls::Tls>>,
+    /// Connect and management throttles and the connection caps.
+    pub(crate) throttles: Throttles,
 }
 
 /// Which requests a listener serves.
@@ -96,6 +114,10 @@ impl Gateway {
     /// Binds the listeners named in `config` and starts serving. Port 0 is allowed; the bound
     /// addresses are reported by [`Gateway::local_addr`] and [`Gateway::management_addr`].
     pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(tls::Tls::load(files).map_err(GatewayError::Tls)?)),
+            None => None,
+        };
         let routes = RouteTable::from_config(&config).map_err(GatewayError::Setup)?;
         let integrations = Integrations::from_config(&config).map_err(GatewayError::Setup)?;
         let authorizer = Authorizer::from_config(
@@ -104,6 +126,9 @@ impl Gateway {
             integrations.http_client(),
         )
         .map_err(GatewayError::Setup)?;
+        let metrics = Metrics::new(&config);
+        let access_log = AccessLog::start(&config, metrics.access_log_dropped.clone())
+            .map_err(|error| GatewayError::Setup(format!("access_log.destination: {error}")))?;
         let listen = config.gateway.listen;
         let listener = TcpListener::bind(listen)
             .await
@@ -132,28 +157,49 @@ impl Gateway {
             None => None,
         };
         let shutdown = CancellationToken::new();
-        let cluster = Cluster::start(&config, &shutdown).await.map_err(|error| {
-            let mut text = error.to_string();
-            let mut source = std::error::Error::source(&error);
-            while let Some(cause) = source {
-                text.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            GatewayError::Cluster(text)
-        })?;
+        let cluster = Cluster::start(&config, metrics.cluster.clone(), &shutdown)
+            .await
+            .map_err(|error| {
+                let mut text = error.to_string();
+                let mut source = std::error::Error::source(&error);
+                while let Some(cause) = source {
+                    // Some errors print their source too; name each cause once.
+                    let cause_text = cause.to_string();
+                    if !text.ends_with(&cause_text) {
+                        text.push_str(&format!(": {cause_text}"));
+                    }
+                    source = cause.source();
+                }
+                GatewayError::Cluster(text)
+            })?;
         let stage = config.gateway.stage.clone();
         let stage_path = format!("/{stage}");
         let shared = Arc::new(Shared {
             routes,
             integrations,
             authorizer,
-            metrics: Metrics::new(&config),
+            metrics,
+            access_log,
+            console: Console::new(local_addr),
             cluster,
             shutdown,
             tasks: TaskTracker::new(),
             stage_path,
+            tls,
+            throttles: Throttles::from_config(&config),
             config,
         });
+        if let Some((tls, interval)) = shared.tls.as_ref().zip(
+            shared
+                .config
+                .tls
+                .as_ref()
+                .and_then(|files| files.reload_interval),
+        ) {
+            shared
+                .tasks
+                .spawn(tls::watch(tls.clone(), interval, shared.shutdown.clone()));
+        }
         let role = ListenerRole::Gateway {
             serves_management: management_listener.is_none(),
         };
@@ -188,19 +234,45 @@ impl Gateway {
         self.management_addr
     }
 
-    /// The URL clients connect to, e.g. `ws://127.0.0.1:41237/dev`.
+    /// The URL clients connect to, e.g. `ws://127.0.0.1:41237/dev` (`wss://` with `[tls]`).
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/{}", self.local_addr, self.stage)
+        let scheme = if self.shared.tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{}/{}", self.local_addr, self.stage)
     }
 
     /// The `endpoint_url` an AWS SDK's `ApiGatewayManagementApi` client takes, e.g.
-    /// `http://127.0.0.1:41237/dev`.
+    /// `http://127.0.0.1:41237/dev` (`https://` when that listener serves TLS).
     pub fn management_url(&self) -> String {
         let addr = self.management_addr.unwrap_or(self.local_addr);
-        if self.stage.is_empty() {
-            format!("http://{addr}")
+        let role = match self.management_addr {
+            Some(_) => ListenerRole::Management,
+            None => ListenerRole::Gateway {
+                serves_management: true,
+            },
+        };
+        let scheme = if self.shared.tls_for(role).is_some() {
+            "https"
         } else {
-            format!("http://{addr}/{}", self.stage)
+            "http"
+        };
+        if self.stage.is_empty() {
+            format!("{scheme}://{addr}")
+        } else {
+            format!("{scheme}://{addr}/{}", self.stage)
+        }
+    }
+
+    /// Reads the `[tls]` certificate and key files again and makes new handshakes use them;
+    /// open connections keep theirs. On failure the certificate in use stays and the error
+    /// says why (it is also logged). The binary calls this on SIGHUP.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        match &self.shared.tls {
+            Some(tls) => tls.reload(),
+            None => Err(TlsError::NotConfigured),
         }
     }
 
@@ -229,6 +301,7 @@ impl Gateway {
         self.shared.tasks.close();
         self.shared.tasks.wait().await;
         self.shared.cluster.leave().await;
+        self.shared.access_log.close().await;
     }
 }
 
@@ -262,11 +335,44 @@ async fn accept_loop(listener: TcpListener, role: ListenerRole, shared: Arc<Shar
 }
 
 async fn serve_socket(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     role: ListenerRole,
     shared: Arc<Shared>,
 ) {
+    // The TLS handshake and the request head share one deadline: a client that opens TCP
+    // and never sends a ClientHello is closed like one that never sends its request.
+    let deadline = Instant::now() + shared.config.limits.handshake_timeout;
+    let local = stream.local_addr().ok();
+    let Some(tls) = shared.tls_for(role) else {
+        serve_stream(stream, local, peer, role, deadline, shared).await;
+        return;
+    };
+    let handshake = tokio::select! {
+        _ = shared.shutdown.cancelled() => return,
+        handshake = tokio::time::timeout_at(deadline, tls.accept(stream)) => handshake,
+    };
+    match handshake {
+        Err(_elapsed) => {
+            debug!(peer = %peer, "TLS handshake not finished within the handshake timeout");
+        }
+        Ok(Err(error)) => debug!(peer = %peer, error = %error, "TLS handshake failed"),
+        Ok(Ok(stream)) => serve_stream(stream, local, peer, role, deadline, shared).await,
+    }
+}
+
+/// Serves one connection, TLS already terminated: the management API, or the first request
+/// head read under `deadline` and then an upgrade or HTTP.
+async fn serve_stream<S>(
+    mut stream: S,
+    local: Option<SocketAddr>,
+    peer: SocketAddr,
+    role: ListenerRole,
+    deadline: Instant,
+    shared: Arc<Shared>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let serves_management = match role {
         ListenerRole::Management => {
             serve_http(stream, Vec::new(), peer, shared).await;
@@ -274,10 +380,9 @@ async fn serve_socket(
         }
         ListenerRole::Gateway { serves_management } => serves_management,
     };
-    let timeout = shared.config.limits.handshake_timeout;
     let read = tokio::select! {
         _ = shared.shutdown.cancelled() => return,
-        read = tokio::time::timeout(timeout, head::read_request_head(&mut stream)) => read,
+        read = tokio::time::timeout_at(deadline, head::read_request_head(&mut stream)) => read,
     };
     let (head, buffered) = match read {
         Err(_elapsed) => {
@@ -293,11 +398,22 @@ async fn serve_socket(
         Ok(Ok(read)) => read,
     };
     if head.is_websocket_upgrade() {
-        connection::accept(stream, head, buffered, peer, shared).await;
+        connection::accept(stream, local, head, buffered, peer, shared).await;
     } else if serves_management {
         serve_http(stream, buffered, peer, shared).await;
     } else {
         respond_and_close(&mut stream, head::forbidden_response()).await;
+    }
+}
+
+impl Shared {
+    /// The TLS configuration of a listener with this role, when it serves TLS.
+    fn tls_for(&self, role: ListenerRole) -> Option<&tls::Tls> {
+        let tls = self.tls.as_deref()?;
+        match role {
+            ListenerRole::Gateway { .. } => Some(tls),
+            ListenerRole::Management => self.config.management.tls.then_some(tls),
+        }
     }
 }
 

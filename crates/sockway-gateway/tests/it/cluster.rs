@@ -1,16 +1,22 @@
 //! Cluster mode: three gateway nodes in this process sharing a real Redis (or a real Redis
 //! Cluster of three masters), `@connections` calls from any node to a connection on any node,
-//! and a Redis outage under traffic.
+//! a Redis outage under traffic, Redis over TLS (`rediss://`, with and without client
+//! certificates), and the cluster's metrics on `GET /metrics`.
 
 use std::time::Duration;
 
 use serde_json::Value;
 use sockway_testkit::{
-    DEADLINE, MockBackend, RedisCluster, RedisServer, TestGateway, http_request,
+    DEADLINE, MockBackend, RedisCluster, RedisServer, RedisTls, TestGateway, http_request, metric,
 };
 use tokio::time::Instant;
 
 use crate::{check_error, config, connect};
+
+/// `[cluster]` for `urls` with the short timings tests use, plus `extra` keys.
+fn cluster_section_with(urls: &[String], extra: &str) -> String {
+    format!("{}{extra}", cluster_section(urls))
+}
 
 /// `[cluster]` for `urls` with the short timings tests use.
 fn cluster_section(urls: &[String]) -> String {
@@ -23,9 +29,9 @@ fn cluster_section(urls: &[String]) -> String {
     format!("\n[cluster]\nredis_url = {redis_url}\nnode_timeout = \"2s\"\n")
 }
 
-/// Three nodes on `urls`, all routed to `backend`.
-async fn three_nodes(backend: &MockBackend, urls: &[String]) -> [TestGateway; 3] {
-    let text = config(backend, &cluster_section(urls));
+/// Three nodes on `urls` (with `extra` `[cluster]` keys), all routed to `backend`.
+async fn three_nodes(backend: &MockBackend, urls: &[String], extra: &str) -> [TestGateway; 3] {
+    let text = config(backend, &cluster_section_with(urls, extra));
     [
         TestGateway::start(&text).await,
         TestGateway::start(&text).await,
@@ -33,10 +39,11 @@ async fn three_nodes(backend: &MockBackend, urls: &[String]) -> [TestGateway; 3]
     ]
 }
 
-/// POST, GET and DELETE from every node to a connection on node B, with single-node statuses.
-async fn check_cross_node_operations(urls: &[String]) {
+/// POST, GET and DELETE from every node to a connection on node B, with single-node statuses;
+/// `extra` holds more `[cluster]` keys (the TLS files).
+async fn check_cross_node_operations(urls: &[String], extra: &str) {
     let mut backend = MockBackend::start().await;
-    let [a, b, c] = three_nodes(&backend, urls).await;
+    let [a, b, c] = three_nodes(&backend, urls, extra).await;
     let (mut client, id) = connect(&b, &mut backend).await;
 
     for (node, text) in [(&a, "from a"), (&b, "from b"), (&c, "from c")] {
@@ -84,13 +91,25 @@ async fn check_cross_node_operations(urls: &[String]) {
 #[tokio::test]
 async fn any_node_posts_gets_and_deletes_a_connection_on_another_node() {
     let redis = RedisServer::start().await;
-    check_cross_node_operations(&[redis.url()]).await;
+    check_cross_node_operations(&[redis.url()], "").await;
 }
 
 #[tokio::test]
 async fn any_node_posts_gets_and_deletes_on_a_redis_cluster() {
     let redis = RedisCluster::start().await;
-    check_cross_node_operations(&redis.urls()).await;
+    check_cross_node_operations(&redis.urls(), "").await;
+}
+
+#[tokio::test]
+async fn any_node_posts_gets_and_deletes_over_rediss_on_a_redis_cluster() {
+    let tls = RedisTls::new(false);
+    let redis = RedisCluster::start_tls(&tls).await;
+    let urls = redis.urls();
+    assert!(
+        urls.iter().all(|url| url.starts_with("rediss://")),
+        "{urls:?}"
+    );
+    check_cross_node_operations(&urls, &tls.toml(false)).await;
 }
 
 /// Groups spanning three nodes: joins routed to the owner from any node, one broadcast call
@@ -98,7 +117,7 @@ async fn any_node_posts_gets_and_deletes_on_a_redis_cluster() {
 /// that covers every node exactly once, and membership that ends with a remote connection.
 async fn check_groups_across_nodes(urls: &[String]) {
     let mut backend = MockBackend::start().await;
-    let nodes = three_nodes(&backend, urls).await;
+    let nodes = three_nodes(&backend, urls, "").await;
     let mut clients = Vec::new();
     for node in &nodes {
         for _ in 0..2 {
@@ -247,7 +266,7 @@ async fn redis_calls(redis: &RedisServer) -> u64 {
 async fn a_broadcast_crosses_redis_once_per_node_not_once_per_member() {
     let redis = RedisServer::start().await;
     let mut backend = MockBackend::start().await;
-    let [a, b, c] = three_nodes(&backend, &[redis.url()]).await;
+    let [a, b, c] = three_nodes(&backend, &[redis.url()], "").await;
     let mut members = Vec::new();
     for node in [&b, &c] {
         for _ in 0..20 {
@@ -292,7 +311,7 @@ async fn a_broadcast_crosses_redis_once_per_node_not_once_per_member() {
 async fn pushes_from_one_caller_arrive_in_order_across_nodes() {
     let redis = RedisServer::start().await;
     let mut backend = MockBackend::start().await;
-    let [a, b, c] = three_nodes(&backend, &[redis.url()]).await;
+    let [a, b, c] = three_nodes(&backend, &[redis.url()], "").await;
     let (mut client, id) = connect(&b, &mut backend).await;
     let url = a.connection_url(&id);
     for index in 0..100 {
@@ -311,7 +330,7 @@ async fn pushes_from_one_caller_arrive_in_order_across_nodes() {
 async fn post_after_the_owner_closed_the_connection_is_gone() {
     let redis = RedisServer::start().await;
     let mut backend = MockBackend::start().await;
-    let [a, b, c] = three_nodes(&backend, &[redis.url()]).await;
+    let [a, b, c] = three_nodes(&backend, &[redis.url()], "").await;
     let (client, id) = connect(&b, &mut backend).await;
     client.close(1000, "bye").await;
     let disconnect = backend.next_event_for("$disconnect").await;
@@ -447,4 +466,184 @@ async fn a_node_that_cannot_reach_redis_does_not_start() {
         text.contains("cannot join the cluster: connect to Redis"),
         "{text}"
     );
+}
+
+/// Scrapes `node` until `series` satisfies `wanted`; fails the test after [`DEADLINE`].
+async fn wait_for_metric(node: &TestGateway, series: &str, wanted: impl Fn(f64) -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    let mut pace = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        pace.tick().await;
+        let text = node.metrics().await;
+        if wanted(metric(&text, series)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} is {} after {DEADLINE:?}",
+            metric(&text, series)
+        );
+    }
+}
+
+/// Two nodes on one TLS-only Redis push to each other's connections.
+async fn check_two_nodes_push_to_each_other(redis: &RedisServer, keys: &str) {
+    assert!(redis.url().starts_with("rediss://"));
+    let mut backend = MockBackend::start().await;
+    let text = config(&backend, &cluster_section_with(&[redis.url()], keys));
+    let a = TestGateway::start(&text).await;
+    let b = TestGateway::start(&text).await;
+    let (mut on_a, id_a) = connect(&a, &mut backend).await;
+    let (mut on_b, id_b) = connect(&b, &mut backend).await;
+    let (status, _, _) = http_request("POST", &a.connection_url(&id_b), "a to b").await;
+    assert_eq!(status, 200);
+    assert_eq!(on_b.next_text().await, "a to b");
+    let (status, _, _) = http_request("POST", &b.connection_url(&id_a), "b to a").await;
+    assert_eq!(status, 200);
+    assert_eq!(on_a.next_text().await, "b to a");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_nodes_push_to_each_other_over_rediss() {
+    let tls = RedisTls::new(false);
+    let redis = RedisServer::start_tls(&tls).await;
+    check_two_nodes_push_to_each_other(&redis, &tls.toml(false)).await;
+}
+
+#[tokio::test]
+async fn mutual_tls_to_redis_presents_the_client_certificate_and_fails_without_one() {
+    let tls = RedisTls::new(true);
+    let redis = RedisServer::start_tls(&tls).await;
+    check_two_nodes_push_to_each_other(&redis, &tls.toml(true)).await;
+
+    let text = bind_error(&redis.url(), &tls.toml(false)).await;
+    assert!(
+        text.contains("cannot join the cluster: connect to Redis over TLS (rediss://)"),
+        "{text}"
+    );
+    assert!(text.contains("CertificateRequired"), "{text}");
+}
+
+#[tokio::test]
+async fn a_redis_certificate_from_another_ca_stops_startup_naming_tls() {
+    let tls = RedisTls::new(false);
+    let other = RedisTls::new(false);
+    let redis = RedisServer::start_tls(&tls).await;
+    let text = bind_error(&redis.url(), &other.toml(false)).await;
+    assert!(
+        text.contains("cannot join the cluster: connect to Redis over TLS (rediss://)"),
+        "{text}"
+    );
+    assert!(text.contains("certificate"), "{text}");
+
+    // A CA file that cannot be read is named with its key.
+    let text = bind_error(
+        &redis.url(),
+        "tls_ca_file = \"/nonexistent/sockway-ca.pem\"\n",
+    )
+    .await;
+    assert!(
+        text.contains("cannot read cluster.tls_ca_file `/nonexistent/sockway-ca.pem`"),
+        "{text}"
+    );
+}
+
+/// The startup error of a node on `url` with `keys` in `[cluster]`.
+async fn bind_error(url: &str, keys: &str) -> String {
+    let backend = MockBackend::start().await;
+    let text = config(&backend, &cluster_section_with(&[url.to_owned()], keys));
+    let mut config = sockway_gateway::config::Config::from_toml(&text, "<test>").unwrap();
+    config.gateway.listen = "127.0.0.1:0".parse().unwrap();
+    let started = tokio::time::timeout(DEADLINE, sockway_gateway::Gateway::bind(config))
+        .await
+        .expect("startup fails within the deadline");
+    started.expect_err("the node must not start").to_string()
+}
+
+#[tokio::test]
+async fn cluster_metrics_count_peers_redis_round_trips_remote_calls_and_outages() {
+    let mut redis = RedisServer::start().await;
+    let mut backend = MockBackend::start().await;
+    let text = config(&backend, &cluster_section(&[redis.url()]));
+    let a = TestGateway::start(&text).await;
+    let b = TestGateway::start(&text).await;
+    let (mut on_b, id_b) = connect(&b, &mut backend).await;
+
+    // A sees B once its heartbeat scanned the directory.
+    wait_for_metric(&a, "sockway_cluster_peers", |peers| peers == 1.0).await;
+    let (status, _, _) = http_request("POST", &a.connection_url(&id_b), "hi").await;
+    assert_eq!(status, 200);
+    assert_eq!(on_b.next_text().await, "hi");
+    let (status, _, _) = http_request("POST", &a.connection_url("AAAAAAAAAAAAAAA="), "x").await;
+    assert_eq!(status, 410);
+    let text = a.metrics().await;
+    assert_eq!(metric(&text, "sockway_redis_up"), 1.0);
+    assert_eq!(metric(&text, "sockway_redis_outages_total"), 0.0);
+    assert_eq!(
+        metric(&text, r#"sockway_cluster_remote_calls_total{outcome="ok"}"#),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"sockway_cluster_remote_calls_total{outcome="gone"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, r#"sockway_redis_commands_total{operation="route"}"#),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"sockway_redis_latency_ms_count{operation="route"}"#
+        ),
+        2.0
+    );
+    assert!(
+        metric(
+            &text,
+            r#"sockway_redis_commands_total{operation="heartbeat"}"#
+        ) >= 1.0
+    );
+    // B wrote its connection's record.
+    wait_for_metric(
+        &b,
+        r#"sockway_redis_commands_total{operation="presence"}"#,
+        |writes| writes >= 1.0,
+    )
+    .await;
+
+    redis.stop();
+    wait_for_metric(&a, "sockway_redis_up", |up| up == 0.0).await;
+    let (status, _, _) = http_request("POST", &a.connection_url(&id_b), "x").await;
+    assert_eq!(status, 503);
+    let text = a.metrics().await;
+    assert_eq!(metric(&text, "sockway_redis_outages_total"), 1.0);
+    assert!(
+        metric(
+            &text,
+            r#"sockway_cluster_remote_calls_total{outcome="unavailable"}"#
+        ) >= 1.0,
+        "{text}"
+    );
+
+    redis.restart().await;
+    wait_for_metric(&a, "sockway_redis_up", |up| up == 1.0).await;
+    assert_eq!(
+        metric(&a.metrics().await, "sockway_redis_outages_total"),
+        1.0
+    );
+
+    // A single node without [cluster] has no cluster series.
+    let single = TestGateway::start(&config(&backend, "")).await;
+    assert!(!single.metrics().await.contains("sockway_redis_up"));
+
+    drop(on_b);
+    a.shutdown().await;
+    b.shutdown().await;
+    single.shutdown().await;
 }

@@ -1,10 +1,12 @@
 //! Integration tests of the gateway library: real WebSocket clients, a real HTTP backend, a
 //! gateway on port 0. One test crate, one module per area, so the gateway is linked once.
 
+mod access_log;
 mod authorizers;
 mod bad_input;
 mod cluster;
 mod connect;
+mod console;
 mod disconnect;
 mod events;
 mod groups;
@@ -13,7 +15,10 @@ mod limits;
 mod management;
 mod management_sigv4;
 mod operations;
+mod origins;
 mod routing;
+mod throttling;
+mod tls;
 
 use sockway_testkit::{MockBackend, TestGateway, WsClient};
 

@@ -1,5 +1,6 @@
 //! Cluster failures that need real processes: a node killed with SIGKILL (survivors deliver
-//! each of its connections' `$disconnect` exactly once) and a node that stops answering (504).
+//! each of its connections' `$disconnect` exactly once), a node that stops answering (504), and
+//! a node frozen longer than `node_timeout` that comes back (still exactly once).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -231,3 +232,95 @@ async fn connections_are_taken_over_after_redis_restarted_empty() {
 const STORED_RECORDS: &str = "local count = 0 \
     for _, key in ipairs(redis.call('KEYS', 'sockway:*:connections')) do \
     count = count + redis.call('HLEN', key) end return count";
+
+/// The value of the series `series` on `node`'s `GET /metrics`.
+async fn metric(node: &GatewayProcess, series: &str) -> f64 {
+    let base = node.management_url().trim_end_matches("/dev").to_owned();
+    let (status, _, body) = http_request("GET", &format!("{base}/metrics"), "").await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+}
+
+/// Issue #4: a node cut off from the cluster for longer than `node_timeout` (here frozen with
+/// SIGSTOP: its heartbeats stop, its sockets stay open) is declared dead and its connections'
+/// `$disconnect` is delivered by a survivor. When it runs again, it must not deliver a second
+/// one, neither for connections whose clients left while it was frozen nor for those it then
+/// closes because the cluster already declared them gone.
+#[tokio::test]
+async fn a_node_cut_off_longer_than_node_timeout_delivers_no_second_disconnect() {
+    let redis = RedisServer::start().await;
+    let mut backend = MockBackend::start().await;
+    let file = ConfigFile::new("partition", &cluster_config(&backend, &redis));
+    let a = GatewayProcess::start(binary(), &file.path).await;
+    let b = GatewayProcess::start(binary(), &file.path).await;
+    let (mut clients, ids) = connect_clients(&b, &mut backend, 4).await;
+
+    b.signal("STOP").await;
+    // Two clients leave while B is frozen: B reads their end only once it runs again.
+    for client in clients.drain(..2) {
+        client.drop_tcp();
+    }
+    let mut delivered = Vec::new();
+    while delivered.len() < ids.len() {
+        let event = backend.next_event_for("$disconnect").await;
+        let context = &event["requestContext"];
+        assert_eq!(context["disconnectStatusCode"], 1006);
+        assert_eq!(context["disconnectReason"], "Gateway node lost");
+        let id = context["connectionId"].as_str().unwrap().to_owned();
+        assert!(
+            ids.contains(&id),
+            "DISCONNECT for an unknown connection {id}"
+        );
+        assert!(!delivered.contains(&id), "two DISCONNECT events for {id}");
+        delivered.push(id);
+    }
+    assert_eq!(
+        metric(&a, "sockway_cluster_claimed_connections_total").await,
+        ids.len() as f64
+    );
+    for id in &ids {
+        let (status, _, _) = http_request("POST", &a.connection_url(id), "x").await;
+        assert_eq!(status, 410, "{id} is gone for the rest of the cluster");
+    }
+
+    b.signal("CONT").await;
+    // B learns that it was taken over and closes the connections the cluster declared gone
+    // (1006: the socket ends without a close frame).
+    for client in &mut clients {
+        assert_eq!(client.next_close().await, None);
+    }
+    // B decides, for every one of its connections, that a survivor delivered the $disconnect.
+    let deadline = Instant::now() + sockway_testkit::DEADLINE;
+    let mut pace = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        pace.tick().await;
+        let skipped = metric(&b, "sockway_cluster_disconnects_skipped_total").await;
+        if skipped == ids.len() as f64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B left {skipped} of {} DISCONNECTs to the survivor",
+            ids.len()
+        );
+    }
+    if let Some(extra) = backend
+        .next_request_within(Duration::from_millis(500))
+        .await
+    {
+        panic!("a second DISCONNECT after the partition: {}", extra.json());
+    }
+    // B serves new connections under its new tag, reachable from A.
+    let (mut fresh, fresh_ids) = connect_clients(&b, &mut backend, 1).await;
+    let (status, _, _) = http_request("POST", &a.connection_url(&fresh_ids[0]), "back").await;
+    assert_eq!(status, 200);
+    assert_eq!(fresh[0].next_text().await, "back");
+
+    fresh.clear();
+    a.terminate().await;
+    b.terminate().await;
+}

@@ -4,3 +4,4 @@ mod admin;
 mod cli;
 mod cluster;
 mod tidy;
+mod tls;

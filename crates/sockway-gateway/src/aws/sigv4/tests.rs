@@ -386,3 +386,23 @@ fn constant_time_comparison() {
     assert!(!constant_time_eq(b"abc", b"abd"));
     assert!(!constant_time_eq(b"abc", b"abcd"));
 }
+
+#[test]
+fn targets_other_than_origin_form_fail_without_panicking() {
+    // Regression (issue #6, fuzzing): `aws-sigv4` panicked canonicalising the query of a
+    // target without a leading `/`.
+    let headers = signed(SECRET, None, signed_at());
+    for target in ["20261128T120000Z?a=b", "*", "example.com:443", "x?limit=2"] {
+        let outcome = verify_request(
+            "POST",
+            target,
+            &headers,
+            BODY,
+            &management_credentials(),
+            "us-east-1",
+            "execute-api",
+            signed_at(),
+        );
+        assert_eq!(outcome, Err(SignatureError::Mismatch), "target {target}");
+    }
+}

@@ -6,17 +6,24 @@
 //! Pub/sub differs by deployment: a single Redis uses `PUBLISH`/`SUBSCRIBE` (works on Redis 6
 //! too), a Redis Cluster the sharded `SPUBLISH`/`SSUBSCRIBE` of Redis 7, so a message goes only
 //! to the shard that owns the channel's slot instead of to every shard.
+//!
+//! `rediss://` URLs connect over TLS (rustls with the workspace's ring provider). The
+//! certificate files named by `cluster.tls_*` are read once, when the node joins
+//! ([`tls_certificates`]); the `redis` crate keeps them for every reconnect.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{
-    Cmd, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, RedisError, RedisFuture,
-    RedisResult, Value,
+    ClientTlsConfig, Cmd, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, RedisError,
+    RedisFuture, RedisResult, TlsCertificates, Value,
 };
 use tokio::sync::mpsc;
+
+use crate::config::RedisTlsConfig;
 
 /// How long one attempt to open a TCP connection to Redis may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -44,8 +51,12 @@ impl RedisConnection {
     /// Cluster. Pushes (subscription messages, and a `Disconnection` notice when a connection
     /// drops) go to `pushes`; when it is full they are dropped, never waited for: a dropped
     /// request is answered by its caller's timeout.
+    ///
+    /// `tls` applies to `rediss://` URLs: the CA that verifies the servers (the platform's
+    /// roots without one) and a client certificate for mutual TLS.
     pub(super) async fn connect(
         urls: &[String],
+        tls: Option<TlsCertificates>,
         response_timeout: Duration,
         pushes: mpsc::Sender<PushInfo>,
     ) -> RedisResult<RedisConnection> {
@@ -56,7 +67,11 @@ impl RedisConnection {
                 .redis_settings()
                 .clone()
                 .set_protocol(ProtocolVersion::RESP3);
-            let client = redis::Client::open(info.set_redis_settings(settings))?;
+            let info = info.set_redis_settings(settings);
+            let client = match tls {
+                Some(certificates) => redis::Client::build_with_tls(info, certificates)?,
+                None => redis::Client::open(info)?,
+            };
             let config = ConnectionManagerConfig::new()
                 .set_push_sender(push_sender)
                 .set_automatic_resubscription()
@@ -69,7 +84,11 @@ impl RedisConnection {
             let manager = ConnectionManager::new_with_config(client, config).await?;
             Ok(RedisConnection::Single(manager))
         } else {
-            let connection = ClusterClientBuilder::new(urls.iter().map(String::as_str))
+            let mut builder = ClusterClientBuilder::new(urls.iter().map(String::as_str));
+            if let Some(certificates) = tls {
+                builder = builder.certs(certificates);
+            }
+            let connection = builder
                 .use_protocol(ProtocolVersion::RESP3)
                 .push_sender(push_sender)
                 .connection_timeout(CONNECT_TIMEOUT)
@@ -137,4 +156,44 @@ impl ConnectionLike for RedisConnection {
             RedisConnection::Cluster(connection) => connection.get_db(),
         }
     }
+}
+
+/// Which `cluster.tls_*` file could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {key} `{}`", path.display())]
+pub(super) struct TlsFileError {
+    /// The config key that names the file.
+    pub(super) key: &'static str,
+    /// The file.
+    pub(super) path: PathBuf,
+    /// What the operating system said.
+    #[source]
+    pub(super) source: std::io::Error,
+}
+
+/// The PEM contents of the files `config` names, for a `rediss://` connection; their format is
+/// checked by the `redis` crate when the client is built.
+pub(super) fn tls_certificates(config: &RedisTlsConfig) -> Result<TlsCertificates, TlsFileError> {
+    let read = |key: &'static str, path: &Path| {
+        std::fs::read(path).map_err(|source| TlsFileError {
+            key,
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let root_cert = match &config.ca_file {
+        Some(path) => Some(read("cluster.tls_ca_file", path)?),
+        None => None,
+    };
+    let client_tls = match &config.client_identity {
+        Some((cert_file, key_file)) => Some(ClientTlsConfig {
+            client_cert: read("cluster.tls_cert_file", cert_file)?,
+            client_key: read("cluster.tls_key_file", key_file)?,
+        }),
+        None => None,
+    };
+    Ok(TlsCertificates {
+        client_tls,
+        root_cert,
+    })
 }

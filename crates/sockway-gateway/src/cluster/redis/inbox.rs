@@ -21,6 +21,7 @@ use tracing::debug;
 use super::Inner;
 use super::wire::{Message, Outcome, Request};
 use crate::cluster::{ClusterError, local};
+use crate::metrics::RedisOperation;
 use crate::registry::Registry;
 
 /// Replies being published at once; past this the actor waits for one before reading on.
@@ -87,12 +88,13 @@ async fn handle(inner: &Arc<Inner>, message: Message, replies: &mut JoinSet<()>)
                 replies.join_next().await;
             }
             let mut connection = inner.connection.clone();
-            let timeout = inner.operation_timeout;
+            let inner = inner.clone();
             replies.spawn(async move {
                 let mut command = redis::cmd(connection.publish_command());
                 command.arg(reply_to.inbox_channel()).arg(reply.as_ref());
                 let publish = command.query_async::<i64>(&mut connection);
-                match tokio::time::timeout(timeout, publish).await {
+                let publish = inner.timed(RedisOperation::Reply, publish);
+                match tokio::time::timeout(inner.operation_timeout, publish).await {
                     Ok(Ok(_)) => {}
                     // The caller answers 504 after its timeout; nothing else to do here.
                     Ok(Err(error)) => debug!(error = %error, "cannot publish a reply"),

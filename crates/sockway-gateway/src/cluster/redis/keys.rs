@@ -68,6 +68,13 @@ impl NodeTag {
         format!("sockway:{{{}}}:reaped", self.to_hex())
     }
 
+    /// `sockway:{TAG}:claimed`: the ids of the node's connections that survivors took over
+    /// (and delivered `$disconnect` for), kept as long as [`Self::reaped_key`], so the node,
+    /// if it was only cut off, does not deliver a second one when they end.
+    pub(super) fn claimed_key(self) -> String {
+        format!("sockway:{{{}}}:claimed", self.to_hex())
+    }
+
     /// `sockway:{TAG}:inbox`: the channel the node subscribes to; requests for its
     /// connections and replies to its own requests arrive on it.
     pub(super) fn inbox_channel(self) -> String {
@@ -95,6 +102,7 @@ mod tests {
         assert_eq!(tag.node_key(), "sockway:{0a1f}:node");
         assert_eq!(tag.connections_key(), "sockway:{0a1f}:connections");
         assert_eq!(tag.inbox_channel(), "sockway:{0a1f}:inbox");
+        assert_eq!(tag.claimed_key(), "sockway:{0a1f}:claimed");
         assert_eq!(NodeTag::parse(&tag.to_hex()), Some(tag));
         assert_eq!(NodeTag::parse("xyz"), None);
         assert_eq!(NodeTag::parse("12345"), None);

@@ -31,6 +31,7 @@ use super::keys::{DIRECTORY, NodeTag};
 use super::presence::ConnectionRecord;
 use super::wire::Message;
 use super::{ClusterError, Inner, TAG_ATTEMPTS, join_error, scripts};
+use crate::metrics::RedisOperation;
 use crate::random_bytes;
 
 /// Connections claimed from a dead node in one script call at most.
@@ -145,14 +146,21 @@ async fn join(
 async fn beat(inner: &Inner) -> RedisResult<()> {
     let mut connection = inner.connection.clone();
     let tag = inner.tag();
-    let (status, receivers): (i64, i64) = scripts::HEARTBEAT
+    let probe = Message::Probe.encode();
+    let publish = connection.publish_command();
+    let mut heartbeat = scripts::HEARTBEAT.prepare_invoke();
+    heartbeat
         .key(tag.node_key())
         .arg(&inner.instance)
         .arg(millis(inner.node_timeout))
         .arg(tag.inbox_channel())
-        .arg(Message::Probe.encode().as_ref())
-        .arg(connection.publish_command())
-        .invoke_async(&mut connection)
+        .arg(probe.as_ref())
+        .arg(publish);
+    let (status, receivers): (i64, i64) = inner
+        .timed(
+            RedisOperation::Heartbeat,
+            heartbeat.invoke_async(&mut connection),
+        )
         .await?;
     let recovered = inner.mark_up();
     let mut subscribe = receivers == 0;
@@ -160,7 +168,12 @@ async fn beat(inner: &Inner) -> RedisResult<()> {
         1 => {}
         -1 => {
             // Redis lost the key (a restart) or it expired while this node was cut off.
-            let joined = join(&mut connection, tag, &inner.instance, inner.node_timeout).await?;
+            let joined = inner
+                .timed(
+                    RedisOperation::Join,
+                    join(&mut connection, tag, &inner.instance, inner.node_timeout),
+                )
+                .await?;
             if joined == 1 {
                 info!(node = %inner.node_id, tag = %tag.to_hex(), "claimed the node tag again");
                 inner.request_resync();
@@ -177,13 +190,21 @@ async fn beat(inner: &Inner) -> RedisResult<()> {
     if subscribe {
         inner.subscribed.store(false, Ordering::Release);
         let mut subscriber = inner.connection.clone();
-        subscriber.subscribe(&inner.tag().inbox_channel()).await?;
+        let channel = inner.tag().inbox_channel();
+        inner
+            .timed(RedisOperation::Subscribe, subscriber.subscribe(&channel))
+            .await?;
     }
     // The probe reached a subscriber (or the subscription was just made): the inbox works,
     // even if the push announcing a re-subscription was missed.
     inner.subscribed.store(true, Ordering::Release);
     // Again on every beat: a survivor that found this tag drained may have removed it.
-    announce(&mut connection, inner.tag()).await?;
+    inner
+        .timed(
+            RedisOperation::Directory,
+            announce(&mut connection, inner.tag()),
+        )
+        .await?;
     if recovered {
         inner.request_resync();
     }
@@ -226,13 +247,19 @@ async fn retag(inner: &Inner, connection: &mut RedisConnection, joined: i64) -> 
     Ok(())
 }
 
-/// Looks for dead nodes and claims their connections, as many as the orphan queue has room for.
+/// Looks for dead nodes and claims their connections, as many as the orphan queue has room for;
+/// counts the live ones on the way.
 async fn reap(inner: &Inner, orphans: &mpsc::Sender<Arc<ConnectionContext>>) -> RedisResult<()> {
     let mut connection = inner.connection.clone();
-    let members: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(DIRECTORY)
-        .query_async(&mut connection)
+    let mut members = redis::cmd("SMEMBERS");
+    members.arg(DIRECTORY);
+    let members: Vec<String> = inner
+        .timed(
+            RedisOperation::Directory,
+            members.query_async(&mut connection),
+        )
         .await?;
+    let mut peers = 0i64;
     for member in members {
         let Some(tag) = NodeTag::parse(&member) else {
             continue;
@@ -246,16 +273,23 @@ async fn reap(inner: &Inner, orphans: &mpsc::Sender<Arc<ConnectionContext>>) -> 
             if room == 0 {
                 return Ok(());
             }
-            let reply: Vec<Value> = scripts::CLAIM
+            let mut claim = scripts::CLAIM.prepare_invoke();
+            claim
                 .key(tag.node_key())
                 .key(tag.owner_key())
                 .key(tag.connections_key())
                 .key(tag.reaped_key())
+                .key(tag.claimed_key())
                 .arg(room)
-                .arg(millis(REAPED_MEMORY))
-                .invoke_async(&mut connection)
+                .arg(millis(REAPED_MEMORY));
+            let reply: Vec<Value> = inner
+                .timed(RedisOperation::Claim, claim.invoke_async(&mut connection))
                 .await?;
             match reply.first() {
+                Some(Value::Int(0)) => {
+                    peers += 1;
+                    break;
+                }
                 Some(Value::Int(1)) => {
                     for pair in reply[1..].chunks(2) {
                         let [Value::BulkString(id), Value::BulkString(record)] = pair else {
@@ -266,6 +300,7 @@ async fn reap(inner: &Inner, orphans: &mpsc::Sender<Arc<ConnectionContext>>) -> 
                             continue;
                         };
                         claimed += 1;
+                        inner.metrics.claimed.inc();
                         // This task is the only sender and claimed no more than the room.
                         if orphans.try_send(Arc::new(context)).is_err() {
                             warn!(tag = %tag.to_hex(), "orphan queue full; a lost connection's $disconnect is dropped");
@@ -273,10 +308,13 @@ async fn reap(inner: &Inner, orphans: &mpsc::Sender<Arc<ConnectionContext>>) -> 
                     }
                 }
                 Some(Value::Int(2)) => {
-                    redis::cmd("SREM")
-                        .arg(DIRECTORY)
-                        .arg(&member)
-                        .query_async::<()>(&mut connection)
+                    let mut remove = redis::cmd("SREM");
+                    remove.arg(DIRECTORY).arg(&member);
+                    inner
+                        .timed(
+                            RedisOperation::Directory,
+                            remove.query_async::<()>(&mut connection),
+                        )
                         .await?;
                     break;
                 }
@@ -287,6 +325,7 @@ async fn reap(inner: &Inner, orphans: &mpsc::Sender<Arc<ConnectionContext>>) -> 
             warn!(node = %inner.node_id, lost_tag = %tag.to_hex(), connections = claimed, "a node was lost; delivering $disconnect for its connections");
         }
     }
+    inner.metrics.peers.set(peers);
     Ok(())
 }
 

@@ -13,7 +13,11 @@
 //!   `heartbeat_interval` (TTL `node_timeout`) and keeps, per live connection, what its
 //!   `$disconnect` needs ([`presence`]). Survivors claim a dead node's connections in batches
 //!   with an atomic script, so each is handed to exactly one survivor, which delivers its
-//!   `$disconnect` (1006, "Gateway node lost").
+//!   `$disconnect` (1006, "Gateway node lost"). A connection that ends on its own node is
+//!   released with another ([`RedisBackend::release`]): whoever removes the record delivers,
+//!   so a node that was only cut off does not deliver what survivors claimed.
+//! - **TLS.** `rediss://` URLs connect over rustls, with the CA and client certificate named
+//!   by `cluster.tls_*` ([`connection`]).
 //! - **Outages.** Redis unreachable: this node's own connections keep working (they never touch
 //!   Redis), calls for other nodes fail fast with 503, the outage is logged once. When Redis
 //!   answers again, the node claims its tag again, subscribes again and stores its live
@@ -55,6 +59,7 @@ use self::presence::PresenceOp;
 use self::wire::{Message, Outcome, Request};
 use super::{ClusterError, ConnectionSnapshot, Cursor, Page, Tally, local};
 use crate::config::ClusterConfig;
+use crate::metrics::{ClusterMetrics, RedisOperation, RemoteOutcome};
 use crate::random_bytes;
 use crate::registry::{ConnectionHandle, Registry};
 
@@ -113,6 +118,9 @@ struct Inner {
     reply_timeout: Duration,
     api_id: String,
     stage: String,
+    metrics: ClusterMetrics,
+    /// The gateway's shutdown: ending connections stop waiting for an unreachable Redis.
+    shutdown: CancellationToken,
 }
 
 impl RedisBackend {
@@ -122,6 +130,7 @@ impl RedisBackend {
         config: &ClusterConfig,
         api_id: &str,
         stage: &str,
+        metrics: ClusterMetrics,
         shutdown: CancellationToken,
     ) -> Result<RedisBackend, ClusterError> {
         let node_timeout = config.node_timeout;
@@ -130,12 +139,29 @@ impl RedisBackend {
             .max(Duration::from_secs(1))
             .min(node_timeout / 2);
         let reply_timeout = (node_timeout / 2).min(Duration::from_secs(5));
+        let tls =
+            match &config.redis_tls {
+                Some(files) => Some(connection::tls_certificates(files).map_err(|error| {
+                    join_error(&error.to_string(), RedisError::from(error.source))
+                })?),
+                None => None,
+            };
+        let over_tls = config
+            .redis_urls
+            .iter()
+            .any(|url| url.starts_with("rediss://"));
+        let operation = if over_tls {
+            "connect to Redis over TLS (rediss://)"
+        } else {
+            "connect to Redis"
+        };
         let (push_sender, pushes) = mpsc::channel(PUSH_QUEUE);
-        let connect = RedisConnection::connect(&config.redis_urls, operation_timeout, push_sender);
+        let connect =
+            RedisConnection::connect(&config.redis_urls, tls, operation_timeout, push_sender);
         let mut connection = tokio::time::timeout(node_timeout, connect)
             .await
-            .map_err(|_| join_error("connect to Redis", timed_out()))?
-            .map_err(|source| join_error("connect to Redis", source))?;
+            .map_err(|_| join_error(operation, timed_out()))?
+            .map_err(|source| join_error(operation, source))?;
 
         let node_id = config.node_id.clone().unwrap_or_else(|| {
             let random: [u8; 3] = random_bytes();
@@ -177,7 +203,10 @@ impl RedisBackend {
             reply_timeout,
             api_id: api_id.to_owned(),
             stage: stage.to_owned(),
+            metrics,
+            shutdown: shutdown.clone(),
         });
+        inner.metrics.redis_up.set(1);
         info!(node = %inner.node_id, tag = %tag.to_hex(), "joined the cluster");
         let tasks = TaskTracker::new();
         let stop = CancellationToken::new();
@@ -444,6 +473,53 @@ impl RedisBackend {
         Ok(Page { items, next: None })
     }
 
+    /// Removes the record of this node's ended connection `id` from Redis and answers whether
+    /// this node delivers its `$disconnect` ([`scripts::RELEASE`]): false when survivors took
+    /// it over while this node was cut off. While Redis is unreachable it asks again every
+    /// `heartbeat_interval`; once the gateway shuts down it asks one last time, and without an
+    /// answer leaves the record (and the `$disconnect`) to whichever node takes this one over.
+    pub(crate) async fn release(&self, id: &ConnectionId) -> bool {
+        let inner = &self.inner;
+        let tag = NodeTag::of(id);
+        loop {
+            let shutting_down = inner.shutdown.is_cancelled();
+            if inner.is_healthy() || shutting_down {
+                let mut connection = inner.connection.clone();
+                let mut release = scripts::RELEASE.prepare_invoke();
+                release
+                    .key(tag.connections_key())
+                    .key(tag.claimed_key())
+                    .arg(id.as_str());
+                let released = tokio::time::timeout(
+                    inner.operation_timeout,
+                    inner.timed(
+                        RedisOperation::Release,
+                        release.invoke_async::<i64>(&mut connection),
+                    ),
+                )
+                .await;
+                match released {
+                    Ok(Ok(1)) => return true,
+                    Ok(Ok(_)) => {
+                        inner.metrics.disconnects_skipped.inc();
+                        info!(node = %inner.node_id, connection_id = %id, "the connection was taken over while this node was cut off from Redis; its $disconnect was delivered by the node that took it over");
+                        return false;
+                    }
+                    Ok(Err(error)) => inner.mark_down(&error),
+                    Err(_) => inner.mark_down(&"removing a connection record timed out"),
+                }
+            }
+            if shutting_down {
+                warn!(node = %inner.node_id, connection_id = %id, "Redis is unreachable while shutting down; this connection's $disconnect is left to the node that takes this one over");
+                return false;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(inner.heartbeat_interval) => {}
+                _ = inner.shutdown.cancelled() => {}
+            }
+        }
+    }
+
     /// The next lost connection this node claimed; `None` after [`RedisBackend::leave`].
     pub(crate) async fn next_orphan(&self) -> Option<Arc<ConnectionContext>> {
         self.orphans.lock().await.recv().await
@@ -462,10 +538,13 @@ impl RedisBackend {
         self.tasks.wait().await;
         let tag = self.inner.tag();
         let mut connection = self.inner.connection.clone();
-        let left = tokio::time::timeout(self.inner.operation_timeout, async {
-            let _ = connection.unsubscribe(&tag.inbox_channel()).await;
-            liveness::withdraw(&mut connection, tag, &self.inner.instance).await
-        })
+        let left = tokio::time::timeout(
+            self.inner.operation_timeout,
+            self.inner.timed(RedisOperation::Leave, async {
+                let _ = connection.unsubscribe(&tag.inbox_channel()).await;
+                liveness::withdraw(&mut connection, tag, &self.inner.instance).await
+            }),
+        )
         .await;
         match left {
             Ok(Ok(())) => info!(node = %self.inner.node_id, "left the cluster"),
@@ -498,10 +577,20 @@ impl Inner {
         self.healthy.load(Ordering::Acquire)
     }
 
+    /// Runs one Redis round trip of `operation`, recording it and its latency.
+    async fn timed<T>(&self, operation: RedisOperation, call: impl Future<Output = T>) -> T {
+        let started = tokio::time::Instant::now();
+        let result = call.await;
+        self.metrics.redis_call(operation, started.elapsed());
+        result
+    }
+
     /// Records that Redis failed; logs only the first failure of an outage.
     fn mark_down(&self, error: &dyn std::fmt::Display) {
         self.resync.store(true, Ordering::Release);
         if self.healthy.swap(false, Ordering::AcqRel) {
+            self.metrics.redis_outages.inc();
+            self.metrics.redis_up.set(0);
             warn!(
                 node = %self.node_id,
                 error = %error,
@@ -514,6 +603,7 @@ impl Inner {
     fn mark_up(&self) -> bool {
         let recovered = !self.healthy.swap(true, Ordering::AcqRel);
         if recovered {
+            self.metrics.redis_up.set(1);
             info!(node = %self.node_id, "Redis is reachable again; re-registering this node's connections");
         }
         recovered
@@ -558,8 +648,24 @@ impl Inner {
         })
     }
 
-    /// Sends `request` to the node tagged `target` and waits for its answer.
+    /// Sends `request` to the node tagged `target` and waits for its answer, recording how
+    /// the call ended.
     async fn call(&self, target: NodeTag, request: Request) -> Result<Outcome, CallError> {
+        let answer = self.call_unrecorded(target, request).await;
+        self.metrics.remote_call(match &answer {
+            Ok(Outcome::Gone) | Err(CallError::NodeGone) => RemoteOutcome::Gone,
+            Ok(_) => RemoteOutcome::Ok,
+            Err(CallError::Timeout) => RemoteOutcome::Timeout,
+            Err(CallError::Unavailable) => RemoteOutcome::Unavailable,
+        });
+        answer
+    }
+
+    async fn call_unrecorded(
+        &self,
+        target: NodeTag,
+        request: Request,
+    ) -> Result<Outcome, CallError> {
         if !self.is_healthy() || !self.subscribed.load(Ordering::Acquire) {
             return Err(CallError::Unavailable);
         }
@@ -585,14 +691,18 @@ impl Inner {
         let deadline = tokio::time::Instant::now() + self.reply_timeout;
         let mut connection = self.connection.clone();
         let publish = connection.publish_command();
+        let mut route = scripts::ROUTE.prepare_invoke();
+        route
+            .key(target.node_key())
+            .arg(target.inbox_channel())
+            .arg(message.as_ref())
+            .arg(publish);
         let routed = tokio::time::timeout_at(
             deadline,
-            scripts::ROUTE
-                .key(target.node_key())
-                .arg(target.inbox_channel())
-                .arg(message.as_ref())
-                .arg(publish)
-                .invoke_async::<i64>(&mut connection),
+            self.timed(
+                RedisOperation::Route,
+                route.invoke_async::<i64>(&mut connection),
+            ),
         )
         .await;
         match routed {
@@ -618,11 +728,14 @@ impl Inner {
             return None;
         }
         let mut connection = self.connection.clone();
+        let mut members = redis::cmd("SMEMBERS");
+        members.arg(keys::DIRECTORY);
         let members = tokio::time::timeout(
             self.operation_timeout,
-            redis::cmd("SMEMBERS")
-                .arg(keys::DIRECTORY)
-                .query_async::<Vec<String>>(&mut connection),
+            self.timed(
+                RedisOperation::Directory,
+                members.query_async::<Vec<String>>(&mut connection),
+            ),
         )
         .await;
         match members {

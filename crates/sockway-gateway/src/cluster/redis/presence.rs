@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Inner;
 use super::keys::NodeTag;
+use crate::metrics::RedisOperation;
 
 /// Changes written in one pipeline at most.
 const BATCH: usize = 256;
@@ -155,7 +156,8 @@ async fn apply(inner: &Inner, batch: &[PresenceOp]) -> RedisResult<()> {
     }
     let mut connection = inner.connection.clone();
     for pipeline in by_tag.values() {
-        pipeline.query_async::<()>(&mut connection).await?;
+        let write = pipeline.query_async::<()>(&mut connection);
+        inner.timed(RedisOperation::Presence, write).await?;
     }
     Ok(())
 }
@@ -182,7 +184,8 @@ async fn resync(inner: &Inner) -> RedisResult<()> {
         pipeline.hset_multiple(&key, chunk).ignore();
     }
     let mut connection = inner.connection.clone();
-    pipeline.query_async::<()>(&mut connection).await?;
+    let write = pipeline.query_async::<()>(&mut connection);
+    inner.timed(RedisOperation::Presence, write).await?;
     tracing::debug!(node = %inner.node_id, connections = records.len(), "connection records re-synced");
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The Lua scripts that make multi-key decisions atomic: joining with a node tag, the
-//! heartbeat, routing a request to a live node, and taking over a dead node's connections.
+//! heartbeat, routing a request to a live node, taking over a dead node's connections, and
+//! deciding who delivers an ended connection's `$disconnect`.
 //!
 //! Every script touches only keys of one node (one hash tag), so each runs on one shard of a
 //! Redis Cluster. Scripts run by `EVALSHA`, falling back to `EVAL` once per Redis (the `redis`
@@ -79,12 +80,13 @@ return redis.call(ARGV[3], ARGV[1], ARGV[2])
 });
 
 /// Takes over up to a batch of a dead node's connections. KEYS: node, owner, connections,
-/// reaped. ARGV: batch size, how long the reaped marker lives in ms.
+/// reaped, claimed. ARGV: batch size, how long the reaped marker and the claimed ids live in ms.
 ///
 /// Returns `{0}` when the node is alive, `{2}` when it has no connections left (its owner
 /// record is then removed), or `{1, id, record, id, record, ...}` with the connections now
 /// claimed by the caller alone: they are removed in the same step, so no two survivors ever
-/// receive the same connection.
+/// receive the same connection, and their ids are added to the claimed set, so the node itself
+/// (if it was only cut off) finds them there when they end ([`RELEASE`]).
 pub(super) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -102,8 +104,28 @@ if #entries == 0 then
 end
 for index = 1, #entries, 2 do
   redis.call('HDEL', KEYS[3], entries[index])
+  redis.call('SADD', KEYS[5], entries[index])
 end
+redis.call('PEXPIRE', KEYS[5], ARGV[2])
 return {1, unpack(entries)}
+",
+    )
+});
+
+/// Decides who delivers the `$disconnect` of a connection that ended on its own node. KEYS:
+/// connections, claimed (of the connection's tag). ARGV: the connection id.
+///
+/// Returns 0 when survivors took the connection over (they delivered its `$disconnect`), or 1
+/// after removing its record, in the same step: from then on no survivor can claim it, so the
+/// node delivers. Whoever removes the record (this script or [`CLAIM`]) delivers, exactly once.
+pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
+  return 0
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 1
 ",
     )
 });

@@ -1,0 +1,610 @@
+//! The web console: one page under `/console` on the management listener, its assets compiled
+//! into the binary, and the JSON calls it makes under `/console/api/`.
+//!
+//! The page is static (plain HTML, JavaScript and CSS from `console/assets/`), served with a
+//! strict `Content-Security-Policy` that allows nothing but this origin and WebSocket
+//! connections to the gateway. The data calls are guarded at least as well as the management
+//! API: every one must carry the `X-Sockway-Console: 1` header (a cross-site form cannot set
+//! it, and a cross-site script cannot send it without a CORS grant that is never given); with
+//! `[[management.credentials]]` configured they also need a session from [`session`], got by
+//! signing in with one of those key pairs; without credentials they are served to loopback
+//! peers only, as the management API is. Failed sign-ins are counted in
+//! `sockway_console_login_failures_total` and answered after [`LOGIN_FAILURE_DELAY`], with at
+//! most [`LOGIN_ATTEMPTS_AT_ONCE`] sign-ins checked at a time.
+//!
+//! What the calls do is `api`'s: it asks `cluster` exactly as the management API does, so the
+//! console sees every node of a cluster. Every failure becomes a [`ConsoleError`], and
+//! [`ConsoleError::into_response`] is the one place it becomes HTTP.
+
+mod api;
+pub(crate) mod session;
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use percent_encoding::percent_decode_str;
+use sha2::{Digest, Sha256};
+use sockway_protocol::id::ConnectionId;
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+use self::session::Sessions;
+use crate::config::Config;
+use crate::management::{ApiError, MAX_POST_BYTES};
+use crate::server::Shared;
+
+/// The header every console data call must carry, with the value `1`.
+pub(crate) const CONSOLE_HEADER: &str = "x-sockway-console";
+
+/// How long a failed sign-in waits before it is answered.
+pub(crate) const LOGIN_FAILURE_DELAY: Duration = Duration::from_secs(1);
+
+/// Sign-ins checked at once; more are refused with 429 without being checked, so failures
+/// cannot be tried faster than this many per [`LOGIN_FAILURE_DELAY`].
+pub(crate) const LOGIN_ATTEMPTS_AT_ONCE: usize = 4;
+
+/// The policy of every console response: this origin only, plus WebSocket connections for
+/// the test client, no framing, no inline script or style.
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; \
+     frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// The largest sign-in request body.
+const MAX_LOGIN_BYTES: usize = 4096;
+
+/// The console state of one gateway.
+#[derive(Debug)]
+pub(crate) struct Console {
+    sessions: Sessions,
+    /// Sign-ins being checked (or waiting out [`LOGIN_FAILURE_DELAY`]).
+    login_gate: Semaphore,
+    /// The gateway listener's bound address, for the test client's WebSocket URL.
+    gateway_addr: SocketAddr,
+}
+
+/// A console request that failed, before it becomes a response.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConsoleError {
+    /// A data call without the `X-Sockway-Console: 1` header.
+    #[error("missing console header")]
+    MissingHeader,
+    /// No credentials are configured and the peer is not on this machine.
+    #[error("console refused to a non-loopback peer")]
+    NotLoopback,
+    /// No session, or an expired one.
+    #[error("not signed in")]
+    NotSignedIn,
+    /// The access key pair is not one of `[[management.credentials]]`.
+    #[error("sign-in failed")]
+    LoginFailed,
+    /// Sign-in asked for while no credentials are configured.
+    #[error("sign-in without credentials configured")]
+    NoCredentials,
+    /// More sign-ins than [`LOGIN_ATTEMPTS_AT_ONCE`] at once.
+    #[error("too many sign-in attempts")]
+    TooManyAttempts,
+    /// The request body is not what the call takes.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// No such page or call.
+    #[error("no such console resource")]
+    NotFound,
+    /// The method is not served on this path.
+    #[error("method {0} not allowed")]
+    MethodNotAllowed(Method),
+    /// The management operation behind the call failed.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+/// What a console path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// A file of the page.
+    Asset(&'static Asset),
+    /// `POST /console/api/login`.
+    Login,
+    /// `POST /console/api/logout`.
+    Logout,
+    /// `GET /console/api/summary`.
+    Summary,
+    /// `GET /console/api/connections`.
+    Connections,
+    /// `GET`/`DELETE /console/api/connections/{id}`.
+    Connection(String),
+    /// `POST /console/api/connections/{id}/messages`.
+    Messages(String),
+    /// `GET /console/api/events`.
+    Events,
+    /// Anything else under `/console`.
+    Unknown,
+}
+
+/// One embedded file.
+#[derive(Debug, PartialEq, Eq)]
+struct Asset {
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+static INDEX: Asset = Asset {
+    content_type: "text/html; charset=utf-8",
+    body: include_bytes!("assets/index.html"),
+};
+static SCRIPT: Asset = Asset {
+    content_type: "text/javascript; charset=utf-8",
+    body: include_bytes!("assets/console.js"),
+};
+static STYLE: Asset = Asset {
+    content_type: "text/css; charset=utf-8",
+    body: include_bytes!("assets/console.css"),
+};
+
+impl Console {
+    /// The console of a gateway whose WebSocket listener is bound to `gateway_addr`.
+    pub(crate) fn new(gateway_addr: SocketAddr) -> Console {
+        Console {
+            sessions: Sessions::default(),
+            login_gate: Semaphore::new(LOGIN_ATTEMPTS_AT_ONCE),
+            gateway_addr,
+        }
+    }
+}
+
+/// Whether `path` belongs to the console. `@connections` and `@groups` paths stay the
+/// management API's, so a stage named `console` keeps working.
+pub(crate) fn serves(path: &str) -> bool {
+    match path.strip_prefix("/console") {
+        Some("") => true,
+        Some(rest) => rest.strip_prefix('/').is_some_and(|rest| {
+            !rest.starts_with('@')
+                && !rest
+                    .get(..3)
+                    .is_some_and(|start| start.eq_ignore_ascii_case("%40"))
+        }),
+        None => false,
+    }
+}
+
+/// Serves one console request (a path for which [`serves`] holds).
+pub(crate) async fn handle(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Response<Full<Bytes>> {
+    let secure = is_secure(&request) || serves_tls(&shared.config);
+    match serve(request, peer, shared, secure).await {
+        Ok(response) => response,
+        Err(error) => {
+            debug!(peer = %peer, error = %error, "console request failed");
+            error.into_response()
+        }
+    }
+}
+
+impl ConsoleError {
+    /// The one place a console failure becomes an HTTP response: a status and a JSON body
+    /// `{"message": "..."}`.
+    fn into_response(self) -> Response<Full<Bytes>> {
+        let (status, message) = match self {
+            ConsoleError::MissingHeader => (
+                StatusCode::FORBIDDEN,
+                "Console calls need the X-Sockway-Console: 1 header".to_owned(),
+            ),
+            ConsoleError::NotLoopback => (
+                StatusCode::FORBIDDEN,
+                "No management credentials are configured, so the console (like the management API) serves only this machine".to_owned(),
+            ),
+            ConsoleError::NotSignedIn => (
+                StatusCode::UNAUTHORIZED,
+                "Sign in to use the console".to_owned(),
+            ),
+            ConsoleError::LoginFailed => (
+                StatusCode::UNAUTHORIZED,
+                "Invalid access key id or secret access key".to_owned(),
+            ),
+            ConsoleError::NoCredentials => (
+                StatusCode::BAD_REQUEST,
+                "No management credentials are configured; the console needs no sign-in"
+                    .to_owned(),
+            ),
+            ConsoleError::TooManyAttempts => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many sign-in attempts at once; try again in a moment".to_owned(),
+            ),
+            ConsoleError::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
+            ConsoleError::NotFound => (StatusCode::NOT_FOUND, "Not found".to_owned()),
+            ConsoleError::MethodNotAllowed(method) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("Method {method} is not allowed on this resource"),
+            ),
+            ConsoleError::Api(error) => {
+                let aws = error.to_aws();
+                let message = aws
+                    .message
+                    .unwrap_or_else(|| "The connection is gone".to_owned());
+                (
+                    StatusCode::from_u16(aws.status)
+                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    format!("{}: {message}", aws.error_type),
+                )
+            }
+        };
+        let body = serde_json::json!({ "message": message }).to_string();
+        json_response(status, Bytes::from(body))
+    }
+}
+
+async fn serve(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    shared: &Shared,
+    secure: bool,
+) -> Result<Response<Full<Bytes>>, ConsoleError> {
+    let target = parse(request.uri().path());
+    let method = request.method().clone();
+    if let Target::Asset(asset) = target {
+        if method != Method::GET {
+            return Err(ConsoleError::MethodNotAllowed(method));
+        }
+        return Ok(asset_response(asset, request.headers()));
+    }
+    if target == Target::Unknown {
+        return Err(ConsoleError::NotFound);
+    }
+    if request
+        .headers()
+        .get(CONSOLE_HEADER)
+        .is_none_or(|value| value.as_bytes() != b"1")
+    {
+        return Err(ConsoleError::MissingHeader);
+    }
+    let credentials = &shared.config.management.credentials;
+    if credentials.is_empty() && !crate::connection::is_loopback(peer.ip()) {
+        return Err(ConsoleError::NotLoopback);
+    }
+    let token =
+        session::token_from_cookies(request.headers().get_all(header::COOKIE)).map(str::to_owned);
+    match (&target, &method) {
+        (Target::Login, &Method::POST) => return login(request, peer, shared, secure).await,
+        (Target::Logout, &Method::POST) => {
+            if let Some(token) = &token {
+                shared.console.sessions.remove(token);
+            }
+            let mut response = json_response(StatusCode::NO_CONTENT, Bytes::new());
+            set_cookie(&mut response, &session::cleared_cookie(secure));
+            return Ok(response);
+        }
+        _ => {}
+    }
+    let signed_in_as = if credentials.is_empty() {
+        None
+    } else {
+        let access_key_id = token
+            .as_deref()
+            .and_then(|token| shared.console.sessions.lookup(token, Instant::now()))
+            .ok_or(ConsoleError::NotSignedIn)?;
+        Some(access_key_id)
+    };
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let query = request.uri().query().unwrap_or("").to_owned();
+    let body = match method {
+        Method::POST => read_body(request.into_body(), MAX_POST_BYTES).await?,
+        _ => Bytes::new(),
+    };
+    let value = match (target, method) {
+        (Target::Summary, Method::GET) => {
+            let websocket_url = websocket_url(
+                shared.console.gateway_addr,
+                host.as_deref(),
+                &shared.stage_path,
+                shared.config.tls.is_some(),
+            );
+            api::summary(shared, websocket_url, signed_in_as)
+        }
+        (Target::Connections, Method::GET) => api::connections(shared, &query).await?,
+        (Target::Connection(id), Method::GET) => {
+            api::connection(shared, &connection_id(&id)?).await?
+        }
+        (Target::Connection(id), Method::DELETE) => {
+            api::disconnect(shared, &connection_id(&id)?).await?;
+            return Ok(json_response(StatusCode::NO_CONTENT, Bytes::new()));
+        }
+        (Target::Messages(id), Method::POST) => {
+            api::send(shared, &connection_id(&id)?, body).await?;
+            return Ok(json_response(StatusCode::NO_CONTENT, Bytes::new()));
+        }
+        (Target::Events, Method::GET) => api::events(shared, &query)?,
+        (_, method) => return Err(ConsoleError::MethodNotAllowed(method)),
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        Bytes::from(value.to_string()),
+    ))
+}
+
+/// `POST /console/api/login`: checks `{"accessKeyId", "secretAccessKey"}` against
+/// `[[management.credentials]]` and sets the session cookie.
+async fn login(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    shared: &Shared,
+    secure: bool,
+) -> Result<Response<Full<Bytes>>, ConsoleError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Login {
+        access_key_id: String,
+        secret_access_key: String,
+    }
+
+    let credentials = &shared.config.management.credentials;
+    if credentials.is_empty() {
+        return Err(ConsoleError::NoCredentials);
+    }
+    let body = read_body(request.into_body(), MAX_LOGIN_BYTES).await?;
+    let login: Login = serde_json::from_slice(&body).map_err(|_| {
+        ConsoleError::BadRequest(
+            "Expected a JSON object with accessKeyId and secretAccessKey".to_owned(),
+        )
+    })?;
+    // Taken once the body is in, so a client sending it slowly holds no permit.
+    let Ok(_permit) = shared.console.login_gate.try_acquire() else {
+        return Err(ConsoleError::TooManyAttempts);
+    };
+    match session::authenticate(credentials, &login.access_key_id, &login.secret_access_key) {
+        Some(credential) => {
+            let token = shared
+                .console
+                .sessions
+                .create(&credential.access_key_id, Instant::now());
+            let body = serde_json::json!({ "accessKeyId": credential.access_key_id });
+            let mut response = json_response(StatusCode::OK, Bytes::from(body.to_string()));
+            set_cookie(&mut response, &session::session_cookie(&token, secure));
+            Ok(response)
+        }
+        None => {
+            shared.metrics.console_login_failures.inc();
+            warn!(peer = %peer, "console sign-in failed");
+            // The permit is held while waiting, so failures cannot be tried faster than the
+            // gate allows.
+            tokio::time::sleep(LOGIN_FAILURE_DELAY).await;
+            Err(ConsoleError::LoginFailed)
+        }
+    }
+}
+
+/// The console resource `path` names.
+fn parse(path: &str) -> Target {
+    let Some(rest) = path.strip_prefix("/console") else {
+        return Target::Unknown;
+    };
+    match rest {
+        "" | "/" | "/index.html" => return Target::Asset(&INDEX),
+        "/console.js" => return Target::Asset(&SCRIPT),
+        "/console.css" => return Target::Asset(&STYLE),
+        _ => {}
+    }
+    let Some(api) = rest.strip_prefix("/api/") else {
+        return Target::Unknown;
+    };
+    let segments: Vec<&str> = api.split('/').collect();
+    match segments.as_slice() {
+        ["login"] => Target::Login,
+        ["logout"] => Target::Logout,
+        ["summary"] => Target::Summary,
+        ["connections"] => Target::Connections,
+        ["events"] => Target::Events,
+        ["connections", id] if !id.is_empty() => Target::Connection((*id).to_owned()),
+        ["connections", id, "messages"] if !id.is_empty() => Target::Messages((*id).to_owned()),
+        _ => Target::Unknown,
+    }
+}
+
+/// The connection id in a path segment, percent-decoded.
+fn connection_id(raw: &str) -> Result<ConnectionId, ConsoleError> {
+    let decoded = percent_decode_str(raw).decode_utf8_lossy();
+    ConnectionId::parse(&decoded)
+        .map_err(|_| ConsoleError::Api(ApiError::BadConnectionId(decoded.into_owned())))
+}
+
+/// Whether the request says it reached this gateway over TLS: an `https` request target, or
+/// `X-Forwarded-Proto: https` from a TLS-terminating proxy. Only used to add `Secure` to
+/// cookies, which can only make things stricter.
+fn is_secure<B>(request: &Request<B>) -> bool {
+    request.uri().scheme() == Some(&http::uri::Scheme::HTTPS)
+        || request
+            .headers()
+            .get("x-forwarded-proto")
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.trim().eq_ignore_ascii_case("https"))
+}
+
+/// Whether the listener that serves the console speaks TLS: the gateway listener does with
+/// `[tls]`, a separate management listener when `management.tls` is set as well.
+fn serves_tls(config: &Config) -> bool {
+    config.tls.is_some() && (config.management.listen.is_none() || config.management.tls)
+}
+
+/// The URL the test client connects to: the gateway listener's address (with the host the
+/// browser used when the listener is bound to every interface) and the stage; `wss:` when the
+/// gateway listener speaks TLS.
+fn websocket_url(
+    gateway_addr: SocketAddr,
+    host: Option<&str>,
+    stage_path: &str,
+    tls: bool,
+) -> String {
+    let scheme = if tls { "wss" } else { "ws" };
+    let authority = match host.filter(|_| gateway_addr.ip().is_unspecified()) {
+        Some(host) => {
+            let hostname = match host.rfind(':') {
+                Some(colon) if !host[colon..].contains(']') => &host[..colon],
+                _ => host,
+            };
+            format!("{hostname}:{}", gateway_addr.port())
+        }
+        None => gateway_addr.to_string(),
+    };
+    format!("{scheme}://{authority}{stage_path}")
+}
+
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ConsoleError> {
+    Limited::new(body, limit)
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .map_err(|error| {
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ConsoleError::Api(ApiError::PayloadTooLarge)
+            } else {
+                ConsoleError::Api(ApiError::BadBody)
+            }
+        })
+}
+
+/// An embedded file, or 304 when the browser's copy is current.
+fn asset_response(asset: &'static Asset, request_headers: &HeaderMap) -> Response<Full<Bytes>> {
+    let etag = asset_etag(asset);
+    let current = request_headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.split(',').any(|tag| tag.trim() == etag));
+    let mut response = if current {
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        Response::new(Full::new(Bytes::from_static(asset.body)))
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(asset.content_type),
+    );
+    // Revalidated on every load, so a new binary's page is never mixed with an old script.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        headers.insert(header::ETAG, value);
+    }
+    insert_security_headers(headers);
+    response
+}
+
+/// The `ETag` of an embedded file: a digest of its bytes, computed once.
+fn asset_etag(asset: &'static Asset) -> &'static str {
+    static ETAGS: OnceLock<[String; 3]> = OnceLock::new();
+    let etags = ETAGS.get_or_init(|| {
+        [&INDEX, &SCRIPT, &STYLE].map(|asset| {
+            let digest = Sha256::digest(asset.body);
+            format!("\"{}\"", hex::encode(&digest[..12]))
+        })
+    });
+    let index = [&INDEX, &SCRIPT, &STYLE]
+        .iter()
+        .position(|candidate| std::ptr::eq(*candidate, asset))
+        .expect("every asset is one of the three embedded files");
+    &etags[index]
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    insert_security_headers(headers);
+    response
+}
+
+fn insert_security_headers(headers: &mut HeaderMap) {
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+}
+
+fn set_cookie(response: &mut Response<Full<Bytes>>, cookie: &str) {
+    if let Ok(value) = HeaderValue::from_str(cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(path: &str, expected: Target) {
+        assert_eq!(parse(path), expected, "{path}");
+    }
+
+    #[test]
+    fn paths_name_assets_and_calls() {
+        check("/console", Target::Asset(&INDEX));
+        check("/console/", Target::Asset(&INDEX));
+        check("/console/console.js", Target::Asset(&SCRIPT));
+        check("/console/console.css", Target::Asset(&STYLE));
+        check("/console/api/summary", Target::Summary);
+        check(
+            "/console/api/connections/L0SM9cOFvHcCIhw%3D",
+            Target::Connection("L0SM9cOFvHcCIhw%3D".to_owned()),
+        );
+        check(
+            "/console/api/connections/L0SM9cOFvHcCIhw=/messages",
+            Target::Messages("L0SM9cOFvHcCIhw=".to_owned()),
+        );
+        check("/console/api/connections/", Target::Unknown);
+        check("/console/other.js", Target::Unknown);
+        check("/console/api/summary/x", Target::Unknown);
+        assert!(serves("/console") && serves("/console/api/login"));
+        assert!(!serves("/consoles") && !serves("/dev/@connections"));
+        assert!(!serves("/console/@connections/L0SM9cOFvHcCIhw%3D"));
+        assert!(!serves("/console/%40connections") && !serves("/console/@groups/room"));
+    }
+
+    #[test]
+    fn the_websocket_url_names_the_gateway_listener() {
+        let bound: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(
+            websocket_url(bound, Some("127.0.0.1:8081"), "/dev", false),
+            "ws://127.0.0.1:8080/dev"
+        );
+        let every_interface: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert_eq!(
+            websocket_url(every_interface, Some("gw.example.com:8081"), "/dev", true),
+            "wss://gw.example.com:8080/dev"
+        );
+        assert_eq!(
+            websocket_url(every_interface, Some("[::1]:8081"), "/", false),
+            "ws://[::1]:8080/"
+        );
+        assert_eq!(
+            websocket_url(every_interface, Some("[::1]"), "/dev", false),
+            "ws://[::1]:8080/dev"
+        );
+    }
+}

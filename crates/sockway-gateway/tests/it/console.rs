@@ -1,0 +1,492 @@
+//! The web console's HTTP side: embedded assets and their headers, sign-in against
+//! `[[management.credentials]]`, the session cookie and the console header every data call
+//! needs, and the calls themselves against real connections.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::Value;
+use sockway_testkit::sigv4::request_with_headers;
+use sockway_testkit::{MockBackend, TestGateway, http_request};
+
+use crate::{config, connect};
+
+const ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
+const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+const HEADER: (&str, &str) = ("x-sockway-console", "1");
+
+fn credentials() -> String {
+    format!(
+        r#"
+[[management.credentials]]
+access_key_id = "AKIAOTHEREXAMPLE0000"
+secret_access_key = "other-secret"
+
+[[management.credentials]]
+access_key_id = "{ACCESS_KEY_ID}"
+secret_access_key = "{SECRET}"
+"#
+    )
+}
+
+/// `http://HOST:PORT` of the listener that serves the console.
+fn console_base(gateway: &TestGateway) -> String {
+    let running = gateway.gateway();
+    let addr = running.management_addr().unwrap_or(running.local_addr());
+    format!("http://{addr}")
+}
+
+type Answer = (u16, http::HeaderMap, Bytes);
+
+async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
+    request_with_headers(method, url, &headers, body).await
+}
+
+fn json(answer: &Answer) -> Value {
+    serde_json::from_slice(&answer.2).unwrap_or_else(|error| {
+        panic!(
+            "status {}: body is not JSON ({error}): {}",
+            answer.0,
+            String::from_utf8_lossy(&answer.2)
+        )
+    })
+}
+
+fn message(answer: &Answer) -> String {
+    json(answer)["message"]
+        .as_str()
+        .expect("error body has a message")
+        .to_owned()
+}
+
+async fn sign_in(base: &str, access_key_id: &str, secret: &str, extra: &[(&str, &str)]) -> Answer {
+    let body = serde_json::json!({ "accessKeyId": access_key_id, "secretAccessKey": secret });
+    let mut headers = vec![HEADER, ("content-type", "application/json")];
+    headers.extend_from_slice(extra);
+    request(
+        "POST",
+        &format!("{base}/console/api/login"),
+        &headers,
+        body.to_string().as_bytes(),
+    )
+    .await
+}
+
+/// Signs in with the right pair and returns the `Cookie` header value to send.
+async fn session(base: &str) -> String {
+    let answer = sign_in(base, ACCESS_KEY_ID, SECRET, &[]).await;
+    assert_eq!(answer.0, 200, "{}", String::from_utf8_lossy(&answer.2));
+    let set_cookie = answer.1[http::header::SET_COOKIE].to_str().unwrap();
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+async fn call(method: &str, url: &str, cookie: &str, body: &[u8]) -> Answer {
+    request(method, url, &[HEADER, ("cookie", cookie)], body).await
+}
+
+#[tokio::test]
+async fn console_assets_are_embedded_with_a_strict_policy() {
+    let backend = MockBackend::start().await;
+    let gateway = TestGateway::start(&config(&backend, &credentials())).await;
+    let base = console_base(&gateway);
+
+    for (path, content_type, needle) in [
+        (
+            "/console",
+            "text/html; charset=utf-8",
+            "<script src=\"/console/console.js\"",
+        ),
+        ("/console/", "text/html; charset=utf-8", "<title>"),
+        (
+            "/console/console.js",
+            "text/javascript; charset=utf-8",
+            "X-Sockway-Console",
+        ),
+        ("/console/console.css", "text/css; charset=utf-8", ":root"),
+    ] {
+        let (status, headers, body) = http_request("GET", &format!("{base}{path}"), "").await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(headers["content-type"], content_type, "{path}");
+        assert_eq!(headers["cache-control"], "no-cache", "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        let policy = headers["content-security-policy"].to_str().unwrap();
+        assert!(policy.starts_with("default-src 'self';"), "{policy}");
+        assert!(policy.contains("connect-src 'self' ws: wss:"), "{policy}");
+        assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+        assert!(!policy.contains("unsafe-inline"), "{policy}");
+        assert!(
+            String::from_utf8_lossy(&body).contains(needle),
+            "{path} lacks {needle}"
+        );
+
+        // A browser revalidating its copy gets 304 without the body.
+        let etag = headers["etag"].to_str().unwrap();
+        let (status, _, body) = request(
+            "GET",
+            &format!("{base}{path}"),
+            &[("if-none-match", etag)],
+            b"",
+        )
+        .await;
+        assert_eq!(status, 304, "{path}");
+        assert!(body.is_empty());
+    }
+
+    // The page loads nothing from elsewhere.
+    let (_, _, page) = http_request("GET", &format!("{base}/console"), "").await;
+    let page = String::from_utf8_lossy(&page);
+    assert!(!page.contains("http://") && !page.contains("https://"));
+
+    let answer = http_request("GET", &format!("{base}/console/missing.js"), "").await;
+    assert_eq!(answer.0, 404);
+    assert_eq!(message(&answer), "Not found");
+    let answer = http_request("POST", &format!("{base}/console"), "").await;
+    assert_eq!(answer.0, 405);
+}
+
+#[tokio::test]
+async fn console_sign_in_checks_management_credentials() {
+    let backend = MockBackend::start().await;
+    let gateway = TestGateway::start(&config(&backend, &credentials())).await;
+    let base = console_base(&gateway);
+
+    // A wrong secret, an unknown key id, a right secret of another key: each refused, slowly.
+    for (access_key_id, secret) in [
+        (ACCESS_KEY_ID, "wrong"),
+        ("AKIANOSUCHKEYEXAMPLE", SECRET),
+        ("AKIAOTHEREXAMPLE0000", SECRET),
+    ] {
+        let started = Instant::now();
+        let answer = sign_in(&base, access_key_id, secret, &[]).await;
+        assert_eq!(answer.0, 401, "{access_key_id}");
+        assert_eq!(
+            message(&answer),
+            "Invalid access key id or secret access key"
+        );
+        assert!(!answer.1.contains_key(http::header::SET_COOKIE));
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "a failed sign-in is answered after a delay, took {:?}",
+            started.elapsed()
+        );
+    }
+    let (_, _, metrics) = http_request("GET", &format!("{base}/metrics"), "").await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("sockway_console_login_failures_total 3"),
+        "{metrics}"
+    );
+
+    // Sign-in needs the console header too.
+    let body = serde_json::json!({ "accessKeyId": ACCESS_KEY_ID, "secretAccessKey": SECRET });
+    let answer = request(
+        "POST",
+        &format!("{base}/console/api/login"),
+        &[],
+        body.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(answer.0, 403);
+    let answer = request(
+        "POST",
+        &format!("{base}/console/api/login"),
+        &[HEADER],
+        b"accessKeyId=x",
+    )
+    .await;
+    assert_eq!(answer.0, 400);
+    assert!(message(&answer).contains("accessKeyId and secretAccessKey"));
+
+    let answer = sign_in(&base, ACCESS_KEY_ID, SECRET, &[]).await;
+    assert_eq!(answer.0, 200);
+    assert_eq!(json(&answer)["accessKeyId"], ACCESS_KEY_ID);
+    let cookie = answer.1[http::header::SET_COOKIE].to_str().unwrap();
+    let (pair, attributes) = cookie.split_once("; ").unwrap();
+    let token = pair.strip_prefix("sockway_console=").expect(cookie);
+    assert_eq!(token.len(), 43, "256 bits in URL-safe base64: {token}");
+    assert_eq!(
+        attributes,
+        "Path=/console; Max-Age=43200; HttpOnly; SameSite=Strict"
+    );
+
+    // Behind a TLS-terminating proxy the cookie is also Secure.
+    let answer = sign_in(
+        &base,
+        ACCESS_KEY_ID,
+        SECRET,
+        &[("x-forwarded-proto", "https")],
+    )
+    .await;
+    assert_eq!(answer.0, 200);
+    assert!(
+        answer.1[http::header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .ends_with("; Secure")
+    );
+}
+
+#[tokio::test]
+async fn console_calls_need_a_session_and_the_console_header() {
+    let mut backend = MockBackend::start().await;
+    let gateway = TestGateway::start(&config(&backend, &credentials())).await;
+    let base = console_base(&gateway);
+    let summary_url = format!("{base}/console/api/summary");
+    let (_client, _id) = connect(&gateway, &mut backend).await;
+
+    let answer = request("GET", &summary_url, &[HEADER], b"").await;
+    assert_eq!(answer.0, 401);
+    assert_eq!(message(&answer), "Sign in to use the console");
+    assert_eq!(answer.1["cache-control"], "no-store");
+    let answer = call(
+        "GET",
+        &summary_url,
+        "sockway_console=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        b"",
+    )
+    .await;
+    assert_eq!(answer.0, 401);
+
+    let cookie = session(&base).await;
+    // A session without the header (what a cross-site form would send) is refused.
+    let answer = request("GET", &summary_url, &[("cookie", &cookie)], b"").await;
+    assert_eq!(answer.0, 403);
+    assert!(message(&answer).contains("X-Sockway-Console"));
+    let answer = request(
+        "GET",
+        &summary_url,
+        &[("cookie", &cookie), ("x-sockway-console", "yes")],
+        b"",
+    )
+    .await;
+    assert_eq!(answer.0, 403);
+
+    let answer = call("GET", &summary_url, &cookie, b"").await;
+    assert_eq!(answer.0, 200);
+    let summary = json(&answer);
+    assert_eq!(summary["stage"], "dev");
+    assert_eq!(summary["webSocketUrl"], gateway.ws_url.as_str());
+    assert_eq!(summary["connectionCount"], 1);
+    assert_eq!(summary["clusterMode"], false);
+    assert_eq!(summary["signInRequired"], true);
+    assert_eq!(summary["accessKeyId"], ACCESS_KEY_ID);
+
+    // The management API itself still wants signatures: a console cookie is not one.
+    let answer = request(
+        "GET",
+        &format!("{}/@connections", gateway.management_url),
+        &[HEADER, ("cookie", &cookie)],
+        b"",
+    )
+    .await;
+    assert_eq!(answer.0, 403);
+}
+
+#[tokio::test]
+async fn console_logout_ends_the_session() {
+    let backend = MockBackend::start().await;
+    let gateway = TestGateway::start(&config(&backend, &credentials())).await;
+    let base = console_base(&gateway);
+    let summary_url = format!("{base}/console/api/summary");
+    let cookie = session(&base).await;
+    let other = session(&base).await;
+    assert_eq!(call("GET", &summary_url, &cookie, b"").await.0, 200);
+
+    let answer = call("POST", &format!("{base}/console/api/logout"), &cookie, b"").await;
+    assert_eq!(answer.0, 204);
+    assert_eq!(
+        answer.1[http::header::SET_COOKIE],
+        "sockway_console=; Path=/console; Max-Age=0; HttpOnly; SameSite=Strict"
+    );
+    assert_eq!(call("GET", &summary_url, &cookie, b"").await.0, 401);
+    // Other sessions live on.
+    assert_eq!(call("GET", &summary_url, &other, b"").await.0, 200);
+}
+
+#[tokio::test]
+async fn console_lists_inspects_messages_and_disconnects_connections() {
+    let mut backend = MockBackend::start().await;
+    let extra = format!(
+        "{}\n[management]\nlisten = \"127.0.0.1:0\"\n",
+        credentials()
+    );
+    let gateway = TestGateway::start(&config(&backend, &extra)).await;
+    let base = console_base(&gateway);
+    let (mut client, connection_id) = connect(&gateway, &mut backend).await;
+    let cookie = session(&base).await;
+    let api = format!("{base}/console/api");
+
+    // The console is on the management listener only; the summary names the gateway's.
+    let gateway_base = format!("http://{}", gateway.gateway().local_addr());
+    let answer = http_request("GET", &format!("{gateway_base}/console"), "").await;
+    assert_eq!(answer.0, 403);
+    let summary = json(&call("GET", &format!("{api}/summary"), &cookie, b"").await);
+    assert_eq!(summary["webSocketUrl"], gateway.ws_url.as_str());
+
+    let answer = call("GET", &format!("{api}/connections"), &cookie, b"").await;
+    assert_eq!(answer.0, 200);
+    let list = json(&answer);
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{list}");
+    assert_eq!(items[0]["connectionId"], connection_id.as_str());
+    assert_eq!(items[0]["identity"]["sourceIp"], "127.0.0.1");
+    assert!(list["nextToken"].is_null());
+
+    // Join a group through the management API; the console's details show it.
+    let management_open = request(
+        "PUT",
+        &format!(
+            "{}/@connections/{}/groups/room-1",
+            gateway.management_url,
+            connection_id.replace('=', "%3D")
+        ),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(
+        management_open.0, 403,
+        "the management API wants a signature"
+    );
+    let key = sockway_testkit::sigv4::SigningKey::new(ACCESS_KEY_ID, SECRET);
+    let joined = sockway_testkit::sigv4::signed_request(
+        "PUT",
+        &format!(
+            "{}/@connections/{}/groups/room-1",
+            gateway.management_url,
+            connection_id.replace('=', "%3D")
+        ),
+        b"",
+        &key,
+        "us-east-1",
+        std::time::SystemTime::now(),
+    )
+    .await;
+    assert_eq!(joined.0, 204);
+
+    let detail_url = format!("{api}/connections/{}", connection_id.replace('=', "%3D"));
+    let answer = call("GET", &detail_url, &cookie, b"").await;
+    assert_eq!(answer.0, 200);
+    let details = json(&answer);
+    assert_eq!(details["connectionId"], connection_id.as_str());
+    assert_eq!(details["groups"], serde_json::json!(["room-1"]));
+    assert!(details["connectedAt"].as_str().unwrap().ends_with('Z'));
+    assert!(details["lastActiveAt"].is_string());
+    assert_eq!(details["identity"]["sourceIp"], "127.0.0.1");
+
+    let answer = call(
+        "POST",
+        &format!("{detail_url}/messages"),
+        &cookie,
+        "hello from the console".as_bytes(),
+    )
+    .await;
+    assert_eq!(answer.0, 204);
+    assert_eq!(client.next_text().await, "hello from the console");
+
+    // A message routed to `$default`: its event is recorded before the reply is sent.
+    client.send_text("echo me").await;
+    assert_eq!(client.next_text().await, "echo me");
+    let events = json(&call("GET", &format!("{api}/events?limit=10"), &cookie, b"").await);
+    let items = events["items"].as_array().expect("items");
+    assert!(items.len() <= 10);
+    let routed = items
+        .iter()
+        .find(|event| event["eventType"] == "MESSAGE")
+        .unwrap_or_else(|| panic!("no MESSAGE event in {events}"));
+    assert_eq!(routed["routeKey"], "$default");
+    assert_eq!(routed["connectionId"], connection_id.as_str());
+    assert_eq!(routed["status"], 200);
+    assert_eq!(routed["integrationStatus"], 200);
+    assert!(routed["integrationLatencyMs"].is_u64(), "{routed}");
+    assert!(routed["requestId"].is_string());
+    assert!(
+        items.iter().any(|event| event["eventType"] == "CONNECT"),
+        "{events}"
+    );
+    let answer = call("GET", &format!("{api}/events?limit=0"), &cookie, b"").await;
+    assert_eq!(answer.0, 400);
+
+    let answer = call("DELETE", &detail_url, &cookie, b"").await;
+    assert_eq!(answer.0, 204);
+    assert_eq!(client.next_close().await.map(|(code, _)| code), Some(1000));
+    backend.next_event_for("$disconnect").await;
+
+    let answer = call("GET", &detail_url, &cookie, b"").await;
+    assert_eq!(answer.0, 410);
+    assert!(message(&answer).starts_with("GoneException"));
+    let answer = call(
+        "POST",
+        &format!("{detail_url}/messages"),
+        &cookie,
+        b"too late",
+    )
+    .await;
+    assert_eq!(answer.0, 410);
+
+    let answer = call("GET", &format!("{api}/connections/not-an-id"), &cookie, b"").await;
+    assert_eq!(answer.0, 400);
+    assert!(message(&answer).contains("Invalid connectionId"));
+    let answer = call("PUT", &detail_url, &cookie, b"").await;
+    assert_eq!(answer.0, 405);
+    let answer = call("GET", &format!("{api}/nothing"), &cookie, b"").await;
+    assert_eq!(answer.0, 404);
+}
+
+#[tokio::test]
+async fn without_credentials_the_console_is_as_open_as_the_management_api() {
+    let mut backend = MockBackend::start().await;
+    let gateway = TestGateway::start(&config(&backend, "")).await;
+    let base = console_base(&gateway);
+    let (_client, _id) = connect(&gateway, &mut backend).await;
+
+    let answer = request(
+        "GET",
+        &format!("{base}/console/api/summary"),
+        &[HEADER],
+        b"",
+    )
+    .await;
+    assert_eq!(answer.0, 200);
+    let summary = json(&answer);
+    assert_eq!(summary["signInRequired"], false);
+    assert_eq!(summary["connectionCount"], 1);
+    assert!(summary["accessKeyId"].is_null());
+
+    // The header is still required, and there is nothing to sign in to.
+    let answer = request("GET", &format!("{base}/console/api/summary"), &[], b"").await;
+    assert_eq!(answer.0, 403);
+    let answer = sign_in(&base, ACCESS_KEY_ID, SECRET, &[]).await;
+    assert_eq!(answer.0, 400);
+    assert!(message(&answer).contains("No management credentials"));
+}
+
+#[tokio::test]
+async fn sign_ins_beyond_the_gate_are_refused_without_a_check() {
+    let backend = MockBackend::start().await;
+    let gateway = TestGateway::start(&config(&backend, &credentials())).await;
+    let base = console_base(&gateway);
+
+    // Five wrong sign-ins at once: four are checked (and wait out the delay), the fifth is
+    // refused at once.
+    let attempts: Vec<_> = (0..5)
+        .map(|_| {
+            let base = base.clone();
+            tokio::spawn(async move { sign_in(&base, ACCESS_KEY_ID, "wrong", &[]).await.0 })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for attempt in attempts {
+        statuses.push(attempt.await.unwrap());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [401, 401, 401, 401, 429]);
+
+    // Once they are answered, the right pair signs in.
+    assert_eq!(sign_in(&base, ACCESS_KEY_ID, SECRET, &[]).await.0, 200);
+}

@@ -1,0 +1,331 @@
+//! `[tls]`: `wss://` and `https://` from PEM files, certificate reloads that leave open
+//! connections alone, startup checks of the files, and the handshake timeout on TLS.
+
+use std::time::Duration;
+
+use sockway_gateway::config::Config;
+use sockway_gateway::server::TlsError;
+use sockway_gateway::{Gateway, GatewayError};
+use sockway_testkit::tls::{TestCa, TlsFiles, WssClient, connect_wss, https_request};
+use sockway_testkit::{DEADLINE, MockBackend, TestGateway};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::config;
+
+/// A TLS gateway on [`config`] whose certificate, signed by the returned CA, is in the
+/// returned files; `extra` is appended to the config.
+async fn tls_gateway(extra: &str) -> (TestCa, TlsFiles, MockBackend, TestGateway) {
+    let ca = TestCa::new();
+    let files = TlsFiles::new("gateway", &ca.issue());
+    let backend = MockBackend::start().await;
+    let toml = config(&backend, &format!("{extra}\n{}", files.toml("")));
+    let gateway = TestGateway::start(&toml).await;
+    (ca, files, backend, gateway)
+}
+
+/// Connects a `wss://` client trusting `ca`; returns it, its connection id and the DER of the
+/// certificate the gateway presented.
+async fn connect(
+    gateway: &TestGateway,
+    backend: &mut MockBackend,
+    ca: &TestCa,
+) -> (WssClient, String, Vec<u8>) {
+    let (client, certificate) = connect_wss(&gateway.ws_url, ca.client_config(), &[])
+        .await
+        .expect("wss handshake");
+    let event = backend.next_event_for("$connect").await;
+    let connection_id = event["requestContext"]["connectionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (client, connection_id, certificate.to_vec())
+}
+
+/// Sends a `$default` message and checks the echo comes back.
+async fn round_trip(client: &mut WssClient, text: &str) {
+    let message = format!(r#"{{"action":"other","text":"{text}"}}"#);
+    client.send_text(&message).await;
+    assert_eq!(client.next_text().await, message);
+}
+
+#[tokio::test]
+async fn tls_wss_routes_messages_and_https_management_delivers() {
+    let (ca, _files, mut backend, gateway) = tls_gateway("").await;
+    assert!(gateway.ws_url.starts_with("wss://127.0.0.1:"));
+    assert!(gateway.management_url.starts_with("https://127.0.0.1:"));
+
+    let (mut client, certificate) = connect_wss(&gateway.ws_url, ca.client_config(), &[])
+        .await
+        .expect("wss handshake");
+    let event = backend.next_event_for("$connect").await;
+    assert_eq!(event["headers"]["X-Forwarded-Proto"], "https");
+    let connection_id = event["requestContext"]["connectionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!certificate.is_empty());
+
+    round_trip(&mut client, "over tls").await;
+    assert_eq!(
+        backend.next_event_for("$default").await["body"]
+            .as_str()
+            .unwrap(),
+        r#"{"action":"other","text":"over tls"}"#
+    );
+
+    let (status, _, _) = https_request(
+        ca.client_config(),
+        "POST",
+        &gateway.connection_url(&connection_id),
+        "pushed over https",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(client.next_text().await, "pushed over https");
+
+    let (status, _, body) = https_request(
+        ca.client_config(),
+        "GET",
+        &gateway.connection_url(&connection_id),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body:?}");
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_client_that_does_not_trust_the_ca_is_refused() {
+    let (ca, _files, mut backend, gateway) = tls_gateway("").await;
+    let stranger = TestCa::new();
+    let error = connect_wss(&gateway.ws_url, stranger.client_config(), &[])
+        .await
+        .expect_err("a client that does not trust the CA cannot connect");
+    assert!(
+        error.to_string().contains("certificate"),
+        "unexpected error: {error}"
+    );
+
+    // Plain text on the TLS port fails the TLS handshake: no HTTP answer, the socket closes,
+    // and the gateway carries on.
+    let plain_url = gateway.ws_url.replacen("wss://", "ws://", 1);
+    assert!(sockway_testkit::connect(&plain_url).await.is_err());
+    let mut plain = tokio::net::TcpStream::connect(gateway.gateway().local_addr())
+        .await
+        .unwrap();
+    plain
+        .write_all(b"GET /dev/@connections/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, plain.read_to_end(&mut answer))
+        .await
+        .expect("the gateway closes a plain-text client")
+        .ok();
+    assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
+
+    let (mut client, _, _) = connect(&gateway, &mut backend, &ca).await;
+    round_trip(&mut client, "after the strangers").await;
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_reload_serves_the_new_certificate_and_keeps_open_connections() {
+    let (ca, files, mut backend, gateway) = tls_gateway("").await;
+    let (mut before, _, first_certificate) = connect(&gateway, &mut backend, &ca).await;
+
+    let renewed = ca.issue();
+    files.write(&renewed);
+    gateway.gateway().reload_tls().expect("reload succeeds");
+
+    let (mut after, _, second_certificate) = connect(&gateway, &mut backend, &ca).await;
+    assert_eq!(second_certificate, renewed.der.to_vec());
+    assert_ne!(second_certificate, first_certificate);
+    round_trip(&mut before, "opened before the reload").await;
+    round_trip(&mut after, "opened after the reload").await;
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_failed_reload_keeps_the_certificate_in_use() {
+    let (ca, files, mut backend, gateway) = tls_gateway("").await;
+    let (mut client, _, original) = connect(&gateway, &mut backend, &ca).await;
+
+    // A half-written certificate file.
+    let renewed = ca.issue();
+    std::fs::write(
+        &files.cert_file,
+        &renewed.cert_pem[..renewed.cert_pem.len() / 4],
+    )
+    .unwrap();
+    let error = gateway.gateway().reload_tls().unwrap_err();
+    assert!(matches!(error, TlsError::Pem { .. }), "{error:?}");
+    let (_, _, served) = connect(&gateway, &mut backend, &ca).await;
+    assert_eq!(served, original);
+
+    // A certificate whose key is not in the key file.
+    std::fs::write(&files.cert_file, &renewed.cert_pem).unwrap();
+    let error = gateway.gateway().reload_tls().unwrap_err();
+    assert!(matches!(error, TlsError::KeyMismatch { .. }), "{error:?}");
+    assert!(error.to_string().contains("key.pem"), "{error}");
+    let (_, _, served) = connect(&gateway, &mut backend, &ca).await;
+    assert_eq!(served, original);
+
+    round_trip(&mut client, "still here").await;
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_changed_files_are_picked_up_by_polling() {
+    let ca = TestCa::new();
+    let files = TlsFiles::new("polling", &ca.issue());
+    let mut backend = MockBackend::start().await;
+    let toml = config(&backend, &files.toml(r#"reload_interval = "50ms""#));
+    let gateway = TestGateway::start(&toml).await;
+    let (_, _, original) = connect(&gateway, &mut backend, &ca).await;
+
+    let renewed = ca.issue();
+    files.write(&renewed);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut pace = tokio::time::interval(Duration::from_millis(25));
+    loop {
+        pace.tick().await;
+        let (client, served) = connect_wss(&gateway.ws_url, ca.client_config(), &[])
+            .await
+            .expect("wss handshake");
+        backend.next_event_for("$connect").await;
+        drop(client);
+        if served == renewed.der {
+            break;
+        }
+        assert_eq!(served.to_vec(), original);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the renewed certificate was not served within {DEADLINE:?}"
+        );
+    }
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_handshake_must_finish_within_the_handshake_timeout() {
+    let (_ca, _files, _backend, gateway) =
+        tls_gateway("[limits]\nhandshake_timeout = \"300ms\"").await;
+    let addr = gateway.gateway().local_addr();
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(DEADLINE, silent.read(&mut buffer))
+        .await
+        .expect("the gateway closes a client that sends no ClientHello");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_startup_fails_naming_the_bad_file() {
+    let ca = TestCa::new();
+    let certificate = ca.issue();
+    let files = TlsFiles::new("startup", &certificate);
+    let bind = |toml: String| async move {
+        let mut config = Config::from_toml(&toml, "<test>").unwrap();
+        config.gateway.listen = "127.0.0.1:0".parse().unwrap();
+        Gateway::bind(config).await
+    };
+    let with_files = |cert: &std::path::Path, key: &std::path::Path| {
+        format!(
+            "[tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        )
+    };
+    let chain = |error: &GatewayError| {
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        text
+    };
+
+    let missing = files.cert_file.with_file_name("missing.pem");
+    let error = bind(with_files(&missing, &files.key_file))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, GatewayError::Tls(TlsError::Read { .. })),
+        "{error:?}"
+    );
+    assert!(chain(&error).contains("missing.pem"), "{}", chain(&error));
+
+    // The key file given as the certificate: valid PEM, but no certificate in it.
+    let error = bind(with_files(&files.key_file, &files.key_file))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, GatewayError::Tls(TlsError::NoCertificate { .. })),
+        "{error:?}"
+    );
+    assert!(chain(&error).contains("key.pem"), "{}", chain(&error));
+
+    let other_key = ca.issue();
+    std::fs::write(&files.key_file, &other_key.key_pem).unwrap();
+    let error = bind(with_files(&files.cert_file, &files.key_file))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, GatewayError::Tls(TlsError::KeyMismatch { .. })),
+        "{error:?}"
+    );
+    assert!(chain(&error).contains("cert.pem"), "{}", chain(&error));
+
+    std::fs::write(
+        &files.key_file,
+        "-----BEGIN PRIVATE KEY-----\nnot base64!\n",
+    )
+    .unwrap();
+    let error = bind(with_files(&files.cert_file, &files.key_file))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, GatewayError::Tls(TlsError::Pem { .. })),
+        "{error:?}"
+    );
+    assert!(chain(&error).contains("key.pem"), "{}", chain(&error));
+}
+
+#[tokio::test]
+async fn tls_separate_management_listener_can_stay_plain() {
+    let ca = TestCa::new();
+    let files = TlsFiles::new("management", &ca.issue());
+    let mut backend = MockBackend::start().await;
+
+    let tls_management = config(
+        &backend,
+        &format!("[management]\nlisten = \"127.0.0.1:0\"\n{}", files.toml("")),
+    );
+    let gateway = TestGateway::start(&tls_management).await;
+    assert!(gateway.management_url.starts_with("https://"));
+    gateway.shutdown().await;
+
+    let plain_management = config(
+        &backend,
+        &format!(
+            "[management]\nlisten = \"127.0.0.1:0\"\ntls = false\n{}",
+            files.toml("")
+        ),
+    );
+    let gateway = TestGateway::start(&plain_management).await;
+    assert!(gateway.ws_url.starts_with("wss://"));
+    assert!(gateway.management_url.starts_with("http://"));
+    let (mut client, connection_id, _) = connect(&gateway, &mut backend, &ca).await;
+    let (status, _, _) = sockway_testkit::http_request(
+        "POST",
+        &gateway.connection_url(&connection_id),
+        "plain management",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(client.next_text().await, "plain management");
+    gateway.shutdown().await;
+}
