@@ -9,25 +9,17 @@
 //! the members' handles out and sends after the lock is released. Delivery decisions (queue
 //! full, closing) are made by the handle, not here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use bytes::Bytes;
 use sockway_protocol::close::CloseCause;
 use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::group::GroupName;
 use sockway_protocol::id::ConnectionId;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-
-/// A command for a connection's task. A new capability is a new variant plus a match arm in
-/// `connection`.
-#[derive(Debug)]
-pub(crate) enum Command {
-    /// Deliver one message (a text frame when `text`, binary otherwise).
-    Send(Outbound),
-}
 
 /// One message queued for a client.
 #[derive(Debug, Clone)]
@@ -54,7 +46,6 @@ pub(crate) struct ConnectionHandle {
     /// What every event of the connection carries; a cluster stores it so that another node
     /// can deliver `$disconnect` if this one is lost.
     pub(crate) context: Arc<ConnectionContext>,
-    mailbox: mpsc::Sender<Command>,
     /// Cancelling it ends the connection's open loop; it is a child of the gateway's shutdown
     /// token, so shutdown reaches every connection without a registry walk.
     close: CancellationToken,
@@ -62,21 +53,98 @@ pub(crate) struct ConnectionHandle {
     pub(crate) info: Arc<ConnectionInfo>,
 }
 
-/// Facts about a connection that `GET @connections/{id}` reports.
+/// The mutable state of a connection shared between its task and the rest of the gateway;
+/// its fixed facts (`connectedAt`, source IP, user agent) are in the handle's context.
 #[derive(Debug)]
 pub(crate) struct ConnectionInfo {
-    /// Epoch milliseconds of the upgrade.
-    pub(crate) connected_at: i64,
-    /// The client's address.
-    pub(crate) source_ip: String,
-    /// The client's `User-Agent`, when it sent one.
-    pub(crate) user_agent: Option<String>,
     /// Epoch milliseconds of the last data frame in either direction.
     last_active_at: AtomicI64,
     /// Set once the connection will take no more messages.
     closing: AtomicBool,
     /// Why the connection was asked to close, read by its task once `close` is cancelled.
     close_cause: OnceLock<CloseCause>,
+    /// Messages waiting for the connection's socket.
+    mailbox: Mailbox,
+}
+
+/// A connection's bounded queue of outbound messages.
+///
+/// A `VecDeque` behind a lock and a `Notify` rather than a channel: an idle connection's
+/// mailbox is a few words with nothing allocated (a tokio channel allocates its first block of
+/// 32 slots and its shared state up front, about 1.7 KiB), the queue's memory is returned once a
+/// burst has drained, and closing it under the same lock as pushes makes "accepted" and
+/// "closed" exclusive: a message is either refused or in the queue when the task looks last.
+#[derive(Debug)]
+pub(crate) struct Mailbox {
+    state: Mutex<MailboxState>,
+    notify: Notify,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct MailboxState {
+    queue: VecDeque<Outbound>,
+    closed: bool,
+}
+
+/// Queues above this many slots are freed once they drain, so a burst does not pin memory.
+const KEPT_QUEUE_SLOTS: usize = 16;
+
+impl Mailbox {
+    fn new(capacity: usize) -> Mailbox {
+        Mailbox {
+            state: Mutex::new(MailboxState::default()),
+            notify: Notify::new(),
+            capacity,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MailboxState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, message: Outbound) -> Result<(), QueueError> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(QueueError::Gone);
+        }
+        if state.queue.len() >= self.capacity {
+            return Err(QueueError::Full);
+        }
+        state.queue.push_back(message);
+        drop(state);
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// The oldest queued message, without waiting.
+    pub(crate) fn try_pop(&self) -> Option<Outbound> {
+        let mut state = self.lock();
+        let message = state.queue.pop_front();
+        if state.queue.is_empty() && state.queue.capacity() > KEPT_QUEUE_SLOTS {
+            state.queue = VecDeque::new();
+        }
+        message
+    }
+
+    /// Waits for the next message. Cancel-safe: a message is only taken when this returns.
+    pub(crate) async fn pop(&self) -> Outbound {
+        loop {
+            if let Some(message) = self.try_pop() {
+                return message;
+            }
+            // `notify_one` leaves a permit when nobody waits, so a push between the check
+            // above and this wait is not missed.
+            self.notify.notified().await;
+        }
+    }
+
+    /// Refuses further messages; returns how many accepted ones were still queued.
+    pub(crate) fn close(&self) -> usize {
+        let mut state = self.lock();
+        state.closed = true;
+        std::mem::take(&mut state.queue).len()
+    }
 }
 
 /// Why a message could not be queued for a connection.
@@ -89,18 +157,6 @@ pub(crate) enum QueueError {
 }
 
 impl ConnectionInfo {
-    /// Info for a connection opened at `connected_at`.
-    pub(crate) fn new(connected_at: i64, source_ip: String, user_agent: Option<String>) -> Self {
-        ConnectionInfo {
-            connected_at,
-            source_ip,
-            user_agent,
-            last_active_at: AtomicI64::new(connected_at),
-            closing: AtomicBool::new(false),
-            close_cause: OnceLock::new(),
-        }
-    }
-
     /// Records data-frame activity at `now`.
     pub(crate) fn touch(&self, now: i64) {
         self.last_active_at.fetch_max(now, Ordering::Relaxed);
@@ -118,22 +174,29 @@ impl ConnectionInfo {
 }
 
 impl ConnectionHandle {
-    /// A handle and the receiving end of its mailbox, which the connection task owns.
+    /// A handle for a connection whose mailbox holds up to `queue` messages.
     pub(crate) fn new(
         context: Arc<ConnectionContext>,
-        info: ConnectionInfo,
         queue: usize,
         close: CancellationToken,
-    ) -> (ConnectionHandle, mpsc::Receiver<Command>) {
-        let (mailbox, receiver) = mpsc::channel(queue);
-        let handle = ConnectionHandle {
+    ) -> ConnectionHandle {
+        let info = ConnectionInfo {
+            last_active_at: AtomicI64::new(context.connected_at),
+            closing: AtomicBool::new(false),
+            close_cause: OnceLock::new(),
+            mailbox: Mailbox::new(queue),
+        };
+        ConnectionHandle {
             id: context.connection_id.clone(),
             context,
-            mailbox,
             close,
             info: Arc::new(info),
-        };
-        (handle, receiver)
+        }
+    }
+
+    /// The connection's outbound queue, which its task reads.
+    pub(crate) fn mailbox(&self) -> &Mailbox {
+        &self.info.mailbox
     }
 
     /// Queues a message. Never waits: a full queue is reported to the caller (who answers 429,
@@ -142,12 +205,7 @@ impl ConnectionHandle {
         if self.info.closing.load(Ordering::Acquire) {
             return Err(QueueError::Gone);
         }
-        self.mailbox
-            .try_send(Command::Send(message))
-            .map_err(|error| match error {
-                mpsc::error::TrySendError::Full(_) => QueueError::Full,
-                mpsc::error::TrySendError::Closed(_) => QueueError::Gone,
-            })
+        self.info.mailbox.push(message)
     }
 
     /// Asks the connection to close with `cause`. From this call on it takes no messages.
@@ -384,5 +442,70 @@ impl Registry {
     /// How many connections are registered.
     pub(crate) fn len(&self) -> usize {
         self.lock().connections.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::{KEPT_QUEUE_SLOTS, Mailbox, Outbound, QueueError};
+
+    fn message(n: usize) -> Outbound {
+        Outbound::from_bytes(Bytes::from(n.to_string()))
+    }
+
+    #[test]
+    fn a_mailbox_keeps_order_and_refuses_beyond_its_capacity() {
+        let mailbox = Mailbox::new(3);
+        for n in 0..3 {
+            mailbox.push(message(n)).unwrap();
+        }
+        assert_eq!(mailbox.push(message(3)), Err(QueueError::Full));
+        for n in 0..3 {
+            assert_eq!(mailbox.try_pop().unwrap().payload, n.to_string());
+        }
+        assert!(mailbox.try_pop().is_none());
+        mailbox.push(message(4)).unwrap();
+        assert_eq!(mailbox.try_pop().unwrap().payload, "4");
+    }
+
+    #[test]
+    fn a_closed_mailbox_refuses_and_reports_what_was_left() {
+        let mailbox = Mailbox::new(8);
+        mailbox.push(message(1)).unwrap();
+        mailbox.push(message(2)).unwrap();
+        assert_eq!(mailbox.close(), 2);
+        assert_eq!(mailbox.push(message(3)), Err(QueueError::Gone));
+        assert!(mailbox.try_pop().is_none());
+    }
+
+    #[test]
+    fn an_idle_mailbox_holds_no_allocation_and_a_drained_burst_is_freed() {
+        let mailbox = Mailbox::new(1000);
+        assert_eq!(mailbox.lock().queue.capacity(), 0);
+        for n in 0..500 {
+            mailbox.push(message(n)).unwrap();
+        }
+        while mailbox.try_pop().is_some() {}
+        assert!(mailbox.lock().queue.capacity() <= KEPT_QUEUE_SLOTS);
+    }
+
+    #[tokio::test]
+    async fn pop_waits_for_a_push_from_another_task() {
+        let mailbox = Arc::new(Mailbox::new(4));
+        let pusher = mailbox.clone();
+        let push = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            pusher.push(message(7)).unwrap();
+        });
+        let popped = tokio::time::timeout(Duration::from_secs(5), mailbox.pop())
+            .await
+            .expect("pop returns once a message is pushed");
+        assert_eq!(popped.payload, "7");
+        push.await.unwrap();
     }
 }

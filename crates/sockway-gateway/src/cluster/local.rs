@@ -119,12 +119,12 @@ pub(super) fn page(
 }
 
 fn snapshot(handle: &ConnectionHandle, groups: Vec<GroupName>) -> ConnectionSnapshot {
-    let info = &handle.info;
+    let context = &handle.context;
     ConnectionSnapshot {
-        connected_at: info.connected_at,
-        last_active_at: info.last_active_at(),
-        source_ip: info.source_ip.clone(),
-        user_agent: info.user_agent.clone(),
+        connected_at: context.connected_at,
+        last_active_at: handle.info.last_active_at(),
+        source_ip: context.source_ip.clone(),
+        user_agent: context.user_agent.clone(),
         groups: groups
             .iter()
             .map(|group| group.as_str().to_owned())

@@ -31,7 +31,6 @@ use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::id::RequestId;
 use sockway_protocol::result::IntegrationResponse;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::WebSocketStream;
@@ -47,7 +46,7 @@ use crate::access_log::{AccessEvent, ErrorOutcome, EventType, IntegrationOutcome
 use crate::config::BinaryFrames;
 use crate::integrations::{Call, CallKind, IntegrationError, Payload};
 use crate::metrics::Throttled;
-use crate::registry::{Command, ConnectionHandle, ConnectionInfo, Outbound};
+use crate::registry::{ConnectionHandle, Outbound};
 use crate::routing::{Route, Selection};
 use crate::server::{RequestHead, Shared, respond_and_close};
 use crate::{epoch_millis, random_bytes};
@@ -59,8 +58,14 @@ const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Serves an upgrade request on `stream` (TCP, or TLS over TCP) from handshake to
 /// `$disconnect`; `local` is the address the client connected to.
+///
+/// One task runs a connection for its whole life, and its future is allocated once at the size
+/// of its largest state. The one-off phases (the handshake with its authorizer and `$connect`
+/// calls, and the `$disconnect` delivery) are boxed so that their state is allocated only
+/// while they run, and the request head and its read buffer are consumed by the handshake, so
+/// an open connection keeps neither.
 pub(crate) async fn accept<S>(
-    mut stream: S,
+    stream: S,
     local: Option<SocketAddr>,
     head: RequestHead,
     buffered: Vec<u8>,
@@ -69,18 +74,36 @@ pub(crate) async fn accept<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let accepted = match handshake::negotiate(&head, peer, local, &shared).await {
-        Ok(accepted) => accepted,
-        Err(refused) => {
-            respond_and_close(&mut stream, refused.response).await;
-            return;
-        }
+    let upgrade = Box::pin(upgrade(stream, local, head, buffered, peer, &shared)).await;
+    let Some((stream, leftover, accepted)) = upgrade else {
+        return;
     };
-    let leftover = buffered[head.length..].to_vec();
     let span = info_span!("connection", connection_id = %accepted.context.connection_id);
     open(stream, leftover, accepted, shared)
         .instrument(span)
         .await;
+}
+
+/// Runs the handshake; on success returns the stream, the bytes the client sent after its
+/// request head, and the accepted upgrade. A refusal is answered here.
+async fn upgrade<S>(
+    mut stream: S,
+    local: Option<SocketAddr>,
+    head: RequestHead,
+    buffered: Vec<u8>,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Option<(S, Vec<u8>, handshake::Accepted)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match handshake::negotiate(&head, peer, local, shared).await {
+        Ok(accepted) => Some((stream, buffered[head.length..].to_vec(), accepted)),
+        Err(refused) => {
+            respond_and_close(&mut stream, refused.response).await;
+            None
+        }
+    }
 }
 
 async fn open<S>(
@@ -91,21 +114,21 @@ async fn open<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let context = accepted.context;
-    // Held until this function returns: the connection's slot under the connection caps.
-    let _admission = accepted.admission;
+    let handshake::Accepted {
+        context,
+        response,
+        groups,
+        // Held until this function returns: the connection's slot under the connection caps.
+        admission: _admission,
+    } = accepted;
     let limits = &shared.config.limits;
     let close = shared.shutdown.child_token();
-    let info = ConnectionInfo::new(
-        context.connected_at,
-        context.source_ip.clone(),
-        context.user_agent.clone(),
-    );
-    let (handle, mailbox) =
-        ConnectionHandle::new(context.clone(), info, limits.outbound_queue, close.clone());
+    let handle = ConnectionHandle::new(context.clone(), limits.outbound_queue, close.clone());
     // Registered before the 101 goes out, so a backend that posts as soon as `$connect`
     // returned reaches the connection instead of getting 410.
-    let Some(presence) = shared.cluster.register(handle.clone(), &accepted.groups) else {
+    let registered = shared.cluster.register(handle.clone(), &groups);
+    drop(groups);
+    let Some(presence) = registered else {
         error!("connection id collision; refusing the upgrade");
         respond_and_close(
             &mut stream,
@@ -118,7 +141,9 @@ async fn open<S>(
     };
 
     shared.metrics.connections.inc();
-    let cause = match stream.write_all(&accepted.response).await {
+    let written = stream.write_all(&response).await;
+    drop(response);
+    let cause = match written {
         Err(error) => {
             debug!(error = %error, "client went away before the 101 was written");
             CloseCause::ConnectionLost
@@ -132,7 +157,6 @@ async fn open<S>(
                 shared: shared.clone(),
                 context: context.clone(),
                 handle: handle.clone(),
-                mailbox,
                 close,
                 inflight: JoinSet::new(),
             };
@@ -143,10 +167,14 @@ async fn open<S>(
             cause
         }
     };
+    let undelivered = handle.mailbox().close();
+    if undelivered > 0 {
+        debug!(undelivered, cause = ?cause, "messages still queued when the connection ended");
+    }
     shared.metrics.connections.dec();
     // In a cluster, nodes that declared this one dead may already have delivered it.
-    if presence.end().await {
-        deliver_disconnect(&shared, context, &cause).await;
+    if Box::pin(presence.end()).await {
+        Box::pin(deliver_disconnect(&shared, context, &cause)).await;
     }
 }
 
@@ -166,7 +194,6 @@ struct Connection {
     shared: Arc<Shared>,
     context: Arc<ConnectionContext>,
     handle: ConnectionHandle,
-    mailbox: mpsc::Receiver<Command>,
     close: CancellationToken,
     inflight: JoinSet<Completion>,
 }
@@ -275,17 +302,15 @@ impl Connection {
                         Err(cause) => return cause,
                     }
                 }
-                Some(command) = self.mailbox.recv() => match command {
-                    Command::Send(outbound) => {
-                        if let Err(cause) = send_outbound(socket, &outbound, self.shared.config.limits.frame_bytes).await {
-                            return cause;
-                        }
-                        self.shared.metrics.pushes_out.inc();
-                        self.shared.metrics.bytes_out(outbound.payload.len());
-                        deadlines.on_activity(Instant::now());
-                        self.handle.info.touch(epoch_millis());
+                outbound = self.handle.mailbox().pop() => {
+                    if let Err(cause) = send_outbound(socket, &outbound, self.shared.config.limits.frame_bytes).await {
+                        return cause;
                     }
-                },
+                    self.shared.metrics.pushes_out.inc();
+                    self.shared.metrics.bytes_out(outbound.payload.len());
+                    deadlines.on_activity(Instant::now());
+                    self.handle.info.touch(epoch_millis());
+                }
                 _ = ticker.tick(), if heartbeat_period.is_some() => match heartbeat.on_tick() {
                     HeartbeatAction::Dead => return CloseCause::HeartbeatTimeout,
                     HeartbeatAction::Ping => {
@@ -472,7 +497,7 @@ impl Connection {
             return;
         };
         if matches!(cause, CloseCause::Deleted | CloseCause::ServerShutdown) {
-            while let Ok(Command::Send(outbound)) = self.mailbox.try_recv() {
+            while let Some(outbound) = self.handle.mailbox().try_pop() {
                 if send_outbound(socket, &outbound, self.shared.config.limits.frame_bytes)
                     .await
                     .is_err()

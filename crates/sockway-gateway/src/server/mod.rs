@@ -350,7 +350,7 @@ async fn serve_socket(
     };
     let handshake = tokio::select! {
         _ = shared.shutdown.cancelled() => return,
-        handshake = tokio::time::timeout_at(deadline, tls.accept(stream)) => handshake,
+        handshake = tokio::time::timeout_at(deadline, Box::pin(tls.accept(stream))) => handshake,
     };
     match handshake {
         Err(_elapsed) => {
@@ -363,6 +363,10 @@ async fn serve_socket(
 
 /// Serves one connection, TLS already terminated: the management API, or the first request
 /// head read under `deadline` and then an upgrade or HTTP.
+///
+/// This future lives as long as the connection, allocated at the size of its largest state, so
+/// everything but the WebSocket connection itself (the TLS handshake, reading the head, an
+/// HTTP connection) is boxed: allocated while it runs, not for the whole life of every socket.
 async fn serve_stream<S>(
     mut stream: S,
     local: Option<SocketAddr>,
@@ -375,14 +379,14 @@ async fn serve_stream<S>(
 {
     let serves_management = match role {
         ListenerRole::Management => {
-            serve_http(stream, Vec::new(), peer, shared).await;
+            Box::pin(serve_http(stream, Vec::new(), peer, shared)).await;
             return;
         }
         ListenerRole::Gateway { serves_management } => serves_management,
     };
     let read = tokio::select! {
         _ = shared.shutdown.cancelled() => return,
-        read = tokio::time::timeout_at(deadline, head::read_request_head(&mut stream)) => read,
+        read = tokio::time::timeout_at(deadline, Box::pin(head::read_request_head(&mut stream))) => read,
     };
     let (head, buffered) = match read {
         Err(_elapsed) => {
@@ -400,7 +404,7 @@ async fn serve_stream<S>(
     if head.is_websocket_upgrade() {
         connection::accept(stream, local, head, buffered, peer, shared).await;
     } else if serves_management {
-        serve_http(stream, buffered, peer, shared).await;
+        Box::pin(serve_http(stream, buffered, peer, shared)).await;
     } else {
         respond_and_close(&mut stream, head::forbidden_response()).await;
     }
