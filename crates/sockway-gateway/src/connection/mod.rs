@@ -59,11 +59,12 @@ const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Serves an upgrade request on `stream` (TCP, or TLS over TCP) from handshake to
 /// `$disconnect`; `local` is the address the client connected to.
 ///
-/// One task runs a connection for its whole life, and its future is allocated once at the size
-/// of its largest state. The one-off phases (the handshake with its authorizer and `$connect`
-/// calls, and the `$disconnect` delivery) are boxed so that their state is allocated only
-/// while they run, and the request head and its read buffer are consumed by the handshake, so
-/// an open connection keeps neither.
+/// The handshake runs in the caller's task; an accepted connection then gets a task of its
+/// own for the rest of its life. A task is allocated once at the size of its future's largest
+/// state, and the handshake's states (the request head and its buffer, the TLS session setup,
+/// the authorizer and `$connect` calls) are many times the open loop's: handing the socket
+/// to a new task frees them after the 101, so an idle connection costs only what its open
+/// loop needs.
 pub(crate) async fn accept<S>(
     stream: S,
     local: Option<SocketAddr>,
@@ -74,14 +75,14 @@ pub(crate) async fn accept<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let upgrade = Box::pin(upgrade(stream, local, head, buffered, peer, &shared)).await;
+    let upgrade = upgrade(stream, local, head, buffered, peer, &shared).await;
     let Some((stream, leftover, accepted)) = upgrade else {
         return;
     };
     let span = info_span!("connection", connection_id = %accepted.context.connection_id);
-    open(stream, leftover, accepted, shared)
-        .instrument(span)
-        .await;
+    shared
+        .tasks
+        .spawn(open(stream, leftover, accepted, shared.clone()).instrument(span));
 }
 
 /// Runs the handshake; on success returns the stream, the bytes the client sent after its
@@ -162,8 +163,8 @@ async fn open<S>(
             };
             let cause = connection.run(&mut socket).await;
             handle.mark_closing();
-            connection.close_socket(&mut socket, &cause).await;
-            connection.settle_inflight().await;
+            Box::pin(connection.close_socket(&mut socket, &cause)).await;
+            Box::pin(connection.settle_inflight()).await;
             cause
         }
     };
