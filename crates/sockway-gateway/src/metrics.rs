@@ -114,7 +114,8 @@ pub(crate) struct Metrics {
     authorizer: Family<OutcomeLabels, Counter>,
     authorizer_latency: Histogram,
     management: Family<ManagementLabels, Counter>,
-    bytes: Family<DirectionLabels, Counter>,
+    bytes_in: Counter,
+    bytes_out: Counter,
     throttled: Family<ReasonLabels, Counter>,
     /// The cluster's handles; registered only with `[cluster]`.
     pub(crate) cluster: ClusterMetrics,
@@ -293,6 +294,13 @@ impl Metrics {
             "WebSocket message payload bytes by direction",
             bytes.clone(),
         );
+        // Handles made once: the hot path only adds to atomics.
+        let bytes_in = bytes
+            .get_or_create(&DirectionLabels { direction: "in" })
+            .clone();
+        let bytes_out = bytes
+            .get_or_create(&DirectionLabels { direction: "out" })
+            .clone();
         let throttled = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "sockway_throttled",
@@ -317,7 +325,8 @@ impl Metrics {
             authorizer,
             authorizer_latency,
             management,
-            bytes,
+            bytes_in,
+            bytes_out,
             throttled,
             cluster,
         }
@@ -378,16 +387,12 @@ impl Metrics {
 
     /// Records payload bytes received from clients.
     pub(crate) fn bytes_in(&self, count: usize) {
-        self.bytes
-            .get_or_create(&DirectionLabels { direction: "in" })
-            .inc_by(count as u64);
+        self.bytes_in.inc_by(count as u64);
     }
 
     /// Records payload bytes sent to clients.
     pub(crate) fn bytes_out(&self, count: usize) {
-        self.bytes
-            .get_or_create(&DirectionLabels { direction: "out" })
-            .inc_by(count as u64);
+        self.bytes_out.inc_by(count as u64);
     }
 
     /// The Prometheus text exposition of every metric.
