@@ -18,6 +18,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -162,6 +163,18 @@ pub(crate) struct Target {
     /// Print the API's JSON, one document per command.
     #[arg(long, global = true)]
     json: bool,
+    /// How long each call may take, e.g. 5s or 500ms (default 30s).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_timeout)]
+    timeout: Option<Duration>,
+}
+
+/// `--timeout`: a duration written as in the config file, more than zero.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = sockway_gateway::config::parse_duration(text)?;
+    if timeout.is_zero() {
+        return Err("must be more than 0s".to_owned());
+    }
+    Ok(timeout)
 }
 
 /// The message to send: exactly one source.
@@ -311,6 +324,9 @@ impl Target {
             None => environment_credentials()?,
         };
         let mut client = ManagementClient::new(&endpoint, &stage)?.with_region(region);
+        if let Some(timeout) = self.timeout {
+            client = client.with_timeout(timeout);
+        }
         if let Some(credentials) = credentials {
             client = client.with_credentials(credentials);
         }

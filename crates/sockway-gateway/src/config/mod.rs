@@ -544,6 +544,12 @@ impl Config {
     }
 }
 
+/// Parses a duration as the config file writes one (`"500ms"`, `"30s"`, `"1h30m"`), for
+/// command-line flags that take the same form. The error says what is wrong.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    duration::parse_duration(text).map_err(|error| error.to_string())
+}
+
 impl Default for Config {
     /// All defaults, no routes and no integrations: every message is unroutable.
     fn default() -> Self {

@@ -700,3 +700,56 @@ async fn groups_are_joined_listed_broadcast_to_and_left() {
         .failed(1);
     assert!(stderr.contains("GoneException (HTTP 410)"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_gateway_that_never_answers_fails_after_the_timeout() {
+    // Accepts connections and reads nothing: the call can only end by the client's timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let started = std::time::Instant::now();
+    let stderr = sockway(
+        &[
+            "connections",
+            "get",
+            UNKNOWN_ID,
+            "--endpoint",
+            &endpoint,
+            "--timeout",
+            "300ms",
+        ],
+        &[],
+        b"",
+    )
+    .await
+    .failed(1);
+    assert!(
+        started.elapsed() < DEADLINE / 2,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(stderr.contains("300ms"), "{stderr}");
+    hold.abort();
+
+    let stderr = sockway(
+        &[
+            "connections",
+            "get",
+            UNKNOWN_ID,
+            "--endpoint",
+            &endpoint,
+            "--timeout",
+            "0s",
+        ],
+        &[],
+        b"",
+    )
+    .await
+    .failed(2);
+    assert!(stderr.contains("must be more than 0s"), "{stderr}");
+}
