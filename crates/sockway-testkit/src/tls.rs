@@ -241,3 +241,37 @@ pub async fn https_request(
         .unwrap_or_else(|_| panic!("{method} {url}: no response within {DEADLINE:?}"))
         .unwrap_or_else(|error| panic!("{method} {url}: {error}"))
 }
+
+/// Opens `wss://` connections to `url` every 25 ms until one is served `expected`; each
+/// connection's `$connect` is taken from `backend`. Any other certificate than `previous` or
+/// `expected`, or no change within [`DEADLINE`], fails the test.
+pub async fn wait_for_certificate(
+    url: &str,
+    ca: &TestCa,
+    backend: &mut crate::MockBackend,
+    previous: &[u8],
+    expected: &[u8],
+) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut pace = tokio::time::interval(std::time::Duration::from_millis(25));
+    loop {
+        pace.tick().await;
+        let (client, served) = connect_wss(url, ca.client_config(), &[])
+            .await
+            .expect("wss handshake");
+        backend.next_event_for("$connect").await;
+        drop(client);
+        if served.as_ref() == expected {
+            return;
+        }
+        assert_eq!(
+            served.as_ref(),
+            previous,
+            "neither the old nor the new certificate"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new certificate was not served within {DEADLINE:?}"
+        );
+    }
+}

@@ -17,35 +17,29 @@ const MAX_BURST: i64 = 100_000_000;
 /// Validates `[throttling]`, recording problems; the defaults stand in for rejected values.
 pub(super) fn validate_throttling(raw: &RawThrottling, problems: &mut Problems<'_>) -> Throttling {
     let defaults = Throttling::default();
+    // `throttling.{prefix}rate_limit` and `throttling.{prefix}burst_limit`.
+    let mut bucket = |prefix: &str, rate, burst, fallback| {
+        let rate_key = format!("throttling.{prefix}rate_limit");
+        let burst_key = format!("throttling.{prefix}burst_limit");
+        rate_limit(problems, (&rate_key, rate), (&burst_key, burst), fallback)
+    };
     Throttling {
-        route_default: rate_limit(
-            problems,
-            ("throttling.rate_limit", raw.rate_limit.as_ref()),
-            ("throttling.burst_limit", raw.burst_limit.as_ref()),
+        route_default: bucket(
+            "",
+            raw.rate_limit.as_ref(),
+            raw.burst_limit.as_ref(),
             defaults.route_default,
         ),
-        connect: rate_limit(
-            problems,
-            (
-                "throttling.connect_rate_limit",
-                raw.connect_rate_limit.as_ref(),
-            ),
-            (
-                "throttling.connect_burst_limit",
-                raw.connect_burst_limit.as_ref(),
-            ),
+        connect: bucket(
+            "connect_",
+            raw.connect_rate_limit.as_ref(),
+            raw.connect_burst_limit.as_ref(),
             defaults.connect,
         ),
-        management: rate_limit(
-            problems,
-            (
-                "throttling.management_rate_limit",
-                raw.management_rate_limit.as_ref(),
-            ),
-            (
-                "throttling.management_burst_limit",
-                raw.management_burst_limit.as_ref(),
-            ),
+        management: bucket(
+            "management_",
+            raw.management_rate_limit.as_ref(),
+            raw.management_burst_limit.as_ref(),
             defaults.management,
         ),
     }

@@ -9,25 +9,9 @@ use serde_json::Value;
 use sockway_testkit::sigv4::request_with_headers;
 use sockway_testkit::{MockBackend, TestGateway, http_request};
 
-use crate::{config, connect};
+use crate::{ACCESS_KEY_ID, SECRET, config, connect, management_credentials};
 
-const ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
-const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 const HEADER: (&str, &str) = ("x-sockway-console", "1");
-
-fn credentials() -> String {
-    format!(
-        r#"
-[[management.credentials]]
-access_key_id = "AKIAOTHEREXAMPLE0000"
-secret_access_key = "other-secret"
-
-[[management.credentials]]
-access_key_id = "{ACCESS_KEY_ID}"
-secret_access_key = "{SECRET}"
-"#
-    )
-}
 
 /// `http://HOST:PORT` of the listener that serves the console.
 fn console_base(gateway: &TestGateway) -> String {
@@ -91,7 +75,7 @@ async fn call(method: &str, url: &str, cookie: &str, body: &[u8]) -> Answer {
 #[tokio::test]
 async fn console_assets_are_embedded_with_a_strict_policy() {
     let backend = MockBackend::start().await;
-    let gateway = TestGateway::start(&config(&backend, &credentials())).await;
+    let gateway = TestGateway::start(&config(&backend, &management_credentials())).await;
     let base = console_base(&gateway);
 
     for (path, content_type, needle) in [
@@ -152,7 +136,7 @@ async fn console_assets_are_embedded_with_a_strict_policy() {
 #[tokio::test]
 async fn console_sign_in_checks_management_credentials() {
     let backend = MockBackend::start().await;
-    let gateway = TestGateway::start(&config(&backend, &credentials())).await;
+    let gateway = TestGateway::start(&config(&backend, &management_credentials())).await;
     let base = console_base(&gateway);
 
     // A wrong secret, an unknown key id, a right secret of another key: each refused, slowly.
@@ -234,7 +218,7 @@ async fn console_sign_in_checks_management_credentials() {
 #[tokio::test]
 async fn console_calls_need_a_session_and_the_console_header() {
     let mut backend = MockBackend::start().await;
-    let gateway = TestGateway::start(&config(&backend, &credentials())).await;
+    let gateway = TestGateway::start(&config(&backend, &management_credentials())).await;
     let base = console_base(&gateway);
     let summary_url = format!("{base}/console/api/summary");
     let (_client, _id) = connect(&gateway, &mut backend).await;
@@ -290,7 +274,7 @@ async fn console_calls_need_a_session_and_the_console_header() {
 #[tokio::test]
 async fn console_logout_ends_the_session() {
     let backend = MockBackend::start().await;
-    let gateway = TestGateway::start(&config(&backend, &credentials())).await;
+    let gateway = TestGateway::start(&config(&backend, &management_credentials())).await;
     let base = console_base(&gateway);
     let summary_url = format!("{base}/console/api/summary");
     let cookie = session(&base).await;
@@ -313,7 +297,7 @@ async fn console_lists_inspects_messages_and_disconnects_connections() {
     let mut backend = MockBackend::start().await;
     let extra = format!(
         "{}\n[management]\nlisten = \"127.0.0.1:0\"\n",
-        credentials()
+        management_credentials()
     );
     let gateway = TestGateway::start(&config(&backend, &extra)).await;
     let base = console_base(&gateway);
@@ -469,7 +453,7 @@ async fn without_credentials_the_console_is_as_open_as_the_management_api() {
 #[tokio::test]
 async fn sign_ins_beyond_the_gate_are_refused_without_a_check() {
     let backend = MockBackend::start().await;
-    let gateway = TestGateway::start(&config(&backend, &credentials())).await;
+    let gateway = TestGateway::start(&config(&backend, &management_credentials())).await;
     let base = console_base(&gateway);
 
     // Five wrong sign-ins at once: four are checked (and wait out the delay), the fifth is

@@ -65,6 +65,25 @@ body = '{{"pong":true}}'
 
 /// Checks an AWS-style error answer of the management API: status, `x-amzn-ErrorType` and a
 /// request id.
+/// The key a signed test signs with: AWS's documentation example.
+pub(crate) const ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
+pub(crate) const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+/// `[[management.credentials]]` with two keys, [`ACCESS_KEY_ID`] second.
+pub(crate) fn management_credentials() -> String {
+    format!(
+        r#"
+[[management.credentials]]
+access_key_id = "AKIAOTHEREXAMPLE0000"
+secret_access_key = "other-secret"
+
+[[management.credentials]]
+access_key_id = "{ACCESS_KEY_ID}"
+secret_access_key = "{SECRET}"
+"#
+    )
+}
+
 pub(crate) fn check_error(
     status: u16,
     headers: &http::HeaderMap,

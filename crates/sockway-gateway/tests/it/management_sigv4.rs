@@ -7,26 +7,10 @@ use serde_json::Value;
 use sockway_testkit::sigv4::{SigningKey, request_with_headers, signed_request};
 use sockway_testkit::{MockBackend, TestGateway, http_request};
 
-use crate::config;
-
-const ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
-const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+use crate::{ACCESS_KEY_ID, SECRET, config, management_credentials};
 
 fn credentials_config(backend: &MockBackend) -> String {
-    config(
-        backend,
-        &format!(
-            r#"
-[[management.credentials]]
-access_key_id = "AKIAOTHEREXAMPLE0000"
-secret_access_key = "other-secret"
-
-[[management.credentials]]
-access_key_id = "{ACCESS_KEY_ID}"
-secret_access_key = "{SECRET}"
-"#
-        ),
-    )
+    config(backend, &management_credentials())
 }
 
 /// A gateway with credentials, one connected client and its connection id.

@@ -1,12 +1,12 @@
 //! `[tls]`: `wss://` and `https://` from PEM files, certificate reloads that leave open
 //! connections alone, startup checks of the files, and the handshake timeout on TLS.
 
-use std::time::Duration;
-
 use sockway_gateway::config::Config;
 use sockway_gateway::server::TlsError;
 use sockway_gateway::{Gateway, GatewayError};
-use sockway_testkit::tls::{TestCa, TlsFiles, WssClient, connect_wss, https_request};
+use sockway_testkit::tls::{
+    TestCa, TlsFiles, WssClient, connect_wss, https_request, wait_for_certificate,
+};
 use sockway_testkit::{DEADLINE, MockBackend, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -186,24 +186,7 @@ async fn tls_changed_files_are_picked_up_by_polling() {
 
     let renewed = ca.issue();
     files.write(&renewed);
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    let mut pace = tokio::time::interval(Duration::from_millis(25));
-    loop {
-        pace.tick().await;
-        let (client, served) = connect_wss(&gateway.ws_url, ca.client_config(), &[])
-            .await
-            .expect("wss handshake");
-        backend.next_event_for("$connect").await;
-        drop(client);
-        if served == renewed.der {
-            break;
-        }
-        assert_eq!(served.to_vec(), original);
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the renewed certificate was not served within {DEADLINE:?}"
-        );
-    }
+    wait_for_certificate(&gateway.ws_url, &ca, &mut backend, &original, &renewed.der).await;
     gateway.shutdown().await;
 }
 

@@ -3,9 +3,8 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
-use sockway_testkit::tls::{TestCa, TlsFiles, connect_wss, https_request};
+use sockway_testkit::tls::{TestCa, TlsFiles, connect_wss, https_request, wait_for_certificate};
 use sockway_testkit::{ConfigFile, DEADLINE, GatewayProcess, MockBackend};
 
 fn binary() -> &'static Path {
@@ -58,24 +57,7 @@ async fn tls_sighup_reloads_the_certificate_and_keeps_open_connections() {
     process.signal("HUP").await;
 
     // The signal is handled asynchronously: handshake until the new certificate shows.
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    let mut pace = tokio::time::interval(Duration::from_millis(25));
-    loop {
-        pace.tick().await;
-        let (client, served) = connect_wss(&process.ws_url, ca.client_config(), &[])
-            .await
-            .expect("wss handshake");
-        backend.next_event_for("$connect").await;
-        drop(client);
-        if served == renewed.der {
-            break;
-        }
-        assert_eq!(served, original, "neither the old nor the new certificate");
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "SIGHUP did not bring the new certificate within {DEADLINE:?}"
-        );
-    }
+    wait_for_certificate(&process.ws_url, &ca, &mut backend, &original, &renewed.der).await;
 
     let message = r#"{"action":"other","opened":"before the reload"}"#;
     before.send_text(message).await;
