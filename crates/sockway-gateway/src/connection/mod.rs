@@ -10,8 +10,10 @@
 //!   mailbox command, a heartbeat tick, the idle/duration deadline and the close token;
 //! - finish: close the socket, wait for in-flight integrations, deliver `$disconnect`.
 //!
-//! Concurrency rules: the loop never awaits a backend. Integrations run in a `JoinSet` owned by
-//! the task and come back as loop events; when `limits.max_inflight_integrations` are running,
+//! Concurrency rules: the loop never awaits a backend. Integrations run as futures the task
+//! polls alongside the socket (`FuturesUnordered`, no task of their own: a message's round trip
+//! then wakes one task fewer) and come back as loop events; a panic in one is caught and answered
+//! like a failed integration; when `limits.max_inflight_integrations` are running,
 //! the loop stops reading frames (backpressure) instead of queueing. Writes to the socket are
 //! bounded by [`SEND_TIMEOUT`]: a client that does not read is closed as a slow consumer
 //! rather than buffered for without bound.
@@ -19,12 +21,16 @@
 mod handshake;
 mod timers;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use sockway_protocol::close::CloseCause;
 use sockway_protocol::error::ErrorFrame;
 use sockway_protocol::event::ConnectionContext;
@@ -159,7 +165,7 @@ async fn open<S>(
                 context: context.clone(),
                 handle: handle.clone(),
                 close,
-                inflight: JoinSet::new(),
+                inflight: FuturesUnordered::new(),
             };
             let cause = connection.run(&mut socket).await;
             handle.mark_closing();
@@ -196,8 +202,11 @@ struct Connection {
     context: Arc<ConnectionContext>,
     handle: ConnectionHandle,
     close: CancellationToken,
-    inflight: JoinSet<Completion>,
+    inflight: FuturesUnordered<Inflight>,
 }
+
+/// An integration running for one message; `Err` when it panicked.
+type Inflight = Pin<Box<dyn Future<Output = std::thread::Result<Completion>> + Send>>;
 
 /// A finished integration for one message.
 struct Completion {
@@ -286,11 +295,11 @@ impl Connection {
                         }
                     }
                 }
-                Some(joined) = self.inflight.join_next(), if !self.inflight.is_empty() => {
-                    let sent = match joined {
+                Some(finished) = self.inflight.next(), if !self.inflight.is_empty() => {
+                    let sent = match finished {
                         Ok(completion) => self.complete(socket, completion).await,
-                        Err(join_error) => {
-                            error!(error = %join_error, "integration task failed");
+                        Err(_panic) => {
+                            error!("an integration panicked; its message gets no answer");
                             Ok(false)
                         }
                     };
@@ -384,7 +393,7 @@ impl Connection {
         if let Some(metrics) = self.shared.metrics.route(route.key.as_str()) {
             metrics.messages_in.inc();
         }
-        self.inflight.spawn(async move {
+        let running = async move {
             let started = Instant::now();
             let result = integration.invoke(&call).await;
             Completion {
@@ -395,7 +404,9 @@ impl Connection {
                 result,
                 latency: started.elapsed(),
             }
-        });
+        };
+        self.inflight
+            .push(Box::pin(AssertUnwindSafe(running).catch_unwind()));
         Ok(())
     }
 
@@ -527,15 +538,15 @@ impl Connection {
         }
         let grace = self.shared.config.limits.shutdown_grace;
         let drained = tokio::time::timeout(grace, async {
-            while self.inflight.join_next().await.is_some() {}
+            while self.inflight.next().await.is_some() {}
         })
         .await;
         if drained.is_err() {
             warn!(
                 remaining = self.inflight.len(),
-                "integrations still running after the grace period; aborting them"
+                "integrations still running after the grace period; cancelling them"
             );
-            self.inflight.abort_all();
+            self.inflight.clear();
         }
     }
 }
