@@ -28,6 +28,7 @@ use report::RunReport;
 use servers::ServerKind;
 use worker::WorkerArgs;
 use workloads::Harness;
+use workloads::broadcast::BroadcastSettings;
 use workloads::connect::ConnectSettings;
 use workloads::idle::IdleSettings;
 use workloads::push::PushSettings;
@@ -46,7 +47,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Every workload in turn: idle, connect, roundtrip, push.
+    /// Every workload in turn: idle, connect, roundtrip, push, broadcast (one node, then six
+    /// nodes with 100,000 members; quick: one small cluster form), cluster-push.
     All(RunOptions),
     /// Workload 1: gateway RSS per idle connection, against the echo server's.
     Idle {
@@ -93,22 +95,37 @@ enum Command {
         #[command(flatten)]
         run: RunOptions,
         #[command(flatten)]
-        window: WindowOptions,
-        /// WebSocket connections pushed to. Default 10,000; quick 100.
+        push: PushOptions,
+    },
+    /// Workload 5: time until the last member of a group reads a broadcast (p50/p99).
+    Broadcast {
+        #[command(flatten)]
+        run: RunOptions,
+        /// Group members (N). Default 19,000; quick 200. The cluster form is
+        /// `--connections 100000 --nodes 6`.
         #[arg(long)]
         connections: Option<usize>,
-        /// Receiver worker processes. Default 2.
+        /// Gateway nodes (and baseline hubs); over 1, a cluster on one Redis. Default 1;
+        /// quick 2.
+        #[arg(long)]
+        nodes: Option<usize>,
+        /// Listener worker processes, spread over the nodes (at most 19,000 sockets each).
+        /// Default: about 10,000 connections each, the same number per node.
         #[arg(long)]
         workers: Option<usize>,
-        /// Keep-alive HTTP connections pushing at once. Default 16; quick 4.
+        /// Broadcasts sent, one at a time (at most 1,024). Default 20; quick 3.
         #[arg(long)]
-        push_connections: Option<usize>,
-        /// Pusher worker processes. Default 1.
-        #[arg(long)]
-        pushers: Option<usize>,
-        /// Bytes per pushed message. Default 64.
+        broadcasts: Option<usize>,
+        /// Filler bytes per broadcast, after its sequence number and send time. Default 64.
         #[arg(long)]
         payload_bytes: Option<usize>,
+    },
+    /// Workload 6: workload 4 with the POST on node A and the sockets on node B (Redis).
+    ClusterPush {
+        #[command(flatten)]
+        run: RunOptions,
+        #[command(flatten)]
+        push: PushOptions,
     },
     /// Internal: one of the harness's servers.
     #[command(hide = true)]
@@ -139,6 +156,28 @@ struct RunOptions {
     perf: Option<PathBuf>,
 }
 
+/// The knobs of the push workloads (4 and 6).
+#[derive(Debug, Clone, Args)]
+struct PushOptions {
+    #[command(flatten)]
+    window: WindowOptions,
+    /// WebSocket connections pushed to. Default 10,000; quick 100.
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Receiver worker processes. Default 2.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Keep-alive HTTP connections pushing at once. Default 16; quick 4.
+    #[arg(long)]
+    push_connections: Option<usize>,
+    /// Pusher worker processes. Default 1.
+    #[arg(long)]
+    pushers: Option<usize>,
+    /// Bytes per pushed message. Default 64.
+    #[arg(long)]
+    payload_bytes: Option<usize>,
+}
+
 /// A measured window's length.
 #[derive(Debug, Clone, Args)]
 struct WindowOptions {
@@ -157,6 +196,8 @@ enum Planned {
     Connect(ConnectSettings),
     Roundtrip(RoundtripSettings),
     Push(PushSettings),
+    Broadcast(BroadcastSettings),
+    ClusterPush(PushSettings),
 }
 
 fn main() -> ExitCode {
@@ -196,12 +237,17 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::All(run) => {
             let quick = run.quick;
-            let plan = vec![
+            let mut plan = vec![
                 Planned::Idle(IdleSettings::defaults(quick)),
                 Planned::Connect(ConnectSettings::defaults(quick)),
                 Planned::Roundtrip(RoundtripSettings::defaults(quick)),
                 Planned::Push(PushSettings::defaults(quick)),
+                Planned::Broadcast(BroadcastSettings::defaults(quick)),
             ];
+            if !quick {
+                plan.push(Planned::Broadcast(BroadcastSettings::cluster()));
+            }
+            plan.push(Planned::ClusterPush(PushSettings::defaults(quick)));
             (run, plan)
         }
         Command::Idle {
@@ -240,23 +286,31 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             override_with(&mut settings.payload_bytes, payload_bytes);
             (run, vec![Planned::Roundtrip(settings)])
         }
-        Command::Push {
+        Command::Push { run, push } => {
+            let settings = push.settings(run.quick);
+            (run, vec![Planned::Push(settings)])
+        }
+        Command::ClusterPush { run, push } => {
+            let settings = push.settings(run.quick);
+            (run, vec![Planned::ClusterPush(settings)])
+        }
+        Command::Broadcast {
             run,
-            window,
             connections,
+            nodes,
             workers,
-            push_connections,
-            pushers,
+            broadcasts,
             payload_bytes,
         } => {
-            let mut settings = PushSettings::defaults(run.quick);
-            window.apply(&mut settings.timing);
+            let mut settings = BroadcastSettings::defaults(run.quick);
             override_with(&mut settings.connections, connections);
-            override_with(&mut settings.workers, workers);
-            override_with(&mut settings.push_connections, push_connections);
-            override_with(&mut settings.pushers, pushers);
+            override_with(&mut settings.nodes, nodes);
+            settings.workers = workers.unwrap_or_else(|| {
+                workloads::broadcast::default_workers(settings.connections, settings.nodes)
+            });
+            override_with(&mut settings.broadcasts, broadcasts);
             override_with(&mut settings.payload_bytes, payload_bytes);
-            (run, vec![Planned::Push(settings)])
+            (run, vec![Planned::Broadcast(settings)])
         }
     };
     run_plan(run, plan).await
@@ -294,6 +348,23 @@ async fn run_plan(run: RunOptions, plan: Vec<Planned>) -> anyhow::Result<ExitCod
                 eprintln!("== push: {} connections", settings.connections);
                 ("push", workloads::push::run(&mut harness, settings).await)
             }
+            Planned::Broadcast(settings) => {
+                eprintln!(
+                    "== broadcast: {} members on {} node(s)",
+                    settings.connections, settings.nodes
+                );
+                (
+                    "broadcast",
+                    workloads::broadcast::run(&mut harness, settings).await,
+                )
+            }
+            Planned::ClusterPush(settings) => {
+                eprintln!("== cluster-push: {} connections", settings.connections);
+                (
+                    "cluster-push",
+                    workloads::cluster_push::run(&mut harness, settings).await,
+                )
+            }
         };
         if let Err(error) = outcome {
             eprintln!("sockway-bench: workload {name} failed: {error:#}");
@@ -315,6 +386,19 @@ async fn run_plan(run: RunOptions, plan: Vec<Planned>) -> anyhow::Result<ExitCod
     } else {
         ExitCode::FAILURE
     })
+}
+
+impl PushOptions {
+    fn settings(&self, quick: bool) -> PushSettings {
+        let mut settings = PushSettings::defaults(quick);
+        self.window.apply(&mut settings.timing);
+        override_with(&mut settings.connections, self.connections);
+        override_with(&mut settings.workers, self.workers);
+        override_with(&mut settings.push_connections, self.push_connections);
+        override_with(&mut settings.pushers, self.pushers);
+        override_with(&mut settings.payload_bytes, self.payload_bytes);
+        settings
+    }
 }
 
 impl WindowOptions {

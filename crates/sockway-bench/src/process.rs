@@ -4,7 +4,8 @@
 //! Every child is started with `kill_on_drop`, and the normal path stops each one
 //! explicitly: servers with SIGTERM (sent with `kill`, since the workspace forbids `unsafe`),
 //! workers with `stop` on their stdin. Servers print one `... listening on URL` line, the
-//! same convention as `sockway serve`.
+//! same convention as `sockway serve`; `redis-server` (the cluster workloads' Redis) is
+//! ready at its `Ready to accept connections` line.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -51,7 +52,37 @@ impl ServerProcess {
     /// Starts `command` and waits for its `... listening on URL` line.
     pub(crate) async fn start(
         name: &'static str,
+        command: Command,
+    ) -> anyhow::Result<ServerProcess> {
+        ServerProcess::start_until(name, command, |line| {
+            line.split_once("listening on ")
+                .map(|(_, url)| url.trim().to_owned())
+        })
+        .await
+    }
+
+    /// Starts `redis-server` on `port` of 127.0.0.1 without persistence, in `directory`, and
+    /// waits for its `Ready to accept connections` line; its URL is `redis://127.0.0.1:PORT`.
+    pub(crate) async fn start_redis(port: u16, directory: &Path) -> anyhow::Result<ServerProcess> {
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--logfile", ""])
+            .args(["--loglevel", "notice", "--dir"])
+            .arg(directory);
+        let url = format!("redis://127.0.0.1:{port}");
+        ServerProcess::start_until("redis", command, move |line| {
+            line.contains("Ready to accept connections")
+                .then(|| url.clone())
+        })
+        .await
+    }
+
+    /// Starts `command` and waits for the first stdout line `url_in` finds a URL in.
+    async fn start_until(
+        name: &'static str,
         mut command: Command,
+        url_in: impl Fn(&str) -> Option<String>,
     ) -> anyhow::Result<ServerProcess> {
         let mut child = command
             .stdin(Stdio::piped())
@@ -69,8 +100,8 @@ impl ServerProcess {
                 let Some(line) = stdout.next_line().await.context("read startup line")? else {
                     bail!("{name} exited before printing its startup line");
                 };
-                if let Some((_, url)) = line.split_once("listening on ") {
-                    return Ok(url.trim().to_owned());
+                if let Some(url) = url_in(&line) {
+                    return Ok(url);
                 }
             }
         })

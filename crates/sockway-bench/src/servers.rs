@@ -1,6 +1,7 @@
 //! The servers built into the harness (`sockway-bench serve KIND`): the WebSocket echo
-//! server of the self-baseline, the Lambda-proxy backend the gateway's routes call, and a
-//! bare HTTP server for the push baseline.
+//! server of the self-baseline, the Lambda-proxy backend the gateway's routes call, a
+//! bare HTTP server for the push baseline, and a trivial broadcast hub for the broadcast
+//! baseline.
 //!
 //! Each runs as its own process on `127.0.0.1:0`, prints `... listening on URL` and serves
 //! until SIGTERM or until its stdin closes, so the harness measures its memory and CPU
@@ -24,6 +25,11 @@ use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::broadcast;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::task::TaskTracker;
 
 use crate::client;
@@ -40,6 +46,10 @@ pub(crate) enum ServerKind {
     LambdaBackend,
     /// An HTTP server answering 200 with an empty body to every request.
     HttpOk,
+    /// A WebSocket server that holds every connection and writes the body of each HTTP POST
+    /// (any path) to all of them through a `tokio::sync::broadcast` channel, answering
+    /// `{"delivered":N,"dropped":0}`: the least a broadcast can cost with these clients.
+    WsBroadcast,
 }
 
 /// Listen backlog: room for every handshake a connect loop has in flight.
@@ -82,6 +92,7 @@ pub(crate) async fn run(kind: ServerKind) -> anyhow::Result<()> {
         ServerKind::WsEcho => ("ws-echo", format!("ws://{addr}/dev")),
         ServerKind::LambdaBackend => ("lambda-backend", format!("http://{addr}/")),
         ServerKind::HttpOk => ("http-ok", format!("http://{addr}/")),
+        ServerKind::WsBroadcast => ("ws-broadcast", format!("ws://{addr}/dev")),
     };
     {
         let mut stdout = std::io::stdout().lock();
@@ -103,6 +114,9 @@ async fn accept_loop(
     tasks: TaskTracker,
     captured: Arc<OnceLock<Bytes>>,
 ) {
+    // Only the broadcast hub uses it; a lagging receiver skips messages rather than holding
+    // the others back.
+    let (hub, _) = broadcast::channel::<Message>(64);
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _peer)) => stream,
@@ -126,6 +140,12 @@ async fn accept_loop(
             }
             ServerKind::HttpOk => {
                 tasks.spawn(serve_http(stream, http_ok));
+            }
+            ServerKind::WsBroadcast => {
+                let hub = hub.clone();
+                tasks.spawn(serve_http(stream, move |request| {
+                    broadcast_hub(request, hub.clone())
+                }));
             }
         }
     }
@@ -152,6 +172,7 @@ where
     let _ = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), service_fn(handler))
+        .with_upgrades()
         .await;
 }
 
@@ -199,6 +220,96 @@ async fn http_ok(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, In
     // Read the body like the gateway does, so both sides of the ratio receive it.
     let _ = request.into_body().collect().await;
     Ok(respond(StatusCode::OK, Bytes::new()))
+}
+
+/// A WebSocket upgrade joins the hub; any other request's body is sent to every member.
+async fn broadcast_hub(
+    mut request: Request<Incoming>,
+    hub: broadcast::Sender<Message>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let upgrade = request
+        .headers()
+        .get(hyper::header::UPGRADE)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if upgrade {
+        let Some(key) = request.headers().get(hyper::header::SEC_WEBSOCKET_KEY) else {
+            return Ok(respond(StatusCode::BAD_REQUEST, Bytes::new()));
+        };
+        let accept = derive_accept_key(key.as_bytes());
+        // A member from the moment the 101 is sent, as a gateway connection joined by
+        // `$connect` is.
+        let receiver = hub.subscribe();
+        let upgrading = hyper::upgrade::on(&mut request);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgrading.await {
+                let socket = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(client::websocket_config()),
+                )
+                .await;
+                forward_broadcasts(socket, receiver).await;
+            }
+        });
+        let mut response = respond(StatusCode::SWITCHING_PROTOCOLS, Bytes::new());
+        let headers = response.headers_mut();
+        headers.insert(
+            hyper::header::UPGRADE,
+            hyper::header::HeaderValue::from_static("websocket"),
+        );
+        headers.insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("Upgrade"),
+        );
+        if let Ok(accept) = hyper::header::HeaderValue::from_str(&accept) {
+            headers.insert(hyper::header::SEC_WEBSOCKET_ACCEPT, accept);
+        }
+        return Ok(response);
+    }
+    let Ok(body) = request
+        .into_body()
+        .collect()
+        .await
+        .map(|body| body.to_bytes())
+    else {
+        return Ok(respond(StatusCode::BAD_REQUEST, Bytes::new()));
+    };
+    let message = match Utf8Bytes::try_from(body.clone()) {
+        Ok(text) => Message::Text(text),
+        Err(_) => Message::Binary(body),
+    };
+    let delivered = hub.send(message).unwrap_or(0);
+    Ok(respond(
+        StatusCode::OK,
+        Bytes::from(format!(r#"{{"delivered":{delivered},"dropped":0}}"#)),
+    ))
+}
+
+/// Writes every broadcast to `socket` until either side ends.
+async fn forward_broadcasts<S>(
+    mut socket: WebSocketStream<S>,
+    mut receiver: broadcast::Receiver<Message>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        tokio::select! {
+            message = receiver.recv() => match message {
+                Ok(message) => {
+                    if socket.send(message).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            incoming = socket.next() => match incoming {
+                // tungstenite answers pings and the close handshake while reading.
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return,
+            },
+        }
+    }
 }
 
 fn respond(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {

@@ -4,12 +4,13 @@
 //! sockets here, and each binds its own loopback source addresses. A worker opens its
 //! connections, says [`Event::Ready`], and then follows the parent's [`Command`]s, one JSON
 //! line each way: timed tasks run their window after `go` and end with [`Event::Done`];
-//! holding tasks (`idle`, `receive`) run until `stop`. A closed stdin counts as `stop`, so a
-//! worker never outlives its parent for long.
+//! holding tasks (`idle`, `receive`, `listen`) run until `stop`. A closed stdin counts as
+//! `stop`, so a worker never outlives its parent for long.
 //!
 //! What is measured and how it is turned into figures is the workloads' business
 //! (`workloads`); this module only does the client side and counts.
 
+mod arrivals;
 mod http;
 mod tally;
 mod ws;
@@ -26,6 +27,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines, Stdin, Stdout};
 
 use tally::Tally;
+
+pub(crate) use arrivals::{Arrival, MAX_BROADCASTS};
 
 /// Connections a worker opens at once; more would only overflow the listen backlogs.
 const OPEN_CONCURRENCY: usize = 64;
@@ -47,6 +50,9 @@ pub(crate) enum Task {
     /// Learn each connection's id with `{"action":"whoami"}`, then count pushed messages
     /// until `stop`.
     Receive,
+    /// Hold connections that `$connect` placed in a group and record each broadcast's
+    /// arrivals (`{"seq":N,...}`) until `stop`.
+    Listen,
     /// POST the body file to the URL and expect a 200, one request in flight per connection.
     HttpEcho,
     /// POST a payload to the paths listed in the body file, in turn, counting statuses.
@@ -91,7 +97,7 @@ pub(crate) struct WorkerArgs {
 pub(crate) enum Command {
     /// Start the timed window.
     Go,
-    /// Say how many messages have been received so far (`receive`).
+    /// Say how many messages have been received so far (`receive`, `listen`).
     Count,
     /// Close the connections, report and exit.
     Stop,
@@ -108,7 +114,7 @@ pub(crate) enum Event {
         /// `receive`: the connection ids, in no particular order.
         ids: Vec<String>,
     },
-    /// Messages received so far (`receive`).
+    /// Messages received so far (`receive`, `listen`).
     Count {
         /// Data messages received by all connections.
         received: u64,
@@ -132,8 +138,11 @@ pub(crate) struct Report {
     pub(crate) latency_us: Vec<(u64, u64)>,
     /// `http-push`: every status received, with its count.
     pub(crate) statuses: BTreeMap<u16, u64>,
-    /// `receive`: data messages received.
+    /// `receive`, `listen`: data messages received.
     pub(crate) received: u64,
+    /// `listen`: per broadcast, the connections that received it and when the last did.
+    #[serde(default)]
+    pub(crate) arrivals: Vec<Arrival>,
 }
 
 /// The worker's end of the pipe pair to the parent.
@@ -200,6 +209,7 @@ pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         Task::Connect => ws::connect(&args, &mut link).await?,
         Task::WsEcho => ws::echo(&args, &mut link).await?,
         Task::Receive => ws::receive(&args, &mut link).await?,
+        Task::Listen => ws::listen(&args, &mut link).await?,
         Task::HttpEcho => http::echo(&args, &mut link).await?,
         Task::HttpPush => http::push(&args, &mut link).await?,
     };

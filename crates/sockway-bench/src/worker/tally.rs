@@ -158,6 +158,7 @@ impl Tally {
                 .expect("the status lock is never held across a panic")
                 .clone(),
             received: 0,
+            arrivals: Vec::new(),
         }
     }
 }

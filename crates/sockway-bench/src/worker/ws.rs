@@ -1,5 +1,5 @@
-//! The WebSocket tasks: hold idle connections, connect in a loop, echo round trips, and
-//! receive pushes.
+//! The WebSocket tasks: hold idle connections, connect in a loop, echo round trips,
+//! receive pushes, and record broadcast arrivals.
 //!
 //! Every connection is driven by one task in a `JoinSet` owned by the task function, and
 //! only that task touches its socket. Holding tasks keep reading so that tungstenite answers
@@ -12,11 +12,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use futures_util::StreamExt;
 use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use super::arrivals::Arrivals;
 use super::tally::{Tally, Window};
 use super::{Link, OPERATION_DEADLINE, Report, WorkerArgs, filler, open_many};
 use crate::client::{self, Sources, Target, WsStream};
+use crate::workloads::epoch_nanos;
 
 /// Holds `connections` open until `stop`.
 pub(super) async fn idle(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<Report> {
@@ -31,15 +34,30 @@ pub(super) async fn idle(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<R
     })
     .await;
     link.ready(sockets.len(), Vec::new()).await?;
-    let stop = CancellationToken::new();
-    let mut tasks = JoinSet::new();
-    for socket in sockets {
-        tasks.spawn(hold(socket, stop.clone(), tally.clone(), None));
-    }
-    link.wait_for_stop(|| 0).await?;
-    stop.cancel();
-    while tasks.join_next().await.is_some() {}
+    hold_until_stop(sockets, &tally, Counter::Nothing, link).await?;
     Ok(tally.to_report())
+}
+
+/// Opens `connections` (placed in the broadcast group by `$connect`), then records each
+/// broadcast's arrivals until `stop`.
+pub(super) async fn listen(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<Report> {
+    let target = Target::parse(&args.url)?;
+    let sources = Sources::new(args.source, args.sources);
+    let tally = Arc::new(Tally::new(Window::starting_now(
+        Duration::ZERO,
+        Duration::ZERO,
+    )));
+    let sockets = open_many(args.connections, &tally, |_| {
+        client::connect_ws(&target, sources.next())
+    })
+    .await;
+    link.ready(sockets.len(), Vec::new()).await?;
+    let arrivals = Arc::new(Arrivals::new());
+    hold_until_stop(sockets, &tally, Counter::Broadcasts(arrivals.clone()), link).await?;
+    let mut report = tally.to_report();
+    report.received = arrivals.total();
+    report.arrivals = arrivals.to_report();
+    Ok(report)
 }
 
 /// Runs `connections` connect-handshake-close loops for the window after `go`.
@@ -108,40 +126,77 @@ pub(super) async fn receive(args: &WorkerArgs, link: &mut Link) -> anyhow::Resul
     let (sockets, ids): (Vec<WsStream>, Vec<String>) = opened.into_iter().unzip();
     link.ready(sockets.len(), ids).await?;
     let received = Arc::new(AtomicU64::new(0));
-    let stop = CancellationToken::new();
-    let mut tasks = JoinSet::new();
-    for socket in sockets {
-        tasks.spawn(hold(
-            socket,
-            stop.clone(),
-            tally.clone(),
-            Some(received.clone()),
-        ));
-    }
-    link.wait_for_stop(|| received.load(Ordering::Relaxed))
-        .await?;
-    stop.cancel();
-    while tasks.join_next().await.is_some() {}
+    hold_until_stop(sockets, &tally, Counter::Messages(received.clone()), link).await?;
     let mut report = tally.to_report();
     report.received = received.load(Ordering::Relaxed);
     Ok(report)
 }
 
-/// Reads until `stop`, counting data messages into `received` when given.
-async fn hold(
-    mut socket: WsStream,
-    stop: CancellationToken,
-    tally: Arc<Tally>,
-    received: Option<Arc<AtomicU64>>,
-) {
+/// What a held connection does with the data messages it reads.
+#[derive(Clone)]
+enum Counter {
+    /// Nothing (`idle`).
+    Nothing,
+    /// Counts them (`receive`).
+    Messages(Arc<AtomicU64>),
+    /// Records each broadcast's arrival (`listen`).
+    Broadcasts(Arc<Arrivals>),
+}
+
+impl Counter {
+    fn record(&self, message: Message, tally: &Tally) {
+        match self {
+            Counter::Nothing => {}
+            Counter::Messages(received) => {
+                received.fetch_add(1, Ordering::Relaxed);
+            }
+            Counter::Broadcasts(arrivals) => {
+                // The time first: parsing is the client's cost, not the server's.
+                let now_ns = epoch_nanos();
+                if let Err(error) = arrivals.record(&message.into_data(), now_ns) {
+                    tally.error(&error);
+                }
+            }
+        }
+    }
+
+    /// Data messages so far, for `count`.
+    fn total(&self) -> u64 {
+        match self {
+            Counter::Nothing => 0,
+            Counter::Messages(received) => received.load(Ordering::Relaxed),
+            Counter::Broadcasts(arrivals) => arrivals.total(),
+        }
+    }
+}
+
+/// Holds every socket in its own task, answering `count` with what `counter` saw, until
+/// `stop`; then closes them.
+async fn hold_until_stop(
+    sockets: Vec<WsStream>,
+    tally: &Arc<Tally>,
+    counter: Counter,
+    link: &mut Link,
+) -> anyhow::Result<()> {
+    let stop = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    for socket in sockets {
+        tasks.spawn(hold(socket, stop.clone(), tally.clone(), counter.clone()));
+    }
+    link.wait_for_stop(|| counter.total()).await?;
+    stop.cancel();
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Reads until `stop`, giving data messages to `counter`.
+async fn hold(mut socket: WsStream, stop: CancellationToken, tally: Arc<Tally>, counter: Counter) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             message = socket.next() => match message {
                 Some(Ok(message)) if message.is_text() || message.is_binary() => {
-                    if let Some(received) = &received {
-                        received.fetch_add(1, Ordering::Relaxed);
-                    }
+                    counter.record(message, &tally);
                 }
                 Some(Ok(_)) => {}
                 Some(Err(error)) => {

@@ -5,6 +5,8 @@
 //! the numbers into [`Figure`]s; the client side lives in `worker`, the servers in
 //! `servers`, and the rendering in `report`.
 
+pub(crate) mod broadcast;
+pub(crate) mod cluster_push;
 pub(crate) mod connect;
 pub(crate) mod idle;
 pub(crate) mod push;
@@ -166,12 +168,60 @@ impl Harness {
         ServerProcess::start("gateway", command).await
     }
 
+    /// Starts `nodes` gateways with `config`: one plain node when `redis` is `None`,
+    /// otherwise nodes of one cluster on that Redis (`node_id` `{name}-{index}`). A node that
+    /// fails to start leaves the others to be killed on drop.
+    pub(crate) async fn start_nodes(
+        &self,
+        name: &str,
+        config: &str,
+        nodes: usize,
+        redis: Option<&ServerProcess>,
+    ) -> anyhow::Result<Vec<ServerProcess>> {
+        let mut started = Vec::with_capacity(nodes);
+        for index in 0..nodes {
+            let node = match redis {
+                None => self.start_gateway(name, config).await?,
+                Some(redis) => {
+                    let node_id = format!("{name}-{index}");
+                    let config = format!(
+                        "{config}\n[cluster]\nredis_url = \"{}\"\nnode_id = \"{node_id}\"\n",
+                        redis.url
+                    );
+                    self.start_gateway(&node_id, &config).await?
+                }
+            };
+            started.push(node);
+        }
+        Ok(started)
+    }
+
+    /// Starts `redis-server` on a free loopback port (trying another port if the one found
+    /// free is taken before Redis binds it).
+    pub(crate) async fn start_redis(&self) -> anyhow::Result<ServerProcess> {
+        let mut last_error = None;
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .context("find a free port for Redis")?
+                .port();
+            match ServerProcess::start_redis(port, &self.scratch.0).await {
+                Ok(redis) => return Ok(redis),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error
+            .expect("three attempts were made")
+            .context("start redis-server (apt-get install redis-server)"))
+    }
+
     /// Starts one of the harness's own servers.
     pub(crate) async fn start_server(&self, kind: ServerKind) -> anyhow::Result<ServerProcess> {
         let name = match kind {
             ServerKind::WsEcho => "ws-echo",
             ServerKind::LambdaBackend => "backend",
             ServerKind::HttpOk => "http-ok",
+            ServerKind::WsBroadcast => "ws-broadcast",
         };
         let value = clap::ValueEnum::to_possible_value(&kind)
             .expect("no server kind is skipped")
@@ -348,16 +398,7 @@ impl Merged {
     /// operation, which, unlike a rate, does not depend on how much CPU the clients left it
     /// on a shared machine.
     pub(crate) fn cpu_per_operation(&self, cpu: &CpuSplit, timing: Timing) -> String {
-        cpu.roles
-            .iter()
-            .filter(|(role, _)| !["clients", "receivers", "harness"].contains(&role.as_str()))
-            .map(|(role, percent)| {
-                let cpu_seconds = percent / 100.0 * timing.duration.as_secs_f64();
-                let micros = cpu_seconds * 1e6 / self.completed.max(1) as f64;
-                format!("{role} {micros:.0} µs")
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+        cpu_per_operation(cpu, timing.duration, self.completed)
     }
 
     /// `p50 X ms, p99 Y ms`.
@@ -376,6 +417,43 @@ impl Merged {
             _ => String::new(),
         }
     }
+}
+
+/// CPU time each server role of `cpu` (measured over `elapsed`) spent per operation, for
+/// `operations` operations: `gateway 64 µs, backend 30 µs`.
+pub(crate) fn cpu_per_operation(cpu: &CpuSplit, elapsed: Duration, operations: u64) -> String {
+    cpu.roles
+        .iter()
+        .filter(|(role, _)| !["clients", "receivers", "harness"].contains(&role.as_str()))
+        .map(|(role, percent)| {
+            let cpu_seconds = percent / 100.0 * elapsed.as_secs_f64();
+            let micros = cpu_seconds * 1e6 / operations.max(1) as f64;
+            format!("{role} {micros:.0} µs")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Stops every server in turn, in order, even when one fails; returns the first failure.
+pub(crate) async fn stop_all(servers: Vec<ServerProcess>) -> anyhow::Result<()> {
+    let mut first = Ok(());
+    for server in servers {
+        let stopped = server.stop().await;
+        if first.is_ok() {
+            first = stopped;
+        }
+    }
+    first
+}
+
+/// Nanoseconds since the Unix epoch: the clock every process of a run shares, for times
+/// measured across processes.
+pub(crate) fn epoch_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+        })
 }
 
 /// A duration in whole milliseconds, for worker arguments.

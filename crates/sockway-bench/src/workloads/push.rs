@@ -10,6 +10,7 @@
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -48,9 +49,27 @@ pub(crate) struct PushSettings {
 
 /// One push window.
 #[derive(Debug)]
-struct Measurement {
-    pushers: Merged,
-    cpu: CpuSplit,
+pub(crate) struct Measurement {
+    /// The pushers' merged reports.
+    pub(crate) pushers: Merged,
+    /// Where the CPU went.
+    pub(crate) cpu: CpuSplit,
+}
+
+/// Receiver workers holding the connections pushed to, and the file of their push paths.
+#[derive(Debug)]
+pub(crate) struct Receivers {
+    workers: Vec<WorkerProcess>,
+    paths_file: PathBuf,
+}
+
+/// The receivers' merged reports after they closed, and the pushes they counted.
+#[derive(Debug)]
+pub(crate) struct Received {
+    /// Errors (lost connections) and counts.
+    pub(crate) receivers: Merged,
+    /// Messages the clients received, warm-up included.
+    pub(crate) delivered: u64,
 }
 
 impl PushSettings {
@@ -85,9 +104,10 @@ impl PushSettings {
         }
     }
 
-    fn args(&self) -> String {
+    /// The knobs after the subcommand, `--connections N ...`.
+    pub(crate) fn knobs(&self) -> String {
         format!(
-            "push --connections {} --workers {} --push-connections {} --pushers {} --duration-ms {} --warmup-ms {} --payload-bytes {}",
+            "--connections {} --workers {} --push-connections {} --pushers {} --duration-ms {} --warmup-ms {} --payload-bytes {}",
             self.connections,
             self.workers,
             self.push_connections,
@@ -97,20 +117,21 @@ impl PushSettings {
             self.payload_bytes
         )
     }
+
+    /// Rejects settings that cannot run.
+    pub(crate) fn validate(&self, workload: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.connections >= 1 && self.push_connections >= 1 && !self.timing.duration.is_zero(),
+            "{workload} needs at least 1 connection, 1 push connection and a nonzero window"
+        );
+        Ok(())
+    }
 }
 
-/// Opens the receivers on a gateway, pushes to the bare server, then through the gateway.
-pub(crate) async fn run(harness: &mut Harness, settings: PushSettings) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        settings.connections >= 1
-            && settings.push_connections >= 1
-            && !settings.timing.duration.is_zero(),
-        "push needs at least 1 connection, 1 push connection and a nonzero window"
-    );
-    let load = machine::load();
-    let command = harness.command(&settings.args());
-    let backend = harness.start_server(ServerKind::LambdaBackend).await?;
-    let config = format!(
+/// The gateway's configuration for pushes: a two-way `whoami` route that the backend at
+/// `backend_url` answers with the connection's id.
+pub(crate) fn config(backend_url: &str) -> String {
+    format!(
         r#"
 [gateway]
 stage = "dev"
@@ -121,49 +142,36 @@ route_response = true
 
 [integrations.backend]
 type = "http"
-uri = "{}"
-"#,
-        backend.url
-    );
-    let gateway = harness.start_gateway("push", &config).await?;
+uri = "{backend_url}"
+"#
+    )
+}
+
+/// Opens the receivers on a gateway, pushes to the bare server, then through the gateway.
+pub(crate) async fn run(harness: &mut Harness, settings: PushSettings) -> anyhow::Result<()> {
+    settings.validate("push")?;
+    let load = machine::load();
+    let command = harness.command(&format!("push {}", settings.knobs()));
+    let backend = harness.start_server(ServerKind::LambdaBackend).await?;
+    let gateway = harness.start_gateway("push", &config(&backend.url)).await?;
     let outcome = measure_both(harness, &gateway.url, gateway.pid(), settings).await;
     let stopped = gateway.stop().await;
     let stopped_backend = backend.stop().await;
-    let (bare, pushed, receivers, delivered) = outcome?;
+    let (bare, pushed, received) = outcome?;
     stopped?;
     stopped_backend?;
 
+    check(harness, "push", "http-ok", &bare, None, settings);
+    let delivered_percent = check(
+        harness,
+        "push",
+        "gateway",
+        &pushed,
+        Some(&received),
+        settings,
+    );
+    let delivered = received.delivered;
     let acknowledged = pushed.pushers.total;
-    harness.report.check(
-        "push",
-        receivers.errors == 0,
-        format!(
-            "all {} receivers stayed connected{}",
-            settings.connections,
-            receivers.error_summary()
-        ),
-    );
-    for (name, result) in [("http-ok", &bare), ("gateway", &pushed)] {
-        harness.report.check(
-            "push",
-            result.pushers.errors == 0 && result.pushers.completed > 0,
-            format!(
-                "{name}: {} pushes answered 200 in the window, no other status{}",
-                result.pushers.completed,
-                result.pushers.error_summary()
-            ),
-        );
-    }
-    harness.report.check(
-        "push",
-        delivered == acknowledged,
-        format!("every acknowledged push delivered: {delivered} received for {acknowledged} 200s"),
-    );
-    let delivered_percent = if acknowledged == 0 {
-        0.0
-    } else {
-        100.0 * delivered as f64 / acknowledged as f64
-    };
     let timing = settings.timing;
     let n = number(settings.connections as f64);
     harness.figure(
@@ -205,89 +213,181 @@ uri = "{}"
     Ok(())
 }
 
+/// Records the checks of one push window: every push answered 200 and, with `received`
+/// (gateway windows), receivers held and every acknowledged push delivered. Returns the
+/// percentage delivered.
+pub(crate) fn check(
+    harness: &mut Harness,
+    workload: &'static str,
+    name: &str,
+    window: &Measurement,
+    received: Option<&Received>,
+    settings: PushSettings,
+) -> f64 {
+    let report = &mut harness.report;
+    report.check(
+        workload,
+        window.pushers.errors == 0 && window.pushers.completed > 0,
+        format!(
+            "{name}: {} pushes answered 200 in the window, no other status{}",
+            window.pushers.completed,
+            window.pushers.error_summary()
+        ),
+    );
+    let Some(received) = received else {
+        return 0.0;
+    };
+    report.check(
+        workload,
+        received.receivers.errors == 0,
+        format!(
+            "{name}: all {} receivers stayed connected{}",
+            settings.connections,
+            received.receivers.error_summary()
+        ),
+    );
+    let (delivered, acknowledged) = (received.delivered, window.pushers.total);
+    report.check(
+        workload,
+        delivered == acknowledged,
+        format!(
+            "{name}: every acknowledged push delivered: {delivered} received for {acknowledged} 200s"
+        ),
+    );
+    if acknowledged == 0 {
+        0.0
+    } else {
+        100.0 * delivered as f64 / acknowledged as f64
+    }
+}
+
 /// Receivers up, bare baseline, gateway window, deliveries counted, receivers closed.
-/// Returns (bare, gateway, receivers, delivered).
+/// Returns (bare, gateway, received).
 async fn measure_both(
     harness: &mut Harness,
     gateway_url: &str,
     gateway_pid: u32,
     settings: PushSettings,
-) -> anyhow::Result<(Measurement, Measurement, Merged, u64)> {
-    let receiver_template = WorkerArgs {
-        task: Task::Receive,
-        url: gateway_url.to_owned(),
-        connections: 0,
-        source: Ipv4Addr::LOCALHOST,
-        sources: 1,
-        warmup_ms: 0,
-        duration_ms: 0,
-        payload_bytes: 0,
-        input_file: None,
-    };
-    let (mut receivers, ids) = harness
-        .start_workers(
-            &receiver_template,
-            settings.connections,
-            settings.workers,
-            1,
-        )
-        .await?;
-    if ids.len() != settings.connections {
-        bail!(
-            "receivers learned {} ids for {} connections",
-            ids.len(),
-            settings.connections
-        );
-    }
-    let stage_path = gateway_url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.find('/').map(|start| &rest[start..]))
-        .unwrap_or("/dev");
-    let mut paths = String::new();
-    for id in &ids {
-        // Percent-encoded as boto3 sends it (ids end with `=`).
-        let _ = writeln!(
-            paths,
-            "{stage_path}/@connections/{}",
-            id.replace('=', "%3D")
-        );
-    }
-    let paths_file = harness.write_input("push-paths.txt", paths.as_bytes())?;
-    let receiver_pids: Vec<u32> = receivers.iter().map(WorkerProcess::pid).collect();
-
+) -> anyhow::Result<(Measurement, Measurement, Received)> {
+    let receivers = Receivers::open(harness, gateway_url, settings).await?;
     let bare_server = harness.start_server(ServerKind::HttpOk).await?;
-    let bare = push_window(
-        harness,
-        &bare_server.url,
-        &paths_file,
-        vec![("http-ok", vec![bare_server.pid()])],
-        None,
-        settings,
-    )
-    .await;
+    let bare = receivers
+        .push(
+            harness,
+            &bare_server.url,
+            vec![("http-ok", vec![bare_server.pid()])],
+            None,
+            settings,
+        )
+        .await;
     let stopped = bare_server.stop().await;
     let bare = bare?;
     stopped?;
 
     let http_url = gateway_url.replacen("ws://", "http://", 1);
-    let pushed = push_window(
-        harness,
-        &http_url,
-        &paths_file,
-        vec![("gateway", vec![gateway_pid]), ("receivers", receiver_pids)],
-        Some(("push", gateway_pid)),
-        settings,
-    )
-    .await?;
-    let delivered = wait_for_deliveries(&mut receivers, pushed.pushers.total).await?;
-    for receiver in &mut receivers {
-        receiver.send(worker::Command::Stop).await?;
+    let pushed = receivers
+        .push(
+            harness,
+            &http_url,
+            vec![("gateway", vec![gateway_pid])],
+            Some(("push", gateway_pid)),
+            settings,
+        )
+        .await?;
+    let received = receivers.close(pushed.pushers.total).await?;
+    Ok((bare, pushed, received))
+}
+
+impl Receivers {
+    /// Opens `settings.connections` receivers on the gateway at `ws_url` (`ws://HOST/stage`)
+    /// and writes the `@connections` path of each to a scratch file.
+    pub(crate) async fn open(
+        harness: &mut Harness,
+        ws_url: &str,
+        settings: PushSettings,
+    ) -> anyhow::Result<Receivers> {
+        let template = WorkerArgs {
+            task: Task::Receive,
+            url: ws_url.to_owned(),
+            connections: 0,
+            source: Ipv4Addr::LOCALHOST,
+            sources: 1,
+            warmup_ms: 0,
+            duration_ms: 0,
+            payload_bytes: 0,
+            input_file: None,
+        };
+        let (workers, ids) = harness
+            .start_workers(&template, settings.connections, settings.workers, 1)
+            .await?;
+        if ids.len() != settings.connections {
+            bail!(
+                "receivers learned {} ids for {} connections",
+                ids.len(),
+                settings.connections
+            );
+        }
+        let stage_path = ws_url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|start| &rest[start..]))
+            .unwrap_or("/dev");
+        let mut paths = String::new();
+        for id in &ids {
+            // Percent-encoded as boto3 sends it (ids end with `=`).
+            let _ = writeln!(
+                paths,
+                "{stage_path}/@connections/{}",
+                id.replace('=', "%3D")
+            );
+        }
+        let paths_file = harness.write_input("push-paths.txt", paths.as_bytes())?;
+        Ok(Receivers {
+            workers,
+            paths_file,
+        })
     }
-    let mut reports = Vec::with_capacity(receivers.len());
-    for receiver in receivers {
-        reports.push(receiver.finish(REPORT_DEADLINE).await?);
+
+    /// One push window against `http_url` (the paths are the receivers'), with the
+    /// receivers' CPU counted next to `roles`.
+    pub(crate) async fn push(
+        &self,
+        harness: &mut Harness,
+        http_url: &str,
+        mut roles: Vec<(&str, Vec<u32>)>,
+        profiled: Option<(&str, u32)>,
+        settings: PushSettings,
+    ) -> anyhow::Result<Measurement> {
+        roles.push((
+            "receivers",
+            self.workers.iter().map(WorkerProcess::pid).collect(),
+        ));
+        push_window(
+            harness,
+            http_url,
+            &self.paths_file,
+            roles,
+            profiled,
+            settings,
+        )
+        .await
     }
-    Ok((bare, pushed, Merged::from_reports(&reports), delivered))
+
+    /// Waits until the receivers counted `expected` messages (or the delivery deadline
+    /// passed), then closes them.
+    pub(crate) async fn close(mut self, expected: u64) -> anyhow::Result<Received> {
+        let delivered = wait_for_deliveries(&mut self.workers, expected).await?;
+        for receiver in &mut self.workers {
+            receiver.send(worker::Command::Stop).await?;
+        }
+        let mut reports = Vec::with_capacity(self.workers.len());
+        for receiver in self.workers {
+            reports.push(receiver.finish(REPORT_DEADLINE).await?);
+        }
+        Ok(Received {
+            receivers: Merged::from_reports(&reports),
+            delivered,
+        })
+    }
 }
 
 async fn push_window(
@@ -345,7 +445,8 @@ async fn wait_for_deliveries(
     }
 }
 
-fn statuses(merged: &Merged) -> String {
+/// `200: 1234, 410: 2`.
+pub(crate) fn statuses(merged: &Merged) -> String {
     merged
         .statuses
         .iter()
