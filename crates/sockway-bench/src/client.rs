@@ -108,10 +108,10 @@ impl Sources {
 }
 
 /// The WebSocket settings of every bench client and of the baseline echo server: the
-/// gateway's own (4 KiB read buffer, eager writes).
+/// gateway's own (2 KiB read buffer, eager writes).
 pub(crate) fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(2048)
         .write_buffer_size(0)
 }
 

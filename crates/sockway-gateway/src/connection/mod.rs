@@ -187,10 +187,17 @@ async fn open<S>(
 
 /// The tungstenite settings for one connection: small buffers (memory per idle connection is
 /// what a gateway is judged by), AWS's frame and message limits.
+///
+/// tungstenite allocates the read buffer up front and reads at most its size per call; a frame
+/// larger than it still arrives whole (the buffer is reserved to the frame's length), in more
+/// reads. 2 KiB holds a typical message in one read and keeps an idle connection 2 KiB smaller
+/// than the usual 4 KiB.
+const READ_BUFFER_BYTES: usize = 2048;
+
 fn websocket_config(shared: &Shared) -> WebSocketConfig {
     let limits = &shared.config.limits;
     WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_frame_size(Some(limits.frame_bytes))
         .max_message_size(Some(limits.message_bytes))
