@@ -21,8 +21,12 @@ use super::{Link, OPERATION_DEADLINE, Report, WorkerArgs, filler, open_many};
 use crate::client::{self, Sources, Target, WsStream};
 use crate::workloads::epoch_nanos;
 
-/// Holds `connections` open until `stop`.
-pub(super) async fn idle(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<Report> {
+/// Opens `connections` from the worker's source addresses and reports ready: the start of
+/// every worker that holds its sockets until `stop`.
+async fn open_and_report(
+    args: &WorkerArgs,
+    link: &mut Link,
+) -> anyhow::Result<(Vec<WsStream>, Arc<Tally>)> {
     let target = Target::parse(&args.url)?;
     let sources = Sources::new(args.source, args.sources);
     let tally = Arc::new(Tally::new(Window::starting_now(
@@ -34,6 +38,12 @@ pub(super) async fn idle(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<R
     })
     .await;
     link.ready(sockets.len(), Vec::new()).await?;
+    Ok((sockets, tally))
+}
+
+/// Holds `connections` open until `stop`.
+pub(super) async fn idle(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<Report> {
+    let (sockets, tally) = open_and_report(args, link).await?;
     hold_until_stop(sockets, &tally, Counter::Nothing, link).await?;
     Ok(tally.to_report())
 }
@@ -41,17 +51,7 @@ pub(super) async fn idle(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<R
 /// Opens `connections` (placed in the broadcast group by `$connect`), then records each
 /// broadcast's arrivals until `stop`.
 pub(super) async fn listen(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<Report> {
-    let target = Target::parse(&args.url)?;
-    let sources = Sources::new(args.source, args.sources);
-    let tally = Arc::new(Tally::new(Window::starting_now(
-        Duration::ZERO,
-        Duration::ZERO,
-    )));
-    let sockets = open_many(args.connections, &tally, |_| {
-        client::connect_ws(&target, sources.next())
-    })
-    .await;
-    link.ready(sockets.len(), Vec::new()).await?;
+    let (sockets, tally) = open_and_report(args, link).await?;
     let arrivals = Arc::new(Arrivals::new());
     hold_until_stop(sockets, &tally, Counter::Broadcasts(arrivals.clone()), link).await?;
     let mut report = tally.to_report();
