@@ -78,13 +78,13 @@ pub(crate) enum ConnectionsCommand {
     /// Show when a connection was accepted and last active, and who opened it.
     Get {
         /// The connection id, e.g. L0SM9cOFvHcCIhw=.
-        #[arg(value_parser = parse_connection_id)]
+        #[arg(value_parser = parse_connection_id, allow_hyphen_values = true)]
         id: ConnectionId,
     },
     /// Send one message to a connection (from --data, --file, or standard input).
     Send {
         /// The connection id.
-        #[arg(value_parser = parse_connection_id)]
+        #[arg(value_parser = parse_connection_id, allow_hyphen_values = true)]
         id: ConnectionId,
         #[command(flatten)]
         data: DataArgs,
@@ -92,7 +92,7 @@ pub(crate) enum ConnectionsCommand {
     /// Close a connection: its client gets close code 1000 and the backend its $disconnect.
     Delete {
         /// The connection id.
-        #[arg(value_parser = parse_connection_id)]
+        #[arg(value_parser = parse_connection_id, allow_hyphen_values = true)]
         id: ConnectionId,
     },
 }
@@ -103,31 +103,31 @@ pub(crate) enum GroupsCommand {
     /// Add a connection to a group.
     Join {
         /// The connection id.
-        #[arg(value_parser = parse_connection_id)]
+        #[arg(value_parser = parse_connection_id, allow_hyphen_values = true)]
         id: ConnectionId,
         /// The group: 1 to 128 characters of A-Z a-z 0-9 - _ . : ~ @.
-        #[arg(value_parser = parse_group)]
+        #[arg(value_parser = parse_group, allow_hyphen_values = true)]
         group: GroupName,
     },
     /// Remove a connection from a group.
     Leave {
         /// The connection id.
-        #[arg(value_parser = parse_connection_id)]
+        #[arg(value_parser = parse_connection_id, allow_hyphen_values = true)]
         id: ConnectionId,
         /// The group.
-        #[arg(value_parser = parse_group)]
+        #[arg(value_parser = parse_group, allow_hyphen_values = true)]
         group: GroupName,
     },
     /// List the groups a connection belongs to.
     Of {
         /// The connection id.
-        #[arg(value_parser = parse_connection_id)]
+        #[arg(value_parser = parse_connection_id, allow_hyphen_values = true)]
         id: ConnectionId,
     },
     /// List a group's members: one page unless --all.
     Members {
         /// The group.
-        #[arg(value_parser = parse_group)]
+        #[arg(value_parser = parse_group, allow_hyphen_values = true)]
         group: GroupName,
         #[command(flatten)]
         page: PageArgs,
@@ -135,7 +135,7 @@ pub(crate) enum GroupsCommand {
     /// Send one message to every member of a group.
     Broadcast {
         /// The group.
-        #[arg(value_parser = parse_group)]
+        #[arg(value_parser = parse_group, allow_hyphen_values = true)]
         group: GroupName,
         #[command(flatten)]
         data: DataArgs,
