@@ -756,15 +756,19 @@ async fn a_gateway_that_never_answers_fails_after_the_timeout() {
 
 #[tokio::test]
 async fn a_connection_id_that_starts_with_a_hyphen_is_an_id_not_a_flag() {
-    // Ids are URL-safe base64, so one in 64 starts with '-'. Nothing listens on port 1: the
-    // call fails (exit 1) after the id was accepted, rather than as a usage error (exit 2).
+    // Ids are URL-safe base64, so one in 64 starts with '-'. Nothing listens on the endpoint
+    // (a port bound and released): the call fails (exit 1) after the id was accepted, rather
+    // than as a usage error (exit 2).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
     let stderr = sockway(
         &[
             "connections",
             "get",
             "-5SM9cOFvHcCIhw=",
             "--endpoint",
-            "http://127.0.0.1:1",
+            &endpoint,
         ],
         &[],
         b"",
