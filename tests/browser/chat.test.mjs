@@ -17,7 +17,15 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 
-import { ARTIFACTS, ChildProcess, REPO_ROOT, TIMEOUT_MS, launchChromium, sockwayBin } from "./harness.mjs";
+import {
+  ARTIFACTS,
+  ChildProcess,
+  REPO_ROOT,
+  TIMEOUT_MS,
+  launchChromium,
+  sockwayBin,
+  trackedProcesses,
+} from "./harness.mjs";
 
 const EXAMPLE = path.join(REPO_ROOT, "examples", "chat");
 
@@ -107,19 +115,11 @@ async function sendAs(page, name, text) {
 
 // --- processes and browser, shared by `before`, the test and `after` --------------------------
 
-const processes = [];
+const processes = trackedProcesses();
 let temporaryDirectory;
 let browser;
 let backendUrl;
 let gatewayWsUrl;
-
-// Last resort if the runner exits without running `after` (an uncaught error, say): no child
-// outlives the test file.
-process.on("exit", () => {
-  for (const child of processes) {
-    if (child.running) child.child.kill("SIGKILL");
-  }
-});
 
 before(async () => {
   await mkdir(ARTIFACTS, { recursive: true });

@@ -22,7 +22,15 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 
-import { ARTIFACTS, ChildProcess, REPO_ROOT, TIMEOUT_MS, launchChromium, sockwayBin } from "./harness.mjs";
+import {
+  ARTIFACTS,
+  ChildProcess,
+  REPO_ROOT,
+  TIMEOUT_MS,
+  launchChromium,
+  sockwayBin,
+  trackedProcesses,
+} from "./harness.mjs";
 
 const ACCESS_KEY_ID = "AKIACONSOLETEST00000";
 const SECRET = "console-test-secret/EXAMPLEKEY";
@@ -54,17 +62,11 @@ access_key_id = "${ACCESS_KEY_ID}"
 secret_access_key = "${SECRET}"
 `;
 
-const processes = [];
+const processes = trackedProcesses();
 let temporaryDirectory;
 let browser;
 let gatewayWsUrl;
 let consoleUrl;
-
-process.on("exit", () => {
-  for (const child of processes) {
-    if (child.running) child.child.kill("SIGKILL");
-  }
-});
 
 before(async () => {
   await mkdir(ARTIFACTS, { recursive: true });

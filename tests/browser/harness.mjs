@@ -133,3 +133,15 @@ export class ChildProcess {
     return this.exited;
   }
 }
+
+// The child processes a test file starts. If the runner exits without running `after` (an
+// uncaught error, say), they are killed on exit: no child outlives the test file.
+export function trackedProcesses() {
+  const processes = [];
+  process.on("exit", () => {
+    for (const child of processes) {
+      if (child.running) child.child.kill("SIGKILL");
+    }
+  });
+  return processes;
+}

@@ -186,12 +186,7 @@ async fn lambda_backend(
             None => respond(StatusCode::NOT_FOUND, Bytes::new()),
         });
     }
-    let Ok(body) = request
-        .into_body()
-        .collect()
-        .await
-        .map(|body| body.to_bytes())
-    else {
+    let Some(body) = read_body(request).await else {
         return Ok(respond(StatusCode::BAD_REQUEST, Bytes::new()));
     };
     let Ok(event) = serde_json::from_slice::<Event>(&body) else {
@@ -266,12 +261,7 @@ async fn broadcast_hub(
         }
         return Ok(response);
     }
-    let Ok(body) = request
-        .into_body()
-        .collect()
-        .await
-        .map(|body| body.to_bytes())
-    else {
+    let Some(body) = read_body(request).await else {
         return Ok(respond(StatusCode::BAD_REQUEST, Bytes::new()));
     };
     let message = match Utf8Bytes::try_from(body.clone()) {
@@ -341,4 +331,9 @@ pub(crate) async fn wait_for_stop() {
             stdin_closed.await;
         }
     }
+}
+
+/// A request's whole body; `None` when reading it failed.
+async fn read_body(request: Request<Incoming>) -> Option<Bytes> {
+    Some(request.into_body().collect().await.ok()?.to_bytes())
 }

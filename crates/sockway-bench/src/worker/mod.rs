@@ -152,6 +152,23 @@ struct Link {
 }
 
 impl WorkerArgs {
+    /// A template for `start_workers` (which fills in connections and sources): `task`
+    /// against `url` from loopback, with no window, payload or input file. Timed workloads set
+    /// the fields they need on top.
+    pub(crate) fn template(task: Task, url: &str) -> WorkerArgs {
+        WorkerArgs {
+            task,
+            url: url.to_owned(),
+            connections: 0,
+            source: Ipv4Addr::LOCALHOST,
+            sources: 1,
+            warmup_ms: 0,
+            duration_ms: 0,
+            payload_bytes: 0,
+            input_file: None,
+        }
+    }
+
     /// The arguments after `sockway-bench worker` that reproduce these.
     pub(crate) fn to_args(&self) -> Vec<String> {
         let task = clap::ValueEnum::to_possible_value(&self.task)

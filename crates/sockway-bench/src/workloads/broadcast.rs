@@ -280,17 +280,7 @@ async fn measure(
 ) -> anyhow::Result<Phase> {
     let mut workers = Vec::with_capacity(settings.workers);
     for (index, server) in members.iter().enumerate() {
-        let template = WorkerArgs {
-            task: Task::Listen,
-            url: server.url.clone(),
-            connections: 0,
-            source: Ipv4Addr::LOCALHOST,
-            sources: 1,
-            warmup_ms: 0,
-            duration_ms: 0,
-            payload_bytes: 0,
-            input_file: None,
-        };
+        let template = WorkerArgs::template(Task::Listen, &server.url);
         let (started, _) = harness
             .start_workers(
                 &template,

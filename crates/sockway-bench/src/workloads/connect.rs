@@ -6,7 +6,6 @@
 //! (the client's ceiling, the baseline), the gateway without a `$connect` route, and the
 //! gateway whose `$connect` route calls the harness's HTTP backend.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use crate::machine::{self, CpuSplit, Load};
@@ -212,15 +211,11 @@ async fn measure(
     settings: ConnectSettings,
 ) -> anyhow::Result<Measurement> {
     let template = WorkerArgs {
-        task: Task::Connect,
-        url: url.to_owned(),
         connections: settings.concurrency,
-        source: Ipv4Addr::LOCALHOST,
         sources: SOURCES_PER_WORKER,
         warmup_ms: millis(settings.timing.warmup),
         duration_ms: millis(settings.timing.duration),
-        payload_bytes: 0,
-        input_file: None,
+        ..WorkerArgs::template(Task::Connect, url)
     };
     let (workers, _) = harness
         .start_workers(

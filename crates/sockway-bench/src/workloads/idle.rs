@@ -6,8 +6,6 @@
 //! harness's WebSocket echo server, which uses the gateway's buffer sizes: what tungstenite,
 //! tokio and the kernel's socket accounting cost before the gateway adds anything.
 
-use std::net::Ipv4Addr;
-
 use crate::machine;
 use crate::process::ServerProcess;
 use crate::report::{Figure, Target, number};
@@ -146,17 +144,7 @@ async fn measure(
     server: &ServerProcess,
     settings: IdleSettings,
 ) -> anyhow::Result<Measurement> {
-    let template = WorkerArgs {
-        task: Task::Idle,
-        url: server.url.clone(),
-        connections: 0,
-        source: Ipv4Addr::LOCALHOST,
-        sources: 1,
-        warmup_ms: 0,
-        duration_ms: 0,
-        payload_bytes: 0,
-        input_file: None,
-    };
+    let template = WorkerArgs::template(Task::Idle, &server.url);
     let (mut workers, _) = harness.start_workers(&template, 1, 1, 1).await?;
     let one_kib = settled_rss(server).await?;
     let (others, _) = harness

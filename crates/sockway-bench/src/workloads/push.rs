@@ -9,7 +9,6 @@
 //! looks anything up or writes a frame.
 
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -306,17 +305,7 @@ impl Receivers {
         ws_url: &str,
         settings: PushSettings,
     ) -> anyhow::Result<Receivers> {
-        let template = WorkerArgs {
-            task: Task::Receive,
-            url: ws_url.to_owned(),
-            connections: 0,
-            source: Ipv4Addr::LOCALHOST,
-            sources: 1,
-            warmup_ms: 0,
-            duration_ms: 0,
-            payload_bytes: 0,
-            input_file: None,
-        };
+        let template = WorkerArgs::template(Task::Receive, ws_url);
         let (workers, ids) = harness
             .start_workers(&template, settings.connections, settings.workers, 1)
             .await?;
@@ -399,15 +388,11 @@ async fn push_window(
     settings: PushSettings,
 ) -> anyhow::Result<Measurement> {
     let template = WorkerArgs {
-        task: Task::HttpPush,
-        url: url.to_owned(),
-        connections: 0,
-        source: Ipv4Addr::LOCALHOST,
-        sources: 1,
         warmup_ms: millis(settings.timing.warmup),
         duration_ms: millis(settings.timing.duration),
         payload_bytes: settings.payload_bytes,
         input_file: Some(paths_file.to_owned()),
+        ..WorkerArgs::template(Task::HttpPush, url)
     };
     let (pushers, _) = harness
         .start_workers(&template, settings.push_connections, settings.pushers, 1)

@@ -266,15 +266,11 @@ async fn measure(
     settings: RoundtripSettings,
 ) -> anyhow::Result<Measurement> {
     let template = WorkerArgs {
-        task,
-        url: url.to_owned(),
-        connections: 0,
-        source: Ipv4Addr::LOCALHOST,
-        sources: 1,
         warmup_ms: millis(settings.timing.warmup),
         duration_ms: millis(settings.timing.duration),
         payload_bytes: settings.payload_bytes,
         input_file,
+        ..WorkerArgs::template(task, url)
     };
     let (workers, _) = harness
         .start_workers(&template, settings.connections, settings.workers, 1)

@@ -369,7 +369,6 @@ impl AccessLog {
     }
 
     /// Up to `limit` of the most recent records, newest first.
-    #[allow(dead_code, reason = "the API for the web console's recent-events view")]
     pub(crate) fn recent(&self, limit: usize) -> Vec<AccessRecord> {
         let recent = self
             .recent

@@ -364,9 +364,11 @@ async fn serve_socket(
 /// Serves one connection, TLS already terminated: the management API, or the first request
 /// head read under `deadline` and then an upgrade or HTTP.
 ///
-/// This future lives as long as the connection, allocated at the size of its largest state, so
-/// everything but the WebSocket connection itself (the TLS handshake, reading the head, an
-/// HTTP connection) is boxed: allocated while it runs, not for the whole life of every socket.
+/// An accepted WebSocket connection continues in a task of its own (`connection::accept`), so
+/// this future only lives through the handshake. Its rarely large phases (the TLS handshake,
+/// reading the head, a management HTTP connection) are boxed so that the task `accept_loop`
+/// spawns, which tokio allocates at the size of its largest state and copies in, stays small
+/// for every socket.
 async fn serve_stream<S>(
     mut stream: S,
     local: Option<SocketAddr>,
