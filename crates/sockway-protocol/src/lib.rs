@@ -10,7 +10,8 @@
 //! * [`event`]: the Lambda-proxy and REQUEST-authorizer event JSON;
 //! * [`result`]: reading an integration's answer (Lambda-proxy result or plain HTTP reply);
 //! * [`error`]: the error frames clients see and the `@connections` REST error bodies;
-//! * [`close`]: close codes and the `$disconnect` status code and reason.
+//! * [`close`]: close codes and the `$disconnect` status code and reason;
+//! * [`websocket`]: RFC 6455 framing and RFC 7692 permessage-deflate, as a server speaks them.
 //!
 //! **Invariant:** this crate does no I/O. It has no sockets, no async runtime, no clock and
 //! no randomness source: callers pass in the current time (epoch milliseconds) and random
@@ -24,3 +25,4 @@ pub mod id;
 pub mod result;
 pub mod route;
 pub mod time;
+pub mod websocket;

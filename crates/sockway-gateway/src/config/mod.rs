@@ -27,6 +27,7 @@ mod integrations;
 mod lambda;
 mod origins;
 mod parse;
+mod permessage_deflate;
 mod raw;
 mod request_parameters;
 mod throttling;
@@ -44,6 +45,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sockway_protocol::route::{RouteKey, RouteSelectionExpression};
+use sockway_protocol::websocket::deflate::DeflateConfig;
 
 pub use self::access_log::{AccessLogConfig, AccessLogDestination, AccessLogFormat};
 pub use self::origins::AllowedOrigin;
@@ -78,6 +80,9 @@ pub struct Config {
     /// `[throttling]`: token buckets for new connections and `@connections` calls, and the
     /// default for every route's own.
     pub throttling: Throttling,
+    /// `[permessage_deflate]`: RFC 7692 compression for clients that offer it. `None`: off
+    /// (the default), the offer is ignored.
+    pub permessage_deflate: Option<DeflateConfig>,
 }
 
 /// `[gateway]`: the API's identity, its listener and how messages are routed.
@@ -565,6 +570,7 @@ impl Default for Config {
             access_log: AccessLogConfig::default(),
             tls: None,
             throttling: Throttling::default(),
+            permessage_deflate: None,
         }
     }
 }

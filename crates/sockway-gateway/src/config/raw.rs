@@ -50,6 +50,23 @@ pub(super) struct RawConfig {
     /// `[throttling]`: token buckets. Every key has a default.
     #[serde(default)]
     pub(super) throttling: RawThrottling,
+    /// `[permessage_deflate]`: RFC 7692 compression. Default: off.
+    #[serde(default)]
+    pub(super) permessage_deflate: RawPermessageDeflate,
+}
+
+/// `[permessage_deflate]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPermessageDeflate {
+    /// Whether clients that offer permessage-deflate get it. Default `false`.
+    pub(super) enabled: Option<Spanned<bool>>,
+    /// zlib level 0–9 for messages the gateway sends. Default 1.
+    pub(super) level: Option<Spanned<i64>>,
+    /// Messages shorter than this are sent uncompressed. Default 64.
+    pub(super) min_message_bytes: Option<Spanned<i64>>,
+    /// The largest LZ77 window (8–15) a client that keeps its context may use. Default 15.
+    pub(super) client_max_window_bits: Option<Spanned<i64>>,
 }
 
 /// `[throttling]`. Rates are requests per second (integers or decimals); bursts are

@@ -31,6 +31,7 @@ use super::raw::{
 };
 use super::throttling::{rate_limit, validate_throttling};
 use super::tls::validate_tls;
+use super::permessage_deflate::validate_permessage_deflate;
 use super::{
     BinaryFrames, Config, ConfigProblem, GatewayConfig, Limits, ManagementConfig, RateLimit,
     RouteConfig,
@@ -157,7 +158,7 @@ impl<'t> Problems<'t> {
 
     /// Reads an integer key and checks that it lies in `range`; `None` when the key is absent
     /// or out of range (which is then recorded). `unit` follows numbers in the message.
-    fn integer(
+    pub(super) fn integer(
         &mut self,
         key_path: &str,
         raw: Option<&Spanned<i64>>,
@@ -306,6 +307,8 @@ fn validate(
         .as_ref()
         .and_then(|cluster| validate_cluster(cluster, &mut problems));
     let access_log = validate_access_log(&raw.access_log, &mut problems);
+    let permessage_deflate =
+        validate_permessage_deflate(&raw.permessage_deflate, &mut problems);
 
     let mut found = problems.found;
     if !found.is_empty() {
@@ -324,6 +327,7 @@ fn validate(
         access_log,
         tls,
         throttling,
+        permessage_deflate,
     })
 }
 

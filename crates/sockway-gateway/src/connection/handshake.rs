@@ -13,8 +13,8 @@ use sockway_protocol::error::AwsError;
 use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::group::GroupName;
 use sockway_protocol::id::RequestId;
+use sockway_protocol::websocket::deflate::{self, Deflate};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, warn};
 
 use crate::access_log::{
@@ -37,6 +37,8 @@ pub(super) struct Accepted {
     pub(super) response: Vec<u8>,
     /// The groups the `$connect` integration placed the connection in.
     pub(super) groups: Vec<GroupName>,
+    /// permessage-deflate, when enabled and the client offered it.
+    pub(super) deflate: Option<Deflate>,
     /// The connection's slot under `limits.max_connections` and
     /// `limits.max_connections_per_ip`, held until it ends.
     pub(super) admission: Admission,
@@ -275,20 +277,47 @@ async fn run_connect(
         }
         offered
     });
-    let accept = derive_accept_key(key.as_bytes());
+    let accept = accept_key(key);
     let mut response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
     );
     if let Some(subprotocol) = subprotocol {
         response.push_str(&format!("Sec-WebSocket-Protocol: {subprotocol}\r\n"));
     }
+    let deflate = shared
+        .config
+        .permessage_deflate
+        .as_ref()
+        .and_then(|config| {
+            let offers = head
+                .headers
+                .iter()
+                .filter(|(name, _)| name.eq_ignore_ascii_case("Sec-WebSocket-Extensions"))
+                .map(|(_, value)| value.as_str());
+            let (offer, agreement) = deflate::negotiate(offers, config)?;
+            let extension = agreement.response_header(&offer);
+            response.push_str(&format!("Sec-WebSocket-Extensions: {extension}\r\n"));
+            Some(Deflate::new(agreement, config))
+        });
     response.push_str("\r\n");
     Ok(Accepted {
         context,
         response: response.into_bytes(),
         groups,
+        deflate,
         admission,
     })
+}
+
+/// `Sec-WebSocket-Accept` for a client's key (RFC 6455 §4.2.2): base64 of the SHA-1 of the
+/// key and the protocol's GUID.
+fn accept_key(key: &str) -> String {
+    use base64::Engine as _;
+    use sha1::{Digest, Sha1};
+    let mut hasher = Sha1::new();
+    hasher.update(key.as_bytes());
+    hasher.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(hasher.finalize())
 }
 
 /// RFC 6455 checks on the upgrade request; returns the client's key.

@@ -19,6 +19,7 @@
 //! rather than buffered for without bound.
 
 mod handshake;
+mod socket;
 mod timers;
 
 use std::future::Future;
@@ -30,23 +31,20 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{FutureExt, StreamExt};
 use sockway_protocol::close::CloseCause;
 use sockway_protocol::error::ErrorFrame;
 use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::id::RequestId;
 use sockway_protocol::result::IntegrationResponse;
+use sockway_protocol::websocket::reader::{Limits as FrameLimits, Message};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info_span, warn};
 
+use self::socket::WebSocket;
 use self::timers::{Deadlines, Heartbeat, HeartbeatAction};
 use crate::access_log::{AccessEvent, ErrorOutcome, EventType, IntegrationOutcome};
 use crate::config::BinaryFrames;
@@ -125,6 +123,7 @@ async fn open<S>(
         context,
         response,
         groups,
+        deflate,
         // Held until this function returns: the connection's slot under the connection caps.
         admission: _admission,
     } = accepted;
@@ -156,10 +155,12 @@ async fn open<S>(
             CloseCause::ConnectionLost
         }
         Ok(()) => {
-            let config = websocket_config(&shared);
-            let mut socket =
-                WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config))
-                    .await;
+            let frame_limits = FrameLimits {
+                max_frame_bytes: limits.frame_bytes,
+                max_message_bytes: limits.message_bytes,
+            };
+            let mut socket = WebSocket::new(stream, &leftover, frame_limits, deflate);
+            drop(leftover);
             let mut connection = Connection {
                 shared: shared.clone(),
                 context: context.clone(),
@@ -185,24 +186,6 @@ async fn open<S>(
     if Box::pin(presence.end()).await {
         Box::pin(deliver_disconnect(&shared, context, &cause)).await;
     }
-}
-
-/// The tungstenite settings for one connection: small buffers (memory per idle connection is
-/// what a gateway is judged by), AWS's frame and message limits.
-///
-/// tungstenite allocates the read buffer up front and reads at most its size per call; a frame
-/// larger than it still arrives whole (the buffer is reserved to the frame's length), in more
-/// reads. 2 KiB holds a typical message in one read and keeps an idle connection 2 KiB smaller
-/// than the usual 4 KiB.
-const READ_BUFFER_BYTES: usize = 2048;
-
-fn websocket_config(shared: &Shared) -> WebSocketConfig {
-    let limits = &shared.config.limits;
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
-        .max_frame_size(Some(limits.frame_bytes))
-        .max_message_size(Some(limits.message_bytes))
 }
 
 /// The state of one open connection's task.
@@ -231,7 +214,7 @@ struct Completion {
 
 impl Connection {
     /// The open loop. Returns why the connection ends.
-    async fn run<S>(&mut self, socket: &mut WebSocketStream<S>) -> CloseCause
+    async fn run<S>(&mut self, socket: &mut WebSocket<S>) -> CloseCause
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -263,18 +246,16 @@ impl Connection {
                 frame = socket.next(), if reading => {
                     heartbeat.on_frame();
                     let message = match frame {
-                        None => return CloseCause::ConnectionLost,
-                        Some(Err(error)) => return cause_of(error),
-                        Some(Ok(message)) => message,
+                        Err(cause) => return cause,
+                        Ok(message) => message,
                     };
                     match message {
                         Message::Text(text) => {
                             deadlines.on_activity(Instant::now());
                             self.handle.info.touch(epoch_millis());
-                            let body = text.as_str();
-                            self.shared.metrics.bytes_in(body.len());
-                            let selection = self.shared.routes.select_text(body);
-                            if let Err(cause) = self.dispatch(socket, selection, Payload::Text(body.to_owned())).await {
+                            self.shared.metrics.bytes_in(text.len());
+                            let selection = self.shared.routes.select_text(&text);
+                            if let Err(cause) = self.dispatch(socket, selection, Payload::Text(text)).await {
                                 return cause;
                             }
                         }
@@ -286,22 +267,24 @@ impl Connection {
                             self.handle.info.touch(epoch_millis());
                             self.shared.metrics.bytes_in(bytes.len());
                             let selection = self.shared.routes.select_binary();
-                            if let Err(cause) = self.dispatch(socket, selection, Payload::Binary(bytes)).await {
+                            if let Err(cause) = self.dispatch(socket, selection, Payload::Binary(Bytes::from(bytes))).await {
                                 return cause;
                             }
                         }
                         Message::Close(frame) => {
-                            return CloseCause::ClientClosed {
-                                code: frame.as_ref().map(|frame| u16::from(frame.code)),
-                                reason: frame.map(|frame| frame.reason.as_str().to_owned()).unwrap_or_default(),
+                            let (code, reason) = match frame {
+                                Some((code, reason)) => (Some(code), reason),
+                                None => (None, String::new()),
                             };
+                            return CloseCause::ClientClosed { code, reason };
                         }
-                        // tungstenite queues the pong itself; it goes out with the next write.
-                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
-                            if let Err(cause) = flush(socket).await {
+                        // The socket owes the pong from now on; flushing sends it.
+                        Message::Ping(_) => {
+                            if let Err(cause) = bounded(socket.flush()).await {
                                 return cause;
                             }
                         }
+                        Message::Pong => {}
                     }
                 }
                 Some(finished) = self.inflight.next(), if !self.inflight.is_empty() => {
@@ -333,7 +316,7 @@ impl Connection {
                 _ = ticker.tick(), if heartbeat_period.is_some() => match heartbeat.on_tick() {
                     HeartbeatAction::Dead => return CloseCause::HeartbeatTimeout,
                     HeartbeatAction::Ping => {
-                        if let Err(cause) = send(socket, Message::Ping(Bytes::new())).await {
+                        if let Err(cause) = bounded(socket.ping()).await {
                             return cause;
                         }
                     }
@@ -353,7 +336,7 @@ impl Connection {
     /// Starts the integration for a routed message, or answers `Forbidden`.
     async fn dispatch<S>(
         &mut self,
-        socket: &mut WebSocketStream<S>,
+        socket: &mut WebSocket<S>,
         selection: Selection,
         body: Payload,
     ) -> Result<(), CloseCause>
@@ -423,7 +406,7 @@ impl Connection {
     /// went out.
     async fn complete<S>(
         &mut self,
-        socket: &mut WebSocketStream<S>,
+        socket: &mut WebSocket<S>,
         completion: Completion,
     ) -> Result<bool, CloseCause>
     where
@@ -488,11 +471,8 @@ impl Connection {
             Err(error) => {
                 warn!(request_id = %request_id, route_key = %route.key, error = %error, "integration failed");
                 let frame = error_frame.expect("a failed integration has an error frame");
-                send(
-                    socket,
-                    Message::text(frame.render(&self.context.connection_id, &request_id)),
-                )
-                .await?;
+                let text = frame.render(&self.context.connection_id, &request_id);
+                send_text(socket, &text).await?;
                 if let Some(metrics) = metrics {
                     metrics.messages_out.inc();
                 }
@@ -504,15 +484,14 @@ impl Connection {
     /// Sends what is still owed to the client and the close frame, when the socket can take
     /// them. Messages queued before a `DELETE` or shutdown were acknowledged with 200, so they
     /// go out before the close frame.
-    async fn close_socket<S>(&mut self, socket: &mut WebSocketStream<S>, cause: &CloseCause)
+    async fn close_socket<S>(&mut self, socket: &mut WebSocket<S>, cause: &CloseCause)
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let Some((code, reason)) = cause.close_frame() else {
             if matches!(cause, CloseCause::ClientClosed { .. }) {
-                // tungstenite queued the echo of the client's close frame; reading on sends it
-                // and ends when the closing handshake is complete.
-                let echo = async { while let Some(Ok(_)) = socket.next().await {} };
+                // The socket owes the echo of the client's close frame.
+                let echo = socket.finish_client_close();
                 let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, echo).await;
             }
             return;
@@ -527,15 +506,7 @@ impl Connection {
                 }
             }
         }
-        let frame = CloseFrame {
-            code: code.into(),
-            reason: reason.into(),
-        };
-        let closing = async {
-            // An error here means the peer is already gone; the close is then moot.
-            let _ = socket.close(Some(frame)).await;
-            while let Some(Ok(_)) = socket.next().await {}
-        };
+        let closing = socket.close(code, &reason);
         let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, closing).await;
     }
 
@@ -565,7 +536,7 @@ impl Connection {
     /// throttled): counted as `ClientError` and logged, and the connection stays open.
     async fn refuse<S>(
         &mut self,
-        socket: &mut WebSocketStream<S>,
+        socket: &mut WebSocket<S>,
         frame: ErrorFrame,
         route: Option<&Route>,
         request_id: &RequestId,
@@ -585,7 +556,7 @@ impl Connection {
         event.answered(status, Some(error));
         self.shared.access_log.record(event);
         let text = frame.render(&self.context.connection_id, request_id);
-        send(socket, Message::text(text)).await
+        send_text(socket, &text).await
     }
 }
 
@@ -627,85 +598,35 @@ fn message_event(
     event
 }
 
-/// Sends one message, bounded by [`SEND_TIMEOUT`].
-async fn send<S>(socket: &mut WebSocketStream<S>, message: Message) -> Result<(), CloseCause>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    match tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await {
+/// Runs one write to the client, bounded by [`SEND_TIMEOUT`]: a client that does not read
+/// within it is a slow consumer.
+async fn bounded(write: impl Future<Output = std::io::Result<()>>) -> Result<(), CloseCause> {
+    match tokio::time::timeout(SEND_TIMEOUT, write).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(cause_of(error)),
+        Ok(Err(_)) => Err(CloseCause::ConnectionLost),
         Err(_elapsed) => Err(CloseCause::SlowConsumer),
     }
 }
 
-/// Flushes queued control frames (pongs), bounded by [`SEND_TIMEOUT`].
-async fn flush<S>(socket: &mut WebSocketStream<S>) -> Result<(), CloseCause>
+/// Sends a text message the gateway wrote (an error frame).
+async fn send_text<S>(socket: &mut WebSocket<S>, text: &str) -> Result<(), CloseCause>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    match tokio::time::timeout(SEND_TIMEOUT, socket.flush()).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(cause_of(error)),
-        Err(_elapsed) => Err(CloseCause::SlowConsumer),
-    }
+    bounded(socket.send(text.as_bytes(), true, usize::MAX)).await
 }
 
 /// Sends one message, split into frames of at most `frame_bytes` as AWS does for
 /// `@connections` posts larger than a frame.
 async fn send_outbound<S>(
-    socket: &mut WebSocketStream<S>,
+    socket: &mut WebSocket<S>,
     outbound: &Outbound,
     frame_bytes: usize,
 ) -> Result<(), CloseCause>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let payload = &outbound.payload;
-    if payload.len() <= frame_bytes {
-        let message = if outbound.text {
-            Message::Text(
-                tungstenite::Utf8Bytes::try_from(payload.clone())
-                    .expect("Outbound::text is only set for valid UTF-8"),
-            )
-        } else {
-            Message::Binary(payload.clone())
-        };
-        return send(socket, message).await;
-    }
-    let first = if outbound.text {
-        Data::Text
-    } else {
-        Data::Binary
-    };
-    let chunk_count = payload.len().div_ceil(frame_bytes);
-    for index in 0..chunk_count {
-        let start = index * frame_bytes;
-        let end = (start + frame_bytes).min(payload.len());
-        let opcode = if index == 0 {
-            OpCode::Data(first)
-        } else {
-            OpCode::Data(Data::Continue)
-        };
-        let frame = Frame::message(payload.slice(start..end), opcode, index + 1 == chunk_count);
-        send(socket, Message::Frame(frame)).await?;
-    }
-    Ok(())
-}
-
-/// What a read or write error means for the connection.
-fn cause_of(error: tungstenite::Error) -> CloseCause {
-    use tungstenite::error::ProtocolError;
-    match error {
-        tungstenite::Error::Capacity(_) => CloseCause::MessageTooBig,
-        tungstenite::Error::Utf8(_) => CloseCause::InvalidPayload,
-        tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-            CloseCause::ConnectionLost
-        }
-        tungstenite::Error::Protocol(protocol) => CloseCause::ProtocolError(protocol.to_string()),
-        tungstenite::Error::WriteBufferFull(_) => CloseCause::SlowConsumer,
-        _ => CloseCause::ConnectionLost,
-    }
+    bounded(socket.send(&outbound.payload, outbound.text, frame_bytes)).await
 }
 
 /// Whether `ip` is this machine (IPv4-mapped loopback included).
