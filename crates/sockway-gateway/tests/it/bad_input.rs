@@ -184,15 +184,15 @@ async fn management_rejects_bad_paths_and_methods() {
 
 /// A WebSocket client that writes frames byte by byte: unmasked frames, reserved bits and
 /// opcodes, fragmented or oversized control frames, which client libraries refuse to send.
-struct RawClient {
-    stream: TcpStream,
+pub(crate) struct RawClient {
+    pub(crate) stream: TcpStream,
 }
 
 /// The mask key of every masked frame [`RawClient`] sends.
-const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+pub(crate) const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
 /// A frame: `first_byte` is FIN, RSV1-3 and the opcode; the payload is masked when `masked`.
-fn frame(first_byte: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+pub(crate) fn frame(first_byte: u8, payload: &[u8], masked: bool) -> Vec<u8> {
     let mask_bit = if masked { 0x80 } else { 0 };
     let mut bytes = vec![first_byte];
     match payload.len() {
@@ -221,13 +221,13 @@ fn frame(first_byte: u8, payload: &[u8], masked: bool) -> Vec<u8> {
 }
 
 /// A masked frame, as a conforming client sends it.
-fn masked(first_byte: u8, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn masked(first_byte: u8, payload: &[u8]) -> Vec<u8> {
     frame(first_byte, payload, true)
 }
 
 /// Reads one server frame: its first byte (FIN, RSV, opcode) and its payload; `None` at end
 /// of stream or on a reset.
-async fn read_frame(reader: &mut (impl AsyncRead + Unpin)) -> Option<(u8, Vec<u8>)> {
+pub(crate) async fn read_frame(reader: &mut (impl AsyncRead + Unpin)) -> Option<(u8, Vec<u8>)> {
     let read = async {
         let mut head = [0u8; 2];
         reader.read_exact(&mut head).await.ok()?;
@@ -249,22 +249,31 @@ async fn read_frame(reader: &mut (impl AsyncRead + Unpin)) -> Option<(u8, Vec<u8
 impl RawClient {
     /// Upgrades by hand and reads the rest of the 101's head.
     async fn connect(gateway: &TestGateway) -> RawClient {
-        let mut stream = crate::events::raw_upgrade(&gateway.ws_url, "").await;
+        Self::connect_with(gateway, "").await.0
+    }
+
+    /// Upgrades by hand with `extra_headers` (each ending in CRLF); returns the client and
+    /// the 101's head after its status code.
+    pub(crate) async fn connect_with(
+        gateway: &TestGateway,
+        extra_headers: &str,
+    ) -> (RawClient, String) {
+        let mut stream = crate::events::raw_upgrade(&gateway.ws_url, extra_headers).await;
         let mut head = Vec::new();
         while !head.ends_with(b"\r\n\r\n") {
             head.push(stream.read_u8().await.unwrap());
         }
-        RawClient { stream }
+        (RawClient { stream }, String::from_utf8(head).unwrap())
     }
 
     /// Writes `bytes` as they are. The gateway may already have closed, so errors are ignored.
-    async fn send(&mut self, bytes: &[u8]) {
+    pub(crate) async fn send(&mut self, bytes: &[u8]) {
         let _ = self.stream.write_all(bytes).await;
     }
 
     /// The code of the server's close frame, skipping other frames; `None` when the socket
     /// ended without one.
-    async fn close_code(&mut self) -> Option<u16> {
+    pub(crate) async fn close_code(&mut self) -> Option<u16> {
         while let Some((first_byte, payload)) = read_frame(&mut self.stream).await {
             if first_byte & 0x0f == 0x8 {
                 assert!(payload.len() >= 2, "the close frame has a status code");
@@ -276,7 +285,7 @@ impl RawClient {
 }
 
 /// The `$connect` event's connection id: the only client connecting at that moment.
-async fn connected_id(backend: &mut MockBackend) -> String {
+pub(crate) async fn connected_id(backend: &mut MockBackend) -> String {
     backend.next_event_for("$connect").await["requestContext"]["connectionId"]
         .as_str()
         .unwrap()
@@ -284,7 +293,7 @@ async fn connected_id(backend: &mut MockBackend) -> String {
 }
 
 /// The next `$disconnect` event of `connection_id`; it must carry `code`.
-async fn expect_disconnect(backend: &mut MockBackend, connection_id: &str, code: u16) {
+pub(crate) async fn expect_disconnect(backend: &mut MockBackend, connection_id: &str, code: u16) {
     loop {
         let event = backend.next_event_for("$disconnect").await;
         let context = &event["requestContext"];

@@ -5,6 +5,7 @@ mod access_log;
 mod authorizers;
 mod bad_input;
 mod cluster;
+mod compression;
 mod connect;
 mod console;
 mod disconnect;
