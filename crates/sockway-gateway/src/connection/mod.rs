@@ -214,6 +214,12 @@ struct Completion {
 
 impl Connection {
     /// The open loop. Returns why the connection ends.
+    ///
+    /// What a branch does once its event arrived (route a message, answer a completed
+    /// integration, write a push or a ping) runs boxed: those futures exist only while they
+    /// run, so the task an idle connection keeps holds the loop's waiting state alone (see
+    /// `an_open_connection_task_stays_small`). One small allocation per message buys
+    /// about 1.4 KiB less per open connection.
     async fn run<S>(&mut self, socket: &mut WebSocket<S>) -> CloseCause
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -255,7 +261,7 @@ impl Connection {
                             self.handle.info.touch(epoch_millis());
                             self.shared.metrics.bytes_in(text.len());
                             let selection = self.shared.routes.select_text(&text);
-                            if let Err(cause) = self.dispatch(socket, selection, Payload::Text(text)).await {
+                            if let Err(cause) = Box::pin(self.dispatch(socket, selection, Payload::Text(text))).await {
                                 return cause;
                             }
                         }
@@ -267,7 +273,7 @@ impl Connection {
                             self.handle.info.touch(epoch_millis());
                             self.shared.metrics.bytes_in(bytes.len());
                             let selection = self.shared.routes.select_binary();
-                            if let Err(cause) = self.dispatch(socket, selection, Payload::Binary(Bytes::from(bytes))).await {
+                            if let Err(cause) = Box::pin(self.dispatch(socket, selection, Payload::Binary(Bytes::from(bytes)))).await {
                                 return cause;
                             }
                         }
@@ -280,7 +286,7 @@ impl Connection {
                         }
                         // The socket owes the pong from now on; flushing sends it.
                         Message::Ping(_) => {
-                            if let Err(cause) = bounded(socket.flush()).await {
+                            if let Err(cause) = Box::pin(bounded(socket.flush())).await {
                                 return cause;
                             }
                         }
@@ -289,7 +295,7 @@ impl Connection {
                 }
                 Some(finished) = self.inflight.next(), if !self.inflight.is_empty() => {
                     let sent = match finished {
-                        Ok(completion) => self.complete(socket, completion).await,
+                        Ok(completion) => Box::pin(self.complete(socket, completion)).await,
                         Err(_panic) => {
                             error!("an integration panicked; its message gets no answer");
                             Ok(false)
@@ -305,7 +311,7 @@ impl Connection {
                     }
                 }
                 outbound = self.handle.mailbox().pop() => {
-                    if let Err(cause) = send_outbound(socket, &outbound, self.shared.config.limits.frame_bytes).await {
+                    if let Err(cause) = Box::pin(send_outbound(socket, &outbound, self.shared.config.limits.frame_bytes)).await {
                         return cause;
                     }
                     self.shared.metrics.pushes_out.inc();
@@ -316,7 +322,7 @@ impl Connection {
                 _ = ticker.tick(), if heartbeat_period.is_some() => match heartbeat.on_tick() {
                     HeartbeatAction::Dead => return CloseCause::HeartbeatTimeout,
                     HeartbeatAction::Ping => {
-                        if let Err(cause) = bounded(socket.ping()).await {
+                        if let Err(cause) = Box::pin(bounded(socket.ping())).await {
                             return cause;
                         }
                     }
@@ -749,5 +755,30 @@ async fn deliver_disconnect(shared: &Shared, context: Arc<ConnectionContext>, ca
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future an async fn returns, without calling it.
+    fn output_size<F, Fut>(_: &F) -> usize
+    where
+        F: Fn(tokio::net::TcpStream, Vec<u8>, handshake::Accepted, Arc<Shared>) -> Fut,
+    {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// An open connection's task is allocated at the size of this future, so it is most of
+    /// what an idle connection costs: the per-message phases are boxed to keep it small
+    /// (3,168 bytes before they were, 1,736 after, in a debug build).
+    #[test]
+    fn an_open_connection_task_stays_small() {
+        let size = output_size(&open::<tokio::net::TcpStream>);
+        assert!(
+            size <= 2048,
+            "the open-connection future grew to {size} bytes"
+        );
     }
 }

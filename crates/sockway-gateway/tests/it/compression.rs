@@ -110,8 +110,7 @@ async fn off_by_default_and_rsv1_is_then_a_protocol_error() {
     let mut backend = MockBackend::start().await;
     let gateway = TestGateway::start(&config(&backend, "")).await;
     let (mut client, head) =
-        RawClient::connect_with(&gateway, "Sec-WebSocket-Extensions: permessage-deflate\r\n")
-            .await;
+        RawClient::connect_with(&gateway, "Sec-WebSocket-Extensions: permessage-deflate\r\n").await;
     assert_eq!(extensions(&head), None, "{head}");
     let connection_id = connected_id(&mut backend).await;
     let compressed = ClientDeflater::new().compress(b"hello");
@@ -153,8 +152,7 @@ async fn a_window_cap_declines_offers_it_cannot_bound() {
     let extra = format!("{ENABLED}client_max_window_bits = 10\n");
     let gateway = TestGateway::start(&config(&backend, &extra)).await;
     let (_, head) =
-        RawClient::connect_with(&gateway, "Sec-WebSocket-Extensions: permessage-deflate\r\n")
-            .await;
+        RawClient::connect_with(&gateway, "Sec-WebSocket-Extensions: permessage-deflate\r\n").await;
     assert_eq!(extensions(&head), None, "{head}");
     let (_, head) = RawClient::connect_with(
         &gateway,

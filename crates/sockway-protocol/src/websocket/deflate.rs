@@ -557,7 +557,11 @@ mod tests {
             })
             .collect();
         let compressed = session("permessage-deflate").compress(&noise).unwrap();
-        assert!(compressed.len() <= noise.len() * 9 / 8, "{}", compressed.len());
+        assert!(
+            compressed.len() <= noise.len() * 9 / 8,
+            "{}",
+            compressed.len()
+        );
         let mut reader = session("permessage-deflate; client_no_context_takeover");
         assert_eq!(reader.decompress(&compressed, 1 << 20).unwrap(), noise);
         let empty = session("permessage-deflate").compress(b"").unwrap();

@@ -76,7 +76,9 @@ struct Partial {
 #[derive(Debug)]
 pub struct Reader {
     limits: Limits,
-    deflate: Option<Deflate>,
+    /// Boxed: most connections do not negotiate it, and every connection's task carries
+    /// this field.
+    deflate: Option<Box<Deflate>>,
     partial: Option<Partial>,
 }
 
@@ -85,14 +87,14 @@ impl Reader {
     pub fn new(limits: Limits, deflate: Option<Deflate>) -> Self {
         Self {
             limits,
-            deflate,
+            deflate: deflate.map(Box::new),
             partial: None,
         }
     }
 
     /// The connection's permessage-deflate state, when it was agreed.
     pub fn deflate(&self) -> Option<&Deflate> {
-        self.deflate.as_ref()
+        self.deflate.as_deref()
     }
 
     /// Whether a fragmented message is being reassembled.
