@@ -2417,6 +2417,11 @@ fn documented_example_parses_and_documents_every_key() {
     assert!(config.authorizer.is_some());
     assert!(config.cluster.is_some());
     assert_eq!(
+        config.permessage_deflate,
+        Some(sockway_protocol::websocket::deflate::DeflateConfig::default()),
+        "the example spells out the default compression settings"
+    );
+    assert_eq!(
         config.access_log,
         super::AccessLogConfig::default(),
         "the example spells out the default access log"
@@ -2443,6 +2448,7 @@ fn documented_example_parses_and_documents_every_key() {
                 "access_log.",
                 "tls.",
                 "throttling.",
+                "permessage_deflate.",
             ]
             .iter()
             .any(|section| key.starts_with(section))

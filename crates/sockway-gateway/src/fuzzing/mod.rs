@@ -12,6 +12,7 @@ mod integration_result;
 mod management_path;
 mod route_selection;
 mod sigv4;
+mod websocket;
 
 #[cfg(test)]
 mod tests;
@@ -21,6 +22,7 @@ pub use integration_result::integration_result;
 pub use management_path::management_path;
 pub use route_selection::route_selection;
 pub use sigv4::sigv4;
+pub use websocket::websocket;
 
 /// A target's checks: panics when a property does not hold for the input.
 pub type Target = fn(&[u8]);
@@ -32,6 +34,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("sigv4", sigv4),
     ("config", config),
     ("management_path", management_path),
+    ("websocket", websocket),
 ];
 
 /// Splits `text` at its first newline: the first line, and the rest (empty when there is no
