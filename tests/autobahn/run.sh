@@ -7,9 +7,9 @@
 # The binary is $SOCKWAY_BIN, default target/debug/sockway (build it first with
 # `cargo build -p sockway`). kosoku (requirements.txt) goes into $REPO/.venv, created if
 # missing. Reports go to $AUTOBAHN_REPORTS, default tests/autobahn/reports/ (index.json and
-# one HTML/JSON file per case). The compression cases 12.* and 13.* are excluded: sockway does
-# not negotiate permessage-deflate. Exits 0 only when every case ran and is OK, NON-STRICT or
-# INFORMATIONAL. Every process started here is stopped on exit, failures included.
+# one HTML/JSON file per case). All 517 cases run, the compression cases 12.* and 13.* with
+# permessage-deflate on (sockway.toml). Exits 0 only when every case ran and is OK, NON-STRICT
+# or INFORMATIONAL. Every process started here is stopped on exit, failures included.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
