@@ -6,8 +6,8 @@
 #
 # Starts on loopback what it needs (a Python backend, one sockway node or three on a private
 # redis-server), runs thousands of short-lived clients against it for N minutes per mode
-# (default 10, both modes), SIGKILLs one of three nodes midway in cluster mode (then runs a
-# 3-minute repeat round on the survivors, the baseline for their RSS check), then checks:
+# (default 10, both modes), SIGKILLs one of three nodes midway in cluster mode, then runs a
+# 3-minute repeat round (the baseline of the RSS check is the end of the main phase), then checks:
 # one $disconnect per accepted connection, every acknowledged push received by its live
 # reader, RSS back to baseline, no panics. Writes tests/soak/REPORT.md (or --report) and exits
 # non-zero if a check fails. Every process it starts is stopped on exit.

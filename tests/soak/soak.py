@@ -479,15 +479,16 @@ class Load:
         await asyncio.sleep(a.settle)
         end_rss = {i: rss_kib(p) for i, p in enumerate(self.pids)}
         print(f"end RSS KiB {end_rss} (zero connections after {z_end}s)", flush=True)
-        # After a kill the survivors carried more connections each than in the warm-up, so
-        # their heap grew for a load the baseline never saw. A second round of the same load
-        # on them, measured against their RSS after the first, tells a leak (it grows again)
-        # from an allocator keeping a larger heap (it does not).
+        # The heap reaches its working size during the main phase, not the short warm-up (on
+        # rare peaks: many silent peers holding full mailboxes at once; and after a kill the
+        # survivors carry more connections each). A second round of the same load, measured
+        # against the RSS after the first, tells a leak (it grows again) from an allocator
+        # keeping a heap it grew once (it does not).
         repeat_rss, z_repeat, t_repeat = None, None, None
-        if self.kill_node is not None and a.repeat > 0:
+        if a.repeat > 0:
             self.wave = "repeat"
             t_repeat = now()
-            print(f"repeat {a.repeat}s on the survivors", flush=True)
+            print(f"repeat {a.repeat}s at the same load", flush=True)
             await self.phase(a.repeat, a.clients, a.push_rate)
             z_repeat = await self.wait_zero(120)
             await asyncio.sleep(a.settle)
@@ -597,8 +598,8 @@ def check(args):
         if killed is not None and i == killed:
             rss_rows.append(f"| node{i} | {b} | {p} | killed | - | - | n/a (SIGKILLed) |")
             continue
-        # With a repeat round, a survivor's baseline is its RSS after the first round (when it
-        # had taken over the killed node's clients); the repeat must come back to it.
+        # With a repeat round, a node's baseline is its RSS after the main phase; the repeat
+        # must come back to it.
         r = repeat.get(str(i)) if repeat else None
         base, final = (e, r) if r is not None else (b, e)
         margin = max(args.rss_margin_pct / 100.0 * base, args.rss_margin_mib * 1024)
@@ -696,10 +697,10 @@ def check(args):
               f"{silent_found} of {silent_total}.")
     md.append("")
     if repeat:
-        md.append(f"With a node killed, the survivors' baseline is their RSS at zero connections after the "
-                  f"main phase (they had taken over the killed node's clients, a load the warm-up never "
-                  f"reached); a repeat round of {L['repeat_s']:.0f} s at the same load must bring them back "
-                  f"to it. The warm-up baseline is shown for reference.")
+        md.append(f"The baseline checked is each node's RSS at zero connections after the main phase (the heap "
+                  f"reaches its working size there, not in the warm-up; after a kill the survivors also carry "
+                  f"the killed node's clients); a repeat round of {L['repeat_s']:.0f} s at the same load must "
+                  f"bring it back there. The warm-up baseline is shown for reference.")
         md.append("")
     md.append("| Node | RSS warm-up baseline KiB | peak KiB | end KiB | after repeat KiB | growth checked | verdict |")
     md.append("|---|---|---|---|---|---|---|")
@@ -757,7 +758,7 @@ def main():
     lo.add_argument("--push-rate", type=float, default=200)
     lo.add_argument("--kill-node", type=int, default=None)
     lo.add_argument("--repeat", type=float, default=180,
-                    help="seconds of a second round on the survivors after a kill (0: none)")
+                    help="seconds of a second round at the same load, the RSS check's baseline (0: none)")
     lo.add_argument("--out", required=True)
     c = sub.add_parser("check")
     c.add_argument("--mode", required=True)
