@@ -54,6 +54,11 @@ pub(crate) struct Sources {
 pub(crate) struct HttpConnection {
     sender: SendRequest<Full<Bytes>>,
     host: String,
+    /// The server's address, for [`HttpConnection::reopen_if_closed`].
+    addr: SocketAddr,
+    /// Whether the last response said `Connection: close` (Pushpin's publish endpoint says
+    /// it on every response).
+    closing: bool,
     /// The task that reads and writes the socket; aborted on drop.
     driver: JoinHandle<()>,
 }
@@ -73,11 +78,6 @@ impl Target {
             url: url.to_owned(),
             addr,
         })
-    }
-
-    /// `HOST:PORT`, for the `Host` header.
-    pub(crate) fn authority(&self) -> String {
-        self.addr.to_string()
     }
 
     /// The path of the URL, `/` when it has none.
@@ -180,7 +180,12 @@ pub(crate) async fn next_data(socket: &mut WsStream) -> anyhow::Result<Bytes> {
 impl HttpConnection {
     /// Opens a keep-alive HTTP/1.1 connection to `target` from `source`.
     pub(crate) async fn open(target: &Target, source: Ipv4Addr) -> anyhow::Result<HttpConnection> {
-        let stream = connect_tcp(target.addr, source).await?;
+        HttpConnection::open_addr(target.addr, source).await
+    }
+
+    /// Opens a keep-alive HTTP/1.1 connection to `addr` from `source`.
+    async fn open_addr(addr: SocketAddr, source: Ipv4Addr) -> anyhow::Result<HttpConnection> {
+        let stream = connect_tcp(addr, source).await?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .context("HTTP/1.1 handshake")?;
@@ -189,9 +194,20 @@ impl HttpConnection {
         });
         Ok(HttpConnection {
             sender,
-            host: target.authority(),
+            host: addr.to_string(),
+            addr,
+            closing: false,
             driver,
         })
+    }
+
+    /// Replaces the connection with a new one to the same server, from `source`, when the
+    /// server said it would close it or has closed it; a keep-alive connection is left alone.
+    pub(crate) async fn reopen_if_closed(&mut self, source: Ipv4Addr) -> anyhow::Result<()> {
+        if self.closing || self.sender.is_closed() {
+            *self = HttpConnection::open_addr(self.addr, source).await?;
+        }
+        Ok(())
     }
 
     /// Sends one request and reads the whole response.
@@ -215,6 +231,10 @@ impl HttpConnection {
             .await
             .with_context(|| format!("request {path}"))?;
         let status = response.status();
+        self.closing = response
+            .headers()
+            .get(http::header::CONNECTION)
+            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"close"));
         let body = response
             .into_body()
             .collect()

@@ -11,8 +11,10 @@
 //! `workloads`, the client side in `worker` and `client`, the servers in `servers`.
 
 mod client;
+mod grip;
 mod machine;
 mod process;
+mod pushpin;
 mod report;
 mod servers;
 mod worker;
@@ -32,6 +34,7 @@ use workloads::broadcast::BroadcastSettings;
 use workloads::connect::ConnectSettings;
 use workloads::idle::IdleSettings;
 use workloads::push::PushSettings;
+use workloads::pushpin::{Part, PushpinSettings};
 use workloads::roundtrip::RoundtripSettings;
 
 /// Where the `sockway` binary is looked for unless `--sockway` says otherwise.
@@ -127,6 +130,16 @@ enum Command {
         #[command(flatten)]
         push: PushOptions,
     },
+    /// Workloads 1-5 against Pushpin (WebSocket-over-HTTP, GRIP backend in the harness) in
+    /// the same run, as shipped and with `message_rate=0`, next to sockway's figures. Needs
+    /// the Debian package: apt-get install -y pushpin.
+    Pushpin {
+        #[command(flatten)]
+        run: RunOptions,
+        /// Which workloads, comma-separated. Default: all five.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        workloads: Vec<Part>,
+    },
     /// Internal: one of the harness's servers.
     #[command(hide = true)]
     Serve {
@@ -198,6 +211,7 @@ enum Planned {
     Push(PushSettings),
     Broadcast(BroadcastSettings),
     ClusterPush(PushSettings),
+    Pushpin(Part, PushpinSettings),
 }
 
 fn main() -> ExitCode {
@@ -312,6 +326,22 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             override_with(&mut settings.payload_bytes, payload_bytes);
             (run, vec![Planned::Broadcast(settings)])
         }
+        Command::Pushpin { run, workloads } => {
+            // Fails with how to install it before anything starts.
+            let version = pushpin::version()?;
+            eprintln!("== pushpin: {version}");
+            let settings = PushpinSettings::defaults(run.quick);
+            let parts = if workloads.is_empty() {
+                Part::ALL.to_vec()
+            } else {
+                workloads
+            };
+            let plan = parts
+                .into_iter()
+                .map(|part| Planned::Pushpin(part, settings))
+                .collect();
+            (run, plan)
+        }
     };
     run_plan(run, plan).await
 }
@@ -363,6 +393,13 @@ async fn run_plan(run: RunOptions, plan: Vec<Planned>) -> anyhow::Result<ExitCod
                 (
                     "cluster-push",
                     workloads::cluster_push::run(&mut harness, settings).await,
+                )
+            }
+            Planned::Pushpin(part, settings) => {
+                eprintln!("== pushpin side by side: {}", part.name());
+                (
+                    part.name(),
+                    workloads::pushpin::run(&mut harness, part, settings).await,
                 )
             }
         };

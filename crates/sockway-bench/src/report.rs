@@ -23,8 +23,12 @@ pub(crate) struct Figure {
     pub(crate) unit: &'static str,
     /// The same quantity measured against a baseline server in the same run.
     pub(crate) baseline: Option<Baseline>,
-    /// `value / baseline.value`.
+    /// `value / baseline.value`, or `baseline.value / value` when `ratio_inverted`.
     pub(crate) ratio: Option<f64>,
+    /// Whether `ratio` is `baseline.value / value` (memory against Pushpin: how many times
+    /// sockway's the baseline's is).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) ratio_inverted: bool,
     /// The target for this figure.
     pub(crate) target: Option<Target>,
     /// Whether the target is met.
@@ -104,6 +108,7 @@ impl Figure {
             unit,
             baseline: None,
             ratio: None,
+            ratio_inverted: false,
             target: None,
             met: None,
             detail: String::new(),
@@ -121,6 +126,28 @@ impl Figure {
             value,
         });
         self.met = self.target.map(|target| self.meets(target));
+        self
+    }
+
+    /// Turns the ratio into `baseline.value / value` (after [`Figure::baseline`]).
+    pub(crate) fn inverse_ratio(mut self) -> Figure {
+        self.ratio_inverted = true;
+        self.ratio = self
+            .baseline
+            .as_ref()
+            .filter(|_| self.value > 0.0)
+            .map(|baseline| baseline.value / self.value);
+        self.met = self.target.map(|target| self.meets(target));
+        self
+    }
+
+    /// Adds a baseline shown next to the value without a ratio (counts, where a ratio means
+    /// nothing).
+    pub(crate) fn compared_with(mut self, name: impl Into<String>, value: f64) -> Figure {
+        self.baseline = Some(Baseline {
+            name: name.into(),
+            value,
+        });
         self
     }
 

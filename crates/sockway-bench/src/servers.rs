@@ -1,7 +1,7 @@
 //! The servers built into the harness (`sockway-bench serve KIND`): the WebSocket echo
 //! server of the self-baseline, the Lambda-proxy backend the gateway's routes call, a
-//! bare HTTP server for the push baseline, and a trivial broadcast hub for the broadcast
-//! baseline.
+//! bare HTTP server for the push baseline, a trivial broadcast hub for the broadcast
+//! baseline, and the GRIP backend Pushpin calls in the side-by-side comparison.
 //!
 //! Each runs as its own process on `127.0.0.1:0`, prints `... listening on URL` and serves
 //! until SIGTERM or until its stdin closes, so the harness measures its memory and CPU
@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -33,6 +34,8 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::task::TaskTracker;
 
 use crate::client;
+use crate::grip;
+use crate::worker::WHOAMI_MESSAGE;
 
 /// Which server to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -50,7 +53,19 @@ pub(crate) enum ServerKind {
     /// (any path) to all of them through a `tokio::sync::broadcast` channel, answering
     /// `{"delivered":N,"dropped":0}`: the least a broadcast can cost with these clients.
     WsBroadcast,
+    /// Pushpin's backend in WebSocket-over-HTTP mode: accepts every `OPEN` (on a path ending
+    /// in [`BROADCAST_PATH`], also subscribing the connection to [`BROADCAST_CHANNEL`]),
+    /// answers the push receivers' `whoami` message with a channel of the connection's own
+    /// and subscribes it to that channel, echoes any other text or binary message, answers
+    /// `PING` with `PONG` and acknowledges `CLOSE`.
+    GripBackend,
 }
+
+/// Connections opened on a path ending in this join [`BROADCAST_CHANNEL`] (GRIP backend).
+pub(crate) const BROADCAST_PATH: &str = "/broadcast";
+
+/// The channel the GRIP backend subscribes broadcast members to.
+pub(crate) const BROADCAST_CHANNEL: &str = "all";
 
 /// Listen backlog: room for every handshake a connect loop has in flight.
 const BACKLOG: u32 = 4096;
@@ -93,6 +108,7 @@ pub(crate) async fn run(kind: ServerKind) -> anyhow::Result<()> {
         ServerKind::LambdaBackend => ("lambda-backend", format!("http://{addr}/")),
         ServerKind::HttpOk => ("http-ok", format!("http://{addr}/")),
         ServerKind::WsBroadcast => ("ws-broadcast", format!("ws://{addr}/dev")),
+        ServerKind::GripBackend => ("grip-backend", format!("http://{addr}/")),
     };
     {
         let mut stdout = std::io::stdout().lock();
@@ -146,6 +162,9 @@ async fn accept_loop(
                 tasks.spawn(serve_http(stream, move |request| {
                     broadcast_hub(request, hub.clone())
                 }));
+            }
+            ServerKind::GripBackend => {
+                tasks.spawn(serve_http(stream, grip_backend));
             }
         }
     }
@@ -273,6 +292,96 @@ async fn broadcast_hub(
         StatusCode::OK,
         Bytes::from(format!(r#"{{"delivered":{delivered},"dropped":0}}"#)),
     ))
+}
+
+/// Answers a body of WebSocket events from Pushpin with the events [`grip_reply`] makes,
+/// marking the connection as GRIP with unprefixed messages; any other request (Pushpin's
+/// readiness probe) gets a plain 200.
+async fn grip_backend(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let is_events = request
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .is_some_and(|value| {
+            value
+                .as_bytes()
+                .starts_with(grip::EVENTS_CONTENT_TYPE.as_bytes())
+        });
+    let broadcast_member = request.uri().path().ends_with(BROADCAST_PATH);
+    let connection_id = request
+        .headers()
+        .get("connection-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let Some(body) = read_body(request).await else {
+        return Ok(respond(StatusCode::BAD_REQUEST, Bytes::new()));
+    };
+    if !is_events {
+        return Ok(respond(StatusCode::OK, Bytes::from_static(b"grip-backend")));
+    }
+    match grip_reply(&body, connection_id.as_deref(), broadcast_member) {
+        Ok(reply) => {
+            let mut response = respond(StatusCode::OK, Bytes::from(reply));
+            let headers = response.headers_mut();
+            headers.insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static(grip::EVENTS_CONTENT_TYPE),
+            );
+            headers.insert(
+                hyper::header::SEC_WEBSOCKET_EXTENSIONS,
+                hyper::header::HeaderValue::from_static(grip::GRIP_EXTENSION),
+            );
+            Ok(response)
+        }
+        Err(error) => Ok(respond(
+            StatusCode::BAD_REQUEST,
+            Bytes::from(format!("{error:#}")),
+        )),
+    }
+}
+
+/// The events answering the events in `body` from connection `connection_id`.
+fn grip_reply(
+    body: &[u8],
+    connection_id: Option<&str>,
+    broadcast_member: bool,
+) -> anyhow::Result<Vec<u8>> {
+    let mut reply = Vec::new();
+    for event in grip::parse(body)? {
+        match (event.kind, event.content) {
+            ("OPEN", _) => {
+                grip::encode(&mut reply, "OPEN", None);
+                if broadcast_member {
+                    let subscribe = grip::subscribe(BROADCAST_CHANNEL);
+                    grip::encode(&mut reply, "TEXT", Some(subscribe.as_bytes()));
+                }
+            }
+            ("TEXT", Some(text)) if text == WHOAMI_MESSAGE.as_bytes() => {
+                let id = connection_id.context("a whoami message without Connection-Id")?;
+                let channel = own_channel(id);
+                let subscribe = grip::subscribe(&channel);
+                grip::encode(&mut reply, "TEXT", Some(subscribe.as_bytes()));
+                grip::encode(&mut reply, "TEXT", Some(channel.as_bytes()));
+            }
+            (kind @ ("TEXT" | "BINARY"), content) => {
+                grip::encode(&mut reply, kind, Some(content.unwrap_or_default()));
+            }
+            ("CLOSE", content) => grip::encode(&mut reply, "CLOSE", content),
+            ("PING", content) => grip::encode(&mut reply, "PONG", content),
+            // PONG, DISCONNECT: nothing to answer.
+            _ => {}
+        }
+    }
+    Ok(reply)
+}
+
+/// The channel of the connection with Pushpin id `connection_id`: `conn-` and the id in
+/// hexadecimal (ids may hold characters a push path or channel name should not).
+fn own_channel(connection_id: &str) -> String {
+    let mut channel = String::from("conn-");
+    for byte in connection_id.bytes() {
+        let _ = write!(channel, "{byte:02x}");
+    }
+    channel
 }
 
 /// Writes every broadcast to `socket` until either side ends.

@@ -1,8 +1,12 @@
 //! The HTTP tasks: closed-loop POSTs of an event to a backend (the round-trip baseline) and
-//! `@connections` pushes (or the same requests to a bare server, the push baseline).
+//! pushes: `@connections` POSTs (or the same requests to a bare server, the push baseline)
+//! and Pushpin publishes.
 //!
 //! Each keep-alive connection is driven by one loop task with one request in flight, like
-//! the WebSocket clients, so concurrency means the same thing on both sides of a ratio.
+//! the WebSocket clients, so concurrency means the same thing on both sides of a ratio. A
+//! server that closes the connection after a response (Pushpin's publish endpoint answers
+//! `Connection: close`) gets a new connection for the next request, from the worker's next
+//! source address.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -40,23 +44,41 @@ pub(super) async fn echo(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<R
     Ok(tally.to_report())
 }
 
-/// Opens `connections` to the URL, then POSTs a payload to the input file's paths in turn
-/// for the window after `go`.
+/// One push request: where to POST and what.
+#[derive(Debug)]
+struct Push {
+    path: String,
+    body: Bytes,
+}
+
+/// Opens `connections` to the URL, then POSTs to the input file's lines in turn for the
+/// window after `go`. A line is a path, POSTed `payload_bytes` of filler, or a path, a tab
+/// and the body to POST.
 pub(super) async fn push(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<Report> {
     let target = Target::parse(&args.url)?;
     let input = args.input_file()?;
-    let paths: Arc<Vec<String>> = Arc::new(
+    let filler = Bytes::from(filler(args.payload_bytes));
+    let pushes: Arc<Vec<Push>> = Arc::new(
         std::fs::read_to_string(input)
             .with_context(|| format!("read {}", input.display()))?
             .lines()
-            .map(str::to_owned)
+            .map(|line| match line.split_once('\t') {
+                Some((path, body)) => Push {
+                    path: path.to_owned(),
+                    body: Bytes::from(body.to_owned()),
+                },
+                None => Push {
+                    path: line.to_owned(),
+                    body: filler.clone(),
+                },
+            })
             .collect(),
     );
-    if paths.is_empty() {
+    if pushes.is_empty() {
         bail!("{} lists no paths", input.display());
     }
-    let payload = Bytes::from(filler(args.payload_bytes));
     let connections = open(args, &target, link).await?;
+    let sources = Arc::new(Sources::new(args.source, args.sources));
     let tally = Arc::new(Tally::new(Window::starting_now(
         args.warmup(),
         args.duration(),
@@ -64,10 +86,10 @@ pub(super) async fn push(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<R
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = JoinSet::new();
     for (index, connection) in connections.into_iter().enumerate() {
-        let (paths, next, payload, tally) =
-            (paths.clone(), next.clone(), payload.clone(), tally.clone());
+        let (pushes, next, sources, tally) =
+            (pushes.clone(), next.clone(), sources.clone(), tally.clone());
         tasks.spawn(async move {
-            push_loop(index, connection, &paths, &next, payload, &tally).await;
+            push_loop(index, connection, &pushes, &next, &sources, &tally).await;
         });
     }
     while tasks.join_next().await.is_some() {}
@@ -133,21 +155,26 @@ async fn echo_loop(
     }
 }
 
+/// POSTs the pushes in turn (shared with the other loops through `next`) until the window
+/// is over; a request's latency includes opening a new connection when the server closed the
+/// previous one.
 async fn push_loop(
     index: usize,
     mut connection: HttpConnection,
-    paths: &[String],
+    pushes: &[Push],
     next: &AtomicUsize,
-    payload: Bytes,
+    sources: &Sources,
     tally: &Tally,
 ) {
     while !tally.window().is_over() {
-        let path = &paths[next.fetch_add(1, Ordering::Relaxed) % paths.len()];
+        let Push { path, body } = &pushes[next.fetch_add(1, Ordering::Relaxed) % pushes.len()];
         let started = Instant::now();
-        let outcome = tokio::time::timeout(
-            OPERATION_DEADLINE,
-            connection.request(http::Method::POST, path, payload.clone()),
-        )
+        let outcome = tokio::time::timeout(OPERATION_DEADLINE, async {
+            connection.reopen_if_closed(sources.next()).await?;
+            connection
+                .request(http::Method::POST, path, body.clone())
+                .await
+        })
         .await
         .unwrap_or_else(|_| Err(anyhow!("no answer within {OPERATION_DEADLINE:?}")));
         match outcome {

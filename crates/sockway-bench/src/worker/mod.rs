@@ -30,6 +30,10 @@ use tally::Tally;
 
 pub(crate) use arrivals::{Arrival, MAX_BROADCASTS};
 
+/// The message a push receiver sends to learn its connection id (the gateway's `whoami`
+/// route) or its channel (the GRIP backend).
+pub(crate) const WHOAMI_MESSAGE: &str = r#"{"action":"whoami"}"#;
+
 /// Connections a worker opens at once; more would only overflow the listen backlogs.
 const OPEN_CONCURRENCY: usize = 64;
 
@@ -55,7 +59,8 @@ pub(crate) enum Task {
     Listen,
     /// POST the body file to the URL and expect a 200, one request in flight per connection.
     HttpEcho,
-    /// POST a payload to the paths listed in the body file, in turn, counting statuses.
+    /// POST to the paths listed in the input file, in turn, counting statuses: each line a
+    /// path (the body is `payload_bytes` of filler) or a path, a tab and the body.
     HttpPush,
 }
 
@@ -86,7 +91,8 @@ pub(crate) struct WorkerArgs {
     /// Bytes of filler in each echo message or push.
     #[arg(long, default_value_t = 64)]
     pub(crate) payload_bytes: usize,
-    /// `http-echo`: the request body; `http-push`: the request paths, one a line.
+    /// `http-echo`: the request body; `http-push`: the request paths, one a line, each
+    /// optionally followed by a tab and its body.
     #[arg(long)]
     pub(crate) input_file: Option<PathBuf>,
 }

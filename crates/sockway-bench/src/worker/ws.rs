@@ -266,9 +266,9 @@ async fn echo_loop(index: usize, mut socket: WsStream, payload: Arc<str>, tally:
 }
 
 /// Asks the gateway's `whoami` route (answered by the bench backend) for this connection's
-/// id.
+/// id, or the GRIP backend behind Pushpin for the channel it subscribed the connection to.
 async fn whoami(socket: &mut WsStream) -> anyhow::Result<String> {
-    client::send_text(socket, r#"{"action":"whoami"}"#.to_owned()).await?;
+    client::send_text(socket, super::WHOAMI_MESSAGE.to_owned()).await?;
     let reply = client::next_data(socket).await?;
     let id = String::from_utf8(reply.to_vec()).context("whoami reply is not UTF-8")?;
     if id.is_empty() || id.contains(['/', '"']) {

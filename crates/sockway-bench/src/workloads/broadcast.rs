@@ -25,19 +25,22 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::client::{HttpConnection, Target};
+use crate::grip;
 use crate::machine::{self, CpuSplit, CpuWatch};
 use crate::process::{ServerProcess, WorkerProcess};
 use crate::report::{Figure, Target as Goal, number};
-use crate::servers::ServerKind;
-use crate::worker::{self, Event, MAX_BROADCASTS, Report, Task, WorkerArgs};
+use crate::servers::{BROADCAST_CHANNEL, ServerKind};
+use crate::worker::{self, MAX_BROADCASTS, Report, Task, WorkerArgs};
 
-use super::{Harness, Merged, REPORT_DEADLINE, cpu_per_operation, epoch_nanos, stop_all};
+use super::{
+    Harness, Merged, REPORT_DEADLINE, count_received, cpu_per_operation, epoch_nanos, stop_all,
+};
 
 /// The group every connection joins.
 const GROUP: &str = "bench";
 
 /// The gateway's configuration: `$connect` places every connection in [`GROUP`].
-const CONFIG: &str = r#"
+pub(crate) const CONFIG: &str = r#"
 [gateway]
 stage = "dev"
 
@@ -64,6 +67,10 @@ const SOCKETS_PER_WORKER: usize = 10_000;
 /// How long every member may take to read one broadcast before the run gives up on it.
 const ARRIVAL_DEADLINE: Duration = Duration::from_secs(30);
 
+/// With Pushpin, how long the members' reads may stand still before a broadcast that some
+/// of them missed is given up on and the next one sent.
+const QUIET_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Pause after every member has read a broadcast, before the next: the clients' close of the
 /// previous round (acks, wake-ups) is over.
 const PAUSE: Duration = Duration::from_millis(100);
@@ -86,23 +93,45 @@ pub(crate) struct BroadcastSettings {
 
 /// One side's broadcasts.
 #[derive(Debug)]
-struct Phase {
+pub(crate) struct Phase {
     /// Per broadcast sent: the latest arrival minus the send time, in ms.
-    times_ms: Vec<f64>,
+    pub(crate) times_ms: Vec<f64>,
     /// Per broadcast sent: how long the POST(s) took to answer, in ms.
     post_ms: Vec<f64>,
-    /// Per broadcast sent: `delivered` summed over the answers.
-    delivered: Vec<u64>,
+    /// Per broadcast sent: `delivered` summed over the answers (`None`: the server does not
+    /// say, as Pushpin's publish API).
+    delivered: Vec<Option<u64>>,
     /// `dropped` summed over every answer.
     dropped: u64,
     /// Per broadcast sent: members that read it.
-    received: Vec<u64>,
+    pub(crate) received: Vec<u64>,
     /// The listeners' errors.
-    clients: Merged,
+    pub(crate) clients: Merged,
     /// CPU over the broadcasts.
-    cpu: CpuSplit,
+    pub(crate) cpu: CpuSplit,
     /// How long the broadcasts took, pauses included (the CPU split's interval).
     elapsed: Duration,
+}
+
+/// Where a broadcast is POSTed, and in which form.
+#[derive(Debug, Clone)]
+pub(crate) struct Publish {
+    /// The server's URL: a gateway's or hub's `ws://HOST/stage`, or Pushpin's publish API
+    /// `http://HOST/`.
+    pub(crate) url: String,
+    /// How the message is wrapped and the answer read.
+    pub(crate) form: PublishForm,
+}
+
+/// How a broadcast is POSTed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PublishForm {
+    /// `POST {stage}/@groups/{GROUP}` with the message as the body, answered
+    /// `{"delivered":N,"dropped":M}` (gateways and hubs).
+    Groups,
+    /// Pushpin's `POST /publish/` of the message to the GRIP backend's broadcast channel,
+    /// answered 200 without counts, on a new connection each time (Pushpin closes it).
+    Pushpin,
 }
 
 /// A broadcast's answer.
@@ -194,10 +223,9 @@ pub(crate) async fn run(harness: &mut Harness, settings: BroadcastSettings) -> a
     let hub_pids = hubs.iter().map(ServerProcess::pid).collect();
     let baseline = measure(
         harness,
-        &hubs,
-        &hubs,
-        ("ws-broadcast", hub_pids),
-        None,
+        &urls(&hubs),
+        &groups(&hubs),
+        vec![("ws-broadcast", hub_pids)],
         settings,
     )
     .await;
@@ -214,13 +242,13 @@ pub(crate) async fn run(harness: &mut Harness, settings: BroadcastSettings) -> a
         .start_nodes("broadcast", CONFIG, nodes, redis.as_ref())
         .await?;
     let gateway_pids = gateways.iter().map(ServerProcess::pid).collect();
-    let redis_role = redis.as_ref().map(|redis| ("redis", vec![redis.pid()]));
+    let mut roles = vec![("gateway", gateway_pids)];
+    roles.extend(redis.as_ref().map(|redis| ("redis", vec![redis.pid()])));
     let measured = measure(
         harness,
-        &gateways,
-        &gateways[..1],
-        ("gateway", gateway_pids),
-        redis_role,
+        &urls(&gateways),
+        &groups(&gateways[..1]),
+        roles,
         settings,
     )
     .await;
@@ -268,19 +296,37 @@ pub(crate) async fn run(harness: &mut Harness, settings: BroadcastSettings) -> a
     Ok(())
 }
 
-/// Listeners on every server in `members`, B broadcasts POSTed to every server in `posted`,
-/// arrivals collected, listeners closed.
-async fn measure(
+/// The `ws://` URLs of `servers`.
+fn urls(servers: &[ServerProcess]) -> Vec<String> {
+    servers.iter().map(|server| server.url.clone()).collect()
+}
+
+/// A broadcast to the group on each of `servers`.
+fn groups(servers: &[ServerProcess]) -> Vec<Publish> {
+    servers
+        .iter()
+        .map(|server| Publish {
+            url: server.url.clone(),
+            form: PublishForm::Groups,
+        })
+        .collect()
+}
+
+/// Listeners on every server of `members` (`ws://` URLs, each connection placed in the
+/// broadcast group or channel by the server), B broadcasts POSTed to every one of `posted`
+/// at once, arrivals collected, listeners closed; the CPU split over `roles` (the servers). A broadcast some member missed ends the
+/// run there, unless it went to Pushpin, whose missed messages are what is measured: then the
+/// next one is sent once reads have stood still for [`QUIET_DEADLINE`].
+pub(crate) async fn measure(
     harness: &mut Harness,
-    members: &[ServerProcess],
-    posted: &[ServerProcess],
-    role: (&str, Vec<u32>),
-    redis: Option<(&str, Vec<u32>)>,
+    members: &[String],
+    posted: &[Publish],
+    mut roles: Vec<(&str, Vec<u32>)>,
     settings: BroadcastSettings,
 ) -> anyhow::Result<Phase> {
     let mut workers = Vec::with_capacity(settings.workers);
-    for (index, server) in members.iter().enumerate() {
-        let template = WorkerArgs::template(Task::Listen, &server.url);
+    for (index, url) in members.iter().enumerate() {
+        let template = WorkerArgs::template(Task::Listen, url);
         let (started, _) = harness
             .start_workers(
                 &template,
@@ -291,18 +337,26 @@ async fn measure(
             .await?;
         workers.extend(started);
     }
+    let missing_allowed = posted
+        .iter()
+        .any(|publish| publish.form == PublishForm::Pushpin);
+    let quiet = missing_allowed.then_some(QUIET_DEADLINE);
     let mut posters = Vec::with_capacity(posted.len());
-    for server in posted {
-        let target = Target::parse(&server.url.replacen("ws://", "http://", 1))?;
-        let path = format!("{}/@groups/{GROUP}", target.path().trim_end_matches('/'));
+    for publish in posted {
+        let target = Target::parse(&publish.url.replacen("ws://", "http://", 1))?;
+        let path = match publish.form {
+            PublishForm::Groups => {
+                format!("{}/@groups/{GROUP}", target.path().trim_end_matches('/'))
+            }
+            PublishForm::Pushpin => "/publish/".to_owned(),
+        };
         posters.push((
             HttpConnection::open(&target, Ipv4Addr::LOCALHOST).await?,
             path,
+            publish.form,
         ));
     }
 
-    let mut roles = vec![role];
-    roles.extend(redis);
     roles.push(("clients", workers.iter().map(WorkerProcess::pid).collect()));
     roles.push(("harness", vec![std::process::id()]));
     let watch = CpuWatch::start(roles);
@@ -316,25 +370,38 @@ async fn measure(
     let mut read_so_far = 0;
     for seq in 0..settings.broadcasts {
         let sent = epoch_nanos();
-        let body = Bytes::from(format!(
-            r#"{{"seq":{seq},"sent_ns":{sent},"data":"{filler}"}}"#
-        ));
+        let message = format!(r#"{{"seq":{seq},"sent_ns":{sent},"data":"{filler}"}}"#);
+        let published = Bytes::from(grip::publish_body(BROADCAST_CHANNEL, &message));
+        let message = Bytes::from(message);
         let posting = Instant::now();
         let answers =
-            futures_util::future::join_all(posters.iter_mut().map(|(connection, path)| {
-                connection.request(http::Method::POST, path, body.clone())
+            futures_util::future::join_all(posters.iter_mut().map(|(connection, path, form)| {
+                let body = match form {
+                    PublishForm::Groups => message.clone(),
+                    PublishForm::Pushpin => published.clone(),
+                };
+                async move {
+                    connection.reopen_if_closed(Ipv4Addr::LOCALHOST).await?;
+                    let (status, reply) =
+                        connection.request(http::Method::POST, path, body).await?;
+                    Ok::<_, anyhow::Error>((status, reply, *form))
+                }
             }))
             .await;
         post_ms.push(posting.elapsed().as_secs_f64() * 1e3);
         sent_ns.push(sent);
-        let mut answered = 0;
+        let mut answered = Some(0);
         for answer in answers {
-            let (status, reply) = answer?;
+            let (status, reply, form) = answer?;
             if status != http::StatusCode::OK {
                 bail!(
                     "broadcast {seq}: HTTP {status}: {}",
                     String::from_utf8_lossy(&reply)
                 );
+            }
+            if form == PublishForm::Pushpin {
+                answered = None;
+                continue;
             }
             let answer: Answer = serde_json::from_slice(&reply).with_context(|| {
                 format!(
@@ -342,12 +409,12 @@ async fn measure(
                     String::from_utf8_lossy(&reply)
                 )
             })?;
-            answered += answer.delivered;
+            answered = answered.map(|sum| sum + answer.delivered);
             dropped += answer.dropped;
         }
         delivered.push(answered);
-        read_so_far = wait_for_reads(&mut workers, read_so_far + expected).await?;
-        if read_so_far < expected * (seq as u64 + 1) {
+        read_so_far = wait_for_reads(&mut workers, read_so_far + expected, quiet).await?;
+        if read_so_far < expected * (seq as u64 + 1) && !missing_allowed {
             // Someone missed it; the counts no longer tell broadcasts apart: stop here.
             break;
         }
@@ -376,20 +443,24 @@ async fn measure(
     })
 }
 
-/// Asks the workers how many broadcasts they read until the sum reaches `expected` or
-/// [`ARRIVAL_DEADLINE`] passes; returns the last sum.
-async fn wait_for_reads(workers: &mut [WorkerProcess], expected: u64) -> anyhow::Result<u64> {
+/// Asks the workers how many broadcasts they read until the sum reaches `expected`,
+/// [`ARRIVAL_DEADLINE`] passes, or (with `quiet`) the sum has not moved for that long;
+/// returns the last sum.
+async fn wait_for_reads(
+    workers: &mut [WorkerProcess],
+    expected: u64,
+    quiet: Option<Duration>,
+) -> anyhow::Result<u64> {
     let deadline = Instant::now() + ARRIVAL_DEADLINE;
+    let (mut last_read, mut last_change) = (None, Instant::now());
     loop {
-        let mut read = 0;
-        for worker in workers.iter_mut() {
-            worker.send(worker::Command::Count).await?;
-            match worker.next_event(REPORT_DEADLINE).await? {
-                Event::Count { received } => read += received,
-                other => bail!("worker {}: expected a count, got {other:?}", worker.pid()),
-            }
-        }
+        let read = count_received(workers).await?;
         if read >= expected || Instant::now() >= deadline {
+            return Ok(read);
+        }
+        if last_read != Some(read) {
+            (last_read, last_change) = (Some(read), Instant::now());
+        } else if quiet.is_some_and(|quiet| last_change.elapsed() >= quiet) {
             return Ok(read);
         }
         // Polling interval; the arrival times are taken by the workers, not here.
@@ -420,7 +491,7 @@ fn arrivals(reports: &[Report], sent_ns: &[u64]) -> (Vec<u64>, Vec<f64>) {
 }
 
 /// The nearest-rank quantile of `values` (0 when empty).
-fn quantile_of(values: &[f64], quantile: f64) -> f64 {
+pub(crate) fn quantile_of(values: &[f64], quantile: f64) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let rank = (quantile * sorted.len() as f64).ceil() as usize;
@@ -433,7 +504,7 @@ fn quantile_of(values: &[f64], quantile: f64) -> f64 {
 impl Phase {
     /// Records the sanity checks: every broadcast sent, answered for N members, read by all
     /// of them, and no listener lost or surprised.
-    fn check(&self, harness: &mut Harness, name: &str, settings: BroadcastSettings) {
+    pub(crate) fn check(&self, harness: &mut Harness, name: &str, settings: BroadcastSettings) {
         let n = settings.connections as u64;
         let report = &mut harness.report;
         report.check(
@@ -447,13 +518,19 @@ impl Phase {
         report.check(
             "broadcast",
             self.delivered.len() == settings.broadcasts
-                && self.delivered.iter().all(|&delivered| delivered == n)
+                && self.delivered.iter().all(|&delivered| delivered == Some(n))
                 && self.dropped == 0,
             format!(
                 "{name}: {} of {} broadcasts answered delivered = {n} (answers: {:?}), {} dropped",
-                self.delivered.iter().filter(|&&count| count == n).count(),
+                self.delivered
+                    .iter()
+                    .filter(|&&count| count == Some(n))
+                    .count(),
                 settings.broadcasts,
-                self.delivered,
+                self.delivered
+                    .iter()
+                    .map(|count| count.map_or_else(|| "?".to_owned(), |count| count.to_string()))
+                    .collect::<Vec<_>>(),
                 self.dropped
             ),
         );
@@ -469,7 +546,7 @@ impl Phase {
     }
 
     /// `p50 A ms, max B ms over K; POST p50 C ms`.
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {}; POST answered in p50 {:.1} ms",
             quantile_of(&self.times_ms, 0.50),
@@ -480,7 +557,8 @@ impl Phase {
         )
     }
 
-    fn cpu_per_broadcast(&self) -> String {
+    /// Server CPU per broadcast, e.g. `gateway 276012 µs`.
+    pub(crate) fn cpu_per_broadcast(&self) -> String {
         cpu_per_operation(&self.cpu, self.elapsed, self.times_ms.len() as u64)
     }
 }

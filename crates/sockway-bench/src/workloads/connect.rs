@@ -41,9 +41,11 @@ pub(crate) struct ConnectSettings {
 
 /// One server's result.
 #[derive(Debug)]
-struct Measurement {
-    clients: Merged,
-    cpu: CpuSplit,
+pub(crate) struct Measurement {
+    /// The connect loops' merged reports.
+    pub(crate) clients: Merged,
+    /// Where the CPU went.
+    pub(crate) cpu: CpuSplit,
 }
 
 impl ConnectSettings {
@@ -117,21 +119,9 @@ pub(crate) async fn run(harness: &mut Harness, settings: ConnectSettings) -> any
     stopped?;
 
     let backend = harness.start_server(ServerKind::LambdaBackend).await?;
-    let config = format!(
-        r#"
-[gateway]
-stage = "dev"
-
-[routes."$connect"]
-integration = "backend"
-
-[integrations.backend]
-type = "http"
-uri = "{}"
-"#,
-        backend.url
-    );
-    let gateway = harness.start_gateway("connect-http", &config).await?;
+    let gateway = harness
+        .start_gateway("connect-http", &http_connect_config(&backend.url))
+        .await?;
     let with_connect = measure(
         harness,
         &gateway.url,
@@ -199,11 +189,29 @@ uri = "{}"
     Ok(())
 }
 
+/// The gateway with a `$connect` route calling the Lambda-proxy backend at `backend_url`.
+pub(crate) fn http_connect_config(backend_url: &str) -> String {
+    format!(
+        r#"
+[gateway]
+stage = "dev"
+
+[routes."$connect"]
+integration = "backend"
+
+[integrations.backend]
+type = "http"
+uri = "{backend_url}"
+"#
+    )
+}
+
 fn figure(name: &str, result: &Measurement, load: Load, timing: Timing) -> Figure {
     Figure::new("connect", name, result.clients.rate(timing), "conn/s", load).cpu(&result.cpu)
 }
 
-async fn measure(
+/// Connect loops against `url` for one window, CPU split over `roles`.
+pub(crate) async fn measure(
     harness: &mut Harness,
     url: &str,
     roles: Vec<(&str, Vec<u32>)>,

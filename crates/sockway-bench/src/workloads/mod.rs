@@ -10,6 +10,7 @@ pub(crate) mod cluster_push;
 pub(crate) mod connect;
 pub(crate) mod idle;
 pub(crate) mod push;
+pub(crate) mod pushpin;
 pub(crate) mod roundtrip;
 
 use std::net::Ipv4Addr;
@@ -222,6 +223,7 @@ impl Harness {
             ServerKind::LambdaBackend => "backend",
             ServerKind::HttpOk => "http-ok",
             ServerKind::WsBroadcast => "ws-broadcast",
+            ServerKind::GripBackend => "grip-backend",
         };
         let value = clap::ValueEnum::to_possible_value(&kind)
             .expect("no server kind is skipped")
@@ -230,6 +232,11 @@ impl Harness {
         let mut command = Command::new(&self.exe);
         command.args(["serve", &value]);
         ServerProcess::start(name, command).await
+    }
+
+    /// The scratch directory (removed when the harness is dropped).
+    pub(crate) fn scratch(&self) -> &Path {
+        &self.scratch.0
     }
 
     /// Writes a scratch file and returns its path.
@@ -241,7 +248,8 @@ impl Harness {
 
     /// Starts `workers` workers sharing `connections` between them, each with
     /// `sources_each` loopback source addresses of its own, and waits until all are ready.
-    /// Returns them with the ids they reported.
+    /// Returns them with the ids they reported; fails (with the workers' first error) unless
+    /// every connection opened.
     pub(crate) async fn start_workers(
         &mut self,
         template: &WorkerArgs,
@@ -249,6 +257,35 @@ impl Harness {
         workers: usize,
         sources_each: u32,
     ) -> anyhow::Result<(Vec<WorkerProcess>, Vec<String>)> {
+        let (started, ids, _) = self
+            .start_workers_checked(template, connections, workers, sources_each, true)
+            .await?;
+        Ok((started, ids))
+    }
+
+    /// [`Harness::start_workers`], except that a connection the server closed or refused
+    /// while opening is left out (the worker's report counts it as an error) rather than
+    /// failing the start: for servers whose drops are what is measured (Pushpin). Also
+    /// returns how many connections opened.
+    pub(crate) async fn start_workers_tolerant(
+        &mut self,
+        template: &WorkerArgs,
+        connections: usize,
+        workers: usize,
+        sources_each: u32,
+    ) -> anyhow::Result<(Vec<WorkerProcess>, Vec<String>, usize)> {
+        self.start_workers_checked(template, connections, workers, sources_each, false)
+            .await
+    }
+
+    async fn start_workers_checked(
+        &mut self,
+        template: &WorkerArgs,
+        connections: usize,
+        workers: usize,
+        sources_each: u32,
+        require_all: bool,
+    ) -> anyhow::Result<(Vec<WorkerProcess>, Vec<String>, usize)> {
         let workers = workers.clamp(1, connections.max(1));
         let mut started = Vec::with_capacity(workers);
         for index in 0..workers {
@@ -269,27 +306,56 @@ impl Harness {
             opened += count;
             ids.extend(worker_ids);
         }
-        if opened < connections && template.task != worker::Task::Connect {
-            anyhow::bail!("workers opened {opened} of {connections} connections");
+        if require_all && opened < connections && template.task != worker::Task::Connect {
+            // Their reports say why.
+            let mut first_error = None;
+            for mut worker in started {
+                let _ = worker.send(worker::Command::Stop).await;
+                if let Ok(report) = worker.finish(REPORT_DEADLINE).await {
+                    first_error = first_error.or(report.first_error);
+                }
+            }
+            anyhow::bail!(
+                "workers opened {opened} of {connections} connections (first error: {})",
+                first_error.as_deref().unwrap_or("none reported")
+            );
         }
-        Ok((started, ids))
+        Ok((started, ids, opened))
     }
 
     /// Runs one measured window: `go` to every worker, warm-up, then CPU accounting (and a
     /// perf profile of `profiled`) over the window, then the workers' reports.
     pub(crate) async fn window(
         &self,
+        workers: Vec<WorkerProcess>,
+        roles: Vec<(&str, Vec<u32>)>,
+        timing: Timing,
+        profiled: Option<(&str, u32)>,
+    ) -> anyhow::Result<(Merged, CpuSplit)> {
+        let (merged, cpu, _) = self
+            .counted_window(workers, roles, timing, profiled, &mut [])
+            .await?;
+        Ok((merged, cpu))
+    }
+
+    /// [`Harness::window`], also counting what the holding workers in `receivers` received
+    /// during the measured window (their `count` at its start and at its end); returns that
+    /// number too.
+    pub(crate) async fn counted_window(
+        &self,
         mut workers: Vec<WorkerProcess>,
         mut roles: Vec<(&str, Vec<u32>)>,
         timing: Timing,
         profiled: Option<(&str, u32)>,
-    ) -> anyhow::Result<(Merged, CpuSplit)> {
+        receivers: &mut [WorkerProcess],
+    ) -> anyhow::Result<(Merged, CpuSplit, u64)> {
         roles.push(("clients", workers.iter().map(WorkerProcess::pid).collect()));
         roles.push(("harness", vec![std::process::id()]));
         for worker in &mut workers {
             worker.send(worker::Command::Go).await?;
         }
         tokio::time::sleep(timing.warmup).await;
+        let received_before = count_received(receivers).await?;
         let watch = CpuWatch::start(roles);
         let perf = match profiled {
             Some((label, pid)) => self.start_perf(label, pid, timing.duration)?,
@@ -297,6 +363,7 @@ impl Harness {
         };
         tokio::time::sleep(timing.duration).await;
         let cpu = watch.finish();
+        let received = count_received(receivers).await? - received_before;
         if let Some(mut perf) = perf {
             let _ = perf.wait().await;
         }
@@ -304,7 +371,7 @@ impl Harness {
         for worker in workers {
             reports.push(worker.finish(REPORT_DEADLINE).await?);
         }
-        Ok((Merged::from_reports(&reports), cpu))
+        Ok((Merged::from_reports(&reports), cpu, received))
     }
 
     /// Starts `perf record` on `pid` for `duration` when `--perf DIR` was given.
@@ -461,14 +528,30 @@ pub(crate) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Waits until `server`'s resident memory stops changing and returns it in KiB: three
-/// readings 200 ms apart within 0.2 % (or 64 KiB) of each other, at most 10 s.
-pub(crate) async fn settled_rss(server: &ServerProcess) -> anyhow::Result<u64> {
-    let mut previous = server.rss_kib()?;
+/// Asks each holding worker (`receive`, `listen`) how many messages it has received and
+/// returns the sum.
+pub(crate) async fn count_received(workers: &mut [WorkerProcess]) -> anyhow::Result<u64> {
+    let mut received = 0;
+    for worker in workers {
+        worker.send(worker::Command::Count).await?;
+        match worker.next_event(REPORT_DEADLINE).await? {
+            worker::Event::Count { received: count } => received += count,
+            other => anyhow::bail!("worker {}: expected a count, got {other:?}", worker.pid()),
+        }
+    }
+    Ok(received)
+}
+
+/// Waits until the resident memory `rss_kib` reads stops changing and returns it in KiB:
+/// three readings 200 ms apart within 0.2 % (or 64 KiB) of each other, at most 10 s.
+pub(crate) async fn settled_rss(
+    mut rss_kib: impl FnMut() -> anyhow::Result<u64>,
+) -> anyhow::Result<u64> {
+    let mut previous = rss_kib()?;
     let mut stable = 0;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let current = server.rss_kib()?;
+        let current = rss_kib()?;
         let tolerance = (previous / 500).max(64);
         if current.abs_diff(previous) <= tolerance {
             stable += 1;

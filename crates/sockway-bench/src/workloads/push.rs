@@ -18,9 +18,9 @@ use crate::machine::{self, CpuSplit};
 use crate::process::WorkerProcess;
 use crate::report::{Figure, Target, number};
 use crate::servers::ServerKind;
-use crate::worker::{self, Event, Task, WorkerArgs};
+use crate::worker::{self, Task, WorkerArgs};
 
-use super::{Harness, Merged, REPORT_DEADLINE, Timing, millis};
+use super::{Harness, Merged, REPORT_DEADLINE, Timing, count_received, millis};
 
 /// The targets: pushes per second at least 60 % of the bare server's, and every
 /// acknowledged push delivered.
@@ -28,6 +28,11 @@ const TARGET_RATIO: f64 = 0.6;
 
 /// How long receivers may take to count the last deliveries after the pushers stop.
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Loopback source addresses per pusher process. Keep-alive connections use one each; a
+/// server that closes every connection (Pushpin's publish API) gets a new connection per push,
+/// from the next address in turn, so ports held in `TIME_WAIT` never run out.
+const PUSHER_SOURCES: u32 = 32;
 
 /// Connections, pushers, window.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +65,8 @@ pub(crate) struct Measurement {
 pub(crate) struct Receivers {
     workers: Vec<WorkerProcess>,
     paths_file: PathBuf,
+    /// Connections open and pushed to (all of them, unless opened tolerantly).
+    pub(crate) opened: usize,
 }
 
 /// The receivers' merged reports after they closed, and the pushes they counted.
@@ -305,9 +312,17 @@ impl Receivers {
         ws_url: &str,
         settings: PushSettings,
     ) -> anyhow::Result<Receivers> {
-        let template = WorkerArgs::template(Task::Receive, ws_url);
+        let stage_path = ws_url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|start| &rest[start..]))
+            .unwrap_or("/dev");
         let (workers, ids) = harness
-            .start_workers(&template, settings.connections, settings.workers, 1)
+            .start_workers(
+                &WorkerArgs::template(Task::Receive, ws_url),
+                settings.connections,
+                settings.workers,
+                1,
+            )
             .await?;
         if ids.len() != settings.connections {
             bail!(
@@ -316,23 +331,48 @@ impl Receivers {
                 settings.connections
             );
         }
-        let stage_path = ws_url
-            .split_once("://")
-            .and_then(|(_, rest)| rest.find('/').map(|start| &rest[start..]))
-            .unwrap_or("/dev");
-        let mut paths = String::new();
-        for id in &ids {
+        Receivers::with_paths(harness, workers, &ids, |id| {
             // Percent-encoded as boto3 sends it (ids end with `=`).
-            let _ = writeln!(
-                paths,
-                "{stage_path}/@connections/{}",
-                id.replace('=', "%3D")
-            );
+            format!("{stage_path}/@connections/{}", id.replace('=', "%3D"))
+        })
+    }
+
+    /// Opens `settings.connections` receivers at `ws_url`, each learning its id with the
+    /// `whoami` message, and writes `push_line(id)` for each to the pushers' input file (a
+    /// path, or a path, a tab and a body). A receiver the server drops before it learned its
+    /// id is left out and counted in the receivers' errors.
+    pub(crate) async fn open_tolerant(
+        harness: &mut Harness,
+        ws_url: &str,
+        settings: PushSettings,
+        push_line: impl Fn(&str) -> String,
+    ) -> anyhow::Result<Receivers> {
+        let template = WorkerArgs::template(Task::Receive, ws_url);
+        let (workers, ids, _) = harness
+            .start_workers_tolerant(&template, settings.connections, settings.workers, 1)
+            .await?;
+        if ids.is_empty() {
+            bail!("no receiver of {} learned its id", settings.connections);
+        }
+        Receivers::with_paths(harness, workers, &ids, push_line)
+    }
+
+    /// The receivers `workers` with the ids they reported, and their push lines written.
+    fn with_paths(
+        harness: &mut Harness,
+        workers: Vec<WorkerProcess>,
+        ids: &[String],
+        push_line: impl Fn(&str) -> String,
+    ) -> anyhow::Result<Receivers> {
+        let mut paths = String::new();
+        for id in ids {
+            let _ = writeln!(paths, "{}", push_line(id));
         }
         let paths_file = harness.write_input("push-paths.txt", paths.as_bytes())?;
         Ok(Receivers {
             workers,
             paths_file,
+            opened: ids.len(),
         })
     }
 
@@ -350,13 +390,40 @@ impl Receivers {
             "receivers",
             self.workers.iter().map(WorkerProcess::pid).collect(),
         ));
-        push_window(
+        let (measurement, _) = push_window(
             harness,
             http_url,
             &self.paths_file,
             roles,
             profiled,
             settings,
+            &mut [],
+        )
+        .await?;
+        Ok(measurement)
+    }
+
+    /// [`Receivers::push`], also counting the messages the receivers read during the
+    /// measured window; returns that number too.
+    pub(crate) async fn push_counted(
+        &mut self,
+        harness: &mut Harness,
+        http_url: &str,
+        mut roles: Vec<(&str, Vec<u32>)>,
+        settings: PushSettings,
+    ) -> anyhow::Result<(Measurement, u64)> {
+        roles.push((
+            "receivers",
+            self.workers.iter().map(WorkerProcess::pid).collect(),
+        ));
+        push_window(
+            harness,
+            http_url,
+            &self.paths_file,
+            roles,
+            None,
+            settings,
+            &mut self.workers,
         )
         .await
     }
@@ -379,6 +446,8 @@ impl Receivers {
     }
 }
 
+/// Pushers POST the lines of `paths_file` for one window; returns their measurement and what
+/// `receivers` (none, or all of them) read during the measured window.
 async fn push_window(
     harness: &mut Harness,
     url: &str,
@@ -386,7 +455,8 @@ async fn push_window(
     roles: Vec<(&str, Vec<u32>)>,
     profiled: Option<(&str, u32)>,
     settings: PushSettings,
-) -> anyhow::Result<Measurement> {
+    receivers: &mut [WorkerProcess],
+) -> anyhow::Result<(Measurement, u64)> {
     let template = WorkerArgs {
         warmup_ms: millis(settings.timing.warmup),
         duration_ms: millis(settings.timing.duration),
@@ -395,12 +465,17 @@ async fn push_window(
         ..WorkerArgs::template(Task::HttpPush, url)
     };
     let (pushers, _) = harness
-        .start_workers(&template, settings.push_connections, settings.pushers, 1)
+        .start_workers(
+            &template,
+            settings.push_connections,
+            settings.pushers,
+            PUSHER_SOURCES,
+        )
         .await?;
-    let (pushers, cpu) = harness
-        .window(pushers, roles, settings.timing, profiled)
+    let (pushers, cpu, delivered) = harness
+        .counted_window(pushers, roles, settings.timing, profiled, receivers)
         .await?;
-    Ok(Measurement { pushers, cpu })
+    Ok((Measurement { pushers, cpu }, delivered))
 }
 
 /// Asks the receivers for their counts until they add up to `expected` or the deadline
@@ -411,17 +486,7 @@ async fn wait_for_deliveries(
 ) -> anyhow::Result<u64> {
     let deadline = Instant::now() + DELIVERY_DEADLINE;
     loop {
-        let mut received = 0;
-        for receiver in receivers.iter_mut() {
-            receiver.send(worker::Command::Count).await?;
-            match receiver.next_event(REPORT_DEADLINE).await? {
-                Event::Count { received: count } => received += count,
-                other => bail!(
-                    "receiver {}: expected a count, got {other:?}",
-                    receiver.pid()
-                ),
-            }
-        }
+        let received = count_received(receivers).await?;
         if received >= expected || Instant::now() >= deadline {
             return Ok(received);
         }

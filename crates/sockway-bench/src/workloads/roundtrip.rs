@@ -41,9 +41,11 @@ pub(crate) struct RoundtripSettings {
 
 /// One measurement.
 #[derive(Debug)]
-struct Measurement {
-    clients: Merged,
-    cpu: CpuSplit,
+pub(crate) struct Measurement {
+    /// The clients' merged reports.
+    pub(crate) clients: Merged,
+    /// Where the CPU went.
+    pub(crate) cpu: CpuSplit,
 }
 
 impl RoundtripSettings {
@@ -195,21 +197,9 @@ async fn through_gateway_then_direct(
     backend_pid: u32,
     settings: RoundtripSettings,
 ) -> anyhow::Result<(Measurement, Measurement)> {
-    let config = format!(
-        r#"
-[gateway]
-stage = "dev"
-
-[routes.echo]
-integration = "backend"
-route_response = true
-
-[integrations.backend]
-type = "http"
-uri = "{backend_url}"
-"#
-    );
-    let gateway_process = harness.start_gateway("roundtrip", &config).await?;
+    let gateway_process = harness
+        .start_gateway("roundtrip", &config(backend_url))
+        .await?;
     let gateway = measure(
         harness,
         Task::WsEcho,
@@ -242,6 +232,24 @@ uri = "{backend_url}"
     Ok((gateway, direct))
 }
 
+/// The gateway with a two-way `echo` route to the Lambda-proxy backend at `backend_url`.
+pub(crate) fn config(backend_url: &str) -> String {
+    format!(
+        r#"
+[gateway]
+stage = "dev"
+
+[routes.echo]
+integration = "backend"
+route_response = true
+
+[integrations.backend]
+type = "http"
+uri = "{backend_url}"
+"#
+    )
+}
+
 /// The first `echo` event the backend received from the gateway.
 async fn captured_event(backend_url: &str) -> anyhow::Result<Bytes> {
     let target = ClientTarget::parse(backend_url)?;
@@ -256,7 +264,8 @@ async fn captured_event(backend_url: &str) -> anyhow::Result<Bytes> {
     Ok(body)
 }
 
-async fn measure(
+/// `task` (`ws-echo` or `http-echo`) against `url` for one window, CPU split over `roles`.
+pub(crate) async fn measure(
     harness: &mut Harness,
     task: Task,
     url: &str,
