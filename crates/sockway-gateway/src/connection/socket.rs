@@ -15,6 +15,7 @@
 
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Poll, ready};
 
@@ -105,8 +106,8 @@ where
         }
         let Self { stream, input, .. } = self;
         poll_fn(|context| {
-            let mut chunk = [0u8; STACK_READ_BYTES];
-            let mut buffer = ReadBuf::new(&mut chunk);
+            let mut chunk = [MaybeUninit::<u8>::uninit(); STACK_READ_BYTES];
+            let mut buffer = ReadBuf::uninit(&mut chunk);
             ready!(Pin::new(&mut *stream).poll_read(context, &mut buffer))?;
             input.extend_from_slice(buffer.filled());
             Poll::Ready(Ok(buffer.filled().len()))
