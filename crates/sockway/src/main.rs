@@ -57,6 +57,11 @@ enum Command {
 /// Exit status for a configuration that does not load.
 const EXIT_CONFIG: u8 = 2;
 
+/// mimalloc instead of the system allocator: per-thread heaps without glibc's arena locks on
+/// the message path (see BENCHMARKS.md for what it changed).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
