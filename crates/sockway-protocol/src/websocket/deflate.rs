@@ -258,17 +258,15 @@ impl Deflate {
         Ok(output)
     }
 
+    /// Keeps the last window's worth of what the client sent. The buffer grows by exactly
+    /// what it needs, never past the window (a doubling `Vec` would hold up to twice it).
     fn remember(&mut self, message: &[u8]) {
         let window = 1usize << self.agreement.client_window_bits;
-        if message.len() >= window {
-            self.history.clear();
-            self.history
-                .extend_from_slice(&message[message.len() - window..]);
-        } else {
-            let excess = (self.history.len() + message.len()).saturating_sub(window);
-            self.history.drain(..excess);
-            self.history.extend_from_slice(message);
-        }
+        let message = &message[message.len().saturating_sub(window)..];
+        let excess = (self.history.len() + message.len()).saturating_sub(window);
+        self.history.drain(..excess);
+        self.history.reserve_exact(message.len());
+        self.history.extend_from_slice(message);
     }
 
     /// Compresses a message to send, or `None` when it goes out uncompressed: shorter than
@@ -482,6 +480,7 @@ mod tests {
         for (message, compressed) in messages.iter().zip(&compressed) {
             assert_eq!(&deflate.decompress(compressed, 1 << 20).unwrap(), message);
             assert!(deflate.history_len() <= 512);
+            assert!(deflate.history.capacity() <= 512, "{}", deflate.history.capacity());
         }
     }
 
