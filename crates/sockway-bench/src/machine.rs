@@ -30,7 +30,7 @@ pub(crate) struct Machine {
 pub(crate) struct Load {
     /// One-minute load average.
     pub(crate) load_1m: f64,
-    /// `rustc` processes running (other engineers' builds share the cores).
+    /// `rustc` processes running (builds outside the run share the cores).
     pub(crate) rustc_processes: usize,
 }
 
@@ -41,7 +41,7 @@ pub(crate) struct CpuSplit {
     pub(crate) roles: Vec<(String, f64)>,
     /// Percent of all cores busy, from `/proc/stat`, whatever process used them.
     pub(crate) machine_busy: f64,
-    /// Percent of one core used by processes outside the run (other engineers' builds and
+    /// Percent of one core used by processes outside the run (builds and
     /// tests, the kernel's own threads): busy time not accounted to any role.
     pub(crate) outside: f64,
 }
