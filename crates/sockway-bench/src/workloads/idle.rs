@@ -11,7 +11,7 @@ use crate::report::{Figure, Target, number};
 use crate::servers::ServerKind;
 use crate::worker::{self, Task, WorkerArgs};
 
-use super::{Harness, Merged, settled_rss};
+use super::{Harness, Merged, measuring, settled_rss};
 
 /// The gateway's configuration: defaults, no routes (no integration is called).
 pub(crate) const CONFIG: &str = r#"
@@ -96,30 +96,30 @@ pub(crate) async fn run(harness: &mut Harness, settings: IdleSettings) -> anyhow
     let command = harness.command(&settings.args());
 
     let echo_server = harness.start_server(ServerKind::WsEcho).await?;
-    let echo = measure(
-        harness,
-        &echo_server.url,
-        || echo_server.rss_kib(),
-        settings,
-        Refusals::Fail,
-    )
-    .await;
-    let stopped = echo_server.stop().await;
-    let echo = echo?;
-    stopped?;
+    let echo = measuring(harness, echo_server, async |harness, server| {
+        measure(
+            harness,
+            &server.url,
+            || server.rss_kib(),
+            settings,
+            Refusals::Fail,
+        )
+        .await
+    })
+    .await?;
 
     let gateway = harness.start_gateway("idle", CONFIG).await?;
-    let measured = measure(
-        harness,
-        &gateway.url,
-        || gateway.rss_kib(),
-        settings,
-        Refusals::Fail,
-    )
-    .await;
-    let stopped = gateway.stop().await;
-    let measured = measured?;
-    stopped?;
+    let measured = measuring(harness, gateway, async |harness, gateway| {
+        measure(
+            harness,
+            &gateway.url,
+            || gateway.rss_kib(),
+            settings,
+            Refusals::Fail,
+        )
+        .await
+    })
+    .await?;
 
     let n = settings.connections;
     for (name, result) in [("ws-echo", &echo), ("gateway", &measured)] {

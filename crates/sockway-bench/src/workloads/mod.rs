@@ -501,6 +501,20 @@ pub(crate) fn cpu_per_operation(cpu: &CpuSplit, elapsed: Duration, operations: u
         .join(", ")
 }
 
+/// Runs `measure` with `process`, then stops the process, also when `measure` failed; the
+/// measurement's error comes first.
+pub(crate) async fn measuring<T>(
+    harness: &mut Harness,
+    process: ServerProcess,
+    measure: impl AsyncFnOnce(&mut Harness, &ServerProcess) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let measured = measure(harness, &process).await;
+    let stopped = process.stop().await;
+    let measured = measured?;
+    stopped?;
+    Ok(measured)
+}
+
 /// Stops every server in turn, in order, even when one fails; returns the first failure.
 pub(crate) async fn stop_all(servers: Vec<ServerProcess>) -> anyhow::Result<()> {
     let mut first = Ok(());

@@ -29,6 +29,7 @@
 
 use crate::grip;
 use crate::machine::{self, Load};
+use crate::process::ServerProcess;
 use crate::pushpin::{self, Pushpin, Variant};
 use crate::report::{Figure, Target, number};
 use crate::servers::{BROADCAST_PATH, ServerKind};
@@ -39,7 +40,7 @@ use super::connect::{self, ConnectSettings};
 use super::idle::{self, IdleSettings, Refusals};
 use super::push::{self, PushSettings, Received, Receivers};
 use super::roundtrip::{self, RoundtripSettings};
-use super::{Harness, Timing};
+use super::{Harness, Timing, measuring};
 
 /// The project's factor: sockway at least 10× Pushpin's delivered throughput (round trip,
 /// push) and at most a tenth of its memory per connection.
@@ -208,6 +209,34 @@ fn pushpin_roles(pushpin: &mut Pushpin, backend_pid: u32) -> Vec<(&'static str, 
     roles
 }
 
+/// Measures sockway in front of the harness's Lambda-shaped backend: starts the backend and a
+/// gateway with the config `config` builds from its URL, runs `measure` with the gateway and
+/// the CPU roles of both, and stops both, also on errors.
+async fn with_backend_and_gateway<T>(
+    harness: &mut Harness,
+    name: &str,
+    config: impl FnOnce(&str) -> String,
+    measure: impl AsyncFnOnce(
+        &mut Harness,
+        &ServerProcess,
+        Vec<(&'static str, Vec<u32>)>,
+    ) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let backend = harness.start_server(ServerKind::LambdaBackend).await?;
+    measuring(harness, backend, async |harness, backend| {
+        let gateway = harness.start_gateway(name, &config(&backend.url)).await?;
+        measuring(harness, gateway, async |harness, gateway| {
+            let roles = vec![
+                ("gateway", vec![gateway.pid()]),
+                ("backend", vec![backend.pid()]),
+            ];
+            measure(harness, gateway, roles).await
+        })
+        .await
+    })
+    .await
+}
+
 /// A figure with sockway's `value` next to Pushpin's.
 fn row(
     workload: &'static str,
@@ -235,17 +264,11 @@ async fn run_idle(
         "idle needs at least 2 connections"
     );
     let gateway = harness.start_gateway("pushpin-idle", idle::CONFIG).await?;
-    let sockway = idle::measure(
-        harness,
-        &gateway.url,
-        || gateway.rss_kib(),
-        settings,
-        Refusals::Fail,
-    )
-    .await;
-    let stopped = gateway.stop().await;
-    let sockway = sockway?;
-    stopped?;
+    let sockway = measuring(harness, gateway, async |harness, gateway| {
+        let rss = || gateway.rss_kib();
+        idle::measure(harness, &gateway.url, rss, settings, Refusals::Fail).await
+    })
+    .await?;
     let measured = each_variant(harness, version, async |harness, pushpin, _| {
         let url = format!("{}/idle", pushpin.ws_base);
         let mut processes = String::new();
@@ -325,28 +348,15 @@ async fn run_connect(
         settings.concurrency >= 1 && !settings.timing.duration.is_zero(),
         "connect needs at least 1 loop per worker and a nonzero window"
     );
-    let backend = harness.start_server(ServerKind::LambdaBackend).await?;
-    let gateway = harness
-        .start_gateway(
-            "pushpin-connect",
-            &connect::http_connect_config(&backend.url),
-        )
-        .await;
-    let sockway = match gateway {
-        Ok(gateway) => {
-            let roles = vec![
-                ("gateway", vec![gateway.pid()]),
-                ("backend", vec![backend.pid()]),
-            ];
-            let measured = connect::measure(harness, &gateway.url, roles, None, settings).await;
-            let stopped = gateway.stop().await;
-            stopped.and(measured)
-        }
-        Err(error) => Err(error),
-    };
-    let stopped = backend.stop().await;
-    let sockway = sockway?;
-    stopped?;
+    let sockway = with_backend_and_gateway(
+        harness,
+        "pushpin-connect",
+        connect::http_connect_config,
+        async |harness, gateway, roles| {
+            connect::measure(harness, &gateway.url, roles, None, settings).await
+        },
+    )
+    .await?;
     let measured = each_variant(harness, version, async |harness, pushpin, backend_pid| {
         let url = format!("{}/connect", pushpin.ws_base);
         let roles = pushpin_roles(pushpin, backend_pid);
@@ -420,34 +430,16 @@ async fn run_roundtrip(
         settings.connections >= 1 && !settings.timing.duration.is_zero(),
         "roundtrip needs at least 1 connection and a nonzero window"
     );
-    let backend = harness.start_server(ServerKind::LambdaBackend).await?;
-    let gateway = harness
-        .start_gateway("pushpin-roundtrip", &roundtrip::config(&backend.url))
-        .await;
-    let sockway = match gateway {
-        Ok(gateway) => {
-            let roles = vec![
-                ("gateway", vec![gateway.pid()]),
-                ("backend", vec![backend.pid()]),
-            ];
-            let measured = roundtrip::measure(
-                harness,
-                Task::WsEcho,
-                &gateway.url,
-                None,
-                roles,
-                None,
-                settings,
-            )
-            .await;
-            let stopped = gateway.stop().await;
-            stopped.and(measured)
-        }
-        Err(error) => Err(error),
-    };
-    let stopped = backend.stop().await;
-    let sockway = sockway?;
-    stopped?;
+    let sockway = with_backend_and_gateway(
+        harness,
+        "pushpin-roundtrip",
+        roundtrip::config,
+        async |harness, gateway, roles| {
+            let url = &gateway.url;
+            roundtrip::measure(harness, Task::WsEcho, url, None, roles, None, settings).await
+        },
+    )
+    .await?;
     let measured = each_variant(harness, version, async |harness, pushpin, backend_pid| {
         let url = format!("{}/roundtrip", pushpin.ws_base);
         let roles = pushpin_roles(pushpin, backend_pid);
@@ -622,27 +614,19 @@ async fn run_push(
     command: &str,
 ) -> anyhow::Result<()> {
     settings.validate("push")?;
-    let backend = harness.start_server(ServerKind::LambdaBackend).await?;
-    let gateway = harness
-        .start_gateway("pushpin-push", &push::config(&backend.url))
-        .await;
-    let sockway = match gateway {
-        Ok(gateway) => {
-            let measured = async {
-                let receivers = Receivers::open(harness, &gateway.url, settings).await?;
-                let roles = vec![("gateway", vec![gateway.pid()])];
-                let http_url = gateway.url.replacen("ws://", "http://", 1);
-                push_through(harness, receivers, &http_url, roles, settings).await
-            }
-            .await;
-            let stopped = gateway.stop().await;
-            stopped.and(measured)
-        }
-        Err(error) => Err(error),
-    };
-    let stopped = backend.stop().await;
-    let sockway = sockway?;
-    stopped?;
+    let sockway = with_backend_and_gateway(
+        harness,
+        "pushpin-push",
+        push::config,
+        async |harness, gateway, _| {
+            let receivers = Receivers::open(harness, &gateway.url, settings).await?;
+            // The backend only answers `whoami`; the pushes are the gateway's work.
+            let roles = vec![("gateway", vec![gateway.pid()])];
+            let http_url = gateway.url.replacen("ws://", "http://", 1);
+            push_through(harness, receivers, &http_url, roles, settings).await
+        },
+    )
+    .await?;
     let content = "x".repeat(settings.payload_bytes);
     let measured = each_variant(harness, version, async |harness, pushpin, backend_pid| {
         let url = format!("{}/push", pushpin.ws_base);
