@@ -167,9 +167,7 @@ where
     /// (discarding messages) until the client's close frame or the end of the stream, and
     /// shuts the stream down. The caller bounds how long this may take.
     pub(super) async fn close(&mut self, code: u16, reason: &str) {
-        let mut payload = Vec::with_capacity(2 + reason.len());
-        payload.extend_from_slice(&code.to_be_bytes());
-        payload.extend_from_slice(reason.as_bytes());
+        let payload = close_payload(Some((code, reason)));
         self.owed = None;
         if self
             .write_frame(true, false, OpCode::Close, &payload)
@@ -202,11 +200,11 @@ where
                 self.write_frame(true, false, OpCode::Pong, &payload).await
             }
             Some(Owed::Close(frame)) => {
-                let mut payload = Vec::new();
-                if let Some((code, reason)) = frame {
-                    payload.extend_from_slice(&code.to_be_bytes());
-                    payload.extend_from_slice(reason.as_bytes());
-                }
+                let payload = close_payload(
+                    frame
+                        .as_ref()
+                        .map(|(code, reason)| (*code, reason.as_str())),
+                );
                 self.write_frame(true, false, OpCode::Close, &payload).await
             }
         }
@@ -241,6 +239,17 @@ where
         }
         Ok(())
     }
+}
+
+/// A close frame's payload: the status code and reason, or nothing (RFC 6455 §5.5.1).
+fn close_payload(frame: Option<(u16, &str)>) -> Vec<u8> {
+    let Some((code, reason)) = frame else {
+        return Vec::new();
+    };
+    let mut payload = Vec::with_capacity(2 + reason.len());
+    payload.extend_from_slice(&code.to_be_bytes());
+    payload.extend_from_slice(reason.as_bytes());
+    payload
 }
 
 /// The close cause of a frame the reader refused.
