@@ -226,16 +226,6 @@ impl Deflate {
         }
     }
 
-    /// What was agreed.
-    pub fn agreement(&self) -> &Agreement {
-        &self.agreement
-    }
-
-    /// The bytes of history this connection holds.
-    pub fn history_len(&self) -> usize {
-        self.history.len()
-    }
-
     /// Decompresses one message (the payloads of its frames, joined); `max` bounds its
     /// decompressed size.
     pub fn decompress(&mut self, compressed: &[u8], max: usize) -> Result<Vec<u8>, InflateError> {
@@ -479,8 +469,12 @@ mod tests {
         assert!(compressed[1].len() < 20, "{}", compressed[1].len());
         for (message, compressed) in messages.iter().zip(&compressed) {
             assert_eq!(&deflate.decompress(compressed, 1 << 20).unwrap(), message);
-            assert!(deflate.history_len() <= 512);
-            assert!(deflate.history.capacity() <= 512, "{}", deflate.history.capacity());
+            assert!(deflate.history.len() <= 512);
+            assert!(
+                deflate.history.capacity() <= 512,
+                "{}",
+                deflate.history.capacity()
+            );
         }
     }
 
@@ -493,7 +487,7 @@ mod tests {
                 deflate.decompress(&compressed[0], 1024).unwrap(),
                 b"hello hello hello hello"
             );
-            assert_eq!(deflate.history_len(), 0);
+            assert_eq!(deflate.history.len(), 0);
         }
     }
 

@@ -97,11 +97,6 @@ impl Reader {
         self.deflate.as_deref()
     }
 
-    /// Whether a fragmented message is being reassembled.
-    pub fn in_message(&self) -> bool {
-        self.partial.is_some()
-    }
-
     /// Reads whole frames from the front of `bytes` (unmasking them in place) until one
     /// completes a message or control frame, or the bytes run out.
     pub fn read(&mut self, bytes: &mut [u8]) -> Result<Step, ReadError> {
