@@ -26,12 +26,12 @@ use super::duration::{format_duration, parse_duration};
 use super::integrations::validate_integration;
 use super::origins::validate_allowed_origins;
 use super::parse::{key_path, line_of, parse};
+use super::permessage_deflate::validate_permessage_deflate;
 use super::raw::{
     RawBinaryFrames, RawConfig, RawDuration, RawGateway, RawLimits, RawManagement, RawRoute,
 };
 use super::throttling::{rate_limit, validate_throttling};
 use super::tls::validate_tls;
-use super::permessage_deflate::validate_permessage_deflate;
 use super::{
     BinaryFrames, Config, ConfigProblem, GatewayConfig, Limits, ManagementConfig, RateLimit,
     RouteConfig,
@@ -307,8 +307,7 @@ fn validate(
         .as_ref()
         .and_then(|cluster| validate_cluster(cluster, &mut problems));
     let access_log = validate_access_log(&raw.access_log, &mut problems);
-    let permessage_deflate =
-        validate_permessage_deflate(&raw.permessage_deflate, &mut problems);
+    let permessage_deflate = validate_permessage_deflate(&raw.permessage_deflate, &mut problems);
 
     let mut found = problems.found;
     if !found.is_empty() {
