@@ -1,10 +1,11 @@
 //! The sockway gateway as a library.
 //!
-//! [`Gateway::bind`] takes a validated [`config::Config`], binds its listeners and returns a
-//! running handle. Everything a WebSocket client or a backend can observe lives below this
-//! crate: the accept loop and upgrade ([`server`]), one task per connection (`connection`), the
-//! route table (`routing`), integrations (`integrations`), this node's connections
-//! (`registry`), delivery across nodes (`cluster`) and the `@connections` API (`management`).
+//! [`Gateway::bind`] takes a validated [`config::Config`], builds the shared state (`state`),
+//! binds its listeners and returns a running handle (`gateway`). Everything a WebSocket client
+//! or a backend can observe lives below this crate: the accept loop ([`server`]) and the
+//! request head (`head`), one task per connection (`connection`), the route table
+//! (`routing`), integrations (`integrations`), this node's connections (`registry`), delivery
+//! across nodes (`cluster`) and the `@connections` API (`management`).
 //! The wire contract itself (ids, events, error bodies) is `sockway_protocol`, which does no
 //! I/O.
 
@@ -19,15 +20,24 @@ mod console;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+mod gateway;
+mod head;
 mod integrations;
 mod management;
 mod metrics;
+mod pool;
 mod registry;
 mod routing;
 pub mod server;
+mod sign_in;
+mod state;
 mod throttle;
+mod tls;
 
-pub use server::{Gateway, GatewayError};
+pub use cluster::JoinError;
+pub use gateway::{Gateway, GatewayError};
+pub use integrations::UnsupportedScheme;
+pub use routing::RouteError;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use sockway_protocol::route::{RouteKey, RouteSelectionExpression};
 
 use crate::config::Config;
+use crate::integrations::{Integration, Integrations};
 use crate::throttle::TokenBucket;
 
 /// One configured route.
@@ -19,8 +20,8 @@ use crate::throttle::TokenBucket;
 pub(crate) struct Route {
     /// The route key, e.g. `$default` or `sendmessage`.
     pub(crate) key: RouteKey,
-    /// The integration's name in `[integrations]`.
-    pub(crate) integration: String,
+    /// The integration the route invokes; a route cannot exist without one.
+    pub(crate) integration: Arc<Integration>,
     /// Two-way: the integration's response body is sent back to the client.
     pub(crate) route_response: bool,
     /// The route's token bucket, shared by every connection; `None` when not throttled.
@@ -41,6 +42,20 @@ pub(crate) struct RouteTable {
     routes: HashMap<String, Arc<Route>>,
 }
 
+/// Why the route table cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// A route names an integration that is not configured. Validation rejects this in a
+    /// configuration file, so only a configuration built in code reaches it.
+    #[error("route `{route_key}` names integration `{integration}`, which is not configured")]
+    UnknownIntegration {
+        /// The route's key.
+        route_key: RouteKey,
+        /// The integration name it gives.
+        integration: String,
+    },
+}
+
 /// Where a message goes.
 #[derive(Debug, Clone)]
 pub(crate) enum Selection {
@@ -51,22 +66,24 @@ pub(crate) enum Selection {
 }
 
 impl RouteTable {
-    /// Builds the table; fails when a route names an integration the config lacks (validation
-    /// already checks this, so it only guards against a config built in code).
-    pub(crate) fn from_config(config: &Config) -> Result<RouteTable, String> {
+    /// Builds the table, each route holding its integration out of `integrations`.
+    pub(crate) fn from_config(
+        config: &Config,
+        integrations: &Integrations,
+    ) -> Result<RouteTable, RouteError> {
         let mut routes = HashMap::new();
         for route in &config.routes {
-            if !config.integrations.contains_key(&route.integration) {
-                return Err(format!(
-                    "route `{}` names integration `{}`, which is not configured",
-                    route.key, route.integration
-                ));
-            }
+            let integration = integrations.get(&route.integration).ok_or_else(|| {
+                RouteError::UnknownIntegration {
+                    route_key: route.key.clone(),
+                    integration: route.integration.clone(),
+                }
+            })?;
             routes.insert(
                 route.key.as_str().to_owned(),
                 Arc::new(Route {
                     key: route.key.clone(),
-                    integration: route.integration.clone(),
+                    integration,
                     route_response: route.route_response,
                     throttle: route
                         .throttling
@@ -131,7 +148,8 @@ mod tests {
             text.push_str(&format!("[routes.\"{key}\"]\nintegration = \"backend\"\n"));
         }
         let config = Config::from_toml(&text, "<test>").unwrap();
-        RouteTable::from_config(&config).unwrap()
+        let integrations = Integrations::from_config(&config).unwrap();
+        RouteTable::from_config(&config, &integrations).unwrap()
     }
 
     fn check(table: &RouteTable, body: &str, expected: Option<&str>) {

@@ -149,6 +149,13 @@ impl AwsError {
         Self::with_message(500, "InternalServerErrorException", message)
     }
 
+    /// 502 `BadGatewayException`: the backend behind the route failed (a `$connect`
+    /// integration that failed). Not modelled by AWS for `@connections`; the name follows
+    /// AWS's `<Name>Exception` style.
+    pub fn bad_gateway(message: impl Into<String>) -> Self {
+        Self::with_message(502, "BadGatewayException", message)
+    }
+
     /// 504 `GatewayTimeoutException`: the operation did not finish in time (e.g. a
     /// delivery to another cluster node). Not modelled by AWS for `@connections`; the name
     /// follows AWS's `<Name>Exception` style.

@@ -17,6 +17,7 @@
 //! no randomness source: callers pass in the current time (epoch milliseconds) and random
 //! bytes, so every function here is deterministic and tested as a pure function.
 
+pub mod access_log;
 pub mod close;
 pub mod error;
 pub mod event;

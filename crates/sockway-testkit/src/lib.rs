@@ -131,6 +131,17 @@ impl Drop for TestGateway {
     }
 }
 
+/// An error and its causes, joined with `: ` as the binary prints them.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
 /// The value of the series `series` (name and labels, as rendered, e.g.
 /// `ClientError_total{stage="dev"}`) in a Prometheus text exposition; fails the test when the
 /// series is absent.

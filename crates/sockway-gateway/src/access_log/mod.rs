@@ -28,9 +28,9 @@ use sockway_protocol::result::IntegrationResponse;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use self::template::Template;
 use crate::config::{AccessLogConfig, Config};
 use crate::integrations::IntegrationError;
+use sockway_protocol::access_log::Template;
 
 /// How many records the ring keeps.
 pub(crate) const RECENT_CAPACITY: usize = 200;
@@ -361,7 +361,7 @@ impl AccessLog {
             recent.push_back(record);
         }
         if let Some(lines) = &self.lines {
-            let line = lines.template.render(&event, &lines.api_id, &lines.stage);
+            let line = template::render(&lines.template, &event, &lines.api_id, &lines.stage);
             if lines.sender.try_send(line).is_err() {
                 lines.dropped.inc();
             }

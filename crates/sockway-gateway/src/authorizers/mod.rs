@@ -22,8 +22,7 @@ use sockway_protocol::id::RequestId;
 use self::jwt::JwtAuthorizer;
 use self::policy::Decision;
 use crate::config::{AuthorizerKind, Config, IdentitySource, LambdaTarget};
-use crate::integrations::{HttpClient, LambdaClient};
-use crate::server::head::http_response;
+use crate::integrations::{HttpClient, LambdaClient, UnsupportedScheme, check_scheme};
 
 /// Largest authorizer result AWS accepts.
 const MAX_RESULT_BYTES: usize = 8 * 1024;
@@ -97,30 +96,6 @@ impl AuthorizerError {
             AuthorizerError::Failed(_) => 500,
         }
     }
-
-    /// The complete HTTP refusal, with AWS's bodies and error types.
-    pub(crate) fn response(&self, request_id: &RequestId) -> Vec<u8> {
-        let (error_type, body): (&str, &[u8]) = match self {
-            AuthorizerError::MissingIdentity(_) | AuthorizerError::Unauthorized(_) => {
-                ("UnauthorizedException", br#"{"message":"Unauthorized"}"#)
-            }
-            AuthorizerError::Denied(_) => (
-                "AccessDeniedException",
-                br#"{"Message":"User is not authorized to access this resource with an explicit deny"}"#,
-            ),
-            AuthorizerError::Failed(_) => ("AuthorizerConfigurationException", br#"{"message":null}"#),
-        };
-        let request_id = request_id.to_string();
-        http_response(
-            self.status(),
-            &[
-                ("Content-Type", "application/json"),
-                ("x-amzn-RequestId", request_id.as_str()),
-                ("x-amzn-ErrorType", error_type),
-            ],
-            body,
-        )
-    }
 }
 
 impl Authorizer {
@@ -129,7 +104,7 @@ impl Authorizer {
         config: &Config,
         lambda: &LambdaClient,
         http: &HttpClient,
-    ) -> Result<Option<Authorizer>, String> {
+    ) -> Result<Option<Authorizer>, UnsupportedScheme> {
         let Some(authorizer) = &config.authorizer else {
             return Ok(None);
         };
@@ -140,11 +115,7 @@ impl Authorizer {
                 client: lambda.clone(),
             },
             AuthorizerKind::Http { uri } => {
-                if uri.scheme_str() != Some("http") && uri.scheme_str() != Some("https") {
-                    return Err(format!(
-                        "authorizer uri `{uri}` must be http:// or https://"
-                    ));
-                }
+                check_scheme(|| "authorizer".to_owned(), uri)?;
                 Kind::Http {
                     uri: uri.clone(),
                     client: http.clone(),

@@ -31,7 +31,7 @@ pub use sockway_protocol::id::ConnectionId;
 use crate::aws::UNRESERVED;
 use crate::aws::sigv4;
 use crate::config::ManagementCredential;
-use crate::integrations::{PooledClient, pooled_client};
+use crate::pool::{PooledClient, pooled_client};
 
 /// How long a call may take, sending and reading the answer included, unless
 /// [`ManagementClient::with_timeout`] says otherwise.

@@ -70,9 +70,14 @@ pub(crate) enum ClusterError {
         /// What a broadcast did reach before it gave up on those nodes.
         reached: Option<Tally>,
     },
-    /// Joining the cluster at startup failed.
+}
+
+/// Why a node could not join the cluster at startup; only `Cluster::start` returns it.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// A Redis call made while joining failed.
     #[error("cannot join the cluster: {operation}")]
-    Join {
+    Redis {
         /// What was being done.
         operation: String,
         /// What Redis (or the client library) reported.
@@ -221,7 +226,7 @@ impl Cluster {
         config: &Config,
         metrics: ClusterMetrics,
         shutdown: &CancellationToken,
-    ) -> Result<Cluster, ClusterError> {
+    ) -> Result<Cluster, JoinError> {
         match &config.cluster {
             None => Ok(Cluster::Local(Registry::default())),
             Some(cluster) => {

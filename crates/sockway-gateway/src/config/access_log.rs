@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::raw::RawAccessLog;
 use super::validate::Problems;
-use crate::access_log::Template;
+use sockway_protocol::access_log::Template;
 
 /// `[access_log]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

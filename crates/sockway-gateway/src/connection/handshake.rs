@@ -4,12 +4,12 @@
 //! completes the handshake (copying only `Sec-WebSocket-Protocol` from the integration's
 //! headers, and reading sockway's `X-Sockway-Groups`: the groups the connection joins), any
 //! other status rejects it with that status, an integration failure with 502 and
-//! a timeout with 504.
+//! a timeout with 504. Every refusal is a [`ConnectError`]; [`negotiate`] records it with the
+//! CONNECT's access-log event and request id, and the caller writes its response.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use sockway_protocol::error::AwsError;
 use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::group::GroupName;
 use sockway_protocol::id::RequestId;
@@ -17,14 +17,13 @@ use sockway_protocol::websocket::deflate::{self, Deflate};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::access_log::{
-    AccessEvent, AuthorizerDecision, ErrorOutcome, EventType, IntegrationOutcome,
-};
+use super::refusal::ConnectError;
+use crate::access_log::{AccessEvent, AuthorizerDecision, EventType, IntegrationOutcome};
 use crate::authorizers::AuthorizerRequest;
+use crate::head::RequestHead;
 use crate::integrations::{Call, CallKind};
 use crate::metrics::{AuthorizerOutcome, Throttled};
-use crate::server::head::{error_response, http_response};
-use crate::server::{RequestHead, Shared};
+use crate::state::State;
 use crate::throttle::{Admission, Refusal, TokenBucket};
 use crate::{epoch_millis, random_bytes};
 
@@ -33,6 +32,8 @@ use crate::{epoch_millis, random_bytes};
 pub(super) struct Accepted {
     /// The connection's event context.
     pub(super) context: Arc<ConnectionContext>,
+    /// The CONNECT's request id, which a refusal at registration still carries.
+    pub(super) request_id: RequestId,
     /// The complete `101 Switching Protocols` response to write.
     pub(super) response: Vec<u8>,
     /// The groups the `$connect` integration placed the connection in.
@@ -44,93 +45,86 @@ pub(super) struct Accepted {
     pub(super) admission: Admission,
 }
 
-/// Why the upgrade is not completed: the HTTP response to send instead.
+/// An upgrade request that was refused, with the id its response and access-log line carry.
 #[derive(Debug)]
 pub(super) struct Refused {
-    /// The complete HTTP response.
-    pub(super) response: Vec<u8>,
+    /// Why.
+    pub(super) error: ConnectError,
+    /// The CONNECT's request id.
+    pub(super) request_id: RequestId,
 }
 
 /// The header of a `$connect` answer that names the groups the connection joins: a
 /// comma-separated list of group names (a sockway extension).
-pub(crate) const GROUPS_HEADER: &str = "X-Sockway-Groups";
+const GROUPS_HEADER: &str = "X-Sockway-Groups";
 
-/// Checks the upgrade request and runs `$connect`; a request that gets as far as a connection
-/// id is recorded in the access log with its outcome.
+/// Checks the upgrade request and runs `$connect`. A refusal is counted and recorded in the
+/// access log here; an accepted upgrade comes with its CONNECT event, answered 200, which the
+/// caller records once the connection is registered (registration can still refuse it).
 pub(super) async fn negotiate(
     head: &RequestHead,
     peer: SocketAddr,
     local: Option<SocketAddr>,
-    shared: &Shared,
-) -> Result<Accepted, Refused> {
-    let mut event = None;
-    let negotiated = run_connect(head, peer, local, shared, &mut event).await;
-    if let Some(event) = event {
-        shared.access_log.record(event);
+    state: &State,
+) -> Result<(Accepted, AccessEvent), Refused> {
+    let request_id = RequestId::from_random(random_bytes());
+    let mut event = AccessEvent::new(EventType::Connect, request_id.to_string(), epoch_millis());
+    event.route_key = Some("$connect".to_owned());
+    event.source_ip = Some(canonical_ip(peer.ip()).to_string());
+    event.user_agent = head.header("User-Agent").map(str::to_owned);
+    match run_connect(head, peer, local, state, &request_id, &mut event).await {
+        Ok(accepted) => {
+            event.answered(200, None);
+            Ok((accepted, event))
+        }
+        Err(error) => {
+            debug!(request_id = %request_id, error = %error, fault = ?error.fault(), "upgrade refused");
+            error.record(&state.metrics, &mut event);
+            state.access_log.record(event);
+            Err(Refused { error, request_id })
+        }
     }
-    negotiated
 }
 
-/// [`negotiate`], filling `event` with the CONNECT's access-log event once there is one.
+/// The checks, the throttles, the authorizer and `$connect`, in that order. Fills `event` with
+/// what happened (the connection, the authorizer's decision, the integration call); the
+/// outcome is the caller's to record.
 async fn run_connect(
     head: &RequestHead,
     peer: SocketAddr,
     local: Option<SocketAddr>,
-    shared: &Shared,
-    event: &mut Option<AccessEvent>,
-) -> Result<Accepted, Refused> {
-    let key = check_request(head, shared).inspect_err(|_| {
-        shared.metrics.client_error.inc();
-    })?;
-    let connection_id = shared.cluster.new_connection_id();
-    let connected_at = epoch_millis();
-    let source_ip = canonical_ip(peer.ip()).to_string();
-    let user_agent = head.header("User-Agent").map(str::to_owned);
+    state: &State,
+    request_id: &RequestId,
+    event: &mut AccessEvent,
+) -> Result<Accepted, ConnectError> {
+    let key = check_request(head, state)?;
+    let connected_at = event.request_time_epoch;
+    let source_ip = event.source_ip.clone().unwrap_or_default();
     let domain_name = head
         .header("Host")
         .map(str::to_owned)
         .unwrap_or_else(|| local.map(|addr| addr.to_string()).unwrap_or_default());
     let mut context = ConnectionContext {
-        connection_id,
-        api_id: shared.config.gateway.api_id.clone(),
-        stage: shared.config.gateway.stage.clone(),
+        connection_id: state.cluster.new_connection_id(),
+        api_id: state.config.gateway.api_id.clone(),
+        stage: state.config.gateway.stage.clone(),
         domain_name,
         connected_at,
         source_ip: source_ip.clone(),
-        user_agent,
+        user_agent: event.user_agent.clone(),
         authorizer: None,
     };
-    let proto = if shared.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    event.connection = Some(Arc::new(context.clone()));
+    let proto = if state.tls.is_some() { "https" } else { "http" };
     let headers = Arc::new(event_headers(head, &source_ip, local, proto));
     let query = Arc::new(head.query_pairs());
-    let request_id = RequestId::from_random(random_bytes());
-    let event = event.insert(AccessEvent::of_connection(
-        EventType::Connect,
-        Arc::new(context.clone()),
-        request_id.to_string(),
-        connected_at,
-    ));
-    event.route_key = Some("$connect".to_owned());
-    let unavailable = |event: &mut AccessEvent| {
-        event.answered(
-            503,
-            Some(ErrorOutcome::new("Service Unavailable", "DEFAULT_5XX")),
-        );
-        Refused {
-            response: error_response(&AwsError::service_unavailable("Service Unavailable")),
-        }
-    };
 
-    let admission = admit(peer, &request_id, shared, event)?;
+    let admission = admit(peer, state)?;
 
     // The CONNECT event alone reports the authorizer's latency; later events carry only the
     // principal and context.
     let mut connect_context = None;
-    if let Some(authorizer) = &shared.authorizer {
+    if let Some(authorizer) = &state.authorizer {
         let request = AuthorizerRequest {
             connection: &context,
             headers: &headers,
@@ -138,138 +132,71 @@ async fn run_connect(
         };
         let decided = tokio::select! {
             decided = authorizer.authorize(&request) => decided,
-            _ = shared.shutdown.cancelled() => return Err(unavailable(event)),
+            _ = state.shutdown.cancelled() => return Err(ConnectError::ShuttingDown),
         };
-        let outcome = match &decided {
-            Ok(_) => AuthorizerOutcome::Allow,
+        let (outcome, latency) = match &decided {
+            Ok(authorization) => (AuthorizerOutcome::Allow, authorization.latency),
             Err(error) => match error.status() {
-                401 => AuthorizerOutcome::Unauthorized,
-                403 => AuthorizerOutcome::Deny,
-                _ => AuthorizerOutcome::Error,
+                401 => (AuthorizerOutcome::Unauthorized, Default::default()),
+                403 => (AuthorizerOutcome::Deny, Default::default()),
+                _ => (AuthorizerOutcome::Error, Default::default()),
             },
         };
-        let latency = decided
-            .as_ref()
-            .map(|authorization| authorization.latency)
-            .unwrap_or_default();
-        shared.metrics.authorizer_decided(outcome, latency);
+        state.metrics.authorizer_decided(outcome, latency);
+        let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
         event.authorizer = Some(AuthorizerDecision {
-            latency_ms: decided
-                .as_ref()
-                .ok()
-                .map(|_| u64::try_from(latency.as_millis()).unwrap_or(u64::MAX)),
+            latency_ms: decided.is_ok().then_some(latency_ms),
             status: decided
                 .as_ref()
                 .map_or_else(|error| error.status(), |_| 200),
             error: decided.as_ref().err().map(ToString::to_string),
         });
-        match decided {
-            Ok(authorization) => {
-                let mut with_latency = authorization.context.clone();
-                let latency = u64::try_from(authorization.latency.as_millis()).unwrap_or(u64::MAX);
-                with_latency.insert("integrationLatency".to_owned(), latency.into());
-                connect_context = Some(Arc::new(ConnectionContext {
-                    authorizer: Some(with_latency),
-                    ..context.clone()
-                }));
-                context.authorizer = Some(authorization.context);
-            }
-            Err(error) => {
-                if error.status() < 500 {
-                    shared.metrics.client_error.inc();
-                }
-                let (message, response_type) = match error.status() {
-                    401 => ("Unauthorized", "UNAUTHORIZED"),
-                    403 => ("Forbidden", "ACCESS_DENIED"),
-                    _ => ("Internal server error", "AUTHORIZER_CONFIGURATION_ERROR"),
-                };
-                event.answered(
-                    error.status(),
-                    Some(ErrorOutcome::new(message, response_type)),
-                );
-                debug!(connection_id = %context.connection_id, request_id = %request_id, error = %error, status = error.status(), "authorizer refused the connection");
-                return Err(Refused {
-                    response: error.response(&request_id),
-                });
-            }
-        }
+        let authorization = decided.map_err(ConnectError::Authorizer)?;
+        let mut with_latency = authorization.context.clone();
+        with_latency.insert("integrationLatency".to_owned(), latency_ms.into());
+        connect_context = Some(Arc::new(ConnectionContext {
+            authorizer: Some(with_latency),
+            ..context.clone()
+        }));
+        context.authorizer = Some(authorization.context);
     }
     let context = Arc::new(context);
     event.connection = Some(context.clone());
 
     let mut subprotocol = None;
     let mut groups = Vec::new();
-    if let Some(route) = shared.routes.connect() {
-        shared.metrics.connect_count.inc();
-        let integration = shared
-            .integrations
-            .get(&route.integration)
-            .expect("the route table only holds routes whose integration exists");
+    if let Some(route) = state.routes.connect() {
+        state.metrics.connect_count.inc();
         let call = Call {
             connection: connect_context.unwrap_or_else(|| context.clone()),
-            request_id,
+            request_id: request_id.clone(),
             now_ms: epoch_millis(),
             kind: CallKind::Connect { headers, query },
         };
         let started = Instant::now();
         let answer = tokio::select! {
-            answer = integration.invoke(&call) => answer,
-            _ = shared.shutdown.cancelled() => return Err(unavailable(event)),
+            answer = route.integration.invoke(&call) => answer,
+            _ = state.shutdown.cancelled() => return Err(ConnectError::ShuttingDown),
         };
         event.integration = Some(IntegrationOutcome::of(&answer, started.elapsed()));
-        match answer {
-            Ok(response) if response.is_success() => {
-                event.answered(200, None);
-                subprotocol = response.header("Sec-WebSocket-Protocol").map(str::to_owned);
-                if let Some(list) = response.header(GROUPS_HEADER) {
-                    groups = GroupName::parse_list(list).map_err(|error| {
-                        warn!(connection_id = %context.connection_id, request_id = %call.request_id, error = %error, "$connect answered with an invalid {GROUPS_HEADER} header; refusing the connection");
-                        event.answered(502, Some(ErrorOutcome::new("Internal server error", "INTEGRATION_FAILURE")));
-                        let request_id = call.request_id.to_string();
-                        Refused {
-                            response: http_response(
-                                502,
-                                &[
-                                    ("Content-Type", "application/json"),
-                                    ("x-amzn-RequestId", request_id.as_str()),
-                                ],
-                                br#"{"message": "Internal server error"}"#,
-                            ),
-                        }
-                    })?;
-                }
-            }
-            Ok(response) => {
-                debug!(connection_id = %context.connection_id, status = response.status_code, "$connect refused the connection");
-                event.answered(response.status_code, None);
-                return Err(Refused {
-                    response: http_response(response.status_code, &[], b""),
-                });
-            }
-            Err(error) => {
-                warn!(connection_id = %context.connection_id, request_id = %call.request_id, error = %error, "$connect integration failed");
-                let (status, message, response_type) = if error.is_timeout() {
-                    (504, "Endpoint request timed out", "INTEGRATION_TIMEOUT")
-                } else {
-                    (502, "Internal server error", "INTEGRATION_FAILURE")
-                };
-                event.answered(status, Some(ErrorOutcome::new(message, response_type)));
-                let body = format!(r#"{{"message": "{message}"}}"#);
-                let request_id = call.request_id.to_string();
-                let headers = [
-                    ("Content-Type", "application/json"),
-                    ("x-amzn-RequestId", request_id.as_str()),
-                ];
-                return Err(Refused {
-                    response: http_response(status, &headers, body.as_bytes()),
-                });
-            }
+        let response = answer.map_err(|error| {
+            warn!(connection_id = %context.connection_id, request_id = %request_id, error = %error, "$connect integration failed");
+            ConnectError::Integration(error)
+        })?;
+        if !response.is_success() {
+            return Err(ConnectError::ConnectRefused {
+                status: response.status_code,
+            });
+        }
+        subprotocol = response.header("Sec-WebSocket-Protocol").map(str::to_owned);
+        if let Some(list) = response.header(GROUPS_HEADER) {
+            groups = GroupName::parse_list(list).map_err(|error| {
+                warn!(connection_id = %context.connection_id, request_id = %request_id, error = %error, "$connect answered with an invalid {GROUPS_HEADER} header; refusing the connection");
+                ConnectError::InvalidGroups
+            })?;
         }
     }
 
-    if event.status.is_none() {
-        event.answered(200, None);
-    }
     let subprotocol = subprotocol.filter(|chosen| {
         let offered = offered_subprotocols(head).any(|offer| offer == chosen);
         if !offered {
@@ -284,24 +211,21 @@ async fn run_connect(
     if let Some(subprotocol) = subprotocol {
         response.push_str(&format!("Sec-WebSocket-Protocol: {subprotocol}\r\n"));
     }
-    let deflate = shared
-        .config
-        .permessage_deflate
-        .as_ref()
-        .and_then(|config| {
-            let offers = head
-                .headers
-                .iter()
-                .filter(|(name, _)| name.eq_ignore_ascii_case("Sec-WebSocket-Extensions"))
-                .map(|(_, value)| value.as_str());
-            let (offer, agreement) = deflate::negotiate(offers, config)?;
-            let extension = agreement.response_header(&offer);
-            response.push_str(&format!("Sec-WebSocket-Extensions: {extension}\r\n"));
-            Some(Deflate::new(agreement, config))
-        });
+    let deflate = state.config.permessage_deflate.as_ref().and_then(|config| {
+        let offers = head
+            .headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("Sec-WebSocket-Extensions"))
+            .map(|(_, value)| value.as_str());
+        let (offer, agreement) = deflate::negotiate(offers, config)?;
+        let extension = agreement.response_header(&offer);
+        response.push_str(&format!("Sec-WebSocket-Extensions: {extension}\r\n"));
+        Some(Deflate::new(agreement, config))
+    });
     response.push_str("\r\n");
     Ok(Accepted {
         context,
+        request_id: request_id.clone(),
         response: response.into_bytes(),
         groups,
         deflate,
@@ -321,75 +245,53 @@ fn accept_key(key: &str) -> String {
 }
 
 /// RFC 6455 checks on the upgrade request; returns the client's key.
-fn check_request<'a>(head: &'a RequestHead, shared: &Shared) -> Result<&'a str, Refused> {
-    let stage_path = shared.stage_path.as_str();
+fn check_request<'a>(head: &'a RequestHead, state: &State) -> Result<&'a str, ConnectError> {
+    let stage_path = state.stage_path.as_str();
     let on_stage = head.path == stage_path
         || (stage_path != "/" && head.path.strip_suffix('/') == Some(stage_path));
     if !on_stage {
-        return Err(Refused {
-            response: error_response(&AwsError::forbidden()),
-        });
+        return Err(ConnectError::NotOnStage);
     }
     if head.method != "GET" {
-        return Err(Refused {
-            response: error_response(&AwsError::method_not_allowed(&head.method)),
-        });
+        return Err(ConnectError::MethodNotAllowed(head.method.clone()));
     }
     if head.minor_version == 0 {
-        return Err(Refused {
-            response: error_response(&AwsError::bad_request("WebSocket upgrades need HTTP/1.1")),
-        });
+        return Err(ConnectError::BadRequest("WebSocket upgrades need HTTP/1.1"));
     }
     if !head.header_has_token("Connection", "upgrade") {
-        return Err(Refused {
-            response: error_response(&AwsError::bad_request(
-                "Connection header must contain upgrade",
-            )),
-        });
+        return Err(ConnectError::BadRequest(
+            "Connection header must contain upgrade",
+        ));
     }
     if head.header("Sec-WebSocket-Version").map(str::trim) != Some("13") {
-        return Err(Refused {
-            response: http_response(
-                426,
-                &[
-                    ("Sec-WebSocket-Version", "13"),
-                    ("Content-Type", "application/json"),
-                ],
-                br#"{"message":"Unsupported WebSocket version"}"#,
-            ),
-        });
+        return Err(ConnectError::UnsupportedVersion);
     }
     let key = match head.header("Sec-WebSocket-Key").map(str::trim) {
         Some(key) if is_valid_key(key) => key,
         _ => {
-            return Err(Refused {
-                response: error_response(&AwsError::bad_request(
-                    "Missing or invalid Sec-WebSocket-Key",
-                )),
-            });
+            return Err(ConnectError::BadRequest(
+                "Missing or invalid Sec-WebSocket-Key",
+            ));
         }
     };
-    check_origin(head, shared)?;
+    check_origin(head, state)?;
     Ok(key)
 }
 
 /// `gateway.allowed_origins`: a browser's upgrade from an origin not on the list is refused
 /// with 403 (cross-site WebSocket hijacking). A request without `Origin` does not come from
 /// a browser page and is let through.
-fn check_origin(head: &RequestHead, shared: &Shared) -> Result<(), Refused> {
-    let (Some(allowed), Some(origin)) = (
-        &shared.config.gateway.allowed_origins,
-        head.header("Origin"),
-    ) else {
+fn check_origin(head: &RequestHead, state: &State) -> Result<(), ConnectError> {
+    let (Some(allowed), Some(origin)) =
+        (&state.config.gateway.allowed_origins, head.header("Origin"))
+    else {
         return Ok(());
     };
     if allowed.iter().any(|allowed| allowed.matches(origin)) {
         return Ok(());
     }
     debug!(origin = %origin, "origin not in gateway.allowed_origins; refusing the upgrade");
-    Err(Refused {
-        response: error_response(&AwsError::forbidden()),
-    })
+    Err(ConnectError::OriginNotAllowed)
 }
 
 /// A key is the base64 of 16 bytes: 24 characters ending in `==`.
@@ -442,7 +344,7 @@ fn event_headers(
 }
 
 /// IPv4 clients on a dual-stack socket show up as `::ffff:a.b.c.d`; AWS reports `a.b.c.d`.
-pub(super) fn canonical_ip(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6
             .to_ipv4_mapped()
@@ -454,17 +356,11 @@ pub(super) fn canonical_ip(ip: IpAddr) -> IpAddr {
 
 /// Applies the connect throttles before anything is invoked: the new-connection bucket, the
 /// `$connect` route's bucket, then the connection caps. A refusal is 429 with `Retry-After`
-/// (503 for the total cap, which is the server's limit rather than the client's), counted and
-/// logged under the CONNECT's request id.
-fn admit(
-    peer: SocketAddr,
-    request_id: &RequestId,
-    shared: &Shared,
-    event: &mut AccessEvent,
-) -> Result<Admission, Refused> {
+/// (503 for the total cap, which is the server's limit rather than the client's).
+fn admit(peer: SocketAddr, state: &State) -> Result<Admission, ConnectError> {
     let buckets = [
-        shared.throttles.connect.as_ref(),
-        shared
+        state.throttles.connect.as_ref(),
+        state
             .routes
             .connect()
             .and_then(|route| route.throttle.as_ref()),
@@ -473,53 +369,23 @@ fn admit(
         .into_iter()
         .flatten()
         .find(|bucket| !bucket.try_acquire());
-    let refusal = match throttled {
-        Some(bucket) => Err((Throttled::ConnectRate, retry_after_secs(bucket))),
-        None => shared
-            .throttles
-            .caps
-            .admit(peer.ip())
-            .map_err(|refusal| match refusal {
-                Refusal::PerIpCap => (Throttled::ConnectionsPerIp, 1),
-                Refusal::TotalCap => (Throttled::MaxConnections, 1),
-            }),
-    };
-    refusal.map_err(|(reason, retry_after)| {
-        shared.metrics.throttled(reason);
-        shared.metrics.client_error.inc();
-        let error = if reason == Throttled::MaxConnections {
-            AwsError::service_unavailable("Service Unavailable")
-        } else {
-            AwsError::limit_exceeded("Too Many Requests")
-        };
-        let response_type = if error.status == 429 {
-            "THROTTLED"
-        } else {
-            "DEFAULT_5XX"
-        };
-        event.answered(
-            error.status,
-            Some(ErrorOutcome::new(
-                error.message.as_deref().unwrap_or_default(),
-                response_type,
-            )),
-        );
-        debug!(peer = %peer, reason = ?reason, "upgrade refused by a throttle or connection cap");
-        let request_id = request_id.to_string();
-        let retry_after = retry_after.to_string();
-        Refused {
-            response: http_response(
-                error.status,
-                &[
-                    ("Content-Type", "application/json"),
-                    ("x-amzn-RequestId", &request_id),
-                    ("x-amzn-ErrorType", error.error_type),
-                    ("Retry-After", &retry_after),
-                ],
-                &error.body(),
-            ),
-        }
-    })
+    if let Some(bucket) = throttled {
+        return Err(ConnectError::Throttled {
+            reason: Throttled::ConnectRate,
+            retry_after_secs: retry_after_secs(bucket),
+        });
+    }
+    state
+        .throttles
+        .caps
+        .admit(peer.ip())
+        .map_err(|refusal| match refusal {
+            Refusal::PerIpCap => ConnectError::Throttled {
+                reason: Throttled::ConnectionsPerIp,
+                retry_after_secs: 1,
+            },
+            Refusal::TotalCap => ConnectError::AtCapacity,
+        })
 }
 
 /// A bucket's wait for its next token in whole seconds, at least 1 (`Retry-After` has no

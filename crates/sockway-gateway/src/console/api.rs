@@ -12,7 +12,7 @@ use super::ConsoleError;
 use crate::access_log::RECENT_CAPACITY;
 use crate::cluster::{ConnectionSnapshot, Cursor};
 use crate::management::ApiError;
-use crate::server::Shared;
+use crate::state::State;
 
 /// Connections per page of the list.
 const PAGE_SIZE: usize = 100;
@@ -21,26 +21,22 @@ const PAGE_SIZE: usize = 100;
 const DEFAULT_EVENTS: usize = 50;
 
 /// `GET /console/api/summary`: what the page header shows.
-pub(super) fn summary(
-    shared: &Shared,
-    websocket_url: String,
-    signed_in_as: Option<String>,
-) -> Value {
+pub(super) fn summary(state: &State, websocket_url: String, signed_in_as: Option<String>) -> Value {
     json!({
-        "stage": shared.config.gateway.stage,
-        "apiId": shared.config.gateway.api_id,
-        "region": shared.config.gateway.region,
+        "stage": state.config.gateway.stage,
+        "apiId": state.config.gateway.api_id,
+        "region": state.config.gateway.region,
         "webSocketUrl": websocket_url,
-        "connectionCount": shared.cluster.local_connection_count(),
-        "clusterMode": shared.config.cluster.is_some(),
-        "signInRequired": !shared.config.management.credentials.is_empty(),
+        "connectionCount": state.cluster.local_connection_count(),
+        "clusterMode": state.config.cluster.is_some(),
+        "signInRequired": !state.config.management.credentials.is_empty(),
         "accessKeyId": signed_in_as,
     })
 }
 
 /// `GET /console/api/connections[?nextToken=...]`: one page of open connections, on every
 /// node, with their groups.
-pub(super) async fn connections(shared: &Shared, query: &str) -> Result<Value, ConsoleError> {
+pub(super) async fn connections(state: &State, query: &str) -> Result<Value, ConsoleError> {
     let mut cursor = None;
     for pair in query.split('&') {
         if let Some(token) = pair.strip_prefix("nextToken=") {
@@ -49,7 +45,7 @@ pub(super) async fn connections(shared: &Shared, query: &str) -> Result<Value, C
                 Some(Cursor::from_token(&token).ok_or(ApiError::BadQuery("Invalid nextToken"))?);
         }
     }
-    let page = shared
+    let page = state
         .cluster
         .list_connections(None, cursor.as_ref(), PAGE_SIZE)
         .await
@@ -69,13 +65,13 @@ pub(super) async fn connections(shared: &Shared, query: &str) -> Result<Value, C
 }
 
 /// `GET /console/api/connections/{id}`: what `GetConnection` reports, plus the groups.
-pub(super) async fn connection(shared: &Shared, id: &ConnectionId) -> Result<Value, ConsoleError> {
-    let snapshot = shared
+pub(super) async fn connection(state: &State, id: &ConnectionId) -> Result<Value, ConsoleError> {
+    let snapshot = state
         .cluster
         .get_connection(id)
         .await
         .map_err(ApiError::from)?;
-    let groups = shared
+    let groups = state
         .cluster
         .connection_groups(id)
         .await
@@ -88,11 +84,11 @@ pub(super) async fn connection(shared: &Shared, id: &ConnectionId) -> Result<Val
 
 /// `POST /console/api/connections/{id}/messages`: `PostToConnection` with the body.
 pub(super) async fn send(
-    shared: &Shared,
+    state: &State,
     id: &ConnectionId,
     payload: Bytes,
 ) -> Result<(), ConsoleError> {
-    shared
+    state
         .cluster
         .post_to_connection(id, payload)
         .await
@@ -101,8 +97,8 @@ pub(super) async fn send(
 }
 
 /// `DELETE /console/api/connections/{id}`: `DeleteConnection`.
-pub(super) async fn disconnect(shared: &Shared, id: &ConnectionId) -> Result<(), ConsoleError> {
-    shared
+pub(super) async fn disconnect(state: &State, id: &ConnectionId) -> Result<(), ConsoleError> {
+    state
         .cluster
         .delete_connection(id)
         .await
@@ -112,7 +108,7 @@ pub(super) async fn disconnect(shared: &Shared, id: &ConnectionId) -> Result<(),
 
 /// `GET /console/api/events[?limit=N]`: this node's most recent route and management events,
 /// newest first.
-pub(super) fn events(shared: &Shared, query: &str) -> Result<Value, ConsoleError> {
+pub(super) fn events(state: &State, query: &str) -> Result<Value, ConsoleError> {
     let mut limit = DEFAULT_EVENTS;
     for pair in query.split('&') {
         if let Some(value) = pair.strip_prefix("limit=") {
@@ -127,7 +123,7 @@ pub(super) fn events(shared: &Shared, query: &str) -> Result<Value, ConsoleError
                 })?;
         }
     }
-    let items = shared.access_log.recent(limit);
+    let items = state.access_log.recent(limit);
     Ok(json!({ "items": items }))
 }
 

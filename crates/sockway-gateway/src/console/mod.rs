@@ -6,18 +6,17 @@
 //! connections to the gateway. The data calls are guarded at least as well as the management
 //! API: every one must carry the `X-Sockway-Console: 1` header (a cross-site form cannot set
 //! it, and a cross-site script cannot send it without a CORS grant that is never given); with
-//! `[[management.credentials]]` configured they also need a session from [`session`], got by
+//! `[[management.credentials]]` configured they also need a session from `sign_in`, got by
 //! signing in with one of those key pairs; without credentials they are served to loopback
 //! peers only, as the management API is. Failed sign-ins are counted in
 //! `sockway_console_login_failures_total` and answered after [`LOGIN_FAILURE_DELAY`], with at
-//! most [`LOGIN_ATTEMPTS_AT_ONCE`] sign-ins checked at a time.
+//! most `sign_in::LOGIN_ATTEMPTS_AT_ONCE` sign-ins checked at a time.
 //!
 //! What the calls do is `api`'s: it asks `cluster` exactly as the management API does, so the
 //! console sees every node of a cluster. Every failure becomes a [`ConsoleError`], and
 //! [`ConsoleError::into_response`] is the one place it becomes HTTP.
 
 mod api;
-pub(crate) mod session;
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -30,23 +29,18 @@ use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
 use sha2::{Digest, Sha256};
 use sockway_protocol::id::ConnectionId;
-use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
-use self::session::Sessions;
 use crate::config::Config;
 use crate::management::{ApiError, MAX_POST_BYTES};
-use crate::server::Shared;
+use crate::sign_in as session;
+use crate::state::State;
 
 /// The header every console data call must carry, with the value `1`.
 pub(crate) const CONSOLE_HEADER: &str = "x-sockway-console";
 
 /// How long a failed sign-in waits before it is answered.
 pub(crate) const LOGIN_FAILURE_DELAY: Duration = Duration::from_secs(1);
-
-/// Sign-ins checked at once; more are refused with 429 without being checked, so failures
-/// cannot be tried faster than this many per [`LOGIN_FAILURE_DELAY`].
-pub(crate) const LOGIN_ATTEMPTS_AT_ONCE: usize = 4;
 
 /// The policy of every console response: this origin only, plus WebSocket connections for
 /// the test client, no framing, no inline script or style.
@@ -56,16 +50,6 @@ pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src
 
 /// The largest sign-in request body.
 const MAX_LOGIN_BYTES: usize = 4096;
-
-/// The console state of one gateway.
-#[derive(Debug)]
-pub(crate) struct Console {
-    sessions: Sessions,
-    /// Sign-ins being checked (or waiting out [`LOGIN_FAILURE_DELAY`]).
-    login_gate: Semaphore,
-    /// The gateway listener's bound address, for the test client's WebSocket URL.
-    gateway_addr: SocketAddr,
-}
 
 /// A console request that failed, before it becomes a response.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +69,7 @@ pub(crate) enum ConsoleError {
     /// Sign-in asked for while no credentials are configured.
     #[error("sign-in without credentials configured")]
     NoCredentials,
-    /// More sign-ins than [`LOGIN_ATTEMPTS_AT_ONCE`] at once.
+    /// More sign-ins than `sign_in::LOGIN_ATTEMPTS_AT_ONCE` at once.
     #[error("too many sign-in attempts")]
     TooManyAttempts,
     /// The request body is not what the call takes.
@@ -145,17 +129,6 @@ static STYLE: Asset = Asset {
     body: include_bytes!("assets/console.css"),
 };
 
-impl Console {
-    /// The console of a gateway whose WebSocket listener is bound to `gateway_addr`.
-    pub(crate) fn new(gateway_addr: SocketAddr) -> Console {
-        Console {
-            sessions: Sessions::default(),
-            login_gate: Semaphore::new(LOGIN_ATTEMPTS_AT_ONCE),
-            gateway_addr,
-        }
-    }
-}
-
 /// Whether `path` belongs to the console. `@connections` and `@groups` paths stay the
 /// management API's, so a stage named `console` keeps working.
 pub(crate) fn serves(path: &str) -> bool {
@@ -175,10 +148,10 @@ pub(crate) fn serves(path: &str) -> bool {
 pub(crate) async fn handle(
     request: Request<Incoming>,
     peer: SocketAddr,
-    shared: &Shared,
+    state: &State,
 ) -> Response<Full<Bytes>> {
-    let secure = is_secure(&request) || serves_tls(&shared.config);
-    match serve(request, peer, shared, secure).await {
+    let secure = is_secure(&request) || serves_tls(&state.config);
+    match serve(request, peer, state, secure).await {
         Ok(response) => response,
         Err(error) => {
             debug!(peer = %peer, error = %error, "console request failed");
@@ -243,7 +216,7 @@ impl ConsoleError {
 async fn serve(
     request: Request<Incoming>,
     peer: SocketAddr,
-    shared: &Shared,
+    state: &State,
     secure: bool,
 ) -> Result<Response<Full<Bytes>>, ConsoleError> {
     let target = parse(request.uri().path());
@@ -264,17 +237,17 @@ async fn serve(
     {
         return Err(ConsoleError::MissingHeader);
     }
-    let credentials = &shared.config.management.credentials;
-    if credentials.is_empty() && !crate::connection::is_loopback(peer.ip()) {
+    let credentials = &state.config.management.credentials;
+    if credentials.is_empty() && !crate::management::auth::is_loopback(peer.ip()) {
         return Err(ConsoleError::NotLoopback);
     }
     let token =
         session::token_from_cookies(request.headers().get_all(header::COOKIE)).map(str::to_owned);
     match (&target, &method) {
-        (Target::Login, &Method::POST) => return login(request, peer, shared, secure).await,
+        (Target::Login, &Method::POST) => return login(request, peer, state, secure).await,
         (Target::Logout, &Method::POST) => {
             if let Some(token) = &token {
-                shared.console.sessions.remove(token);
+                state.sign_in.sessions.remove(token);
             }
             let mut response = json_response(StatusCode::NO_CONTENT, Bytes::new());
             set_cookie(&mut response, &session::cleared_cookie(secure));
@@ -287,7 +260,7 @@ async fn serve(
     } else {
         let access_key_id = token
             .as_deref()
-            .and_then(|token| shared.console.sessions.lookup(token, Instant::now()))
+            .and_then(|token| state.sign_in.sessions.lookup(token, Instant::now()))
             .ok_or(ConsoleError::NotSignedIn)?;
         Some(access_key_id)
     };
@@ -304,26 +277,26 @@ async fn serve(
     let value = match (target, method) {
         (Target::Summary, Method::GET) => {
             let websocket_url = websocket_url(
-                shared.console.gateway_addr,
+                state.local_addr,
                 host.as_deref(),
-                &shared.stage_path,
-                shared.config.tls.is_some(),
+                &state.stage_path,
+                state.config.tls.is_some(),
             );
-            api::summary(shared, websocket_url, signed_in_as)
+            api::summary(state, websocket_url, signed_in_as)
         }
-        (Target::Connections, Method::GET) => api::connections(shared, &query).await?,
+        (Target::Connections, Method::GET) => api::connections(state, &query).await?,
         (Target::Connection(id), Method::GET) => {
-            api::connection(shared, &connection_id(&id)?).await?
+            api::connection(state, &connection_id(&id)?).await?
         }
         (Target::Connection(id), Method::DELETE) => {
-            api::disconnect(shared, &connection_id(&id)?).await?;
+            api::disconnect(state, &connection_id(&id)?).await?;
             return Ok(json_response(StatusCode::NO_CONTENT, Bytes::new()));
         }
         (Target::Messages(id), Method::POST) => {
-            api::send(shared, &connection_id(&id)?, body).await?;
+            api::send(state, &connection_id(&id)?, body).await?;
             return Ok(json_response(StatusCode::NO_CONTENT, Bytes::new()));
         }
-        (Target::Events, Method::GET) => api::events(shared, &query)?,
+        (Target::Events, Method::GET) => api::events(state, &query)?,
         (_, method) => return Err(ConsoleError::MethodNotAllowed(method)),
     };
     Ok(json_response(
@@ -337,7 +310,7 @@ async fn serve(
 async fn login(
     request: Request<Incoming>,
     peer: SocketAddr,
-    shared: &Shared,
+    state: &State,
     secure: bool,
 ) -> Result<Response<Full<Bytes>>, ConsoleError> {
     #[derive(serde::Deserialize)]
@@ -347,7 +320,7 @@ async fn login(
         secret_access_key: String,
     }
 
-    let credentials = &shared.config.management.credentials;
+    let credentials = &state.config.management.credentials;
     if credentials.is_empty() {
         return Err(ConsoleError::NoCredentials);
     }
@@ -358,13 +331,13 @@ async fn login(
         )
     })?;
     // Taken once the body is in, so a client sending it slowly holds no permit.
-    let Ok(_permit) = shared.console.login_gate.try_acquire() else {
+    let Ok(_permit) = state.sign_in.login_gate.try_acquire() else {
         return Err(ConsoleError::TooManyAttempts);
     };
     match session::authenticate(credentials, &login.access_key_id, &login.secret_access_key) {
         Some(credential) => {
-            let token = shared
-                .console
+            let token = state
+                .sign_in
                 .sessions
                 .create(&credential.access_key_id, Instant::now());
             let body = serde_json::json!({ "accessKeyId": credential.access_key_id });
@@ -373,7 +346,7 @@ async fn login(
             Ok(response)
         }
         None => {
-            shared.metrics.console_login_failures.inc();
+            state.metrics.console_login_failures.inc();
             warn!(peer = %peer, "console sign-in failed");
             // The permit is held while waiting, so failures cannot be tried faster than the
             // gate allows.

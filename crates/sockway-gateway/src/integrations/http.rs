@@ -5,16 +5,10 @@
 //! AWS HTTP_PROXY: the raw message is the body, and `request_parameters` map context values and
 //! `$connect` request values into backend headers and query parameters.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use percent_encoding::utf8_percent_encode;
 use sockway_protocol::result::{self, IntegrationResponse};
 
@@ -24,30 +18,7 @@ use crate::config::{
     Config, ContextVariable, HttpIntegrationConfig, HttpProxyIntegrationConfig, ParameterSource,
     ParameterTarget, RequestParameter,
 };
-
-/// The pooled HTTP/1.1 client type every outgoing call uses: `http://` and `https://`
-/// (rustls with the ring provider and the webpki roots), keep-alive.
-pub(crate) type PooledClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// Builds a [`PooledClient`]. One is built per gateway and shared by every integration and
-/// authorizer, so connections to a backend are reused across routes.
-pub(crate) fn pooled_client() -> PooledClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.enforce_http(false);
-    connector.set_connect_timeout(Some(Duration::from_secs(10)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .expect("ring supports the default TLS protocol versions")
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(connector);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(https)
-}
+use crate::pool::PooledClient;
 
 /// A pooled HTTP/1.1 client shared by every HTTP integration and HTTP authorizer.
 #[derive(Debug, Clone)]
@@ -127,13 +98,28 @@ impl HttpClient {
     }
 }
 
-fn check_scheme(name: &str, uri: &Uri) -> Result<(), String> {
+/// A backend URI that is not `http://` or `https://`. Validation rejects these in a
+/// configuration file, so only a configuration built in code reaches it.
+#[derive(Debug, thiserror::Error)]
+#[error("{owner}: uri `{uri}` must be http:// or https://")]
+pub struct UnsupportedScheme {
+    /// What names the URI, e.g. "integration `backend`" or "authorizer".
+    pub(crate) owner: String,
+    /// The URI as configured.
+    pub(crate) uri: Uri,
+}
+
+/// Checks that `uri`, configured for `owner`, names an HTTP backend.
+pub(crate) fn check_scheme(
+    owner: impl FnOnce() -> String,
+    uri: &Uri,
+) -> Result<(), UnsupportedScheme> {
     match uri.scheme_str() {
         Some("http" | "https") => Ok(()),
-        Some(other) => Err(format!(
-            "integration `{name}`: {other}:// backends are not supported; use http:// or https://"
-        )),
-        None => Err(format!("integration `{name}`: uri needs a scheme")),
+        _ => Err(UnsupportedScheme {
+            owner: owner(),
+            uri: uri.clone(),
+        }),
     }
 }
 
@@ -154,8 +140,8 @@ impl HttpIntegration {
         config: &HttpIntegrationConfig,
         client: HttpClient,
         gateway: &Config,
-    ) -> Result<Self, String> {
-        check_scheme(name, &config.uri)?;
+    ) -> Result<Self, UnsupportedScheme> {
+        check_scheme(|| format!("integration `{name}`"), &config.uri)?;
         Ok(HttpIntegration {
             name: name.to_owned(),
             uri: config.uri.clone(),
@@ -230,8 +216,8 @@ impl HttpProxyIntegration {
         name: &str,
         config: &HttpProxyIntegrationConfig,
         client: HttpClient,
-    ) -> Result<Self, String> {
-        check_scheme(name, &config.uri)?;
+    ) -> Result<Self, UnsupportedScheme> {
+        check_scheme(|| format!("integration `{name}`"), &config.uri)?;
         Ok(HttpProxyIntegration {
             name: name.to_owned(),
             uri: config.uri.clone(),

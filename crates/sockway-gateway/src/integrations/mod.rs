@@ -10,19 +10,25 @@ pub(crate) mod http;
 mod lambda;
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use sockway_protocol::event::{self, ConnectionContext, MessageBody, ProxyEvent};
 use sockway_protocol::id::RequestId;
 use sockway_protocol::result::{IntegrationResponse, ProxyResultError};
 use sockway_protocol::route::RouteKey;
 
+use tracing::error;
+
 use crate::aws::credentials::CredentialsProvider;
 use crate::aws::lambda::LambdaError;
 use crate::config::{Config, IntegrationConfig, MockIntegrationConfig};
+use crate::pool::pooled_client;
 
-pub(crate) use self::http::{HttpClient, PooledClient, pooled_client};
+pub use self::http::UnsupportedScheme;
+pub(crate) use self::http::{HttpClient, check_scheme};
 pub(crate) use crate::aws::lambda::LambdaClient;
 
 /// Every configured integration, by name, and the clients they share.
@@ -52,6 +58,9 @@ enum IntegrationKind {
     Mock(MockIntegrationConfig),
     /// `type = "lambda"`: the Lambda-proxy event goes to a function through the Invoke API.
     Lambda(self::lambda::LambdaIntegration),
+    /// A test's integration that panics, standing in for a bug.
+    #[cfg(test)]
+    Panic,
 }
 
 /// One event for one connection: what an integration is asked to handle. Owned, so it can
@@ -103,6 +112,16 @@ pub(crate) enum Payload {
     Text(String),
     /// A binary message (delivered base64-encoded with `isBase64Encoded: true`).
     Binary(bytes::Bytes),
+}
+
+impl Payload {
+    /// The message's length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Payload::Text(text) => text.len(),
+            Payload::Binary(bytes) => bytes.len(),
+        }
+    }
 }
 
 /// Why an integration gave no usable answer. Every variant is the backend's fault from the
@@ -176,6 +195,13 @@ pub(crate) enum IntegrationError {
         #[source]
         source: LambdaError,
     },
+    /// The integration panicked: a bug in sockway, answered like a failed integration so the
+    /// client, the metrics and the access log see the same as for any other failure.
+    #[error("integration `{integration}` panicked")]
+    Panicked {
+        /// The integration's name.
+        integration: String,
+    },
 }
 
 impl IntegrationError {
@@ -188,7 +214,7 @@ impl IntegrationError {
 impl Integrations {
     /// Builds every integration of `config`. AWS credentials are resolved here, once, from
     /// `[aws]`, the environment and the shared files.
-    pub(crate) fn from_config(config: &Config) -> Result<Integrations, String> {
+    pub(crate) fn from_config(config: &Config) -> Result<Integrations, UnsupportedScheme> {
         let pool = pooled_client();
         let client = HttpClient::new(pool.clone(), config.limits.integration_response_bytes);
         let lambda = LambdaClient::new(pool, CredentialsProvider::from_environment(&config.aws));
@@ -263,6 +289,8 @@ impl Integration {
                 IntegrationKind::Http(http) => http.invoke(call).await,
                 IntegrationKind::HttpProxy(proxy) => proxy.invoke(call).await,
                 IntegrationKind::Lambda(lambda) => lambda.invoke(call).await,
+                #[cfg(test)]
+                IntegrationKind::Panic => panic!("a bug in an integration"),
                 IntegrationKind::Mock(mock) => Ok(IntegrationResponse {
                     status_code: mock.status_code,
                     headers: mock.headers.clone(),
@@ -271,8 +299,17 @@ impl Integration {
                 }),
             }
         };
+        // A panic is caught here, so every caller ($connect, messages, $disconnect) answers it
+        // like a failed integration instead of losing its task.
+        let answer = AssertUnwindSafe(answer).catch_unwind();
         match tokio::time::timeout(self.timeout, answer).await {
-            Ok(result) => result,
+            Ok(Ok(result)) => result,
+            Ok(Err(_panic)) => {
+                error!(integration = %self.name, "an integration panicked");
+                Err(IntegrationError::Panicked {
+                    integration: self.name.clone(),
+                })
+            }
             Err(_elapsed) => Err(IntegrationError::Timeout {
                 integration: self.name.clone(),
                 after: self.timeout,
@@ -336,5 +373,46 @@ impl Call {
             CallKind::Message { route_key, .. } => route_key.as_str(),
             CallKind::Disconnect { .. } => RouteKey::DISCONNECT,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic in an integration is its failure, not the caller's: every route (`$connect`,
+    /// messages, `$disconnect`) then answers it as it answers a failed integration.
+    #[tokio::test]
+    async fn a_panicking_integration_fails_like_any_other() {
+        let integration = Integration {
+            name: "buggy".to_owned(),
+            kind: IntegrationKind::Panic,
+            timeout: Duration::from_secs(1),
+        };
+        let connection = Arc::new(ConnectionContext {
+            connection_id: sockway_protocol::id::ConnectionId::from_random([1; 11]),
+            api_id: "api".to_owned(),
+            stage: "dev".to_owned(),
+            domain_name: "localhost".to_owned(),
+            connected_at: 0,
+            source_ip: "127.0.0.1".to_owned(),
+            user_agent: None,
+            authorizer: None,
+        });
+        let call = Call {
+            connection,
+            request_id: RequestId::from_random([2; 11]),
+            now_ms: 0,
+            kind: CallKind::Disconnect {
+                status_code: 1000,
+                reason: String::new(),
+            },
+        };
+        let error = integration.invoke(&call).await.unwrap_err();
+        assert!(
+            matches!(&error, IntegrationError::Panicked { integration } if integration == "buggy"),
+            "{error:?}"
+        );
+        assert!(!error.is_timeout());
     }
 }

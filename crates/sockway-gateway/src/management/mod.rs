@@ -2,18 +2,17 @@
 //! and sockway's extensions beside it: listing connections, groups and broadcast
 //! (`docs/management-api.md`, `docs/openapi.yaml`).
 //!
-//! Requests are checked first: with `[[management.credentials]]` configured, every request
-//! must carry a SigV4 signature (service `execute-api`, the gateway's region) made with one of
-//! them, verified over the raw request target and the exact body by `aws::sigv4`; without
-//! credentials, only loopback peers are served. Then the path is parsed into a
+//! Requests are checked first ([`auth`]): with `[[management.credentials]]` configured, every
+//! request must carry a SigV4 signature made with one of them; without credentials, only
+//! loopback peers are served. Then the path is parsed into a
 //! [`path::Resource`] and served through `cluster`, which decides where the connection lives. Every failure becomes an [`ApiError`], and [`ApiError::into_response`] is the one
 //! place that turns it into what SDKs parse: a status, `x-amzn-ErrorType` and an AWS-style body.
 //! Every response carries `x-amzn-RequestId`.
 
+pub(crate) mod auth;
 pub(crate) mod path;
 
 use std::net::SocketAddr;
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -27,11 +26,11 @@ use tracing::debug;
 
 use self::path::{Operational, Resource};
 use crate::access_log::{AccessEvent, ErrorOutcome, EventType};
-use crate::aws::sigv4::{self, SignatureError};
+use crate::aws::sigv4::SignatureError;
 use crate::cluster::{ClusterError, ConnectionSnapshot, Cursor, Page, Tally};
 use crate::metrics::Throttled;
 use crate::registry::MAX_GROUPS_PER_CONNECTION;
-use crate::server::Shared;
+use crate::state::State;
 
 /// Largest `PostToConnection` payload, AWS's quota.
 pub(crate) const MAX_POST_BYTES: usize = 128 * 1024;
@@ -106,9 +105,7 @@ impl From<ClusterError> for ApiError {
             ClusterError::Incomplete { timed_out, reached } => {
                 ApiError::Incomplete { timed_out, reached }
             }
-            ClusterError::Unavailable(_)
-            | ClusterError::Join { .. }
-            | ClusterError::NoFreeTag { .. } => ApiError::NodeUnavailable,
+            ClusterError::Unavailable(_) => ApiError::NodeUnavailable,
         }
     }
 }
@@ -207,21 +204,18 @@ fn insert_request_id(headers: &mut http::HeaderMap, request_id: &str) {
 pub(crate) async fn handle(
     request: Request<Incoming>,
     peer: SocketAddr,
-    shared: &Shared,
+    state: &State,
 ) -> Response<Full<Bytes>> {
-    if crate::console::serves(request.uri().path()) {
-        return crate::console::handle(request, peer, shared).await;
-    }
     if request.method() == Method::GET {
         if let Some(endpoint) = path::operational(request.uri().path()) {
-            return operational(endpoint, shared);
+            return operational(endpoint, state);
         }
     }
     let request_id = new_request_id();
     let method = request.method().clone();
-    let mut event = access_event(&request, peer, &request_id, shared);
+    let mut event = access_event(&request, peer, &request_id, state);
     let mut failure = None;
-    let response = match serve(request, peer, shared).await {
+    let response = match serve(request, peer, state).await {
         Ok(mut response) => {
             insert_request_id(response.headers_mut(), &request_id);
             response
@@ -232,7 +226,7 @@ pub(crate) async fn handle(
             error.into_response(&request_id)
         }
     };
-    shared
+    state
         .metrics
         .management_request(&method, response.status().as_u16());
     event.answered(
@@ -242,7 +236,7 @@ pub(crate) async fn handle(
     event.response_length = hyper::body::Body::size_hint(response.body())
         .exact()
         .and_then(|length| usize::try_from(length).ok());
-    shared.access_log.record(event);
+    state.access_log.record(event);
     response
 }
 
@@ -252,7 +246,7 @@ fn access_event(
     request: &Request<Incoming>,
     peer: SocketAddr,
     request_id: &str,
-    shared: &Shared,
+    state: &State,
 ) -> AccessEvent {
     let mut event = AccessEvent::new(
         EventType::Management,
@@ -260,7 +254,7 @@ fn access_event(
         crate::epoch_millis(),
     );
     let (pattern, connection_id) =
-        match path::parse(request.uri().path(), &shared.config.gateway.stage) {
+        match path::parse(request.uri().path(), &state.config.gateway.stage) {
             Resource::Connection(id) => (Some("/@connections/{connectionId}"), Some(id)),
             Resource::Connections => (Some("/@connections"), None),
             Resource::ConnectionGroups(id) => {
@@ -290,14 +284,14 @@ fn access_event(
 }
 
 /// Serves `/health`, `/ready` and `/metrics`.
-fn operational(endpoint: Operational, shared: &Shared) -> Response<Full<Bytes>> {
+fn operational(endpoint: Operational, state: &State) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match endpoint {
         Operational::Health => (
             StatusCode::OK,
             "application/json",
             Bytes::from_static(br#"{"status":"ok"}"#),
         ),
-        Operational::Ready if shared.shutdown.is_cancelled() => (
+        Operational::Ready if state.shutdown.is_cancelled() => (
             StatusCode::SERVICE_UNAVAILABLE,
             "application/json",
             Bytes::from_static(br#"{"status":"shutting down"}"#),
@@ -310,7 +304,7 @@ fn operational(endpoint: Operational, shared: &Shared) -> Response<Full<Bytes>> 
         Operational::Metrics => (
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            Bytes::from(shared.metrics.render()),
+            Bytes::from(state.metrics.render()),
         ),
     };
     let mut response = Response::new(Full::new(body));
@@ -325,16 +319,9 @@ fn operational(endpoint: Operational, shared: &Shared) -> Response<Full<Bytes>> 
 async fn serve(
     request: Request<Incoming>,
     peer: SocketAddr,
-    shared: &Shared,
+    state: &State,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let credentials = &shared.config.management.credentials;
-    if credentials.is_empty() && !crate::connection::is_loopback(peer.ip()) {
-        // Without credentials to check, only processes on this machine may manage connections.
-        return Err(ApiError::Forbidden);
-    }
-    if !credentials.is_empty() && !request.headers().contains_key(http::header::AUTHORIZATION) {
-        return Err(SignatureError::MissingAuthenticationToken.into());
-    }
+    auth::check_peer(&state.config, peer, request.headers())?;
     let (parts, body) = request.into_parts();
     // The whole body is read before anything else because the signature covers it.
     let body = Limited::new(body, MAX_POST_BYTES)
@@ -351,34 +338,17 @@ async fn serve(
             }
         })?
         .to_bytes();
-    if !credentials.is_empty() {
-        // hyper keeps the request target as received, percent-encoding included, which is
-        // what the caller signed.
-        let target = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |path_and_query| path_and_query.as_str());
-        sigv4::verify_request(
-            parts.method.as_str(),
-            target,
-            &parts.headers,
-            &body,
-            credentials,
-            &shared.config.gateway.region,
-            "execute-api",
-            SystemTime::now(),
-        )?;
-    }
+    auth::verify(&state.config, &parts, &body)?;
     // Throttled once the caller is known, so that unsigned traffic cannot use up the bucket
     // of the backends that hold credentials.
-    if let Some(bucket) = &shared.throttles.management {
+    if let Some(bucket) = &state.throttles.management {
         if !bucket.try_acquire() {
-            shared.metrics.throttled(Throttled::Management);
+            state.metrics.throttled(Throttled::Management);
             return Err(ApiError::Throttled);
         }
     }
-    let resource = path::parse(parts.uri.path(), &shared.config.gateway.stage);
-    let cluster = &shared.cluster;
+    let resource = path::parse(parts.uri.path(), &state.config.gateway.stage);
+    let cluster = &state.cluster;
     match (resource, parts.method) {
         (Resource::MalformedConnectionId(raw), _) => Err(ApiError::BadConnectionId(raw)),
         (Resource::MalformedGroupName(raw), _) => Err(ApiError::BadGroupName(raw)),
@@ -397,10 +367,10 @@ async fn serve(
             Ok(json_response(StatusCode::NO_CONTENT, Bytes::new()))
         }
         (Resource::Connections, Method::GET) => {
-            list(shared, None, parts.uri.query().unwrap_or("")).await
+            list(state, None, parts.uri.query().unwrap_or("")).await
         }
         (Resource::Group(group), Method::GET) => {
-            list(shared, Some(&group), parts.uri.query().unwrap_or("")).await
+            list(state, Some(&group), parts.uri.query().unwrap_or("")).await
         }
         (Resource::Connections, Method::POST) => {
             let tally = cluster.broadcast(None, body).await?;
@@ -434,7 +404,7 @@ const MAX_MAX_RESULTS: usize = 1000;
 /// `GET @connections` and `GET @groups/{group}`: one page of connections, with a `nextToken`
 /// when more follow.
 async fn list(
-    shared: &Shared,
+    state: &State,
     group: Option<&GroupName>,
     query: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
@@ -461,7 +431,7 @@ async fn list(
             _ => {}
         }
     }
-    let Page { items, next } = shared
+    let Page { items, next } = state
         .cluster
         .list_connections(group, cursor.as_ref(), limit)
         .await?;

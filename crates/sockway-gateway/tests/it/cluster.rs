@@ -461,7 +461,7 @@ async fn a_node_that_cannot_reach_redis_does_not_start() {
     let mut config = sockway_gateway::config::Config::from_toml(&text, "<test>").unwrap();
     config.gateway.listen = "127.0.0.1:0".parse().unwrap();
     let error = sockway_gateway::Gateway::bind(config).await.unwrap_err();
-    let text = error.to_string();
+    let text = sockway_testkit::error_chain(&error);
     assert!(
         text.contains("cannot join the cluster: connect to Redis"),
         "{text}"
@@ -559,7 +559,7 @@ async fn bind_error(url: &str, keys: &str) -> String {
     let started = tokio::time::timeout(DEADLINE, sockway_gateway::Gateway::bind(config))
         .await
         .expect("startup fails within the deadline");
-    started.expect_err("the node must not start").to_string()
+    sockway_testkit::error_chain(&started.expect_err("the node must not start"))
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ mod management;
 mod management_sigv4;
 mod operations;
 mod origins;
+mod refusals;
 mod routing;
 mod throttling;
 mod tls;

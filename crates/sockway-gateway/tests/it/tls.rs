@@ -221,15 +221,7 @@ async fn tls_startup_fails_naming_the_bad_file() {
             key.display().to_string()
         )
     };
-    let chain = |error: &GatewayError| {
-        let mut text = error.to_string();
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            text.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        text
-    };
+    let chain = |error: &GatewayError| sockway_testkit::error_chain(error);
 
     let missing = files.cert_file.with_file_name("missing.pem");
     let error = bind(with_files(&missing, &files.key_file))

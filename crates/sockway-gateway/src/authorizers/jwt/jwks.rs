@@ -25,7 +25,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicK
 use jsonwebtoken::{Algorithm, DecodingKey};
 
 use super::JwtError;
-use crate::integrations::{PooledClient, pooled_client};
+use crate::pool::{PooledClient, pooled_client};
 
 /// The shortest time between two JWKS fetches.
 pub(super) const REFETCH_INTERVAL: Duration = Duration::from_secs(10);

@@ -30,7 +30,7 @@ use super::connection::RedisConnection;
 use super::keys::{DIRECTORY, NodeTag};
 use super::presence::ConnectionRecord;
 use super::wire::Message;
-use super::{ClusterError, Inner, TAG_ATTEMPTS, join_error, scripts};
+use super::{Inner, JoinError, TAG_ATTEMPTS, join_error, scripts};
 use crate::metrics::RedisOperation;
 use crate::random_bytes;
 
@@ -79,7 +79,7 @@ pub(super) async fn claim_tag(
     connection: &mut RedisConnection,
     instance: &str,
     node_timeout: Duration,
-) -> Result<Option<NodeTag>, ClusterError> {
+) -> Result<Option<NodeTag>, JoinError> {
     for _ in 0..TAG_ATTEMPTS {
         let tag = NodeTag(u16::from_be_bytes(random_bytes()));
         let joined = join(connection, tag, instance, node_timeout)
@@ -219,7 +219,7 @@ async fn retag(inner: &Inner, connection: &mut RedisConnection, joined: i64) -> 
     let Some(tag) = claim_tag(connection, &inner.instance, inner.node_timeout)
         .await
         .map_err(|error| match error {
-            ClusterError::Join { source, .. } => source,
+            JoinError::Redis { source, .. } => source,
             other => redis_error(other.to_string()),
         })?
     else {

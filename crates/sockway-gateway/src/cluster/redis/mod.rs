@@ -57,7 +57,7 @@ use self::connection::RedisConnection;
 use self::keys::NodeTag;
 use self::presence::PresenceOp;
 use self::wire::{Message, Outcome, Request};
-use super::{ClusterError, ConnectionSnapshot, Cursor, Page, Tally, local};
+use super::{ClusterError, ConnectionSnapshot, Cursor, JoinError, Page, Tally, local};
 use crate::config::ClusterConfig;
 use crate::metrics::{ClusterMetrics, RedisOperation, RemoteOutcome};
 use crate::random_bytes;
@@ -132,7 +132,7 @@ impl RedisBackend {
         stage: &str,
         metrics: ClusterMetrics,
         shutdown: CancellationToken,
-    ) -> Result<RedisBackend, ClusterError> {
+    ) -> Result<RedisBackend, JoinError> {
         let node_timeout = config.node_timeout;
         let operation_timeout = config
             .heartbeat_interval
@@ -171,7 +171,7 @@ impl RedisBackend {
         let instance = format!("{node_id}/{}", hex::encode(nonce));
         let tag = liveness::claim_tag(&mut connection, &instance, node_timeout)
             .await?
-            .ok_or(ClusterError::NoFreeTag {
+            .ok_or(JoinError::NoFreeTag {
                 attempts: TAG_ATTEMPTS,
             })?;
         liveness::announce(&mut connection, tag)
@@ -801,8 +801,8 @@ fn done(outcome: Outcome) -> Result<(), Outcome> {
     }
 }
 
-fn join_error(operation: &str, source: RedisError) -> ClusterError {
-    ClusterError::Join {
+fn join_error(operation: &str, source: RedisError) -> JoinError {
+    JoinError::Redis {
         operation: operation.to_owned(),
         source,
     }

@@ -1,16 +1,21 @@
-//! Reading an HTTP/1.1 request head by hand, and replaying it to hyper.
+//! HTTP/1.1 before hyper: reading a request head by hand, replaying it to hyper, and writing
+//! the complete responses sent before (or instead of) an upgrade.
 //!
 //! hyper lower-cases header names and hides their order; AWS hands the `$connect` integration
 //! the client's headers as sent. So the gateway listener parses the first request head with
 //! `httparse` and keeps the raw bytes: an upgrade continues as a WebSocket in
-//! `connection::accept`, anything else is replayed to hyper through [`Rewind`].
+//! `connection::accept`, anything else is replayed to hyper through [`Rewind`]. This module is
+//! a leaf: it knows bytes and HTTP, not the gateway's state, so `server` and `connection` both
+//! use it without knowing each other's insides.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use sockway_protocol::error::AwsError;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use sockway_protocol::id::RequestId;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tracing::debug;
 
 /// Largest request head accepted: AWS caps URLs at 4096 characters, and headers beyond this
 /// are abuse rather than use.
@@ -206,9 +211,11 @@ pub(crate) fn http_response(status: u16, headers: &[(&str, &str)], body: &[u8]) 
     bytes
 }
 
-/// An AWS-style error as a complete HTTP response, with `x-amzn-ErrorType` and a request id.
+/// An AWS-style error as a complete HTTP response, with `x-amzn-ErrorType` and a fresh request
+/// id: for requests that end before they have an access-log event (a head that cannot be read,
+/// a request the gateway listener does not serve).
 pub(crate) fn error_response(error: &AwsError) -> Vec<u8> {
-    let request_id = crate::management::new_request_id();
+    let request_id = RequestId::from_random(crate::random_bytes()).to_string();
     http_response(
         error.status,
         &[
@@ -220,10 +227,16 @@ pub(crate) fn error_response(error: &AwsError) -> Vec<u8> {
     )
 }
 
-/// The answer to a request the gateway listener does not serve (as AWS answers a path outside
-/// any stage).
-pub(crate) fn forbidden_response() -> Vec<u8> {
-    error_response(&AwsError::forbidden())
+/// Writes a complete HTTP response and closes the socket; used before any upgrade.
+pub(crate) async fn respond_and_close<S>(stream: &mut S, response: Vec<u8>)
+where
+    S: AsyncWrite + Unpin,
+{
+    if let Err(error) = stream.write_all(&response).await {
+        debug!(error = %error, "cannot write the HTTP response");
+        return;
+    }
+    let _ = stream.shutdown().await;
 }
 
 /// A stream that yields `prefix` before reading from `inner`: hands bytes the head reader

@@ -1,5 +1,6 @@
-//! Console sign-in: checking an access key pair against `[[management.credentials]]`, and the
-//! in-memory sessions that follow.
+//! Console sign-in: checking an access key pair against `[[management.credentials]]`, the
+//! in-memory sessions that follow, and the gate that bounds how many sign-ins are checked at
+//! once ([`SignIn`], part of the gateway's state).
 //!
 //! A session token is 256 bits from the operating system's random source, handed to the browser
 //! once in an `HttpOnly` cookie; the server keeps only its SHA-256 digest, so the map can be
@@ -15,6 +16,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
+use tokio::sync::Semaphore;
+
 use crate::config::ManagementCredential;
 
 /// How long a session lasts after sign-in.
@@ -25,6 +28,28 @@ pub(crate) const COOKIE_NAME: &str = "sockway_console";
 
 /// Sessions kept at most; signing in beyond it ends the session closest to expiry.
 const MAX_SESSIONS: usize = 1024;
+
+/// Sign-ins checked at once; more are refused with 429 without being checked, so failures
+/// cannot be tried faster than this many per `console::LOGIN_FAILURE_DELAY`.
+pub(crate) const LOGIN_ATTEMPTS_AT_ONCE: usize = 4;
+
+/// The console's sign-in state of one gateway.
+#[derive(Debug)]
+pub(crate) struct SignIn {
+    /// The live sessions.
+    pub(crate) sessions: Sessions,
+    /// Sign-ins being checked (or waiting out `console::LOGIN_FAILURE_DELAY`).
+    pub(crate) login_gate: Semaphore,
+}
+
+impl Default for SignIn {
+    fn default() -> Self {
+        SignIn {
+            sessions: Sessions::default(),
+            login_gate: Semaphore::new(LOGIN_ATTEMPTS_AT_ONCE),
+        }
+    }
+}
 
 /// The live console sessions of one gateway.
 #[derive(Debug, Default)]

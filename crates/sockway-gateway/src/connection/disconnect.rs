@@ -1,0 +1,138 @@
+//! `$disconnect` delivery: for every connection this node accepted, once it ended, and for
+//! every connection of a lost cluster node that the cluster hands this node.
+//!
+//! A delivery retries with exponential backoff (`limits.disconnect_attempts`) and logs a
+//! final failure as an error; it never drops one silently. Orphans (the connections of a lost
+//! node) are delivered a bounded number at a time by [`deliver_orphans`], a task the gateway
+//! owns; whether the gateway is clustered is the cluster's business: single-node mode simply
+//! has no orphans.
+
+use std::sync::Arc;
+
+use sockway_protocol::close::CloseCause;
+use sockway_protocol::error::ErrorFrame;
+use sockway_protocol::event::ConnectionContext;
+use sockway_protocol::id::RequestId;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{Instrument, error, info_span, warn};
+
+use crate::access_log::{AccessEvent, ErrorOutcome, EventType, IntegrationOutcome};
+use crate::integrations::{Call, CallKind};
+use crate::state::State;
+use crate::{epoch_millis, random_bytes};
+
+/// `$disconnect` deliveries for lost connections running at once.
+const MAX_ORPHAN_DELIVERIES: usize = 64;
+
+/// Delivers `$disconnect` (1006, "Gateway node lost") for each connection of a lost cluster
+/// node that the cluster hands this node, a bounded number at a time, until shutdown. The
+/// cluster hands each such connection to exactly one node; single-node mode has none.
+pub(crate) async fn deliver_orphans(state: Arc<State>) {
+    let mut deliveries = JoinSet::new();
+    let spawn = |deliveries: &mut JoinSet<()>, context: Arc<ConnectionContext>| {
+        let state = state.clone();
+        let span = info_span!("connection", connection_id = %context.connection_id);
+        deliveries.spawn(
+            async move { deliver_disconnect(&state, context, &CloseCause::NodeLost).await }
+                .instrument(span),
+        );
+    };
+    loop {
+        if deliveries.len() >= MAX_ORPHAN_DELIVERIES {
+            deliveries.join_next().await;
+            continue;
+        }
+        tokio::select! {
+            _ = state.shutdown.cancelled() => break,
+            Some(_) = deliveries.join_next(), if !deliveries.is_empty() => {}
+            orphan = state.cluster.next_orphan() => match orphan {
+                Some(context) => spawn(&mut deliveries, context),
+                None => break,
+            },
+        }
+    }
+    // Connections claimed before the shutdown are this node's to deliver: nobody else will.
+    while let Some(context) = state.cluster.claimed_orphan() {
+        if deliveries.len() >= MAX_ORPHAN_DELIVERIES {
+            deliveries.join_next().await;
+        }
+        spawn(&mut deliveries, context);
+    }
+    while deliveries.join_next().await.is_some() {}
+}
+
+/// Delivers `$disconnect` for a connection that was accepted, retrying with exponential backoff
+/// up to `limits.disconnect_attempts`. A delivery that still fails is logged as an error, never
+/// dropped silently.
+pub(super) async fn deliver_disconnect(
+    state: &State,
+    context: Arc<ConnectionContext>,
+    cause: &CloseCause,
+) {
+    let request_id = RequestId::from_random(random_bytes());
+    let now_ms = epoch_millis();
+    let mut event = AccessEvent::of_connection(
+        EventType::Disconnect,
+        context.clone(),
+        request_id.to_string(),
+        now_ms,
+    );
+    event.route_key = Some("$disconnect".to_owned());
+    event.disconnect_status_code = Some(cause.disconnect_status_code());
+    event.disconnect_reason = Some(cause.disconnect_reason());
+    let Some(route) = state.routes.disconnect() else {
+        event.answered(200, None);
+        state.access_log.record(event);
+        return;
+    };
+    let integration = &route.integration;
+    let limits = &state.config.limits;
+    let call = Call {
+        connection: context,
+        request_id,
+        now_ms,
+        kind: CallKind::Disconnect {
+            status_code: cause.disconnect_status_code(),
+            reason: cause.disconnect_reason(),
+        },
+    };
+    let mut backoff = limits.disconnect_backoff;
+    for attempt in 1..=limits.disconnect_attempts {
+        let started = Instant::now();
+        let result = integration.invoke(&call).await;
+        event.integration = Some(IntegrationOutcome::of(&result, started.elapsed()));
+        match result {
+            Ok(_) => {
+                state.metrics.disconnect_delivered(true);
+                event.answered(200, None);
+                state.access_log.record(event);
+                return;
+            }
+            Err(error) if attempt < limits.disconnect_attempts => {
+                state.metrics.disconnect_retries.inc();
+                warn!(request_id = %call.request_id, attempt, error = %error, "$disconnect delivery failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = backoff.saturating_mul(2);
+            }
+            Err(error) => {
+                state.metrics.disconnect_delivered(false);
+                let frame = if error.is_timeout() {
+                    ErrorFrame::EndpointRequestTimedOut
+                } else {
+                    ErrorFrame::InternalServerError
+                };
+                let (status, outcome) = ErrorOutcome::of_frame(frame);
+                event.answered(status, Some(outcome));
+                state.access_log.record(event);
+                error!(
+                    request_id = %call.request_id,
+                    attempts = limits.disconnect_attempts,
+                    error = %error,
+                    "$disconnect could not be delivered"
+                );
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! The running gateway as a handle: [`Gateway::bind`] builds the shared [`State`] from a
+//! validated configuration, binds the listeners and starts the tasks; the handle reports the
+//! bound addresses and shuts everything down in the documented order.
+//!
+//! Startup fails with a [`GatewayError`] before anything serves: every part is built (TLS
+//! files read, integrations and the route table made, the cluster joined) before the first
+//! accept. What happens on a socket is `server`'s and `connection`'s business.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::access_log::AccessLog;
+use crate::authorizers::Authorizer;
+use crate::cluster::{Cluster, JoinError};
+use crate::config::Config;
+use crate::connection;
+use crate::integrations::{Integrations, UnsupportedScheme};
+use crate::metrics::Metrics;
+use crate::routing::{RouteError, RouteTable};
+use crate::server::{self, Listeners};
+use crate::sign_in::SignIn;
+use crate::state::State;
+use crate::throttle::Throttles;
+use crate::tls::{Tls, TlsError};
+
+/// A running gateway: its listeners are bound and its accept loops run until
+/// [`Gateway::shutdown`].
+#[derive(Debug)]
+pub struct Gateway {
+    local_addr: SocketAddr,
+    management_addr: Option<SocketAddr>,
+    state: Arc<State>,
+}
+
+/// What can stop a gateway from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address from the configuration.
+        addr: SocketAddr,
+        /// Why binding failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A route names an integration that does not exist.
+    #[error("invalid route table")]
+    Routes(#[from] RouteError),
+    /// An integration or the authorizer names a backend that is not HTTP.
+    #[error("invalid backend")]
+    Backend(#[from] UnsupportedScheme),
+    /// The access log's destination cannot be opened.
+    #[error("access_log.destination: cannot open it")]
+    AccessLog(#[source] std::io::Error),
+    /// `[cluster]` is configured and the node could not join (Redis unreachable at startup,
+    /// no free node tag).
+    #[error("cannot join the cluster")]
+    Cluster(#[from] JoinError),
+    /// `[tls]` is configured and its certificate or key file is missing, unreadable, not
+    /// PEM, or the key does not match the certificate.
+    #[error("cannot load the TLS certificate")]
+    Tls(#[source] TlsError),
+}
+
+impl Gateway {
+    /// Binds the listeners named in `config` and starts serving. Port 0 is allowed; the bound
+    /// addresses are reported by [`Gateway::local_addr`] and [`Gateway::management_addr`].
+    pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(Tls::load(files).map_err(GatewayError::Tls)?)),
+            None => None,
+        };
+        let integrations = Integrations::from_config(&config)?;
+        let routes = RouteTable::from_config(&config, &integrations)?;
+        let authorizer = Authorizer::from_config(
+            &config,
+            integrations.lambda_client(),
+            integrations.http_client(),
+        )?;
+        let metrics = Metrics::new(&config);
+        let access_log = AccessLog::start(&config, metrics.access_log_dropped.clone())
+            .map_err(GatewayError::AccessLog)?;
+        let listeners = Listeners::bind(&config)
+            .await
+            .map_err(|(addr, source)| GatewayError::Bind { addr, source })?;
+        let shutdown = CancellationToken::new();
+        let cluster = Cluster::start(&config, metrics.cluster.clone(), &shutdown).await?;
+        let local_addr = listeners.local_addr();
+        let management_addr = listeners.management_addr();
+        let state = Arc::new(State {
+            routes,
+            authorizer,
+            metrics,
+            access_log,
+            sign_in: SignIn::default(),
+            local_addr,
+            cluster,
+            shutdown,
+            tasks: TaskTracker::new(),
+            stage_path: format!("/{}", config.gateway.stage),
+            tls,
+            throttles: Throttles::from_config(&config),
+            config,
+        });
+        server::serve(listeners, &state);
+        state
+            .tasks
+            .spawn(connection::deliver_orphans(state.clone()));
+        Ok(Gateway {
+            local_addr,
+            management_addr,
+            state,
+        })
+    }
+
+    /// The address WebSocket clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The address of the separate management listener, when one is configured.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management_addr
+    }
+
+    /// The URL clients connect to, e.g. `ws://127.0.0.1:41237/dev` (`wss://` with `[tls]`).
+    pub fn ws_url(&self) -> String {
+        let scheme = if self.state.tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{}{}", self.local_addr, self.stage_suffix())
+    }
+
+    /// The `endpoint_url` an AWS SDK's `ApiGatewayManagementApi` client takes, e.g.
+    /// `http://127.0.0.1:41237/dev` (`https://` when that listener serves TLS).
+    pub fn management_url(&self) -> String {
+        let addr = self.management_addr.unwrap_or(self.local_addr);
+        let scheme = if server::management_tls(&self.state) {
+            "https"
+        } else {
+            "http"
+        };
+        let stage = &self.state.config.gateway.stage;
+        if stage.is_empty() {
+            format!("{scheme}://{addr}")
+        } else {
+            format!("{scheme}://{addr}/{stage}")
+        }
+    }
+
+    /// `/dev` for stage `dev`, `/` for the empty stage.
+    fn stage_suffix(&self) -> String {
+        format!("/{}", self.state.config.gateway.stage)
+    }
+
+    /// Reads the `[tls]` certificate and key files again and makes new handshakes use them;
+    /// open connections keep theirs. On failure the certificate in use stays and the error
+    /// says why (it is also logged). The binary calls this on SIGHUP.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        match &self.state.tls {
+            Some(tls) => tls.reload(),
+            None => Err(TlsError::NotConfigured),
+        }
+    }
+
+    /// Number of connections currently open on this gateway.
+    pub fn connection_count(&self) -> usize {
+        self.state.cluster.local_connection_count()
+    }
+
+    /// A token that, once cancelled, starts the same shutdown as [`Gateway::shutdown`]. The
+    /// binary cancels it from its signal handler.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.state.shutdown.clone()
+    }
+
+    /// Shuts down in the documented order: stop accepting, close every connection with 1001,
+    /// let in-flight integrations finish within `limits.shutdown_grace`, deliver every
+    /// `$disconnect`, leave the cluster (nothing is handed over), then return.
+    pub async fn shutdown(self) {
+        self.state.shutdown.cancel();
+        self.wait().await;
+    }
+
+    /// Waits until the gateway has shut down (after [`Gateway::shutdown_token`] was cancelled).
+    pub async fn wait(self) {
+        self.state.shutdown.cancelled().await;
+        self.state.tasks.close();
+        self.state.tasks.wait().await;
+        self.state.cluster.leave().await;
+        self.state.access_log.close().await;
+    }
+}
