@@ -9,7 +9,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// The longest group name, in characters.
 pub const MAX_GROUP_NAME: usize = 128;
@@ -98,6 +98,14 @@ impl Serialize for GroupName {
     }
 }
 
+impl<'de> Deserialize<'de> for GroupName {
+    /// Reads a group name and checks it, so a deserialized name is as valid as a parsed one.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        GroupName::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for GroupName {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str(&self.0)
@@ -149,6 +157,16 @@ mod tests {
                 }),
                 "{name}"
             );
+        }
+    }
+
+    #[test]
+    fn names_deserialize_only_when_valid() {
+        let name: GroupName = serde_json::from_str("\"room:1\"").unwrap();
+        assert_eq!(name.as_str(), "room:1");
+        assert_eq!(serde_json::to_string(&name).unwrap(), "\"room:1\"");
+        for json in ["\"\"", "\"a/b\"", "1", "null"] {
+            assert!(serde_json::from_str::<GroupName>(json).is_err(), "{json}");
         }
     }
 

@@ -1,33 +1,38 @@
 //! One interface for presence and delivery, whatever the deployment.
 //!
 //! Code above this module (connections, the management API, the server) never asks whether
-//! the gateway is clustered: it draws connection ids, registers presence, delivers, manages
-//! groups, broadcasts, lists and takes over lost connections through [`Cluster`]. Single-node mode is the `Local` backend over this
-//! node's [`Registry`]; the `Redis` backend ([`redis`]) reaches connections on other nodes and
-//! is the only code that knows Redis key names and channels.
+//! the gateway is clustered: it draws connection ids, registers presence and takes over lost
+//! connections through [`Cluster`], and runs every operation on connections (deliver, get,
+//! delete, manage groups, broadcast, list) as a [`Request`] through [`Cluster::call`].
+//! Single-node mode is the `Local` backend over this node's [`Registry`]; the `Redis` backend
+//! ([`redis`]) reaches connections on other nodes and is the only code that knows Redis key
+//! names and channels.
 //!
-//! Both backends serve a connection of this node the same way, through [`local`]; the Redis
-//! backend adds routing by the node tag inside every connection id, fan-out of broadcasts and
-//! lists to every live node, liveness, and the hand-over of a lost node's connections (their
-//! `$disconnect`, delivered by the caller of [`Cluster::next_orphan`]).
+//! Both backends serve a request on this node the same way, through [`command::apply`]; the
+//! Redis backend adds routing by the node tag inside every connection id, fan-out of
+//! broadcasts and lists to every live node, liveness, and the hand-over of a lost node's
+//! connections (their `$disconnect`, delivered by the caller of [`Cluster::next_orphan`]).
 //!
 //! Group membership lives with the connection, in the registry of the node that holds it: a
 //! join is routed to that node like a post, membership ends when the connection leaves the
 //! registry, and a broadcast asks each node to fan out to its own members.
 
-mod local;
+mod command;
 mod redis;
 
 use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::group::GroupName;
 use sockway_protocol::id::{ConnectionId, ID_LENGTH};
 use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
+use self::command::Target;
+pub(crate) use self::command::{Outcome, Request};
 use crate::config::Config;
 use crate::metrics::ClusterMetrics;
 use crate::random_bytes;
@@ -93,7 +98,7 @@ pub enum JoinError {
 }
 
 /// What `GET @connections/{id}` reports.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ConnectionSnapshot {
     /// Epoch milliseconds of the upgrade.
@@ -110,7 +115,7 @@ pub(crate) struct ConnectionSnapshot {
 }
 
 /// One connection in a list: its id and what `GetConnection` reports, plus its groups.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ListedConnection {
     /// The connection's id.
@@ -121,7 +126,7 @@ pub(crate) struct ListedConnection {
 }
 
 /// What a broadcast did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Tally {
     /// Connections the message was queued for.
     pub(crate) delivered: u64,
@@ -137,7 +142,7 @@ impl std::ops::AddAssign for Tally {
 }
 
 /// One page of a list, and where the next one starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Page {
     /// The connections, in node order then id order.
     pub(crate) items: Vec<ListedConnection>,
@@ -148,7 +153,7 @@ pub(crate) struct Page {
 /// A position in a list across the cluster: a node (by tag; 0 in single-node mode) and the
 /// last id returned from it. Lists run in node order and, within a node, in id order, so a
 /// cursor stays valid while connections come and go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Cursor {
     /// The node the next page starts on.
     pub(crate) node: u16,
@@ -280,107 +285,31 @@ impl Cluster {
         }
     }
 
-    /// Queues `payload` for the connection (`PostToConnection`). Returns once it is queued for
-    /// the socket, on whichever node holds it, in order with other messages this caller sent
-    /// to that connection.
-    pub(crate) async fn post_to_connection(
-        &self,
-        id: &ConnectionId,
-        payload: Bytes,
-    ) -> Result<(), ClusterError> {
-        match self {
-            Cluster::Local(registry) => local::post_to_connection(registry, id, payload),
-            Cluster::Redis(backend) => backend.post_to_connection(id, payload).await,
-        }
-    }
-
-    /// Reports a connection (`GetConnection`).
-    pub(crate) async fn get_connection(
-        &self,
-        id: &ConnectionId,
-    ) -> Result<ConnectionSnapshot, ClusterError> {
-        match self {
-            Cluster::Local(registry) => local::get_connection(registry, id),
-            Cluster::Redis(backend) => backend.get_connection(id).await,
-        }
-    }
-
-    /// Closes a connection with 1000 (`DeleteConnection`).
-    pub(crate) async fn delete_connection(&self, id: &ConnectionId) -> Result<(), ClusterError> {
-        match self {
-            Cluster::Local(registry) => local::delete_connection(registry, id),
-            Cluster::Redis(backend) => backend.delete_connection(id).await,
-        }
-    }
-
-    /// Adds a connection to `group`, on whichever node holds it.
-    pub(crate) async fn join_group(
-        &self,
-        id: &ConnectionId,
-        group: &GroupName,
-    ) -> Result<(), ClusterError> {
-        match self {
-            Cluster::Local(registry) => local::join_group(registry, id, group),
-            Cluster::Redis(backend) => backend.join_group(id, group).await,
-        }
-    }
-
-    /// Takes a connection out of `group`, on whichever node holds it.
-    pub(crate) async fn leave_group(
-        &self,
-        id: &ConnectionId,
-        group: &GroupName,
-    ) -> Result<(), ClusterError> {
-        match self {
-            Cluster::Local(registry) => local::leave_group(registry, id, group),
-            Cluster::Redis(backend) => backend.leave_group(id, group).await,
-        }
-    }
-
-    /// The groups a connection is in.
-    pub(crate) async fn connection_groups(
-        &self,
-        id: &ConnectionId,
-    ) -> Result<Vec<GroupName>, ClusterError> {
-        match self {
-            Cluster::Local(registry) => local::connection_groups(registry, id),
-            Cluster::Redis(backend) => backend.connection_groups(id).await,
-        }
-    }
-
-    /// Queues `payload` for every member of `group` (every connection when `None`) on every
-    /// node. Each node fans out to its own members, so the message crosses Redis once per
-    /// node, not once per member.
-    pub(crate) async fn broadcast(
-        &self,
-        group: Option<&GroupName>,
-        payload: Bytes,
-    ) -> Result<Tally, ClusterError> {
-        match self {
-            Cluster::Local(registry) => Ok(local::broadcast(registry, group, &payload)),
-            Cluster::Redis(backend) => backend.broadcast(group, payload).await,
-        }
-    }
-
-    /// A page of open connections (members of `group`, or all), starting at `cursor`.
-    pub(crate) async fn list_connections(
-        &self,
-        group: Option<&GroupName>,
-        cursor: Option<&Cursor>,
-        limit: usize,
-    ) -> Result<Page, ClusterError> {
-        match self {
-            Cluster::Local(registry) => {
-                let after = cursor.and_then(|cursor| cursor.after.as_ref());
-                let (items, more) = local::page(registry, group, after, limit);
-                let next = more.then(|| Cursor {
-                    node: 0,
-                    after: items.last().map(|item| item.connection_id.clone()),
-                });
-                Ok(Page { items, next })
-            }
-            Cluster::Redis(backend) => backend.list_connections(group, cursor, limit).await,
-        }
+    /// Runs `request` where it is served: on this node (the `Local` backend, or a connection
+    /// this node holds), on the node that holds its connection, or on every node, whose
+    /// answers are combined ([`command`]). Answers with the value the request yields (`()`
+    /// for a request that yields nothing, [`ConnectionSnapshot`], the groups, a [`Tally`] or a
+    /// [`Page`]); a reply that does not fit the request (from a node running other code) is
+    /// logged and reported as the connection being gone, or, for every node, incomplete.
+    pub(crate) async fn call<T>(&self, request: Request) -> Result<T, ClusterError>
+    where
+        T: TryFrom<Outcome, Error = Outcome>,
+    {
+        let misfit = match request.target() {
+            Target::Connection(connection_id) => ClusterError::Gone(connection_id.clone()),
+            Target::EveryNode => ClusterError::Incomplete {
+                timed_out: false,
+                reached: None,
+            },
+        };
+        let outcome = match self {
+            Cluster::Local(registry) => command::apply(registry, request)?,
+            Cluster::Redis(backend) => backend.call(request).await?,
+        };
+        T::try_from(outcome).map_err(|outcome| {
+            warn!(outcome = ?outcome, error = %misfit, "a cluster call was answered with an outcome that does not fit it");
+            misfit
+        })
     }
 
     /// The next connection of a lost node whose `$disconnect` this node must deliver; each is

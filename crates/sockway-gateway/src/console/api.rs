@@ -5,12 +5,14 @@
 use bytes::Bytes;
 use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
+use sockway_protocol::group::GroupName;
 use sockway_protocol::id::ConnectionId;
 use sockway_protocol::time::iso8601_millis;
 
 use super::ConsoleError;
 use crate::access_log::RECENT_CAPACITY;
-use crate::cluster::{ConnectionSnapshot, Cursor};
+use crate::cluster::Request as ClusterRequest;
+use crate::cluster::{ConnectionSnapshot, Cursor, Page};
 use crate::management::ApiError;
 use crate::state::State;
 
@@ -45,11 +47,12 @@ pub(super) async fn connections(state: &State, query: &str) -> Result<Value, Con
                 Some(Cursor::from_token(&token).ok_or(ApiError::BadQuery("Invalid nextToken"))?);
         }
     }
-    let page = state
-        .cluster
-        .list_connections(None, cursor.as_ref(), PAGE_SIZE)
-        .await
-        .map_err(ApiError::from)?;
+    let request = ClusterRequest::List {
+        group: None,
+        cursor,
+        limit: PAGE_SIZE,
+    };
+    let page: Page = state.cluster.call(request).await.map_err(ApiError::from)?;
     let items: Vec<Value> = page
         .items
         .into_iter()
@@ -66,16 +69,21 @@ pub(super) async fn connections(state: &State, query: &str) -> Result<Value, Con
 
 /// `GET /console/api/connections/{id}`: what `GetConnection` reports, plus the groups.
 pub(super) async fn connection(state: &State, id: &ConnectionId) -> Result<Value, ConsoleError> {
-    let snapshot = state
+    let snapshot: ConnectionSnapshot = state
         .cluster
-        .get_connection(id)
+        .call(ClusterRequest::Get {
+            connection_id: id.clone(),
+        })
         .await
         .map_err(ApiError::from)?;
-    let groups = state
+    let groups: Vec<GroupName> = state
         .cluster
-        .connection_groups(id)
+        .call(ClusterRequest::GroupsOf {
+            connection_id: id.clone(),
+        })
         .await
-        .map_err(ApiError::from)?
+        .map_err(ApiError::from)?;
+    let groups = groups
         .iter()
         .map(|group| group.as_str().to_owned())
         .collect();
@@ -88,9 +96,13 @@ pub(super) async fn send(
     id: &ConnectionId,
     payload: Bytes,
 ) -> Result<(), ConsoleError> {
+    let request = ClusterRequest::Post {
+        connection_id: id.clone(),
+        payload,
+    };
     state
         .cluster
-        .post_to_connection(id, payload)
+        .call::<()>(request)
         .await
         .map_err(ApiError::from)?;
     Ok(())
@@ -100,7 +112,9 @@ pub(super) async fn send(
 pub(super) async fn disconnect(state: &State, id: &ConnectionId) -> Result<(), ConsoleError> {
     state
         .cluster
-        .delete_connection(id)
+        .call::<()>(ClusterRequest::Delete {
+            connection_id: id.clone(),
+        })
         .await
         .map_err(ApiError::from)?;
     Ok(())

@@ -27,6 +27,7 @@ use tracing::debug;
 use self::path::{Operational, Resource};
 use crate::access_log::{AccessEvent, ErrorOutcome, EventType};
 use crate::aws::sigv4::SignatureError;
+use crate::cluster::Request as ClusterRequest;
 use crate::cluster::{ClusterError, ConnectionSnapshot, Cursor, Page, Tally};
 use crate::metrics::Throttled;
 use crate::registry::MAX_GROUPS_PER_CONNECTION;
@@ -354,16 +355,24 @@ async fn serve(
         (Resource::MalformedGroupName(raw), _) => Err(ApiError::BadGroupName(raw)),
         (Resource::Unknown, _) => Err(ApiError::NotFound),
         (Resource::Connection(id), Method::POST) => {
-            cluster.post_to_connection(&id, body).await?;
+            let request = ClusterRequest::Post {
+                connection_id: id,
+                payload: body,
+            };
+            cluster.call::<()>(request).await?;
             Ok(json_response(StatusCode::OK, Bytes::new()))
         }
         (Resource::Connection(id), Method::GET) => {
-            let snapshot = cluster.get_connection(&id).await?;
+            let snapshot: ConnectionSnapshot = cluster
+                .call(ClusterRequest::Get { connection_id: id })
+                .await?;
             let body = serde_json::Value::Object(connection_json(snapshot));
             Ok(json_response(StatusCode::OK, Bytes::from(body.to_string())))
         }
         (Resource::Connection(id), Method::DELETE) => {
-            cluster.delete_connection(&id).await?;
+            cluster
+                .call::<()>(ClusterRequest::Delete { connection_id: id })
+                .await?;
             Ok(json_response(StatusCode::NO_CONTENT, Bytes::new()))
         }
         (Resource::Connections, Method::GET) => {
@@ -373,24 +382,42 @@ async fn serve(
             list(state, Some(&group), parts.uri.query().unwrap_or("")).await
         }
         (Resource::Connections, Method::POST) => {
-            let tally = cluster.broadcast(None, body).await?;
+            let request = ClusterRequest::Broadcast {
+                group: None,
+                payload: body,
+            };
+            let tally = cluster.call(request).await?;
             Ok(tally_response(tally))
         }
         (Resource::Group(group), Method::POST) => {
-            let tally = cluster.broadcast(Some(&group), body).await?;
+            let request = ClusterRequest::Broadcast {
+                group: Some(group),
+                payload: body,
+            };
+            let tally = cluster.call(request).await?;
             Ok(tally_response(tally))
         }
         (Resource::ConnectionGroups(id), Method::GET) => {
-            let groups = cluster.connection_groups(&id).await?;
+            let groups: Vec<GroupName> = cluster
+                .call(ClusterRequest::GroupsOf { connection_id: id })
+                .await?;
             let body = serde_json::json!({ "groups": groups });
             Ok(json_response(StatusCode::OK, Bytes::from(body.to_string())))
         }
         (Resource::Membership(id, group), Method::PUT) => {
-            cluster.join_group(&id, &group).await?;
+            let request = ClusterRequest::Join {
+                connection_id: id,
+                group,
+            };
+            cluster.call::<()>(request).await?;
             Ok(json_response(StatusCode::NO_CONTENT, Bytes::new()))
         }
         (Resource::Membership(id, group), Method::DELETE) => {
-            cluster.leave_group(&id, &group).await?;
+            let request = ClusterRequest::Leave {
+                connection_id: id,
+                group,
+            };
+            cluster.call::<()>(request).await?;
             Ok(json_response(StatusCode::NO_CONTENT, Bytes::new()))
         }
         (_, other) => Err(ApiError::MethodNotAllowed(other)),
@@ -431,10 +458,12 @@ async fn list(
             _ => {}
         }
     }
-    let Page { items, next } = state
-        .cluster
-        .list_connections(group, cursor.as_ref(), limit)
-        .await?;
+    let request = ClusterRequest::List {
+        group: group.cloned(),
+        cursor,
+        limit,
+    };
+    let Page { items, next } = state.cluster.call(request).await?;
     let items: Vec<serde_json::Value> = items
         .into_iter()
         .map(|item| {

@@ -2,11 +2,12 @@
 //! message of this node's inbox channel, in the order Redis delivered them.
 //!
 //! A request for this node's connections (a post, a membership change, a broadcast to its
-//! members, a page of a list) is served from the registry at once (queueing into a mailbox
-//! never waits), so messages to one connection keep the order in which the caller published
-//! them; only the reply's publish runs in the background, a bounded
-//! number at a time. A reply completes the waiting call. A `Disconnection` notice means the
-//! subscription is gone until the heartbeat restores it.
+//! members, a page of a list) is served from the registry at once by
+//! [`apply`](crate::cluster::command::apply) (queueing into a mailbox never waits), so
+//! messages to one connection keep the order in which the caller published them; only the
+//! reply's publish runs in the background, a bounded number at a time. A reply completes the
+//! waiting call. A `Disconnection` notice means the subscription is gone until the heartbeat
+//! restores it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,10 +20,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::Inner;
-use super::wire::{Message, Outcome, Request};
-use crate::cluster::{ClusterError, local};
+use super::wire::{Message, Refusal};
+use crate::cluster::command::apply;
 use crate::metrics::RedisOperation;
-use crate::registry::Registry;
 
 /// Replies being published at once; past this the actor waits for one before reading on.
 const MAX_REPLIES_IN_FLIGHT: usize = 256;
@@ -78,10 +78,12 @@ async fn handle(inner: &Arc<Inner>, message: Message, replies: &mut JoinSet<()>)
             reply_to,
             request,
         } => {
-            let outcome = serve(&inner.registry, request);
+            // Served at once, before the next message is read: this keeps the caller's order.
+            let answer =
+                apply(&inner.registry, request).map_err(|error| Refusal::from_error(&error));
             let reply = Message::Reply {
                 correlation,
-                outcome,
+                answer,
             }
             .encode();
             if replies.len() >= MAX_REPLIES_IN_FLIGHT {
@@ -104,56 +106,8 @@ async fn handle(inner: &Arc<Inner>, message: Message, replies: &mut JoinSet<()>)
         }
         Message::Reply {
             correlation,
-            outcome,
-        } => inner.complete(correlation, outcome),
+            answer,
+        } => inner.complete(correlation, answer),
         Message::Probe => {}
-    }
-}
-
-/// Acts on a request for this node's connections. Never waits: queueing into a mailbox and
-/// changing a membership are synchronous.
-fn serve(registry: &Registry, request: Request) -> Outcome {
-    let result = match request {
-        Request::Post {
-            connection_id,
-            payload,
-        } => local::post_to_connection(registry, &connection_id, payload).map(|()| Outcome::Done),
-        Request::Get { connection_id } => {
-            local::get_connection(registry, &connection_id).map(Outcome::Snapshot)
-        }
-        Request::Delete { connection_id } => {
-            local::delete_connection(registry, &connection_id).map(|()| Outcome::Done)
-        }
-        Request::Join {
-            connection_id,
-            group,
-        } => local::join_group(registry, &connection_id, &group).map(|()| Outcome::Done),
-        Request::Leave {
-            connection_id,
-            group,
-        } => local::leave_group(registry, &connection_id, &group).map(|()| Outcome::Done),
-        Request::Groups { connection_id } => {
-            local::connection_groups(registry, &connection_id).map(Outcome::Groups)
-        }
-        Request::Broadcast { group, payload } => Ok(Outcome::Tally(local::broadcast(
-            registry,
-            group.as_ref(),
-            &payload,
-        ))),
-        Request::List {
-            group,
-            after,
-            limit,
-        } => {
-            let (items, more) =
-                local::page(registry, group.as_ref(), after.as_ref(), usize::from(limit));
-            Ok(Outcome::Page { items, more })
-        }
-    };
-    match result {
-        Ok(outcome) => outcome,
-        Err(ClusterError::QueueFull(_)) => Outcome::QueueFull,
-        Err(ClusterError::TooManyGroups(_)) => Outcome::TooManyGroups,
-        Err(_) => Outcome::Gone,
     }
 }

@@ -56,8 +56,9 @@ use tracing::{info, warn};
 use self::connection::RedisConnection;
 use self::keys::NodeTag;
 use self::presence::PresenceOp;
-use self::wire::{Message, Outcome, Request};
-use super::{ClusterError, ConnectionSnapshot, Cursor, JoinError, Page, Tally, local};
+use self::wire::{Answer, Message, Refusal};
+use super::command::{Outcome, Request, Target, apply};
+use super::{ClusterError, Cursor, JoinError, Page, Tally};
 use crate::config::ClusterConfig;
 use crate::metrics::{ClusterMetrics, RedisOperation, RemoteOutcome};
 use crate::random_bytes;
@@ -103,7 +104,7 @@ struct Inner {
     /// Whether this node's inbox subscription is known to work.
     subscribed: AtomicBool,
     /// Cross-node calls waiting for their reply, by correlation number.
-    pending: Mutex<HashMap<u64, oneshot::Sender<Outcome>>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
     next_correlation: AtomicU64,
     presence: mpsc::Sender<PresenceOp>,
     /// Set when Redis's copy of this node's connections may be wrong (after an outage, a full
@@ -254,131 +255,64 @@ impl RedisBackend {
         }
     }
 
-    /// `PostToConnection`, on this node or through the owner's inbox.
-    pub(crate) async fn post_to_connection(
-        &self,
-        id: &ConnectionId,
-        payload: Bytes,
-    ) -> Result<(), ClusterError> {
-        if self.inner.owns(id) {
-            return local::post_to_connection(&self.inner.registry, id, payload);
-        }
-        let request = Request::Post {
-            connection_id: id.clone(),
-            payload,
+    /// Runs `request`: for a connection of this node, from the registry at once; for another
+    /// node's connection, through that node's inbox; for every node, on all of them, combining
+    /// their answers.
+    pub(crate) async fn call(&self, request: Request) -> Result<Outcome, ClusterError> {
+        let connection_id = match request.target() {
+            Target::Connection(connection_id) if self.inner.owns(connection_id) => {
+                return apply(&self.inner.registry, request);
+            }
+            Target::Connection(connection_id) => connection_id.clone(),
+            Target::EveryNode => {
+                // Each request for every node has its own rule for combining the answers.
+                return match request {
+                    Request::Broadcast { group, payload } => {
+                        self.broadcast(group, payload).await.map(Outcome::Tally)
+                    }
+                    Request::List {
+                        group,
+                        cursor,
+                        limit,
+                    } => self.list(group, cursor, limit).await.map(Outcome::Page),
+                    other => unreachable!(
+                        "a request for every node needs a rule for combining the answers: {other:?}"
+                    ),
+                };
+            }
         };
-        self.inner.call_owner(id, request, done).await
-    }
-
-    /// `GetConnection`, on this node or through the owner's inbox.
-    pub(crate) async fn get_connection(
-        &self,
-        id: &ConnectionId,
-    ) -> Result<ConnectionSnapshot, ClusterError> {
-        if self.inner.owns(id) {
-            return local::get_connection(&self.inner.registry, id);
-        }
-        let request = Request::Get {
-            connection_id: id.clone(),
-        };
-        self.inner
-            .call_owner(id, request, |outcome| match outcome {
-                Outcome::Snapshot(snapshot) => Ok(snapshot),
-                other => Err(other),
-            })
-            .await
-    }
-
-    /// `DeleteConnection`, on this node or through the owner's inbox.
-    pub(crate) async fn delete_connection(&self, id: &ConnectionId) -> Result<(), ClusterError> {
-        if self.inner.owns(id) {
-            return local::delete_connection(&self.inner.registry, id);
-        }
-        let request = Request::Delete {
-            connection_id: id.clone(),
-        };
-        self.inner.call_owner(id, request, done).await
-    }
-
-    /// Adds a connection to a group, on this node or through the owner's inbox.
-    pub(crate) async fn join_group(
-        &self,
-        id: &ConnectionId,
-        group: &GroupName,
-    ) -> Result<(), ClusterError> {
-        if self.inner.owns(id) {
-            return local::join_group(&self.inner.registry, id, group);
-        }
-        let request = Request::Join {
-            connection_id: id.clone(),
-            group: group.clone(),
-        };
-        self.inner.call_owner(id, request, done).await
-    }
-
-    /// Takes a connection out of a group, on this node or through the owner's inbox.
-    pub(crate) async fn leave_group(
-        &self,
-        id: &ConnectionId,
-        group: &GroupName,
-    ) -> Result<(), ClusterError> {
-        if self.inner.owns(id) {
-            return local::leave_group(&self.inner.registry, id, group);
-        }
-        let request = Request::Leave {
-            connection_id: id.clone(),
-            group: group.clone(),
-        };
-        self.inner.call_owner(id, request, done).await
-    }
-
-    /// A connection's groups, from this node or through the owner's inbox.
-    pub(crate) async fn connection_groups(
-        &self,
-        id: &ConnectionId,
-    ) -> Result<Vec<GroupName>, ClusterError> {
-        if self.inner.owns(id) {
-            return local::connection_groups(&self.inner.registry, id);
-        }
-        let request = Request::Groups {
-            connection_id: id.clone(),
-        };
-        self.inner
-            .call_owner(id, request, |outcome| match outcome {
-                Outcome::Groups(groups) => Ok(groups),
-                other => Err(other),
-            })
-            .await
+        self.inner.call_owner(connection_id, request).await
     }
 
     /// Queues `payload` for the members of `group` (all connections when `None`) on this node
     /// at once and on every other live node through its inbox, all nodes at the same time.
     /// Answers with the sum of what the nodes did; a node that could not be reached makes the
     /// result [`ClusterError::Incomplete`], carrying what the others did.
-    pub(crate) async fn broadcast(
+    async fn broadcast(
         &self,
-        group: Option<&GroupName>,
+        group: Option<GroupName>,
         payload: Bytes,
     ) -> Result<Tally, ClusterError> {
-        let mut tally = local::broadcast(&self.inner.registry, group, &payload);
+        let request = Request::Broadcast { group, payload };
+        let own = self.inner.tag();
+        let mut tally = match self.on_node(own, request.clone()).await {
+            Ok(Ok(Outcome::Tally(tally))) => tally,
+            _ => Tally::default(),
+        };
         let Some(nodes) = self.inner.live_tags().await else {
             return Err(ClusterError::Incomplete {
                 timed_out: false,
                 reached: Some(tally),
             });
         };
-        let own = self.inner.tag();
-        let calls = nodes.into_iter().filter(|tag| *tag != own).map(|tag| {
-            let request = Request::Broadcast {
-                group: group.cloned(),
-                payload: payload.clone(),
-            };
-            self.inner.call(tag, request)
-        });
+        let calls = nodes
+            .into_iter()
+            .filter(|tag| *tag != own)
+            .map(|tag| self.inner.call(tag, request.clone()));
         let mut missed = None;
         for answer in futures_util::future::join_all(calls).await {
             match answer {
-                Ok(Outcome::Tally(node)) => tally += node,
+                Ok(Ok(Outcome::Tally(node))) => tally += node,
                 // The node died since the directory was read: its connections are gone too.
                 Err(CallError::NodeGone) => {}
                 Err(CallError::Timeout) => missed = Some(true),
@@ -398,10 +332,10 @@ impl RedisBackend {
 
     /// A page of open connections across the cluster: nodes in tag order, each node's
     /// connections in id order, starting at `cursor`.
-    pub(crate) async fn list_connections(
+    async fn list(
         &self,
-        group: Option<&GroupName>,
-        cursor: Option<&Cursor>,
+        group: Option<GroupName>,
+        cursor: Option<Cursor>,
         limit: usize,
     ) -> Result<Page, ClusterError> {
         let own = self.inner.tag();
@@ -417,41 +351,38 @@ impl RedisBackend {
             nodes.push(own);
         }
         nodes.sort_unstable_by_key(|tag| tag.0);
-        let start = cursor.map_or(0, |cursor| cursor.node);
+        let start = cursor.as_ref().map_or(0, |cursor| cursor.node);
         let nodes: Vec<NodeTag> = nodes.into_iter().filter(|tag| tag.0 >= start).collect();
         let mut items = Vec::with_capacity(limit.min(1024));
         for (index, tag) in nodes.iter().enumerate() {
             let after = cursor
+                .as_ref()
                 .filter(|cursor| cursor.node == tag.0)
                 .and_then(|cursor| cursor.after.clone());
             let want = limit - items.len();
-            let (page, more) = if *tag == own {
-                local::page(&self.inner.registry, group, after.as_ref(), want)
-            } else {
-                let request = Request::List {
-                    group: group.cloned(),
-                    after,
-                    limit: u16::try_from(want).unwrap_or(u16::MAX),
-                };
-                match self.inner.call(*tag, request).await {
-                    Ok(Outcome::Page { mut items, more }) => {
-                        items.truncate(want);
-                        (items, more)
-                    }
-                    Err(CallError::NodeGone) => continue,
-                    Err(error) => {
-                        return Err(ClusterError::Incomplete {
-                            timed_out: matches!(error, CallError::Timeout),
-                            reached: None,
-                        });
-                    }
-                    Ok(outcome) => {
-                        warn!(outcome = ?outcome, "unexpected reply to a list request");
-                        return Err(ClusterError::Incomplete {
-                            timed_out: false,
-                            reached: None,
-                        });
-                    }
+            let request = Request::List {
+                group: group.clone(),
+                cursor: Some(Cursor { node: tag.0, after }),
+                limit: want,
+            };
+            let (page, more) = match self.on_node(*tag, request).await {
+                Ok(Ok(Outcome::Page(mut page))) => {
+                    page.items.truncate(want);
+                    (page.items, page.next.is_some())
+                }
+                Err(CallError::NodeGone) => continue,
+                Err(error) => {
+                    return Err(ClusterError::Incomplete {
+                        timed_out: matches!(error, CallError::Timeout),
+                        reached: None,
+                    });
+                }
+                Ok(answer) => {
+                    warn!(answer = ?answer, "unexpected reply to a list request");
+                    return Err(ClusterError::Incomplete {
+                        timed_out: false,
+                        reached: None,
+                    });
                 }
             };
             items.extend(page);
@@ -471,6 +402,16 @@ impl RedisBackend {
             }
         }
         Ok(Page { items, next: None })
+    }
+
+    /// Serves `request` on the node tagged `tag`: this node's part from the registry at once,
+    /// another node's through its inbox.
+    async fn on_node(&self, tag: NodeTag, request: Request) -> Result<Answer, CallError> {
+        if tag == self.inner.tag() {
+            Ok(apply(&self.inner.registry, request).map_err(|error| Refusal::from_error(&error)))
+        } else {
+            self.inner.call(tag, request).await
+        }
     }
 
     /// Removes the record of this node's ended connection `id` from Redis and answers whether
@@ -623,37 +564,28 @@ impl Inner {
         }
     }
 
-    /// Sends `request` to the node that owns `id` and waits for its answer: a refusal becomes
-    /// the matching error, anything else goes through `answer`, which picks out the value the
-    /// operation expects or hands back an outcome that does not fit (treated as gone).
-    async fn call_owner<T>(
+    /// Sends `request` to the node that holds `connection_id` and waits for its answer: a
+    /// refusal becomes the matching error, as does a call that got no answer.
+    async fn call_owner(
         &self,
-        id: &ConnectionId,
+        connection_id: ConnectionId,
         request: Request,
-        answer: impl FnOnce(Outcome) -> Result<T, Outcome>,
-    ) -> Result<T, ClusterError> {
-        let outcome = match self.call(NodeTag::of(id), request).await {
-            Ok(Outcome::Gone) | Err(CallError::NodeGone) => {
-                return Err(ClusterError::Gone(id.clone()));
-            }
-            Ok(Outcome::QueueFull) => return Err(ClusterError::QueueFull(id.clone())),
-            Ok(Outcome::TooManyGroups) => return Err(ClusterError::TooManyGroups(id.clone())),
-            Ok(outcome) => outcome,
-            Err(CallError::Unavailable) => return Err(ClusterError::Unavailable(id.clone())),
-            Err(CallError::Timeout) => return Err(ClusterError::Timeout(id.clone())),
-        };
-        answer(outcome).map_err(|outcome| {
-            warn!(connection_id = %id, outcome = ?outcome, "unexpected reply from the owning node");
-            ClusterError::Gone(id.clone())
-        })
+    ) -> Result<Outcome, ClusterError> {
+        match self.call(NodeTag::of(&connection_id), request).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(refusal)) => Err(refusal.into_error(connection_id)),
+            Err(CallError::NodeGone) => Err(ClusterError::Gone(connection_id)),
+            Err(CallError::Unavailable) => Err(ClusterError::Unavailable(connection_id)),
+            Err(CallError::Timeout) => Err(ClusterError::Timeout(connection_id)),
+        }
     }
 
     /// Sends `request` to the node tagged `target` and waits for its answer, recording how
     /// the call ended.
-    async fn call(&self, target: NodeTag, request: Request) -> Result<Outcome, CallError> {
+    async fn call(&self, target: NodeTag, request: Request) -> Result<Answer, CallError> {
         let answer = self.call_unrecorded(target, request).await;
         self.metrics.remote_call(match &answer {
-            Ok(Outcome::Gone) | Err(CallError::NodeGone) => RemoteOutcome::Gone,
+            Ok(Err(Refusal::Gone)) | Err(CallError::NodeGone) => RemoteOutcome::Gone,
             Ok(_) => RemoteOutcome::Ok,
             Err(CallError::Timeout) => RemoteOutcome::Timeout,
             Err(CallError::Unavailable) => RemoteOutcome::Unavailable,
@@ -665,7 +597,7 @@ impl Inner {
         &self,
         target: NodeTag,
         request: Request,
-    ) -> Result<Outcome, CallError> {
+    ) -> Result<Answer, CallError> {
         if !self.is_healthy() || !self.subscribed.load(Ordering::Acquire) {
             return Err(CallError::Unavailable);
         }
@@ -716,7 +648,7 @@ impl Inner {
             Ok(Ok(_receivers)) => {}
         }
         match tokio::time::timeout_at(deadline, receiver).await {
-            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Ok(answer)) => Ok(answer),
             Ok(Err(_)) | Err(_) => Err(CallError::Timeout),
         }
     }
@@ -754,14 +686,14 @@ impl Inner {
     }
 
     /// Completes the cross-node call waiting for `correlation`, if it still waits.
-    fn complete(&self, correlation: u64, outcome: Outcome) {
+    fn complete(&self, correlation: u64, answer: Answer) {
         let sender = self
             .pending
             .lock()
             .expect("pending lock is never poisoned")
             .remove(&correlation);
         if let Some(sender) = sender {
-            let _ = sender.send(outcome);
+            let _ = sender.send(answer);
         }
     }
 }
@@ -790,14 +722,6 @@ impl Drop for PendingReply<'_> {
             .lock()
             .expect("pending lock is never poisoned")
             .remove(&self.correlation);
-    }
-}
-
-/// The answer of an operation that returns nothing: [`Outcome::Done`].
-fn done(outcome: Outcome) -> Result<(), Outcome> {
-    match outcome {
-        Outcome::Done => Ok(()),
-        other => Err(other),
     }
 }
 
