@@ -9,7 +9,8 @@
 //! serve requests through `apply`, the Redis backend routes a request by its [`Target`], and
 //! the Redis wire format encodes `Request` and `Outcome` with serde. Two exceptions are
 //! inherent: a request that carries a message payload names it in [`Request::payload`] and
-//! [`Request::payload_mut`] (so that the bytes travel outside the encoding), and a request for
+//! [`Request::payload_mut`] (so that the bytes travel outside the encoding; both matches list
+//! every variant, so the compiler asks), and a request for
 //! every node needs a rule for combining the nodes' answers in the Redis backend.
 //!
 //! Failures decided by the node that holds the connection (gone, queue full, too many groups)
@@ -137,7 +138,13 @@ impl Request {
     pub(crate) fn payload(&self) -> Option<&Bytes> {
         match self {
             Request::Post { payload, .. } | Request::Broadcast { payload, .. } => Some(payload),
-            _ => None,
+            // Listed one by one, so that a new variant with a payload cannot be forgotten here.
+            Request::Get { .. }
+            | Request::Delete { .. }
+            | Request::Join { .. }
+            | Request::Leave { .. }
+            | Request::GroupsOf { .. }
+            | Request::List { .. } => None,
         }
     }
 
@@ -145,7 +152,13 @@ impl Request {
     pub(crate) fn payload_mut(&mut self) -> Option<&mut Bytes> {
         match self {
             Request::Post { payload, .. } | Request::Broadcast { payload, .. } => Some(payload),
-            _ => None,
+            // Listed one by one, so that a new variant with a payload cannot be forgotten here.
+            Request::Get { .. }
+            | Request::Delete { .. }
+            | Request::Join { .. }
+            | Request::Leave { .. }
+            | Request::GroupsOf { .. }
+            | Request::List { .. } => None,
         }
     }
 }
