@@ -29,6 +29,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use sockway_protocol::close::CloseCause;
+use sockway_protocol::group::GroupName;
+use sockway_protocol::id::RequestId;
 use sockway_protocol::websocket::reader::Limits as FrameLimits;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::{Instrument, debug, error, info_span};
@@ -39,6 +41,7 @@ use self::refusal::ConnectError;
 use self::socket::WebSocket;
 use crate::access_log::AccessEvent;
 use crate::head::{RequestHead, respond_and_close};
+use crate::cluster::Presence;
 use crate::registry::ConnectionHandle;
 use crate::state::State;
 
@@ -76,6 +79,31 @@ pub(crate) async fn accept<S>(
     }
 }
 
+/// Makes the connection reachable (in the registry and the cluster, a member of `groups`) and
+/// records its CONNECT line; on an id collision, the refusal to write instead. Not async, so
+/// what it consumes is not kept in the connection task's state.
+fn register<'s>(
+    state: &'s State,
+    handle: ConnectionHandle,
+    groups: Vec<GroupName>,
+    request_id: RequestId,
+    mut event: AccessEvent,
+) -> Result<Presence<'s>, Vec<u8>> {
+    match state.cluster.register(handle, &groups) {
+        Some(presence) => {
+            state.access_log.record(event);
+            Ok(presence)
+        }
+        None => {
+            error!("connection id collision; refusing the upgrade");
+            let refusal = ConnectError::IdCollision;
+            refusal.record(&state.metrics, &mut event);
+            state.access_log.record(event);
+            Err(refusal.response(&request_id))
+        }
+    }
+}
+
 /// The accepted connection's task: register, write the 101, run the open loop, finish.
 async fn open<S>(
     mut stream: S,
@@ -100,18 +128,13 @@ async fn open<S>(
     let handle = ConnectionHandle::new(context.clone(), limits.outbound_queue, close.clone());
     // Registered before the 101 goes out, so a backend that posts as soon as `$connect`
     // returned reaches the connection instead of getting 410.
-    let registered = state.cluster.register(handle.clone(), &groups);
-    drop(groups);
-    let Some(presence) = registered else {
-        error!("connection id collision; refusing the upgrade");
-        let refusal = ConnectError::IdCollision;
-        refusal.record(&state.metrics, &mut event);
-        let response = refusal.response(&request_id);
-        state.access_log.record(*event);
-        respond_and_close(&mut stream, response).await;
-        return;
+    let presence = match register(&state, handle.clone(), groups, request_id, *event) {
+        Ok(presence) => presence,
+        Err(response) => {
+            respond_and_close(&mut stream, response).await;
+            return;
+        }
     };
-    state.access_log.record(*event);
 
     state.metrics.connections.inc();
     let written = stream.write_all(&response).await;
@@ -170,7 +193,7 @@ mod tests {
 
     /// An open connection's task is allocated at the size of this future, so it is most of
     /// what an idle connection costs: the per-message phases are boxed to keep it small
-    /// (3,168 bytes before they were, 1,736 after, in a debug build).
+    /// (3,168 bytes before they were, 1,736 after, in a debug build; 1,712 once registration moved into a plain function).
     #[test]
     fn an_open_connection_task_stays_small() {
         let size = output_size(&open::<tokio::net::TcpStream>);
