@@ -40,8 +40,8 @@ use self::open_loop::Connection;
 use self::refusal::ConnectError;
 use self::socket::WebSocket;
 use crate::access_log::AccessEvent;
-use crate::head::{RequestHead, respond_and_close};
 use crate::cluster::Presence;
+use crate::head::{RequestHead, respond_and_close};
 use crate::registry::ConnectionHandle;
 use crate::state::State;
 
@@ -109,7 +109,7 @@ async fn open<S>(
     mut stream: S,
     leftover: Vec<u8>,
     accepted: handshake::Accepted,
-    mut event: Box<AccessEvent>,
+    event: Box<AccessEvent>,
     state: Arc<State>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -128,7 +128,13 @@ async fn open<S>(
     let handle = ConnectionHandle::new(context.clone(), limits.outbound_queue, close.clone());
     // Registered before the 101 goes out, so a backend that posts as soon as `$connect`
     // returned reaches the connection instead of getting 410.
-    let presence = match register(&state, handle.clone(), groups, request_id, *event) {
+    // Moved out of its box in a block of its own, so the box's memory is freed here rather
+    // than kept (empty) until the connection ends: an argument lives as long as the task.
+    let event = {
+        let boxed = event;
+        *boxed
+    };
+    let presence = match register(&state, handle.clone(), groups, request_id, event) {
         Ok(presence) => presence,
         Err(response) => {
             respond_and_close(&mut stream, response).await;
