@@ -1,6 +1,6 @@
 //! Validation of `[tls]` into a [`TlsConfig`]: the certificate and key file names and how
 //! often their modification times are polled. Reading and checking the files themselves
-//! belongs to `gateway::server::tls`, at startup and on every reload, so that a config can be
+//! belongs to `gateway::tls`, at startup and on every reload, so that a config can be
 //! validated on a machine that does not hold the key.
 
 use std::path::PathBuf;
