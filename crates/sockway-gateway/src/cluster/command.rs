@@ -3,7 +3,7 @@
 //! [`Registry`].
 //!
 //! **Adding a cluster operation** costs one `Request` variant and one match arm in [`apply`]
-//! (plus an `Outcome` variant and its `TryFrom<Outcome>` impl if it answers with a new kind of
+//! (plus an `Outcome` variant and its line in `outcome_value!` if it answers with a new kind of
 //! value, and the HTTP endpoint that calls [`Cluster::call`](super::Cluster::call)). Nothing
 //! else changes: the Local backend, the Redis backend's own-node path and the Redis inbox all
 //! serve requests through `apply`, the Redis backend routes a request by its [`Target`], and
@@ -231,59 +231,31 @@ pub(crate) fn apply(registry: &Registry, request: Request) -> Result<Outcome, Cl
     }
 }
 
-impl TryFrom<Outcome> for () {
-    type Error = Outcome;
+/// `TryFrom<Outcome>` for the value one variant carries: what `Cluster::call` hands back to
+/// its caller; any other outcome comes back as the error (an answer that does not fit).
+macro_rules! outcome_value {
+    ($($variant:ident $(($binding:ident))? => $value:ty),* $(,)?) => {$(
+        impl TryFrom<Outcome> for $value {
+            type Error = Outcome;
 
-    fn try_from(outcome: Outcome) -> Result<(), Outcome> {
-        match outcome {
-            Outcome::Done => Ok(()),
-            other => Err(other),
+            fn try_from(outcome: Outcome) -> Result<$value, Outcome> {
+                match outcome {
+                    Outcome::$variant $(($binding))? => Ok(outcome_value!(@value $($binding)?)),
+                    other => Err(other),
+                }
+            }
         }
-    }
+    )*};
+    (@value $binding:ident) => { $binding };
+    (@value) => { () };
 }
 
-impl TryFrom<Outcome> for ConnectionSnapshot {
-    type Error = Outcome;
-
-    fn try_from(outcome: Outcome) -> Result<ConnectionSnapshot, Outcome> {
-        match outcome {
-            Outcome::Snapshot(snapshot) => Ok(snapshot),
-            other => Err(other),
-        }
-    }
-}
-
-impl TryFrom<Outcome> for Vec<GroupName> {
-    type Error = Outcome;
-
-    fn try_from(outcome: Outcome) -> Result<Vec<GroupName>, Outcome> {
-        match outcome {
-            Outcome::Groups(groups) => Ok(groups),
-            other => Err(other),
-        }
-    }
-}
-
-impl TryFrom<Outcome> for Tally {
-    type Error = Outcome;
-
-    fn try_from(outcome: Outcome) -> Result<Tally, Outcome> {
-        match outcome {
-            Outcome::Tally(tally) => Ok(tally),
-            other => Err(other),
-        }
-    }
-}
-
-impl TryFrom<Outcome> for Page {
-    type Error = Outcome;
-
-    fn try_from(outcome: Outcome) -> Result<Page, Outcome> {
-        match outcome {
-            Outcome::Page(page) => Ok(page),
-            other => Err(other),
-        }
-    }
+outcome_value! {
+    Done => (),
+    Snapshot(snapshot) => ConnectionSnapshot,
+    Groups(groups) => Vec<GroupName>,
+    Tally(tally) => Tally,
+    Page(page) => Page,
 }
 
 /// Queues `payload` for every member of `group` on this node (every connection when `group`

@@ -3,10 +3,13 @@
 //! function that writes it). Each case runs against its own gateway, with the access log
 //! written to a file that is read after a graceful shutdown.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sockway_testkit::{ConfigFile, MockBackend, MockResponse, RecordedRequest, TestGateway};
+use sockway_testkit::{
+    ConfigFile, MockBackend, MockResponse, RecordedRequest, Responder, TestGateway,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -28,7 +31,7 @@ struct Case {
     /// Lines added to the `[gateway]` table.
     gateway_keys: &'static str,
     /// What the mock backend answers (the `$connect` route and any HTTP authorizer).
-    responder: fn(&RecordedRequest) -> MockResponse,
+    responder: Responder,
     /// Upgrades completed before the refused one (to fill a connection cap).
     opened_before: usize,
     /// The refused request's request line, e.g. `GET /dev HTTP/1.1`.
@@ -46,7 +49,7 @@ impl Case {
             name,
             extra: String::new(),
             gateway_keys: "",
-            responder: |_| MockResponse::proxy(200, None),
+            responder: Arc::new(|_| MockResponse::proxy(200, None)),
             opened_before: 0,
             request_line: "GET /dev HTTP/1.1",
             headers: "",
@@ -74,9 +77,15 @@ fn policy(effect: &str) -> MockResponse {
     }))
 }
 
-/// Whether a backend request is the HTTP authorizer's.
-fn is_authorizer(request: &RecordedRequest) -> bool {
-    request.json()["type"] == "REQUEST"
+/// A backend whose HTTP authorizer endpoint answers `answer` and whose `$connect` accepts.
+fn authorizer_answers(answer: MockResponse) -> Responder {
+    Arc::new(move |request: &RecordedRequest| {
+        if request.json()["type"] == "REQUEST" {
+            answer.clone()
+        } else {
+            MockResponse::proxy(200, None)
+        }
+    })
 }
 
 fn cases(backend: &MockBackend) -> Vec<Case> {
@@ -126,58 +135,40 @@ fn cases(backend: &MockBackend) -> Vec<Case> {
         Case {
             extra: authorizer.clone(),
             headers: "Auth: token\r\n",
-            responder: |request| {
-                if is_authorizer(request) {
-                    MockResponse::status(401, "Unauthorized")
-                } else {
-                    MockResponse::proxy(200, None)
-                }
-            },
+            responder: authorizer_answers(MockResponse::status(401, "Unauthorized")),
             ..Case::new("authorizer: unauthorized", 401)
         },
         Case {
             extra: authorizer.clone(),
             headers: "Auth: token\r\n",
-            responder: |request| {
-                if is_authorizer(request) {
-                    policy("Deny")
-                } else {
-                    MockResponse::proxy(200, None)
-                }
-            },
+            responder: authorizer_answers(policy("Deny")),
             ..Case::new("authorizer: deny", 403)
         },
         Case {
             extra: authorizer,
             headers: "Auth: token\r\n",
-            responder: |request| {
-                if is_authorizer(request) {
-                    MockResponse::status(200, "not a policy")
-                } else {
-                    MockResponse::proxy(200, None)
-                }
-            },
+            responder: authorizer_answers(MockResponse::status(200, "not a policy")),
             ..Case::new("authorizer: failure", 500)
         },
         Case {
-            responder: |_| MockResponse::proxy(401, None),
+            responder: Arc::new(|_| MockResponse::proxy(401, None)),
             ..Case::new("$connect answers 401", 401)
         },
         Case {
-            responder: |_| MockResponse::status(502, "backend broke"),
+            responder: Arc::new(|_| MockResponse::status(502, "backend broke")),
             ..Case::new("$connect integration fails", 502)
         },
         Case {
             extra: "[limits]\nintegration_timeout = \"200ms\"\n".into(),
-            responder: |_| MockResponse::proxy(200, None).delayed(Duration::from_secs(2)),
+            responder: Arc::new(|_| MockResponse::proxy(200, None).delayed(Duration::from_secs(2))),
             ..Case::new("$connect integration times out", 504)
         },
         Case {
-            responder: |_| {
+            responder: Arc::new(|_| {
                 MockResponse::json(
                     json!({"statusCode": 200, "headers": {"X-Sockway-Groups": "bad group!"}}),
                 )
-            },
+            }),
             ..Case::new("$connect names invalid groups", 502)
         },
     ]
@@ -230,7 +221,8 @@ async fn every_refused_upgrade_carries_the_request_id_of_its_access_log_line() {
         let directory = ConfigFile::new("refusals", "");
         let path = directory.path.with_file_name("access.log");
         let path = path.to_str().unwrap().to_owned();
-        backend.respond_with(case.responder);
+        let responder = case.responder.clone();
+        backend.respond_with(move |request| responder(request));
         let extra = format!("[access_log]\ndestination = '{path}'\n{}", case.extra);
         let toml = config(&backend, &extra).replacen(
             "api_id = \"a1b2c3d4e5\"\n",
