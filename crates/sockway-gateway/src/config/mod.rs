@@ -22,6 +22,7 @@ mod access_log;
 mod authorizer;
 mod cluster;
 mod credentials;
+mod domain;
 mod duration;
 mod integrations;
 mod lambda;
@@ -48,6 +49,8 @@ use sockway_protocol::route::{RouteKey, RouteSelectionExpression};
 use sockway_protocol::websocket::deflate::DeflateConfig;
 
 pub use self::access_log::{AccessLogConfig, AccessLogDestination, AccessLogFormat};
+pub(crate) use self::domain::Authority;
+pub use self::domain::DomainName;
 pub use self::origins::AllowedOrigin;
 pub use self::tls::TlsConfig;
 
@@ -106,6 +109,10 @@ pub struct GatewayConfig {
     /// upgrade whose `Origin` header matches none of them gets 403; an upgrade without an
     /// `Origin` header (not a browser) is allowed.
     pub allowed_origins: Option<Vec<AllowedOrigin>>,
+    /// The names the API answers to: `gateway.domain_name` first, then its aliases. An
+    /// upgrade whose `Host` names none of them is refused with 403; empty (the default), the
+    /// API answers only to this machine's names at the listener's port.
+    pub domain_names: Vec<DomainName>,
 }
 
 /// What a binary frame from a client does (`gateway.binary_frames`).
@@ -629,6 +636,7 @@ impl Default for GatewayConfig {
             route_selection_expression: Self::default_route_selection_expression(),
             binary_frames: BinaryFrames::Base64,
             allowed_origins: None,
+            domain_names: Vec::new(),
         }
     }
 }

@@ -135,6 +135,12 @@ pub(super) struct RawGateway {
     /// Origins (`scheme://host[:port]`, host may start with `*.`) whose browsers may connect.
     /// Default: none, every origin may.
     pub(super) allowed_origins: Option<Vec<Spanned<String>>>,
+    /// The API's public name, `host` or `host:port`: `requestContext.domainName`, and what
+    /// a client's `Host` must name. Default: none, the API answers only to this machine.
+    pub(super) domain_name: Option<Spanned<String>>,
+    /// More names the API answers to (custom domains); each becomes the `domainName` of the
+    /// connections that use it. Default: none.
+    pub(super) domain_name_aliases: Option<Vec<Spanned<String>>>,
 }
 
 /// `gateway.binary_frames`.

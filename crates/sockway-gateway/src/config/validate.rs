@@ -22,6 +22,7 @@ use super::access_log::validate_access_log;
 use super::authorizer::validate_authorizer;
 use super::cluster::validate_cluster;
 use super::credentials::{validate_aws, validate_management_credentials};
+use super::domain::validate_domain_names;
 use super::duration::{format_duration, parse_duration};
 use super::integrations::validate_integration;
 use super::origins::validate_allowed_origins;
@@ -415,6 +416,11 @@ fn validate_gateway(raw: &RawGateway, problems: &mut Problems<'_>) -> GatewayCon
         .allowed_origins
         .as_ref()
         .map(|origins| validate_allowed_origins(origins, problems));
+    let domain_names = validate_domain_names(
+        raw.domain_name.as_ref(),
+        raw.domain_name_aliases.as_ref(),
+        problems,
+    );
     GatewayConfig {
         listen,
         stage,
@@ -424,6 +430,7 @@ fn validate_gateway(raw: &RawGateway, problems: &mut Problems<'_>) -> GatewayCon
         route_selection_expression,
         binary_frames,
         allowed_origins,
+        domain_names,
     }
 }
 

@@ -20,6 +20,7 @@ use tracing::{debug, warn};
 use super::refusal::ConnectError;
 use crate::access_log::{AccessEvent, AuthorizerDecision, EventType, IntegrationOutcome};
 use crate::authorizers::AuthorizerRequest;
+use crate::config::Authority;
 use crate::head::RequestHead;
 use crate::integrations::{Call, CallKind};
 use crate::metrics::{AuthorizerOutcome, Throttled};
@@ -97,13 +98,10 @@ async fn run_connect(
     request_id: &RequestId,
     event: &mut AccessEvent,
 ) -> Result<Accepted, ConnectError> {
+    let domain_name = domain_name(head, local, state)?;
     let key = check_request(head, state)?;
     let connected_at = event.request_time_epoch;
     let source_ip = event.source_ip.clone().unwrap_or_default();
-    let domain_name = head
-        .header("Host")
-        .map(str::to_owned)
-        .unwrap_or_else(|| local.map(|addr| addr.to_string()).unwrap_or_default());
     let mut context = ConnectionContext {
         connection_id: state.cluster.new_connection_id(),
         api_id: state.config.gateway.api_id.clone(),
@@ -276,6 +274,39 @@ fn check_request<'a>(head: &'a RequestHead, state: &State) -> Result<&'a str, Co
     };
     check_origin(head, state)?;
     Ok(key)
+}
+
+/// `requestContext.domainName`, which backends build callback URLs from, so never a value the
+/// client chose: the configured name the `Host` header names (`gateway.domain_name` or an
+/// alias), or, with none configured, the `Host` when it names this machine at the listener's
+/// port. Any other `Host` is refused with 403, as AWS refuses a host it does not serve.
+fn domain_name(
+    head: &RequestHead,
+    local: Option<SocketAddr>,
+    state: &State,
+) -> Result<String, ConnectError> {
+    let Some(host) = head.header("Host").map(str::trim) else {
+        // HTTP/1.1 requires `Host`; without one the request names no API, and the address
+        // the client reached is the only name there is.
+        return match (state.config.gateway.domain_names.first(), local) {
+            (Some(name), _) => Ok(name.as_str().to_owned()),
+            (None, Some(local)) => Ok(local.to_string()),
+            (None, None) => Err(ConnectError::UnknownHost),
+        };
+    };
+    let authority = Authority::parse(host).ok_or(ConnectError::UnknownHost)?;
+    let names = &state.config.gateway.domain_names;
+    if names.is_empty() {
+        return match local {
+            Some(local) if authority.is_this_machine(local) => Ok(host.to_owned()),
+            _ => Err(ConnectError::UnknownHost),
+        };
+    }
+    names
+        .iter()
+        .find(|name| name.matches(&authority))
+        .map(|name| name.as_str().to_owned())
+        .ok_or(ConnectError::UnknownHost)
 }
 
 /// `gateway.allowed_origins`: a browser's upgrade from an origin not on the list is refused

@@ -20,6 +20,9 @@ use crate::metrics::{Metrics, Throttled};
 /// Why an upgrade request was not completed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnectError {
+    /// The `Host` header names none of the names the API answers to.
+    #[error("upgrade request for a host the API does not answer to")]
+    UnknownHost,
     /// The path is not the stage (AWS answers a path outside any stage with 403).
     #[error("upgrade request for a path outside the stage")]
     NotOnStage,
@@ -84,7 +87,8 @@ impl ConnectError {
     /// Whose fault the refusal is.
     pub(crate) fn fault(&self) -> Fault {
         match self {
-            ConnectError::NotOnStage
+            ConnectError::UnknownHost
+            | ConnectError::NotOnStage
             | ConnectError::MethodNotAllowed(_)
             | ConnectError::BadRequest(_)
             | ConnectError::UnsupportedVersion
@@ -179,7 +183,9 @@ impl ConnectError {
     /// The AWS error of the refusals that are answered with one.
     fn aws(&self) -> Option<AwsError> {
         Some(match self {
-            ConnectError::NotOnStage | ConnectError::OriginNotAllowed => AwsError::forbidden(),
+            ConnectError::UnknownHost
+            | ConnectError::NotOnStage
+            | ConnectError::OriginNotAllowed => AwsError::forbidden(),
             ConnectError::MethodNotAllowed(method) => AwsError::method_not_allowed(method),
             ConnectError::BadRequest(message) => AwsError::bad_request(*message),
             ConnectError::Throttled { .. } => AwsError::limit_exceeded("Too Many Requests"),
@@ -204,7 +210,9 @@ impl ConnectError {
     fn outcome(&self) -> Option<ErrorOutcome> {
         let (message, response_type) = match self {
             ConnectError::ConnectRefused { .. } => return None,
-            ConnectError::NotOnStage => ("Forbidden", "MISSING_AUTHENTICATION_TOKEN"),
+            ConnectError::UnknownHost | ConnectError::NotOnStage => {
+                ("Forbidden", "MISSING_AUTHENTICATION_TOKEN")
+            }
             ConnectError::OriginNotAllowed => ("Forbidden", "ACCESS_DENIED"),
             ConnectError::MethodNotAllowed(_)
             | ConnectError::BadRequest(_)
@@ -251,6 +259,7 @@ mod tests {
 
     #[test]
     fn each_refusal_has_its_status_fault_and_request_id() {
+        check(ConnectError::UnknownHost, 403, Fault::Client);
         check(ConnectError::NotOnStage, 403, Fault::Client);
         check(
             ConnectError::MethodNotAllowed("POST".into()),

@@ -43,8 +43,8 @@ async fn raw_status(gateway: &TestGateway, request: &[u8]) -> u16 {
         .unwrap_or(0)
 }
 
-fn upgrade(method: &str, version: &str, headers: &str) -> Vec<u8> {
-    format!("{method} /dev {version}\r\nHost: localhost\r\n{headers}\r\n").into_bytes()
+fn upgrade(host: &str, method: &str, version: &str, headers: &str) -> Vec<u8> {
+    format!("{method} /dev {version}\r\nHost: {host}\r\n{headers}\r\n").into_bytes()
 }
 
 const KEY: &str = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
@@ -54,16 +54,18 @@ const UPGRADE: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\n";
 async fn malformed_upgrades_get_clear_statuses() {
     let mut backend = MockBackend::start().await;
     let gateway = TestGateway::start(&config(&backend, "")).await;
+    let host = authority(&gateway);
     let version = "Sec-WebSocket-Version: 13\r\n";
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
         (
             "missing key",
-            upgrade("GET", "HTTP/1.1", &format!("{UPGRADE}{version}")),
+            upgrade(&host, "GET", "HTTP/1.1", &format!("{UPGRADE}{version}")),
             400,
         ),
         (
             "bad key",
             upgrade(
+                &host,
                 "GET",
                 "HTTP/1.1",
                 &format!("{UPGRADE}{version}Sec-WebSocket-Key: short\r\n"),
@@ -73,6 +75,7 @@ async fn malformed_upgrades_get_clear_statuses() {
         (
             "wrong version",
             upgrade(
+                &host,
                 "GET",
                 "HTTP/1.1",
                 &format!("{UPGRADE}{KEY}Sec-WebSocket-Version: 8\r\n"),
@@ -81,17 +84,28 @@ async fn malformed_upgrades_get_clear_statuses() {
         ),
         (
             "bad method",
-            upgrade("POST", "HTTP/1.1", &format!("{UPGRADE}{KEY}{version}")),
+            upgrade(
+                &host,
+                "POST",
+                "HTTP/1.1",
+                &format!("{UPGRADE}{KEY}{version}"),
+            ),
             405,
         ),
         (
             "HTTP/1.0",
-            upgrade("GET", "HTTP/1.0", &format!("{UPGRADE}{KEY}{version}")),
+            upgrade(
+                &host,
+                "GET",
+                "HTTP/1.0",
+                &format!("{UPGRADE}{KEY}{version}"),
+            ),
             400,
         ),
         (
             "no Connection: upgrade",
             upgrade(
+                &host,
                 "GET",
                 "HTTP/1.1",
                 &format!("Upgrade: websocket\r\n{KEY}{version}"),

@@ -19,6 +19,7 @@ mod operations;
 mod origins;
 mod refusals;
 mod routing;
+mod security;
 mod throttling;
 mod tls;
 

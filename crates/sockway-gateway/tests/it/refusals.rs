@@ -38,6 +38,8 @@ struct Case {
     request_line: &'static str,
     /// Headers added to [`UPGRADE_HEADERS`].
     headers: &'static str,
+    /// The `Host` header; `None` for the gateway's own address.
+    host: Option<&'static str>,
     /// Whether `Sec-WebSocket-Version: 13` is sent.
     version_13: bool,
     expected_status: u16,
@@ -53,6 +55,7 @@ impl Case {
             opened_before: 0,
             request_line: "GET /dev HTTP/1.1",
             headers: "",
+            host: None,
             version_13: true,
             expected_status,
         }
@@ -91,6 +94,14 @@ fn authorizer_answers(answer: MockResponse) -> Responder {
 fn cases(backend: &MockBackend) -> Vec<Case> {
     let authorizer = http_authorizer(backend);
     vec![
+        Case {
+            host: Some("attacker.example:9999/any/path?x="),
+            ..Case::new("Host naming another server", 403)
+        },
+        Case {
+            host: Some("localhost:6379"),
+            ..Case::new("Host naming another port of this machine", 403)
+        },
         Case {
             request_line: "GET /other HTTP/1.1",
             ..Case::new("path outside the stage", 403)
@@ -174,6 +185,17 @@ fn cases(backend: &MockBackend) -> Vec<Case> {
     ]
 }
 
+/// The gateway's `host:port`.
+fn authority(gateway: &TestGateway) -> String {
+    gateway
+        .ws_url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 /// Writes `request` and reads the response head: the status and `x-amzn-RequestId`.
 async fn refusal(gateway: &TestGateway, request: &str) -> (u16, Option<String>) {
     let authority = gateway
@@ -239,8 +261,9 @@ async fn every_refused_upgrade_carries_the_request_id_of_its_access_log_line() {
         } else {
             ""
         };
+        let host = case.host.map_or_else(|| authority(&gateway), str::to_owned);
         let request = format!(
-            "{}\r\nHost: gateway\r\n{UPGRADE_HEADERS}{version}{}\r\n",
+            "{}\r\nHost: {host}\r\n{UPGRADE_HEADERS}{version}{}\r\n",
             case.request_line, case.headers
         );
         let (status, request_id) = refusal(&gateway, &request).await;
@@ -284,7 +307,8 @@ async fn an_upgrade_cut_by_shutdown_is_refused_with_its_request_id() {
     ))
     .await;
     let request = format!(
-        "GET /dev HTTP/1.1\r\nHost: gateway\r\n{UPGRADE_HEADERS}Sec-WebSocket-Version: 13\r\n\r\n"
+        "GET /dev HTTP/1.1\r\nHost: {}\r\n{UPGRADE_HEADERS}Sec-WebSocket-Version: 13\r\n\r\n",
+        authority(&gateway)
     );
     let refused = refusal(&gateway, &request);
     let shutdown = async {

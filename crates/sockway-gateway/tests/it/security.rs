@@ -1,0 +1,119 @@
+//! Attacks from the security review (issue 14), each reproduced with a real client and seen
+//! refused.
+
+use std::time::Duration;
+
+use sockway_testkit::{MockBackend, TestGateway};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::config;
+
+/// How long an answer may take.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// The gateway's `host:port`.
+fn authority(gateway: &TestGateway) -> String {
+    gateway
+        .ws_url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Sends a valid upgrade request with `Host: host` and returns the response's status.
+async fn upgrade_status(gateway: &TestGateway, host: &str) -> u16 {
+    let mut stream = TcpStream::connect(authority(gateway)).await.unwrap();
+    let request = format!(
+        "GET /dev HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    tokio::time::timeout(DEADLINE, stream.read_exact(&mut head))
+        .await
+        .expect("an answer within the deadline")
+        .unwrap();
+    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
+}
+
+/// A client that names its own server in `Host` would have the example backend post every
+/// connection id there: the gateway refuses such an upgrade before `$connect`, and the
+/// `domainName` backends see is this machine's.
+#[tokio::test]
+async fn a_client_chosen_host_never_becomes_the_domain_name() {
+    let mut backend = MockBackend::start().await;
+    let gateway = TestGateway::start(&config(&backend, "")).await;
+    for host in [
+        "attacker.example:9999/any/path?x=",
+        "attacker.example",
+        "localhost:6379",
+        "127.0.0.1",
+    ] {
+        assert_eq!(upgrade_status(&gateway, host).await, 403, "Host: {host}");
+    }
+    assert!(
+        backend.drain().is_empty(),
+        "no refused upgrade reached $connect"
+    );
+
+    assert_eq!(upgrade_status(&gateway, &authority(&gateway)).await, 101);
+    let event = backend.next_event_for("$connect").await;
+    assert_eq!(
+        event["requestContext"]["domainName"],
+        authority(&gateway).as_str()
+    );
+    let port = authority(&gateway).rsplit(':').next().unwrap().to_owned();
+    assert_eq!(
+        upgrade_status(&gateway, &format!("localhost:{port}")).await,
+        101
+    );
+    let event = backend.next_event_for("$connect").await;
+    assert_eq!(
+        event["requestContext"]["domainName"],
+        format!("localhost:{port}")
+    );
+    gateway.shutdown().await;
+}
+
+/// With `gateway.domain_name` (and aliases) configured, only those names are served, and the
+/// `domainName` is the configured name, never the header's spelling of it.
+#[tokio::test]
+async fn configured_domain_names_are_the_only_names_served() {
+    let mut backend = MockBackend::start().await;
+    let toml = config(&backend, "").replacen(
+        "api_id = \"a1b2c3d4e5\"\n",
+        "api_id = \"a1b2c3d4e5\"\ndomain_name = \"ws.example.com\"\n\
+         domain_name_aliases = [\"chat.example.org:8443\"]\n",
+        1,
+    );
+    let gateway = TestGateway::start(&toml).await;
+    for (host, domain_name) in [
+        ("WS.Example.com:443", "ws.example.com"),
+        ("ws.example.com", "ws.example.com"),
+        ("chat.example.org:8443", "chat.example.org:8443"),
+    ] {
+        assert_eq!(upgrade_status(&gateway, host).await, 101, "Host: {host}");
+        let event = backend.next_event_for("$connect").await;
+        assert_eq!(
+            event["requestContext"]["domainName"], domain_name,
+            "Host: {host}"
+        );
+    }
+    for host in [
+        "chat.example.org",
+        "ws.example.com.attacker.net",
+        &authority(&gateway),
+    ] {
+        assert_eq!(upgrade_status(&gateway, host).await, 403, "Host: {host}");
+    }
+    let connects = backend
+        .drain()
+        .iter()
+        .filter(|request| request.route_key() == "$connect")
+        .count();
+    assert_eq!(connects, 0, "no refused upgrade reached $connect");
+    gateway.shutdown().await;
+}
