@@ -110,6 +110,7 @@ max_connections = 15000
 
 [throttling]
 connect_rate_limit = 0
+connect_rate_limit_per_ip = 0
 management_rate_limit = 0
 
 [access_log]

@@ -133,6 +133,8 @@ pub(crate) enum Throttled {
     Route,
     /// An upgrade refused by `throttling.connect_rate_limit` or the `$connect` route's bucket.
     ConnectRate,
+    /// An upgrade refused by `throttling.connect_rate_limit_per_ip`.
+    ConnectRatePerIp,
     /// An upgrade refused by `limits.max_connections_per_ip`.
     ConnectionsPerIp,
     /// An upgrade refused by `limits.max_connections`.
@@ -146,6 +148,7 @@ impl Throttled {
         match self {
             Throttled::Route => "route",
             Throttled::ConnectRate => "connect_rate",
+            Throttled::ConnectRatePerIp => "connect_rate_per_ip",
             Throttled::ConnectionsPerIp => "connections_per_ip",
             Throttled::MaxConnections => "max_connections",
             Throttled::Management => "management",

@@ -18,16 +18,25 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, RateLimit};
 
+/// Clients whose per-client bucket is kept at once. Past this, buckets that are full again
+/// (they hold no information) are dropped; if every one is in use, a new client is refused
+/// until some refill: failing closed under a flood of addresses rather than growing.
+const MAX_CLIENT_BUCKETS: usize = 65_536;
+
 /// The throttles and caps of one gateway that are not tied to a route (route buckets live in
 /// the route table).
 #[derive(Debug)]
 pub(crate) struct Throttles {
+    /// `throttling.connect_rate_limit_per_ip`: new connections, per client.
+    pub(crate) connect_per_client: Option<ClientBuckets>,
     /// `throttling.connect_rate_limit`: new connections, all clients together.
     pub(crate) connect: Option<TokenBucket>,
     /// `throttling.management_rate_limit`: management API calls.
     pub(crate) management: Option<TokenBucket>,
     /// `limits.max_connections` and `limits.max_connections_per_ip`.
     pub(crate) caps: Arc<ConnectionCaps>,
+    /// `limits.ipv6_prefix_length`: the bits of an IPv6 address that name one client.
+    ipv6_prefix_length: u8,
 }
 
 impl Throttles {
@@ -36,13 +45,23 @@ impl Throttles {
         let bucket =
             |limit: Option<RateLimit>| limit.map(|limit| TokenBucket::new(limit.rate, limit.burst));
         Throttles {
+            connect_per_client: config
+                .throttling
+                .connect_per_ip
+                .map(|limit| ClientBuckets::new(limit.rate, limit.burst)),
             connect: bucket(config.throttling.connect),
             management: bucket(config.throttling.management),
             caps: ConnectionCaps::new(
                 config.limits.max_connections,
                 config.limits.max_connections_per_ip,
             ),
+            ipv6_prefix_length: config.limits.ipv6_prefix_length,
         }
+    }
+
+    /// The client a connection from `ip` counts against.
+    pub(crate) fn client(&self, ip: IpAddr) -> Client {
+        Client::of(ip, self.ipv6_prefix_length)
     }
 }
 
@@ -85,10 +104,9 @@ impl TokenBucket {
     fn try_acquire_at(&self, now: u64) -> bool {
         let mut tat = self.tat_ns.load(Ordering::Relaxed);
         loop {
-            let next = tat.max(now).saturating_add(self.interval_ns);
-            if next - now > self.tolerance_ns {
+            let Some(next) = gcra_step(tat, now, self.interval_ns, self.tolerance_ns) else {
                 return false;
-            }
+            };
             match self
                 .tat_ns
                 .compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed)
@@ -109,6 +127,70 @@ impl TokenBucket {
     }
 }
 
+/// One step of the generic cell rate algorithm: the theoretical arrival time after taking a
+/// token at `now`, or `None` when the bucket is empty.
+fn gcra_step(tat: u64, now: u64, interval_ns: u64, tolerance_ns: u64) -> Option<u64> {
+    let next = tat.max(now).saturating_add(interval_ns);
+    (next - now <= tolerance_ns).then_some(next)
+}
+
+/// One token bucket per client, all with the same rate and burst.
+///
+/// A plain mutex over a map from client to theoretical arrival time: each use looks up one
+/// entry and never awaits, and an upgrade already costs far more than the lock.
+#[derive(Debug)]
+pub(crate) struct ClientBuckets {
+    /// Nanoseconds between two tokens at the steady rate.
+    interval_ns: u64,
+    /// `burst` intervals.
+    tolerance_ns: u64,
+    /// Theoretical arrival time per client, in nanoseconds since `epoch`; a client whose time
+    /// has passed has a full bucket, the same as no entry.
+    arrivals: Mutex<HashMap<Client, u64>>,
+    epoch: Instant,
+}
+
+impl ClientBuckets {
+    /// Full buckets of `burst` refilled at `rate` per second.
+    pub(crate) fn new(rate: f64, burst: u32) -> ClientBuckets {
+        let interval_ns = (1e9 / rate).max(1.0) as u64;
+        ClientBuckets {
+            interval_ns,
+            tolerance_ns: interval_ns.saturating_mul(u64::from(burst.max(1))),
+            arrivals: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Takes one of `client`'s tokens; on refusal, how long until one is back.
+    pub(crate) fn try_acquire(&self, client: Client) -> Result<(), Duration> {
+        self.try_acquire_at(client, self.epoch.elapsed().as_nanos() as u64)
+    }
+
+    fn try_acquire_at(&self, client: Client, now: u64) -> Result<(), Duration> {
+        let mut arrivals = self.arrivals.lock().unwrap_or_else(PoisonError::into_inner);
+        if arrivals.len() >= MAX_CLIENT_BUCKETS && !arrivals.contains_key(&client) {
+            arrivals.retain(|_, tat| *tat > now);
+            if arrivals.len() >= MAX_CLIENT_BUCKETS {
+                return Err(Duration::from_nanos(self.interval_ns));
+            }
+        }
+        let tat = arrivals.get(&client).copied().unwrap_or(0);
+        match gcra_step(tat, now, self.interval_ns, self.tolerance_ns) {
+            Some(next) => {
+                arrivals.insert(client, next);
+                Ok(())
+            }
+            None => {
+                let next = tat.max(now).saturating_add(self.interval_ns);
+                Err(Duration::from_nanos(
+                    (next - now).saturating_sub(self.tolerance_ns),
+                ))
+            }
+        }
+    }
+}
+
 /// Why a new connection was refused before its upgrade.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Refusal {
@@ -124,25 +206,33 @@ pub(crate) struct ConnectionCaps {
     max_total: usize,
     max_per_ip: Option<u32>,
     total: AtomicUsize,
-    per_ip: Mutex<HashMap<IpKey, u32>>,
+    per_ip: Mutex<HashMap<Client, u32>>,
 }
 
-/// The unit a per-IP cap counts: an IPv4 address, or the /64 prefix of an IPv6 address (one
-/// subscriber is usually given a whole /64, so counting single IPv6 addresses would let one
-/// client open connections without bound).
+/// The unit per-client caps and rates count: an IPv4 address, or the leading
+/// `limits.ipv6_prefix_length` bits of an IPv6 address (one subscriber is usually given a
+/// whole /64, so counting single IPv6 addresses would let one client open connections
+/// without bound).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-enum IpKey {
+pub(crate) enum Client {
+    /// An IPv4 address (IPv4-mapped IPv6 included).
     V4(u32),
-    V6Prefix(u64),
+    /// An IPv6 prefix, the bits after it zero.
+    V6Prefix(u128),
 }
 
-impl IpKey {
-    fn of(ip: IpAddr) -> IpKey {
+impl Client {
+    fn of(ip: IpAddr, ipv6_prefix_length: u8) -> Client {
         match ip {
-            IpAddr::V4(v4) => IpKey::V4(u32::from(v4)),
+            IpAddr::V4(v4) => Client::V4(u32::from(v4)),
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpKey::V4(u32::from(v4)),
-                None => IpKey::V6Prefix((u128::from(v6) >> 64) as u64),
+                Some(v4) => Client::V4(u32::from(v4)),
+                None => {
+                    let mask = u128::MAX
+                        .checked_shl(u32::from(128 - ipv6_prefix_length.min(128)))
+                        .unwrap_or(0);
+                    Client::V6Prefix(u128::from(v6) & mask)
+                }
             },
         }
     }
@@ -159,31 +249,30 @@ impl ConnectionCaps {
         })
     }
 
-    /// Takes a slot for a connection from `ip`, or says which cap is reached.
-    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admission, Refusal> {
+    /// Takes a slot for a connection from `client`, or says which cap is reached. The
+    /// client's own cap is checked first, so a client over it takes nothing from the total.
+    pub(crate) fn admit(self: &Arc<Self>, client: Client) -> Result<Admission, Refusal> {
+        let key = match self.max_per_ip {
+            None => None,
+            Some(max) => {
+                let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+                let count = per_ip.entry(client).or_insert(0);
+                if *count >= max {
+                    return Err(Refusal::PerIpCap);
+                }
+                *count += 1;
+                Some(client)
+            }
+        };
         let reserved = self
             .total
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |total| {
                 (total < self.max_total).then_some(total + 1)
             });
         if reserved.is_err() {
+            self.release_client(key);
             return Err(Refusal::TotalCap);
         }
-        let key = match self.max_per_ip {
-            None => None,
-            Some(max) => {
-                let key = IpKey::of(ip);
-                let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
-                let count = per_ip.entry(key).or_insert(0);
-                if *count >= max {
-                    drop(per_ip);
-                    self.total.fetch_sub(1, Ordering::AcqRel);
-                    return Err(Refusal::PerIpCap);
-                }
-                *count += 1;
-                Some(key)
-            }
-        };
         Ok(Admission {
             caps: self.clone(),
             key,
@@ -196,7 +285,13 @@ impl ConnectionCaps {
         self.total.load(Ordering::Acquire)
     }
 
-    fn release(&self, key: Option<IpKey>) {
+    fn release(&self, key: Option<Client>) {
+        self.release_client(key);
+        self.total.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Gives a client's slot back.
+    fn release_client(&self, key: Option<Client>) {
         if let Some(key) = key {
             let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(count) = per_ip.get_mut(&key) {
@@ -206,7 +301,6 @@ impl ConnectionCaps {
                 }
             }
         }
-        self.total.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -214,7 +308,7 @@ impl ConnectionCaps {
 #[derive(Debug)]
 pub(crate) struct Admission {
     caps: Arc<ConnectionCaps>,
-    key: Option<IpKey>,
+    key: Option<Client>,
 }
 
 impl Drop for Admission {
@@ -283,15 +377,21 @@ mod tests {
         let caps = ConnectionCaps::new(3, Some(2));
         let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
         let b = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
-        let first = caps.admit(a).unwrap();
-        let _second = caps.admit(a).unwrap();
-        assert_eq!(caps.admit(a).unwrap_err(), Refusal::PerIpCap);
-        let _third = caps.admit(b).unwrap();
-        assert_eq!(caps.admit(b).unwrap_err(), Refusal::TotalCap);
+        let first = caps.admit(Client::of(a, 64)).unwrap();
+        let _second = caps.admit(Client::of(a, 64)).unwrap();
+        assert_eq!(
+            caps.admit(Client::of(a, 64)).unwrap_err(),
+            Refusal::PerIpCap
+        );
+        let _third = caps.admit(Client::of(b, 64)).unwrap();
+        assert_eq!(
+            caps.admit(Client::of(b, 64)).unwrap_err(),
+            Refusal::TotalCap
+        );
         assert_eq!(caps.open(), 3);
         drop(first);
         assert_eq!(caps.open(), 2);
-        let _again = caps.admit(a).unwrap();
+        let _again = caps.admit(Client::of(a, 64)).unwrap();
     }
 
     #[test]
@@ -300,16 +400,20 @@ mod tests {
         let one: Ipv6Addr = "2001:db8:1:2::1".parse().unwrap();
         let same_prefix: Ipv6Addr = "2001:db8:1:2:ffff::9".parse().unwrap();
         let other_prefix: Ipv6Addr = "2001:db8:1:3::1".parse().unwrap();
-        let _held = caps.admit(IpAddr::V6(one)).unwrap();
+        let _held = caps.admit(Client::of(IpAddr::V6(one), 64)).unwrap();
         assert_eq!(
-            caps.admit(IpAddr::V6(same_prefix)).unwrap_err(),
+            caps.admit(Client::of(IpAddr::V6(same_prefix), 64))
+                .unwrap_err(),
             Refusal::PerIpCap
         );
-        let _other = caps.admit(IpAddr::V6(other_prefix)).unwrap();
+        let _other = caps
+            .admit(Client::of(IpAddr::V6(other_prefix), 64))
+            .unwrap();
         let v4 = Ipv4Addr::new(192, 0, 2, 7);
-        let _v4 = caps.admit(IpAddr::V4(v4)).unwrap();
+        let _v4 = caps.admit(Client::of(IpAddr::V4(v4), 64)).unwrap();
         assert_eq!(
-            caps.admit(IpAddr::V6(v4.to_ipv6_mapped())).unwrap_err(),
+            caps.admit(Client::of(IpAddr::V6(v4.to_ipv6_mapped()), 64))
+                .unwrap_err(),
             Refusal::PerIpCap
         );
     }
@@ -318,8 +422,57 @@ mod tests {
     fn without_a_per_ip_cap_only_the_total_counts() {
         let caps = ConnectionCaps::new(2, None);
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let _a = caps.admit(ip).unwrap();
-        let _b = caps.admit(ip).unwrap();
-        assert_eq!(caps.admit(ip).unwrap_err(), Refusal::TotalCap);
+        let _a = caps.admit(Client::of(ip, 64)).unwrap();
+        let _b = caps.admit(Client::of(ip, 64)).unwrap();
+        assert_eq!(
+            caps.admit(Client::of(ip, 64)).unwrap_err(),
+            Refusal::TotalCap
+        );
+    }
+
+    #[test]
+    fn a_slash_48_prefix_counts_a_whole_site_as_one_client() {
+        let site_a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let site_b: IpAddr = "2001:db8:1:ffff::1".parse().unwrap();
+        let elsewhere: IpAddr = "2001:db8:2::1".parse().unwrap();
+        assert_ne!(Client::of(site_a, 64), Client::of(site_b, 64));
+        assert_eq!(Client::of(site_a, 48), Client::of(site_b, 48));
+        assert_ne!(Client::of(site_a, 48), Client::of(elsewhere, 48));
+        assert_ne!(Client::of(site_a, 128), Client::of(site_b, 128));
+    }
+
+    #[test]
+    fn client_buckets_are_separate_and_refill() {
+        let buckets = ClientBuckets::new(10.0, 2);
+        let a = Client::V4(1);
+        let b = Client::V4(2);
+        assert!(buckets.try_acquire_at(a, 0).is_ok());
+        assert!(buckets.try_acquire_at(a, 0).is_ok());
+        let wait = buckets.try_acquire_at(a, 0).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(100));
+        assert!(
+            buckets.try_acquire_at(b, 0).is_ok(),
+            "another client is unaffected"
+        );
+        assert!(buckets.try_acquire_at(a, SECOND / 10).is_ok());
+    }
+
+    #[test]
+    fn a_flood_of_clients_keeps_the_map_bounded() {
+        let buckets = ClientBuckets::new(1.0, 1);
+        for client in 0..MAX_CLIENT_BUCKETS as u32 {
+            assert!(buckets.try_acquire_at(Client::V4(client), 0).is_ok());
+        }
+        assert!(
+            buckets.try_acquire_at(Client::V4(u32::MAX), 0).is_err(),
+            "every bucket in use: a new client waits"
+        );
+        // Once they refilled, the old entries make room.
+        assert!(
+            buckets
+                .try_acquire_at(Client::V4(u32::MAX), 2 * SECOND)
+                .is_ok()
+        );
+        assert_eq!(buckets.arrivals.lock().unwrap().len(), 1);
     }
 }

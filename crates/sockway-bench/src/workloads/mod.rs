@@ -95,6 +95,7 @@ max_connections_per_ip = 0
 
 [throttling]
 connect_rate_limit = 0
+connect_rate_limit_per_ip = 0
 management_rate_limit = 0
 
 [access_log]

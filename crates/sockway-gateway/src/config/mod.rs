@@ -157,9 +157,13 @@ pub struct Limits {
     pub disconnect_backoff: Duration,
     /// Connections open at once; an upgrade beyond it is refused with 503.
     pub max_connections: usize,
-    /// Connections open at once from one client IPv4 address or IPv6 /64; an upgrade beyond
-    /// it is refused with 429. `None`: no per-client cap.
+    /// Connections open at once from one client (an IPv4 address or an IPv6 prefix of
+    /// `ipv6_prefix_length` bits); an upgrade beyond it is refused with 429. `None`: no
+    /// per-client cap.
     pub max_connections_per_ip: Option<u32>,
+    /// How many leading bits of an IPv6 address name one client for the per-client cap and
+    /// rate: 64 (a subscriber's usual allocation) by default, 48 to count a whole site.
+    pub ipv6_prefix_length: u8,
 }
 
 /// One `[routes."<key>"]` table.
@@ -660,6 +664,7 @@ impl Default for Limits {
             disconnect_backoff: Duration::from_millis(200),
             max_connections: 100_000,
             max_connections_per_ip: Some(1000),
+            ipv6_prefix_length: 64,
         }
     }
 }
@@ -685,6 +690,10 @@ pub struct Throttling {
     pub route_default: Option<RateLimit>,
     /// New connections per second, all clients together; beyond it an upgrade gets 429.
     pub connect: Option<RateLimit>,
+    /// New connections per second from one client (as `limits.max_connections_per_ip`
+    /// counts clients), checked before the node-wide bucket so that one client cannot use
+    /// up the others' budget; beyond it an upgrade gets 429.
+    pub connect_per_ip: Option<RateLimit>,
     /// `@connections` and other management calls per second; beyond it they get 429
     /// `LimitExceededException`.
     pub management: Option<RateLimit>,
@@ -697,6 +706,12 @@ impl Default for Throttling {
             connect: Some(RateLimit {
                 rate: 1000.0,
                 burst: 2000,
+            }),
+            // A client may open its whole `max_connections_per_ip` at once, then a tenth of
+            // the node-wide rate: ten clients are needed to hold back everyone else.
+            connect_per_ip: Some(RateLimit {
+                rate: 100.0,
+                burst: 1000,
             }),
             // AWS's account-level throttle, which also covers `@connections` calls.
             management: Some(RateLimit {

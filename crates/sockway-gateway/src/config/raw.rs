@@ -82,6 +82,10 @@ pub(super) struct RawThrottling {
     pub(super) connect_rate_limit: Option<Spanned<f64>>,
     /// New connections at once. Default 2000.
     pub(super) connect_burst_limit: Option<Spanned<i64>>,
+    /// New connections per second from one client. Default 100.
+    pub(super) connect_rate_limit_per_ip: Option<Spanned<f64>>,
+    /// New connections at once from one client. Default 1000.
+    pub(super) connect_burst_limit_per_ip: Option<Spanned<i64>>,
     /// Management API calls per second. Default 10000 (AWS's account throttle).
     pub(super) management_rate_limit: Option<Spanned<f64>>,
     /// Management API calls at once. Default 5000.
@@ -192,9 +196,11 @@ pub(super) struct RawLimits {
     pub(super) disconnect_backoff: Option<Spanned<RawDuration>>,
     /// Connections open at once, 1 to 10,000,000. Default 100000.
     pub(super) max_connections: Option<Spanned<i64>>,
-    /// Connections open at once per client IPv4 address or IPv6 /64; 0 turns the cap off.
+    /// Connections open at once per client IPv4 address or IPv6 prefix; 0 turns the cap off.
     /// Default 1000.
     pub(super) max_connections_per_ip: Option<Spanned<i64>>,
+    /// Leading bits of an IPv6 address that name one client, 32 to 128. Default 64.
+    pub(super) ipv6_prefix_length: Option<Spanned<i64>>,
 }
 
 /// `[routes."<route key>"]`.

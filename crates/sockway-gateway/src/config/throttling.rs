@@ -17,6 +17,18 @@ const MAX_BURST: i64 = 100_000_000;
 /// Validates `[throttling]`, recording problems; the defaults stand in for rejected values.
 pub(super) fn validate_throttling(raw: &RawThrottling, problems: &mut Problems<'_>) -> Throttling {
     let defaults = Throttling::default();
+    let connect_per_ip = rate_limit(
+        problems,
+        (
+            "throttling.connect_rate_limit_per_ip",
+            raw.connect_rate_limit_per_ip.as_ref(),
+        ),
+        (
+            "throttling.connect_burst_limit_per_ip",
+            raw.connect_burst_limit_per_ip.as_ref(),
+        ),
+        defaults.connect_per_ip,
+    );
     // `throttling.{prefix}rate_limit` and `throttling.{prefix}burst_limit`.
     let mut bucket = |prefix: &str, rate, burst, fallback| {
         let rate_key = format!("throttling.{prefix}rate_limit");
@@ -36,6 +48,7 @@ pub(super) fn validate_throttling(raw: &RawThrottling, problems: &mut Problems<'
             raw.connect_burst_limit.as_ref(),
             defaults.connect,
         ),
+        connect_per_ip,
         management: bucket(
             "management_",
             raw.management_rate_limit.as_ref(),

@@ -599,6 +599,16 @@ fn validate_limits(raw: &RawLimits, problems: &mut Problems<'_>) -> Limits {
                 u32::try_from(cap).ok().filter(|cap| *cap > 0)
             }),
     };
+    let ipv6_prefix_length = problems
+        .integer(
+            "limits.ipv6_prefix_length",
+            raw.ipv6_prefix_length.as_ref(),
+            32..=128,
+            " bits",
+        )
+        .map_or(defaults.ipv6_prefix_length, |bits| {
+            u8::try_from(bits).expect("the length was checked to fit")
+        });
 
     Limits {
         frame_bytes,
@@ -616,6 +626,7 @@ fn validate_limits(raw: &RawLimits, problems: &mut Problems<'_>) -> Limits {
         disconnect_backoff,
         max_connections,
         max_connections_per_ip,
+        ipv6_prefix_length,
     }
 }
 

@@ -9,6 +9,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::group::GroupName;
@@ -25,7 +26,7 @@ use crate::head::RequestHead;
 use crate::integrations::{Call, CallKind};
 use crate::metrics::{AuthorizerOutcome, Throttled};
 use crate::state::State;
-use crate::throttle::{Admission, Refusal, TokenBucket};
+use crate::throttle::{Admission, Refusal};
 use crate::{epoch_millis, random_bytes};
 
 /// An upgrade request that passed the checks and the `$connect` route.
@@ -385,46 +386,57 @@ pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Applies the connect throttles before anything is invoked: the new-connection bucket, the
-/// `$connect` route's bucket, then the connection caps. A refusal is 429 with `Retry-After`
-/// (503 for the total cap, which is the server's limit rather than the client's).
+/// Applies the connect throttles before anything is invoked, the client's own limits first
+/// (its rate, then its connection cap), so that a client over them takes nothing from the
+/// budget others share; then the total cap, the node-wide new-connection bucket and the
+/// `$connect` route's bucket, giving the slot back when one of those refuses. A refusal is
+/// 429 with `Retry-After` (503 for the total cap, which is the server's limit rather than the
+/// client's).
 fn admit(peer: SocketAddr, state: &State) -> Result<Admission, ConnectError> {
-    let buckets = [
-        state.throttles.connect.as_ref(),
-        state
-            .routes
-            .connect()
-            .and_then(|route| route.throttle.as_ref()),
-    ];
-    let throttled = buckets
-        .into_iter()
-        .flatten()
-        .find(|bucket| !bucket.try_acquire());
-    if let Some(bucket) = throttled {
-        return Err(ConnectError::Throttled {
-            reason: Throttled::ConnectRate,
-            retry_after_secs: retry_after_secs(bucket),
-        });
+    let throttles = &state.throttles;
+    let client = throttles.client(peer.ip());
+    if let Some(buckets) = &throttles.connect_per_client {
+        buckets
+            .try_acquire(client)
+            .map_err(|wait| ConnectError::Throttled {
+                reason: Throttled::ConnectRatePerIp,
+                retry_after_secs: whole_seconds(wait),
+            })?;
     }
-    state
-        .throttles
+    let admission = throttles
         .caps
-        .admit(peer.ip())
+        .admit(client)
         .map_err(|refusal| match refusal {
             Refusal::PerIpCap => ConnectError::Throttled {
                 reason: Throttled::ConnectionsPerIp,
                 retry_after_secs: 1,
             },
             Refusal::TotalCap => ConnectError::AtCapacity,
-        })
+        })?;
+    let buckets = [
+        throttles.connect.as_ref(),
+        state
+            .routes
+            .connect()
+            .and_then(|route| route.throttle.as_ref()),
+    ];
+    if let Some(bucket) = buckets
+        .into_iter()
+        .flatten()
+        .find(|bucket| !bucket.try_acquire())
+    {
+        return Err(ConnectError::Throttled {
+            reason: Throttled::ConnectRate,
+            retry_after_secs: whole_seconds(bucket.retry_after()),
+        });
+    }
+    Ok(admission)
 }
 
-/// A bucket's wait for its next token in whole seconds, at least 1 (`Retry-After` has no
-/// fractions).
-fn retry_after_secs(bucket: &TokenBucket) -> u64 {
-    bucket.retry_after().as_secs_f64().ceil().max(1.0) as u64
+/// A wait in whole seconds, at least 1 (`Retry-After` has no fractions).
+fn whole_seconds(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

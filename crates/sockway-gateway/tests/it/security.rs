@@ -25,7 +25,23 @@ fn authority(gateway: &TestGateway) -> String {
 
 /// Sends a valid upgrade request with `Host: host` and returns the response's status.
 async fn upgrade_status(gateway: &TestGateway, host: &str) -> u16 {
-    let mut stream = TcpStream::connect(authority(gateway)).await.unwrap();
+    let stream = TcpStream::connect(authority(gateway)).await.unwrap();
+    upgrade_on(stream, host).await.0
+}
+
+/// Sends a valid upgrade request from the loopback address `from` (a client of its own) and
+/// returns the status and the socket, which holds an accepted connection open.
+async fn upgrade_from(gateway: &TestGateway, from: [u8; 4]) -> (u16, TcpStream) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    let stream = socket
+        .connect(authority(gateway).parse().unwrap())
+        .await
+        .unwrap();
+    upgrade_on(stream, &authority(gateway)).await
+}
+
+async fn upgrade_on(mut stream: TcpStream, host: &str) -> (u16, TcpStream) {
     let request = format!(
         "GET /dev HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -36,7 +52,10 @@ async fn upgrade_status(gateway: &TestGateway, host: &str) -> u16 {
         .await
         .expect("an answer within the deadline")
         .unwrap();
-    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
+    (
+        String::from_utf8_lossy(&head[9..12]).parse().unwrap(),
+        stream,
+    )
 }
 
 /// A client that names its own server in `Host` would have the example backend post every
@@ -115,5 +134,55 @@ async fn configured_domain_names_are_the_only_names_served() {
         .filter(|request| request.route_key() == "$connect")
         .count();
     assert_eq!(connects, 0, "no refused upgrade reached $connect");
+    gateway.shutdown().await;
+}
+
+/// One address over its connection cap used to drain the node-wide new-connection bucket with
+/// refused attempts, until nobody could connect: its refusals now cost nobody else anything.
+#[tokio::test]
+async fn a_client_over_its_cap_cannot_use_up_the_shared_budget() {
+    let backend = MockBackend::start().await;
+    let gateway = TestGateway::start(&config(
+        &backend,
+        "[limits]\nmax_connections_per_ip = 1\n\
+         [throttling]\nconnect_rate_limit = 0.001\nconnect_burst_limit = 3\n",
+    ))
+    .await;
+    let (status, _held) = upgrade_from(&gateway, [127, 0, 0, 2]).await;
+    assert_eq!(status, 101);
+    for attempt in 0..20 {
+        let (status, _) = upgrade_from(&gateway, [127, 0, 0, 2]).await;
+        assert_eq!(status, 429, "attempt {attempt} over the cap");
+    }
+    let (status, _other) = upgrade_from(&gateway, [127, 0, 0, 3]).await;
+    assert_eq!(status, 101, "another client still connects");
+    gateway.shutdown().await;
+}
+
+/// A client's own connection rate runs out before the node's: a fast client is refused while
+/// another connects.
+#[tokio::test]
+async fn a_fast_client_meets_its_own_rate_first() {
+    let backend = MockBackend::start().await;
+    let gateway = TestGateway::start(&config(
+        &backend,
+        "[throttling]\nconnect_rate_limit_per_ip = 0.001\nconnect_burst_limit_per_ip = 2\n",
+    ))
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (status, stream) = upgrade_from(&gateway, [127, 0, 0, 4]).await;
+        assert_eq!(status, 101);
+        held.push(stream);
+    }
+    let (status, _) = upgrade_from(&gateway, [127, 0, 0, 4]).await;
+    assert_eq!(status, 429);
+    let (status, _other) = upgrade_from(&gateway, [127, 0, 0, 5]).await;
+    assert_eq!(status, 101);
+    let metrics = gateway.metrics().await;
+    assert!(
+        metrics.contains("reason=\"connect_rate_per_ip\""),
+        "the refusal is counted under its own reason"
+    );
     gateway.shutdown().await;
 }
