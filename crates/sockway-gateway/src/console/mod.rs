@@ -238,8 +238,9 @@ async fn serve(
         return Err(ConsoleError::MissingHeader);
     }
     let credentials = &state.config.management.credentials;
-    if credentials.is_empty() && !crate::management::auth::is_loopback(peer.ip()) {
-        return Err(ConsoleError::NotLoopback);
+    if credentials.is_empty() {
+        crate::management::auth::check_local(peer, request.headers(), true)
+            .map_err(|_| ConsoleError::NotLoopback)?;
     }
     let token =
         session::token_from_cookies(request.headers().get_all(header::COOKIE)).map(str::to_owned);

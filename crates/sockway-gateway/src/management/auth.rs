@@ -3,6 +3,15 @@
 //! the gateway's region; verified over the raw request target and the exact body by
 //! `aws::sigv4`); without credentials, only processes on this machine.
 //!
+//! Without credentials "this machine" is narrower than the peer's address: a browser on the
+//! operator's machine is a local peer too, and any page it opens can send it requests (a
+//! cross-site form POST needs no preflight; a rebinding DNS name points a page's own origin at
+//! 127.0.0.1). So a request is also refused when its `Host` is not `localhost` or a loopback
+//! address (rebinding), when it carries an `Origin` (SDKs and the admin CLI send none; the
+//! console's own page is let through when its origin is the request's), when
+//! `Sec-Fetch-Site` says a page of another site sent it, or when it carries forwarding headers
+//! (a proxy on this machine relaying someone else's request): [`check_local`].
+//!
 //! The console signs in with the same key pairs and keeps a session instead of signing each
 //! call, so it uses [`check_peer`] alone.
 
@@ -13,6 +22,7 @@ use http::request::Parts;
 
 use super::ApiError;
 use crate::aws::sigv4::{self, SignatureError};
+use crate::config::Authority;
 use crate::config::Config;
 
 /// Whether `ip` is this machine (IPv4-mapped loopback included).
@@ -20,8 +30,85 @@ pub(crate) fn is_loopback(ip: IpAddr) -> bool {
     ip.to_canonical().is_loopback()
 }
 
-/// The check before a request's body is read: without credentials to verify, only loopback
-/// peers are served; with credentials, a request must at least carry an `Authorization`.
+/// Why a request in loopback-only mode (no credentials) is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum NotLocal {
+    /// The peer is not on this machine.
+    #[error("the caller is not on this machine")]
+    Peer,
+    /// `Host` is not `localhost` or a loopback address (DNS rebinding).
+    #[error("the Host header does not name this machine")]
+    Host,
+    /// A page of another origin (or another site) sent the request.
+    #[error("a browser page of another origin sent the request")]
+    CrossOrigin,
+    /// A proxy relayed the request.
+    #[error("the request was forwarded by a proxy")]
+    Forwarded,
+}
+
+/// Headers a proxy adds to a request it relays.
+const FORWARDING_HEADERS: [&str; 5] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-real-ip",
+    "via",
+];
+
+/// Whether a request is one this machine's own tools sent: see the module docs. With
+/// `same_origin_page`, a browser page whose origin is the request's own (the console's page)
+/// is let through.
+pub(crate) fn check_local(
+    peer: SocketAddr,
+    headers: &http::HeaderMap,
+    same_origin_page: bool,
+) -> Result<(), NotLocal> {
+    if !is_loopback(peer.ip()) {
+        return Err(NotLocal::Peer);
+    }
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let host = header("host").unwrap_or_default();
+    let names_this_machine = Authority::parse(host).is_some_and(|authority| {
+        authority.host == "localhost"
+            || authority
+                .host
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.to_canonical().is_loopback())
+    });
+    if !names_this_machine {
+        return Err(NotLocal::Host);
+    }
+    if FORWARDING_HEADERS
+        .iter()
+        .any(|name| headers.contains_key(*name))
+    {
+        return Err(NotLocal::Forwarded);
+    }
+    let fetch_site = header("sec-fetch-site");
+    if matches!(fetch_site, Some("cross-site" | "same-site")) {
+        return Err(NotLocal::CrossOrigin);
+    }
+    match headers.get(http::header::ORIGIN) {
+        None => Ok(()),
+        Some(origin) if same_origin_page => {
+            let origin = origin.to_str().unwrap_or_default();
+            let own = ["http://", "https://"]
+                .iter()
+                .any(|scheme| origin.strip_prefix(scheme) == Some(host));
+            if own {
+                Ok(())
+            } else {
+                Err(NotLocal::CrossOrigin)
+            }
+        }
+        Some(_) => Err(NotLocal::CrossOrigin),
+    }
+}
+
+/// The check before a request's body is read: without credentials to verify, only requests
+/// of this machine's own tools are served ([`check_local`]); with credentials, a request must
+/// at least carry an `Authorization`.
 pub(crate) fn check_peer(
     config: &Config,
     peer: SocketAddr,
@@ -29,10 +116,7 @@ pub(crate) fn check_peer(
 ) -> Result<(), ApiError> {
     let credentials = &config.management.credentials;
     if credentials.is_empty() {
-        if is_loopback(peer.ip()) {
-            return Ok(());
-        }
-        return Err(ApiError::Forbidden);
+        return check_local(peer, headers, false).map_err(ApiError::NotLocal);
     }
     if !headers.contains_key(http::header::AUTHORIZATION) {
         return Err(SignatureError::MissingAuthenticationToken.into());

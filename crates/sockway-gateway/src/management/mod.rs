@@ -79,9 +79,9 @@ pub(crate) enum ApiError {
     /// may not have been queued.
     #[error("the connection's node did not answer in time")]
     NodeTimeout,
-    /// The caller may not use the API.
-    #[error("forbidden")]
-    Forbidden,
+    /// Without credentials, the request is not one of this machine's own tools.
+    #[error("loopback-only mode: {0}")]
+    NotLocal(#[source] auth::NotLocal),
     /// The path names nothing.
     #[error("no such resource")]
     NotFound,
@@ -155,7 +155,7 @@ impl ApiError {
                 "Too many messages queued for this connection; the client is not reading",
             ),
             // AWS answers a path outside any route with 403 `{"message":"Forbidden"}`.
-            ApiError::Forbidden | ApiError::NotFound => AwsError::forbidden(),
+            ApiError::NotFound | ApiError::NotLocal(_) => AwsError::forbidden(),
             ApiError::MethodNotAllowed(method) => AwsError::method_not_allowed(method.as_str()),
             ApiError::BadBody => AwsError::bad_request("Request body could not be read"),
             ApiError::Signature(error) => error.to_aws(),

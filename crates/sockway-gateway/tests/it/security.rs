@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use sockway_testkit::sigv4::request_with_headers;
 use sockway_testkit::{MockBackend, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -184,5 +185,71 @@ async fn a_fast_client_meets_its_own_rate_first() {
         metrics.contains("reason=\"connect_rate_per_ip\""),
         "the refusal is counted under its own reason"
     );
+    gateway.shutdown().await;
+}
+
+/// Without credentials the management API and the console serve this machine's own tools,
+/// not any page the operator's browser opens: a cross-site form post, a rebinding `Host`, a
+/// request relayed by a local proxy are refused; an SDK-style request is served.
+#[tokio::test]
+async fn loopback_mode_refuses_what_a_browser_page_or_a_proxy_sends() {
+    let mut backend = MockBackend::start().await;
+    let gateway = TestGateway::start(&config(&backend, "")).await;
+    let mut client = gateway.connect().await;
+    backend.next_event_for("$connect").await;
+    let broadcast = format!("{}/@connections", gateway.management_url);
+    let port = authority(&gateway).rsplit(':').next().unwrap().to_owned();
+    let header = |name: &str, value: &str| (name.to_owned(), value.to_owned());
+
+    // A page on another site posting a "simple" request (no preflight).
+    let cross_site = [
+        header("Content-Type", "text/plain"),
+        header("Origin", "http://evil.example"),
+    ];
+    let (status, _, _) = request_with_headers("POST", &broadcast, &cross_site, b"pwned").await;
+    assert_eq!(status, 403, "cross-site form post");
+    for (name, headers) in [
+        (
+            "rebinding Host",
+            vec![header("Host", &format!("rebind.attacker.example:{port}"))],
+        ),
+        (
+            "forwarded by a local proxy",
+            vec![header("X-Forwarded-For", "203.0.113.9")],
+        ),
+        (
+            "cross-site fetch",
+            vec![header("Sec-Fetch-Site", "cross-site")],
+        ),
+        (
+            "a page on another port of this machine",
+            vec![header("Origin", "http://127.0.0.1:3000")],
+        ),
+    ] {
+        let (status, _, _) = request_with_headers("GET", &broadcast, &headers, b"").await;
+        assert_eq!(status, 403, "{name}");
+    }
+    // What an SDK or the admin CLI sends is served, and the refused post delivered nothing.
+    let (status, _, _) = request_with_headers("POST", &broadcast, &[], b"hello").await;
+    assert_eq!(status, 200);
+    assert_eq!(client.next_text().await, "hello");
+
+    // The console: its own page is served, the same calls from elsewhere are not.
+    let summary = format!("{}/console/api/summary", gateway.root_url());
+    let console = header("X-Sockway-Console", "1");
+    let own_page = header("Origin", &format!("http://{}", authority(&gateway)));
+    let (status, _, _) =
+        request_with_headers("GET", &summary, &[console.clone(), own_page], b"").await;
+    assert_eq!(status, 200, "the console's own page");
+    for headers in [
+        vec![console.clone(), header("Origin", "http://evil.example")],
+        vec![
+            console.clone(),
+            header("Host", &format!("rebind.attacker.example:{port}")),
+        ],
+    ] {
+        let (status, _, _) = request_with_headers("GET", &summary, &headers, b"").await;
+        assert_eq!(status, 403, "{headers:?}");
+    }
     gateway.shutdown().await;
 }
