@@ -35,6 +35,9 @@ pub(crate) struct Throttles {
     pub(crate) management: Option<TokenBucket>,
     /// `limits.max_connections` and `limits.max_connections_per_ip`.
     pub(crate) caps: Arc<ConnectionCaps>,
+    /// `management.max_connections` and `management.max_connections_per_ip`: HTTP
+    /// connections to the management API and console.
+    pub(crate) management_caps: Arc<ConnectionCaps>,
     /// `limits.ipv6_prefix_length`: the bits of an IPv6 address that name one client.
     ipv6_prefix_length: u8,
 }
@@ -54,6 +57,10 @@ impl Throttles {
             caps: ConnectionCaps::new(
                 config.limits.max_connections,
                 config.limits.max_connections_per_ip,
+            ),
+            management_caps: ConnectionCaps::new(
+                config.management.max_connections,
+                config.management.max_connections_per_ip,
             ),
             ipv6_prefix_length: config.limits.ipv6_prefix_length,
         }

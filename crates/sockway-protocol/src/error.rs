@@ -149,6 +149,11 @@ impl AwsError {
         Self::with_message(500, "InternalServerErrorException", message)
     }
 
+    /// 408 `RequestTimeoutException`: the request's body did not arrive in time.
+    pub fn request_timeout(message: impl Into<String>) -> Self {
+        Self::with_message(408, "RequestTimeoutException", message)
+    }
+
     /// 502 `BadGatewayException`: the backend behind the route failed (a `$connect`
     /// integration that failed). Not modelled by AWS for `@connections`; the name follows
     /// AWS's `<Name>Exception` style.

@@ -160,6 +160,72 @@ pub(crate) fn verify_request(
     )
 }
 
+/// What can be checked of a signed request before its body is read: the `Authorization`
+/// header's form, the credential scope, the signing time and that the access key is one of
+/// `credentials`. A request that fails here is refused without reading its body, so an
+/// unsigned or wrongly signed caller cannot hold the server with a slow body.
+pub(crate) fn check_request_head(
+    headers: &http::HeaderMap,
+    credentials: &[ManagementCredential],
+    region: &str,
+    service: &str,
+    now: SystemTime,
+) -> Result<(), SignatureError> {
+    check_head(
+        headers,
+        |access_key_id| {
+            credentials
+                .iter()
+                .find(|credential| credential.access_key_id == access_key_id)
+                .map(|credential| credential.secret_access_key.as_str())
+        },
+        region,
+        service,
+        now,
+    )
+    .map(|_| ())
+}
+
+/// The checks of [`check_request_head`]; returns the parsed header, the signing time and the
+/// secret of the access key.
+fn check_head<'h, 's>(
+    headers: &'h http::HeaderMap,
+    secret_for: impl Fn(&str) -> Option<&'s str>,
+    region: &str,
+    service: &str,
+    now: SystemTime,
+) -> Result<(Authorization<'h>, SystemTime, &'s str), SignatureError> {
+    let header = headers
+        .get(http::header::AUTHORIZATION)
+        .ok_or(SignatureError::MissingAuthenticationToken)?;
+    let header = header.to_str().map_err(|_| {
+        SignatureError::Malformed("Authorization header is not valid ASCII.".to_owned())
+    })?;
+    let authorization = parse_authorization(header)?;
+
+    let amz_date = single_header(headers, "x-amz-date")?.ok_or_else(|| {
+        SignatureError::Malformed(
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' \
+             header."
+                .to_owned(),
+        )
+    })?;
+    let signed_at = parse_amz_date(amz_date).ok_or_else(|| {
+        SignatureError::Malformed(format!(
+            "Date must be in ISO-8601 'basic format'. Got '{amz_date}'."
+        ))
+    })?;
+    check_scope(&authorization, amz_date, region, service)?;
+    check_skew(amz_date, signed_at, now)?;
+
+    let secret = secret_for(authorization.access_key_id).ok_or_else(|| {
+        SignatureError::UnknownAccessKey {
+            access_key_id: authorization.access_key_id.to_owned(),
+        }
+    })?;
+    Ok((authorization, signed_at, secret))
+}
+
 /// An incoming request as received.
 struct Received<'a> {
     method: &'a str,
@@ -217,35 +283,8 @@ fn verify_with<'s>(
     service: &str,
     now: SystemTime,
 ) -> Result<VerifiedCaller, SignatureError> {
-    let header = request
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .ok_or(SignatureError::MissingAuthenticationToken)?;
-    let header = header.to_str().map_err(|_| {
-        SignatureError::Malformed("Authorization header is not valid ASCII.".to_owned())
-    })?;
-    let authorization = parse_authorization(header)?;
-
-    let amz_date = single_header(request.headers, "x-amz-date")?.ok_or_else(|| {
-        SignatureError::Malformed(
-            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' \
-             header."
-                .to_owned(),
-        )
-    })?;
-    let signed_at = parse_amz_date(amz_date).ok_or_else(|| {
-        SignatureError::Malformed(format!(
-            "Date must be in ISO-8601 'basic format'. Got '{amz_date}'."
-        ))
-    })?;
-    check_scope(&authorization, amz_date, region, service)?;
-    check_skew(amz_date, signed_at, now)?;
-
-    let secret = secret_for(authorization.access_key_id).ok_or_else(|| {
-        SignatureError::UnknownAccessKey {
-            access_key_id: authorization.access_key_id.to_owned(),
-        }
-    })?;
+    let (authorization, signed_at, secret) =
+        check_head(request.headers, secret_for, region, service, now)?;
 
     for required in ["host", "x-amz-date"] {
         if !authorization.signed_headers.contains(&required) {

@@ -320,19 +320,38 @@ pub enum ContextVariable {
 }
 
 /// `[management]`: where the `@connections` API listens and who may call it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManagementConfig {
     /// A separate listener for the `@connections` API. `None` serves it on
     /// `gateway.listen`, under `/{stage}/@connections`, as AWS does.
     pub listen: Option<SocketAddr>,
     /// `[[management.credentials]]`, in file order, with distinct access key ids. When not
     /// empty, every `@connections` request must carry a valid SigV4 signature made with one
-    /// of them; when empty (the default), requests are not checked.
+    /// of them; when empty (the default), only this machine's own tools are served.
     pub credentials: Vec<ManagementCredential>,
+    /// HTTP connections to the management API and console open at once, all clients
+    /// together; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// HTTP connections to the management API and console open at once from one client
+    /// (counted as `limits.max_connections_per_ip` counts); one more is answered 429 and
+    /// closed. `None`: no per-client cap.
+    pub max_connections_per_ip: Option<u32>,
     /// Whether the separate management listener serves HTTPS with `[tls]`'s certificate
     /// (default: when `[tls]` exists). Without a separate listener the management API is
     /// served on `gateway.listen` and uses TLS exactly when the gateway does.
     pub tls: bool,
+}
+
+impl Default for ManagementConfig {
+    fn default() -> Self {
+        ManagementConfig {
+            listen: None,
+            credentials: Vec::new(),
+            tls: false,
+            max_connections: 1024,
+            max_connections_per_ip: Some(64),
+        }
+    }
 }
 
 /// One key pair `@connections` requests may be signed with.

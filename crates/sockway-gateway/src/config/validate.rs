@@ -769,10 +769,36 @@ fn validate_management(
         Some(credentials) => validate_management_credentials(credentials, env, problems),
         None => Vec::new(),
     };
+    let defaults = ManagementConfig::default();
+    let max_connections = problems
+        .integer(
+            "management.max_connections",
+            raw.max_connections.as_ref(),
+            1..=1_000_000,
+            " connections",
+        )
+        .map_or(defaults.max_connections, |cap| {
+            usize::try_from(cap).expect("the cap was checked to fit")
+        });
+    let max_connections_per_ip = match &raw.max_connections_per_ip {
+        None => defaults.max_connections_per_ip,
+        Some(_) => problems
+            .integer(
+                "management.max_connections_per_ip",
+                raw.max_connections_per_ip.as_ref(),
+                0..=1_000_000,
+                " connections (0 turns the cap off)",
+            )
+            .map_or(defaults.max_connections_per_ip, |cap| {
+                u32::try_from(cap).ok().filter(|cap| *cap > 0)
+            }),
+    };
     // `tls` depends on `[tls]` and is set by `management_tls`.
     ManagementConfig {
         listen,
         credentials,
         tls: false,
+        max_connections,
+        max_connections_per_ip,
     }
 }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
 use sha2::{Digest, Sha256};
@@ -32,7 +32,7 @@ use sockway_protocol::id::ConnectionId;
 use tracing::{debug, warn};
 
 use crate::config::Config;
-use crate::management::{ApiError, MAX_POST_BYTES};
+use crate::management::{ApiError, MAX_POST_BYTES, read_body};
 use crate::sign_in as session;
 use crate::state::State;
 
@@ -272,7 +272,12 @@ async fn serve(
         .map(str::to_owned);
     let query = request.uri().query().unwrap_or("").to_owned();
     let body = match method {
-        Method::POST => read_body(request.into_body(), MAX_POST_BYTES).await?,
+        Method::POST => {
+            let body_timeout = state.config.limits.handshake_timeout;
+            read_body(request.into_body(), MAX_POST_BYTES, body_timeout)
+                .await
+                .map_err(ConsoleError::Api)?
+        }
         _ => Bytes::new(),
     };
     let value = match (target, method) {
@@ -325,7 +330,10 @@ async fn login(
     if credentials.is_empty() {
         return Err(ConsoleError::NoCredentials);
     }
-    let body = read_body(request.into_body(), MAX_LOGIN_BYTES).await?;
+    let body_timeout = state.config.limits.handshake_timeout;
+    let body = read_body(request.into_body(), MAX_LOGIN_BYTES, body_timeout)
+        .await
+        .map_err(ConsoleError::Api)?;
     let login: Login = serde_json::from_slice(&body).map_err(|_| {
         ConsoleError::BadRequest(
             "Expected a JSON object with accessKeyId and secretAccessKey".to_owned(),
@@ -430,23 +438,6 @@ fn websocket_url(
         None => gateway_addr.to_string(),
     };
     format!("{scheme}://{authority}{stage_path}")
-}
-
-async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ConsoleError> {
-    Limited::new(body, limit)
-        .collect()
-        .await
-        .map(|collected| collected.to_bytes())
-        .map_err(|error| {
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                ConsoleError::Api(ApiError::PayloadTooLarge)
-            } else {
-                ConsoleError::Api(ApiError::BadBody)
-            }
-        })
 }
 
 /// An embedded file, or 304 when the browser's copy is current.

@@ -21,7 +21,7 @@ use std::time::SystemTime;
 use http::request::Parts;
 
 use super::ApiError;
-use crate::aws::sigv4::{self, SignatureError};
+use crate::aws::sigv4;
 use crate::config::Authority;
 use crate::config::Config;
 
@@ -107,8 +107,9 @@ pub(crate) fn check_local(
 }
 
 /// The check before a request's body is read: without credentials to verify, only requests
-/// of this machine's own tools are served ([`check_local`]); with credentials, a request must
-/// at least carry an `Authorization`.
+/// of this machine's own tools are served ([`check_local`]); with credentials, everything
+/// about the signature that does not need the body must hold (its form, scope, time and a
+/// known access key), so a stranger cannot hold the server with a slow body.
 pub(crate) fn check_peer(
     config: &Config,
     peer: SocketAddr,
@@ -118,9 +119,13 @@ pub(crate) fn check_peer(
     if credentials.is_empty() {
         return check_local(peer, headers, false).map_err(ApiError::NotLocal);
     }
-    if !headers.contains_key(http::header::AUTHORIZATION) {
-        return Err(SignatureError::MissingAuthenticationToken.into());
-    }
+    sigv4::check_request_head(
+        headers,
+        credentials,
+        &config.gateway.region,
+        "execute-api",
+        SystemTime::now(),
+    )?;
     Ok(())
 }
 

@@ -91,6 +91,9 @@ pub(crate) enum ApiError {
     /// The request body could not be read.
     #[error("request body unreadable")]
     BadBody,
+    /// The request body did not arrive within `limits.handshake_timeout`.
+    #[error("request body not received in time")]
+    BodyTimeout,
     /// SigV4 verification failed.
     #[error("request signature rejected")]
     Signature(#[from] SignatureError),
@@ -158,6 +161,9 @@ impl ApiError {
             ApiError::NotFound | ApiError::NotLocal(_) => AwsError::forbidden(),
             ApiError::MethodNotAllowed(method) => AwsError::method_not_allowed(method.as_str()),
             ApiError::BadBody => AwsError::bad_request("Request body could not be read"),
+            ApiError::BodyTimeout => {
+                AwsError::request_timeout("The request body did not arrive in time")
+            }
             ApiError::Signature(error) => error.to_aws(),
         }
     }
@@ -325,20 +331,7 @@ async fn serve(
     auth::check_peer(&state.config, peer, request.headers())?;
     let (parts, body) = request.into_parts();
     // The whole body is read before anything else because the signature covers it.
-    let body = Limited::new(body, MAX_POST_BYTES)
-        .collect()
-        .await
-        .map_err(|error| {
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::BadBody
-            }
-        })?
-        .to_bytes();
+    let body = read_body(body, MAX_POST_BYTES, state.config.limits.handshake_timeout).await?;
     auth::verify(&state.config, &parts, &body)?;
     // Throttled once the caller is known, so that unsigned traffic cannot use up the bucket
     // of the backends that hold credentials.
@@ -422,6 +415,30 @@ async fn serve(
         }
         (_, other) => Err(ApiError::MethodNotAllowed(other)),
     }
+}
+
+/// Reads a request body of at most `limit` bytes, which must arrive within `within` (a
+/// caller that declares a body and sends it slowly, or never, cannot hold the connection).
+pub(crate) async fn read_body(
+    body: Incoming,
+    limit: usize,
+    within: std::time::Duration,
+) -> Result<Bytes, ApiError> {
+    let collected = tokio::time::timeout(within, Limited::new(body, limit).collect())
+        .await
+        .map_err(|_elapsed| ApiError::BodyTimeout)?;
+    collected
+        .map(|collected| collected.to_bytes())
+        .map_err(|error| {
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadBody
+            }
+        })
 }
 
 /// The page size of a list when the caller names none, and the largest it may ask for.

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use sockway_protocol::error::AwsError;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
@@ -22,6 +23,7 @@ use tracing::{debug, warn};
 use crate::config::Config;
 use crate::head::{self, Rewind, error_response, respond_and_close};
 use crate::state::State;
+use crate::throttle::Refusal;
 use crate::{connection, console, management};
 
 pub use crate::tls::TlsError;
@@ -234,10 +236,28 @@ async fn serve_stream<S>(
 }
 
 /// Serves plain HTTP (the management API) on `stream`, replaying `buffered` bytes first.
-async fn serve_http<S>(stream: S, buffered: Vec<u8>, peer: SocketAddr, state: Arc<State>)
+///
+/// The connection takes a slot under `management.max_connections` and
+/// `management.max_connections_per_ip` for its whole life (503 or 429 and closed without
+/// one), and a shutdown waits for it at most `limits.shutdown_grace`: a client that holds a
+/// request open cannot hold the gateway.
+async fn serve_http<S>(mut stream: S, buffered: Vec<u8>, peer: SocketAddr, state: Arc<State>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let client = state.throttles.client(peer.ip());
+    let _slot = match state.throttles.management_caps.admit(client) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            debug!(peer = %peer, refusal = ?refusal, "management connection over its cap");
+            let error = match refusal {
+                Refusal::PerIpCap => AwsError::limit_exceeded("Too Many Requests"),
+                Refusal::TotalCap => AwsError::service_unavailable("Service Unavailable"),
+            };
+            respond_and_close(&mut stream, error_response(&error)).await;
+            return;
+        }
+    };
     let io = TokioIo::new(Rewind::new(stream, buffered));
     let service_state = state.clone();
     let service = service_fn(move |request| {
@@ -266,8 +286,14 @@ where
         }
         _ = state.shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();
-            if let Err(error) = connection.await {
-                debug!(peer = %peer, error = %error, "management connection ended with an error");
+            match tokio::time::timeout(state.config.limits.shutdown_grace, connection).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    debug!(peer = %peer, error = %error, "management connection ended with an error");
+                }
+                Err(_elapsed) => {
+                    debug!(peer = %peer, "management request still open after the shutdown grace; closing it");
+                }
             }
         }
     }
@@ -276,5 +302,5 @@ where
 /// The answer to a request the gateway listener does not serve (as AWS answers a path outside
 /// any stage).
 fn forbidden_response() -> Vec<u8> {
-    error_response(&sockway_protocol::error::AwsError::forbidden())
+    error_response(&AwsError::forbidden())
 }

@@ -1,9 +1,9 @@
 //! Attacks from the security review (issue 14), each reproduced with a real client and seen
 //! refused.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use sockway_testkit::sigv4::request_with_headers;
+use sockway_testkit::sigv4::{SigningKey, request_with_headers, signature_headers};
 use sockway_testkit::{MockBackend, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -251,5 +251,144 @@ async fn loopback_mode_refuses_what_a_browser_page_or_a_proxy_sends() {
         let (status, _, _) = request_with_headers("GET", &summary, &headers, b"").await;
         assert_eq!(status, 403, "{headers:?}");
     }
+    gateway.shutdown().await;
+}
+
+/// Opens a raw connection to the management API at `url`'s authority and sends `POST` with
+/// `headers`, a declared body of 128 KiB and only its first byte: a slow body.
+async fn slow_post(url: &str, headers: &[(String, String)]) -> TcpStream {
+    let authority = url
+        .split_once("://")
+        .unwrap()
+        .1
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "/{}",
+        url.split_once("://").unwrap().1.split_once('/').unwrap().1
+    );
+    let mut stream = TcpStream::connect(&authority).await.unwrap();
+    let mut request =
+        format!("POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 131072\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\nx");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
+/// The status of the response `stream` gets within `within`; `None` if none comes.
+async fn status_within(stream: &mut TcpStream, within: Duration) -> Option<u16> {
+    let mut head = [0u8; 12];
+    match tokio::time::timeout(within, stream.read_exact(&mut head)).await {
+        Ok(Ok(_)) => String::from_utf8_lossy(&head[9..12]).parse().ok(),
+        _ => None,
+    }
+}
+
+/// A management request whose `Authorization` names an unknown key is refused before its
+/// body is read; one with a plausible signature must deliver its body in time; and a slow
+/// request keeps neither the connection nor the gateway's shutdown waiting.
+#[tokio::test]
+async fn slow_management_bodies_cannot_hold_the_gateway() {
+    let backend = MockBackend::start().await;
+    let toml = config(
+        &backend,
+        &format!(
+            "{}\n[limits]\nhandshake_timeout = \"500ms\"\nshutdown_grace = \"300ms\"\n",
+            crate::management_credentials()
+        ),
+    );
+    let gateway = TestGateway::start(&toml).await;
+    let url = format!("{}/@connections", gateway.management_url);
+
+    // An unknown access key: refused at once, the body never read.
+    let stranger = SigningKey::new("AKIAUNKNOWNKEY000000", crate::SECRET);
+    let headers = signature_headers(
+        "POST",
+        &url,
+        &[],
+        b"",
+        &stranger,
+        "us-east-1",
+        "execute-api",
+        SystemTime::now(),
+    );
+    let mut stream = slow_post(&url, &headers).await;
+    assert_eq!(
+        status_within(&mut stream, Duration::from_secs(2)).await,
+        Some(403),
+        "an unknown key is refused before the body"
+    );
+    let garbled = vec![(
+        "Authorization".to_owned(),
+        "AWS4-HMAC-SHA256 nonsense".to_owned(),
+    )];
+    let mut stream = slow_post(&url, &garbled).await;
+    assert_eq!(
+        status_within(&mut stream, Duration::from_secs(2)).await,
+        Some(403),
+        "a malformed Authorization is refused before the body"
+    );
+
+    // A known key (the signature cannot be checked before the body): the body must arrive
+    // within handshake_timeout.
+    let known = SigningKey::new(crate::ACCESS_KEY_ID, crate::SECRET);
+    let headers = signature_headers(
+        "POST",
+        &url,
+        &[],
+        &[b'x'; 131072],
+        &known,
+        "us-east-1",
+        "execute-api",
+        SystemTime::now(),
+    );
+    let mut stream = slow_post(&url, &headers).await;
+    assert_eq!(
+        status_within(&mut stream, Duration::from_secs(5)).await,
+        Some(408),
+        "a slow body is cut off"
+    );
+
+    // Shutdown does not wait for a request still reading its body past the grace period.
+    let _held = slow_post(&url, &headers).await;
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), gateway.shutdown())
+        .await
+        .expect("shutdown finishes while a slow request is open");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// Management HTTP connections are capped per client: the next one is answered 429 and
+/// closed, while WebSocket clients are unaffected.
+#[tokio::test]
+async fn management_connections_are_capped_per_client() {
+    let backend = MockBackend::start().await;
+    let toml = config(
+        &backend,
+        "[management]\nlisten = \"127.0.0.1:0\"\nmax_connections_per_ip = 2\n",
+    );
+    let gateway = TestGateway::start(&toml).await;
+    let authority = gateway
+        .management_url
+        .split_once("://")
+        .unwrap()
+        .1
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let _first = TcpStream::connect(&authority).await.unwrap();
+    let _second = TcpStream::connect(&authority).await.unwrap();
+    let mut third = TcpStream::connect(&authority).await.unwrap();
+    assert_eq!(
+        status_within(&mut third, Duration::from_secs(5)).await,
+        Some(429)
+    );
+    let _client = gateway.connect().await;
     gateway.shutdown().await;
 }
