@@ -1,6 +1,14 @@
-//! Console sign-in: checking an access key pair against `[[management.credentials]]`, the
-//! in-memory sessions that follow, and the gate that bounds how many sign-ins are checked at
-//! once ([`SignIn`], part of the gateway's state).
+//! Console sign-in: proving knowledge of a `[[management.credentials]]` key pair without
+//! sending its secret, the in-memory sessions that follow, and the per-client limit on
+//! attempts ([`SignIn`], part of the gateway's state).
+//!
+//! The secret never leaves the browser: the page asks for a one-time challenge (a random nonce,
+//! valid for [`CHALLENGE_TTL`]) and answers with the HMAC-SHA256 of
+//! `"sockway-console-sign-in\n{nonce}\n{accessKeyId}"` keyed with the secret, in hex, computed
+//! with WebCrypto ([`proof`]). A nonce is redeemed once, so a proof seen on the wire cannot be
+//! replayed. Each client (an address, as connection limits count them) has
+//! [`ATTEMPTS_BURST`] attempts, refilled one every [`ATTEMPT_REFILL`], so one client guessing
+//! cannot lock others out.
 //!
 //! A session token is 256 bits from the operating system's random source, handed to the browser
 //! once in an `HttpOnly` cookie; the server keeps only its SHA-256 digest, so the map can be
@@ -14,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use tokio::sync::Semaphore;
-
 use crate::config::ManagementCredential;
+use crate::throttle::{Client, ClientBuckets};
 
 /// How long a session lasts after sign-in.
 pub(crate) const SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
@@ -29,26 +37,101 @@ pub(crate) const COOKIE_NAME: &str = "sockway_console";
 /// Sessions kept at most; signing in beyond it ends the session closest to expiry.
 const MAX_SESSIONS: usize = 1024;
 
-/// Sign-ins checked at once; more are refused with 429 without being checked, so failures
-/// cannot be tried faster than this many per `console::LOGIN_FAILURE_DELAY`.
-pub(crate) const LOGIN_ATTEMPTS_AT_ONCE: usize = 4;
+/// How long a challenge can be answered.
+pub(crate) const CHALLENGE_TTL: Duration = Duration::from_secs(60);
+
+/// Sign-in attempts a client may make at once.
+pub(crate) const ATTEMPTS_BURST: u32 = 10;
+
+/// How long a client waits for one more attempt once its burst is used.
+pub(crate) const ATTEMPT_REFILL: Duration = Duration::from_secs(5);
+
+/// Challenges outstanding at once; past this the oldest expired ones go, and if none has
+/// expired a new challenge is refused until one does.
+const MAX_CHALLENGES: usize = 4096;
+
+/// What the proof signs before the nonce and the access key id.
+const PROOF_CONTEXT: &str = "sockway-console-sign-in";
 
 /// The console's sign-in state of one gateway.
 #[derive(Debug)]
 pub(crate) struct SignIn {
     /// The live sessions.
     pub(crate) sessions: Sessions,
-    /// Sign-ins being checked (or waiting out `console::LOGIN_FAILURE_DELAY`).
-    pub(crate) login_gate: Semaphore,
+    /// Nonces handed out and not yet redeemed, with their expiry.
+    challenges: Mutex<HashMap<String, Instant>>,
+    /// Sign-in attempts per client.
+    attempts: ClientBuckets,
 }
 
 impl Default for SignIn {
     fn default() -> Self {
         SignIn {
             sessions: Sessions::default(),
-            login_gate: Semaphore::new(LOGIN_ATTEMPTS_AT_ONCE),
+            challenges: Mutex::new(HashMap::new()),
+            attempts: ClientBuckets::new(1.0 / ATTEMPT_REFILL.as_secs_f64(), ATTEMPTS_BURST),
         }
     }
+}
+
+impl SignIn {
+    /// A new one-time nonce, or `None` when too many are outstanding.
+    pub(crate) fn challenge(&self, now: Instant) -> Option<String> {
+        let mut challenges = self.challenges();
+        if challenges.len() >= MAX_CHALLENGES {
+            challenges.retain(|_, expires_at| *expires_at > now);
+            if challenges.len() >= MAX_CHALLENGES {
+                return None;
+            }
+        }
+        let nonce = URL_SAFE_NO_PAD.encode(crate::random_bytes::<32>());
+        challenges.insert(nonce.clone(), now + CHALLENGE_TTL);
+        Some(nonce)
+    }
+
+    /// Takes one of `client`'s attempts; `Err` with the wait when it has none left.
+    pub(crate) fn attempt(&self, client: Client) -> Result<(), Duration> {
+        self.attempts.try_acquire(client)
+    }
+
+    /// The credential `proof` was made with for `nonce`, if the nonce is outstanding (it is
+    /// used up either way) and the proof is right.
+    pub(crate) fn verify<'c>(
+        &self,
+        credentials: &'c [ManagementCredential],
+        access_key_id: &str,
+        nonce: &str,
+        proof: &str,
+        now: Instant,
+    ) -> Option<&'c ManagementCredential> {
+        let fresh = self
+            .challenges()
+            .remove(nonce)
+            .is_some_and(|expires_at| expires_at > now);
+        let candidate = credentials
+            .iter()
+            .find(|credential| credential.access_key_id == access_key_id);
+        // An unknown key or a stale nonce costs the same work as a wrong proof.
+        let secret = candidate.map_or("", |credential| credential.secret_access_key.as_str());
+        let expected = self::proof(secret, nonce, access_key_id);
+        let matches = constant_time_eq(&digest(&expected), &digest(proof));
+        candidate.filter(|_| matches && fresh)
+    }
+
+    fn challenges(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.challenges
+            .lock()
+            .expect("no code panics holding the console challenge lock")
+    }
+}
+
+/// The proof of knowing `secret` for `nonce`: hex of HMAC-SHA256 over
+/// `"sockway-console-sign-in\n{nonce}\n{access_key_id}"`, keyed with the secret.
+pub(crate) fn proof(secret: &str, nonce: &str, access_key_id: &str) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
+    mac.update(format!("{PROOF_CONTEXT}\n{nonce}\n{access_key_id}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// The live console sessions of one gateway.
@@ -119,23 +202,6 @@ impl Sessions {
     }
 }
 
-/// The credential whose access key id is `access_key_id` and whose secret is `secret`.
-///
-/// The secrets are compared in constant time, over their SHA-256 digests so that the lengths
-/// do not show either; an unknown access key id costs the same comparison.
-pub(crate) fn authenticate<'a>(
-    credentials: &'a [ManagementCredential],
-    access_key_id: &str,
-    secret: &str,
-) -> Option<&'a ManagementCredential> {
-    let candidate = credentials
-        .iter()
-        .find(|credential| credential.access_key_id == access_key_id);
-    let expected = candidate.map_or("", |credential| credential.secret_access_key.as_str());
-    let matches = constant_time_eq(&digest(expected), &digest(secret));
-    candidate.filter(|_| matches)
-}
-
 /// The session token in a request's `Cookie` headers, if any.
 pub(crate) fn token_from_cookies<'a>(
     cookies: impl IntoIterator<Item = &'a http::HeaderValue>,
@@ -202,15 +268,21 @@ mod tests {
         ]
     }
 
+    /// Signs in to a fresh `SignIn` with a proof made from `secret` for `access_key_id`.
     fn check_login(access_key_id: &str, secret: &str, expected: Option<&str>) {
         let credentials = credentials();
-        let found = authenticate(&credentials, access_key_id, secret)
+        let sign_in = SignIn::default();
+        let now = Instant::now();
+        let nonce = sign_in.challenge(now).unwrap();
+        let proof = proof(secret, &nonce, access_key_id);
+        let found = sign_in
+            .verify(&credentials, access_key_id, &nonce, &proof, now)
             .map(|credential| credential.access_key_id.as_str());
         assert_eq!(found, expected, "{access_key_id} / {secret}");
     }
 
     #[test]
-    fn only_a_matching_pair_signs_in() {
+    fn only_a_proof_made_with_the_right_secret_signs_in() {
         check_login(
             "AKIASECONDEXAMPLE000",
             "second-secret",
@@ -221,6 +293,58 @@ mod tests {
         check_login("AKIAFIRSTEXAMPLE0000", "", None);
         check_login("AKIAUNKNOWNEXAMPLE00", "first-secret", None);
         check_login("", "", None);
+    }
+
+    #[test]
+    fn a_nonce_signs_in_once_and_only_while_fresh() {
+        let credentials = credentials();
+        let sign_in = SignIn::default();
+        let now = Instant::now();
+        let id = "AKIAFIRSTEXAMPLE0000";
+        let nonce = sign_in.challenge(now).unwrap();
+        let proof = proof("first-secret", &nonce, id);
+        assert!(
+            sign_in
+                .verify(&credentials, id, &nonce, &proof, now)
+                .is_some()
+        );
+        assert!(
+            sign_in
+                .verify(&credentials, id, &nonce, &proof, now)
+                .is_none(),
+            "a replayed proof"
+        );
+        let stale = sign_in.challenge(now).unwrap();
+        let proof = self::proof("first-secret", &stale, id);
+        assert!(
+            sign_in
+                .verify(&credentials, id, &stale, &proof, now + CHALLENGE_TTL)
+                .is_none(),
+            "an expired nonce"
+        );
+        assert!(
+            sign_in
+                .verify(
+                    &credentials,
+                    id,
+                    "made-up",
+                    &self::proof("first-secret", "made-up", id),
+                    now
+                )
+                .is_none(),
+            "a nonce never handed out"
+        );
+    }
+
+    /// The proof is HMAC-SHA256 as WebCrypto computes it; this vector was computed
+    /// independently (Python: `hmac.new(b"secret", b"sockway-console-sign-in\nn0nce\nAKID",
+    /// "sha256").hexdigest()`).
+    #[test]
+    fn the_proof_is_hmac_sha256_of_the_documented_message() {
+        assert_eq!(
+            proof("secret", "n0nce", "AKID"),
+            "0028af94b3ae3b97b3712257dfd801d2a7b379173d313f7eb99f18528eb1c51d",
+        );
     }
 
     #[test]

@@ -111,12 +111,9 @@ pub(super) fn validate_management_credentials(
                 );
                 None
             }
-            (Some(secret), None) if secret.get_ref().is_empty() => {
-                problems.add(
-                    path("secret_access_key"),
-                    secret.span(),
-                    "must not be empty".to_owned(),
-                );
+            (Some(secret), None) if weak_secret(secret.get_ref()).is_some() => {
+                let problem = weak_secret(secret.get_ref()).unwrap_or_default();
+                problems.add(path("secret_access_key"), secret.span(), problem);
                 None
             }
             (Some(secret), None) => Some(secret.get_ref().clone()),
@@ -157,6 +154,30 @@ fn access_key_id_problem(access_key_id: &str) -> Option<String> {
 
 /// Reads the secret held by environment variable `name`; the error is a message for the
 /// user, which never contains the value.
+/// Fewest characters a management secret may have. It signs every management call and the
+/// console's sign-in, so a short one could be guessed offline from one signed request; AWS's
+/// own secret keys are 40 characters.
+pub(super) const MIN_SECRET_LENGTH: usize = 16;
+
+/// What makes `secret` too weak to accept, if anything.
+fn weak_secret(secret: &str) -> Option<String> {
+    if secret.is_empty() {
+        return Some("must not be empty".to_owned());
+    }
+    let length = secret.chars().count();
+    if length < MIN_SECRET_LENGTH {
+        return Some(format!(
+            "is {length} characters long; a management secret needs at least \
+             {MIN_SECRET_LENGTH} (AWS's are 40)"
+        ));
+    }
+    let first = secret.chars().next().unwrap_or_default();
+    if secret.chars().all(|c| c == first) {
+        return Some("repeats one character; use a random secret".to_owned());
+    }
+    None
+}
+
 fn secret_from_env(name: &str, env: Environment<'_>) -> Result<String, String> {
     let valid_name = name
         .bytes()
@@ -176,7 +197,10 @@ fn secret_from_env(name: &str, env: Environment<'_>) -> Result<String, String> {
     };
     match value.into_string() {
         Ok(secret) if secret.is_empty() => Err(format!("environment variable {name} is empty")),
-        Ok(secret) => Ok(secret),
+        Ok(secret) => match weak_secret(&secret) {
+            Some(problem) => Err(format!("environment variable {name}: {problem}")),
+            None => Ok(secret),
+        },
         Err(_) => Err(format!("environment variable {name} is not valid UTF-8")),
     }
 }

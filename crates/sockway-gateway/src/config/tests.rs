@@ -11,7 +11,7 @@ use super::*;
 /// The environment every test config is loaded with, instead of the process's.
 fn test_env(name: &str) -> Option<OsString> {
     match name {
-        "SOCKWAY_MANAGEMENT_SECRET" => Some("secret-from-env".into()),
+        "SOCKWAY_MANAGEMENT_SECRET" => Some("secret-from-env-0123".into()),
         "EMPTY_SECRET" => Some(OsString::new()),
         _ => None,
     }
@@ -2025,14 +2025,14 @@ secret_access_key_env = "SOCKWAY_MANAGEMENT_SECRET"
             },
             ManagementCredential {
                 access_key_id: "AKIDEXAMPLE12345".into(),
-                secret_access_key: "secret-from-env".into(),
+                secret_access_key: "secret-from-env-0123".into(),
             },
         ]
     );
     assert_eq!(config.management.listen, None);
     let debug = format!("{config:?}");
     assert!(!debug.contains("EXAMPLEKEY"), "{debug}");
-    assert!(!debug.contains("secret-from-env"), "{debug}");
+    assert!(!debug.contains("secret-from-env-0123"), "{debug}");
     assert!(
         debug.contains(
             "ManagementCredential { access_key_id: \"AKIDEXAMPLE12345\", secret_access_key: <redacted> }"
@@ -2041,7 +2041,7 @@ secret_access_key_env = "SOCKWAY_MANAGEMENT_SECRET"
     );
     assert!(parse_ok("").management.credentials.is_empty());
     let inline = parse_ok(
-        "[management]\ncredentials = [{ access_key_id = \"AKIDEXAMPLE12345\", secret_access_key = \"s\" }]\n",
+        "[management]\ncredentials = [{ access_key_id = \"AKIDEXAMPLE12345\", secret_access_key = \"sixteen-chars-ok\" }]\n",
     );
     assert_eq!(inline.management.credentials.len(), 1);
 }
@@ -2049,7 +2049,8 @@ secret_access_key_env = "SOCKWAY_MANAGEMENT_SECRET"
 #[test]
 fn from_toml_reads_the_process_environment() {
     // Tests cannot set variables, so compare with whatever the process has.
-    let variable = "CARGO_PKG_NAME";
+    // A variable cargo sets for tests whose value is long enough to be a secret.
+    let variable = "CARGO_MANIFEST_DIR";
     let text = format!(
         "[[management.credentials]]\naccess_key_id = \"AKIDEXAMPLE12345\"\n\
          secret_access_key_env = \"{variable}\"\n"
@@ -2071,7 +2072,7 @@ fn management_credential_errors_name_key_path_and_line() {
     let credential = |body: &str| {
         format!(
             "[[management.credentials]]\naccess_key_id = \"AKIAIOSFODNN7EXAMPLE\"\n\
-             secret_access_key = \"s\"\n\n[[management.credentials]]\n{body}\n"
+             secret_access_key = \"sixteen-chars-ok\"\n\n[[management.credentials]]\n{body}\n"
         )
     };
     let cases: &[(&str, &str, usize, &str)] = &[
@@ -2082,7 +2083,7 @@ fn management_credential_errors_name_key_path_and_line() {
             "missing: each credential needs secret_access_key or secret_access_key_env",
         ),
         (
-            "access_key_id = \"AKIDEXAMPLE12345\"\nsecret_access_key = \"s\"\n\
+            "access_key_id = \"AKIDEXAMPLE12345\"\nsecret_access_key = \"sixteen-chars-ok\"\n\
              secret_access_key_env = \"SOCKWAY_MANAGEMENT_SECRET\"",
             "management.credentials[1].secret_access_key_env",
             8,
@@ -2112,20 +2113,33 @@ fn management_credential_errors_name_key_path_and_line() {
             7,
             "must not be empty",
         ),
+        // Issue 14: a guessable secret is refused at load.
         (
-            "access_key_id = \"AKIDEXAMPLE\"\nsecret_access_key = \"s\"",
+            "access_key_id = \"AKIDEXAMPLE12345\"\nsecret_access_key = \"hunter2\"",
+            "management.credentials[1].secret_access_key",
+            7,
+            "is 7 characters long; a management secret needs at least 16",
+        ),
+        (
+            "access_key_id = \"AKIDEXAMPLE12345\"\nsecret_access_key = \"aaaaaaaaaaaaaaaaaaaa\"",
+            "management.credentials[1].secret_access_key",
+            7,
+            "repeats one character",
+        ),
+        (
+            "access_key_id = \"AKIDEXAMPLE\"\nsecret_access_key = \"sixteen-chars-ok\"",
             "management.credentials[1].access_key_id",
             6,
             "16 to 128 characters of A-Z and 0-9",
         ),
         (
-            "access_key_id = \"akidexample12345\"\nsecret_access_key = \"s\"",
+            "access_key_id = \"akidexample12345\"\nsecret_access_key = \"sixteen-chars-ok\"",
             "management.credentials[1].access_key_id",
             6,
             "not an access key id",
         ),
         (
-            "access_key_id = \"AKIAIOSFODNN7EXAMPLE\"\nsecret_access_key = \"other\"",
+            "access_key_id = \"AKIAIOSFODNN7EXAMPLE\"\nsecret_access_key = \"other-secret-value-1\"",
             "management.credentials[1].access_key_id",
             6,
             "the same access key id as management.credentials[0]",
@@ -2137,7 +2151,7 @@ fn management_credential_errors_name_key_path_and_line() {
             "unknown field `secret`",
         ),
         (
-            "secret_access_key = \"s\"",
+            "secret_access_key = \"sixteen-chars-ok\"",
             "management.credentials[1]",
             5,
             "missing field `access_key_id`",
@@ -2149,7 +2163,7 @@ fn management_credential_errors_name_key_path_and_line() {
     let long_id = "A".repeat(129);
     check_error(
         &credential(&format!(
-            "access_key_id = \"{long_id}\"\nsecret_access_key = \"s\""
+            "access_key_id = \"{long_id}\"\nsecret_access_key = \"sixteen-chars-ok\""
         )),
         "management.credentials[1].access_key_id",
         6,
@@ -2157,7 +2171,7 @@ fn management_credential_errors_name_key_path_and_line() {
     );
     // The bounds themselves are accepted.
     let config = parse_ok(&credential(&format!(
-        "access_key_id = \"{}\"\nsecret_access_key = \"s\"",
+        "access_key_id = \"{}\"\nsecret_access_key = \"sixteen-chars-ok\"",
         "A".repeat(128)
     )));
     assert_eq!(config.management.credentials.len(), 2);

@@ -7,10 +7,12 @@
 //! API: every one must carry the `X-Sockway-Console: 1` header (a cross-site form cannot set
 //! it, and a cross-site script cannot send it without a CORS grant that is never given); with
 //! `[[management.credentials]]` configured they also need a session from `sign_in`, got by
-//! signing in with one of those key pairs; without credentials they are served to loopback
-//! peers only, as the management API is. Failed sign-ins are counted in
+//! proving knowledge of one of those key pairs without sending its secret (a one-time
+//! challenge answered with an HMAC the page computes), over TLS or from this machine only;
+//! without credentials they are served to this machine's own tools only, as the management
+//! API is. Failed sign-ins are counted in
 //! `sockway_console_login_failures_total` and answered after [`LOGIN_FAILURE_DELAY`], with at
-//! most `sign_in::LOGIN_ATTEMPTS_AT_ONCE` sign-ins checked at a time.
+//! most `sign_in::ATTEMPTS_BURST` attempts per client, one more every `sign_in::ATTEMPT_REFILL`.
 //!
 //! What the calls do is `api`'s: it asks `cluster` exactly as the management API does, so the
 //! console sees every node of a cluster. Every failure becomes a [`ConsoleError`], and
@@ -69,9 +71,13 @@ pub(crate) enum ConsoleError {
     /// Sign-in asked for while no credentials are configured.
     #[error("sign-in without credentials configured")]
     NoCredentials,
-    /// More sign-ins than `sign_in::LOGIN_ATTEMPTS_AT_ONCE` at once.
+    /// The client used up its sign-in attempts (`sign_in::ATTEMPTS_BURST`, one more every
+    /// `sign_in::ATTEMPT_REFILL`), or too many challenges are outstanding.
     #[error("too many sign-in attempts")]
     TooManyAttempts,
+    /// Sign-in over plain HTTP from another machine.
+    #[error("sign-in without TLS from another machine")]
+    NeedsTls,
     /// The request body is not what the call takes.
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -91,6 +97,8 @@ pub(crate) enum ConsoleError {
 enum Target {
     /// A file of the page.
     Asset(&'static Asset),
+    /// `GET /console/api/challenge`.
+    Challenge,
     /// `POST /console/api/login`.
     Login,
     /// `POST /console/api/logout`.
@@ -188,7 +196,11 @@ impl ConsoleError {
             ),
             ConsoleError::TooManyAttempts => (
                 StatusCode::TOO_MANY_REQUESTS,
-                "Too many sign-in attempts at once; try again in a moment".to_owned(),
+                "Too many sign-in attempts; try again in a moment".to_owned(),
+            ),
+            ConsoleError::NeedsTls => (
+                StatusCode::FORBIDDEN,
+                "Sign-in needs HTTPS (or a browser on the gateway's own machine)".to_owned(),
             ),
             ConsoleError::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
             ConsoleError::NotFound => (StatusCode::NOT_FOUND, "Not found".to_owned()),
@@ -245,6 +257,7 @@ async fn serve(
     let token =
         session::token_from_cookies(request.headers().get_all(header::COOKIE)).map(str::to_owned);
     match (&target, &method) {
+        (Target::Challenge, &Method::GET) => return challenge(peer, state, secure),
         (Target::Login, &Method::POST) => return login(request, peer, state, secure).await,
         (Target::Logout, &Method::POST) => {
             if let Some(token) = &token {
@@ -313,6 +326,35 @@ async fn serve(
 
 /// `POST /console/api/login`: checks `{"accessKeyId", "secretAccessKey"}` against
 /// `[[management.credentials]]` and sets the session cookie.
+/// `GET /console/api/challenge`: a one-time nonce for the next sign-in.
+fn challenge(
+    peer: SocketAddr,
+    state: &State,
+    secure: bool,
+) -> Result<Response<Full<Bytes>>, ConsoleError> {
+    sign_in_allowed(peer, state, secure)?;
+    let nonce = state
+        .sign_in
+        .challenge(Instant::now())
+        .ok_or(ConsoleError::TooManyAttempts)?;
+    let body = serde_json::json!({ "nonce": nonce });
+    Ok(json_response(StatusCode::OK, Bytes::from(body.to_string())))
+}
+
+/// Sign-in needs credentials to check against, and TLS or a peer on this machine: the session
+/// cookie it hands out must not cross a network in clear.
+fn sign_in_allowed(peer: SocketAddr, state: &State, secure: bool) -> Result<(), ConsoleError> {
+    if state.config.management.credentials.is_empty() {
+        return Err(ConsoleError::NoCredentials);
+    }
+    if !secure && !crate::management::auth::is_loopback(peer.ip()) {
+        return Err(ConsoleError::NeedsTls);
+    }
+    Ok(())
+}
+
+/// `POST /console/api/login`: `{accessKeyId, nonce, proof}`, the proof made by the page with
+/// the secret it never sends (`sign_in::proof`).
 async fn login(
     request: Request<Incoming>,
     peer: SocketAddr,
@@ -323,27 +365,33 @@ async fn login(
     #[serde(rename_all = "camelCase")]
     struct Login {
         access_key_id: String,
-        secret_access_key: String,
+        nonce: String,
+        proof: String,
     }
 
-    let credentials = &state.config.management.credentials;
-    if credentials.is_empty() {
-        return Err(ConsoleError::NoCredentials);
-    }
+    sign_in_allowed(peer, state, secure)?;
     let body_timeout = state.config.limits.handshake_timeout;
     let body = read_body(request.into_body(), MAX_LOGIN_BYTES, body_timeout)
         .await
         .map_err(ConsoleError::Api)?;
     let login: Login = serde_json::from_slice(&body).map_err(|_| {
         ConsoleError::BadRequest(
-            "Expected a JSON object with accessKeyId and secretAccessKey".to_owned(),
+            "Expected a JSON object with accessKeyId, nonce and proof".to_owned(),
         )
     })?;
-    // Taken once the body is in, so a client sending it slowly holds no permit.
-    let Ok(_permit) = state.sign_in.login_gate.try_acquire() else {
+    let client = state.throttles.client(peer.ip());
+    if state.sign_in.attempt(client).is_err() {
         return Err(ConsoleError::TooManyAttempts);
-    };
-    match session::authenticate(credentials, &login.access_key_id, &login.secret_access_key) {
+    }
+    let credentials = &state.config.management.credentials;
+    let verified = state.sign_in.verify(
+        credentials,
+        &login.access_key_id,
+        &login.nonce,
+        &login.proof,
+        Instant::now(),
+    );
+    match verified {
         Some(credential) => {
             let token = state
                 .sign_in
@@ -357,8 +405,6 @@ async fn login(
         None => {
             state.metrics.console_login_failures.inc();
             warn!(peer = %peer, "console sign-in failed");
-            // The permit is held while waiting, so failures cannot be tried faster than the
-            // gate allows.
             tokio::time::sleep(LOGIN_FAILURE_DELAY).await;
             Err(ConsoleError::LoginFailed)
         }
@@ -381,6 +427,7 @@ fn parse(path: &str) -> Target {
     };
     let segments: Vec<&str> = api.split('/').collect();
     match segments.as_slice() {
+        ["challenge"] => Target::Challenge,
         ["login"] => Target::Login,
         ["logout"] => Target::Logout,
         ["summary"] => Target::Summary,

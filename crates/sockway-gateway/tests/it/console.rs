@@ -47,8 +47,35 @@ fn message(answer: &Answer) -> String {
         .to_owned()
 }
 
+/// What the console page sends to sign in: the proof over a fresh challenge, computed as its
+/// script does (HMAC-SHA256 keyed with the secret, in hex), written here independently.
+fn proof(secret: &str, nonce: &str, access_key_id: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("sockway-console-sign-in\n{nonce}\n{access_key_id}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A fresh sign-in challenge.
+async fn challenge(base: &str) -> String {
+    let answer = request(
+        "GET",
+        &format!("{base}/console/api/challenge"),
+        &[HEADER],
+        b"",
+    )
+    .await;
+    assert_eq!(answer.0, 200, "{}", String::from_utf8_lossy(&answer.2));
+    json(&answer)["nonce"].as_str().unwrap().to_owned()
+}
+
 async fn sign_in(base: &str, access_key_id: &str, secret: &str, extra: &[(&str, &str)]) -> Answer {
-    let body = serde_json::json!({ "accessKeyId": access_key_id, "secretAccessKey": secret });
+    let nonce = challenge(base).await;
+    let body = serde_json::json!({
+        "accessKeyId": access_key_id,
+        "nonce": nonce,
+        "proof": proof(secret, &nonce, access_key_id),
+    });
     let mut headers = vec![HEADER, ("content-type", "application/json")];
     headers.extend_from_slice(extra);
     request(
@@ -166,8 +193,20 @@ async fn console_sign_in_checks_management_credentials() {
         "{metrics}"
     );
 
+    // A proof seen on the wire cannot be replayed: its nonce is used up.
+    let nonce = challenge(&base).await;
+    let body = serde_json::json!({
+        "accessKeyId": ACCESS_KEY_ID,
+        "nonce": nonce,
+        "proof": proof(SECRET, &nonce, ACCESS_KEY_ID),
+    });
+    let login = format!("{base}/console/api/login");
+    let first = request("POST", &login, &[HEADER], body.to_string().as_bytes()).await;
+    assert_eq!(first.0, 200);
+    let replayed = request("POST", &login, &[HEADER], body.to_string().as_bytes()).await;
+    assert_eq!(replayed.0, 401, "a replayed proof");
+
     // Sign-in needs the console header too.
-    let body = serde_json::json!({ "accessKeyId": ACCESS_KEY_ID, "secretAccessKey": SECRET });
     let answer = request(
         "POST",
         &format!("{base}/console/api/login"),
@@ -184,7 +223,7 @@ async fn console_sign_in_checks_management_credentials() {
     )
     .await;
     assert_eq!(answer.0, 400);
-    assert!(message(&answer).contains("accessKeyId and secretAccessKey"));
+    assert!(message(&answer).contains("accessKeyId, nonce and proof"));
 
     let answer = sign_in(&base, ACCESS_KEY_ID, SECRET, &[]).await;
     assert_eq!(answer.0, 200);
@@ -445,32 +484,85 @@ async fn without_credentials_the_console_is_as_open_as_the_management_api() {
     // The header is still required, and there is nothing to sign in to.
     let answer = request("GET", &format!("{base}/console/api/summary"), &[], b"").await;
     assert_eq!(answer.0, 403);
-    let answer = sign_in(&base, ACCESS_KEY_ID, SECRET, &[]).await;
+    let answer = request(
+        "GET",
+        &format!("{base}/console/api/challenge"),
+        &[HEADER],
+        b"",
+    )
+    .await;
     assert_eq!(answer.0, 400);
     assert!(message(&answer).contains("No management credentials"));
 }
 
+/// One raw HTTP/1.1 request from the loopback address `from`; returns the status.
+async fn status_from(from: [u8; 4], base: &str, method: &str, path: &str, body: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = base.trim_start_matches("http://");
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    let mut stream = socket.connect(authority.parse().unwrap()).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nX-Sockway-Console: 1\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut head))
+        .await
+        .expect("an answer")
+        .unwrap();
+    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
+}
+
+/// Four slow wrong sign-ins used to take every slot of a global gate and lock the operator
+/// out: attempts are now counted per client, so one guessing address is refused (429) while
+/// another signs in.
 #[tokio::test]
-async fn sign_ins_beyond_the_gate_are_refused_without_a_check() {
+async fn one_client_guessing_cannot_lock_others_out_of_the_console() {
     let backend = MockBackend::start().await;
     let gateway = TestGateway::start(&config(&backend, &management_credentials())).await;
     let base = console_base(&gateway);
-
-    // Five wrong sign-ins at once: four are checked (and wait out the delay), the fifth is
-    // refused at once.
-    let attempts: Vec<_> = (0..5)
-        .map(|_| {
-            let base = base.clone();
-            tokio::spawn(async move { sign_in(&base, ACCESS_KEY_ID, "wrong", &[]).await.0 })
+    let wrong = |nonce: &str| {
+        serde_json::json!({
+            "accessKeyId": ACCESS_KEY_ID,
+            "nonce": nonce,
+            "proof": proof("a-wrong-guess", nonce, ACCESS_KEY_ID),
         })
-        .collect();
-    let mut statuses = Vec::new();
-    for attempt in attempts {
-        statuses.push(attempt.await.unwrap());
+        .to_string()
+    };
+    let mut guesses = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let nonce = challenge(&base).await;
+        let body = wrong(&nonce);
+        let base = base.clone();
+        guesses.spawn(async move {
+            status_from([127, 0, 0, 2], &base, "POST", "/console/api/login", &body).await
+        });
     }
-    statuses.sort_unstable();
-    assert_eq!(statuses, [401, 401, 401, 401, 429]);
+    while let Some(status) = guesses.join_next().await {
+        assert_eq!(status.unwrap(), 401);
+    }
+    let nonce = challenge(&base).await;
+    let status = status_from(
+        [127, 0, 0, 2],
+        &base,
+        "POST",
+        "/console/api/login",
+        &wrong(&nonce),
+    )
+    .await;
+    assert_eq!(status, 429, "the guessing client is out of attempts");
 
-    // Once they are answered, the right pair signs in.
-    assert_eq!(sign_in(&base, ACCESS_KEY_ID, SECRET, &[]).await.0, 200);
+    let nonce = challenge(&base).await;
+    let right = serde_json::json!({
+        "accessKeyId": ACCESS_KEY_ID,
+        "nonce": nonce,
+        "proof": proof(SECRET, &nonce, ACCESS_KEY_ID),
+    })
+    .to_string();
+    let status = status_from([127, 0, 0, 3], &base, "POST", "/console/api/login", &right).await;
+    assert_eq!(status, 200, "another client signs in");
+    gateway.shutdown().await;
 }

@@ -77,16 +77,30 @@ function showLogin(message) {
   $("access-key-id").focus();
 }
 
+// HMAC-SHA256(secret, "sockway-console-sign-in\n" + nonce + "\n" + accessKeyId), in hex.
+async function signInProof(secret, nonce, accessKeyId) {
+  if (!window.crypto || !window.crypto.subtle) {
+    throw new Error("Sign-in needs HTTPS (or a browser on the gateway's own machine)");
+  }
+  const encoder = new TextEncoder();
+  const key = await crypto.subtle.importKey(
+    "raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const message = encoder.encode(`sockway-console-sign-in\n${nonce}\n${accessKeyId}`);
+  const signature = new Uint8Array(await crypto.subtle.sign("HMAC", key, message));
+  return Array.from(signature, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
 async function login(event) {
   event.preventDefault();
   const submit = $("login-submit");
   submit.disabled = true;
   $("login-error").textContent = "";
   try {
-    await api("POST", "login", JSON.stringify({
-      accessKeyId: $("access-key-id").value.trim(),
-      secretAccessKey: $("secret-access-key").value,
-    }), "application/json");
+    // The secret never leaves the page: it keys an HMAC over a one-time challenge.
+    const accessKeyId = $("access-key-id").value.trim();
+    const { nonce } = await api("GET", "challenge");
+    const proof = await signInProof($("secret-access-key").value, nonce, accessKeyId);
+    await api("POST", "login", JSON.stringify({ accessKeyId, nonce, proof }), "application/json");
     $("secret-access-key").value = "";
     await start();
   } catch (error) {
