@@ -4,7 +4,9 @@
 //! is required; nothing matching is a deny. `Resource` and `Action` may be a string or an
 //! array, and match with IAM's globbing: `*` any run of characters (`/` included), `?` one
 //! character, everything else literally and case-sensitively. The action evaluated is
-//! `execute-api:Invoke`; action names compare case-insensitively, as IAM's do.
+//! `execute-api:Invoke`; action names compare case-insensitively, as IAM's do. A statement with
+//! `Condition`, `NotAction` or `NotResource` makes the policy malformed: sockway evaluates none
+//! of them, and ignoring one could only widen what the policy allows.
 
 use serde_json::Value;
 
@@ -29,6 +31,16 @@ pub(crate) enum PolicyError {
     /// `Effect` is neither `Allow` nor `Deny`.
     #[error("policy statement {0}: Effect must be \"Allow\" or \"Deny\"")]
     BadEffect(usize),
+    /// The statement uses an IAM element sockway does not evaluate (`Condition`, `NotAction`,
+    /// `NotResource`). Ignoring it would turn a conditional `Allow` into an unconditional one,
+    /// so the whole policy is refused instead (the connection gets 500, fail closed).
+    #[error("policy statement {index}: {element} is not supported")]
+    Unsupported {
+        /// The statement's position.
+        index: usize,
+        /// The element.
+        element: &'static str,
+    },
     /// `Action` or `Resource` is missing or not a string or array of strings.
     #[error("policy statement {index}: {field} must be a string or an array of strings")]
     BadField {
@@ -54,6 +66,12 @@ pub(crate) fn evaluate(document: &Value, resource: &str) -> Result<Decision, Pol
         let Value::Object(statement) = statement else {
             return Err(PolicyError::StatementNotObject(index));
         };
+        if let Some(element) = ["Condition", "NotAction", "NotResource"]
+            .into_iter()
+            .find(|element| statement.contains_key(*element))
+        {
+            return Err(PolicyError::Unsupported { index, element });
+        }
         let allow = match statement.get("Effect").and_then(Value::as_str) {
             Some("Allow") => true,
             Some("Deny") => false,
@@ -207,6 +225,28 @@ mod tests {
         check(
             json!({"Statement": statement("Allow", json!("*"), json!("*"))}),
             Ok(Decision::Allow),
+        );
+    }
+
+    /// Issue 14: an `Allow` with a `Condition` used to be evaluated as if unconditional.
+    #[test]
+    fn conditions_and_negations_fail_closed() {
+        let mut conditional = statement("Allow", json!("*"), json!("*"));
+        conditional["Condition"] = json!({"IpAddress": {"aws:SourceIp": "192.0.2.0/24"}});
+        check(
+            json!({"Statement": [conditional]}),
+            Err(PolicyError::Unsupported {
+                index: 0,
+                element: "Condition",
+            }),
+        );
+        let negated = json!({"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"});
+        check(
+            json!({"Statement": [statement("Deny", json!("x:y"), json!("*")), negated]}),
+            Err(PolicyError::Unsupported {
+                index: 1,
+                element: "NotAction",
+            }),
         );
     }
 

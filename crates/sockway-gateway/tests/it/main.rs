@@ -78,7 +78,7 @@ pub(crate) fn management_credentials() -> String {
         r#"
 [[management.credentials]]
 access_key_id = "AKIAOTHEREXAMPLE0000"
-secret_access_key = "other-secret"
+secret_access_key = "other-secret-of-the-first-key"
 
 [[management.credentials]]
 access_key_id = "{ACCESS_KEY_ID}"

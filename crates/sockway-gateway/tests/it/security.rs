@@ -222,8 +222,8 @@ async fn loopback_mode_refuses_what_a_browser_page_or_a_proxy_sends() {
             vec![header("Sec-Fetch-Site", "cross-site")],
         ),
         (
-            "a page on another port of this machine",
-            vec![header("Origin", "http://127.0.0.1:3000")],
+            "a page served by this machine",
+            vec![header("Origin", &format!("http://localhost:{port}"))],
         ),
     ] {
         let (status, _, _) = request_with_headers("GET", &broadcast, &headers, b"").await;
