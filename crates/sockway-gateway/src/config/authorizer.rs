@@ -119,6 +119,9 @@ fn present_keys(
     if let Some(token_use) = &raw.token_use {
         keys.push(("token_use", token_use.span(), &[Jwt][..]));
     }
+    if let Some(allow) = &raw.jwks_allow_http {
+        keys.push(("jwks_allow_http", allow.span(), &[Jwt][..]));
+    }
     keys
 }
 
@@ -266,6 +269,26 @@ fn jwt(raw: &RawAuthorizer, problems: &mut Problems<'_>) -> Option<JwtAuthorizer
         None if raw.jwks_url.is_some() => return None,
         None => default_jwks_url(raw_issuer, problems)?,
     };
+    let allow_http = raw
+        .jwks_allow_http
+        .as_ref()
+        .is_some_and(|allow| *allow.get_ref());
+    if jwks_url.scheme_str() == Some("http") && !allow_http {
+        let (key, span) = match &raw.jwks_url {
+            Some(url) => ("authorizer.jwks_url", url.span()),
+            None => ("authorizer.issuer", raw_issuer.span()),
+        };
+        problems.add(
+            key.to_owned(),
+            span,
+            format!(
+                "the JWKS URL {jwks_url} is plain http://, so the signing keys could be \
+                 replaced on the way; use https://, or set authorizer.jwks_allow_http = true \
+                 for a local identity provider"
+            ),
+        );
+        return None;
+    }
     Some(JwtAuthorizerConfig {
         issuer,
         audience: audience?,

@@ -332,6 +332,9 @@ pub(super) struct RawAuthorizer {
     pub(super) audience: Option<Spanned<Vec<Spanned<String>>>>,
     /// `jwt`: where the signing keys are fetched. Default `{issuer}/.well-known/jwks.json`.
     pub(super) jwks_url: Option<Spanned<String>>,
+    /// `jwt`: accept a JWKS URL (given or derived from the issuer) over plain `http://`.
+    /// Default `false`: keys fetched without TLS could be replaced on the way.
+    pub(super) jwks_allow_http: Option<Spanned<bool>>,
     /// `jwt`: clock skew allowed on `exp` and `nbf`, at most 10m. Default `"60s"`.
     pub(super) leeway: Option<Spanned<RawDuration>>,
     /// `jwt`: the Cognito `token_use` claim required, `"id"` or `"access"`. Default: any.

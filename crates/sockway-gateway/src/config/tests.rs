@@ -1642,6 +1642,7 @@ type = "jwt"
 issuer = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_abc"
 audience = ["client-id-1"]
 jwks_url = "http://127.0.0.1:9001/keys"
+jwks_allow_http = true
 leeway = "0s"
 token_use = "access"
 identity_sources = ["route.request.querystring.token"]
@@ -1661,7 +1662,7 @@ timeout = "50ms"
     assert_eq!(jwt.leeway, Duration::ZERO);
     assert_eq!(jwt.token_use, Some(TokenUse::Access));
     let config = parse_ok(
-        "[authorizer]\ntype = \"jwt\"\nissuer = \"http://h\"\naudience = [\"a\"]\ntoken_use = \"id\"\nleeway = \"10m\"\n",
+        "[authorizer]\ntype = \"jwt\"\nissuer = \"http://h\"\naudience = [\"a\"]\ntoken_use = \"id\"\nleeway = \"10m\"\njwks_allow_http = true\n",
     );
     let Some(AuthorizerKind::Jwt(jwt)) = config.authorizer.map(|authorizer| authorizer.kind) else {
         panic!("not jwt");
@@ -1805,6 +1806,19 @@ fn authorizer_errors_name_key_path_and_line() {
             "authorizer.jwks_url",
             5,
             "not absolute",
+        ),
+        // Issue 14: keys fetched without TLS could be replaced on the way.
+        (
+            format!("{jwt}\njwks_url = \"http://idp.example/keys\""),
+            "authorizer.jwks_url",
+            5,
+            "plain http://",
+        ),
+        (
+            "type = \"jwt\"\nissuer = \"http://idp.example\"\naudience = [\"a\"]".into(),
+            "authorizer.issuer",
+            3,
+            "plain http://",
         ),
         (
             format!("{jwt}\nleeway = \"10m1s\""),
