@@ -110,14 +110,35 @@ pub(crate) fn check_local(
 /// of this machine's own tools are served ([`check_local`]); with credentials, everything
 /// about the signature that does not need the body must hold (its form, scope, time and a
 /// known access key), so a stranger cannot hold the server with a slow body.
+///
+/// A signed request must also name, in its `Host` (which the signature covers), a name the
+/// gateway answers to (`gateway.domain_name` or an alias) or the address the caller reached
+/// (`local`), so that a request signed for another server that shares the credentials cannot
+/// be replayed here.
 pub(crate) fn check_peer(
     config: &Config,
     peer: SocketAddr,
+    local: Option<SocketAddr>,
     headers: &http::HeaderMap,
 ) -> Result<(), ApiError> {
     let credentials = &config.management.credentials;
     if credentials.is_empty() {
         return check_local(peer, headers, false).map_err(ApiError::NotLocal);
+    }
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .and_then(Authority::parse);
+    let names_this_gateway = host.is_some_and(|host| {
+        config
+            .gateway
+            .domain_names
+            .iter()
+            .any(|name| name.matches(&host))
+            || local.is_some_and(|local| host.is_this_machine(local))
+    });
+    if !names_this_gateway && headers.contains_key(http::header::AUTHORIZATION) {
+        return Err(ApiError::ForeignHost);
     }
     sigv4::check_request_head(
         headers,

@@ -79,6 +79,10 @@ pub(crate) enum ApiError {
     /// may not have been queued.
     #[error("the connection's node did not answer in time")]
     NodeTimeout,
+    /// A signed request's `Host` names none of the names the gateway answers to: it was made
+    /// for another server (and may be replayed from it).
+    #[error("request signed for another host")]
+    ForeignHost,
     /// Without credentials, the request is not one of this machine's own tools.
     #[error("loopback-only mode: {0}")]
     NotLocal(#[source] auth::NotLocal),
@@ -158,7 +162,9 @@ impl ApiError {
                 "Too many messages queued for this connection; the client is not reading",
             ),
             // AWS answers a path outside any route with 403 `{"message":"Forbidden"}`.
-            ApiError::NotFound | ApiError::NotLocal(_) => AwsError::forbidden(),
+            ApiError::NotFound | ApiError::NotLocal(_) | ApiError::ForeignHost => {
+                AwsError::forbidden()
+            }
             ApiError::MethodNotAllowed(method) => AwsError::method_not_allowed(method.as_str()),
             ApiError::BadBody => AwsError::bad_request("Request body could not be read"),
             ApiError::BodyTimeout => {
@@ -208,9 +214,11 @@ fn insert_request_id(headers: &mut http::HeaderMap, request_id: &str) {
 }
 
 /// Serves one management request.
+/// `local` is the address the caller connected to.
 pub(crate) async fn handle(
     request: Request<Incoming>,
     peer: SocketAddr,
+    local: Option<SocketAddr>,
     state: &State,
 ) -> Response<Full<Bytes>> {
     if request.method() == Method::GET {
@@ -222,7 +230,7 @@ pub(crate) async fn handle(
     let method = request.method().clone();
     let mut event = access_event(&request, peer, &request_id, state);
     let mut failure = None;
-    let response = match serve(request, peer, state).await {
+    let response = match serve(request, peer, local, state).await {
         Ok(mut response) => {
             insert_request_id(response.headers_mut(), &request_id);
             response
@@ -326,9 +334,10 @@ fn operational(endpoint: Operational, state: &State) -> Response<Full<Bytes>> {
 async fn serve(
     request: Request<Incoming>,
     peer: SocketAddr,
+    local: Option<SocketAddr>,
     state: &State,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    auth::check_peer(&state.config, peer, request.headers())?;
+    auth::check_peer(&state.config, peer, local, request.headers())?;
     let (parts, body) = request.into_parts();
     // The whole body is read before anything else because the signature covers it.
     let body = read_body(body, MAX_POST_BYTES, state.config.limits.handshake_timeout).await?;

@@ -204,7 +204,7 @@ async fn serve_stream<S>(
 {
     let serves_management = match role {
         ListenerRole::Management => {
-            Box::pin(serve_http(stream, Vec::new(), peer, state)).await;
+            Box::pin(serve_http(stream, Vec::new(), local, peer, state)).await;
             return;
         }
         ListenerRole::Gateway { serves_management } => serves_management,
@@ -229,7 +229,7 @@ async fn serve_stream<S>(
     if head.is_websocket_upgrade() {
         connection::accept(stream, local, head, buffered, peer, state).await;
     } else if serves_management {
-        Box::pin(serve_http(stream, buffered, peer, state)).await;
+        Box::pin(serve_http(stream, buffered, local, peer, state)).await;
     } else {
         respond_and_close(&mut stream, forbidden_response()).await;
     }
@@ -241,8 +241,13 @@ async fn serve_stream<S>(
 /// `management.max_connections_per_ip` for its whole life (503 or 429 and closed without
 /// one), and a shutdown waits for it at most `limits.shutdown_grace`: a client that holds a
 /// request open cannot hold the gateway.
-async fn serve_http<S>(mut stream: S, buffered: Vec<u8>, peer: SocketAddr, state: Arc<State>)
-where
+async fn serve_http<S>(
+    mut stream: S,
+    buffered: Vec<u8>,
+    local: Option<SocketAddr>,
+    peer: SocketAddr,
+    state: Arc<State>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let client = state.throttles.client(peer.ip());
@@ -268,7 +273,7 @@ where
             let response = if console::serves(request.uri().path()) {
                 console::handle(request, peer, &state).await
             } else {
-                management::handle(request, peer, &state).await
+                management::handle(request, peer, local, &state).await
             };
             Ok::<_, std::convert::Infallible>(response)
         }

@@ -392,3 +392,40 @@ async fn management_connections_are_capped_per_client() {
     let _client = gateway.connect().await;
     gateway.shutdown().await;
 }
+
+/// A request signed for another server that shares the credentials (its `Host` is signed)
+/// cannot be replayed here: the signed host must name this gateway.
+#[tokio::test]
+async fn a_request_signed_for_another_host_is_refused() {
+    let backend = MockBackend::start().await;
+    let gateway = TestGateway::start(&config(&backend, &crate::management_credentials())).await;
+    let port = authority(&gateway).rsplit(':').next().unwrap().to_owned();
+    let key = SigningKey::new(crate::ACCESS_KEY_ID, crate::SECRET);
+    let list = |host: &str| format!("http://{host}/dev/@connections");
+    for (host, expected) in [
+        (format!("other-gateway.example:{port}"), 403),
+        (authority(&gateway), 200),
+        (format!("localhost:{port}"), 200),
+    ] {
+        let mut headers = signature_headers(
+            "GET",
+            &list(&host),
+            &[],
+            b"",
+            &key,
+            "us-east-1",
+            "execute-api",
+            SystemTime::now(),
+        );
+        headers.push(("Host".to_owned(), host.clone()));
+        let (status, _, body) =
+            request_with_headers("GET", &list(&authority(&gateway)), &headers, b"").await;
+        assert_eq!(
+            status,
+            expected,
+            "Host {host}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    gateway.shutdown().await;
+}
