@@ -9,7 +9,7 @@ use serde_spanned::Spanned;
 
 use super::duration::format_duration;
 use super::raw::{RawCluster, RawRedisUrls};
-use super::validate::{DurationRule, Problems};
+use super::validate::{DurationRule, Environment, Problems};
 use super::{ClusterConfig, RedisTlsConfig};
 
 /// Bounds of `cluster.node_timeout`.
@@ -22,6 +22,7 @@ const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
 /// Validates `[cluster]`, recording problems; `None` if it has any.
 pub(super) fn validate_cluster(
     raw: &RawCluster,
+    env: Environment<'_>,
     problems: &mut Problems<'_>,
 ) -> Option<ClusterConfig> {
     let before = problems.count();
@@ -78,6 +79,36 @@ pub(super) fn validate_cluster(
     };
 
     let redis_tls = redis_tls(raw, &redis_urls, problems);
+    let redis_password = raw.redis_password_env.as_ref().and_then(|variable| {
+        let name = variable.get_ref();
+        match env(name).map(std::ffi::OsString::into_string) {
+            Some(Ok(password)) if !password.is_empty() => Some(password),
+            Some(Ok(_)) => {
+                problems.add(
+                    "cluster.redis_password_env".to_owned(),
+                    variable.span(),
+                    format!("environment variable {name} is empty"),
+                );
+                None
+            }
+            Some(Err(_)) => {
+                problems.add(
+                    "cluster.redis_password_env".to_owned(),
+                    variable.span(),
+                    format!("environment variable {name} is not valid UTF-8"),
+                );
+                None
+            }
+            None => {
+                problems.add(
+                    "cluster.redis_password_env".to_owned(),
+                    variable.span(),
+                    format!("environment variable {name} is not set"),
+                );
+                None
+            }
+        }
+    });
 
     if problems.count() > before {
         return None;
@@ -88,6 +119,7 @@ pub(super) fn validate_cluster(
         node_timeout,
         heartbeat_interval,
         redis_tls,
+        redis_password,
     })
 }
 
@@ -149,8 +181,9 @@ fn redis_tls(
             key.to_owned(),
             span,
             format!(
-                "applies to rediss:// URLs only, but cluster.redis_url has {plain:?} \
-                 (use rediss:// for every Redis URL, or remove the cluster.tls_* keys)"
+                "applies to rediss:// URLs only, but cluster.redis_url has {:?} \
+                 (use rediss:// for every Redis URL, or remove the cluster.tls_* keys)",
+                redacted_redis_url(plain)
             ),
         );
         return None;
@@ -189,27 +222,51 @@ fn redis_urls(raw: &Spanned<RawRedisUrls>, problems: &mut Problems<'_>) -> Vec<S
     }
 }
 
+/// `url` with the password in its user part, if any, replaced by `****`, for messages and
+/// `Debug` output.
+pub(crate) fn redacted_redis_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((user_info, _)) => {
+            let user = user_info
+                .split_once(':')
+                .map_or(user_info, |(user, _)| user);
+            let redacted = if user_info.contains(':') {
+                format!("{user}:****")
+            } else {
+                "****".to_owned()
+            };
+            format!("{scheme}://{redacted}{}", &rest[user_info.len()..])
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// What is wrong with a Redis URL, if anything: `redis://` and `rediss://` need a host,
 /// `redis+unix://` an absolute socket path.
 fn redis_url_problem(url: &str) -> Option<String> {
+    let shown = redacted_redis_url(url);
     let expected = "(expected redis://host:port, rediss://host:port or \
                     redis+unix:///path/to/socket)";
     if let Some(path) = url.strip_prefix("redis+unix://") {
         return (!path.starts_with('/') || path.len() < 2)
-            .then(|| format!("Redis URL {url:?} has no absolute socket path {expected}"));
+            .then(|| format!("Redis URL {shown:?} has no absolute socket path {expected}"));
     }
     let Some(rest) = url
         .strip_prefix("redis://")
         .or_else(|| url.strip_prefix("rediss://"))
     else {
         return Some(format!(
-            "Redis URL {url:?} has an unsupported scheme {expected}"
+            "Redis URL {shown:?} has an unsupported scheme {expected}"
         ));
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host = authority.rsplit('@').next().unwrap_or_default();
     (host.is_empty() || host.starts_with(':') || host.contains(char::is_whitespace))
-        .then(|| format!("Redis URL {url:?} has no host {expected}"))
+        .then(|| format!("Redis URL {shown:?} has no host {expected}"))
 }
 
 /// What is wrong with a node id, if anything.
@@ -321,5 +378,31 @@ mod tests {
             3,
             "",
         );
+    }
+
+    fn check_redacted(url: &str, expected: &str) {
+        assert_eq!(super::redacted_redis_url(url), expected, "{url}");
+    }
+
+    #[test]
+    fn redis_passwords_are_redacted_and_nothing_else() {
+        check_redacted(
+            "redis://:hunter2@redis.internal:6379/0",
+            "redis://:****@redis.internal:6379/0",
+        );
+        check_redacted(
+            "rediss://sockway:s3cret@redis.internal:6380",
+            "rediss://sockway:****@redis.internal:6380",
+        );
+        check_redacted(
+            "redis://token@redis.internal",
+            "redis://****@redis.internal",
+        );
+        check_redacted("redis://127.0.0.1:6379", "redis://127.0.0.1:6379");
+        check_redacted(
+            "redis+unix:///run/redis.sock",
+            "redis+unix:///run/redis.sock",
+        );
+        check_redacted("not a url", "not a url");
     }
 }

@@ -20,7 +20,7 @@
 
 mod access_log;
 mod authorizer;
-mod cluster;
+pub(crate) mod cluster;
 mod credentials;
 mod domain;
 mod duration;
@@ -449,7 +449,10 @@ pub struct AwsConfig {
 }
 
 /// `[cluster]`: the Redis shared by the gateway's nodes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows the Redis URLs with their passwords replaced by `****` and leaves
+/// `redis_password` out, so that a logged config does not leak them.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
     /// `redis://`, `rediss://` or `redis+unix://` URLs, at least one, in file order. One
     /// URL names a single Redis; several are the seed nodes of a Redis Cluster.
@@ -465,6 +468,30 @@ pub struct ClusterConfig {
     /// How `rediss://` connections verify Redis and prove who this node is. `None` (the
     /// default, and always for `redis://`): the platform's roots, no client certificate.
     pub redis_tls: Option<RedisTlsConfig>,
+    /// The Redis password from `cluster.redis_password_env`, used for every URL that does not
+    /// carry one.
+    pub redis_password: Option<String>,
+}
+
+impl fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let urls: Vec<String> = self
+            .redis_urls
+            .iter()
+            .map(|url| cluster::redacted_redis_url(url))
+            .collect();
+        f.debug_struct("ClusterConfig")
+            .field("redis_urls", &urls)
+            .field("node_id", &self.node_id)
+            .field("node_timeout", &self.node_timeout)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("redis_tls", &self.redis_tls)
+            .field(
+                "redis_password",
+                &self.redis_password.as_ref().map(|_| "****"),
+            )
+            .finish()
+    }
 }
 
 /// `cluster.tls_*`: the files a `rediss://` connection uses. Files are read when the node

@@ -12,6 +12,7 @@ use super::*;
 fn test_env(name: &str) -> Option<OsString> {
     match name {
         "SOCKWAY_MANAGEMENT_SECRET" => Some("secret-from-env-0123".into()),
+        "SOCKWAY_REDIS_PASSWORD" => Some("redis-password-from-env".into()),
         "EMPTY_SECRET" => Some(OsString::new()),
         _ => None,
     }
@@ -2203,6 +2204,7 @@ fn cluster_parses_with_its_defaults() {
             node_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(2),
             redis_tls: None,
+            redis_password: None,
         })
     );
     let config = parse_ok(

@@ -306,7 +306,7 @@ fn validate(
     let cluster = raw
         .cluster
         .as_ref()
-        .and_then(|cluster| validate_cluster(cluster, &mut problems));
+        .and_then(|cluster| validate_cluster(cluster, env, &mut problems));
     let access_log = validate_access_log(&raw.access_log, &mut problems);
     let permessage_deflate = validate_permessage_deflate(&raw.permessage_deflate, &mut problems);
 

@@ -647,3 +647,42 @@ async fn cluster_metrics_count_peers_redis_round_trips_remote_calls_and_outages(
     b.shutdown().await;
     single.shutdown().await;
 }
+
+/// Issue 14: the Redis password can come from the environment (`cluster.redis_password_env`,
+/// here set on the validated config as loading would) rather than the URL, is used to join a
+/// Redis that requires it, and never shows in the config's `Debug` output.
+#[tokio::test]
+async fn a_redis_password_outside_the_url_is_used_and_never_shown() {
+    let redis = RedisServer::start().await;
+    let password = "a-redis-password-0123";
+    assert_eq!(
+        redis
+            .query(&["CONFIG", "SET", "requirepass", password])
+            .await
+            .as_deref(),
+        Some("+OK")
+    );
+    let backend = MockBackend::start().await;
+    let text = config(&backend, &cluster_section(&[redis.url()]));
+    let mut without = sockway_gateway::config::Config::from_toml(&text, "<test>").unwrap();
+    without.gateway.listen = "127.0.0.1:0".parse().unwrap();
+    let mut with = without.clone();
+    with.cluster.as_mut().unwrap().redis_password = Some(password.to_owned());
+    assert!(
+        !format!("{with:?}").contains(password),
+        "Debug hides the password"
+    );
+
+    let error = tokio::time::timeout(DEADLINE, sockway_gateway::Gateway::bind(without))
+        .await
+        .expect("startup fails within the deadline")
+        .expect_err("Redis refuses a node without the password");
+    let text = sockway_testkit::error_chain(&error);
+    assert!(text.contains("cannot join the cluster"), "{text}");
+
+    let gateway = tokio::time::timeout(DEADLINE, sockway_gateway::Gateway::bind(with))
+        .await
+        .expect("startup within the deadline")
+        .expect("the node joins with the password");
+    gateway.shutdown().await;
+}

@@ -56,6 +56,7 @@ impl RedisConnection {
     /// roots without one) and a client certificate for mutual TLS.
     pub(super) async fn connect(
         urls: &[String],
+        password: Option<&str>,
         tls: Option<TlsCertificates>,
         response_timeout: Duration,
         pushes: mpsc::Sender<PushInfo>,
@@ -63,10 +64,13 @@ impl RedisConnection {
         let push_sender = move |push: PushInfo| pushes.try_send(push);
         if let [url] = urls {
             let info = url.as_str().into_connection_info()?;
-            let settings = info
+            let mut settings = info
                 .redis_settings()
                 .clone()
                 .set_protocol(ProtocolVersion::RESP3);
+            if let Some(password) = password.filter(|_| settings.password().is_none()) {
+                settings = settings.set_password(password);
+            }
             let info = info.set_redis_settings(settings);
             let client = match tls {
                 Some(certificates) => redis::Client::build_with_tls(info, certificates)?,
@@ -87,6 +91,9 @@ impl RedisConnection {
             let mut builder = ClusterClientBuilder::new(urls.iter().map(String::as_str));
             if let Some(certificates) = tls {
                 builder = builder.certs(certificates);
+            }
+            if let Some(password) = password {
+                builder = builder.password(password);
             }
             let connection = builder
                 .use_protocol(ProtocolVersion::RESP3)
