@@ -85,6 +85,15 @@ impl TestGateway {
             .expect("gateway is running until shutdown")
     }
 
+    /// The gateway listener's `host:port`, as clients name it in `Host`.
+    pub fn authority(&self) -> String {
+        let rest = self
+            .ws_url
+            .split_once("://")
+            .map_or(self.ws_url.as_str(), |(_, rest)| rest);
+        rest.split('/').next().unwrap_or(rest).to_owned()
+    }
+
     /// `{management_url}/@connections/{id}` with the id percent-encoded as botocore does.
     pub fn connection_url(&self, connection_id: &str) -> String {
         format!(

@@ -148,12 +148,7 @@ pub(crate) fn verify_request(
             headers,
             body,
         },
-        |access_key_id| {
-            credentials
-                .iter()
-                .find(|credential| credential.access_key_id == access_key_id)
-                .map(|credential| credential.secret_access_key.as_str())
-        },
+        secret_of(credentials),
         region,
         service,
         now,
@@ -171,19 +166,7 @@ pub(crate) fn check_request_head(
     service: &str,
     now: SystemTime,
 ) -> Result<(), SignatureError> {
-    check_head(
-        headers,
-        |access_key_id| {
-            credentials
-                .iter()
-                .find(|credential| credential.access_key_id == access_key_id)
-                .map(|credential| credential.secret_access_key.as_str())
-        },
-        region,
-        service,
-        now,
-    )
-    .map(|_| ())
+    check_head(headers, secret_of(credentials), region, service, now).map(|_| ())
 }
 
 /// The checks of [`check_request_head`]; returns the parsed header, the signing time and the
@@ -224,6 +207,16 @@ fn check_head<'h, 's>(
         }
     })?;
     Ok((authorization, signed_at, secret))
+}
+
+/// The lookup of a configured access key's secret.
+fn secret_of<'c>(credentials: &'c [ManagementCredential]) -> impl Fn(&str) -> Option<&'c str> {
+    move |access_key_id: &str| {
+        credentials
+            .iter()
+            .find(|credential| credential.access_key_id == access_key_id)
+            .map(|credential| credential.secret_access_key.as_str())
+    }
 }
 
 /// An incoming request as received.

@@ -159,6 +159,24 @@ impl<'t> Problems<'t> {
 
     /// Reads an integer key and checks that it lies in `range`; `None` when the key is absent
     /// or out of range (which is then recorded). `unit` follows numbers in the message.
+    /// A connection cap from 0 to `max`, where 0 turns it off (`None`); `default` when the
+    /// key is absent or invalid (then recorded).
+    pub(super) fn optional_cap(
+        &mut self,
+        key_path: &str,
+        raw: Option<&Spanned<i64>>,
+        max: i64,
+        default: Option<u32>,
+    ) -> Option<u32> {
+        if raw.is_none() {
+            return default;
+        }
+        self.integer(key_path, raw, 0..=max, " connections (0 turns the cap off)")
+            .map_or(default, |cap| {
+                u32::try_from(cap).ok().filter(|cap| *cap > 0)
+            })
+    }
+
     pub(super) fn integer(
         &mut self,
         key_path: &str,
@@ -586,19 +604,12 @@ fn validate_limits(raw: &RawLimits, problems: &mut Problems<'_>) -> Limits {
             " connections",
         )
         .map_or(defaults.max_connections, to_usize);
-    let max_connections_per_ip = match &raw.max_connections_per_ip {
-        None => defaults.max_connections_per_ip,
-        Some(_) => problems
-            .integer(
-                "limits.max_connections_per_ip",
-                raw.max_connections_per_ip.as_ref(),
-                0..=10_000_000,
-                " connections (0 turns the cap off)",
-            )
-            .map_or(defaults.max_connections_per_ip, |cap| {
-                u32::try_from(cap).ok().filter(|cap| *cap > 0)
-            }),
-    };
+    let max_connections_per_ip = problems.optional_cap(
+        "limits.max_connections_per_ip",
+        raw.max_connections_per_ip.as_ref(),
+        10_000_000,
+        defaults.max_connections_per_ip,
+    );
     let ipv6_prefix_length = problems
         .integer(
             "limits.ipv6_prefix_length",
@@ -780,19 +791,12 @@ fn validate_management(
         .map_or(defaults.max_connections, |cap| {
             usize::try_from(cap).expect("the cap was checked to fit")
         });
-    let max_connections_per_ip = match &raw.max_connections_per_ip {
-        None => defaults.max_connections_per_ip,
-        Some(_) => problems
-            .integer(
-                "management.max_connections_per_ip",
-                raw.max_connections_per_ip.as_ref(),
-                0..=1_000_000,
-                " connections (0 turns the cap off)",
-            )
-            .map_or(defaults.max_connections_per_ip, |cap| {
-                u32::try_from(cap).ok().filter(|cap| *cap > 0)
-            }),
-    };
+    let max_connections_per_ip = problems.optional_cap(
+        "management.max_connections_per_ip",
+        raw.max_connections_per_ip.as_ref(),
+        1_000_000,
+        defaults.max_connections_per_ip,
+    );
     // `tls` depends on `[tls]` and is set by `management_tls`.
     ManagementConfig {
         listen,

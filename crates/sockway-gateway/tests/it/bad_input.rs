@@ -14,20 +14,10 @@ use tokio::net::TcpStream;
 
 use crate::config;
 
-fn authority(gateway: &TestGateway) -> String {
-    gateway
-        .ws_url
-        .trim_start_matches("ws://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 /// Sends `request` as raw bytes and returns the status code of the response (0 when the
 /// server closed without one).
 async fn raw_status(gateway: &TestGateway, request: &[u8]) -> u16 {
-    let mut stream = TcpStream::connect(authority(gateway)).await.unwrap();
+    let mut stream = TcpStream::connect(gateway.authority()).await.unwrap();
     stream.write_all(request).await.unwrap();
     let mut response = Vec::new();
     let read =
@@ -54,7 +44,7 @@ const UPGRADE: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\n";
 async fn malformed_upgrades_get_clear_statuses() {
     let mut backend = MockBackend::start().await;
     let gateway = TestGateway::start(&config(&backend, "")).await;
-    let host = authority(&gateway);
+    let host = gateway.authority();
     let version = "Sec-WebSocket-Version: 13\r\n";
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
         (

@@ -185,17 +185,6 @@ fn cases(backend: &MockBackend) -> Vec<Case> {
     ]
 }
 
-/// The gateway's `host:port`.
-fn authority(gateway: &TestGateway) -> String {
-    gateway
-        .ws_url
-        .trim_start_matches("ws://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 /// Writes `request` and reads the response head: the status and `x-amzn-RequestId`.
 async fn refusal(gateway: &TestGateway, request: &str) -> (u16, Option<String>) {
     let authority = gateway
@@ -261,7 +250,7 @@ async fn every_refused_upgrade_carries_the_request_id_of_its_access_log_line() {
         } else {
             ""
         };
-        let host = case.host.map_or_else(|| authority(&gateway), str::to_owned);
+        let host = case.host.map_or_else(|| gateway.authority(), str::to_owned);
         let request = format!(
             "{}\r\nHost: {host}\r\n{UPGRADE_HEADERS}{version}{}\r\n",
             case.request_line, case.headers
@@ -308,7 +297,7 @@ async fn an_upgrade_cut_by_shutdown_is_refused_with_its_request_id() {
     .await;
     let request = format!(
         "GET /dev HTTP/1.1\r\nHost: {}\r\n{UPGRADE_HEADERS}Sec-WebSocket-Version: 13\r\n\r\n",
-        authority(&gateway)
+        gateway.authority()
     );
     let refused = refusal(&gateway, &request);
     let shutdown = async {

@@ -13,20 +13,9 @@ use crate::config;
 /// How long an answer may take.
 const DEADLINE: Duration = Duration::from_secs(10);
 
-/// The gateway's `host:port`.
-fn authority(gateway: &TestGateway) -> String {
-    gateway
-        .ws_url
-        .trim_start_matches("ws://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 /// Sends a valid upgrade request with `Host: host` and returns the response's status.
 async fn upgrade_status(gateway: &TestGateway, host: &str) -> u16 {
-    let stream = TcpStream::connect(authority(gateway)).await.unwrap();
+    let stream = TcpStream::connect(gateway.authority()).await.unwrap();
     upgrade_on(stream, host).await.0
 }
 
@@ -36,10 +25,10 @@ async fn upgrade_from(gateway: &TestGateway, from: [u8; 4]) -> (u16, TcpStream) 
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
     let stream = socket
-        .connect(authority(gateway).parse().unwrap())
+        .connect(gateway.authority().parse().unwrap())
         .await
         .unwrap();
-    upgrade_on(stream, &authority(gateway)).await
+    upgrade_on(stream, &gateway.authority()).await
 }
 
 async fn upgrade_on(mut stream: TcpStream, host: &str) -> (u16, TcpStream) {
@@ -79,13 +68,13 @@ async fn a_client_chosen_host_never_becomes_the_domain_name() {
         "no refused upgrade reached $connect"
     );
 
-    assert_eq!(upgrade_status(&gateway, &authority(&gateway)).await, 101);
+    assert_eq!(upgrade_status(&gateway, &gateway.authority()).await, 101);
     let event = backend.next_event_for("$connect").await;
     assert_eq!(
         event["requestContext"]["domainName"],
-        authority(&gateway).as_str()
+        gateway.authority().as_str()
     );
-    let port = authority(&gateway).rsplit(':').next().unwrap().to_owned();
+    let port = gateway.authority().rsplit(':').next().unwrap().to_owned();
     assert_eq!(
         upgrade_status(&gateway, &format!("localhost:{port}")).await,
         101
@@ -125,7 +114,7 @@ async fn configured_domain_names_are_the_only_names_served() {
     for host in [
         "chat.example.org",
         "ws.example.com.attacker.net",
-        &authority(&gateway),
+        &gateway.authority(),
     ] {
         assert_eq!(upgrade_status(&gateway, host).await, 403, "Host: {host}");
     }
@@ -198,7 +187,7 @@ async fn loopback_mode_refuses_what_a_browser_page_or_a_proxy_sends() {
     let mut client = gateway.connect().await;
     backend.next_event_for("$connect").await;
     let broadcast = format!("{}/@connections", gateway.management_url);
-    let port = authority(&gateway).rsplit(':').next().unwrap().to_owned();
+    let port = gateway.authority().rsplit(':').next().unwrap().to_owned();
     let header = |name: &str, value: &str| (name.to_owned(), value.to_owned());
 
     // A page on another site posting a "simple" request (no preflight).
@@ -237,7 +226,7 @@ async fn loopback_mode_refuses_what_a_browser_page_or_a_proxy_sends() {
     // The console: its own page is served, the same calls from elsewhere are not.
     let summary = format!("{}/console/api/summary", gateway.root_url());
     let console = header("X-Sockway-Console", "1");
-    let own_page = header("Origin", &format!("http://{}", authority(&gateway)));
+    let own_page = header("Origin", &format!("http://{}", gateway.authority()));
     let (status, _, _) =
         request_with_headers("GET", &summary, &[console.clone(), own_page], b"").await;
     assert_eq!(status, 200, "the console's own page");
@@ -399,12 +388,12 @@ async fn management_connections_are_capped_per_client() {
 async fn a_request_signed_for_another_host_is_refused() {
     let backend = MockBackend::start().await;
     let gateway = TestGateway::start(&config(&backend, &crate::management_credentials())).await;
-    let port = authority(&gateway).rsplit(':').next().unwrap().to_owned();
+    let port = gateway.authority().rsplit(':').next().unwrap().to_owned();
     let key = SigningKey::new(crate::ACCESS_KEY_ID, crate::SECRET);
     let list = |host: &str| format!("http://{host}/dev/@connections");
     for (host, expected) in [
         (format!("other-gateway.example:{port}"), 403),
-        (authority(&gateway), 200),
+        (gateway.authority(), 200),
         (format!("localhost:{port}"), 200),
     ] {
         let mut headers = signature_headers(
@@ -419,7 +408,7 @@ async fn a_request_signed_for_another_host_is_refused() {
         );
         headers.push(("Host".to_owned(), host.clone()));
         let (status, _, body) =
-            request_with_headers("GET", &list(&authority(&gateway)), &headers, b"").await;
+            request_with_headers("GET", &list(&gateway.authority()), &headers, b"").await;
         assert_eq!(
             status,
             expected,
