@@ -32,6 +32,7 @@ use crate::tls::{Tls, TlsError};
 pub struct Gateway {
     local_addr: SocketAddr,
     management_addr: Option<SocketAddr>,
+    operations_addr: Option<SocketAddr>,
     state: Arc<State>,
 }
 
@@ -91,6 +92,7 @@ impl Gateway {
         let cluster = Cluster::start(&config, metrics.cluster.clone(), &shutdown).await?;
         let local_addr = listeners.local_addr();
         let management_addr = listeners.management_addr();
+        let operations_addr = listeners.operations_addr();
         let state = Arc::new(State {
             routes,
             authorizer,
@@ -113,6 +115,7 @@ impl Gateway {
         Ok(Gateway {
             local_addr,
             management_addr,
+            operations_addr,
             state,
         })
     }
@@ -125,6 +128,12 @@ impl Gateway {
     /// The address of the separate management listener, when one is configured.
     pub fn management_addr(&self) -> Option<SocketAddr> {
         self.management_addr
+    }
+
+    /// The address of the separate operations listener (`/ready`, `/metrics`), when one is
+    /// configured.
+    pub fn operations_addr(&self) -> Option<SocketAddr> {
+        self.operations_addr
     }
 
     /// The URL clients connect to, e.g. `ws://127.0.0.1:41237/dev` (`wss://` with `[tls]`).

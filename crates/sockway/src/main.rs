@@ -140,6 +140,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
                 gateway.management_url()
             );
         }
+        if let Some(addr) = gateway.operations_addr() {
+            let _ = writeln!(stdout, "sockway operations listening on http://{addr}");
+        }
         let _ = stdout.flush();
         drop(stdout);
         let shutdown = gateway.shutdown_token();

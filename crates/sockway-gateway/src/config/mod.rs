@@ -329,6 +329,10 @@ pub struct ManagementConfig {
     /// empty, every `@connections` request must carry a valid SigV4 signature made with one
     /// of them; when empty (the default), only this machine's own tools are served.
     pub credentials: Vec<ManagementCredential>,
+    /// A separate listener for `/ready` and `/metrics` (and `/health`). When set, the
+    /// management API's listener no longer serves `/ready` and `/metrics`, so they can stay
+    /// off a public listener. `None` (the default): served with the management API.
+    pub operations_listen: Option<SocketAddr>,
     /// HTTP connections to the management API and console open at once, all clients
     /// together; one more is answered 503 and closed.
     pub max_connections: usize,
@@ -348,6 +352,7 @@ impl Default for ManagementConfig {
             listen: None,
             credentials: Vec::new(),
             tls: false,
+            operations_listen: None,
             max_connections: 1024,
             max_connections_per_ip: Some(64),
         }

@@ -284,6 +284,9 @@ pub(super) struct RawManagement {
     /// Whether the separate management listener serves HTTPS; needs `[tls]`.
     /// Default: `true` when `[tls]` exists.
     pub(super) tls: Option<Spanned<bool>>,
+    /// Separate socket address for `/ready` and `/metrics` (and `/health`). Default: none,
+    /// they are served with the management API.
+    pub(super) operations_listen: Option<Spanned<String>>,
     /// Management HTTP connections open at once, 1 to 1,000,000. Default 1024.
     pub(super) max_connections: Option<Spanned<i64>>,
     /// Management HTTP connections open at once per client; 0 turns the cap off. Default 64.

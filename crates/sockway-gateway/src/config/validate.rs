@@ -780,6 +780,10 @@ fn validate_management(
         Some(credentials) => validate_management_credentials(credentials, env, problems),
         None => Vec::new(),
     };
+    let operations_listen = problems.socket_address(
+        "management.operations_listen",
+        raw.operations_listen.as_ref(),
+    );
     let defaults = ManagementConfig::default();
     let max_connections = problems
         .integer(
@@ -802,6 +806,7 @@ fn validate_management(
         listen,
         credentials,
         tls: false,
+        operations_listen,
         max_connections,
         max_connections_per_ip,
     }

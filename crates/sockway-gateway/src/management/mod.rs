@@ -222,8 +222,12 @@ pub(crate) async fn handle(
     state: &State,
 ) -> Response<Full<Bytes>> {
     if request.method() == Method::GET {
-        if let Some(endpoint) = path::operational(request.uri().path()) {
-            return operational(endpoint, state);
+        let separate = state.config.management.operations_listen.is_some();
+        match path::operational(request.uri().path()) {
+            // With an operations listener, only `/health` stays here (load balancers).
+            Some(Operational::Health) => return operational(Operational::Health, state),
+            Some(endpoint) if !separate => return operational(endpoint, state),
+            _ => {}
         }
     }
     let request_id = new_request_id();
@@ -296,6 +300,18 @@ fn access_event(
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
     event
+}
+
+/// Serves a request on the operations listener: `GET /health`, `/ready` and `/metrics`, and
+/// 404 for anything else.
+pub(crate) fn operations<B>(request: &Request<B>, state: &State) -> Response<Full<Bytes>> {
+    match path::operational(request.uri().path()) {
+        Some(endpoint) if request.method() == Method::GET => operational(endpoint, state),
+        _ => {
+            let aws = AwsError::not_found("Not found");
+            json_response(StatusCode::NOT_FOUND, Bytes::from(aws.body()))
+        }
+    }
 }
 
 /// Serves `/health`, `/ready` and `/metrics`.

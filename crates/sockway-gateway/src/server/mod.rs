@@ -36,6 +36,9 @@ pub(crate) struct Listeners {
     local_addr: SocketAddr,
     /// The separate management listener, when `management.listen` is set.
     management: Option<(TcpListener, SocketAddr)>,
+    /// The separate listener for `/ready` and `/metrics`, when
+    /// `management.operations_listen` is set.
+    operations: Option<(TcpListener, SocketAddr)>,
 }
 
 /// Which requests a listener serves.
@@ -45,6 +48,8 @@ enum ListenerRole {
     Gateway { serves_management: bool },
     /// Only the management API.
     Management,
+    /// Only `/health`, `/ready` and `/metrics`.
+    Operations,
 }
 
 impl Listeners {
@@ -56,10 +61,15 @@ impl Listeners {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
+        let operations = match config.management.operations_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         Ok(Listeners {
             gateway,
             local_addr,
             management,
+            operations,
         })
     }
 
@@ -71,6 +81,11 @@ impl Listeners {
     /// The address of the separate management listener.
     pub(crate) fn management_addr(&self) -> Option<SocketAddr> {
         self.management.as_ref().map(|(_, addr)| *addr)
+    }
+
+    /// The address of the separate operations listener.
+    pub(crate) fn operations_addr(&self) -> Option<SocketAddr> {
+        self.operations.as_ref().map(|(_, addr)| *addr)
     }
 }
 
@@ -108,6 +123,13 @@ pub(crate) fn serve(listeners: Listeners, state: &Arc<State>) {
             state.clone(),
         ));
     }
+    if let Some((listener, _)) = listeners.operations {
+        state.tasks.spawn(accept_loop(
+            listener,
+            ListenerRole::Operations,
+            state.clone(),
+        ));
+    }
 }
 
 /// Whether the listener that serves the management API terminates TLS.
@@ -129,6 +151,8 @@ impl ListenerRole {
         match self {
             ListenerRole::Gateway { .. } => Some(tls),
             ListenerRole::Management => state.config.management.tls.then_some(tls),
+            // Probes and scrapers on a private address; the operations listener stays plain.
+            ListenerRole::Operations => None,
         }
     }
 }
@@ -203,8 +227,8 @@ async fn serve_stream<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let serves_management = match role {
-        ListenerRole::Management => {
-            Box::pin(serve_http(stream, Vec::new(), local, peer, state)).await;
+        ListenerRole::Management | ListenerRole::Operations => {
+            Box::pin(serve_http(stream, Vec::new(), local, peer, role, state)).await;
             return;
         }
         ListenerRole::Gateway { serves_management } => serves_management,
@@ -229,7 +253,7 @@ async fn serve_stream<S>(
     if head.is_websocket_upgrade() {
         connection::accept(stream, local, head, buffered, peer, state).await;
     } else if serves_management {
-        Box::pin(serve_http(stream, buffered, local, peer, state)).await;
+        Box::pin(serve_http(stream, buffered, local, peer, role, state)).await;
     } else {
         respond_and_close(&mut stream, forbidden_response()).await;
     }
@@ -246,6 +270,7 @@ async fn serve_http<S>(
     buffered: Vec<u8>,
     local: Option<SocketAddr>,
     peer: SocketAddr,
+    role: ListenerRole,
     state: Arc<State>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -269,8 +294,11 @@ async fn serve_http<S>(
         let state = service_state.clone();
         async move {
             // The console and the management API share the listener; the console owns its
-            // paths.
-            let response = if console::serves(request.uri().path()) {
+            // paths. An operations listener serves the operational endpoints alone, and then
+            // the others do not serve `/ready` and `/metrics`.
+            let response = if role == ListenerRole::Operations {
+                management::operations(&request, &state)
+            } else if console::serves(request.uri().path()) {
                 console::handle(request, peer, &state).await
             } else {
                 management::handle(request, peer, local, &state).await

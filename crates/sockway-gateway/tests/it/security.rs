@@ -418,3 +418,36 @@ async fn a_request_signed_for_another_host_is_refused() {
     }
     gateway.shutdown().await;
 }
+
+/// `/ready` and `/metrics` can leave the public listener for one of their own
+/// (`management.operations_listen`); `/health` stays for load balancers.
+#[tokio::test]
+async fn operational_endpoints_can_move_off_the_public_listener() {
+    let backend = MockBackend::start().await;
+    let toml = config(
+        &backend,
+        "[management]\noperations_listen = \"127.0.0.1:0\"\n",
+    );
+    let gateway = TestGateway::start(&toml).await;
+    let operations = gateway
+        .gateway()
+        .operations_addr()
+        .expect("the operations listener is bound");
+    let public = gateway.root_url();
+    for (path, expected) in [("/health", 200), ("/ready", 403), ("/metrics", 403)] {
+        let (status, _, _) =
+            request_with_headers("GET", &format!("{public}{path}"), &[], b"").await;
+        assert_eq!(status, expected, "public {path}");
+    }
+    for (path, expected) in [
+        ("/health", 200),
+        ("/ready", 200),
+        ("/metrics", 200),
+        ("/dev/@connections", 404),
+    ] {
+        let url = format!("http://{operations}{path}");
+        let (status, _, _) = request_with_headers("GET", &url, &[], b"").await;
+        assert_eq!(status, expected, "operations {path}");
+    }
+    gateway.shutdown().await;
+}
