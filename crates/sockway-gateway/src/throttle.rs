@@ -40,6 +40,8 @@ pub(crate) struct Throttles {
     pub(crate) management_caps: Arc<ConnectionCaps>,
     /// `limits.ipv6_prefix_length`: the bits of an IPv6 address that name one client.
     ipv6_prefix_length: u8,
+    /// `limits.buffered_message_bytes`: partly received messages, all connections together.
+    pub(crate) buffered: Arc<ByteBudget>,
 }
 
 impl Throttles {
@@ -63,6 +65,7 @@ impl Throttles {
                 config.management.max_connections_per_ip,
             ),
             ipv6_prefix_length: config.limits.ipv6_prefix_length,
+            buffered: ByteBudget::new(config.limits.buffered_message_bytes),
         }
     }
 
@@ -131,6 +134,45 @@ impl TokenBucket {
         let tat = self.tat_ns.load(Ordering::Relaxed);
         let next = tat.max(now).saturating_add(self.interval_ns);
         Duration::from_nanos((next - now).saturating_sub(self.tolerance_ns))
+    }
+}
+
+/// A number of bytes shared by every connection: `limits.buffered_message_bytes`, what all
+/// connections together may hold of messages still arriving. Taking and giving back are one
+/// atomic operation each.
+#[derive(Debug)]
+pub(crate) struct ByteBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl ByteBudget {
+    /// A budget of `limit` bytes, none used.
+    pub(crate) fn new(limit: usize) -> Arc<ByteBudget> {
+        Arc::new(ByteBudget {
+            limit,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    /// Takes `bytes` if that many are left.
+    pub(crate) fn try_take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `bytes` taken before.
+    pub(crate) fn give_back(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Bytes in use.
+    #[cfg(test)]
+    fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
     }
 }
 
@@ -481,5 +523,16 @@ mod tests {
                 .is_ok()
         );
         assert_eq!(buckets.arrivals.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_byte_budget_never_lends_more_than_it_has() {
+        let budget = ByteBudget::new(100);
+        assert!(budget.try_take(60));
+        assert!(!budget.try_take(41));
+        assert!(budget.try_take(40));
+        budget.give_back(60);
+        assert_eq!(budget.used(), 40);
+        assert!(!budget.try_take(usize::MAX), "no overflow");
     }
 }

@@ -30,6 +30,8 @@ pub mod codes {
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The server met an unexpected condition.
     pub const INTERNAL_ERROR: u16 = 1011;
+    /// The server is overloaded; the client may try again later.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 /// The longest close reason that fits a close frame: a control frame payload is at most
@@ -83,6 +85,10 @@ pub enum CloseCause {
     /// The client does not read and its outbound buffer is full: 1008 "Client is not
     /// reading: outbound buffer full".
     SlowConsumer,
+    /// The gateway holds as many bytes of partly received messages, all connections together,
+    /// as `limits.buffered_message_bytes` allows, and this connection needed more: 1013 "Try
+    /// again later: the gateway is holding too many partial messages" (sockway's own limit).
+    Overloaded,
     /// The cluster node that held the connection disappeared: 1006 "Gateway node lost".
     /// The client cannot be sent anything by the node reporting it.
     NodeLost,
@@ -103,6 +109,7 @@ impl CloseCause {
             Self::ProtocolError(_) => codes::PROTOCOL_ERROR,
             Self::InvalidPayload => codes::INVALID_PAYLOAD,
             Self::SlowConsumer => codes::POLICY_VIOLATION,
+            Self::Overloaded => codes::TRY_AGAIN_LATER,
         }
     }
 
@@ -135,6 +142,7 @@ impl CloseCause {
             Self::ProtocolError(text) => return text.clone(),
             Self::InvalidPayload => "Invalid UTF-8 in text frame",
             Self::SlowConsumer => "Client is not reading: outbound buffer full",
+            Self::Overloaded => "Try again later: the gateway is holding too many partial messages",
             Self::NodeLost => "Gateway node lost",
         };
         text.to_owned()

@@ -164,6 +164,9 @@ pub struct Limits {
     /// How many leading bits of an IPv6 address name one client for the per-client cap and
     /// rate: 64 (a subscriber's usual allocation) by default, 48 to count a whole site.
     pub ipv6_prefix_length: u8,
+    /// Bytes all connections together may hold of messages still arriving (read buffers and
+    /// partly reassembled messages); a connection that would need more is closed with 1013.
+    pub buffered_message_bytes: usize,
 }
 
 /// One `[routes."<key>"]` table.
@@ -716,6 +719,7 @@ impl Default for Limits {
             max_connections: 100_000,
             max_connections_per_ip: Some(1000),
             ipv6_prefix_length: 64,
+            buffered_message_bytes: 256 * 1024 * 1024,
         }
     }
 }

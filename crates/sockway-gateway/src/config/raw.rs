@@ -201,6 +201,9 @@ pub(super) struct RawLimits {
     pub(super) max_connections_per_ip: Option<Spanned<i64>>,
     /// Leading bits of an IPv6 address that name one client, 32 to 128. Default 64.
     pub(super) ipv6_prefix_length: Option<Spanned<i64>>,
+    /// Bytes of partly received messages all connections together may hold, 1 MiB to
+    /// 64 GiB. Default 268435456 (256 MiB).
+    pub(super) buffered_message_bytes: Option<Spanned<i64>>,
 }
 
 /// `[routes."<route key>"]`.

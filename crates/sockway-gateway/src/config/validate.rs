@@ -620,6 +620,16 @@ fn validate_limits(raw: &RawLimits, problems: &mut Problems<'_>) -> Limits {
         .map_or(defaults.ipv6_prefix_length, |bits| {
             u8::try_from(bits).expect("the length was checked to fit")
         });
+    let buffered_message_bytes = problems
+        .integer(
+            "limits.buffered_message_bytes",
+            raw.buffered_message_bytes.as_ref(),
+            (1 << 20)..=(64 << 30),
+            " bytes",
+        )
+        .map_or(defaults.buffered_message_bytes, |bytes| {
+            usize::try_from(bytes).expect("the budget was checked to fit")
+        });
 
     Limits {
         frame_bytes,
@@ -638,6 +648,7 @@ fn validate_limits(raw: &RawLimits, problems: &mut Problems<'_>) -> Limits {
         max_connections,
         max_connections_per_ip,
         ipv6_prefix_length,
+        buffered_message_bytes,
     }
 }
 

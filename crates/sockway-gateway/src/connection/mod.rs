@@ -155,7 +155,8 @@ async fn open<S>(
                 max_frame_bytes: limits.frame_bytes,
                 max_message_bytes: limits.message_bytes,
             };
-            let mut socket = WebSocket::new(stream, &leftover, frame_limits, deflate);
+            let budget = state.throttles.buffered.clone();
+            let mut socket = WebSocket::new(stream, &leftover, frame_limits, deflate, budget);
             drop(leftover);
             let mut connection =
                 Connection::new(state.clone(), context.clone(), handle.clone(), close);

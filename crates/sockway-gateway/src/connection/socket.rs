@@ -17,6 +17,7 @@ use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Poll, ready};
 
 use bytes::{Buf, BytesMut};
@@ -25,6 +26,8 @@ use sockway_protocol::websocket::deflate::Deflate;
 use sockway_protocol::websocket::frame::{self, MAX_HEADER_LEN, OpCode};
 use sockway_protocol::websocket::reader::{Limits, Message, ReadError, Reader};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use crate::throttle::ByteBudget;
 
 /// Reads that may need less than this go through a stack buffer of this size.
 const STACK_READ_BYTES: usize = 4096;
@@ -47,6 +50,16 @@ pub(super) struct WebSocket<S> {
     input: BytesMut,
     reader: Reader,
     owed: Option<Owed>,
+    /// What every connection's buffers may hold together (`limits.buffered_message_bytes`).
+    budget: Arc<ByteBudget>,
+    /// How much of `budget` this connection's buffers hold now.
+    held: usize,
+}
+
+impl<S> Drop for WebSocket<S> {
+    fn drop(&mut self) {
+        self.budget.give_back(self.held);
+    }
 }
 
 impl<S> WebSocket<S>
@@ -60,13 +73,34 @@ where
         leftover: &[u8],
         limits: Limits,
         deflate: Option<Deflate>,
+        budget: Arc<ByteBudget>,
     ) -> Self {
         Self {
             stream,
             input: BytesMut::from(leftover),
             reader: Reader::new(limits, deflate),
             owed: None,
+            budget,
+            held: 0,
         }
+    }
+
+    /// Brings what this connection holds of the shared budget in line with its buffers:
+    /// gives back what they released, takes what they grew by. A connection whose buffers
+    /// grew past what is left is closed with 1013: many clients each stalling a large
+    /// fragmented message cannot make the gateway hold more than the budget.
+    fn account(&mut self) -> Result<(), CloseCause> {
+        let holding = self.input.capacity() + self.reader.buffered_bytes();
+        if holding < self.held {
+            self.budget.give_back(self.held - holding);
+            self.held = holding;
+        } else if holding > self.held {
+            if !self.budget.try_take(holding - self.held) {
+                return Err(CloseCause::Overloaded);
+            }
+            self.held = holding;
+        }
+        Ok(())
     }
 
     /// The next message or control frame from the client. A ping's pong and a close frame's
@@ -77,6 +111,7 @@ where
             if !self.input.is_empty() {
                 let step = self.reader.read(&mut self.input).map_err(read_cause)?;
                 self.input.advance(step.consumed);
+                self.account()?;
                 if let Some(message) = step.message {
                     match &message {
                         Message::Ping(payload) => self.owed = Some(Owed::Pong(payload.clone())),
@@ -90,10 +125,12 @@ where
             if self.input.is_empty() {
                 self.input = BytesMut::new();
             }
+            self.account()?;
             match self.fill(needed).await {
                 Ok(0) | Err(_) => return Err(CloseCause::ConnectionLost),
                 Ok(_) => {}
             }
+            self.account()?;
         }
     }
 

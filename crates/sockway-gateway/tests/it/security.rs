@@ -451,3 +451,62 @@ async fn operational_endpoints_can_move_off_the_public_listener() {
     }
     gateway.shutdown().await;
 }
+
+/// A client frame header with a zero mask (the payload then goes as it is).
+fn fragment(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![if fin { 0x80 } else { 0 } | opcode];
+    let length = u16::try_from(payload.len()).expect("a fragment under 64 KiB");
+    frame.push(0x80 | 126);
+    frame.extend_from_slice(&length.to_be_bytes());
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Many clients each stalling a large fragmented message used to make the gateway hold
+/// about 178 KiB apiece, without bound: what all connections hold of messages still arriving
+/// is now capped by `limits.buffered_message_bytes`, and a connection that would go past it is
+/// closed with 1013 (its `$disconnect` says so) while the others keep theirs.
+#[tokio::test]
+async fn stalled_fragments_cannot_take_more_than_the_buffer_budget() {
+    let mut backend = MockBackend::start().await;
+    let gateway = TestGateway::start(&config(
+        &backend,
+        "[limits]\nbuffered_message_bytes = 1048576\n",
+    ))
+    .await;
+    let piece = vec![b'x'; 32_000];
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        let mut stream = crate::events::raw_upgrade(&gateway.ws_url, "").await;
+        let mut frames = fragment(false, 0x1, &piece);
+        frames.extend(fragment(false, 0x0, &piece));
+        frames.extend(fragment(false, 0x0, &piece));
+        // A client already closed for the budget may refuse the rest; that is the point.
+        let _ = stream.write_all(&frames).await;
+        clients.push(stream);
+    }
+    let first = tokio::time::timeout(DEADLINE, backend.next_event_for("$disconnect"))
+        .await
+        .expect("a connection over the budget is closed");
+    assert_eq!(first["requestContext"]["disconnectStatusCode"], 1013);
+    // Shutdown delivers every other `$disconnect`: the connections the budget admitted end
+    // with 1001, the ones it refused with 1013.
+    gateway.shutdown().await;
+    let mut codes = vec![1013];
+    for request in backend.drain() {
+        if request.route_key() == "$disconnect" {
+            codes.push(
+                request.json()["requestContext"]["disconnectStatusCode"]
+                    .as_u64()
+                    .unwrap(),
+            );
+        }
+    }
+    assert_eq!(codes.len(), 16, "{codes:?}");
+    let refused = codes.iter().filter(|code| **code == 1013).count();
+    assert!(
+        refused > 0 && refused < 16,
+        "some admitted, some refused: {codes:?}"
+    );
+}

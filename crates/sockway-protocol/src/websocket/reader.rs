@@ -92,6 +92,13 @@ impl Reader {
         }
     }
 
+    /// Bytes held for a message whose frames are still arriving (its buffer's capacity).
+    pub fn buffered_bytes(&self) -> usize {
+        self.partial
+            .as_ref()
+            .map_or(0, |partial| partial.data.capacity())
+    }
+
     /// The connection's permessage-deflate state, when it was agreed.
     pub fn deflate(&self) -> Option<&Deflate> {
         self.deflate.as_deref()
