@@ -2192,6 +2192,29 @@ fn management_credential_errors_name_key_path_and_line() {
     assert_eq!(config.management.credentials.len(), 2);
 }
 
+/// Issue 14: the Redis password can come from the environment, and never shows in `Debug`.
+#[test]
+fn the_redis_password_comes_from_the_environment_and_is_hidden() {
+    let config = parse_ok(
+        "[cluster]\nredis_url = \"redis://:in-the-url@127.0.0.1:6379\"\n\
+         redis_password_env = \"SOCKWAY_REDIS_PASSWORD\"\n",
+    );
+    let cluster = config.cluster.as_ref().unwrap();
+    assert_eq!(
+        cluster.redis_password.as_deref(),
+        Some("redis-password-from-env")
+    );
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("redis-password-from-env"), "{debug}");
+    assert!(!debug.contains("in-the-url"), "{debug}");
+    check_error(
+        "[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\nredis_password_env = \"NOT_SET_ANYWHERE\"\n",
+        "cluster.redis_password_env",
+        3,
+        "is not set",
+    );
+}
+
 #[test]
 fn cluster_parses_with_its_defaults() {
     assert_eq!(parse_ok("").cluster, None);
