@@ -1,8 +1,12 @@
 //! `$disconnect` delivery: for every connection this node accepted, once it ended, and for
 //! every connection of a lost cluster node that the cluster hands this node.
 //!
-//! A delivery retries with exponential backoff (`limits.disconnect_attempts`) and logs a
-//! final failure as an error; it never drops one silently. Orphans (the connections of a lost
+//! `$disconnect` runs once, as on AWS: any answer of the handler counts as delivered, whatever
+//! its status or body, and so does a failure after which the handler may have run (a timeout,
+//! a broken exchange). Only a handler that certainly did not run (the backend refused the
+//! connection, the Lambda Invoke API refused the call) is tried again, with exponential
+//! backoff up to `limits.disconnect_attempts` and the same `requestId`; a final failure is
+//! logged as an error, never dropped silently. Orphans (the connections of a lost
 //! node) are delivered a bounded number at a time by [`deliver_orphans`], a task the gateway
 //! owns; whether the gateway is clustered is the cluster's business: single-node mode simply
 //! has no orphans.
@@ -62,9 +66,9 @@ pub(crate) async fn deliver_orphans(state: Arc<State>) {
     while deliveries.join_next().await.is_some() {}
 }
 
-/// Delivers `$disconnect` for a connection that was accepted, retrying with exponential backoff
-/// up to `limits.disconnect_attempts`. A delivery that still fails is logged as an error, never
-/// dropped silently.
+/// Delivers `$disconnect` for a connection that was accepted: once, retried (with exponential
+/// backoff, up to `limits.disconnect_attempts`) only while its handler certainly did not run.
+/// A delivery that still fails is logged as an error, never dropped silently.
 pub(super) async fn deliver_disconnect(
     state: &State,
     context: Arc<ConnectionContext>,
@@ -102,37 +106,46 @@ pub(super) async fn deliver_disconnect(
         let started = Instant::now();
         let result = integration.invoke(&call).await;
         event.integration = Some(IntegrationOutcome::of(&result, started.elapsed()));
-        match result {
+        let error = match result {
             Ok(_) => {
                 state.metrics.disconnect_delivered(true);
                 event.answered(200, None);
                 state.access_log.record(event);
                 return;
             }
-            Err(error) if attempt < limits.disconnect_attempts => {
-                state.metrics.disconnect_retries.inc();
-                warn!(request_id = %call.request_id, attempt, error = %error, "$disconnect delivery failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = backoff.saturating_mul(2);
-            }
-            Err(error) => {
-                state.metrics.disconnect_delivered(false);
-                let frame = if error.is_timeout() {
-                    ErrorFrame::EndpointRequestTimedOut
-                } else {
-                    ErrorFrame::InternalServerError
-                };
-                let (status, outcome) = ErrorOutcome::of_frame(frame);
-                event.answered(status, Some(outcome));
-                state.access_log.record(event);
-                error!(
-                    request_id = %call.request_id,
-                    attempts = limits.disconnect_attempts,
-                    error = %error,
-                    "$disconnect could not be delivered"
-                );
-                return;
-            }
+            Err(error) => error,
+        };
+        let frame = if error.is_timeout() {
+            ErrorFrame::EndpointRequestTimedOut
+        } else {
+            ErrorFrame::InternalServerError
+        };
+        let (status, outcome) = ErrorOutcome::of_frame(frame);
+        if !error.handler_did_not_run() {
+            // As on AWS, `$disconnect` runs once: a handler that ran and failed (threw, timed
+            // out, answered an error or nothing usable) is not run again.
+            state.metrics.disconnect_delivered(true);
+            event.answered(status, Some(outcome));
+            state.access_log.record(event);
+            warn!(request_id = %call.request_id, error = %error, "$disconnect handler failed; not retried, since it ran");
+            return;
         }
+        if attempt < limits.disconnect_attempts {
+            state.metrics.disconnect_retries.inc();
+            warn!(request_id = %call.request_id, attempt, error = %error, "$disconnect handler could not be reached; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = backoff.saturating_mul(2);
+            continue;
+        }
+        state.metrics.disconnect_delivered(false);
+        event.answered(status, Some(outcome));
+        state.access_log.record(event);
+        error!(
+            request_id = %call.request_id,
+            attempts = limits.disconnect_attempts,
+            error = %error,
+            "$disconnect could not be delivered"
+        );
+        return;
     }
 }

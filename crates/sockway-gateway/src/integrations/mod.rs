@@ -209,6 +209,36 @@ impl IntegrationError {
     pub(crate) fn is_timeout(&self) -> bool {
         matches!(self, IntegrationError::Timeout { .. })
     }
+
+    /// Whether the backend's handler certainly did not run: the connection to the backend
+    /// was never made, or the Lambda Invoke API refused the call itself (no credentials,
+    /// throttling, a service error: a function that ran answers 200). Anything else (a
+    /// timeout, a broken exchange, any answer) may have run it.
+    pub(crate) fn handler_did_not_run(&self) -> bool {
+        match self {
+            IntegrationError::Unreachable { source, .. } => is_connect_error(source.as_ref()),
+            IntegrationError::Lambda { source, .. } => match source {
+                LambdaError::Credentials(_)
+                | LambdaError::Signing(_)
+                | LambdaError::Status { .. } => true,
+                LambdaError::Transport { source, .. } => is_connect_error(source.as_ref()),
+                LambdaError::ResponseTooLarge { .. } => false,
+            },
+            IntegrationError::Timeout { .. }
+            | IntegrationError::ResponseTooLarge { .. }
+            | IntegrationError::BadProxyResult { .. }
+            | IntegrationError::BackendFailed { .. }
+            | IntegrationError::FunctionError { .. }
+            | IntegrationError::Panicked { .. } => false,
+        }
+    }
+}
+
+/// Whether `error` is the pooled client's failure to connect (nothing was sent).
+fn is_connect_error(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    error
+        .downcast_ref::<hyper_util::client::legacy::Error>()
+        .is_some_and(hyper_util::client::legacy::Error::is_connect)
 }
 
 impl Integrations {

@@ -224,16 +224,14 @@ async fn shutdown_lets_inflight_integrations_finish_first() {
     );
 }
 
+/// Issue 15: `$disconnect` runs once, as on AWS. A handler that answers an error (or throws,
+/// or returns nothing usable) ran: it used to be invoked up to five times.
 #[tokio::test]
-async fn failing_disconnect_is_retried() {
+async fn a_failing_disconnect_handler_runs_once() {
     let mut backend = MockBackend::start().await;
-    let failures = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = failures.clone();
-    backend.respond_with(move |request: &RecordedRequest| {
-        if request.route_key() == "$disconnect"
-            && counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2
-        {
-            MockResponse::status(503, "try later")
+    backend.respond_with(|request: &RecordedRequest| {
+        if request.route_key() == "$disconnect" {
+            MockResponse::status(503, "handler threw")
         } else {
             MockResponse::proxy(200, None)
         }
@@ -246,22 +244,49 @@ async fn failing_disconnect_is_retried() {
     let client = gateway.connect().await;
     backend.next_event_for("$connect").await;
     client.close(1000, "").await;
-    let first = backend.next_event_for("$disconnect").await;
-    let second = backend.next_event_for("$disconnect").await;
-    let third = backend.next_event_for("$disconnect").await;
-    let id = |event: &Value| event["requestContext"]["requestId"].clone();
-    assert_eq!(
-        id(&first),
-        id(&second),
-        "retries carry the same requestId so backends can deduplicate"
-    );
-    assert_eq!(id(&second), id(&third));
+    backend.next_event_for("$disconnect").await;
+    assert_no_more_disconnects(gateway, &mut backend).await;
+}
+
+/// A handler that could not be reached did not run: `$disconnect` is tried again, with the
+/// same `requestId`, until it runs.
+#[tokio::test]
+async fn a_disconnect_handler_that_never_ran_is_retried() {
+    let mut backend = MockBackend::start().await;
+    // A port nothing listens on: a connection refused is a handler that never ran.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let toml =
+        config(
+            &backend,
+            "[limits]\ndisconnect_backoff = \"10ms\"\ndisconnect_attempts = 3\n",
+        )
+        .replacen(
+            "[routes.\"$disconnect\"]\nintegration = \"backend\"",
+            "[routes.\"$disconnect\"]\nintegration = \"gone\"",
+            1,
+        ) + &format!("\n[integrations.gone]\ntype = \"http\"\nuri = \"http://{closed}/events\"\n");
+    let gateway = TestGateway::start(&toml).await;
+    let client = gateway.connect().await;
+    backend.next_event_for("$connect").await;
+    client.close(1000, "").await;
+    // Shutdown waits for the delivery and its retries.
+    let metrics_url = format!("{}/metrics", gateway.root_url());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        poll.tick().await;
+        let (_, _, body) = sockway_testkit::http_request("GET", &metrics_url, "").await;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if text.contains("sockway_disconnect_retries_total 2") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "two retries after the first attempt: {text}"
+        );
+    }
     gateway.shutdown().await;
-    assert!(
-        backend
-            .drain()
-            .iter()
-            .all(|request| request.route_key() != "$disconnect"),
-        "no retry after success"
-    );
 }
