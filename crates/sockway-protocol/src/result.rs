@@ -35,7 +35,7 @@ pub enum ProxyResultError {
     /// A Lambda payload is a JSON object without `statusCode`.
     #[error("proxy result has no `statusCode` field")]
     MissingStatusCode,
-    /// `statusCode` is not an integer from 100 to 599.
+    /// `statusCode` is not an integer (or a string of three digits) from 100 to 599.
     #[error("proxy result field `statusCode` must be an integer between 100 and 599, got {found}")]
     InvalidStatusCode {
         /// The JSON text found instead.
@@ -207,8 +207,15 @@ fn read_status_code(value: Option<&Value>) -> Result<u16, ProxyResultError> {
     let Some(value) = value else {
         return Err(ProxyResultError::MissingStatusCode);
     };
-    value
-        .as_u64()
+    // AWS's proxy integrations take `"200"` as well as `200`, and its own blueprints
+    // return strings: three digits are read as the number.
+    let number = match value {
+        Value::String(text) if text.len() == 3 && text.bytes().all(|b| b.is_ascii_digit()) => {
+            text.parse::<u64>().ok()
+        }
+        other => other.as_u64(),
+    };
+    number
         .filter(|status| (100..=599).contains(status))
         .and_then(|status| u16::try_from(status).ok())
         .ok_or_else(|| ProxyResultError::InvalidStatusCode {

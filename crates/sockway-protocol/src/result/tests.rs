@@ -120,7 +120,9 @@ fn base64_bodies_are_decoded() {
 fn bad_status_codes_are_named() {
     check(r#"{"body":"x"}"#, Err(ProxyResultError::MissingStatusCode));
     for (payload, found) in [
-        (r#"{"statusCode":"200"}"#, r#""200""#),
+        (r#"{"statusCode":"2000"}"#, r#""2000""#),
+        (r#"{"statusCode":"20x"}"#, r#""20x""#),
+        (r#"{"statusCode":"099"}"#, r#""099""#),
         (r#"{"statusCode":99}"#, "99"),
         (r#"{"statusCode":600}"#, "600"),
         (r#"{"statusCode":200.5}"#, "200.5"),
@@ -134,6 +136,9 @@ fn bad_status_codes_are_named() {
             }),
         );
     }
+    // Issue 15: a string of three digits is the number, as AWS reads it.
+    check(r#"{"statusCode":"200"}"#, Ok(response(200, &[], None)));
+    check(r#"{"statusCode":"404"}"#, Ok(response(404, &[], None)));
     check(r#"{"statusCode":100}"#, Ok(response(100, &[], None)));
     check(r#"{"statusCode":599}"#, Ok(response(599, &[], None)));
 }
