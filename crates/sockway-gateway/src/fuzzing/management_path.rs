@@ -12,7 +12,8 @@ use crate::management::path::{Resource, operational, parse};
 ///
 /// Checks: every connection id and group name a path yields passes their own validation and
 /// is rebuilt into a path, in both SDK encodings, that parses to the same resource; a
-/// malformed id or name fails that validation; only paths under `/{stage}/` name a resource.
+/// malformed id or name fails that validation; only paths under `/{stage}/`, or stage-less
+/// `/@...` ones, name a resource.
 pub fn management_path(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let (stage, path) = match text.split_once('\n') {
@@ -27,7 +28,14 @@ pub fn management_path(data: &[u8]) {
         } else {
             format!("/{stage}/")
         };
-        assert!(path.starts_with(&prefix), "{path:?} is outside {prefix:?}");
+        let stageless = path.starts_with("/@")
+            || path
+                .get(1..4)
+                .is_some_and(|start| start.eq_ignore_ascii_case("%40"));
+        assert!(
+            path.starts_with(&prefix) || stageless,
+            "{path:?} is outside {prefix:?}"
+        );
     }
     match &resource {
         Resource::Connection(id) | Resource::ConnectionGroups(id) => check_id(id),

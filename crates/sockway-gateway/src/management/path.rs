@@ -30,6 +30,16 @@ pub(crate) enum Resource {
     Unknown,
 }
 
+/// Whether `raw_path` names a resource without a stage (`/@connections/...`, `/%40...`), as
+/// handlers behind an AWS custom domain with an empty base path call it. A stage name has no
+/// `@` or `%`, so this never shadows a stage.
+fn is_stageless(raw_path: &str) -> bool {
+    raw_path.starts_with("/@")
+        || raw_path
+            .get(1..4)
+            .is_some_and(|start| start.eq_ignore_ascii_case("%40"))
+}
+
 /// An operational endpoint, served without authentication on the management listener so load
 /// balancers and Prometheus can reach it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +64,7 @@ pub(crate) fn operational(raw_path: &str) -> Option<Operational> {
 
 /// Parses `raw_path` (as received, percent-encoded) for a gateway whose stage is `stage`.
 pub(crate) fn parse(raw_path: &str, stage: &str) -> Resource {
-    let rest = if stage.is_empty() {
+    let rest = if stage.is_empty() || is_stageless(raw_path) {
         raw_path
     } else {
         match raw_path
@@ -158,6 +168,16 @@ mod tests {
         );
     }
 
+    /// Issue 15: behind an AWS custom domain with an empty base path, handlers call
+    /// `@connections` without the stage; both forms name the same resource.
+    #[test]
+    fn stageless_paths_name_the_same_resources() {
+        check("/@connections/L0SM9cOFvHcCIhw%3D", "dev", connection());
+        check("/%40connections/L0SM9cOFvHcCIhw%3D", "dev", connection());
+        check("/@connections", "dev", Resource::Connections);
+        check("/@connections/", "dev", Resource::Unknown);
+    }
+
     #[test]
     fn other_paths_are_unknown() {
         check(
@@ -165,7 +185,6 @@ mod tests {
             "dev",
             Resource::Unknown,
         );
-        check("/@connections/L0SM9cOFvHcCIhw%3D", "dev", Resource::Unknown);
         check("/dev/@connections/", "dev", Resource::Unknown);
         check(
             "/dev/@connections/L0SM9cOFvHcCIhw%3D/b",

@@ -1,9 +1,9 @@
 //! The `@connections` API: delivery, GetConnection, DeleteConnection and AWS error shapes.
 
-use sockway_testkit::http_request;
+use sockway_testkit::{MockBackend, TestGateway, http_request};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::{check_error, connected};
+use crate::{check_error, config, connect, connected};
 
 #[tokio::test]
 async fn post_delivers_text_in_order() {
@@ -167,5 +167,25 @@ async fn full_outbound_queue_answers_429() {
     let (_, headers) = limited.expect("a non-reading client's queue fills within 256 MiB of posts");
     assert_eq!(headers["x-amzn-ErrorType"], "LimitExceededException");
     drop(socket);
+    gateway.shutdown().await;
+}
+
+/// Issue 15: a handler behind a custom domain with an empty base path posts to
+/// `/@connections/{id}` without the stage; it reaches the connection as the staged path does.
+#[tokio::test]
+async fn connections_answer_without_the_stage_prefix() {
+    let mut backend = MockBackend::start().await;
+    let gateway = TestGateway::start(&config(&backend, "")).await;
+    let (mut client, connection_id) = connect(&gateway, &mut backend).await;
+    let url = format!(
+        "{}/@connections/{}",
+        gateway.root_url(),
+        connection_id.replace('=', "%3D")
+    );
+    let (status, _, _) = http_request("POST", &url, "no stage").await;
+    assert_eq!(status, 200);
+    assert_eq!(client.next_text().await, "no stage");
+    let (status, _, body) = http_request("GET", &url, "").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     gateway.shutdown().await;
 }
