@@ -103,15 +103,25 @@ impl Authority {
         })
     }
 
+    /// Whether the host is `localhost` or a loopback address (IPv4-mapped included), whatever
+    /// the port.
+    pub(crate) fn names_loopback(&self) -> bool {
+        self.host == "localhost"
+            || self
+                .host
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.to_canonical().is_loopback())
+    }
+
     /// Whether this names the machine itself at `local` (the address the client connected
     /// to): `localhost`, a loopback address or `local`'s own address, with `local`'s port
     /// (no port only when that port is the scheme's default, 80 or 443).
     pub(crate) fn is_this_machine(&self, local: SocketAddr) -> bool {
-        let host_is_local = self.host == "localhost"
-            || self.host.parse::<IpAddr>().is_ok_and(|ip| {
-                let ip = ip.to_canonical();
-                ip.is_loopback() || ip == local.ip().to_canonical()
-            });
+        let host_is_local = self.names_loopback()
+            || self
+                .host
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.to_canonical() == local.ip().to_canonical());
         let port_is_local = match self.port {
             Some(port) => port == local.port(),
             None => matches!(local.port(), 80 | 443),

@@ -5,7 +5,7 @@ use sockway_protocol::group::GroupName;
 use sockway_protocol::id::ConnectionId;
 
 use crate::aws::UNRESERVED;
-use crate::management::path::{Resource, operational, parse};
+use crate::management::path::{Resource, is_stageless, operational, parse};
 
 /// Input: the stage on the first line and the path after it; without a newline, the whole
 /// input is the path of stage `dev`. The path is read as UTF-8, invalid bytes replaced.
@@ -28,12 +28,8 @@ pub fn management_path(data: &[u8]) {
         } else {
             format!("/{stage}/")
         };
-        let stageless = path.starts_with("/@")
-            || path
-                .get(1..4)
-                .is_some_and(|start| start.eq_ignore_ascii_case("%40"));
         assert!(
-            path.starts_with(&prefix) || stageless,
+            path.starts_with(&prefix) || is_stageless(path),
             "{path:?} is outside {prefix:?}"
         );
     }

@@ -69,14 +69,7 @@ pub(crate) fn check_local(
     }
     let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     let host = header("host").unwrap_or_default();
-    let names_this_machine = Authority::parse(host).is_some_and(|authority| {
-        authority.host == "localhost"
-            || authority
-                .host
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| ip.to_canonical().is_loopback())
-    });
-    if !names_this_machine {
+    if !Authority::parse(host).is_some_and(|authority| authority.names_loopback()) {
         return Err(NotLocal::Host);
     }
     if FORWARDING_HEADERS

@@ -33,7 +33,7 @@ pub(crate) enum Resource {
 /// Whether `raw_path` names a resource without a stage (`/@connections/...`, `/%40...`), as
 /// handlers behind an AWS custom domain with an empty base path call it. A stage name has no
 /// `@` or `%`, so this never shadows a stage.
-fn is_stageless(raw_path: &str) -> bool {
+pub(crate) fn is_stageless(raw_path: &str) -> bool {
     raw_path.starts_with("/@")
         || raw_path
             .get(1..4)

@@ -56,6 +56,16 @@ fn proof(secret: &str, nonce: &str, access_key_id: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// The body of a sign-in with a proof made from `secret` over `nonce`.
+fn login_body(access_key_id: &str, secret: &str, nonce: &str) -> String {
+    serde_json::json!({
+        "accessKeyId": access_key_id,
+        "nonce": nonce,
+        "proof": proof(secret, nonce, access_key_id),
+    })
+    .to_string()
+}
+
 /// A fresh sign-in challenge.
 async fn challenge(base: &str) -> String {
     let answer = request(
@@ -70,19 +80,14 @@ async fn challenge(base: &str) -> String {
 }
 
 async fn sign_in(base: &str, access_key_id: &str, secret: &str, extra: &[(&str, &str)]) -> Answer {
-    let nonce = challenge(base).await;
-    let body = serde_json::json!({
-        "accessKeyId": access_key_id,
-        "nonce": nonce,
-        "proof": proof(secret, &nonce, access_key_id),
-    });
+    let body = login_body(access_key_id, secret, &challenge(base).await);
     let mut headers = vec![HEADER, ("content-type", "application/json")];
     headers.extend_from_slice(extra);
     request(
         "POST",
         &format!("{base}/console/api/login"),
         &headers,
-        body.to_string().as_bytes(),
+        body.as_bytes(),
     )
     .await
 }
@@ -194,16 +199,11 @@ async fn console_sign_in_checks_management_credentials() {
     );
 
     // A proof seen on the wire cannot be replayed: its nonce is used up.
-    let nonce = challenge(&base).await;
-    let body = serde_json::json!({
-        "accessKeyId": ACCESS_KEY_ID,
-        "nonce": nonce,
-        "proof": proof(SECRET, &nonce, ACCESS_KEY_ID),
-    });
+    let body = login_body(ACCESS_KEY_ID, SECRET, &challenge(&base).await);
     let login = format!("{base}/console/api/login");
-    let first = request("POST", &login, &[HEADER], body.to_string().as_bytes()).await;
+    let first = request("POST", &login, &[HEADER], body.as_bytes()).await;
     assert_eq!(first.0, 200);
-    let replayed = request("POST", &login, &[HEADER], body.to_string().as_bytes()).await;
+    let replayed = request("POST", &login, &[HEADER], body.as_bytes()).await;
     assert_eq!(replayed.0, 401, "a replayed proof");
 
     // Sign-in needs the console header too.
@@ -211,7 +211,7 @@ async fn console_sign_in_checks_management_credentials() {
         "POST",
         &format!("{base}/console/api/login"),
         &[],
-        body.to_string().as_bytes(),
+        body.as_bytes(),
     )
     .await;
     assert_eq!(answer.0, 403);
@@ -524,14 +524,7 @@ async fn one_client_guessing_cannot_lock_others_out_of_the_console() {
     let backend = MockBackend::start().await;
     let gateway = TestGateway::start(&config(&backend, &management_credentials())).await;
     let base = console_base(&gateway);
-    let wrong = |nonce: &str| {
-        serde_json::json!({
-            "accessKeyId": ACCESS_KEY_ID,
-            "nonce": nonce,
-            "proof": proof("a-wrong-guess", nonce, ACCESS_KEY_ID),
-        })
-        .to_string()
-    };
+    let wrong = |nonce: &str| login_body(ACCESS_KEY_ID, "a-wrong-guess", nonce);
     let mut guesses = tokio::task::JoinSet::new();
     for _ in 0..10 {
         let nonce = challenge(&base).await;
@@ -555,13 +548,7 @@ async fn one_client_guessing_cannot_lock_others_out_of_the_console() {
     .await;
     assert_eq!(status, 429, "the guessing client is out of attempts");
 
-    let nonce = challenge(&base).await;
-    let right = serde_json::json!({
-        "accessKeyId": ACCESS_KEY_ID,
-        "nonce": nonce,
-        "proof": proof(SECRET, &nonce, ACCESS_KEY_ID),
-    })
-    .to_string();
+    let right = login_body(ACCESS_KEY_ID, SECRET, &challenge(&base).await);
     let status = status_from([127, 0, 0, 3], &base, "POST", "/console/api/login", &right).await;
     assert_eq!(status, 200, "another client signs in");
     gateway.shutdown().await;

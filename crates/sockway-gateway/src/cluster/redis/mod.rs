@@ -746,13 +746,7 @@ fn warn_about_trust(config: &ClusterConfig) {
             })
             .and_then(|rest| rest.split(['/', '?']).next())
             .and_then(crate::config::Authority::parse)
-            .is_some_and(|authority| {
-                authority.host == "localhost"
-                    || authority
-                        .host
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-            });
+            .is_some_and(|authority| authority.names_loopback());
         if plaintext && !loopback {
             warn!(redis_url = %shown, "Redis is reached without TLS: anyone on the network path can read and forge cluster traffic; use rediss://");
         }
