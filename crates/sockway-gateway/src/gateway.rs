@@ -71,6 +71,9 @@ impl Gateway {
     /// Binds the listeners named in `config` and starts serving. Port 0 is allowed; the bound
     /// addresses are reported by [`Gateway::local_addr`] and [`Gateway::management_addr`].
     pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
+        for warning in config.trust_warnings() {
+            tracing::warn!(key = %warning.key_path, "{}", warning.message);
+        }
         let tls = match &config.tls {
             Some(files) => Some(Arc::new(Tls::load(files).map_err(GatewayError::Tls)?)),
             None => None,

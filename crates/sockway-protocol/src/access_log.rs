@@ -77,6 +77,8 @@ pub enum Variable {
     ExtendedRequestId,
     /// `$context.httpMethod`.
     HttpMethod,
+    /// `$context.identity.accessKey`: the access key id a management call was signed with.
+    IdentityAccessKey,
     /// `$context.identity.sourceIp`.
     IdentitySourceIp,
     /// `$context.identity.userAgent`.
@@ -155,6 +157,7 @@ const VARIABLES: &[(&str, Variable)] = &[
     ("eventType", Variable::EventType),
     ("extendedRequestId", Variable::ExtendedRequestId),
     ("httpMethod", Variable::HttpMethod),
+    ("identity.accessKey", Variable::IdentityAccessKey),
     ("identity.accountId", Variable::NeverSet),
     ("identity.apiKey", Variable::NeverSet),
     ("identity.apiKeyId", Variable::NeverSet),

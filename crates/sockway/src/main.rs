@@ -67,8 +67,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Admin(command) => admin::run(command),
         Command::Validate { config } => match Config::load(&config) {
-            Ok(_) => {
+            Ok(loaded) => {
                 println!("{}: configuration is valid", config.display());
+                for warning in loaded.trust_warnings() {
+                    println!("warning: {warning}");
+                }
                 ExitCode::SUCCESS
             }
             Err(error) => {

@@ -82,6 +82,8 @@ pub(crate) struct AccessEvent {
     pub(crate) source_ip: Option<String>,
     /// The caller's `User-Agent` for a management call.
     pub(crate) user_agent: Option<String>,
+    /// The access key id a management call was signed with.
+    pub(crate) access_key: Option<String>,
     /// `$context.routeKey`.
     pub(crate) route_key: Option<String>,
     /// `$context.messageId` (MESSAGE only).
@@ -197,6 +199,7 @@ impl AccessEvent {
             connection: None,
             connection_id: None,
             source_ip: None,
+            access_key: None,
             user_agent: None,
             route_key: None,
             message_id: None,

@@ -36,6 +36,7 @@ fn value_of<'e>(
         Variable::ConnectionId => text(event.connection_id()),
         Variable::ConnectedAt => number(connection.map(|connection| connection.connected_at)),
         Variable::DomainName => text(connection.map(|connection| connection.domain_name.as_str())),
+        Variable::IdentityAccessKey => text(event.access_key.as_deref()),
         Variable::IdentitySourceIp => text(
             connection
                 .map(|connection| connection.source_ip.as_str())

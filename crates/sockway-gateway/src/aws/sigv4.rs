@@ -169,6 +169,19 @@ pub(crate) fn check_request_head(
     check_head(headers, secret_of(credentials), region, service, now).map(|_| ())
 }
 
+/// Everything [`check_request_head`] checks except the key: for a caller whose key only AWS
+/// knows (temporary role credentials), this is all that can be checked. Returns the access
+/// key id the request claims.
+pub(crate) fn check_form(
+    headers: &http::HeaderMap,
+    region: &str,
+    service: &str,
+    now: SystemTime,
+) -> Result<String, SignatureError> {
+    let (authorization, _) = parse_head(headers, region, service, now)?;
+    Ok(authorization.access_key_id.to_owned())
+}
+
 /// The checks of [`check_request_head`]; returns the parsed header, the signing time and the
 /// secret of the access key.
 fn check_head<'h, 's>(
@@ -178,6 +191,22 @@ fn check_head<'h, 's>(
     service: &str,
     now: SystemTime,
 ) -> Result<(Authorization<'h>, SystemTime, &'s str), SignatureError> {
+    let (authorization, signed_at) = parse_head(headers, region, service, now)?;
+    let secret = secret_for(authorization.access_key_id).ok_or_else(|| {
+        SignatureError::UnknownAccessKey {
+            access_key_id: authorization.access_key_id.to_owned(),
+        }
+    })?;
+    Ok((authorization, signed_at, secret))
+}
+
+/// The `Authorization` header parsed, with its scope, time and signed headers checked.
+fn parse_head<'h>(
+    headers: &'h http::HeaderMap,
+    region: &str,
+    service: &str,
+    now: SystemTime,
+) -> Result<(Authorization<'h>, SystemTime), SignatureError> {
     let header = headers
         .get(http::header::AUTHORIZATION)
         .ok_or(SignatureError::MissingAuthenticationToken)?;
@@ -201,12 +230,23 @@ fn check_head<'h, 's>(
     check_scope(&authorization, amz_date, region, service)?;
     check_skew(amz_date, signed_at, now)?;
 
-    let secret = secret_for(authorization.access_key_id).ok_or_else(|| {
-        SignatureError::UnknownAccessKey {
-            access_key_id: authorization.access_key_id.to_owned(),
+    for required in ["host", "x-amz-date"] {
+        if !authorization.signed_headers.contains(&required) {
+            return Err(SignatureError::Malformed(format!(
+                "'{required}' must be a 'SignedHeader' in the AWS Authorization."
+            )));
         }
-    })?;
-    Ok((authorization, signed_at, secret))
+    }
+    if single_header(headers, "x-amz-security-token")?.is_some()
+        && !authorization
+            .signed_headers
+            .contains(&"x-amz-security-token")
+    {
+        return Err(SignatureError::Malformed(
+            "'x-amz-security-token' must be a 'SignedHeader' in the AWS Authorization.".to_owned(),
+        ));
+    }
+    Ok((authorization, signed_at))
 }
 
 /// The lookup of a configured access key's secret.
@@ -279,23 +319,7 @@ fn verify_with<'s>(
     let (authorization, signed_at, secret) =
         check_head(request.headers, secret_for, region, service, now)?;
 
-    for required in ["host", "x-amz-date"] {
-        if !authorization.signed_headers.contains(&required) {
-            return Err(SignatureError::Malformed(format!(
-                "'{required}' must be a 'SignedHeader' in the AWS Authorization."
-            )));
-        }
-    }
     let session_token = single_header(request.headers, "x-amz-security-token")?;
-    if session_token.is_some()
-        && !authorization
-            .signed_headers
-            .contains(&"x-amz-security-token")
-    {
-        return Err(SignatureError::Malformed(
-            "'x-amz-security-token' must be a 'SignedHeader' in the AWS Authorization.".to_owned(),
-        ));
-    }
 
     let body = match single_header(request.headers, "x-amz-content-sha256")? {
         Some(claimed) => {

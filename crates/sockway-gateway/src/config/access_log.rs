@@ -40,7 +40,7 @@ pub enum AccessLogDestination {
 impl AccessLogConfig {
     /// The default format: AWS's JSON example for WebSocket APIs, with the integration's
     /// latency and status and the error message added.
-    pub const DEFAULT_FORMAT: &'static str = r#"{"requestId":"$context.requestId","ip":"$context.identity.sourceIp","requestTime":"$context.requestTime","eventType":"$context.eventType","routeKey":"$context.routeKey","status":"$context.status","connectionId":"$context.connectionId","integrationLatency":"$context.integrationLatency","integrationStatus":"$context.integration.status","errorMessage":"$context.error.message"}"#;
+    pub const DEFAULT_FORMAT: &'static str = r#"{"requestId":"$context.requestId","ip":"$context.identity.sourceIp","requestTime":"$context.requestTime","eventType":"$context.eventType","routeKey":"$context.routeKey","status":"$context.status","connectionId":"$context.connectionId","integrationLatency":"$context.integrationLatency","integrationStatus":"$context.integration.status","errorMessage":"$context.error.message","accessKey":"$context.identity.accessKey"}"#;
 }
 
 impl Default for AccessLogConfig {

@@ -20,6 +20,7 @@
 
 mod access_log;
 mod authorizer;
+mod cidr;
 pub(crate) mod cluster;
 mod credentials;
 mod domain;
@@ -33,6 +34,7 @@ mod raw;
 mod request_parameters;
 mod throttling;
 mod tls;
+mod trust;
 mod validate;
 
 #[cfg(test)]
@@ -49,10 +51,13 @@ use sockway_protocol::route::{RouteKey, RouteSelectionExpression};
 use sockway_protocol::websocket::deflate::DeflateConfig;
 
 pub use self::access_log::{AccessLogConfig, AccessLogDestination, AccessLogFormat};
+pub use self::cidr::Cidr;
+pub(crate) use self::cidr::any_contains;
 pub(crate) use self::domain::Authority;
 pub use self::domain::DomainName;
 pub use self::origins::AllowedOrigin;
 pub use self::tls::TlsConfig;
+pub use self::trust::TrustWarning;
 
 /// A complete, validated gateway configuration.
 ///
@@ -332,6 +337,12 @@ pub struct ManagementConfig {
     /// empty, every `@connections` request must carry a valid SigV4 signature made with one
     /// of them; when empty (the default), only this machine's own tools are served.
     pub credentials: Vec<ManagementCredential>,
+    /// `management.trusted_networks`: callers whose address is in one of these ranges may
+    /// sign with access keys sockway does not know (the temporary credentials of an AWS role,
+    /// which only AWS can verify). Their signature's form, scope and time are checked, and
+    /// the access key id is logged, but not the signature itself. A key of `credentials` is
+    /// always verified, from any network. Empty (the default): no such callers.
+    pub trusted_networks: Vec<Cidr>,
     /// A separate listener for `/ready` and `/metrics` (and `/health`). When set, the
     /// management API's listener no longer serves `/ready` and `/metrics`, so they can stay
     /// off a public listener. `None` (the default): served with the management API.
@@ -354,6 +365,7 @@ impl Default for ManagementConfig {
         ManagementConfig {
             listen: None,
             credentials: Vec::new(),
+            trusted_networks: Vec::new(),
             tls: false,
             operations_listen: None,
             max_connections: 1024,

@@ -284,6 +284,8 @@ pub(super) struct RawManagement {
     /// `[[management.credentials]]`: keys `@connections` requests must be SigV4-signed with.
     /// Default: none, requests are not checked.
     pub(super) credentials: Option<Vec<Spanned<RawManagementCredential>>>,
+    /// Address ranges whose callers may sign with keys sockway cannot verify. Default: none.
+    pub(super) trusted_networks: Option<Vec<Spanned<String>>>,
     /// Whether the separate management listener serves HTTPS; needs `[tls]`.
     /// Default: `true` when `[tls]` exists.
     pub(super) tls: Option<Spanned<bool>>,

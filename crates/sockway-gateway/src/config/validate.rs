@@ -34,7 +34,7 @@ use super::raw::{
 use super::throttling::{rate_limit, validate_throttling};
 use super::tls::validate_tls;
 use super::{
-    BinaryFrames, Config, ConfigProblem, GatewayConfig, Limits, ManagementConfig, RateLimit,
+    BinaryFrames, Cidr, Config, ConfigProblem, GatewayConfig, Limits, ManagementConfig, RateLimit,
     RouteConfig,
 };
 
@@ -791,6 +791,23 @@ fn validate_management(
         Some(credentials) => validate_management_credentials(credentials, env, problems),
         None => Vec::new(),
     };
+    let trusted_networks = raw
+        .trusted_networks
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(index, range)| {
+            Cidr::parse(range.get_ref())
+                .map_err(|message| {
+                    problems.add(
+                        format!("management.trusted_networks[{index}]"),
+                        range.span(),
+                        message,
+                    );
+                })
+                .ok()
+        })
+        .collect();
     let operations_listen = problems.socket_address(
         "management.operations_listen",
         raw.operations_listen.as_ref(),
@@ -816,6 +833,7 @@ fn validate_management(
     ManagementConfig {
         listen,
         credentials,
+        trusted_networks,
         tls: false,
         operations_listen,
         max_connections,

@@ -22,8 +22,7 @@ use http::request::Parts;
 
 use super::ApiError;
 use crate::aws::sigv4;
-use crate::config::Authority;
-use crate::config::Config;
+use crate::config::{Authority, Config, any_contains};
 
 /// Whether `ip` is this machine (IPv4-mapped loopback included).
 pub(crate) fn is_loopback(ip: IpAddr) -> bool {
@@ -99,10 +98,44 @@ pub(crate) fn check_local(
     }
 }
 
-/// The check before a request's body is read: without credentials to verify, only requests
-/// of this machine's own tools are served ([`check_local`]); with credentials, everything
-/// about the signature that does not need the body must hold (its form, scope, time and a
-/// known access key), so a stranger cannot hold the server with a slow body.
+/// Who a management request comes from, as far as [`check_peer`] could tell before the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Caller {
+    /// A tool on this machine, in the mode without credentials: nothing to verify.
+    Local,
+    /// Signed with one of `[[management.credentials]]`; [`verify`] checks the signature once
+    /// the body is read.
+    Credential {
+        /// The access key id of the signature.
+        access_key_id: String,
+    },
+    /// In one of `management.trusted_networks`, signed with a key sockway does not hold (an
+    /// AWS role's temporary credentials): the signature's form, scope and time were checked,
+    /// the signature itself cannot be.
+    TrustedNetwork {
+        /// The access key id the signature claims.
+        access_key_id: String,
+    },
+}
+
+impl Caller {
+    /// The access key id the request was signed with, when it was signed.
+    pub(crate) fn access_key_id(&self) -> Option<&str> {
+        match self {
+            Caller::Local => None,
+            Caller::Credential { access_key_id } | Caller::TrustedNetwork { access_key_id } => {
+                Some(access_key_id)
+            }
+        }
+    }
+}
+
+/// The check before a request's body is read. Without credentials to verify, this machine's
+/// own tools are served ([`check_local`]). A signed request must then hold everything about
+/// its signature that does not need the body (its form, scope and time), so a stranger
+/// cannot hold the server with a slow body, and either be signed with a configured key (whose
+/// signature [`verify`] checks over the body) or come from a trusted network
+/// (`management.trusted_networks`), whose callers may sign with keys only AWS can verify.
 ///
 /// A signed request must also name, in its `Host` (which the signature covers), a name the
 /// gateway answers to (`gateway.domain_name` or an alias) or the address the caller reached
@@ -113,10 +146,17 @@ pub(crate) fn check_peer(
     peer: SocketAddr,
     local: Option<SocketAddr>,
     headers: &http::HeaderMap,
-) -> Result<(), ApiError> {
-    let credentials = &config.management.credentials;
-    if credentials.is_empty() {
-        return check_local(peer, headers, false).map_err(ApiError::NotLocal);
+) -> Result<Caller, ApiError> {
+    let management = &config.management;
+    if management.credentials.is_empty() {
+        match check_local(peer, headers, false) {
+            Ok(()) => return Ok(Caller::Local),
+            Err(not_local) if management.trusted_networks.is_empty() => {
+                return Err(ApiError::NotLocal(not_local));
+            }
+            // A caller from a trusted network signs; that is checked below.
+            Err(_) => {}
+        }
     }
     let host = headers
         .get(http::header::HOST)
@@ -133,23 +173,37 @@ pub(crate) fn check_peer(
     if !names_this_gateway && headers.contains_key(http::header::AUTHORIZATION) {
         return Err(ApiError::ForeignHost);
     }
-    sigv4::check_request_head(
-        headers,
-        credentials,
-        &config.gateway.region,
-        "execute-api",
-        SystemTime::now(),
-    )?;
-    Ok(())
+    let region = &config.gateway.region;
+    let now = SystemTime::now();
+    let access_key_id = sigv4::check_form(headers, region, SERVICE, now)?;
+    let known = management
+        .credentials
+        .iter()
+        .any(|credential| credential.access_key_id == access_key_id);
+    if known {
+        sigv4::check_request_head(headers, &management.credentials, region, SERVICE, now)?;
+        Ok(Caller::Credential { access_key_id })
+    } else if any_contains(&management.trusted_networks, peer.ip()) {
+        Ok(Caller::TrustedNetwork { access_key_id })
+    } else {
+        Err(sigv4::SignatureError::UnknownAccessKey { access_key_id }.into())
+    }
 }
 
-/// Verifies the request's SigV4 signature over its target and `body`, when credentials are
-/// configured (without them [`check_peer`] already decided).
-pub(crate) fn verify(config: &Config, parts: &Parts, body: &[u8]) -> Result<(), ApiError> {
-    let credentials = &config.management.credentials;
-    if credentials.is_empty() {
+/// The signing name of API Gateway's APIs, `@connections` included.
+const SERVICE: &str = "execute-api";
+
+/// Verifies the SigV4 signature over the request's target and `body` of a caller signed with
+/// a configured key; other callers were decided by [`check_peer`].
+pub(crate) fn verify(
+    config: &Config,
+    caller: &Caller,
+    parts: &Parts,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let Caller::Credential { .. } = caller else {
         return Ok(());
-    }
+    };
     // hyper keeps the request target as received, percent-encoding included, which is what
     // the caller signed.
     let target = parts
@@ -161,9 +215,9 @@ pub(crate) fn verify(config: &Config, parts: &Parts, body: &[u8]) -> Result<(), 
         target,
         &parts.headers,
         body,
-        credentials,
+        &config.management.credentials,
         &config.gateway.region,
-        "execute-api",
+        SERVICE,
         SystemTime::now(),
     )?;
     Ok(())

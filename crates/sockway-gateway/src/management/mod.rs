@@ -234,7 +234,7 @@ pub(crate) async fn handle(
     let method = request.method().clone();
     let mut event = access_event(&request, peer, &request_id, state);
     let mut failure = None;
-    let response = match serve(request, peer, local, state).await {
+    let response = match serve(request, peer, local, state, &mut event).await {
         Ok(mut response) => {
             insert_request_id(response.headers_mut(), &request_id);
             response
@@ -347,17 +347,20 @@ fn operational(endpoint: Operational, state: &State) -> Response<Full<Bytes>> {
     response
 }
 
+/// Serves one management request; records the caller's access key id in `event`.
 async fn serve(
     request: Request<Incoming>,
     peer: SocketAddr,
     local: Option<SocketAddr>,
     state: &State,
+    event: &mut AccessEvent,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    auth::check_peer(&state.config, peer, local, request.headers())?;
+    let caller = auth::check_peer(&state.config, peer, local, request.headers())?;
+    event.access_key = caller.access_key_id().map(str::to_owned);
     let (parts, body) = request.into_parts();
     // The whole body is read before anything else because the signature covers it.
     let body = read_body(body, MAX_POST_BYTES, state.config.limits.handshake_timeout).await?;
-    auth::verify(&state.config, &parts, &body)?;
+    auth::verify(&state.config, &caller, &parts, &body)?;
     // Throttled once the caller is known, so that unsigned traffic cannot use up the bucket
     // of the backends that hold credentials.
     if let Some(bucket) = &state.throttles.management {

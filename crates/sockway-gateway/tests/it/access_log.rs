@@ -11,14 +11,14 @@ use sockway_testkit::{
 use crate::{config, connect};
 
 /// A scratch directory (removed on drop) and the access-log path inside it.
-fn log_file(name: &str) -> (ConfigFile, String) {
+pub(crate) fn log_file(name: &str) -> (ConfigFile, String) {
     let directory = ConfigFile::new(name, "");
     let path = directory.path.with_file_name("access.log");
     (directory, path.to_str().unwrap().to_owned())
 }
 
 /// `[access_log]` writing to `path`, with `format` when given.
-fn access_log_section(path: &str, format: Option<&str>) -> String {
+pub(crate) fn access_log_section(path: &str, format: Option<&str>) -> String {
     let mut section = format!("[access_log]\ndestination = '{path}'\n");
     if let Some(format) = format {
         section.push_str(&format!("format = '''{format}'''\n"));
@@ -36,7 +36,7 @@ fn read_lines(path: &str) -> Vec<String> {
 }
 
 /// Every line of the log at `path`, each parsed as JSON.
-fn read_json_lines(path: &str) -> Vec<Value> {
+pub(crate) fn read_json_lines(path: &str) -> Vec<Value> {
     read_lines(path)
         .iter()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}")))

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 use sockway_testkit::sigv4::{SigningKey, request_with_headers, signed_request};
-use sockway_testkit::{MockBackend, TestGateway, http_request};
+use sockway_testkit::{MockBackend, TestGateway, WsClient, http_request};
 
 use crate::{ACCESS_KEY_ID, SECRET, config, management_credentials};
 
@@ -215,6 +215,131 @@ async fn expired_signature_is_rejected() {
     assert!(
         message.starts_with("Signature not yet current: "),
         "{message}"
+    );
+    client.close(1000, "done").await;
+    gateway.shutdown().await;
+}
+
+/// The temporary credentials of an AWS role, as a backend on Lambda, ECS or EKS signs with:
+/// a key sockway does not hold, with a session token.
+fn role_credentials() -> SigningKey {
+    SigningKey {
+        session_token: Some("IQoJb3JpZ2luX2VjEXAMPLE/ROLE+SESSION=".to_owned()),
+        ..SigningKey::new("ASIAROLEEXAMPLE00001", "a-secret-only-aws-knows")
+    }
+}
+
+/// A gateway with credentials and `management.trusted_networks`, logging to `log`.
+async fn trusted(networks: &str, log: &str) -> (MockBackend, TestGateway, WsClient, String) {
+    crate::connected(&format!(
+        "{}\n[management]\ntrusted_networks = {networks}\n{}",
+        crate::access_log::access_log_section(log, None),
+        management_credentials()
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn role_credentials_from_a_trusted_network_are_served_and_logged() {
+    let (_directory, log) = crate::access_log::log_file("trusted-network");
+    let (_backend, gateway, mut client, connection_id) =
+        trusted(r#"["10.0.0.0/8", "127.0.0.0/8"]"#, &log).await;
+    let url = gateway.connection_url(&connection_id);
+
+    let role = role_credentials();
+    let (status, _, _) = signed_request(
+        "POST",
+        &url,
+        b"from a role",
+        &role,
+        "us-east-1",
+        SystemTime::now(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(client.next_text().await, "from a role");
+    let (status, _, body) =
+        signed_request("GET", &url, b"", &role, "us-east-1", SystemTime::now()).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+    // What can be checked of the form still is: the scope's region, the time, that the token
+    // is signed, and that a request carries a signature at all.
+    let response = signed_request("POST", &url, b"x", &role, "eu-west-1", SystemTime::now()).await;
+    assert_aws_error(&response, "InvalidSignatureException");
+    let stale = SystemTime::now() - Duration::from_secs(20 * 60);
+    let response = signed_request("POST", &url, b"x", &role, "us-east-1", stale).await;
+    assert_aws_error(&response, "InvalidSignatureException");
+    let response = http_request("POST", &url, "unsigned").await;
+    assert_aws_error(&response, "MissingAuthenticationTokenException");
+
+    // A configured key is verified wherever the caller is: a trusted network does not excuse
+    // a wrong secret.
+    let wrong = SigningKey::new(ACCESS_KEY_ID, "not-the-secret");
+    let response = signed_request("POST", &url, b"x", &wrong, "us-east-1", SystemTime::now()).await;
+    let message = assert_aws_error(&response, "InvalidSignatureException");
+    assert!(message.contains("does not match"), "{message}");
+    let (status, _, _) = signed_request(
+        "POST",
+        &url,
+        b"verified",
+        &key(),
+        "us-east-1",
+        SystemTime::now(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(client.next_text().await, "verified");
+
+    client.close(1000, "done").await;
+    gateway.shutdown().await;
+    let lines = crate::access_log::read_json_lines(&log);
+    let management: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line["eventType"] == "MANAGEMENT")
+        .collect();
+    let keys: Vec<(&str, &str)> = management
+        .iter()
+        .map(|line| {
+            (
+                line["status"].as_str().unwrap(),
+                line["accessKey"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("200", "ASIAROLEEXAMPLE00001"),
+            ("200", "ASIAROLEEXAMPLE00001"),
+            ("403", "-"),
+            ("403", "-"),
+            ("403", "-"),
+            ("403", ACCESS_KEY_ID),
+            ("200", ACCESS_KEY_ID),
+        ],
+        "{management:#?}"
+    );
+}
+
+#[tokio::test]
+async fn role_credentials_from_elsewhere_are_refused() {
+    let (_directory, log) = crate::access_log::log_file("untrusted-network");
+    let (_backend, gateway, client, connection_id) =
+        trusted(r#"["10.0.0.0/8", "fd00::/8"]"#, &log).await;
+    let url = gateway.connection_url(&connection_id);
+    let response = signed_request(
+        "POST",
+        &url,
+        b"from a role",
+        &role_credentials(),
+        "us-east-1",
+        SystemTime::now(),
+    )
+    .await;
+    let message = assert_aws_error(&response, "InvalidSignatureException");
+    assert_eq!(
+        message,
+        "The security token included in the request is invalid."
     );
     client.close(1000, "done").await;
     gateway.shutdown().await;

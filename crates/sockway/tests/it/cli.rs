@@ -32,6 +32,40 @@ fn validate_accepts_a_good_config() {
 }
 
 #[test]
+fn validate_states_the_trust_trade_offs_a_valid_config_makes() {
+    let text = "[routes.\"$default\"]\nintegration = \"echo\"\n[integrations.echo]\ntype = \"mock\"\n\
+                [management]\ntrusted_networks = [\"10.0.0.0/16\", \"fd00:ec2::/32\"]\n";
+    let file = ConfigFile::new("trust-trade-offs", text);
+    let output = Command::new(binary())
+        .args(["validate", "--config"])
+        .arg(&file.path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].ends_with("configuration is valid"), "{stdout}");
+    assert!(
+        lines[1].starts_with(
+            "warning: management.trusted_networks: callers from 10.0.0.0/16, fd00:ec2::/32 \
+             may sign @connections calls with any access key"
+        ),
+        "{stdout}"
+    );
+
+    let (code, stderr) = validate(
+        "[management]\ntrusted_networks = [\"10.0.0.1/16\"]\n",
+        "trusted-network-typo",
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("management.trusted_networks[0]") && stderr.contains("10.0.0.0/16"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn config_errors_name_key_path_and_line_and_exit_2() {
     let text = "[gateway]\nstage = \"dev\"\n\n[routes.\"$connect\"]\nintegration = \"bakend\"\n\n[integrations.backend]\ntype = \"mock\"\n";
     let (code, stderr) = validate(text, "missing-integration");

@@ -134,7 +134,6 @@ impl RedisBackend {
         metrics: ClusterMetrics,
         shutdown: CancellationToken,
     ) -> Result<RedisBackend, JoinError> {
-        warn_about_trust(config);
         let node_timeout = config.node_timeout;
         let operation_timeout = config
             .heartbeat_interval
@@ -728,37 +727,6 @@ impl Drop for PendingReply<'_> {
             .lock()
             .expect("pending lock is never poisoned")
             .remove(&self.correlation);
-    }
-}
-
-/// Warns when Redis is reached in a way anyone on the path or the network could abuse: every
-/// node trusts what it reads from Redis (inbox requests, connection records whose `$disconnect`
-/// it may deliver), so whoever can write to Redis can act as a node (docs/cluster.md, "Trust").
-fn warn_about_trust(config: &ClusterConfig) {
-    for url in &config.redis_urls {
-        let shown = crate::config::cluster::redacted_redis_url(url);
-        let plaintext = url.starts_with("redis://");
-        let loopback = url
-            .strip_prefix("redis://")
-            .and_then(|rest| {
-                rest.rsplit_once('@')
-                    .map_or(Some(rest), |(_, host)| Some(host))
-            })
-            .and_then(|rest| rest.split(['/', '?']).next())
-            .and_then(crate::config::Authority::parse)
-            .is_some_and(|authority| authority.names_loopback());
-        if plaintext && !loopback {
-            warn!(redis_url = %shown, "Redis is reached without TLS: anyone on the network path can read and forge cluster traffic; use rediss://");
-        }
-        let has_password = config.redis_password.is_some()
-            || url
-                .split_once("://")
-                .and_then(|(_, rest)| rest.split('/').next())
-                .is_some_and(|authority| authority.contains('@'));
-        let unix = url.starts_with("redis+unix://");
-        if !has_password && !unix {
-            warn!(redis_url = %shown, "Redis is reached without a password: any client that reaches it can act as a gateway node; set one (cluster.redis_password_env or the URL)");
-        }
     }
 }
 
