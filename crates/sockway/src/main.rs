@@ -3,10 +3,11 @@
 //! Everything that serves traffic is the `sockway_gateway` library; this file turns arguments
 //! into a validated configuration before anything binds, prints one line per listener, turns
 //! SIGTERM/SIGINT into the gateway's graceful shutdown and SIGHUP into a TLS certificate
-//! reload. The admin commands that call a running gateway's management API (`connections`,
+//! reload, and tells systemd about each (`systemd`). The admin commands that call a running gateway's management API (`connections`,
 //! `groups`, `broadcast`) are `admin`'s.
 
 mod admin;
+mod systemd;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -123,12 +124,17 @@ fn serve(config: Config) -> anyhow::Result<()> {
         // Signal handlers go in before the startup line, so a supervisor that reacts to the
         // line with SIGTERM gets a graceful shutdown, not the default action.
         let shutdown = gateway.shutdown_token();
+        let notifier = systemd::Notifier::from_environment().map(std::sync::Arc::new);
         use tokio::signal::unix::{SignalKind, signal};
         let terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
         let interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
         let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        let stopping = notifier.clone();
         tokio::spawn(async move {
             wait_for_signal(terminate, interrupt).await;
+            if let Some(notifier) = &stopping {
+                notifier.notify("STOPPING=1");
+            }
             shutdown.cancel();
             tracing::info!("shutting down: closing connections and delivering $disconnect");
         });
@@ -148,11 +154,36 @@ fn serve(config: Config) -> anyhow::Result<()> {
         }
         let _ = stdout.flush();
         drop(stdout);
+        if let Some(notifier) = &notifier {
+            notifier.notify(&format!(
+                "READY=1\nSTATUS=serving on {}\nMAINPID={}",
+                gateway.ws_url(),
+                std::process::id()
+            ));
+            if let Some(interval) = systemd::watchdog_interval() {
+                let notifier = notifier.clone();
+                tokio::spawn(async move {
+                    let mut ticks = tokio::time::interval(interval);
+                    loop {
+                        ticks.tick().await;
+                        notifier.notify("WATCHDOG=1");
+                    }
+                });
+            }
+        }
         let shutdown = gateway.shutdown_token();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = hangup.recv() => reload_tls(&gateway),
+                _ = hangup.recv() => {
+                    if let Some(notifier) = &notifier {
+                        notifier.notify("RELOADING=1");
+                    }
+                    reload_tls(&gateway);
+                    if let Some(notifier) = &notifier {
+                        notifier.notify("READY=1");
+                    }
+                }
             }
         }
         gateway.wait().await;

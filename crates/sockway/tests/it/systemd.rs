@@ -1,0 +1,210 @@
+//! `Type=notify`: started with `NOTIFY_SOCKET`, the binary tells the service manager when it is
+//! ready (after its listeners are bound), reloading (around SIGHUP), alive (`WATCHDOG=1` at half
+//! `WATCHDOG_USEC`) and stopping (on SIGTERM), in that order; the test plays the manager.
+
+use std::os::linux::net::SocketAddrExt;
+use std::path::Path;
+use std::process::Stdio;
+
+use sockway_testkit::{ConfigFile, DEADLINE};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::UnixDatagram;
+use tokio::process::{Child, Command};
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_sockway"))
+}
+
+const CONFIG: &str = "[routes.\"$default\"]\nintegration = \"echo\"\n\n[integrations.echo]\ntype = \
+                      \"mock\"\nstatus_code = 200\n";
+
+/// The service manager's end: notifications as they arrive.
+struct Manager {
+    socket: UnixDatagram,
+}
+
+impl Manager {
+    /// The next notification, with `WATCHDOG=1` pings counted into `pings` and skipped.
+    async fn next(&self, pings: &mut usize) -> String {
+        let mut buffer = vec![0u8; 4096];
+        loop {
+            let length = tokio::time::timeout(DEADLINE, self.socket.recv(&mut buffer))
+                .await
+                .expect("a notification within the deadline")
+                .expect("receive a notification");
+            let message = String::from_utf8(buffer[..length].to_vec()).expect("UTF-8");
+            if message == "WATCHDOG=1" {
+                *pings += 1;
+                continue;
+            }
+            return message;
+        }
+    }
+}
+
+/// Starts `sockway serve` with `NOTIFY_SOCKET=notify_socket` and a 200 ms watchdog; returns it
+/// with the URL of its startup line.
+async fn start(config: &ConfigFile, notify_socket: &str) -> (Child, String) {
+    let mut child = Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(&config.path)
+        .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
+        .env("NOTIFY_SOCKET", notify_socket)
+        .env("WATCHDOG_USEC", "200000")
+        .env_remove("WATCHDOG_PID")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start sockway");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let line = tokio::time::timeout(DEADLINE, BufReader::new(stdout).lines().next_line())
+        .await
+        .expect("startup line within the deadline")
+        .expect("read stdout")
+        .expect("a startup line");
+    let url = line
+        .strip_prefix("sockway listening on ")
+        .unwrap_or_else(|| panic!("unexpected startup line: {line}"))
+        .to_owned();
+    (child, url)
+}
+
+async fn signal(child: &Child, signal: &str) {
+    let pid = child.id().expect("running").to_string();
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .await
+        .expect("run kill");
+    assert!(status.success());
+}
+
+/// READY with the serving URL and the main pid, a watchdog ping, RELOADING then READY around
+/// SIGHUP, STOPPING on SIGTERM, and a clean exit.
+async fn lifecycle(manager: Manager, notify_socket: &str, name: &str) {
+    let config = ConfigFile::new(name, CONFIG);
+    let (mut child, url) = start(&config, notify_socket).await;
+    let pid = child.id().expect("running");
+    let mut pings = 0;
+
+    let ready = manager.next(&mut pings).await;
+    assert_eq!(
+        ready,
+        format!("READY=1\nSTATUS=serving on {url}\nMAINPID={pid}")
+    );
+    // Ready means bound: a client gets in at once.
+    let socket = sockway_testkit::connect(&url)
+        .await
+        .expect("the listener is bound when READY=1 arrives");
+    drop(socket);
+
+    // Pings arrive at half the interval whatever else happens; wait for one by receiving.
+    let mut buffer = [0u8; 64];
+    while pings == 0 {
+        let length = tokio::time::timeout(DEADLINE, manager.socket.recv(&mut buffer))
+            .await
+            .expect("a watchdog ping within the deadline")
+            .unwrap();
+        assert_eq!(&buffer[..length], b"WATCHDOG=1");
+        pings += 1;
+    }
+
+    signal(&child, "HUP").await;
+    assert_eq!(manager.next(&mut pings).await, "RELOADING=1");
+    assert_eq!(manager.next(&mut pings).await, "READY=1");
+
+    signal(&child, "TERM").await;
+    assert_eq!(manager.next(&mut pings).await, "STOPPING=1");
+    let status = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn notifies_a_path_socket_in_order() {
+    let directory = ConfigFile::new("notify-socket", "");
+    let path = directory.path.with_file_name("notify.sock");
+    let manager = Manager {
+        socket: UnixDatagram::bind(&path).unwrap(),
+    };
+    lifecycle(manager, path.to_str().unwrap(), "notify-path").await;
+}
+
+#[tokio::test]
+async fn notifies_an_abstract_socket() {
+    let name = format!("sockway-test-notify-{}", std::process::id());
+    let address = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let socket = std::os::unix::net::UnixDatagram::bind_addr(&address).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let manager = Manager {
+        socket: UnixDatagram::from_std(socket).unwrap(),
+    };
+    lifecycle(manager, &format!("@{name}"), "notify-abstract").await;
+}
+
+#[tokio::test]
+async fn an_unusable_notify_socket_does_not_stop_the_gateway() {
+    let config = ConfigFile::new("notify-unusable", CONFIG);
+    let (child, url) = start(&config, "relative/path.sock").await;
+    let socket = sockway_testkit::connect(&url)
+        .await
+        .expect("serving without a service manager");
+    drop(socket);
+    drop(child);
+}
+
+/// The unit file as shipped, with `ExecStart` pointed at this build's binary.
+fn unit_file(directory: &ConfigFile) -> std::path::PathBuf {
+    let shipped =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/systemd/sockway.service");
+    let text = std::fs::read_to_string(&shipped).expect("packaging/systemd/sockway.service");
+    for directive in [
+        "Type=notify",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "DynamicUser=yes",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "LimitNOFILE=",
+        "WatchdogSec=",
+    ] {
+        assert!(
+            text.lines().any(|line| line.starts_with(directive)),
+            "the unit sets {directive}"
+        );
+    }
+    let unit = directory.path.with_file_name("sockway.service");
+    let local = text.replace("/usr/local/bin/sockway", binary().to_str().unwrap());
+    std::fs::write(&unit, local).unwrap();
+    unit
+}
+
+#[test]
+fn the_unit_file_verifies_and_is_hardened() {
+    let directory = ConfigFile::new("unit-file", "");
+    let unit = unit_file(&directory);
+    let analyze = |args: &[&str]| {
+        std::process::Command::new("systemd-analyze")
+            .args(args)
+            .arg(&unit)
+            .output()
+            .expect("systemd-analyze (Debian's systemd package) is installed")
+    };
+    let verified = analyze(&["verify"]);
+    assert!(
+        verified.status.success() && verified.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    // systemd's exposure score runs from 0 (locked down) to 10 (unprotected); the unit is
+    // held to 2.0 at most, "OK" on systemd's own scale.
+    let security = analyze(&["security", "--offline=true", "--threshold=20", "--no-pager"]);
+    let report = String::from_utf8_lossy(&security.stdout);
+    assert!(security.status.success(), "{report}");
+    assert!(
+        report.contains("Overall exposure level for sockway.service"),
+        "{report}"
+    );
+}
