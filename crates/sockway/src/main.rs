@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sockway_gateway::Gateway;
-use sockway_gateway::config::Config;
+use sockway_gateway::config::{Config, LogConfig, LogFormat, LogLevel};
 use sockway_gateway::server::TlsError;
 
 /// A self-hosted WebSocket API gateway that speaks the AWS API Gateway WebSocket API model.
@@ -41,9 +41,10 @@ enum Command {
         /// Overrides `management.listen`.
         #[arg(long)]
         management_listen: Option<SocketAddr>,
-        /// Log level: error, warn, info, debug or trace.
-        #[arg(long, default_value = "info")]
-        log_level: tracing::Level,
+        /// Log level filter, over `RUST_LOG` and `log.level`: `info`, or per module such as
+        /// `warn,sockway_gateway::cluster=debug`.
+        #[arg(long)]
+        log_level: Option<String>,
     },
     /// Check a configuration file and exit: 0 when valid, 2 otherwise.
     Validate {
@@ -99,10 +100,10 @@ fn main() -> ExitCode {
             if let Some(management_listen) = management_listen {
                 loaded.management.listen = Some(management_listen);
             }
-            tracing_subscriber::fmt()
-                .with_max_level(log_level)
-                .with_writer(|| LogWriter(std::io::stderr()))
-                .init();
+            if let Err(message) = init_logging(&loaded.log, log_level.as_deref()) {
+                eprintln!("sockway: {message}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
             match serve(loaded) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
@@ -197,6 +198,37 @@ fn reload_tls(gateway: &Gateway) {
     if let Err(TlsError::NotConfigured) = gateway.reload_tls() {
         tracing::info!("SIGHUP: no [tls] table, nothing to reload");
     }
+}
+
+/// Sets up the application log on standard error: `log.format`, and the level filter from
+/// `--log-level`, else `RUST_LOG`, else `log.level`.
+fn init_logging(config: &LogConfig, flag: Option<&str>) -> Result<(), String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let level = match flag {
+        Some(text) => LogLevel::parse(text).map_err(|error| format!("--log-level {error}"))?,
+        None => match std::env::var("RUST_LOG") {
+            Ok(text) if !text.trim().is_empty() => {
+                LogLevel::parse(&text).map_err(|error| format!("RUST_LOG {error}"))?
+            }
+            _ => config.level.clone(),
+        },
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_writer(|| LogWriter(std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match config.format {
+        LogFormat::Text => builder.finish().with(level.targets()).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .finish()
+            .with(level.targets())
+            .init(),
+    }
+    Ok(())
 }
 
 /// Standard error for logs, ignoring write failures: a closed log pipe must not take the

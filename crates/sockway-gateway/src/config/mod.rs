@@ -27,6 +27,7 @@ mod domain;
 mod duration;
 mod integrations;
 mod lambda;
+mod log;
 mod origins;
 mod parse;
 mod permessage_deflate;
@@ -55,6 +56,7 @@ pub use self::cidr::Cidr;
 pub(crate) use self::cidr::any_contains;
 pub(crate) use self::domain::Authority;
 pub use self::domain::DomainName;
+pub use self::log::{LogConfig, LogFormat, LogLevel};
 pub use self::origins::AllowedOrigin;
 pub use self::tls::TlsConfig;
 pub use self::trust::TrustWarning;
@@ -91,6 +93,8 @@ pub struct Config {
     /// `[permessage_deflate]`: RFC 7692 compression for clients that offer it. `None`: off
     /// (the default), the offer is ignored.
     pub permessage_deflate: Option<DeflateConfig>,
+    /// `[log]`: the application log's format and levels.
+    pub log: LogConfig,
 }
 
 /// `[gateway]`: the API's identity, its listener and how messages are routed.
@@ -648,6 +652,7 @@ impl Default for Config {
             tls: None,
             throttling: Throttling::default(),
             permessage_deflate: None,
+            log: LogConfig::default(),
         }
     }
 }

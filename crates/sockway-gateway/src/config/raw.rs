@@ -53,6 +53,20 @@ pub(super) struct RawConfig {
     /// `[permessage_deflate]`: RFC 7692 compression. Default: off.
     #[serde(default)]
     pub(super) permessage_deflate: RawPermessageDeflate,
+    /// `[log]`: the application log. Every key has a default.
+    #[serde(default)]
+    pub(super) log: RawLog,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    /// `"text"` or `"json"`. Default `"text"`.
+    pub(super) format: Option<Spanned<String>>,
+    /// A level filter such as `"info"` or `"warn,sockway_gateway::cluster=debug"`. Default
+    /// `"info"`.
+    pub(super) level: Option<Spanned<String>>,
 }
 
 /// `[permessage_deflate]`.

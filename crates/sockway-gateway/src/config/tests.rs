@@ -2502,6 +2502,7 @@ fn documented_example_parses_and_documents_every_key() {
                 "tls.",
                 "throttling.",
                 "permessage_deflate.",
+                "log.",
             ]
             .iter()
             .any(|section| key.starts_with(section))

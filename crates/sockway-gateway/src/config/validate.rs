@@ -25,6 +25,7 @@ use super::credentials::{validate_aws, validate_management_credentials};
 use super::domain::validate_domain_names;
 use super::duration::{format_duration, parse_duration};
 use super::integrations::validate_integration;
+use super::log::validate_log;
 use super::origins::validate_allowed_origins;
 use super::parse::{key_path, line_of, parse};
 use super::permessage_deflate::validate_permessage_deflate;
@@ -327,6 +328,7 @@ fn validate(
         .and_then(|cluster| validate_cluster(cluster, env, &mut problems));
     let access_log = validate_access_log(&raw.access_log, &mut problems);
     let permessage_deflate = validate_permessage_deflate(&raw.permessage_deflate, &mut problems);
+    let log = validate_log(&raw.log, &mut problems);
 
     let mut found = problems.found;
     if !found.is_empty() {
@@ -346,6 +348,7 @@ fn validate(
         tls,
         throttling,
         permessage_deflate,
+        log,
     })
 }
 

@@ -127,12 +127,12 @@ pub(super) async fn deliver_disconnect(
             state.metrics.disconnect_delivered(true);
             event.answered(status, Some(outcome));
             state.access_log.record(event);
-            warn!(request_id = %call.request_id, error = %error, "$disconnect handler failed; not retried, since it ran");
+            warn!(connection_id = %call.connection.connection_id, request_id = %call.request_id, route_key = "$disconnect", error = %error, "$disconnect handler failed; not retried, since it ran");
             return;
         }
         if attempt < limits.disconnect_attempts {
             state.metrics.disconnect_retries.inc();
-            warn!(request_id = %call.request_id, attempt, error = %error, "$disconnect handler could not be reached; retrying");
+            warn!(connection_id = %call.connection.connection_id, request_id = %call.request_id, route_key = "$disconnect", attempt, error = %error, "$disconnect handler could not be reached; retrying");
             tokio::time::sleep(backoff).await;
             backoff = backoff.saturating_mul(2);
             continue;
@@ -141,7 +141,9 @@ pub(super) async fn deliver_disconnect(
         event.answered(status, Some(outcome));
         state.access_log.record(event);
         error!(
+            connection_id = %call.connection.connection_id,
             request_id = %call.request_id,
+            route_key = "$disconnect",
             attempts = limits.disconnect_attempts,
             error = %error,
             "$disconnect could not be delivered"

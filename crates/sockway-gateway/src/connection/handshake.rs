@@ -179,7 +179,7 @@ async fn run_connect(
         };
         event.integration = Some(IntegrationOutcome::of(&answer, started.elapsed()));
         let response = answer.map_err(|error| {
-            warn!(connection_id = %context.connection_id, request_id = %request_id, error = %error, "$connect integration failed");
+            warn!(connection_id = %context.connection_id, request_id = %request_id, route_key = "$connect", error = %error, "$connect integration failed");
             ConnectError::Integration(error)
         })?;
         if !response.is_success() {

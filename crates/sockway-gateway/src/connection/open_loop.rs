@@ -215,14 +215,14 @@ impl Connection {
         let route = match selection {
             Selection::Route(route) => route,
             Selection::Forbidden => {
-                debug!(request_id = %request_id, "no route for message and no $default");
+                debug!(connection_id = %self.context.connection_id, request_id = %request_id, "no route for message and no $default");
                 return self
                     .refuse(socket, ErrorFrame::Forbidden, None, &request_id)
                     .await;
             }
         };
         if !route.admit() {
-            debug!(request_id = %request_id, route_key = %route.key, "message throttled");
+            debug!(connection_id = %self.context.connection_id, request_id = %request_id, route_key = %route.key, "message throttled");
             self.state.metrics.throttled(Throttled::Route);
             return self
                 .refuse(
@@ -332,7 +332,7 @@ impl Connection {
                 }
             }
             Err(error) => {
-                warn!(request_id = %request_id, route_key = %route.key, error = %error, "integration failed");
+                warn!(connection_id = %self.context.connection_id, request_id = %request_id, route_key = %route.key, error = %error, "integration failed");
                 let frame = error_frame.expect("a failed integration has an error frame");
                 let text = frame.render(&self.context.connection_id, &request_id);
                 send_text(socket, &text).await?;

@@ -3,16 +3,13 @@
 //! WebSocket clients and the backend, what they print is parsed.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::Stdio;
 
 use serde_json::Value;
 use sockway_testkit::{ConfigFile, DEADLINE, GatewayProcess, MockBackend, WsClient, connect};
 use tokio::io::AsyncWriteExt;
 
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_sockway"))
-}
+use crate::binary;
 
 /// The management keys of the signed gateway: AWS's documentation examples.
 const ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";

@@ -1,13 +1,10 @@
 //! The binary: configuration errors before anything binds, the startup line, SIGTERM.
 
-use std::path::Path;
 use std::process::Command;
 
 use sockway_testkit::{ConfigFile, GatewayProcess, MockBackend, connect};
 
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_sockway"))
-}
+use crate::binary;
 
 fn validate(text: &str, name: &str) -> (i32, String) {
     let file = ConfigFile::new(name, text);

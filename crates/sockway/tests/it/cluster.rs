@@ -3,7 +3,6 @@
 //! a node frozen longer than `node_timeout` that comes back (still exactly once).
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -12,14 +11,12 @@ use sockway_testkit::{
 };
 use tokio::time::Instant;
 
+use crate::binary;
+
 /// `node_timeout` in these tests.
 const NODE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time allowed past `node_timeout` for a survivor to notice (a heartbeat interval) and deliver.
 const MARGIN: Duration = Duration::from_secs(3);
-
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_sockway"))
-}
 
 /// A config whose lifecycle routes go to `backend`, clustered on `redis`.
 fn cluster_config(backend: &MockBackend, redis: &RedisServer) -> String {

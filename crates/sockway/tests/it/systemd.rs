@@ -4,16 +4,10 @@
 
 use std::os::linux::net::SocketAddrExt;
 use std::path::Path;
-use std::process::Stdio;
 
 use sockway_testkit::{ConfigFile, DEADLINE};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::UnixDatagram;
-use tokio::process::{Child, Command};
-
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_sockway"))
-}
+use tokio::process::Child;
 
 const CONFIG: &str = "[routes.\"$default\"]\nintegration = \"echo\"\n\n[integrations.echo]\ntype = \
                       \"mock\"\nstatus_code = 200\n";
@@ -42,42 +36,16 @@ impl Manager {
     }
 }
 
-/// Starts `sockway serve` with `NOTIFY_SOCKET=notify_socket` and a 200 ms watchdog; returns it
-/// with the URL of its startup line.
+/// Starts `sockway serve` with `NOTIFY_SOCKET=notify_socket` and a 200 ms watchdog.
 async fn start(config: &ConfigFile, notify_socket: &str) -> (Child, String) {
-    let mut child = Command::new(binary())
-        .args(["serve", "--config"])
-        .arg(&config.path)
-        .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
-        .env("NOTIFY_SOCKET", notify_socket)
-        .env("WATCHDOG_USEC", "200000")
-        .env_remove("WATCHDOG_PID")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start sockway");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let line = tokio::time::timeout(DEADLINE, BufReader::new(stdout).lines().next_line())
-        .await
-        .expect("startup line within the deadline")
-        .expect("read stdout")
-        .expect("a startup line");
-    let url = line
-        .strip_prefix("sockway listening on ")
-        .unwrap_or_else(|| panic!("unexpected startup line: {line}"))
-        .to_owned();
-    (child, url)
-}
-
-async fn signal(child: &Child, signal: &str) {
-    let pid = child.id().expect("running").to_string();
-    let status = Command::new("kill")
-        .args([&format!("-{signal}"), &pid])
-        .status()
-        .await
-        .expect("run kill");
-    assert!(status.success());
+    crate::serve(config, |command| {
+        command
+            .args(["--log-level", "warn"])
+            .env("NOTIFY_SOCKET", notify_socket)
+            .env("WATCHDOG_USEC", "200000")
+            .env_remove("WATCHDOG_PID");
+    })
+    .await
 }
 
 /// READY with the serving URL and the main pid, a watchdog ping, RELOADING then READY around
@@ -110,11 +78,11 @@ async fn lifecycle(manager: Manager, notify_socket: &str, name: &str) {
         pings += 1;
     }
 
-    signal(&child, "HUP").await;
+    crate::signal(&child, "HUP").await;
     assert_eq!(manager.next(&mut pings).await, "RELOADING=1");
     assert_eq!(manager.next(&mut pings).await, "READY=1");
 
-    signal(&child, "TERM").await;
+    crate::signal(&child, "TERM").await;
     assert_eq!(manager.next(&mut pings).await, "STOPPING=1");
     let status = tokio::time::timeout(DEADLINE, child.wait())
         .await
@@ -176,7 +144,7 @@ fn unit_file(directory: &ConfigFile) -> std::path::PathBuf {
         );
     }
     let unit = directory.path.with_file_name("sockway.service");
-    let local = text.replace("/usr/local/bin/sockway", binary().to_str().unwrap());
+    let local = text.replace("/usr/local/bin/sockway", crate::binary().to_str().unwrap());
     std::fs::write(&unit, local).unwrap();
     unit
 }

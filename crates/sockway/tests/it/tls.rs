@@ -1,15 +1,12 @@
 //! The binary with `[tls]`: `wss://` in the startup line, SIGHUP reloads the certificate
 //! without dropping connections, and a missing certificate file stops startup.
 
-use std::path::Path;
 use std::process::Stdio;
 
 use sockway_testkit::tls::{TestCa, TlsFiles, connect_wss, https_request, wait_for_certificate};
 use sockway_testkit::{ConfigFile, DEADLINE, GatewayProcess, MockBackend};
 
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_sockway"))
-}
+use crate::binary;
 
 /// Every route to `backend` (`$default` two-way), plus `tls`.
 fn config(backend: &MockBackend, tls: &str) -> String {
