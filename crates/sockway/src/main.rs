@@ -44,7 +44,8 @@ enum Command {
         #[arg(long, default_value = "info")]
         log_level: tracing::Level,
     },
-    /// Check a configuration file and exit: 0 when valid, 2 otherwise.
+    /// Check a configuration file and exit: 0 when valid (risky settings are printed as
+    /// warnings), 2 otherwise.
     Validate {
         /// The configuration file.
         #[arg(long, default_value = "sockway.toml")]
@@ -67,7 +68,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Admin(command) => admin::run(command),
         Command::Validate { config } => match Config::load(&config) {
-            Ok(_) => {
+            Ok(loaded) => {
+                for warning in loaded.warnings() {
+                    eprintln!("{}: warning: {warning}", config.display());
+                }
                 println!("{}: configuration is valid", config.display());
                 ExitCode::SUCCESS
             }
