@@ -31,6 +31,27 @@ fn validate_accepts_a_good_config() {
     assert_eq!(code, 0, "{stderr}");
 }
 
+/// Risky proxy set-ups (issue 15, point 5): trusting every address is a warning, PROXY
+/// protocol without a trusted proxy an error.
+#[test]
+fn validate_warns_about_trusting_every_address_and_refuses_proxy_protocol_alone() {
+    let (code, stderr) = validate(
+        "[gateway]\ntrusted_proxies = [\"10.0.0.0/8\", \"0.0.0.0/0\"]\n",
+        "trust-everyone",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("warning: gateway.trusted_proxies[1]: 0.0.0.0/0 trusts every address"),
+        "{stderr}"
+    );
+    let (code, stderr) = validate("[gateway]\nproxy_protocol = true\n", "proxy-alone");
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(":2: gateway.proxy_protocol: needs gateway.trusted_proxies"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn config_errors_name_key_path_and_line_and_exit_2() {
     let text = "[gateway]\nstage = \"dev\"\n\n[routes.\"$connect\"]\nintegration = \"bakend\"\n\n[integrations.backend]\ntype = \"mock\"\n";
