@@ -2647,3 +2647,41 @@ fn trusting_every_address_is_a_warning() {
         "{warnings:?}"
     );
 }
+
+/// The guides whose ```toml snippets must load as they are: a user copies them.
+const GUIDES: [(&str, &str); 3] = [
+    (
+        "docs/operations.md",
+        include_str!("../../../../docs/operations.md"),
+    ),
+    (
+        "docs/cluster.md",
+        include_str!("../../../../docs/cluster.md"),
+    ),
+    ("README.md", include_str!("../../../../README.md")),
+];
+
+#[test]
+fn every_toml_snippet_in_the_guides_loads() {
+    let mut loaded = 0;
+    for (name, text) in GUIDES {
+        for block in text.split("```toml\n").skip(1) {
+            let snippet = block.split("```").next().unwrap();
+            if let Err(error) = load(snippet) {
+                panic!("a snippet of {name} does not load:\n{error}\n--- snippet ---\n{snippet}");
+            }
+            loaded += 1;
+        }
+    }
+    assert!(loaded >= 5, "{loaded} snippets");
+    // The load balancer set-ups say what they claim.
+    let operations = GUIDES[0].1;
+    let nlb = operations
+        .split("```toml\n")
+        .find(|block| block.contains("proxy_protocol = true"))
+        .expect("the NLB snippet");
+    let config = parse_ok(nlb.split("```").next().unwrap());
+    assert!(config.gateway.proxy_protocol);
+    assert_eq!(config.gateway.public_scheme, Some(PublicScheme::Https));
+    assert_eq!(config.limits.max_connections_per_ip, Some(1000));
+}

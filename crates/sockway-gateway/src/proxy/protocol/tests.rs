@@ -1,3 +1,6 @@
+//! Tests of the PROXY header parser, table by table, a deterministic mutation run through the
+//! fuzz target's checks, and `read_header` on real sockets.
+
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
