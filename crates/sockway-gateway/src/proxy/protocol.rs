@@ -135,12 +135,14 @@ pub(crate) async fn read_header(stream: &mut TcpStream) -> Result<ProxyHeader, P
                 consumed = seen;
             }
             Parsed::Complete { header, length } => {
-                let in_buffer = length.min(seen);
+                // `parse` promises `length >= consumed` (every byte it called incomplete was
+                // header); `max` keeps a broken promise from becoming a panic.
+                let in_buffer = length.min(seen).max(consumed);
                 stream
                     .read_exact(&mut buffer[consumed..in_buffer])
                     .await
                     .map_err(ProxyHeaderError::Io)?;
-                skip(stream, length - in_buffer).await?;
+                skip(stream, length.saturating_sub(in_buffer)).await?;
                 return Ok(header);
             }
         }

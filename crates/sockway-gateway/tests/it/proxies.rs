@@ -287,6 +287,15 @@ async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
     );
 }
 
+/// A connection through the trusted proxy: its PROXY header, its upgrade's extra headers and
+/// the client the gateway should see.
+struct ProxiedCase {
+    name: &'static str,
+    header: Vec<u8>,
+    headers: &'static [(&'static str, &'static str)],
+    client: &'static str,
+}
+
 /// PROXY v1 and v2 headers from the trusted proxy, for IPv4 and IPv6 clients, name the client
 /// (`LOCAL` and `UNKNOWN` stand for the proxy itself); a trusted hop named by the header is
 /// looked past through `X-Forwarded-For`. The access log and the cap see the same client.
@@ -300,61 +309,61 @@ async fn proxy_protocol_v1_and_v2_name_the_client() {
         &format!("{section}\n[limits]\nmax_connections_per_ip = 1\n"),
     ))
     .await;
-    let cases: [(&str, Vec<u8>, &[(&str, &str)], &str); 7] = [
-        (
-            "v1 TCP4",
-            proxy_v1("192.0.2.10:56324", "198.51.100.1:443"),
-            &[],
-            "192.0.2.10",
-        ),
-        (
-            "v1 TCP6",
-            proxy_v1("[2001:db8::7]:56324", "[2001:db8::1]:443"),
-            &[],
-            "2001:db8::7",
-        ),
-        (
-            "v2 TCP4",
-            proxy_v2("192.0.2.11:1234", "198.51.100.1:443"),
-            &[],
-            "192.0.2.11",
-        ),
-        (
-            "v2 TCP6",
-            proxy_v2("[2001:db9::8]:1234", "[2001:db8::1]:443"),
-            &[],
-            "2001:db9::8",
-        ),
-        (
-            "v1 UNKNOWN",
-            b"PROXY UNKNOWN\r\n".to_vec(),
-            &[],
-            "127.0.0.2",
-        ),
-        (
-            "v2 from a trusted hop, then X-Forwarded-For",
-            proxy_v2("10.1.2.3:1234", "10.0.0.1:8080"),
-            &[("X-Forwarded-For", "198.51.100.4")],
-            "198.51.100.4",
-        ),
-        (
-            "v1 TCP4 with a spoofed X-Forwarded-For",
-            proxy_v1("192.0.2.12:1", "198.51.100.1:443"),
-            &[("X-Forwarded-For", "10.9.9.9")],
-            "192.0.2.12",
-        ),
+    let cases = [
+        ProxiedCase {
+            name: "v1 TCP4",
+            header: proxy_v1("192.0.2.10:56324", "198.51.100.1:443"),
+            headers: &[],
+            client: "192.0.2.10",
+        },
+        ProxiedCase {
+            name: "v1 TCP6",
+            header: proxy_v1("[2001:db8::7]:56324", "[2001:db8::1]:443"),
+            headers: &[],
+            client: "2001:db8::7",
+        },
+        ProxiedCase {
+            name: "v2 TCP4",
+            header: proxy_v2("192.0.2.11:1234", "198.51.100.1:443"),
+            headers: &[],
+            client: "192.0.2.11",
+        },
+        ProxiedCase {
+            name: "v2 TCP6",
+            header: proxy_v2("[2001:db9::8]:1234", "[2001:db8::1]:443"),
+            headers: &[],
+            client: "2001:db9::8",
+        },
+        ProxiedCase {
+            name: "v1 UNKNOWN",
+            header: b"PROXY UNKNOWN\r\n".to_vec(),
+            headers: &[],
+            client: "127.0.0.2",
+        },
+        ProxiedCase {
+            name: "v2 from a trusted hop, then X-Forwarded-For",
+            header: proxy_v2("10.1.2.3:1234", "10.0.0.1:8080"),
+            headers: &[("X-Forwarded-For", "198.51.100.4")],
+            client: "198.51.100.4",
+        },
+        ProxiedCase {
+            name: "v1 TCP4 with a spoofed X-Forwarded-For",
+            header: proxy_v1("192.0.2.12:1", "198.51.100.1:443"),
+            headers: &[("X-Forwarded-For", "10.9.9.9")],
+            client: "192.0.2.12",
+        },
     ];
     let mut held = Vec::new();
-    for (case, header, headers, client) in &cases {
+    for case in &cases {
         let mut stream = tcp_from(&gateway, PROXY).await;
-        stream.write_all(header).await.unwrap();
+        stream.write_all(&case.header).await.unwrap();
         held.push(
-            upgrade(stream, &gateway.ws_url, headers)
+            upgrade(stream, &gateway.ws_url, case.headers)
                 .await
-                .unwrap_or_else(|status| panic!("{case}: refused with {status}")),
+                .unwrap_or_else(|status| panic!("{}: refused with {status}", case.name)),
         );
         let (source_ip, _) = next_connect(&mut backend).await;
-        assert_eq!(source_ip, *client, "{case}");
+        assert_eq!(source_ip, case.client, "{}", case.name);
     }
     // A health check's LOCAL header stands for the proxy, which already holds its one slot.
     let mut stream = tcp_from(&gateway, PROXY).await;
@@ -373,7 +382,7 @@ async fn proxy_protocol_v1_and_v2_name_the_client() {
     let ips: Vec<(String, String)> = connect_lines(&log);
     let expected: Vec<(String, String)> = cases
         .iter()
-        .map(|(_, _, _, client)| ((*client).to_owned(), "200".to_owned()))
+        .map(|case| (case.client.to_owned(), "200".to_owned()))
         .chain([
             ("127.0.0.2".to_owned(), "429".to_owned()),
             ("192.0.2.11".to_owned(), "429".to_owned()),
