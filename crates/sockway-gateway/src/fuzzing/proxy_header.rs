@@ -55,3 +55,56 @@ pub fn proxy_header(data: &[u8]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::protocol::Addresses;
+
+    fn addresses(source: &str, destination: &str) -> Addresses {
+        Addresses {
+            source: source.parse().unwrap(),
+            destination: destination.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_and_prefixes_agree() {
+        // A small deterministic generator: mutations of valid headers and random bytes, each
+        // parsed whole and at every prefix.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let seeds = [
+            encode_v1(Some(addresses("192.0.2.10:56324", "198.51.100.1:443"))),
+            encode_v1(Some(addresses("[2001:db8::7]:1", "[2001:db8::1]:2"))),
+            encode_v1(None),
+            encode_v2(
+                Some(addresses("192.0.2.10:56324", "198.51.100.1:443")),
+                b"\x01\x00\x02h2",
+            ),
+            encode_v2(Some(addresses("[2001:db8::7]:1", "[2001:db8::1]:2")), &[]),
+            encode_v2(None, &[]),
+        ];
+        for round in 0..3_000 {
+            let mut bytes = seeds[round % seeds.len()].clone();
+            match next() % 4 {
+                0 => {
+                    let at = (next() as usize) % bytes.len();
+                    bytes[at] = next() as u8;
+                }
+                1 => {
+                    let at = (next() as usize) % bytes.len();
+                    bytes.truncate(at);
+                }
+                2 => bytes.extend((0..next() % 40).map(|_| next() as u8)),
+                _ => bytes = (0..next() % 300).map(|_| next() as u8).collect(),
+            }
+            proxy_header(&bytes);
+        }
+    }
+}
