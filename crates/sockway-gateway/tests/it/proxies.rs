@@ -573,3 +573,49 @@ async fn public_scheme_and_port_name_what_clients_use() {
         gateway.shutdown().await;
     }
 }
+
+/// Console sign-in needs TLS from a remote browser, and `X-Forwarded-Proto: https` says so only
+/// from a trusted proxy: a remote client that sends the header itself over plain HTTP is
+/// refused. (A PROXY header makes the client remote, which a loopback test cannot otherwise be.)
+#[tokio::test]
+async fn console_sign_in_believes_x_forwarded_proto_only_from_trusted_proxies() {
+    let backend = MockBackend::start().await;
+    let gateway = TestGateway::start(&proxied_config(
+        &backend,
+        "trusted_proxies = [\"127.0.0.2\", \"10.0.0.0/8\"]\nproxy_protocol = true",
+        &crate::management_credentials(),
+    ))
+    .await;
+    for (source, proto, expected) in [
+        ("203.0.113.9:5000", Some("https"), 403),
+        ("203.0.113.9:5000", None, 403),
+        ("10.0.0.5:5000", Some("https"), 200),
+        ("10.0.0.5:5000", None, 403),
+    ] {
+        let mut stream = tcp_from(&gateway, PROXY).await;
+        let mut request = proxy_v1(source, "198.51.100.1:443");
+        request.extend_from_slice(
+            format!(
+                "GET /console/api/challenge HTTP/1.1\r\nHost: {}\r\nX-Sockway-Console: 1\r\n\
+                 Connection: close\r\n{}\r\n",
+                gateway.authority(),
+                proto.map_or(String::new(), |proto| format!(
+                    "X-Forwarded-Proto: {proto}\r\n"
+                ))
+            )
+            .as_bytes(),
+        );
+        stream.write_all(&request).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+            .await
+            .expect("an answer within the deadline")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {expected} ")),
+            "{source} {proto:?}: {answer}"
+        );
+    }
+    gateway.shutdown().await;
+}
