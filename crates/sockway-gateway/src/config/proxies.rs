@@ -148,7 +148,7 @@ impl fmt::Display for Cidr {
 }
 
 impl TrustedProxies {
-    /// The blocks, in file order.
+    /// Trusts the addresses of `blocks` (kept in this order).
     pub fn new(blocks: Vec<Cidr>) -> TrustedProxies {
         TrustedProxies { blocks }
     }
@@ -198,7 +198,8 @@ impl PublicScheme {
     }
 }
 
-/// The proxy keys of `[gateway]`, validated.
+/// The proxy keys of `[gateway]`, validated; each becomes the `GatewayConfig` field of the
+/// same name.
 pub(super) struct ProxySettings {
     pub(super) trusted_proxies: TrustedProxies,
     pub(super) proxy_protocol: bool,
