@@ -16,7 +16,7 @@ shift || true
 if [ "$#" -gt 0 ]; then
     targets=("$@")
 else
-    targets=(route_selection integration_result sigv4 config management_path websocket)
+    targets=(route_selection integration_result sigv4 config management_path websocket proxy_header)
 fi
 
 if ! command -v cargo-fuzz >/dev/null 2>&1; then

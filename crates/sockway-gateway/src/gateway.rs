@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::warn;
 
 use crate::access_log::AccessLog;
 use crate::authorizers::Authorizer;
@@ -71,8 +72,8 @@ impl Gateway {
     /// Binds the listeners named in `config` and starts serving. Port 0 is allowed; the bound
     /// addresses are reported by [`Gateway::local_addr`] and [`Gateway::management_addr`].
     pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
-        for warning in config.trust_warnings() {
-            tracing::warn!(key = %warning.key_path, "{}", warning.message);
+        for warning in config.warnings() {
+            warn!("configuration: {warning}");
         }
         let tls = match &config.tls {
             Some(files) => Some(Arc::new(Tls::load(files).map_err(GatewayError::Tls)?)),

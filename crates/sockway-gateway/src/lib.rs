@@ -26,6 +26,7 @@ mod integrations;
 mod management;
 mod metrics;
 mod pool;
+mod proxy;
 mod registry;
 mod routing;
 pub mod server;

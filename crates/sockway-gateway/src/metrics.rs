@@ -117,6 +117,7 @@ pub(crate) struct Metrics {
     bytes_in: Counter,
     bytes_out: Counter,
     throttled: Family<ReasonLabels, Counter>,
+    proxy_protocol_refused: Family<ReasonLabels, Counter>,
     /// The cluster's handles; registered only with `[cluster]`.
     pub(crate) cluster: ClusterMetrics,
 }
@@ -141,6 +142,31 @@ pub(crate) enum Throttled {
     MaxConnections,
     /// A management call refused by `throttling.management_rate_limit`.
     Management,
+}
+
+/// Why a connection to a listener that expects PROXY protocol headers was closed, for
+/// `sockway_proxy_protocol_refused_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProxyRefusal {
+    /// The peer is not in `gateway.trusted_proxies`.
+    UntrustedPeer,
+    /// The connection did not start with a PROXY header.
+    Missing,
+    /// The header broke the protocol's grammar.
+    Malformed,
+    /// The peer closed, or the handshake timeout passed, before the header was complete.
+    Incomplete,
+}
+
+impl ProxyRefusal {
+    fn label(self) -> &'static str {
+        match self {
+            ProxyRefusal::UntrustedPeer => "untrusted_peer",
+            ProxyRefusal::Missing => "missing",
+            ProxyRefusal::Malformed => "malformed",
+            ProxyRefusal::Incomplete => "incomplete",
+        }
+    }
 }
 
 impl Throttled {
@@ -310,6 +336,12 @@ impl Metrics {
             "Messages, upgrades and management calls refused by a throttle or a connection cap",
             throttled.clone(),
         );
+        let proxy_protocol_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "sockway_proxy_protocol_refused",
+            "Connections closed before HTTP because their PROXY protocol header was refused",
+            proxy_protocol_refused.clone(),
+        );
         let cluster = ClusterMetrics::new();
         if config.cluster.is_some() {
             cluster.register(&mut registry);
@@ -331,8 +363,18 @@ impl Metrics {
             bytes_in,
             bytes_out,
             throttled,
+            proxy_protocol_refused,
             cluster,
         }
+    }
+
+    /// Counts one connection closed for its PROXY protocol header.
+    pub(crate) fn proxy_protocol_refused(&self, reason: ProxyRefusal) {
+        self.proxy_protocol_refused
+            .get_or_create(&ReasonLabels {
+                reason: reason.label(),
+            })
+            .inc();
     }
 
     /// Counts one request refused by a throttle or cap.

@@ -46,7 +46,8 @@ enum Command {
         #[arg(long)]
         log_level: Option<String>,
     },
-    /// Check a configuration file and exit: 0 when valid, 2 otherwise.
+    /// Check a configuration file and exit: 0 when valid (risky settings are printed as
+    /// warnings), 2 otherwise.
     Validate {
         /// The configuration file.
         #[arg(long, default_value = "sockway.toml")]
@@ -70,10 +71,10 @@ fn main() -> ExitCode {
         Command::Admin(command) => admin::run(command),
         Command::Validate { config } => match Config::load(&config) {
             Ok(loaded) => {
-                println!("{}: configuration is valid", config.display());
-                for warning in loaded.trust_warnings() {
-                    println!("warning: {warning}");
+                for warning in loaded.warnings() {
+                    eprintln!("{}: warning: {warning}", config.display());
                 }
+                println!("{}: configuration is valid", config.display());
                 ExitCode::SUCCESS
             }
             Err(error) => {

@@ -31,6 +31,7 @@ mod log;
 mod origins;
 mod parse;
 mod permessage_deflate;
+mod proxies;
 mod raw;
 mod request_parameters;
 mod throttling;
@@ -58,8 +59,8 @@ pub(crate) use self::domain::Authority;
 pub use self::domain::DomainName;
 pub use self::log::{LogConfig, LogFormat, LogLevel};
 pub use self::origins::AllowedOrigin;
+pub use self::proxies::{PublicScheme, TrustedProxies};
 pub use self::tls::TlsConfig;
-pub use self::trust::TrustWarning;
 
 /// A complete, validated gateway configuration.
 ///
@@ -122,6 +123,21 @@ pub struct GatewayConfig {
     /// upgrade whose `Host` names none of them is refused with 403; empty (the default), the
     /// API answers only to this machine's names at the listener's port.
     pub domain_names: Vec<DomainName>,
+    /// The proxies whose word about the client is believed: an upgrade from one of them has
+    /// its client found in `X-Forwarded-For` (and its `X-Forwarded-Proto`/`-Port` taken), and
+    /// only they may send PROXY protocol headers. Empty (the default): every peer is a client.
+    pub trusted_proxies: TrustedProxies,
+    /// Whether every connection to `gateway.listen` must start with a PROXY protocol header
+    /// (v1 or v2) from a trusted proxy, whose source address is then the client's. Default
+    /// `false`. The management and operations listeners of their own never read one.
+    pub proxy_protocol: bool,
+    /// The scheme clients use, for the CONNECT event's `X-Forwarded-Proto`. `None` (the
+    /// default): a trusted proxy's `X-Forwarded-Proto`, else the listener's scheme.
+    pub public_scheme: Option<PublicScheme>,
+    /// The port clients connect to, for the CONNECT event's `X-Forwarded-Port`. `None` (the
+    /// default): `public_scheme`'s default port when it is set, else a trusted proxy's
+    /// `X-Forwarded-Port`, else the listener's port.
+    pub public_port: Option<u16>,
 }
 
 /// What a binary frame from a client does (`gateway.binary_frames`).
@@ -167,8 +183,8 @@ pub struct Limits {
     /// Connections open at once; an upgrade beyond it is refused with 503.
     pub max_connections: usize,
     /// Connections open at once from one client (an IPv4 address or an IPv6 prefix of
-    /// `ipv6_prefix_length` bits); an upgrade beyond it is refused with 429. `None`: no
-    /// per-client cap.
+    /// `ipv6_prefix_length` bits; behind trusted proxies, the client they name); an upgrade
+    /// beyond it is refused with 429. `None` (the default, as on AWS): no per-client cap.
     pub max_connections_per_ip: Option<u32>,
     /// How many leading bits of an IPv6 address name one client for the per-client cap and
     /// rate: 64 (a subscriber's usual allocation) by default, 48 to count a whole site.
@@ -563,6 +579,22 @@ pub struct ConfigProblem {
     pub message: String,
 }
 
+/// A setting that is valid but probably a mistake: the gateway starts, and `sockway
+/// validate` and the startup log show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// The key the warning concerns, written as in TOML, e.g. `gateway.trusted_proxies[0]`.
+    pub key_path: String,
+    /// What is risky, in lower case without a trailing period.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}: {}", self.key_path, self.message)
+    }
+}
+
 /// Renders problems one per line as `{origin}:{line}: {key_path}: {message}`, leaving out
 /// the line or key path when a problem has none.
 struct ProblemList<'a> {
@@ -622,6 +654,16 @@ impl Config {
             source,
         })?;
         Config::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Settings that are valid but risky, each with what it allows: trusting every address as
+    /// a proxy, and the security trade-offs of `trust` (trusted networks for `@connections`,
+    /// Redis without TLS or a password). The gateway logs them at startup; `sockway validate`
+    /// prints them.
+    pub fn warnings(&self) -> Vec<ConfigWarning> {
+        let mut warnings = proxies::proxy_warnings(&self.gateway);
+        warnings.extend(trust::trust_warnings(self));
+        warnings
     }
 
     /// The route with this exact route key, if configured.
@@ -712,6 +754,10 @@ impl Default for GatewayConfig {
             binary_frames: BinaryFrames::Base64,
             allowed_origins: None,
             domain_names: Vec::new(),
+            trusted_proxies: TrustedProxies::default(),
+            proxy_protocol: false,
+            public_scheme: None,
+            public_port: None,
         }
     }
 }
@@ -734,7 +780,8 @@ impl Default for Limits {
             disconnect_attempts: 5,
             disconnect_backoff: Duration::from_millis(200),
             max_connections: 100_000,
-            max_connections_per_ip: Some(1000),
+            // AWS has no per-client cap, and many clients share an address behind NAT.
+            max_connections_per_ip: None,
             ipv6_prefix_length: 64,
             buffered_message_bytes: 256 * 1024 * 1024,
         }
@@ -779,8 +826,8 @@ impl Default for Throttling {
                 rate: 1000.0,
                 burst: 2000,
             }),
-            // A client may open its whole `max_connections_per_ip` at once, then a tenth of
-            // the node-wide rate: ten clients are needed to hold back everyone else.
+            // A client may open a thousand connections at once, then a tenth of the
+            // node-wide rate: ten clients are needed to hold back everyone else.
             connect_per_ip: Some(RateLimit {
                 rate: 100.0,
                 burst: 1000,

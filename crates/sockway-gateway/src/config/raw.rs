@@ -159,6 +159,20 @@ pub(super) struct RawGateway {
     /// More names the API answers to (custom domains); each becomes the `domainName` of the
     /// connections that use it. Default: none.
     pub(super) domain_name_aliases: Option<Vec<Spanned<String>>>,
+    /// CIDR blocks (or single addresses) of the proxies whose `X-Forwarded-For`,
+    /// `X-Forwarded-Proto`, `X-Forwarded-Port` and PROXY protocol headers are believed.
+    /// Default: none.
+    pub(super) trusted_proxies: Option<Vec<Spanned<String>>>,
+    /// Whether every connection to `gateway.listen` starts with a PROXY protocol (v1 or v2)
+    /// header from a trusted proxy. Default `false`.
+    pub(super) proxy_protocol: Option<Spanned<bool>>,
+    /// `"https"` or `"http"`: what clients use, for the CONNECT event's `X-Forwarded-Proto`.
+    /// Default: none, a trusted proxy's `X-Forwarded-Proto`, else the listener's scheme.
+    pub(super) public_scheme: Option<Spanned<String>>,
+    /// The port clients connect to, 1 to 65535, for the CONNECT event's `X-Forwarded-Port`.
+    /// Default: `public_scheme`'s (443 or 80), else a trusted proxy's `X-Forwarded-Port`,
+    /// else the listener's port.
+    pub(super) public_port: Option<Spanned<i64>>,
 }
 
 /// `gateway.binary_frames`.
@@ -211,7 +225,7 @@ pub(super) struct RawLimits {
     /// Connections open at once, 1 to 10,000,000. Default 100000.
     pub(super) max_connections: Option<Spanned<i64>>,
     /// Connections open at once per client IPv4 address or IPv6 prefix; 0 turns the cap off.
-    /// Default 1000.
+    /// Default: off, as on AWS.
     pub(super) max_connections_per_ip: Option<Spanned<i64>>,
     /// Leading bits of an IPv6 address that name one client, 32 to 128. Default 64.
     pub(super) ipv6_prefix_length: Option<Spanned<i64>>,

@@ -2547,3 +2547,142 @@ fn documented_example_parses_and_documents_every_key() {
         );
     }
 }
+
+#[test]
+fn proxy_keys_parse_into_trusted_blocks_and_the_public_scheme() {
+    let config = parse_ok(
+        r#"
+[gateway]
+trusted_proxies = ["10.0.0.0/8", "192.0.2.7", " 2001:db8::/32 ", "::ffff:172.16.0.0/108"]
+proxy_protocol = true
+public_scheme = "HTTPS"
+public_port = 8443
+"#,
+    );
+    let gateway = &config.gateway;
+    let blocks: Vec<String> = gateway
+        .trusted_proxies
+        .blocks()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        blocks,
+        [
+            "10.0.0.0/8",
+            "192.0.2.7/32",
+            "2001:db8::/32",
+            "172.16.0.0/12"
+        ]
+    );
+    assert!(gateway.proxy_protocol);
+    assert_eq!(gateway.public_scheme, Some(PublicScheme::Https));
+    assert_eq!(gateway.public_port, Some(8443));
+    assert!(config.warnings().is_empty());
+
+    let defaults = parse_ok("");
+    assert!(defaults.gateway.trusted_proxies.is_empty());
+    assert!(!defaults.gateway.proxy_protocol);
+    assert_eq!(defaults.gateway.public_scheme, None);
+    assert_eq!(defaults.gateway.public_port, None);
+    assert_eq!(defaults.limits.max_connections_per_ip, None);
+}
+
+#[test]
+fn proxy_key_errors_name_key_path_and_line() {
+    check_problems(
+        "[gateway]\ntrusted_proxies = [\n  \"10.0.0.0/8\",\n  \"10.0.0.1/8\",\n  \"proxy.internal\",\n]\n",
+        &[
+            ("gateway.trusted_proxies[1]", 4, "the block is 10.0.0.0/8"),
+            ("gateway.trusted_proxies[2]", 5, "is not an address"),
+        ],
+    );
+    check_error(
+        "[gateway]\nproxy_protocol = true\n",
+        "gateway.proxy_protocol",
+        2,
+        "needs gateway.trusted_proxies",
+    );
+    check_error(
+        "[gateway]\ntrusted_proxies = []\nproxy_protocol = true\n",
+        "gateway.proxy_protocol",
+        3,
+        "needs gateway.trusted_proxies",
+    );
+    check_error(
+        "[gateway]\npublic_scheme = \"wss\"\n",
+        "gateway.public_scheme",
+        2,
+        "is not \"https\" or \"http\"",
+    );
+    check_error(
+        "[gateway]\npublic_port = 0\n",
+        "gateway.public_port",
+        2,
+        "between 1 and 65535",
+    );
+    check_error(
+        "[gateway]\n\npublic_port = 70000\n",
+        "gateway.public_port",
+        3,
+        "between 1 and 65535",
+    );
+    // Off, proxy_protocol needs nothing.
+    parse_ok("[gateway]\nproxy_protocol = false\n");
+}
+
+#[test]
+fn trusting_every_address_is_a_warning() {
+    let config = parse_ok(
+        "[gateway]\ntrusted_proxies = [\"10.0.0.0/8\", \"0.0.0.0/0\", \"::/0\"]\nproxy_protocol = true\n",
+    );
+    let warnings: Vec<String> = config.warnings().iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("gateway.trusted_proxies[1]: 0.0.0.0/0 trusts every address"),
+        "{warnings:?}"
+    );
+    assert!(warnings[0].contains("or a PROXY header"), "{warnings:?}");
+    assert!(
+        warnings[1].starts_with("gateway.trusted_proxies[2]: ::/0 trusts every address"),
+        "{warnings:?}"
+    );
+}
+
+/// The guides whose ```toml snippets must load as they are: a user copies them.
+const GUIDES: [(&str, &str); 3] = [
+    (
+        "docs/operations.md",
+        include_str!("../../../../docs/operations.md"),
+    ),
+    (
+        "docs/cluster.md",
+        include_str!("../../../../docs/cluster.md"),
+    ),
+    ("README.md", include_str!("../../../../README.md")),
+];
+
+#[test]
+fn every_toml_snippet_in_the_guides_loads() {
+    let mut loaded = 0;
+    for (name, text) in GUIDES {
+        for block in text.split("```toml\n").skip(1) {
+            let snippet = block.split("```").next().unwrap();
+            if let Err(error) = load(snippet) {
+                panic!("a snippet of {name} does not load:\n{error}\n--- snippet ---\n{snippet}");
+            }
+            loaded += 1;
+        }
+    }
+    assert!(loaded >= 5, "{loaded} snippets");
+    // The load balancer set-ups say what they claim.
+    let operations = GUIDES[0].1;
+    let nlb = operations
+        .split("```toml\n")
+        .find(|block| block.contains("proxy_protocol = true"))
+        .expect("the NLB snippet");
+    let config = parse_ok(nlb.split("```").next().unwrap());
+    assert!(config.gateway.proxy_protocol);
+    assert_eq!(config.gateway.public_scheme, Some(PublicScheme::Https));
+    assert_eq!(config.limits.max_connections_per_ip, Some(1000));
+}

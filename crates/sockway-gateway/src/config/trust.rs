@@ -1,91 +1,72 @@
-//! The security trade-offs a valid configuration makes, stated for the operator: `sockway
-//! validate` prints them and a starting gateway logs them as warnings. Each is a setting that
+//! The security trade-offs a valid configuration makes, stated for the operator among
+//! [`Config::warnings`]: `sockway validate` prints them and a starting gateway logs them. Each is a setting that
 //! is right for some deployments and dangerous in others, so it is allowed and said out loud
 //! rather than refused (docs/security.md has the trust model they refer to).
 
-use std::fmt;
-
-use super::Config;
 use super::cluster::redacted_redis_url;
+use super::{Config, ConfigWarning};
 
-/// One trade-off: the setting it concerns and what it means.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrustWarning {
-    /// The key path of the setting, e.g. `management.trusted_networks`.
-    pub key_path: String,
-    /// What the setting lets others do, and what to do about it.
-    pub message: String,
-}
-
-impl fmt::Display for TrustWarning {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "{}: {}", self.key_path, self.message)
-    }
-}
-
-impl Config {
-    /// The trade-offs this configuration makes, in a stable order.
-    pub fn trust_warnings(&self) -> Vec<TrustWarning> {
-        let mut warnings = Vec::new();
-        let mut warn = |key_path: &str, message: String| {
-            warnings.push(TrustWarning {
-                key_path: key_path.to_owned(),
-                message,
-            });
-        };
-        let networks = &self.management.trusted_networks;
-        if !networks.is_empty() {
-            let listed: Vec<String> = networks.iter().map(ToString::to_string).collect();
-            let everything = networks.iter().any(|range| range.is_everything());
-            warn(
-                "management.trusted_networks",
-                format!(
-                    "callers from {} may sign @connections calls with any access key: the \
+/// The trade-offs `config` makes, in a stable order.
+pub(super) fn trust_warnings(config: &Config) -> Vec<ConfigWarning> {
+    let mut warnings = Vec::new();
+    let mut warn = |key_path: &str, message: String| {
+        warnings.push(ConfigWarning {
+            key_path: key_path.to_owned(),
+            message,
+        });
+    };
+    let networks = &config.management.trusted_networks;
+    if !networks.is_empty() {
+        let listed: Vec<String> = networks.iter().map(ToString::to_string).collect();
+        let everything = networks.iter().any(|range| range.is_everything());
+        warn(
+            "management.trusted_networks",
+            format!(
+                "callers from {} may sign @connections calls with any access key: the \
                      signature's form, scope and time are checked and the access key id is \
                      logged, but the signature itself is not (only AWS can verify an AWS \
                      role's temporary credentials). Anything that can send from these \
                      networks can post to, read and close every connection{}",
-                    listed.join(", "),
-                    if everything {
-                        "; a /0 range is every address, so this is the whole internet: list \
+                listed.join(", "),
+                if everything {
+                    "; a /0 range is every address, so this is the whole internet: list \
                          the subnets your backends run in"
-                    } else {
-                        ". Keep the ranges to the subnets your backends run in"
-                    }
-                ),
-            );
-        }
-        if let Some(cluster) = &self.cluster {
-            for url in &cluster.redis_urls {
-                let shown = redacted_redis_url(url);
-                if url.starts_with("redis://") && !names_loopback(url) {
-                    warn(
-                        "cluster.redis_url",
-                        format!(
-                            "{shown} is reached without TLS: anyone on the network path can \
-                             read and forge cluster traffic; use rediss://"
-                        ),
-                    );
+                } else {
+                    ". Keep the ranges to the subnets your backends run in"
                 }
-                let has_password = cluster.redis_password.is_some()
-                    || url
-                        .split_once("://")
-                        .and_then(|(_, rest)| rest.split('/').next())
-                        .is_some_and(|authority| authority.contains('@'));
-                if !has_password && !url.starts_with("redis+unix://") {
-                    warn(
-                        "cluster.redis_url",
-                        format!(
-                            "{shown} is reached without a password: any client that reaches \
+            ),
+        );
+    }
+    if let Some(cluster) = &config.cluster {
+        for url in &cluster.redis_urls {
+            let shown = redacted_redis_url(url);
+            if url.starts_with("redis://") && !names_loopback(url) {
+                warn(
+                    "cluster.redis_url",
+                    format!(
+                        "{shown} is reached without TLS: anyone on the network path can \
+                             read and forge cluster traffic; use rediss://"
+                    ),
+                );
+            }
+            let has_password = cluster.redis_password.is_some()
+                || url
+                    .split_once("://")
+                    .and_then(|(_, rest)| rest.split('/').next())
+                    .is_some_and(|authority| authority.contains('@'));
+            if !has_password && !url.starts_with("redis+unix://") {
+                warn(
+                    "cluster.redis_url",
+                    format!(
+                        "{shown} is reached without a password: any client that reaches \
                              it can act as a gateway node; set one (cluster.redis_password_env \
                              or the URL)"
-                        ),
-                    );
-                }
+                    ),
+                );
             }
         }
-        warnings
     }
+    warnings
 }
 
 /// Whether a `redis://` URL's host is this machine.
@@ -111,7 +92,7 @@ mod tests {
         );
         Config::from_toml_with_env(&text, "test.toml", |_: &str| None)
             .unwrap()
-            .trust_warnings()
+            .warnings()
             .iter()
             .map(ToString::to_string)
             .collect()

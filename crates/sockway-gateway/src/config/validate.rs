@@ -29,6 +29,7 @@ use super::log::validate_log;
 use super::origins::validate_allowed_origins;
 use super::parse::{key_path, line_of, parse};
 use super::permessage_deflate::validate_permessage_deflate;
+use super::proxies::validate_proxies;
 use super::raw::{
     RawBinaryFrames, RawConfig, RawDuration, RawGateway, RawLimits, RawManagement, RawRoute,
 };
@@ -442,6 +443,13 @@ fn validate_gateway(raw: &RawGateway, problems: &mut Problems<'_>) -> GatewayCon
         raw.domain_name_aliases.as_ref(),
         problems,
     );
+    let proxies = validate_proxies(
+        raw.trusted_proxies.as_ref(),
+        raw.proxy_protocol.as_ref(),
+        raw.public_scheme.as_ref(),
+        raw.public_port.as_ref(),
+        problems,
+    );
     GatewayConfig {
         listen,
         stage,
@@ -452,6 +460,10 @@ fn validate_gateway(raw: &RawGateway, problems: &mut Problems<'_>) -> GatewayCon
         binary_frames,
         allowed_origins,
         domain_names,
+        trusted_proxies: proxies.trusted_proxies,
+        proxy_protocol: proxies.proxy_protocol,
+        public_scheme: proxies.public_scheme,
+        public_port: proxies.public_port,
     }
 }
 

@@ -6,6 +6,10 @@
 //! other status rejects it with that status, an integration failure with 502 and
 //! a timeout with 504. Every refusal is a [`ConnectError`]; [`negotiate`] records it with the
 //! CONNECT's access-log event and request id, and the caller writes its response.
+//!
+//! The client is who `proxy::forwarded` says it is: the peer, or behind a trusted proxy the
+//! address `X-Forwarded-For` names. That address is `identity.sourceIp`, the access log's,
+//! and what the per-client rate and cap count.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -21,10 +25,11 @@ use tracing::{debug, warn};
 use super::refusal::ConnectError;
 use crate::access_log::{AccessEvent, AuthorizerDecision, EventType, IntegrationOutcome};
 use crate::authorizers::AuthorizerRequest;
-use crate::config::Authority;
+use crate::config::{Authority, PublicScheme};
 use crate::head::RequestHead;
 use crate::integrations::{Call, CallKind};
 use crate::metrics::{AuthorizerOutcome, Throttled};
+use crate::proxy::forwarded::{self, Forwarded};
 use crate::state::State;
 use crate::throttle::{Admission, Refusal};
 use crate::{epoch_millis, random_bytes};
@@ -63,6 +68,8 @@ const GROUPS_HEADER: &str = "X-Sockway-Groups";
 /// Checks the upgrade request and runs `$connect`. A refusal is counted and recorded in the
 /// access log here; an accepted upgrade comes with its CONNECT event, answered 200, which the
 /// caller records once the connection is registered (registration can still refuse it).
+///
+/// `peer` is the TCP peer, or the client a trusted proxy's PROXY header named.
 pub(super) async fn negotiate(
     head: &RequestHead,
     peer: SocketAddr,
@@ -72,9 +79,14 @@ pub(super) async fn negotiate(
     let request_id = RequestId::from_random(random_bytes());
     let mut event = AccessEvent::new(EventType::Connect, request_id.to_string(), epoch_millis());
     event.route_key = Some("$connect".to_owned());
-    event.source_ip = Some(canonical_ip(peer.ip()).to_string());
+    let forwarded = forwarded::resolve(
+        &head.headers,
+        peer.ip(),
+        &state.config.gateway.trusted_proxies,
+    );
+    event.source_ip = Some(forwarded.client.to_string());
     event.user_agent = head.header("User-Agent").map(str::to_owned);
-    match run_connect(head, peer, local, state, &request_id, &mut event).await {
+    match run_connect(head, &forwarded, local, state, &request_id, &mut event).await {
         Ok(accepted) => {
             event.answered(200, None);
             Ok((accepted, event))
@@ -93,7 +105,7 @@ pub(super) async fn negotiate(
 /// outcome is the caller's to record.
 async fn run_connect(
     head: &RequestHead,
-    peer: SocketAddr,
+    forwarded: &Forwarded,
     local: Option<SocketAddr>,
     state: &State,
     request_id: &RequestId,
@@ -102,23 +114,22 @@ async fn run_connect(
     let domain_name = domain_name(head, local, state)?;
     let key = check_request(head, state)?;
     let connected_at = event.request_time_epoch;
-    let source_ip = event.source_ip.clone().unwrap_or_default();
+    let source_ip = forwarded.client.to_string();
     let mut context = ConnectionContext {
         connection_id: state.cluster.new_connection_id(),
         api_id: state.config.gateway.api_id.clone(),
         stage: state.config.gateway.stage.clone(),
         domain_name,
         connected_at,
-        source_ip: source_ip.clone(),
+        source_ip,
         user_agent: event.user_agent.clone(),
         authorizer: None,
     };
     event.connection = Some(Arc::new(context.clone()));
-    let proto = if state.tls.is_some() { "https" } else { "http" };
-    let headers = Arc::new(event_headers(head, &source_ip, local, proto));
+    let headers = Arc::new(event_headers(head, forwarded, local, state));
     let query = Arc::new(head.query_pairs());
 
-    let admission = admit(peer, state)?;
+    let admission = admit(forwarded.client, state)?;
 
     // The CONNECT event alone reports the authorizer's latency; later events carry only the
     // principal and context.
@@ -344,30 +355,27 @@ fn offered_subprotocols(head: &RequestHead) -> impl Iterator<Item = &str> {
         .filter(|offer| !offer.is_empty())
 }
 
-/// The headers of the CONNECT event: the client's, plus what AWS's edge adds.
+/// The headers of the CONNECT event: the client's, plus what AWS's edge adds. The
+/// `X-Forwarded-For` received, up to and ending with the client; `X-Forwarded-Proto` and
+/// `X-Forwarded-Port` as the client used them (see [`public_scheme_and_port`]).
 fn event_headers(
     head: &RequestHead,
-    source_ip: &str,
+    forwarded: &Forwarded,
     local: Option<SocketAddr>,
-    proto: &str,
+    state: &State,
 ) -> Vec<(String, String)> {
     let mut headers = head.headers.clone();
-    let forwarded_for = match head.header("X-Forwarded-For") {
-        Some(existing) if !existing.trim().is_empty() => format!("{existing}, {source_ip}"),
-        _ => source_ip.to_owned(),
-    };
-    let port = local
-        .map(|addr| addr.port().to_string())
-        .unwrap_or_default();
+    let (proto, port) = public_scheme_and_port(forwarded, local, state);
+    let port = port.map(|port| port.to_string()).unwrap_or_default();
     let seconds = epoch_millis() / 1000;
     let trace: [u8; 12] = random_bytes();
     let trace_hex: String = trace.iter().map(|byte| format!("{byte:02x}")).collect();
     let trace_id = format!("Root=1-{seconds:08x}-{trace_hex}");
     for (name, value) in [
         ("X-Amzn-Trace-Id", trace_id),
-        ("X-Forwarded-For", forwarded_for),
+        ("X-Forwarded-For", forwarded.forwarded_for.clone()),
         ("X-Forwarded-Port", port),
-        ("X-Forwarded-Proto", proto.to_owned()),
+        ("X-Forwarded-Proto", proto.as_str().to_owned()),
     ] {
         headers.retain(|(existing, _)| !existing.eq_ignore_ascii_case(name));
         headers.push((name.to_owned(), value));
@@ -375,15 +383,31 @@ fn event_headers(
     headers
 }
 
-/// IPv4 clients on a dual-stack socket show up as `::ffff:a.b.c.d`; AWS reports `a.b.c.d`.
-pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    }
+/// The scheme and port the client used, as the CONNECT event's `X-Forwarded-Proto` and
+/// `X-Forwarded-Port` name them (AWS: `https` and `443`): `gateway.public_scheme` and
+/// `gateway.public_port` when set (a scheme alone brings its default port), else what a
+/// trusted proxy's headers say, else the listener's own.
+fn public_scheme_and_port(
+    forwarded: &Forwarded,
+    local: Option<SocketAddr>,
+    state: &State,
+) -> (PublicScheme, Option<u16>) {
+    let gateway = &state.config.gateway;
+    let listener_scheme = if state.tls.is_some() {
+        PublicScheme::Https
+    } else {
+        PublicScheme::Http
+    };
+    let scheme = gateway
+        .public_scheme
+        .or(forwarded.proto)
+        .unwrap_or(listener_scheme);
+    let port = gateway
+        .public_port
+        .or(gateway.public_scheme.map(PublicScheme::default_port))
+        .or(forwarded.port)
+        .or(local.map(|local| local.port()));
+    (scheme, port)
 }
 
 /// Applies the connect throttles before anything is invoked, the client's own limits first
@@ -392,9 +416,9 @@ pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
 /// `$connect` route's bucket, giving the slot back when one of those refuses. A refusal is
 /// 429 with `Retry-After` (503 for the total cap, which is the server's limit rather than the
 /// client's).
-fn admit(peer: SocketAddr, state: &State) -> Result<Admission, ConnectError> {
+fn admit(client: IpAddr, state: &State) -> Result<Admission, ConnectError> {
     let throttles = &state.throttles;
-    let client = throttles.client(peer.ip());
+    let client = throttles.client(client);
     if let Some(buckets) = &throttles.connect_per_client {
         buckets
             .try_acquire(client)
@@ -446,13 +470,5 @@ mod tests {
         assert!(is_valid_key("dGhlIHNhbXBsZSBub25jZQ=="));
         assert!(!is_valid_key("dGhlIHNhbXBsZSBub25jZQ"));
         assert!(!is_valid_key("not a key at all, no....."));
-    }
-
-    #[test]
-    fn mapped_ipv4_is_reported_as_ipv4() {
-        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
-        assert_eq!(canonical_ip(mapped).to_string(), "127.0.0.1");
-        let v6: IpAddr = "::1".parse().unwrap();
-        assert_eq!(canonical_ip(v6).to_string(), "::1");
     }
 }

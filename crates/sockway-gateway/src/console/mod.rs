@@ -158,7 +158,7 @@ pub(crate) async fn handle(
     peer: SocketAddr,
     state: &State,
 ) -> Response<Full<Bytes>> {
-    let secure = is_secure(&request) || serves_tls(&state.config);
+    let secure = serves_tls(&state.config) || is_secure(&request, peer, &state.config);
     match serve(request, peer, state, secure).await {
         Ok(response) => response,
         Err(error) => {
@@ -460,15 +460,23 @@ fn connection_id(raw: &str) -> Result<ConnectionId, ConsoleError> {
 }
 
 /// Whether the request says it reached this gateway over TLS: an `https` request target, or
-/// `X-Forwarded-Proto: https` from a TLS-terminating proxy. Only used to add `Secure` to
-/// cookies, which can only make things stricter.
-fn is_secure<B>(request: &Request<B>) -> bool {
-    request.uri().scheme() == Some(&http::uri::Scheme::HTTPS)
-        || request
+/// `X-Forwarded-Proto: https` from a TLS-terminating proxy. It decides whether sign-in is
+/// allowed from a remote browser, so the header is believed only from a peer in
+/// `gateway.trusted_proxies` or on this machine (a local proxy): any client can send it.
+fn is_secure<B>(request: &Request<B>, peer: SocketAddr, config: &Config) -> bool {
+    let forwarded_https = || {
+        request
             .headers()
             .get("x-forwarded-proto")
             .and_then(|value| value.to_str().ok())
             .is_some_and(|value| value.trim().eq_ignore_ascii_case("https"))
+    };
+    let vouched_for = || {
+        config.gateway.trusted_proxies.contains(peer.ip())
+            || crate::management::auth::is_loopback(peer.ip())
+    };
+    request.uri().scheme() == Some(&http::uri::Scheme::HTTPS)
+        || (forwarded_https() && vouched_for())
 }
 
 /// Whether the listener that serves the console speaks TLS: the gateway listener does with
@@ -581,6 +589,36 @@ fn set_cookie(response: &mut Response<Full<Bytes>>, cookie: &str) {
 
 #[cfg(test)]
 mod tests {
+    /// `X-Forwarded-Proto: https` opens sign-in to remote browsers only when a trusted proxy
+    /// or one on this machine sends it; from anyone else it is a claim any client can make.
+    #[test]
+    fn forwarded_https_is_believed_from_trusted_or_local_proxies_only() {
+        use super::is_secure;
+        let config = crate::config::Config::from_toml(
+            "[gateway]\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+            "<test>",
+        )
+        .unwrap();
+        let request = |proto: Option<&str>| {
+            let mut builder = http::Request::builder().uri("/console/api/challenge");
+            if let Some(proto) = proto {
+                builder = builder.header("X-Forwarded-Proto", proto);
+            }
+            builder.body(()).unwrap()
+        };
+        let peer = |text: &str| text.parse::<std::net::SocketAddr>().unwrap();
+        let https = request(Some("https"));
+        assert!(is_secure(&https, peer("10.1.2.3:4000"), &config));
+        assert!(is_secure(&https, peer("127.0.0.1:4000"), &config));
+        assert!(!is_secure(&https, peer("203.0.113.9:4000"), &config));
+        assert!(!is_secure(
+            &request(Some("http")),
+            peer("10.1.2.3:4000"),
+            &config
+        ));
+        assert!(!is_secure(&request(None), peer("10.1.2.3:4000"), &config));
+    }
+
     /// Issue 14: sign-in over plain HTTP from another machine is refused; over TLS, or from
     /// this machine, it is served. (Every test client is on loopback, so the refusal is
     /// checked here rather than end to end.)

@@ -18,7 +18,8 @@ const SET_VARIABLE: &str = "SOCKWAY_FUZZ_SECRET";
 /// line, every line inside the text, and its message names the origin; a loaded config keeps
 /// what validation promises (every route's integration exists, reserved route keys only for
 /// the three predefined routes, no route response on `$connect`/`$disconnect`, message limit
-/// at least the frame limit, the AWS id formats, a route selection expression that re-parses)
+/// at least the frame limit, the AWS id formats, a route selection expression that re-parses,
+/// PROXY protocol only with a trusted proxy, trusted blocks that read back as they print)
 /// and loads the same with a comment appended.
 pub fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -66,6 +67,14 @@ fn check_valid(text: &str, config: &Config) {
     }
     assert!(config.limits.message_bytes >= config.limits.frame_bytes);
     let gateway = &config.gateway;
+    assert!(
+        !gateway.proxy_protocol || !gateway.trusted_proxies.is_empty(),
+        "PROXY protocol without a trusted proxy"
+    );
+    for block in gateway.trusted_proxies.blocks() {
+        let again = crate::config::Cidr::parse(&block.to_string());
+        assert_eq!(again.as_ref(), Ok(block), "{block} does not read back");
+    }
     assert!(
         gateway.api_id.len() == 10
             && gateway

@@ -10,6 +10,7 @@
 mod config;
 mod integration_result;
 mod management_path;
+mod proxy_header;
 mod route_selection;
 mod sigv4;
 mod websocket;
@@ -20,6 +21,7 @@ mod tests;
 pub use config::config;
 pub use integration_result::integration_result;
 pub use management_path::management_path;
+pub use proxy_header::proxy_header;
 pub use route_selection::route_selection;
 pub use sigv4::sigv4;
 pub use websocket::websocket;
@@ -35,6 +37,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("config", config),
     ("management_path", management_path),
     ("websocket", websocket),
+    ("proxy_header", proxy_header),
 ];
 
 /// Splits `text` at its first newline: the first line, and the rest (empty when there is no

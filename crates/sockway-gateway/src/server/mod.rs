@@ -1,6 +1,10 @@
 //! Listeners, the accept loop and the split between WebSocket upgrades and HTTP requests.
 //!
-//! Every accepted TCP connection gets one task (owned by the gateway's `TaskTracker`). The task
+//! Every accepted TCP connection gets one task (owned by the gateway's `TaskTracker`). On the
+//! gateway listener with `gateway.proxy_protocol`, the task first takes the PROXY header a
+//! trusted load balancer sent (`proxy::protocol`), whose client then stands for the peer
+//! everywhere; any other peer, and any header that is not one, closes the connection. The
+//! management and operations listeners of their own never read one. The task then
 //! terminates TLS when the listener serves it (`tls`), then reads the first request head
 //! itself (`head`) so that the `$connect` event sees the client's headers with their original
 //! casing and order, which hyper does not expose. An upgrade to the stage path then becomes a
@@ -22,6 +26,8 @@ use tracing::{debug, warn};
 
 use crate::config::Config;
 use crate::head::{self, Rewind, error_response, respond_and_close};
+use crate::metrics::ProxyRefusal;
+use crate::proxy::protocol::{self, ProxyHeaderError};
 use crate::state::State;
 use crate::throttle::Refusal;
 use crate::{connection, console, management};
@@ -186,11 +192,29 @@ async fn accept_loop(listener: TcpListener, role: ListenerRole, state: Arc<State
     }
 }
 
-async fn serve_socket(stream: TcpStream, peer: SocketAddr, role: ListenerRole, state: Arc<State>) {
-    // The TLS handshake and the request head share one deadline: a client that opens TCP
-    // and never sends a ClientHello is closed like one that never sends its request.
+async fn serve_socket(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    role: ListenerRole,
+    state: Arc<State>,
+) {
+    // The PROXY header, the TLS handshake and the request head share one deadline: a client
+    // that opens TCP and never sends a ClientHello is closed like one that never sends its
+    // request.
     let deadline = Instant::now() + state.config.limits.handshake_timeout;
     let local = stream.local_addr().ok();
+    let reads_proxy_header =
+        matches!(role, ListenerRole::Gateway { .. }) && state.config.gateway.proxy_protocol;
+    let peer = if reads_proxy_header {
+        match Box::pin(proxied_client(&mut stream, peer, deadline, &state)).await {
+            Some(client) => client,
+            // Closed without a word: the peer's protocol is unknown, so there is nothing
+            // it could read.
+            None => return,
+        }
+    } else {
+        peer
+    };
     let Some(tls) = role.tls(&state) else {
         serve_stream(stream, local, peer, role, deadline, state).await;
         return;
@@ -206,6 +230,53 @@ async fn serve_socket(stream: TcpStream, peer: SocketAddr, role: ListenerRole, s
         Ok(Err(error)) => debug!(peer = %peer, error = %error, "TLS handshake failed"),
         Ok(Ok(stream)) => serve_stream(stream, local, peer, role, deadline, state).await,
     }
+}
+
+/// With `gateway.proxy_protocol`: the client the PROXY header of a trusted proxy names (the
+/// proxy itself for a `LOCAL` or `UNKNOWN` header), the header consumed and nothing after it.
+/// `None` when the connection must be closed: the peer is not a trusted proxy, or its header
+/// is missing, malformed or incomplete at `deadline`. Each is counted in
+/// `sockway_proxy_protocol_refused_total`; a trusted proxy that speaks no PROXY protocol is a
+/// configuration mistake and logged at `warn`.
+async fn proxied_client(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    deadline: Instant,
+    state: &State,
+) -> Option<SocketAddr> {
+    if !state.config.gateway.trusted_proxies.contains(peer.ip()) {
+        debug!(peer = %peer, "connection from outside gateway.trusted_proxies on a PROXY protocol listener; closing it");
+        state
+            .metrics
+            .proxy_protocol_refused(ProxyRefusal::UntrustedPeer);
+        return None;
+    }
+    let read = tokio::select! {
+        _ = state.shutdown.cancelled() => return None,
+        read = tokio::time::timeout_at(deadline, protocol::read_header(stream)) => read,
+    };
+    let refusal = match read {
+        Ok(Ok(header)) => {
+            return Some(header.addresses.map_or(peer, |addresses| addresses.source));
+        }
+        Err(_elapsed) => {
+            debug!(peer = %peer, "PROXY header not received within the handshake timeout");
+            ProxyRefusal::Incomplete
+        }
+        Ok(Err(error @ ProxyHeaderError::Io(_))) => {
+            debug!(peer = %peer, error = %error, "PROXY header incomplete");
+            ProxyRefusal::Incomplete
+        }
+        Ok(Err(error)) => {
+            warn!(peer = %peer, error = %error, "PROXY header refused; closing the connection (is the proxy sending the PROXY protocol?)");
+            match error {
+                ProxyHeaderError::Missing => ProxyRefusal::Missing,
+                _ => ProxyRefusal::Malformed,
+            }
+        }
+    };
+    state.metrics.proxy_protocol_refused(refusal);
+    None
 }
 
 /// Serves one connection, TLS already terminated: the management API, or the first request

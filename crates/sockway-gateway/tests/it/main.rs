@@ -17,6 +17,7 @@ mod management;
 mod management_sigv4;
 mod operations;
 mod origins;
+mod proxies;
 mod refusals;
 mod routing;
 mod security;

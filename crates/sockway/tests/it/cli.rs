@@ -28,6 +28,27 @@ fn validate_accepts_a_good_config() {
     assert_eq!(code, 0, "{stderr}");
 }
 
+/// Risky proxy set-ups (issue 15, point 5): trusting every address is a warning, PROXY
+/// protocol without a trusted proxy an error.
+#[test]
+fn validate_warns_about_trusting_every_address_and_refuses_proxy_protocol_alone() {
+    let (code, stderr) = validate(
+        "[gateway]\ntrusted_proxies = [\"10.0.0.0/8\", \"0.0.0.0/0\"]\n",
+        "trust-everyone",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("warning: gateway.trusted_proxies[1]: 0.0.0.0/0 trusts every address"),
+        "{stderr}"
+    );
+    let (code, stderr) = validate("[gateway]\nproxy_protocol = true\n", "proxy-alone");
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(":2: gateway.proxy_protocol: needs gateway.trusted_proxies"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn validate_states_the_trust_trade_offs_a_valid_config_makes() {
     let text = "[routes.\"$default\"]\nintegration = \"echo\"\n[integrations.echo]\ntype = \"mock\"\n\
@@ -38,17 +59,17 @@ fn validate_states_the_trust_trade_offs_a_valid_config_makes() {
         .arg(&file.path)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "{stdout}");
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 2, "{stdout}");
-    assert!(lines[0].ends_with("configuration is valid"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(String::from_utf8_lossy(&output.stdout).ends_with("configuration is valid\n"));
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
     assert!(
-        lines[1].starts_with(
-            "warning: management.trusted_networks: callers from 10.0.0.0/16, fd00:ec2::/32 \
+        lines[0].contains(
+            ": warning: management.trusted_networks: callers from 10.0.0.0/16, fd00:ec2::/32 \
              may sign @connections calls with any access key"
         ),
-        "{stdout}"
+        "{stderr}"
     );
 
     let (code, stderr) = validate(
