@@ -183,11 +183,32 @@ pub(crate) fn check_peer(
     if known {
         sigv4::check_request_head(headers, &management.credentials, region, SERVICE, now)?;
         Ok(Caller::Credential { access_key_id })
-    } else if any_contains(&management.trusted_networks, peer.ip()) {
+    } else if any_contains(
+        &management.trusted_networks,
+        caller_address(config, peer.ip(), headers),
+    ) {
         Ok(Caller::TrustedNetwork { access_key_id })
     } else {
         Err(sigv4::SignatureError::UnknownAccessKey { access_key_id }.into())
     }
+}
+
+/// The caller's address, as `management.trusted_networks` is matched against it: the peer, or,
+/// when the peer is one of `gateway.trusted_proxies`, the client its `X-Forwarded-For` names,
+/// as the upgrade finds a WebSocket client. A load balancer in front thus never lends its own
+/// address to the whole internet behind it.
+fn caller_address(config: &Config, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+    let proxies = &config.gateway.trusted_proxies;
+    if !proxies.contains(peer) {
+        return peer.to_canonical();
+    }
+    let forwarded: Vec<(String, String)> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .map(|value| ("X-Forwarded-For".to_owned(), value.to_owned()))
+        .collect();
+    crate::proxy::forwarded::resolve(&forwarded, peer, proxies).client
 }
 
 /// The signing name of API Gateway's APIs, `@connections` included.

@@ -344,3 +344,52 @@ async fn role_credentials_from_elsewhere_are_refused() {
     client.close(1000, "done").await;
     gateway.shutdown().await;
 }
+
+/// A role-signed POST to `url` that a proxy relayed for `client`.
+async fn relayed_for(url: &str, client: &str) -> u16 {
+    let mut headers = sockway_testkit::sigv4::signature_headers(
+        "POST",
+        url,
+        &[],
+        b"relayed",
+        &role_credentials(),
+        "us-east-1",
+        "execute-api",
+        SystemTime::now(),
+    );
+    headers.push(("X-Forwarded-For".to_owned(), client.to_owned()));
+    request_with_headers("POST", url, &headers, b"relayed").await.0
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_trusted_network_is_the_callers_not_the_proxys() {
+    for (trusted_proxies, client, expected) in [
+        // The balancer relays a backend in the trusted subnet: served.
+        (r#"["127.0.0.0/8"]"#, "10.0.33.7", 200),
+        // The same balancer relays someone on the internet: refused.
+        (r#"["127.0.0.0/8"]"#, "203.0.113.9", 403),
+        // Without trusted proxies the header names nobody, and the peer is not trusted.
+        ("[]", "10.0.33.7", 403),
+    ] {
+        let mut backend = MockBackend::start().await;
+        let extra = format!(
+            "[management]\ntrusted_networks = [\"10.0.32.0/20\"]\n{}",
+            management_credentials()
+        );
+        let text = config(&backend, &extra).replacen(
+            "[gateway]\n",
+            &format!("[gateway]\ntrusted_proxies = {trusted_proxies}\n"),
+            1,
+        );
+        let gateway = TestGateway::start(&text).await;
+        let (mut client_socket, connection_id) = crate::connect(&gateway, &mut backend).await;
+        let url = gateway.connection_url(&connection_id);
+        let status = relayed_for(&url, client).await;
+        assert_eq!(status, expected, "proxies {trusted_proxies}, client {client}");
+        if expected == 200 {
+            assert_eq!(client_socket.next_text().await, "relayed");
+        }
+        client_socket.close(1000, "done").await;
+        gateway.shutdown().await;
+    }
+}
