@@ -3,5 +3,6 @@
 mod admin;
 mod cli;
 mod cluster;
+mod credentials;
 mod tidy;
 mod tls;
