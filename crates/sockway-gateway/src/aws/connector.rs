@@ -33,6 +33,10 @@ use crate::pool::https_connector;
 /// Largest response body read: credential documents are a few hundred bytes.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
+/// The bound on an exchange when the SDK sets no read timeout (its STS and SSO clients set
+/// none by default), so that a stalled endpoint cannot hold the credentials lock forever.
+const DEFAULT_EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The SDK's [`HttpClient`] over the gateway's connector. Cheap to clone; clones share the
 /// connectors built so far.
 #[derive(Debug, Clone, Default)]
@@ -53,8 +57,9 @@ struct Timeouts {
 #[derive(Debug)]
 struct Connector {
     client: Client<HttpsConnector<TcpConnector>, Full<Bytes>>,
-    /// The bound on the whole exchange once connected: the SDK's read timeout.
-    exchange_timeout: Option<Duration>,
+    /// The bound on the whole exchange: the SDK's connect and read timeouts added, or
+    /// [`DEFAULT_EXCHANGE_TIMEOUT`].
+    exchange_timeout: Duration,
 }
 
 impl HttpClient for SdkHttpClient {
@@ -92,9 +97,9 @@ impl Connector {
             client: Client::builder(TokioExecutor::new())
                 .pool_max_idle_per_host(0)
                 .build(https_connector(timeouts.connect)),
-            exchange_timeout: match (timeouts.connect, timeouts.read) {
-                (_, None) => None,
-                (connect, Some(read)) => Some(connect.unwrap_or_default() + read),
+            exchange_timeout: match timeouts.read {
+                None => DEFAULT_EXCHANGE_TIMEOUT,
+                Some(read) => timeouts.connect.unwrap_or_default() + read,
             },
         }
     }
@@ -105,17 +110,13 @@ impl HttpConnector for Connector {
         let client = self.client.clone();
         let exchange_timeout = self.exchange_timeout;
         HttpConnectorFuture::new(async move {
-            let exchange = exchange(&client, request);
-            match exchange_timeout {
-                None => exchange.await,
-                Some(limit) => tokio::time::timeout(limit, exchange)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(ConnectorError::timeout(
-                            format!("no response within {limit:?}").into(),
-                        ))
-                    }),
-            }
+            tokio::time::timeout(exchange_timeout, exchange(&client, request))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ConnectorError::timeout(
+                        format!("no response within {exchange_timeout:?}").into(),
+                    ))
+                })
         })
     }
 }

@@ -21,7 +21,9 @@
 //! which sockway does not use), so this module does: credentials are kept and fetched again
 //! once within [`REFRESH_BEFORE_EXPIRY`] of their expiry. Callers wait for one fetch at a time;
 //! a failed fetch is not repeated for [`RETRY_AFTER_FAILURE`], and credentials not yet expired
-//! are used meanwhile. Token files are read, and `credential_process` run, at each fetch.
+//! are used meanwhile. Token files are read, and `credential_process` run, at each fetch. A
+//! load or fetch runs inside the call that needed it, so the call's own timeout bounds it: a
+//! call that gives up leaves nothing half-done, and the next call starts again.
 
 use std::fmt;
 use std::sync::Arc;
