@@ -95,6 +95,7 @@ pub(crate) enum CredentialsError {
     },
 }
 
+/// What the clones of a provider share.
 #[derive(Debug)]
 struct Inner {
     /// `[aws] profile`: overrides `AWS_PROFILE` in both chains.
@@ -116,8 +117,10 @@ struct Sdk {
     credentials: Option<SharedCredentialsProvider>,
 }
 
+/// The chain's last answer.
 #[derive(Debug, Default)]
 struct Cache {
+    /// The credentials last fetched, expired or not.
     credentials: Option<Credentials>,
     /// When the last fetch failed, and why.
     failure: Option<(SystemTime, CredentialsError)>,

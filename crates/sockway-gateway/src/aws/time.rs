@@ -21,7 +21,7 @@ pub(crate) fn parse_amz_date(text: &str) -> Option<SystemTime> {
     let hour = digits(&text[9..11])?;
     let minute = digits(&text[11..13])?;
     let second = digits(&text[13..15])?;
-    from_civil(year, month, day, hour, minute, second, 0)
+    from_civil(year, month, day, hour, minute, second)
 }
 
 /// Formats an instant as `X-Amz-Date` (whole seconds, UTC).
@@ -56,7 +56,6 @@ fn from_civil(
     hour: i64,
     minute: i64,
     second: i64,
-    nanos: u32,
 ) -> Option<SystemTime> {
     // Leap seconds (60) are folded into the next second, as most clocks do.
     let valid = (1..=12).contains(&month)
@@ -69,7 +68,7 @@ fn from_civil(
     }
     let seconds =
         days_from_civil(year, month, day) * SECONDS_PER_DAY + hour * 3600 + minute * 60 + second;
-    let since_epoch = Duration::new(u64::try_from(seconds).ok()?, nanos);
+    let since_epoch = Duration::from_secs(u64::try_from(seconds).ok()?);
     UNIX_EPOCH.checked_add(since_epoch)
 }
 
