@@ -432,12 +432,14 @@ pub enum StsExpectation {
         /// The token file's content.
         token: String,
     },
-    /// `AssumeRole` of `role_arn`, SigV4-signed for `sts` by `source`.
+    /// `AssumeRole` of `role_arn`, SigV4-signed for `sts` by a key of `source` (with its
+    /// session token, for temporary credentials).
     AssumeRole {
         /// The role.
         role_arn: String,
-        /// The source profile's keys.
-        source: SigningKey,
+        /// The keys allowed to assume it: a source profile's, or what another stand-in
+        /// handed out.
+        source: KeyRing,
     },
 }
 
@@ -499,7 +501,7 @@ impl Sts {
                         &request.target,
                         &request.headers,
                         &request.body,
-                        std::slice::from_ref(source),
+                        &source.keys(),
                         SystemTime::now(),
                     );
                     match verified {

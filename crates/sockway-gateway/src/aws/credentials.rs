@@ -84,11 +84,11 @@ pub(crate) enum CredentialsError {
         source: Arc<SdkCredentialsError>,
     },
     /// A provider that applies failed (an unreadable token file, a refused STS call, a
-    /// failing `credential_process`, ...).
-    #[error("AWS credentials could not be loaded ({searched})")]
+    /// failing `credential_process`, ...); the chain stops there.
+    #[error("AWS credentials could not be loaded ({profile})")]
     Provider {
-        /// The profile and the providers that were asked.
-        searched: String,
+        /// The profile in use.
+        profile: String,
         /// The SDK's report.
         #[source]
         source: Arc<SdkCredentialsError>,
@@ -329,16 +329,16 @@ impl CredentialsProvider {
             Some(profile) => format!("profile `{profile}`"),
             None => "the profile of AWS_PROFILE, else `default`".to_owned(),
         };
-        let searched = format!(
-            "asked: environment, shared files ({profile}), web identity token, container \
-             endpoint, instance metadata"
-        );
         let source = Arc::new(source);
         match &*source {
-            SdkCredentialsError::CredentialsNotLoaded(_) => {
-                CredentialsError::NotFound { searched, source }
-            }
-            _ => CredentialsError::Provider { searched, source },
+            SdkCredentialsError::CredentialsNotLoaded(_) => CredentialsError::NotFound {
+                searched: format!(
+                    "asked: environment, shared files ({profile}), web identity token, \
+                     container endpoint, instance metadata"
+                ),
+                source,
+            },
+            _ => CredentialsError::Provider { profile, source },
         }
     }
 }

@@ -319,11 +319,13 @@ async fn assume_role_profile_signs_sts_with_its_source_profile() {
     let issuer = Issuer::new("ASSUMEROLE", &keys);
     let role_arn = "arn:aws:iam::123456789012:role/sockway-gateway";
     let source = SigningKey::new("AKIASOURCEPROFILE001", "source-profile-secret");
+    let source_keys = KeyRing::new();
+    source_keys.add(source.clone());
     let sts = Sts::start(
         &issuer,
         StsExpectation::AssumeRole {
             role_arn: role_arn.to_owned(),
-            source: source.clone(),
+            source: source_keys,
         },
     )
     .await;
@@ -520,4 +522,131 @@ async fn missing_credentials_fail_the_call_not_the_start_and_say_why() {
         "the SDK's reason: {line}"
     );
     assert!(lambda.drain().is_empty());
+}
+
+#[tokio::test]
+async fn a_failing_credential_process_is_reported_with_its_output() {
+    let mut lambda = FakeLambda::start("AKIAUNUSED0000000001", "unused").await;
+    lambda.on("chat", echo);
+    let home = ConfigFile::new("process-fails", &gateway_config(&lambda, ""));
+    home.write(
+        ".aws/config",
+        "[default]\ncredential_process = sh -c 'echo refused by the vault >&2; exit 3'\nregion = eu-west-1\n",
+    );
+    let mut gateway = start(&home, &environment(&home, &[])).await;
+    assert!(connect(&gateway.ws_url).await.is_err());
+    let line = gateway.wait_for_stderr("$connect integration failed").await;
+    assert!(
+        line.contains("AWS credentials could not be loaded"),
+        "{line}"
+    );
+    assert!(
+        line.contains("refused by the vault"),
+        "the process's stderr: {line}"
+    );
+    assert!(lambda.drain().is_empty());
+}
+
+#[tokio::test]
+async fn legacy_sso_profile_finds_its_token_by_start_url() {
+    let keys = KeyRing::new();
+    let issuer = Issuer::new("SSOLEGACY", &keys);
+    let portal = SsoPortal::start(&issuer, "legacy-access-token", "210987654321", "Ops").await;
+    let mut lambda = FakeLambda::start_with(keys).await;
+    lambda.on("chat", echo);
+    let home = ConfigFile::new("sso-legacy", &gateway_config(&lambda, ""));
+    let start_url = "https://legacy.awsapps.com/start";
+    home.write(
+        ".aws/config",
+        &format!(
+            "[default]\nsso_start_url = {start_url}\nsso_region = us-east-2\n\
+             sso_account_id = 210987654321\nsso_role_name = Ops\nregion = us-east-2\n"
+        ),
+    );
+    let expires_at = rfc3339(std::time::SystemTime::now() + Duration::from_secs(3600));
+    home.write(
+        &sso_token_cache_path(start_url),
+        &json!({
+            "accessToken": "legacy-access-token",
+            "expiresAt": expires_at,
+            "region": "us-east-2",
+            "startUrl": start_url,
+        })
+        .to_string(),
+    );
+    let endpoint = portal.endpoint();
+    let gateway = start(
+        &home,
+        &environment(&home, &[("AWS_ENDPOINT_URL_SSO", &endpoint)]),
+    )
+    .await;
+    let (first, _) = two_invocations(&gateway, &mut lambda).await;
+    let issued = issuer.issued();
+    assert_eq!(issued.len(), 1, "{issued:?}");
+    assert_signed_with(&first, &issued[0]);
+    assert_eq!(first.region, "us-east-2");
+}
+
+#[tokio::test]
+async fn credential_source_assumes_a_role_with_the_container_credentials() {
+    // The container endpoint's credentials only sign the AssumeRole call; the role's sign
+    // the Lambda calls.
+    let container_keys = KeyRing::new();
+    let container_issuer = Issuer::new("TASK", &container_keys);
+    let container =
+        ContainerCredentials::start(&container_issuer, "/v2/credentials/task", "task-token").await;
+    let lambda_keys = KeyRing::new();
+    let role_issuer = Issuer::new("ROLE", &lambda_keys);
+    let role_arn = "arn:aws:iam::123456789012:role/sockway-cross-account";
+    let sts = Sts::start(
+        &role_issuer,
+        StsExpectation::AssumeRole {
+            role_arn: role_arn.to_owned(),
+            source: container_keys,
+        },
+    )
+    .await;
+    let mut lambda = FakeLambda::start_with(lambda_keys).await;
+    lambda.on("chat", echo);
+    let home = ConfigFile::new("credential-source", &gateway_config(&lambda, ""));
+    home.write(
+        ".aws/config",
+        &format!(
+            "[profile cross]\nrole_arn = {role_arn}\ncredential_source = EcsContainer\n\
+             role_session_name = sockway-cross\n"
+        ),
+    );
+    let (full_uri, endpoint) = (container.full_uri(), sts.endpoint());
+    let gateway = start(
+        &home,
+        &environment(
+            &home,
+            &[
+                ("AWS_PROFILE", "cross"),
+                ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &full_uri),
+                ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "task-token"),
+                ("AWS_ENDPOINT_URL_STS", &endpoint),
+                ("AWS_REGION", "eu-south-1"),
+            ],
+        ),
+    )
+    .await;
+    let (first, second) = two_invocations(&gateway, &mut lambda).await;
+    let role = role_issuer.issued();
+    assert_eq!(role.len(), 1, "{role:?}");
+    assert_signed_with(&first, &role[0]);
+    assert_signed_with(&second, &role[0]);
+    assert_eq!(container_issuer.issued().len(), 1);
+    let received = sts.received();
+    assert_eq!(received.len(), 1);
+    let (request, form) = &received[0];
+    assert_eq!(
+        request.status, 200,
+        "signed with the container's credentials"
+    );
+    assert_eq!(
+        request.headers["x-amz-security-token"],
+        container_issuer.issued()[0].session_token.as_str()
+    );
+    assert_eq!(form["RoleSessionName"], "sockway-cross");
 }
