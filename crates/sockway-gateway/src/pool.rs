@@ -1,6 +1,7 @@
 //! The pooled HTTP/1.1 client every outgoing call of the gateway uses: integrations, Lambda
-//! Invoke, authorizers, JWKS fetches and the management client. A leaf, so that `aws` and
-//! `integrations` share it without importing each other.
+//! Invoke, authorizers, JWKS fetches and the management client, and the connector under it,
+//! which the AWS SDK's credential providers also use (`aws::connector`). A leaf, so that `aws`
+//! and `integrations` share it without importing each other.
 
 use std::time::Duration;
 
@@ -18,19 +19,24 @@ pub(crate) type PooledClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>
 /// Builds a [`PooledClient`]. One is built per gateway and shared by every integration and
 /// authorizer, so connections to a backend are reused across routes.
 pub(crate) fn pooled_client() -> PooledClient {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(https_connector(Some(Duration::from_secs(10))))
+}
+
+/// The connector under every client of the gateway: `http://` and `https://` (rustls with the
+/// ring provider and the webpki roots), TCP_NODELAY, HTTP/1.1, with `connect_timeout`.
+pub(crate) fn https_connector(connect_timeout: Option<Duration>) -> HttpsConnector<HttpConnector> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.enforce_http(false);
-    connector.set_connect_timeout(Some(Duration::from_secs(10)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    connector.set_connect_timeout(connect_timeout);
+    hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(std::sync::Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .expect("ring supports the default TLS protocol versions")
         .https_or_http()
         .enable_http1()
-        .wrap_connector(connector);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(https)
+        .wrap_connector(connector)
 }

@@ -26,6 +26,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+use crate::ErrorChain;
 use crate::config::TlsConfig;
 
 /// Why the TLS certificate could not be loaded or reloaded. Every variant names the file.
@@ -223,21 +224,6 @@ impl FileStamps {
             Some((metadata.modified().ok()?, metadata.len()))
         };
         FileStamps([stamp(&files.cert_file), stamp(&files.key_file)])
-    }
-}
-
-/// Renders an error with its causes, `a: b: c`, for a log line.
-struct ErrorChain<'a>(&'a dyn std::error::Error);
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(formatter, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(formatter, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
     }
 }
 

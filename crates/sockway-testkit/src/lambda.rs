@@ -1,6 +1,9 @@
 //! [`FakeLambda`]: a real HTTP server on port 0 that implements the Lambda Invoke API, checks
 //! every request's SigV4 signature the way AWS does, records each invocation and answers with
 //! scripted handlers.
+//!
+//! The keys it accepts are a [`KeyRing`]: one long-term key pair, or the temporary credentials
+//! the credential stand-ins ([`crate::credentials`]) hand out, each with its session token.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -46,6 +49,10 @@ pub struct Invocation {
     pub qualifier: Option<String>,
     /// The region of the signature's credential scope.
     pub region: String,
+    /// The access key id the request was signed with.
+    pub access_key_id: String,
+    /// The `X-Amz-Security-Token` it carried (checked against the one issued with the key).
+    pub session_token: Option<String>,
     /// The request path as received (still percent-encoded).
     pub path: String,
     /// The request headers.
@@ -65,8 +72,32 @@ pub struct FakeLambda {
     server: JoinHandle<()>,
 }
 
+/// The keys a stand-in AWS service accepts; shared, so that a credential stand-in can add
+/// the temporary credentials it hands out. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct KeyRing {
+    keys: Arc<Mutex<Vec<SigningKey>>>,
+}
+
+impl KeyRing {
+    /// An empty ring.
+    pub fn new() -> KeyRing {
+        KeyRing::default()
+    }
+
+    /// Accepts `key` from now on.
+    pub fn add(&self, key: SigningKey) {
+        self.keys.lock().expect("key ring lock").push(key);
+    }
+
+    /// The keys accepted now.
+    pub fn keys(&self) -> Vec<SigningKey> {
+        self.keys.lock().expect("key ring lock").clone()
+    }
+}
+
 struct State {
-    key: SigningKey,
+    keys: KeyRing,
     handlers: Mutex<HashMap<String, Handler>>,
     rejected_signatures: AtomicUsize,
 }
@@ -83,13 +114,21 @@ impl std::fmt::Debug for FakeLambda {
 impl FakeLambda {
     /// Starts a fake that accepts requests signed with this key pair and knows no functions.
     pub async fn start(access_key_id: &str, secret_access_key: &str) -> FakeLambda {
+        let keys = KeyRing::new();
+        keys.add(SigningKey::new(access_key_id, secret_access_key));
+        FakeLambda::start_with(keys).await
+    }
+
+    /// Starts a fake that accepts requests signed with any key of `keys`, as it is when the
+    /// request arrives.
+    pub async fn start_with(keys: KeyRing) -> FakeLambda {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind fake lambda");
         let addr = listener.local_addr().expect("fake lambda address");
         let (sender, invocations) = mpsc::unbounded_channel();
         let state = Arc::new(State {
-            key: SigningKey::new(access_key_id, secret_access_key),
+            keys,
             handlers: Mutex::new(HashMap::new()),
             rejected_signatures: AtomicUsize::new(0),
         });
@@ -202,7 +241,7 @@ async fn serve(
         target,
         &parts.headers,
         &body,
-        &state.key,
+        &state.keys.keys(),
         SystemTime::now(),
     ) {
         Ok(scope) if scope.service == "lambda" => scope,
@@ -285,6 +324,8 @@ async fn serve(
         function_name,
         qualifier,
         region: scope.region,
+        access_key_id: scope.access_key_id,
+        session_token: scope.session_token,
         path: path.to_owned(),
         headers: parts.headers,
         payload: payload.clone(),

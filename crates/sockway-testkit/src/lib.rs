@@ -9,6 +9,9 @@
 //! - [`FakeLambda`]: the Lambda Invoke API on port 0, checking SigV4 and running scripted
 //!   functions; [`sigv4`] signs test requests to `@connections` as botocore does.
 //! - [`JwksServer`]: an identity provider's JWKS endpoint, rotatable and breakable.
+//! - [`credentials`]: stand-ins for where AWS SDKs get credentials (EC2 instance metadata, the
+//!   ECS/EKS container endpoint, STS, the SSO portal), handing out temporary credentials that
+//!   a [`FakeLambda`] sharing their [`KeyRing`] accepts.
 //!
 //! - [`tls`]: a test CA made with rcgen, certificate files for `[tls]`, and `wss://` and
 //!   `https://` clients that trust only that CA.
@@ -20,6 +23,7 @@
 
 mod backend;
 mod client;
+pub mod credentials;
 mod jwks;
 mod lambda;
 mod process;
@@ -32,7 +36,7 @@ use std::time::Duration;
 pub use backend::{MockBackend, MockResponse, RecordedRequest, Responder, echo_responder};
 pub use client::{WsClient, connect, connect_with_headers};
 pub use jwks::{JWKS_PATH, JwksServer};
-pub use lambda::{FakeLambda, Invocation, LambdaReply};
+pub use lambda::{FakeLambda, Invocation, KeyRing, LambdaReply};
 pub use process::{ConfigFile, GatewayProcess};
 pub use redis::{RedisCluster, RedisServer, RedisTls};
 

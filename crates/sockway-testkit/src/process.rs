@@ -1,11 +1,14 @@
 //! [`GatewayProcess`]: the real `sockway` binary, started with `--listen 127.0.0.1:0` and
-//! stopped when dropped.
+//! stopped when dropped; with [`GatewayProcess::start_with_env`], in an environment of the
+//! test's making (environment variables are process-wide, so a test that needs its own AWS
+//! variables runs the binary rather than an in-process gateway).
 
 use std::path::Path;
 use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
+use tokio::sync::mpsc;
 
 use crate::DEADLINE;
 
@@ -17,20 +20,57 @@ pub struct GatewayProcess {
     pub stdout: Lines<BufReader<ChildStdout>>,
     /// The `ws://...` (or `wss://...`) URL from its startup line.
     pub ws_url: String,
+    /// Its standard error, line by line, when the test captures it.
+    stderr: Option<mpsc::UnboundedReceiver<String>>,
 }
 
 impl GatewayProcess {
     /// Starts `binary serve --config config --listen 127.0.0.1:0` and waits for its startup line.
     pub async fn start(binary: &Path, config: &Path) -> GatewayProcess {
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command.stderr(Stdio::inherit());
+        GatewayProcess::spawn(command, config).await
+    }
+
+    /// [`GatewayProcess::start`] with only `PATH` kept from this process's environment, plus
+    /// `env`; standard error is captured for [`GatewayProcess::wait_for_stderr`] (and
+    /// copied to the test's).
+    pub async fn start_with_env(
+        binary: &Path,
+        config: &Path,
+        env: &[(&str, &str)],
+    ) -> GatewayProcess {
+        let mut command = Command::new(binary);
+        command.env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        command.envs(env.iter().copied()).stderr(Stdio::piped());
+        GatewayProcess::spawn(command, config).await
+    }
+
+    async fn spawn(mut command: Command, config: &Path) -> GatewayProcess {
+        let mut child = command
             .args(["serve", "--config"])
             .arg(config)
             .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
             .expect("start sockway");
+        let stderr = child.stderr.take().map(|stderr| {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    eprintln!("{line}");
+                    if sender.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            receiver
+        });
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut stdout = BufReader::new(stdout).lines();
         let line = tokio::time::timeout(DEADLINE, stdout.next_line())
@@ -46,7 +86,28 @@ impl GatewayProcess {
             child,
             stdout,
             ws_url,
+            stderr,
         }
+    }
+
+    /// The next line of standard error containing `needle`, skipping others; fails the test
+    /// after the deadline. Needs [`GatewayProcess::start_with_env`].
+    pub async fn wait_for_stderr(&mut self, needle: &str) -> String {
+        let lines = self
+            .stderr
+            .as_mut()
+            .expect("standard error is captured by start_with_env");
+        let found = tokio::time::timeout(DEADLINE, async {
+            while let Some(line) = lines.recv().await {
+                if line.contains(needle) {
+                    return Some(line);
+                }
+            }
+            None
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no line with {needle:?} on stderr within {DEADLINE:?}"));
+        found.unwrap_or_else(|| panic!("sockway closed stderr without a line with {needle:?}"))
     }
 
     /// The process id.
@@ -116,6 +177,23 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
+    /// The directory the file is in, removed with it: a place for a test's other files
+    /// (a `HOME` with `.aws/` in it, token files).
+    pub fn directory(&self) -> &Path {
+        &self.directory
+    }
+
+    /// Writes `text` to `relative` under [`ConfigFile::directory`], creating folders, and
+    /// returns its path.
+    pub fn write(&self, relative: &str, text: &str) -> std::path::PathBuf {
+        let path = self.directory.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create the file's folder");
+        }
+        std::fs::write(&path, text).expect("write the file");
+        path
+    }
+
     /// Writes `text` to `sockway.toml` in a directory named after `name`, this process and a
     /// counter, so tests running in parallel never share one.
     pub fn new(name: &str, text: &str) -> ConfigFile {

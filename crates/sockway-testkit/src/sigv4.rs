@@ -125,17 +125,21 @@ pub async fn request_with_headers(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Scope {
     pub(crate) access_key_id: String,
+    pub(crate) session_token: Option<String>,
     pub(crate) region: String,
     pub(crate) service: String,
 }
 
-/// Checks a received request's SigV4 signature against `key`; `Err` says why it fails.
+/// Checks a received request's SigV4 signature against the key of `keys` whose access key id
+/// it names, as AWS does: the `X-Amz-Security-Token` sent must be that key's session token
+/// (none for long-term keys), the date within 15 minutes, the signature the one the request
+/// and secret produce. `Err` says why it fails.
 pub(crate) fn verify(
     method: &str,
     target: &str,
     headers: &http::HeaderMap,
     body: &[u8],
-    key: &SigningKey,
+    keys: &[SigningKey],
     now: SystemTime,
 ) -> Result<Scope, String> {
     let header = |name: &str| {
@@ -163,9 +167,9 @@ pub(crate) fn verify(
     let [access_key_id, _date, region, service, "aws4_request"] = scope[..] else {
         return Err(format!("bad credential scope {credential}"));
     };
-    if access_key_id != key.access_key_id {
+    let Some(key) = keys.iter().find(|key| key.access_key_id == access_key_id) else {
         return Err(format!("unknown access key {access_key_id}"));
-    }
+    };
     let amz_date = header("x-amz-date")?;
     let signed_at = parse_amz_date(amz_date).ok_or("bad x-amz-date")?;
     let skew = now
@@ -177,6 +181,12 @@ pub(crate) fn verify(
     let token = headers
         .get("x-amz-security-token")
         .and_then(|value| value.to_str().ok());
+    if token != key.session_token.as_deref() {
+        return Err(format!(
+            "the security token sent ({}) is not the one issued with {access_key_id}",
+            token.map_or("none", |_| "another")
+        ));
+    }
     let mut signed = Vec::new();
     for name in signed_headers.split(';') {
         if name == "x-amz-date" || name == "x-amz-security-token" {
@@ -186,11 +196,7 @@ pub(crate) fn verify(
             signed.push((name, value.to_str().map_err(|_| "non-ASCII header")?));
         }
     }
-    let received_key = SigningKey {
-        session_token: token.map(str::to_owned),
-        ..key.clone()
-    };
-    let identity = identity(&received_key);
+    let identity = identity(key);
     let mut settings = SigningSettings::default();
     settings.excluded_headers = None;
     let params = v4::SigningParams::builder()
@@ -215,6 +221,7 @@ pub(crate) fn verify(
     }
     Ok(Scope {
         access_key_id: access_key_id.to_owned(),
+        session_token: token.map(str::to_owned),
         region: region.to_owned(),
         service: service.to_owned(),
     })

@@ -190,7 +190,10 @@ impl Authorizer {
             Kind::Lambda { target, client } => {
                 let payload = self.event(request).to_json();
                 let invocation = client.invoke(target, payload).await.map_err(|error| {
-                    AuthorizerError::Failed(format!("lambda authorizer invoke failed: {error}"))
+                    AuthorizerError::Failed(format!(
+                        "lambda authorizer invoke failed: {}",
+                        crate::ErrorChain(&error)
+                    ))
                 })?;
                 if invocation.function_error.is_some() {
                     return Err(function_error(&invocation.payload));

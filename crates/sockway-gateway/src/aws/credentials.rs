@@ -1,32 +1,51 @@
-//! AWS credentials for outgoing calls (Lambda Invoke), resolved once when the gateway starts.
+//! AWS credentials and region for sockway's own calls to AWS (Lambda Invoke), from the AWS
+//! SDK's chains (`aws-config`).
 //!
-//! The chain is the AWS CLI's, reduced to what a gateway needs: the keys in `[aws]` of the
-//! config; else `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (with `AWS_SESSION_TOKEN`); else
-//! the profile (`[aws] profile`, `AWS_PROFILE` or `default`) from the shared credentials file
-//! (`[name]`) and the shared config file (`[profile name]`, or `[default]`), which holds either
-//! keys or a `credential_process`. SSO, web identity, ECS and instance metadata are not
-//! supported.
+//! Credentials are the static keys of `[aws]` when they are set. Otherwise they come from the
+//! SDK's default credential chain, in its order: the environment (`AWS_ACCESS_KEY_ID`, ...);
+//! the shared config and credentials files for the profile (`[aws] profile`, else
+//! `AWS_PROFILE`, else `default`), with keys, `credential_process`, SSO, or a role to assume
+//! from a `source_profile` or `credential_source`; a web identity token file
+//! (`AWS_WEB_IDENTITY_TOKEN_FILE` and `AWS_ROLE_ARN`, through STS); the ECS/EKS container
+//! credentials endpoint; EC2 instance metadata (IMDSv2). The region of a Lambda target that
+//! names none is the SDK's region for the same profile (`AWS_REGION`, the profile's `region`,
+//! instance metadata), else `us-east-1`. `docs/aws-credentials.md` lists what each provider
+//! reads.
 //!
-//! [`CredentialsProvider::from_environment`] is the only place in the gateway that reads
-//! environment variables or credential files; it runs once, at start. A `credential_process`
-//! is run on first use and again whenever its credentials are within
-//! [`REFRESH_BEFORE_EXPIRY`] of their `Expiration`. Finding no credentials is not a start-up
-//! error: a gateway without Lambda integrations needs none, so the failure is reported by
-//! [`CredentialsProvider::credentials`] when a call needs them.
+//! Nothing is read at start: the SDK's configuration is loaded, once, by the first call that
+//! needs credentials or a region, so a gateway without Lambda integrations reads no AWS
+//! environment or file and asks no metadata endpoint. Missing or failing credentials are
+//! reported by [`CredentialsProvider::credentials`], with the SDK's reason as the source.
+//!
+//! The SDK's providers do not cache (the SDK's own clients cache in their request pipeline,
+//! which sockway does not use), so this module does: credentials are kept and fetched again
+//! once within [`REFRESH_BEFORE_EXPIRY`] of their expiry. Callers wait for one fetch at a time;
+//! a failed fetch is not repeated for [`RETRY_AFTER_FAILURE`], and credentials not yet expired
+//! are used meanwhile. Token files are read, and `credential_process` run, at each fetch. A
+//! load or fetch runs inside the call that needed it, so the call's own timeout bounds it: a
+//! call that gives up leaves nothing half-done, and the next call starts again.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde::Deserialize;
+use aws_config::BehaviorVersion;
+use aws_credential_types::provider::error::CredentialsError as SdkCredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use tokio::sync::{Mutex, OnceCell};
 
-use super::time::parse_rfc3339;
-use crate::config::AwsConfig;
+use super::connector::SdkHttpClient;
+use crate::ErrorChain;
+use crate::config::{AwsConfig, GatewayConfig};
 
-/// How long before `Expiration` a `credential_process` is run again.
+/// How long before their expiry credentials are fetched again. AWS's metadata services hand
+/// out new credentials at least this long before the old ones expire.
 pub(crate) const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
+
+/// How long after a failed fetch the next one is tried; calls meanwhile get the same answer
+/// instead of each waiting for its own (a metadata endpoint that does not answer takes
+/// seconds per try).
+pub(crate) const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 
 /// One set of AWS credentials. `Debug` shows the access key id only.
 #[derive(Clone, PartialEq, Eq)]
@@ -41,120 +60,70 @@ pub(crate) struct Credentials {
     pub(crate) expires_at: Option<SystemTime>,
 }
 
-/// Where credentials come from, decided once at start. Cheap to clone.
+/// Credentials and region for calls to AWS, from `[aws]` and the SDK's chains. Built once per
+/// gateway; cheap to clone, and clones share what was loaded and cached.
 #[derive(Debug, Clone)]
 pub(crate) struct CredentialsProvider {
-    source: Arc<Source>,
+    inner: Arc<Inner>,
 }
 
-/// Why no usable credentials could be produced.
+/// Why no usable credentials could be produced. The SDK's error, with its causes, is the
+/// source.
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum CredentialsError {
-    /// Nothing in the chain had credentials.
+    /// No provider of the chain had credentials.
     #[error(
-        "no AWS credentials: set [aws] access_key_id and secret_access_key, \
-         AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile ({searched})"
+        "no AWS credentials: set [aws] access_key_id and secret_access_key, or give the AWS \
+         SDK's credential chain something to find ({searched})"
     )]
     NotFound {
-        /// The profile and files that were looked at.
+        /// The profile and the providers that were asked.
         searched: String,
-    },
-    /// A profile was named explicitly but is in neither shared file.
-    #[error("AWS profile `{profile}` not found ({searched})")]
-    ProfileNotFound {
-        /// The profile's name.
-        profile: String,
-        /// The files that were looked at.
-        searched: String,
-    },
-    /// The profile exists but has only one of the two keys and no `credential_process`.
-    #[error("AWS profile `{profile}` has an access key id or a secret access key but not both")]
-    IncompleteProfile {
-        /// The profile's name.
-        profile: String,
-    },
-    /// The profile's `credential_process` failed or printed something unusable.
-    #[error("credential_process of AWS profile `{profile}` failed")]
-    Process {
-        /// The profile's name.
-        profile: String,
-        /// What went wrong.
+        /// The SDK's report.
         #[source]
-        source: Arc<ProcessError>,
+        source: Arc<SdkCredentialsError>,
+    },
+    /// A provider that applies failed (an unreadable token file, a refused STS call, a
+    /// failing `credential_process`, ...); the chain stops there.
+    #[error("AWS credentials could not be loaded ({profile})")]
+    Provider {
+        /// The profile in use.
+        profile: String,
+        /// The SDK's report.
+        #[source]
+        source: Arc<SdkCredentialsError>,
     },
 }
 
-/// How a `credential_process` failed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ProcessError {
-    /// The command could not be started.
-    #[error("cannot run `{command}`")]
-    Spawn {
-        /// The command line.
-        command: String,
-        /// What the operating system said.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The command exited unsuccessfully.
-    #[error("`{command}` exited with {status}: {stderr}")]
-    Exit {
-        /// The command line.
-        command: String,
-        /// Its exit status.
-        status: std::process::ExitStatus,
-        /// The start of its standard error.
-        stderr: String,
-    },
-    /// Its output is not the JSON document the protocol defines.
-    #[error("output is not a credential_process JSON document")]
-    Output(#[source] serde_json::Error),
-    /// `Version` is not 1.
-    #[error("unsupported credential_process Version {0}")]
-    Version(i64),
-    /// `Expiration` is not an RFC 3339 timestamp.
-    #[error("Expiration `{0}` is not an RFC 3339 timestamp")]
-    Expiration(String),
-    /// The credentials expire too soon to be used.
-    #[error("credentials expire at `{0}`, too soon to be used")]
-    Expired(String),
-}
-
-/// What the chain found.
+/// What the clones of a provider share.
 #[derive(Debug)]
-enum Source {
-    /// Keys that never change.
-    Static(Credentials),
-    /// A `credential_process`, with the credentials it last printed. The lock is tokio's:
-    /// it is held while the process runs so that concurrent callers wait for one refresh
-    /// instead of each starting the command.
-    Process {
-        profile: String,
-        command: String,
-        cached: tokio::sync::Mutex<Option<Credentials>>,
-    },
-    /// Nothing usable; the error is reported on every call.
-    Missing(CredentialsError),
+struct Inner {
+    /// `[aws] profile`: overrides `AWS_PROFILE` in both chains.
+    profile: Option<String>,
+    /// `[aws]`'s static keys: when set, the credential chain is not built.
+    static_keys: Option<Credentials>,
+    /// The SDK's configuration, loaded by the first call that needs it.
+    sdk: OnceCell<Sdk>,
+    /// The credentials last fetched from the chain. tokio's mutex, held during a fetch, so
+    /// that concurrent callers wait for one fetch instead of each starting their own.
+    cache: Mutex<Cache>,
 }
 
-/// The JSON document a `credential_process` prints.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ProcessOutput {
-    version: i64,
-    access_key_id: String,
-    secret_access_key: String,
-    session_token: Option<String>,
-    expiration: Option<String>,
+/// What the SDK's chains produced when loaded.
+struct Sdk {
+    /// The SDK's region, when its region chain found one.
+    region: Option<String>,
+    /// The SDK's credential chain; `None` with `[aws]` static keys.
+    credentials: Option<SharedCredentialsProvider>,
 }
 
-/// One profile's keys, merged from both shared files.
+/// The chain's last answer.
 #[derive(Debug, Default)]
-struct Profile {
-    access_key_id: Option<String>,
-    secret_access_key: Option<String>,
-    session_token: Option<String>,
-    credential_process: Option<String>,
+struct Cache {
+    /// The credentials last fetched, expired or not.
+    credentials: Option<Credentials>,
+    /// When the last fetch failed, and why.
+    failure: Option<(SystemTime, CredentialsError)>,
 }
 
 impl fmt::Debug for Credentials {
@@ -172,40 +141,76 @@ impl fmt::Debug for Credentials {
     }
 }
 
-impl CredentialsProvider {
-    /// Resolves the chain against this process's environment and home directory. Called
-    /// once, when the gateway starts.
-    pub(crate) fn from_environment(config: &AwsConfig) -> CredentialsProvider {
-        let env: HashMap<String, String> = [
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_SESSION_TOKEN",
-            "AWS_PROFILE",
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "AWS_CONFIG_FILE",
-            "HOME",
-        ]
-        .into_iter()
-        .filter_map(|name| Some((name.to_owned(), std::env::var(name).ok()?)))
-        .collect();
-        let home = env.get("HOME").map(PathBuf::from);
-        CredentialsProvider::from_parts(config, &env, home.as_deref())
+impl fmt::Debug for Sdk {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Sdk")
+            .field("region", &self.region)
+            .field("credentials", &self.credentials.is_some())
+            .finish()
     }
+}
 
-    /// Resolves the chain against the given environment variables and home directory, so
-    /// tests never touch the process environment.
-    pub(crate) fn from_parts(
-        config: &AwsConfig,
-        env: &HashMap<String, String>,
-        home: Option<&Path>,
-    ) -> CredentialsProvider {
+impl From<&aws_credential_types::Credentials> for Credentials {
+    fn from(credentials: &aws_credential_types::Credentials) -> Credentials {
+        Credentials {
+            access_key_id: credentials.access_key_id().to_owned(),
+            secret_access_key: credentials.secret_access_key().to_owned(),
+            session_token: credentials
+                .session_token()
+                .filter(|token| !token.is_empty())
+                .map(str::to_owned),
+            expires_at: credentials.expiry(),
+        }
+    }
+}
+
+impl CredentialsProvider {
+    /// The provider for `[aws]`. Reads nothing yet: the SDK's chains are loaded by the first
+    /// call that needs them.
+    pub(crate) fn from_config(config: &AwsConfig) -> CredentialsProvider {
+        let static_keys = match (&config.access_key_id, &config.secret_access_key) {
+            (Some(access_key_id), Some(secret_access_key)) => Some(Credentials {
+                access_key_id: access_key_id.clone(),
+                secret_access_key: secret_access_key.clone(),
+                session_token: config.session_token.clone(),
+                expires_at: None,
+            }),
+            _ => None,
+        };
         CredentialsProvider {
-            source: Arc::new(resolve(config, env, home)),
+            inner: Arc::new(Inner {
+                profile: config.profile.clone(),
+                static_keys,
+                sdk: OnceCell::new(),
+                cache: Mutex::new(Cache::default()),
+            }),
         }
     }
 
-    /// Credentials valid now, running the `credential_process` when its last answer is
-    /// missing or about to expire.
+    /// A provider over an SDK credential provider and region already at hand, for tests of
+    /// the cache.
+    #[cfg(test)]
+    pub(crate) fn from_sdk(
+        credentials: impl ProvideCredentials + 'static,
+        region: Option<&str>,
+    ) -> CredentialsProvider {
+        let sdk = Sdk {
+            region: region.map(str::to_owned),
+            credentials: Some(SharedCredentialsProvider::new(credentials)),
+        };
+        CredentialsProvider {
+            inner: Arc::new(Inner {
+                profile: None,
+                static_keys: None,
+                sdk: OnceCell::new_with(Some(sdk)),
+                cache: Mutex::new(Cache::default()),
+            }),
+        }
+    }
+
+    /// Credentials valid now: `[aws]`'s static keys, or the chain's, fetched when missing or
+    /// about to expire.
     pub(crate) async fn credentials(&self) -> Result<Credentials, CredentialsError> {
         self.credentials_at(SystemTime::now()).await
     }
@@ -215,253 +220,134 @@ impl CredentialsProvider {
         &self,
         now: SystemTime,
     ) -> Result<Credentials, CredentialsError> {
-        match &*self.source {
-            Source::Static(credentials) => Ok(credentials.clone()),
-            Source::Missing(error) => Err(error.clone()),
-            Source::Process {
-                profile,
-                command,
-                cached,
-            } => {
-                let mut cached = cached.lock().await;
-                if let Some(credentials) = cached.as_ref().filter(|found| fresh(found, now)) {
-                    return Ok(credentials.clone());
-                }
-                let credentials = run_process(command, now).await.map_err(|source| {
-                    CredentialsError::Process {
-                        profile: profile.clone(),
-                        source: Arc::new(source),
-                    }
-                })?;
-                *cached = Some(credentials.clone());
+        if let Some(keys) = &self.inner.static_keys {
+            return Ok(keys.clone());
+        }
+        let mut cache = self.inner.cache.lock().await;
+        if let Some(credentials) = cache.credentials.as_ref().filter(|found| fresh(found, now)) {
+            return Ok(credentials.clone());
+        }
+        let usable = cache
+            .credentials
+            .clone()
+            .filter(|found| found.expires_at.is_none_or(|expires_at| now < expires_at));
+        if let Some((failed_at, error)) = &cache.failure
+            && now >= *failed_at
+            && now < *failed_at + RETRY_AFTER_FAILURE
+        {
+            return usable.ok_or_else(|| error.clone());
+        }
+        let provider = self
+            .sdk()
+            .await
+            .credentials
+            .as_ref()
+            .expect("the SDK's credential chain is built whenever [aws] has no static keys");
+        match provider.provide_credentials().await {
+            Ok(found) => {
+                let credentials = Credentials::from(&found);
+                tracing::debug!(
+                    access_key_id = %credentials.access_key_id,
+                    expires_at = ?credentials.expires_at,
+                    "AWS credentials fetched"
+                );
+                cache.credentials = Some(credentials.clone());
+                cache.failure = None;
                 Ok(credentials)
             }
+            Err(source) => {
+                let error = self.error(source);
+                cache.failure = Some((now, error.clone()));
+                match usable {
+                    Some(credentials) => {
+                        tracing::warn!(
+                            error = %ErrorChain(&error),
+                            "AWS credentials not refreshed; using the current ones until they expire"
+                        );
+                        Ok(credentials)
+                    }
+                    None => Err(error),
+                }
+            }
+        }
+    }
+
+    /// The region for a call whose target names none: the SDK's region chain (`AWS_REGION`,
+    /// the profile's `region`, instance metadata), else `gateway.region`'s default.
+    pub(crate) async fn region(&self) -> String {
+        self.sdk()
+            .await
+            .region
+            .clone()
+            .unwrap_or_else(|| GatewayConfig::DEFAULT_REGION.to_owned())
+    }
+
+    /// The SDK's configuration, loaded once, by the first caller.
+    async fn sdk(&self) -> &Sdk {
+        self.inner
+            .sdk
+            .get_or_init(|| async {
+                let mut loader = aws_config::defaults(BehaviorVersion::latest())
+                    .http_client(SdkHttpClient::default());
+                if let Some(profile) = &self.inner.profile {
+                    loader = loader.profile_name(profile);
+                }
+                if let Some(keys) = &self.inner.static_keys {
+                    loader = loader.credentials_provider(aws_credential_types::Credentials::new(
+                        &keys.access_key_id,
+                        &keys.secret_access_key,
+                        keys.session_token.clone(),
+                        None,
+                        "sockway [aws]",
+                    ));
+                }
+                let config = loader.load().await;
+                let region = config.region().map(ToString::to_string);
+                tracing::info!(
+                    region = region.as_deref().unwrap_or("(none)"),
+                    profile = self
+                        .inner
+                        .profile
+                        .as_deref()
+                        .unwrap_or("(AWS_PROFILE or default)"),
+                    "AWS SDK configuration loaded"
+                );
+                Sdk {
+                    region,
+                    credentials: match &self.inner.static_keys {
+                        Some(_) => None,
+                        None => config.credentials_provider(),
+                    },
+                }
+            })
+            .await
+    }
+
+    /// The error for the SDK's `source`, naming what was asked.
+    fn error(&self, source: SdkCredentialsError) -> CredentialsError {
+        let profile = match &self.inner.profile {
+            Some(profile) => format!("profile `{profile}`"),
+            None => "the profile of AWS_PROFILE, else `default`".to_owned(),
+        };
+        let source = Arc::new(source);
+        match &*source {
+            SdkCredentialsError::CredentialsNotLoaded(_) => CredentialsError::NotFound {
+                searched: format!(
+                    "asked: environment, shared files ({profile}), web identity token, \
+                     container endpoint, instance metadata"
+                ),
+                source,
+            },
+            _ => CredentialsError::Provider { profile, source },
         }
     }
 }
 
-/// Whether credentials can still be used at `now` without a refresh.
+/// Whether `credentials` can be used at `now` without a fetch.
 fn fresh(credentials: &Credentials, now: SystemTime) -> bool {
     credentials
         .expires_at
         .is_none_or(|expires_at| now + REFRESH_BEFORE_EXPIRY < expires_at)
-}
-
-fn resolve(config: &AwsConfig, env: &HashMap<String, String>, home: Option<&Path>) -> Source {
-    if let (Some(access_key_id), Some(secret_access_key)) =
-        (&config.access_key_id, &config.secret_access_key)
-    {
-        return Source::Static(Credentials {
-            access_key_id: access_key_id.clone(),
-            secret_access_key: secret_access_key.clone(),
-            session_token: config.session_token.clone(),
-            expires_at: None,
-        });
-    }
-    let non_empty = |name: &str| env.get(name).filter(|value| !value.is_empty());
-    if let (Some(access_key_id), Some(secret_access_key)) = (
-        non_empty("AWS_ACCESS_KEY_ID"),
-        non_empty("AWS_SECRET_ACCESS_KEY"),
-    ) {
-        return Source::Static(Credentials {
-            access_key_id: access_key_id.clone(),
-            secret_access_key: secret_access_key.clone(),
-            session_token: non_empty("AWS_SESSION_TOKEN").cloned(),
-            expires_at: None,
-        });
-    }
-
-    let named = config
-        .profile
-        .clone()
-        .or_else(|| non_empty("AWS_PROFILE").cloned());
-    let profile_name = named.clone().unwrap_or_else(|| "default".to_owned());
-    let file = |variable: &str, default: &str| {
-        non_empty(variable)
-            .map(PathBuf::from)
-            .or_else(|| home.map(|home| home.join(".aws").join(default)))
-    };
-    let credentials_file = file("AWS_SHARED_CREDENTIALS_FILE", "credentials");
-    let config_file = file("AWS_CONFIG_FILE", "config");
-    let searched = [&credentials_file, &config_file]
-        .into_iter()
-        .flatten()
-        .map(|path| format!("`{}`", path.display()))
-        .collect::<Vec<_>>()
-        .join(" and ");
-    let searched = format!("profile `{profile_name}` in {searched}");
-
-    // Values in the credentials file win over the config file, key by key, as in the CLI.
-    let mut profile = Profile::default();
-    let mut found = false;
-    let config_section = if profile_name == "default" {
-        vec!["default".to_owned(), "profile default".to_owned()]
-    } else {
-        vec![format!("profile {profile_name}")]
-    };
-    for (path, sections) in [
-        (&config_file, config_section),
-        (&credentials_file, vec![profile_name.clone()]),
-    ] {
-        let Some(text) = path
-            .as_ref()
-            .and_then(|path| std::fs::read_to_string(path).ok())
-        else {
-            continue;
-        };
-        let parsed = parse_ini(&text);
-        for section in sections {
-            if let Some(values) = parsed.get(&section) {
-                found = true;
-                profile.merge(values);
-            }
-        }
-    }
-
-    match profile {
-        Profile {
-            access_key_id: Some(access_key_id),
-            secret_access_key: Some(secret_access_key),
-            session_token,
-            ..
-        } => Source::Static(Credentials {
-            access_key_id,
-            secret_access_key,
-            session_token,
-            expires_at: None,
-        }),
-        Profile {
-            credential_process: Some(command),
-            ..
-        } => Source::Process {
-            profile: profile_name,
-            command,
-            cached: tokio::sync::Mutex::new(None),
-        },
-        Profile {
-            access_key_id: Some(_),
-            ..
-        }
-        | Profile {
-            secret_access_key: Some(_),
-            ..
-        } => Source::Missing(CredentialsError::IncompleteProfile {
-            profile: profile_name,
-        }),
-        _ if !found && named.is_some() => Source::Missing(CredentialsError::ProfileNotFound {
-            profile: profile_name,
-            searched,
-        }),
-        _ => Source::Missing(CredentialsError::NotFound { searched }),
-    }
-}
-
-impl Profile {
-    fn merge(&mut self, values: &HashMap<String, String>) {
-        let take = |key: &str| values.get(key).filter(|value| !value.is_empty()).cloned();
-        for (slot, key) in [
-            (&mut self.access_key_id, "aws_access_key_id"),
-            (&mut self.secret_access_key, "aws_secret_access_key"),
-            (&mut self.session_token, "aws_session_token"),
-            (&mut self.credential_process, "credential_process"),
-        ] {
-            if let Some(value) = take(key) {
-                *slot = Some(value);
-            }
-        }
-    }
-}
-
-/// Parses the INI dialect of the shared files: `[section]` headers, `key = value` lines,
-/// comments starting with `#` or `;`. Keys are lower-cased; indented lines continue a
-/// nested setting (`s3 =` followed by indented keys) and are skipped.
-fn parse_ini(text: &str) -> HashMap<String, HashMap<String, String>> {
-    let mut sections: HashMap<String, HashMap<String, String>> = HashMap::new();
-    let mut current: Option<String> = None;
-    for line in text.lines() {
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
-            continue;
-        }
-        if line.starts_with([' ', '\t']) {
-            continue;
-        }
-        if let Some(header) = trimmed
-            .strip_prefix('[')
-            .and_then(|rest| rest.strip_suffix(']'))
-        {
-            let name = header.split_whitespace().collect::<Vec<_>>().join(" ");
-            sections.entry(name.clone()).or_default();
-            current = Some(name);
-            continue;
-        }
-        let (Some(section), Some((key, value))) = (&current, trimmed.split_once('=')) else {
-            continue;
-        };
-        sections
-            .entry(section.clone())
-            .or_default()
-            .insert(key.trim().to_ascii_lowercase(), value.trim().to_owned());
-    }
-    sections
-}
-
-/// Largest `credential_process` output read, far more than any real document.
-const MAX_PROCESS_OUTPUT: usize = 64 * 1024;
-
-/// Runs `command` through `sh -c` (as the AWS SDKs do on Unix) and reads its JSON.
-async fn run_process(command: &str, now: SystemTime) -> Result<Credentials, ProcessError> {
-    let output = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|source| ProcessError::Spawn {
-            command: command.to_owned(),
-            source,
-        })?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(ProcessError::Exit {
-            command: command.to_owned(),
-            status: output.status,
-            stderr: stderr
-                .chars()
-                .take(200)
-                .collect::<String>()
-                .trim()
-                .to_owned(),
-        });
-    }
-    let stdout = &output.stdout[..output.stdout.len().min(MAX_PROCESS_OUTPUT)];
-    read_process_output(stdout, now)
-}
-
-/// Reads a `credential_process` document.
-fn read_process_output(stdout: &[u8], now: SystemTime) -> Result<Credentials, ProcessError> {
-    let document: ProcessOutput = serde_json::from_slice(stdout).map_err(ProcessError::Output)?;
-    if document.version != 1 {
-        return Err(ProcessError::Version(document.version));
-    }
-    let expires_at = match &document.expiration {
-        None => None,
-        Some(text) => {
-            Some(parse_rfc3339(text).ok_or_else(|| ProcessError::Expiration(text.clone()))?)
-        }
-    };
-    if expires_at.is_some_and(|expires_at| expires_at <= now) {
-        return Err(ProcessError::Expired(
-            document.expiration.unwrap_or_default(),
-        ));
-    }
-    Ok(Credentials {
-        access_key_id: document.access_key_id,
-        secret_access_key: document.secret_access_key,
-        session_token: document.session_token.filter(|token| !token.is_empty()),
-        expires_at,
-    })
 }
 
 #[cfg(test)]

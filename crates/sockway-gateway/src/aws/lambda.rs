@@ -4,10 +4,11 @@
 //! (`POST /2015-03-31/functions/{name}/invocations`, `X-Amz-Invocation-Type:
 //! RequestResponse`), signed with SigV4 for service `lambda`, over one pooled HTTP/1.1 client
 //! that speaks both `https://` (rustls with the webpki roots) and `http://` (local endpoints
-//! such as a fake Lambda in tests). Throttling (429) and Lambda service errors (5xx) are
-//! retried a bounded number of times with jittered exponential backoff; connection failures
-//! are retried only when the request cannot have been sent. The caller bounds the whole call
-//! with its own timeout.
+//! such as a fake Lambda in tests). A target without a configured region is invoked in the
+//! region of the AWS SDK's chain ([`CredentialsProvider::region`]). Throttling (429) and
+//! Lambda service errors (5xx) are retried a bounded number of times with jittered
+//! exponential backoff; connection failures are retried only when the request cannot have
+//! been sent. The caller bounds the whole call with its own timeout.
 //!
 //! What the function's answer means (a proxy result, an authorizer policy) is the caller's
 //! business: this module returns the payload and the `X-Amz-Function-Error` header as they
@@ -128,11 +129,15 @@ impl LambdaClient {
         target: &LambdaTarget,
         payload: Vec<u8>,
     ) -> Result<LambdaInvocation, LambdaError> {
-        let uri = invoke_uri(target);
+        let region = match &target.region {
+            Some(region) => region.clone(),
+            None => self.inner.credentials.region().await,
+        };
+        let uri = invoke_uri(target, &region);
         let payload = Bytes::from(payload);
         let mut attempt = 1;
         loop {
-            match self.attempt(target, &uri, &payload, attempt).await {
+            match self.attempt(target, &region, &uri, &payload, attempt).await {
                 Attempt::Done(result) => return result,
                 Attempt::Retry(error) if attempt >= MAX_ATTEMPTS => return Err(error),
                 Attempt::Retry(error) => {
@@ -147,6 +152,7 @@ impl LambdaClient {
     async fn attempt(
         &self,
         target: &LambdaTarget,
+        region: &str,
         uri: &Uri,
         payload: &Bytes,
         attempt: u32,
@@ -167,7 +173,7 @@ impl LambdaClient {
             &mut request,
             payload,
             &credentials,
-            &target.region,
+            region,
             "lambda",
             SystemTime::now(),
         ) {
@@ -239,8 +245,8 @@ impl LambdaClient {
 }
 
 /// `{endpoint}/2015-03-31/functions/{name}/invocations[?Qualifier=q]`; the endpoint is
-/// `endpoint_url` (its path kept as a prefix) or Lambda's regional HTTPS endpoint.
-fn invoke_uri(target: &LambdaTarget) -> Uri {
+/// `endpoint_url` (its path kept as a prefix) or Lambda's HTTPS endpoint in `region`.
+fn invoke_uri(target: &LambdaTarget, region: &str) -> Uri {
     let (scheme, authority, prefix) = match &target.endpoint_url {
         Some(endpoint) => (
             endpoint.scheme_str().unwrap_or("https").to_owned(),
@@ -252,7 +258,7 @@ fn invoke_uri(target: &LambdaTarget) -> Uri {
         ),
         None => (
             "https".to_owned(),
-            format!("lambda.{}.amazonaws.com", target.region),
+            format!("lambda.{region}.amazonaws.com"),
             String::new(),
         ),
     };
@@ -311,7 +317,7 @@ mod tests {
         LambdaTarget {
             function_name: function_name.to_owned(),
             qualifier: qualifier.map(str::to_owned),
-            region: "eu-west-1".to_owned(),
+            region: None,
             endpoint_url: endpoint.map(|endpoint| endpoint.parse().unwrap()),
         }
     }
@@ -319,7 +325,7 @@ mod tests {
     #[test]
     fn invoke_uris() {
         let check = |target: LambdaTarget, expected: &str| {
-            assert_eq!(invoke_uri(&target).to_string(), expected);
+            assert_eq!(invoke_uri(&target, "eu-west-1").to_string(), expected);
         };
         check(
             target("chat", None, None),

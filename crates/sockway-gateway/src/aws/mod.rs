@@ -1,11 +1,12 @@
-//! Everything that speaks to AWS or looks like AWS on the wire: credentials for outgoing
-//! calls, SigV4 signing and verification, and the Lambda Invoke client.
+//! Everything that speaks to AWS or looks like AWS on the wire: credentials and region for
+//! outgoing calls, SigV4 signing and verification, and the Lambda Invoke client.
 //!
 //! Integrations and authorizers use [`lambda::LambdaClient`]; `management` uses
-//! [`sigv4::verify_request`] for `@connections`. Credentials are resolved once at start
-//! ([`credentials::CredentialsProvider::from_environment`]); nothing else here reads the
-//! environment or files. What an AWS answer means for a WebSocket client is decided by the
-//! callers.
+//! [`sigv4::verify_request`] for `@connections`. Credentials and the region come from `[aws]`
+//! and the AWS SDK's chains ([`credentials::CredentialsProvider`], loaded by the first call
+//! that needs them), whose own calls to instance metadata, container endpoints, STS and SSO
+//! go through [`connector::SdkHttpClient`]; nothing else here reads the environment or files.
+//! What an AWS answer means for a WebSocket client is decided by the callers.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
@@ -17,6 +18,7 @@ pub(crate) const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+pub(crate) mod connector;
 pub(crate) mod credentials;
 pub(crate) mod lambda;
 pub(crate) mod sigv4;

@@ -1,9 +1,7 @@
-//! The two timestamp formats SigV4 and credential processes use, parsed and formatted
-//! without a date crate.
+//! SigV4's timestamp format, parsed and formatted without a date crate.
 //!
-//! `X-Amz-Date` is ISO-8601 basic format in UTC (`20261128T120000Z`); a credential process's
-//! `Expiration` is RFC 3339 (`2026-11-28T12:00:00Z`, fractions and offsets allowed). The
-//! calendar arithmetic is Howard Hinnant's `days_from_civil`/`civil_from_days`, as in
+//! `X-Amz-Date` is ISO-8601 basic format in UTC (`20261128T120000Z`). (The `Expiration` of
+//! temporary credentials is read by the AWS SDK's providers.) The calendar arithmetic is Howard Hinnant's `days_from_civil`/`civil_from_days`, as in
 //! `sockway_protocol::time`, which only formats.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,7 +21,7 @@ pub(crate) fn parse_amz_date(text: &str) -> Option<SystemTime> {
     let hour = digits(&text[9..11])?;
     let minute = digits(&text[11..13])?;
     let second = digits(&text[13..15])?;
-    from_civil(year, month, day, hour, minute, second, 0)
+    from_civil(year, month, day, hour, minute, second)
 }
 
 /// Formats an instant as `X-Amz-Date` (whole seconds, UTC).
@@ -43,65 +41,6 @@ pub(crate) fn format_amz_date(time: SystemTime) -> String {
     )
 }
 
-/// Parses an RFC 3339 timestamp: `YYYY-MM-DDTHH:MM:SS`, an optional fraction, then `Z` or
-/// `±HH:MM`. A space or lower-case `t`/`z` is accepted as RFC 3339 allows.
-pub(crate) fn parse_rfc3339(text: &str) -> Option<SystemTime> {
-    let text = text.trim();
-    if text.len() < 20 || !text.is_char_boundary(19) {
-        return None;
-    }
-    let (head, mut rest) = text.split_at(19);
-    let bytes = head.as_bytes();
-    let separators_ok = bytes[4] == b'-'
-        && bytes[7] == b'-'
-        && matches!(bytes[10], b'T' | b't' | b' ')
-        && bytes[13] == b':'
-        && bytes[16] == b':';
-    if !separators_ok {
-        return None;
-    }
-    let year = digits(&head[0..4])?;
-    let month = digits(&head[5..7])?;
-    let day = digits(&head[8..10])?;
-    let hour = digits(&head[11..13])?;
-    let minute = digits(&head[14..16])?;
-    let second = digits(&head[17..19])?;
-    let mut nanos = 0u32;
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let end = fraction
-            .find(|character: char| !character.is_ascii_digit())
-            .unwrap_or(fraction.len());
-        if end == 0 {
-            return None;
-        }
-        let digits_text = &fraction[..end.min(9)];
-        let scale = 10u32.pow(9 - u32::try_from(digits_text.len()).ok()?);
-        nanos = digits_text.parse::<u32>().ok()? * scale;
-        rest = &fraction[end..];
-    }
-    let offset_seconds: i64 = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let bytes = rest.as_bytes();
-            if bytes.len() != 6 || bytes[3] != b':' {
-                return None;
-            }
-            let sign = match bytes[0] {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            sign * (digits(&rest[1..3])? * 3600 + digits(&rest[4..6])? * 60)
-        }
-    };
-    let local = from_civil(year, month, day, hour, minute, second, nanos)?;
-    if offset_seconds >= 0 {
-        local.checked_sub(Duration::from_secs(offset_seconds.unsigned_abs()))
-    } else {
-        local.checked_add(Duration::from_secs(offset_seconds.unsigned_abs()))
-    }
-}
-
 /// A run of ASCII digits as a number; `None` for anything else (signs included).
 fn digits(text: &str) -> Option<i64> {
     if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
@@ -117,7 +56,6 @@ fn from_civil(
     hour: i64,
     minute: i64,
     second: i64,
-    nanos: u32,
 ) -> Option<SystemTime> {
     // Leap seconds (60) are folded into the next second, as most clocks do.
     let valid = (1..=12).contains(&month)
@@ -130,7 +68,7 @@ fn from_civil(
     }
     let seconds =
         days_from_civil(year, month, day) * SECONDS_PER_DAY + hour * 3600 + minute * 60 + second;
-    let since_epoch = Duration::new(u64::try_from(seconds).ok()?, nanos);
+    let since_epoch = Duration::from_secs(u64::try_from(seconds).ok()?);
     UNIX_EPOCH.checked_add(since_epoch)
 }
 
@@ -206,28 +144,6 @@ mod tests {
             "20261128T1é000Z",
         ] {
             assert_eq!(parse_amz_date(text), None, "{text:?}");
-        }
-    }
-
-    #[test]
-    fn rfc3339_forms() {
-        let instant = at(1_795_867_200);
-        assert_eq!(parse_rfc3339("2026-11-28T12:00:00Z"), Some(instant));
-        assert_eq!(parse_rfc3339("2026-11-28t12:00:00z"), Some(instant));
-        assert_eq!(parse_rfc3339("2026-11-28T13:30:00+01:30"), Some(instant));
-        assert_eq!(parse_rfc3339("2026-11-28T07:00:00-05:00"), Some(instant));
-        assert_eq!(
-            parse_rfc3339("2026-11-28T12:00:00.250Z"),
-            Some(instant + Duration::from_millis(250))
-        );
-        for text in [
-            "",
-            "2026-11-28",
-            "2026-11-28T12:00:00",
-            "2026-11-28T12:00:00.Z",
-            "tomorrow",
-        ] {
-            assert_eq!(parse_rfc3339(text), None, "{text:?}");
         }
     }
 }

@@ -23,10 +23,10 @@ const TIMEOUT_RULE: DurationRule =
 const LEEWAY_RULE: DurationRule = DurationRule::Between(Duration::ZERO, Duration::from_secs(600));
 
 /// Validates `[authorizer]`, recording problems; `None` if it has any. `default_region` is
-/// the region of a Lambda function that names none.
+/// the region of a Lambda function that names none (`gateway.region` when set).
 pub(super) fn validate_authorizer(
     raw: &RawAuthorizer,
-    default_region: &str,
+    default_region: Option<&str>,
     problems: &mut Problems<'_>,
 ) -> Option<AuthorizerConfig> {
     let kind = *raw.kind.get_ref();

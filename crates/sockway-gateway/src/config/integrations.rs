@@ -21,11 +21,12 @@ use super::{
 };
 
 /// Validates `[integrations.<name>]`, recording problems; `None` if it has any.
-/// `default_region` is the region of a Lambda function that names none.
+/// `default_region` is the region of a Lambda function that names none (`gateway.region` when
+/// set).
 pub(super) fn validate_integration(
     name: &Spanned<String>,
     raw: &RawIntegration,
-    default_region: &str,
+    default_region: Option<&str>,
     problems: &mut Problems<'_>,
 ) -> Option<IntegrationConfig> {
     let name_text = name.get_ref().as_str();

@@ -55,11 +55,12 @@ const MAX_QUALIFIER_LEN: usize = 128;
 
 /// Validates the Lambda keys of `owner.table`; `None` if any has a problem (recorded).
 ///
-/// The region is the `region` key, else the region inside an ARN, else `default_region`.
+/// The region is the `region` key, else the region inside an ARN, else `default_region`,
+/// else none (the AWS SDK's region, when the function is called).
 pub(super) fn lambda_target(
     keys: RawLambdaKeys<'_>,
     owner: LambdaOwner<'_>,
-    default_region: &str,
+    default_region: Option<&str>,
     problems: &mut Problems<'_>,
 ) -> Option<LambdaTarget> {
     let path = |key: &str| {
@@ -101,7 +102,7 @@ pub(super) fn lambda_target(
     }
     let region = region
         .or_else(|| reference.region.map(str::to_owned))
-        .unwrap_or_else(|| default_region.to_owned());
+        .or_else(|| default_region.map(str::to_owned));
     Some(LambdaTarget {
         function_name: reference.function_name.to_owned(),
         qualifier: reference.qualifier.map(str::to_owned),

@@ -275,9 +275,11 @@ pub struct LambdaTarget {
     /// The version or alias after the last `:` of a qualified name or ARN (`chat:prod`,
     /// `...:function:chat:7`, `$LATEST`); sent as the `Qualifier` query parameter.
     pub qualifier: Option<String>,
-    /// Resolved region: the `region` key, else the region of a full ARN, else
-    /// `gateway.region`. Used in the default endpoint and to sign requests.
-    pub region: String,
+    /// The region: the `region` key, else the region of a full ARN, else `gateway.region`
+    /// when the file sets it. `None`: the AWS SDK's region (`AWS_REGION`, the profile's,
+    /// instance metadata), else `us-east-1`, resolved by the first call. Used in the default
+    /// endpoint and to sign requests.
+    pub region: Option<String>,
     /// `endpoint_url` when set: an absolute `http://` or `https://` URI without a query.
     /// `None` means `https://lambda.{region}.amazonaws.com`.
     pub endpoint_url: Option<http::Uri>,

@@ -1442,7 +1442,7 @@ region = "us-west-2"
         LambdaTarget {
             function_name: "chat".into(),
             qualifier: None,
-            region: "ap-south-1".into(),
+            region: Some("ap-south-1".into()),
             endpoint_url: None,
         }
     );
@@ -1451,7 +1451,7 @@ region = "us-west-2"
         LambdaTarget {
             function_name: "chat".into(),
             qualifier: Some("prod".into()),
-            region: "eu-central-1".into(),
+            region: Some("eu-central-1".into()),
             endpoint_url: Some("http://127.0.0.1:3001".parse().unwrap()),
         }
     );
@@ -1460,11 +1460,11 @@ region = "us-west-2"
         LambdaTarget {
             function_name: "arn:aws:lambda:eu-west-1:123456789012:function:chat".into(),
             qualifier: Some("7".into()),
-            region: "eu-west-1".into(),
+            region: Some("eu-west-1".into()),
             endpoint_url: None,
         }
     );
-    assert_eq!(target("overridden").region, "us-west-2");
+    assert_eq!(target("overridden").region.as_deref(), Some("us-west-2"));
     assert_eq!(config.integrations["plain"].type_name(), "lambda");
     assert_eq!(
         config.integrations["plain"].timeout(&config.limits),
@@ -1572,6 +1572,54 @@ fn lambda_integration_errors_name_key_path_and_line() {
 }
 
 #[test]
+fn lambda_functions_without_a_region_wait_for_the_sdk_region_unless_gateway_region_is_set() {
+    // Issue 15, point 2: the region of sockway's calls to AWS comes from the SDK's chain when
+    // nothing in the file names one.
+    let text = r#"
+[integrations.plain]
+type = "lambda"
+function = "chat"
+
+[integrations.arn]
+type = "lambda"
+function = "arn:aws:lambda:eu-west-1:123456789012:function:chat"
+
+[authorizer]
+type = "lambda"
+function = "auth"
+identity_sources = ["route.request.querystring.token"]
+"#;
+    let regions = |config: &Config| {
+        let target = |name: &str| match &config.integrations[name] {
+            IntegrationConfig::Lambda(lambda) => lambda.target.region.clone(),
+            other => panic!("{name}: {other:?}"),
+        };
+        let authorizer = match &config.authorizer.as_ref().unwrap().kind {
+            AuthorizerKind::Lambda(target) => target.region.clone(),
+            other => panic!("{other:?}"),
+        };
+        (target("plain"), target("arn"), authorizer)
+    };
+    let config = parse_ok(text);
+    assert_eq!(config.gateway.region, "us-east-1");
+    assert_eq!(
+        regions(&config),
+        (None, Some("eu-west-1".into()), None),
+        "no gateway.region: the SDK's region"
+    );
+    let config = parse_ok(&format!("[gateway]\nregion = \"us-east-1\"\n{text}"));
+    assert_eq!(
+        regions(&config),
+        (
+            Some("us-east-1".into()),
+            Some("eu-west-1".into()),
+            Some("us-east-1".into())
+        ),
+        "an explicit gateway.region, even the default, pins it"
+    );
+}
+
+#[test]
 fn authorizers_parse_with_their_defaults() {
     let config = parse_ok(
         r#"
@@ -1592,7 +1640,7 @@ timeout = "2s"
             kind: AuthorizerKind::Lambda(LambdaTarget {
                 function_name: "auth".into(),
                 qualifier: Some("live".into()),
-                region: "eu-north-1".into(),
+                region: Some("eu-north-1".into()),
                 endpoint_url: Some("http://127.0.0.1:3001/".parse().unwrap()),
             }),
             identity_sources: vec![

@@ -284,11 +284,18 @@ fn validate(
 ) -> Result<Config, Vec<ConfigProblem>> {
     let mut problems = Problems::new(text);
     let gateway = validate_gateway(&raw.gateway, &mut problems);
+    // A Lambda function that names no region is called in `gateway.region` only when the file
+    // sets it; otherwise in the region of the AWS SDK's chain, resolved when first needed.
+    let lambda_region = raw
+        .gateway
+        .region
+        .is_some()
+        .then_some(gateway.region.as_str());
     let limits = validate_limits(&raw.limits, &mut problems);
     let mut integrations = BTreeMap::new();
     for (name, raw_integration) in &raw.integrations {
         if let Some(integration) =
-            validate_integration(name, raw_integration, &gateway.region, &mut problems)
+            validate_integration(name, raw_integration, lambda_region, &mut problems)
         {
             integrations.insert(name.get_ref().clone(), integration);
         }
@@ -321,7 +328,7 @@ fn validate(
     let authorizer = raw
         .authorizer
         .as_ref()
-        .and_then(|authorizer| validate_authorizer(authorizer, &gateway.region, &mut problems));
+        .and_then(|authorizer| validate_authorizer(authorizer, lambda_region, &mut problems));
     let aws = validate_aws(&raw.aws, &mut problems);
     let cluster = raw
         .cluster

@@ -24,7 +24,7 @@ use tracing::{Instrument, error, info_span, warn};
 use crate::access_log::{AccessEvent, ErrorOutcome, EventType, IntegrationOutcome};
 use crate::integrations::{Call, CallKind};
 use crate::state::State;
-use crate::{epoch_millis, random_bytes};
+use crate::{ErrorChain, epoch_millis, random_bytes};
 
 /// `$disconnect` deliveries for lost connections running at once.
 const MAX_ORPHAN_DELIVERIES: usize = 64;
@@ -127,12 +127,12 @@ pub(super) async fn deliver_disconnect(
             state.metrics.disconnect_delivered(true);
             event.answered(status, Some(outcome));
             state.access_log.record(event);
-            warn!(connection_id = %call.connection.connection_id, request_id = %call.request_id, route_key = "$disconnect", error = %error, "$disconnect handler failed; not retried, since it ran");
+            warn!(connection_id = %call.connection.connection_id, request_id = %call.request_id, route_key = "$disconnect", error = %ErrorChain(&error), "$disconnect handler failed; not retried, since it ran");
             return;
         }
         if attempt < limits.disconnect_attempts {
             state.metrics.disconnect_retries.inc();
-            warn!(connection_id = %call.connection.connection_id, request_id = %call.request_id, route_key = "$disconnect", attempt, error = %error, "$disconnect handler could not be reached; retrying");
+            warn!(connection_id = %call.connection.connection_id, request_id = %call.request_id, route_key = "$disconnect", attempt, error = %ErrorChain(&error), "$disconnect handler could not be reached; retrying");
             tokio::time::sleep(backoff).await;
             backoff = backoff.saturating_mul(2);
             continue;
@@ -145,7 +145,7 @@ pub(super) async fn deliver_disconnect(
             request_id = %call.request_id,
             route_key = "$disconnect",
             attempts = limits.disconnect_attempts,
-            error = %error,
+            error = %ErrorChain(&error),
             "$disconnect could not be delivered"
         );
         return;

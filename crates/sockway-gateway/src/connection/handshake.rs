@@ -32,7 +32,7 @@ use crate::metrics::{AuthorizerOutcome, Throttled};
 use crate::proxy::forwarded::{self, Forwarded};
 use crate::state::State;
 use crate::throttle::{Admission, Refusal};
-use crate::{epoch_millis, random_bytes};
+use crate::{ErrorChain, epoch_millis, random_bytes};
 
 /// An upgrade request that passed the checks and the `$connect` route.
 #[derive(Debug)]
@@ -149,7 +149,10 @@ async fn run_connect(
             Err(error) => match error.status() {
                 401 => (AuthorizerOutcome::Unauthorized, Default::default()),
                 403 => (AuthorizerOutcome::Deny, Default::default()),
-                _ => (AuthorizerOutcome::Error, Default::default()),
+                _ => {
+                    warn!(connection_id = %context.connection_id, request_id = %request_id, error = %error, "authorizer failed");
+                    (AuthorizerOutcome::Error, Default::default())
+                }
             },
         };
         state.metrics.authorizer_decided(outcome, latency);
@@ -190,7 +193,7 @@ async fn run_connect(
         };
         event.integration = Some(IntegrationOutcome::of(&answer, started.elapsed()));
         let response = answer.map_err(|error| {
-            warn!(connection_id = %context.connection_id, request_id = %request_id, route_key = "$connect", error = %error, "$connect integration failed");
+            warn!(connection_id = %context.connection_id, request_id = %request_id, route_key = "$connect", error = %ErrorChain(&error), "$connect integration failed");
             ConnectError::Integration(error)
         })?;
         if !response.is_success() {

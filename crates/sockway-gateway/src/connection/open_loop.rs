@@ -39,7 +39,7 @@ use crate::metrics::Throttled;
 use crate::registry::{ConnectionHandle, Outbound};
 use crate::routing::{Route, Selection};
 use crate::state::State;
-use crate::{epoch_millis, random_bytes};
+use crate::{ErrorChain, epoch_millis, random_bytes};
 
 /// How long one write to a client may take before the client counts as not reading.
 pub(super) const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -332,7 +332,7 @@ impl Connection {
                 }
             }
             Err(error) => {
-                warn!(connection_id = %self.context.connection_id, request_id = %request_id, route_key = %route.key, error = %error, "integration failed");
+                warn!(connection_id = %self.context.connection_id, request_id = %request_id, route_key = %route.key, error = %ErrorChain(&error), "integration failed");
                 let frame = error_frame.expect("a failed integration has an error frame");
                 let text = frame.render(&self.context.connection_id, &request_id);
                 send_text(socket, &text).await?;

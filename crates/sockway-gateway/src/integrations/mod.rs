@@ -247,7 +247,7 @@ impl Integrations {
     pub(crate) fn from_config(config: &Config) -> Result<Integrations, UnsupportedScheme> {
         let pool = pooled_client();
         let client = HttpClient::new(pool.clone(), config.limits.integration_response_bytes);
-        let lambda = LambdaClient::new(pool, CredentialsProvider::from_environment(&config.aws));
+        let lambda = LambdaClient::new(pool, CredentialsProvider::from_config(&config.aws));
         let mut by_name = BTreeMap::new();
         for (name, integration) in &config.integrations {
             let (kind, timeout) = match integration {

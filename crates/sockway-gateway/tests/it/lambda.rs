@@ -26,6 +26,9 @@ fn lambda_config(
 [gateway]
 stage = "dev"
 api_id = "a1b2c3d4e5"
+# Pinned: a function without a region would otherwise be called in the AWS SDK's region,
+# which could mean asking instance metadata.
+region = "us-east-1"
 
 [aws]
 access_key_id = "{ACCESS_KEY_ID}"

@@ -3,6 +3,7 @@
 mod admin;
 mod cli;
 mod cluster;
+mod credentials;
 mod logs;
 mod systemd;
 mod tidy;

@@ -1,320 +1,291 @@
-//! Unit tests of the credentials chain: config, environment, shared files and
-//! `credential_process`, all with an explicit environment and a temporary home directory.
+//! Unit tests of the credentials cache in front of the AWS SDK's chain, with a scripted SDK
+//! provider and explicit times. The providers themselves (environment, profiles, web
+//! identity, container, instance metadata, SSO) are tested end to end against the `sockway`
+//! binary, with stand-in endpoints, in `crates/sockway/tests/it/credentials.rs`.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, SystemTime};
+
+use aws_credential_types::credential_fn::provide_credentials_fn;
 
 use super::*;
 
-/// A directory under the system temp dir, removed when dropped.
-struct TempHome(PathBuf);
+/// An SDK provider answering from a script, counting its calls.
+#[derive(Clone, Default)]
+struct Script {
+    answers:
+        Arc<StdMutex<VecDeque<Result<aws_credential_types::Credentials, SdkCredentialsError>>>>,
+    calls: Arc<AtomicUsize>,
+}
 
-impl TempHome {
-    fn new(name: &str) -> TempHome {
-        let bytes: [u8; 8] = crate::random_bytes();
-        let suffix: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
-        let path = std::env::temp_dir().join(format!("sockway-credentials-{name}-{suffix}"));
-        std::fs::create_dir_all(path.join(".aws")).unwrap();
-        TempHome(path)
+impl Script {
+    fn then_credentials(self, access_key_id: &str, expires_at: Option<SystemTime>) -> Script {
+        self.answers
+            .lock()
+            .unwrap()
+            .push_back(Ok(aws_credential_types::Credentials::new(
+                access_key_id,
+                "secret",
+                Some("token".to_owned()),
+                expires_at,
+                "script",
+            )));
+        self
     }
 
-    fn write(&self, relative: &str, text: &str) -> PathBuf {
-        let path = self.0.join(relative);
-        std::fs::write(&path, text).unwrap();
-        path
+    fn then_error(self, error: SdkCredentialsError) -> Script {
+        self.answers.lock().unwrap().push_back(Err(error));
+        self
     }
 
-    fn path(&self) -> &Path {
-        &self.0
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn provider(&self) -> CredentialsProvider {
+        let script = self.clone();
+        CredentialsProvider::from_sdk(
+            provide_credentials_fn(move || {
+                let script = script.clone();
+                async move {
+                    script.calls.fetch_add(1, Ordering::SeqCst);
+                    script
+                        .answers
+                        .lock()
+                        .unwrap()
+                        .pop_front()
+                        .expect("the script has an answer for every call")
+                }
+            }),
+            Some("eu-west-1"),
+        )
     }
 }
 
-impl Drop for TempHome {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn noon() -> SystemTime {
+    // 2026-11-28T12:00:00Z
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_867_200)
 }
 
-fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-        .collect()
+fn minutes(count: u64) -> Duration {
+    Duration::from_secs(count * 60)
 }
 
-fn keys(access_key_id: &str, secret: &str, token: Option<&str>) -> Credentials {
-    Credentials {
-        access_key_id: access_key_id.to_owned(),
-        secret_access_key: secret.to_owned(),
-        session_token: token.map(str::to_owned),
-        expires_at: None,
-    }
-}
-
-async fn resolve_now(
-    config: &AwsConfig,
-    env: &HashMap<String, String>,
-    home: Option<&Path>,
-) -> Result<Credentials, CredentialsError> {
-    CredentialsProvider::from_parts(config, env, home)
-        .credentials()
-        .await
+fn not_found() -> SdkCredentialsError {
+    SdkCredentialsError::not_loaded("no providers in chain provided credentials")
 }
 
 #[tokio::test]
-async fn config_keys_come_first() {
-    let config = AwsConfig {
+async fn static_keys_from_the_config_need_no_chain() {
+    let provider = CredentialsProvider::from_config(&AwsConfig {
         access_key_id: Some("AKIACONFIG".to_owned()),
         secret_access_key: Some("config-secret".to_owned()),
         session_token: Some("config-token".to_owned()),
         profile: None,
-    };
-    let env = env(&[
-        ("AWS_ACCESS_KEY_ID", "AKIAENV"),
-        ("AWS_SECRET_ACCESS_KEY", "env-secret"),
-    ]);
+    });
+    let credentials = provider.credentials().await.unwrap();
     assert_eq!(
-        resolve_now(&config, &env, None).await.unwrap(),
-        keys("AKIACONFIG", "config-secret", Some("config-token"))
+        credentials,
+        Credentials {
+            access_key_id: "AKIACONFIG".to_owned(),
+            secret_access_key: "config-secret".to_owned(),
+            session_token: Some("config-token".to_owned()),
+            expires_at: None,
+        }
+    );
+    assert!(
+        provider.inner.sdk.get().is_none(),
+        "the SDK's configuration is not loaded for static keys"
     );
 }
 
 #[tokio::test]
-async fn environment_keys_come_before_profiles() {
-    let home = TempHome::new("env");
-    home.write(
-        ".aws/credentials",
-        "[default]\naws_access_key_id = AKIAFILE\naws_secret_access_key = file-secret\n",
-    );
-    let env = env(&[
-        ("AWS_ACCESS_KEY_ID", "AKIAENV"),
-        ("AWS_SECRET_ACCESS_KEY", "env-secret"),
-        ("AWS_SESSION_TOKEN", "env-token"),
-    ]);
-    assert_eq!(
-        resolve_now(&AwsConfig::default(), &env, Some(home.path()))
-            .await
-            .unwrap(),
-        keys("AKIAENV", "env-secret", Some("env-token"))
-    );
+async fn nothing_is_loaded_before_the_first_call() {
+    let provider = CredentialsProvider::from_config(&AwsConfig::default());
+    assert!(provider.inner.sdk.get().is_none());
 }
 
 #[tokio::test]
-async fn profiles_from_the_shared_files() {
-    let home = TempHome::new("profiles");
-    home.write(
-        ".aws/credentials",
-        "# comment\n[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = default-secret\n\n\
-         [work]\nAWS_ACCESS_KEY_ID=AKIAWORK\naws_secret_access_key=work-secret\n",
-    );
-    home.write(
-        ".aws/config",
-        "[default]\nregion = us-east-1\n\n[profile work]\naws_session_token = work-token\n\
-         s3 =\n  max_concurrent_requests = 10\n\n\
-         [profile  cfg-only]\naws_access_key_id = AKIACFG\naws_secret_access_key = cfg-secret\n",
-    );
-    let check = async |config: AwsConfig, env: HashMap<String, String>, expected: Credentials| {
-        assert_eq!(
-            resolve_now(&config, &env, Some(home.path())).await.unwrap(),
-            expected
-        );
-    };
-    check(
-        AwsConfig::default(),
-        env(&[]),
-        keys("AKIADEFAULT", "default-secret", None),
-    )
-    .await;
-    check(
-        AwsConfig::default(),
-        env(&[("AWS_PROFILE", "work")]),
-        keys("AKIAWORK", "work-secret", Some("work-token")),
-    )
-    .await;
-    check(
-        AwsConfig {
-            profile: Some("cfg-only".to_owned()),
-            ..AwsConfig::default()
-        },
-        env(&[("AWS_PROFILE", "work")]),
-        keys("AKIACFG", "cfg-secret", None),
-    )
-    .await;
+async fn credentials_are_fetched_once_and_kept_until_close_to_expiry() {
+    // Issue 15, point 2: the SDK's providers do not cache; this cache refreshes before
+    // expiry, and is shared, not rebuilt per call.
+    let script = Script::default()
+        .then_credentials("ASIAFIRST", Some(noon() + minutes(10)))
+        .then_credentials("ASIASECOND", Some(noon() + minutes(70)));
+    let provider = script.provider();
+    let first = provider.credentials_at(noon()).await.unwrap();
+    assert_eq!(first.access_key_id, "ASIAFIRST");
+    assert_eq!(first.session_token.as_deref(), Some("token"));
+    assert_eq!(first.expires_at, Some(noon() + minutes(10)));
+
+    // More than five minutes left: kept, also by a clone.
+    let clone = provider.clone();
+    for at in [minutes(1), minutes(4)] {
+        let kept = clone.credentials_at(noon() + at).await.unwrap();
+        assert_eq!(kept.access_key_id, "ASIAFIRST");
+    }
+    assert_eq!(script.calls(), 1);
+
+    // Within five minutes of expiry: fetched again.
+    let refreshed = provider.credentials_at(noon() + minutes(6)).await.unwrap();
+    assert_eq!(refreshed.access_key_id, "ASIASECOND");
+    assert_eq!(script.calls(), 2);
 }
 
 #[tokio::test]
-async fn file_locations_follow_the_environment() {
-    let home = TempHome::new("locations");
-    let credentials = home.write(
-        "elsewhere-credentials",
-        "[default]\naws_access_key_id = AKIAELSEWHERE\naws_secret_access_key = s\n",
-    );
-    let env = env(&[("AWS_SHARED_CREDENTIALS_FILE", credentials.to_str().unwrap())]);
-    assert_eq!(
-        resolve_now(&AwsConfig::default(), &env, None)
-            .await
-            .unwrap(),
-        keys("AKIAELSEWHERE", "s", None)
-    );
+async fn credentials_without_expiry_are_kept() {
+    let script = Script::default().then_credentials("AKIALONGTERM", None);
+    let provider = script.provider();
+    for days in [0, 1, 400] {
+        let at = noon() + Duration::from_secs(days * 86_400);
+        let credentials = provider.credentials_at(at).await.unwrap();
+        assert_eq!(credentials.access_key_id, "AKIALONGTERM");
+    }
+    assert_eq!(script.calls(), 1);
 }
 
 #[tokio::test]
-async fn missing_credentials_fail_only_when_asked_for() {
-    let home = TempHome::new("missing");
-    let provider =
-        CredentialsProvider::from_parts(&AwsConfig::default(), &env(&[]), Some(home.path()));
-    let error = provider.credentials().await.unwrap_err();
+async fn missing_credentials_fail_the_call_with_the_sdk_reason() {
+    let script = Script::default().then_error(not_found());
+    let error = script.provider().credentials_at(noon()).await.unwrap_err();
     assert!(
         matches!(error, CredentialsError::NotFound { .. }),
         "{error:?}"
     );
-    assert!(error.to_string().contains("no AWS credentials"), "{error}");
-
-    let named = AwsConfig {
-        profile: Some("nope".to_owned()),
-        ..AwsConfig::default()
-    };
-    let error = resolve_now(&named, &env(&[]), Some(home.path()))
-        .await
-        .unwrap_err();
+    let message = ErrorChain(&error).to_string();
     assert!(
-        matches!(error, CredentialsError::ProfileNotFound { .. }),
-        "{error:?}"
+        message.starts_with("no AWS credentials: set [aws] access_key_id"),
+        "{message}"
     );
-
-    home.write(
-        ".aws/credentials",
-        "[default]\naws_access_key_id = AKIAHALF\n",
-    );
-    let error = resolve_now(&AwsConfig::default(), &env(&[]), Some(home.path()))
-        .await
-        .unwrap_err();
+    assert!(message.contains("AWS_PROFILE"), "{message}");
     assert!(
-        matches!(error, CredentialsError::IncompleteProfile { .. }),
-        "{error:?}"
+        message.contains("no providers in chain provided credentials"),
+        "the SDK's reason is kept: {message}"
     );
 }
 
 #[tokio::test]
-async fn credential_process_is_run_and_refreshed_before_expiry() {
-    let home = TempHome::new("process");
-    let counter = home.path().join("runs");
-    // Each run appends a line to `runs` and reports the run number in the key id. The
-    // credentials expire ten minutes after 2026-11-28T12:00:00Z.
-    let script = home.write(
-        "process.sh",
-        &format!(
-            "echo run >> '{counter}'\n\
-             runs=$(wc -l < '{counter}' | tr -d ' ')\n\
-             printf '{{\"Version\": 1, \"AccessKeyId\": \"AKIARUN%s\", \"SecretAccessKey\": \"s\", \
-             \"SessionToken\": \"t\", \"Expiration\": \"2026-11-28T12:10:00Z\"}}' \"$runs\"\n",
-            counter = counter.display()
-        ),
+async fn provider_failures_are_told_apart_from_missing_credentials() {
+    let script = Script::default().then_error(SdkCredentialsError::provider_error(
+        "AccessDenied: not authorized to perform sts:AssumeRoleWithWebIdentity",
+    ));
+    let error = script.provider().credentials_at(noon()).await.unwrap_err();
+    assert!(
+        matches!(error, CredentialsError::Provider { .. }),
+        "{error:?}"
     );
-    home.write(
-        ".aws/config",
-        &format!(
-            "[profile proc]\ncredential_process = sh '{}'\n",
-            script.display()
-        ),
+    let message = ErrorChain(&error).to_string();
+    assert!(
+        message.starts_with("AWS credentials could not be loaded"),
+        "{message}"
     );
-    let config = AwsConfig {
-        profile: Some("proc".to_owned()),
-        ..AwsConfig::default()
-    };
-    let provider = CredentialsProvider::from_parts(&config, &env(&[]), Some(home.path()));
-    let noon = crate::aws::time::parse_amz_date("20261128T120000Z").unwrap();
-
-    let first = provider.credentials_at(noon).await.unwrap();
-    assert_eq!(first.access_key_id, "AKIARUN1");
-    assert_eq!(first.session_token.as_deref(), Some("t"));
-    assert_eq!(first.expires_at, Some(noon + Duration::from_secs(600)));
-    // Still more than five minutes left: the cached credentials are used.
-    let cached = provider
-        .credentials_at(noon + Duration::from_secs(4 * 60))
-        .await
-        .unwrap();
-    assert_eq!(cached.access_key_id, "AKIARUN1");
-    // Within five minutes of expiry: the process runs again.
-    let refreshed = provider
-        .credentials_at(noon + Duration::from_secs(6 * 60))
-        .await
-        .unwrap();
-    assert_eq!(refreshed.access_key_id, "AKIARUN2");
+    assert!(
+        message.contains("sts:AssumeRoleWithWebIdentity"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
-async fn credential_process_failures_are_reported() {
-    let home = TempHome::new("process-fail");
-    home.write(
-        ".aws/config",
-        "[default]\ncredential_process = echo nope >&2; exit 3\n",
-    );
-    let error = resolve_now(&AwsConfig::default(), &env(&[]), Some(home.path()))
+async fn a_failure_is_not_retried_at_once() {
+    let script = Script::default()
+        .then_error(not_found())
+        .then_credentials("ASIALATER", Some(noon() + minutes(60)));
+    let provider = script.provider();
+    provider.credentials_at(noon()).await.unwrap_err();
+    // Callers right after the failure get the same answer without a second fetch.
+    let error = provider
+        .credentials_at(noon() + RETRY_AFTER_FAILURE - Duration::from_secs(1))
         .await
         .unwrap_err();
-    let CredentialsError::Process { source, .. } = &error else {
-        panic!("expected a process error, got {error:?}");
-    };
-    assert!(source.to_string().contains("nope"), "{source}");
+    assert!(matches!(error, CredentialsError::NotFound { .. }));
+    assert_eq!(script.calls(), 1);
+    // Then the chain is asked again.
+    let credentials = provider
+        .credentials_at(noon() + RETRY_AFTER_FAILURE)
+        .await
+        .unwrap();
+    assert_eq!(credentials.access_key_id, "ASIALATER");
+    assert_eq!(script.calls(), 2);
+}
+
+#[tokio::test]
+async fn a_failed_refresh_keeps_credentials_until_they_expire() {
+    let script = Script::default()
+        .then_credentials("ASIAOLD", Some(noon() + minutes(10)))
+        .then_error(SdkCredentialsError::provider_error(
+            "metadata endpoint down",
+        ))
+        .then_credentials("ASIANEW", Some(noon() + minutes(70)));
+    let provider = script.provider();
+    provider.credentials_at(noon()).await.unwrap();
+
+    let kept = provider.credentials_at(noon() + minutes(6)).await.unwrap();
+    assert_eq!(kept.access_key_id, "ASIAOLD", "still valid, so still used");
+    assert_eq!(script.calls(), 2);
+    let kept = provider
+        .credentials_at(noon() + minutes(6) + Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(kept.access_key_id, "ASIAOLD");
+    assert_eq!(script.calls(), 2, "not retried within RETRY_AFTER_FAILURE");
+
+    let renewed = provider.credentials_at(noon() + minutes(7)).await.unwrap();
+    assert_eq!(renewed.access_key_id, "ASIANEW");
+}
+
+#[tokio::test]
+async fn expired_credentials_are_never_used() {
+    let script = Script::default()
+        .then_credentials("ASIAOLD", Some(noon() + minutes(10)))
+        .then_error(SdkCredentialsError::provider_error(
+            "metadata endpoint down",
+        ));
+    let provider = script.provider();
+    provider.credentials_at(noon()).await.unwrap();
+    let error = provider
+        .credentials_at(noon() + minutes(10))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, CredentialsError::Provider { .. }));
+}
+
+#[tokio::test]
+async fn the_region_is_the_sdk_region() {
+    let provider = Script::default().provider();
+    assert_eq!(provider.region().await, "eu-west-1");
+    let without =
+        CredentialsProvider::from_sdk(provide_credentials_fn(|| async { Err(not_found()) }), None);
+    assert_eq!(without.region().await, GatewayConfig::DEFAULT_REGION);
 }
 
 #[test]
-fn process_documents() {
-    let now = crate::aws::time::parse_amz_date("20261128T120000Z").unwrap();
-    let read = |text: &str| read_process_output(text.as_bytes(), now);
-    let credentials = read(r#"{"Version":1,"AccessKeyId":"AKIA","SecretAccessKey":"s"}"#).unwrap();
-    assert_eq!(credentials, keys("AKIA", "s", None));
-    assert!(matches!(
-        read(r#"{"Version":2,"AccessKeyId":"AKIA","SecretAccessKey":"s"}"#),
-        Err(ProcessError::Version(2))
+fn sdk_credentials_convert_with_an_empty_token_as_none() {
+    let expiry = noon();
+    let converted = Credentials::from(&aws_credential_types::Credentials::new(
+        "ASIAX",
+        "s",
+        Some(String::new()),
+        Some(expiry),
+        "test",
     ));
-    assert!(matches!(read("not json"), Err(ProcessError::Output(_))));
-    assert!(matches!(
-        read(r#"{"Version":1,"AccessKeyId":"A","SecretAccessKey":"s","Expiration":"soon"}"#),
-        Err(ProcessError::Expiration(_))
-    ));
-    assert!(matches!(
-        read(
-            r#"{"Version":1,"AccessKeyId":"A","SecretAccessKey":"s","Expiration":"2026-11-28T11:00:00Z"}"#
-        ),
-        Err(ProcessError::Expired(_))
-    ));
+    assert_eq!(converted.session_token, None);
+    assert_eq!(converted.expires_at, Some(expiry));
 }
 
 #[test]
 fn debug_redacts_secrets() {
-    let credentials = keys("AKIAVISIBLE", "very-secret", Some("secret-token"));
+    let credentials = Credentials {
+        access_key_id: "AKIAVISIBLE".to_owned(),
+        secret_access_key: "very-secret".to_owned(),
+        session_token: Some("secret-token".to_owned()),
+        expires_at: None,
+    };
     let shown = format!("{credentials:?}");
     assert!(shown.contains("AKIAVISIBLE"));
     assert!(
         !shown.contains("very-secret") && !shown.contains("secret-token"),
         "{shown}"
     );
-}
-
-#[test]
-fn ini_parsing() {
-    let parsed = parse_ini(
-        "; comment\nstray = ignored\n[ profile  spaced ]\nKey = value = with equals\n\
-         nested =\n    inner = skipped\n[default]\nempty =\n",
-    );
-    assert_eq!(parsed["profile spaced"]["key"], "value = with equals");
-    assert!(!parsed["profile spaced"].contains_key("inner"));
-    assert_eq!(parsed["default"]["empty"], "");
-    assert!(!parsed.contains_key(""));
-    assert_eq!(parsed.len(), 2);
-}
-
-#[test]
-fn freshness_window() {
-    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-    let expiring = |seconds: u64| Credentials {
-        expires_at: Some(now + Duration::from_secs(seconds)),
-        ..keys("A", "s", None)
-    };
-    assert!(fresh(&keys("A", "s", None), now));
-    assert!(fresh(&expiring(301), now));
-    assert!(!fresh(&expiring(300), now));
 }
