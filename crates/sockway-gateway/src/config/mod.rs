@@ -32,6 +32,7 @@ mod parse;
 mod permessage_deflate;
 mod raw;
 mod request_parameters;
+mod stage_variables;
 mod throttling;
 mod tls;
 mod trust;
@@ -118,6 +119,10 @@ pub struct GatewayConfig {
     /// upgrade whose `Host` names none of them is refused with 403; empty (the default), the
     /// API answers only to this machine's names at the listener's port.
     pub domain_names: Vec<DomainName>,
+    /// `gateway.stage_variables`: AWS's stage variables, already substituted into integration
+    /// URIs and Lambda functions, and sent in events as `stageVariables`. Empty (the
+    /// default): events carry no `stageVariables`.
+    pub stage_variables: BTreeMap<String, String>,
 }
 
 /// What a binary frame from a client does (`gateway.binary_frames`).
@@ -707,6 +712,7 @@ impl Default for GatewayConfig {
             binary_frames: BinaryFrames::Base64,
             allowed_origins: None,
             domain_names: Vec::new(),
+            stage_variables: BTreeMap::new(),
         }
     }
 }

@@ -145,6 +145,9 @@ pub(super) struct RawGateway {
     /// More names the API answers to (custom domains); each becomes the `domainName` of the
     /// connections that use it. Default: none.
     pub(super) domain_name_aliases: Option<Vec<Spanned<String>>>,
+    /// AWS stage variables, substituted for `${stageVariables.<name>}` in integration URIs
+    /// and Lambda functions and sent in events as `stageVariables`. Default: none.
+    pub(super) stage_variables: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
 }
 
 /// `gateway.binary_frames`.

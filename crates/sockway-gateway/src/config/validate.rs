@@ -31,6 +31,7 @@ use super::permessage_deflate::validate_permessage_deflate;
 use super::raw::{
     RawBinaryFrames, RawConfig, RawDuration, RawGateway, RawLimits, RawManagement, RawRoute,
 };
+use super::stage_variables::apply_stage_variables;
 use super::throttling::{rate_limit, validate_throttling};
 use super::tls::validate_tls;
 use super::{
@@ -276,12 +277,14 @@ pub(super) fn region_problem(region: &str) -> Option<String> {
 
 /// Validates every section, then returns the config or every problem, ordered by line.
 fn validate(
-    raw: RawConfig,
+    mut raw: RawConfig,
     text: &str,
     env: Environment<'_>,
 ) -> Result<Config, Vec<ConfigProblem>> {
     let mut problems = Problems::new(text);
-    let gateway = validate_gateway(&raw.gateway, &mut problems);
+    let stage_variables = apply_stage_variables(&mut raw, &mut problems);
+    let mut gateway = validate_gateway(&raw.gateway, &mut problems);
+    gateway.stage_variables = stage_variables;
     let limits = validate_limits(&raw.limits, &mut problems);
     let mut integrations = BTreeMap::new();
     for (name, raw_integration) in &raw.integrations {
@@ -449,6 +452,7 @@ fn validate_gateway(raw: &RawGateway, problems: &mut Problems<'_>) -> GatewayCon
         binary_frames,
         allowed_origins,
         domain_names,
+        stage_variables: BTreeMap::new(),
     }
 }
 
