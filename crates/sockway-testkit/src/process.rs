@@ -22,9 +22,15 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Starts `binary serve --config config --listen 127.0.0.1:0` and waits for its startup line.
     pub async fn start(binary: &Path, config: &Path) -> GatewayProcess {
+        GatewayProcess::start_with(binary, &["--config".as_ref(), config.as_os_str()]).await
+    }
+
+    /// Starts `binary serve {arguments} --listen 127.0.0.1:0` (e.g. `--template FILE ...`)
+    /// and waits for its startup line.
+    pub async fn start_with(binary: &Path, arguments: &[&std::ffi::OsStr]) -> GatewayProcess {
         let mut child = Command::new(binary)
-            .args(["serve", "--config"])
-            .arg(config)
+            .arg("serve")
+            .args(arguments)
             .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

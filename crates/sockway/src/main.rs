@@ -4,9 +4,11 @@
 //! into a validated configuration before anything binds, prints one line per listener, turns
 //! SIGTERM/SIGINT into the gateway's graceful shutdown and SIGHUP into a TLS certificate
 //! reload. The admin commands that call a running gateway's management API (`connections`,
-//! `groups`, `broadcast`) are `admin`'s.
+//! `groups`, `broadcast`) are `admin`'s; `import` and `serve --template`, which read a
+//! CloudFormation, SAM or Serverless definition instead of a config file, are `template`'s.
 
 mod admin;
+mod template;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -34,6 +36,16 @@ enum Command {
         /// The configuration file.
         #[arg(long, default_value = "sockway.toml")]
         config: PathBuf,
+        /// Run the WebSocket API of this CloudFormation/SAM template or serverless.yml
+        /// instead of a configuration file (see `sockway import`).
+        #[arg(long, value_name = "FILE", conflicts_with = "config")]
+        template: Option<PathBuf>,
+        /// With --template: TOML merged over the imported configuration (tables merge key
+        /// by key, other values replace), for what a template does not say.
+        #[arg(long, value_name = "FILE", requires = "template")]
+        overrides: Option<PathBuf>,
+        #[command(flatten)]
+        template_args: template::TemplateArgs,
         /// Overrides `gateway.listen` (port 0 picks a free port).
         #[arg(long)]
         listen: Option<SocketAddr>,
@@ -43,6 +55,15 @@ enum Command {
         /// Log level: error, warn, info, debug or trace.
         #[arg(long, default_value = "info")]
         log_level: tracing::Level,
+    },
+    /// Print the sockway configuration of a CloudFormation/SAM template (YAML, or JSON as
+    /// `cdk synth` writes it) or a serverless.yml; notes on what was not carried over go to
+    /// standard error. Exit 2 on errors.
+    Import {
+        /// The template or serverless.yml.
+        file: PathBuf,
+        #[command(flatten)]
+        template_args: template::TemplateArgs,
     },
     /// Check a configuration file and exit: 0 when valid, 2 otherwise.
     Validate {
@@ -66,6 +87,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Admin(command) => admin::run(command),
+        Command::Import {
+            file,
+            template_args,
+        } => template::import(&file, template_args),
         Command::Validate { config } => match Config::load(&config) {
             Ok(loaded) => {
                 println!("{}: configuration is valid", config.display());
@@ -81,11 +106,18 @@ fn main() -> ExitCode {
         },
         Command::Serve {
             config,
+            template,
+            overrides,
+            template_args,
             listen,
             management_listen,
             log_level,
         } => {
-            let mut loaded = match Config::load(&config) {
+            let loaded = match &template {
+                Some(file) => template::load(file, template_args, overrides.as_deref()),
+                None => Config::load(&config).map_err(|error| error.to_string()),
+            };
+            let mut loaded = match loaded {
                 Ok(loaded) => loaded,
                 Err(error) => {
                     eprintln!("{error}");

@@ -12,7 +12,7 @@ const UNSUPPORTED: &str = "unsupported/template.yaml";
 
 #[test]
 fn sam_chat_app_for_sam_local() {
-    let imported = import(SAM, &local("http://127.0.0.1:3001"));
+    let imported = import(SAM, &local("http://localhost:3001"));
     let (table, config) = parsed(&imported);
 
     check_str(&table, &["gateway", "stage"], "Dev");
@@ -81,7 +81,7 @@ fn sam_chat_app_for_sam_local() {
         check_str(
             &table,
             &["integrations", integration, "endpoint_url"],
-            "http://127.0.0.1:3001",
+            "http://localhost:3001",
         );
     }
     check_str(&table, &["integrations", "SendInteg", "timeout"], "5000ms");
@@ -154,7 +154,7 @@ fn sam_chat_app_for_sam_local() {
     assert_eq!(target.function_name, "OnConnectFunction");
     assert_eq!(
         target.endpoint_url.as_ref().unwrap(),
-        "http://127.0.0.1:3001/"
+        "http://localhost:3001/"
     );
     assert_eq!(
         config.route("ping").map(|route| route.route_response),
@@ -241,7 +241,7 @@ fn sam_parameters_conditions_and_deployed_names() {
 
     // --lambda-names deployed with a local endpoint: LocalStack's names.
     let localstack = ImportOptions {
-        lambda_endpoint: Some("http://127.0.0.1:4566".to_owned()),
+        lambda_endpoint: Some("http://localhost:4566".to_owned()),
         lambda_names: Some(LambdaNames::Deployed),
         stack_name: Some("chat".to_owned()),
         ..ImportOptions::default()
@@ -253,7 +253,7 @@ fn sam_parameters_conditions_and_deployed_names() {
     );
     assert_eq!(
         lambda(&config, "SendInteg").endpoint_url.as_ref().unwrap(),
-        "http://127.0.0.1:4566/"
+        "http://localhost:4566/"
     );
 
     let error = sockway_import::import(
@@ -273,7 +273,7 @@ fn sam_parameters_conditions_and_deployed_names() {
 
 #[test]
 fn cdk_synth_output_with_an_authorizer_and_route_responses() {
-    let imported = import(CDK, &local("http://127.0.0.1:3001"));
+    let imported = import(CDK, &local("http://localhost:3001"));
     let (table, config) = parsed(&imported);
     check_str(&table, &["gateway", "stage"], "dev");
     check_str(
@@ -327,7 +327,7 @@ fn cdk_synth_output_with_an_authorizer_and_route_responses() {
     check_str(
         &table,
         &["authorizer", "endpoint_url"],
-        "http://127.0.0.1:3001",
+        "http://localhost:3001",
     );
     assert_eq!(
         at(&table, &["authorizer", "identity_sources"])

@@ -10,7 +10,7 @@ const SERVERLESS: &str = "serverless-chat/serverless.yml";
 
 #[test]
 fn serverless_chat_with_an_authorizer_and_a_custom_route() {
-    let imported = import(SERVERLESS, &local("http://127.0.0.1:3002"));
+    let imported = import(SERVERLESS, &local("http://localhost:3002"));
     let (table, config) = parsed(&imported);
     check_str(&table, &["gateway", "stage"], "dev");
     check_str(&table, &["gateway", "region"], "eu-west-1");
@@ -57,7 +57,7 @@ fn serverless_chat_with_an_authorizer_and_a_custom_route() {
         check_str(
             &table,
             &["integrations", integration, "endpoint_url"],
-            "http://127.0.0.1:3002",
+            "http://localhost:3002",
         );
     }
     check_str(

@@ -3,5 +3,6 @@
 mod admin;
 mod cli;
 mod cluster;
+mod import;
 mod tidy;
 mod tls;
