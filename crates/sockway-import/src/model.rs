@@ -227,7 +227,7 @@ fn write_throttle(out: &mut String, throttle: &Throttle, prefix: &str) {
 
 fn write_function(out: &mut String, function: &Function) {
     if let Some(defined_by) = &function.defined_by {
-        let _ = writeln!(out, "# the function {defined_by}");
+        let _ = writeln!(out, "# defined by {defined_by}");
     }
     for (name, value) in &function.environment {
         let _ = writeln!(out, "# its environment: {name} = {}", quote(value));

@@ -12,7 +12,7 @@ mod template;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -70,6 +70,14 @@ enum Command {
         /// The configuration file.
         #[arg(long, default_value = "sockway.toml")]
         config: PathBuf,
+        /// Check the configuration `serve --template FILE` would run instead.
+        #[arg(long, value_name = "FILE", conflicts_with = "config")]
+        template: Option<PathBuf>,
+        /// With --template: TOML merged over the imported configuration.
+        #[arg(long, value_name = "FILE", requires = "template")]
+        overrides: Option<PathBuf>,
+        #[command(flatten)]
+        template_args: template::TemplateArgs,
     },
     #[command(flatten)]
     Admin(admin::AdminCommand),
@@ -91,9 +99,20 @@ fn main() -> ExitCode {
             file,
             template_args,
         } => template::import(&file, template_args),
-        Command::Validate { config } => match Config::load(&config) {
+        Command::Validate {
+            config,
+            template,
+            overrides,
+            template_args,
+        } => match load(
+            &config,
+            template.as_deref(),
+            overrides.as_deref(),
+            template_args,
+        ) {
             Ok(loaded) => {
-                println!("{}: configuration is valid", config.display());
+                let file = template.as_ref().unwrap_or(&config);
+                println!("{}: configuration is valid", file.display());
                 for warning in loaded.trust_warnings() {
                     println!("warning: {warning}");
                 }
@@ -113,10 +132,12 @@ fn main() -> ExitCode {
             management_listen,
             log_level,
         } => {
-            let loaded = match &template {
-                Some(file) => template::load(file, template_args, overrides.as_deref()),
-                None => Config::load(&config).map_err(|error| error.to_string()),
-            };
+            let loaded = load(
+                &config,
+                template.as_deref(),
+                overrides.as_deref(),
+                template_args,
+            );
             let mut loaded = match loaded {
                 Ok(loaded) => loaded,
                 Err(error) => {
@@ -142,6 +163,19 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// The configuration file, or the configuration imported from a template.
+fn load(
+    config: &Path,
+    template: Option<&Path>,
+    overrides: Option<&Path>,
+    template_args: template::TemplateArgs,
+) -> Result<Config, String> {
+    match template {
+        Some(file) => template::load(file, template_args, overrides),
+        None => Config::load(config).map_err(|error| error.to_string()),
     }
 }
 

@@ -321,3 +321,49 @@ fn import_prints_toml_and_notes_and_strict_makes_them_errors() {
     assert_eq!(output.status.code(), Some(2));
     assert!(output.stdout.is_empty());
 }
+
+/// The repository root, where docs/importing.md's commands run.
+fn repository_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Every `sockway ...` line of the ```sh blocks of docs/importing.md runs as written
+/// (`serve` checked as `validate`, which loads the same configuration without serving), and
+/// the TOML the page shows for the SAM template is what `sockway import` prints.
+#[test]
+fn importing_doc_commands_run_against_the_fixtures() {
+    let doc = std::fs::read_to_string(repository_root().join("docs/importing.md")).unwrap();
+    let commands: Vec<&str> = doc
+        .split("```sh\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .flat_map(str::lines)
+        .filter(|line| line.starts_with("sockway "))
+        .collect();
+    assert!(commands.len() >= 8, "{commands:?}");
+    let mut outputs = Vec::new();
+    for command in &commands {
+        let mut words: Vec<&str> = command.split_whitespace().skip(1).collect();
+        if words[0] == "serve" {
+            words[0] = "validate";
+        }
+        let output = Command::new(binary())
+            .args(&words)
+            .current_dir(repository_root())
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{command}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        outputs.push(String::from_utf8(output.stdout).unwrap());
+    }
+    let shown = doc
+        .split("prints\n\n```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the page shows the SAM template's configuration");
+    assert_eq!(outputs[0], shown, "{}", commands[0]);
+}
