@@ -53,6 +53,9 @@ pub enum LambdaNames {
     Deployed,
 }
 
+/// Looks up an environment variable by name (the process environment, or a test's).
+pub type Environment = Box<dyn Fn(&str) -> Option<String>>;
+
 /// How to read the template and what to fill in that it does not say.
 pub struct ImportOptions {
     /// The format, or [`Format::Auto`].
@@ -76,7 +79,7 @@ pub struct ImportOptions {
     /// `--strict`: what cannot be carried over is an error rather than a note.
     pub strict: bool,
     /// Environment variables for `${env:...}` in a `serverless.yml`.
-    pub env: Box<dyn Fn(&str) -> Option<String>>,
+    pub env: Environment,
 }
 
 /// An imported configuration.

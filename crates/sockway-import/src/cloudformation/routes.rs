@@ -312,7 +312,7 @@ impl<'t> Translator<'t, '_> {
                 || target.starts_with("integration.request.querystring.");
             let source_ok = source
                 .strip_prefix("context.")
-                .map_or(false, |name| ContextVariable::from_name(name).is_some())
+                .is_some_and(|name| ContextVariable::from_name(name).is_some())
                 || source.starts_with("route.request.header.")
                 || source.starts_with("route.request.querystring.")
                 || (source.len() >= 2 && source.starts_with('\'') && source.ends_with('\''));
@@ -748,7 +748,7 @@ impl<'t> Translator<'t, '_> {
                 );
                 None
             }
-            (Some(rate), _) if rate == 0.0 => {
+            (Some(0.0), _) => {
                 self.unsupported(
                     stage,
                     property,

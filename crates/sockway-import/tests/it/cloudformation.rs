@@ -477,3 +477,107 @@ fn templates_that_are_not_one_websocket_api_are_refused() {
         ],
     );
 }
+
+/// Function references other than `${Fn.Arn}`: a `:alias` after the ARN, an
+/// `AWS::Lambda::Alias`, a literal ARN with `${stageVariables.x}` (kept for the gateway to
+/// substitute, as AWS does), and an HTTP integration; parameters given as AWS CLI writes them.
+#[test]
+fn aliases_literal_arns_and_stage_variables_in_function_names() {
+    let template = r#"
+Parameters:
+  Suffix: {Type: String}
+Resources:
+  Api:
+    Type: AWS::ApiGatewayV2::Api
+    Properties: {ProtocolType: WEBSOCKET, RouteSelectionExpression: $request.body.op}
+  Chat:
+    Type: AWS::Lambda::Function
+    Properties: {FunctionName: !Sub 'chat-${Suffix}'}
+  ChatLive:
+    Type: AWS::Lambda::Alias
+    Properties: {FunctionName: !Ref Chat, Name: live, FunctionVersion: '3'}
+  AliasInteg:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref Api
+      IntegrationType: AWS_PROXY
+      IntegrationUri: !Sub 'arn:aws:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${ChatLive}/invocations'
+  QualifiedInteg:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref Api
+      IntegrationType: AWS_PROXY
+      IntegrationUri: !Sub 'arn:aws:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${Chat.Arn}:beta/invocations'
+  StageInteg:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref Api
+      IntegrationType: AWS_PROXY
+      IntegrationUri: 'arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:${stageVariables.fn}/invocations'
+  HttpInteg:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref Api
+      IntegrationType: HTTP
+      IntegrationMethod: PUT
+      IntegrationUri: http://backend.internal:9000/${stageVariables.path}
+      TimeoutInMillis: 2500
+  A: {Type: AWS::ApiGatewayV2::Route, Properties: {ApiId: !Ref Api, RouteKey: a, Target: !Sub 'integrations/${AliasInteg}'}}
+  B: {Type: AWS::ApiGatewayV2::Route, Properties: {ApiId: !Ref Api, RouteKey: b, Target: !Sub 'integrations/${QualifiedInteg}'}}
+  C: {Type: AWS::ApiGatewayV2::Route, Properties: {ApiId: !Ref Api, RouteKey: c, Target: !Sub 'integrations/${StageInteg}'}}
+  D: {Type: AWS::ApiGatewayV2::Route, Properties: {ApiId: !Ref Api, RouteKey: d, Target: !Sub 'integrations/${HttpInteg}'}}
+  Stage:
+    Type: AWS::ApiGatewayV2::Stage
+    Properties: {ApiId: !Ref Api, StageName: v1, StageVariables: {fn: chat-v1, path: events}}
+"#;
+    let parameter =
+        sockway_import::parse_parameter_override("ParameterKey=Suffix,ParameterValue=eu").unwrap();
+    let options = ImportOptions {
+        parameter_overrides: vec![parameter],
+        ..ImportOptions::default()
+    };
+    let imported = sockway_import::import("t.yaml", template, &options).unwrap();
+    let (table, config) = parsed(&imported);
+    check_str(
+        &table,
+        &["gateway", "route_selection_expression"],
+        "$request.body.op",
+    );
+    check_str(
+        &table,
+        &["integrations", "AliasInteg", "function"],
+        "chat-eu:live",
+    );
+    check_str(
+        &table,
+        &["integrations", "QualifiedInteg", "function"],
+        "chat-eu:beta",
+    );
+    check_str(
+        &table,
+        &["integrations", "StageInteg", "function"],
+        "arn:aws:lambda:us-east-1:123456789012:function:${stageVariables.fn}",
+    );
+    assert_eq!(
+        lambda(&config, "AliasInteg").qualifier.as_deref(),
+        Some("live")
+    );
+    // The gateway substituted the stage variable at load.
+    assert_eq!(
+        lambda(&config, "StageInteg").function_name,
+        "arn:aws:lambda:us-east-1:123456789012:function:chat-v1"
+    );
+    let IntegrationConfig::HttpProxy(http) = &config.integrations["HttpInteg"] else {
+        panic!("http_proxy");
+    };
+    assert_eq!(http.uri, "http://backend.internal:9000/events");
+    assert_eq!(http.method, "PUT");
+    assert_eq!(http.timeout, Some(std::time::Duration::from_millis(2500)));
+    assert_eq!(
+        note_lines(&imported.notes, Severity::Info),
+        [
+            "HttpInteg (AWS::ApiGatewayV2::Integration).IntegrationType: HTTP without templates passes \
+          the message through: run as http_proxy"
+        ]
+    );
+}
