@@ -154,3 +154,57 @@ fn unknown_variable_sources_and_authorizers_are_named() {
         ]
     );
 }
+
+/// A function's own `name`, an authorizer given by ARN with the framework's default identity
+/// source, and the short `websocket: $connect` form (Serverless Framework v4 reads the same).
+#[test]
+fn function_names_authorizer_arns_and_short_events() {
+    let text = r#"
+service: ticker
+frameworkVersion: '4'
+provider:
+  name: aws
+  stage: prod
+functions:
+  connect:
+    name: ticker-connect-handler
+    handler: connect.handler
+    events:
+      - websocket:
+          route: $connect
+          authorizer:
+            arn: arn:aws:lambda:eu-central-1:123456789012:function:shared-authorizer
+  quotes:
+    handler: quotes.handler
+    events:
+      - websocket: $default
+"#;
+    let imported =
+        sockway_import::import("serverless.yml", text, &local("http://localhost:3002")).unwrap();
+    let (table, config) = parsed(&imported);
+    check_str(&table, &["gateway", "stage"], "prod");
+    check_str(
+        &table,
+        &["integrations", "connect", "function"],
+        "ticker-connect-handler",
+    );
+    check_str(
+        &table,
+        &["integrations", "quotes", "function"],
+        "ticker-prod-quotes",
+    );
+    check_str(&table, &["routes", "$default", "integration"], "quotes");
+    let authorizer = config.authorizer.unwrap();
+    let AuthorizerKind::Lambda(target) = &authorizer.kind else {
+        panic!("lambda authorizer");
+    };
+    assert_eq!(
+        target.function_name,
+        "arn:aws:lambda:eu-central-1:123456789012:function:shared-authorizer"
+    );
+    assert_eq!(target.region, "eu-central-1");
+    assert_eq!(
+        authorizer.identity_sources,
+        [IdentitySource::Header("Auth".to_owned())]
+    );
+}
