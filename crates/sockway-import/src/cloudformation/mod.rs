@@ -8,8 +8,10 @@
 //! naming the resource and the property.
 
 mod functions;
+mod integrations;
 mod intrinsics;
 mod routes;
+mod stage;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
