@@ -276,10 +276,10 @@ pub fn import(
         source_name: source_name.to_owned(),
         problems,
     };
-    if !notes.errors.is_empty() {
-        return Err(template_error(notes.errors));
-    }
-    let api = api.expect("a translation without errors produces an API");
+    let api = match api {
+        Some(api) if notes.errors.is_empty() => api,
+        _ => return Err(template_error(notes.errors)),
+    };
     if options.strict {
         let unsupported: Vec<Note> = notes
             .found
