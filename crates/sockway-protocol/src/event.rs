@@ -13,8 +13,14 @@
 //! WebSocket APIs keep is UNVERIFIED). The `multiValue` maps hold every value in order.
 //! Header names are compared case-insensitively, query keys exactly. Both maps keep the
 //! names in first-seen order.
+//!
+//! Stage variables (`stageVariables`) are added by the caller with
+//! [`ProxyEvent::with_stage_variables`] and [`AuthorizerEvent::with_stage_variables`]: a
+//! proxy event carries them only when the stage has some, the authorizer event always (`{}`
+//! when there are none), as AWS's captures show.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -78,6 +84,9 @@ pub struct ProxyEvent {
     /// Every query value (CONNECT with a non-empty query only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub multi_value_query_string_parameters: Option<OrderedMap<Vec<String>>>,
+    /// The stage's variables, when it has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage_variables: Option<StageVariables>,
     /// The request context.
     pub request_context: RequestContext,
     /// The message payload (MESSAGE only).
@@ -104,8 +113,8 @@ pub struct AuthorizerEvent {
     pub query_string_parameters: OrderedMap<String>,
     /// Every query value; `{}` when there is no query.
     pub multi_value_query_string_parameters: OrderedMap<Vec<String>>,
-    /// Always `{}`: sockway has no stage variables.
-    pub stage_variables: OrderedMap<String>,
+    /// The stage's variables; `{}` when it has none.
+    pub stage_variables: StageVariables,
     /// The request context of the `$connect` request.
     pub request_context: RequestContext,
 }
@@ -193,6 +202,10 @@ pub enum AuthorizerType {
     Request,
 }
 
+/// A stage's variables (`stageVariables`), shared by every event: cloning one is cheap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageVariables(Arc<OrderedMap<String>>);
+
 /// A JSON object that keeps its entries in the order they were added.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderedMap<V>(Vec<(String, V)>);
@@ -224,6 +237,7 @@ pub fn connect_event(
         multi_value_headers: Some(multi_headers),
         query_string_parameters: single_query,
         multi_value_query_string_parameters: multi_query,
+        stage_variables: None,
         request_context: request_context(
             ctx,
             RouteKey::connect(),
@@ -262,6 +276,7 @@ pub fn message_event(
         multi_value_headers: None,
         query_string_parameters: None,
         multi_value_query_string_parameters: None,
+        stage_variables: None,
         request_context,
         body: Some(body),
         is_base64_encoded,
@@ -301,6 +316,7 @@ pub fn disconnect_event(
         multi_value_headers: Some(multi_headers),
         query_string_parameters: None,
         multi_value_query_string_parameters: None,
+        stage_variables: None,
         request_context,
         body: None,
         is_base64_encoded: false,
@@ -336,7 +352,7 @@ pub fn authorizer_event(
         multi_value_headers: multi_headers,
         query_string_parameters: single_query,
         multi_value_query_string_parameters: multi_query,
-        stage_variables: OrderedMap(Vec::new()),
+        stage_variables: StageVariables::default(),
         request_context,
     }
 }
@@ -350,7 +366,44 @@ pub fn connect_method_arn(region: &str, account_id: &str, api_id: &str, stage: &
     )
 }
 
+impl StageVariables {
+    /// The variables, in the order given.
+    pub fn new(variables: impl IntoIterator<Item = (String, String)>) -> StageVariables {
+        StageVariables(Arc::new(OrderedMap(variables.into_iter().collect())))
+    }
+
+    /// Whether the stage has no variables.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The value of the variable `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+}
+
+impl Default for StageVariables {
+    /// No variables.
+    fn default() -> StageVariables {
+        StageVariables::new([])
+    }
+}
+
+impl Serialize for StageVariables {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
 impl ProxyEvent {
+    /// The event with the stage's variables as `stageVariables`; left out when there are
+    /// none.
+    pub fn with_stage_variables(mut self, variables: &StageVariables) -> ProxyEvent {
+        self.stage_variables = (!variables.is_empty()).then(|| variables.clone());
+        self
+    }
+
     /// The event as JSON bytes, ready to be the Lambda Invoke payload.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self)
@@ -359,6 +412,12 @@ impl ProxyEvent {
 }
 
 impl AuthorizerEvent {
+    /// The event with the stage's variables as `stageVariables` (`{}` when there are none).
+    pub fn with_stage_variables(mut self, variables: &StageVariables) -> AuthorizerEvent {
+        self.stage_variables = variables.clone();
+        self
+    }
+
     /// The event as JSON bytes, ready to be the Lambda Invoke payload.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self)

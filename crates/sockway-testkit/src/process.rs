@@ -27,9 +27,15 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Starts `binary serve --config config --listen 127.0.0.1:0` and waits for its startup line.
     pub async fn start(binary: &Path, config: &Path) -> GatewayProcess {
+        GatewayProcess::start_with(binary, &["--config".as_ref(), config.as_os_str()]).await
+    }
+
+    /// Starts `binary serve {arguments} --listen 127.0.0.1:0` (e.g. `--template FILE ...`)
+    /// and waits for its startup line.
+    pub async fn start_with(binary: &Path, arguments: &[&std::ffi::OsStr]) -> GatewayProcess {
         let mut command = Command::new(binary);
         command.stderr(Stdio::inherit());
-        GatewayProcess::spawn(command, config).await
+        GatewayProcess::spawn(command, arguments).await
     }
 
     /// [`GatewayProcess::start`] with only `PATH` kept from this process's environment, plus
@@ -46,13 +52,13 @@ impl GatewayProcess {
             command.env("PATH", path);
         }
         command.envs(env.iter().copied()).stderr(Stdio::piped());
-        GatewayProcess::spawn(command, config).await
+        GatewayProcess::spawn(command, &["--config".as_ref(), config.as_os_str()]).await
     }
 
-    async fn spawn(mut command: Command, config: &Path) -> GatewayProcess {
+    async fn spawn(mut command: Command, arguments: &[&std::ffi::OsStr]) -> GatewayProcess {
         let mut child = command
-            .args(["serve", "--config"])
-            .arg(config)
+            .arg("serve")
+            .args(arguments)
             .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
             .stdout(Stdio::piped())
             .kill_on_drop(true)

@@ -3,15 +3,18 @@
 //! Everything that serves traffic is the `sockway_gateway` library; this file turns arguments
 //! into a validated configuration before anything binds, prints one line per listener, turns
 //! SIGTERM/SIGINT into the gateway's graceful shutdown and SIGHUP into a TLS certificate
-//! reload, and tells systemd about each (`systemd`). The admin commands that call a running gateway's management API (`connections`,
-//! `groups`, `broadcast`) are `admin`'s.
+//! reload, and tells systemd about each (`systemd`). The admin commands that call a running
+//! gateway's management API (`connections`, `groups`, `broadcast`) are `admin`'s; `import` and
+//! `serve --template`, which read a CloudFormation, SAM or Serverless definition instead of a
+//! config file, are `template`'s.
 
 mod admin;
 mod systemd;
+mod template;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -35,6 +38,16 @@ enum Command {
         /// The configuration file.
         #[arg(long, default_value = "sockway.toml")]
         config: PathBuf,
+        /// Run the WebSocket API of this CloudFormation/SAM template or serverless.yml
+        /// instead of a configuration file (see `sockway import`).
+        #[arg(long, value_name = "FILE", conflicts_with = "config")]
+        template: Option<PathBuf>,
+        /// With --template: TOML merged over the imported configuration (tables merge key
+        /// by key, other values replace), for what a template does not say.
+        #[arg(long, value_name = "FILE", requires = "template")]
+        overrides: Option<PathBuf>,
+        #[command(flatten)]
+        template_args: template::TemplateArgs,
         /// Overrides `gateway.listen` (port 0 picks a free port).
         #[arg(long)]
         listen: Option<SocketAddr>,
@@ -46,12 +59,29 @@ enum Command {
         #[arg(long)]
         log_level: Option<String>,
     },
+    /// Print the sockway configuration of a CloudFormation/SAM template (YAML, or JSON as
+    /// `cdk synth` writes it) or a serverless.yml; notes on what was not carried over go to
+    /// standard error. Exit 2 on errors.
+    Import {
+        /// The template or serverless.yml.
+        file: PathBuf,
+        #[command(flatten)]
+        template_args: template::TemplateArgs,
+    },
     /// Check a configuration file and exit: 0 when valid (risky settings are printed as
     /// warnings), 2 otherwise.
     Validate {
         /// The configuration file.
         #[arg(long, default_value = "sockway.toml")]
         config: PathBuf,
+        /// Check the configuration `serve --template FILE` would run instead.
+        #[arg(long, value_name = "FILE", conflicts_with = "config")]
+        template: Option<PathBuf>,
+        /// With --template: TOML merged over the imported configuration.
+        #[arg(long, value_name = "FILE", requires = "template")]
+        overrides: Option<PathBuf>,
+        #[command(flatten)]
+        template_args: template::TemplateArgs,
     },
     #[command(flatten)]
     Admin(admin::AdminCommand),
@@ -69,12 +99,27 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Admin(command) => admin::run(command),
-        Command::Validate { config } => match Config::load(&config) {
+        Command::Import {
+            file,
+            template_args,
+        } => template::import(&file, template_args),
+        Command::Validate {
+            config,
+            template,
+            overrides,
+            template_args,
+        } => match load(
+            &config,
+            template.as_deref(),
+            overrides.as_deref(),
+            template_args,
+        ) {
             Ok(loaded) => {
+                let file = template.as_ref().unwrap_or(&config);
                 for warning in loaded.warnings() {
-                    eprintln!("{}: warning: {warning}", config.display());
+                    eprintln!("{}: warning: {warning}", file.display());
                 }
-                println!("{}: configuration is valid", config.display());
+                println!("{}: configuration is valid", file.display());
                 ExitCode::SUCCESS
             }
             Err(error) => {
@@ -84,11 +129,20 @@ fn main() -> ExitCode {
         },
         Command::Serve {
             config,
+            template,
+            overrides,
+            template_args,
             listen,
             management_listen,
             log_level,
         } => {
-            let mut loaded = match Config::load(&config) {
+            let loaded = load(
+                &config,
+                template.as_deref(),
+                overrides.as_deref(),
+                template_args,
+            );
+            let mut loaded = match loaded {
                 Ok(loaded) => loaded,
                 Err(error) => {
                     eprintln!("{error}");
@@ -113,6 +167,19 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// The configuration file, or the configuration imported from a template.
+fn load(
+    config: &Path,
+    template: Option<&Path>,
+    overrides: Option<&Path>,
+    template_args: template::TemplateArgs,
+) -> Result<Config, String> {
+    match template {
+        Some(file) => template::load(file, template_args, overrides),
+        None => Config::load(config).map_err(|error| error.to_string()),
     }
 }
 

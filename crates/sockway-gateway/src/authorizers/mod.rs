@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
-use sockway_protocol::event::{self, ConnectionContext, connect_method_arn};
+use sockway_protocol::event::{self, ConnectionContext, StageVariables, connect_method_arn};
 use sockway_protocol::id::RequestId;
 
 use self::jwt::JwtAuthorizer;
@@ -35,6 +35,8 @@ pub(crate) struct Authorizer {
     timeout: Duration,
     /// `arn:aws:execute-api:{region}:{account}:{apiId}/{stage}/$connect`.
     method_arn: String,
+    /// `stageVariables` of the authorizer event.
+    stage_variables: StageVariables,
 }
 
 #[derive(Debug)]
@@ -133,6 +135,7 @@ impl Authorizer {
                 &gateway.api_id,
                 &gateway.stage,
             ),
+            stage_variables: crate::integrations::stage_variables(config),
         }))
     }
 
@@ -226,6 +229,7 @@ impl Authorizer {
             &RequestId::from_random(crate::random_bytes()),
             crate::epoch_millis(),
         )
+        .with_stage_variables(&self.stage_variables)
     }
 }
 

@@ -34,6 +34,7 @@ mod permessage_deflate;
 mod proxies;
 mod raw;
 mod request_parameters;
+mod stage_variables;
 mod throttling;
 mod tls;
 mod trust;
@@ -138,6 +139,10 @@ pub struct GatewayConfig {
     /// default): `public_scheme`'s default port when it is set, else a trusted proxy's
     /// `X-Forwarded-Port`, else the listener's port.
     pub public_port: Option<u16>,
+    /// `gateway.stage_variables`: AWS's stage variables, already substituted into integration
+    /// URIs and Lambda functions, and sent in events as `stageVariables`. Empty (the
+    /// default): events carry no `stageVariables`.
+    pub stage_variables: BTreeMap<String, String>,
 }
 
 /// What a binary frame from a client does (`gateway.binary_frames`).
@@ -760,6 +765,7 @@ impl Default for GatewayConfig {
             proxy_protocol: false,
             public_scheme: None,
             public_port: None,
+            stage_variables: BTreeMap::new(),
         }
     }
 }

@@ -173,6 +173,9 @@ pub(super) struct RawGateway {
     /// Default: `public_scheme`'s (443 or 80), else a trusted proxy's `X-Forwarded-Port`,
     /// else the listener's port.
     pub(super) public_port: Option<Spanned<i64>>,
+    /// AWS stage variables, substituted for `${stageVariables.<name>}` in integration URIs
+    /// and Lambda functions and sent in events as `stageVariables`. Default: none.
+    pub(super) stage_variables: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
 }
 
 /// `gateway.binary_frames`.

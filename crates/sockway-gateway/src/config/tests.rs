@@ -2734,3 +2734,99 @@ fn every_toml_snippet_in_the_guides_loads() {
     assert_eq!(config.gateway.public_scheme, Some(PublicScheme::Https));
     assert_eq!(config.limits.max_connections_per_ip, Some(1000));
 }
+
+/// Issue 16: `gateway.stage_variables` are substituted into integration URIs and Lambda
+/// functions at load, as AWS substitutes them at call time; undefined names and values AWS
+/// would refuse are errors naming the key.
+#[test]
+fn stage_variables_are_substituted_where_aws_substitutes_them() {
+    let config = parse_ok(
+        r#"
+[gateway]
+stage_variables = { fn = "chat-dev", host = "backend.internal:9000", auth = "authorize" }
+
+[routes."$default"]
+integration = "chat"
+
+[routes.proxy]
+integration = "proxy"
+
+[integrations.chat]
+type = "lambda"
+function = "arn:aws:lambda:eu-west-1:123456789012:function:${stageVariables.fn}:live"
+
+[integrations.proxy]
+type = "http_proxy"
+uri = "http://${stageVariables.host}/raw"
+
+[authorizer]
+type = "lambda"
+function = "${stageVariables.auth}"
+"#,
+    );
+    assert_eq!(
+        config.gateway.stage_variables,
+        [
+            ("auth".to_owned(), "authorize".to_owned()),
+            ("fn".to_owned(), "chat-dev".to_owned()),
+            ("host".to_owned(), "backend.internal:9000".to_owned()),
+        ]
+        .into_iter()
+        .collect()
+    );
+    let IntegrationConfig::Lambda(lambda) = &config.integrations["chat"] else {
+        panic!("lambda integration");
+    };
+    assert_eq!(
+        lambda.target.function_name,
+        "arn:aws:lambda:eu-west-1:123456789012:function:chat-dev"
+    );
+    assert_eq!(lambda.target.qualifier.as_deref(), Some("live"));
+    assert_eq!(lambda.target.region.as_deref(), Some("eu-west-1"));
+    let IntegrationConfig::HttpProxy(proxy) = &config.integrations["proxy"] else {
+        panic!("http_proxy integration");
+    };
+    assert_eq!(proxy.uri, "http://backend.internal:9000/raw");
+    let AuthorizerKind::Lambda(target) = &config.authorizer.unwrap().kind else {
+        panic!("lambda authorizer");
+    };
+    assert_eq!(target.function_name, "authorize");
+
+    assert!(parse_ok("").gateway.stage_variables.is_empty());
+
+    check_problems(
+        r#"[gateway]
+stage_variables = { "bad-name" = "x", ok = "has space" }
+[integrations.chat]
+type = "lambda"
+function = "${stageVariables.missing}"
+[integrations.open]
+type = "http"
+uri = "http://${stageVariables.ok"
+"#,
+        &[
+            (
+                "gateway.stage_variables.bad-name",
+                2,
+                "must be 1 to 64 characters",
+            ),
+            (
+                "gateway.stage_variables.ok",
+                2,
+                "must be 1 to 2048 characters",
+            ),
+            (
+                "integrations.chat.function",
+                5,
+                "uses stage variable \"missing\", which is not defined",
+            ),
+            (
+                "integrations.chat.function",
+                5,
+                "is not a Lambda function name",
+            ),
+            ("integrations.open.uri", 8, "is not closed"),
+            ("integrations.open.uri", 8, "invalid URI"),
+        ],
+    );
+}

@@ -33,6 +33,7 @@ use super::proxies::validate_proxies;
 use super::raw::{
     RawBinaryFrames, RawConfig, RawDuration, RawGateway, RawLimits, RawManagement, RawRoute,
 };
+use super::stage_variables::apply_stage_variables;
 use super::throttling::{rate_limit, validate_throttling};
 use super::tls::validate_tls;
 use super::{
@@ -278,12 +279,14 @@ pub(super) fn region_problem(region: &str) -> Option<String> {
 
 /// Validates every section, then returns the config or every problem, ordered by line.
 fn validate(
-    raw: RawConfig,
+    mut raw: RawConfig,
     text: &str,
     env: Environment<'_>,
 ) -> Result<Config, Vec<ConfigProblem>> {
     let mut problems = Problems::new(text);
-    let gateway = validate_gateway(&raw.gateway, &mut problems);
+    let stage_variables = apply_stage_variables(&mut raw, &mut problems);
+    let mut gateway = validate_gateway(&raw.gateway, &mut problems);
+    gateway.stage_variables = stage_variables;
     // A Lambda function that names no region is called in `gateway.region` only when the file
     // sets it; otherwise in the region of the AWS SDK's chain, resolved when first needed.
     let lambda_region = raw
@@ -471,6 +474,7 @@ fn validate_gateway(raw: &RawGateway, problems: &mut Problems<'_>) -> GatewayCon
         proxy_protocol: proxies.proxy_protocol,
         public_scheme: proxies.public_scheme,
         public_port: proxies.public_port,
+        stage_variables: BTreeMap::new(),
     }
 }
 

@@ -10,6 +10,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use percent_encoding::utf8_percent_encode;
+use sockway_protocol::event::StageVariables;
 use sockway_protocol::result::{self, IntegrationResponse};
 
 use super::{Call, CallKind, IntegrationError, Payload};
@@ -132,6 +133,7 @@ pub(crate) struct HttpIntegration {
     /// `User-Agent` as AWS sends it to HTTP integrations.
     user_agent: String,
     api_id: String,
+    stage_variables: StageVariables,
 }
 
 impl HttpIntegration {
@@ -148,6 +150,7 @@ impl HttpIntegration {
             client,
             user_agent: format!("AmazonAPIGateway_{}", gateway.gateway.api_id),
             api_id: gateway.gateway.api_id.clone(),
+            stage_variables: super::stage_variables(gateway),
         })
     }
 
@@ -155,7 +158,7 @@ impl HttpIntegration {
         &self,
         call: &Call,
     ) -> Result<IntegrationResponse, IntegrationError> {
-        let body = call.to_event().to_json();
+        let body = call.to_event(&self.stage_variables).to_json();
         let request = Request::builder()
             .method(Method::POST)
             .uri(self.uri.clone())

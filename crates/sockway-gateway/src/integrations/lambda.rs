@@ -7,6 +7,7 @@
 //! failure: 502 on `$connect`, `Internal server error` on a message, as AWS answers.
 
 use serde_json::Value;
+use sockway_protocol::event::StageVariables;
 use sockway_protocol::result::{self, IntegrationResponse};
 
 use super::{Call, IntegrationError};
@@ -19,6 +20,7 @@ pub(crate) struct LambdaIntegration {
     name: String,
     target: LambdaTarget,
     client: LambdaClient,
+    stage_variables: StageVariables,
 }
 
 impl LambdaIntegration {
@@ -26,11 +28,13 @@ impl LambdaIntegration {
         name: &str,
         config: &LambdaIntegrationConfig,
         client: LambdaClient,
+        stage_variables: StageVariables,
     ) -> LambdaIntegration {
         LambdaIntegration {
             name: name.to_owned(),
             target: config.target.clone(),
             client,
+            stage_variables,
         }
     }
 
@@ -40,7 +44,7 @@ impl LambdaIntegration {
     ) -> Result<IntegrationResponse, IntegrationError> {
         let invocation = self
             .client
-            .invoke(&self.target, call.to_event().to_json())
+            .invoke(&self.target, call.to_event(&self.stage_variables).to_json())
             .await
             .map_err(|source| IntegrationError::Lambda {
                 integration: self.name.clone(),

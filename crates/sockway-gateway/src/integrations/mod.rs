@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use sockway_protocol::event::{self, ConnectionContext, MessageBody, ProxyEvent};
+use sockway_protocol::event::{self, ConnectionContext, MessageBody, ProxyEvent, StageVariables};
 use sockway_protocol::id::RequestId;
 use sockway_protocol::result::{IntegrationResponse, ProxyResultError};
 use sockway_protocol::route::RouteKey;
@@ -248,6 +248,7 @@ impl Integrations {
         let pool = pooled_client();
         let client = HttpClient::new(pool.clone(), config.limits.integration_response_bytes);
         let lambda = LambdaClient::new(pool, CredentialsProvider::from_config(&config.aws));
+        let stage_variables = stage_variables(config);
         let mut by_name = BTreeMap::new();
         for (name, integration) in &config.integrations {
             let (kind, timeout) = match integration {
@@ -274,6 +275,7 @@ impl Integrations {
                         name,
                         lambda_config,
                         lambda.clone(),
+                        stage_variables.clone(),
                     )),
                     lambda_config.timeout,
                 ),
@@ -348,9 +350,18 @@ impl Integration {
     }
 }
 
+/// `gateway.stage_variables` as events carry them.
+pub(crate) fn stage_variables(config: &Config) -> StageVariables {
+    StageVariables::new(config.gateway.stage_variables.clone())
+}
+
 impl Call {
-    /// The Lambda-proxy event AWS would send for this call.
-    pub(crate) fn to_event(&self) -> ProxyEvent {
+    /// The Lambda-proxy event AWS would send for this call, with the stage's variables.
+    pub(crate) fn to_event(&self, stage_variables: &StageVariables) -> ProxyEvent {
+        self.proxy_event().with_stage_variables(stage_variables)
+    }
+
+    fn proxy_event(&self) -> ProxyEvent {
         let connection = &self.connection;
         match &self.kind {
             CallKind::Connect { headers, query } => {

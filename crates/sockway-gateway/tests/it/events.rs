@@ -277,3 +277,26 @@ async fn connect_headers_keep_client_casing_and_order() {
     );
     gateway.shutdown().await;
 }
+
+/// Issue 16: `gateway.stage_variables` reach an `http` integration's events as
+/// `stageVariables`, before `requestContext` as in AWS's proxy events.
+#[tokio::test]
+async fn stage_variables_reach_every_event() {
+    let mut backend = MockBackend::start().await;
+    let toml = config(&backend, "").replace(
+        "api_id = \"a1b2c3d4e5\"\n",
+        "api_id = \"a1b2c3d4e5\"\nstage_variables = { table = \"connections-dev\" }\n",
+    );
+    let gateway = TestGateway::start(&toml).await;
+    let mut client = gateway.connect().await;
+    let connect = backend.next_event_for("$connect").await;
+    check_oracle(&connect);
+    assert_eq!(
+        connect["stageVariables"],
+        serde_json::json!({"table": "connections-dev"})
+    );
+    client.send_text("hello").await;
+    let message = backend.next_event_for("$default").await;
+    assert_eq!(message["stageVariables"]["table"], "connections-dev");
+    gateway.shutdown().await;
+}

@@ -704,3 +704,64 @@ fn authorizer_event_never_carries_an_authorizer() {
     assert!(!json.contains("isBase64Encoded"), "{json}");
     assert!(!json.contains("body"), "{json}");
 }
+
+/// Issue 16: a stage's variables reach proxy events as `stageVariables`, where REST and
+/// `aws_lambda_events` put them (after the query maps, before `requestContext`), and the
+/// authorizer event instead of `{}`; without variables a proxy event has no such key.
+#[test]
+fn stage_variables_appear_where_aws_puts_them() {
+    let variables = StageVariables::new([
+        ("table".to_owned(), "chat-dev".to_owned()),
+        ("url".to_owned(), "https://example.com/x".to_owned()),
+    ]);
+    let message = message_event(
+        &captured_connection(),
+        &RouteKey::new("chat"),
+        MessageBody::Text("hi"),
+        &request_id("BFaVtH2HoAMFZEQ="),
+        &request_id("BFaVtfGSIAMCKug="),
+        0,
+    )
+    .with_stage_variables(&variables);
+    let json = String::from_utf8(message.to_json()).unwrap();
+    assert!(
+        json.starts_with(
+            r#"{"stageVariables":{"table":"chat-dev","url":"https://example.com/x"},"requestContext":"#
+        ),
+        "{json}"
+    );
+    let read = oracle(&message);
+    assert_eq!(read.stage_variables.get("table").unwrap(), "chat-dev");
+
+    let connect = connect_event(
+        &captured_connect_context(),
+        &pairs(&[("Host", "h")]),
+        &pairs(&[("a", "1")]),
+        &request_id("BFHPhFe3IAMF95g="),
+        0,
+    )
+    .with_stage_variables(&variables);
+    let json = String::from_utf8(connect.to_json()).unwrap();
+    assert!(
+        json.contains(r#""multiValueQueryStringParameters":{"a":["1"]},"stageVariables":{"table""#),
+        "{json}"
+    );
+
+    let none = connect_event(
+        &captured_connect_context(),
+        &[],
+        &[],
+        &request_id("BFHPhFe3IAMF95g="),
+        0,
+    )
+    .with_stage_variables(&StageVariables::default());
+    let json = String::from_utf8(none.to_json()).unwrap();
+    assert!(!json.contains("stageVariables"), "{json}");
+
+    let authorizer = captured_authorizer_event(&[]).with_stage_variables(&variables);
+    let json = String::from_utf8(authorizer.to_json()).unwrap();
+    assert!(
+        json.contains(r#""stageVariables":{"table":"chat-dev","url":"https://example.com/x"},"requestContext""#),
+        "{json}"
+    );
+}

@@ -6,6 +6,7 @@ mod cluster;
 mod credentials;
 mod logs;
 mod systemd;
+mod import;
 mod tidy;
 mod tls;
 
