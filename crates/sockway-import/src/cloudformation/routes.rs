@@ -77,7 +77,7 @@ impl<'t> Translator<'t, '_> {
                 Severity::Info,
                 &describe(api.id, api.kind),
                 Some("ApiKeySelectionExpression"),
-                format!("{expression}: API keys are not supported yet (issue 17)"),
+                format!("{expression}: API keys are not supported yet"),
             );
         }
 
@@ -248,7 +248,7 @@ impl<'t> Translator<'t, '_> {
             self.unsupported(
                 resource,
                 "ApiKeyRequired",
-                "API keys are not supported yet (issue 17): the route is imported without the check",
+                "API keys are not supported yet: the route is imported without the check",
             );
         }
         for (property, message) in [
@@ -321,7 +321,7 @@ impl<'t> Translator<'t, '_> {
                 self.unsupported(
                     resource,
                     "AuthorizationType",
-                    "AWS_IAM is not supported yet (issue 17): the route is imported without \
+                    "AWS_IAM is not supported yet: the route is imported without \
                      it, so connections are not authenticated",
                 );
                 None

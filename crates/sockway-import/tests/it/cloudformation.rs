@@ -222,7 +222,10 @@ fn sam_parameters_conditions_and_deployed_names() {
         "chat-OnDisconnectFunction"
     );
     assert_eq!(lambda(&config, "SendInteg").endpoint_url, None);
-    assert_eq!(lambda(&config, "SendInteg").region.as_deref(), Some("eu-west-1"));
+    assert_eq!(
+        lambda(&config, "SendInteg").region.as_deref(),
+        Some("eu-west-1")
+    );
     assert!(
         imported
             .toml
@@ -391,10 +394,10 @@ fn what_cannot_be_carried_over_is_named() {
              docs/configuration.md); left out",
             "OrderInteg (AWS::ApiGatewayV2::Integration).IntegrationType: AWS service integrations \
              (AWS) cannot be carried over; use an HTTP or Lambda integration",
-            "ConnectRoute (AWS::ApiGatewayV2::Route).ApiKeyRequired: API keys are not supported yet \
-             (issue 17): the route is imported without the check",
-            "ConnectRoute (AWS::ApiGatewayV2::Route).AuthorizationType: AWS_IAM is not supported yet \
-             (issue 17): the route is imported without it, so connections are not authenticated",
+            "ConnectRoute (AWS::ApiGatewayV2::Route).ApiKeyRequired: API keys are not supported yet: the \
+             route is imported without the check",
+            "ConnectRoute (AWS::ApiGatewayV2::Route).AuthorizationType: AWS_IAM is not supported yet: \
+             the route is imported without it, so connections are not authenticated",
             "OrderRoute (AWS::ApiGatewayV2::Route).Target: route order left out: its integration \
              OrderInteg could not be carried over",
         ]
@@ -402,7 +405,7 @@ fn what_cannot_be_carried_over_is_named() {
     assert!(
         note_lines(&imported.notes, Severity::Info).contains(
             &"Api (AWS::ApiGatewayV2::Api).ApiKeySelectionExpression: $request.header.x-api-key: API \
-              keys are not supported yet (issue 17)"
+              keys are not supported yet"
                 .to_owned()
         ),
         "{:?}",

@@ -4,9 +4,9 @@ mod admin;
 mod cli;
 mod cluster;
 mod credentials;
+mod import;
 mod logs;
 mod systemd;
-mod import;
 mod tidy;
 mod tls;
 
