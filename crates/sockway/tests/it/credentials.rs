@@ -5,9 +5,9 @@
 //! the Lambda stand-in signed with the temporary credentials a stand-in handed out: the
 //! signature verifies and `X-Amz-Security-Token` is the token issued with the key.
 
-use std::path::Path;
 use std::time::Duration;
 
+use crate::binary;
 use serde_json::{Value, json};
 use sockway_testkit::credentials::{
     ContainerCredentials, InstanceMetadata, Issuer, SsoPortal, Sts, StsExpectation,
@@ -17,10 +17,6 @@ use sockway_testkit::sigv4::SigningKey;
 use sockway_testkit::{
     ConfigFile, FakeLambda, GatewayProcess, Invocation, KeyRing, LambdaReply, connect, http_request,
 };
-
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_sockway"))
-}
 
 /// A function that accepts every connection and echoes a message's body.
 fn echo(event: Value) -> LambdaReply {

@@ -9,16 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Value, json};
+
+use crate::binary;
 use sockway_testkit::{
     ConfigFile, FakeLambda, GatewayProcess, LambdaReply, connect, connect_with_headers,
 };
 
 const ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_sockway"))
-}
 
 fn fixture(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
