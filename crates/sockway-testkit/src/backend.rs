@@ -1,20 +1,15 @@
 //! [`MockBackend`]: a real HTTP server on port 0 that records what it receives.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::DEADLINE;
+use crate::{DEADLINE, http_server};
 
 /// One request the backend received.
 #[derive(Debug, Clone)]
@@ -143,64 +138,26 @@ impl MockBackend {
 
     /// Starts a backend that answers with `responder`.
     pub async fn with_responder(responder: Responder) -> MockBackend {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind mock backend");
-        let addr = listener.local_addr().expect("mock backend address");
         let (sender, requests) = mpsc::unbounded_channel();
         let responder = Arc::new(Mutex::new(responder));
         let shared_responder = responder.clone();
-        let server = tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let sender = sender.clone();
-                let responder = shared_responder.clone();
-                connections.spawn(async move {
-                    let service =
-                        service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                            let sender = sender.clone();
-                            let responder = responder.clone();
-                            async move {
-                                let (parts, body) = request.into_parts();
-                                let body = body
-                                    .collect()
-                                    .await
-                                    .map(|collected| collected.to_bytes())
-                                    .unwrap_or_default();
-                                let recorded = RecordedRequest {
-                                    method: parts.method.to_string(),
-                                    uri: parts.uri.to_string(),
-                                    headers: parts.headers,
-                                    body,
-                                };
-                                let answer = (responder.lock().expect("responder lock"))(&recorded);
-                                let _ = sender.send(recorded);
-                                if let Some(delay) = answer.delay {
-                                    tokio::time::sleep(delay).await;
-                                }
-                                let mut response = hyper::Response::new(Full::new(answer.body));
-                                *response.status_mut() = http::StatusCode::from_u16(answer.status)
-                                    .expect("valid status");
-                                for (name, value) in answer.headers {
-                                    response.headers_mut().append(
-                                        http::HeaderName::try_from(name)
-                                            .expect("valid header name"),
-                                        http::HeaderValue::try_from(value)
-                                            .expect("valid header value"),
-                                    );
-                                }
-                                Ok::<_, Infallible>(response)
-                            }
-                        });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+        let (addr, server) = http_server::spawn("mock backend", move |parts, body| {
+            let recorded = RecordedRequest {
+                method: parts.method.to_string(),
+                uri: parts.uri.to_string(),
+                headers: parts.headers,
+                body,
+            };
+            let answer = (shared_responder.lock().expect("responder lock"))(&recorded);
+            let _ = sender.send(recorded);
+            async move {
+                if let Some(delay) = answer.delay {
+                    tokio::time::sleep(delay).await;
+                }
+                http_server::response(answer.status, answer.headers, answer.body)
             }
-        });
+        })
+        .await;
         MockBackend {
             addr,
             requests,

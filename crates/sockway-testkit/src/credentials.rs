@@ -16,20 +16,16 @@
 //! token included, and refuses anything else.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::http_server;
 use crate::lambda::KeyRing;
 use crate::sigv4::{self, SigningKey};
 
@@ -159,66 +155,30 @@ struct Server {
 
 impl Server {
     async fn start(handler: impl Fn(&Received) -> Answer + Send + Sync + 'static) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a credential stand-in");
-        let addr = listener.local_addr().expect("stand-in address");
         let received = Arc::new(Mutex::new(Vec::new()));
-        let handler = Arc::new(handler);
         let log = received.clone();
-        let task = tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let handler = handler.clone();
-                let log = log.clone();
-                connections.spawn(async move {
-                    let service =
-                        service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                            let handler = handler.clone();
-                            let log = log.clone();
-                            async move {
-                                let (parts, body) = request.into_parts();
-                                let body = body
-                                    .collect()
-                                    .await
-                                    .map(|collected| collected.to_bytes())
-                                    .unwrap_or_default();
-                                let mut received = Received {
-                                    method: parts.method.to_string(),
-                                    target: parts
-                                        .uri
-                                        .path_and_query()
-                                        .map_or("/", |target| target.as_str())
-                                        .to_owned(),
-                                    headers: parts.headers,
-                                    body,
-                                    status: 0,
-                                };
-                                let (status, headers, body) = handler(&received);
-                                received.status = status;
-                                log.lock().expect("log lock").push(received);
-                                let mut response =
-                                    hyper::Response::new(Full::new(Bytes::from(body)));
-                                *response.status_mut() =
-                                    http::StatusCode::from_u16(status).expect("valid status");
-                                for (name, value) in headers {
-                                    response.headers_mut().insert(
-                                        name,
-                                        http::HeaderValue::try_from(value).expect("header value"),
-                                    );
-                                }
-                                Ok::<_, Infallible>(response)
-                            }
-                        });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let (addr, task) = http_server::spawn("credential stand-in", move |parts, body| {
+            let mut received = Received {
+                method: parts.method.to_string(),
+                target: parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/", |target| target.as_str())
+                    .to_owned(),
+                headers: parts.headers,
+                body,
+                status: 0,
+            };
+            let (status, headers, body) = handler(&received);
+            received.status = status;
+            log.lock().expect("log lock").push(received);
+            let headers = headers
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value));
+            let response = http_server::response(status, headers, Bytes::from(body));
+            async move { response }
+        })
+        .await;
         Server {
             addr,
             received,

@@ -5,17 +5,15 @@
 //! that the gateway caches keys and rate-limits refetches. Signing test tokens is left to the
 //! tests themselves.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::net::TcpListener;
+
+use crate::http_server;
 use tokio::task::JoinHandle;
 
 /// Where the document is served, as Cognito serves it below the issuer.
@@ -41,34 +39,16 @@ struct Shared {
 impl JwksServer {
     /// Starts a server answering [`JWKS_PATH`] with `jwks` (a `{"keys": [...]}` document).
     pub async fn start(jwks: Value) -> JwksServer {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind JWKS server");
-        let addr = listener.local_addr().expect("JWKS server address");
         let shared = Arc::new(Shared {
             document: Mutex::new(Some(Bytes::from(jwks.to_string()))),
             fetches: AtomicUsize::new(0),
         });
         let server_shared = shared.clone();
-        let server = tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let shared = server_shared.clone();
-                connections.spawn(async move {
-                    let service =
-                        service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                            let answer = shared.answer(request.uri().path());
-                            async move { Ok::<_, Infallible>(answer) }
-                        });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let (addr, server) = http_server::spawn("JWKS server", move |parts, _body| {
+            let answer = server_shared.answer(parts.uri.path());
+            async move { answer }
+        })
+        .await;
         JwksServer {
             addr,
             shared,

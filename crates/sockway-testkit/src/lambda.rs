@@ -6,23 +6,19 @@
 //! the credential stand-ins ([`crate::credentials`]) hand out, each with its session token.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::DEADLINE;
 use crate::sigv4::{self, SigningKey};
+use crate::{DEADLINE, http_server};
 
 /// How a function answers one invocation.
 #[derive(Debug, Clone)]
@@ -122,10 +118,6 @@ impl FakeLambda {
     /// Starts a fake that accepts requests signed with any key of `keys`, as it is when the
     /// request arrives.
     pub async fn start_with(keys: KeyRing) -> FakeLambda {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake lambda");
-        let addr = listener.local_addr().expect("fake lambda address");
         let (sender, invocations) = mpsc::unbounded_channel();
         let state = Arc::new(State {
             keys,
@@ -133,26 +125,12 @@ impl FakeLambda {
             rejected_signatures: AtomicUsize::new(0),
         });
         let server_state = state.clone();
-        let server = tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let sender = sender.clone();
-                let state = server_state.clone();
-                connections.spawn(async move {
-                    let service = service_fn(move |request| {
-                        let sender = sender.clone();
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(serve(request, &state, &sender).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let (addr, server) = http_server::spawn("fake Lambda", move |parts, body| {
+            let sender = sender.clone();
+            let state = server_state.clone();
+            async move { serve(parts, body, &state, &sender).await }
+        })
+        .await;
         FakeLambda {
             addr,
             invocations,
@@ -222,16 +200,11 @@ impl Drop for FakeLambda {
 }
 
 async fn serve(
-    request: hyper::Request<hyper::body::Incoming>,
+    parts: http::request::Parts,
+    body: Bytes,
     state: &State,
     sender: &mpsc::UnboundedSender<Invocation>,
 ) -> hyper::Response<Full<Bytes>> {
-    let (parts, body) = request.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|collected| collected.to_bytes())
-        .unwrap_or_default();
     let target = parts
         .uri
         .path_and_query()

@@ -24,6 +24,7 @@
 mod backend;
 mod client;
 pub mod credentials;
+mod http_server;
 mod jwks;
 mod lambda;
 mod process;
