@@ -4,9 +4,10 @@
 //! into a validated configuration before anything binds, prints one line per listener, turns
 //! SIGTERM/SIGINT into the gateway's graceful shutdown and SIGHUP into a TLS certificate
 //! reload, and tells systemd about each (`systemd`). The admin commands that call a running gateway's management API (`connections`,
-//! `groups`, `broadcast`) are `admin`'s.
+//! `groups`, `broadcast`) are `admin`'s; the probe `sockway health` is `health`'s.
 
 mod admin;
+mod health;
 mod systemd;
 
 use std::io::Write;
@@ -53,6 +54,9 @@ enum Command {
         #[arg(long, default_value = "sockway.toml")]
         config: PathBuf,
     },
+    /// Check that a running gateway is alive (`GET /health`): exit 0 when it answers 200,
+    /// 1 otherwise; for container health checks.
+    Health(health::HealthArgs),
     #[command(flatten)]
     Admin(admin::AdminCommand),
 }
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Admin(command) => admin::run(command),
+        Command::Health(args) => health::run(args),
         Command::Validate { config } => match Config::load(&config) {
             Ok(loaded) => {
                 for warning in loaded.warnings() {

@@ -3,6 +3,7 @@
 mod admin;
 mod cli;
 mod cluster;
+mod health;
 mod logs;
 mod systemd;
 mod tidy;
