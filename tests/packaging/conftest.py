@@ -16,12 +16,13 @@ from support import ChildProcess  # noqa: E402
 
 
 @pytest.fixture
-def start_process(tmp_path: Path) -> Iterator[Callable[[str, list[str]], ChildProcess]]:
-    """`start_process(name, argv)` starts a process that is stopped at teardown."""
+def start_process(tmp_path: Path) -> Iterator[Callable[..., ChildProcess]]:
+    """`start_process(name, argv, env=None)` starts a process that is stopped at teardown
+    (`env`: its whole environment; None inherits the test's)."""
     started: list[ChildProcess] = []
 
-    def start(name: str, argv: list[str]) -> ChildProcess:
-        child = ChildProcess(name, argv, tmp_path / f"{name}-{len(started)}.log")
+    def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> ChildProcess:
+        child = ChildProcess(name, argv, tmp_path / f"{name}-{len(started)}.log", env)
         started.append(child)
         return child
 
