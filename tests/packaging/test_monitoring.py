@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from support import (REPO_ROOT, TIMEOUT, BackendRequest, GatewayProcess, MockBackend, Reply,
-                     echo_responder, lambda_result, recv, run, ws_connect)
+                     echo_responder, recv, run, ws_connect)
 
 PROMETHEUS = REPO_ROOT / "packaging" / "prometheus"
 RULES = PROMETHEUS / "sockway-alerts.yml"
