@@ -13,13 +13,23 @@ so the same functions run unchanged behind AWS API Gateway:
 
 `GET /` serves the chat page (`index.html`) with the gateway's WebSocket URL filled in.
 Standard library only.
+
+When `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` are set (as they are in a Lambda
+function), `@connections` calls are signed with them (SigV4, service `execute-api`, region
+`AWS_REGION`, default us-east-1), as boto3 would sign them: a gateway with
+`[[management.credentials]]` (docker-compose.yml's) requires that. Without them calls go
+unsigned, which a gateway without credentials accepts from its own machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import hashlib
+import hmac
 import html
 import json
+import os
 import pathlib
 import sys
 import threading
@@ -129,14 +139,57 @@ def callback_url(event) -> str:
 def post_to_connection(endpoint: str, connection_id: str, data: bytes) -> None:
     """POST `data` to one connection; raises `urllib.error.HTTPError` on 4xx/5xx."""
     url = f"{endpoint}/@connections/{urllib.parse.quote(connection_id, safe='')}"
-    request = urllib.request.Request(
-        url,
-        data=data,
-        method="POST",
-        headers={"Content-Type": "text/plain; charset=utf-8"},
-    )
+    headers = {"Content-Type": "text/plain; charset=utf-8"}
+    access_key_id = os.environ.get("AWS_ACCESS_KEY_ID")
+    secret_access_key = os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if access_key_id and secret_access_key:
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        headers.update(sigv4_headers("POST", url, data, access_key_id, secret_access_key,
+                                     region, os.environ.get("AWS_SESSION_TOKEN")))
+    request = urllib.request.Request(url, data=data, method="POST", headers=headers)
     with urllib.request.urlopen(request, timeout=10) as response:
         response.read()
+
+
+def sigv4_headers(method: str, url: str, body: bytes, access_key_id: str, secret_access_key: str,
+                  region: str, session_token: str | None = None,
+                  now: datetime.datetime | None = None) -> dict[str, str]:
+    """The headers that sign a request with AWS Signature Version 4 for API Gateway
+    (`execute-api`): `X-Amz-Date`, `Authorization` and, with a session token,
+    `X-Amz-Security-Token`. The URL has no query string; the request must send `Host` as the
+    URL's authority (urllib does)."""
+    parts = urllib.parse.urlsplit(url)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+    scope = f"{amz_date[:8]}/{region}/execute-api/aws4_request"
+    signed = {"host": parts.netloc, "x-amz-date": amz_date}
+    if session_token:
+        signed["x-amz-security-token"] = session_token
+    names = ";".join(sorted(signed))
+    canonical_request = "\n".join([
+        method,
+        # Every service but S3 encodes the (already encoded) path once more: @ is %40 and
+        # an id's %3D is %253D.
+        urllib.parse.quote(parts.path or "/", safe="/~"),
+        parts.query,
+        "".join(f"{name}:{signed[name]}\n" for name in sorted(signed)),
+        names,
+        hashlib.sha256(body).hexdigest(),
+    ])
+    string_to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope,
+                                hashlib.sha256(canonical_request.encode()).hexdigest()])
+    key = f"AWS4{secret_access_key}".encode()
+    for part in scope.split("/"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    headers = {
+        "X-Amz-Date": amz_date,
+        "Authorization": f"AWS4-HMAC-SHA256 Credential={access_key_id}/{scope}, "
+                         f"SignedHeaders={names}, Signature={signature}",
+    }
+    if session_token:
+        headers["X-Amz-Security-Token"] = session_token
+    return headers
 
 
 # --- HTTP server ---------------------------------------------------------------------

@@ -305,13 +305,14 @@ class ChildProcess:
     `stop` (called by the fixture that started it) sends SIGTERM, then SIGKILL on timeout.
     """
 
-    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+    def __init__(self, name: str, argv: list[str], log_path: Path,
+                 env: dict[str, str] | None = None) -> None:
         self.name = name
         self.log_path = log_path
         self._log = open(log_path, "wb")
         self.process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log,
-            cwd=REPO_ROOT, text=True, bufsize=1,
+            cwd=REPO_ROOT, text=True, bufsize=1, env=env,
         )
         self._lines: list[str] = []
         self._eof = False

@@ -169,7 +169,7 @@ pub(crate) struct Target {
 }
 
 /// `--timeout`: a duration written as in the config file, more than zero.
-fn parse_timeout(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_timeout(text: &str) -> Result<Duration, String> {
     let timeout = sockway_gateway::config::parse_duration(text)?;
     if timeout.is_zero() {
         return Err("must be more than 0s".to_owned());
@@ -336,7 +336,7 @@ impl Target {
 
 /// `http://` and the address the config's management API listens on. A wildcard address is
 /// called on the loopback address of its family.
-fn config_endpoint(config: &Config) -> anyhow::Result<String> {
+pub(crate) fn config_endpoint(config: &Config) -> anyhow::Result<String> {
     let mut addr: SocketAddr = config.management.listen.unwrap_or(config.gateway.listen);
     if addr.port() == 0 {
         bail!(

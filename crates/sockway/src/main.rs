@@ -6,9 +6,10 @@
 //! reload, and tells systemd about each (`systemd`). The admin commands that call a running
 //! gateway's management API (`connections`, `groups`, `broadcast`) are `admin`'s; `import` and
 //! `serve --template`, which read a CloudFormation, SAM or Serverless definition instead of a
-//! config file, are `template`'s.
+//! config file, are `template`'s; the probe `sockway health` is `health`'s.
 
 mod admin;
+mod health;
 mod systemd;
 mod template;
 
@@ -83,6 +84,9 @@ enum Command {
         #[command(flatten)]
         template_args: template::TemplateArgs,
     },
+    /// Check that a running gateway is alive (`GET /health`): exit 0 when it answers 200,
+    /// 1 otherwise; for container health checks.
+    Health(health::HealthArgs),
     #[command(flatten)]
     Admin(admin::AdminCommand),
 }
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Admin(command) => admin::run(command),
+        Command::Health(args) => health::run(args),
         Command::Import {
             file,
             template_args,

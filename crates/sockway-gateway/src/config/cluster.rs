@@ -1,4 +1,5 @@
-//! Validation of `[cluster]` into a [`ClusterConfig`]: the Redis URLs, the node id, the
+//! Validation of `[cluster]` into a [`ClusterConfig`]: the Redis URLs, the node id (from the
+//! file or from the environment variable `cluster.node_id_env` names), the
 //! liveness timings and the names of the `rediss://` certificate files. Connecting to Redis,
 //! reading those files and running heartbeats belong to `gateway::cluster`.
 
@@ -27,7 +28,7 @@ pub(super) fn validate_cluster(
 ) -> Option<ClusterConfig> {
     let before = problems.count();
     let redis_urls = redis_urls(&raw.redis_url, problems);
-    let node_id = problems.string("cluster.node_id", raw.node_id.as_ref(), node_id_problem);
+    let node_id = node_id(raw, env, problems);
 
     let node_timeout = problems.duration(
         "cluster.node_timeout".to_owned(),
@@ -80,34 +81,7 @@ pub(super) fn validate_cluster(
 
     let redis_tls = redis_tls(raw, &redis_urls, problems);
     let redis_password = raw.redis_password_env.as_ref().and_then(|variable| {
-        let name = variable.get_ref();
-        match env(name).map(std::ffi::OsString::into_string) {
-            Some(Ok(password)) if !password.is_empty() => Some(password),
-            Some(Ok(_)) => {
-                problems.add(
-                    "cluster.redis_password_env".to_owned(),
-                    variable.span(),
-                    format!("environment variable {name} is empty"),
-                );
-                None
-            }
-            Some(Err(_)) => {
-                problems.add(
-                    "cluster.redis_password_env".to_owned(),
-                    variable.span(),
-                    format!("environment variable {name} is not valid UTF-8"),
-                );
-                None
-            }
-            None => {
-                problems.add(
-                    "cluster.redis_password_env".to_owned(),
-                    variable.span(),
-                    format!("environment variable {name} is not set"),
-                );
-                None
-            }
-        }
+        environment_value("cluster.redis_password_env", variable, env, problems)
     });
 
     if problems.count() > before {
@@ -121,6 +95,55 @@ pub(super) fn validate_cluster(
         redis_tls,
         redis_password,
     })
+}
+
+/// The node id: `cluster.node_id`, or the value of the variable `cluster.node_id_env` names
+/// (checked as a node id, and named in the message when it is not one), or `None` when
+/// neither is set. Setting both is a problem: the file would not say which one wins.
+fn node_id(raw: &RawCluster, env: Environment<'_>, problems: &mut Problems<'_>) -> Option<String> {
+    let Some(variable) = &raw.node_id_env else {
+        return problems.string("cluster.node_id", raw.node_id.as_ref(), node_id_problem);
+    };
+    if raw.node_id.is_some() {
+        problems.add(
+            "cluster.node_id_env".to_owned(),
+            variable.span(),
+            "cannot be combined with cluster.node_id: set one of them".to_owned(),
+        );
+        return None;
+    }
+    let node_id = environment_value("cluster.node_id_env", variable, env, problems)?;
+    match node_id_problem(&node_id) {
+        Some(message) => {
+            let name = variable.get_ref();
+            problems.add(
+                "cluster.node_id_env".to_owned(),
+                variable.span(),
+                format!("environment variable {name}: {message}"),
+            );
+            None
+        }
+        None => Some(node_id),
+    }
+}
+
+/// The value of the environment variable a `*_env` key (`key_path`) names; a problem, and
+/// `None`, when it is unset, empty or not UTF-8.
+fn environment_value(
+    key_path: &str,
+    variable: &Spanned<String>,
+    env: Environment<'_>,
+    problems: &mut Problems<'_>,
+) -> Option<String> {
+    let name = variable.get_ref();
+    let problem = match env(name).map(std::ffi::OsString::into_string) {
+        Some(Ok(value)) if !value.is_empty() => return Some(value),
+        Some(Ok(_)) => format!("environment variable {name} is empty"),
+        Some(Err(_)) => format!("environment variable {name} is not valid UTF-8"),
+        None => format!("environment variable {name} is not set"),
+    };
+    problems.add(key_path.to_owned(), variable.span(), problem);
+    None
 }
 
 /// Reads `cluster.tls_ca_file`, `tls_cert_file` and `tls_key_file`: file names only (the files

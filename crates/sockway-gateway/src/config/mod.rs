@@ -10,9 +10,9 @@
 //! `{origin}:{line}: {key_path}: {message}` (see [`ConfigError`]). A TOML syntax error or a
 //! key serde rejects (unknown key, wrong type) stops parsing, so it is reported alone.
 //!
-//! The one environment read here is the secret a `secret_access_key_env` key names, during
-//! [`Config::from_toml`] (tests pass their own environment to
-//! [`Config::from_toml_with_env`]). Applying environment variables and command-line flags on
+//! The only environment read here is what the `*_env` keys name (`secret_access_key_env`,
+//! `cluster.redis_password_env`, `cluster.node_id_env`), during [`Config::from_toml`] (tests
+//! pass their own environment to [`Config::from_toml_with_env`]). Applying environment variables and command-line flags on
 //! top of the file is left to the caller for now: it can change the fields of a validated
 //! [`Config`] directly.
 //!
@@ -504,8 +504,8 @@ pub struct ClusterConfig {
     /// `redis://`, `rediss://` or `redis+unix://` URLs, at least one, in file order. One
     /// URL names a single Redis; several are the seed nodes of a Redis Cluster.
     pub redis_urls: Vec<String>,
-    /// This node's id: 1 to 64 characters of `[A-Za-z0-9_.-]`. `None` (the default): one
-    /// is generated at startup.
+    /// This node's id: 1 to 64 characters of `[A-Za-z0-9_.-]`, from `cluster.node_id` or the
+    /// variable `cluster.node_id_env` names. `None` (the default): one is generated at startup.
     pub node_id: Option<String>,
     /// A node silent this long is considered dead (default 10 s, 1 s to 10 min).
     pub node_timeout: Duration,

@@ -425,6 +425,9 @@ pub(super) struct RawCluster {
     pub(super) redis_url: Spanned<RawRedisUrls>,
     /// This node's id, 1 to 64 characters of `[A-Za-z0-9_.-]`. Default: generated at start.
     pub(super) node_id: Option<Spanned<String>>,
+    /// Name of an environment variable holding this node's id (a Kubernetes pod's name, say),
+    /// read once at load; excludes `node_id`. Default: none.
+    pub(super) node_id_env: Option<Spanned<String>>,
     /// How long a node may stay silent before it is considered dead, 1s to 10m.
     /// Default `"10s"`.
     pub(super) node_timeout: Option<Spanned<RawDuration>>,

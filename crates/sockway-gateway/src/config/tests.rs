@@ -14,6 +14,8 @@ fn test_env(name: &str) -> Option<OsString> {
         "SOCKWAY_MANAGEMENT_SECRET" => Some("secret-from-env-0123".into()),
         "SOCKWAY_REDIS_PASSWORD" => Some("redis-password-from-env".into()),
         "EMPTY_SECRET" => Some(OsString::new()),
+        "POD_NAME" => Some("sockway-7d9f8b6c4-x2k9p".into()),
+        "NOT_A_NODE_ID" => Some("node a".into()),
         _ => None,
     }
 }
@@ -2263,6 +2265,44 @@ fn the_redis_password_comes_from_the_environment_and_is_hidden() {
     );
 }
 
+/// Issue 18: the node id can come from the environment (a Kubernetes pod's name), checked as
+/// a node id, and not together with `cluster.node_id`.
+#[test]
+fn the_node_id_can_come_from_the_environment() {
+    let config =
+        parse_ok("[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\nnode_id_env = \"POD_NAME\"\n");
+    assert_eq!(
+        config.cluster.unwrap().node_id.as_deref(),
+        Some("sockway-7d9f8b6c4-x2k9p")
+    );
+    for (variable, fragment) in [
+        (
+            "NOT_SET_ANYWHERE",
+            "environment variable NOT_SET_ANYWHERE is not set",
+        ),
+        ("EMPTY_SECRET", "environment variable EMPTY_SECRET is empty"),
+        (
+            "NOT_A_NODE_ID",
+            "environment variable NOT_A_NODE_ID: \"node a\" is not a node id",
+        ),
+    ] {
+        check_error(
+            &format!(
+                "[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\nnode_id_env = \"{variable}\"\n"
+            ),
+            "cluster.node_id_env",
+            3,
+            fragment,
+        );
+    }
+    check_error(
+        "[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\nnode_id = \"a\"\nnode_id_env = \"POD_NAME\"\n",
+        "cluster.node_id_env",
+        4,
+        "cannot be combined with cluster.node_id",
+    );
+}
+
 #[test]
 fn cluster_parses_with_its_defaults() {
     assert_eq!(parse_ok("").cluster, None);
@@ -2584,11 +2624,13 @@ fn documented_example_parses_and_documents_every_key() {
         );
     }
     // ...and the complete example has every key but the other authorizer types' own.
+    // `cluster.node_id_env` excludes `cluster.node_id`, so it has a block of its own too.
     let other_authorizer_keys = ["function", "endpoint_url", "region", "uri"];
     for key in &documented {
         let elsewhere = key
             .strip_prefix("authorizer.")
-            .is_some_and(|key| other_authorizer_keys.contains(&key));
+            .is_some_and(|key| other_authorizer_keys.contains(&key))
+            || *key == "cluster.node_id_env";
         assert!(
             elsewhere || example_paths.iter().any(|path| doc_key_matches(key, path)),
             "{key} is documented but missing from the complete example"

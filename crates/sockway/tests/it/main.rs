@@ -4,6 +4,7 @@ mod admin;
 mod cli;
 mod cluster;
 mod credentials;
+mod health;
 mod import;
 mod logs;
 mod systemd;
