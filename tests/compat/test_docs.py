@@ -72,4 +72,6 @@ def test_the_commands_run(page, tmp_path):
     done = subprocess.run(["bash", "-c", "\n".join(script)], cwd=tmp_path, env=environment,
                           capture_output=True, text=True, timeout=SCRIPT_TIMEOUT)
     assert done.returncode == 0, f"{page}:\n{done.stdout}\n{done.stderr[-6000:]}"
-    assert GUIDES[page] in done.stdout.splitlines(), done.stdout
+    # The page's processes share the pipe, so the gateway's access-log lines may be written in
+    # the middle of the client's line: look for the text, not a whole line.
+    assert GUIDES[page] in done.stdout, done.stdout
