@@ -2181,7 +2181,7 @@ fn management_credential_errors_name_key_path_and_line() {
             "access_key_id = \"AKIDEXAMPLE12345\"\nsecret_access_key = \"hunter2\"",
             "management.credentials[1].secret_access_key",
             7,
-            "is 7 characters long; a management secret needs at least 16",
+            "is 7 characters long; a secret access key needs at least 16",
         ),
         (
             "access_key_id = \"AKIDEXAMPLE12345\"\nsecret_access_key = \"aaaaaaaaaaaaaaaaaaaa\"",

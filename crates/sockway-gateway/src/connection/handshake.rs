@@ -124,6 +124,7 @@ async fn run_connect(
         source_ip,
         user_agent: event.user_agent.clone(),
         authorizer: None,
+        access: None,
     };
     event.connection = Some(Arc::new(context.clone()));
     let headers = Arc::new(event_headers(head, forwarded, local, state));

@@ -358,7 +358,9 @@ async fn relayed_for(url: &str, client: &str) -> u16 {
         SystemTime::now(),
     );
     headers.push(("X-Forwarded-For".to_owned(), client.to_owned()));
-    request_with_headers("POST", url, &headers, b"relayed").await.0
+    request_with_headers("POST", url, &headers, b"relayed")
+        .await
+        .0
 }
 
 #[tokio::test]
@@ -385,7 +387,10 @@ async fn behind_a_trusted_proxy_the_trusted_network_is_the_callers_not_the_proxy
         let (mut client_socket, connection_id) = crate::connect(&gateway, &mut backend).await;
         let url = gateway.connection_url(&connection_id);
         let status = relayed_for(&url, client).await;
-        assert_eq!(status, expected, "proxies {trusted_proxies}, client {client}");
+        assert_eq!(
+            status, expected,
+            "proxies {trusted_proxies}, client {client}"
+        );
         if expected == 200 {
             assert_eq!(client_socket.next_text().await, "relayed");
         }
