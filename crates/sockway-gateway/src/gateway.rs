@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use crate::access_log::AccessLog;
+use crate::api_keys::ApiKeys;
 use crate::authorizers::Authorizer;
 use crate::cluster::{Cluster, JoinError};
 use crate::config::Config;
@@ -100,6 +101,7 @@ impl Gateway {
         let state = Arc::new(State {
             routes,
             authorizer,
+            api_keys: ApiKeys::from_config(&config),
             metrics,
             access_log,
             sign_in: SignIn::default(),

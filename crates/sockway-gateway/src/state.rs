@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::access_log::AccessLog;
+use crate::api_keys::ApiKeys;
 use crate::authorizers::Authorizer;
 use crate::cluster::Cluster;
 use crate::config::Config;
@@ -31,6 +32,8 @@ pub(crate) struct State {
     pub(crate) routes: RouteTable,
     /// The API's `$connect` authorizer, when one is configured.
     pub(crate) authorizer: Option<Authorizer>,
+    /// `[[api_keys]]` with their usage plans, when any are configured.
+    pub(crate) api_keys: Option<ApiKeys>,
     /// This gateway's Prometheus metrics.
     pub(crate) metrics: Metrics,
     /// Access-log lines and the ring of recent events.

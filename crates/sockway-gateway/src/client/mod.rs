@@ -152,6 +152,38 @@ pub struct BroadcastOutcome {
     pub dropped: u64,
 }
 
+/// One API key's usage in its current period (sockway extension, `GET @api-keys/usage`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyUsage {
+    /// The key's id (`identity.apiKeyId`).
+    pub id: String,
+    /// The key's name.
+    pub name: String,
+    /// Whether the key is accepted.
+    pub enabled: bool,
+    /// The usage plan the key is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_plan: Option<String>,
+    /// The plan's throttle: `rateLimit` per second, `burstLimit` at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<serde_json::Value>,
+    /// The plan's quota: `limit` connects per `period`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<serde_json::Value>,
+    /// Connects left in the period, when the plan has a quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u64>,
+    /// The period counted: `DAY`, `WEEK` or `MONTH` (a key without a quota counts by day).
+    pub period: String,
+    /// Its first instant, ISO 8601.
+    pub start_date: String,
+    /// The instant after it, ISO 8601.
+    pub end_date: String,
+    /// Connects counted in the period.
+    pub used: u64,
+}
+
 /// Why a management call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -399,6 +431,19 @@ impl ManagementClient {
         let path = self.group_path(group);
         let answer = self.call(Method::POST, path, data.into()).await?;
         answer.json()
+    }
+
+    /// Every API key's usage in its current quota period, in the order of the gateway's
+    /// `[[api_keys]]` (sockway extension).
+    pub async fn api_key_usage(&self) -> Result<Vec<ApiKeyUsage>, ClientError> {
+        /// The answer's shape.
+        #[derive(Deserialize)]
+        struct Report {
+            items: Vec<ApiKeyUsage>,
+        }
+        let path = format!("{}/@api-keys/usage", self.base_path);
+        let answer = self.call(Method::GET, path, Bytes::new()).await?;
+        Ok(answer.json::<Report>()?.items)
     }
 
     /// `{base}/@connections/{id}`, the id percent-encoded as botocore does.

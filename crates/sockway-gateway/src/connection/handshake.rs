@@ -25,7 +25,7 @@ use tracing::{debug, warn};
 use super::refusal::ConnectError;
 use crate::access_log::{AccessEvent, AuthorizerDecision, EventType, IntegrationOutcome};
 use crate::authorizers::AuthorizerRequest;
-use crate::config::{Authority, PublicScheme};
+use crate::config::{ApiKeySelection, Authority, PublicScheme};
 use crate::head::RequestHead;
 use crate::integrations::{Call, CallKind};
 use crate::metrics::{AuthorizerOutcome, Throttled};
@@ -64,6 +64,9 @@ pub(super) struct Refused {
 /// The header of a `$connect` answer that names the groups the connection joins: a
 /// comma-separated list of group names (a sockway extension).
 const GROUPS_HEADER: &str = "X-Sockway-Groups";
+
+/// The header `$request.header.x-api-key` reads, compared case-insensitively.
+const API_KEY_HEADER: &str = "x-api-key";
 
 /// Checks the upgrade request and runs `$connect`. A refusal is counted and recorded in the
 /// access log here; an accepted upgrade comes with its CONNECT event, answered 200, which the
@@ -135,6 +138,7 @@ async fn run_connect(
     // The CONNECT event alone reports the authorizer's latency; later events carry only the
     // principal and context.
     let mut connect_context = None;
+    let mut usage_identifier_key = None;
     if let Some(authorizer) = &state.authorizer {
         let request = AuthorizerRequest {
             connection: &context,
@@ -166,6 +170,7 @@ async fn run_connect(
             error: decided.as_ref().err().map(ToString::to_string),
         });
         let authorization = decided.map_err(ConnectError::Authorizer)?;
+        usage_identifier_key = authorization.usage_identifier_key;
         let mut with_latency = authorization.context.clone();
         with_latency.insert("integrationLatency".to_owned(), latency_ms.into());
         connect_context = Some(Arc::new(ConnectionContext {
@@ -173,6 +178,21 @@ async fn run_connect(
             ..context.clone()
         }));
         context.authorizer = Some(authorization.context);
+    }
+    if let Some(api_keys) = state.api_keys.as_ref().filter(|keys| keys.required()) {
+        let presented = match api_keys.selection() {
+            ApiKeySelection::Header => head.header(API_KEY_HEADER),
+            ApiKeySelection::AuthorizerUsageIdentifierKey => usage_identifier_key.as_deref(),
+        };
+        let identity = api_keys
+            .admit(presented, &state.cluster, &state.metrics)
+            .await
+            .map_err(ConnectError::ApiKey)?;
+        let access = Some(Box::new(identity));
+        if let Some(connect) = &mut connect_context {
+            Arc::make_mut(connect).access.clone_from(&access);
+        }
+        context.access = access;
     }
     let context = Arc::new(context);
     event.connection = Some(context.clone());

@@ -12,6 +12,7 @@ use sockway_protocol::error::AwsError;
 use sockway_protocol::id::RequestId;
 
 use crate::access_log::{AccessEvent, ErrorOutcome};
+use crate::api_keys::ApiKeyError;
 use crate::authorizers::AuthorizerError;
 use crate::head::http_response;
 use crate::integrations::IntegrationError;
@@ -52,6 +53,10 @@ pub(crate) enum ConnectError {
     /// The authorizer refused the connection or failed.
     #[error("authorizer refused the connection")]
     Authorizer(#[source] AuthorizerError),
+    /// `$connect` requires an API key and the request's did not admit it: missing, unknown,
+    /// disabled or in no usage plan (403), over its plan's throttle or quota (429).
+    #[error("API key check refused the connection")]
+    ApiKey(#[source] ApiKeyError),
     /// The `$connect` integration answered with a status outside 2xx.
     #[error("$connect answered with status {status}")]
     ConnectRefused {
@@ -93,7 +98,8 @@ impl ConnectError {
             | ConnectError::BadRequest(_)
             | ConnectError::UnsupportedVersion
             | ConnectError::OriginNotAllowed
-            | ConnectError::Throttled { .. } => Fault::Client,
+            | ConnectError::Throttled { .. }
+            | ConnectError::ApiKey(_) => Fault::Client,
             ConnectError::Authorizer(error) if error.status() < 500 => Fault::Client,
             ConnectError::Authorizer(_)
             | ConnectError::ConnectRefused { .. }
@@ -124,6 +130,17 @@ impl ConnectError {
         match self {
             ConnectError::Throttled { reason, .. } => metrics.throttled(*reason),
             ConnectError::AtCapacity => metrics.throttled(Throttled::MaxConnections),
+            ConnectError::ApiKey(ApiKeyError::Throttled { .. }) => {
+                metrics.throttled(Throttled::ApiKeyRate);
+            }
+            ConnectError::ApiKey(ApiKeyError::QuotaExceeded { .. }) => {
+                metrics.throttled(Throttled::ApiKeyQuota);
+            }
+            ConnectError::ApiKey(error) => {
+                if let Some(label) = error.refusal_label() {
+                    metrics.access_refused(label);
+                }
+            }
             _ => {}
         }
         event.answered(self.status(), self.outcome());
@@ -166,7 +183,10 @@ impl ConnectError {
                 headers.push(("x-amzn-ErrorType", aws.error_type));
                 if let ConnectError::Throttled {
                     retry_after_secs, ..
-                } = other
+                }
+                | ConnectError::ApiKey(ApiKeyError::Throttled {
+                    retry_after_secs, ..
+                }) = other
                 {
                     retry_after = retry_after_secs.to_string();
                     headers.push(("Retry-After", retry_after.as_str()));
@@ -188,7 +208,14 @@ impl ConnectError {
             | ConnectError::OriginNotAllowed => AwsError::forbidden(),
             ConnectError::MethodNotAllowed(method) => AwsError::method_not_allowed(method),
             ConnectError::BadRequest(message) => AwsError::bad_request(*message),
-            ConnectError::Throttled { .. } => AwsError::limit_exceeded("Too Many Requests"),
+            ConnectError::Throttled { .. }
+            | ConnectError::ApiKey(ApiKeyError::Throttled { .. }) => {
+                AwsError::limit_exceeded("Too Many Requests")
+            }
+            ConnectError::ApiKey(ApiKeyError::QuotaExceeded { .. }) => {
+                AwsError::limit_exceeded("Limit Exceeded")
+            }
+            ConnectError::ApiKey(_) => AwsError::forbidden(),
             ConnectError::AtCapacity | ConnectError::ShuttingDown => {
                 AwsError::service_unavailable("Service Unavailable")
             }
@@ -217,7 +244,14 @@ impl ConnectError {
             ConnectError::MethodNotAllowed(_)
             | ConnectError::BadRequest(_)
             | ConnectError::UnsupportedVersion => ("Bad request", "DEFAULT_4XX"),
-            ConnectError::Throttled { .. } => ("Too Many Requests", "THROTTLED"),
+            ConnectError::Throttled { .. }
+            | ConnectError::ApiKey(ApiKeyError::Throttled { .. }) => {
+                ("Too Many Requests", "THROTTLED")
+            }
+            ConnectError::ApiKey(ApiKeyError::QuotaExceeded { .. }) => {
+                ("Limit Exceeded", "QUOTA_EXCEEDED")
+            }
+            ConnectError::ApiKey(_) => ("Forbidden", "INVALID_API_KEY"),
             ConnectError::AtCapacity | ConnectError::ShuttingDown => {
                 ("Service Unavailable", "DEFAULT_5XX")
             }
@@ -296,6 +330,59 @@ mod tests {
         check(ConnectError::InvalidGroups, 502, Fault::Backend);
         check(ConnectError::ShuttingDown, 503, Fault::Gateway);
         check(ConnectError::IdCollision, 500, Fault::Gateway);
+        check(
+            ConnectError::ApiKey(ApiKeyError::Missing),
+            403,
+            Fault::Client,
+        );
+        check(
+            ConnectError::ApiKey(ApiKeyError::Throttled {
+                key_id: "k".into(),
+                retry_after_secs: 2,
+            }),
+            429,
+            Fault::Client,
+        );
+    }
+
+    /// AWS's gateway responses for API keys: `INVALID_API_KEY` is 403 `Forbidden`,
+    /// `THROTTLED` 429 `Too Many Requests`, `QUOTA_EXCEEDED` 429 `Limit Exceeded`.
+    #[test]
+    fn api_key_refusals_use_aws_messages() {
+        let body = |error: ApiKeyError| {
+            let response = ConnectError::ApiKey(error).response(&RequestId::from_random([3; 11]));
+            String::from_utf8(response).unwrap()
+        };
+        let forbidden = body(ApiKeyError::Unknown);
+        assert!(forbidden.starts_with("HTTP/1.1 403 "), "{forbidden}");
+        assert!(
+            forbidden.ends_with(r#"{"message":"Forbidden"}"#),
+            "{forbidden}"
+        );
+        let throttled = body(ApiKeyError::Throttled {
+            key_id: "k".into(),
+            retry_after_secs: 3,
+        });
+        assert!(throttled.contains("Retry-After: 3\r\n"), "{throttled}");
+        assert!(
+            throttled.ends_with(r#"{"message":"Too Many Requests"}"#),
+            "{throttled}"
+        );
+        let quota = body(ApiKeyError::QuotaExceeded {
+            key_id: "k".into(),
+            limit: 3,
+            period: "DAY",
+        });
+        assert!(quota.starts_with("HTTP/1.1 429 "), "{quota}");
+        assert!(
+            quota.contains("x-amzn-ErrorType: LimitExceededException\r\n"),
+            "{quota}"
+        );
+        assert!(
+            quota.ends_with(r#"{"message":"Limit Exceeded"}"#),
+            "{quota}"
+        );
+        assert!(!quota.contains("Retry-After"), "{quota}");
     }
 
     #[test]
