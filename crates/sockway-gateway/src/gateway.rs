@@ -16,6 +16,7 @@ use tracing::warn;
 use crate::access_log::AccessLog;
 use crate::api_keys::ApiKeys;
 use crate::authorizers::Authorizer;
+use crate::authorizers::iam::IamAuthorizer;
 use crate::cluster::{Cluster, JoinError};
 use crate::config::Config;
 use crate::connection;
@@ -102,6 +103,7 @@ impl Gateway {
             routes,
             authorizer,
             api_keys: ApiKeys::from_config(&config),
+            iam: IamAuthorizer::from_config(&config),
             metrics,
             access_log,
             sign_in: SignIn::default(),

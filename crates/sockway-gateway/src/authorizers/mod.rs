@@ -1,5 +1,6 @@
 //! Authorizers on `$connect`: REQUEST authorizers (a Lambda function or an HTTP endpoint,
-//! answering with an IAM policy document) and sockway's built-in JWT/Cognito authorizer.
+//! answering with an IAM policy document), sockway's built-in JWT/Cognito authorizer, and
+//! `AWS_IAM`, SigV4 signatures made with configured credentials ([`iam`]).
 //!
 //! The flow follows AWS: every identity source must be present and non-empty, or the upgrade
 //! is refused with 401 before anything is called; `Unauthorized` from the authorizer is 401;
@@ -9,6 +10,7 @@
 //! Authorizers never see WebSocket frames; `connection::handshake` turns an
 //! [`AuthorizerError`] into the HTTP refusal through [`AuthorizerError::response`].
 
+pub(crate) mod iam;
 pub(crate) mod jwt;
 mod policy;
 

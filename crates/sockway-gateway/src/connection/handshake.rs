@@ -13,7 +13,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::group::GroupName;
@@ -25,6 +25,7 @@ use tracing::{debug, warn};
 use super::refusal::ConnectError;
 use crate::access_log::{AccessEvent, AuthorizerDecision, EventType, IntegrationOutcome};
 use crate::authorizers::AuthorizerRequest;
+use crate::authorizers::iam::SignedRequest;
 use crate::config::{ApiKeySelection, Authority, PublicScheme};
 use crate::head::RequestHead;
 use crate::integrations::{Call, CallKind};
@@ -135,6 +136,19 @@ async fn run_connect(
 
     let admission = admit(forwarded.client, state)?;
 
+    if let Some(iam) = &state.iam {
+        let request = SignedRequest {
+            method: &head.method,
+            path: &head.path,
+            query: head.query.as_deref(),
+            headers: &head.headers,
+        };
+        let identity = iam
+            .authorize(&request, SystemTime::now())
+            .map_err(ConnectError::Iam)?;
+        context.access = Some(Box::new(identity));
+    }
+
     // The CONNECT event alone reports the authorizer's latency; later events carry only the
     // principal and context.
     let mut connect_context = None;
@@ -184,15 +198,17 @@ async fn run_connect(
             ApiKeySelection::Header => head.header(API_KEY_HEADER),
             ApiKeySelection::AuthorizerUsageIdentifierKey => usage_identifier_key.as_deref(),
         };
-        let identity = api_keys
+        let key = api_keys
             .admit(presented, &state.cluster, &state.metrics)
             .await
             .map_err(ConnectError::ApiKey)?;
-        let access = Some(Box::new(identity));
+        // An IAM-signed connect may need a key too; both fill the identity.
+        let access = context.access.get_or_insert_with(Box::default);
+        access.api_key = key.api_key;
+        access.api_key_id = key.api_key_id;
         if let Some(connect) = &mut connect_context {
-            Arc::make_mut(connect).access.clone_from(&access);
+            Arc::make_mut(connect).access.clone_from(&context.access);
         }
-        context.access = access;
     }
     let context = Arc::new(context);
     event.connection = Some(context.clone());

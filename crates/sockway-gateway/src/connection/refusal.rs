@@ -14,6 +14,8 @@ use sockway_protocol::id::RequestId;
 use crate::access_log::{AccessEvent, ErrorOutcome};
 use crate::api_keys::ApiKeyError;
 use crate::authorizers::AuthorizerError;
+use crate::authorizers::iam::IamError;
+use crate::aws::sigv4::SignatureError;
 use crate::head::http_response;
 use crate::integrations::IntegrationError;
 use crate::metrics::{Metrics, Throttled};
@@ -53,6 +55,9 @@ pub(crate) enum ConnectError {
     /// The authorizer refused the connection or failed.
     #[error("authorizer refused the connection")]
     Authorizer(#[source] AuthorizerError),
+    /// `$connect` is `AWS_IAM` and the request's signature or its signer's policy refused it.
+    #[error("IAM authorization refused the connection")]
+    Iam(#[source] IamError),
     /// `$connect` requires an API key and the request's did not admit it: missing, unknown,
     /// disabled or in no usage plan (403), over its plan's throttle or quota (429).
     #[error("API key check refused the connection")]
@@ -99,7 +104,8 @@ impl ConnectError {
             | ConnectError::UnsupportedVersion
             | ConnectError::OriginNotAllowed
             | ConnectError::Throttled { .. }
-            | ConnectError::ApiKey(_) => Fault::Client,
+            | ConnectError::ApiKey(_)
+            | ConnectError::Iam(_) => Fault::Client,
             ConnectError::Authorizer(error) if error.status() < 500 => Fault::Client,
             ConnectError::Authorizer(_)
             | ConnectError::ConnectRefused { .. }
@@ -141,6 +147,7 @@ impl ConnectError {
                     metrics.access_refused(label);
                 }
             }
+            ConnectError::Iam(error) => metrics.access_refused(error.refusal_label()),
             _ => {}
         }
         event.answered(self.status(), self.outcome());
@@ -171,6 +178,16 @@ impl ConnectError {
                 };
                 headers.push(("x-amzn-ErrorType", error_type));
                 body.to_vec()
+            }
+            ConnectError::Iam(IamError::Denied { user_arn, resource }) => {
+                // REST APIs answer an IAM denial with `Message` (capital M).
+                headers.push(("x-amzn-ErrorType", "AccessDeniedException"));
+                let message = format!(
+                    "User: {user_arn} is not authorized to perform: execute-api:Invoke on \
+                     resource: {resource}"
+                );
+                serde_json::to_vec(&serde_json::json!({ "Message": message }))
+                    .expect("a map of one string serializes")
             }
             ConnectError::UnsupportedVersion => {
                 headers.push(("Sec-WebSocket-Version", "13"));
@@ -216,6 +233,12 @@ impl ConnectError {
                 AwsError::limit_exceeded("Limit Exceeded")
             }
             ConnectError::ApiKey(_) => AwsError::forbidden(),
+            ConnectError::Iam(IamError::Signature(error)) => error.to_aws(),
+            ConnectError::Iam(IamError::Denied { .. }) => AwsError {
+                status: 403,
+                error_type: "AccessDeniedException",
+                message: None,
+            },
             ConnectError::AtCapacity | ConnectError::ShuttingDown => {
                 AwsError::service_unavailable("Service Unavailable")
             }
@@ -252,6 +275,12 @@ impl ConnectError {
                 ("Limit Exceeded", "QUOTA_EXCEEDED")
             }
             ConnectError::ApiKey(_) => ("Forbidden", "INVALID_API_KEY"),
+            ConnectError::Iam(IamError::Signature(SignatureError::MissingAuthenticationToken)) => (
+                "Missing Authentication Token",
+                "MISSING_AUTHENTICATION_TOKEN",
+            ),
+            ConnectError::Iam(IamError::Signature(_)) => ("Forbidden", "INVALID_SIGNATURE"),
+            ConnectError::Iam(IamError::Denied { .. }) => ("Forbidden", "ACCESS_DENIED"),
             ConnectError::AtCapacity | ConnectError::ShuttingDown => {
                 ("Service Unavailable", "DEFAULT_5XX")
             }
@@ -342,6 +371,43 @@ mod tests {
             }),
             429,
             Fault::Client,
+        );
+    }
+
+    /// IAM refusals: unsigned is `MissingAuthenticationTokenException`, a bad or expired
+    /// signature `InvalidSignatureException`, a policy that does not allow the connect
+    /// `AccessDeniedException` with AWS's sentence.
+    #[test]
+    fn iam_refusals_use_aws_error_types() {
+        let response = |error: IamError| {
+            let response = ConnectError::Iam(error).response(&RequestId::from_random([4; 11]));
+            String::from_utf8(response).unwrap()
+        };
+        let unsigned = response(IamError::Signature(
+            SignatureError::MissingAuthenticationToken,
+        ));
+        assert!(unsigned.starts_with("HTTP/1.1 403 "), "{unsigned}");
+        assert!(
+            unsigned.contains("x-amzn-ErrorType: MissingAuthenticationTokenException\r\n"),
+            "{unsigned}"
+        );
+        let mismatch = response(IamError::Signature(SignatureError::Mismatch));
+        assert!(
+            mismatch.contains("x-amzn-ErrorType: InvalidSignatureException\r\n"),
+            "{mismatch}"
+        );
+        let denied = response(IamError::Denied {
+            user_arn: "arn:aws:iam::111122223333:user/u".into(),
+            resource: "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/dev/$connect".into(),
+        });
+        assert!(denied.starts_with("HTTP/1.1 403 "), "{denied}");
+        assert!(
+            denied.contains("x-amzn-ErrorType: AccessDeniedException\r\n"),
+            "{denied}"
+        );
+        assert!(
+            denied.ends_with(r#"{"Message":"User: arn:aws:iam::111122223333:user/u is not authorized to perform: execute-api:Invoke on resource: arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/dev/$connect"}"#),
+            "{denied}"
         );
     }
 

@@ -12,6 +12,7 @@ mod console;
 mod disconnect;
 mod events;
 mod groups;
+mod iam;
 mod lambda;
 mod limits;
 mod management;
