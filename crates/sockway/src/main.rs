@@ -4,9 +4,11 @@
 //! into a validated configuration before anything binds, prints one line per listener, turns
 //! SIGTERM/SIGINT into the gateway's graceful shutdown and SIGHUP into a TLS certificate
 //! reload, and tells systemd about each (`systemd`). The admin commands that call a running gateway's management API (`connections`,
-//! `groups`, `broadcast`) are `admin`'s.
+//! `groups`, `broadcast`, `api-keys`) are `admin`'s; `presign` (a URL for an `AWS_IAM`
+//! `$connect`) is `presign`'s.
 
 mod admin;
+mod presign;
 mod systemd;
 
 use std::io::Write;
@@ -53,6 +55,9 @@ enum Command {
         #[arg(long, default_value = "sockway.toml")]
         config: PathBuf,
     },
+    /// Print a wss:// URL presigned with one of the config's [[iam.credentials]], for a
+    /// client (a browser) to connect to an AWS_IAM $connect.
+    Presign(presign::PresignArgs),
     #[command(flatten)]
     Admin(admin::AdminCommand),
 }
@@ -69,6 +74,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Admin(command) => admin::run(command),
+        Command::Presign(args) => presign::run(args),
         Command::Validate { config } => match Config::load(&config) {
             Ok(loaded) => {
                 for warning in loaded.warnings() {

@@ -156,6 +156,70 @@ pub(crate) fn sign_request<B>(
     Ok(())
 }
 
+/// Presigns a GET of `url` (absolute, its query already percent-encoded) for `service` in
+/// `region` at `now`, valid for `expires`: returns `url` with the `X-Amz-*` parameters of a
+/// presigned URL added to its query. `ws://` and `wss://` are signed as `http://` and
+/// `https://`, so a default port is left out of the signed `host`, as browsers leave it out
+/// of `Host`.
+pub(crate) fn presign(
+    url: &http::Uri,
+    credentials: &Credentials,
+    region: &str,
+    service: &str,
+    now: SystemTime,
+    expires: Duration,
+) -> Result<http::Uri, SigningError> {
+    let (scheme, signed_scheme) = match url.scheme_str() {
+        Some("wss") => ("wss", "https"),
+        Some("ws") => ("ws", "http"),
+        Some(other) => (other, other),
+        None => ("https", "https"),
+    };
+    let rest = url
+        .to_string()
+        .split_once("://")
+        .map(|(_, rest)| rest.to_owned())
+        .unwrap_or_default();
+    let signed_url = format!("{signed_scheme}://{rest}");
+    let identity = identity(
+        &credentials.access_key_id,
+        &credentials.secret_access_key,
+        credentials.session_token.clone(),
+    );
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(expires);
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(now)
+        .settings(settings)
+        .build()
+        .expect("identity, region, name, time and settings are all set")
+        .into();
+    let signable = SignableRequest::new(
+        "GET",
+        signed_url.as_str(),
+        std::iter::empty(),
+        SignableBody::Bytes(b""),
+    )?;
+    let (instructions, _signature) = sign(signable, &params)?.into_parts();
+    let mut request = http::Request::builder()
+        .uri(signed_url.as_str())
+        .body(())
+        .expect("the URL parsed before");
+    instructions.apply_to_request_http1x(&mut request);
+    let signed = request.uri().to_string();
+    let presigned = format!(
+        "{scheme}://{}",
+        signed.split_once("://").map_or("", |(_, rest)| rest)
+    );
+    Ok(presigned
+        .parse()
+        .expect("adding query parameters keeps a URL valid"))
+}
+
 /// Verifies the SigV4 signature of an incoming request against `credentials`.
 ///
 /// `target` is the request target exactly as received (path and query, still

@@ -11,6 +11,9 @@
 //! Every failure is one [`ClientError`]; an error answer of the API (`GoneException`, a
 //! refused signature) is [`ClientError::Api`] with AWS's status, error type and message.
 //!
+//! [`presign_connect_url`] makes what a backend hands a browser for an `AWS_IAM` `$connect`:
+//! a `wss://` URL presigned with one of the gateway's `[[iam.credentials]]`.
+//!
 //! This module reads no environment variable and no file: where the endpoint and the
 //! credentials come from is the caller's business (the `sockway` binary's admin commands,
 //! tests, the benchmark), and so is what to print.
@@ -567,6 +570,53 @@ impl ManagementClient {
     }
 }
 
+/// The largest validity [`presign_connect_url`] gives a URL: seven days, AWS's limit.
+pub const MAX_PRESIGNED_EXPIRES: Duration = sigv4::MAX_PRESIGNED_EXPIRES;
+
+/// Presigns `url` (a `wss://` or `ws://` URL of a stage, its query already percent-encoded)
+/// for an `AWS_IAM` `$connect` with `credentials` (one of the gateway's `[[iam.credentials]]`),
+/// for service `execute-api` in `region`, signed at `now` and valid for `expires` (1 second to
+/// [`MAX_PRESIGNED_EXPIRES`]): the URL a browser passes to `new WebSocket(...)`. The signed
+/// `host` is the URL's, so it must be the name the browser connects to.
+pub fn presign_connect_url(
+    url: &str,
+    credentials: &Credentials,
+    region: &str,
+    now: SystemTime,
+    expires: Duration,
+) -> Result<String, ClientError> {
+    let invalid = |reason: &'static str| ClientError::InvalidEndpoint {
+        endpoint: url.to_owned(),
+        reason,
+    };
+    let uri: Uri = url.parse().map_err(|_| invalid("not a URL"))?;
+    if !matches!(uri.scheme_str(), Some("ws" | "wss")) {
+        return Err(invalid("the scheme must be ws:// or wss://"));
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid("no host"));
+    }
+    if expires.is_zero() || expires > MAX_PRESIGNED_EXPIRES {
+        return Err(invalid("a presigned URL is valid for 1 second to 7 days"));
+    }
+    let credentials = crate::aws::credentials::Credentials {
+        access_key_id: credentials.access_key_id.clone(),
+        secret_access_key: credentials.secret_access_key.clone(),
+        session_token: credentials.session_token.clone(),
+        expires_at: None,
+    };
+    let presigned = sigv4::presign(
+        &uri,
+        &credentials,
+        region,
+        "execute-api",
+        now,
+        Duration::from_secs(expires.as_secs().max(1)),
+    )
+    .map_err(ClientError::Signing)?;
+    Ok(presigned.to_string())
+}
+
 impl Credentials {
     /// Long-term keys.
     pub fn new(access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
@@ -575,6 +625,12 @@ impl Credentials {
             secret_access_key: secret_access_key.into(),
             session_token: None,
         }
+    }
+}
+
+impl From<&crate::config::IamCredential> for Credentials {
+    fn from(credential: &crate::config::IamCredential) -> Self {
+        Credentials::new(&credential.access_key_id, &credential.secret_access_key)
     }
 }
 
