@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the real-browser tests against the real sockway binary, in headless Chromium driven by
-# playwright-core: examples/chat (chat.test.mjs) and the web console (console.test.mjs).
+# playwright-core: examples/chat (chat.test.mjs), the web console (console.test.mjs), and access
+# control on $connect (access.test.mjs: a presigned URL, an API key in the query string).
 #
 #   tests/browser/run.sh [node --test args...]
 #

@@ -16,7 +16,8 @@ import pytest
 from support import REPO_ROOT, sockway_bin
 
 #: Pages whose blocks are run, with a line their commands print at the end.
-GUIDES = {"docs/migrating-from-aws.md": "both clients got the message"}
+GUIDES = {"docs/migrating-from-aws.md": "both clients got the message",
+          "docs/access-control.md": "connected with a presigned URL"}
 
 #: How long a page's commands may take together.
 SCRIPT_TIMEOUT = 120

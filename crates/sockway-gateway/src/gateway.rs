@@ -14,7 +14,9 @@ use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use crate::access_log::AccessLog;
+use crate::api_keys::ApiKeys;
 use crate::authorizers::Authorizer;
+use crate::authorizers::iam::IamAuthorizer;
 use crate::cluster::{Cluster, JoinError};
 use crate::config::Config;
 use crate::connection;
@@ -100,6 +102,8 @@ impl Gateway {
         let state = Arc::new(State {
             routes,
             authorizer,
+            api_keys: ApiKeys::from_config(&config),
+            iam: IamAuthorizer::from_config(&config),
             metrics,
             access_log,
             sign_in: SignIn::default(),

@@ -10,6 +10,7 @@
 //! I/O.
 
 mod access_log;
+mod api_keys;
 mod authorizers;
 mod aws;
 pub mod client;

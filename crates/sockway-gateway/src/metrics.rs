@@ -118,6 +118,10 @@ pub(crate) struct Metrics {
     bytes_out: Counter,
     throttled: Family<ReasonLabels, Counter>,
     proxy_protocol_refused: Family<ReasonLabels, Counter>,
+    access_refused: Family<ReasonLabels, Counter>,
+    /// `sockway_api_key_uses_uncounted_total`: connects admitted with an API key whose use
+    /// could not be counted (Redis unreachable).
+    pub(crate) api_key_uses_uncounted: Counter,
     /// The cluster's handles; registered only with `[cluster]`.
     pub(crate) cluster: ClusterMetrics,
 }
@@ -142,6 +146,10 @@ pub(crate) enum Throttled {
     MaxConnections,
     /// A management call refused by `throttling.management_rate_limit`.
     Management,
+    /// An upgrade refused by its API key's usage plan throttle.
+    ApiKeyRate,
+    /// An upgrade refused because its API key's quota for the period is used up.
+    ApiKeyQuota,
 }
 
 /// Why a connection to a listener that expects PROXY protocol headers was closed, for
@@ -178,6 +186,8 @@ impl Throttled {
             Throttled::ConnectionsPerIp => "connections_per_ip",
             Throttled::MaxConnections => "max_connections",
             Throttled::Management => "management",
+            Throttled::ApiKeyRate => "api_key_rate",
+            Throttled::ApiKeyQuota => "api_key_quota",
         }
     }
 }
@@ -342,6 +352,18 @@ impl Metrics {
             "Connections closed before HTTP because their PROXY protocol header was refused",
             proxy_protocol_refused.clone(),
         );
+        let access_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "sockway_access_refused",
+            "Upgrades refused by API key or IAM checks on $connect, by reason",
+            access_refused.clone(),
+        );
+        let api_key_uses_uncounted = Counter::default();
+        registry.register(
+            "sockway_api_key_uses_uncounted",
+            "Connects admitted with an API key whose use could not be counted (Redis unreachable)",
+            api_key_uses_uncounted.clone(),
+        );
         let cluster = ClusterMetrics::new();
         if config.cluster.is_some() {
             cluster.register(&mut registry);
@@ -364,8 +386,18 @@ impl Metrics {
             bytes_out,
             throttled,
             proxy_protocol_refused,
+            access_refused,
+            api_key_uses_uncounted,
             cluster,
         }
+    }
+
+    /// Counts one upgrade refused by an API key or IAM check; `reason` is one of a closed set
+    /// of labels (`api_key_missing`, `iam_signature`, ...).
+    pub(crate) fn access_refused(&self, reason: &'static str) {
+        self.access_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// Counts one connection closed for its PROXY protocol header.

@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::access_log::AccessLog;
+use crate::api_keys::ApiKeys;
 use crate::authorizers::Authorizer;
+use crate::authorizers::iam::IamAuthorizer;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -31,6 +33,10 @@ pub(crate) struct State {
     pub(crate) routes: RouteTable,
     /// The API's `$connect` authorizer, when one is configured.
     pub(crate) authorizer: Option<Authorizer>,
+    /// `[[iam.credentials]]`, when `$connect` is `AWS_IAM`.
+    pub(crate) iam: Option<IamAuthorizer>,
+    /// `[[api_keys]]` with their usage plans, when any are configured.
+    pub(crate) api_keys: Option<ApiKeys>,
     /// This gateway's Prometheus metrics.
     pub(crate) metrics: Metrics,
     /// Access-log lines and the ring of recent events.

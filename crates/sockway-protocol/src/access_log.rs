@@ -77,8 +77,19 @@ pub enum Variable {
     ExtendedRequestId,
     /// `$context.httpMethod`.
     HttpMethod,
-    /// `$context.identity.accessKey`: the access key id a management call was signed with.
+    /// `$context.identity.accessKey`: the access key id a management call or an IAM-signed
+    /// `$connect` was signed with.
     IdentityAccessKey,
+    /// `$context.identity.accountId`: the account of an IAM-signed `$connect`'s principal.
+    IdentityAccountId,
+    /// `$context.identity.apiKey`: the API key a connection was admitted with.
+    IdentityApiKey,
+    /// `$context.identity.apiKeyId`: that key's id.
+    IdentityApiKeyId,
+    /// `$context.identity.caller` (and `identity.user`): an IAM-signed `$connect`'s principal id.
+    IdentityCaller,
+    /// `$context.identity.userArn`: an IAM-signed `$connect`'s principal ARN.
+    IdentityUserArn,
     /// `$context.identity.sourceIp`.
     IdentitySourceIp,
     /// `$context.identity.userAgent`.
@@ -107,8 +118,8 @@ pub enum Variable {
     Stage,
     /// `$context.status`.
     Status,
-    /// A variable AWS documents that sockway never has a value for (WAF, API keys, IAM
-    /// identity, …): always `-`, so formats copied from AWS keep working.
+    /// A variable AWS documents that sockway never has a value for (WAF, Cognito identity,
+    /// …): always `-`, so formats copied from AWS keep working.
     NeverSet,
 }
 
@@ -158,19 +169,19 @@ const VARIABLES: &[(&str, Variable)] = &[
     ("extendedRequestId", Variable::ExtendedRequestId),
     ("httpMethod", Variable::HttpMethod),
     ("identity.accessKey", Variable::IdentityAccessKey),
-    ("identity.accountId", Variable::NeverSet),
-    ("identity.apiKey", Variable::NeverSet),
-    ("identity.apiKeyId", Variable::NeverSet),
-    ("identity.caller", Variable::NeverSet),
+    ("identity.accountId", Variable::IdentityAccountId),
+    ("identity.apiKey", Variable::IdentityApiKey),
+    ("identity.apiKeyId", Variable::IdentityApiKeyId),
+    ("identity.caller", Variable::IdentityCaller),
     ("identity.cognitoAuthenticationProvider", Variable::NeverSet),
     ("identity.cognitoAuthenticationType", Variable::NeverSet),
     ("identity.cognitoIdentityId", Variable::NeverSet),
     ("identity.cognitoIdentityPoolId", Variable::NeverSet),
     ("identity.principalOrgId", Variable::NeverSet),
     ("identity.sourceIp", Variable::IdentitySourceIp),
-    ("identity.user", Variable::NeverSet),
+    ("identity.user", Variable::IdentityCaller),
     ("identity.userAgent", Variable::IdentityUserAgent),
-    ("identity.userArn", Variable::NeverSet),
+    ("identity.userArn", Variable::IdentityUserArn),
     ("integration.error", Variable::IntegrationError),
     ("integration.integrationStatus", Variable::NeverSet),
     ("integration.latency", Variable::IntegrationLatency),

@@ -52,6 +52,35 @@ pub struct ConnectionContext {
     /// `requestContext.authorizer`, when an authorizer ran on `$connect`: `principalId`,
     /// `integrationLatency` and the (already stringified) context values.
     pub authorizer: Option<Map<String, Value>>,
+    /// What `$connect`'s API key check or IAM signature established about the caller, added
+    /// to `requestContext.identity`; `None` (no allocation) when neither ran.
+    pub access: Option<Box<AccessIdentity>>,
+}
+
+/// The `requestContext.identity` fields that an API key (`apiKey`, `apiKeyId`) or an IAM
+/// signature (`accessKey`, `accountId`, `caller`, `user`, `userArn`) fills in. Each is left
+/// out of the event when `None`, as AWS leaves out what does not apply.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessIdentity {
+    /// The API key the connection was admitted with (`identity.apiKey`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    /// That key's id (`identity.apiKeyId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<String>,
+    /// The access key id of the SigV4 signature (`identity.accessKey`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<String>,
+    /// The signing principal's account (`identity.accountId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// The signing principal's id (`identity.caller`, and `identity.user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
+    /// The signing principal's ARN (`identity.userArn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_arn: Option<String>,
 }
 
 /// Request headers or query parameters as received: names keep the client's casing and
@@ -163,15 +192,60 @@ pub struct RequestContext {
     pub authorizer: Option<Map<String, Value>>,
 }
 
-/// `requestContext.identity`.
+/// `requestContext.identity`. Without an API key or an IAM signature it is
+/// `{"sourceIp", "userAgent"}` as in current captures; with an API key AWS adds `apiKey` and
+/// `apiKeyId` before `sourceIp`; IAM's fields follow REST's identity order.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Identity {
+    /// The signing principal's account (IAM only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// The API key the connection was admitted with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    /// The API key's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<String>,
+    /// The signing principal's id (IAM only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
     /// The client's IP address.
     pub source_ip: String,
+    /// The access key id of the signature (IAM only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<String>,
+    /// The signing principal's ARN (IAM only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_arn: Option<String>,
     /// The client's `User-Agent`, present only when it sent one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
+    /// The signing principal's id again, as REST's `identity.user` (IAM only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+impl Identity {
+    /// The identity of `ctx`: its address and agent, plus what `$connect`'s access control
+    /// established.
+    pub fn of(ctx: &ConnectionContext) -> Identity {
+        let access = ctx.access.as_deref();
+        let field = |pick: fn(&AccessIdentity) -> &Option<String>| {
+            access.and_then(|access| pick(access).clone())
+        };
+        Identity {
+            account_id: field(|access| &access.account_id),
+            api_key: field(|access| &access.api_key),
+            api_key_id: field(|access| &access.api_key_id),
+            caller: field(|access| &access.caller),
+            source_ip: ctx.source_ip.clone(),
+            access_key: field(|access| &access.access_key),
+            user_arn: field(|access| &access.user_arn),
+            user_agent: ctx.user_agent.clone(),
+            user: field(|access| &access.caller),
+        }
+    }
 }
 
 /// `requestContext.eventType`.
@@ -484,10 +558,7 @@ fn request_context(
         stage: ctx.stage.clone(),
         connected_at: ctx.connected_at,
         request_time_epoch: now_ms,
-        identity: Identity {
-            source_ip: ctx.source_ip.clone(),
-            user_agent: ctx.user_agent.clone(),
-        },
+        identity: Identity::of(ctx),
         request_id: request_id.clone(),
         domain_name: ctx.domain_name.clone(),
         connection_id: ctx.connection_id.clone(),

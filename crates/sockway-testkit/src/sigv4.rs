@@ -1,12 +1,16 @@
 //! SigV4 for tests, done with `aws-sigv4` the way botocore does it (the path encoded twice in
 //! the canonical request), independently of the gateway's own signing code: signing requests
-//! to the `@connections` API, and checking the requests the gateway sends to [`FakeLambda`].
+//! to the `@connections` API, signing WebSocket upgrades in headers or presigning them in the
+//! query string ([`presign_url`], as botocore's `SigV4QueryAuth` does), and checking the
+//! requests the gateway sends to [`FakeLambda`].
 //!
 //! [`FakeLambda`]: crate::FakeLambda
 
 use std::time::{Duration, SystemTime};
 
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::http_request::{
+    SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
+};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 
@@ -72,6 +76,43 @@ pub fn signature_headers(
         .headers()
         .map(|(name, value)| (name.to_owned(), value.to_owned()))
         .collect()
+}
+
+/// `url` (a `ws://` or `http://` URL, its query already percent-encoded) presigned for a GET:
+/// the `X-Amz-*` parameters added to its query, signed for `execute-api` in `region` at
+/// `time`, valid for `expires`. The signed `host` is the URL's authority (without a default
+/// port).
+pub fn presign_url(
+    url: &str,
+    key: &SigningKey,
+    region: &str,
+    time: SystemTime,
+    expires: Duration,
+) -> String {
+    let identity = identity(key);
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(expires);
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("execute-api")
+        .time(time)
+        .settings(settings)
+        .build()
+        .expect("complete signing params")
+        .into();
+    let signable = SignableRequest::new("GET", url, std::iter::empty(), SignableBody::Bytes(b""))
+        .expect("signable test URL");
+    let (instructions, _signature) = sign(signable, &params)
+        .expect("test URL signs")
+        .into_parts();
+    let mut request = http::Request::builder()
+        .uri(url)
+        .body(())
+        .expect("valid test URL");
+    instructions.apply_to_request_http1x(&mut request);
+    request.uri().to_string()
 }
 
 /// Sends a request signed for `execute-api` in `region` at `time` and returns

@@ -1,5 +1,6 @@
-//! The admin commands: `sockway connections ...`, `sockway groups ...` and `sockway
-//! broadcast`, which call the management API of a running gateway.
+//! The admin commands: `sockway connections ...`, `sockway groups ...`, `sockway
+//! broadcast` and `sockway api-keys usage`, which call the management API of a running
+//! gateway.
 //!
 //! A command is checked completely before anything is sent: its arguments, the message
 //! (`--data`, `--file` or standard input), and the target, which is resolved in this order:
@@ -23,8 +24,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use sockway_gateway::client::{
-    BroadcastOutcome, ClientError, Connection, ConnectionId, ConnectionPage, Credentials,
-    DEFAULT_REGION, GroupName, MAX_PAGE_SIZE, ManagementClient, PageRequest,
+    ApiKeyUsage, BroadcastOutcome, ClientError, Connection, ConnectionId, ConnectionPage,
+    Credentials, DEFAULT_REGION, GroupName, MAX_PAGE_SIZE, ManagementClient, PageRequest,
 };
 use sockway_gateway::config::Config;
 
@@ -62,6 +63,21 @@ pub(crate) enum AdminCommand {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Inspect the API keys of a running gateway.
+    ApiKeys {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        command: ApiKeysCommand,
+    },
+}
+
+/// `sockway api-keys ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ApiKeysCommand {
+    /// Show each key's connects in its current quota period (shared by every node of a
+    /// cluster), with its usage plan's quota and throttle.
+    Usage,
 }
 
 /// `sockway connections ...`.
@@ -216,6 +232,7 @@ enum Call {
     Leave(ConnectionId, GroupName),
     GroupsOf(ConnectionId),
     Broadcast(Option<GroupName>, Vec<u8>),
+    ApiKeyUsage,
 }
 
 /// What a call returned, ready to print.
@@ -227,6 +244,7 @@ enum Outcome {
     Page(ConnectionPage),
     Groups(ConnectionId, Vec<GroupName>),
     Broadcast(BroadcastOutcome),
+    ApiKeyUsage(Vec<ApiKeyUsage>),
 }
 
 /// Runs one admin command and returns the process's exit status.
@@ -289,6 +307,10 @@ fn prepare(command: AdminCommand) -> anyhow::Result<(Target, Call)> {
             (target, call)
         }
         AdminCommand::Broadcast { target, data } => (target, Call::Broadcast(None, data.read()?)),
+        AdminCommand::ApiKeys {
+            target,
+            command: ApiKeysCommand::Usage,
+        } => (target, Call::ApiKeyUsage),
     })
 }
 
@@ -422,6 +444,7 @@ async fn execute(client: &ManagementClient, call: Call) -> Result<Outcome, Clien
             Some(group) => client.group_broadcast(group, message).await?,
             None => client.broadcast(message).await?,
         }),
+        Call::ApiKeyUsage => Outcome::ApiKeyUsage(client.api_key_usage().await?),
     })
 }
 
@@ -468,6 +491,7 @@ fn print(outcome: &Outcome, json: bool) {
             Outcome::Page(page) => serde_json::json!(page),
             Outcome::Groups(_, groups) => serde_json::json!({ "groups": groups }),
             Outcome::Broadcast(outcome) => serde_json::json!(outcome),
+            Outcome::ApiKeyUsage(items) => serde_json::json!({ "items": items }),
         };
         format!("{document}\n")
     } else {
@@ -530,6 +554,47 @@ fn human(outcome: &Outcome) -> String {
             "delivered to {} connections, dropped for {}\n",
             outcome.delivered, outcome.dropped
         ),
+        Outcome::ApiKeyUsage(items) if items.is_empty() => "no API keys\n".to_owned(),
+        Outcome::ApiKeyUsage(items) => {
+            let header = [
+                "name",
+                "id",
+                "enabled",
+                "usagePlan",
+                "period",
+                "from",
+                "used",
+                "quota",
+            ];
+            let cells: Vec<[String; 8]> = items
+                .iter()
+                .map(|item| {
+                    let quota = item
+                        .quota
+                        .as_ref()
+                        .and_then(|quota| quota.get("limit"))
+                        .map_or_else(|| "-".to_owned(), ToString::to_string);
+                    [
+                        item.name.clone(),
+                        item.id.clone(),
+                        item.enabled.to_string(),
+                        item.usage_plan.clone().unwrap_or_else(|| "-".to_owned()),
+                        item.period.clone(),
+                        item.start_date
+                            .get(..10)
+                            .unwrap_or(&item.start_date)
+                            .to_owned(),
+                        item.used.to_string(),
+                        quota,
+                    ]
+                })
+                .collect();
+            let rows: Vec<[&str; 8]> = cells
+                .iter()
+                .map(|row| std::array::from_fn(|column| row[column].as_str()))
+                .collect();
+            table(header, &rows)
+        }
     }
 }
 

@@ -4,12 +4,14 @@
 //! into a validated configuration before anything binds, prints one line per listener, turns
 //! SIGTERM/SIGINT into the gateway's graceful shutdown and SIGHUP into a TLS certificate
 //! reload, and tells systemd about each (`systemd`). The admin commands that call a running
-//! gateway's management API (`connections`, `groups`, `broadcast`) are `admin`'s; `import` and
-//! `serve --template`, which read a CloudFormation, SAM or Serverless definition instead of a
-//! config file, are `template`'s; the probe `sockway health` is `health`'s.
+//! gateway's management API (`connections`, `groups`, `broadcast`, `api-keys`) are `admin`'s;
+//! `import` and `serve --template`, which read a CloudFormation, SAM or Serverless definition
+//! instead of a config file, are `template`'s; the probe `sockway health` is `health`'s;
+//! `presign` (a URL for an `AWS_IAM` `$connect`) is `presign`'s.
 
 mod admin;
 mod health;
+mod presign;
 mod systemd;
 mod template;
 
@@ -87,6 +89,9 @@ enum Command {
     /// Check that a running gateway is alive (`GET /health`): exit 0 when it answers 200,
     /// 1 otherwise; for container health checks.
     Health(health::HealthArgs),
+    /// Print a wss:// URL presigned with one of the config's [[iam.credentials]], for a
+    /// client (a browser) to connect to an AWS_IAM $connect.
+    Presign(presign::PresignArgs),
     #[command(flatten)]
     Admin(admin::AdminCommand),
 }
@@ -103,6 +108,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Admin(command) => admin::run(command),
+        Command::Presign(args) => presign::run(args),
         Command::Health(args) => health::run(args),
         Command::Import {
             file,

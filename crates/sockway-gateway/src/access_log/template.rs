@@ -24,6 +24,7 @@ fn value_of<'e>(
 ) -> Value<'e> {
     let connection = event.connection.as_deref();
     let authorizer_context = connection.and_then(|connection| connection.authorizer.as_ref());
+    let access = connection.and_then(|connection| connection.access.as_deref());
     let text = |value: Option<&'e str>| value.map_or(Value::Absent, Value::Text);
     let number = |value: Option<i64>| value.map_or(Value::Absent, Value::Number);
     match variable {
@@ -36,7 +37,17 @@ fn value_of<'e>(
         Variable::ConnectionId => text(event.connection_id()),
         Variable::ConnectedAt => number(connection.map(|connection| connection.connected_at)),
         Variable::DomainName => text(connection.map(|connection| connection.domain_name.as_str())),
-        Variable::IdentityAccessKey => text(event.access_key.as_deref()),
+        Variable::IdentityAccessKey => text(
+            event
+                .access_key
+                .as_deref()
+                .or(access.and_then(|access| access.access_key.as_deref())),
+        ),
+        Variable::IdentityAccountId => text(access.and_then(|access| access.account_id.as_deref())),
+        Variable::IdentityApiKey => text(access.and_then(|access| access.api_key.as_deref())),
+        Variable::IdentityApiKeyId => text(access.and_then(|access| access.api_key_id.as_deref())),
+        Variable::IdentityCaller => text(access.and_then(|access| access.caller.as_deref())),
+        Variable::IdentityUserArn => text(access.and_then(|access| access.user_arn.as_deref())),
         Variable::IdentitySourceIp => text(
             connection
                 .map(|connection| connection.source_ip.as_str())

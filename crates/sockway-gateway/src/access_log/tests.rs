@@ -26,6 +26,7 @@ fn context() -> Arc<ConnectionContext> {
         source_ip: "127.0.0.1".to_owned(),
         user_agent: Some("agent \"x\"\nsecond line".to_owned()),
         authorizer: Some(authorizer),
+        access: None,
     })
 }
 

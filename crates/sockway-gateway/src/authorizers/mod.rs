@@ -1,5 +1,6 @@
 //! Authorizers on `$connect`: REQUEST authorizers (a Lambda function or an HTTP endpoint,
-//! answering with an IAM policy document) and sockway's built-in JWT/Cognito authorizer.
+//! answering with an IAM policy document), sockway's built-in JWT/Cognito authorizer, and
+//! `AWS_IAM`, SigV4 signatures made with configured credentials ([`iam`]).
 //!
 //! The flow follows AWS: every identity source must be present and non-empty, or the upgrade
 //! is refused with 401 before anything is called; `Unauthorized` from the authorizer is 401;
@@ -9,6 +10,7 @@
 //! Authorizers never see WebSocket frames; `connection::handshake` turns an
 //! [`AuthorizerError`] into the HTTP refusal through [`AuthorizerError::response`].
 
+pub(crate) mod iam;
 pub(crate) mod jwt;
 mod policy;
 
@@ -70,6 +72,9 @@ pub(crate) struct Authorization {
     pub(crate) context: Map<String, Value>,
     /// How long the authorizer took, reported as `integrationLatency` on CONNECT.
     pub(crate) latency: Duration,
+    /// The `usageIdentifierKey` a REQUEST authorizer returned: the API key, when
+    /// `gateway.api_key_selection_expression` is `$context.authorizer.usageIdentifierKey`.
+    pub(crate) usage_identifier_key: Option<String>,
 }
 
 /// Why `$connect` was not authorized. The variant decides the HTTP status.
@@ -154,7 +159,7 @@ impl Authorizer {
             .collect::<Result<Vec<&str>, _>>()?;
         let started = Instant::now();
         let decided = tokio::time::timeout(self.timeout, self.decide(request, &identities)).await;
-        let context = match decided {
+        let (context, usage_identifier_key) = match decided {
             Ok(result) => result?,
             Err(_elapsed) => {
                 return Err(AuthorizerError::Failed(format!(
@@ -166,6 +171,7 @@ impl Authorizer {
         Ok(Authorization {
             context,
             latency: started.elapsed(),
+            usage_identifier_key,
         })
     }
 
@@ -173,7 +179,7 @@ impl Authorizer {
         &self,
         request: &AuthorizerRequest<'_>,
         identities: &[&str],
-    ) -> Result<Map<String, Value>, AuthorizerError> {
+    ) -> Result<(Map<String, Value>, Option<String>), AuthorizerError> {
         match &self.kind {
             Kind::Jwt(jwt) => {
                 // The first identity source carries the token.
@@ -188,7 +194,7 @@ impl Authorizer {
                     Value::String(verified.principal_id),
                 );
                 context.extend(verified.context);
-                Ok(context)
+                Ok((context, None))
             }
             Kind::Lambda { target, client } => {
                 let payload = self.event(request).to_json();
@@ -271,8 +277,12 @@ fn function_error(payload: &[u8]) -> AuthorizerError {
     }
 }
 
-/// Reads a REQUEST authorizer's output and evaluates its policy for `method_arn`.
-fn read_result(payload: &[u8], method_arn: &str) -> Result<Map<String, Value>, AuthorizerError> {
+/// Reads a REQUEST authorizer's output and evaluates its policy for `method_arn`; returns the
+/// `requestContext.authorizer` map and the `usageIdentifierKey`, when a string.
+fn read_result(
+    payload: &[u8],
+    method_arn: &str,
+) -> Result<(Map<String, Value>, Option<String>), AuthorizerError> {
     if payload.len() > MAX_RESULT_BYTES {
         return Err(AuthorizerError::Failed(format!(
             "result larger than {MAX_RESULT_BYTES} bytes"
@@ -325,7 +335,11 @@ fn read_result(payload: &[u8], method_arn: &str) -> Result<Map<String, Value>, A
             ));
         }
     }
-    Ok(context)
+    let usage_identifier_key = result
+        .get("usageIdentifierKey")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok((context, usage_identifier_key))
 }
 
 /// AWS stringifies authorizer context values: `123` → `"123"`, `true` → `"true"`, `null` stays
@@ -366,7 +380,17 @@ mod tests {
             expected_status,
             "{result}"
         );
-        outcome.ok()
+        outcome.ok().map(|(context, _)| context)
+    }
+
+    #[test]
+    fn usage_identifier_keys_are_read_but_kept_out_of_the_context() {
+        let result = allow(json!({"usageIdentifierKey": "partner-key-0123456789"}));
+        let (context, key) = read_result(result.to_string().as_bytes(), ARN).unwrap();
+        assert_eq!(key.as_deref(), Some("partner-key-0123456789"));
+        assert!(!context.contains_key("usageIdentifierKey"));
+        let (_, key) = read_result(allow(json!({})).to_string().as_bytes(), ARN).unwrap();
+        assert_eq!(key, None);
     }
 
     #[test]

@@ -13,7 +13,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningError, SigningSettings, sign};
+use aws_sigv4::http_request::{
+    SignableBody, SignableRequest, SignatureLocation, SigningError, SigningSettings, sign,
+};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use sha2::{Digest, Sha256};
@@ -80,7 +82,36 @@ pub(crate) enum SignatureError {
     /// The signature is well formed but not the one the request and secret produce.
     #[error("signature does not match")]
     Mismatch,
+    /// A presigned URL used after `X-Amz-Date` plus `X-Amz-Expires`.
+    #[error("presigned URL expired: signed at {signed} for {expires_secs} s, server time {now}")]
+    PresignedExpired {
+        /// `X-Amz-Date` as sent.
+        signed: String,
+        /// `X-Amz-Expires` as sent.
+        expires_secs: u64,
+        /// The server's time, in the same format.
+        now: String,
+    },
+    /// The request carries a session token (`X-Amz-Security-Token`) for a key that has none:
+    /// keys sockway holds are long-term.
+    #[error("session token sent with a long-term key")]
+    UnexpectedSessionToken,
 }
+
+/// The longest validity a presigned URL may claim (`X-Amz-Expires`), AWS's: seven days.
+pub(crate) const MAX_PRESIGNED_EXPIRES: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The query parameters of a presigned request that carry its signature. Every other
+/// parameter of the query is part of what was signed.
+const PRESIGN_PARAMETERS: [&str; 7] = [
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Signature",
+    "X-Amz-Security-Token",
+];
 
 /// Signs `request` in place for `service` in `region` at `now`: adds `X-Amz-Date`,
 /// `Authorization` and, with temporary credentials, `X-Amz-Security-Token`. The request's
@@ -125,6 +156,70 @@ pub(crate) fn sign_request<B>(
     Ok(())
 }
 
+/// Presigns a GET of `url` (absolute, its query already percent-encoded) for `service` in
+/// `region` at `now`, valid for `expires`: returns `url` with the `X-Amz-*` parameters of a
+/// presigned URL added to its query. `ws://` and `wss://` are signed as `http://` and
+/// `https://`, so a default port is left out of the signed `host`, as browsers leave it out
+/// of `Host`.
+pub(crate) fn presign(
+    url: &http::Uri,
+    credentials: &Credentials,
+    region: &str,
+    service: &str,
+    now: SystemTime,
+    expires: Duration,
+) -> Result<http::Uri, SigningError> {
+    let (scheme, signed_scheme) = match url.scheme_str() {
+        Some("wss") => ("wss", "https"),
+        Some("ws") => ("ws", "http"),
+        Some(other) => (other, other),
+        None => ("https", "https"),
+    };
+    let rest = url
+        .to_string()
+        .split_once("://")
+        .map(|(_, rest)| rest.to_owned())
+        .unwrap_or_default();
+    let signed_url = format!("{signed_scheme}://{rest}");
+    let identity = identity(
+        &credentials.access_key_id,
+        &credentials.secret_access_key,
+        credentials.session_token.clone(),
+    );
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(expires);
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(now)
+        .settings(settings)
+        .build()
+        .expect("identity, region, name, time and settings are all set")
+        .into();
+    let signable = SignableRequest::new(
+        "GET",
+        signed_url.as_str(),
+        std::iter::empty(),
+        SignableBody::Bytes(b""),
+    )?;
+    let (instructions, _signature) = sign(signable, &params)?.into_parts();
+    let mut request = http::Request::builder()
+        .uri(signed_url.as_str())
+        .body(())
+        .expect("the URL parsed before");
+    instructions.apply_to_request_http1x(&mut request);
+    let signed = request.uri().to_string();
+    let presigned = format!(
+        "{scheme}://{}",
+        signed.split_once("://").map_or("", |(_, rest)| rest)
+    );
+    Ok(presigned
+        .parse()
+        .expect("adding query parameters keeps a URL valid"))
+}
+
 /// Verifies the SigV4 signature of an incoming request against `credentials`.
 ///
 /// `target` is the request target exactly as received (path and query, still
@@ -153,6 +248,219 @@ pub(crate) fn verify_request(
         service,
         now,
     )
+}
+
+/// [`verify_request`] with the secret of each access key found by `secret_for`: for callers
+/// whose keys are not management credentials (the `AWS_IAM` `$connect`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn verify_request_with<'s>(
+    method: &str,
+    target: &str,
+    headers: &http::HeaderMap,
+    body: &[u8],
+    secret_for: impl Fn(&str) -> Option<&'s str>,
+    region: &str,
+    service: &str,
+    now: SystemTime,
+) -> Result<VerifiedCaller, SignatureError> {
+    verify_with(
+        &Received {
+            method,
+            target,
+            headers,
+            body,
+        },
+        secret_for,
+        region,
+        service,
+        now,
+    )
+}
+
+/// Whether `target`'s query carries a SigV4 signature (a presigned URL).
+pub(crate) fn is_presigned(target: &str) -> bool {
+    target.split_once('?').is_some_and(|(_, query)| {
+        query.split('&').any(|pair| {
+            pair.starts_with("X-Amz-Signature=") || pair.starts_with("X-Amz-Algorithm=")
+        })
+    })
+}
+
+/// Verifies a presigned request: SigV4 in the query string (`X-Amz-Algorithm`,
+/// `X-Amz-Credential`, `X-Amz-Date`, `X-Amz-Expires`, `X-Amz-SignedHeaders`,
+/// `X-Amz-Signature`), as botocore's `SigV4QueryAuth` and aws-sigv4's query signing make it,
+/// for a request without a body.
+///
+/// `target` is the request target exactly as received; the other query parameters keep their
+/// encoding, and `host` must be among the signed headers. The URL is valid from
+/// [`MAX_CLOCK_SKEW`] before `X-Amz-Date` until `X-Amz-Expires` seconds after it (at most
+/// [`MAX_PRESIGNED_EXPIRES`]), and may be used any number of times within that window, as on
+/// AWS. The payload hash signed is that of the empty body or, as S3 signs,
+/// `UNSIGNED-PAYLOAD`; both are accepted.
+pub(crate) fn verify_presigned<'s>(
+    method: &str,
+    target: &str,
+    headers: &http::HeaderMap,
+    secret_for: impl Fn(&str) -> Option<&'s str>,
+    region: &str,
+    service: &str,
+    now: SystemTime,
+) -> Result<VerifiedCaller, SignatureError> {
+    let malformed = |message: &str| SignatureError::Malformed(message.to_owned());
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if !path.starts_with('/') {
+        return Err(SignatureError::Mismatch);
+    }
+    // The signature's parameters, decoded; every other parameter stays as received.
+    let mut values: [Option<String>; 7] = Default::default();
+    let mut rest: Vec<&str> = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match PRESIGN_PARAMETERS.iter().position(|known| *known == name) {
+            Some(index) => {
+                if values[index].is_some() {
+                    return Err(SignatureError::Malformed(format!(
+                        "Query parameter '{name}' must appear only once."
+                    )));
+                }
+                let decoded = percent_encoding::percent_decode_str(value)
+                    .decode_utf8()
+                    .map_err(|_| malformed("A presigned query parameter is not valid UTF-8."))?;
+                values[index] = Some(decoded.into_owned());
+            }
+            None => rest.push(pair),
+        }
+    }
+    let [
+        algorithm,
+        credential,
+        amz_date,
+        expires,
+        signed_headers,
+        signature,
+        token,
+    ] = values;
+    let require = |value: Option<String>, name: &str| {
+        value.ok_or_else(|| {
+            SignatureError::Malformed(format!(
+                "AWS query-string parameters must include '{name}'. Re-examine the query-string \
+                 parameters."
+            ))
+        })
+    };
+    let algorithm = require(algorithm, "X-Amz-Algorithm")?;
+    let credential = require(credential, "X-Amz-Credential")?;
+    let amz_date = require(amz_date, "X-Amz-Date")?;
+    let expires = require(expires, "X-Amz-Expires")?;
+    let signed_headers = require(signed_headers, "X-Amz-SignedHeaders")?;
+    let signature = require(signature, "X-Amz-Signature")?;
+    if token.is_some() {
+        return Err(SignatureError::UnexpectedSessionToken);
+    }
+    if algorithm != ALGORITHM {
+        return Err(SignatureError::Malformed(format!(
+            "X-Amz-Algorithm only supports \"{ALGORITHM}\"."
+        )));
+    }
+    // The same checks as an `Authorization` header's fields.
+    let header = format!(
+        "{ALGORITHM} Credential={credential}, SignedHeaders={signed_headers}, Signature={signature}"
+    );
+    let authorization = parse_authorization(&header)?;
+    let signed_at = parse_amz_date(&amz_date).ok_or_else(|| {
+        SignatureError::Malformed(format!(
+            "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\". Got '{amz_date}'."
+        ))
+    })?;
+    check_scope(&authorization, &amz_date, region, service)?;
+    let expires_secs: u64 = expires
+        .parse()
+        .ok()
+        .filter(|seconds| (1..=MAX_PRESIGNED_EXPIRES.as_secs()).contains(seconds))
+        .ok_or_else(|| {
+            SignatureError::Malformed(format!(
+                "X-Amz-Expires must be a number of seconds from 1 to {} (a week).",
+                MAX_PRESIGNED_EXPIRES.as_secs()
+            ))
+        })?;
+    if !authorization.signed_headers.contains(&"host") {
+        return Err(malformed(
+            "'host' must be a 'SignedHeader' in the presigned request.",
+        ));
+    }
+    match now.duration_since(signed_at) {
+        Ok(age) if age > Duration::from_secs(expires_secs) => {
+            return Err(SignatureError::PresignedExpired {
+                signed: amz_date,
+                expires_secs,
+                now: format_amz_date(now),
+            });
+        }
+        Ok(_) => {}
+        Err(ahead) if ahead.duration() > MAX_CLOCK_SKEW => {
+            return Err(SignatureError::NotYetCurrent {
+                signed: amz_date,
+                now: format_amz_date(now),
+                limit: format_amz_date(now + MAX_CLOCK_SKEW),
+            });
+        }
+        Err(_) => {}
+    }
+    let secret = secret_for(authorization.access_key_id).ok_or_else(|| {
+        SignatureError::UnknownAccessKey {
+            access_key_id: authorization.access_key_id.to_owned(),
+        }
+    })?;
+
+    let mut signed = Vec::new();
+    for &name in &authorization.signed_headers {
+        let mut found = false;
+        for value in headers.get_all(name) {
+            signed.push((name, value.to_str().map_err(|_| SignatureError::Mismatch)?));
+            found = true;
+        }
+        if !found {
+            return Err(SignatureError::Mismatch);
+        }
+    }
+    let identity = identity(authorization.access_key_id, secret, None);
+    let mut settings = SigningSettings::default();
+    settings.excluded_headers = None;
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(Duration::from_secs(expires_secs));
+    let params: aws_sigv4::http_request::SigningParams<'_> = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(authorization.region)
+        .name(authorization.service)
+        .time(signed_at)
+        .settings(settings)
+        .build()
+        .expect("identity, region, name, time and settings are all set")
+        .into();
+    let unsigned_target = if rest.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", rest.join("&"))
+    };
+    for body in [SignableBody::Bytes(b""), SignableBody::UnsignedPayload] {
+        let signable = SignableRequest::new(
+            method,
+            unsigned_target.as_str(),
+            signed.iter().copied(),
+            body,
+        )
+        .map_err(|_| SignatureError::Mismatch)?;
+        let output = sign(signable, &params).map_err(|_| SignatureError::Mismatch)?;
+        if constant_time_eq(
+            output.signature().as_bytes(),
+            authorization.signature.as_bytes(),
+        ) {
+            return Ok(VerifiedCaller {
+                access_key_id: authorization.access_key_id.to_owned(),
+            });
+        }
+    }
+    Err(SignatureError::Mismatch)
 }
 
 /// What can be checked of a signed request before its body is read: the `Authorization`
@@ -304,6 +612,17 @@ impl SignatureError {
                 the signature you provided. Check your AWS Secret Access Key and signing \
                 method. Consult the service documentation for details."
                 .to_owned(),
+            SignatureError::PresignedExpired {
+                signed,
+                expires_secs,
+                now,
+            } => format!(
+                "Signature expired: {signed} + {expires_secs} seconds (X-Amz-Expires) is now \
+                 earlier than {now}"
+            ),
+            SignatureError::UnexpectedSessionToken => {
+                "The security token included in the request is invalid.".to_owned()
+            }
         };
         AwsError::invalid_signature(message)
     }

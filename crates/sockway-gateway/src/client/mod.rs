@@ -11,6 +11,9 @@
 //! Every failure is one [`ClientError`]; an error answer of the API (`GoneException`, a
 //! refused signature) is [`ClientError::Api`] with AWS's status, error type and message.
 //!
+//! [`presign_connect_url`] makes what a backend hands a browser for an `AWS_IAM` `$connect`:
+//! a `wss://` URL presigned with one of the gateway's `[[iam.credentials]]`.
+//!
 //! This module reads no environment variable and no file: where the endpoint and the
 //! credentials come from is the caller's business (the `sockway` binary's admin commands,
 //! tests, the benchmark), and so is what to print.
@@ -150,6 +153,38 @@ pub struct BroadcastOutcome {
     pub delivered: u64,
     /// Connections it was not queued for because their outbound queue was full.
     pub dropped: u64,
+}
+
+/// One API key's usage in its current period (sockway extension, `GET @api-keys/usage`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyUsage {
+    /// The key's id (`identity.apiKeyId`).
+    pub id: String,
+    /// The key's name.
+    pub name: String,
+    /// Whether the key is accepted.
+    pub enabled: bool,
+    /// The usage plan the key is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_plan: Option<String>,
+    /// The plan's throttle: `rateLimit` per second, `burstLimit` at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<serde_json::Value>,
+    /// The plan's quota: `limit` connects per `period`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<serde_json::Value>,
+    /// Connects left in the period, when the plan has a quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u64>,
+    /// The period counted: `DAY`, `WEEK` or `MONTH` (a key without a quota counts by day).
+    pub period: String,
+    /// Its first instant, ISO 8601.
+    pub start_date: String,
+    /// The instant after it, ISO 8601.
+    pub end_date: String,
+    /// Connects counted in the period.
+    pub used: u64,
 }
 
 /// Why a management call failed.
@@ -401,6 +436,19 @@ impl ManagementClient {
         answer.json()
     }
 
+    /// Every API key's usage in its current quota period, in the order of the gateway's
+    /// `[[api_keys]]` (sockway extension).
+    pub async fn api_key_usage(&self) -> Result<Vec<ApiKeyUsage>, ClientError> {
+        /// The answer's shape.
+        #[derive(Deserialize)]
+        struct Report {
+            items: Vec<ApiKeyUsage>,
+        }
+        let path = format!("{}/@api-keys/usage", self.base_path);
+        let answer = self.call(Method::GET, path, Bytes::new()).await?;
+        Ok(answer.json::<Report>()?.items)
+    }
+
     /// `{base}/@connections/{id}`, the id percent-encoded as botocore does.
     fn connection_path(&self, connection_id: &ConnectionId) -> String {
         format!(
@@ -522,6 +570,53 @@ impl ManagementClient {
     }
 }
 
+/// The largest validity [`presign_connect_url`] gives a URL: seven days, AWS's limit.
+pub const MAX_PRESIGNED_EXPIRES: Duration = sigv4::MAX_PRESIGNED_EXPIRES;
+
+/// Presigns `url` (a `wss://` or `ws://` URL of a stage, its query already percent-encoded)
+/// for an `AWS_IAM` `$connect` with `credentials` (one of the gateway's `[[iam.credentials]]`),
+/// for service `execute-api` in `region`, signed at `now` and valid for `expires` (1 second to
+/// [`MAX_PRESIGNED_EXPIRES`]): the URL a browser passes to `new WebSocket(...)`. The signed
+/// `host` is the URL's, so it must be the name the browser connects to.
+pub fn presign_connect_url(
+    url: &str,
+    credentials: &Credentials,
+    region: &str,
+    now: SystemTime,
+    expires: Duration,
+) -> Result<String, ClientError> {
+    let invalid = |reason: &'static str| ClientError::InvalidEndpoint {
+        endpoint: url.to_owned(),
+        reason,
+    };
+    let uri: Uri = url.parse().map_err(|_| invalid("not a URL"))?;
+    if !matches!(uri.scheme_str(), Some("ws" | "wss")) {
+        return Err(invalid("the scheme must be ws:// or wss://"));
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid("no host"));
+    }
+    if expires.is_zero() || expires > MAX_PRESIGNED_EXPIRES {
+        return Err(invalid("a presigned URL is valid for 1 second to 7 days"));
+    }
+    let credentials = crate::aws::credentials::Credentials {
+        access_key_id: credentials.access_key_id.clone(),
+        secret_access_key: credentials.secret_access_key.clone(),
+        session_token: credentials.session_token.clone(),
+        expires_at: None,
+    };
+    let presigned = sigv4::presign(
+        &uri,
+        &credentials,
+        region,
+        "execute-api",
+        now,
+        Duration::from_secs(expires.as_secs().max(1)),
+    )
+    .map_err(ClientError::Signing)?;
+    Ok(presigned.to_string())
+}
+
 impl Credentials {
     /// Long-term keys.
     pub fn new(access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
@@ -530,6 +625,12 @@ impl Credentials {
             secret_access_key: secret_access_key.into(),
             session_token: None,
         }
+    }
+}
+
+impl From<&crate::config::IamCredential> for Credentials {
+    fn from(credential: &crate::config::IamCredential) -> Self {
+        Credentials::new(&credential.access_key_id, &credential.secret_access_key)
     }
 }
 

@@ -19,6 +19,7 @@
 
 mod command;
 mod redis;
+mod usage;
 
 use std::sync::Arc;
 
@@ -33,6 +34,8 @@ use tracing::warn;
 
 use self::command::Target;
 pub(crate) use self::command::{Outcome, Request};
+use self::usage::MemoryUsage;
+pub(crate) use self::usage::{Counted, UsageCount};
 use crate::config::Config;
 use crate::metrics::ClusterMetrics;
 use crate::random_bytes;
@@ -41,8 +44,8 @@ use crate::registry::{ConnectionHandle, Registry};
 /// Presence and delivery for connections.
 #[derive(Debug)]
 pub(crate) enum Cluster {
-    /// Every connection lives in this process.
-    Local(Registry),
+    /// Every connection lives in this process, and so do API keys' usage counts.
+    Local(Registry, MemoryUsage),
     /// Nodes share a Redis (or Redis Cluster): connections on other nodes are reached through
     /// it, and a lost node's connections are taken over.
     Redis(redis::RedisBackend),
@@ -67,6 +70,9 @@ pub(crate) enum ClusterError {
     /// The connection is in as many groups as it may be.
     #[error("connection {0}: group limit reached")]
     TooManyGroups(ConnectionId),
+    /// API key usage cannot be counted or read right now (Redis is unreachable).
+    #[error("API key usage cannot be reached")]
+    UsageUnavailable,
     /// A call that needs every node (a broadcast, a list) could not reach some of them.
     #[error("some nodes could not be reached")]
     Incomplete {
@@ -208,7 +214,7 @@ impl Presence<'_> {
         self.ended = true;
         self.cluster.remove(&self.id);
         match self.cluster {
-            Cluster::Local(_) => true,
+            Cluster::Local(..) => true,
             Cluster::Redis(backend) => backend.release(&self.id).await,
         }
     }
@@ -233,7 +239,7 @@ impl Cluster {
         shutdown: &CancellationToken,
     ) -> Result<Cluster, JoinError> {
         match &config.cluster {
-            None => Ok(Cluster::Local(Registry::default())),
+            None => Ok(Cluster::Local(Registry::default(), MemoryUsage::default())),
             Some(cluster) => {
                 let backend = redis::RedisBackend::start(
                     cluster,
@@ -252,7 +258,7 @@ impl Cluster {
     /// node tag into it, so any node can tell where the connection lives without a lookup.
     pub(crate) fn new_connection_id(&self) -> ConnectionId {
         match self {
-            Cluster::Local(_) => ConnectionId::from_random(random_bytes()),
+            Cluster::Local(..) => ConnectionId::from_random(random_bytes()),
             Cluster::Redis(backend) => backend.new_connection_id(),
         }
     }
@@ -266,7 +272,7 @@ impl Cluster {
     ) -> Option<Presence<'_>> {
         let id = handle.id.clone();
         let inserted = match self {
-            Cluster::Local(registry) => registry.insert(handle, groups),
+            Cluster::Local(registry, _) => registry.insert(handle, groups),
             Cluster::Redis(backend) => backend.register(handle, groups),
         };
         inserted.then_some(Presence {
@@ -278,7 +284,7 @@ impl Cluster {
 
     fn remove(&self, id: &ConnectionId) {
         match self {
-            Cluster::Local(registry) => {
+            Cluster::Local(registry, _) => {
                 registry.remove(id);
             }
             Cluster::Redis(backend) => backend.remove(id),
@@ -303,7 +309,7 @@ impl Cluster {
             },
         };
         let outcome = match self {
-            Cluster::Local(registry) => command::apply(registry, request)?,
+            Cluster::Local(registry, _) => command::apply(registry, request)?,
             Cluster::Redis(backend) => backend.call(request).await?,
         };
         T::try_from(outcome).map_err(|outcome| {
@@ -317,7 +323,7 @@ impl Cluster {
     /// `Local`, where no node can be lost; after [`Cluster::leave`] for Redis).
     pub(crate) async fn next_orphan(&self) -> Option<Arc<ConnectionContext>> {
         match self {
-            Cluster::Local(_) => None,
+            Cluster::Local(..) => None,
             Cluster::Redis(backend) => backend.next_orphan().await,
         }
     }
@@ -326,7 +332,7 @@ impl Cluster {
     /// left once the gateway shuts down (nothing else would deliver it).
     pub(crate) fn claimed_orphan(&self) -> Option<Arc<ConnectionContext>> {
         match self {
-            Cluster::Local(_) => None,
+            Cluster::Local(..) => None,
             Cluster::Redis(backend) => backend.claimed_orphan(),
         }
     }
@@ -335,15 +341,35 @@ impl Cluster {
     /// take-overs and removes what the node stored. A node that leaves hands nothing over.
     pub(crate) async fn leave(&self) {
         match self {
-            Cluster::Local(_) => {}
+            Cluster::Local(..) => {}
             Cluster::Redis(backend) => backend.leave().await,
+        }
+    }
+
+    /// Counts one use of an API key against its limit for a period: in memory on a single
+    /// node, in Redis (one round trip, shared by every node) in cluster mode.
+    pub(crate) async fn count_usage(
+        &self,
+        count: &UsageCount<'_>,
+    ) -> Result<Counted, ClusterError> {
+        match self {
+            Cluster::Local(_, usage) => Ok(usage.count(count, crate::epoch_millis() as u64 / 1000)),
+            Cluster::Redis(backend) => backend.count_usage(count).await,
+        }
+    }
+
+    /// The uses of the API key `key_id` counted in `period`.
+    pub(crate) async fn usage(&self, key_id: &str, period: &str) -> Result<u64, ClusterError> {
+        match self {
+            Cluster::Local(_, usage) => Ok(usage.used(key_id, period)),
+            Cluster::Redis(backend) => backend.usage(key_id, period).await,
         }
     }
 
     /// Connections open on this node.
     pub(crate) fn local_connection_count(&self) -> usize {
         match self {
-            Cluster::Local(registry) => registry.len(),
+            Cluster::Local(registry, _) => registry.len(),
             Cluster::Redis(backend) => backend.local_connection_count(),
         }
     }

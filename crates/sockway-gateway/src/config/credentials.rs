@@ -139,7 +139,7 @@ pub(super) fn validate_management_credentials(
 
 /// What is wrong with a management access key id, if anything: AWS's form is 16 to 128
 /// characters of `[A-Z0-9]`.
-fn access_key_id_problem(access_key_id: &str) -> Option<String> {
+pub(super) fn access_key_id_problem(access_key_id: &str) -> Option<String> {
     let valid = (16..=128).contains(&access_key_id.len())
         && access_key_id
             .bytes()
@@ -152,22 +152,20 @@ fn access_key_id_problem(access_key_id: &str) -> Option<String> {
     })
 }
 
-/// Reads the secret held by environment variable `name`; the error is a message for the
-/// user, which never contains the value.
 /// Fewest characters a management secret may have. It signs every management call and the
 /// console's sign-in, so a short one could be guessed offline from one signed request; AWS's
 /// own secret keys are 40 characters.
 pub(super) const MIN_SECRET_LENGTH: usize = 16;
 
 /// What makes `secret` too weak to accept, if anything.
-fn weak_secret(secret: &str) -> Option<String> {
+pub(super) fn weak_secret(secret: &str) -> Option<String> {
     if secret.is_empty() {
         return Some("must not be empty".to_owned());
     }
     let length = secret.chars().count();
     if length < MIN_SECRET_LENGTH {
         return Some(format!(
-            "is {length} characters long; a management secret needs at least \
+            "is {length} characters long; a secret access key needs at least \
              {MIN_SECRET_LENGTH} (AWS's are 40)"
         ));
     }
@@ -178,7 +176,17 @@ fn weak_secret(secret: &str) -> Option<String> {
     None
 }
 
-fn secret_from_env(name: &str, env: Environment<'_>) -> Result<String, String> {
+pub(super) fn secret_from_env(name: &str, env: Environment<'_>) -> Result<String, String> {
+    let secret = value_from_env(name, env)?;
+    match weak_secret(&secret) {
+        Some(problem) => Err(format!("environment variable {name}: {problem}")),
+        None => Ok(secret),
+    }
+}
+
+/// Reads the value of environment variable `name`, which must be set, valid UTF-8 and not
+/// empty; the error is a message for the user, which never contains the value.
+pub(super) fn value_from_env(name: &str, env: Environment<'_>) -> Result<String, String> {
     let valid_name = name
         .bytes()
         .next()
@@ -196,11 +204,8 @@ fn secret_from_env(name: &str, env: Environment<'_>) -> Result<String, String> {
         return Err(format!("environment variable {name} is not set"));
     };
     match value.into_string() {
-        Ok(secret) if secret.is_empty() => Err(format!("environment variable {name} is empty")),
-        Ok(secret) => match weak_secret(&secret) {
-            Some(problem) => Err(format!("environment variable {name}: {problem}")),
-            None => Ok(secret),
-        },
+        Ok(value) if value.is_empty() => Err(format!("environment variable {name} is empty")),
+        Ok(value) => Ok(value),
         Err(_) => Err(format!("environment variable {name} is not valid UTF-8")),
     }
 }

@@ -19,12 +19,14 @@
 //! `docs/configuration.md` describes every key for users and is tested to parse.
 
 mod access_log;
+mod api_keys;
 mod authorizer;
 mod cidr;
 pub(crate) mod cluster;
 mod credentials;
 mod domain;
 mod duration;
+mod iam;
 mod integrations;
 mod lambda;
 mod log;
@@ -97,6 +99,127 @@ pub struct Config {
     pub permessage_deflate: Option<DeflateConfig>,
     /// `[log]`: the application log's format and levels.
     pub log: LogConfig,
+    /// `[[api_keys]]`, in file order: the keys a route with `api_key_required` accepts.
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// `[[usage_plans]]`, in file order: each key's throttle and quota. A key is in at most
+    /// one plan; a key in none is refused, as on AWS.
+    pub usage_plans: Vec<UsagePlanConfig>,
+    /// `[iam]`: the credentials an `AWS_IAM` `$connect` may be signed with.
+    pub iam: IamConfig,
+}
+
+/// `[[api_keys]]`: one API key, as AWS's `ApiKey` (`name`, `id`, `value`, `enabled`).
+///
+/// `Debug` leaves the value out, so that a logged config does not leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKeyConfig {
+    /// The key's name: 1 to 128 characters of `[A-Za-z0-9_.-]`, unique. Usage plans list
+    /// their keys by name.
+    pub name: String,
+    /// `identity.apiKeyId`: 10 characters of `[a-z0-9]`, unique (default: derived from the
+    /// name, so it stays the same across restarts and nodes).
+    pub id: String,
+    /// The key itself (`identity.apiKey`): 20 to 128 visible ASCII characters, unique.
+    pub value: String,
+    /// Whether the key is accepted (default `true`); a disabled key is refused with 403.
+    pub enabled: bool,
+}
+
+/// `[[usage_plans]]`: AWS's `UsagePlan`, for the keys it lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsagePlanConfig {
+    /// The plan's name: 1 to 128 characters of `[A-Za-z0-9_.-]`, unique.
+    pub name: String,
+    /// The names of the `[[api_keys]]` in the plan.
+    pub api_keys: Vec<String>,
+    /// `throttle`: every key of the plan gets its own bucket with these settings (per node).
+    /// `None`: not throttled.
+    pub throttle: Option<RateLimit>,
+    /// `quota`: connects per key per period, counted across the cluster. `None`: no quota.
+    pub quota: Option<Quota>,
+}
+
+/// A usage plan's `quota`: at most `limit` connects per key in each `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Connects allowed per key in one period; at least 1.
+    pub limit: u64,
+    /// The period, in UTC.
+    pub period: QuotaPeriod,
+}
+
+/// A quota's period (AWS's `QuotaSettings.period`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaPeriod {
+    /// `DAY`: a UTC calendar day.
+    Day,
+    /// `WEEK`: seven days from Sunday 00:00 UTC.
+    Week,
+    /// `MONTH`: a UTC calendar month.
+    Month,
+}
+
+/// `gateway.api_key_selection_expression`: where a connect's API key is read, AWS's
+/// `ApiKeySelectionExpression`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApiKeySelection {
+    /// `$request.header.x-api-key` (the default): the upgrade request's `x-api-key` header.
+    #[default]
+    Header,
+    /// `$context.authorizer.usageIdentifierKey`: the `usageIdentifierKey` a REQUEST
+    /// authorizer returned.
+    AuthorizerUsageIdentifierKey,
+}
+
+/// A route's `authorization_type`, AWS's `AuthorizationType`; only `$connect` has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorizationType {
+    /// `NONE`: no authorization (the default without `[authorizer]`).
+    None,
+    /// `AWS_IAM`: the upgrade must be SigV4-signed with one of `[[iam.credentials]]`.
+    AwsIam,
+    /// `CUSTOM`: the `[authorizer]` decides (the default with one).
+    Custom,
+}
+
+/// `[iam]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IamConfig {
+    /// `[[iam.credentials]]`, in file order, with distinct access key ids.
+    pub credentials: Vec<IamCredential>,
+}
+
+/// One key pair an `AWS_IAM` `$connect` may be signed with, the principal it stands for, and
+/// what that principal may connect to.
+///
+/// `Debug` leaves the secret out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IamCredential {
+    /// Access key id: 16 to 128 characters of `[A-Z0-9]`.
+    pub access_key_id: String,
+    /// Secret access key, from the file or read from `secret_access_key_env` at load time.
+    pub secret_access_key: String,
+    /// The principal's ARN (`identity.userArn`), e.g. `arn:aws:iam::123456789012:user/app`.
+    pub principal_arn: String,
+    /// The account in `principal_arn` (`identity.accountId`).
+    pub account_id: String,
+    /// The principal's unique id (`identity.caller` and `identity.user`), e.g.
+    /// `AIDAJQABLZS4A3QDU576Q`. `None`: both are left out.
+    pub principal_id: Option<String>,
+    /// The statements of the principal's identity policy, in file order, at least one.
+    pub policy: Vec<PolicyStatement>,
+}
+
+/// One IAM policy statement: `Effect`, `Action` and `Resource`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyStatement {
+    /// `true` for `Allow`, `false` for `Deny`.
+    pub allow: bool,
+    /// `Action`: `execute-api:Invoke` (what a `$connect` is), globs such as `execute-api:*`.
+    pub actions: Vec<String>,
+    /// `Resource`: `arn:aws:execute-api:{region}:{account}:{api_id}/{stage}/{route key}`
+    /// patterns, `*` and `?` as in IAM.
+    pub resources: Vec<String>,
 }
 
 /// `[gateway]`: the API's identity, its listener and how messages are routed.
@@ -143,6 +266,8 @@ pub struct GatewayConfig {
     /// URIs and Lambda functions, and sent in events as `stageVariables`. Empty (the
     /// default): events carry no `stageVariables`.
     pub stage_variables: BTreeMap<String, String>,
+    /// Where a connect's API key is read when `$connect` has `api_key_required`.
+    pub api_key_selection_expression: ApiKeySelection,
 }
 
 /// What a binary frame from a client does (`gateway.binary_frames`).
@@ -212,6 +337,11 @@ pub struct RouteConfig {
     /// The route's token bucket: its own `throttling_*` keys, else `[throttling]`'s route
     /// default. `None`: not throttled. Always `None` on `$disconnect`.
     pub throttling: Option<RateLimit>,
+    /// `api_key_required`: a connect needs a valid, enabled API key in a usage plan. Only
+    /// ever `true` on `$connect`.
+    pub api_key_required: bool,
+    /// `authorization_type`: how `$connect` is authorized. Always `None` on other routes.
+    pub authorization_type: AuthorizationType,
 }
 
 /// One `[integrations.<name>]` table.
@@ -670,6 +800,7 @@ impl Config {
     pub fn warnings(&self) -> Vec<ConfigWarning> {
         let mut warnings = proxies::proxy_warnings(&self.gateway);
         warnings.extend(trust::trust_warnings(self));
+        warnings.extend(api_keys::access_warnings(self));
         warnings
     }
 
@@ -702,6 +833,9 @@ impl Default for Config {
             throttling: Throttling::default(),
             permessage_deflate: None,
             log: LogConfig::default(),
+            api_keys: Vec::new(),
+            usage_plans: Vec::new(),
+            iam: IamConfig::default(),
         }
     }
 }
@@ -766,6 +900,7 @@ impl Default for GatewayConfig {
             public_scheme: None,
             public_port: None,
             stage_variables: BTreeMap::new(),
+            api_key_selection_expression: ApiKeySelection::Header,
         }
     }
 }
@@ -875,6 +1010,73 @@ impl IntegrationConfig {
 impl fmt::Debug for Redacted {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str("<redacted>")
+    }
+}
+
+impl fmt::Debug for ApiKeyConfig {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("ApiKeyConfig")
+            .field("name", &self.name)
+            .field("id", &self.id)
+            .field("value", &Redacted)
+            .field("enabled", &self.enabled)
+            .finish()
+    }
+}
+
+impl fmt::Debug for IamCredential {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("IamCredential")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &Redacted)
+            .field("principal_arn", &self.principal_arn)
+            .field("account_id", &self.account_id)
+            .field("principal_id", &self.principal_id)
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+impl ApiKeyConfig {
+    /// The `id` a key named `name` gets when the file sets none: 10 characters of
+    /// `[a-z0-9]`, derived from the name the way [`GatewayConfig::default_api_id`] derives
+    /// an API id from a stage name.
+    pub fn default_id(name: &str) -> String {
+        GatewayConfig::default_api_id(name)
+    }
+}
+
+impl ApiKeySelection {
+    /// The expression as written in the config.
+    pub fn as_expression(self) -> &'static str {
+        match self {
+            ApiKeySelection::Header => "$request.header.x-api-key",
+            ApiKeySelection::AuthorizerUsageIdentifierKey => {
+                "$context.authorizer.usageIdentifierKey"
+            }
+        }
+    }
+}
+
+impl QuotaPeriod {
+    /// AWS's name: `DAY`, `WEEK` or `MONTH`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuotaPeriod::Day => "DAY",
+            QuotaPeriod::Week => "WEEK",
+            QuotaPeriod::Month => "MONTH",
+        }
+    }
+}
+
+impl Config {
+    /// The usage plan that holds the key named `name`, if any.
+    pub fn usage_plan_of(&self, name: &str) -> Option<&UsagePlanConfig> {
+        self.usage_plans
+            .iter()
+            .find(|plan| plan.api_keys.iter().any(|key| key == name))
     }
 }
 

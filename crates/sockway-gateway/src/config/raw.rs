@@ -56,7 +56,91 @@ pub(super) struct RawConfig {
     /// `[log]`: the application log. Every key has a default.
     #[serde(default)]
     pub(super) log: RawLog,
+    /// `[[api_keys]]`: API keys. Default: none.
+    pub(super) api_keys: Option<Vec<Spanned<RawApiKey>>>,
+    /// `[[usage_plans]]`: the API keys' throttles and quotas. Default: none.
+    pub(super) usage_plans: Option<Vec<Spanned<RawUsagePlan>>>,
+    /// `[iam]`: credentials for `AWS_IAM` connects. Default: none.
+    #[serde(default)]
+    pub(super) iam: RawIam,
 }
+
+/// One `[[api_keys]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApiKey {
+    /// The key's name, 1 to 128 characters of `[A-Za-z0-9_.-]`. Required.
+    pub(super) name: Spanned<String>,
+    /// `identity.apiKeyId`, 10 characters of `[a-z0-9]`. Default: derived from the name.
+    pub(super) id: Option<Spanned<String>>,
+    /// The key itself, 20 to 128 visible ASCII characters. One of this and `value_env` is
+    /// required.
+    pub(super) value: Option<Spanned<String>>,
+    /// Name of the environment variable holding the key, read once while loading.
+    pub(super) value_env: Option<Spanned<String>>,
+    /// Whether the key is accepted. Default `true`.
+    pub(super) enabled: Option<Spanned<bool>>,
+}
+
+/// One `[[usage_plans]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUsagePlan {
+    /// The plan's name, 1 to 128 characters of `[A-Za-z0-9_.-]`. Required.
+    pub(super) name: Spanned<String>,
+    /// Names of `[[api_keys]]` in the plan. Default: none.
+    pub(super) api_keys: Option<Vec<Spanned<String>>>,
+    /// Connects per second per key; 0 or absent: no throttle.
+    pub(super) rate_limit: Option<Spanned<f64>>,
+    /// Connects at once per key. Default: one second at `rate_limit`.
+    pub(super) burst_limit: Option<Spanned<i64>>,
+    /// Connects per key per `quota_period`. Default: no quota.
+    pub(super) quota_limit: Option<Spanned<i64>>,
+    /// `"DAY"`, `"WEEK"` or `"MONTH"`; required with `quota_limit`.
+    pub(super) quota_period: Option<Spanned<String>>,
+}
+
+/// `[iam]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIam {
+    /// `[[iam.credentials]]`: keys an `AWS_IAM` `$connect` may be signed with. Default: none.
+    pub(super) credentials: Option<Vec<Spanned<RawIamCredential>>>,
+}
+
+/// One `[[iam.credentials]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIamCredential {
+    /// Access key id, 16 to 128 characters of `[A-Z0-9]`. Required.
+    pub(super) access_key_id: Spanned<String>,
+    /// The secret key itself. One of this and `secret_access_key_env` is required.
+    pub(super) secret_access_key: Option<Spanned<String>>,
+    /// Name of the environment variable holding the secret key, read once while loading.
+    pub(super) secret_access_key_env: Option<Spanned<String>>,
+    /// The principal's ARN, e.g. `arn:aws:iam::123456789012:user/app`. Required.
+    pub(super) principal_arn: Spanned<String>,
+    /// The principal's unique id (`identity.caller`). Default: none.
+    pub(super) principal_id: Option<Spanned<String>>,
+    /// `[[iam.credentials.policy]]`: the principal's policy statements. Required.
+    pub(super) policy: Option<Vec<Spanned<RawPolicyStatement>>>,
+}
+
+/// One `[[iam.credentials.policy]]` statement.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicyStatement {
+    /// `"Allow"` or `"Deny"`. Required.
+    pub(super) effect: Spanned<String>,
+    /// An action or a list of them. Required.
+    pub(super) action: Spanned<RawStrings>,
+    /// A resource ARN pattern or a list of them. Required.
+    pub(super) resource: Spanned<RawStrings>,
+}
+
+/// A string or a list of strings, as IAM writes `Action` and `Resource`.
+#[derive(Debug)]
+pub(super) struct RawStrings(pub(super) Vec<Spanned<String>>);
 
 /// `[log]`.
 #[derive(Debug, Default, Deserialize)]
@@ -176,6 +260,9 @@ pub(super) struct RawGateway {
     /// AWS stage variables, substituted for `${stageVariables.<name>}` in integration URIs
     /// and Lambda functions and sent in events as `stageVariables`. Default: none.
     pub(super) stage_variables: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+    /// `"$request.header.x-api-key"` or `"$context.authorizer.usageIdentifierKey"`.
+    /// Default `"$request.header.x-api-key"`.
+    pub(super) api_key_selection_expression: Option<Spanned<String>>,
 }
 
 /// `gateway.binary_frames`.
@@ -251,6 +338,11 @@ pub(super) struct RawRoute {
     pub(super) throttling_rate_limit: Option<Spanned<f64>>,
     /// The route's `ThrottlingBurstLimit`. Default: one second at its rate.
     pub(super) throttling_burst_limit: Option<Spanned<i64>>,
+    /// `ApiKeyRequired`, `$connect` only. Default `false`.
+    pub(super) api_key_required: Option<Spanned<bool>>,
+    /// `AuthorizationType`: `"NONE"`, `"AWS_IAM"` or `"CUSTOM"`, `$connect` only. Default:
+    /// `"CUSTOM"` with `[authorizer]`, else `"NONE"`.
+    pub(super) authorization_type: Option<Spanned<String>>,
 }
 
 /// `[integrations.<name>]`, all integration types in one table.
@@ -512,5 +604,35 @@ impl<'de> Visitor<'de> for RawRedisUrlsVisitor {
             urls.push(url);
         }
         Ok(RawRedisUrls::Many(urls))
+    }
+}
+
+impl<'de> Deserialize<'de> for RawStrings {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawStringsVisitor)
+    }
+}
+
+/// Accepts a string or an array of strings, keeping each item's span.
+struct RawStringsVisitor;
+
+impl<'de> Visitor<'de> for RawStringsVisitor {
+    type Value = RawStrings;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a string or a list of strings")
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        // A lone string has no span of its own here; the caller uses the field's.
+        Ok(RawStrings(vec![Spanned::new(0..0, value.to_owned())]))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Spanned<String>>()? {
+            items.push(item);
+        }
+        Ok(RawStrings(items))
     }
 }

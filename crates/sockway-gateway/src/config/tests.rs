@@ -13,6 +13,10 @@ fn test_env(name: &str) -> Option<OsString> {
     match name {
         "SOCKWAY_MANAGEMENT_SECRET" => Some("secret-from-env-0123".into()),
         "SOCKWAY_REDIS_PASSWORD" => Some("redis-password-from-env".into()),
+        "SOCKWAY_PARTNER_B_KEY" => Some("partner-b-key-from-env-0123".into()),
+        "SOCKWAY_PRESIGNER_SECRET" | "SOCKWAY_BACKEND_SECRET" => {
+            Some("presigner-secret-from-env-0123".into())
+        }
         "EMPTY_SECRET" => Some(OsString::new()),
         "POD_NAME" => Some("sockway-7d9f8b6c4-x2k9p".into()),
         "NOT_A_NODE_ID" => Some("node a".into()),
@@ -2183,7 +2187,7 @@ fn management_credential_errors_name_key_path_and_line() {
             "access_key_id = \"AKIDEXAMPLE12345\"\nsecret_access_key = \"hunter2\"",
             "management.credentials[1].secret_access_key",
             7,
-            "is 7 characters long; a management secret needs at least 16",
+            "is 7 characters long; a secret access key needs at least 16",
         ),
         (
             "access_key_id = \"AKIDEXAMPLE12345\"\nsecret_access_key = \"aaaaaaaaaaaaaaaaaaaa\"",
@@ -2557,6 +2561,12 @@ fn documented_example_parses_and_documents_every_key() {
     assert_eq!(config.management.credentials.len(), 2);
     assert!(config.authorizer.is_some());
     assert!(config.cluster.is_some());
+    assert_eq!(config.api_keys.len(), 2);
+    assert_eq!(config.usage_plans[0].api_keys, ["partner-a", "partner-b"]);
+    assert_eq!(config.iam.credentials.len(), 2);
+    let connect = config.route("$connect").unwrap();
+    assert!(connect.api_key_required);
+    assert_eq!(connect.authorization_type, AuthorizationType::Custom);
     assert_eq!(
         config.permessage_deflate,
         Some(sockway_protocol::websocket::deflate::DeflateConfig::default()),
@@ -2591,6 +2601,9 @@ fn documented_example_parses_and_documents_every_key() {
                 "throttling.",
                 "permessage_deflate.",
                 "log.",
+                "api_keys[",
+                "usage_plans[",
+                "iam.",
             ]
             .iter()
             .any(|section| key.starts_with(section))
@@ -2740,7 +2753,7 @@ fn trusting_every_address_is_a_warning() {
 }
 
 /// The guides whose ```toml snippets must load as they are: a user copies them.
-const GUIDES: [(&str, &str); 3] = [
+const GUIDES: [(&str, &str); 4] = [
     (
         "docs/operations.md",
         include_str!("../../../../docs/operations.md"),
@@ -2750,6 +2763,10 @@ const GUIDES: [(&str, &str); 3] = [
         include_str!("../../../../docs/cluster.md"),
     ),
     ("README.md", include_str!("../../../../README.md")),
+    (
+        "docs/access-control.md",
+        include_str!("../../../../docs/access-control.md"),
+    ),
 ];
 
 #[test]

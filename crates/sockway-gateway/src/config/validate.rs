@@ -19,11 +19,13 @@ use serde_spanned::Spanned;
 use sockway_protocol::route::{RouteKey, RouteSelectionExpression};
 
 use super::access_log::validate_access_log;
+use super::api_keys::{validate_api_keys, validate_selection, validate_usage_plans};
 use super::authorizer::validate_authorizer;
 use super::cluster::validate_cluster;
 use super::credentials::{validate_aws, validate_management_credentials};
 use super::domain::validate_domain_names;
 use super::duration::{format_duration, parse_duration};
+use super::iam::validate_iam;
 use super::integrations::validate_integration;
 use super::log::validate_log;
 use super::origins::validate_allowed_origins;
@@ -31,14 +33,15 @@ use super::parse::{key_path, line_of, parse};
 use super::permessage_deflate::validate_permessage_deflate;
 use super::proxies::validate_proxies;
 use super::raw::{
-    RawBinaryFrames, RawConfig, RawDuration, RawGateway, RawLimits, RawManagement, RawRoute,
+    RawAuthorizerType, RawBinaryFrames, RawConfig, RawDuration, RawGateway, RawLimits,
+    RawManagement, RawRoute,
 };
 use super::stage_variables::apply_stage_variables;
 use super::throttling::{rate_limit, validate_throttling};
 use super::tls::validate_tls;
 use super::{
-    BinaryFrames, Cidr, Config, ConfigProblem, GatewayConfig, Limits, ManagementConfig, RateLimit,
-    RouteConfig,
+    ApiKeySelection, AuthorizationType, BinaryFrames, Cidr, Config, ConfigProblem, GatewayConfig,
+    Limits, ManagementConfig, RateLimit, RouteConfig,
 };
 
 /// Looks up an environment variable by name; the process environment, or a stand-in.
@@ -311,12 +314,44 @@ fn validate(
         .map(|name| name.get_ref().as_str())
         .collect();
     let throttling = validate_throttling(&raw.throttling, &mut problems);
+    let access = AccessSettings {
+        authorizer: raw
+            .authorizer
+            .as_ref()
+            .map(|authorizer| *authorizer.kind.get_ref()),
+        has_api_keys: raw.api_keys.as_ref().is_some_and(|keys| !keys.is_empty()),
+        has_iam_credentials: raw
+            .iam
+            .credentials
+            .as_ref()
+            .is_some_and(|credentials| !credentials.is_empty()),
+        selection: gateway.api_key_selection_expression,
+    };
     let routes = validate_routes(
         &raw.routes,
         &integration_names,
         throttling.route_default,
+        &access,
         &mut problems,
     );
+    let api_keys = raw
+        .api_keys
+        .as_deref()
+        .map(|keys| validate_api_keys(keys, env, &mut problems))
+        .unwrap_or_default();
+    // Plans are checked against every key name in the file, valid or not.
+    let key_names: Vec<&str> = raw
+        .api_keys
+        .iter()
+        .flatten()
+        .map(|key| key.get_ref().name.get_ref().as_str())
+        .collect();
+    let usage_plans = raw
+        .usage_plans
+        .as_deref()
+        .map(|plans| validate_usage_plans(plans, &key_names, &mut problems))
+        .unwrap_or_default();
+    let iam = validate_iam(&raw.iam, env, &mut problems);
     // Compare with gateway.listen only if it is what the user wrote, not a stand-in default.
     let gateway_listen = match &raw.gateway.listen {
         Some(raw_listen) => raw_listen.get_ref().parse().ok(),
@@ -360,6 +395,9 @@ fn validate(
         throttling,
         permessage_deflate,
         log,
+        api_keys,
+        usage_plans,
+        iam,
     })
 }
 
@@ -460,7 +498,10 @@ fn validate_gateway(raw: &RawGateway, problems: &mut Problems<'_>) -> GatewayCon
         raw.public_port.as_ref(),
         problems,
     );
+    let api_key_selection_expression =
+        validate_selection(raw.api_key_selection_expression.as_ref(), problems);
     GatewayConfig {
+        api_key_selection_expression,
         listen,
         stage,
         api_id,
@@ -683,10 +724,139 @@ fn to_usize(value: i64) -> usize {
     usize::try_from(value).expect("limits are checked to be positive and at most 128 MiB")
 }
 
+/// What the rest of the file says about access control, for the `$connect` route's
+/// `authorization_type` and `api_key_required`.
+struct AccessSettings {
+    /// `authorizer.type`, when there is an `[authorizer]`.
+    authorizer: Option<RawAuthorizerType>,
+    /// Whether `[[api_keys]]` has an entry.
+    has_api_keys: bool,
+    /// Whether `[[iam.credentials]]` has an entry.
+    has_iam_credentials: bool,
+    /// `gateway.api_key_selection_expression`.
+    selection: ApiKeySelection,
+}
+
+/// Reads a route's `authorization_type` and `api_key_required` and checks them against the
+/// rest of the file: only `$connect` has them, `AWS_IAM` and an `[authorizer]` exclude each
+/// other, and each needs what it reads (credentials, keys, a REQUEST authorizer).
+fn route_access(
+    key_text: &str,
+    route: &RawRoute,
+    access: &AccessSettings,
+    problems: &mut Problems<'_>,
+) -> (bool, AuthorizationType) {
+    let is_connect = key_text == RouteKey::CONNECT;
+    let authorization_path = key_path(&["routes", key_text, "authorization_type"]);
+    let required_path = key_path(&["routes", key_text, "api_key_required"]);
+    let explicit = route.authorization_type.as_ref().and_then(|raw| {
+        let parsed = match raw.get_ref().as_str() {
+            "NONE" => Some(AuthorizationType::None),
+            "AWS_IAM" => Some(AuthorizationType::AwsIam),
+            "CUSTOM" => Some(AuthorizationType::Custom),
+            other => {
+                problems.add(
+                    authorization_path.clone(),
+                    raw.span(),
+                    format!(
+                        "{other:?} is not an authorization type: \"NONE\", \"AWS_IAM\" or \
+                         \"CUSTOM\" (JWT is for HTTP APIs only)"
+                    ),
+                );
+                None
+            }
+        };
+        if !is_connect {
+            problems.add(
+                authorization_path.clone(),
+                raw.span(),
+                format!(
+                    "only $connect has an authorization type: a WebSocket API authorizes the \
+                     connection, not {key_text}'s messages"
+                ),
+            );
+            return None;
+        }
+        parsed.map(|parsed| (parsed, raw.span()))
+    });
+    let api_key_required = match &route.api_key_required {
+        Some(raw) if *raw.get_ref() && !is_connect => {
+            problems.add(
+                required_path.clone(),
+                raw.span(),
+                format!("only $connect can require an API key on a WebSocket API, not {key_text}"),
+            );
+            false
+        }
+        Some(raw) if *raw.get_ref() => {
+            if !access.has_api_keys {
+                problems.add(
+                    required_path.clone(),
+                    raw.span(),
+                    "needs at least one [[api_keys]] entry: without one every connect is \
+                     refused"
+                        .to_owned(),
+                );
+            }
+            let request_authorizer = matches!(
+                access.authorizer,
+                Some(RawAuthorizerType::Lambda | RawAuthorizerType::Http)
+            );
+            if access.selection == ApiKeySelection::AuthorizerUsageIdentifierKey
+                && !request_authorizer
+            {
+                problems.add(
+                    required_path.clone(),
+                    raw.span(),
+                    "gateway.api_key_selection_expression reads the key from the \
+                     authorizer's usageIdentifierKey: configure an [authorizer] of type \
+                     \"lambda\" or \"http\""
+                        .to_owned(),
+                );
+            }
+            true
+        }
+        _ => false,
+    };
+    if !is_connect {
+        return (false, AuthorizationType::None);
+    }
+    let default = if access.authorizer.is_some() {
+        AuthorizationType::Custom
+    } else {
+        AuthorizationType::None
+    };
+    let Some((authorization_type, span)) = explicit else {
+        return (api_key_required, default);
+    };
+    let problem = match (authorization_type, access.authorizer.is_some()) {
+        (AuthorizationType::AwsIam, true) => Some(
+            "AWS_IAM and an [authorizer] exclude each other: a route has one authorization \
+             type; remove [authorizer] or choose \"CUSTOM\""
+                .to_owned(),
+        ),
+        (AuthorizationType::AwsIam, false) if !access.has_iam_credentials => Some(
+            "AWS_IAM needs at least one [[iam.credentials]] entry to verify signatures with"
+                .to_owned(),
+        ),
+        (AuthorizationType::None, true) => Some(
+            "\"NONE\" leaves the [authorizer] unused; remove it or choose \"CUSTOM\"".to_owned(),
+        ),
+        (AuthorizationType::Custom, false) => Some("CUSTOM needs an [authorizer] table".to_owned()),
+        _ => None,
+    };
+    if let Some(message) = problem {
+        problems.add(authorization_path, span, message);
+        return (api_key_required, default);
+    }
+    (api_key_required, authorization_type)
+}
+
 fn validate_routes(
     raw: &BTreeMap<Spanned<String>, RawRoute>,
     integration_names: &BTreeSet<&str>,
     route_default: Option<RateLimit>,
+    access: &AccessSettings,
     problems: &mut Problems<'_>,
 ) -> Vec<RouteConfig> {
     // The map is sorted by key; users expect routes in the order they wrote them.
@@ -783,11 +953,15 @@ fn validate_routes(
             )
         };
 
+        let (api_key_required, authorization_type) =
+            route_access(key_text, route, access, problems);
         routes.push(RouteConfig {
             key: RouteKey::new(key_text),
             integration: integration.clone(),
             route_response,
             throttling,
+            api_key_required,
+            authorization_type,
         });
     }
     routes

@@ -13,7 +13,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::group::GroupName;
@@ -25,7 +25,8 @@ use tracing::{debug, warn};
 use super::refusal::ConnectError;
 use crate::access_log::{AccessEvent, AuthorizerDecision, EventType, IntegrationOutcome};
 use crate::authorizers::AuthorizerRequest;
-use crate::config::{Authority, PublicScheme};
+use crate::authorizers::iam::SignedRequest;
+use crate::config::{ApiKeySelection, Authority, PublicScheme};
 use crate::head::RequestHead;
 use crate::integrations::{Call, CallKind};
 use crate::metrics::{AuthorizerOutcome, Throttled};
@@ -64,6 +65,9 @@ pub(super) struct Refused {
 /// The header of a `$connect` answer that names the groups the connection joins: a
 /// comma-separated list of group names (a sockway extension).
 const GROUPS_HEADER: &str = "X-Sockway-Groups";
+
+/// The header `$request.header.x-api-key` reads, compared case-insensitively.
+const API_KEY_HEADER: &str = "x-api-key";
 
 /// Checks the upgrade request and runs `$connect`. A refusal is counted and recorded in the
 /// access log here; an accepted upgrade comes with its CONNECT event, answered 200, which the
@@ -124,6 +128,7 @@ async fn run_connect(
         source_ip,
         user_agent: event.user_agent.clone(),
         authorizer: None,
+        access: None,
     };
     event.connection = Some(Arc::new(context.clone()));
     let headers = Arc::new(event_headers(head, forwarded, local, state));
@@ -131,9 +136,23 @@ async fn run_connect(
 
     let admission = admit(forwarded.client, state)?;
 
+    if let Some(iam) = &state.iam {
+        let request = SignedRequest {
+            method: &head.method,
+            path: &head.path,
+            query: head.query.as_deref(),
+            headers: &head.headers,
+        };
+        let identity = iam
+            .authorize(&request, SystemTime::now())
+            .map_err(ConnectError::Iam)?;
+        context.access = Some(Box::new(identity));
+    }
+
     // The CONNECT event alone reports the authorizer's latency; later events carry only the
     // principal and context.
     let mut connect_context = None;
+    let mut usage_identifier_key = None;
     if let Some(authorizer) = &state.authorizer {
         let request = AuthorizerRequest {
             connection: &context,
@@ -165,6 +184,7 @@ async fn run_connect(
             error: decided.as_ref().err().map(ToString::to_string),
         });
         let authorization = decided.map_err(ConnectError::Authorizer)?;
+        usage_identifier_key = authorization.usage_identifier_key;
         let mut with_latency = authorization.context.clone();
         with_latency.insert("integrationLatency".to_owned(), latency_ms.into());
         connect_context = Some(Arc::new(ConnectionContext {
@@ -172,6 +192,23 @@ async fn run_connect(
             ..context.clone()
         }));
         context.authorizer = Some(authorization.context);
+    }
+    if let Some(api_keys) = state.api_keys.as_ref().filter(|keys| keys.required()) {
+        let presented = match api_keys.selection() {
+            ApiKeySelection::Header => head.header(API_KEY_HEADER),
+            ApiKeySelection::AuthorizerUsageIdentifierKey => usage_identifier_key.as_deref(),
+        };
+        let key = api_keys
+            .admit(presented, &state.cluster, &state.metrics)
+            .await
+            .map_err(ConnectError::ApiKey)?;
+        // An IAM-signed connect may need a key too; both fill the identity.
+        let access = context.access.get_or_insert_with(Box::default);
+        access.api_key = key.api_key;
+        access.api_key_id = key.api_key_id;
+        if let Some(connect) = &mut connect_context {
+            Arc::make_mut(connect).access.clone_from(&context.access);
+        }
     }
     let context = Arc::new(context);
     event.connection = Some(context.clone());

@@ -12,7 +12,10 @@ use sockway_protocol::error::AwsError;
 use sockway_protocol::id::RequestId;
 
 use crate::access_log::{AccessEvent, ErrorOutcome};
+use crate::api_keys::ApiKeyError;
 use crate::authorizers::AuthorizerError;
+use crate::authorizers::iam::IamError;
+use crate::aws::sigv4::SignatureError;
 use crate::head::http_response;
 use crate::integrations::IntegrationError;
 use crate::metrics::{Metrics, Throttled};
@@ -52,6 +55,13 @@ pub(crate) enum ConnectError {
     /// The authorizer refused the connection or failed.
     #[error("authorizer refused the connection")]
     Authorizer(#[source] AuthorizerError),
+    /// `$connect` is `AWS_IAM` and the request's signature or its signer's policy refused it.
+    #[error("IAM authorization refused the connection")]
+    Iam(#[source] IamError),
+    /// `$connect` requires an API key and the request's did not admit it: missing, unknown,
+    /// disabled or in no usage plan (403), over its plan's throttle or quota (429).
+    #[error("API key check refused the connection")]
+    ApiKey(#[source] ApiKeyError),
     /// The `$connect` integration answered with a status outside 2xx.
     #[error("$connect answered with status {status}")]
     ConnectRefused {
@@ -93,7 +103,9 @@ impl ConnectError {
             | ConnectError::BadRequest(_)
             | ConnectError::UnsupportedVersion
             | ConnectError::OriginNotAllowed
-            | ConnectError::Throttled { .. } => Fault::Client,
+            | ConnectError::Throttled { .. }
+            | ConnectError::ApiKey(_)
+            | ConnectError::Iam(_) => Fault::Client,
             ConnectError::Authorizer(error) if error.status() < 500 => Fault::Client,
             ConnectError::Authorizer(_)
             | ConnectError::ConnectRefused { .. }
@@ -124,6 +136,18 @@ impl ConnectError {
         match self {
             ConnectError::Throttled { reason, .. } => metrics.throttled(*reason),
             ConnectError::AtCapacity => metrics.throttled(Throttled::MaxConnections),
+            ConnectError::ApiKey(ApiKeyError::Throttled { .. }) => {
+                metrics.throttled(Throttled::ApiKeyRate);
+            }
+            ConnectError::ApiKey(ApiKeyError::QuotaExceeded { .. }) => {
+                metrics.throttled(Throttled::ApiKeyQuota);
+            }
+            ConnectError::ApiKey(error) => {
+                if let Some(label) = error.refusal_label() {
+                    metrics.access_refused(label);
+                }
+            }
+            ConnectError::Iam(error) => metrics.access_refused(error.refusal_label()),
             _ => {}
         }
         event.answered(self.status(), self.outcome());
@@ -155,6 +179,16 @@ impl ConnectError {
                 headers.push(("x-amzn-ErrorType", error_type));
                 body.to_vec()
             }
+            ConnectError::Iam(IamError::Denied { user_arn, resource }) => {
+                // REST APIs answer an IAM denial with `Message` (capital M).
+                headers.push(("x-amzn-ErrorType", "AccessDeniedException"));
+                let message = format!(
+                    "User: {user_arn} is not authorized to perform: execute-api:Invoke on \
+                     resource: {resource}"
+                );
+                serde_json::to_vec(&serde_json::json!({ "Message": message }))
+                    .expect("a map of one string serializes")
+            }
             ConnectError::UnsupportedVersion => {
                 headers.push(("Sec-WebSocket-Version", "13"));
                 br#"{"message":"Unsupported WebSocket version"}"#.to_vec()
@@ -166,7 +200,10 @@ impl ConnectError {
                 headers.push(("x-amzn-ErrorType", aws.error_type));
                 if let ConnectError::Throttled {
                     retry_after_secs, ..
-                } = other
+                }
+                | ConnectError::ApiKey(ApiKeyError::Throttled {
+                    retry_after_secs, ..
+                }) = other
                 {
                     retry_after = retry_after_secs.to_string();
                     headers.push(("Retry-After", retry_after.as_str()));
@@ -188,7 +225,20 @@ impl ConnectError {
             | ConnectError::OriginNotAllowed => AwsError::forbidden(),
             ConnectError::MethodNotAllowed(method) => AwsError::method_not_allowed(method),
             ConnectError::BadRequest(message) => AwsError::bad_request(*message),
-            ConnectError::Throttled { .. } => AwsError::limit_exceeded("Too Many Requests"),
+            ConnectError::Throttled { .. }
+            | ConnectError::ApiKey(ApiKeyError::Throttled { .. }) => {
+                AwsError::limit_exceeded("Too Many Requests")
+            }
+            ConnectError::ApiKey(ApiKeyError::QuotaExceeded { .. }) => {
+                AwsError::limit_exceeded("Limit Exceeded")
+            }
+            ConnectError::ApiKey(_) => AwsError::forbidden(),
+            ConnectError::Iam(IamError::Signature(error)) => error.to_aws(),
+            ConnectError::Iam(IamError::Denied { .. }) => AwsError {
+                status: 403,
+                error_type: "AccessDeniedException",
+                message: None,
+            },
             ConnectError::AtCapacity | ConnectError::ShuttingDown => {
                 AwsError::service_unavailable("Service Unavailable")
             }
@@ -217,7 +267,20 @@ impl ConnectError {
             ConnectError::MethodNotAllowed(_)
             | ConnectError::BadRequest(_)
             | ConnectError::UnsupportedVersion => ("Bad request", "DEFAULT_4XX"),
-            ConnectError::Throttled { .. } => ("Too Many Requests", "THROTTLED"),
+            ConnectError::Throttled { .. }
+            | ConnectError::ApiKey(ApiKeyError::Throttled { .. }) => {
+                ("Too Many Requests", "THROTTLED")
+            }
+            ConnectError::ApiKey(ApiKeyError::QuotaExceeded { .. }) => {
+                ("Limit Exceeded", "QUOTA_EXCEEDED")
+            }
+            ConnectError::ApiKey(_) => ("Forbidden", "INVALID_API_KEY"),
+            ConnectError::Iam(IamError::Signature(SignatureError::MissingAuthenticationToken)) => (
+                "Missing Authentication Token",
+                "MISSING_AUTHENTICATION_TOKEN",
+            ),
+            ConnectError::Iam(IamError::Signature(_)) => ("Forbidden", "INVALID_SIGNATURE"),
+            ConnectError::Iam(IamError::Denied { .. }) => ("Forbidden", "ACCESS_DENIED"),
             ConnectError::AtCapacity | ConnectError::ShuttingDown => {
                 ("Service Unavailable", "DEFAULT_5XX")
             }
@@ -296,6 +359,96 @@ mod tests {
         check(ConnectError::InvalidGroups, 502, Fault::Backend);
         check(ConnectError::ShuttingDown, 503, Fault::Gateway);
         check(ConnectError::IdCollision, 500, Fault::Gateway);
+        check(
+            ConnectError::ApiKey(ApiKeyError::Missing),
+            403,
+            Fault::Client,
+        );
+        check(
+            ConnectError::ApiKey(ApiKeyError::Throttled {
+                key_id: "k".into(),
+                retry_after_secs: 2,
+            }),
+            429,
+            Fault::Client,
+        );
+    }
+
+    /// IAM refusals: unsigned is `MissingAuthenticationTokenException`, a bad or expired
+    /// signature `InvalidSignatureException`, a policy that does not allow the connect
+    /// `AccessDeniedException` with AWS's sentence.
+    #[test]
+    fn iam_refusals_use_aws_error_types() {
+        let response = |error: IamError| {
+            let response = ConnectError::Iam(error).response(&RequestId::from_random([4; 11]));
+            String::from_utf8(response).unwrap()
+        };
+        let unsigned = response(IamError::Signature(
+            SignatureError::MissingAuthenticationToken,
+        ));
+        assert!(unsigned.starts_with("HTTP/1.1 403 "), "{unsigned}");
+        assert!(
+            unsigned.contains("x-amzn-ErrorType: MissingAuthenticationTokenException\r\n"),
+            "{unsigned}"
+        );
+        let mismatch = response(IamError::Signature(SignatureError::Mismatch));
+        assert!(
+            mismatch.contains("x-amzn-ErrorType: InvalidSignatureException\r\n"),
+            "{mismatch}"
+        );
+        let denied = response(IamError::Denied {
+            user_arn: "arn:aws:iam::111122223333:user/u".into(),
+            resource: "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/dev/$connect".into(),
+        });
+        assert!(denied.starts_with("HTTP/1.1 403 "), "{denied}");
+        assert!(
+            denied.contains("x-amzn-ErrorType: AccessDeniedException\r\n"),
+            "{denied}"
+        );
+        assert!(
+            denied.ends_with(r#"{"Message":"User: arn:aws:iam::111122223333:user/u is not authorized to perform: execute-api:Invoke on resource: arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/dev/$connect"}"#),
+            "{denied}"
+        );
+    }
+
+    /// AWS's gateway responses for API keys: `INVALID_API_KEY` is 403 `Forbidden`,
+    /// `THROTTLED` 429 `Too Many Requests`, `QUOTA_EXCEEDED` 429 `Limit Exceeded`.
+    #[test]
+    fn api_key_refusals_use_aws_messages() {
+        let body = |error: ApiKeyError| {
+            let response = ConnectError::ApiKey(error).response(&RequestId::from_random([3; 11]));
+            String::from_utf8(response).unwrap()
+        };
+        let forbidden = body(ApiKeyError::Unknown);
+        assert!(forbidden.starts_with("HTTP/1.1 403 "), "{forbidden}");
+        assert!(
+            forbidden.ends_with(r#"{"message":"Forbidden"}"#),
+            "{forbidden}"
+        );
+        let throttled = body(ApiKeyError::Throttled {
+            key_id: "k".into(),
+            retry_after_secs: 3,
+        });
+        assert!(throttled.contains("Retry-After: 3\r\n"), "{throttled}");
+        assert!(
+            throttled.ends_with(r#"{"message":"Too Many Requests"}"#),
+            "{throttled}"
+        );
+        let quota = body(ApiKeyError::QuotaExceeded {
+            key_id: "k".into(),
+            limit: 3,
+            period: "DAY",
+        });
+        assert!(quota.starts_with("HTTP/1.1 429 "), "{quota}");
+        assert!(
+            quota.contains("x-amzn-ErrorType: LimitExceededException\r\n"),
+            "{quota}"
+        );
+        assert!(
+            quota.ends_with(r#"{"message":"Limit Exceeded"}"#),
+            "{quota}"
+        );
+        assert!(!quota.contains("Retry-After"), "{quota}");
     }
 
     #[test]

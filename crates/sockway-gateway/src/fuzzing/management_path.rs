@@ -49,7 +49,7 @@ pub fn management_path(data: &[u8]) {
                 "{group:?} is a valid name"
             );
         }
-        Resource::Connections | Resource::Unknown => {}
+        Resource::Connections | Resource::ApiKeyUsage | Resource::Unknown => {}
     }
     if let Some(rebuilt) = canonical_path(&resource) {
         let stage_path = if stage.is_empty() {
@@ -77,6 +77,7 @@ fn canonical_path(resource: &Resource) -> Option<String> {
             encode(group.as_str())
         ),
         Resource::Group(group) => format!("groups/{}", encode(group.as_str())),
+        Resource::ApiKeyUsage => "api-keys/usage".to_owned(),
         Resource::MalformedConnectionId(_) | Resource::MalformedGroupName(_) => return None,
         Resource::Unknown => return None,
     })

@@ -439,6 +439,7 @@ mod tests {
             source_ip: "127.0.0.1".to_owned(),
             user_agent: None,
             authorizer: None,
+            access: None,
         });
         let call = Call {
             connection,

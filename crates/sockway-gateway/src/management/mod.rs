@@ -101,6 +101,9 @@ pub(crate) enum ApiError {
     /// SigV4 verification failed.
     #[error("request signature rejected")]
     Signature(#[from] SignatureError),
+    /// API key usage cannot be read right now (Redis is unreachable).
+    #[error("API key usage cannot be read")]
+    UsageUnavailable,
 }
 
 impl From<ClusterError> for ApiError {
@@ -114,6 +117,7 @@ impl From<ClusterError> for ApiError {
                 ApiError::Incomplete { timed_out, reached }
             }
             ClusterError::Unavailable(_) => ApiError::NodeUnavailable,
+            ClusterError::UsageUnavailable => ApiError::UsageUnavailable,
         }
     }
 }
@@ -171,6 +175,9 @@ impl ApiError {
                 AwsError::request_timeout("The request body did not arrive in time")
             }
             ApiError::Signature(error) => error.to_aws(),
+            ApiError::UsageUnavailable => AwsError::service_unavailable(
+                "API key usage is kept in Redis, which cannot be reached; try again later",
+            ),
         }
     }
 
@@ -287,6 +294,7 @@ fn access_event(
                 (Some("/@groups/{group}"), None)
             }
             Resource::MalformedConnectionId(_) => (Some("/@connections/{connectionId}"), None),
+            Resource::ApiKeyUsage => (Some("/@api-keys/usage"), None),
             Resource::Unknown => (None, None),
         };
     event.route_key = pattern.map(|pattern| format!("{} {pattern}", request.method()));
@@ -433,6 +441,7 @@ async fn serve(
             cluster.call::<()>(request).await?;
             Ok(json_response(StatusCode::NO_CONTENT, Bytes::new()))
         }
+        (Resource::ApiKeyUsage, Method::GET) => api_key_usage(state).await,
         (Resource::Membership(id, group), Method::DELETE) => {
             let request = ClusterRequest::Leave {
                 connection_id: id,
@@ -529,6 +538,59 @@ async fn list(
         body.insert("nextToken".to_owned(), next.to_token().into());
     }
     let body = serde_json::Value::Object(body).to_string();
+    Ok(json_response(StatusCode::OK, Bytes::from(body)))
+}
+
+/// `GET @api-keys/usage`: every API key's uses in its current period (the quota's, or the UTC
+/// day for a key without one), with its plan's throttle and quota.
+async fn api_key_usage(state: &State) -> Result<Response<Full<Bytes>>, ApiError> {
+    let report = match &state.api_keys {
+        Some(api_keys) => api_keys.usage(&state.cluster).await?,
+        None => Vec::new(),
+    };
+    let items: Vec<serde_json::Value> = report
+        .into_iter()
+        .map(|key| {
+            let mut item = serde_json::Map::new();
+            item.insert("id".to_owned(), key.id.into());
+            item.insert("name".to_owned(), key.name.into());
+            item.insert("enabled".to_owned(), key.enabled.into());
+            if let Some(plan) = key.usage_plan {
+                item.insert("usagePlan".to_owned(), plan.into());
+            }
+            if let Some(throttle) = key.throttle {
+                item.insert(
+                    "throttle".to_owned(),
+                    serde_json::json!({"rateLimit": throttle.rate, "burstLimit": throttle.burst}),
+                );
+            }
+            if let Some(quota) = key.quota {
+                item.insert(
+                    "quota".to_owned(),
+                    serde_json::json!({"limit": quota.limit, "period": quota.period.as_str()}),
+                );
+                item.insert(
+                    "remaining".to_owned(),
+                    quota.limit.saturating_sub(key.used).into(),
+                );
+            }
+            let kind = key.period.label.split(':').next().unwrap_or_default();
+            item.insert("period".to_owned(), kind.into());
+            let millis =
+                |seconds: u64| i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+            item.insert(
+                "startDate".to_owned(),
+                iso8601_millis(millis(key.period.starts_at)).into(),
+            );
+            item.insert(
+                "endDate".to_owned(),
+                iso8601_millis(millis(key.period.ends_at)).into(),
+            );
+            item.insert("used".to_owned(), key.used.into());
+            serde_json::Value::Object(item)
+        })
+        .collect();
+    let body = serde_json::json!({ "items": items }).to_string();
     Ok(json_response(StatusCode::OK, Bytes::from(body)))
 }
 

@@ -22,6 +22,8 @@ pub(crate) enum Resource {
     Membership(ConnectionId, GroupName),
     /// `/{stage}/@groups/{group}`: a group's members (list, broadcast).
     Group(GroupName),
+    /// `/{stage}/@api-keys/usage`: every API key's usage in its current quota period.
+    ApiKeyUsage,
     /// A connection path whose id is not an AWS connection id.
     MalformedConnectionId(String),
     /// A group path whose name is not a valid group name.
@@ -93,6 +95,7 @@ pub(crate) fn parse(raw_path: &str, stage: &str) -> Resource {
             })
         }
         [collection, group] if is_named(collection, "groups") => with_group(group, Resource::Group),
+        [collection, "usage"] if is_named(collection, "api-keys") => Resource::ApiKeyUsage,
         _ => Resource::Unknown,
     }
 }

@@ -44,10 +44,12 @@ pub(crate) enum RedisOperation {
     Release,
     /// Leaving the cluster.
     Leave,
+    /// Counting or reading an API key's usage.
+    Usage,
 }
 
 impl RedisOperation {
-    const ALL: [RedisOperation; 10] = [
+    const ALL: [RedisOperation; 11] = [
         RedisOperation::Join,
         RedisOperation::Heartbeat,
         RedisOperation::Directory,
@@ -58,6 +60,7 @@ impl RedisOperation {
         RedisOperation::Claim,
         RedisOperation::Release,
         RedisOperation::Leave,
+        RedisOperation::Usage,
     ];
 
     fn as_str(self) -> &'static str {
@@ -72,6 +75,7 @@ impl RedisOperation {
             RedisOperation::Claim => "claim",
             RedisOperation::Release => "release",
             RedisOperation::Leave => "leave",
+            RedisOperation::Usage => "usage",
         }
     }
 }

@@ -686,3 +686,142 @@ async fn a_redis_password_outside_the_url_is_used_and_never_shown() {
         .expect("the node joins with the password");
     gateway.shutdown().await;
 }
+
+/// Issue 17: an API key's quota is one count for the whole cluster, kept in Redis, so it
+/// holds across nodes and across a node's restart; every node reports the same usage.
+async fn check_api_key_quotas_across_nodes(urls: &[String]) {
+    use crate::api_keys::{
+        GOLD_KEY, SILVER_KEY, connect_with_key, key_tables, keyed_config, refusal, usage, used,
+    };
+
+    let mut backend = MockBackend::start().await;
+    let text = keyed_config(
+        &backend,
+        &format!("{}{}", key_tables(3), cluster_section(urls)),
+    );
+    let a = TestGateway::start(&text).await;
+    let b = TestGateway::start(&text).await;
+    let mut clients = Vec::new();
+    for node in [&a, &b, &a] {
+        clients.push(
+            connect_with_key(&node.ws_url, Some(GOLD_KEY))
+                .await
+                .unwrap(),
+        );
+        backend.next_event_for("$connect").await;
+    }
+    for node in [&a, &b] {
+        let (status, _, body) = refusal(connect_with_key(&node.ws_url, Some(GOLD_KEY)).await);
+        assert_eq!(status, 429);
+        assert_eq!(body, r#"{"message":"Limit Exceeded"}"#);
+    }
+    // The silver key's plan throttles per node: burst 2 on each node.
+    for node in [&a, &a, &b, &b] {
+        clients.push(
+            connect_with_key(&node.ws_url, Some(SILVER_KEY))
+                .await
+                .unwrap(),
+        );
+    }
+    let (status, _, _) = refusal(connect_with_key(&a.ws_url, Some(SILVER_KEY)).await);
+    assert_eq!(status, 429);
+    for node in [&a, &b] {
+        let items = usage(node).await;
+        assert_eq!(used(&items, "gold"), 3);
+        assert_eq!(used(&items, "silver"), 4);
+    }
+
+    // A node that restarts finds the count where it was.
+    drop(clients);
+    a.shutdown().await;
+    let restarted = TestGateway::start(&text).await;
+    assert_eq!(used(&usage(&restarted).await, "gold"), 3);
+    let (status, _, _) = refusal(connect_with_key(&restarted.ws_url, Some(GOLD_KEY)).await);
+    assert_eq!(status, 429);
+    restarted.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn api_key_quotas_hold_across_nodes_and_restarts() {
+    let redis = RedisServer::start().await;
+    check_api_key_quotas_across_nodes(&[redis.url()]).await;
+    let today = {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let (year, month, day) = civil(now / 86_400);
+        format!("{year:04}-{month:02}-{day:02}")
+    };
+    let key = format!("sockway:usage:{{goldkey001}}:DAY:{today}");
+    assert_eq!(
+        redis.query(&["GET", &key]).await.as_deref(),
+        Some("3"),
+        "{key}"
+    );
+    let ttl: i64 = redis
+        .query(&["TTL", &key])
+        .await
+        .unwrap()
+        .trim_start_matches(':')
+        .parse()
+        .unwrap();
+    assert!(
+        ttl > 86_400 && ttl <= 2 * 86_400,
+        "expires a day after the period: {ttl}"
+    );
+}
+
+#[tokio::test]
+async fn api_key_quotas_hold_across_nodes_on_a_redis_cluster() {
+    let redis = RedisCluster::start().await;
+    check_api_key_quotas_across_nodes(&redis.urls()).await;
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01.
+fn civil(days: u64) -> (u64, u64, u64) {
+    let days = days + 719_468;
+    let era = days / 146_097;
+    let day_of_era = days - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Issue 17: while Redis cannot be reached, a keyed connect is admitted uncounted (the per-node
+/// throttle still applies) and counted as such; the usage report answers 503.
+#[tokio::test]
+async fn api_key_uses_are_admitted_uncounted_while_redis_is_down() {
+    use crate::api_keys::{GOLD_KEY, connect_with_key, key_tables, keyed_config};
+
+    let mut redis = RedisServer::start().await;
+    let backend = MockBackend::start().await;
+    let text = keyed_config(
+        &backend,
+        &format!("{}{}", key_tables(3), cluster_section(&[redis.url()])),
+    );
+    let node = TestGateway::start(&text).await;
+    redis.stop();
+    let _client = connect_with_key(&node.ws_url, Some(GOLD_KEY))
+        .await
+        .unwrap();
+    let metrics = node.metrics().await;
+    assert_eq!(
+        metric(&metrics, "sockway_api_key_uses_uncounted_total"),
+        1.0
+    );
+    let url = format!("{}/@api-keys/usage", node.management_url);
+    let (status, headers, _) = http_request("GET", &url, "").await;
+    check_error(status, &headers, 503, "ServiceUnavailableException");
+    node.shutdown().await;
+}

@@ -2,6 +2,7 @@
 //! gateway on port 0. One test crate, one module per area, so the gateway is linked once.
 
 mod access_log;
+mod api_keys;
 mod authorizers;
 mod bad_input;
 mod cluster;
@@ -11,6 +12,7 @@ mod console;
 mod disconnect;
 mod events;
 mod groups;
+mod iam;
 mod lambda;
 mod limits;
 mod management;

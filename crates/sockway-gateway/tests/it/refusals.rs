@@ -30,6 +30,8 @@ struct Case {
     extra: String,
     /// Lines added to the `[gateway]` table.
     gateway_keys: &'static str,
+    /// Lines added to the `[routes."$connect"]` table.
+    connect_keys: &'static str,
     /// What the mock backend answers (the `$connect` route and any HTTP authorizer).
     responder: Responder,
     /// Upgrades completed before the refused one (to fill a connection cap).
@@ -51,6 +53,7 @@ impl Case {
             name,
             extra: String::new(),
             gateway_keys: "",
+            connect_keys: "",
             responder: Arc::new(|_| MockResponse::proxy(200, None)),
             opened_before: 0,
             request_line: "GET /dev HTTP/1.1",
@@ -162,6 +165,28 @@ fn cases(backend: &MockBackend) -> Vec<Case> {
             ..Case::new("authorizer: failure", 500)
         },
         Case {
+            extra: crate::api_keys::key_tables(1),
+            connect_keys: "api_key_required = true\n",
+            ..Case::new("API key missing", 403)
+        },
+        Case {
+            extra: crate::api_keys::key_tables(1),
+            connect_keys: "api_key_required = true\n",
+            headers: "x-api-key: not-a-configured-key-0123\r\n",
+            ..Case::new("API key unknown", 403)
+        },
+        Case {
+            extra: crate::iam::iam_tables("arn:aws:execute-api:*:*:*/*/$connect"),
+            connect_keys: "authorization_type = \"AWS_IAM\"\n",
+            ..Case::new("IAM: unsigned", 403)
+        },
+        Case {
+            extra: crate::iam::iam_tables("arn:aws:execute-api:*:*:*/*/$connect"),
+            connect_keys: "authorization_type = \"AWS_IAM\"\n",
+            headers: "Authorization: AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261128/us-east-1/execute-api/aws4_request, SignedHeaders=host;x-amz-date, Signature=0000000000000000000000000000000000000000000000000000000000000000\r\nX-Amz-Date: 20261128T120000Z\r\n",
+            ..Case::new("IAM: signature out of date", 403)
+        },
+        Case {
             responder: Arc::new(|_| MockResponse::proxy(401, None)),
             ..Case::new("$connect answers 401", 401)
         },
@@ -235,11 +260,20 @@ async fn every_refused_upgrade_carries_the_request_id_of_its_access_log_line() {
         let responder = case.responder.clone();
         backend.respond_with(move |request| responder(request));
         let extra = format!("[access_log]\ndestination = '{path}'\n{}", case.extra);
-        let toml = config(&backend, &extra).replacen(
-            "api_id = \"a1b2c3d4e5\"\n",
-            &format!("api_id = \"a1b2c3d4e5\"\n{}", case.gateway_keys),
-            1,
-        );
+        let toml = config(&backend, &extra)
+            .replacen(
+                "api_id = \"a1b2c3d4e5\"\n",
+                &format!("api_id = \"a1b2c3d4e5\"\n{}", case.gateway_keys),
+                1,
+            )
+            .replacen(
+                "[routes.\"$connect\"]\nintegration = \"backend\"\n",
+                &format!(
+                    "[routes.\"$connect\"]\nintegration = \"backend\"\n{}",
+                    case.connect_keys
+                ),
+                1,
+            );
         let gateway = TestGateway::start(&toml).await;
         let mut opened = Vec::new();
         for _ in 0..case.opened_before {

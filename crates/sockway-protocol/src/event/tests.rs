@@ -34,6 +34,7 @@ fn captured_connection() -> ConnectionContext {
         source_ip: "166.90.225.1".to_owned(),
         user_agent: None,
         authorizer: None,
+        access: None,
     }
 }
 
@@ -594,6 +595,7 @@ fn captured_authorizer_event(query: &Pairs) -> AuthorizerEvent {
         source_ip: "93.108.161.96".to_owned(),
         user_agent: None,
         authorizer: None,
+        access: None,
     };
     authorizer_event(
         &ctx,
@@ -764,4 +766,67 @@ fn stage_variables_appear_where_aws_puts_them() {
         json.contains(r#""stageVariables":{"table":"chat-dev","url":"https://example.com/x"},"requestContext""#),
         "{json}"
     );
+}
+
+/// The identity of a `$connect` admitted with an API key, as in the aws_lambda_events capture
+/// (`example-apigw-websocket-request-without-method.json`): `apiKey` and `apiKeyId` before
+/// `sourceIp`; and of one signed with IAM, whose fields the oracle reads back.
+#[test]
+fn api_keys_and_iam_signatures_fill_the_identity() {
+    let mut ctx = captured_connect_context();
+    ctx.access = Some(Box::new(AccessIdentity {
+        api_key: Some("asdfasdf".to_owned()),
+        api_key_id: Some("asdf".to_owned()),
+        ..AccessIdentity::default()
+    }));
+    let event = connect_event(&ctx, &[], &[], &request_id("BFHPhFe3IAMF95g="), 1);
+    let json = String::from_utf8(event.to_json()).unwrap();
+    assert!(
+        json.contains(
+            r#""identity":{"apiKey":"asdfasdf","apiKeyId":"asdf","sourceIp":"166.90.225.1"}"#
+        ),
+        "{json}"
+    );
+    let read = oracle(&event);
+    assert_eq!(
+        read.request_context.identity.api_key.as_deref(),
+        Some("asdfasdf")
+    );
+    assert_eq!(
+        read.request_context.identity.api_key_id.as_deref(),
+        Some("asdf")
+    );
+
+    ctx.user_agent = Some("Mozilla/5.0".to_owned());
+    ctx.access = Some(Box::new(AccessIdentity {
+        access_key: Some("AKIAIOSFODNN7EXAMPLE".to_owned()),
+        account_id: Some("123456789012".to_owned()),
+        caller: Some("AIDAJQABLZS4A3QDU576Q".to_owned()),
+        user_arn: Some("arn:aws:iam::123456789012:user/issuer".to_owned()),
+        ..AccessIdentity::default()
+    }));
+    let event = message_event(
+        &ctx,
+        &RouteKey::new("chat"),
+        MessageBody::Text("{}"),
+        &request_id("BFaVtH2HoAMFZEQ="),
+        &request_id("BFaVtfGSIAMCKug="),
+        2,
+    );
+    let json = String::from_utf8(event.to_json()).unwrap();
+    assert!(
+        json.contains(
+            r#""identity":{"accountId":"123456789012","caller":"AIDAJQABLZS4A3QDU576Q","sourceIp":"166.90.225.1","accessKey":"AKIAIOSFODNN7EXAMPLE","userArn":"arn:aws:iam::123456789012:user/issuer","userAgent":"Mozilla/5.0","user":"AIDAJQABLZS4A3QDU576Q"}"#
+        ),
+        "{json}"
+    );
+    let identity = oracle(&event).request_context.identity;
+    assert_eq!(identity.access_key.as_deref(), Some("AKIAIOSFODNN7EXAMPLE"));
+    assert_eq!(identity.account_id.as_deref(), Some("123456789012"));
+    assert_eq!(identity.caller.as_deref(), Some("AIDAJQABLZS4A3QDU576Q"));
+    assert_eq!(
+        identity.user_arn.as_deref(),
+        Some("arn:aws:iam::123456789012:user/issuer")
+    );
+    assert_eq!(identity.user.as_deref(), Some("AIDAJQABLZS4A3QDU576Q"));
 }

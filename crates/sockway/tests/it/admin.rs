@@ -20,28 +20,28 @@ const UNKNOWN_ID: &str = "L0SM9cOFvHcCIhw=";
 
 /// What one run of the binary did.
 #[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
     /// The run succeeded; its standard output.
-    fn ok(self) -> String {
+    pub(crate) fn ok(self) -> String {
         assert_eq!(self.code, 0, "{self:#?}");
         self.stdout
     }
 
     /// The run succeeded and printed one JSON document.
-    fn json(self) -> Value {
+    pub(crate) fn json(self) -> Value {
         let stdout = self.ok();
         assert_eq!(stdout.lines().count(), 1, "one document: {stdout}");
         serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{error}: {stdout}"))
     }
 
     /// The run failed with `code`; its standard error.
-    fn failed(self, code: i32) -> String {
+    pub(crate) fn failed(self, code: i32) -> String {
         assert_eq!(self.code, code, "{self:#?}");
         assert!(self.stdout.is_empty(), "{self:#?}");
         self.stderr
@@ -50,7 +50,7 @@ impl Run {
 
 /// Runs `sockway args...` with none of the AWS credential variables but those in `env`,
 /// feeding `stdin`, and waits for it under the deadline.
-async fn sockway(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Run {
+pub(crate) async fn sockway(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Run {
     let mut command = tokio::process::Command::new(binary());
     command
         .args(args)

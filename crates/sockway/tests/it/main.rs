@@ -1,5 +1,6 @@
 //! Tests that run the real `sockway` binary, plus the repository's tidy checks.
 
+mod access;
 mod admin;
 mod cli;
 mod cluster;

@@ -406,3 +406,84 @@ fn targets_other_than_origin_form_fail_without_panicking() {
         assert_eq!(outcome, Err(SignatureError::Mismatch), "target {target}");
     }
 }
+
+/// A URL presigned by botocore 1.43's `SigV4QueryAuth` (service `execute-api`, 300 s), with an
+/// application parameter before the signature's.
+const BOTOCORE_PRESIGNED: &str = "/dev?room=lobby%2042&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20261206%2Fus-east-1%2Fexecute-api%2Faws4_request&X-Amz-Date=20261206T164230Z&X-Amz-Expires=300&X-Amz-SignedHeaders=host&X-Amz-Signature=542a35c2a21302c6d02dc45d9e3f5348a57d13b53ea3214d3b95e54febc70eaa";
+
+fn verify_botocore_url(
+    target: &str,
+    host: &str,
+    after: u64,
+) -> Result<VerifiedCaller, SignatureError> {
+    let now = parse_amz_date("20261206T164230Z").unwrap() + Duration::from_secs(after);
+    verify_presigned(
+        "GET",
+        target,
+        &header_map(&[("host", host)]),
+        |key| (key == ACCESS_KEY_ID).then_some(SECRET),
+        "us-east-1",
+        "execute-api",
+        now,
+    )
+}
+
+#[test]
+fn botocore_presigned_urls_verify_until_they_expire() {
+    assert!(is_presigned(BOTOCORE_PRESIGNED));
+    assert!(!is_presigned("/dev?room=lobby"));
+    assert_eq!(
+        verify_botocore_url(BOTOCORE_PRESIGNED, "ws.example.com", 10),
+        Ok(VerifiedCaller {
+            access_key_id: ACCESS_KEY_ID.to_owned()
+        })
+    );
+    assert!(verify_botocore_url(BOTOCORE_PRESIGNED, "ws.example.com", 300).is_ok());
+    assert!(matches!(
+        verify_botocore_url(BOTOCORE_PRESIGNED, "ws.example.com", 301),
+        Err(SignatureError::PresignedExpired {
+            expires_secs: 300,
+            ..
+        })
+    ));
+    assert_eq!(
+        verify_botocore_url(BOTOCORE_PRESIGNED, "other.example.com", 10),
+        Err(SignatureError::Mismatch)
+    );
+    let tampered = BOTOCORE_PRESIGNED.replace("lobby%2042", "lobby%2043");
+    assert_eq!(
+        verify_botocore_url(&tampered, "ws.example.com", 10),
+        Err(SignatureError::Mismatch)
+    );
+    let in_another_region = BOTOCORE_PRESIGNED.replace("us-east-1", "eu-west-1");
+    assert!(matches!(
+        verify_botocore_url(&in_another_region, "ws.example.com", 10),
+        Err(SignatureError::Scope(_))
+    ));
+    for (from, to) in [
+        ("X-Amz-Expires=300", "X-Amz-Expires=604801"),
+        ("X-Amz-Expires=300", "X-Amz-Expires=soon"),
+        ("X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders=x-amz-date"),
+        (
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256",
+            "X-Amz-Algorithm=AWS4-HMAC-SHA1",
+        ),
+        ("&X-Amz-Date=20261206T164230Z", ""),
+    ] {
+        let broken = BOTOCORE_PRESIGNED.replace(from, to);
+        assert!(
+            matches!(
+                verify_botocore_url(&broken, "ws.example.com", 10),
+                Err(SignatureError::Malformed(_))
+            ),
+            "{to}"
+        );
+    }
+    let expired = SignatureError::PresignedExpired {
+        signed: "20261206T164230Z".into(),
+        expires_secs: 300,
+        now: "20261206T165000Z".into(),
+    };
+    assert_eq!(expired.to_aws().status, 403);
+    assert_eq!(expired.to_aws().error_type, "InvalidSignatureException");
+}

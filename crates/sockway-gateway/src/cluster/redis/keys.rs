@@ -10,6 +10,13 @@ use sockway_protocol::id::{ConnectionId, ID_BYTES};
 /// The set of node tags that have joined and not yet left or been taken over.
 pub(super) const DIRECTORY: &str = "sockway:nodes";
 
+/// `sockway:usage:{KEY_ID}:{PERIOD}`: the uses of an API key in one quota period (e.g.
+/// `DAY:2026-11-28`), an integer with an expiry after the period ends. The key id is the hash
+/// tag, so one key's counters share a slot on a Redis Cluster.
+pub(super) fn usage_key(key_id: &str, period: &str) -> String {
+    format!("sockway:usage:{{{key_id}}}:{period}")
+}
+
 /// A node's 16-bit tag: claimed in Redis at startup and written into the first two bytes of
 /// every connection id the node assigns, so any node can tell a connection's owner without a
 /// lookup.
@@ -94,6 +101,14 @@ mod tests {
             assert_eq!(ConnectionId::parse(id.as_str()), Ok(id.clone()));
             assert_eq!(NodeTag::of(&id), NodeTag(tag));
         }
+    }
+
+    #[test]
+    fn usage_keys_are_tagged_by_api_key() {
+        assert_eq!(
+            usage_key("k1a2b3c4d5", "DAY:2026-11-28"),
+            "sockway:usage:{k1a2b3c4d5}:DAY:2026-11-28"
+        );
     }
 
     #[test]

@@ -58,6 +58,7 @@ use self::keys::NodeTag;
 use self::presence::PresenceOp;
 use self::wire::{Answer, Message, Refusal};
 use super::command::{Outcome, Request, Target, apply};
+use super::usage::{Counted, UsageCount};
 use super::{ClusterError, Cursor, JoinError, Page, Tally};
 use crate::config::ClusterConfig;
 use crate::metrics::{ClusterMetrics, RedisOperation, RemoteOutcome};
@@ -500,6 +501,68 @@ impl RedisBackend {
             Err(_) => {
                 warn!(node = %self.inner.node_id, "Redis did not answer while leaving; this node's keys expire after node_timeout")
             }
+        }
+    }
+
+    /// Counts one use of an API key in Redis ([`scripts::COUNT_USAGE`], one round trip).
+    /// Fails at once while Redis is known to be unreachable.
+    pub(crate) async fn count_usage(
+        &self,
+        count: &UsageCount<'_>,
+    ) -> Result<Counted, ClusterError> {
+        let inner = &self.inner;
+        if !inner.is_healthy() {
+            return Err(ClusterError::UsageUnavailable);
+        }
+        let mut connection = inner.connection.clone();
+        let mut invocation = scripts::COUNT_USAGE.prepare_invoke();
+        invocation
+            .key(keys::usage_key(count.key_id, count.period))
+            .arg(count.limit.min(i64::MAX as u64))
+            .arg(count.expires_at);
+        let counted = tokio::time::timeout(
+            inner.operation_timeout,
+            inner.timed(
+                RedisOperation::Usage,
+                invocation.invoke_async::<i64>(&mut connection),
+            ),
+        )
+        .await;
+        match counted {
+            Ok(Ok(used)) if used >= 0 => Ok(Counted::Within(used.unsigned_abs())),
+            Ok(Ok(refused)) => Ok(Counted::Exhausted((refused + 1).unsigned_abs())),
+            Ok(Err(error)) => {
+                inner.mark_down(&error);
+                Err(ClusterError::UsageUnavailable)
+            }
+            Err(_elapsed) => Err(ClusterError::UsageUnavailable),
+        }
+    }
+
+    /// The uses of an API key counted in Redis for `period`.
+    pub(crate) async fn usage(&self, key_id: &str, period: &str) -> Result<u64, ClusterError> {
+        let inner = &self.inner;
+        if !inner.is_healthy() {
+            return Err(ClusterError::UsageUnavailable);
+        }
+        let mut connection = inner.connection.clone();
+        let mut get = redis::cmd("GET");
+        get.arg(keys::usage_key(key_id, period));
+        let read = tokio::time::timeout(
+            inner.operation_timeout,
+            inner.timed(
+                RedisOperation::Usage,
+                get.query_async::<Option<u64>>(&mut connection),
+            ),
+        )
+        .await;
+        match read {
+            Ok(Ok(used)) => Ok(used.unwrap_or(0)),
+            Ok(Err(error)) => {
+                inner.mark_down(&error);
+                Err(ClusterError::UsageUnavailable)
+            }
+            Err(_elapsed) => Err(ClusterError::UsageUnavailable),
         }
     }
 

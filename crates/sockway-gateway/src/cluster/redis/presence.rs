@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use redis::RedisResult;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sockway_protocol::event::ConnectionContext;
+use sockway_protocol::event::{AccessIdentity, ConnectionContext};
 use sockway_protocol::id::ConnectionId;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +46,8 @@ pub(super) struct ConnectionRecord {
     domain_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     authorizer: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    access: Option<Box<AccessIdentity>>,
 }
 
 impl ConnectionRecord {
@@ -56,6 +58,7 @@ impl ConnectionRecord {
             user_agent: context.user_agent.clone(),
             domain_name: context.domain_name.clone(),
             authorizer: context.authorizer.clone(),
+            access: context.access.clone(),
         }
     }
 
@@ -81,6 +84,7 @@ impl ConnectionRecord {
             source_ip: self.source_ip,
             user_agent: self.user_agent,
             authorizer: self.authorizer,
+            access: self.access,
         }
     }
 }
@@ -207,6 +211,11 @@ mod tests {
             source_ip: "192.0.2.1".into(),
             user_agent: Some("agent/1".into()),
             authorizer: Some(authorizer),
+            access: Some(Box::new(AccessIdentity {
+                api_key: Some("k".repeat(20)),
+                api_key_id: Some("a1b2c3d4e5".into()),
+                ..AccessIdentity::default()
+            })),
         };
         let stored = ConnectionRecord::encode(&context);
         let record: ConnectionRecord = serde_json::from_str(&stored).unwrap();

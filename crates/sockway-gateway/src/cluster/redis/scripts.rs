@@ -1,6 +1,7 @@
 //! The Lua scripts that make multi-key decisions atomic: joining with a node tag, the
 //! heartbeat, routing a request to a live node, taking over a dead node's connections, and
-//! deciding who delivers an ended connection's `$disconnect`.
+//! deciding who delivers an ended connection's `$disconnect`; and counting an API key's use
+//! against its quota.
 //!
 //! Every script touches only keys of one node (one hash tag), so each runs on one shard of a
 //! Redis Cluster. Scripts run by `EVALSHA`, falling back to `EVAL` once per Redis (the `redis`
@@ -140,6 +141,27 @@ if redis.call('GET', KEYS[2]) ~= ARGV[1] then
 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 return 1
+",
+    )
+});
+
+/// Counts one use of an API key if its quota allows it. KEYS: the usage key. ARGV: the limit,
+/// the expiry in epoch seconds.
+///
+/// Returns the uses counted in the period, this one included, or `-(uses)-1` when the limit
+/// was already reached (the use is not counted).
+pub(super) static COUNT_USAGE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used >= tonumber(ARGV[1]) then
+  return -used - 1
+end
+used = redis.call('INCR', KEYS[1])
+if used == 1 then
+  redis.call('EXPIREAT', KEYS[1], ARGV[2])
+end
+return used
 ",
     )
 });
