@@ -202,3 +202,35 @@ fn the_ring_keeps_the_latest_records_newest_first_even_when_lines_are_off() {
         })
     );
 }
+
+/// Issue 17: the identity an API key or an IAM signature established is in every line of the
+/// connection.
+#[test]
+fn api_key_and_iam_identities_fill_their_variables() {
+    let mut context = (*context()).clone();
+    context.access = Some(Box::new(sockway_protocol::event::AccessIdentity {
+        api_key: Some("partner-key-0123456789".to_owned()),
+        api_key_id: Some("k1a2b3c4d5".to_owned()),
+        access_key: Some("AKIAIOSFODNN7EXAMPLE".to_owned()),
+        account_id: Some("111122223333".to_owned()),
+        caller: Some("AIDAJQABLZS4A3QDU576Q".to_owned()),
+        user_arn: Some("arn:aws:iam::111122223333:user/presigner".to_owned()),
+    }));
+    let event = AccessEvent::of_connection(
+        EventType::Message,
+        Arc::new(context),
+        "Llf7PFSNNjMFZeA=".to_owned(),
+        1_731_324_924_561,
+    );
+    let template = Template::parse(
+        "$context.requestId $context.identity.apiKey $context.identity.apiKeyId \
+         $context.identity.accessKey $context.identity.accountId $context.identity.caller \
+         $context.identity.user $context.identity.userArn",
+    )
+    .unwrap();
+    assert_eq!(
+        render(&template, &event, "a1b2c3d4e5", "dev"),
+        "Llf7PFSNNjMFZeA= partner-key-0123456789 k1a2b3c4d5 AKIAIOSFODNN7EXAMPLE 111122223333 \
+         AIDAJQABLZS4A3QDU576Q AIDAJQABLZS4A3QDU576Q arn:aws:iam::111122223333:user/presigner"
+    );
+}

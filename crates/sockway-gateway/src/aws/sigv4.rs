@@ -412,17 +412,7 @@ pub(crate) fn verify_presigned<'s>(
         }
     })?;
 
-    let mut signed = Vec::new();
-    for &name in &authorization.signed_headers {
-        let mut found = false;
-        for value in headers.get_all(name) {
-            signed.push((name, value.to_str().map_err(|_| SignatureError::Mismatch)?));
-            found = true;
-        }
-        if !found {
-            return Err(SignatureError::Mismatch);
-        }
-    }
+    let signed = signed_values(headers, &authorization.signed_headers, &[])?;
     let identity = identity(authorization.access_key_id, secret, None);
     let mut settings = SigningSettings::default();
     settings.excluded_headers = None;
@@ -653,21 +643,11 @@ fn verify_with<'s>(
 
     // `aws-sigv4` adds `x-amz-date` (from the signing time) and `x-amz-security-token` (from
     // the identity) itself; every other signed header is passed with all its values.
-    let mut headers: Vec<(&str, &str)> = Vec::new();
-    for &name in &authorization.signed_headers {
-        if name == "x-amz-date" || name == "x-amz-security-token" {
-            continue;
-        }
-        let mut found = false;
-        for value in request.headers.get_all(name) {
-            let value = value.to_str().map_err(|_| SignatureError::Mismatch)?;
-            headers.push((name, value));
-            found = true;
-        }
-        if !found {
-            return Err(SignatureError::Mismatch);
-        }
-    }
+    let headers = signed_values(
+        request.headers,
+        &authorization.signed_headers,
+        &["x-amz-date", "x-amz-security-token"],
+    )?;
 
     let identity = identity(
         authorization.access_key_id,
@@ -703,6 +683,31 @@ fn verify_with<'s>(
     Ok(VerifiedCaller {
         access_key_id: authorization.access_key_id.to_owned(),
     })
+}
+
+/// Every value of each header in `names` (the signed headers, lower-case), except those in
+/// `added_by_signer`, which `aws-sigv4` adds itself; a signed header that is absent means the
+/// request is not the one that was signed.
+fn signed_values<'h, 'n>(
+    headers: &'h http::HeaderMap,
+    names: &[&'n str],
+    added_by_signer: &[&str],
+) -> Result<Vec<(&'n str, &'h str)>, SignatureError> {
+    let mut values = Vec::new();
+    for &name in names {
+        if added_by_signer.contains(&name) {
+            continue;
+        }
+        let mut found = false;
+        for value in headers.get_all(name) {
+            values.push((name, value.to_str().map_err(|_| SignatureError::Mismatch)?));
+            found = true;
+        }
+        if !found {
+            return Err(SignatureError::Mismatch);
+        }
+    }
+    Ok(values)
 }
 
 fn identity(

@@ -747,12 +747,19 @@ async fn api_key_quotas_hold_across_nodes_and_restarts() {
     let redis = RedisServer::start().await;
     check_api_key_quotas_across_nodes(&[redis.url()]).await;
     let today = {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let (year, month, day) = civil(now / 86_400);
-        format!("{year:04}-{month:02}-{day:02}")
+        // The count's key names the day the usage report starts on.
+        let node = TestGateway::start(&crate::api_keys::keyed_config(
+            &MockBackend::start().await,
+            &format!(
+                "{}{}",
+                crate::api_keys::key_tables(3),
+                cluster_section(&[redis.url()])
+            ),
+        ))
+        .await;
+        let items = crate::api_keys::usage(&node).await;
+        node.shutdown().await;
+        items[0]["startDate"].as_str().unwrap()[..10].to_owned()
     };
     let key = format!("sockway:usage:{{goldkey001}}:DAY:{today}");
     assert_eq!(
@@ -777,25 +784,6 @@ async fn api_key_quotas_hold_across_nodes_and_restarts() {
 async fn api_key_quotas_hold_across_nodes_on_a_redis_cluster() {
     let redis = RedisCluster::start().await;
     check_api_key_quotas_across_nodes(&redis.urls()).await;
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01.
-fn civil(days: u64) -> (u64, u64, u64) {
-    let days = days + 719_468;
-    let era = days / 146_097;
-    let day_of_era = days - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 /// Issue 17: while Redis cannot be reached, a keyed connect is admitted uncounted (the per-node
