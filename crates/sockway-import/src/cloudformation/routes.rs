@@ -77,7 +77,11 @@ impl<'t> Translator<'t, '_> {
                 Severity::Info,
                 &describe(api.id, api.kind),
                 Some("ApiKeySelectionExpression"),
-                format!("{expression}: API keys are not supported yet"),
+                format!(
+                    "{expression}: not carried over without keys; set \
+                     gateway.api_key_selection_expression with [[api_keys]] \
+                     (docs/access-control.md)"
+                ),
             );
         }
 
@@ -248,7 +252,9 @@ impl<'t> Translator<'t, '_> {
             self.unsupported(
                 resource,
                 "ApiKeyRequired",
-                "API keys are not supported yet: the route is imported without the check",
+                "the keys are not in the template, so the route is imported without the check; \
+                 add api_key_required = true, [[api_keys]] and [[usage_plans]] \
+                 (docs/access-control.md)",
             );
         }
         for (property, message) in [
@@ -321,8 +327,10 @@ impl<'t> Translator<'t, '_> {
                 self.unsupported(
                     resource,
                     "AuthorizationType",
-                    "AWS_IAM is not supported yet: the route is imported without \
-                     it, so connections are not authenticated",
+                    "the keys that may sign are not in the template, so the route is \
+                     imported without it and connections are not authenticated; add \
+                     authorization_type = \"AWS_IAM\" and [[iam.credentials]] \
+                     (docs/access-control.md)",
                 );
                 None
             }

@@ -394,18 +394,22 @@ fn what_cannot_be_carried_over_is_named() {
              docs/configuration.md); left out",
             "OrderInteg (AWS::ApiGatewayV2::Integration).IntegrationType: AWS service integrations \
              (AWS) cannot be carried over; use an HTTP or Lambda integration",
-            "ConnectRoute (AWS::ApiGatewayV2::Route).ApiKeyRequired: API keys are not supported yet: the \
-             route is imported without the check",
-            "ConnectRoute (AWS::ApiGatewayV2::Route).AuthorizationType: AWS_IAM is not supported yet: \
-             the route is imported without it, so connections are not authenticated",
+            "ConnectRoute (AWS::ApiGatewayV2::Route).ApiKeyRequired: the keys are not in the \
+             template, so the route is imported without the check; add api_key_required = true, \
+             [[api_keys]] and [[usage_plans]] (docs/access-control.md)",
+            "ConnectRoute (AWS::ApiGatewayV2::Route).AuthorizationType: the keys that may sign are \
+             not in the template, so the route is imported without it and connections are not \
+             authenticated; add authorization_type = \"AWS_IAM\" and [[iam.credentials]] \
+             (docs/access-control.md)",
             "OrderRoute (AWS::ApiGatewayV2::Route).Target: route order left out: its integration \
              OrderInteg could not be carried over",
         ]
     );
     assert!(
         note_lines(&imported.notes, Severity::Info).contains(
-            &"Api (AWS::ApiGatewayV2::Api).ApiKeySelectionExpression: $request.header.x-api-key: API \
-              keys are not supported yet"
+            &"Api (AWS::ApiGatewayV2::Api).ApiKeySelectionExpression: $request.header.x-api-key: not \
+              carried over without keys; set gateway.api_key_selection_expression with \
+              [[api_keys]] (docs/access-control.md)"
                 .to_owned()
         ),
         "{:?}",

@@ -303,7 +303,7 @@ fn import_prints_toml_and_notes_and_strict_makes_them_errors() {
     assert!(output.stdout.is_empty());
     assert!(
         stderr.contains(
-            "ConnectRoute (AWS::ApiGatewayV2::Route).AuthorizationType: AWS_IAM is not supported yet"
+            "ConnectRoute (AWS::ApiGatewayV2::Route).AuthorizationType: the keys that may sign are not in the template"
         ),
         "{stderr}"
     );
