@@ -89,42 +89,14 @@ pub(super) fn validate_management_credentials(
             seen.push((access_key_id, index));
         }
 
-        let secret_access_key = match (
-            &credential.secret_access_key,
-            &credential.secret_access_key_env,
-        ) {
-            (Some(_), Some(variable)) => {
-                problems.add(
-                    path("secret_access_key_env"),
-                    variable.span(),
-                    "set either secret_access_key or secret_access_key_env, not both".to_owned(),
-                );
-                None
-            }
-            (None, None) => {
-                problems.add(
-                    table.clone(),
-                    entry.span(),
-                    "missing: each credential needs secret_access_key or \
-                     secret_access_key_env"
-                        .to_owned(),
-                );
-                None
-            }
-            (Some(secret), None) if weak_secret(secret.get_ref()).is_some() => {
-                let problem = weak_secret(secret.get_ref()).unwrap_or_default();
-                problems.add(path("secret_access_key"), secret.span(), problem);
-                None
-            }
-            (Some(secret), None) => Some(secret.get_ref().clone()),
-            (None, Some(variable)) => match secret_from_env(variable.get_ref(), env) {
-                Ok(secret) => Some(secret),
-                Err(message) => {
-                    problems.add(path("secret_access_key_env"), variable.span(), message);
-                    None
-                }
-            },
-        };
+        let secret_access_key = credential_secret(
+            credential.secret_access_key.as_ref(),
+            credential.secret_access_key_env.as_ref(),
+            &table,
+            entry.span(),
+            env,
+            problems,
+        );
         if let Some(secret_access_key) = secret_access_key
             && problems.count() == before
         {
@@ -135,6 +107,53 @@ pub(super) fn validate_management_credentials(
         }
     }
     credentials
+}
+
+/// The secret of one credential table (`management.credentials[i]`, `iam.credentials[i]`):
+/// `secret_access_key`, strong enough, or the variable `secret_access_key_env` names, exactly
+/// one of the two. Problems are recorded under `table`; `None` when there are any.
+pub(super) fn credential_secret(
+    secret: Option<&Spanned<String>>,
+    secret_env: Option<&Spanned<String>>,
+    table: &str,
+    entry_span: std::ops::Range<usize>,
+    env: Environment<'_>,
+    problems: &mut Problems<'_>,
+) -> Option<String> {
+    let path = |key: &str| format!("{table}.{key}");
+    match (secret, secret_env) {
+        (Some(_), Some(variable)) => {
+            problems.add(
+                path("secret_access_key_env"),
+                variable.span(),
+                "set either secret_access_key or secret_access_key_env, not both".to_owned(),
+            );
+            None
+        }
+        (None, None) => {
+            problems.add(
+                table.to_owned(),
+                entry_span,
+                "missing: each credential needs secret_access_key or secret_access_key_env"
+                    .to_owned(),
+            );
+            None
+        }
+        (Some(secret), None) => match weak_secret(secret.get_ref()) {
+            Some(problem) => {
+                problems.add(path("secret_access_key"), secret.span(), problem);
+                None
+            }
+            None => Some(secret.get_ref().clone()),
+        },
+        (None, Some(variable)) => match secret_from_env(variable.get_ref(), env) {
+            Ok(secret) => Some(secret),
+            Err(message) => {
+                problems.add(path("secret_access_key_env"), variable.span(), message);
+                None
+            }
+        },
+    }
 }
 
 /// What is wrong with a management access key id, if anything: AWS's form is 16 to 128

@@ -7,7 +7,7 @@
 
 use serde_spanned::Spanned;
 
-use super::credentials::{access_key_id_problem, secret_from_env, weak_secret};
+use super::credentials::{access_key_id_problem, credential_secret};
 use super::raw::{RawIam, RawPolicyStatement};
 use super::validate::{Environment, Problems};
 use super::{IamConfig, IamCredential, PolicyStatement};
@@ -43,43 +43,14 @@ pub(super) fn validate_iam(
             );
         }
 
-        let secret_access_key = match (
-            &credential.secret_access_key,
-            &credential.secret_access_key_env,
-        ) {
-            (Some(_), Some(variable)) => {
-                problems.add(
-                    path("secret_access_key_env"),
-                    variable.span(),
-                    "set either secret_access_key or secret_access_key_env, not both".to_owned(),
-                );
-                None
-            }
-            (None, None) => {
-                problems.add(
-                    table.clone(),
-                    entry.span(),
-                    "missing: each credential needs secret_access_key or \
-                     secret_access_key_env"
-                        .to_owned(),
-                );
-                None
-            }
-            (Some(secret), None) => match weak_secret(secret.get_ref()) {
-                Some(problem) => {
-                    problems.add(path("secret_access_key"), secret.span(), problem);
-                    None
-                }
-                None => Some(secret.get_ref().clone()),
-            },
-            (None, Some(variable)) => match secret_from_env(variable.get_ref(), env) {
-                Ok(secret) => Some(secret),
-                Err(message) => {
-                    problems.add(path("secret_access_key_env"), variable.span(), message);
-                    None
-                }
-            },
-        };
+        let secret_access_key = credential_secret(
+            credential.secret_access_key.as_ref(),
+            credential.secret_access_key_env.as_ref(),
+            &table,
+            entry.span(),
+            env,
+            problems,
+        );
 
         let principal_arn = credential.principal_arn.get_ref();
         let account_id = match principal_account(principal_arn) {
