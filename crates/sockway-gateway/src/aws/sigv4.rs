@@ -236,13 +236,11 @@ pub(crate) fn verify_request(
     service: &str,
     now: SystemTime,
 ) -> Result<VerifiedCaller, SignatureError> {
-    verify_with(
-        &Received {
-            method,
-            target,
-            headers,
-            body,
-        },
+    verify_request_with(
+        method,
+        target,
+        headers,
+        body,
         secret_of(credentials),
         region,
         service,
