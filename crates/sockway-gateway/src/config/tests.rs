@@ -2542,12 +2542,18 @@ fn doc_key_matches(doc_key: &str, path: &[String]) -> bool {
         })
 }
 
+/// The complete example of the documentation: every key, most with other values than the
+/// defaults.
+pub(super) fn documented_example() -> &'static str {
+    doc_toml_blocks()
+        .last()
+        .expect("docs/configuration.md has a ```toml example")
+}
+
 #[test]
 fn documented_example_parses_and_documents_every_key() {
     let blocks = doc_toml_blocks();
-    let example = *blocks
-        .last()
-        .expect("docs/configuration.md has a ```toml example");
+    let example = documented_example();
     let config = parse_ok(example);
     assert_eq!(
         config.limits,
