@@ -2895,3 +2895,117 @@ uri = "http://${stageVariables.ok"
         ],
     );
 }
+
+/// The kind `schema` gives the key at `path` (table entries of arrays of tables without an
+/// index, as `leaf_paths` writes them), if it has the key.
+fn schema_kind(path: &[String]) -> Option<schema::Kind> {
+    let mut kind = schema::Kind::Table(schema::ROOT);
+    for segment in path {
+        kind = match kind {
+            schema::Kind::Table(keys) | schema::Kind::Tables(keys) => {
+                schema::key(keys, segment)?.kind
+            }
+            schema::Kind::Named { value, .. } => *value,
+            _ => return None,
+        };
+    }
+    Some(kind)
+}
+
+#[test]
+fn the_schema_has_every_documented_key() {
+    let mut paths = Vec::new();
+    for block in doc_toml_blocks() {
+        let document = toml::de::DeTable::parse(block).unwrap();
+        leaf_paths(document.get_ref(), &[], &mut paths);
+    }
+    for path in &paths {
+        let kind = schema_kind(path);
+        assert!(
+            matches!(
+                kind,
+                Some(
+                    schema::Kind::String
+                        | schema::Kind::Integer
+                        | schema::Kind::Number
+                        | schema::Kind::Boolean
+                        | schema::Kind::Strings
+                        | schema::Kind::StringOrStrings
+                )
+            ),
+            "{} is documented but the schema has {kind:?}",
+            path.join(".")
+        );
+    }
+}
+
+/// TOML text that sets only the key at the end of `path`, nesting inline tables (and arrays
+/// of one table) down to it.
+fn text_setting(path: &[(String, schema::Kind)], value: &str) -> String {
+    let Some(((name, kind), rest)) = path.split_first() else {
+        return value.to_owned();
+    };
+    let inner = text_setting(rest, value);
+    let inner = if rest.is_empty() {
+        inner
+    } else {
+        format!("{{ {inner} }}")
+    };
+    let inner = match kind {
+        schema::Kind::Tables(_) => format!("[{inner}]"),
+        _ => inner,
+    };
+    format!("{name:?} = {inner}")
+}
+
+/// Every leaf key of `keys`, with the kinds of the tables on the way.
+fn schema_leaves(
+    keys: &'static [schema::Key],
+    prefix: &mut Vec<(String, schema::Kind)>,
+    leaves: &mut Vec<Vec<(String, schema::Kind)>>,
+) {
+    for key in keys {
+        prefix.push((key.name.to_owned(), key.kind));
+        match key.kind {
+            schema::Kind::Table(sub) | schema::Kind::Tables(sub) => {
+                schema_leaves(sub, prefix, leaves)
+            }
+            schema::Kind::Named { value, .. } => {
+                prefix.push(("name".to_owned(), *value));
+                match value {
+                    schema::Kind::Table(sub) => schema_leaves(sub, prefix, leaves),
+                    _ => leaves.push(prefix.clone()),
+                }
+                prefix.pop();
+            }
+            _ => leaves.push(prefix.clone()),
+        }
+        prefix.pop();
+    }
+}
+
+#[test]
+fn every_schema_key_is_a_key_of_the_file() {
+    let mut leaves = Vec::new();
+    schema_leaves(schema::ROOT, &mut Vec::new(), &mut leaves);
+    assert!(leaves.len() > 100, "{} keys", leaves.len());
+    for leaf in leaves {
+        let value = match leaf.last().unwrap().1 {
+            schema::Kind::Integer => "1",
+            schema::Kind::Number => "1.5",
+            schema::Kind::Boolean => "true",
+            schema::Kind::Strings => "[\"x\"]",
+            _ => "\"x\"",
+        };
+        let text = text_setting(&leaf, value);
+        if let Err(problems) = validate::parse_and_validate(&text, &|_| None) {
+            for problem in problems {
+                assert!(
+                    !problem.message.contains("unknown field")
+                        && !problem.message.contains("invalid type"),
+                    "{text}: {problem:?}"
+                );
+            }
+        }
+    }
+}
