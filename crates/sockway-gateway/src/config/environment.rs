@@ -30,6 +30,13 @@ pub(super) struct Variable {
     value: String,
 }
 
+impl Variable {
+    /// The segments of the name after `SOCKWAY_`.
+    fn segments(&self) -> Vec<&str> {
+        path_of(&self.name).split(SEGMENT_SEPARATOR).collect()
+    }
+}
+
 /// A problem with one variable: the key path reached, and what is wrong.
 struct Failure {
     key_path: String,
@@ -96,7 +103,8 @@ pub(super) fn apply<'a>(
     problems: &mut Vec<(usize, ConfigProblem)>,
 ) {
     for variable in variables {
-        let span = origins.add_variable(&variable.name, variable.value.len());
+        let secret = schema::is_secret(&variable.segments());
+        let span = origins.add_variable(&variable.name, &variable.value, secret);
         let segments: Vec<&str> = path_of(&variable.name).split(SEGMENT_SEPARATOR).collect();
         let mut assignment = Assignment {
             value: &variable.value,

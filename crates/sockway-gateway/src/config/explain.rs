@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::cluster::redacted_redis_url;
 use super::duration::format_duration;
 use super::parse::key_path;
-use super::schema::{self, Kind};
+use super::schema;
 use super::{
     AccessLogDestination, AuthorizationType, AuthorizerKind, BinaryFrames, Config, IdentitySource,
     IntegrationConfig, LambdaTarget, Loaded, LogFormat, ParameterSource, ParameterTarget,
@@ -142,20 +142,14 @@ pub(super) fn path_text(path: &[Part]) -> String {
 
 /// Whether `schema` marks the key at `path` as a secret.
 fn is_secret(path: &[Part]) -> bool {
-    let mut kind = Kind::Table(schema::ROOT);
-    let mut secret = false;
-    for part in path {
-        (kind, secret) = match (kind, part) {
-            (Kind::Table(keys), Part::Key(name)) => match schema::key(keys, name) {
-                Some(key) => (key.kind, key.secret),
-                None => return false,
-            },
-            (Kind::Tables(keys), Part::Index(_)) => (Kind::Table(keys), false),
-            (Kind::Named { value, .. }, Part::Key(_)) => (*value, false),
-            _ => return false,
-        };
-    }
-    secret
+    let segments: Vec<String> = path
+        .iter()
+        .map(|part| match part {
+            Part::Key(name) => name.clone(),
+            Part::Index(index) => index.to_string(),
+        })
+        .collect();
+    schema::is_secret(&segments)
 }
 
 /// Writes keys under a path.

@@ -335,3 +335,27 @@ pub(super) fn alternatives(table: &[Key], name: &str) -> Vec<std::string::String
     .filter(|alternative| alternative != name)
     .collect()
 }
+
+/// Whether the key at `path` is a secret. Segments name keys whatever their case (as a
+/// variable's do); the segment after an array of tables is an index, after a table of names a
+/// name, whatever they are.
+pub(super) fn is_secret<S: AsRef<str>>(path: &[S]) -> bool {
+    let mut kind = Kind::Table(ROOT);
+    let mut secret = false;
+    for segment in path {
+        let segment = segment.as_ref();
+        (kind, secret) = match kind {
+            Kind::Table(keys) => match keys
+                .iter()
+                .find(|key| key.name.eq_ignore_ascii_case(segment))
+            {
+                Some(key) => (key.kind, key.secret),
+                None => return false,
+            },
+            Kind::Tables(keys) => (Kind::Table(keys), false),
+            Kind::Named { value, .. } => (*value, false),
+            _ => return false,
+        };
+    }
+    secret
+}

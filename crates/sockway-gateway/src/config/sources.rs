@@ -30,7 +30,9 @@ pub struct ConfigText {
 ///
 /// Variables whose names start with `SOCKWAY_` and contain `__` set config keys
 /// (`SOCKWAY_GATEWAY__LISTEN`); the `*_env` keys read any variable by name.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// `Debug` shows the names only: the values hold secrets.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Environment {
     variables: BTreeMap<OsString, OsString>,
 }
@@ -93,13 +95,14 @@ pub(super) struct Origins {
     end: usize,
 }
 
-#[derive(Debug, Clone)]
+/// `Debug` shows where each region comes from, never what it holds.
+#[derive(Clone)]
 struct Region {
     start: usize,
     what: RegionKind,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum RegionKind {
     Text {
         origin: String,
@@ -107,6 +110,8 @@ enum RegionKind {
     },
     Variable {
         name: String,
+        /// The value, when it is a secret's, to keep it out of messages.
+        secret: Option<String>,
     },
     File {
         path: String,
@@ -182,12 +187,14 @@ impl Origins {
         .start
     }
 
-    /// Reserves a range for the value of the variable `name`, `length` bytes long.
-    pub(super) fn add_variable(&mut self, name: &str, length: usize) -> Range<usize> {
+    /// Reserves a range for `value`, the value of the variable `name`; `secret` when it sets
+    /// a secret, which messages then never quote.
+    pub(super) fn add_variable(&mut self, name: &str, value: &str, secret: bool) -> Range<usize> {
         self.reserve(
-            length,
+            value.len(),
             RegionKind::Variable {
                 name: name.to_owned(),
+                secret: secret.then(|| value.to_owned()),
             },
         )
     }
@@ -238,7 +245,7 @@ impl Origins {
                 origin: origin.clone(),
                 line: Some(line_of(text, offset - start)),
             },
-            Some((_, RegionKind::Variable { name })) => Location {
+            Some((_, RegionKind::Variable { name, .. })) => Location {
                 origin: format!("environment variable {name}"),
                 line: None,
             },
@@ -282,7 +289,7 @@ impl Origins {
                 origin: origin.clone(),
                 line: line_of(text, offset - start),
             },
-            Some((_, RegionKind::Variable { name })) => Source::Environment {
+            Some((_, RegionKind::Variable { name, .. })) => Source::Environment {
                 variable: name.clone(),
             },
             Some((
@@ -319,10 +326,18 @@ impl Origins {
         message: String,
     ) -> ConfigProblem {
         let Location { origin, line } = self.locate(span.start);
-        let message = match self.region(span.start).map(|region| &region.what) {
-            Some(RegionKind::File { content, .. }) if !content.is_empty() => message
-                .replace(&format!("{content:?}"), "\"****\"")
-                .replace(content.as_str(), "****"),
+        let hidden = match self.region(span.start).map(|region| &region.what) {
+            Some(RegionKind::File { content, .. }) => Some(content),
+            Some(RegionKind::Variable {
+                secret: Some(value),
+                ..
+            }) => Some(value),
+            _ => None,
+        };
+        let message = match hidden {
+            Some(value) if !value.is_empty() => message
+                .replace(&format!("{value:?}"), "\"****\"")
+                .replace(value.as_str(), "****"),
             _ => message,
         };
         ConfigProblem {
@@ -357,6 +372,26 @@ impl Sources {
         self.spans
             .get(key_path)
             .is_some_and(|span| self.origins.is_from_file(span.start))
+    }
+}
+
+impl fmt::Debug for Environment {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Environment")
+            .field("variables", &self.variables.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl fmt::Debug for Region {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match &self.what {
+            RegionKind::Text { origin, .. } => format!("text {origin}"),
+            RegionKind::Variable { name, .. } => format!("environment variable {name}"),
+            RegionKind::File { path, .. } => format!("file {path}"),
+        };
+        write!(formatter, "{}: {what}", self.start)
     }
 }
 

@@ -971,3 +971,42 @@ fn insert(table: &mut toml::Table, path: &[super::super::explain::Part], value: 
         _ => panic!("unexpected path {path:?}"),
     }
 }
+
+#[test]
+fn a_problem_with_a_secret_variable_does_not_quote_it() {
+    // `aws.secret_access_key` without `aws.access_key_id`: the message names the key only, and
+    // a message that quoted the value would have it replaced.
+    let secret = "aws-secret-in-a-variable";
+    let error = load("", &[("SOCKWAY_AWS__SECRET_ACCESS_KEY", secret)]).unwrap_err();
+    check_problems(
+        Err(error),
+        &[(
+            "environment variable SOCKWAY_AWS__SECRET_ACCESS_KEY",
+            None,
+            "aws.secret_access_key",
+            "needs aws.access_key_id as well",
+        )],
+    );
+    // Should a check ever quote one, the message hides it.
+    let mut origins = crate::config::sources::Origins::default();
+    let span = origins.add_variable("SOCKWAY_AWS__SECRET_ACCESS_KEY", secret, true);
+    let problem = origins.problem(
+        "aws.secret_access_key".to_owned(),
+        &span,
+        format!("{secret:?} is wrong, and so is {secret}"),
+    );
+    assert_eq!(problem.message, "\"****\" is wrong, and so is ****");
+
+    let env = environment(&[("SOCKWAY_API_KEYS__0__VALUE", "short key value")]);
+    let debug = format!("{env:?}");
+    assert!(
+        !debug.contains("short key value") && !debug.contains(MANAGEMENT_SECRET),
+        "{debug}"
+    );
+    let loaded = loaded(BASE, &[]);
+    let debug = format!("{:?}", loaded.sources);
+    assert!(
+        !debug.contains("secret_access_key_env = "),
+        "the texts stay out of Debug: {debug}"
+    );
+}
