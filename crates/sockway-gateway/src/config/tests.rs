@@ -2643,13 +2643,14 @@ fn documented_example_parses_and_documents_every_key() {
         );
     }
     // ...and the complete example has every key but the other authorizer types' own.
-    // `cluster.node_id_env` excludes `cluster.node_id`, so it has a block of its own too.
+    // `cluster.node_id_env` excludes `cluster.node_id`, and `cluster.redis_password`
+    // `cluster.redis_password_env`, so they have blocks of their own too.
     let other_authorizer_keys = ["function", "endpoint_url", "region", "uri"];
     for key in &documented {
         let elsewhere = key
             .strip_prefix("authorizer.")
             .is_some_and(|key| other_authorizer_keys.contains(&key))
-            || *key == "cluster.node_id_env";
+            || ["cluster.node_id_env", "cluster.redis_password"].contains(key);
         assert!(
             elsewhere || example_paths.iter().any(|path| doc_key_matches(key, path)),
             "{key} is documented but missing from the complete example"
