@@ -112,7 +112,7 @@ pub(super) fn apply<'a>(
             path: Vec::new(),
         };
         if let Err(Failure { key_path, message }) =
-            assignment.into_table(document, schema::ROOT, &segments)
+            assignment.set_in_table(document, schema::ROOT, &segments)
         {
             problems.push((span.start, origins.problem(key_path, &span, message)));
         }
@@ -141,7 +141,7 @@ impl<'a> Assignment<'a> {
     }
 
     /// Sets the rest of the path, `segments`, in `table`, whose keys are `keys`.
-    fn into_table(
+    fn set_in_table(
         &mut self,
         table: &mut DeTable<'a>,
         keys: &'static [Key],
@@ -181,11 +181,11 @@ impl<'a> Assignment<'a> {
             return Ok(());
         }
         let entry = self.entry(table, &name, kind);
-        self.into_kind(entry, kind, rest)
+        self.set_in_kind(entry, kind, rest)
     }
 
     /// Sets `segments` in `value`, an entry of kind `kind`.
-    fn into_kind(
+    fn set_in_kind(
         &mut self,
         value: &mut DeValue<'a>,
         kind: Kind,
@@ -194,7 +194,7 @@ impl<'a> Assignment<'a> {
         match kind {
             Kind::Table(keys) => {
                 let table = self.as_table(value)?;
-                self.into_table(table, keys, segments)
+                self.set_in_table(table, keys, segments)
             }
             Kind::Tables(keys) => {
                 let (index, rest) = segments.split_first().expect("callers pass a segment");
@@ -228,7 +228,7 @@ impl<'a> Assignment<'a> {
                 }
                 let entry = array.as_mut()[index].get_mut();
                 let table = self.as_table(entry)?;
-                self.into_table(table, keys, rest)
+                self.set_in_table(table, keys, rest)
             }
             Kind::Named { value: kind, known } => {
                 let (segment, rest) = segments.split_first().expect("callers pass a segment");
@@ -244,7 +244,7 @@ impl<'a> Assignment<'a> {
                     return Ok(());
                 }
                 let entry = self.entry(table, &name, *kind);
-                self.into_kind(entry, *kind, rest)
+                self.set_in_kind(entry, *kind, rest)
             }
             _ => self.fail(format!(
                 "is a value, not a table: the variable is {}",

@@ -36,6 +36,12 @@ secret_access_key_env = "SOCKWAY_MANAGEMENT_SECRET"
 /// The management secret `BASE` reads through `secret_access_key_env`.
 const MANAGEMENT_SECRET: &str = "management-secret-from-env";
 
+/// Variables as a test writes them: name and value.
+type Variables<'a> = &'a [(&'a str, &'a str)];
+
+/// A problem as a test expects it: origin, line, key path and a fragment of the message.
+type Expected = (String, Option<usize>, &'static str, String);
+
 fn environment(variables: &[(&str, &str)]) -> Environment {
     Environment::new(
         variables
@@ -120,7 +126,7 @@ fn check_problems(
 #[test]
 fn variables_set_keys_of_every_kind_over_the_file() {
     type Read = fn(&Config) -> String;
-    let cases: &[(&[(&str, &str)], Read, &str)] = &[
+    let cases: &[(Variables<'_>, Read, &str)] = &[
         (&[], |c| c.gateway.listen.to_string(), "127.0.0.1:8080"),
         (
             &[("SOCKWAY_GATEWAY__LISTEN", "0.0.0.0:9000")],
@@ -313,7 +319,7 @@ fn variables_set_keys_of_every_kind_over_the_file() {
 #[test]
 fn bad_variables_are_problems_that_name_them() {
     const VARIABLE: &str = "environment variable ";
-    let cases: &[(&[(&str, &str)], (&str, &str, &str))] = &[
+    let cases: &[(Variables<'_>, (&str, &str, &str))] = &[
         (
             &[("SOCKWAY_GATEWAY__LISEN", "0.0.0.0:80")],
             (
@@ -625,7 +631,7 @@ fn bad_file_keys_name_the_key_and_the_file() {
         )
     };
     let path = |path: &std::path::Path| format!("{:?}", path.display().to_string());
-    let cases: Vec<(String, (String, Option<usize>, &str, String))> = vec![
+    let cases: Vec<(String, Expected)> = vec![
         (
             credential("secret_access_key_file", &path(&missing)),
             (
