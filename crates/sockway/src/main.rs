@@ -121,7 +121,7 @@ fn main() -> ExitCode {
         Command::Import {
             file,
             template_args,
-        } => template::import(&file, template_args, &env),
+        } => template::import(&file, &template_args, &env),
         Command::Validate {
             config,
             explain,
@@ -132,7 +132,7 @@ fn main() -> ExitCode {
             &config,
             template.as_deref(),
             overrides.as_deref(),
-            template_args,
+            &template_args,
             &env,
         ) {
             Ok(loaded) => {
@@ -167,7 +167,7 @@ fn main() -> ExitCode {
                 &config,
                 template.as_deref(),
                 overrides.as_deref(),
-                template_args,
+                &template_args,
                 &env,
             );
             let mut loaded = match loaded {
@@ -206,7 +206,7 @@ fn load(
     config: &Path,
     template: Option<&Path>,
     overrides: Option<&Path>,
-    template_args: template::TemplateArgs,
+    template_args: &template::TemplateArgs,
     env: &Environment,
 ) -> Result<Loaded, String> {
     match template {

@@ -66,7 +66,7 @@ enum LambdaNamesArg {
 }
 
 /// `sockway import FILE`: the TOML on standard output, the notes on standard error.
-pub(crate) fn import(file: &Path, args: TemplateArgs, env: &Environment) -> ExitCode {
+pub(crate) fn import(file: &Path, args: &TemplateArgs, env: &Environment) -> ExitCode {
     match read(file, args, env) {
         Ok(imported) => {
             print!("{}", imported.toml);
@@ -83,7 +83,7 @@ pub(crate) fn import(file: &Path, args: TemplateArgs, env: &Environment) -> Exit
 /// overrides and then `env`'s `SOCKWAY_…__…` variables merged over the imported one.
 pub(crate) fn load(
     file: &Path,
-    args: TemplateArgs,
+    args: &TemplateArgs,
     overrides: Option<&Path>,
     env: &Environment,
 ) -> Result<Loaded, String> {
@@ -111,7 +111,7 @@ pub(crate) fn load(
 }
 
 /// Reads and imports `file`, printing its notes.
-fn read(file: &Path, args: TemplateArgs, env: &Environment) -> Result<Imported, String> {
+fn read(file: &Path, args: &TemplateArgs, env: &Environment) -> Result<Imported, String> {
     let text =
         std::fs::read_to_string(file).map_err(|error| format!("{}: {error}", file.display()))?;
     let stack_resources = match &args.stack_resources {
@@ -127,15 +127,15 @@ fn read(file: &Path, args: TemplateArgs, env: &Environment) -> Result<Imported, 
             FormatArg::Cloudformation => Format::CloudFormation,
             FormatArg::Serverless => Format::Serverless,
         },
-        parameter_overrides: args.parameter_overrides,
-        stage: args.stage,
-        region: args.region,
-        lambda_endpoint: args.lambda_endpoint,
+        parameter_overrides: args.parameter_overrides.clone(),
+        stage: args.stage.clone(),
+        region: args.region.clone(),
+        lambda_endpoint: args.lambda_endpoint.clone(),
         lambda_names: args.lambda_names.map(|names| match names {
             LambdaNamesArg::Local => LambdaNames::Local,
             LambdaNamesArg::Deployed => LambdaNames::Deployed,
         }),
-        stack_name: args.stack_name,
+        stack_name: args.stack_name.clone(),
         stack_resources,
         strict: args.strict,
         // `${env:...}` in a serverless.yml: read while the configuration loads, as
