@@ -14,6 +14,7 @@
 //! `*_file` keys, `sources` remembers where each value came from.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use serde_spanned::Spanned;
@@ -21,7 +22,7 @@ use toml::de::{DeArray, DeTable, DeValue};
 
 use super::ConfigProblem;
 use super::parse::key_path;
-use super::schema::{self, FILE_SUFFIX, Key, Kind};
+use super::schema::{self, ENV_SUFFIX, FILE_SUFFIX, Key, Kind};
 use super::sources::{Environment, Origins, SEGMENT_SEPARATOR, VARIABLE_PREFIX};
 
 /// A variable that sets a key, its name and value valid UTF-8.
@@ -102,18 +103,37 @@ pub(super) fn apply<'a>(
     origins: &mut Origins,
     problems: &mut Vec<(usize, ConfigProblem)>,
 ) {
+    // The variable that set each setting (a key, its `_file` and `_env` forms being one), so
+    // that two spellings of one key (`SOCKWAY_ROUTES__CONNECT__…`, `…___CONNECT__…`) are an
+    // error rather than a silent choice.
+    let mut setters: BTreeMap<String, &str> = BTreeMap::new();
     for variable in variables {
         let secret = schema::is_secret(&variable.segments());
         let span = origins.add_variable(&variable.name, &variable.value, secret);
-        let segments: Vec<&str> = path_of(&variable.name).split(SEGMENT_SEPARATOR).collect();
         let mut assignment = Assignment {
             value: &variable.value,
             span: span.clone(),
             path: Vec::new(),
         };
-        if let Err(Failure { key_path, message }) =
-            assignment.set_in_table(document, schema::ROOT, &segments)
-        {
+        let result = assignment.set_in_table(document, schema::ROOT, &variable.segments());
+        let failure = match result {
+            Err(failure) => Some(failure),
+            Ok(()) => {
+                let key_path = assignment.key_path();
+                let setting = [FILE_SUFFIX, ENV_SUFFIX]
+                    .iter()
+                    .find_map(|suffix| key_path.strip_suffix(suffix))
+                    .unwrap_or(&key_path)
+                    .to_owned();
+                setters
+                    .insert(setting, &variable.name)
+                    .map(|other| Failure {
+                        key_path,
+                        message: format!("also set by {other}: set it once"),
+                    })
+            }
+        };
+        if let Some(Failure { key_path, message }) = failure {
             problems.push((span.start, origins.problem(key_path, &span, message)));
         }
     }

@@ -477,6 +477,48 @@ fn a_name_two_entries_share_must_be_set_in_the_text() {
 }
 
 #[test]
+fn two_variables_for_one_key_are_an_error() {
+    check_problems(
+        load(
+            BASE,
+            &[
+                ("SOCKWAY_ROUTES__CONNECT__INTEGRATION", "chat"),
+                ("SOCKWAY_ROUTES___CONNECT__INTEGRATION", "Audit-Log"),
+            ],
+        ),
+        &[(
+            "environment variable SOCKWAY_ROUTES___CONNECT__INTEGRATION",
+            None,
+            "routes.\"$connect\".integration",
+            "also set by SOCKWAY_ROUTES__CONNECT__INTEGRATION: set it once",
+        )],
+    );
+    let directory = secrets("two-variables");
+    let file = directory.write("secret", "secret-in-a-file-0123\n");
+    check_problems(
+        load(
+            BASE,
+            &[
+                (
+                    "SOCKWAY_MANAGEMENT__CREDENTIALS__0__SECRET_ACCESS_KEY",
+                    "secret-0123456789",
+                ),
+                (
+                    "SOCKWAY_MANAGEMENT__CREDENTIALS__0__SECRET_ACCESS_KEY_FILE",
+                    file.to_str().unwrap(),
+                ),
+            ],
+        ),
+        &[(
+            "environment variable SOCKWAY_MANAGEMENT__CREDENTIALS__0__SECRET_ACCESS_KEY_FILE",
+            None,
+            "management.credentials[0].secret_access_key_file",
+            "also set by SOCKWAY_MANAGEMENT__CREDENTIALS__0__SECRET_ACCESS_KEY",
+        )],
+    );
+}
+
+#[test]
 fn problems_come_in_order_file_lines_then_variables() {
     let text = "[limits]\nframe_bytes = 0\n";
     check_problems(
