@@ -294,7 +294,10 @@ pub(super) fn entries(config: &Config) -> Vec<Entry> {
                     out.string("issuer", jwt.issuer.clone());
                     out.strings("audience", &jwt.audience);
                     out.string("jwks_url", jwt.jwks_url.to_string());
-                    out.boolean("jwks_allow_http", jwt.jwks_url.scheme_str() == Some("http"));
+                    // Only what the URL shows: the flag matters, and is known, for `http://`.
+                    if jwt.jwks_url.scheme_str() == Some("http") {
+                        out.boolean("jwks_allow_http", true);
+                    }
                     out.duration("leeway", jwt.leeway);
                     if let Some(token_use) = jwt.token_use {
                         out.string(
