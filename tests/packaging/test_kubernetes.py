@@ -6,7 +6,7 @@ claim (1.30, the first with the preStop `sleep` action on by default) and the ne
 `kubernetes-validate` bundles; then against each other (selectors, named ports, the ConfigMap
 and Secret they reference), against the container image (its user, where it reads its
 config) and against sockway itself (the ConfigMap's file passes `sockway validate` with the
-pod's environment, the probes reach the listener that serves /health and /ready, the grace
+pod's environment and its Secret's files, the probes reach the listener that serves /health and /ready, the grace
 period covers the preStop pause plus `limits.shutdown_grace`).
 """
 
@@ -140,9 +140,34 @@ def test_the_pod_runs_the_images_command_as_its_user_with_the_config_where_the_i
     assert security["runAsNonRoot"] is True
 
 
+def secret_volume() -> tuple[str, str]:
+    """The Secret mounted as files: its name and where the container sees it."""
+    volumes = resources()["Deployment"]["spec"]["template"]["spec"]["volumes"]
+    secrets = {volume["name"]: volume["secret"]["secretName"] for volume in volumes
+               if "secret" in volume}
+    mounts = [mount for mount in container()["volumeMounts"] if mount["name"] in secrets]
+    assert len(mounts) == 1, mounts
+    return secrets[mounts[0]["name"]], mounts[0]["mountPath"]
+
+
+def secret_files() -> set[str]:
+    """The Secret's keys the config reads through *_file keys."""
+    _, mount_path = secret_volume()
+    paths = re.findall(r'_file = "([^"]+)"', config_text())
+    secrets = {path for path in paths if path.startswith(f"{mount_path}/")}
+    return {path.removeprefix(f"{mount_path}/") for path in secrets}
+
+
 def test_the_config_passes_sockway_validate_with_the_pods_environment(tmp_path: Path):
+    # The Secret's volume stood in by a directory of sample secrets.
+    _, mount_path = secret_volume()
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    assert {"redis-password", "management-secret-access-key"} <= secret_files()
+    for key in secret_files():
+        (secrets / key).write_text("sample-secret-0123456789\n")
     path = tmp_path / "sockway.toml"
-    path.write_text(config_text())
+    path.write_text(config_text().replace(f'"{mount_path}/', f'"{secrets}/'))
     validate = [str(sockway_bin()), "validate", "--config", str(path)]
     done = subprocess.run(validate, env=pod_environment(), capture_output=True, text=True,
                           timeout=TIMEOUT)
@@ -181,3 +206,6 @@ def test_the_secret_the_docs_create_holds_every_key_the_pod_reads():
         if reference:
             assert reference["name"] == name
             assert reference["key"] in created, f"{reference['key']} is not created"
+    secret_name, _ = secret_volume()
+    assert secret_name == name
+    assert secret_files() <= created, f"{secret_files() - created} is not created"

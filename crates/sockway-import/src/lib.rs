@@ -7,24 +7,23 @@
 //! resource and the property, and what to do instead; with [`ImportOptions::strict`] those
 //! are errors.
 //!
-//! The text is then checked by the gateway's own validation ([`to_config`], which also
-//! merges an overrides file for what a template does not say), so an imported
-//! configuration gets exactly the checks a written one gets. This crate keeps the YAML
-//! parser out of the gateway library; it reads no file and no environment variable itself
-//! (the caller passes the texts and an environment lookup).
+//! The text is then loaded by the gateway's own loader ([`to_config`]: an overrides file for
+//! what a template does not say, then the environment, merged over it by
+//! `Config::load_layers`), so an imported configuration gets exactly the checks and the
+//! overrides a written one gets. This crate keeps the YAML parser out of the gateway library;
+//! it reads no file and no environment variable itself (the caller passes the texts and the
+//! environment).
 
 mod cloudformation;
 mod model;
-mod overrides;
 mod serverless;
 mod yaml;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use sockway_gateway::config::{Config, ConfigError};
+use sockway_gateway::config::{Config, ConfigError, ConfigText, Loaded};
 
-pub use self::overrides::merge_overrides;
 pub use self::yaml::SyntaxError;
 
 /// What the template is written for.
@@ -139,9 +138,6 @@ pub enum ImportError {
     /// The generated configuration does not pass the gateway's checks.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The overrides file is not TOML.
-    #[error("{0}")]
-    Overrides(String),
 }
 
 fn lines(notes: &[Note]) -> String {
@@ -297,19 +293,26 @@ pub fn import(
     })
 }
 
-/// Validates an imported configuration with the gateway's own checks, after merging
-/// `overrides` (TOML text and its name) over it: see [`merge_overrides`].
+/// Loads an imported configuration as the gateway loads a file: `overrides` (TOML text and
+/// its name), when given, merged over it (tables key by key, other values replace), then the
+/// `SOCKWAY_…__…` variables of `env`, then the gateway's checks. See `Config::load_layers`.
 pub fn to_config(
     imported: &Imported,
     source_name: &str,
     overrides: Option<(&str, &str)>,
-) -> Result<Config, ImportError> {
-    let origin = format!("{source_name} (imported)");
-    let text = match overrides {
-        None => imported.toml.clone(),
-        Some((text, name)) => merge_overrides(&imported.toml, text, name)?,
-    };
-    Ok(Config::from_toml(&text, &origin)?)
+    env: &sockway_gateway::config::Environment,
+) -> Result<Loaded, ImportError> {
+    let mut texts = vec![ConfigText {
+        origin: format!("{source_name} (imported)"),
+        text: imported.toml.clone(),
+    }];
+    if let Some((text, name)) = overrides {
+        texts.push(ConfigText {
+            origin: name.to_owned(),
+            text: text.to_owned(),
+        });
+    }
+    Ok(Config::load_layers(&texts, env)?)
 }
 
 /// Parses `Key=Value` pairs as `--parameter-overrides` takes them (also AWS CLI's

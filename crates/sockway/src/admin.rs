@@ -318,7 +318,9 @@ impl Target {
     /// The client the flags, the config file and the environment describe.
     fn client(&self) -> anyhow::Result<ManagementClient> {
         let config = match &self.config {
-            Some(path) => Some(Config::load(path).map_err(|error| anyhow::anyhow!("{error}"))?),
+            Some(path) => {
+                Some(crate::load_config_file(path).map_err(|error| anyhow::anyhow!("{error}"))?)
+            }
             None => None,
         };
         let endpoint = match (&self.endpoint, &config) {

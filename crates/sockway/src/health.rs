@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use sockway_gateway::config::Config;
 
 /// Exit status when the gateway is not healthy or did not answer.
 const EXIT_UNHEALTHY: u8 = 1;
@@ -126,7 +125,7 @@ impl Target {
 /// `http://` and the config's management listener, plus `/health`; an error when the probe
 /// could not get an answer there (TLS, PROXY protocol).
 fn config_url(path: &std::path::Path) -> anyhow::Result<String> {
-    let config = Config::load(path).map_err(|error| anyhow::anyhow!("{error}"))?;
+    let config = crate::load_config_file(path).map_err(|error| anyhow::anyhow!("{error}"))?;
     let separate = config.management.listen.is_some();
     let tls = if separate {
         config.management.tls

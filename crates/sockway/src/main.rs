@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sockway_gateway::Gateway;
-use sockway_gateway::config::{Config, LogConfig, LogFormat, LogLevel};
+use sockway_gateway::config::{Config, Environment, Loaded, LogConfig, LogFormat, LogLevel};
 use sockway_gateway::server::TlsError;
 
 /// A self-hosted WebSocket API gateway that speaks the AWS API Gateway WebSocket API model.
@@ -72,11 +72,16 @@ enum Command {
         template_args: template::TemplateArgs,
     },
     /// Check a configuration file and exit: 0 when valid (risky settings are printed as
-    /// warnings), 2 otherwise.
+    /// warnings), 2 otherwise. `SOCKWAY_…__…` environment variables and `*_file` keys apply,
+    /// as they do for `serve`.
     Validate {
         /// The configuration file.
         #[arg(long, default_value = "sockway.toml")]
         config: PathBuf,
+        /// Also print every effective key, its value (secrets as "****") and where the value
+        /// came from: a line of the file, an environment variable, a file, or the default.
+        #[arg(long)]
+        explain: bool,
         /// Check the configuration `serve --template FILE` would run instead.
         #[arg(long, value_name = "FILE", conflicts_with = "config")]
         template: Option<PathBuf>,
@@ -106,6 +111,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The environment is read here, once: config variables, `*_env` keys and a
+    // serverless.yml's `${env:...}` all see this copy.
+    let env = Environment::new(std::env::vars_os());
     match cli.command {
         Command::Admin(command) => admin::run(command),
         Command::Presign(args) => presign::run(args),
@@ -113,9 +121,10 @@ fn main() -> ExitCode {
         Command::Import {
             file,
             template_args,
-        } => template::import(&file, template_args),
+        } => template::import(&file, &template_args, &env),
         Command::Validate {
             config,
+            explain,
             template,
             overrides,
             template_args,
@@ -123,11 +132,18 @@ fn main() -> ExitCode {
             &config,
             template.as_deref(),
             overrides.as_deref(),
-            template_args,
+            &template_args,
+            &env,
         ) {
             Ok(loaded) => {
                 let file = template.as_ref().unwrap_or(&config);
-                for warning in loaded.warnings() {
+                if explain {
+                    let mut stdout = std::io::stdout().lock();
+                    for key in loaded.explain() {
+                        let _ = writeln!(stdout, "{key}");
+                    }
+                }
+                for warning in loaded.config.warnings() {
                     eprintln!("{}: warning: {warning}", file.display());
                 }
                 println!("{}: configuration is valid", file.display());
@@ -151,10 +167,11 @@ fn main() -> ExitCode {
                 &config,
                 template.as_deref(),
                 overrides.as_deref(),
-                template_args,
+                &template_args,
+                &env,
             );
             let mut loaded = match loaded {
-                Ok(loaded) => loaded,
+                Ok(loaded) => loaded.config,
                 Err(error) => {
                     eprintln!("{error}");
                     return ExitCode::from(EXIT_CONFIG);
@@ -181,17 +198,30 @@ fn main() -> ExitCode {
     }
 }
 
-/// The configuration file, or the configuration imported from a template.
+/// The configuration file, or the configuration imported from a template with its
+/// overrides, with the environment's `SOCKWAY_…__…` variables over it and its `*_file` keys
+/// read: the one way `serve` and `validate` load a configuration, and what a reload calls
+/// again.
 fn load(
     config: &Path,
     template: Option<&Path>,
     overrides: Option<&Path>,
-    template_args: template::TemplateArgs,
-) -> Result<Config, String> {
+    template_args: &template::TemplateArgs,
+    env: &Environment,
+) -> Result<Loaded, String> {
     match template {
-        Some(file) => template::load(file, template_args, overrides),
-        None => Config::load(config).map_err(|error| error.to_string()),
+        Some(file) => template::load(file, template_args, overrides, env),
+        None => Config::load_file(config, env).map_err(|error| error.to_string()),
     }
+}
+
+/// The configuration file alone, as the admin commands, `presign` and `health` read it: with
+/// the environment's `SOCKWAY_…__…` variables and `*_file` keys, as `serve` reads it.
+pub(crate) fn load_config_file(path: &Path) -> Result<Config, String> {
+    let env = Environment::new(std::env::vars_os());
+    Config::load_file(path, &env)
+        .map(|loaded| loaded.config)
+        .map_err(|error| error.to_string())
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

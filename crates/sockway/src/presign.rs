@@ -53,7 +53,8 @@ pub(crate) fn run(args: PresignArgs) -> ExitCode {
 }
 
 fn presign(args: &PresignArgs) -> anyhow::Result<String> {
-    let config = Config::load(&args.config).map_err(|error| anyhow::anyhow!("{error}"))?;
+    let config =
+        crate::load_config_file(&args.config).map_err(|error| anyhow::anyhow!("{error}"))?;
     let credentials = &config.iam.credentials;
     let credential = match &args.access_key_id {
         Some(id) => credentials

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use sockway_gateway::config::Config;
+use sockway_gateway::config::{Environment, Loaded};
 use sockway_import::{Format, ImportOptions, Imported, LambdaNames, Severity};
 
 use crate::EXIT_CONFIG;
@@ -66,8 +66,8 @@ enum LambdaNamesArg {
 }
 
 /// `sockway import FILE`: the TOML on standard output, the notes on standard error.
-pub(crate) fn import(file: &Path, args: TemplateArgs) -> ExitCode {
-    match read(file, args) {
+pub(crate) fn import(file: &Path, args: &TemplateArgs, env: &Environment) -> ExitCode {
+    match read(file, args, env) {
         Ok(imported) => {
             print!("{}", imported.toml);
             ExitCode::SUCCESS
@@ -79,13 +79,15 @@ pub(crate) fn import(file: &Path, args: TemplateArgs) -> ExitCode {
     }
 }
 
-/// `sockway serve --template FILE [--overrides FILE]`: the configuration to run.
+/// `sockway serve --template FILE [--overrides FILE]`: the configuration to run, the
+/// overrides and then `env`'s `SOCKWAY_…__…` variables merged over the imported one.
 pub(crate) fn load(
     file: &Path,
-    args: TemplateArgs,
+    args: &TemplateArgs,
     overrides: Option<&Path>,
-) -> Result<Config, String> {
-    let imported = read(file, args)?;
+    env: &Environment,
+) -> Result<Loaded, String> {
+    let imported = read(file, args, env)?;
     let overrides = match overrides {
         Some(path) => Some((
             std::fs::read_to_string(path)
@@ -98,6 +100,7 @@ pub(crate) fn load(
         &imported,
         &file.display().to_string(),
         overrides.as_ref().map(|(text, name)| (text.as_str(), name.as_str())),
+        env,
     )
     .map_err(|error| {
         format!(
@@ -108,7 +111,7 @@ pub(crate) fn load(
 }
 
 /// Reads and imports `file`, printing its notes.
-fn read(file: &Path, args: TemplateArgs) -> Result<Imported, String> {
+fn read(file: &Path, args: &TemplateArgs, env: &Environment) -> Result<Imported, String> {
     let text =
         std::fs::read_to_string(file).map_err(|error| format!("{}: {error}", file.display()))?;
     let stack_resources = match &args.stack_resources {
@@ -124,20 +127,23 @@ fn read(file: &Path, args: TemplateArgs) -> Result<Imported, String> {
             FormatArg::Cloudformation => Format::CloudFormation,
             FormatArg::Serverless => Format::Serverless,
         },
-        parameter_overrides: args.parameter_overrides,
-        stage: args.stage,
-        region: args.region,
-        lambda_endpoint: args.lambda_endpoint,
+        parameter_overrides: args.parameter_overrides.clone(),
+        stage: args.stage.clone(),
+        region: args.region.clone(),
+        lambda_endpoint: args.lambda_endpoint.clone(),
         lambda_names: args.lambda_names.map(|names| match names {
             LambdaNamesArg::Local => LambdaNames::Local,
             LambdaNamesArg::Deployed => LambdaNames::Deployed,
         }),
-        stack_name: args.stack_name,
+        stack_name: args.stack_name.clone(),
         stack_resources,
         strict: args.strict,
         // `${env:...}` in a serverless.yml: read while the configuration loads, as
-        // `secret_access_key_env` is.
-        env: Box::new(|name| std::env::var(name).ok()),
+        // `secret_access_key_env` is, from the environment the binary read at start.
+        env: Box::new({
+            let env = env.clone();
+            move |name| env.get(name).and_then(|value| value.into_string().ok())
+        }),
     };
     let imported = sockway_import::import(&file.display().to_string(), &text, &options)
         .map_err(|error| error.to_string())?;

@@ -12,7 +12,7 @@ use serde_spanned::Spanned;
 use super::credentials::value_from_env;
 use super::raw::{RawApiKey, RawUsagePlan};
 use super::throttling::rate_limit;
-use super::validate::{Environment, Problems};
+use super::validate::{Lookup, Problems};
 use super::{
     ApiKeyConfig, ApiKeySelection, AuthorizationType, Config, ConfigWarning, Quota, QuotaPeriod,
     UsagePlanConfig,
@@ -54,7 +54,7 @@ pub(super) fn validate_selection(
 /// problem are left out (the problem is recorded).
 pub(super) fn validate_api_keys(
     raw: &[Spanned<RawApiKey>],
-    env: Environment<'_>,
+    env: Lookup<'_>,
     problems: &mut Problems<'_>,
 ) -> Vec<ApiKeyConfig> {
     let mut keys: Vec<ApiKeyConfig> = Vec::new();

@@ -10,7 +10,7 @@ use serde_spanned::Spanned;
 
 use super::duration::format_duration;
 use super::raw::{RawCluster, RawRedisUrls};
-use super::validate::{DurationRule, Environment, Problems};
+use super::validate::{DurationRule, Lookup, Problems};
 use super::{ClusterConfig, RedisTlsConfig};
 
 /// Bounds of `cluster.node_timeout`.
@@ -23,7 +23,7 @@ const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
 /// Validates `[cluster]`, recording problems; `None` if it has any.
 pub(super) fn validate_cluster(
     raw: &RawCluster,
-    env: Environment<'_>,
+    env: Lookup<'_>,
     problems: &mut Problems<'_>,
 ) -> Option<ClusterConfig> {
     let before = problems.count();
@@ -80,9 +80,25 @@ pub(super) fn validate_cluster(
     };
 
     let redis_tls = redis_tls(raw, &redis_urls, problems);
-    let redis_password = raw.redis_password_env.as_ref().and_then(|variable| {
-        environment_value("cluster.redis_password_env", variable, env, problems)
-    });
+    let redis_password = match (&raw.redis_password, &raw.redis_password_env) {
+        (Some(_), Some(variable)) => {
+            problems.add(
+                "cluster.redis_password_env".to_owned(),
+                variable.span(),
+                "set either redis_password or redis_password_env, not both".to_owned(),
+            );
+            None
+        }
+        (Some(password), None) => problems.string(
+            "cluster.redis_password",
+            Some(password),
+            |password: &str| password.is_empty().then(|| "must not be empty".to_owned()),
+        ),
+        (None, Some(variable)) => {
+            environment_value("cluster.redis_password_env", variable, env, problems)
+        }
+        (None, None) => None,
+    };
 
     if problems.count() > before {
         return None;
@@ -100,7 +116,7 @@ pub(super) fn validate_cluster(
 /// The node id: `cluster.node_id`, or the value of the variable `cluster.node_id_env` names
 /// (checked as a node id, and named in the message when it is not one), or `None` when
 /// neither is set. Setting both is a problem: the file would not say which one wins.
-fn node_id(raw: &RawCluster, env: Environment<'_>, problems: &mut Problems<'_>) -> Option<String> {
+fn node_id(raw: &RawCluster, env: Lookup<'_>, problems: &mut Problems<'_>) -> Option<String> {
     let Some(variable) = &raw.node_id_env else {
         return problems.string("cluster.node_id", raw.node_id.as_ref(), node_id_problem);
     };
@@ -132,7 +148,7 @@ fn node_id(raw: &RawCluster, env: Environment<'_>, problems: &mut Problems<'_>) 
 fn environment_value(
     key_path: &str,
     variable: &Spanned<String>,
-    env: Environment<'_>,
+    env: Lookup<'_>,
     problems: &mut Problems<'_>,
 ) -> Option<String> {
     let name = variable.get_ref();

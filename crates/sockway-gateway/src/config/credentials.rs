@@ -10,7 +10,7 @@ use serde_spanned::Spanned;
 
 use super::parse::key_path;
 use super::raw::{RawAws, RawManagementCredential};
-use super::validate::{Environment, Problems};
+use super::validate::{Lookup, Problems};
 use super::{AwsConfig, ManagementCredential};
 
 /// Validates `[aws]`: every key is optional, but the two keys of a static pair go together,
@@ -60,7 +60,7 @@ pub(super) fn validate_aws(raw: &RawAws, problems: &mut Problems<'_>) -> AwsConf
 /// from `env`. Entries with a problem are left out (the problem is recorded).
 pub(super) fn validate_management_credentials(
     raw: &[Spanned<RawManagementCredential>],
-    env: Environment<'_>,
+    env: Lookup<'_>,
     problems: &mut Problems<'_>,
 ) -> Vec<ManagementCredential> {
     let mut credentials = Vec::new();
@@ -117,7 +117,7 @@ pub(super) fn credential_secret(
     secret_env: Option<&Spanned<String>>,
     table: &str,
     entry_span: std::ops::Range<usize>,
-    env: Environment<'_>,
+    env: Lookup<'_>,
     problems: &mut Problems<'_>,
 ) -> Option<String> {
     let path = |key: &str| format!("{table}.{key}");
@@ -195,7 +195,7 @@ pub(super) fn weak_secret(secret: &str) -> Option<String> {
     None
 }
 
-pub(super) fn secret_from_env(name: &str, env: Environment<'_>) -> Result<String, String> {
+pub(super) fn secret_from_env(name: &str, env: Lookup<'_>) -> Result<String, String> {
     let secret = value_from_env(name, env)?;
     match weak_secret(&secret) {
         Some(problem) => Err(format!("environment variable {name}: {problem}")),
@@ -205,7 +205,7 @@ pub(super) fn secret_from_env(name: &str, env: Environment<'_>) -> Result<String
 
 /// Reads the value of environment variable `name`, which must be set, valid UTF-8 and not
 /// empty; the error is a message for the user, which never contains the value.
-pub(super) fn value_from_env(name: &str, env: Environment<'_>) -> Result<String, String> {
+pub(super) fn value_from_env(name: &str, env: Lookup<'_>) -> Result<String, String> {
     let valid_name = name
         .bytes()
         .next()

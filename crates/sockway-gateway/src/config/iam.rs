@@ -9,13 +9,13 @@ use serde_spanned::Spanned;
 
 use super::credentials::{access_key_id_problem, credential_secret};
 use super::raw::{RawIam, RawPolicyStatement};
-use super::validate::{Environment, Problems};
+use super::validate::{Lookup, Problems};
 use super::{IamConfig, IamCredential, PolicyStatement};
 
 /// Validates `[iam]`. Entries with a problem are left out (the problem is recorded).
 pub(super) fn validate_iam(
     raw: &RawIam,
-    env: Environment<'_>,
+    env: Lookup<'_>,
     problems: &mut Problems<'_>,
 ) -> IamConfig {
     let mut credentials: Vec<IamCredential> = Vec::new();

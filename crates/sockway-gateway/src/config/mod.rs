@@ -1,20 +1,23 @@
 //! The gateway's configuration: TOML text in, a validated [`Config`] out.
 //!
-//! Loading goes one way: the text is deserialised into raw serde structures that reject
-//! unknown keys (`raw`), then validated into the types below (`validate`). A config that
-//! reaches the rest of the gateway is complete and consistent: every route names an
+//! Loading goes one way: the layers are merged into one TOML document (`layers`: the texts in
+//! order, then `SOCKWAY_…__…` environment variables (`environment`), then `*_file` keys
+//! replaced by their files), which is deserialised into raw serde structures that reject
+//! unknown keys (`raw`, `parse`), then validated into the types below (`validate`). A config
+//! that reaches the rest of the gateway is complete and consistent: every route names an
 //! existing integration, every duration and size is in range, every address parses. Nothing
-//! here binds, connects or reads anything after [`Config::load`] returns.
+//! here binds, connects or reads anything after [`Config::load_layers`] returns.
 //!
-//! Problems are reported all at once, each with the key path and line it concerns, as
-//! `{origin}:{line}: {key_path}: {message}` (see [`ConfigError`]). A TOML syntax error or a
-//! key serde rejects (unknown key, wrong type) stops parsing, so it is reported alone.
+//! Problems are reported all at once, each with the key path and the place it concerns, as
+//! `{origin}:{line}: {key_path}: {message}` (see [`ConfigError`]), where the origin is a
+//! text, an environment variable or a file (`sources`). A TOML syntax error or a key serde
+//! rejects (unknown key, wrong type) stops parsing, so it is reported alone.
 //!
-//! The only environment read here is what the `*_env` keys name (`secret_access_key_env`,
-//! `cluster.redis_password_env`, `cluster.node_id_env`), during [`Config::from_toml`] (tests
-//! pass their own environment to [`Config::from_toml_with_env`]). Applying environment variables and command-line flags on
-//! top of the file is left to the caller for now: it can change the fields of a validated
-//! [`Config`] directly.
+//! The environment is read only from what the caller passes: an [`Environment`] for
+//! [`Config::load_layers`] (the binary reads the process's once), or a lookup function for the
+//! `*_env` keys ([`Config::from_toml_with_env`]; [`Config::from_toml`] looks in the process's
+//! own). `schema` lists every key and marks the secrets, which `explain` never prints.
+//! Command-line flags are applied by the caller to the validated [`Config`].
 //!
 //! `docs/configuration.md` describes every key for users and is tested to parse.
 
@@ -26,9 +29,12 @@ pub(crate) mod cluster;
 mod credentials;
 mod domain;
 mod duration;
+mod environment;
+mod explain;
 mod iam;
 mod integrations;
 mod lambda;
+mod layers;
 mod log;
 mod origins;
 mod parse;
@@ -36,6 +42,8 @@ mod permessage_deflate;
 mod proxies;
 mod raw;
 mod request_parameters;
+mod schema;
+mod sources;
 mod stage_variables;
 mod throttling;
 mod tls;
@@ -60,9 +68,11 @@ pub use self::cidr::Cidr;
 pub(crate) use self::cidr::any_contains;
 pub(crate) use self::domain::Authority;
 pub use self::domain::DomainName;
+pub use self::explain::ExplainedKey;
 pub use self::log::{LogConfig, LogFormat, LogLevel};
 pub use self::origins::AllowedOrigin;
 pub use self::proxies::{PublicScheme, TrustedProxies};
+pub use self::sources::{ConfigText, Environment, Source, Sources};
 pub use self::tls::TlsConfig;
 
 /// A complete, validated gateway configuration.
@@ -645,7 +655,8 @@ pub struct ClusterConfig {
     /// How `rediss://` connections verify Redis and prove who this node is. `None` (the
     /// default, and always for `redis://`): the platform's roots, no client certificate.
     pub redis_tls: Option<RedisTlsConfig>,
-    /// The Redis password from `cluster.redis_password_env`, used for every URL that does not
+    /// The Redis password from `cluster.redis_password` (or `redis_password_file`) or the
+    /// variable `cluster.redis_password_env` names, used for every URL that does not
     /// carry one.
     pub redis_password: Option<String>,
 }
@@ -694,12 +705,13 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// The config text has one or more problems; all of them are listed.
-    #[error("{}", ProblemList { origin, problems })]
+    /// The config has one or more problems; all of them are listed.
+    #[error("{}", ProblemList { problems })]
     Invalid {
-        /// Where the text came from: a path, or `<string>`.
+        /// Where the (first) text came from: a path, or `<string>`.
         origin: String,
-        /// Every problem found, ordered by line. Never empty.
+        /// Every problem found, ordered by where it is: the texts' by line, then the
+        /// environment variables', then the files'. Never empty.
         problems: Vec<ConfigProblem>,
     },
 }
@@ -710,7 +722,10 @@ pub struct ConfigProblem {
     /// The key the problem concerns, written as in TOML, e.g. `routes."$connect".integration`.
     /// Empty for a TOML syntax error.
     pub key_path: String,
-    /// 1-based line in the config text, when known.
+    /// Where the value in question came from: the text's name (a path), `environment
+    /// variable SOCKWAY_…`, or `file /path` for a value a `*_file` key read.
+    pub origin: String,
+    /// 1-based line in the text named by `origin`, when the problem is in a text.
     pub line: Option<usize>,
     /// What is wrong, in lower case without a trailing period.
     pub message: String,
@@ -735,7 +750,6 @@ impl fmt::Display for ConfigWarning {
 /// Renders problems one per line as `{origin}:{line}: {key_path}: {message}`, leaving out
 /// the line or key path when a problem has none.
 struct ProblemList<'a> {
-    origin: &'a str,
     problems: &'a [ConfigProblem],
 }
 
@@ -748,7 +762,7 @@ impl fmt::Display for ProblemList<'_> {
             if index > 0 {
                 formatter.write_str("\n")?;
             }
-            formatter.write_str(self.origin)?;
+            formatter.write_str(&problem.origin)?;
             if let Some(line) = problem.line {
                 write!(formatter, ":{line}")?;
             }
@@ -761,12 +775,22 @@ impl fmt::Display for ProblemList<'_> {
     }
 }
 
+/// A loaded config and where each of its values came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The validated config.
+    pub config: Config,
+    /// The source of each value, for [`Loaded::explain`].
+    pub sources: Sources,
+}
+
 impl Config {
     /// Parses and validates TOML text; `origin` names the source in messages (a path, or
     /// `"<string>"`).
     ///
     /// Keys that name an environment variable (`secret_access_key_env`) are read from this
-    /// process's environment, here and only here.
+    /// process's environment, here and only here. `SOCKWAY_…__…` variables are not applied:
+    /// that is [`Config::load_layers`]'s.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
         Config::from_toml_with_env(text, origin, |name| std::env::var_os(name))
     }
@@ -778,10 +802,16 @@ impl Config {
         origin: &str,
         env: impl Fn(&str) -> Option<OsString>,
     ) -> Result<Config, ConfigError> {
-        validate::parse_and_validate(text, &env).map_err(|problems| ConfigError::Invalid {
+        let texts = [ConfigText {
             origin: origin.to_owned(),
-            problems,
-        })
+            text: text.to_owned(),
+        }];
+        validate::load(&texts, None, &env)
+            .map(|(config, _)| config)
+            .map_err(|problems| ConfigError::Invalid {
+                origin: origin.to_owned(),
+                problems,
+            })
     }
 
     /// Reads the file at `path`, then parses and validates it with [`Config::from_toml`].
@@ -791,6 +821,36 @@ impl Config {
             source,
         })?;
         Config::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Loads a config from its layers: `texts` merged in order (a config file; or an imported
+    /// template, then an overrides file), then the `SOCKWAY_…__…` variables of `env` over
+    /// them, then the `*_file` keys read; `*_env` keys read `env` too. The one way the binary
+    /// loads a config, at startup and again on a reload. Nothing else is read from the
+    /// process's environment.
+    pub fn load_layers(texts: &[ConfigText], env: &Environment) -> Result<Loaded, ConfigError> {
+        validate::load(texts, Some(env), &|name| env.get(name))
+            .map(|(config, sources)| Loaded { config, sources })
+            .map_err(|problems| ConfigError::Invalid {
+                origin: texts
+                    .first()
+                    .map(|text| text.origin.clone())
+                    .unwrap_or_default(),
+                problems,
+            })
+    }
+
+    /// Reads the file at `path` and loads it with [`Config::load_layers`].
+    pub fn load_file(path: &Path, env: &Environment) -> Result<Loaded, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let texts = [ConfigText {
+            origin: path.display().to_string(),
+            text,
+        }];
+        Config::load_layers(&texts, env)
     }
 
     /// Settings that are valid but risky, each with what it allows: trusting every address as

@@ -1,9 +1,10 @@
-//! From TOML text to the raw config, and how problems are located in that text.
+//! From the merged TOML document to the raw config, and how problems are located in it.
 //!
-//! Parsing stops at the first TOML syntax error or serde error (unknown key, wrong type,
-//! missing key), because serde cannot go on after one. The error becomes a single
-//! [`ConfigProblem`] with the key path from `serde_path_to_error` and the line from the TOML
-//! error's span. Checking values is left to `validate`.
+//! Parsing stops at the first serde error (unknown key, wrong type, missing key), because
+//! serde cannot go on after one. The error becomes a single [`ConfigProblem`] with the key
+//! path from `serde_path_to_error`, located by the span of the value it concerns (a line of a
+//! text, an environment variable, a file: see `sources`). Merging the texts and variables
+//! into the document is `layers`'s; checking values is `validate`'s.
 
 use std::ops::Range;
 
@@ -12,21 +13,23 @@ use toml::de::{DeArray, DeTable, DeValue};
 
 use super::ConfigProblem;
 use super::raw::RawConfig;
+use super::sources::Origins;
 
-/// Deserialises the raw config, turning the first syntax or type error into a problem.
-pub(super) fn parse(text: &str) -> Result<RawConfig, ConfigProblem> {
-    let deserializer = toml::Deserializer::parse(text).map_err(|err| ConfigProblem {
-        key_path: String::new(),
-        line: err.span().map(|span| line_of(text, span.start)),
-        message: format!("invalid TOML: {}", err.message()),
-    })?;
+/// Deserialises the raw config from the merged `document`, turning the first type error into
+/// a problem, with its offset.
+pub(super) fn parse(
+    document: &DeTable<'_>,
+    origins: &Origins,
+) -> Result<RawConfig, (usize, ConfigProblem)> {
+    let deserializer = toml::de::Deserializer::from(Spanned::new(0..0, document.clone()));
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let inner = err.inner();
         let span = inner.span();
-        ConfigProblem {
-            key_path: error_key_path(text, err.path(), span.clone()),
-            line: span.map(|span| line_of(text, span.start)),
-            message: inner.message().to_owned(),
+        let key_path = error_key_path(document, err.path(), span.clone());
+        let message = inner.message().to_owned();
+        match span {
+            Some(span) => (span.start, origins.problem(key_path, &span, message)),
+            None => (usize::MAX, origins.unlocated(key_path, message)),
         }
     })
 }
@@ -71,14 +74,11 @@ fn quote_key(key: &str) -> String {
 /// integration names, header names): it reports them as unknown segments. Those are filled
 /// in from the document itself, by finding the entry whose text holds the error's span.
 fn error_key_path(
-    text: &str,
+    document: &DeTable<'_>,
     path: &serde_path_to_error::Path,
     error_span: Option<Range<usize>>,
 ) -> String {
-    // The document parsed before, so it parses again; without it, unknown segments are
-    // left out rather than guessed.
-    let document = DeTable::parse(text).ok();
-    let mut table: Option<&DeTable<'_>> = document.as_ref().map(Spanned::get_ref);
+    let mut table: Option<&DeTable<'_>> = Some(document);
     // The array the last key named, for a following index to step into.
     let mut array: Option<&DeArray<'_>> = None;
     let mut segments: Vec<String> = Vec::new();

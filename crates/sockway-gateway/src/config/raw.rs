@@ -534,6 +534,9 @@ pub(super) struct RawCluster {
     pub(super) tls_cert_file: Option<Spanned<String>>,
     /// PEM private key of `tls_cert_file`. Default: none.
     pub(super) tls_key_file: Option<Spanned<String>>,
+    /// The Redis password (`AUTH`) for every URL without one of its own; a secret, usually
+    /// given as `redis_password_file` or by `redis_password_env`. Default: none.
+    pub(super) redis_password: Option<Spanned<String>>,
     /// Name of an environment variable holding the Redis password (`AUTH`), read once at
     /// load, so the password need not be written in `redis_url`. Default: none.
     pub(super) redis_password_env: Option<Spanned<String>>,

@@ -2542,12 +2542,18 @@ fn doc_key_matches(doc_key: &str, path: &[String]) -> bool {
         })
 }
 
+/// The complete example of the documentation: every key, most with other values than the
+/// defaults.
+pub(super) fn documented_example() -> &'static str {
+    doc_toml_blocks()
+        .last()
+        .expect("docs/configuration.md has a ```toml example")
+}
+
 #[test]
 fn documented_example_parses_and_documents_every_key() {
     let blocks = doc_toml_blocks();
-    let example = *blocks
-        .last()
-        .expect("docs/configuration.md has a ```toml example");
+    let example = documented_example();
     let config = parse_ok(example);
     assert_eq!(
         config.limits,
@@ -2637,13 +2643,14 @@ fn documented_example_parses_and_documents_every_key() {
         );
     }
     // ...and the complete example has every key but the other authorizer types' own.
-    // `cluster.node_id_env` excludes `cluster.node_id`, so it has a block of its own too.
+    // `cluster.node_id_env` excludes `cluster.node_id`, and `cluster.redis_password`
+    // `cluster.redis_password_env`, so they have blocks of their own too.
     let other_authorizer_keys = ["function", "endpoint_url", "region", "uri"];
     for key in &documented {
         let elsewhere = key
             .strip_prefix("authorizer.")
             .is_some_and(|key| other_authorizer_keys.contains(&key))
-            || *key == "cluster.node_id_env";
+            || ["cluster.node_id_env", "cluster.redis_password"].contains(key);
         assert!(
             elsewhere || example_paths.iter().any(|path| doc_key_matches(key, path)),
             "{key} is documented but missing from the complete example"
@@ -2888,4 +2895,118 @@ uri = "http://${stageVariables.ok"
             ("integrations.open.uri", 8, "invalid URI"),
         ],
     );
+}
+
+/// The kind `schema` gives the key at `path` (table entries of arrays of tables without an
+/// index, as `leaf_paths` writes them), if it has the key.
+fn schema_kind(path: &[String]) -> Option<schema::Kind> {
+    let mut kind = schema::Kind::Table(schema::ROOT);
+    for segment in path {
+        kind = match kind {
+            schema::Kind::Table(keys) | schema::Kind::Tables(keys) => {
+                schema::key(keys, segment)?.kind
+            }
+            schema::Kind::Named { value, .. } => *value,
+            _ => return None,
+        };
+    }
+    Some(kind)
+}
+
+#[test]
+fn the_schema_has_every_documented_key() {
+    let mut paths = Vec::new();
+    for block in doc_toml_blocks() {
+        let document = toml::de::DeTable::parse(block).unwrap();
+        leaf_paths(document.get_ref(), &[], &mut paths);
+    }
+    for path in &paths {
+        let kind = schema_kind(path);
+        assert!(
+            matches!(
+                kind,
+                Some(
+                    schema::Kind::String
+                        | schema::Kind::Integer
+                        | schema::Kind::Number
+                        | schema::Kind::Boolean
+                        | schema::Kind::Strings
+                        | schema::Kind::StringOrStrings
+                )
+            ),
+            "{} is documented but the schema has {kind:?}",
+            path.join(".")
+        );
+    }
+}
+
+/// TOML text that sets only the key at the end of `path`, nesting inline tables (and arrays
+/// of one table) down to it.
+fn text_setting(path: &[(String, schema::Kind)], value: &str) -> String {
+    let Some(((name, kind), rest)) = path.split_first() else {
+        return value.to_owned();
+    };
+    let inner = text_setting(rest, value);
+    let inner = if rest.is_empty() {
+        inner
+    } else {
+        format!("{{ {inner} }}")
+    };
+    let inner = match kind {
+        schema::Kind::Tables(_) => format!("[{inner}]"),
+        _ => inner,
+    };
+    format!("{name:?} = {inner}")
+}
+
+/// Every leaf key of `keys`, with the kinds of the tables on the way.
+fn schema_leaves(
+    keys: &'static [schema::Key],
+    prefix: &mut Vec<(String, schema::Kind)>,
+    leaves: &mut Vec<Vec<(String, schema::Kind)>>,
+) {
+    for key in keys {
+        prefix.push((key.name.to_owned(), key.kind));
+        match key.kind {
+            schema::Kind::Table(sub) | schema::Kind::Tables(sub) => {
+                schema_leaves(sub, prefix, leaves)
+            }
+            schema::Kind::Named { value, .. } => {
+                prefix.push(("name".to_owned(), *value));
+                match value {
+                    schema::Kind::Table(sub) => schema_leaves(sub, prefix, leaves),
+                    _ => leaves.push(prefix.clone()),
+                }
+                prefix.pop();
+            }
+            _ => leaves.push(prefix.clone()),
+        }
+        prefix.pop();
+    }
+}
+
+#[test]
+fn every_schema_key_is_a_key_of_the_file() {
+    let mut leaves = Vec::new();
+    schema_leaves(schema::ROOT, &mut Vec::new(), &mut leaves);
+    assert!(leaves.len() > 100, "{} keys", leaves.len());
+    for leaf in leaves {
+        let value = match leaf.last().unwrap().1 {
+            schema::Kind::Integer => "1",
+            schema::Kind::Number => "1.5",
+            schema::Kind::Boolean => "true",
+            schema::Kind::Strings => "[\"x\"]",
+            _ => "\"x\"",
+        };
+        let text = text_setting(&leaf, value);
+        if let Err(problems) = validate::parse_and_validate(&text, &|_| None) {
+            for problem in problems {
+                assert!(
+                    !problem.message.contains("unknown field")
+                        && !problem.message.contains("invalid type"),
+                    "{text}: {problem:?}"
+                );
+            }
+        }
+    }
 }

@@ -27,15 +27,17 @@ use super::domain::validate_domain_names;
 use super::duration::{format_duration, parse_duration};
 use super::iam::validate_iam;
 use super::integrations::validate_integration;
+use super::layers::{self, Found};
 use super::log::validate_log;
 use super::origins::validate_allowed_origins;
-use super::parse::{key_path, line_of, parse};
+use super::parse::{key_path, parse};
 use super::permessage_deflate::validate_permessage_deflate;
 use super::proxies::validate_proxies;
 use super::raw::{
     RawAuthorizerType, RawBinaryFrames, RawConfig, RawDuration, RawGateway, RawLimits,
     RawManagement, RawRoute,
 };
+use super::sources::{ConfigText, Environment, Origins, Sources};
 use super::stage_variables::apply_stage_variables;
 use super::throttling::{rate_limit, validate_throttling};
 use super::tls::validate_tls;
@@ -44,23 +46,60 @@ use super::{
     Limits, ManagementConfig, RateLimit, RouteConfig,
 };
 
-/// Looks up an environment variable by name; the process environment, or a stand-in.
-pub(super) type Environment<'e> = &'e dyn Fn(&str) -> Option<OsString>;
+/// Looks up an environment variable by name, for the `*_env` keys; the process environment,
+/// or a stand-in.
+pub(super) type Lookup<'e> = &'e dyn Fn(&str) -> Option<OsString>;
 
-/// Parses `text` and validates it, reading variables named by `*_env` keys from `env`; on
-/// failure returns every problem found, ordered by line.
-pub(super) fn parse_and_validate(
-    text: &str,
-    env: Environment<'_>,
-) -> Result<Config, Vec<ConfigProblem>> {
-    let raw = parse(text).map_err(|problem| vec![problem])?;
-    validate(raw, text, env)
+/// Merges `texts` and the config variables of `env` (none without one), then parses and
+/// validates the result, reading variables named by `*_env` keys from `lookup`; the config
+/// and where each value came from, or every problem found, ordered by where it is.
+pub(super) fn load(
+    texts: &[ConfigText],
+    env: Option<&Environment>,
+    lookup: Lookup<'_>,
+) -> Result<(Config, Sources), Vec<ConfigProblem>> {
+    let mut origins = Origins::default();
+    let mut found = Found::new();
+    let variables = env
+        .map(|env| layers::variables(env, &mut found))
+        .unwrap_or_default();
+    let document = match layers::merge(texts, &variables, &mut origins) {
+        Ok(document) if found.is_empty() => document,
+        Ok(_) => return Err(ordered(found)),
+        Err(more) => {
+            found.extend(more);
+            return Err(ordered(found));
+        }
+    };
+    let raw = parse(&document, &origins).map_err(|problem| vec![problem.1])?;
+    let config = validate(raw, &origins, lookup)?;
+    Ok((config, layers::sources(&document, origins)))
 }
 
-/// Problems found so far, and the text they are located in.
-pub(super) struct Problems<'t> {
-    text: &'t str,
-    found: Vec<ConfigProblem>,
+/// One text, without config variables: the section tests' shorthand.
+#[cfg(test)]
+pub(super) fn parse_and_validate(
+    text: &str,
+    env: Lookup<'_>,
+) -> Result<Config, Vec<ConfigProblem>> {
+    let texts = [ConfigText {
+        origin: "<test>".to_owned(),
+        text: text.to_owned(),
+    }];
+    load(&texts, None, env).map(|(config, _)| config)
+}
+
+/// The problems of `found`, in the order of their offsets: texts first, by line, then
+/// variables, then files.
+fn ordered(mut found: Found) -> Vec<ConfigProblem> {
+    found.sort_by_key(|(offset, _)| *offset);
+    found.into_iter().map(|(_, problem)| problem).collect()
+}
+
+/// Problems found so far, and the sources they are located in.
+pub(super) struct Problems<'o> {
+    origins: &'o Origins,
+    found: Found,
 }
 
 /// What a duration key accepts.
@@ -82,11 +121,11 @@ pub(super) const INTEGRATION_TIMEOUT_RULE: DurationRule =
 
 const MIB: i64 = 1024 * 1024;
 
-impl<'t> Problems<'t> {
-    fn new(text: &'t str) -> Self {
+impl<'o> Problems<'o> {
+    fn new(origins: &'o Origins) -> Self {
         Problems {
-            text,
-            found: Vec::new(),
+            origins,
+            found: Found::new(),
         }
     }
 
@@ -97,12 +136,8 @@ impl<'t> Problems<'t> {
 
     /// Records a problem with `key_path`, located at the start of `span`.
     pub(super) fn add(&mut self, key_path: String, span: Range<usize>, message: String) {
-        let line = line_of(self.text, span.start);
-        self.found.push(ConfigProblem {
-            key_path,
-            line: Some(line),
-            message,
-        });
+        let problem = self.origins.problem(key_path, &span, message);
+        self.found.push((span.start, problem));
     }
 
     /// Reads an absolute `http://` or `https://` URI, as [`parse_http_uri`] does; `None` when
@@ -283,10 +318,10 @@ pub(super) fn region_problem(region: &str) -> Option<String> {
 /// Validates every section, then returns the config or every problem, ordered by line.
 fn validate(
     mut raw: RawConfig,
-    text: &str,
-    env: Environment<'_>,
+    origins: &Origins,
+    env: Lookup<'_>,
 ) -> Result<Config, Vec<ConfigProblem>> {
-    let mut problems = Problems::new(text);
+    let mut problems = Problems::new(origins);
     let stage_variables = apply_stage_variables(&mut raw, &mut problems);
     let mut gateway = validate_gateway(&raw.gateway, &mut problems);
     gateway.stage_variables = stage_variables;
@@ -376,10 +411,8 @@ fn validate(
     let permessage_deflate = validate_permessage_deflate(&raw.permessage_deflate, &mut problems);
     let log = validate_log(&raw.log, &mut problems);
 
-    let mut found = problems.found;
-    if !found.is_empty() {
-        found.sort_by_key(|problem| problem.line.unwrap_or(usize::MAX));
-        return Err(found);
+    if !problems.found.is_empty() {
+        return Err(ordered(problems.found));
     }
     Ok(Config {
         gateway,
@@ -970,7 +1003,7 @@ fn validate_routes(
 fn validate_management(
     raw: &RawManagement,
     gateway_listen: Option<SocketAddr>,
-    env: Environment<'_>,
+    env: Lookup<'_>,
     problems: &mut Problems<'_>,
 ) -> ManagementConfig {
     let listen = problems.socket_address("management.listen", raw.listen.as_ref());

@@ -15,12 +15,12 @@ const SET_VARIABLE: &str = "SOCKWAY_FUZZ_SECRET";
 /// Input: the text of a config file (UTF-8, as [`Config::load`] requires).
 ///
 /// Checks: loading is deterministic; a rejected config lists at least one problem, ordered by
-/// line, every line inside the text, and its message names the origin; a loaded config keeps
-/// what validation promises (every route's integration exists, reserved route keys only for
-/// the three predefined routes, no route response on `$connect`/`$disconnect`, message limit
-/// at least the frame limit, the AWS id formats, a route selection expression that re-parses,
-/// PROXY protocol only with a trusted proxy, trusted blocks that read back as they print)
-/// and loads the same with a comment appended.
+/// line, every line inside the text, and its message names the origin (or the file a `*_file`
+/// key read); a loaded config keeps what validation promises (every route's integration
+/// exists, reserved route keys only for the three predefined routes, no route response on
+/// `$connect`/`$disconnect`, message limit at least the frame limit, the AWS id formats, a
+/// route selection expression that re-parses, PROXY protocol only with a trusted proxy,
+/// trusted blocks that read back as they print) and loads the same with a comment appended.
 pub fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -124,6 +124,11 @@ fn check_problems(text: &str, error: &ConfigError) {
             );
         }
         assert!(!problem.message.is_empty());
+        // A `*_file` key's file is a source of its own, after the text.
+        assert!(
+            problem.origin == ORIGIN || problem.origin.starts_with("file "),
+            "{problem:?}"
+        );
     }
-    assert!(error.to_string().starts_with(ORIGIN));
+    assert!(error.to_string().starts_with(ORIGIN) || problems[0].origin.starts_with("file "));
 }

@@ -30,8 +30,14 @@ pub(crate) fn parsed(imported: &Imported) -> (toml::Table, Config) {
         .toml
         .parse()
         .unwrap_or_else(|error| panic!("not TOML: {error}\n{}", imported.toml));
-    let config = sockway_import::to_config(imported, "fixture", None)
-        .unwrap_or_else(|error| panic!("{error}\n{}", imported.toml));
+    let config = sockway_import::to_config(
+        imported,
+        "fixture",
+        None,
+        &sockway_gateway::config::Environment::default(),
+    )
+    .unwrap_or_else(|error| panic!("{error}\n{}", imported.toml))
+    .config;
     (table, config)
 }
 

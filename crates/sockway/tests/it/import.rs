@@ -364,3 +364,84 @@ fn importing_doc_commands_run_against_the_fixtures() {
         .expect("the page shows the SAM template's configuration");
     assert_eq!(outputs[0], shown, "{}", commands[0]);
 }
+
+/// `validate --template --overrides --explain`: the imported template, the overrides file
+/// and the environment are layered as for a config file, and each value names its layer.
+#[test]
+fn template_overrides_and_variables_are_layered_and_explained() {
+    let overrides = ConfigFile::new(
+        "layered-overrides",
+        "[gateway]\nlisten = \"0.0.0.0:9000\"\n\n[limits]\nidle_timeout = \"1m\"\n",
+    );
+    let template = fixture("sam-chat/template.yaml");
+    let output = Command::new(binary())
+        .arg("validate")
+        .arg("--template")
+        .arg(&template)
+        .arg("--overrides")
+        .arg(&overrides.path)
+        .arg("--explain")
+        .env("SOCKWAY_LIMITS__IDLE_TIMEOUT", "2m")
+        .env("SOCKWAY_INTEGRATIONS__CONNECTINTEG__TIMEOUT", "5s")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let overrides_file = overrides.path.display();
+    let imported = format!("{} (imported)", template.display());
+    for (key, value, source) in [
+        (
+            "gateway.listen",
+            "\"0.0.0.0:9000\"",
+            format!("{overrides_file}:2"),
+        ),
+        (
+            "limits.idle_timeout",
+            "\"2m\"",
+            "environment variable SOCKWAY_LIMITS__IDLE_TIMEOUT".to_owned(),
+        ),
+        (
+            "integrations.ConnectInteg.timeout",
+            "\"5s\"",
+            "environment variable SOCKWAY_INTEGRATIONS__CONNECTINTEG__TIMEOUT".to_owned(),
+        ),
+        (
+            "routes.\"$connect\".integration",
+            "\"ConnectInteg\"",
+            imported.clone(),
+        ),
+    ] {
+        let line = stdout
+            .lines()
+            .find(|line| line.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key}\n{stdout}"));
+        assert!(
+            line.starts_with(&format!("{key} = {value}  # {source}")),
+            "{line}\n{stdout}"
+        );
+    }
+
+    // A problem in the overrides file names its own line.
+    let bad = ConfigFile::new(
+        "layered-bad-overrides",
+        "[gateway]\n\n[limits]\nframe_bytes = 0\n",
+    );
+    let output = Command::new(binary())
+        .arg("validate")
+        .arg("--template")
+        .arg(&template)
+        .arg("--overrides")
+        .arg(&bad.path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:4: limits.frame_bytes: must be between",
+            bad.path.display()
+        )),
+        "{stderr}"
+    );
+}

@@ -5,6 +5,7 @@ mod admin;
 mod cli;
 mod cluster;
 mod credentials;
+mod environment;
 mod health;
 mod import;
 mod logs;
