@@ -36,6 +36,7 @@ mod permessage_deflate;
 mod proxies;
 mod raw;
 mod request_parameters;
+mod source;
 mod stage_variables;
 mod throttling;
 mod tls;
@@ -63,6 +64,7 @@ pub use self::domain::DomainName;
 pub use self::log::{LogConfig, LogFormat, LogLevel};
 pub use self::origins::AllowedOrigin;
 pub use self::proxies::{PublicScheme, TrustedProxies};
+pub use self::source::ConfigSource;
 pub use self::tls::TlsConfig;
 
 /// A complete, validated gateway configuration.
