@@ -126,10 +126,10 @@ mod tests {
     #[test]
     fn the_hash_follows_the_configuration_but_not_its_secrets() {
         let base = "[[management.credentials]]\naccess_key_id = \"AKIAIOSFODNN7EXAMPLE\"\n";
-        let one = config(&format!("{base}secret_access_key = \"first-secret\"\n"));
-        let rotated = config(&format!("{base}secret_access_key = \"second-secret\"\n"));
+        let one = config(&format!("{base}secret_access_key = \"first-secret-0123456789\"\n"));
+        let rotated = config(&format!("{base}secret_access_key = \"second-secret-0123456789\"\n"));
         let other = config(&format!(
-            "[gateway]\nstage = \"prod\"\n{base}secret_access_key = \"first-secret\"\n"
+            "[gateway]\nstage = \"prod\"\n{base}secret_access_key = \"first-secret-0123456789\"\n"
         ));
         assert_eq!(hash(&one), hash(&one.clone()));
         assert_eq!(hash(&one), hash(&rotated), "secrets are not hashed");

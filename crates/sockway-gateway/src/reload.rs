@@ -160,6 +160,9 @@ pub(crate) async fn reload(state: &State, config: Config) -> Result<ReloadOutcom
     }
     state.access_log.switch(lines);
     state.caps.set_limits(&deployment.config);
+    if let Some(source) = &state.source {
+        source.applied(&deployment.config);
+    }
     let config_hash = deployment.hash;
     state.deploy(deployment);
     state.metrics.config_applied(config_hash);
@@ -407,7 +410,7 @@ mod tests {
             ["management.listen", "management.operations_listen"]
         );
         assert_eq!(
-            keys("", "[log]\nformat = \"text\"\nlevel = \"debug\"\n"),
+            keys("", "[log]\nformat = \"json\"\nlevel = \"debug\"\n"),
             ["log.format"]
         );
         assert_eq!(

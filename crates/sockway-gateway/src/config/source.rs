@@ -12,18 +12,45 @@ use super::Config;
 /// `POST /@reload` alike. Its error is the text `sockway validate` prints for the same
 /// configuration (every problem, one per line).
 #[derive(Clone)]
-pub struct ConfigSource(Arc<dyn Fn() -> Result<Config, String> + Send + Sync>);
+pub struct ConfigSource {
+    load: Arc<Load>,
+    applied: Option<Arc<Applied>>,
+}
+
+/// Loads the configuration.
+type Load = dyn Fn() -> Result<Config, String> + Send + Sync;
+
+/// Told of each configuration a reload put in place.
+type Applied = dyn Fn(&Config) + Send + Sync;
 
 impl ConfigSource {
     /// A source that calls `load` on each reload. `load` may block (it reads files); the
     /// gateway calls it off the async threads.
     pub fn new(load: impl Fn() -> Result<Config, String> + Send + Sync + 'static) -> Self {
-        ConfigSource(Arc::new(load))
+        ConfigSource {
+            load: Arc::new(load),
+            applied: None,
+        }
+    }
+
+    /// The same source, calling `applied` with each configuration a reload put in place,
+    /// whatever triggered it: for what the embedding program owns itself (the binary's log
+    /// level). It must not block.
+    pub fn on_applied(mut self, applied: impl Fn(&Config) + Send + Sync + 'static) -> Self {
+        self.applied = Some(Arc::new(applied));
+        self
     }
 
     /// Loads the configuration.
     pub fn load(&self) -> Result<Config, String> {
-        (self.0)()
+        (self.load)()
+    }
+
+    /// Tells the embedding program that `config` is in place.
+    pub(crate) fn applied(&self, config: &Config) {
+        if let Some(applied) = &self.applied {
+            applied(config);
+        }
     }
 }
 
