@@ -467,8 +467,8 @@ impl Metrics {
     /// Records a configuration put in place (at startup or by a reload): its hash, and now as
     /// the time of the last success.
     pub(crate) fn config_applied(&self, hash: u64) {
-        // A gauge holds an f64; 48 bits of the hash fit its mantissa exactly.
-        self.config_hash.set((hash >> 16) as i64);
+        // Prometheus reads a float: the hash has 48 bits, which it holds exactly.
+        self.config_hash.set(i64::try_from(hash).unwrap_or(i64::MAX));
         self.config_last_reload_successful.set(1);
         self.config_last_reload_success
             .set(crate::epoch_millis() / 1000);

@@ -184,34 +184,43 @@ async fn reloads_under_load_drop_no_connection_and_lose_no_message_or_push() {
         connection_ids.push(ConnectionId::parse(&id).unwrap());
     }
 
-    // A backend pushing to every connection, one round per CLIENTS route responses, through
-    // the reloads; it keeps what was answered 200, per connection.
+    // A backend pushing to every connection in rounds, through the reloads; it keeps what was
+    // answered 200, per connection.
+    let (pushing, stop_pushing) = watch::channel(false);
+    let (rounds, mut pushed) = watch::channel(0u64);
     let pusher = {
-        let stop = stop.clone();
-        let mut answered = answered.clone();
         let ids = connection_ids.clone();
         let client = ManagementClient::new(&gateway.root_url(), "dev").unwrap();
         tokio::spawn(async move {
             let mut accepted: BTreeMap<String, Vec<String>> = BTreeMap::new();
             let mut round = 0u64;
-            while !stop.load(Ordering::Acquire) {
+            while !*stop_pushing.borrow() {
                 for (index, id) in ids.iter().enumerate() {
                     let payload = format!("push|{index}|{round}");
+                    // A full queue (429) is a push the backend knows was not delivered.
                     if client.post_to_connection(id, payload.clone()).await.is_ok() {
                         accepted.entry(id.to_string()).or_default().push(payload);
                     }
                 }
                 round += 1;
-                let target = *answered.borrow() + CLIENTS as u64;
-                let _ = tokio::time::timeout(DEADLINE, answered.wait_for(|count| *count >= target))
-                    .await;
+                rounds.send_replace(round);
             }
             accepted
         })
     };
+    let rounds_reach = |pushed: &mut watch::Receiver<u64>, target: u64| {
+        let mut pushed = pushed.clone();
+        async move {
+            tokio::time::timeout(DEADLINE, pushed.wait_for(|round| *round >= target))
+                .await
+                .unwrap_or_else(|_| panic!("{target} push rounds within {DEADLINE:?}"))
+                .expect("the pusher runs");
+        }
+    };
 
-    // Reloads while both run: the route moves between the two backends and its throttle
-    // changes; the last one changes the throttle alone.
+    // Reloads while both run, each after more route responses and two more push rounds: the
+    // route moves between the two backends and its throttle changes; the last one changes the
+    // throttle alone.
     let stages = [
         (&backend_b, 200_000),
         (&backend_a, 100_000),
@@ -221,8 +230,10 @@ async fn reloads_under_load_drop_no_connection_and_lose_no_message_or_push() {
         (&backend_b, 300_000),
     ];
     let mut target = *answered.borrow() + ANSWERS_PER_STAGE;
+    let mut round_target = 2;
     for (work, rate) in stages {
         answers_reach(&mut answered, target).await;
+        rounds_reach(&mut pushed, round_target).await;
         let outcome = gateway
             .reload(&load_config(&lifecycle, work, rate))
             .await
@@ -232,9 +243,12 @@ async fn reloads_under_load_drop_no_connection_and_lose_no_message_or_push() {
             "{outcome:?}"
         );
         target = *answered.borrow() + ANSWERS_PER_STAGE;
+        round_target = *pushed.borrow() + 2;
     }
     answers_reach(&mut answered, target).await;
+    rounds_reach(&mut pushed, round_target).await;
     stop.store(true, Ordering::Release);
+    pushing.send_replace(true);
 
     let accepted = tokio::time::timeout(DEADLINE, pusher)
         .await
@@ -268,7 +282,10 @@ async fn reloads_under_load_drop_no_connection_and_lose_no_message_or_push() {
         total_pushes += report.pushes.len();
         open.push(report.client);
     }
-    assert!(total_pushes >= CLIENTS * 6, "pushes ran through the reloads");
+    assert!(
+        total_pushes >= CLIENTS * 7,
+        "pushes ran through the reloads: {total_pushes}"
+    );
     assert!(total_answered >= ANSWERS_PER_STAGE * 7);
 
     // No connection was dropped: all are open, and no `$disconnect` was delivered.
@@ -487,7 +504,11 @@ async fn origins_and_the_authorizer_apply_to_new_connections_and_open_ones_stay(
         1,
     );
     let outcome = gateway.reload(&reloaded).await.unwrap();
-    assert_eq!(outcome.changes, ["gateway", "authorizer"]);
+    assert_eq!(
+        outcome.changes,
+        ["gateway", r#"routes."$connect""#, "authorizer"],
+        "an authorizer is the `$connect` route's authorization type"
+    );
 
     // The open connection, from an origin no longer allowed and without a token, stays and is
     // served; its events carry no authorizer context.
