@@ -15,7 +15,7 @@ use std::io;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::Duration;
 
-/// Where notifications go, when the service manager asked for them.
+/// Where notifications go, when the service manager asked for them. Sends never block.
 #[derive(Debug)]
 pub(crate) struct Notifier {
     socket: UnixDatagram,
@@ -51,10 +51,11 @@ impl Notifier {
                 ));
             }
         };
-        Ok(Notifier {
-            socket: UnixDatagram::unbound()?,
-            address,
-        })
+        let socket = UnixDatagram::unbound()?;
+        // Notifications are sent from the runtime's threads: a manager that stops reading
+        // (its queue full) must cost a dropped notification, never a blocked thread.
+        socket.set_nonblocking(true)?;
+        Ok(Notifier { socket, address })
     }
 
     /// Sends one notification of `KEY=VALUE` lines.

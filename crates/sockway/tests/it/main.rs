@@ -8,6 +8,7 @@ mod credentials;
 mod health;
 mod import;
 mod logs;
+mod reload;
 mod systemd;
 mod tidy;
 mod tls;
