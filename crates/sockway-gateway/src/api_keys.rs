@@ -158,7 +158,11 @@ impl ApiKeys {
         let previous_bucket = |key_id: &str| {
             let previous = previous?;
             let key = previous.keys.iter().find(|key| key.id == key_id)?;
-            key.plan.as_ref()?.throttle.as_ref().map(|(_, bucket)| bucket)
+            key.plan
+                .as_ref()?
+                .throttle
+                .as_ref()
+                .map(|(_, bucket)| bucket)
         };
         let keys: Vec<Key> = config
             .api_keys

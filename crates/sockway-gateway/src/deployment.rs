@@ -96,7 +96,10 @@ impl Deployment {
                 previous.and_then(|previous| previous.api_keys.as_ref()),
             ),
             iam: IamAuthorizer::from_config(&config),
-            throttles: Throttles::from_config(&config, previous.map(|previous| &previous.throttles)),
+            throttles: Throttles::from_config(
+                &config,
+                previous.map(|previous| &previous.throttles),
+            ),
             routes,
             integrations,
             authorizer,
@@ -126,8 +129,12 @@ mod tests {
     #[test]
     fn the_hash_follows_the_configuration_but_not_its_secrets() {
         let base = "[[management.credentials]]\naccess_key_id = \"AKIAIOSFODNN7EXAMPLE\"\n";
-        let one = config(&format!("{base}secret_access_key = \"first-secret-0123456789\"\n"));
-        let rotated = config(&format!("{base}secret_access_key = \"second-secret-0123456789\"\n"));
+        let one = config(&format!(
+            "{base}secret_access_key = \"first-secret-0123456789\"\n"
+        ));
+        let rotated = config(&format!(
+            "{base}secret_access_key = \"second-secret-0123456789\"\n"
+        ));
         let other = config(&format!(
             "[gateway]\nstage = \"prod\"\n{base}secret_access_key = \"first-secret-0123456789\"\n"
         ));

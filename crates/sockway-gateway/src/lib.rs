@@ -42,8 +42,8 @@ mod tls;
 pub use cluster::JoinError;
 pub use deployment::DeploymentError;
 pub use gateway::{Gateway, GatewayError};
-pub use reload::{ReloadError, ReloadOutcome, RestartRequired};
 pub use integrations::UnsupportedScheme;
+pub use reload::{ReloadError, ReloadOutcome, RestartRequired};
 pub use routing::RouteError;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -468,7 +468,8 @@ impl Metrics {
     /// the time of the last success.
     pub(crate) fn config_applied(&self, hash: u64) {
         // Prometheus reads a float: the hash has 48 bits, which it holds exactly.
-        self.config_hash.set(i64::try_from(hash).unwrap_or(i64::MAX));
+        self.config_hash
+            .set(i64::try_from(hash).unwrap_or(i64::MAX));
         self.config_last_reload_successful.set(1);
         self.config_last_reload_success
             .set(crate::epoch_millis() / 1000);

@@ -245,11 +245,7 @@ pub(crate) fn restart_required(running: &Config, new: &Config) -> Vec<RestartReq
         format!("{:?}", running.log.format).to_lowercase(),
         format!("{:?}", new.log.format).to_lowercase(),
     );
-    cluster_changes(
-        running.cluster.as_ref(),
-        new.cluster.as_ref(),
-        &mut keys,
-    );
+    cluster_changes(running.cluster.as_ref(), new.cluster.as_ref(), &mut keys);
     keys
 }
 
@@ -272,7 +268,11 @@ fn cluster_changes(
                 key: "cluster".to_owned(),
                 change: format!(
                     "running {}, the configuration says {}",
-                    if running.is_some() { "in a cluster" } else { "alone" },
+                    if running.is_some() {
+                        "in a cluster"
+                    } else {
+                        "alone"
+                    },
                     if new.is_some() {
                         "in a cluster"
                     } else {
@@ -286,7 +286,10 @@ fn cluster_changes(
     let differ = [
         ("cluster.redis_url", running.redis_urls != new.redis_urls),
         ("cluster.node_id", running.node_id != new.node_id),
-        ("cluster.node_timeout", running.node_timeout != new.node_timeout),
+        (
+            "cluster.node_timeout",
+            running.node_timeout != new.node_timeout,
+        ),
         (
             "cluster.heartbeat_interval",
             running.heartbeat_interval != new.heartbeat_interval,
@@ -422,7 +425,11 @@ mod tests {
                 "[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\n",
                 "[cluster]\nredis_url = \"redis://127.0.0.1:6380\"\nnode_timeout = \"20s\"\n"
             ),
-            ["cluster.redis_url", "cluster.node_timeout", "cluster.heartbeat_interval"],
+            [
+                "cluster.redis_url",
+                "cluster.node_timeout",
+                "cluster.heartbeat_interval"
+            ],
             "the default heartbeat follows the timeout"
         );
         assert_eq!(

@@ -125,7 +125,8 @@ impl Caps {
             config.management.max_connections,
             config.management.max_connections_per_ip,
         );
-        self.buffered.set_limit(config.limits.buffered_message_bytes);
+        self.buffered
+            .set_limit(config.limits.buffered_message_bytes);
     }
 }
 

@@ -25,8 +25,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use sockway_gateway::client::{
     ApiKeyUsage, BroadcastOutcome, ClientError, Connection, ConnectionId, ConnectionPage,
-    Credentials, DEFAULT_REGION, GroupName, MAX_PAGE_SIZE, ManagementClient, PageRequest,
-    Reloaded,
+    Credentials, DEFAULT_REGION, GroupName, MAX_PAGE_SIZE, ManagementClient, PageRequest, Reloaded,
 };
 use sockway_gateway::config::Config;
 

@@ -206,11 +206,9 @@ impl Source {
     /// prints.
     fn load(&self) -> Result<Config, String> {
         let mut loaded = match &self.template {
-            Some(file) => template::load(
-                file,
-                self.template_args.clone(),
-                self.overrides.as_deref(),
-            )?,
+            Some(file) => {
+                template::load(file, self.template_args.clone(), self.overrides.as_deref())?
+            }
             None => Config::load(&self.config).map_err(|error| error.to_string())?,
         };
         if let Some(listen) = self.listen {
@@ -341,9 +339,7 @@ fn init_logging(config: &LogConfig, flag: Option<&str>) -> Result<Option<LogLeve
     use tracing_subscriber::reload;
     use tracing_subscriber::util::SubscriberInitExt;
     let chosen = match flag {
-        Some(text) => {
-            Some(LogLevel::parse(text).map_err(|error| format!("--log-level {error}"))?)
-        }
+        Some(text) => Some(LogLevel::parse(text).map_err(|error| format!("--log-level {error}"))?),
         None => match std::env::var("RUST_LOG") {
             Ok(text) if !text.trim().is_empty() => {
                 Some(LogLevel::parse(&text).map_err(|error| format!("RUST_LOG {error}"))?)

@@ -27,12 +27,12 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 use sockway_protocol::error::ErrorFrame;
 use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::result::IntegrationResponse;
-use arc_swap::ArcSwapOption;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

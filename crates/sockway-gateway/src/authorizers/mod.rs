@@ -136,9 +136,9 @@ impl Authorizer {
                     client: http.clone(),
                 }
             }
-            AuthorizerKind::Jwt(jwt) => Kind::Jwt(
-                previous_jwt.unwrap_or_else(|| Arc::new(JwtAuthorizer::new(jwt))),
-            ),
+            AuthorizerKind::Jwt(jwt) => {
+                Kind::Jwt(previous_jwt.unwrap_or_else(|| Arc::new(JwtAuthorizer::new(jwt))))
+            }
         };
         Ok(Some(Authorizer {
             kind,

@@ -360,12 +360,7 @@ fn challenge(
 /// cookie it hands out must not cross a network in clear.
 fn sign_in_allowed(peer: SocketAddr, state: &State, secure: bool) -> Result<(), ConsoleError> {
     sign_in_transport(
-        !state
-            .deployment()
-            .config
-            .management
-            .credentials
-            .is_empty(),
+        !state.deployment().config.management.credentials.is_empty(),
         peer,
         secure,
     )

@@ -25,6 +25,7 @@ use sockway_protocol::time::iso8601_millis;
 use tracing::debug;
 
 use self::path::{Operational, Resource};
+use crate::ErrorChain;
 use crate::access_log::{AccessEvent, ErrorOutcome, EventType};
 use crate::aws::sigv4::SignatureError;
 use crate::cluster::Request as ClusterRequest;
@@ -33,7 +34,6 @@ use crate::metrics::Throttled;
 use crate::registry::MAX_GROUPS_PER_CONNECTION;
 use crate::reload::{self, ReloadError};
 use crate::state::State;
-use crate::ErrorChain;
 
 /// Largest `PostToConnection` payload, AWS's quota.
 pub(crate) const MAX_POST_BYTES: usize = 128 * 1024;
@@ -298,25 +298,23 @@ fn access_event(
         request_id.to_owned(),
         crate::epoch_millis(),
     );
-    let (pattern, connection_id) =
-        match path::parse(request.uri().path(), &state.deployment().config.gateway.stage) {
-            Resource::Connection(id) => (Some("/@connections/{connectionId}"), Some(id)),
-            Resource::Connections => (Some("/@connections"), None),
-            Resource::ConnectionGroups(id) => {
-                (Some("/@connections/{connectionId}/groups"), Some(id))
-            }
-            Resource::Membership(id, _) => (
-                Some("/@connections/{connectionId}/groups/{group}"),
-                Some(id),
-            ),
-            Resource::Group(_) | Resource::MalformedGroupName(_) => {
-                (Some("/@groups/{group}"), None)
-            }
-            Resource::MalformedConnectionId(_) => (Some("/@connections/{connectionId}"), None),
-            Resource::ApiKeyUsage => (Some("/@api-keys/usage"), None),
-            Resource::Reload => (Some("/@reload"), None),
-            Resource::Unknown => (None, None),
-        };
+    let (pattern, connection_id) = match path::parse(
+        request.uri().path(),
+        &state.deployment().config.gateway.stage,
+    ) {
+        Resource::Connection(id) => (Some("/@connections/{connectionId}"), Some(id)),
+        Resource::Connections => (Some("/@connections"), None),
+        Resource::ConnectionGroups(id) => (Some("/@connections/{connectionId}/groups"), Some(id)),
+        Resource::Membership(id, _) => (
+            Some("/@connections/{connectionId}/groups/{group}"),
+            Some(id),
+        ),
+        Resource::Group(_) | Resource::MalformedGroupName(_) => (Some("/@groups/{group}"), None),
+        Resource::MalformedConnectionId(_) => (Some("/@connections/{connectionId}"), None),
+        Resource::ApiKeyUsage => (Some("/@api-keys/usage"), None),
+        Resource::Reload => (Some("/@reload"), None),
+        Resource::Unknown => (None, None),
+    };
     event.route_key = pattern.map(|pattern| format!("{} {pattern}", request.method()));
     event.connection_id = connection_id.map(|id| id.as_str().to_owned());
     event.http_method = Some(request.method().to_string());

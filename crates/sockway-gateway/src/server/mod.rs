@@ -151,12 +151,7 @@ impl ListenerRole {
         let tls = state.tls.as_deref()?;
         match self {
             ListenerRole::Gateway { .. } => Some(tls),
-            ListenerRole::Management => state
-                .deployment()
-                .config
-                .management
-                .tls
-                .then_some(tls),
+            ListenerRole::Management => state.deployment().config.management.tls.then_some(tls),
             // Probes and scrapers on a private address; the operations listener stays plain.
             ListenerRole::Operations => None,
         }
@@ -203,7 +198,10 @@ async fn serve_socket(
     // request.
     let (handshake_timeout, proxy_protocol) = {
         let config = &state.deployment().config;
-        (config.limits.handshake_timeout, config.gateway.proxy_protocol)
+        (
+            config.limits.handshake_timeout,
+            config.gateway.proxy_protocol,
+        )
     };
     let deadline = Instant::now() + handshake_timeout;
     let local = stream.local_addr().ok();

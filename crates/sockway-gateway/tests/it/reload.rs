@@ -36,7 +36,9 @@ async fn named_backend(name: &'static str, delay: Duration) -> MockBackend {
         let event = request.json();
         let body = format!(
             "{name}|{}|{}",
-            event["requestContext"]["connectionId"].as_str().unwrap_or(""),
+            event["requestContext"]["connectionId"]
+                .as_str()
+                .unwrap_or(""),
             event["body"].as_str().unwrap_or("")
         );
         MockResponse::proxy(200, Some(&body)).delayed(delay)
@@ -239,7 +241,9 @@ async fn reloads_under_load_drop_no_connection_and_lose_no_message_or_push() {
             .await
             .expect("the reload is put in place");
         assert!(
-            outcome.changes.contains(&r#"routes."sendmessage""#.to_owned()),
+            outcome
+                .changes
+                .contains(&r#"routes."sendmessage""#.to_owned()),
             "{outcome:?}"
         );
         target = *answered.borrow() + ANSWERS_PER_STAGE;
@@ -374,7 +378,10 @@ async fn a_config_that_does_not_load_is_refused_with_its_problems_and_the_old_ro
         ),
         2.0
     );
-    assert_eq!(metric(&metrics, "sockway_config_last_reload_successful"), 0.0);
+    assert_eq!(
+        metric(&metrics, "sockway_config_last_reload_successful"),
+        0.0
+    );
 
     // Fixed, the file reloads through the management call.
     std::fs::write(
@@ -389,7 +396,10 @@ async fn a_config_that_does_not_load_is_refused_with_its_problems_and_the_old_ro
     assert_eq!(body["changes"], json!(["integrations.pong"]));
     assert_eq!(ping(&mut client).await, "pong again");
     let metrics = gateway.metrics().await;
-    assert_eq!(metric(&metrics, "sockway_config_last_reload_successful"), 1.0);
+    assert_eq!(
+        metric(&metrics, "sockway_config_last_reload_successful"),
+        1.0
+    );
     assert_eq!(
         metric(&metrics, "sockway_config_hash"),
         body["configHash"].as_f64().unwrap()
@@ -444,7 +454,9 @@ async fn changing_a_listen_address_or_the_cluster_is_refused_naming_the_key() {
     config.gateway.listen = "127.0.0.1:0".parse().unwrap();
     let refused = gateway.gateway().reload(config).await.unwrap_err();
     assert!(
-        refused.to_string().starts_with("cluster: cannot change without a restart"),
+        refused
+            .to_string()
+            .starts_with("cluster: cannot change without a restart"),
         "{refused}"
     );
     assert_eq!(ping(&mut client).await, "pong");
@@ -585,7 +597,9 @@ async fn a_changed_access_log_destination_takes_the_lines_after_it_and_loses_non
 #[tokio::test]
 async fn a_reload_keeps_a_route_bucket_it_did_not_change_and_replaces_one_it_did() {
     let throttle = |burst: u32| {
-        format!("[routes.slow]\nintegration = \"pong\"\nroute_response = true\nthrottling_rate_limit = 0.001\nthrottling_burst_limit = {burst}\n")
+        format!(
+            "[routes.slow]\nintegration = \"pong\"\nroute_response = true\nthrottling_rate_limit = 0.001\nthrottling_burst_limit = {burst}\n"
+        )
     };
     let (backend, gateway, mut client, _) = crate::connected(&throttle(2)).await;
     async fn send_slow(client: &mut WsClient) -> String {
@@ -597,10 +611,7 @@ async fn a_reload_keeps_a_route_bucket_it_did_not_change_and_replaces_one_it_did
     assert!(send_slow(&mut client).await.contains("Too Many Requests"));
 
     // Another route added, this one unchanged: its bucket is still empty.
-    let unrelated = format!(
-        "{}[routes.other]\nintegration = \"pong\"\n",
-        throttle(2)
-    );
+    let unrelated = format!("{}[routes.other]\nintegration = \"pong\"\n", throttle(2));
     let outcome = gateway.reload(&config(&backend, &unrelated)).await.unwrap();
     assert_eq!(outcome.changes, [r#"routes."other""#]);
     assert!(send_slow(&mut client).await.contains("Too Many Requests"));

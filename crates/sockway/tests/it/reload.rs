@@ -74,7 +74,10 @@ async fn sockway_reload_puts_the_rewritten_file_in_place_and_refuses_a_broken_on
         .await
         .failed(2);
     let problems = validated.trim_end();
-    assert!(problems.contains("no integration named \"anser\""), "{problems}");
+    assert!(
+        problems.contains("no integration named \"anser\""),
+        "{problems}"
+    );
     // With --config, the command reads the same file for the endpoint and key, and stops at
     // the same problems before calling.
     let refused = sockway(&reload, &[], b"").await.failed(2);
@@ -143,7 +146,10 @@ async fn the_reload_call_needs_the_management_credentials() {
         &["reload", "--endpoint", &endpoint],
         &[
             ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7OTHERKEY"),
-            ("AWS_SECRET_ACCESS_KEY", "not-the-gateways-secret-access-key"),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                "not-the-gateways-secret-access-key",
+            ),
         ],
         b"",
     )

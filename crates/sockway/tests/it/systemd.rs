@@ -68,7 +68,10 @@ async fn hang_up(child: &Child, manager: &Manager, pings: &mut usize) {
         .unwrap_or_else(|| panic!("{reloading:?}"))
         .parse()
         .unwrap();
-    assert!(before <= usec && usec <= after, "{before} <= {usec} <= {after}");
+    assert!(
+        before <= usec && usec <= after,
+        "{before} <= {usec} <= {after}"
+    );
 }
 
 /// READY with the serving URL and the main pid, a watchdog ping, RELOADING then READY around
@@ -112,14 +115,22 @@ async fn lifecycle(manager: Manager, notify_socket: &str, name: &str) {
     client.send_text("hello").await;
     assert_eq!(client.next_text().await, "two", "the open connection stays");
 
-    std::fs::write(&config.path, "[routes.\"$default\"]\nintegration = \"nowhere\"\n").unwrap();
+    std::fs::write(
+        &config.path,
+        "[routes.\"$default\"]\nintegration = \"nowhere\"\n",
+    )
+    .unwrap();
     hang_up(&child, &manager, &mut pings).await;
     assert_eq!(
         manager.next(&mut pings).await,
         format!("READY=1\nSTATUS=serving on {url}; the last reload was refused (see the log)")
     );
     client.send_text("hello").await;
-    assert_eq!(client.next_text().await, "two", "the running configuration stays");
+    assert_eq!(
+        client.next_text().await,
+        "two",
+        "the running configuration stays"
+    );
 
     crate::signal(&child, "TERM").await;
     assert_eq!(manager.next(&mut pings).await, "STOPPING=1");
