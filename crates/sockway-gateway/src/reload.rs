@@ -17,13 +17,14 @@
 //! credentials, throttle). Open connections stay open; a message whose integration is running
 //! finishes on the route it started with.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use tracing::{error, info, warn};
 
 use crate::ErrorChain;
 use crate::access_log::AccessLog;
-use crate::config::{ClusterConfig, Config};
+use crate::config::{ClusterConfig, Config, IntegrationConfig, RouteConfig};
 use crate::deployment::{Deployment, DeploymentError};
 use crate::metrics::Reloaded;
 use crate::state::State;
@@ -318,63 +319,68 @@ fn cluster_changes(
 }
 
 /// What differs between `running` and `new`: tables by name, and routes and integrations
-/// one by one.
+/// one by one, in the order the configuration documents its tables.
 pub(crate) fn changes(running: &Config, new: &Config) -> Vec<String> {
-    let mut changed = Vec::new();
-    let mut table = |name: &str, differs: bool| {
-        if differs {
-            changed.push(name.to_owned());
-        }
-    };
-    table("gateway", running.gateway != new.gateway);
-    table("limits", running.limits != new.limits);
-    let routes_of = |config: &Config| {
+    let routes = |config: &Config| -> BTreeMap<String, RouteConfig> {
         config
             .routes
             .iter()
-            .map(|route| (route.key.as_str().to_owned(), route.clone()))
-            .collect::<std::collections::BTreeMap<_, _>>()
+            .map(|route| (format!("routes.{:?}", route.key.as_str()), route.clone()))
+            .collect()
     };
-    let (running_routes, new_routes) = (routes_of(running), routes_of(new));
-    let mut route_keys: Vec<&String> = running_routes.keys().chain(new_routes.keys()).collect();
-    route_keys.sort();
-    route_keys.dedup();
-    for key in route_keys {
-        if running_routes.get(key) != new_routes.get(key) {
-            changed.push(format!("routes.{key:?}"));
-        }
-    }
-    let mut names: Vec<&String> = running
-        .integrations
-        .keys()
-        .chain(new.integrations.keys())
+    let integrations = |config: &Config| -> BTreeMap<String, IntegrationConfig> {
+        config
+            .integrations
+            .iter()
+            .map(|(name, integration)| (format!("integrations.{name}"), integration.clone()))
+            .collect()
+    };
+    let tables = [
+        ("gateway", running.gateway != new.gateway),
+        ("limits", running.limits != new.limits),
+    ];
+    let more_tables = [
+        ("management", running.management != new.management),
+        ("authorizer", running.authorizer != new.authorizer),
+        ("aws", running.aws != new.aws),
+        ("access_log", running.access_log != new.access_log),
+        ("tls", running.tls != new.tls),
+        ("throttling", running.throttling != new.throttling),
+        (
+            "permessage_deflate",
+            running.permessage_deflate != new.permessage_deflate,
+        ),
+        ("log", running.log != new.log),
+        ("api_keys", running.api_keys != new.api_keys),
+        ("usage_plans", running.usage_plans != new.usage_plans),
+        ("iam", running.iam != new.iam),
+    ];
+    let changed_tables = |tables: &[(&str, bool)]| {
+        tables
+            .iter()
+            .filter(|(_, differs)| *differs)
+            .map(|(name, _)| (*name).to_owned())
+            .collect::<Vec<_>>()
+    };
+    let mut changed = changed_tables(&tables);
+    changed.extend(changed_entries(routes(running), routes(new)));
+    changed.extend(changed_entries(integrations(running), integrations(new)));
+    changed.extend(changed_tables(&more_tables));
+    changed
+}
+
+/// The keys of entries added, removed or changed between two maps, in key order.
+fn changed_entries<T: PartialEq>(
+    running: BTreeMap<String, T>,
+    mut new: BTreeMap<String, T>,
+) -> Vec<String> {
+    let mut changed: Vec<String> = running
+        .into_iter()
+        .filter(|(key, entry)| new.remove(key).as_ref() != Some(entry))
+        .map(|(key, _)| key)
         .collect();
-    names.sort();
-    names.dedup();
-    for name in names {
-        if running.integrations.get(name) != new.integrations.get(name) {
-            changed.push(format!("integrations.{name}"));
-        }
-    }
-    let mut table = |name: &str, differs: bool| {
-        if differs {
-            changed.push(name.to_owned());
-        }
-    };
-    table("management", running.management != new.management);
-    table("authorizer", running.authorizer != new.authorizer);
-    table("aws", running.aws != new.aws);
-    table("access_log", running.access_log != new.access_log);
-    table("tls", running.tls != new.tls);
-    table("throttling", running.throttling != new.throttling);
-    table(
-        "permessage_deflate",
-        running.permessage_deflate != new.permessage_deflate,
-    );
-    table("log", running.log != new.log);
-    table("api_keys", running.api_keys != new.api_keys);
-    table("usage_plans", running.usage_plans != new.usage_plans);
-    table("iam", running.iam != new.iam);
+    changed.extend(new.into_keys());
+    changed.sort();
     changed
 }
 
