@@ -53,7 +53,7 @@ def test_the_alerting_rules_pass_promtool_and_their_unit_tests():
     # The example configuration that loads them.
     config = promtool("check", "config", str(PROMETHEUS / "prometheus.yml"))
     assert config.returncode == 0, config.stdout + config.stderr
-    assert "SUCCESS: 7 rules found" in config.stdout
+    assert "SUCCESS: 8 rules found" in config.stdout
 
 
 def test_every_alert_has_a_case_that_fires_it_and_one_that_does_not():
@@ -61,7 +61,7 @@ def test_every_alert_has_a_case_that_fires_it_and_one_that_does_not():
               for rule in group["rules"] if "alert" in rule]
     assert set(alerts) >= {"SockwayConnectionsDropping", "SockwayDisconnectRetries",
                            "SockwayDisconnectUndeliverable", "SockwayIntegrationErrors",
-                           "SockwayRedisDown"}
+                           "SockwayRedisDown", "SockwayConfigReloadRefused"}
     fires, silent = set(), set()
     for case in yaml.safe_load(RULE_TESTS.read_text())["tests"]:
         for check in case.get("alert_rule_test", []):

@@ -16,6 +16,7 @@
 //! What a refusal looks like to the client is `connection::refusal`'s; this module decides.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use sockway_protocol::event::AccessIdentity;
 use sockway_protocol::route::RouteKey;
@@ -25,7 +26,7 @@ use crate::aws::time::{civil_from_days, days_from_civil};
 use crate::cluster::{Cluster, ClusterError, Counted, UsageCount};
 use crate::config::{ApiKeySelection, Config, Quota, QuotaPeriod, RateLimit};
 use crate::metrics::Metrics;
-use crate::throttle::TokenBucket;
+use crate::throttle::{TokenBucket, carry_bucket};
 
 /// Seconds in a day.
 const DAY_SECONDS: u64 = 86_400;
@@ -55,7 +56,9 @@ struct Key {
 #[derive(Debug)]
 struct Plan {
     name: String,
-    throttle: Option<(RateLimit, TokenBucket)>,
+    /// The plan's throttle and this key's bucket, which a reload keeps while the key's id and
+    /// its plan's throttle stay the same.
+    throttle: Option<(RateLimit, Arc<TokenBucket>)>,
     quota: Option<Quota>,
 }
 
@@ -146,11 +149,21 @@ pub(crate) struct Period {
 }
 
 impl ApiKeys {
-    /// The keys of `config`, or `None` when it has none.
-    pub(crate) fn from_config(config: &Config) -> Option<ApiKeys> {
+    /// The keys of `config`, or `None` when it has none. Each key keeps its bucket from
+    /// `previous` (the running deployment's keys) when its plan's throttle is unchanged.
+    pub(crate) fn from_config(config: &Config, previous: Option<&ApiKeys>) -> Option<ApiKeys> {
         if config.api_keys.is_empty() {
             return None;
         }
+        let previous_bucket = |key_id: &str| {
+            let previous = previous?;
+            let key = previous.keys.iter().find(|key| key.id == key_id)?;
+            key.plan
+                .as_ref()?
+                .throttle
+                .as_ref()
+                .map(|(_, bucket)| bucket)
+        };
         let keys: Vec<Key> = config
             .api_keys
             .iter()
@@ -161,9 +174,11 @@ impl ApiKeys {
                 enabled: key.enabled,
                 plan: config.usage_plan_of(&key.name).map(|plan| Plan {
                     name: plan.name.clone(),
-                    throttle: plan
-                        .throttle
-                        .map(|limit| (limit, TokenBucket::new(limit.rate, limit.burst))),
+                    throttle: plan.throttle.map(|limit| {
+                        let bucket = carry_bucket(Some(limit), previous_bucket(&key.id))
+                            .expect("a limit makes a bucket");
+                        (limit, bucket)
+                    }),
                     quota: plan.quota,
                 }),
             })

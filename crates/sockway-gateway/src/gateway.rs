@@ -1,32 +1,31 @@
 //! The running gateway as a handle: [`Gateway::bind`] builds the shared [`State`] from a
 //! validated configuration, binds the listeners and starts the tasks; the handle reports the
-//! bound addresses and shuts everything down in the documented order.
+//! bound addresses, reloads the configuration ([`Gateway::reload`], through `reload`) and shuts
+//! everything down in the documented order.
 //!
 //! Startup fails with a [`GatewayError`] before anything serves: every part is built (TLS
-//! files read, integrations and the route table made, the cluster joined) before the first
-//! accept. What happens on a socket is `server`'s and `connection`'s business.
+//! files read, the first [`Deployment`] made with its integrations and route table, the
+//! cluster joined) before the first accept. The deployment is built by the same
+//! `Deployment::build` a reload uses. What happens on a socket is `server`'s and
+//! `connection`'s business.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use crate::access_log::AccessLog;
-use crate::api_keys::ApiKeys;
-use crate::authorizers::Authorizer;
-use crate::authorizers::iam::IamAuthorizer;
 use crate::cluster::{Cluster, JoinError};
-use crate::config::Config;
+use crate::config::{Config, ConfigSource};
 use crate::connection;
-use crate::integrations::{Integrations, UnsupportedScheme};
+use crate::deployment::{Deployment, DeploymentError};
+use crate::integrations::UnsupportedScheme;
 use crate::metrics::Metrics;
-use crate::routing::{RouteError, RouteTable};
+use crate::reload::{self, ReloadError, ReloadOutcome};
+use crate::routing::RouteError;
 use crate::server::{self, Listeners};
-use crate::sign_in::SignIn;
-use crate::state::State;
-use crate::throttle::Throttles;
+use crate::state::{Parts, State};
 use crate::tls::{Tls, TlsError};
 
 /// A running gateway: its listeners are bound and its accept loops run until
@@ -70,10 +69,35 @@ pub enum GatewayError {
     Tls(#[source] TlsError),
 }
 
+impl From<DeploymentError> for GatewayError {
+    fn from(error: DeploymentError) -> Self {
+        match error {
+            DeploymentError::Routes(error) => GatewayError::Routes(error),
+            DeploymentError::Backend(error) => GatewayError::Backend(error),
+        }
+    }
+}
+
 impl Gateway {
     /// Binds the listeners named in `config` and starts serving. Port 0 is allowed; the bound
     /// addresses are reported by [`Gateway::local_addr`] and [`Gateway::management_addr`].
+    /// Without a [`ConfigSource`], only [`Gateway::reload`] with a configuration in hand can
+    /// reload it; see [`Gateway::bind_with_source`].
     pub async fn bind(config: Config) -> Result<Gateway, GatewayError> {
+        Gateway::start(config, None).await
+    }
+
+    /// Binds like [`Gateway::bind`], with `source` as where [`Gateway::reload_from_source`]
+    /// and `POST /@reload` read the configuration again. `config` should be what `source`
+    /// loaded, so that start and reload share one path.
+    pub async fn bind_with_source(
+        config: Config,
+        source: ConfigSource,
+    ) -> Result<Gateway, GatewayError> {
+        Gateway::start(config, Some(source)).await
+    }
+
+    async fn start(config: Config, source: Option<ConfigSource>) -> Result<Gateway, GatewayError> {
         for warning in config.warnings() {
             warn!("configuration: {warning}");
         }
@@ -81,41 +105,32 @@ impl Gateway {
             Some(files) => Some(Arc::new(Tls::load(files).map_err(GatewayError::Tls)?)),
             None => None,
         };
-        let integrations = Integrations::from_config(&config)?;
-        let routes = RouteTable::from_config(&config, &integrations)?;
-        let authorizer = Authorizer::from_config(
-            &config,
-            integrations.lambda_client(),
-            integrations.http_client(),
-        )?;
         let metrics = Metrics::new(&config);
-        let access_log = AccessLog::start(&config, metrics.access_log_dropped.clone())
+        let deployment = Deployment::build(config, None, &metrics)?;
+        let config = &deployment.config;
+        let access_log = AccessLog::start(config, metrics.access_log_dropped.clone())
             .map_err(GatewayError::AccessLog)?;
-        let listeners = Listeners::bind(&config)
+        let listeners = Listeners::bind(config)
             .await
             .map_err(|(addr, source)| GatewayError::Bind { addr, source })?;
         let shutdown = CancellationToken::new();
-        let cluster = Cluster::start(&config, metrics.cluster.clone(), &shutdown).await?;
+        let cluster = Cluster::start(config, metrics.cluster.clone(), &shutdown).await?;
         let local_addr = listeners.local_addr();
         let management_addr = listeners.management_addr();
         let operations_addr = listeners.operations_addr();
-        let state = Arc::new(State {
-            routes,
-            authorizer,
-            api_keys: ApiKeys::from_config(&config),
-            iam: IamAuthorizer::from_config(&config),
-            metrics,
-            access_log,
-            sign_in: SignIn::default(),
-            local_addr,
-            cluster,
-            shutdown,
-            tasks: TaskTracker::new(),
-            stage_path: format!("/{}", config.gateway.stage),
-            tls,
-            throttles: Throttles::from_config(&config),
-            config,
-        });
+        metrics.config_applied(deployment.hash);
+        let state = Arc::new(State::new(
+            deployment,
+            Parts {
+                metrics,
+                access_log,
+                local_addr,
+                cluster,
+                shutdown,
+                tls,
+                source,
+            },
+        ));
         server::serve(listeners, &state);
         state
             .tasks
@@ -163,7 +178,7 @@ impl Gateway {
         } else {
             "http"
         };
-        let stage = &self.state.config.gateway.stage;
+        let stage = &self.state.deployment().config.gateway.stage;
         if stage.is_empty() {
             format!("{scheme}://{addr}")
         } else {
@@ -173,17 +188,33 @@ impl Gateway {
 
     /// `/dev` for stage `dev`, `/` for the empty stage.
     fn stage_suffix(&self) -> String {
-        format!("/{}", self.state.config.gateway.stage)
+        self.state.stage_path.clone()
     }
 
     /// Reads the `[tls]` certificate and key files again and makes new handshakes use them;
     /// open connections keep theirs. On failure the certificate in use stays and the error
-    /// says why (it is also logged). The binary calls this on SIGHUP.
+    /// says why (it is also logged). A configuration reload reads them again too.
     pub fn reload_tls(&self) -> Result<(), TlsError> {
         match &self.state.tls {
             Some(tls) => tls.reload(),
             None => Err(TlsError::NotConfigured),
         }
+    }
+
+    /// Puts `config` in place of the running configuration for new connections, messages and
+    /// requests; open connections stay open. Refused, changing nothing, when a key that only a
+    /// restart can change differs ([`ReloadError::RestartRequired`] names each) or when a
+    /// part cannot be built. The outcome is logged and counted here. Equal to the running
+    /// configuration, it still reads the TLS certificate and opens the access log's file again.
+    pub async fn reload(&self, config: Config) -> Result<ReloadOutcome, ReloadError> {
+        reload::reload(&self.state, config).await
+    }
+
+    /// Loads the configuration from the source given to [`Gateway::bind_with_source`] and
+    /// reloads it, as SIGHUP and `POST /@reload` do; a source that fails is
+    /// [`ReloadError::Invalid`] with its text.
+    pub async fn reload_from_source(&self) -> Result<ReloadOutcome, ReloadError> {
+        reload::reload_from_source(&self.state).await
     }
 
     /// Number of connections currently open on this gateway.

@@ -1,7 +1,8 @@
 //! The sockway gateway as a library.
 //!
-//! [`Gateway::bind`] takes a validated [`config::Config`], builds the shared state (`state`),
-//! binds its listeners and returns a running handle (`gateway`). Everything a WebSocket client
+//! [`Gateway::bind`] takes a validated [`config::Config`], builds the shared state (`state`)
+//! around its first deployment (`deployment`), binds its listeners and returns a running
+//! handle (`gateway`), which reloads the configuration (`reload`). Everything a WebSocket client
 //! or a backend can observe lives below this crate: the accept loop ([`server`]) and the
 //! request head (`head`), one task per connection (`connection`), the route table
 //! (`routing`), integrations (`integrations`), this node's connections (`registry`), delivery
@@ -18,6 +19,7 @@ mod cluster;
 pub mod config;
 mod connection;
 mod console;
+mod deployment;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -29,6 +31,7 @@ mod metrics;
 mod pool;
 mod proxy;
 mod registry;
+mod reload;
 mod routing;
 pub mod server;
 mod sign_in;
@@ -37,8 +40,10 @@ mod throttle;
 mod tls;
 
 pub use cluster::JoinError;
+pub use deployment::DeploymentError;
 pub use gateway::{Gateway, GatewayError};
 pub use integrations::UnsupportedScheme;
+pub use reload::{ReloadError, ReloadOutcome, RestartRequired};
 pub use routing::RouteError;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -2,11 +2,11 @@
 //!
 //! One [`Metrics`] per gateway, with its own registry, so several gateways in one process (tests,
 //! benchmarks) do not share counters. Hot paths never build label sets: per-route handles are
-//! created once at startup ([`RouteMetrics`]) and incremented through atomics. Labels are
+//! created with the route table ([`Metrics::route`], at startup and at each reload, where a
+//! route that stays keeps its series) and incremented through atomics. Labels are
 //! bounded: `stage` is fixed, `route` is one of the configured route keys or `@connections`,
 //! outcome and method labels come from closed sets. This module records; it decides nothing.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -61,7 +61,7 @@ struct DirectionLabels {
     direction: &'static str,
 }
 
-/// The counters of one route, created at startup.
+/// The counters of one route, made with the route table.
 #[derive(Clone, Debug)]
 pub(crate) struct RouteMetrics {
     /// `MessageCount{direction="in"}`: messages routed here.
@@ -93,7 +93,12 @@ pub(crate) enum AuthorizerOutcome {
 #[derive(Debug)]
 pub(crate) struct Metrics {
     registry: Registry,
-    routes: HashMap<String, RouteMetrics>,
+    /// The stage label of every per-stage series.
+    stage: String,
+    messages: Family<MessageLabels, Counter>,
+    integration_errors: Family<RouteLabels, Counter>,
+    execution_errors: Family<RouteLabels, Counter>,
+    integration_latency: Family<RouteLabels, Histogram>,
     /// `ConnectCount`: `$connect` requests handled (authorized or not).
     pub(crate) connect_count: Counter,
     /// `ClientError`: requests refused by the gateway before an integration ran (no route,
@@ -124,6 +129,37 @@ pub(crate) struct Metrics {
     pub(crate) api_key_uses_uncounted: Counter,
     /// The cluster's handles; registered only with `[cluster]`.
     pub(crate) cluster: ClusterMetrics,
+    config_reloads: Family<OutcomeLabels, Counter>,
+    config_last_reload_successful: Gauge,
+    config_last_reload_success: Gauge,
+    config_hash: Gauge,
+}
+
+/// How a reload ended, for `sockway_config_reloads_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reloaded {
+    /// The new configuration is in place (possibly equal to the old one).
+    Applied,
+    /// The configuration did not load or could not be put in place; the old one stays.
+    Invalid,
+    /// A key that needs a restart changed; the old configuration stays.
+    RestartRequired,
+}
+
+impl Reloaded {
+    const ALL: [Reloaded; 3] = [
+        Reloaded::Applied,
+        Reloaded::Invalid,
+        Reloaded::RestartRequired,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Reloaded::Applied => "applied",
+            Reloaded::Invalid => "invalid",
+            Reloaded::RestartRequired => "restart_required",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -236,36 +272,6 @@ impl Metrics {
             latency_family.clone(),
         );
 
-        let mut routes = HashMap::new();
-        for route in &config.routes {
-            let key = route.key.as_str().to_owned();
-            let labels = RouteLabels {
-                stage: stage.clone(),
-                route: key.clone(),
-            };
-            let message = |direction| MessageLabels {
-                stage: stage.clone(),
-                route: key.clone(),
-                direction,
-            };
-            // One statement per metric: `get_or_create` returns a read guard on the family, and a
-            // second call in the same expression would wait for a write lock behind it forever.
-            let messages_in = message_family.get_or_create(&message("in")).clone();
-            let messages_out = message_family.get_or_create(&message("out")).clone();
-            let integration_error = integration_error_family.get_or_create(&labels).clone();
-            let execution_error = execution_error_family.get_or_create(&labels).clone();
-            let integration_latency = latency_family.get_or_create(&labels).clone();
-            routes.insert(
-                key.clone(),
-                RouteMetrics {
-                    messages_in,
-                    messages_out,
-                    integration_error,
-                    execution_error,
-                    integration_latency,
-                },
-            );
-        }
         let stage_labels = StageLabels {
             stage: stage.clone(),
         };
@@ -273,7 +279,7 @@ impl Metrics {
         let client_error = client_error_family.get_or_create(&stage_labels).clone();
         let pushes_out = message_family
             .get_or_create(&MessageLabels {
-                stage,
+                stage: stage.clone(),
                 route: "@connections".to_owned(),
                 direction: "out",
             })
@@ -364,13 +370,47 @@ impl Metrics {
             "Connects admitted with an API key whose use could not be counted (Redis unreachable)",
             api_key_uses_uncounted.clone(),
         );
+        let config_reloads = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "sockway_config_reloads",
+            "Configuration reloads by outcome",
+            config_reloads.clone(),
+        );
+        // Every outcome from zero, so a rate over the first failure is not lost.
+        for outcome in Reloaded::ALL {
+            drop(config_reloads.get_or_create(&OutcomeLabels {
+                outcome: outcome.label(),
+            }));
+        }
+        let config_last_reload_successful = Gauge::default();
+        registry.register(
+            "sockway_config_last_reload_successful",
+            "1 when the last reload (or the start) put its configuration in place, 0 when it was refused",
+            config_last_reload_successful.clone(),
+        );
+        let config_last_reload_success = Gauge::default();
+        registry.register(
+            "sockway_config_last_reload_success_timestamp_seconds",
+            "When the configuration in use was put in place (the start, or the last successful reload), in Unix seconds",
+            config_last_reload_success.clone(),
+        );
+        let config_hash = Gauge::default();
+        registry.register(
+            "sockway_config_hash",
+            "A hash of the configuration in use (secrets left out): nodes that show the same value run the same configuration",
+            config_hash.clone(),
+        );
         let cluster = ClusterMetrics::new();
         if config.cluster.is_some() {
             cluster.register(&mut registry);
         }
         Metrics {
             registry,
-            routes,
+            stage,
+            messages: message_family,
+            integration_errors: integration_error_family,
+            execution_errors: execution_error_family,
+            integration_latency: latency_family,
             connect_count,
             client_error,
             pushes_out,
@@ -389,6 +429,62 @@ impl Metrics {
             access_refused,
             api_key_uses_uncounted,
             cluster,
+            config_reloads,
+            config_last_reload_successful,
+            config_last_reload_success,
+            config_hash,
+        }
+    }
+
+    /// The counters of the route `key`: the same series a route of that key had before a
+    /// reload, so its counts carry on.
+    pub(crate) fn route(&self, key: &str) -> RouteMetrics {
+        let labels = RouteLabels {
+            stage: self.stage.clone(),
+            route: key.to_owned(),
+        };
+        let message = |direction| MessageLabels {
+            stage: self.stage.clone(),
+            route: key.to_owned(),
+            direction,
+        };
+        // One statement per metric: `get_or_create` returns a read guard on the family, and a
+        // second call in the same expression would wait for a write lock behind it forever.
+        let messages_in = self.messages.get_or_create(&message("in")).clone();
+        let messages_out = self.messages.get_or_create(&message("out")).clone();
+        let integration_error = self.integration_errors.get_or_create(&labels).clone();
+        let execution_error = self.execution_errors.get_or_create(&labels).clone();
+        let integration_latency = self.integration_latency.get_or_create(&labels).clone();
+        RouteMetrics {
+            messages_in,
+            messages_out,
+            integration_error,
+            execution_error,
+            integration_latency,
+        }
+    }
+
+    /// Records a configuration put in place (at startup or by a reload): its hash, and now as
+    /// the time of the last success.
+    pub(crate) fn config_applied(&self, hash: u64) {
+        // Prometheus reads a float: the hash has 48 bits, which it holds exactly.
+        self.config_hash
+            .set(i64::try_from(hash).unwrap_or(i64::MAX));
+        self.config_last_reload_successful.set(1);
+        self.config_last_reload_success
+            .set(crate::epoch_millis() / 1000);
+    }
+
+    /// Counts one reload by how it ended; a refused one also sets
+    /// `sockway_config_last_reload_successful` to 0.
+    pub(crate) fn reloaded(&self, outcome: Reloaded) {
+        self.config_reloads
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.label(),
+            })
+            .inc();
+        if outcome != Reloaded::Applied {
+            self.config_last_reload_successful.set(0);
         }
     }
 
@@ -416,11 +512,6 @@ impl Metrics {
                 reason: reason.label(),
             })
             .inc();
-    }
-
-    /// The counters of a configured route.
-    pub(crate) fn route(&self, key: &str) -> Option<&RouteMetrics> {
-        self.routes.get(key)
     }
 
     /// Records a `$disconnect` delivery's final outcome.
@@ -503,7 +594,7 @@ mod tests {
         .unwrap();
         let metrics = Metrics::new(&config);
         metrics.connect_count.inc();
-        let route = metrics.route("sendmessage").unwrap();
+        let route = metrics.route("sendmessage");
         route.messages_in.inc();
         route.integration_latency.observe(3.0);
         metrics.disconnect_delivered(true);

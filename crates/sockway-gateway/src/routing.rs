@@ -1,6 +1,7 @@
 //! The route table: which route, and so which integration, a lifecycle event or message goes to.
 //!
-//! Built once from the configuration. Route selection follows AWS: the route selection
+//! Built from the configuration at startup and again by each reload (one table per
+//! deployment). Route selection follows AWS: the route selection
 //! expression is evaluated over the message body, the result must equal a route key exactly,
 //! anything else (including a body that is not JSON) falls to `$default`, and with no
 //! `$default` the message is refused with the `Forbidden` error frame. `$connect` and
@@ -13,7 +14,8 @@ use sockway_protocol::route::{RouteKey, RouteSelectionExpression};
 
 use crate::config::Config;
 use crate::integrations::{Integration, Integrations};
-use crate::throttle::TokenBucket;
+use crate::metrics::{Metrics, RouteMetrics};
+use crate::throttle::{TokenBucket, carry_bucket};
 
 /// One configured route.
 #[derive(Debug)]
@@ -24,14 +26,19 @@ pub(crate) struct Route {
     pub(crate) integration: Arc<Integration>,
     /// Two-way: the integration's response body is sent back to the client.
     pub(crate) route_response: bool,
-    /// The route's token bucket, shared by every connection; `None` when not throttled.
-    pub(crate) throttle: Option<TokenBucket>,
+    /// The route's token bucket, shared by every connection; `None` when not throttled. A
+    /// reload that leaves the route's throttle alone keeps the bucket.
+    pub(crate) throttle: Option<Arc<TokenBucket>>,
+    /// The route's counters.
+    pub(crate) metrics: RouteMetrics,
 }
 
 impl Route {
     /// Takes a token from the route's bucket; false when the message must be refused.
     pub(crate) fn admit(&self) -> bool {
-        self.throttle.as_ref().is_none_or(TokenBucket::try_acquire)
+        self.throttle
+            .as_ref()
+            .is_none_or(|bucket| bucket.try_acquire())
     }
 }
 
@@ -66,10 +73,14 @@ pub(crate) enum Selection {
 }
 
 impl RouteTable {
-    /// Builds the table, each route holding its integration out of `integrations`.
+    /// Builds the table, each route holding its integration out of `integrations`, its
+    /// counters, and its bucket (the bucket of the same route in `previous` when its
+    /// throttle is unchanged).
     pub(crate) fn from_config(
         config: &Config,
         integrations: &Integrations,
+        metrics: &Metrics,
+        previous: Option<&RouteTable>,
     ) -> Result<RouteTable, RouteError> {
         let mut routes = HashMap::new();
         for route in &config.routes {
@@ -85,9 +96,13 @@ impl RouteTable {
                     key: route.key.clone(),
                     integration,
                     route_response: route.route_response,
-                    throttle: route
-                        .throttling
-                        .map(|limit| TokenBucket::new(limit.rate, limit.burst)),
+                    throttle: carry_bucket(
+                        route.throttling,
+                        previous
+                            .and_then(|previous| previous.routes.get(route.key.as_str()))
+                            .and_then(|previous| previous.throttle.as_ref()),
+                    ),
+                    metrics: metrics.route(route.key.as_str()),
                 }),
             );
         }
@@ -148,8 +163,8 @@ mod tests {
             text.push_str(&format!("[routes.\"{key}\"]\nintegration = \"backend\"\n"));
         }
         let config = Config::from_toml(&text, "<test>").unwrap();
-        let integrations = Integrations::from_config(&config).unwrap();
-        RouteTable::from_config(&config, &integrations).unwrap()
+        let integrations = Integrations::from_config(&config, None).unwrap();
+        RouteTable::from_config(&config, &integrations, &Metrics::new(&config), None).unwrap()
     }
 
     fn check(table: &RouteTable, body: &str, expected: Option<&str>) {

@@ -9,10 +9,14 @@
 //! Connection caps hand out an [`Admission`] that the connection keeps for its lifetime;
 //! dropping it gives the slot back, so a connection that ends in any way (close, error, panic
 //! in its task, shutdown) cannot leak a slot.
+//!
+//! A reload builds new [`Throttles`] that keep every bucket whose settings it did not change
+//! (a reload must not be a way to refill a throttle), and changes the limits of the
+//! gateway-wide [`Caps`] in place: they count what is open, which a reload does not change.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -23,49 +27,42 @@ use crate::config::{Config, RateLimit};
 /// until some refill: failing closed under a flood of addresses rather than growing.
 const MAX_CLIENT_BUCKETS: usize = 65_536;
 
-/// The throttles and caps of one gateway that are not tied to a route (route buckets live in
-/// the route table).
+/// The token buckets of one deployment that are not tied to a route (route buckets live in
+/// the route table). A reload builds new ones through [`Throttles::from_config`], which keeps
+/// each bucket whose settings did not change, so a reload neither refills nor empties it.
 #[derive(Debug)]
 pub(crate) struct Throttles {
     /// `throttling.connect_rate_limit_per_ip`: new connections, per client.
-    pub(crate) connect_per_client: Option<ClientBuckets>,
+    pub(crate) connect_per_client: Option<Arc<ClientBuckets>>,
     /// `throttling.connect_rate_limit`: new connections, all clients together.
-    pub(crate) connect: Option<TokenBucket>,
+    pub(crate) connect: Option<Arc<TokenBucket>>,
     /// `throttling.management_rate_limit`: management API calls.
-    pub(crate) management: Option<TokenBucket>,
-    /// `limits.max_connections` and `limits.max_connections_per_ip`.
-    pub(crate) caps: Arc<ConnectionCaps>,
-    /// `management.max_connections` and `management.max_connections_per_ip`: HTTP
-    /// connections to the management API and console.
-    pub(crate) management_caps: Arc<ConnectionCaps>,
+    pub(crate) management: Option<Arc<TokenBucket>>,
     /// `limits.ipv6_prefix_length`: the bits of an IPv6 address that name one client.
     ipv6_prefix_length: u8,
-    /// `limits.buffered_message_bytes`: partly received messages, all connections together.
-    pub(crate) buffered: Arc<ByteBudget>,
 }
 
 impl Throttles {
-    /// The throttles `config` asks for.
-    pub(crate) fn from_config(config: &Config) -> Throttles {
-        let bucket =
-            |limit: Option<RateLimit>| limit.map(|limit| TokenBucket::new(limit.rate, limit.burst));
+    /// The buckets `config` asks for, carrying over those of `previous` whose settings are
+    /// unchanged.
+    pub(crate) fn from_config(config: &Config, previous: Option<&Throttles>) -> Throttles {
         Throttles {
-            connect_per_client: config
-                .throttling
-                .connect_per_ip
-                .map(|limit| ClientBuckets::new(limit.rate, limit.burst)),
-            connect: bucket(config.throttling.connect),
-            management: bucket(config.throttling.management),
-            caps: ConnectionCaps::new(
-                config.limits.max_connections,
-                config.limits.max_connections_per_ip,
+            connect_per_client: config.throttling.connect_per_ip.map(|limit| {
+                let previous = previous.and_then(|previous| previous.connect_per_client.as_ref());
+                match previous.filter(|buckets| buckets.limit == limit) {
+                    Some(buckets) => buckets.clone(),
+                    None => Arc::new(ClientBuckets::new(limit.rate, limit.burst)),
+                }
+            }),
+            connect: carry_bucket(
+                config.throttling.connect,
+                previous.and_then(|previous| previous.connect.as_ref()),
             ),
-            management_caps: ConnectionCaps::new(
-                config.management.max_connections,
-                config.management.max_connections_per_ip,
+            management: carry_bucket(
+                config.throttling.management,
+                previous.and_then(|previous| previous.management.as_ref()),
             ),
             ipv6_prefix_length: config.limits.ipv6_prefix_length,
-            buffered: ByteBudget::new(config.limits.buffered_message_bytes),
         }
     }
 
@@ -75,9 +72,69 @@ impl Throttles {
     }
 }
 
+/// The bucket for `limit`: `previous` itself when it was made for the same settings (a reload
+/// that leaves a throttle alone must not be a way to refill it), else a new full one.
+pub(crate) fn carry_bucket(
+    limit: Option<RateLimit>,
+    previous: Option<&Arc<TokenBucket>>,
+) -> Option<Arc<TokenBucket>> {
+    let limit = limit?;
+    Some(match previous.filter(|bucket| bucket.limit == limit) {
+        Some(bucket) => bucket.clone(),
+        None => Arc::new(TokenBucket::new(limit.rate, limit.burst)),
+    })
+}
+
+/// The gateway's connection caps and its budget of buffered bytes: counters of what is open
+/// now, so they live as long as the gateway; a reload changes only their limits.
+#[derive(Debug)]
+pub(crate) struct Caps {
+    /// `limits.max_connections` and `limits.max_connections_per_ip`.
+    pub(crate) connections: Arc<ConnectionCaps>,
+    /// `management.max_connections` and `management.max_connections_per_ip`: HTTP
+    /// connections to the management API and console.
+    pub(crate) management: Arc<ConnectionCaps>,
+    /// `limits.buffered_message_bytes`: partly received messages, all connections together.
+    pub(crate) buffered: Arc<ByteBudget>,
+}
+
+impl Caps {
+    /// The caps `config` sets, nothing held yet.
+    pub(crate) fn from_config(config: &Config) -> Caps {
+        Caps {
+            connections: ConnectionCaps::new(
+                config.limits.max_connections,
+                config.limits.max_connections_per_ip,
+            ),
+            management: ConnectionCaps::new(
+                config.management.max_connections,
+                config.management.max_connections_per_ip,
+            ),
+            buffered: ByteBudget::new(config.limits.buffered_message_bytes),
+        }
+    }
+
+    /// Applies the limits of a reloaded `config`. What is held stays held: a lower cap refuses
+    /// new connections until enough have closed, and closes none.
+    pub(crate) fn set_limits(&self, config: &Config) {
+        self.connections.set_limits(
+            config.limits.max_connections,
+            config.limits.max_connections_per_ip,
+        );
+        self.management.set_limits(
+            config.management.max_connections,
+            config.management.max_connections_per_ip,
+        );
+        self.buffered
+            .set_limit(config.limits.buffered_message_bytes);
+    }
+}
+
 /// A token bucket: at most `burst` requests at once, refilled at `rate` per second.
 #[derive(Debug)]
 pub(crate) struct TokenBucket {
+    /// The settings it was made for, so a reload can tell whether to keep it.
+    limit: RateLimit,
     /// Nanoseconds between two tokens at the steady rate.
     interval_ns: u64,
     /// How far ahead of now the theoretical arrival time may run: `burst` intervals.
@@ -94,6 +151,7 @@ impl TokenBucket {
         // Rates above one per nanosecond cannot be told apart from unlimited.
         let interval_ns = (1e9 / rate).max(1.0) as u64;
         TokenBucket {
+            limit: RateLimit { rate, burst },
             interval_ns,
             tolerance_ns: interval_ns.saturating_mul(u64::from(burst.max(1))),
             tat_ns: AtomicU64::new(0),
@@ -142,7 +200,8 @@ impl TokenBucket {
 /// atomic operation each.
 #[derive(Debug)]
 pub(crate) struct ByteBudget {
-    limit: usize,
+    /// The limit; a reload may change it (bytes already taken stay taken).
+    limit: AtomicUsize,
     used: AtomicUsize,
 }
 
@@ -150,16 +209,22 @@ impl ByteBudget {
     /// A budget of `limit` bytes, none used.
     pub(crate) fn new(limit: usize) -> Arc<ByteBudget> {
         Arc::new(ByteBudget {
-            limit,
+            limit: AtomicUsize::new(limit),
             used: AtomicUsize::new(0),
         })
     }
 
+    /// Changes the limit; bytes already taken stay taken.
+    pub(crate) fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Release);
+    }
+
     /// Takes `bytes` if that many are left.
     pub(crate) fn try_take(&self, bytes: usize) -> bool {
+        let limit = self.limit.load(Ordering::Acquire);
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(bytes).filter(|total| *total <= self.limit)
+                used.checked_add(bytes).filter(|total| *total <= limit)
             })
             .is_ok()
     }
@@ -189,6 +254,8 @@ fn gcra_step(tat: u64, now: u64, interval_ns: u64, tolerance_ns: u64) -> Option<
 /// entry and never awaits, and an upgrade already costs far more than the lock.
 #[derive(Debug)]
 pub(crate) struct ClientBuckets {
+    /// The settings they were made for, so a reload can tell whether to keep them.
+    limit: RateLimit,
     /// Nanoseconds between two tokens at the steady rate.
     interval_ns: u64,
     /// `burst` intervals.
@@ -204,6 +271,7 @@ impl ClientBuckets {
     pub(crate) fn new(rate: f64, burst: u32) -> ClientBuckets {
         let interval_ns = (1e9 / rate).max(1.0) as u64;
         ClientBuckets {
+            limit: RateLimit { rate, burst },
             interval_ns,
             tolerance_ns: interval_ns.saturating_mul(u64::from(burst.max(1))),
             arrivals: Mutex::new(HashMap::new()),
@@ -252,8 +320,12 @@ pub(crate) enum Refusal {
 /// The per-IP and total connection caps of one gateway.
 #[derive(Debug)]
 pub(crate) struct ConnectionCaps {
-    max_total: usize,
-    max_per_ip: Option<u32>,
+    /// The total cap; a reload may change it.
+    max_total: AtomicUsize,
+    /// The per-client cap, 0 for none; a reload may change it. Connections admitted while
+    /// there was none are not counted per client, so a per-client cap a reload turns on counts
+    /// the connections opened after it.
+    max_per_ip: AtomicU32,
     total: AtomicUsize,
     per_ip: Mutex<HashMap<Client, u32>>,
 }
@@ -291,19 +363,27 @@ impl ConnectionCaps {
     /// Caps of `max_total` open connections and, when set, `max_per_ip` per client.
     pub(crate) fn new(max_total: usize, max_per_ip: Option<u32>) -> Arc<ConnectionCaps> {
         Arc::new(ConnectionCaps {
-            max_total,
-            max_per_ip,
+            max_total: AtomicUsize::new(max_total),
+            max_per_ip: AtomicU32::new(max_per_ip.unwrap_or(0)),
             total: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
         })
     }
 
+    /// Changes the caps. Slots already held stay held: a lower cap refuses new connections
+    /// until enough have closed.
+    pub(crate) fn set_limits(&self, max_total: usize, max_per_ip: Option<u32>) {
+        self.max_total.store(max_total, Ordering::Release);
+        self.max_per_ip
+            .store(max_per_ip.unwrap_or(0), Ordering::Release);
+    }
+
     /// Takes a slot for a connection from `client`, or says which cap is reached. The
     /// client's own cap is checked first, so a client over it takes nothing from the total.
     pub(crate) fn admit(self: &Arc<Self>, client: Client) -> Result<Admission, Refusal> {
-        let key = match self.max_per_ip {
-            None => None,
-            Some(max) => {
+        let key = match self.max_per_ip.load(Ordering::Acquire) {
+            0 => None,
+            max => {
                 let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
                 let count = per_ip.entry(client).or_insert(0);
                 if *count >= max {
@@ -313,10 +393,11 @@ impl ConnectionCaps {
                 Some(client)
             }
         };
+        let max_total = self.max_total.load(Ordering::Acquire);
         let reserved = self
             .total
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |total| {
-                (total < self.max_total).then_some(total + 1)
+                (total < max_total).then_some(total + 1)
             });
         if reserved.is_err() {
             self.release_client(key);
@@ -526,6 +607,52 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_keeps_a_bucket_whose_settings_are_unchanged() {
+        let limit = RateLimit {
+            rate: 1.0,
+            burst: 1,
+        };
+        let bucket = carry_bucket(Some(limit), None).unwrap();
+        assert!(bucket.try_acquire());
+        let kept = carry_bucket(Some(limit), Some(&bucket)).unwrap();
+        assert!(Arc::ptr_eq(&bucket, &kept));
+        assert!(!kept.try_acquire(), "the reload did not refill it");
+        let changed = RateLimit {
+            rate: 1.0,
+            burst: 2,
+        };
+        let replaced = carry_bucket(Some(changed), Some(&bucket)).unwrap();
+        assert!(!Arc::ptr_eq(&bucket, &replaced));
+        assert!(replaced.try_acquire(), "new settings, a new full bucket");
+        assert!(carry_bucket(None, Some(&bucket)).is_none());
+    }
+
+    #[test]
+    fn changed_caps_keep_the_slots_held() {
+        let caps = ConnectionCaps::new(2, None);
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let _a = caps.admit(Client::of(ip, 64)).unwrap();
+        let b = caps.admit(Client::of(ip, 64)).unwrap();
+        caps.set_limits(1, Some(1));
+        assert_eq!(caps.open(), 2);
+        assert_eq!(
+            caps.admit(Client::of(ip, 64)).unwrap_err(),
+            Refusal::TotalCap
+        );
+        drop(b);
+        caps.set_limits(3, Some(1));
+        // Connections admitted before the per-client cap existed are not counted by it.
+        let c = caps.admit(Client::of(ip, 64)).unwrap();
+        assert_eq!(
+            caps.admit(Client::of(ip, 64)).unwrap_err(),
+            Refusal::PerIpCap
+        );
+        drop(c);
+        assert_eq!(caps.open(), 1);
+        assert!(caps.per_ip.lock().unwrap().is_empty());
+    }
+
+    #[test]
     fn a_byte_budget_never_lends_more_than_it_has() {
         let budget = ByteBudget::new(100);
         assert!(budget.try_take(60));
@@ -534,5 +661,9 @@ mod tests {
         budget.give_back(60);
         assert_eq!(budget.used(), 40);
         assert!(!budget.try_take(usize::MAX), "no overflow");
+        budget.set_limit(30);
+        assert!(!budget.try_take(1), "over the lowered limit");
+        budget.give_back(40);
+        assert!(budget.try_take(30));
     }
 }

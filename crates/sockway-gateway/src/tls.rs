@@ -1,6 +1,8 @@
 //! TLS on the listeners: the `[tls]` certificate and key, loaded and checked at startup and
-//! swapped in by [`Tls::reload`] (SIGHUP through `Gateway::reload_tls`, or [`watch`] when
-//! the files change).
+//! swapped in by [`Tls::reload`] (`Gateway::reload_tls`, or [`watch`] when the files change)
+//! or by a configuration reload ([`Tls::prepare`], then [`Tls::switch`]), which reads the
+//! files again even when `[tls]` did not change and may name other files or another polling
+//! interval.
 //!
 //! Every handshake asks [`CertificateResolver`] for the current certificate, so a reload
 //! changes what new handshakes see and nothing else: open connections keep the session they
@@ -12,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
@@ -21,6 +23,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
@@ -101,7 +104,12 @@ pub enum TlsError {
 /// inside it that reloads replace.
 #[derive(Debug)]
 pub(crate) struct Tls {
-    files: TlsConfig,
+    /// The files and polling interval in use; a configuration reload may replace them. A std
+    /// mutex held to copy or replace them, never across an `.await`.
+    files: Mutex<TlsConfig>,
+    /// Woken when a configuration reload replaced `files`, so [`watch`] takes up the new
+    /// interval at once.
+    files_replaced: Notify,
     server_config: Arc<ServerConfig>,
     resolver: Arc<CertificateResolver>,
     /// The files' modification times and sizes at the last load attempt, successful or not,
@@ -109,6 +117,14 @@ pub(crate) struct Tls {
     ///
     /// A std mutex: it is held for a comparison and never across an `.await`.
     seen: Mutex<Option<FileStamps>>,
+}
+
+/// A certificate read for a configuration reload, not yet in use.
+#[derive(Debug)]
+pub(crate) struct NextCertificate {
+    files: TlsConfig,
+    stamps: FileStamps,
+    certified: CertifiedKey,
 }
 
 /// Hands every new handshake the current certificate.
@@ -139,7 +155,8 @@ impl Tls {
             .with_cert_resolver(resolver.clone());
         server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Tls {
-            files: files.clone(),
+            files: Mutex::new(files.clone()),
+            files_replaced: Notify::new(),
             server_config: Arc::new(server_config),
             resolver,
             seen: Mutex::new(Some(stamps)),
@@ -156,20 +173,21 @@ impl Tls {
     /// Loads the files again and, if they are valid, makes new handshakes use them; on
     /// failure the certificate in use stays. Either outcome is logged here.
     pub(crate) fn reload(&self) -> Result<(), TlsError> {
-        let stamps = FileStamps::of(&self.files);
+        let files = self.files();
+        let stamps = FileStamps::of(&files);
         *self
             .seen
             .lock()
             .expect("the TLS file stamps lock is never poisoned") = Some(stamps);
         let provider = self.server_config.crypto_provider().clone();
-        match load_certified_key(&self.files, &provider) {
+        match load_certified_key(&files, &provider) {
             Ok(certified) => {
                 *self
                     .resolver
                     .current
                     .write()
                     .expect("the certificate lock is never poisoned") = Arc::new(certified);
-                info!(cert_file = %self.files.cert_file.display(), "TLS certificate reloaded");
+                info!(cert_file = %files.cert_file.display(), "TLS certificate reloaded");
                 Ok(())
             }
             Err(error) => {
@@ -179,9 +197,46 @@ impl Tls {
         }
     }
 
+    /// Reads and checks the files a reloaded configuration names, without using them yet.
+    pub(crate) fn prepare(&self, files: &TlsConfig) -> Result<NextCertificate, TlsError> {
+        let stamps = FileStamps::of(files);
+        let provider = self.server_config.crypto_provider().clone();
+        Ok(NextCertificate {
+            files: files.clone(),
+            stamps,
+            certified: load_certified_key(files, &provider)?,
+        })
+    }
+
+    /// Makes new handshakes use `next`, and [`watch`] poll its files at its interval.
+    pub(crate) fn switch(&self, next: NextCertificate) {
+        *self
+            .resolver
+            .current
+            .write()
+            .expect("the certificate lock is never poisoned") = Arc::new(next.certified);
+        *self
+            .seen
+            .lock()
+            .expect("the TLS file stamps lock is never poisoned") = Some(next.stamps);
+        *self
+            .files
+            .lock()
+            .expect("the TLS files lock is never poisoned") = next.files;
+        self.files_replaced.notify_one();
+    }
+
+    /// The files and interval in use.
+    fn files(&self) -> TlsConfig {
+        self.files
+            .lock()
+            .expect("the TLS files lock is never poisoned")
+            .clone()
+    }
+
     /// Whether a file changed since the last load attempt.
     fn files_changed(&self) -> bool {
-        let stamps = FileStamps::of(&self.files);
+        let stamps = FileStamps::of(&self.files());
         self.seen
             .lock()
             .expect("the TLS file stamps lock is never poisoned")
@@ -190,14 +245,22 @@ impl Tls {
     }
 }
 
-/// Polls the files every `interval` and reloads when one changed, until `shutdown`.
-pub(crate) async fn watch(tls: Arc<Tls>, interval: Duration, shutdown: CancellationToken) {
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Polls the files every `tls.reload_interval` (none: it only waits for a reload to set one)
+/// and reloads when one changed, until `shutdown`.
+pub(crate) async fn watch(tls: Arc<Tls>, shutdown: CancellationToken) {
     loop {
+        let interval = tls.files().reload_interval;
+        let tick = async {
+            match interval {
+                Some(interval) => tokio::time::sleep(interval).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
+            // The interval or the files changed: wait again with the new ones.
+            _ = tls.files_replaced.notified() => continue,
+            _ = tick => {}
         }
         if tls.files_changed() {
             // The outcome is logged by `reload`; a failure waits for the next change.

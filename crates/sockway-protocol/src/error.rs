@@ -103,6 +103,12 @@ impl AwsError {
         Self::with_message(400, "BadRequestException", message)
     }
 
+    /// 409 `ConflictException`: the request conflicts with the state of the resource (e.g. a
+    /// reload that changes a key only a restart can change), as AWS's API Gateway answers.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::with_message(409, "ConflictException", message)
+    }
+
     /// 403 `ForbiddenException` with the message `Forbidden`, as AWS answers a missing
     /// stage or a failed authorization.
     pub fn forbidden() -> Self {

@@ -41,8 +41,8 @@ pub use lambda::{FakeLambda, Invocation, KeyRing, LambdaReply};
 pub use process::{ConfigFile, GatewayProcess};
 pub use redis::{RedisCluster, RedisServer, RedisTls};
 
-use sockway_gateway::Gateway;
-use sockway_gateway::config::Config;
+use sockway_gateway::config::{Config, ConfigSource};
+use sockway_gateway::{Gateway, ReloadError, ReloadOutcome};
 
 /// How long any single wait in a test may take before the test fails: a bound for failing,
 /// never a pause, so it is generous (a loaded 2-core machine once took 10.8 s to form a
@@ -62,20 +62,50 @@ pub struct TestGateway {
 impl TestGateway {
     /// Starts a gateway from TOML text; `gateway.listen` is replaced by `127.0.0.1:0`.
     pub async fn start(toml: &str) -> TestGateway {
-        let mut config = Config::from_toml(toml, "<test>")
-            .unwrap_or_else(|error| panic!("test config invalid:\n{error}"));
-        config.gateway.listen = "127.0.0.1:0".parse().expect("literal address");
-        if config.management.listen.is_some() {
-            config.management.listen = Some("127.0.0.1:0".parse().expect("literal address"));
-        }
+        let config = on_free_ports(
+            Config::from_toml(toml, "<test>")
+                .unwrap_or_else(|error| panic!("test config invalid:\n{error}")),
+        );
         let gateway = Gateway::bind(config)
             .await
             .expect("gateway binds on port 0");
+        TestGateway::running(gateway)
+    }
+
+    /// Starts a gateway from the config file at `path`, which reloads (`POST /@reload`,
+    /// [`Gateway::reload_from_source`]) read again, listeners replaced as by
+    /// [`TestGateway::start`]; a file that does not load gives the text `sockway validate`
+    /// prints.
+    pub async fn start_from_file(path: &std::path::Path) -> TestGateway {
+        let path = path.to_owned();
+        let load = move || {
+            Config::load(&path)
+                .map(on_free_ports)
+                .map_err(|error| error.to_string())
+        };
+        let config = load().unwrap_or_else(|error| panic!("test config invalid:\n{error}"));
+        let gateway = Gateway::bind_with_source(config, ConfigSource::new(load))
+            .await
+            .expect("gateway binds on port 0");
+        TestGateway::running(gateway)
+    }
+
+    fn running(gateway: Gateway) -> TestGateway {
         TestGateway {
             ws_url: gateway.ws_url(),
             management_url: gateway.management_url(),
             gateway: Some(gateway),
         }
+    }
+
+    /// Reloads the gateway with TOML text, its listeners replaced as by [`TestGateway::start`]
+    /// so that they are what the gateway runs with.
+    pub async fn reload(&self, toml: &str) -> Result<ReloadOutcome, ReloadError> {
+        let config = on_free_ports(
+            Config::from_toml(toml, "<test>")
+                .unwrap_or_else(|error| panic!("test config invalid:\n{error}")),
+        );
+        self.gateway().reload(config).await
     }
 
     /// Connects a WebSocket client to the stage.
@@ -145,6 +175,15 @@ impl Drop for TestGateway {
             gateway.shutdown_token().cancel();
         }
     }
+}
+
+/// `config` with its listeners on `127.0.0.1:0`, as every test gateway runs.
+fn on_free_ports(mut config: Config) -> Config {
+    config.gateway.listen = "127.0.0.1:0".parse().expect("literal address");
+    if config.management.listen.is_some() {
+        config.management.listen = Some("127.0.0.1:0".parse().expect("literal address"));
+    }
+    config
 }
 
 /// An error and its causes, joined with `: ` as the binary prints them.

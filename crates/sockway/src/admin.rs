@@ -1,6 +1,6 @@
 //! The admin commands: `sockway connections ...`, `sockway groups ...`, `sockway
-//! broadcast` and `sockway api-keys usage`, which call the management API of a running
-//! gateway.
+//! broadcast`, `sockway api-keys usage` and `sockway reload`, which call the management API of
+//! a running gateway.
 //!
 //! A command is checked completely before anything is sent: its arguments, the message
 //! (`--data`, `--file` or standard input), and the target, which is resolved in this order:
@@ -25,7 +25,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use sockway_gateway::client::{
     ApiKeyUsage, BroadcastOutcome, ClientError, Connection, ConnectionId, ConnectionPage,
-    Credentials, DEFAULT_REGION, GroupName, MAX_PAGE_SIZE, ManagementClient, PageRequest,
+    Credentials, DEFAULT_REGION, GroupName, MAX_PAGE_SIZE, ManagementClient, PageRequest, Reloaded,
 };
 use sockway_gateway::config::Config;
 
@@ -69,6 +69,14 @@ pub(crate) enum AdminCommand {
         target: Target,
         #[command(subcommand)]
         command: ApiKeysCommand,
+    },
+    /// Make a running gateway read its configuration again (as SIGHUP does) and use it for new
+    /// connections, messages and calls; open connections stay. Exit 1 when the gateway
+    /// refused it (the problems, or the keys that need a restart, are printed) and kept the
+    /// configuration it runs.
+    Reload {
+        #[command(flatten)]
+        target: Target,
     },
 }
 
@@ -233,6 +241,7 @@ enum Call {
     GroupsOf(ConnectionId),
     Broadcast(Option<GroupName>, Vec<u8>),
     ApiKeyUsage,
+    Reload,
 }
 
 /// What a call returned, ready to print.
@@ -245,6 +254,7 @@ enum Outcome {
     Groups(ConnectionId, Vec<GroupName>),
     Broadcast(BroadcastOutcome),
     ApiKeyUsage(Vec<ApiKeyUsage>),
+    Reloaded(Reloaded),
 }
 
 /// Runs one admin command and returns the process's exit status.
@@ -311,6 +321,7 @@ fn prepare(command: AdminCommand) -> anyhow::Result<(Target, Call)> {
             target,
             command: ApiKeysCommand::Usage,
         } => (target, Call::ApiKeyUsage),
+        AdminCommand::Reload { target } => (target, Call::Reload),
     })
 }
 
@@ -447,6 +458,7 @@ async fn execute(client: &ManagementClient, call: Call) -> Result<Outcome, Clien
             None => client.broadcast(message).await?,
         }),
         Call::ApiKeyUsage => Outcome::ApiKeyUsage(client.api_key_usage().await?),
+        Call::Reload => Outcome::Reloaded(client.reload().await?),
     })
 }
 
@@ -494,6 +506,7 @@ fn print(outcome: &Outcome, json: bool) {
             Outcome::Groups(_, groups) => serde_json::json!({ "groups": groups }),
             Outcome::Broadcast(outcome) => serde_json::json!(outcome),
             Outcome::ApiKeyUsage(items) => serde_json::json!({ "items": items }),
+            Outcome::Reloaded(reloaded) => serde_json::json!(reloaded),
         };
         format!("{document}\n")
     } else {
@@ -555,6 +568,13 @@ fn human(outcome: &Outcome) -> String {
         Outcome::Broadcast(outcome) => format!(
             "delivered to {} connections, dropped for {}\n",
             outcome.delivered, outcome.dropped
+        ),
+        Outcome::Reloaded(reloaded) if reloaded.changes.is_empty() => {
+            "configuration reloaded: nothing changed\n".to_owned()
+        }
+        Outcome::Reloaded(reloaded) => format!(
+            "configuration reloaded; changed: {}\n",
+            reloaded.changes.join(", ")
         ),
         Outcome::ApiKeyUsage(items) if items.is_empty() => "no API keys\n".to_owned(),
         Outcome::ApiKeyUsage(items) => {

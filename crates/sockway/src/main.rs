@@ -1,10 +1,12 @@
 //! The `sockway` binary: command line, configuration loading, logging and signals.
 //!
 //! Everything that serves traffic is the `sockway_gateway` library; this file turns arguments
-//! into a validated configuration before anything binds, prints one line per listener, turns
-//! SIGTERM/SIGINT into the gateway's graceful shutdown and SIGHUP into a TLS certificate
-//! reload, and tells systemd about each (`systemd`). The admin commands that call a running
-//! gateway's management API (`connections`, `groups`, `broadcast`, `api-keys`) are `admin`'s;
+//! into a validated configuration before anything binds ([`Source::load`], the one function
+//! that loads it, at start and at every reload), prints one line per listener, turns
+//! SIGTERM/SIGINT into the gateway's graceful shutdown and SIGHUP into a configuration reload
+//! (which also reads the TLS certificate again), and tells systemd about each (`systemd`). The
+//! admin commands that call a running gateway's management API (`connections`, `groups`,
+//! `broadcast`, `api-keys`, `reload`) are `admin`'s;
 //! `import` and `serve --template`, which read a CloudFormation, SAM or Serverless definition
 //! instead of a config file, are `template`'s; the probe `sockway health` is `health`'s;
 //! `presign` (a URL for an `AWS_IAM` `$connect`) is `presign`'s.
@@ -23,8 +25,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sockway_gateway::Gateway;
-use sockway_gateway::config::{Config, Environment, Loaded, LogConfig, LogFormat, LogLevel};
-use sockway_gateway::server::TlsError;
+use sockway_gateway::config::{
+    Config, ConfigSource, Environment, Loaded, LogConfig, LogFormat, LogLevel,
+};
 
 /// A self-hosted WebSocket API gateway that speaks the AWS API Gateway WebSocket API model.
 #[derive(Debug, Parser)]
@@ -128,32 +131,37 @@ fn main() -> ExitCode {
             template,
             overrides,
             template_args,
-        } => match load(
-            &config,
-            template.as_deref(),
-            overrides.as_deref(),
-            &template_args,
-            &env,
-        ) {
-            Ok(loaded) => {
-                let file = template.as_ref().unwrap_or(&config);
-                if explain {
-                    let mut stdout = std::io::stdout().lock();
-                    for key in loaded.explain() {
-                        let _ = writeln!(stdout, "{key}");
+        } => {
+            let source = Source {
+                config,
+                template,
+                overrides,
+                template_args,
+                env,
+                listen: None,
+                management_listen: None,
+            };
+            match source.load_explained() {
+                Ok(loaded) => {
+                    let file = source.file();
+                    if explain {
+                        let mut stdout = std::io::stdout().lock();
+                        for key in loaded.explain() {
+                            let _ = writeln!(stdout, "{key}");
+                        }
                     }
+                    for warning in loaded.config.warnings() {
+                        eprintln!("{}: warning: {warning}", file.display());
+                    }
+                    println!("{}: configuration is valid", file.display());
+                    ExitCode::SUCCESS
                 }
-                for warning in loaded.config.warnings() {
-                    eprintln!("{}: warning: {warning}", file.display());
+                Err(error) => {
+                    eprintln!("{error}");
+                    ExitCode::from(EXIT_CONFIG)
                 }
-                println!("{}: configuration is valid", file.display());
-                ExitCode::SUCCESS
             }
-            Err(error) => {
-                eprintln!("{error}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
+        }
         Command::Serve {
             config,
             template,
@@ -163,31 +171,30 @@ fn main() -> ExitCode {
             management_listen,
             log_level,
         } => {
-            let loaded = load(
-                &config,
-                template.as_deref(),
-                overrides.as_deref(),
-                &template_args,
-                &env,
-            );
-            let mut loaded = match loaded {
-                Ok(loaded) => loaded.config,
+            let source = Source {
+                config,
+                template,
+                overrides,
+                template_args,
+                env,
+                listen,
+                management_listen,
+            };
+            let loaded = match source.load() {
+                Ok(loaded) => loaded,
                 Err(error) => {
                     eprintln!("{error}");
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            if let Some(listen) = listen {
-                loaded.gateway.listen = listen;
-            }
-            if let Some(management_listen) = management_listen {
-                loaded.management.listen = Some(management_listen);
-            }
-            if let Err(message) = init_logging(&loaded.log, log_level.as_deref()) {
-                eprintln!("sockway: {message}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-            match serve(loaded) {
+            let levels = match init_logging(&loaded.log, log_level.as_deref()) {
+                Ok(levels) => levels,
+                Err(message) => {
+                    eprintln!("sockway: {message}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            match serve(loaded, source, levels) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("sockway: {error:#}");
@@ -195,23 +202,6 @@ fn main() -> ExitCode {
                 }
             }
         }
-    }
-}
-
-/// The configuration file, or the configuration imported from a template with its
-/// overrides, with the environment's `SOCKWAY_…__…` variables over it and its `*_file` keys
-/// read: the one way `serve` and `validate` load a configuration, and what a reload calls
-/// again.
-fn load(
-    config: &Path,
-    template: Option<&Path>,
-    overrides: Option<&Path>,
-    template_args: &template::TemplateArgs,
-    env: &Environment,
-) -> Result<Loaded, String> {
-    match template {
-        Some(file) => template::load(file, template_args, overrides, env),
-        None => Config::load_file(config, env).map_err(|error| error.to_string()),
     }
 }
 
@@ -224,13 +214,74 @@ pub(crate) fn load_config_file(path: &Path) -> Result<Config, String> {
         .map_err(|error| error.to_string())
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
+/// Where the configuration comes from: a file, or a template with its options, the
+/// environment read once at start, and the flags that override what they say. `serve` loads
+/// it at start and again at every reload, `validate` once, all through [`Source::load`], so a
+/// reload sees exactly what a restart would.
+#[derive(Debug, Clone)]
+struct Source {
+    config: PathBuf,
+    template: Option<PathBuf>,
+    overrides: Option<PathBuf>,
+    template_args: template::TemplateArgs,
+    /// The `SOCKWAY_…__…` variables, `*_env` keys and a serverless.yml's `${env:...}` see
+    /// this copy, taken once in `main`.
+    env: Environment,
+    /// `--listen`, over `gateway.listen`.
+    listen: Option<SocketAddr>,
+    /// `--management-listen`, over `management.listen`.
+    management_listen: Option<SocketAddr>,
+}
+
+impl Source {
+    /// The configuration file, or the configuration imported from a template with its
+    /// overrides, with the environment's variables over it and its `*_file` keys read, and
+    /// where each value came from; the error is what `validate` prints.
+    fn load_explained(&self) -> Result<Loaded, String> {
+        match &self.template {
+            Some(file) => template::load(
+                file,
+                &self.template_args,
+                self.overrides.as_deref(),
+                &self.env,
+            ),
+            None => Config::load_file(&self.config, &self.env).map_err(|error| error.to_string()),
+        }
+    }
+
+    /// The validated configuration with the flags applied.
+    fn load(&self) -> Result<Config, String> {
+        let mut loaded = self.load_explained()?.config;
+        if let Some(listen) = self.listen {
+            loaded.gateway.listen = listen;
+        }
+        if let Some(management_listen) = self.management_listen {
+            loaded.management.listen = Some(management_listen);
+        }
+        Ok(loaded)
+    }
+
+    /// The file read: the template, or the configuration file.
+    fn file(&self) -> &Path {
+        self.template.as_deref().unwrap_or(&self.config)
+    }
+}
+
+fn serve(config: Config, source: Source, levels: Option<LogLevels>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let gateway = Gateway::bind(config).await?;
+        // SIGHUP, `sockway reload` and `POST /@reload` all read the configuration through the
+        // same `Source::load` that produced `config`; a reload that changes `log.level` sets it
+        // here, whichever of them triggered it.
+        let source = ConfigSource::new(move || source.load()).on_applied(move |config| {
+            if let Some(levels) = &levels {
+                levels.set(&config.log.level);
+            }
+        });
+        let gateway = Gateway::bind_with_source(config, source).await?;
         // Signal handlers go in before the startup line, so a supervisor that reacts to the
         // line with SIGTERM gets a graceful shutdown, not the default action.
         let shutdown = gateway.shutdown_token();
@@ -287,11 +338,20 @@ fn serve(config: Config) -> anyhow::Result<()> {
                 _ = shutdown.cancelled() => break,
                 _ = hangup.recv() => {
                     if let Some(notifier) = &notifier {
-                        notifier.notify("RELOADING=1");
+                        notifier.notify(&systemd::reloading());
                     }
-                    reload_tls(&gateway);
+                    // The gateway logs the outcome (the problems, or the keys that need a
+                    // restart) and keeps the running configuration when it is refused.
+                    let reloaded = gateway.reload_from_source().await;
                     if let Some(notifier) = &notifier {
-                        notifier.notify("READY=1");
+                        let status = match reloaded {
+                            Ok(_) => "configuration reloaded",
+                            Err(_) => "the last reload was refused (see the log)",
+                        };
+                        notifier.notify(&format!(
+                            "READY=1\nSTATUS=serving on {}; {status}",
+                            gateway.ws_url()
+                        ));
                     }
                 }
             }
@@ -302,42 +362,63 @@ fn serve(config: Config) -> anyhow::Result<()> {
     })
 }
 
-/// SIGHUP: reloads the TLS certificate. The gateway logs the outcome of a reload itself.
-fn reload_tls(gateway: &Gateway) {
-    if let Err(TlsError::NotConfigured) = gateway.reload_tls() {
-        tracing::info!("SIGHUP: no [tls] table, nothing to reload");
+/// Sets the application log's level filter after startup, when `log.level` chose it.
+struct LogLevels(Box<dyn Fn(&LogLevel) + Send + Sync>);
+
+impl LogLevels {
+    /// Filters by `level` from now on.
+    fn set(&self, level: &LogLevel) {
+        (self.0)(level);
     }
 }
 
 /// Sets up the application log on standard error: `log.format`, and the level filter from
-/// `--log-level`, else `RUST_LOG`, else `log.level`.
-fn init_logging(config: &LogConfig, flag: Option<&str>) -> Result<(), String> {
+/// `--log-level`, else `RUST_LOG`, else `log.level`. In the last case the filter can be
+/// changed by a reload, through the [`LogLevels`] returned.
+fn init_logging(config: &LogConfig, flag: Option<&str>) -> Result<Option<LogLevels>, String> {
     use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::reload;
     use tracing_subscriber::util::SubscriberInitExt;
-    let level = match flag {
-        Some(text) => LogLevel::parse(text).map_err(|error| format!("--log-level {error}"))?,
+    let chosen = match flag {
+        Some(text) => Some(LogLevel::parse(text).map_err(|error| format!("--log-level {error}"))?),
         None => match std::env::var("RUST_LOG") {
             Ok(text) if !text.trim().is_empty() => {
-                LogLevel::parse(&text).map_err(|error| format!("RUST_LOG {error}"))?
+                Some(LogLevel::parse(&text).map_err(|error| format!("RUST_LOG {error}"))?)
             }
-            _ => config.level.clone(),
+            _ => None,
         },
     };
+    let level = chosen.as_ref().unwrap_or(&config.level);
     let builder = tracing_subscriber::fmt()
         .with_writer(|| LogWriter(std::io::stderr()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match config.format {
-        LogFormat::Text => builder.finish().with(level.targets()).init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .finish()
-            .with(level.targets())
-            .init(),
-    }
-    Ok(())
+    // A reloadable filter only when the file chose the level: a flag or RUST_LOG wins over it
+    // for the life of the process.
+    let reloadable = chosen.is_none();
+    let levels = match config.format {
+        LogFormat::Text => {
+            let (filter, handle) = reload::Layer::new(level.targets());
+            builder.finish().with(filter).init();
+            LogLevels(Box::new(move |level: &LogLevel| {
+                let _ = handle.reload(level.targets());
+            }))
+        }
+        LogFormat::Json => {
+            let (filter, handle) = reload::Layer::new(level.targets());
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .finish()
+                .with(filter)
+                .init();
+            LogLevels(Box::new(move |level: &LogLevel| {
+                let _ = handle.reload(level.targets());
+            }))
+        }
+    };
+    Ok(reloadable.then_some(levels))
 }
 
 /// Standard error for logs, ignoring write failures: a closed log pipe must not take the

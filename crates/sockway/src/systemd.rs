@@ -3,9 +3,11 @@
 //! `NOTIFY_SOCKET` (a path, or an abstract socket when it starts with `@`).
 //!
 //! sockway sends `READY=1` once every listener is bound and the startup lines are printed,
-//! `RELOADING=1` then `READY=1` around a SIGHUP reload, `STOPPING=1` when a shutdown starts,
-//! and `WATCHDOG=1` at half the `WatchdogSec=` interval while the runtime is responsive. With
-//! no `NOTIFY_SOCKET` (not started by systemd) nothing is sent. A notification that cannot be
+//! `RELOADING=1` (with `MONOTONIC_USEC=`, the `CLOCK_MONOTONIC` time it began, which
+//! `Type=notify-reload` requires) then `READY=1` around a SIGHUP reload, whether the reload was
+//! put in place or refused (`STATUS=` says which), `STOPPING=1` when a shutdown starts, and
+//! `WATCHDOG=1` at half the `WatchdogSec=` interval while the runtime is responsive. With no
+//! `NOTIFY_SOCKET` (not started by systemd) nothing is sent. A notification that cannot be
 //! sent is logged and otherwise ignored: the manager's socket must never take the gateway
 //! down.
 
@@ -13,7 +15,7 @@ use std::io;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::Duration;
 
-/// Where notifications go, when the service manager asked for them.
+/// Where notifications go, when the service manager asked for them. Sends never block.
 #[derive(Debug)]
 pub(crate) struct Notifier {
     socket: UnixDatagram,
@@ -49,10 +51,11 @@ impl Notifier {
                 ));
             }
         };
-        Ok(Notifier {
-            socket: UnixDatagram::unbound()?,
-            address,
-        })
+        let socket = UnixDatagram::unbound()?;
+        // Notifications are sent from the runtime's threads: a manager that stops reading
+        // (its queue full) must cost a dropped notification, never a blocked thread.
+        socket.set_nonblocking(true)?;
+        Ok(Notifier { socket, address })
     }
 
     /// Sends one notification of `KEY=VALUE` lines.
@@ -61,6 +64,15 @@ impl Notifier {
             tracing::warn!(%error, state, "cannot notify the service manager");
         }
     }
+}
+
+/// The notification that a reload begins: `RELOADING=1` and the `CLOCK_MONOTONIC` time in
+/// microseconds, by which the manager tells this reload from an earlier one.
+pub(crate) fn reloading() -> String {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let micros = u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000
+        + u64::try_from(now.tv_nsec).unwrap_or(0) / 1_000;
+    format!("RELOADING=1\nMONOTONIC_USEC={micros}")
 }
 
 /// How often to send `WATCHDOG=1`: half of `WATCHDOG_USEC`, when it is set for this process

@@ -17,7 +17,7 @@ use sockway_import::{Format, ImportOptions, Imported, LambdaNames, Severity};
 use crate::EXIT_CONFIG;
 
 /// How a template is read: the options `import` and `serve --template` share.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct TemplateArgs {
     /// What the file is: decided from its content by default.
     #[arg(long, value_enum, default_value = "auto")]

@@ -12,6 +12,13 @@
 //! never slows traffic. One writer task (`writer`) owns the destination and its buffer. The
 //! ring sits behind a `std::sync::Mutex` held for a push or a copy, never across `.await`.
 //! What the events mean (statuses, latencies) is decided by the code that records them.
+//!
+//! A reload ([`AccessLog::prepare`], then [`AccessLog::switch`]) opens the destination again,
+//! even an unchanged one (so a rotated file is let go of), and swaps in a new template, channel
+//! and writer; recording reads the current ones through an `ArcSwapOption`, which costs no
+//! lock. The writer before it writes every line already queued (it ends when the last sender
+//! goes), and the new writer starts writing only once it has: no line is lost, and lines to
+//! one destination stay in order.
 
 mod template;
 mod writer;
@@ -20,12 +27,14 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 use sockway_protocol::error::ErrorFrame;
 use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::result::IntegrationResponse;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AccessLogConfig, Config};
@@ -171,8 +180,14 @@ pub(crate) struct AccessLog {
     /// The last [`RECENT_CAPACITY`] records, oldest first. A plain mutex: each use pushes or
     /// copies a few hundred small records and never awaits.
     recent: Mutex<VecDeque<AccessRecord>>,
-    /// Renders and ships lines; `None` when `[access_log]` is disabled.
-    lines: Option<Lines>,
+    /// Renders and ships lines; `None` when `[access_log]` is disabled. Read on every event,
+    /// replaced by a reload.
+    lines: ArcSwapOption<Lines>,
+    /// `sockway_access_log_dropped_total`.
+    dropped: Counter,
+    /// The newest writer task. Each writer waits for the one before it, so waiting for this
+    /// one waits for every line recorded.
+    writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// The line half of the access log.
@@ -182,11 +197,28 @@ struct Lines {
     api_id: String,
     stage: String,
     sender: mpsc::Sender<String>,
-    /// `sockway_access_log_dropped_total`.
-    dropped: Counter,
     /// Cancelled to make the writer flush what it has and stop.
     stop: CancellationToken,
-    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// The destination and template of a reloaded configuration, opened and not yet in use.
+pub(crate) struct NextLines(Option<Opened>);
+
+/// An enabled access log's opened destination and what its lines are made from.
+struct Opened {
+    output: writer::Output,
+    template: Template,
+    api_id: String,
+    stage: String,
+}
+
+impl std::fmt::Debug for NextLines {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("NextLines")
+            .field("enabled", &self.0.is_some())
+            .finish()
+    }
 }
 
 impl AccessEvent {
@@ -322,32 +354,64 @@ impl AccessLog {
     /// The access log `config` asks for. With `[access_log]` enabled this spawns the writer
     /// task on the current runtime; `dropped` counts lines the writer could not take.
     pub(crate) fn start(config: &Config, dropped: Counter) -> Result<AccessLog, std::io::Error> {
+        let next = AccessLog::prepare(config)?;
+        let log = AccessLog {
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_CAPACITY)),
+            lines: ArcSwapOption::empty(),
+            dropped,
+            writer: Mutex::new(None),
+        };
+        log.switch(next);
+        Ok(log)
+    }
+
+    /// Opens the destination `config` names (when the access log is enabled), without using
+    /// it yet: a reload does everything that can fail before it changes anything.
+    pub(crate) fn prepare(config: &Config) -> Result<NextLines, std::io::Error> {
         let AccessLogConfig {
             enabled,
             format,
             destination,
         } = &config.access_log;
-        let lines = if *enabled {
+        if !*enabled {
+            return Ok(NextLines(None));
+        }
+        Ok(NextLines(Some(Opened {
+            output: writer::open(destination)?,
+            template: format.template().clone(),
+            api_id: config.gateway.api_id.clone(),
+            stage: config.gateway.stage.clone(),
+        })))
+    }
+
+    /// Makes lines recorded from now on go to `next`. The writer before it still writes every
+    /// line it was handed, and the new one starts writing after it.
+    pub(crate) fn switch(&self, next: NextLines) {
+        let mut writer = self
+            .writer
+            .lock()
+            .expect("no code panics holding the writer lock");
+        let lines = next.0.map(|opened| {
             let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
             let stop = CancellationToken::new();
-            let output = writer::open(destination)?;
-            let task = tokio::spawn(writer::run(output, receiver, stop.clone()));
-            Some(Lines {
-                template: format.template().clone(),
-                api_id: config.gateway.api_id.clone(),
-                stage: config.gateway.stage.clone(),
+            let task = tokio::spawn(writer::run(
+                opened.output,
+                receiver,
+                stop.clone(),
+                writer.take(),
+            ));
+            *writer = Some(task);
+            Arc::new(Lines {
+                template: opened.template,
+                api_id: opened.api_id,
+                stage: opened.stage,
                 sender,
-                dropped,
                 stop,
-                writer: Mutex::new(Some(task)),
             })
-        } else {
-            None
-        };
-        Ok(AccessLog {
-            recent: Mutex::new(VecDeque::with_capacity(RECENT_CAPACITY)),
-            lines,
-        })
+        });
+        // The old lines' sender goes with the last event that still holds them, and their
+        // writer ends once it has written what they queued.
+        drop(self.lines.swap(lines));
     }
 
     /// Records one event: into the ring always, and as a line when enabled. Never waits.
@@ -363,10 +427,10 @@ impl AccessLog {
             }
             recent.push_back(record);
         }
-        if let Some(lines) = &self.lines {
+        if let Some(lines) = &*self.lines.load() {
             let line = template::render(&lines.template, &event, &lines.api_id, &lines.stage);
             if lines.sender.try_send(line).is_err() {
-                lines.dropped.inc();
+                self.dropped.inc();
             }
         }
     }
@@ -380,13 +444,12 @@ impl AccessLog {
         recent.iter().rev().take(limit).cloned().collect()
     }
 
-    /// Flushes the lines recorded so far and stops the writer; later lines are dropped.
+    /// Flushes the lines recorded so far and stops the writers; later lines are dropped.
     pub(crate) async fn close(&self) {
-        let Some(lines) = &self.lines else {
-            return;
-        };
-        lines.stop.cancel();
-        let task = lines
+        if let Some(lines) = &*self.lines.load() {
+            lines.stop.cancel();
+        }
+        let task = self
             .writer
             .lock()
             .expect("no code panics holding the writer lock")

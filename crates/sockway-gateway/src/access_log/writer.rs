@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -41,12 +42,18 @@ pub(super) fn open(destination: &AccessLogDestination) -> Result<Output, std::io
 }
 
 /// Writes every line received until `stop` is cancelled or every sender is gone, then writes
-/// what is still queued and flushes.
+/// what is still queued and flushes. With `previous` (the writer a reload replaced), it first
+/// waits for that one to finish, so the lines of both keep their order; its own lines wait in
+/// the channel meanwhile.
 pub(super) async fn run(
     output: Output,
     mut lines: mpsc::Receiver<String>,
     stop: CancellationToken,
+    previous: Option<JoinHandle<()>>,
 ) {
+    if let Some(previous) = previous {
+        let _ = previous.await;
+    }
     let mut output = Destination {
         writer: BufWriter::with_capacity(BUFFER_BYTES, output),
         failed: false,

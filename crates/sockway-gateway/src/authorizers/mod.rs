@@ -107,14 +107,22 @@ impl AuthorizerError {
 
 impl Authorizer {
     /// The authorizer of `config`, if one is configured.
+    ///
+    /// `previous` is the authorizer of the running deployment when a reload leaves
+    /// `[authorizer]` unchanged: a JWT authorizer then keeps the signing keys it fetched.
     pub(crate) fn from_config(
         config: &Config,
         lambda: &LambdaClient,
         http: &HttpClient,
+        previous: Option<&Authorizer>,
     ) -> Result<Option<Authorizer>, UnsupportedScheme> {
         let Some(authorizer) = &config.authorizer else {
             return Ok(None);
         };
+        let previous_jwt = previous.and_then(|previous| match &previous.kind {
+            Kind::Jwt(jwt) => Some(jwt.clone()),
+            _ => None,
+        });
         let gateway = &config.gateway;
         let kind = match &authorizer.kind {
             AuthorizerKind::Lambda(target) => Kind::Lambda {
@@ -128,7 +136,9 @@ impl Authorizer {
                     client: http.clone(),
                 }
             }
-            AuthorizerKind::Jwt(jwt) => Kind::Jwt(Arc::new(JwtAuthorizer::new(jwt))),
+            AuthorizerKind::Jwt(jwt) => {
+                Kind::Jwt(previous_jwt.unwrap_or_else(|| Arc::new(JwtAuthorizer::new(jwt))))
+            }
         };
         Ok(Some(Authorizer {
             kind,

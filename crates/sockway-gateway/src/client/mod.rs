@@ -1,5 +1,5 @@
 //! A client for the management API of a running gateway: AWS's `@connections` calls and
-//! sockway's extensions (listing, broadcast, groups).
+//! sockway's extensions (listing, broadcast, groups, API key usage, reload).
 //!
 //! [`ManagementClient`] speaks HTTP/1.1 (`http://` and `https://`) over the same pooled client
 //! integrations use. Given [`Credentials`], it signs every request with SigV4 for service
@@ -185,6 +185,17 @@ pub struct ApiKeyUsage {
     pub end_date: String,
     /// Connects counted in the period.
     pub used: u64,
+}
+
+/// What a configuration reload changed (sockway extension, `POST @reload`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reloaded {
+    /// The tables and entries that changed (`routes."sendmessage"`, `throttling`, ...);
+    /// empty when the configuration is the same.
+    pub changes: Vec<String>,
+    /// The hash of the configuration now in use, as `sockway_config_hash` shows it.
+    pub config_hash: u64,
 }
 
 /// Why a management call failed.
@@ -447,6 +458,15 @@ impl ManagementClient {
         let path = format!("{}/@api-keys/usage", self.base_path);
         let answer = self.call(Method::GET, path, Bytes::new()).await?;
         Ok(answer.json::<Report>()?.items)
+    }
+
+    /// `POST @reload`: the gateway reads its configuration again (as on SIGHUP) and puts it
+    /// in place, or answers why not (400 with the problems, 409 naming keys that need a
+    /// restart) and keeps the running one.
+    pub async fn reload(&self) -> Result<Reloaded, ClientError> {
+        let path = format!("{}/@reload", self.base_path);
+        let answer = self.call(Method::POST, path, Bytes::new()).await?;
+        answer.json::<Reloaded>()
     }
 
     /// `{base}/@connections/{id}`, the id percent-encoded as botocore does.

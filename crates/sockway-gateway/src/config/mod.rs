@@ -41,6 +41,7 @@ mod parse;
 mod permessage_deflate;
 mod proxies;
 mod raw;
+mod reload_source;
 mod request_parameters;
 mod schema;
 mod sources;
@@ -72,6 +73,7 @@ pub use self::explain::ExplainedKey;
 pub use self::log::{LogConfig, LogFormat, LogLevel};
 pub use self::origins::AllowedOrigin;
 pub use self::proxies::{PublicScheme, TrustedProxies};
+pub use self::reload_source::ConfigSource;
 pub use self::sources::{ConfigText, Environment, Source, Sources};
 pub use self::tls::TlsConfig;
 

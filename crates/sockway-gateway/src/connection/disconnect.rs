@@ -85,13 +85,16 @@ pub(super) async fn deliver_disconnect(
     event.route_key = Some("$disconnect".to_owned());
     event.disconnect_status_code = Some(cause.disconnect_status_code());
     event.disconnect_reason = Some(cause.disconnect_reason());
-    let Some(route) = state.routes.disconnect() else {
+    // The deployment in use when the connection ended: its `$disconnect` route and retry
+    // settings hold for every attempt.
+    let deployment = state.current();
+    let Some(route) = deployment.routes.disconnect() else {
         event.answered(200, None);
         state.access_log.record(event);
         return;
     };
     let integration = &route.integration;
-    let limits = &state.config.limits;
+    let limits = &deployment.config.limits;
     let call = Call {
         connection: context,
         request_id,

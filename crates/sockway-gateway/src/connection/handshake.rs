@@ -26,7 +26,8 @@ use super::refusal::ConnectError;
 use crate::access_log::{AccessEvent, AuthorizerDecision, EventType, IntegrationOutcome};
 use crate::authorizers::AuthorizerRequest;
 use crate::authorizers::iam::SignedRequest;
-use crate::config::{ApiKeySelection, Authority, PublicScheme};
+use crate::config::{ApiKeySelection, Authority, Config, PublicScheme};
+use crate::deployment::Deployment;
 use crate::head::RequestHead;
 use crate::integrations::{Call, CallKind};
 use crate::metrics::{AuthorizerOutcome, Throttled};
@@ -83,14 +84,23 @@ pub(super) async fn negotiate(
     let request_id = RequestId::from_random(random_bytes());
     let mut event = AccessEvent::new(EventType::Connect, request_id.to_string(), epoch_millis());
     event.route_key = Some("$connect".to_owned());
+    // One deployment for the whole handshake: a reload meanwhile applies to the next one.
+    let deployment = state.current();
     let forwarded = forwarded::resolve(
         &head.headers,
         peer.ip(),
-        &state.config.gateway.trusted_proxies,
+        &deployment.config.gateway.trusted_proxies,
     );
     event.source_ip = Some(forwarded.client.to_string());
     event.user_agent = head.header("User-Agent").map(str::to_owned);
-    match run_connect(head, &forwarded, local, state, &request_id, &mut event).await {
+    let connect = Connect {
+        head,
+        forwarded: &forwarded,
+        local,
+        state,
+        deployment: &deployment,
+    };
+    match run_connect(&connect, &request_id, &mut event).await {
         Ok(accepted) => {
             event.answered(200, None);
             Ok((accepted, event))
@@ -104,25 +114,41 @@ pub(super) async fn negotiate(
     }
 }
 
+/// What one handshake reads: the request, who sent it, and the gateway with the deployment
+/// it started under.
+struct Connect<'a> {
+    head: &'a RequestHead,
+    forwarded: &'a Forwarded,
+    /// The address the client connected to.
+    local: Option<SocketAddr>,
+    state: &'a State,
+    deployment: &'a Deployment,
+}
+
 /// The checks, the throttles, the authorizer and `$connect`, in that order. Fills `event` with
 /// what happened (the connection, the authorizer's decision, the integration call); the
 /// outcome is the caller's to record.
 async fn run_connect(
-    head: &RequestHead,
-    forwarded: &Forwarded,
-    local: Option<SocketAddr>,
-    state: &State,
+    connect: &Connect<'_>,
     request_id: &RequestId,
     event: &mut AccessEvent,
 ) -> Result<Accepted, ConnectError> {
-    let domain_name = domain_name(head, local, state)?;
-    let key = check_request(head, state)?;
+    let Connect {
+        head,
+        forwarded,
+        local,
+        state,
+        deployment,
+    } = *connect;
+    let config = &deployment.config;
+    let domain_name = domain_name(head, local, config)?;
+    let key = check_request(head, state, config)?;
     let connected_at = event.request_time_epoch;
     let source_ip = forwarded.client.to_string();
     let mut context = ConnectionContext {
         connection_id: state.cluster.new_connection_id(),
-        api_id: state.config.gateway.api_id.clone(),
-        stage: state.config.gateway.stage.clone(),
+        api_id: config.gateway.api_id.clone(),
+        stage: config.gateway.stage.clone(),
         domain_name,
         connected_at,
         source_ip,
@@ -131,12 +157,12 @@ async fn run_connect(
         access: None,
     };
     event.connection = Some(Arc::new(context.clone()));
-    let headers = Arc::new(event_headers(head, forwarded, local, state));
+    let headers = Arc::new(event_headers(head, forwarded, local, connect));
     let query = Arc::new(head.query_pairs());
 
-    let admission = admit(forwarded.client, state)?;
+    let admission = admit(forwarded.client, state, deployment)?;
 
-    if let Some(iam) = &state.iam {
+    if let Some(iam) = &deployment.iam {
         let request = SignedRequest {
             method: &head.method,
             path: &head.path,
@@ -153,7 +179,7 @@ async fn run_connect(
     // principal and context.
     let mut connect_context = None;
     let mut usage_identifier_key = None;
-    if let Some(authorizer) = &state.authorizer {
+    if let Some(authorizer) = &deployment.authorizer {
         let request = AuthorizerRequest {
             connection: &context,
             headers: &headers,
@@ -193,7 +219,7 @@ async fn run_connect(
         }));
         context.authorizer = Some(authorization.context);
     }
-    if let Some(api_keys) = state.api_keys.as_ref().filter(|keys| keys.required()) {
+    if let Some(api_keys) = deployment.api_keys.as_ref().filter(|keys| keys.required()) {
         let presented = match api_keys.selection() {
             ApiKeySelection::Header => head.header(API_KEY_HEADER),
             ApiKeySelection::AuthorizerUsageIdentifierKey => usage_identifier_key.as_deref(),
@@ -215,7 +241,7 @@ async fn run_connect(
 
     let mut subprotocol = None;
     let mut groups = Vec::new();
-    if let Some(route) = state.routes.connect() {
+    if let Some(route) = deployment.routes.connect() {
         state.metrics.connect_count.inc();
         let call = Call {
             connection: connect_context.unwrap_or_else(|| context.clone()),
@@ -261,7 +287,7 @@ async fn run_connect(
     if let Some(subprotocol) = subprotocol {
         response.push_str(&format!("Sec-WebSocket-Protocol: {subprotocol}\r\n"));
     }
-    let deflate = state.config.permessage_deflate.as_ref().and_then(|config| {
+    let deflate = config.permessage_deflate.as_ref().and_then(|config| {
         let offers = head
             .headers
             .iter()
@@ -295,7 +321,11 @@ fn accept_key(key: &str) -> String {
 }
 
 /// RFC 6455 checks on the upgrade request; returns the client's key.
-fn check_request<'a>(head: &'a RequestHead, state: &State) -> Result<&'a str, ConnectError> {
+fn check_request<'a>(
+    head: &'a RequestHead,
+    state: &State,
+    config: &Config,
+) -> Result<&'a str, ConnectError> {
     let stage_path = state.stage_path.as_str();
     let on_stage = head.path == stage_path
         || (stage_path != "/" && head.path.strip_suffix('/') == Some(stage_path));
@@ -324,7 +354,7 @@ fn check_request<'a>(head: &'a RequestHead, state: &State) -> Result<&'a str, Co
             ));
         }
     };
-    check_origin(head, state)?;
+    check_origin(head, config)?;
     Ok(key)
 }
 
@@ -335,19 +365,19 @@ fn check_request<'a>(head: &'a RequestHead, state: &State) -> Result<&'a str, Co
 fn domain_name(
     head: &RequestHead,
     local: Option<SocketAddr>,
-    state: &State,
+    config: &Config,
 ) -> Result<String, ConnectError> {
     let Some(host) = head.header("Host").map(str::trim) else {
         // HTTP/1.1 requires `Host`; without one the request names no API, and the address
         // the client reached is the only name there is.
-        return match (state.config.gateway.domain_names.first(), local) {
+        return match (config.gateway.domain_names.first(), local) {
             (Some(name), _) => Ok(name.as_str().to_owned()),
             (None, Some(local)) => Ok(local.to_string()),
             (None, None) => Err(ConnectError::UnknownHost),
         };
     };
     let authority = Authority::parse(host).ok_or(ConnectError::UnknownHost)?;
-    let names = &state.config.gateway.domain_names;
+    let names = &config.gateway.domain_names;
     if names.is_empty() {
         return match local {
             Some(local) if authority.is_this_machine(local) => Ok(host.to_owned()),
@@ -364,9 +394,8 @@ fn domain_name(
 /// `gateway.allowed_origins`: a browser's upgrade from an origin not on the list is refused
 /// with 403 (cross-site WebSocket hijacking). A request without `Origin` does not come from
 /// a browser page and is let through.
-fn check_origin(head: &RequestHead, state: &State) -> Result<(), ConnectError> {
-    let (Some(allowed), Some(origin)) =
-        (&state.config.gateway.allowed_origins, head.header("Origin"))
+fn check_origin(head: &RequestHead, config: &Config) -> Result<(), ConnectError> {
+    let (Some(allowed), Some(origin)) = (&config.gateway.allowed_origins, head.header("Origin"))
     else {
         return Ok(());
     };
@@ -402,10 +431,10 @@ fn event_headers(
     head: &RequestHead,
     forwarded: &Forwarded,
     local: Option<SocketAddr>,
-    state: &State,
+    connect: &Connect<'_>,
 ) -> Vec<(String, String)> {
     let mut headers = head.headers.clone();
-    let (proto, port) = public_scheme_and_port(forwarded, local, state);
+    let (proto, port) = public_scheme_and_port(forwarded, local, connect);
     let port = port.map(|port| port.to_string()).unwrap_or_default();
     let seconds = epoch_millis() / 1000;
     let trace: [u8; 12] = random_bytes();
@@ -430,10 +459,10 @@ fn event_headers(
 fn public_scheme_and_port(
     forwarded: &Forwarded,
     local: Option<SocketAddr>,
-    state: &State,
+    connect: &Connect<'_>,
 ) -> (PublicScheme, Option<u16>) {
-    let gateway = &state.config.gateway;
-    let listener_scheme = if state.tls.is_some() {
+    let gateway = &connect.deployment.config.gateway;
+    let listener_scheme = if connect.state.tls.is_some() {
         PublicScheme::Https
     } else {
         PublicScheme::Http
@@ -456,8 +485,12 @@ fn public_scheme_and_port(
 /// `$connect` route's bucket, giving the slot back when one of those refuses. A refusal is
 /// 429 with `Retry-After` (503 for the total cap, which is the server's limit rather than the
 /// client's).
-fn admit(client: IpAddr, state: &State) -> Result<Admission, ConnectError> {
-    let throttles = &state.throttles;
+fn admit(
+    client: IpAddr,
+    state: &State,
+    deployment: &Deployment,
+) -> Result<Admission, ConnectError> {
+    let throttles = &deployment.throttles;
     let client = throttles.client(client);
     if let Some(buckets) = &throttles.connect_per_client {
         buckets
@@ -467,8 +500,9 @@ fn admit(client: IpAddr, state: &State) -> Result<Admission, ConnectError> {
                 retry_after_secs: whole_seconds(wait),
             })?;
     }
-    let admission = throttles
+    let admission = state
         .caps
+        .connections
         .admit(client)
         .map_err(|refusal| match refusal {
             Refusal::PerIpCap => ConnectError::Throttled {
@@ -479,7 +513,7 @@ fn admit(client: IpAddr, state: &State) -> Result<Admission, ConnectError> {
         })?;
     let buckets = [
         throttles.connect.as_ref(),
-        state
+        deployment
             .routes
             .connect()
             .and_then(|route| route.throttle.as_ref()),

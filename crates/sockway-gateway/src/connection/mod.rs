@@ -123,9 +123,17 @@ async fn open<S>(
         // Held until this function returns: the connection's slot under the connection caps.
         admission: _admission,
     } = accepted;
-    let limits = &state.config.limits;
+    // The limits of the deployment in use now: the connection keeps them for its life.
+    let (outbound_queue, frame_limits) = {
+        let limits = &state.deployment().config.limits;
+        let frame_limits = FrameLimits {
+            max_frame_bytes: limits.frame_bytes,
+            max_message_bytes: limits.message_bytes,
+        };
+        (limits.outbound_queue, frame_limits)
+    };
     let close = state.shutdown.child_token();
-    let handle = ConnectionHandle::new(context.clone(), limits.outbound_queue, close.clone());
+    let handle = ConnectionHandle::new(context.clone(), outbound_queue, close.clone());
     // Registered before the 101 goes out, so a backend that posts as soon as `$connect`
     // returned reaches the connection instead of getting 410.
     // Moved out of its box in a block of its own, so the box's memory is freed here rather
@@ -151,11 +159,7 @@ async fn open<S>(
             CloseCause::ConnectionLost
         }
         Ok(()) => {
-            let frame_limits = FrameLimits {
-                max_frame_bytes: limits.frame_bytes,
-                max_message_bytes: limits.message_bytes,
-            };
-            let budget = state.throttles.buffered.clone();
+            let budget = state.caps.buffered.clone();
             let mut socket = WebSocket::new(stream, &leftover, frame_limits, deflate, budget);
             drop(leftover);
             let mut connection =

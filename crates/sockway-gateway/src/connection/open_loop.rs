@@ -98,17 +98,21 @@ impl Connection {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let limits = &self.state.config.limits;
-        let max_inflight = limits.max_inflight_integrations;
-        let mut deadlines = Deadlines::new(
-            Instant::now(),
-            limits.idle_timeout,
-            limits.max_connection_duration,
-        );
+        // A connection keeps the limits of the deployment it opened under; a reload applies
+        // them to the connections opened after it.
+        let (max_inflight, idle_timeout, max_duration, heartbeat_period) = {
+            let limits = &self.state.deployment().config.limits;
+            (
+                limits.max_inflight_integrations,
+                limits.idle_timeout,
+                limits.max_connection_duration,
+                limits.heartbeat_interval,
+            )
+        };
+        let mut deadlines = Deadlines::new(Instant::now(), idle_timeout, max_duration);
         let far_future = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
         let deadline_sleep = tokio::time::sleep_until(deadlines.next().unwrap_or(far_future));
         tokio::pin!(deadline_sleep);
-        let heartbeat_period = limits.heartbeat_interval;
         let mut heartbeat = Heartbeat::default();
         let mut ticker = tokio::time::interval_at(
             Instant::now() + heartbeat_period.unwrap_or(Duration::from_secs(3600)),
@@ -131,7 +135,7 @@ impl Connection {
                     };
                     let payload = match message {
                         Message::Text(text) => Payload::Text(text),
-                        Message::Binary(_) if self.state.config.gateway.binary_frames == BinaryFrames::Reject => {
+                        Message::Binary(_) if self.state.deployment().config.gateway.binary_frames == BinaryFrames::Reject => {
                             return CloseCause::BinaryNotSupported;
                         }
                         Message::Binary(bytes) => Payload::Binary(Bytes::from(bytes)),
@@ -154,9 +158,13 @@ impl Connection {
                     deadlines.on_activity(Instant::now());
                     self.handle.info.touch(epoch_millis());
                     self.state.metrics.bytes_in(payload.len());
-                    let selection = match &payload {
-                        Payload::Text(text) => self.state.routes.select_text(text),
-                        Payload::Binary(_) => self.state.routes.select_binary(),
+                    // Each message is routed by the deployment in use when it arrived.
+                    let selection = {
+                        let deployment = self.state.deployment();
+                        match &payload {
+                            Payload::Text(text) => deployment.routes.select_text(text),
+                            Payload::Binary(_) => deployment.routes.select_binary(),
+                        }
                     };
                     if let Err(cause) = Box::pin(self.dispatch(socket, selection, payload)).await {
                         return cause;
@@ -173,7 +181,8 @@ impl Connection {
                     }
                 }
                 outbound = self.handle.mailbox().pop() => {
-                    if let Err(cause) = Box::pin(send_outbound(socket, &outbound, self.state.config.limits.frame_bytes)).await {
+                    let frame_bytes = self.frame_bytes();
+                    if let Err(cause) = Box::pin(send_outbound(socket, &outbound, frame_bytes)).await {
                         return cause;
                     }
                     self.state.metrics.pushes_out.inc();
@@ -246,9 +255,7 @@ impl Connection {
                 message_id: message_id.clone(),
             },
         };
-        if let Some(metrics) = self.state.metrics.route(route.key.as_str()) {
-            metrics.messages_in.inc();
-        }
+        route.metrics.messages_in.inc();
         let running = async move {
             let started = Instant::now();
             let result = integration.invoke(&call).await;
@@ -290,23 +297,21 @@ impl Connection {
             latency,
             ..
         } = completion;
-        let metrics = self.state.metrics.route(route.key.as_str());
-        if let Some(metrics) = metrics {
-            metrics
-                .integration_latency
-                .observe(crate::metrics::millis(latency));
-            match &result {
-                Ok(response) if response.status_code >= 400 => {
-                    metrics.integration_error.inc();
-                }
-                Ok(_) => {}
-                Err(IntegrationError::Timeout { .. } | IntegrationError::Unreachable { .. }) => {
-                    metrics.integration_error.inc();
-                    metrics.execution_error.inc();
-                }
-                Err(_) => {
-                    metrics.integration_error.inc();
-                }
+        let metrics = &route.metrics;
+        metrics
+            .integration_latency
+            .observe(crate::metrics::millis(latency));
+        match &result {
+            Ok(response) if response.status_code >= 400 => {
+                metrics.integration_error.inc();
+            }
+            Ok(_) => {}
+            Err(IntegrationError::Timeout { .. } | IntegrationError::Unreachable { .. }) => {
+                metrics.integration_error.inc();
+                metrics.execution_error.inc();
+            }
+            Err(_) => {
+                metrics.integration_error.inc();
             }
         }
         match result {
@@ -320,11 +325,9 @@ impl Connection {
                     Some(body) => {
                         let mut outbound = Outbound::from_bytes(Bytes::from(body));
                         outbound.text &= !response.binary;
-                        send_outbound(socket, &outbound, self.state.config.limits.frame_bytes)
-                            .await?;
-                        if let Some(metrics) = metrics {
-                            metrics.messages_out.inc();
-                        }
+                        let frame_bytes = self.frame_bytes();
+                        send_outbound(socket, &outbound, frame_bytes).await?;
+                        route.metrics.messages_out.inc();
                         self.state.metrics.bytes_out(outbound.payload.len());
                         Ok(true)
                     }
@@ -336,9 +339,7 @@ impl Connection {
                 let frame = error_frame.expect("a failed integration has an error frame");
                 let text = frame.render(&self.context.connection_id, &request_id);
                 send_text(socket, &text).await?;
-                if let Some(metrics) = metrics {
-                    metrics.messages_out.inc();
-                }
+                route.metrics.messages_out.inc();
                 Ok(true)
             }
         }
@@ -360,11 +361,9 @@ impl Connection {
             return;
         };
         if matches!(cause, CloseCause::Deleted | CloseCause::ServerShutdown) {
+            let frame_bytes = self.frame_bytes();
             while let Some(outbound) = self.handle.mailbox().try_pop() {
-                if send_outbound(socket, &outbound, self.state.config.limits.frame_bytes)
-                    .await
-                    .is_err()
-                {
+                if send_outbound(socket, &outbound, frame_bytes).await.is_err() {
                     return;
                 }
             }
@@ -379,7 +378,7 @@ impl Connection {
         if self.inflight.is_empty() {
             return;
         }
-        let grace = self.state.config.limits.shutdown_grace;
+        let grace = self.state.deployment().config.limits.shutdown_grace;
         let drained = tokio::time::timeout(grace, async {
             while self.inflight.next().await.is_some() {}
         })
@@ -395,6 +394,12 @@ impl Connection {
 }
 
 impl Connection {
+    /// `limits.frame_bytes` of the deployment in use: the largest frame a message sockway
+    /// sends now is split into.
+    fn frame_bytes(&self) -> usize {
+        self.state.deployment().config.limits.frame_bytes
+    }
+
     /// Answers a message with an error frame without running an integration (no route, or
     /// throttled): counted as `ClientError` and logged, and the connection stays open.
     async fn refuse<S>(

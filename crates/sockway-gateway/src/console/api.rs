@@ -24,14 +24,15 @@ const DEFAULT_EVENTS: usize = 50;
 
 /// `GET /console/api/summary`: what the page header shows.
 pub(super) fn summary(state: &State, websocket_url: String, signed_in_as: Option<String>) -> Value {
+    let config = &state.deployment().config;
     json!({
-        "stage": state.config.gateway.stage,
-        "apiId": state.config.gateway.api_id,
-        "region": state.config.gateway.region,
+        "stage": config.gateway.stage,
+        "apiId": config.gateway.api_id,
+        "region": config.gateway.region,
         "webSocketUrl": websocket_url,
         "connectionCount": state.cluster.local_connection_count(),
-        "clusterMode": state.config.cluster.is_some(),
-        "signInRequired": !state.config.management.credentials.is_empty(),
+        "clusterMode": config.cluster.is_some(),
+        "signInRequired": !config.management.credentials.is_empty(),
         "accessKeyId": signed_in_as,
     })
 }

@@ -158,7 +158,10 @@ pub(crate) async fn handle(
     peer: SocketAddr,
     state: &State,
 ) -> Response<Full<Bytes>> {
-    let secure = serves_tls(&state.config) || is_secure(&request, peer, &state.config);
+    let secure = {
+        let deployment = state.deployment();
+        serves_tls(&deployment.config) || is_secure(&request, peer, &deployment.config)
+    };
     match serve(request, peer, state, secure).await {
         Ok(response) => response,
         Err(error) => {
@@ -249,7 +252,9 @@ async fn serve(
     {
         return Err(ConsoleError::MissingHeader);
     }
-    let credentials = &state.config.management.credentials;
+    // The credentials of the deployment in use when the request arrived.
+    let deployment = state.current();
+    let credentials = &deployment.config.management.credentials;
     if credentials.is_empty() {
         crate::management::auth::check_local(peer, request.headers(), true)
             .map_err(|_| ConsoleError::NotLoopback)?;
@@ -276,6 +281,16 @@ async fn serve(
             .as_deref()
             .and_then(|token| state.sign_in.sessions.lookup(token, Instant::now()))
             .ok_or(ConsoleError::NotSignedIn)?;
+        // A key a reload removed from `[[management.credentials]]` ends its sessions.
+        if !credentials
+            .iter()
+            .any(|credential| credential.access_key_id == access_key_id)
+        {
+            if let Some(token) = &token {
+                state.sign_in.sessions.remove(token);
+            }
+            return Err(ConsoleError::NotSignedIn);
+        }
         Some(access_key_id)
     };
     let host = request
@@ -286,7 +301,7 @@ async fn serve(
     let query = request.uri().query().unwrap_or("").to_owned();
     let body = match method {
         Method::POST => {
-            let body_timeout = state.config.limits.handshake_timeout;
+            let body_timeout = deployment.config.limits.handshake_timeout;
             read_body(request.into_body(), MAX_POST_BYTES, body_timeout)
                 .await
                 .map_err(ConsoleError::Api)?
@@ -299,7 +314,7 @@ async fn serve(
                 state.local_addr,
                 host.as_deref(),
                 &state.stage_path,
-                state.config.tls.is_some(),
+                state.tls.is_some(),
             );
             api::summary(state, websocket_url, signed_in_as)
         }
@@ -345,7 +360,7 @@ fn challenge(
 /// cookie it hands out must not cross a network in clear.
 fn sign_in_allowed(peer: SocketAddr, state: &State, secure: bool) -> Result<(), ConsoleError> {
     sign_in_transport(
-        !state.config.management.credentials.is_empty(),
+        !state.deployment().config.management.credentials.is_empty(),
         peer,
         secure,
     )
@@ -383,7 +398,8 @@ async fn login(
     }
 
     sign_in_allowed(peer, state, secure)?;
-    let body_timeout = state.config.limits.handshake_timeout;
+    let deployment = state.current();
+    let body_timeout = deployment.config.limits.handshake_timeout;
     let body = read_body(request.into_body(), MAX_LOGIN_BYTES, body_timeout)
         .await
         .map_err(ConsoleError::Api)?;
@@ -392,11 +408,11 @@ async fn login(
             "Expected a JSON object with accessKeyId, nonce and proof".to_owned(),
         )
     })?;
-    let client = state.throttles.client(peer.ip());
+    let client = deployment.throttles.client(peer.ip());
     if state.sign_in.attempt(client).is_err() {
         return Err(ConsoleError::TooManyAttempts);
     }
-    let credentials = &state.config.management.credentials;
+    let credentials = &deployment.config.management.credentials;
     let verified = state.sign_in.verify(
         credentials,
         &login.access_key_id,

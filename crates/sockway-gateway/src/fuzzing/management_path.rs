@@ -49,7 +49,7 @@ pub fn management_path(data: &[u8]) {
                 "{group:?} is a valid name"
             );
         }
-        Resource::Connections | Resource::ApiKeyUsage | Resource::Unknown => {}
+        Resource::Connections | Resource::ApiKeyUsage | Resource::Reload | Resource::Unknown => {}
     }
     if let Some(rebuilt) = canonical_path(&resource) {
         let stage_path = if stage.is_empty() {
@@ -78,6 +78,7 @@ fn canonical_path(resource: &Resource) -> Option<String> {
         ),
         Resource::Group(group) => format!("groups/{}", encode(group.as_str())),
         Resource::ApiKeyUsage => "api-keys/usage".to_owned(),
+        Resource::Reload => "reload".to_owned(),
         Resource::MalformedConnectionId(_) | Resource::MalformedGroupName(_) => return None,
         Resource::Unknown => return None,
     })

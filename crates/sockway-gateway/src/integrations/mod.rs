@@ -25,7 +25,7 @@ use tracing::error;
 use crate::aws::credentials::CredentialsProvider;
 use crate::aws::lambda::LambdaError;
 use crate::config::{Config, IntegrationConfig, MockIntegrationConfig};
-use crate::pool::pooled_client;
+use crate::pool::{PooledClient, pooled_client};
 
 pub use self::http::UnsupportedScheme;
 pub(crate) use self::http::{HttpClient, check_scheme};
@@ -35,6 +35,8 @@ pub(crate) use crate::aws::lambda::LambdaClient;
 #[derive(Debug)]
 pub(crate) struct Integrations {
     by_name: BTreeMap<String, Arc<Integration>>,
+    /// The connection pool under both clients, kept by the next deployment.
+    pool: PooledClient,
     lambda: LambdaClient,
     http: HttpClient,
 }
@@ -242,12 +244,20 @@ fn is_connect_error(error: &(dyn std::error::Error + Send + Sync + 'static)) -> 
 }
 
 impl Integrations {
-    /// Builds every integration of `config`. AWS credentials are resolved here, once, from
-    /// `[aws]`, the environment and the shared files.
-    pub(crate) fn from_config(config: &Config) -> Result<Integrations, UnsupportedScheme> {
-        let pool = pooled_client();
+    /// Builds every integration of `config`. A reload passes the running deployment's
+    /// integrations and config as `previous`: their connection pool is kept (connections to
+    /// backends stay open), and so is their Lambda client, with the credentials it fetched,
+    /// while `[aws]` is unchanged.
+    pub(crate) fn from_config(
+        config: &Config,
+        previous: Option<(&Config, &Integrations)>,
+    ) -> Result<Integrations, UnsupportedScheme> {
+        let pool = previous.map_or_else(pooled_client, |(_, previous)| previous.pool.clone());
         let client = HttpClient::new(pool.clone(), config.limits.integration_response_bytes);
-        let lambda = LambdaClient::new(pool, CredentialsProvider::from_config(&config.aws));
+        let lambda = match previous {
+            Some((running, previous)) if running.aws == config.aws => previous.lambda.clone(),
+            _ => LambdaClient::new(pool.clone(), CredentialsProvider::from_config(&config.aws)),
+        };
         let stage_variables = stage_variables(config);
         let mut by_name = BTreeMap::new();
         for (name, integration) in &config.integrations {
@@ -289,6 +299,7 @@ impl Integrations {
         }
         Ok(Integrations {
             by_name,
+            pool,
             lambda,
             http: client,
         })

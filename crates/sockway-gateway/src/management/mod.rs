@@ -1,6 +1,6 @@
 //! The `@connections` management API, wire-compatible with AWS's `ApiGatewayManagementApi`,
-//! and sockway's extensions beside it: listing connections, groups and broadcast
-//! (`docs/management-api.md`, `docs/openapi.yaml`).
+//! and sockway's extensions beside it: listing connections, groups and broadcast, API key
+//! usage, and reloading the configuration (`docs/management-api.md`, `docs/openapi.yaml`).
 //!
 //! Requests are checked first ([`auth`]): with `[[management.credentials]]` configured, every
 //! request must carry a SigV4 signature made with one of them; without credentials, only
@@ -25,12 +25,14 @@ use sockway_protocol::time::iso8601_millis;
 use tracing::debug;
 
 use self::path::{Operational, Resource};
+use crate::ErrorChain;
 use crate::access_log::{AccessEvent, ErrorOutcome, EventType};
 use crate::aws::sigv4::SignatureError;
 use crate::cluster::Request as ClusterRequest;
 use crate::cluster::{ClusterError, ConnectionSnapshot, Cursor, Page, Tally};
 use crate::metrics::Throttled;
 use crate::registry::MAX_GROUPS_PER_CONNECTION;
+use crate::reload::{self, ReloadError};
 use crate::state::State;
 
 /// Largest `PostToConnection` payload, AWS's quota.
@@ -104,6 +106,9 @@ pub(crate) enum ApiError {
     /// API key usage cannot be read right now (Redis is unreachable).
     #[error("API key usage cannot be read")]
     UsageUnavailable,
+    /// A reload changed nothing.
+    #[error("configuration not reloaded")]
+    Reload(#[source] ReloadError),
 }
 
 impl From<ClusterError> for ApiError {
@@ -178,6 +183,15 @@ impl ApiError {
             ApiError::UsageUnavailable => AwsError::service_unavailable(
                 "API key usage is kept in Redis, which cannot be reached; try again later",
             ),
+            // The same text the log has: the validation problems, or the keys that need a
+            // restart, one per line.
+            ApiError::Reload(error) => {
+                let message = ErrorChain(error).to_string();
+                match error {
+                    ReloadError::RestartRequired(_) => AwsError::conflict(message),
+                    _ => AwsError::bad_request(message),
+                }
+            }
         }
     }
 
@@ -229,7 +243,12 @@ pub(crate) async fn handle(
     state: &State,
 ) -> Response<Full<Bytes>> {
     if request.method() == Method::GET {
-        let separate = state.config.management.operations_listen.is_some();
+        let separate = state
+            .deployment()
+            .config
+            .management
+            .operations_listen
+            .is_some();
         match path::operational(request.uri().path()) {
             // With an operations listener, only `/health` stays here (load balancers).
             Some(Operational::Health) => return operational(Operational::Health, state),
@@ -279,24 +298,23 @@ fn access_event(
         request_id.to_owned(),
         crate::epoch_millis(),
     );
-    let (pattern, connection_id) =
-        match path::parse(request.uri().path(), &state.config.gateway.stage) {
-            Resource::Connection(id) => (Some("/@connections/{connectionId}"), Some(id)),
-            Resource::Connections => (Some("/@connections"), None),
-            Resource::ConnectionGroups(id) => {
-                (Some("/@connections/{connectionId}/groups"), Some(id))
-            }
-            Resource::Membership(id, _) => (
-                Some("/@connections/{connectionId}/groups/{group}"),
-                Some(id),
-            ),
-            Resource::Group(_) | Resource::MalformedGroupName(_) => {
-                (Some("/@groups/{group}"), None)
-            }
-            Resource::MalformedConnectionId(_) => (Some("/@connections/{connectionId}"), None),
-            Resource::ApiKeyUsage => (Some("/@api-keys/usage"), None),
-            Resource::Unknown => (None, None),
-        };
+    let (pattern, connection_id) = match path::parse(
+        request.uri().path(),
+        &state.deployment().config.gateway.stage,
+    ) {
+        Resource::Connection(id) => (Some("/@connections/{connectionId}"), Some(id)),
+        Resource::Connections => (Some("/@connections"), None),
+        Resource::ConnectionGroups(id) => (Some("/@connections/{connectionId}/groups"), Some(id)),
+        Resource::Membership(id, _) => (
+            Some("/@connections/{connectionId}/groups/{group}"),
+            Some(id),
+        ),
+        Resource::Group(_) | Resource::MalformedGroupName(_) => (Some("/@groups/{group}"), None),
+        Resource::MalformedConnectionId(_) => (Some("/@connections/{connectionId}"), None),
+        Resource::ApiKeyUsage => (Some("/@api-keys/usage"), None),
+        Resource::Reload => (Some("/@reload"), None),
+        Resource::Unknown => (None, None),
+    };
     event.route_key = pattern.map(|pattern| format!("{} {pattern}", request.method()));
     event.connection_id = connection_id.map(|id| id.as_str().to_owned());
     event.http_method = Some(request.method().to_string());
@@ -363,21 +381,24 @@ async fn serve(
     state: &State,
     event: &mut AccessEvent,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let caller = auth::check_peer(&state.config, peer, local, request.headers())?;
+    // The credentials and throttle of the deployment in use when the request arrived.
+    let deployment = state.current();
+    let config = &deployment.config;
+    let caller = auth::check_peer(config, peer, local, request.headers())?;
     event.access_key = caller.access_key_id().map(str::to_owned);
     let (parts, body) = request.into_parts();
     // The whole body is read before anything else because the signature covers it.
-    let body = read_body(body, MAX_POST_BYTES, state.config.limits.handshake_timeout).await?;
-    auth::verify(&state.config, &caller, &parts, &body)?;
+    let body = read_body(body, MAX_POST_BYTES, config.limits.handshake_timeout).await?;
+    auth::verify(config, &caller, &parts, &body)?;
     // Throttled once the caller is known, so that unsigned traffic cannot use up the bucket
     // of the backends that hold credentials.
-    if let Some(bucket) = &state.throttles.management {
+    if let Some(bucket) = &deployment.throttles.management {
         if !bucket.try_acquire() {
             state.metrics.throttled(Throttled::Management);
             return Err(ApiError::Throttled);
         }
     }
-    let resource = path::parse(parts.uri.path(), &state.config.gateway.stage);
+    let resource = path::parse(parts.uri.path(), &config.gateway.stage);
     let cluster = &state.cluster;
     match (resource, parts.method) {
         (Resource::MalformedConnectionId(raw), _) => Err(ApiError::BadConnectionId(raw)),
@@ -442,6 +463,17 @@ async fn serve(
             Ok(json_response(StatusCode::NO_CONTENT, Bytes::new()))
         }
         (Resource::ApiKeyUsage, Method::GET) => api_key_usage(state).await,
+        (Resource::Reload, Method::POST) => {
+            drop(deployment);
+            let outcome = reload::reload_from_source(state)
+                .await
+                .map_err(ApiError::Reload)?;
+            let body = serde_json::json!({
+                "changes": outcome.changes,
+                "configHash": outcome.config_hash,
+            });
+            Ok(json_response(StatusCode::OK, Bytes::from(body.to_string())))
+        }
         (Resource::Membership(id, group), Method::DELETE) => {
             let request = ClusterRequest::Leave {
                 connection_id: id,
@@ -544,7 +576,8 @@ async fn list(
 /// `GET @api-keys/usage`: every API key's uses in its current period (the quota's, or the UTC
 /// day for a key without one), with its plan's throttle and quota.
 async fn api_key_usage(state: &State) -> Result<Response<Full<Bytes>>, ApiError> {
-    let report = match &state.api_keys {
+    let deployment = state.current();
+    let report = match &deployment.api_keys {
         Some(api_keys) => api_keys.usage(&state.cluster).await?,
         None => Vec::new(),
     };

@@ -1,5 +1,6 @@
 //! Parsing management request paths: AWS's `@connections/{id}` and sockway's extensions
-//! (`@connections`, `@connections/{id}/groups[/{group}]`, `@groups/{group}`).
+//! (`@connections`, `@connections/{id}/groups[/{group}]`, `@groups/{group}`,
+//! `@api-keys/usage`, `@reload`).
 //!
 //! SDKs disagree on encoding: botocore sends `/dev/@connections/ID%3D`, the Go SDK and awscurl
 //! `/dev/%40connections/ID%3D`. Both are accepted, and the id is percent-decoded before it is
@@ -24,6 +25,8 @@ pub(crate) enum Resource {
     Group(GroupName),
     /// `/{stage}/@api-keys/usage`: every API key's usage in its current quota period.
     ApiKeyUsage,
+    /// `/{stage}/@reload`: reload the configuration from the gateway's source.
+    Reload,
     /// A connection path whose id is not an AWS connection id.
     MalformedConnectionId(String),
     /// A group path whose name is not a valid group name.
@@ -96,6 +99,7 @@ pub(crate) fn parse(raw_path: &str, stage: &str) -> Resource {
         }
         [collection, group] if is_named(collection, "groups") => with_group(group, Resource::Group),
         [collection, "usage"] if is_named(collection, "api-keys") => Resource::ApiKeyUsage,
+        [action] if is_named(action, "reload") => Resource::Reload,
         _ => Resource::Unknown,
     }
 }
@@ -243,6 +247,9 @@ mod tests {
             Resource::Membership(id, group.clone()),
         );
         check("/dev/@groups/room:1", "dev", Resource::Group(group.clone()));
+        check("/dev/@reload", "dev", Resource::Reload);
+        check("/%40reload", "dev", Resource::Reload);
+        check("/dev/@reload/now", "dev", Resource::Unknown);
         check("/@groups/room:1", "", Resource::Group(group));
         check(
             "/dev/@groups/no%20spaces",

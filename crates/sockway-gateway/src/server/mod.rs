@@ -106,15 +106,10 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), (SocketAddr
 /// Starts serving `listeners` (and watching the TLS files, when configured) in tasks owned by
 /// the gateway, until its shutdown token is cancelled.
 pub(crate) fn serve(listeners: Listeners, state: &Arc<State>) {
-    let reload_interval = state
-        .config
-        .tls
-        .as_ref()
-        .and_then(|files| files.reload_interval);
-    if let Some((tls, interval)) = state.tls.as_ref().zip(reload_interval) {
+    if let Some(tls) = &state.tls {
         state
             .tasks
-            .spawn(tls::watch(tls.clone(), interval, state.shutdown.clone()));
+            .spawn(tls::watch(tls.clone(), state.shutdown.clone()));
     }
     let role = ListenerRole::Gateway {
         serves_management: listeners.management.is_none(),
@@ -140,7 +135,7 @@ pub(crate) fn serve(listeners: Listeners, state: &Arc<State>) {
 
 /// Whether the listener that serves the management API terminates TLS.
 pub(crate) fn management_tls(state: &State) -> bool {
-    let role = if state.config.management.listen.is_some() {
+    let role = if state.deployment().config.management.listen.is_some() {
         ListenerRole::Management
     } else {
         ListenerRole::Gateway {
@@ -156,7 +151,7 @@ impl ListenerRole {
         let tls = state.tls.as_deref()?;
         match self {
             ListenerRole::Gateway { .. } => Some(tls),
-            ListenerRole::Management => state.config.management.tls.then_some(tls),
+            ListenerRole::Management => state.deployment().config.management.tls.then_some(tls),
             // Probes and scrapers on a private address; the operations listener stays plain.
             ListenerRole::Operations => None,
         }
@@ -201,10 +196,16 @@ async fn serve_socket(
     // The PROXY header, the TLS handshake and the request head share one deadline: a client
     // that opens TCP and never sends a ClientHello is closed like one that never sends its
     // request.
-    let deadline = Instant::now() + state.config.limits.handshake_timeout;
+    let (handshake_timeout, proxy_protocol) = {
+        let config = &state.deployment().config;
+        (
+            config.limits.handshake_timeout,
+            config.gateway.proxy_protocol,
+        )
+    };
+    let deadline = Instant::now() + handshake_timeout;
     let local = stream.local_addr().ok();
-    let reads_proxy_header =
-        matches!(role, ListenerRole::Gateway { .. }) && state.config.gateway.proxy_protocol;
+    let reads_proxy_header = matches!(role, ListenerRole::Gateway { .. }) && proxy_protocol;
     let peer = if reads_proxy_header {
         match Box::pin(proxied_client(&mut stream, peer, deadline, &state)).await {
             Some(client) => client,
@@ -244,7 +245,13 @@ async fn proxied_client(
     deadline: Instant,
     state: &State,
 ) -> Option<SocketAddr> {
-    if !state.config.gateway.trusted_proxies.contains(peer.ip()) {
+    let trusted = state
+        .deployment()
+        .config
+        .gateway
+        .trusted_proxies
+        .contains(peer.ip());
+    if !trusted {
         debug!(peer = %peer, "connection from outside gateway.trusted_proxies on a PROXY protocol listener; closing it");
         state
             .metrics
@@ -346,8 +353,14 @@ async fn serve_http<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let client = state.throttles.client(peer.ip());
-    let _slot = match state.throttles.management_caps.admit(client) {
+    let (client, handshake_timeout) = {
+        let deployment = state.deployment();
+        (
+            deployment.throttles.client(peer.ip()),
+            deployment.config.limits.handshake_timeout,
+        )
+    };
+    let _slot = match state.caps.management.admit(client) {
         Ok(slot) => slot,
         Err(refusal) => {
             debug!(peer = %peer, refusal = ?refusal, "management connection over its cap");
@@ -379,7 +392,7 @@ async fn serve_http<S>(
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(state.config.limits.handshake_timeout)
+        .header_read_timeout(handshake_timeout)
         .serve_connection(io, service);
     tokio::pin!(connection);
     tokio::select! {
@@ -390,7 +403,8 @@ async fn serve_http<S>(
         }
         _ = state.shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();
-            match tokio::time::timeout(state.config.limits.shutdown_grace, connection).await {
+            let grace = state.deployment().config.limits.shutdown_grace;
+            match tokio::time::timeout(grace, connection).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {
                     debug!(peer = %peer, error = %error, "management connection ended with an error");

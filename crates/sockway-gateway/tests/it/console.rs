@@ -1,6 +1,6 @@
 //! The web console's HTTP side: embedded assets and their headers, sign-in against
 //! `[[management.credentials]]`, the session cookie and the console header every data call
-//! needs, and the calls themselves against real connections.
+//! needs, the calls themselves against real connections, and sessions a reload ends.
 
 use std::time::{Duration, Instant};
 
@@ -329,6 +329,40 @@ async fn console_logout_ends_the_session() {
     assert_eq!(call("GET", &summary_url, &cookie, b"").await.0, 401);
     // Other sessions live on.
     assert_eq!(call("GET", &summary_url, &other, b"").await.0, 200);
+}
+
+/// A reload that removes a key from `[[management.credentials]]` ends the console sessions
+/// signed in with it; the other key's sessions live on.
+#[tokio::test]
+async fn a_reload_that_removes_a_key_ends_its_console_sessions() {
+    let backend = MockBackend::start().await;
+    let gateway = TestGateway::start(&config(&backend, &management_credentials())).await;
+    let base = console_base(&gateway);
+    let summary_url = format!("{base}/console/api/summary");
+    let cookie = session(&base).await;
+    let other = sign_in(
+        &base,
+        "AKIAOTHEREXAMPLE0000",
+        "other-secret-of-the-first-key",
+        &[],
+    )
+    .await;
+    assert_eq!(other.0, 200);
+    let other = other.1[http::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let only_the_first = "\n[[management.credentials]]\naccess_key_id = \"AKIAOTHEREXAMPLE0000\"\nsecret_access_key = \"other-secret-of-the-first-key\"\n";
+    gateway
+        .reload(&config(&backend, only_the_first))
+        .await
+        .unwrap();
+    assert_eq!(call("GET", &summary_url, &cookie, b"").await.0, 401);
+    assert_eq!(call("GET", &summary_url, &other, b"").await.0, 200);
+    gateway.shutdown().await;
 }
 
 #[tokio::test]

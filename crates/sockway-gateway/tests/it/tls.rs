@@ -1,9 +1,10 @@
-//! `[tls]`: `wss://` and `https://` from PEM files, certificate reloads that leave open
+//! `[tls]`: `wss://` and `https://` from PEM files, certificate reloads (by the files, by a
+//! configuration reload, which may name other files or turn polling on) that leave open
 //! connections alone, startup checks of the files, and the handshake timeout on TLS.
 
 use sockway_gateway::config::Config;
 use sockway_gateway::server::TlsError;
-use sockway_gateway::{Gateway, GatewayError};
+use sockway_gateway::{Gateway, GatewayError, ReloadError};
 use sockway_testkit::tls::{
     TestCa, TlsFiles, WssClient, connect_wss, https_request, wait_for_certificate,
 };
@@ -302,5 +303,65 @@ async fn tls_separate_management_listener_can_stay_plain() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(client.next_text().await, "plain management");
+    gateway.shutdown().await;
+}
+
+/// A configuration reload reads the certificate again, also from other files; one whose files
+/// do not load is refused whole: its other changes are not made either.
+#[tokio::test]
+async fn tls_a_configuration_reload_may_name_other_files_and_is_refused_whole_when_they_fail() {
+    let (ca, _files, mut backend, gateway) = tls_gateway("").await;
+    let (mut client, _, original) = connect(&gateway, &mut backend, &ca).await;
+
+    let other = TlsFiles::new("other", &ca.issue());
+    let with_other = config(&backend, &other.toml(""));
+    let outcome = gateway.reload(&with_other).await.unwrap();
+    assert_eq!(outcome.changes, ["tls"]);
+    let (_, _, served) = connect(&gateway, &mut backend, &ca).await;
+    assert_ne!(served, original);
+
+    // A key file that is not the certificate's, beside a route change.
+    let mismatched = TlsFiles::new("mismatched", &ca.issue());
+    std::fs::copy(&other.key_file, &mismatched.key_file).unwrap();
+    let refused_config = config(
+        &backend,
+        &format!(
+            "[routes.extra]\nintegration = \"pong\"\nroute_response = true\n{}",
+            mismatched.toml("")
+        ),
+    );
+    let refused = gateway.reload(&refused_config).await.unwrap_err();
+    assert!(
+        matches!(&refused, ReloadError::Tls(TlsError::KeyMismatch { .. })),
+        "{refused:?}"
+    );
+    let (_, _, still) = connect(&gateway, &mut backend, &ca).await;
+    assert_eq!(still, served);
+    client.send_text(r#"{"action":"extra"}"#).await;
+    // `extra` is not a route: the message went to `$default`, whose backend echoes it.
+    assert_eq!(client.next_text().await, r#"{"action":"extra"}"#);
+    round_trip(&mut client, "still here").await;
+    gateway.shutdown().await;
+}
+
+/// Polling that a reload turns on watches the files from then on.
+#[tokio::test]
+async fn tls_a_reload_may_turn_polling_on() {
+    let ca = TestCa::new();
+    let files = TlsFiles::new("polling-reload", &ca.issue());
+    let mut backend = MockBackend::start().await;
+    let gateway =
+        TestGateway::start(&config(&backend, &files.toml(r#"reload_interval = "0s""#))).await;
+    let (_, _, original) = connect(&gateway, &mut backend, &ca).await;
+    gateway
+        .reload(&config(
+            &backend,
+            &files.toml(r#"reload_interval = "50ms""#),
+        ))
+        .await
+        .unwrap();
+    let renewed = ca.issue();
+    files.write(&renewed);
+    wait_for_certificate(&gateway.ws_url, &ca, &mut backend, &original, &renewed.der).await;
     gateway.shutdown().await;
 }

@@ -1,6 +1,6 @@
 //! The application log: `[log] format = "json"` writes one JSON object a line on standard
 //! error with the event's fields (`connection_id`, `request_id`, `route_key`) at the top
-//! level, and `RUST_LOG` overrides `log.level`.
+//! level, `RUST_LOG` overrides `log.level`, and a reload applies a changed `log.level`.
 
 use std::process::Stdio;
 
@@ -87,4 +87,36 @@ async fn rust_log_overrides_the_configured_level_and_text_is_the_default_format(
         !line.contains('\u{1b}'),
         "no colour codes off a terminal: {line:?}"
     );
+}
+
+/// A reload that changes `log.level` changes what is logged from then on, whatever triggered
+/// it.
+#[tokio::test]
+async fn a_reload_applies_a_changed_log_level() {
+    let config = ConfigFile::new("logs-reload", "[log]\nlevel = \"warn\"\n");
+    let (mut child, _url) = crate::serve(&config, |command| {
+        command.stderr(Stdio::piped()).env_remove("RUST_LOG");
+    })
+    .await;
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    std::fs::write(&config.path, "[log]\nlevel = \"info\"\n").unwrap();
+    crate::signal(&child, "HUP").await;
+    // The reload's own line is at info: written only once the new level is in force.
+    let line = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let line = stderr.next_line().await.unwrap().expect("stderr is open");
+            if line.contains("configuration reloaded") {
+                return line;
+            }
+        }
+    })
+    .await
+    .expect("the reload is logged at info within the deadline");
+    assert!(line.contains("changes=log"), "{line}");
+    crate::signal(&child, "TERM").await;
+    let status = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
 }

@@ -9,6 +9,7 @@ mod environment;
 mod health;
 mod import;
 mod logs;
+mod reload;
 mod systemd;
 mod tidy;
 mod tls;

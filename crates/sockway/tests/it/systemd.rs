@@ -1,6 +1,8 @@
 //! `Type=notify`: started with `NOTIFY_SOCKET`, the binary tells the service manager when it is
-//! ready (after its listeners are bound), reloading (around SIGHUP), alive (`WATCHDOG=1` at half
-//! `WATCHDOG_USEC`) and stopping (on SIGTERM), in that order; the test plays the manager.
+//! ready (after its listeners are bound), reloading (around SIGHUP, which reloads the
+//! configuration: `RELOADING=1` with `MONOTONIC_USEC=`, then `READY=1` whether the reload was
+//! put in place or refused), alive (`WATCHDOG=1` at half `WATCHDOG_USEC`) and stopping (on
+//! SIGTERM), in that order; the test plays the manager.
 
 use std::os::linux::net::SocketAddrExt;
 use std::path::Path;
@@ -9,8 +11,8 @@ use sockway_testkit::{ConfigFile, DEADLINE};
 use tokio::net::UnixDatagram;
 use tokio::process::Child;
 
-const CONFIG: &str = "[routes.\"$default\"]\nintegration = \"echo\"\n\n[integrations.echo]\ntype = \
-                      \"mock\"\nstatus_code = 200\n";
+const CONFIG: &str = "[routes.\"$default\"]\nintegration = \"answer\"\nroute_response = true\n\n\
+                      [integrations.answer]\ntype = \"mock\"\nstatus_code = 200\nbody = \"one\"\n";
 
 /// The service manager's end: notifications as they arrive.
 struct Manager {
@@ -48,8 +50,33 @@ async fn start(config: &ConfigFile, notify_socket: &str) -> (Child, String) {
     .await
 }
 
+/// `CLOCK_MONOTONIC` now, in microseconds, as `MONOTONIC_USEC=` counts it.
+fn monotonic_usec() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    u64::try_from(now.tv_sec).unwrap() * 1_000_000 + u64::try_from(now.tv_nsec).unwrap() / 1_000
+}
+
+/// Sends SIGHUP and checks the `RELOADING=1` that follows: its `MONOTONIC_USEC=` lies between
+/// the signal and the notification.
+async fn hang_up(child: &Child, manager: &Manager, pings: &mut usize) {
+    let before = monotonic_usec();
+    crate::signal(child, "HUP").await;
+    let reloading = manager.next(pings).await;
+    let after = monotonic_usec();
+    let usec: u64 = reloading
+        .strip_prefix("RELOADING=1\nMONOTONIC_USEC=")
+        .unwrap_or_else(|| panic!("{reloading:?}"))
+        .parse()
+        .unwrap();
+    assert!(
+        before <= usec && usec <= after,
+        "{before} <= {usec} <= {after}"
+    );
+}
+
 /// READY with the serving URL and the main pid, a watchdog ping, RELOADING then READY around
-/// SIGHUP, STOPPING on SIGTERM, and a clean exit.
+/// SIGHUP (a rewritten file put in place for the open connection, then a broken one refused),
+/// STOPPING on SIGTERM, and a clean exit.
 async fn lifecycle(manager: Manager, notify_socket: &str, name: &str) {
     let config = ConfigFile::new(name, CONFIG);
     let (mut child, url) = start(&config, notify_socket).await;
@@ -62,10 +89,11 @@ async fn lifecycle(manager: Manager, notify_socket: &str, name: &str) {
         format!("READY=1\nSTATUS=serving on {url}\nMAINPID={pid}")
     );
     // Ready means bound: a client gets in at once.
-    let socket = sockway_testkit::connect(&url)
+    let mut client = sockway_testkit::connect(&url)
         .await
         .expect("the listener is bound when READY=1 arrives");
-    drop(socket);
+    client.send_text("hello").await;
+    assert_eq!(client.next_text().await, "one");
 
     // Pings arrive at half the interval whatever else happens; wait for one by receiving.
     let mut buffer = [0u8; 64];
@@ -78,9 +106,31 @@ async fn lifecycle(manager: Manager, notify_socket: &str, name: &str) {
         pings += 1;
     }
 
-    crate::signal(&child, "HUP").await;
-    assert_eq!(manager.next(&mut pings).await, "RELOADING=1");
-    assert_eq!(manager.next(&mut pings).await, "READY=1");
+    std::fs::write(&config.path, CONFIG.replace("\"one\"", "\"two\"")).unwrap();
+    hang_up(&child, &manager, &mut pings).await;
+    assert_eq!(
+        manager.next(&mut pings).await,
+        format!("READY=1\nSTATUS=serving on {url}; configuration reloaded")
+    );
+    client.send_text("hello").await;
+    assert_eq!(client.next_text().await, "two", "the open connection stays");
+
+    std::fs::write(
+        &config.path,
+        "[routes.\"$default\"]\nintegration = \"nowhere\"\n",
+    )
+    .unwrap();
+    hang_up(&child, &manager, &mut pings).await;
+    assert_eq!(
+        manager.next(&mut pings).await,
+        format!("READY=1\nSTATUS=serving on {url}; the last reload was refused (see the log)")
+    );
+    client.send_text("hello").await;
+    assert_eq!(
+        client.next_text().await,
+        "two",
+        "the running configuration stays"
+    );
 
     crate::signal(&child, "TERM").await;
     assert_eq!(manager.next(&mut pings).await, "STOPPING=1");
@@ -131,6 +181,7 @@ fn unit_file(directory: &ConfigFile) -> std::path::PathBuf {
     let text = std::fs::read_to_string(&shipped).expect("packaging/systemd/sockway.service");
     for directive in [
         "Type=notify",
+        "ExecReload=/usr/local/bin/sockway validate --config /etc/sockway/sockway.toml",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "DynamicUser=yes",
         "ProtectSystem=strict",
