@@ -148,6 +148,35 @@ impl GatewayProcess {
             .await
             .expect("run kill");
         assert!(status.success(), "kill -{signal} failed");
+        if signal == "STOP" {
+            self.wait_until_stopped().await;
+        }
+    }
+
+    /// Waits until every thread of the process is stopped: `kill` returns once SIGSTOP is
+    /// sent, and a thread running on the other core may still handle a socket event before
+    /// it takes the signal.
+    async fn wait_until_stopped(&self) {
+        let tasks = format!("/proc/{}/task", self.id());
+        let stopped = || {
+            std::fs::read_dir(&tasks).is_ok_and(|entries| {
+                entries.flatten().all(|task| {
+                    std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                        // The state follows the command name, which is in parentheses.
+                        stat.rsplit_once(") ")
+                            .is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+                    })
+                })
+            })
+        };
+        let mut poll = tokio::time::interval(std::time::Duration::from_millis(2));
+        tokio::time::timeout(DEADLINE, async {
+            while !stopped() {
+                poll.tick().await;
+            }
+        })
+        .await
+        .expect("the process stops after SIGSTOP");
     }
 
     /// Kills the process with SIGKILL, as a crash would, and waits until it is gone.
