@@ -124,6 +124,66 @@ pub(crate) struct Metrics {
     pub(crate) api_key_uses_uncounted: Counter,
     /// The cluster's handles; registered only with `[cluster]`.
     pub(crate) cluster: ClusterMetrics,
+    /// `[resume]`'s handles; registered only with `[resume]`.
+    pub(crate) resume: ResumeMetrics,
+}
+
+/// What `[resume]` does: suspended connections, resumes, windows that ended, queued bytes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ResumeMetrics {
+    /// `sockway_suspended_connections`: connections of this node waiting for their client.
+    pub(crate) suspended: Gauge,
+    /// `sockway_resume_queued_bytes`: message bytes queued for suspended connections.
+    pub(crate) queued_bytes: Gauge,
+    /// `sockway_resume_windows_expired_total`: suspended connections nobody resumed in time.
+    pub(crate) expired: Counter,
+    resumes: Family<OutcomeLabels, Counter>,
+}
+
+/// How a resume attempt ended, for `sockway_resumes_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ResumeOutcome {
+    /// The connection continued on the new socket.
+    Resumed,
+    /// No connection matched the token (unknown, used, or its window ended).
+    UnknownToken,
+    /// The authorizer's outcome named another principal.
+    IdentityMismatch,
+}
+
+impl ResumeMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "sockway_suspended_connections",
+            "Connections suspended on this node, waiting for their client to resume them",
+            self.suspended.clone(),
+        );
+        registry.register(
+            "sockway_resume_queued_bytes",
+            "Message bytes queued for suspended connections on this node",
+            self.queued_bytes.clone(),
+        );
+        registry.register(
+            "sockway_resume_windows_expired",
+            "Suspended connections that were not resumed within the resume window",
+            self.expired.clone(),
+        );
+        registry.register(
+            "sockway_resumes",
+            "Resume attempts by outcome",
+            self.resumes.clone(),
+        );
+    }
+
+    /// Counts one resume attempt.
+    pub(crate) fn resumed(&self, outcome: ResumeOutcome) {
+        let outcome = match outcome {
+            ResumeOutcome::Resumed => "resumed",
+            ResumeOutcome::UnknownToken => "unknown_token",
+            ResumeOutcome::IdentityMismatch => "identity_mismatch",
+        };
+        self.resumes.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -368,6 +428,10 @@ impl Metrics {
         if config.cluster.is_some() {
             cluster.register(&mut registry);
         }
+        let resume = ResumeMetrics::default();
+        if config.resume.is_some() {
+            resume.register(&mut registry);
+        }
         Metrics {
             registry,
             routes,
@@ -389,6 +453,7 @@ impl Metrics {
             access_refused,
             api_key_uses_uncounted,
             cluster,
+            resume,
         }
     }
 

@@ -36,6 +36,7 @@ mod permessage_deflate;
 mod proxies;
 mod raw;
 mod request_parameters;
+mod resume;
 mod stage_variables;
 mod throttling;
 mod tls;
@@ -63,6 +64,7 @@ pub use self::domain::DomainName;
 pub use self::log::{LogConfig, LogFormat, LogLevel};
 pub use self::origins::AllowedOrigin;
 pub use self::proxies::{PublicScheme, TrustedProxies};
+pub use self::resume::ResumeConfig;
 pub use self::tls::TlsConfig;
 
 /// A complete, validated gateway configuration.
@@ -106,6 +108,9 @@ pub struct Config {
     pub usage_plans: Vec<UsagePlanConfig>,
     /// `[iam]`: the credentials an `AWS_IAM` `$connect` may be signed with.
     pub iam: IamConfig,
+    /// `[resume]`: connection resume. `None`: off (the default), a connection that drops
+    /// ends as on AWS.
+    pub resume: Option<ResumeConfig>,
 }
 
 /// `[[api_keys]]`: one API key, as AWS's `ApiKey` (`name`, `id`, `value`, `enabled`).
@@ -836,6 +841,7 @@ impl Default for Config {
             api_keys: Vec::new(),
             usage_plans: Vec::new(),
             iam: IamConfig::default(),
+            resume: None,
         }
     }
 }

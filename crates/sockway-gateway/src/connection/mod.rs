@@ -22,6 +22,7 @@ mod disconnect;
 mod handshake;
 mod open_loop;
 mod refusal;
+mod resume;
 mod socket;
 mod timers;
 
@@ -36,7 +37,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::{Instrument, debug, error, info_span};
 
 pub(crate) use self::disconnect::deliver_orphans;
-use self::open_loop::Connection;
+use self::open_loop::{Connection, Ended};
 use self::refusal::ConnectError;
 use self::socket::WebSocket;
 use crate::access_log::AccessEvent;
@@ -65,9 +66,26 @@ pub(crate) async fn accept<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     match handshake::negotiate(&head, peer, local, &state).await {
-        Ok((accepted, event)) => {
+        Ok((mut accepted, event)) => {
             let leftover = buffered[head.length..].to_vec();
             drop((head, buffered));
+            if let Some(resuming) = accepted.resuming.take() {
+                let response_head =
+                    String::from_utf8(accepted.response).expect("the 101 sockway writes is ASCII");
+                resume::hand_over(
+                    stream,
+                    leftover,
+                    response_head,
+                    accepted.deflate,
+                    accepted.admission,
+                    *resuming,
+                    accepted.request_id,
+                    event,
+                    &state,
+                )
+                .await;
+                return;
+            }
             let span = info_span!("connection", connection_id = %accepted.context.connection_id);
             state.tasks.spawn(
                 open(stream, leftover, accepted, Box::new(event), state.clone()).instrument(span),
@@ -120,8 +138,9 @@ async fn open<S>(
         response,
         groups,
         deflate,
-        // Held until this function returns: the connection's slot under the connection caps.
-        admission: _admission,
+        admission,
+        replay,
+        resuming: _,
     } = accepted;
     let limits = &state.config.limits;
     let close = state.shutdown.child_token();
@@ -145,10 +164,13 @@ async fn open<S>(
     state.metrics.connections.inc();
     let written = stream.write_all(&response).await;
     drop(response);
-    let cause = match written {
+    // The slot under the connection caps is held until this function returns: the first
+    // socket's, or the last one's that resumed the connection.
+    let (cause, _admission) = match written {
         Err(error) => {
             debug!(error = %error, "client went away before the 101 was written");
-            CloseCause::ConnectionLost
+            handle.mark_closing();
+            (CloseCause::ConnectionLost, admission)
         }
         Ok(()) => {
             let frame_limits = FrameLimits {
@@ -159,14 +181,12 @@ async fn open<S>(
             let mut socket = WebSocket::new(stream, &leftover, frame_limits, deflate, budget);
             drop(leftover);
             let mut connection =
-                Connection::new(state.clone(), context.clone(), handle.clone(), close);
-            let cause = connection.run(&mut socket).await;
-            handle.mark_closing();
+                Connection::new(state.clone(), context.clone(), handle.clone(), close, replay);
+            let ended = connection.run(&mut socket).await;
             // Boxed, like the `$disconnect` delivery below: one-off phases whose state would
             // otherwise size every open connection's task (about 90 bytes each, measured).
-            Box::pin(connection.close_socket(&mut socket, &cause)).await;
-            Box::pin(connection.settle_inflight()).await;
-            cause
+            // With `[resume]` the connection may go on there on other sockets.
+            Box::pin(connection.finish(socket, ended, admission)).await
         }
     };
     let undelivered = handle.mailbox().close();
