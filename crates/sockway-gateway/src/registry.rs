@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use bytes::Bytes;
+use prometheus_client::metrics::gauge::Gauge;
 use sockway_protocol::close::CloseCause;
 use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::group::GroupName;
 use sockway_protocol::id::ConnectionId;
-use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -723,13 +723,19 @@ mod tests {
         let mailbox = Mailbox::new(4);
         let ticket = [7u8; 32];
         let other = [8u8; 32];
-        assert!(mailbox.take_over(&ticket, Box::new(1u8)).is_err(), "no ticket yet");
+        assert!(
+            mailbox.take_over(&ticket, Box::new(1u8)).is_err(),
+            "no ticket yet"
+        );
         mailbox.set_ticket(ticket);
         assert!(mailbox.ticket_matches(&ticket));
         assert!(!mailbox.ticket_matches(&other));
         assert!(mailbox.take_over(&other, Box::new(2u8)).is_err());
         assert!(mailbox.take_over(&ticket, Box::new(3u8)).is_ok());
-        assert!(mailbox.take_over(&ticket, Box::new(4u8)).is_err(), "single use");
+        assert!(
+            mailbox.take_over(&ticket, Box::new(4u8)).is_err(),
+            "single use"
+        );
         // A hand-over that came just before the window ended wins over the seal.
         let taken = mailbox.seal().expect("the handed-over socket");
         assert_eq!(taken.downcast_ref::<u8>(), Some(&3));

@@ -55,7 +55,8 @@ pub(super) fn validate_resume(raw: &RawResume, problems: &mut Problems<'_>) -> R
         window: window.unwrap_or(defaults.window),
         max_queued_messages: max_queued_messages
             .map_or(defaults.max_queued_messages, |count| count as usize),
-        max_queued_bytes: max_queued_bytes.map_or(defaults.max_queued_bytes, |bytes| bytes as usize),
+        max_queued_bytes: max_queued_bytes
+            .map_or(defaults.max_queued_bytes, |bytes| bytes as usize),
     }
 }
 
@@ -94,21 +95,33 @@ mod tests {
         for (text, key) in [
             ("[resume]\nwindow = \"0s\"\n", "resume.window"),
             ("[resume]\nwindow = \"2h\"\n", "resume.window"),
-            ("[resume]\nmax_queued_messages = 0\n", "resume.max_queued_messages"),
-            ("[resume]\nmax_queued_bytes = -1\n", "resume.max_queued_bytes"),
+            (
+                "[resume]\nmax_queued_messages = 0\n",
+                "resume.max_queued_messages",
+            ),
+            (
+                "[resume]\nmax_queued_bytes = -1\n",
+                "resume.max_queued_bytes",
+            ),
         ] {
             let error = parse(text).unwrap_err().to_string();
             assert!(error.contains(key), "{text}: {error}");
         }
-        let error = parse("[resume]\nlinger = \"1s\"\n").unwrap_err().to_string();
+        let error = parse("[resume]\nlinger = \"1s\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("linger"), "{error}");
     }
 
     #[test]
     fn a_resume_route_needs_resume_on() {
-        let routes = "[integrations.b]\ntype = \"mock\"\n[routes.\"$resume\"]\nintegration = \"b\"\n";
+        let routes =
+            "[integrations.b]\ntype = \"mock\"\n[routes.\"$resume\"]\nintegration = \"b\"\n";
         let error = parse(routes).unwrap_err().to_string();
-        assert!(error.contains("$resume") && error.contains("[resume]"), "{error}");
+        assert!(
+            error.contains("$resume") && error.contains("[resume]"),
+            "{error}"
+        );
         assert!(parse(&format!("[resume]\n{routes}")).is_ok());
     }
 }

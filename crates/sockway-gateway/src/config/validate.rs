@@ -31,12 +31,12 @@ use super::log::validate_log;
 use super::origins::validate_allowed_origins;
 use super::parse::{key_path, line_of, parse};
 use super::permessage_deflate::validate_permessage_deflate;
-use super::resume::validate_resume;
 use super::proxies::validate_proxies;
 use super::raw::{
     RawAuthorizerType, RawBinaryFrames, RawConfig, RawDuration, RawGateway, RawLimits,
     RawManagement, RawRoute,
 };
+use super::resume::validate_resume;
 use super::stage_variables::apply_stage_variables;
 use super::throttling::{rate_limit, validate_throttling};
 use super::tls::validate_tls;

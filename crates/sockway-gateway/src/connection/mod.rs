@@ -37,7 +37,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::{Instrument, debug, error, info_span};
 
 pub(crate) use self::disconnect::deliver_orphans;
-use self::open_loop::{Connection, Ended};
+use self::open_loop::Connection;
 use self::refusal::ConnectError;
 use self::socket::WebSocket;
 use crate::access_log::AccessEvent;
@@ -180,8 +180,13 @@ async fn open<S>(
             let budget = state.throttles.buffered.clone();
             let mut socket = WebSocket::new(stream, &leftover, frame_limits, deflate, budget);
             drop(leftover);
-            let mut connection =
-                Connection::new(state.clone(), context.clone(), handle.clone(), close, replay);
+            let mut connection = Connection::new(
+                state.clone(),
+                context.clone(),
+                handle.clone(),
+                close,
+                replay,
+            );
             let ended = connection.run(&mut socket).await;
             // Boxed, like the `$disconnect` delivery below: one-off phases whose state would
             // otherwise size every open connection's task (about 90 bytes each, measured).

@@ -527,7 +527,9 @@ fn message_event(
 
 /// Runs one write to the client, bounded by [`SEND_TIMEOUT`]: a client that does not read
 /// within it is a slow consumer.
-pub(super) async fn bounded(write: impl Future<Output = std::io::Result<()>>) -> Result<(), CloseCause> {
+pub(super) async fn bounded(
+    write: impl Future<Output = std::io::Result<()>>,
+) -> Result<(), CloseCause> {
     match tokio::time::timeout(SEND_TIMEOUT, write).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(CloseCause::ConnectionLost),

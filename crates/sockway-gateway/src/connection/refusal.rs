@@ -12,6 +12,7 @@ use sockway_protocol::close::codes;
 use sockway_protocol::error::AwsError;
 use sockway_protocol::id::RequestId;
 
+use super::resume::RESUME_PROTOCOL;
 use crate::access_log::{AccessEvent, ErrorOutcome};
 use crate::api_keys::ApiKeyError;
 use crate::authorizers::AuthorizerError;
@@ -19,7 +20,6 @@ use crate::authorizers::iam::IamError;
 use crate::aws::sigv4::SignatureError;
 use crate::head::http_response;
 use crate::integrations::IntegrationError;
-use super::resume::RESUME_PROTOCOL;
 use crate::metrics::{Metrics, ResumeOutcome, Throttled};
 
 /// Why an upgrade request was not completed.

@@ -696,9 +696,15 @@ mod tests {
                 resuming: Some((token, 42)),
             }
         );
-        assert_eq!(ResumeOffer::of(["chat"].into_iter()), ResumeOffer::default());
+        assert_eq!(
+            ResumeOffer::of(["chat"].into_iter()),
+            ResumeOffer::default()
+        );
         let garbled = ResumeOffer::of([RESUME_PROTOCOL, "sockway.resume.token.xyz"].into_iter());
-        assert!(garbled.resuming.is_some(), "a garbled token is refused, not ignored");
+        assert!(
+            garbled.resuming.is_some(),
+            "a garbled token is refused, not ignored"
+        );
     }
 
     #[test]
@@ -795,7 +801,10 @@ mod tests {
         };
         assert!(same_principal(&context(None), &context(None)));
         assert!(same_principal(&context(Some("ann")), &context(Some("ann"))));
-        assert!(!same_principal(&context(Some("ann")), &context(Some("bob"))));
+        assert!(!same_principal(
+            &context(Some("ann")),
+            &context(Some("bob"))
+        ));
         assert!(!same_principal(&context(Some("ann")), &context(None)));
     }
 }

@@ -21,6 +21,7 @@ mod operations;
 mod origins;
 mod proxies;
 mod refusals;
+mod resume;
 mod routing;
 mod security;
 mod throttling;
