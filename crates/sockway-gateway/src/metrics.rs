@@ -137,6 +137,9 @@ pub(crate) struct ResumeMetrics {
     pub(crate) queued_bytes: Gauge,
     /// `sockway_resume_windows_expired_total`: suspended connections nobody resumed in time.
     pub(crate) expired: Counter,
+    /// `sockway_resume_replayed_messages_total`: messages sent again on resume because the
+    /// client had not received them.
+    pub(crate) replayed: Counter,
     resumes: Family<OutcomeLabels, Counter>,
 }
 
@@ -167,6 +170,11 @@ impl ResumeMetrics {
             "sockway_resume_windows_expired",
             "Suspended connections that were not resumed within the resume window",
             self.expired.clone(),
+        );
+        registry.register(
+            "sockway_resume_replayed_messages",
+            "Messages sent again on resume because the client had not received them",
+            self.replayed.clone(),
         );
         registry.register(
             "sockway_resumes",

@@ -583,12 +583,16 @@ impl Connection {
             .as_ref()
             .expect("only a resumable connection is taken over");
         let offered = |protocol: &str| resuming.offered.iter().any(|offer| offer == protocol);
-        let subprotocol = replay
-            .subprotocol
-            .as_deref()
-            .filter(|protocol| offered(protocol))
-            .unwrap_or(RESUME_PROTOCOL);
-        response_head.push_str(&format!("Sec-WebSocket-Protocol: {subprotocol}\r\n\r\n"));
+        // The connection's own subprotocol, else the resume one: whichever the client offered
+        // (a client may not be told one it did not offer).
+        let subprotocol = [replay.subprotocol.as_deref(), Some(RESUME_PROTOCOL)]
+            .into_iter()
+            .flatten()
+            .find(|protocol| offered(protocol));
+        if let Some(subprotocol) = subprotocol {
+            response_head.push_str(&format!("Sec-WebSocket-Protocol: {subprotocol}\r\n"));
+        }
+        response_head.push_str("\r\n");
         if let Err(cause) = bounded(stream.write_all(response_head.as_bytes())).await {
             self.handle.mailbox().set_ticket(resuming.token.ticket());
             return Err(cause);
@@ -606,6 +610,11 @@ impl Connection {
         debug!(connection_id = %self.context.connection_id, received = resuming.received, replayed = again.len(), missed = plan.missed, "connection resumed");
         let frame_bytes = limits.frame_bytes;
         self.greet_with(&mut socket, Some(plan)).await?;
+        self.state
+            .metrics
+            .resume
+            .replayed
+            .inc_by(again.len() as u64);
         for outbound in &again {
             bounded(socket.send(&outbound.payload, outbound.text, frame_bytes)).await?;
         }

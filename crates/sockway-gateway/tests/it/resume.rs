@@ -3,11 +3,11 @@
 //! or `$disconnect`; past the window, one `$disconnect`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 use sockway_testkit::{
-    DEADLINE, MockBackend, MockResponse, RecordedRequest, TestGateway, WsClient,
+    DEADLINE, MockBackend, MockResponse, RecordedRequest, RedisServer, TestGateway, WsClient,
     connect_with_headers, http_request, metric,
 };
 use tokio_tungstenite::tungstenite::Message;
@@ -72,28 +72,37 @@ async fn refused(url: &str, frame: &Value, code: u16) {
     assert_eq!(closed, code);
 }
 
-/// Posts `p0`, `p1`, ... to `connection_id` until `stop` is set or `count` were sent; returns
-/// the ones acknowledged with 200, in order.
+/// Posts `p0`, `p1`, ... to `connection_id` until `count` were sent; counts the acknowledged
+/// ones in `progress` as it goes and returns them, in order.
 fn push(
     gateway: &TestGateway,
     connection_id: &str,
     count: usize,
-    stop: Arc<AtomicBool>,
+    progress: Arc<AtomicUsize>,
 ) -> tokio::task::JoinHandle<Vec<String>> {
     let url = gateway.connection_url(connection_id);
     tokio::spawn(async move {
         let mut acknowledged = Vec::new();
         for n in 0..count {
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
             let text = format!("p{n}");
             let (status, _, _) = http_request("POST", &url, text.clone()).await;
             assert_eq!(status, 200, "POST {text}");
             acknowledged.push(text);
+            progress.fetch_add(1, Ordering::Relaxed);
         }
         acknowledged
     })
+}
+
+/// Waits until `progress` reaches `count`.
+async fn until_acknowledged(progress: &AtomicUsize, count: usize) {
+    tokio::time::timeout(DEADLINE, async {
+        while progress.load(Ordering::Relaxed) < count {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the pushes are acknowledged");
 }
 
 /// Reads text messages until `expected` many arrived.
@@ -148,10 +157,13 @@ async fn a_dropped_client_resumes_with_every_push_once_and_in_order() {
         connection_id
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let pusher = push(&gateway, &connection_id, 400, stop.clone());
+    let progress = Arc::new(AtomicUsize::new(0));
+    let pusher = push(&gateway, &connection_id, 400, progress.clone());
     let mut received = Vec::new();
     read(&mut client, &mut received, 50).await;
+    // The client stops reading while pushes go on: what the socket takes from now on is lost
+    // with it when the TCP stream drops, and must be replayed.
+    until_acknowledged(&progress, 100).await;
     client.drop_tcp();
 
     let (mut client, resumed) = resume(&gateway.ws_url, &frame, received.len()).await;
@@ -168,6 +180,11 @@ async fn a_dropped_client_resumes_with_every_push_once_and_in_order() {
     assert_eq!(
         metric(&metrics, "sockway_resumes_total{outcome=\"resumed\"}"),
         1.0
+    );
+    let replayed = metric(&metrics, "sockway_resume_replayed_messages_total");
+    assert!(
+        replayed > 0.0,
+        "the pushes the dropped socket took were replayed"
     );
     client.close(1000, "done").await;
     let disconnect = backend.next_event_for("$disconnect").await;
@@ -196,8 +213,8 @@ async fn a_client_that_stops_reading_is_suspended_and_resumes() {
     let metrics = gateway.metrics().await;
     assert_eq!(metric(&metrics, "sockway_suspended_connections"), 1.0);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let acknowledged = push(&gateway, &connection_id, 20, stop).await.unwrap();
+    let progress = Arc::new(AtomicUsize::new(0));
+    let acknowledged = push(&gateway, &connection_id, 20, progress).await.unwrap();
     let metrics = gateway.metrics().await;
     assert!(
         metric(&metrics, "sockway_resume_queued_bytes") >= 20.0,
@@ -436,6 +453,45 @@ async fn a_resume_by_another_principal_is_refused() {
     assert_eq!(client.next_text().await, "still ann");
     drop(client);
     gateway.shutdown().await;
+}
+
+/// In cluster mode a resume is served by the node that holds the connection; a reconnect that
+/// lands on another node is refused with 4410 (the client then opens a new connection), and the
+/// suspended connection ends with its window.
+#[tokio::test]
+async fn in_a_cluster_the_node_holding_the_connection_resumes_it() {
+    let redis = RedisServer::start().await;
+    let mut backend = MockBackend::start().await;
+    let text = config(
+        &backend,
+        &format!(
+            "[resume]\nwindow = \"2s\"\n[cluster]\nredis_url = \"{}\"\nnode_timeout = \"2s\"\n",
+            redis.url()
+        ),
+    );
+    let a = TestGateway::start(&text).await;
+    let b = TestGateway::start(&text).await;
+    let (client, frame) = open(&a.ws_url).await;
+    let connection_id = frame["connectionId"].as_str().unwrap().to_owned();
+    backend.next_event_for("$connect").await;
+    client.drop_tcp();
+    until_suspended(&a, &connection_id).await;
+    // Posts through the other node reach the suspended connection's queue.
+    let (status, _, _) = http_request("POST", &b.connection_url(&connection_id), "via b").await;
+    assert_eq!(status, 200);
+    refused(&b.ws_url, &frame, 4410).await;
+    let (mut client, _) = resume(&a.ws_url, &frame, 0).await;
+    assert_eq!(client.next_text().await, "via b");
+    client.drop_tcp();
+    let event = backend.next_event_for("$disconnect").await;
+    assert_eq!(event["requestContext"]["connectionId"], connection_id);
+    assert_eq!(
+        event["requestContext"]["disconnectReason"],
+        "Connection lost; not resumed within the resume window"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+    assert_eq!(lifecycle(backend.drain()), Vec::<String>::new());
 }
 
 /// Messages from the socket: `None` once it ended without a close frame.
