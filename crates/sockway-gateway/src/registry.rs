@@ -339,6 +339,11 @@ impl ConnectionInfo {
         self.last_active_at.load(Ordering::Relaxed)
     }
 
+    /// The connection's outbound queue.
+    pub(crate) fn mailbox(&self) -> &Mailbox {
+        &self.mailbox
+    }
+
     /// The cause recorded by [`ConnectionHandle::close`], if any.
     pub(crate) fn close_cause(&self) -> Option<CloseCause> {
         self.close_cause.get().cloned()

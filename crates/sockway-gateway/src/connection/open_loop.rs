@@ -38,7 +38,7 @@ use crate::access_log::{AccessEvent, ErrorOutcome, EventType, IntegrationOutcome
 use crate::config::BinaryFrames;
 use crate::integrations::{Call, CallKind, IntegrationError, Payload};
 use crate::metrics::Throttled;
-use crate::registry::{ConnectionHandle, Next, Outbound, Takeover};
+use crate::registry::{ConnectionHandle, ConnectionInfo, Next, Outbound, Takeover};
 use crate::routing::{Route, Selection};
 use crate::state::State;
 use crate::{ErrorChain, epoch_millis, random_bytes};
@@ -171,8 +171,8 @@ impl Connection {
                         }
                         // The socket owes the pong from now on; flushing sends it.
                         Message::Ping(_) => {
-                            if let Err(cause) = Box::pin(bounded(socket.flush())).await {
-                                return Ended::Closed(cause);
+                            if let Err(ended) = Box::pin(unless_taken_over(self.watch(), bounded(socket.flush()))).await {
+                                return ended;
                             }
                             continue;
                         }
@@ -185,18 +185,18 @@ impl Connection {
                         Payload::Text(text) => self.state.routes.select_text(text),
                         Payload::Binary(_) => self.state.routes.select_binary(),
                     };
-                    if let Err(cause) = Box::pin(self.dispatch(socket, selection, payload)).await {
-                        return Ended::Closed(cause);
+                    if let Err(ended) = Box::pin(unless_taken_over(self.watch(), self.dispatch(socket, selection, payload))).await {
+                        return ended;
                     }
                 }
                 Some(completion) = self.inflight.next(), if !self.inflight.is_empty() => {
-                    match Box::pin(self.complete(socket, completion)).await {
+                    match Box::pin(unless_taken_over(self.watch(), self.complete(socket, completion))).await {
                         Ok(true) => {
                             deadlines.on_activity(Instant::now());
                             self.handle.info.touch(epoch_millis());
                         }
                         Ok(false) => {}
-                        Err(cause) => return Ended::Closed(cause),
+                        Err(ended) => return ended,
                     }
                 }
                 next = self.handle.mailbox().pop() => {
@@ -204,8 +204,8 @@ impl Connection {
                         Next::Message(outbound) => outbound,
                         Next::Takeover(takeover) => return Ended::TakenOver(takeover),
                     };
-                    if let Err(cause) = Box::pin(self.deliver(socket, &outbound)).await {
-                        return Ended::Closed(cause);
+                    if let Err(ended) = Box::pin(unless_taken_over(self.watch(), self.deliver(socket, &outbound))).await {
+                        return ended;
                     }
                     self.state.metrics.pushes_out.inc();
                     self.state.metrics.bytes_out(outbound.payload.len());
@@ -215,8 +215,8 @@ impl Connection {
                 _ = ticker.tick(), if heartbeat_period.is_some() => match heartbeat.on_tick() {
                     HeartbeatAction::Dead => return Ended::Closed(CloseCause::HeartbeatTimeout),
                     HeartbeatAction::Ping => {
-                        if let Err(cause) = Box::pin(bounded(socket.ping())).await {
-                            return Ended::Closed(cause);
+                        if let Err(ended) = Box::pin(unless_taken_over(self.watch(), bounded(socket.ping()))).await {
+                            return ended;
                         }
                     }
                 },
@@ -230,6 +230,12 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// What a write of this connection races against: for a resumable connection, a new
+    /// socket taking it over; `None` for others, which just write.
+    fn watch(&self) -> Option<Arc<ConnectionInfo>> {
+        self.replay.as_ref().map(|_| self.handle.info.clone())
     }
 
     /// Starts the integration for a routed message, or answers `Forbidden`.
@@ -523,6 +529,24 @@ fn message_event(
         }
     }
     event
+}
+
+/// Runs `write` (one event's writes to the socket) unless a new socket takes the connection
+/// over first (`watch`, see [`Connection::watch`]): the old socket's client is gone, so its
+/// write may block until [`SEND_TIMEOUT`], and the client's resume must not wait for that. The
+/// write is abandoned with the old socket; what it was sending is in the replay.
+async fn unless_taken_over<T>(
+    watch: Option<Arc<ConnectionInfo>>,
+    write: impl Future<Output = Result<T, CloseCause>>,
+) -> Result<T, Ended> {
+    let Some(info) = watch else {
+        return write.await.map_err(Ended::Closed);
+    };
+    tokio::select! {
+        biased;
+        takeover = info.mailbox().next_takeover() => Err(Ended::TakenOver(takeover)),
+        written = write => written.map_err(Ended::Closed),
+    }
 }
 
 /// Runs one write to the client, bounded by [`SEND_TIMEOUT`]: a client that does not read

@@ -263,6 +263,49 @@ async fn a_resume_takes_over_from_a_socket_still_open() {
     assert_eq!(lifecycle(backend.drain()), Vec::<String>::new());
 }
 
+/// The old socket's client is gone and its writes are stuck on full buffers: the resume does
+/// not wait for them (they could take `SEND_TIMEOUT`, 10 s) and what they held is replayed.
+#[tokio::test]
+async fn a_resume_does_not_wait_for_writes_stuck_on_the_old_socket() {
+    let (mut backend, gateway) =
+        gateway("max_queued_bytes = 67108864\n[limits]\noutbound_queue = 20\n").await;
+    let (old, frame) = open(&gateway.ws_url).await;
+    let connection_id = frame["connectionId"].as_str().unwrap().to_owned();
+    backend.next_event_for("$connect").await;
+    // Never read again: the socket's buffers fill and the gateway's write blocks.
+    let stuck = old.into_inner();
+    let url = gateway.connection_url(&connection_id);
+    let payload = "x".repeat(100 * 1024);
+    let mut acknowledged = Vec::new();
+    for n in 0..400 {
+        let text = format!("{n:04}{payload}");
+        let (status, _, _) = http_request("POST", &url, text.clone()).await;
+        if status == 429 {
+            // The mailbox is full: the write is stuck.
+            break;
+        }
+        assert_eq!(status, 200);
+        acknowledged.push(text);
+    }
+    assert!(acknowledged.len() < 400, "the writes never blocked");
+
+    let started = tokio::time::Instant::now();
+    let (mut client, _) = resume(&gateway.ws_url, &frame, 0).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the resume waited {:?} for the old socket",
+        started.elapsed()
+    );
+    let mut received = Vec::new();
+    read(&mut client, &mut received, acknowledged.len()).await;
+    assert!(received == acknowledged, "every push once, in order");
+    drop(stuck);
+    client.close(1000, "done").await;
+    backend.next_event_for("$disconnect").await;
+    gateway.shutdown().await;
+    assert_eq!(lifecycle(backend.drain()), Vec::<String>::new());
+}
+
 /// Nobody resumes: `$disconnect` fires once when the window ends, with the cause.
 #[tokio::test]
 async fn past_the_window_disconnect_fires_once_with_the_reason() {
