@@ -55,8 +55,6 @@ pub(super) struct Connection {
     pub(super) handle: ConnectionHandle,
     pub(super) close: CancellationToken,
     pub(super) inflight: FuturesUnordered<Inflight>,
-    /// When the connection was accepted: its maximum duration counts from here across resumes.
-    opened_at: Instant,
     /// What a resumable connection (`[resume]`, and its client asked) has sent, for replay;
     /// `None` otherwise, which costs nothing.
     pub(super) replay: Option<Box<Replay>>,
@@ -100,7 +98,6 @@ impl Connection {
             handle,
             close,
             inflight: FuturesUnordered::new(),
-            opened_at: Instant::now(),
             replay,
         }
     }
@@ -126,8 +123,12 @@ impl Connection {
         let limits = &self.state.config.limits;
         let max_inflight = limits.max_inflight_integrations;
         // The maximum duration counts from the upgrade, across resumes; idleness from now.
+        let opened_at = self
+            .replay
+            .as_ref()
+            .map_or_else(Instant::now, |replay| replay.opened_at());
         let mut deadlines = Deadlines::new(
-            self.opened_at,
+            opened_at,
             limits.idle_timeout,
             limits.max_connection_duration,
         );

@@ -310,6 +310,9 @@ pub(super) struct Replay {
     retained_bytes: usize,
     /// Whether a resume frame went out (the first is sent when the first socket opens).
     greeted: bool,
+    /// When the connection was accepted: its maximum duration counts from here, across
+    /// resumes (kept here rather than in every connection's task).
+    opened_at: tokio::time::Instant,
 }
 
 /// Where a resume starts: what the client is told and which kept messages go out again.
@@ -333,7 +336,13 @@ impl Replay {
             retained: VecDeque::new(),
             retained_bytes: 0,
             greeted: false,
+            opened_at: tokio::time::Instant::now(),
         }
+    }
+
+    /// When the connection was accepted.
+    pub(super) fn opened_at(&self) -> tokio::time::Instant {
+        self.opened_at
     }
 
     /// Whether a resume frame went out.
@@ -434,14 +443,14 @@ impl Connection {
     }
 
     /// After the first socket's loop: ends the connection, or suspends it and serves every
-    /// socket that resumes it until it ends. Returns why it ended and the connection slot held
-    /// last (each socket's own, taken over from its upgrade).
+    /// socket that resumes it until it ends. Returns why it ended; `admission` is then the
+    /// connection slot of the last socket (each socket's own, taken over from its upgrade).
     pub(super) async fn finish<S>(
         &mut self,
         mut socket: WebSocket<S>,
         ended: Ended,
-        mut admission: Admission,
-    ) -> (CloseCause, Admission)
+        admission: &mut Admission,
+    ) -> CloseCause
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -450,7 +459,7 @@ impl Connection {
                 self.handle.mark_closing();
                 self.close_socket(&mut socket, &cause).await;
                 self.settle_inflight().await;
-                return (cause, admission);
+                return cause;
             }
             Ended::Closed(cause) => {
                 self.close_socket(&mut socket, &cause).await;
@@ -467,14 +476,14 @@ impl Connection {
                     Err(cause) => {
                         self.handle.mark_closing();
                         self.settle_inflight().await;
-                        return (cause, admission);
+                        return cause;
                     }
                 },
             };
             let takeover = takeover
                 .downcast::<Takeover>()
                 .expect("only connection::resume hands sockets over");
-            let mut socket = match self.resume_on(*takeover, &mut admission).await {
+            let mut socket = match self.resume_on(*takeover, admission).await {
                 Ok(socket) => socket,
                 Err(cause) => {
                     pending = Pending::Suspend(cause);
@@ -486,7 +495,7 @@ impl Connection {
                     self.handle.mark_closing();
                     self.close_socket(&mut socket, &cause).await;
                     self.settle_inflight().await;
-                    return (cause, admission);
+                    return cause;
                 }
                 Ended::Closed(cause) => {
                     self.close_socket(&mut socket, &cause).await;
