@@ -11,7 +11,8 @@ so the same functions run unchanged behind AWS API Gateway:
     sendmessage  send_message    POST `data` to every connection through @connections
     $default     default         tell the client how to talk to this app
 
-`GET /` serves the chat page (`index.html`) with the gateway's WebSocket URL filled in.
+`GET /` serves the chat page (`index.html`) with the gateway's WebSocket URL filled in, and
+`GET /sockway-resume.js` the resuming client it uses (`clients/js/sockway-resume.js`).
 Standard library only.
 
 When `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` are set (as they are in a Lambda
@@ -229,7 +230,12 @@ class Handler(BaseHTTPRequestHandler):
         self.send_bytes(HTTPStatus.OK, "application/json", json.dumps(result).encode())
 
     def do_GET(self) -> None:
-        if urllib.parse.urlsplit(self.path).path not in ("/", "/index.html"):
+        path = urllib.parse.urlsplit(self.path).path
+        if path == "/sockway-resume.js" and self.server.resume_client.is_file():
+            script = self.server.resume_client.read_bytes()
+            self.send_bytes(HTTPStatus.OK, "text/javascript; charset=utf-8", script)
+            return
+        if path not in ("/", "/index.html"):
             self.send_text(HTTPStatus.NOT_FOUND, "not found\n")
             return
         page = self.server.page.encode("utf-8")
@@ -247,6 +253,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:
         log(f"{self.address_string()} {format % args}")
+
+
+#: The resuming WebSocket client the page loads: clients/js in the repository.
+REPOSITORY_RESUME_CLIENT = (
+    pathlib.Path(__file__).resolve().parent.parent.parent / "clients" / "js" / "sockway-resume.js"
+)
 
 
 def log(message: str) -> None:
@@ -272,6 +284,13 @@ def main(argv: list[str] | None = None) -> None:
         default="ws://127.0.0.1:8080/dev",
         help="the gateway URL the chat page connects to (default ws://127.0.0.1:8080/dev)",
     )
+    parser.add_argument(
+        "--resume-client",
+        type=pathlib.Path,
+        default=REPOSITORY_RESUME_CLIENT,
+        help="sockway-resume.js, served at /sockway-resume.js (default: the repository's "
+        "clients/js/sockway-resume.js)",
+    )
     args = parser.parse_args(argv)
 
     global CALLBACK_URL
@@ -280,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
     server.page = render_page(args.ws_url)
+    server.resume_client = args.resume_client
     host, port = server.server_address[:2]
     print(f"chat backend listening on http://{host}:{port}", flush=True)
     try:

@@ -13,6 +13,7 @@
 
 import assert from "node:assert/strict";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
@@ -113,6 +114,85 @@ async function sendAs(page, name, text) {
   await page.locator("#send").click();
 }
 
+/**
+ * A TCP proxy in front of the gateway whose connections the test can cut, as a lost network
+ * does: the browser's socket is reset, the gateway's sees its peer go without a close frame.
+ * While cut it refuses new connections, so the page's reconnects fail until `restore`. The
+ * upgrade's `Host` is rewritten to the gateway's, which answers only to its own port.
+ */
+class CuttableProxy {
+  constructor(gatewayUrl) {
+    this.target = new URL(gatewayUrl);
+    this.pairs = new Set();
+    this.refusing = false;
+  }
+
+  async start() {
+    this.server = net.createServer((client) => {
+      if (this.refusing) {
+        client.resetAndDestroy();
+        return;
+      }
+      const upstream = net.connect(Number(this.target.port), this.target.hostname);
+      const pair = { client, upstream };
+      this.pairs.add(pair);
+      const end = () => {
+        client.destroy();
+        upstream.destroy();
+        this.pairs.delete(pair);
+      };
+      for (const socket of [client, upstream]) {
+        socket.on("error", end);
+        socket.on("close", end);
+      }
+      let first = true;
+      client.on("data", (chunk) => {
+        if (first) {
+          first = false;
+          chunk = Buffer.from(chunk.toString("latin1")
+            .replace(/^Host: .*$/im, `Host: ${this.target.host}`), "latin1");
+        }
+        upstream.write(chunk);
+      });
+      upstream.pipe(client);
+    });
+    await new Promise((resolve) => this.server.listen(0, "127.0.0.1", resolve));
+    return `ws://127.0.0.1:${this.server.address().port}${this.target.pathname}`;
+  }
+
+  cut() {
+    this.refusing = true;
+    for (const { client, upstream } of this.pairs) {
+      client.resetAndDestroy();
+      upstream.destroy();
+    }
+    this.pairs.clear();
+  }
+
+  restore() {
+    this.refusing = false;
+  }
+
+  close() {
+    this.cut();
+    return new Promise((resolve) => this.server.close(resolve));
+  }
+}
+
+/** Waits until `page`'s status text is `text`. */
+async function waitStatus(page, label, text) {
+  try {
+    await page.waitForFunction(
+      (text) => document.getElementById("status").textContent === text,
+      text,
+      { timeout: TIMEOUT_MS },
+    );
+  } catch (error) {
+    throw new Error(`${label} never showed status ${JSON.stringify(text)}; it shows ` +
+      `${JSON.stringify(await page.locator("#status").textContent())}`, { cause: error });
+  }
+}
+
 // --- processes and browser, shared by `before`, the test and `after` --------------------------
 
 const processes = trackedProcesses();
@@ -206,5 +286,64 @@ test("two browser pages chat through sockway", { timeout: 60_000 }, async () => 
         .catch(() => {});
     }
     throw error;
+  }
+});
+
+test("a page whose connection drops resumes it and misses no message", { timeout: 90_000 }, async () => {
+  const proxy = new CuttableProxy(gatewayWsUrl);
+  const proxiedUrl = await proxy.start();
+  const pages = [];
+  for (const [label, ws] of [["dropping page", proxiedUrl], ["other page", gatewayWsUrl]]) {
+    const context = await browser.newContext({ viewport: { width: 800, height: 500 } });
+    const page = await context.newPage();
+    page.setDefaultTimeout(TIMEOUT_MS);
+    const url = `${backendUrl}/?ws=${encodeURIComponent(ws)}`;
+    const response = await page.goto(url, { timeout: TIMEOUT_MS });
+    assert.equal(response?.status(), 200, `${label}: GET ${url}`);
+    pages.push({ label, page });
+  }
+  const [dropping, other] = pages;
+  try {
+    await Promise.all(pages.map(({ label, page }) => waitConnected(page, label)));
+    const connectionId = await dropping.page.locator("#status").getAttribute("data-connection-id");
+    assert.ok(connectionId, "the page learnt its connection id from the resume frame");
+
+    await sendAs(other.page, "bob", "before the drop");
+    await waitForChatLine(dropping.page, dropping.label, "bob", "before the drop");
+
+    // The network goes: the page's socket is reset and its reconnects fail meanwhile.
+    proxy.cut();
+    await waitStatus(dropping.page, dropping.label, "reconnecting…");
+    const sent = [];
+    for (let n = 1; n <= 5; n += 1) {
+      const text = `while offline ${n}`;
+      await sendAs(other.page, "bob", text);
+      await waitForChatLine(other.page, other.label, "bob", text);
+      sent.push(`bob:${text}`);
+    }
+    proxy.restore();
+    await waitStatus(dropping.page, dropping.label, "connected (resumed)");
+    for (const text of sent) {
+      await waitForChatLine(dropping.page, dropping.label, "bob", text.slice("bob:".length));
+    }
+    assert.equal(
+      await dropping.page.locator("#status").getAttribute("data-connection-id"),
+      connectionId,
+      "the same connection id after the resume",
+    );
+    // Every message once, in order, and no system line (no "Disconnected", nothing lost).
+    assert.deepEqual(await logLines(dropping.page), ["bob:before the drop", ...sent]);
+    await sendAs(dropping.page, "alice", "back online");
+    await waitForChatLine(other.page, other.label, "alice", "back online");
+    await dropping.page.screenshot({ path: path.join(ARTIFACTS, "chat-resumed.png") });
+  } catch (error) {
+    for (const { label, page } of pages) {
+      await page.screenshot({ path: path.join(ARTIFACTS, `failure-${label.replace(" ", "-")}.png`) })
+        .catch(() => {});
+    }
+    throw error;
+  } finally {
+    await proxy.close();
+    for (const { page } of pages) await page.context().close().catch(() => {});
   }
 });

@@ -19,6 +19,7 @@
 import assert from "node:assert/strict";
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
+import net from "node:net";
 import path from "node:path";
 import { after, before, test } from "node:test";
 
@@ -54,6 +55,9 @@ type = "mock"
 status_code = 200
 body = '{"reply":"hello from the mock"}'
 
+[resume]
+window = "1m"
+
 [management]
 listen = "127.0.0.1:0"
 
@@ -61,6 +65,32 @@ listen = "127.0.0.1:0"
 access_key_id = "${ACCESS_KEY_ID}"
 secret_access_key = "${SECRET}"
 `;
+
+/**
+ * A raw WebSocket client that asks for resume (`sockway.resume.v1`) and has its resume frame:
+ * resolves with the TCP socket once the frame arrived.
+ */
+function resumableClient(wsUrl) {
+  const url = new URL(wsUrl);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(url.port), url.hostname, () => {
+      socket.write(`GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\n` +
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sockway.resume.v1\r\n\r\n");
+    });
+    let received = "";
+    const timer = setTimeout(() => reject(new Error(`no resume frame within ${TIMEOUT_MS} ms: ${received}`)),
+      TIMEOUT_MS);
+    socket.on("data", (chunk) => {
+      received += chunk.toString("latin1");
+      if (received.includes('"type":"sockway.resume"')) {
+        clearTimeout(timer);
+        resolve(socket);
+      }
+    });
+    socket.on("error", reject);
+  });
+}
 
 const processes = trackedProcesses();
 let temporaryDirectory;
@@ -168,7 +198,8 @@ test("the web console shows, messages and disconnects a live connection", { time
     const row = page.locator("#connections tr").first();
     const connectionId = await row.getAttribute("data-connection-id");
     assert.match(connectionId, /^[A-Za-z0-9_=-]{16}$/, "an AWS connection id");
-    assert.equal(await row.locator("td").nth(1).textContent(), "127.0.0.1");
+    assert.equal(await row.locator("td").nth(1).textContent(), "connected");
+    assert.equal(await row.locator("td").nth(2).textContent(), "127.0.0.1");
     await row.click();
     await page.locator("#details").waitFor({ state: "visible" });
     await waitFor(page, "the details did not show the connection",
@@ -219,6 +250,22 @@ test("the web console shows, messages and disconnects a live connection", { time
     await waitFor(page, "the connection did not leave the list",
       () => document.querySelectorAll("#connections tr").length === 0
         && document.getElementById("connection-count").textContent === "0", null,
+      async () => `rows: ${JSON.stringify(await page.locator("#connections tr").allInnerTexts())}`);
+
+    // A client that asked for resume and lost its network shows as suspended, and the console
+    // can end it.
+    const dropped = await resumableClient(gatewayWsUrl);
+    dropped.resetAndDestroy();
+    await waitFor(page, "the suspended connection was not listed",
+      () => [...document.querySelectorAll("#connections tr")]
+        .some((row) => row.cells[1].textContent === "suspended"), null,
+      async () => `rows: ${JSON.stringify(await page.locator("#connections tr").allInnerTexts())}`);
+    await page.locator("#connections tr").first().click();
+    await waitFor(page, "the details did not say suspended",
+      () => document.getElementById("detail-status").textContent === "suspended");
+    await page.locator("#disconnect").click();
+    await waitFor(page, "the suspended connection did not leave the list",
+      () => document.querySelectorAll("#connections tr").length === 0, null,
       async () => `rows: ${JSON.stringify(await page.locator("#connections tr").allInnerTexts())}`);
 
     // Signing out ends the session: a reload shows the sign-in form again.

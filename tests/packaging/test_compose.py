@@ -137,6 +137,10 @@ def test_the_config_names_the_services_that_exist_on_their_ports():
     source, target, *_ = chat["volumes"][0].split(":")
     assert (REPO_ROOT / source / "backend.py").is_file()
     assert option(chat["command"], "python") == f"{target}/backend.py"
+    # So does the resuming client its page loads.
+    mounts = dict(volume.split(":")[1::-1] for volume in chat["volumes"])
+    resume_client = Path(option(chat["command"], "--resume-client"))
+    assert (REPO_ROOT / mounts[str(resume_client.parent)] / resume_client.name).is_file()
     # The page it serves connects to a node's published port, by a name the nodes answer to.
     ws_host, ws_port = host_port(option(chat["command"], "--ws-url"))
     assert ws_host in [settings["gateway"]["domain_name"], *settings["gateway"]["domain_name_aliases"]]
@@ -215,6 +219,7 @@ def test_the_topology_chats_across_nodes_without_containers(tmp_path: Path, star
     command[command.index("--port") + 1] = str(chat_port)
     command[command.index("--callback-url") + 1] = urls["sockway-2"].replace("ws://", "http://")
     command[command.index("/app/backend.py")] = str(REPO_ROOT / "examples" / "chat" / "backend.py")
+    command[command.index("--resume-client") + 1] = str(REPO_ROOT / "clients" / "js" / "sockway-resume.js")
     backend = start_process("chat", command, {"PATH": "/usr/bin:/bin", **chat["environment"]})
     backend.wait_line(BACKEND_LISTENING)
 

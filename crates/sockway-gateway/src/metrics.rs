@@ -133,6 +133,8 @@ pub(crate) struct Metrics {
     config_last_reload_successful: Gauge,
     config_last_reload_success: Gauge,
     config_hash: Gauge,
+    /// `[resume]`'s handles.
+    pub(crate) resume: ResumeMetrics,
 }
 
 /// How a reload ended, for `sockway_config_reloads_total`.
@@ -159,6 +161,72 @@ impl Reloaded {
             Reloaded::Invalid => "invalid",
             Reloaded::RestartRequired => "restart_required",
         }
+    }
+}
+
+/// What `[resume]` does: suspended connections, resumes, windows that ended, queued bytes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ResumeMetrics {
+    /// `sockway_suspended_connections`: connections of this node waiting for their client.
+    pub(crate) suspended: Gauge,
+    /// `sockway_resume_queued_bytes`: message bytes queued for suspended connections.
+    pub(crate) queued_bytes: Gauge,
+    /// `sockway_resume_windows_expired_total`: suspended connections nobody resumed in time.
+    pub(crate) expired: Counter,
+    /// `sockway_resume_replayed_messages_total`: messages sent again on resume because the
+    /// client had not received them.
+    pub(crate) replayed: Counter,
+    resumes: Family<OutcomeLabels, Counter>,
+}
+
+/// How a resume attempt ended, for `sockway_resumes_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ResumeOutcome {
+    /// The connection continued on the new socket.
+    Resumed,
+    /// No connection matched the token (unknown, used, or its window ended).
+    UnknownToken,
+    /// The authorizer's outcome named another principal.
+    IdentityMismatch,
+}
+
+impl ResumeMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "sockway_suspended_connections",
+            "Connections suspended on this node, waiting for their client to resume them",
+            self.suspended.clone(),
+        );
+        registry.register(
+            "sockway_resume_queued_bytes",
+            "Message bytes queued for suspended connections on this node",
+            self.queued_bytes.clone(),
+        );
+        registry.register(
+            "sockway_resume_windows_expired",
+            "Suspended connections that were not resumed within the resume window",
+            self.expired.clone(),
+        );
+        registry.register(
+            "sockway_resume_replayed_messages",
+            "Messages sent again on resume because the client had not received them",
+            self.replayed.clone(),
+        );
+        registry.register(
+            "sockway_resumes",
+            "Resume attempts by outcome",
+            self.resumes.clone(),
+        );
+    }
+
+    /// Counts one resume attempt.
+    pub(crate) fn resumed(&self, outcome: ResumeOutcome) {
+        let outcome = match outcome {
+            ResumeOutcome::Resumed => "resumed",
+            ResumeOutcome::UnknownToken => "unknown_token",
+            ResumeOutcome::IdentityMismatch => "identity_mismatch",
+        };
+        self.resumes.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 }
 
@@ -404,6 +472,9 @@ impl Metrics {
         if config.cluster.is_some() {
             cluster.register(&mut registry);
         }
+        // Registered whether or not `[resume]` is set: a reload may turn it on.
+        let resume = ResumeMetrics::default();
+        resume.register(&mut registry);
         Metrics {
             registry,
             stage,
@@ -433,6 +504,7 @@ impl Metrics {
             config_last_reload_successful,
             config_last_reload_success,
             config_hash,
+            resume,
         }
     }
 

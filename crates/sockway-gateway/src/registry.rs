@@ -9,11 +9,13 @@
 //! the members' handles out and sends after the lock is released. Delivery decisions (queue
 //! full, closing) are made by the handle, not here.
 
+use std::any::Any;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use bytes::Bytes;
+use prometheus_client::metrics::gauge::Gauge;
 use sockway_protocol::close::CloseCause;
 use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::group::GroupName;
@@ -81,10 +83,58 @@ pub(crate) struct Mailbox {
     capacity: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct MailboxState {
     queue: VecDeque<Outbound>,
+    /// The bytes of the queued payloads.
+    bytes: usize,
     closed: bool,
+    /// The limits while the connection is suspended; `None` while it has a socket.
+    suspended: Option<Suspension>,
+    /// The SHA-256 of the secret of the connection's resume token; `None` when it has none.
+    ticket: Option<[u8; 32]>,
+    /// A new socket for the connection, waiting for its task to take it (opaque here: only
+    /// `connection` knows what a socket is).
+    takeover: Option<Takeover>,
+    /// Set when the connection's window ended: no socket may take it over any more.
+    sealed: bool,
+}
+
+impl std::fmt::Debug for MailboxState {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("MailboxState")
+            .field("queued", &self.queue.len())
+            .field("bytes", &self.bytes)
+            .field("closed", &self.closed)
+            .field("suspended", &self.suspended.is_some())
+            .field("takeover", &self.takeover.is_some())
+            .field("sealed", &self.sealed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a suspended connection may queue, and the gauge of bytes queued for suspended
+/// connections that its queue counts in.
+#[derive(Debug, Clone)]
+pub(crate) struct Suspension {
+    /// `resume.max_queued_messages`.
+    pub(crate) max_messages: usize,
+    /// `resume.max_queued_bytes`.
+    pub(crate) max_bytes: usize,
+    /// `sockway_resume_queued_bytes`.
+    pub(crate) queued_bytes: Gauge,
+}
+
+/// A new socket for a connection, as `connection` packs it; the registry only carries it.
+pub(crate) type Takeover = Box<dyn Any + Send>;
+
+/// What a connection's task takes from its mailbox next.
+pub(crate) enum Next {
+    /// A message to send.
+    Message(Outbound),
+    /// A new socket that resumed the connection; it goes before any message.
+    Takeover(Takeover),
 }
 
 /// Queues above this many slots are freed once they drain, so a burst does not pin memory.
@@ -108,9 +158,20 @@ impl Mailbox {
         if state.closed {
             return Err(QueueError::Gone);
         }
-        if state.queue.len() >= self.capacity {
-            return Err(QueueError::Full);
+        let length = message.payload.len();
+        match &state.suspended {
+            Some(limits) => {
+                if state.queue.len() >= limits.max_messages
+                    || state.bytes + length > limits.max_bytes
+                {
+                    return Err(QueueError::Overflow);
+                }
+                limits.queued_bytes.inc_by(length as i64);
+            }
+            None if state.queue.len() >= self.capacity => return Err(QueueError::Full),
+            None => {}
         }
+        state.bytes += length;
         state.queue.push_back(message);
         drop(state);
         self.notify.notify_one();
@@ -121,17 +182,24 @@ impl Mailbox {
     pub(crate) fn try_pop(&self) -> Option<Outbound> {
         let mut state = self.lock();
         let message = state.queue.pop_front();
+        if let Some(message) = &message {
+            state.bytes -= message.payload.len();
+        }
         if state.queue.is_empty() && state.queue.capacity() > KEPT_QUEUE_SLOTS {
             state.queue = VecDeque::new();
         }
         message
     }
 
-    /// Waits for the next message. Cancel-safe: a message is only taken when this returns.
-    pub(crate) async fn pop(&self) -> Outbound {
+    /// Waits for what comes next: a new socket that resumed the connection, else the oldest
+    /// message. Cancel-safe: nothing is taken unless this returns.
+    pub(crate) async fn pop(&self) -> Next {
         loop {
+            if let Some(takeover) = self.lock().takeover.take() {
+                return Next::Takeover(takeover);
+            }
             if let Some(message) = self.try_pop() {
-                return message;
+                return Next::Message(message);
             }
             // `notify_one` leaves a permit when nobody waits, so a push between the check
             // above and this wait is not missed.
@@ -139,12 +207,114 @@ impl Mailbox {
         }
     }
 
-    /// Refuses further messages; returns how many accepted ones were still queued.
+    /// Refuses further messages; returns how many accepted ones were still queued. A socket
+    /// that was handed over and not taken is dropped (its client sees the TCP connection end
+    /// and opens a new one).
     pub(crate) fn close(&self) -> usize {
         let mut state = self.lock();
         state.closed = true;
+        state.sealed = true;
+        state.takeover = None;
+        if let Some(limits) = state.suspended.take() {
+            limits.queued_bytes.dec_by(state.bytes as i64);
+        }
+        state.bytes = 0;
         std::mem::take(&mut state.queue).len()
     }
+
+    /// How many messages are queued.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    /// Suspends the connection: from now on messages queue within `limits`, past which a push
+    /// is refused with [`QueueError::Overflow`].
+    pub(crate) fn suspend(&self, limits: Suspension) {
+        let mut state = self.lock();
+        limits.queued_bytes.inc_by(state.bytes as i64);
+        state.suspended = Some(limits);
+    }
+
+    /// Ends a suspension (the connection has a socket again, or is ending).
+    pub(crate) fn unsuspend(&self) {
+        let mut state = self.lock();
+        if let Some(limits) = state.suspended.take() {
+            limits.queued_bytes.dec_by(state.bytes as i64);
+        }
+    }
+
+    /// Whether the connection is suspended.
+    pub(crate) fn is_suspended(&self) -> bool {
+        self.lock().suspended.is_some()
+    }
+
+    /// Sets the SHA-256 of the connection's current resume secret (the previous one no longer
+    /// resumes it).
+    pub(crate) fn set_ticket(&self, ticket: [u8; 32]) {
+        self.lock().ticket = Some(ticket);
+    }
+
+    /// Whether `ticket` is the SHA-256 of the connection's current resume secret and a socket
+    /// could still take the connection over. Compared in constant time.
+    pub(crate) fn ticket_matches(&self, ticket: &[u8; 32]) -> bool {
+        let state = self.lock();
+        !state.closed
+            && !state.sealed
+            && state
+                .ticket
+                .as_ref()
+                .is_some_and(|stored| constant_time_eq(stored, ticket))
+    }
+
+    /// Hands a new socket to the connection's task, if `ticket` still resumes it; the ticket
+    /// is used up (single use). The task takes it with [`Mailbox::pop`] while its old socket
+    /// is open, or [`Mailbox::next_takeover`] while suspended. Gives the takeover back when
+    /// the ticket does not match or the connection can no longer be taken over.
+    pub(crate) fn take_over(&self, ticket: &[u8; 32], takeover: Takeover) -> Result<(), Takeover> {
+        let mut state = self.lock();
+        let matches = state
+            .ticket
+            .as_ref()
+            .is_some_and(|stored| constant_time_eq(stored, ticket));
+        if state.closed || state.sealed || state.takeover.is_some() || !matches {
+            return Err(takeover);
+        }
+        state.ticket = None;
+        state.takeover = Some(takeover);
+        drop(state);
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// Waits for a socket handed over by [`Mailbox::take_over`], leaving messages queued.
+    pub(crate) async fn next_takeover(&self) -> Takeover {
+        loop {
+            if let Some(takeover) = self.lock().takeover.take() {
+                return takeover;
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    /// Ends the resume window: no socket can take the connection over from now on. A socket
+    /// handed over just before wins and is returned (its token was already used up).
+    pub(crate) fn seal(&self) -> Option<Takeover> {
+        let mut state = self.lock();
+        if let Some(takeover) = state.takeover.take() {
+            return Some(takeover);
+        }
+        state.sealed = true;
+        None
+    }
+}
+
+/// Compares two digests without an early exit, so the time taken says nothing about where
+/// they differ.
+fn constant_time_eq(left: &[u8; 32], right: &[u8; 32]) -> bool {
+    left.iter()
+        .zip(right)
+        .fold(0u8, |difference, (l, r)| difference | (l ^ r))
+        == 0
 }
 
 /// Why a message could not be queued for a connection.
@@ -154,6 +324,8 @@ pub(crate) enum QueueError {
     Gone,
     /// Its outbound queue is full: the client reads slower than messages arrive.
     Full,
+    /// The connection is suspended and its queue reached the resume limits: it must end.
+    Overflow,
 }
 
 impl ConnectionInfo {
@@ -165,6 +337,11 @@ impl ConnectionInfo {
     /// Epoch milliseconds of the last data frame either way.
     pub(crate) fn last_active_at(&self) -> i64 {
         self.last_active_at.load(Ordering::Relaxed)
+    }
+
+    /// The connection's outbound queue.
+    pub(crate) fn mailbox(&self) -> &Mailbox {
+        &self.mailbox
     }
 
     /// The cause recorded by [`ConnectionHandle::close`], if any.
@@ -452,7 +629,9 @@ mod tests {
 
     use bytes::Bytes;
 
-    use super::{KEPT_QUEUE_SLOTS, Mailbox, Outbound, QueueError};
+    use prometheus_client::metrics::gauge::Gauge;
+
+    use super::{KEPT_QUEUE_SLOTS, Mailbox, Next, Outbound, QueueError, Suspension};
 
     fn message(n: usize) -> Outbound {
         Outbound::from_bytes(Bytes::from(n.to_string()))
@@ -505,7 +684,69 @@ mod tests {
         let popped = tokio::time::timeout(Duration::from_secs(5), mailbox.pop())
             .await
             .expect("pop returns once a message is pushed");
+        let Next::Message(popped) = popped else {
+            panic!("nothing was handed over")
+        };
         assert_eq!(popped.payload, "7");
         push.await.unwrap();
+    }
+
+    fn suspension(max_messages: usize, max_bytes: usize) -> (Suspension, Gauge) {
+        let gauge = Gauge::default();
+        let limits = Suspension {
+            max_messages,
+            max_bytes,
+            queued_bytes: gauge.clone(),
+        };
+        (limits, gauge)
+    }
+
+    #[test]
+    fn a_suspended_mailbox_queues_within_the_resume_limits_and_counts_its_bytes() {
+        let mailbox = Mailbox::new(1);
+        mailbox.push(message(10)).unwrap();
+        assert_eq!(mailbox.push(message(11)), Err(QueueError::Full));
+        let (limits, gauge) = suspension(3, 6);
+        mailbox.suspend(limits);
+        assert_eq!(gauge.get(), 2);
+        mailbox.push(message(12)).unwrap();
+        mailbox.push(message(13)).unwrap();
+        assert_eq!(gauge.get(), 6);
+        // Three messages, six bytes: one byte more or one message more overflows.
+        assert_eq!(mailbox.push(message(1)), Err(QueueError::Overflow));
+        mailbox.unsuspend();
+        assert_eq!(gauge.get(), 0);
+        assert_eq!(mailbox.len(), 3);
+        let (limits, gauge) = suspension(10, 100);
+        mailbox.suspend(limits);
+        assert_eq!(mailbox.close(), 3);
+        assert_eq!(gauge.get(), 0);
+    }
+
+    #[test]
+    fn a_ticket_takes_over_once_and_not_after_the_window_is_sealed() {
+        let mailbox = Mailbox::new(4);
+        let ticket = [7u8; 32];
+        let other = [8u8; 32];
+        assert!(
+            mailbox.take_over(&ticket, Box::new(1u8)).is_err(),
+            "no ticket yet"
+        );
+        mailbox.set_ticket(ticket);
+        assert!(mailbox.ticket_matches(&ticket));
+        assert!(!mailbox.ticket_matches(&other));
+        assert!(mailbox.take_over(&other, Box::new(2u8)).is_err());
+        assert!(mailbox.take_over(&ticket, Box::new(3u8)).is_ok());
+        assert!(
+            mailbox.take_over(&ticket, Box::new(4u8)).is_err(),
+            "single use"
+        );
+        // A hand-over that came just before the window ended wins over the seal.
+        let taken = mailbox.seal().expect("the handed-over socket");
+        assert_eq!(taken.downcast_ref::<u8>(), Some(&3));
+        mailbox.set_ticket(ticket);
+        assert!(mailbox.seal().is_none());
+        assert!(!mailbox.ticket_matches(&ticket));
+        assert!(mailbox.take_over(&ticket, Box::new(5u8)).is_err(), "sealed");
     }
 }

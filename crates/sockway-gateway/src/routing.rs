@@ -122,6 +122,11 @@ impl RouteTable {
         self.routes.get(RouteKey::DISCONNECT)
     }
 
+    /// The `$resume` route, when configured (a sockway extension, with `[resume]`).
+    pub(crate) fn resume(&self) -> Option<&Arc<Route>> {
+        self.routes.get(RouteKey::RESUME)
+    }
+
     /// Selects the route for a text message.
     pub(crate) fn select_text(&self, body: &str) -> Selection {
         let selected = self
@@ -142,9 +147,10 @@ impl RouteTable {
         }
     }
 
-    /// A message route by key; `$connect` and `$disconnect` cannot be selected by a message.
+    /// A message route by key; `$connect`, `$disconnect` and `$resume` cannot be selected by a
+    /// message.
     fn message_route(&self, key: &str) -> Option<&Arc<Route>> {
-        if key == RouteKey::CONNECT || key == RouteKey::DISCONNECT {
+        if key == RouteKey::CONNECT || key == RouteKey::DISCONNECT || key == RouteKey::RESUME {
             return None;
         }
         self.routes.get(key)

@@ -32,6 +32,13 @@ pub mod codes {
     pub const INTERNAL_ERROR: u16 = 1011;
     /// The server is overloaded; the client may try again later.
     pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// sockway's own (private-use range): a resume was refused because no suspended or open
+    /// connection matches the token (unknown, already used, or its window ended). The
+    /// client should open a new connection.
+    pub const RESUME_UNKNOWN: u16 = 4410;
+    /// sockway's own (private-use range): a resume was refused because the authorizer's
+    /// outcome names another principal than the connection's. The connection stays suspended.
+    pub const RESUME_FORBIDDEN: u16 = 4403;
 }
 
 /// The longest close reason that fits a close frame: a control frame payload is at most
@@ -92,6 +99,15 @@ pub enum CloseCause {
     /// The cluster node that held the connection disappeared: 1006 "Gateway node lost".
     /// The client cannot be sent anything by the node reporting it.
     NodeLost,
+    /// `[resume]`: the connection was suspended by the cause inside (a lost socket, missed
+    /// heartbeats, a client's 1001) and nobody resumed it within the window: that cause's
+    /// code, and its reason followed by "; not resumed within the resume window" (sockway's
+    /// own).
+    NotResumed(Box<CloseCause>),
+    /// `[resume]`: while the connection was suspended, more messages were posted to it than
+    /// `resume.max_queued_messages` or `resume.max_queued_bytes` allow: 1008 "Resume queue
+    /// full" (sockway's own).
+    ResumeQueueFull,
 }
 
 impl CloseCause {
@@ -110,6 +126,8 @@ impl CloseCause {
             Self::InvalidPayload => codes::INVALID_PAYLOAD,
             Self::SlowConsumer => codes::POLICY_VIOLATION,
             Self::Overloaded => codes::TRY_AGAIN_LATER,
+            Self::NotResumed(cause) => cause.disconnect_status_code(),
+            Self::ResumeQueueFull => codes::POLICY_VIOLATION,
         }
     }
 
@@ -144,6 +162,13 @@ impl CloseCause {
             Self::SlowConsumer => "Client is not reading: outbound buffer full",
             Self::Overloaded => "Try again later: the gateway is holding too many partial messages",
             Self::NodeLost => "Gateway node lost",
+            Self::NotResumed(cause) => {
+                return format!(
+                    "{}; not resumed within the resume window",
+                    cause.disconnect_reason()
+                );
+            }
+            Self::ResumeQueueFull => "Resume queue full",
         };
         text.to_owned()
     }
@@ -153,11 +178,15 @@ impl CloseCause {
     ///
     /// For [`CloseCause::ClientClosed`] this is `None`: the client started the closing
     /// handshake, and the WebSocket library echoes its close frame as RFC 6455 §5.5.1
-    /// asks. [`CloseCause::ConnectionLost`] and [`CloseCause::NodeLost`] have no one to
-    /// send to.
+    /// asks. [`CloseCause::ConnectionLost`], [`CloseCause::NodeLost`] and the causes that end a
+    /// suspended connection have no one to send to.
     pub fn close_frame(&self) -> Option<(u16, String)> {
         match self {
-            Self::ClientClosed { .. } | Self::ConnectionLost | Self::NodeLost => None,
+            Self::ClientClosed { .. }
+            | Self::ConnectionLost
+            | Self::NodeLost
+            | Self::NotResumed(_)
+            | Self::ResumeQueueFull => None,
             Self::HeartbeatTimeout => Some((codes::GOING_AWAY, self.disconnect_reason())),
             Self::ProtocolError(text) => Some((
                 codes::PROTOCOL_ERROR,
@@ -294,6 +323,19 @@ mod tests {
             Some((1008, "Client is not reading: outbound buffer full")),
         );
         check(CloseCause::NodeLost, 1006, "Gateway node lost", None);
+        check(
+            CloseCause::NotResumed(Box::new(CloseCause::ConnectionLost)),
+            1006,
+            "Connection lost; not resumed within the resume window",
+            None,
+        );
+        check(
+            CloseCause::NotResumed(Box::new(client(Some(1001), ""))),
+            1001,
+            "Going away; not resumed within the resume window",
+            None,
+        );
+        check(CloseCause::ResumeQueueFull, 1008, "Resume queue full", None);
     }
 
     #[test]

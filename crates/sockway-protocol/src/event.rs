@@ -258,6 +258,8 @@ pub enum EventType {
     Message,
     /// `$disconnect`.
     Disconnect,
+    /// `$resume`: a suspended connection was resumed (a sockway extension).
+    Resume,
 }
 
 /// `requestContext.messageDirection`: events always describe inbound traffic.
@@ -322,6 +324,23 @@ pub fn connect_event(
         body: None,
         is_base64_encoded: false,
     }
+}
+
+/// Builds the `$resume` event (a sockway extension): shaped like the CONNECT event, with the
+/// headers and query of the upgrade request that resumed the connection (its resume token
+/// left out), `routeKey` `$resume` and `eventType` `RESUME`. Its `requestContext` is the
+/// connection's own, from its `$connect`: id, `connectedAt`, identity and authorizer.
+pub fn resume_event(
+    ctx: &ConnectionContext,
+    headers: &Pairs,
+    query: &Pairs,
+    request_id: &RequestId,
+    now_ms: i64,
+) -> ProxyEvent {
+    let mut event = connect_event(ctx, headers, query, request_id, now_ms);
+    event.request_context.route_key = RouteKey::resume();
+    event.request_context.event_type = EventType::Resume;
+    event
 }
 
 /// Builds the event for one client message routed to `route_key`.

@@ -129,6 +129,9 @@ impl RouteKey {
     pub const DISCONNECT: &'static str = "$disconnect";
     /// The route for messages whose selected key matches no other route.
     pub const DEFAULT: &'static str = "$default";
+    /// The route told when a suspended connection is resumed (a sockway extension, with
+    /// `[resume]`).
+    pub const RESUME: &'static str = "$resume";
 
     /// Wraps a route key as written in the configuration or produced by an expression.
     pub fn new(key: impl Into<String>) -> Self {
@@ -143,6 +146,11 @@ impl RouteKey {
     /// The `$disconnect` key.
     pub fn disconnect() -> Self {
         Self::new(Self::DISCONNECT)
+    }
+
+    /// The `$resume` key.
+    pub fn resume() -> Self {
+        Self::new(Self::RESUME)
     }
 
     /// The `$default` key.

@@ -59,6 +59,11 @@ pub(crate) enum EventType {
     Disconnect,
     /// A call of the management API (`@connections`, groups, broadcast).
     Management,
+    /// `[resume]`: a connection lost its socket and was suspended (a sockway extension).
+    Suspend,
+    /// `[resume]`: an upgrade that asked to resume a connection, and the `$resume` call (a
+    /// sockway extension).
+    Resume,
 }
 
 impl EventType {
@@ -69,6 +74,8 @@ impl EventType {
             EventType::Message => "MESSAGE",
             EventType::Disconnect => "DISCONNECT",
             EventType::Management => "MANAGEMENT",
+            EventType::Suspend => "SUSPEND",
+            EventType::Resume => "RESUME",
         }
     }
 }

@@ -180,6 +180,12 @@ pub(crate) fn apply(registry: &Registry, request: Request) -> Result<Outcome, Cl
                 Ok(()) => Ok(Outcome::Done),
                 Err(QueueError::Gone) => Err(ClusterError::Gone(handle.id.clone())),
                 Err(QueueError::Full) => Err(ClusterError::QueueFull(handle.id.clone())),
+                Err(QueueError::Overflow) => {
+                    // A suspended connection past its resume limits ends: the caller is told
+                    // it is gone, as every later caller will be.
+                    handle.close(CloseCause::ResumeQueueFull);
+                    Err(ClusterError::Gone(handle.id.clone()))
+                }
             }
         }
         Request::Get { connection_id } => {
@@ -271,6 +277,10 @@ fn fan_out(registry: &Registry, group: Option<&GroupName>, payload: &Bytes) -> T
         match handle.try_send(message) {
             Ok(()) => tally.delivered += 1,
             Err(QueueError::Full) => tally.dropped += 1,
+            Err(QueueError::Overflow) => {
+                handle.close(CloseCause::ResumeQueueFull);
+                tally.dropped += 1;
+            }
             // Closing while the broadcast ran: it was not a target any more.
             Err(QueueError::Gone) => {}
         }
@@ -304,6 +314,7 @@ fn snapshot(handle: &ConnectionHandle, groups: Vec<GroupName>) -> ConnectionSnap
         last_active_at: handle.info.last_active_at(),
         source_ip: context.source_ip.clone(),
         user_agent: context.user_agent.clone(),
+        suspended: handle.mailbox().is_suspended(),
         groups: groups
             .iter()
             .map(|group| group.as_str().to_owned())

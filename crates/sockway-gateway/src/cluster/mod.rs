@@ -115,6 +115,9 @@ pub(crate) struct ConnectionSnapshot {
     pub(crate) source_ip: String,
     /// The client's `User-Agent`.
     pub(crate) user_agent: Option<String>,
+    /// Whether the connection is suspended (`[resume]`): its client dropped and may resume it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) suspended: bool,
     /// The groups the connection is in (filled in lists, empty for `GetConnection`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) groups: Vec<String>,
@@ -363,6 +366,14 @@ impl Cluster {
         match self {
             Cluster::Local(_, usage) => Ok(usage.used(key_id, period)),
             Cluster::Redis(backend) => backend.usage(key_id, period).await,
+        }
+    }
+
+    /// The handle of a connection this node holds (open or suspended), e.g. to resume it.
+    pub(crate) fn local_handle(&self, id: &ConnectionId) -> Option<ConnectionHandle> {
+        match self {
+            Cluster::Local(registry, _) => registry.get(id),
+            Cluster::Redis(backend) => backend.local_handle(id),
         }
     }
 

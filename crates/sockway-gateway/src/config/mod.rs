@@ -43,6 +43,7 @@ mod proxies;
 mod raw;
 mod reload_source;
 mod request_parameters;
+mod resume;
 mod schema;
 mod sources;
 mod stage_variables;
@@ -74,6 +75,7 @@ pub use self::log::{LogConfig, LogFormat, LogLevel};
 pub use self::origins::AllowedOrigin;
 pub use self::proxies::{PublicScheme, TrustedProxies};
 pub use self::reload_source::ConfigSource;
+pub use self::resume::ResumeConfig;
 pub use self::sources::{ConfigText, Environment, Source, Sources};
 pub use self::tls::TlsConfig;
 
@@ -118,6 +120,9 @@ pub struct Config {
     pub usage_plans: Vec<UsagePlanConfig>,
     /// `[iam]`: the credentials an `AWS_IAM` `$connect` may be signed with.
     pub iam: IamConfig,
+    /// `[resume]`: connection resume. `None`: off (the default), a connection that drops
+    /// ends as on AWS.
+    pub resume: Option<ResumeConfig>,
 }
 
 /// `[[api_keys]]`: one API key, as AWS's `ApiKey` (`name`, `id`, `value`, `enabled`).
@@ -898,6 +903,7 @@ impl Default for Config {
             api_keys: Vec::new(),
             usage_plans: Vec::new(),
             iam: IamConfig::default(),
+            resume: None,
         }
     }
 }

@@ -63,6 +63,21 @@ pub(super) struct RawConfig {
     /// `[iam]`: credentials for `AWS_IAM` connects. Default: none.
     #[serde(default)]
     pub(super) iam: RawIam,
+    /// `[resume]`: connection resume. Default: off; the table's presence turns it on.
+    pub(super) resume: Option<RawResume>,
+}
+
+/// `[resume]`: suspend connections that drop without a clean close, and let their client
+/// resume them with a token.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawResume {
+    /// How long a suspended connection waits for its client. Default 30s, 1s to 1h.
+    pub(super) window: Option<Spanned<RawDuration>>,
+    /// Messages a suspended connection queues (and an open one keeps for replay). Default 1000.
+    pub(super) max_queued_messages: Option<Spanned<i64>>,
+    /// Bytes a suspended connection queues (and an open one keeps for replay). Default 1 MiB.
+    pub(super) max_queued_bytes: Option<Spanned<i64>>,
 }
 
 /// One `[[api_keys]]` entry.

@@ -2579,6 +2579,11 @@ fn documented_example_parses_and_documents_every_key() {
         "the example spells out the default compression settings"
     );
     assert_eq!(
+        config.resume,
+        Some(super::ResumeConfig::default()),
+        "the example spells out the default resume settings"
+    );
+    assert_eq!(
         config.access_log,
         super::AccessLogConfig::default(),
         "the example spells out the default access log"
@@ -2606,6 +2611,7 @@ fn documented_example_parses_and_documents_every_key() {
                 "tls.",
                 "throttling.",
                 "permessage_deflate.",
+                "resume.",
                 "log.",
                 "api_keys[",
                 "usage_plans[",

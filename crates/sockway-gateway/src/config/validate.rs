@@ -37,6 +37,7 @@ use super::raw::{
     RawAuthorizerType, RawBinaryFrames, RawConfig, RawDuration, RawGateway, RawLimits,
     RawManagement, RawRoute,
 };
+use super::resume::validate_resume;
 use super::sources::{ConfigText, Environment, Origins, Sources};
 use super::stage_variables::apply_stage_variables;
 use super::throttling::{rate_limit, validate_throttling};
@@ -409,6 +410,25 @@ fn validate(
         .and_then(|cluster| validate_cluster(cluster, env, &mut problems));
     let access_log = validate_access_log(&raw.access_log, &mut problems);
     let permessage_deflate = validate_permessage_deflate(&raw.permessage_deflate, &mut problems);
+    let resume = raw
+        .resume
+        .as_ref()
+        .map(|resume| validate_resume(resume, &mut problems));
+    if resume.is_none() {
+        if let Some((key, _)) = raw
+            .routes
+            .iter()
+            .find(|(key, _)| key.get_ref() == RouteKey::RESUME)
+        {
+            problems.add(
+                key_path(&["routes", RouteKey::RESUME]),
+                key.span(),
+                "the $resume route is told when a suspended connection resumes, which needs \
+                 [resume]"
+                    .to_owned(),
+            );
+        }
+    }
     let log = validate_log(&raw.log, &mut problems);
 
     if !problems.found.is_empty() {
@@ -427,6 +447,7 @@ fn validate(
         tls,
         throttling,
         permessage_deflate,
+        resume,
         log,
         api_keys,
         usage_plans,
@@ -899,8 +920,13 @@ fn validate_routes(
     let mut routes = Vec::new();
     for (key, route) in raw_routes {
         let key_text = key.get_ref().as_str();
-        let is_predefined =
-            [RouteKey::CONNECT, RouteKey::DISCONNECT, RouteKey::DEFAULT].contains(&key_text);
+        let is_predefined = [
+            RouteKey::CONNECT,
+            RouteKey::DISCONNECT,
+            RouteKey::DEFAULT,
+            RouteKey::RESUME,
+        ]
+        .contains(&key_text);
         if key_text.is_empty() {
             problems.add(
                 key_path(&["routes", key_text]),
@@ -913,8 +939,8 @@ fn validate_routes(
                 key.span(),
                 format!(
                     "unknown predefined route key {key_text:?}: the predefined keys are \
-                     $connect, $disconnect and $default, and custom keys must not start \
-                     with '$'"
+                     $connect, $disconnect, $default and $resume, and custom keys must not \
+                     start with '$'"
                 ),
             );
         }

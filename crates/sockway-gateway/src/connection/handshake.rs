@@ -15,6 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use sockway_protocol::close::codes;
 use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::group::GroupName;
 use sockway_protocol::id::RequestId;
@@ -23,6 +24,9 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::refusal::ConnectError;
+use super::resume::{RESUME_PROTOCOL, Replay, ResumeOffer, Resuming, same_principal, strip_tokens};
+use sockway_protocol::route::RouteKey;
+
 use crate::access_log::{AccessEvent, AuthorizerDecision, EventType, IntegrationOutcome};
 use crate::authorizers::AuthorizerRequest;
 use crate::authorizers::iam::SignedRequest;
@@ -52,6 +56,12 @@ pub(super) struct Accepted {
     /// The connection's slot under `limits.max_connections` and
     /// `limits.max_connections_per_ip`, held until it ends.
     pub(super) admission: Admission,
+    /// `[resume]`: what a new connection whose client asked for resume keeps for replay;
+    /// `None` for others.
+    pub(super) replay: Option<Box<Replay>>,
+    /// `[resume]`: the connection this upgrade resumes. `response` is then the 101 without its
+    /// `Sec-WebSocket-Protocol` line and final blank line (the connection's task ends it).
+    pub(super) resuming: Option<Box<Resuming>>,
 }
 
 /// An upgrade request that was refused, with the id its response and access-log line carry.
@@ -143,10 +153,37 @@ async fn run_connect(
     let config = &deployment.config;
     let domain_name = domain_name(head, local, config)?;
     let key = check_request(head, state, config)?;
+    let offer = match &config.resume {
+        Some(_) => ResumeOffer::of(offered_subprotocols(head)),
+        None => ResumeOffer::default(),
+    };
+    // A resume names its connection, which must still be resumable with that token; the
+    // authorizer then sees the connection's own id.
+    let resumed = match &offer.resuming {
+        None => None,
+        Some((token, _)) => {
+            event.event_type = EventType::Resume;
+            event.route_key = Some(RouteKey::RESUME.to_owned());
+            let handle = state
+                .cluster
+                .local_handle(&token.connection_id)
+                .filter(|handle| {
+                    !handle.is_closing() && handle.mailbox().ticket_matches(&token.ticket())
+                })
+                .ok_or_else(|| ConnectError::ResumeRefused {
+                    code: codes::RESUME_UNKNOWN,
+                    accept: accept_key(key),
+                })?;
+            Some(handle)
+        }
+    };
     let connected_at = event.request_time_epoch;
     let source_ip = forwarded.client.to_string();
     let mut context = ConnectionContext {
-        connection_id: state.cluster.new_connection_id(),
+        connection_id: match &resumed {
+            Some(handle) => handle.id.clone(),
+            None => state.cluster.new_connection_id(),
+        },
         api_id: config.gateway.api_id.clone(),
         stage: config.gateway.stage.clone(),
         domain_name,
@@ -157,7 +194,11 @@ async fn run_connect(
         access: None,
     };
     event.connection = Some(Arc::new(context.clone()));
-    let headers = Arc::new(event_headers(head, forwarded, local, connect));
+    let mut headers = event_headers(head, forwarded, local, connect);
+    if config.resume.is_some() {
+        strip_tokens(&mut headers);
+    }
+    let headers = Arc::new(headers);
     let query = Arc::new(head.query_pairs());
 
     let admission = admit(forwarded.client, state, deployment)?;
@@ -236,6 +277,34 @@ async fn run_connect(
             Arc::make_mut(connect).access.clone_from(&context.access);
         }
     }
+    if let (Some(handle), Some((token, received))) = (resumed, offer.resuming) {
+        if !same_principal(&handle.context, &context) {
+            debug!(connection_id = %handle.id, request_id = %request_id, "resume refused: the authorizer named another principal");
+            return Err(ConnectError::ResumeRefused {
+                code: codes::RESUME_FORBIDDEN,
+                accept: accept_key(key),
+            });
+        }
+        event.connection = Some(handle.context.clone());
+        let (response, deflate) = switching_protocols(head, key, None, config);
+        return Ok(Accepted {
+            context: handle.context.clone(),
+            request_id: request_id.clone(),
+            response: response.into_bytes(),
+            groups: Vec::new(),
+            deflate,
+            admission,
+            replay: None,
+            resuming: Some(Box::new(Resuming {
+                handle,
+                token,
+                received,
+                offered: offered_subprotocols(head).map(str::to_owned).collect(),
+                headers,
+                query,
+            })),
+        });
+    }
     let context = Arc::new(context);
     event.connection = Some(context.clone());
 
@@ -280,6 +349,34 @@ async fn run_connect(
         }
         offered
     });
+    // A client that asked for resume gets the resume protocol unless `$connect` chose one.
+    let replay = match config.resume {
+        Some(resume) if offer.asked => Some(Box::new(Replay::new(resume, subprotocol.clone()))),
+        _ => None,
+    };
+    let chosen = subprotocol.or_else(|| replay.as_ref().map(|_| RESUME_PROTOCOL.to_owned()));
+    let (mut response, deflate) = switching_protocols(head, key, chosen.as_deref(), config);
+    response.push_str("\r\n");
+    Ok(Accepted {
+        context,
+        request_id: request_id.clone(),
+        response: response.into_bytes(),
+        groups,
+        deflate,
+        admission,
+        replay,
+        resuming: None,
+    })
+}
+
+/// The 101 for `key`, with `subprotocol` and permessage-deflate when negotiated, without its
+/// final blank line; and the deflate agreement.
+fn switching_protocols(
+    head: &RequestHead,
+    key: &str,
+    subprotocol: Option<&str>,
+    config: &Config,
+) -> (String, Option<Deflate>) {
     let accept = accept_key(key);
     let mut response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
@@ -298,15 +395,7 @@ async fn run_connect(
         response.push_str(&format!("Sec-WebSocket-Extensions: {extension}\r\n"));
         Some(Deflate::new(agreement, config))
     });
-    response.push_str("\r\n");
-    Ok(Accepted {
-        context,
-        request_id: request_id.clone(),
-        response: response.into_bytes(),
-        groups,
-        deflate,
-        admission,
-    })
+    (response, deflate)
 }
 
 /// `Sec-WebSocket-Accept` for a client's key (RFC 6455 §4.2.2): base64 of the SHA-1 of the

@@ -22,6 +22,7 @@ mod disconnect;
 mod handshake;
 mod open_loop;
 mod refusal;
+mod resume;
 mod socket;
 mod timers;
 
@@ -65,9 +66,26 @@ pub(crate) async fn accept<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     match handshake::negotiate(&head, peer, local, &state).await {
-        Ok((accepted, event)) => {
+        Ok((mut accepted, event)) => {
             let leftover = buffered[head.length..].to_vec();
             drop((head, buffered));
+            if let Some(resuming) = accepted.resuming.take() {
+                let response_head =
+                    String::from_utf8(accepted.response).expect("the 101 sockway writes is ASCII");
+                resume::hand_over(
+                    stream,
+                    leftover,
+                    response_head,
+                    accepted.deflate,
+                    accepted.admission,
+                    *resuming,
+                    accepted.request_id,
+                    event,
+                    &state,
+                )
+                .await;
+                return;
+            }
             let span = info_span!("connection", connection_id = %accepted.context.connection_id);
             state.tasks.spawn(
                 open(stream, leftover, accepted, Box::new(event), state.clone()).instrument(span),
@@ -120,8 +138,9 @@ async fn open<S>(
         response,
         groups,
         deflate,
-        // Held until this function returns: the connection's slot under the connection caps.
-        admission: _admission,
+        mut admission,
+        replay,
+        resuming: _,
     } = accepted;
     // The limits of the deployment in use now: the connection keeps them for its life.
     let (outbound_queue, frame_limits) = {
@@ -153,24 +172,30 @@ async fn open<S>(
     state.metrics.connections.inc();
     let written = stream.write_all(&response).await;
     drop(response);
+    // The slot under the connection caps is held until this function returns: the first
+    // socket's, or the last one's that resumed the connection.
     let cause = match written {
         Err(error) => {
             debug!(error = %error, "client went away before the 101 was written");
+            handle.mark_closing();
             CloseCause::ConnectionLost
         }
         Ok(()) => {
             let budget = state.caps.buffered.clone();
             let mut socket = WebSocket::new(stream, &leftover, frame_limits, deflate, budget);
             drop(leftover);
-            let mut connection =
-                Connection::new(state.clone(), context.clone(), handle.clone(), close);
-            let cause = connection.run(&mut socket).await;
-            handle.mark_closing();
+            let mut connection = Connection::new(
+                state.clone(),
+                context.clone(),
+                handle.clone(),
+                close,
+                replay,
+            );
+            let ended = connection.run(&mut socket).await;
             // Boxed, like the `$disconnect` delivery below: one-off phases whose state would
             // otherwise size every open connection's task (about 90 bytes each, measured).
-            Box::pin(connection.close_socket(&mut socket, &cause)).await;
-            Box::pin(connection.settle_inflight()).await;
-            cause
+            // With `[resume]` the connection may go on there on other sockets.
+            Box::pin(connection.finish(socket, ended, &mut admission)).await
         }
     };
     let undelivered = handle.mailbox().close();
@@ -204,7 +229,9 @@ mod tests {
 
     /// An open connection's task is allocated at the size of this future, so it is most of
     /// what an idle connection costs: the per-message phases are boxed to keep it small
-    /// (3,168 bytes before they were, 1,736 after, in a debug build; 1,712 once registration moved into a plain function).
+    /// (3,168 bytes before they were, 1,736 after, in a debug build; 1,712 once registration
+    /// moved into a plain function; 1,984 with `[resume]`, whose suspension and hand-over paths
+    /// are boxed, against 1,792 on the same toolchain just before it).
     #[test]
     fn an_open_connection_task_stays_small() {
         let size = output_size(&open::<tokio::net::TcpStream>);

@@ -24,19 +24,21 @@ use sockway_protocol::error::ErrorFrame;
 use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::id::RequestId;
 use sockway_protocol::result::IntegrationResponse;
+use sockway_protocol::route::RouteKey;
 use sockway_protocol::websocket::reader::Message;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::resume::Replay;
 use super::socket::WebSocket;
 use super::timers::{Deadlines, Heartbeat, HeartbeatAction};
 use crate::access_log::{AccessEvent, ErrorOutcome, EventType, IntegrationOutcome};
 use crate::config::BinaryFrames;
 use crate::integrations::{Call, CallKind, IntegrationError, Payload};
 use crate::metrics::Throttled;
-use crate::registry::{ConnectionHandle, Outbound};
+use crate::registry::{ConnectionHandle, ConnectionInfo, Next, Outbound, Takeover};
 use crate::routing::{Route, Selection};
 use crate::state::State;
 use crate::{ErrorChain, epoch_millis, random_bytes};
@@ -48,26 +50,37 @@ const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The state of one open connection's task.
 pub(super) struct Connection {
-    state: Arc<State>,
-    context: Arc<ConnectionContext>,
-    handle: ConnectionHandle,
-    close: CancellationToken,
-    inflight: FuturesUnordered<Inflight>,
+    pub(super) state: Arc<State>,
+    pub(super) context: Arc<ConnectionContext>,
+    pub(super) handle: ConnectionHandle,
+    pub(super) close: CancellationToken,
+    pub(super) inflight: FuturesUnordered<Inflight>,
+    /// What a resumable connection (`[resume]`, and its client asked) has sent, for replay;
+    /// `None` otherwise, which costs nothing.
+    pub(super) replay: Option<Box<Replay>>,
+}
+
+/// Why one socket of a connection stopped being served.
+pub(super) enum Ended {
+    /// The connection ends or, when the cause suspends it, waits for its client.
+    Closed(CloseCause),
+    /// A new socket resumed the connection while this one was still open.
+    TakenOver(Takeover),
 }
 
 /// An integration running for one message (a panic in it comes back as a failed integration).
-type Inflight = Pin<Box<dyn Future<Output = Completion> + Send>>;
+pub(super) type Inflight = Pin<Box<dyn Future<Output = Completion> + Send>>;
 
 /// A finished integration for one message.
-struct Completion {
-    route: Arc<Route>,
-    request_id: RequestId,
-    message_id: RequestId,
+pub(super) struct Completion {
+    pub(super) route: Arc<Route>,
+    pub(super) request_id: RequestId,
+    pub(super) message_id: RequestId,
     /// When the message arrived, in epoch milliseconds.
-    requested_at: i64,
-    result: Result<IntegrationResponse, IntegrationError>,
+    pub(super) requested_at: i64,
+    pub(super) result: Result<IntegrationResponse, IntegrationError>,
     /// How long the integration took.
-    latency: Duration,
+    pub(super) latency: Duration,
 }
 
 impl Connection {
@@ -77,6 +90,7 @@ impl Connection {
         context: Arc<ConnectionContext>,
         handle: ConnectionHandle,
         close: CancellationToken,
+        replay: Option<Box<Replay>>,
     ) -> Connection {
         Connection {
             state,
@@ -84,6 +98,7 @@ impl Connection {
             handle,
             close,
             inflight: FuturesUnordered::new(),
+            replay,
         }
     }
 
@@ -94,12 +109,19 @@ impl Connection {
     /// run, so the task an idle connection keeps holds the loop's waiting state alone (see
     /// `an_open_connection_task_stays_small`). One small allocation per message buys
     /// about 1.4 KiB less per open connection.
-    pub(super) async fn run<S>(&mut self, socket: &mut WebSocket<S>) -> CloseCause
+    pub(super) async fn run<S>(&mut self, socket: &mut WebSocket<S>) -> Ended
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        // A connection keeps the limits of the deployment it opened under; a reload applies
-        // them to the connections opened after it.
+        // A resumable connection's first message is its resume frame (here rather than in
+        // the caller: an await point there would make every connection's task bigger).
+        if self.replay.as_ref().is_some_and(|replay| !replay.greeted()) {
+            if let Err(cause) = Box::pin(self.greet(socket)).await {
+                return Ended::Closed(cause);
+            }
+        }
+        // A connection keeps the limits of the deployment it opened (or was resumed) under;
+        // a reload applies them to the connections opened after it.
         let (max_inflight, idle_timeout, max_duration, heartbeat_period) = {
             let limits = &self.state.deployment().config.limits;
             (
@@ -109,7 +131,13 @@ impl Connection {
                 limits.heartbeat_interval,
             )
         };
-        let mut deadlines = Deadlines::new(Instant::now(), idle_timeout, max_duration);
+        // The maximum duration counts from the upgrade, across resumes; idleness from now.
+        let opened_at = self
+            .replay
+            .as_ref()
+            .map_or_else(Instant::now, |replay| replay.opened_at());
+        let mut deadlines = Deadlines::new(opened_at, idle_timeout, max_duration);
+        deadlines.on_activity(Instant::now());
         let far_future = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
         let deadline_sleep = tokio::time::sleep_until(deadlines.next().unwrap_or(far_future));
         tokio::pin!(deadline_sleep);
@@ -125,18 +153,18 @@ impl Connection {
             tokio::select! {
                 biased;
                 _ = self.close.cancelled() => {
-                    return self.handle.info.close_cause().unwrap_or(CloseCause::ServerShutdown);
+                    return Ended::Closed(self.handle.info.close_cause().unwrap_or(CloseCause::ServerShutdown));
                 }
                 frame = socket.next(), if reading => {
                     heartbeat.on_frame();
                     let message = match frame {
-                        Err(cause) => return cause,
+                        Err(cause) => return Ended::Closed(cause),
                         Ok(message) => message,
                     };
                     let payload = match message {
                         Message::Text(text) => Payload::Text(text),
                         Message::Binary(_) if self.state.deployment().config.gateway.binary_frames == BinaryFrames::Reject => {
-                            return CloseCause::BinaryNotSupported;
+                            return Ended::Closed(CloseCause::BinaryNotSupported);
                         }
                         Message::Binary(bytes) => Payload::Binary(Bytes::from(bytes)),
                         Message::Close(frame) => {
@@ -144,12 +172,12 @@ impl Connection {
                                 Some((code, reason)) => (Some(code), reason),
                                 None => (None, String::new()),
                             };
-                            return CloseCause::ClientClosed { code, reason };
+                            return Ended::Closed(CloseCause::ClientClosed { code, reason });
                         }
                         // The socket owes the pong from now on; flushing sends it.
                         Message::Ping(_) => {
-                            if let Err(cause) = Box::pin(bounded(socket.flush())).await {
-                                return cause;
+                            if let Err(ended) = Box::pin(unless_taken_over(self.watch(), bounded(socket.flush()))).await {
+                                return ended;
                             }
                             continue;
                         }
@@ -166,24 +194,27 @@ impl Connection {
                             Payload::Binary(_) => deployment.routes.select_binary(),
                         }
                     };
-                    if let Err(cause) = Box::pin(self.dispatch(socket, selection, payload)).await {
-                        return cause;
+                    if let Err(ended) = Box::pin(unless_taken_over(self.watch(), self.dispatch(socket, selection, payload))).await {
+                        return ended;
                     }
                 }
                 Some(completion) = self.inflight.next(), if !self.inflight.is_empty() => {
-                    match Box::pin(self.complete(socket, completion)).await {
+                    match Box::pin(unless_taken_over(self.watch(), self.complete(socket, completion))).await {
                         Ok(true) => {
                             deadlines.on_activity(Instant::now());
                             self.handle.info.touch(epoch_millis());
                         }
                         Ok(false) => {}
-                        Err(cause) => return cause,
+                        Err(ended) => return ended,
                     }
                 }
-                outbound = self.handle.mailbox().pop() => {
-                    let frame_bytes = self.frame_bytes();
-                    if let Err(cause) = Box::pin(send_outbound(socket, &outbound, frame_bytes)).await {
-                        return cause;
+                next = self.handle.mailbox().pop() => {
+                    let outbound = match next {
+                        Next::Message(outbound) => outbound,
+                        Next::Takeover(takeover) => return Ended::TakenOver(takeover),
+                    };
+                    if let Err(ended) = Box::pin(unless_taken_over(self.watch(), self.deliver(socket, &outbound))).await {
+                        return ended;
                     }
                     self.state.metrics.pushes_out.inc();
                     self.state.metrics.bytes_out(outbound.payload.len());
@@ -191,23 +222,29 @@ impl Connection {
                     self.handle.info.touch(epoch_millis());
                 }
                 _ = ticker.tick(), if heartbeat_period.is_some() => match heartbeat.on_tick() {
-                    HeartbeatAction::Dead => return CloseCause::HeartbeatTimeout,
+                    HeartbeatAction::Dead => return Ended::Closed(CloseCause::HeartbeatTimeout),
                     HeartbeatAction::Ping => {
-                        if let Err(cause) = Box::pin(bounded(socket.ping())).await {
-                            return cause;
+                        if let Err(ended) = Box::pin(unless_taken_over(self.watch(), bounded(socket.ping()))).await {
+                            return ended;
                         }
                     }
                 },
                 _ = &mut deadline_sleep => {
                     let now = Instant::now();
                     if let Some(cause) = deadlines.expired(now) {
-                        return cause;
+                        return Ended::Closed(cause);
                     }
                     // Activity moved the deadline since the sleep was armed.
                     deadline_sleep.as_mut().reset(deadlines.next().unwrap_or(far_future));
                 }
             }
         }
+    }
+
+    /// What a write of this connection races against: for a resumable connection, a new
+    /// socket taking it over; `None` for others, which just write.
+    fn watch(&self) -> Option<Arc<ConnectionInfo>> {
+        self.replay.as_ref().map(|_| self.handle.info.clone())
     }
 
     /// Starts the integration for a routed message, or answers `Forbidden`.
@@ -282,14 +319,31 @@ impl Connection {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        match self.conclude(completion) {
+            Some(outbound) => {
+                self.deliver(socket, &outbound).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Records a finished integration (access log, metrics) and returns what the client is
+    /// owed: a two-way route's answer, or the error frame of a failure. `$resume` owes nothing:
+    /// it only tells the backend.
+    pub(super) fn conclude(&mut self, completion: Completion) -> Option<Outbound> {
+        let resume_call = completion.route.key.as_str() == RouteKey::RESUME;
         let error_frame = match &completion.result {
             Ok(_) => None,
             Err(error) if error.is_timeout() => Some(ErrorFrame::EndpointRequestTimedOut),
             Err(_) => Some(ErrorFrame::InternalServerError),
         };
-        self.state
-            .access_log
-            .record(message_event(&self.context, &completion, error_frame));
+        let mut event = message_event(&self.context, &completion, error_frame);
+        if resume_call {
+            event.event_type = EventType::Resume;
+            event.message_id = None;
+        }
+        self.state.access_log.record(event);
         let Completion {
             route,
             request_id,
@@ -314,35 +368,53 @@ impl Connection {
                 metrics.integration_error.inc();
             }
         }
-        match result {
+        if resume_call {
+            if let Err(error) = &result {
+                warn!(connection_id = %self.context.connection_id, request_id = %request_id, route_key = %route.key, error = %ErrorChain(error), "$resume integration failed");
+            }
+            return None;
+        }
+        let outbound = match result {
             Ok(response) => {
                 if !route.route_response {
-                    return Ok(false);
+                    return None;
                 }
                 // A present body is sent even when empty (`"body": ""` asks for an empty
                 // message); `isBase64Encoded: true` makes it binary whatever its bytes.
-                match response.body {
-                    Some(body) => {
-                        let mut outbound = Outbound::from_bytes(Bytes::from(body));
-                        outbound.text &= !response.binary;
-                        let frame_bytes = self.frame_bytes();
-                        send_outbound(socket, &outbound, frame_bytes).await?;
-                        route.metrics.messages_out.inc();
-                        self.state.metrics.bytes_out(outbound.payload.len());
-                        Ok(true)
-                    }
-                    None => Ok(false),
-                }
+                let mut outbound = Outbound::from_bytes(Bytes::from(response.body?));
+                outbound.text &= !response.binary;
+                self.state.metrics.bytes_out(outbound.payload.len());
+                outbound
             }
             Err(error) => {
                 warn!(connection_id = %self.context.connection_id, request_id = %request_id, route_key = %route.key, error = %ErrorChain(&error), "integration failed");
                 let frame = error_frame.expect("a failed integration has an error frame");
                 let text = frame.render(&self.context.connection_id, &request_id);
-                send_text(socket, &text).await?;
-                route.metrics.messages_out.inc();
-                Ok(true)
+                Outbound {
+                    payload: Bytes::from(text),
+                    text: true,
+                }
             }
+        };
+        metrics.messages_out.inc();
+        Some(outbound)
+    }
+
+    /// Sends one message to the client; a resumable connection first keeps it for replay, so
+    /// that a message the socket took but the client never read goes out again on resume.
+    pub(super) async fn deliver<S>(
+        &mut self,
+        socket: &mut WebSocket<S>,
+        outbound: &Outbound,
+    ) -> Result<(), CloseCause>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if let Some(replay) = &mut self.replay {
+            replay.record(outbound);
         }
+        let frame_bytes = self.frame_bytes();
+        send_outbound(socket, outbound, frame_bytes).await
     }
 
     /// Sends what is still owed to the client and the close frame, when the socket can take
@@ -361,9 +433,8 @@ impl Connection {
             return;
         };
         if matches!(cause, CloseCause::Deleted | CloseCause::ServerShutdown) {
-            let frame_bytes = self.frame_bytes();
             while let Some(outbound) = self.handle.mailbox().try_pop() {
-                if send_outbound(socket, &outbound, frame_bytes).await.is_err() {
+                if self.deliver(socket, &outbound).await.is_err() {
                     return;
                 }
             }
@@ -424,7 +495,11 @@ impl Connection {
         event.answered(status, Some(error));
         self.state.access_log.record(event);
         let text = frame.render(&self.context.connection_id, request_id);
-        send_text(socket, &text).await
+        let outbound = Outbound {
+            payload: Bytes::from(text),
+            text: true,
+        };
+        self.deliver(socket, &outbound).await
     }
 }
 
@@ -466,9 +541,29 @@ fn message_event(
     event
 }
 
+/// Runs `write` (one event's writes to the socket) unless a new socket takes the connection
+/// over first (`watch`, see [`Connection::watch`]): the old socket's client is gone, so its
+/// write may block until [`SEND_TIMEOUT`], and the client's resume must not wait for that. The
+/// write is abandoned with the old socket; what it was sending is in the replay.
+async fn unless_taken_over<T>(
+    watch: Option<Arc<ConnectionInfo>>,
+    write: impl Future<Output = Result<T, CloseCause>>,
+) -> Result<T, Ended> {
+    let Some(info) = watch else {
+        return write.await.map_err(Ended::Closed);
+    };
+    tokio::select! {
+        biased;
+        takeover = info.mailbox().next_takeover() => Err(Ended::TakenOver(takeover)),
+        written = write => written.map_err(Ended::Closed),
+    }
+}
+
 /// Runs one write to the client, bounded by [`SEND_TIMEOUT`]: a client that does not read
 /// within it is a slow consumer.
-async fn bounded(write: impl Future<Output = std::io::Result<()>>) -> Result<(), CloseCause> {
+pub(super) async fn bounded(
+    write: impl Future<Output = std::io::Result<()>>,
+) -> Result<(), CloseCause> {
     match tokio::time::timeout(SEND_TIMEOUT, write).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(CloseCause::ConnectionLost),
@@ -476,8 +571,8 @@ async fn bounded(write: impl Future<Output = std::io::Result<()>>) -> Result<(),
     }
 }
 
-/// Sends a text message the gateway wrote (an error frame).
-async fn send_text<S>(socket: &mut WebSocket<S>, text: &str) -> Result<(), CloseCause>
+/// Sends a text message the gateway wrote (the resume frame), which is not counted or kept.
+pub(super) async fn send_text<S>(socket: &mut WebSocket<S>, text: &str) -> Result<(), CloseCause>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

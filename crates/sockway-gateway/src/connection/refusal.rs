@@ -8,9 +8,11 @@
 //! body. Every refusal carries the CONNECT's request id in `x-amzn-RequestId`, the same id as
 //! its access-log line.
 
+use sockway_protocol::close::codes;
 use sockway_protocol::error::AwsError;
 use sockway_protocol::id::RequestId;
 
+use super::resume::RESUME_PROTOCOL;
 use crate::access_log::{AccessEvent, ErrorOutcome};
 use crate::api_keys::ApiKeyError;
 use crate::authorizers::AuthorizerError;
@@ -18,7 +20,7 @@ use crate::authorizers::iam::IamError;
 use crate::aws::sigv4::SignatureError;
 use crate::head::http_response;
 use crate::integrations::IntegrationError;
-use crate::metrics::{Metrics, Throttled};
+use crate::metrics::{Metrics, ResumeOutcome, Throttled};
 
 /// Why an upgrade request was not completed.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +82,17 @@ pub(crate) enum ConnectError {
     /// The connection id drawn for the upgrade is already registered.
     #[error("connection id collision")]
     IdCollision,
+    /// `[resume]`: the resume token matches no connection that can be resumed
+    /// ([`codes::RESUME_UNKNOWN`]), or the authorizer named another principal
+    /// ([`codes::RESUME_FORBIDDEN`]). Answered by completing the upgrade and closing it at once
+    /// with that code, which a browser can read (an HTTP status it cannot).
+    #[error("resume refused with close code {code}")]
+    ResumeRefused {
+        /// The close code.
+        code: u16,
+        /// `Sec-WebSocket-Accept` for the client's key.
+        accept: String,
+    },
 }
 
 /// Who caused a refusal.
@@ -105,7 +118,8 @@ impl ConnectError {
             | ConnectError::OriginNotAllowed
             | ConnectError::Throttled { .. }
             | ConnectError::ApiKey(_)
-            | ConnectError::Iam(_) => Fault::Client,
+            | ConnectError::Iam(_)
+            | ConnectError::ResumeRefused { .. } => Fault::Client,
             ConnectError::Authorizer(error) if error.status() < 500 => Fault::Client,
             ConnectError::Authorizer(_)
             | ConnectError::ConnectRefused { .. }
@@ -123,6 +137,9 @@ impl ConnectError {
             ConnectError::Authorizer(error) => error.status(),
             ConnectError::ConnectRefused { status } => *status,
             ConnectError::UnsupportedVersion => 426,
+            // For the access log: the upgrade itself completes with 101.
+            ConnectError::ResumeRefused { code, .. } if *code == codes::RESUME_FORBIDDEN => 403,
+            ConnectError::ResumeRefused { .. } => 410,
             other => other.aws().map_or(500, |aws| aws.status),
         }
     }
@@ -148,6 +165,13 @@ impl ConnectError {
                 }
             }
             ConnectError::Iam(error) => metrics.access_refused(error.refusal_label()),
+            ConnectError::ResumeRefused { code, .. } => {
+                metrics.resume.resumed(if *code == codes::RESUME_FORBIDDEN {
+                    ResumeOutcome::IdentityMismatch
+                } else {
+                    ResumeOutcome::UnknownToken
+                });
+            }
             _ => {}
         }
         event.answered(self.status(), self.outcome());
@@ -162,6 +186,9 @@ impl ConnectError {
             // `$connect`'s own refusal: its status and no body, as AWS sends it.
             ConnectError::ConnectRefused { status } => {
                 return http_response(*status, &headers, b"");
+            }
+            ConnectError::ResumeRefused { code, accept } => {
+                return resume_refusal(*code, accept, &request_id);
             }
             ConnectError::Authorizer(error) => {
                 let (error_type, body): (&str, &[u8]) = match error {
@@ -251,7 +278,8 @@ impl ConnectError {
             ConnectError::IdCollision => AwsError::internal("Internal server error"),
             ConnectError::UnsupportedVersion
             | ConnectError::Authorizer(_)
-            | ConnectError::ConnectRefused { .. } => return None,
+            | ConnectError::ConnectRefused { .. }
+            | ConnectError::ResumeRefused { .. } => return None,
         })
     }
 
@@ -296,9 +324,35 @@ impl ConnectError {
                 ("Internal server error", "INTEGRATION_FAILURE")
             }
             ConnectError::IdCollision => ("Internal server error", "DEFAULT_5XX"),
+            ConnectError::ResumeRefused { code, .. } if *code == codes::RESUME_FORBIDDEN => {
+                ("Forbidden", "RESUME_FORBIDDEN")
+            }
+            ConnectError::ResumeRefused { .. } => ("Gone", "RESUME_UNKNOWN"),
         };
         Some(ErrorOutcome::new(message, response_type))
     }
+}
+
+/// A refused resume: the 101 (choosing the resume subprotocol, which the client offered, so
+/// that a browser completes the upgrade) and a close frame with `code`, then nothing.
+fn resume_refusal(code: u16, accept: &str, request_id: &str) -> Vec<u8> {
+    let reason: &[u8] = if code == codes::RESUME_FORBIDDEN {
+        b"resume refused: another principal"
+    } else {
+        b"resume refused: no connection to resume"
+    };
+    let mut bytes = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: {RESUME_PROTOCOL}\r\n\
+         x-amzn-RequestId: {request_id}\r\n\r\n"
+    )
+    .into_bytes();
+    // An unmasked close frame (RFC 6455 §5.5.1): FIN and opcode 8, the length, the code.
+    bytes.push(0x88);
+    bytes.push(u8::try_from(2 + reason.len()).expect("the reason fits a control frame"));
+    bytes.extend_from_slice(&code.to_be_bytes());
+    bytes.extend_from_slice(reason);
+    bytes
 }
 
 #[cfg(test)]

@@ -154,5 +154,6 @@ fn connection_json(id: &ConnectionId, snapshot: ConnectionSnapshot, groups: Vec<
             "userAgent": snapshot.user_agent,
         },
         "groups": groups,
+        "status": if snapshot.suspended { "suspended" } else { "connected" },
     })
 }

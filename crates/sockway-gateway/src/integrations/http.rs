@@ -243,7 +243,9 @@ impl HttpProxyIntegration {
                 body: Payload::Binary(bytes),
                 ..
             } => bytes.clone(),
-            CallKind::Connect { .. } | CallKind::Disconnect { .. } => Bytes::new(),
+            CallKind::Connect { .. } | CallKind::Resume { .. } | CallKind::Disconnect { .. } => {
+                Bytes::new()
+            }
         };
         let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
         let mut query: Vec<(String, String)> = Vec::new();
@@ -313,7 +315,7 @@ fn resolve(source: &ParameterSource, call: &Call) -> Option<String> {
     match source {
         ParameterSource::Static(value) => Some(value.clone()),
         ParameterSource::RequestHeader(name) => match &call.kind {
-            CallKind::Connect { headers, .. } => headers
+            CallKind::Connect { headers, .. } | CallKind::Resume { headers, .. } => headers
                 .iter()
                 .rev()
                 .find(|(candidate, _)| candidate.eq_ignore_ascii_case(name))
@@ -321,7 +323,7 @@ fn resolve(source: &ParameterSource, call: &Call) -> Option<String> {
             _ => None,
         },
         ParameterSource::RequestQueryString(name) => match &call.kind {
-            CallKind::Connect { query, .. } => query
+            CallKind::Connect { query, .. } | CallKind::Resume { query, .. } => query
                 .iter()
                 .rev()
                 .find(|(candidate, _)| candidate == name)

@@ -79,7 +79,7 @@ pub(crate) struct Call {
     pub(crate) kind: CallKind,
 }
 
-/// The three kinds of AWS event.
+/// The three kinds of AWS event, and sockway's `$resume`.
 #[derive(Debug, Clone)]
 pub(crate) enum CallKind {
     /// `$connect`, with the upgrade request's headers and query as the client sent them.
@@ -97,6 +97,14 @@ pub(crate) enum CallKind {
         body: Payload,
         /// `requestContext.messageId`.
         message_id: RequestId,
+    },
+    /// `$resume` (a sockway extension), with the headers and query of the upgrade request that
+    /// resumed the connection, its resume token left out.
+    Resume {
+        /// Headers for the event (the gateway's `X-Forwarded-*` already added).
+        headers: Arc<Vec<(String, String)>>,
+        /// Decoded query parameters.
+        query: Arc<Vec<(String, String)>>,
     },
     /// `$disconnect`, with the close code and reason.
     Disconnect {
@@ -396,6 +404,9 @@ impl Call {
                     self.now_ms,
                 )
             }
+            CallKind::Resume { headers, query } => {
+                event::resume_event(connection, headers, query, &self.request_id, self.now_ms)
+            }
             CallKind::Disconnect {
                 status_code,
                 reason,
@@ -414,6 +425,7 @@ impl Call {
         match self.kind {
             CallKind::Connect { .. } => "CONNECT",
             CallKind::Message { .. } => "MESSAGE",
+            CallKind::Resume { .. } => "RESUME",
             CallKind::Disconnect { .. } => "DISCONNECT",
         }
     }
@@ -423,6 +435,7 @@ impl Call {
         match &self.kind {
             CallKind::Connect { .. } => RouteKey::CONNECT,
             CallKind::Message { route_key, .. } => route_key.as_str(),
+            CallKind::Resume { .. } => RouteKey::RESUME,
             CallKind::Disconnect { .. } => RouteKey::DISCONNECT,
         }
     }

@@ -644,6 +644,10 @@ fn connection_json(snapshot: ConnectionSnapshot) -> serde_json::Map<String, serd
         "lastActiveAt".to_owned(),
         iso8601_millis(snapshot.last_active_at).into(),
     );
+    // A sockway extension, only on suspended connections so that AWS's shape is unchanged.
+    if snapshot.suspended {
+        body.insert("status".to_owned(), "suspended".into());
+    }
     body
 }
 

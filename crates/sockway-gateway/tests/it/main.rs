@@ -22,6 +22,7 @@ mod origins;
 mod proxies;
 mod refusals;
 mod reload;
+mod resume;
 mod routing;
 mod security;
 mod throttling;

@@ -570,6 +570,11 @@ impl RedisBackend {
     pub(crate) fn local_connection_count(&self) -> usize {
         self.inner.registry.len()
     }
+
+    /// The handle of a connection this node holds.
+    pub(crate) fn local_handle(&self, id: &ConnectionId) -> Option<ConnectionHandle> {
+        self.inner.registry.get(id)
+    }
 }
 
 impl Inner {

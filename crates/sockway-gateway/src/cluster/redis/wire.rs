@@ -272,6 +272,7 @@ mod tests {
             last_active_at: 2,
             source_ip: "127.0.0.1".into(),
             user_agent: None,
+            suspended: true,
             groups: vec!["room:1".into()],
         };
         for answer in [

@@ -202,6 +202,7 @@ function renderConnections(page) {
     if (item.connectionId === state.selected) row.className = "selected";
     row.append(
       element("td", item.connectionId),
+      element("td", item.status ?? "connected", item.status === "suspended" ? "suspended" : ""),
       element("td", item.identity.sourceIp),
       element("td", item.connectedAt),
       element("td", item.groups.join(", ")),
@@ -254,6 +255,7 @@ async function refreshDetails() {
     const details = await api("GET", `connections/${encodeURIComponent(connectionId)}`);
     if (state.selected !== connectionId) return;
     $("detail-id").textContent = details.connectionId;
+    $("detail-status").textContent = details.status ?? "connected";
     $("detail-connected-at").textContent = details.connectedAt;
     $("detail-last-active-at").textContent = details.lastActiveAt;
     $("detail-source-ip").textContent = details.identity.sourceIp;

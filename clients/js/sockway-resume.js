@@ -1,0 +1,162 @@
+// sockway-resume.js: a WebSocket that resumes its sockway connection after a drop.
+//
+// No dependencies. In a page: <script src="sockway-resume.js"></script>, then
+// `new SockwayResume.ResumingSocket(url)`. In Node: `require("./sockway-resume.js")` (or
+// `import`), passing `{ WebSocket }` where the runtime has no global one (Node < 22: the `ws`
+// package). The protocol is in docs/resume.md; this file is its reference client.
+//
+//   const socket = new SockwayResume.ResumingSocket("wss://ws.example.com/prod", {
+//     protocols: [],              // the application's own subprotocols, if any
+//     maxDelayMs: 5000,           // backoff cap between reconnect attempts
+//   });
+//   socket.addEventListener("message", (event) => console.log(event.data));
+//   socket.addEventListener("open", (event) => console.log(event.detail.connectionId));
+//   socket.send("hello");
+//   socket.close();               // 1000: ends the connection, no resume
+//
+// Events (an EventTarget): `open` (detail: connectionId, resumed, missed) each time the
+// connection is (re)established, `message` (data), `suspended` (the socket dropped; detail:
+// code), `close` (the connection ended for good; detail: code, reason), `statechange`.
+(function (root, factory) {
+  const exported = factory();
+  if (typeof module === "object" && module.exports) module.exports = exported;
+  else root.SockwayResume = exported;
+})(typeof globalThis !== "undefined" ? globalThis : this, function () {
+  "use strict";
+
+  const RESUME_PROTOCOL = "sockway.resume.v1";
+  const TOKEN_PREFIX = "sockway.resume.token.";
+  // Close codes after which resuming is pointless.
+  const RESUME_UNKNOWN = 4410;
+  const RESUME_FORBIDDEN = 4403;
+  const NORMAL = 1000;
+
+  class ResumingSocket extends EventTarget {
+    constructor(url, options = {}) {
+      super();
+      this.url = url;
+      this.protocols = options.protocols || [];
+      this.WebSocket = options.WebSocket || globalThis.WebSocket;
+      if (!this.WebSocket) throw new Error("no WebSocket implementation: pass options.WebSocket");
+      this.minDelayMs = options.minDelayMs ?? 100;
+      this.maxDelayMs = options.maxDelayMs ?? 5000;
+      this.state = "connecting";
+      this.connectionId = null;
+      this.token = null;
+      this.windowMs = 0;
+      this.received = 0; // messages received on the connection, across resumes
+      this.droppedAt = 0;
+      this.attempt = 0;
+      this.socket = null;
+      this.timer = null;
+      this.closing = false;
+      if (typeof addEventListener === "function" && typeof window !== "undefined") {
+        // A page that goes away closes with 1000: otherwise the browser's 1001 suspends the
+        // connection and its $disconnect waits for the window.
+        addEventListener("pagehide", () => this.close(NORMAL, "page closed"));
+      }
+      this.open();
+    }
+
+    /** Sends a message on the current socket; false when there is none (suspended). */
+    send(data) {
+      if (!this.socket || this.socket.readyState !== 1 || this.state !== "open") return false;
+      this.socket.send(data);
+      return true;
+    }
+
+    /** Ends the connection for good (sockway runs $disconnect at once). */
+    close(code = NORMAL, reason = "") {
+      this.closing = true;
+      clearTimeout(this.timer);
+      if (this.socket && this.socket.readyState <= 1) this.socket.close(code, reason);
+      else this.finish(code, reason);
+    }
+
+    setState(state) {
+      if (this.state === state) return;
+      this.state = state;
+      this.dispatchEvent(new CustomEvent("statechange", { detail: { state } }));
+    }
+
+    open() {
+      const protocols = [...this.protocols, RESUME_PROTOCOL];
+      const resuming = this.token && Date.now() - this.droppedAt < this.windowMs;
+      if (resuming) protocols.push(`${TOKEN_PREFIX}${this.token}.${this.received}`);
+      else this.forget();
+      const socket = new this.WebSocket(this.url, protocols);
+      this.socket = socket;
+      let greeted = false;
+      socket.addEventListener("message", (event) => {
+        if (!greeted) {
+          greeted = true;
+          this.greeted(event.data);
+          return;
+        }
+        this.received += 1;
+        this.dispatchEvent(new MessageEvent("message", { data: event.data }));
+      });
+      socket.addEventListener("close", (event) => {
+        if (socket !== this.socket) return;
+        this.socket = null;
+        this.dropped(event.code, event.reason, greeted);
+      });
+    }
+
+    /** The resume frame: the first message on every socket. */
+    greeted(data) {
+      let frame;
+      try {
+        frame = JSON.parse(data);
+      } catch (_) {
+        frame = null;
+      }
+      if (!frame || frame.type !== "sockway.resume") {
+        // The gateway has no [resume]: a plain WebSocket from here on.
+        this.forget();
+        this.setState("open");
+        this.dispatchEvent(new MessageEvent("message", { data }));
+        return;
+      }
+      this.connectionId = frame.connectionId;
+      this.token = frame.token;
+      this.windowMs = frame.windowSeconds * 1000;
+      if (frame.resumed) this.received = frame.sequence;
+      else this.received = 0;
+      this.attempt = 0;
+      this.setState("open");
+      this.dispatchEvent(new CustomEvent("open", {
+        detail: { connectionId: frame.connectionId, resumed: frame.resumed, missed: frame.missed },
+      }));
+    }
+
+    dropped(code, reason, greeted) {
+      if (this.closing || (code === NORMAL && greeted)) return this.finish(code, reason);
+      if (code === RESUME_UNKNOWN || code === RESUME_FORBIDDEN) {
+        // Nothing to resume (or not ours): start a new connection.
+        this.forget();
+      } else if (this.state === "open") {
+        this.droppedAt = Date.now();
+        this.setState("suspended");
+        this.dispatchEvent(new CustomEvent("suspended", { detail: { code } }));
+      }
+      const delay = Math.min(this.maxDelayMs, this.minDelayMs * 2 ** this.attempt);
+      this.attempt += 1;
+      // Jitter spreads the reconnects of many clients dropped at once.
+      this.timer = setTimeout(() => this.open(), delay / 2 + Math.random() * delay / 2);
+    }
+
+    forget() {
+      this.token = null;
+      this.connectionId = null;
+      this.received = 0;
+    }
+
+    finish(code, reason) {
+      this.setState("closed");
+      this.dispatchEvent(new CustomEvent("close", { detail: { code, reason } }));
+    }
+  }
+
+  return { ResumingSocket, RESUME_PROTOCOL, TOKEN_PREFIX };
+});
