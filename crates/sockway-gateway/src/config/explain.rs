@@ -414,6 +414,13 @@ pub(super) fn entries(config: &Config) -> Vec<Entry> {
         );
         out.string("level", config.log.level.as_str());
     });
+    if let Some(resume) = &config.resume {
+        out.table("resume", |out| {
+            out.duration("window", resume.window);
+            out.integer("max_queued_messages", resume.max_queued_messages);
+            out.integer("max_queued_bytes", resume.max_queued_bytes);
+        });
+    }
     writer.entries
 }
 

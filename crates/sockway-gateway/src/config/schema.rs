@@ -103,6 +103,7 @@ pub(super) const ROOT: &[Key] = &[
     Key::new("throttling", Kind::Table(THROTTLING)),
     Key::new("permessage_deflate", Kind::Table(PERMESSAGE_DEFLATE)),
     Key::new("log", Kind::Table(LOG)),
+    Key::new("resume", Kind::Table(RESUME)),
     Key::new("api_keys", Kind::Tables(API_KEY)),
     Key::new("usage_plans", Kind::Tables(USAGE_PLAN)),
     Key::new("iam", Kind::Table(IAM)),
@@ -260,6 +261,12 @@ const PERMESSAGE_DEFLATE: &[Key] = &[
 ];
 
 const LOG: &[Key] = &[Key::new("format", String), Key::new("level", String)];
+
+const RESUME: &[Key] = &[
+    Key::new("window", String),
+    Key::new("max_queued_messages", Integer),
+    Key::new("max_queued_bytes", Integer),
+];
 
 const API_KEY: &[Key] = &[
     Key::new("name", String),
