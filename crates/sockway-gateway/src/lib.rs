@@ -35,6 +35,7 @@ mod sign_in;
 mod state;
 mod throttle;
 mod tls;
+mod traces;
 
 pub use cluster::JoinError;
 pub use gateway::{Gateway, GatewayError};

@@ -124,6 +124,71 @@ pub(crate) struct Metrics {
     pub(crate) api_key_uses_uncounted: Counter,
     /// The cluster's handles; registered only with `[cluster]`.
     pub(crate) cluster: ClusterMetrics,
+    /// Trace export's counters; registered only with `[tracing]`.
+    pub(crate) traces: TraceMetrics,
+}
+
+/// The counters of trace export (`[tracing]`), registered only when it is configured.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TraceMetrics {
+    /// `sockway_trace_spans_exported_total`: spans the collector accepted.
+    pub(crate) exported: Counter,
+    /// `sockway_trace_spans_dropped_total{reason="queue_full"}`: spans finished while the
+    /// export queue was full.
+    pub(crate) dropped_queue_full: Counter,
+    /// `{reason="export_failed"}`: spans of batches the collector did not take (after the
+    /// retries, or at shutdown).
+    pub(crate) dropped_export_failed: Counter,
+    /// `{reason="rejected"}`: spans the collector said it rejected (a partial success).
+    pub(crate) dropped_rejected: Counter,
+    /// `sockway_trace_export_errors_total`: export attempts that failed, retries included.
+    pub(crate) export_errors: Counter,
+}
+
+impl TraceMetrics {
+    /// The counters, registered in `registry`.
+    fn registered(registry: &mut Registry) -> TraceMetrics {
+        let exported = Counter::default();
+        registry.register(
+            "sockway_trace_spans_exported",
+            "Spans the trace collector accepted",
+            exported.clone(),
+        );
+        let dropped = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "sockway_trace_spans_dropped",
+            "Spans lost: the export queue was full, the collector did not take their batch, or rejected them",
+            dropped.clone(),
+        );
+        // Handles made once, so each reason is exported (at 0) from the start. One statement
+        // per handle: a second `get_or_create` in the same expression would wait on the first.
+        let dropped_queue_full = dropped
+            .get_or_create(&ReasonLabels {
+                reason: "queue_full",
+            })
+            .clone();
+        let dropped_export_failed = dropped
+            .get_or_create(&ReasonLabels {
+                reason: "export_failed",
+            })
+            .clone();
+        let dropped_rejected = dropped
+            .get_or_create(&ReasonLabels { reason: "rejected" })
+            .clone();
+        let export_errors = Counter::default();
+        registry.register(
+            "sockway_trace_export_errors",
+            "Trace export requests that failed, retries included",
+            export_errors.clone(),
+        );
+        TraceMetrics {
+            exported,
+            dropped_queue_full,
+            dropped_export_failed,
+            dropped_rejected,
+            export_errors,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -368,6 +433,11 @@ impl Metrics {
         if config.cluster.is_some() {
             cluster.register(&mut registry);
         }
+        let traces = if config.tracing.is_some() {
+            TraceMetrics::registered(&mut registry)
+        } else {
+            TraceMetrics::default()
+        };
         Metrics {
             registry,
             routes,
@@ -389,6 +459,7 @@ impl Metrics {
             access_refused,
             api_key_uses_uncounted,
             cluster,
+            traces,
         }
     }
 

@@ -23,6 +23,7 @@ use crate::routing::RouteTable;
 use crate::sign_in::SignIn;
 use crate::throttle::Throttles;
 use crate::tls::Tls;
+use crate::traces::Tracer;
 
 /// State every connection and request of one gateway reads.
 #[derive(Debug)]
@@ -57,4 +58,7 @@ pub(crate) struct State {
     pub(crate) tls: Option<Arc<Tls>>,
     /// Connect and management throttles and the connection caps.
     pub(crate) throttles: Throttles,
+    /// Records and exports spans, with `[tracing]`; `None` (the default): nothing is
+    /// recorded, and every place that would is one branch on this.
+    pub(crate) tracer: Option<Tracer>,
 }

@@ -366,6 +366,15 @@ impl Cluster {
         }
     }
 
+    /// This node's id in the cluster (`cluster.node_id`, or the one it made up); `None` on a
+    /// single node.
+    pub(crate) fn node_id(&self) -> Option<&str> {
+        match self {
+            Cluster::Local(..) => None,
+            Cluster::Redis(backend) => Some(backend.node_id()),
+        }
+    }
+
     /// Connections open on this node.
     pub(crate) fn local_connection_count(&self) -> usize {
         match self {

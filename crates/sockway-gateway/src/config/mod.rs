@@ -11,7 +11,7 @@
 //! key serde rejects (unknown key, wrong type) stops parsing, so it is reported alone.
 //!
 //! The only environment read here is what the `*_env` keys name (`secret_access_key_env`,
-//! `cluster.redis_password_env`, `cluster.node_id_env`), during [`Config::from_toml`] (tests
+//! `cluster.redis_password_env`, `cluster.node_id_env`, `tracing.headers_env`), during [`Config::from_toml`] (tests
 //! pass their own environment to [`Config::from_toml_with_env`]). Applying environment variables and command-line flags on
 //! top of the file is left to the caller for now: it can change the fields of a validated
 //! [`Config`] directly.
@@ -39,6 +39,7 @@ mod request_parameters;
 mod stage_variables;
 mod throttling;
 mod tls;
+mod traces;
 mod trust;
 mod validate;
 
@@ -64,6 +65,7 @@ pub use self::log::{LogConfig, LogFormat, LogLevel};
 pub use self::origins::AllowedOrigin;
 pub use self::proxies::{PublicScheme, TrustedProxies};
 pub use self::tls::TlsConfig;
+pub use self::traces::{OtlpProtocol, SampleRatio, TracingConfig};
 
 /// A complete, validated gateway configuration.
 ///
@@ -106,6 +108,9 @@ pub struct Config {
     pub usage_plans: Vec<UsagePlanConfig>,
     /// `[iam]`: the credentials an `AWS_IAM` `$connect` may be signed with.
     pub iam: IamConfig,
+    /// `[tracing]`: OpenTelemetry traces exported over OTLP. `None` (the default): off, and
+    /// nothing is recorded.
+    pub tracing: Option<TracingConfig>,
 }
 
 /// `[[api_keys]]`: one API key, as AWS's `ApiKey` (`name`, `id`, `value`, `enabled`).
@@ -836,6 +841,7 @@ impl Default for Config {
             api_keys: Vec::new(),
             usage_plans: Vec::new(),
             iam: IamConfig::default(),
+            tracing: None,
         }
     }
 }

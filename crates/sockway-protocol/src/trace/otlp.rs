@@ -38,6 +38,42 @@ pub enum Value {
     Double(f64),
 }
 
+impl From<&'static str> for Value {
+    fn from(text: &'static str) -> Value {
+        Value::String(Cow::Borrowed(text))
+    }
+}
+
+impl From<String> for Value {
+    fn from(text: String) -> Value {
+        Value::String(Cow::Owned(text))
+    }
+}
+
+impl From<i64> for Value {
+    fn from(number: i64) -> Value {
+        Value::Int(number)
+    }
+}
+
+impl From<u16> for Value {
+    fn from(number: u16) -> Value {
+        Value::Int(i64::from(number))
+    }
+}
+
+impl From<u32> for Value {
+    fn from(number: u32) -> Value {
+        Value::Int(i64::from(number))
+    }
+}
+
+impl From<bool> for Value {
+    fn from(flag: bool) -> Value {
+        Value::Bool(flag)
+    }
+}
+
 /// One attribute: a key from OpenTelemetry's semantic conventions or sockway's own log field
 /// names, and its value.
 #[derive(Clone, Debug, PartialEq)]

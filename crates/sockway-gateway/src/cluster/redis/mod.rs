@@ -570,6 +570,11 @@ impl RedisBackend {
     pub(crate) fn local_connection_count(&self) -> usize {
         self.inner.registry.len()
     }
+
+    /// This node's id: `cluster.node_id`, or the one made up when it joined.
+    pub(crate) fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
 }
 
 impl Inner {
