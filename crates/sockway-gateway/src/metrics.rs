@@ -89,6 +89,18 @@ pub(crate) enum AuthorizerOutcome {
     Error,
 }
 
+impl AuthorizerOutcome {
+    /// The metric's label (and a span's `authorizer.outcome`).
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            AuthorizerOutcome::Allow => "allow",
+            AuthorizerOutcome::Unauthorized => "unauthorized",
+            AuthorizerOutcome::Deny => "deny",
+            AuthorizerOutcome::Error => "error",
+        }
+    }
+}
+
 /// Every metric of one gateway.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -504,14 +516,10 @@ impl Metrics {
 
     /// Records an authorizer decision and its latency.
     pub(crate) fn authorizer_decided(&self, outcome: AuthorizerOutcome, latency: Duration) {
-        let outcome = match outcome {
-            AuthorizerOutcome::Allow => "allow",
-            AuthorizerOutcome::Unauthorized => "unauthorized",
-            AuthorizerOutcome::Deny => "deny",
-            AuthorizerOutcome::Error => "error",
-        };
         self.authorizer
-            .get_or_create(&OutcomeLabels { outcome })
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.label(),
+            })
             .inc();
         self.authorizer_latency.observe(millis(latency));
     }

@@ -119,7 +119,13 @@ const INTERVAL_RULE: DurationRule =
     DurationRule::Between(Duration::from_millis(10), Duration::from_secs(10 * 60));
 
 /// Headers the exporter writes itself, which `headers` may not set.
-const RESERVED_HEADERS: [&str; 5] = ["content-type", "content-length", "host", "te", "transfer-encoding"];
+const RESERVED_HEADERS: [&str; 5] = [
+    "content-type",
+    "content-length",
+    "host",
+    "te",
+    "transfer-encoding",
+];
 
 /// Validates `[tracing]`; `None` when the table is absent, `enabled = false`, or a key has a
 /// problem (which is then recorded).
@@ -159,7 +165,11 @@ pub(super) fn validate_tracing(
         }),
     };
     let timeout = problems
-        .duration("tracing.timeout".to_owned(), raw.timeout.as_ref(), INTERVAL_RULE)
+        .duration(
+            "tracing.timeout".to_owned(),
+            raw.timeout.as_ref(),
+            INTERVAL_RULE,
+        )
         .unwrap_or(TracingConfig::DEFAULT_TIMEOUT);
     let export_interval = problems
         .duration(
@@ -169,11 +179,23 @@ pub(super) fn validate_tracing(
         )
         .unwrap_or(TracingConfig::DEFAULT_EXPORT_INTERVAL);
     let batch_size = problems
-        .integer("tracing.batch_size", raw.batch_size.as_ref(), 1..=65_536, " spans")
+        .integer(
+            "tracing.batch_size",
+            raw.batch_size.as_ref(),
+            1..=65_536,
+            " spans",
+        )
         .map_or(TracingConfig::DEFAULT_BATCH_SIZE, |size| size as usize);
     let queue_size = problems
-        .integer("tracing.queue_size", raw.queue_size.as_ref(), 1..=1_000_000, " spans")
-        .map_or(TracingConfig::DEFAULT_QUEUE_SIZE.max(batch_size), |size| size as usize);
+        .integer(
+            "tracing.queue_size",
+            raw.queue_size.as_ref(),
+            1..=1_000_000,
+            " spans",
+        )
+        .map_or(TracingConfig::DEFAULT_QUEUE_SIZE.max(batch_size), |size| {
+            size as usize
+        });
     if let Some(raw_queue) = &raw.queue_size
         && queue_size < batch_size
     {
@@ -190,7 +212,10 @@ pub(super) fn validate_tracing(
                 .then(|| "must not be empty".to_owned())
         })
         .unwrap_or_else(|| TracingConfig::DEFAULT_SERVICE_NAME.to_owned());
-    let enabled = raw.enabled.as_ref().is_none_or(|enabled| *enabled.get_ref());
+    let enabled = raw
+        .enabled
+        .as_ref()
+        .is_none_or(|enabled| *enabled.get_ref());
     if !enabled || problems.count() > before {
         return None;
     }
@@ -260,20 +285,33 @@ fn headers(
 ) -> Vec<(String, String)> {
     let mut headers: Vec<(String, String)> = Vec::new();
     let sorted = |table: &Option<BTreeMap<Spanned<String>, Spanned<String>>>| {
-        let mut entries: Vec<(Spanned<String>, Spanned<String>)> =
-            table.iter().flatten().map(|(key, value)| (key.clone(), value.clone())).collect();
+        let mut entries: Vec<(Spanned<String>, Spanned<String>)> = table
+            .iter()
+            .flatten()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
         entries.sort_by_key(|(name, _)| name.span().start);
         entries
     };
     for (from_env, table) in [(false, "headers"), (true, "headers_env")] {
-        let entries = sorted(if from_env { &raw.headers_env } else { &raw.headers });
+        let entries = sorted(if from_env {
+            &raw.headers_env
+        } else {
+            &raw.headers
+        });
         for (name, value) in entries {
             let path = key_path(&["tracing", table, name.get_ref()]);
             let lower = name.get_ref().to_ascii_lowercase();
             let problem = if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
-                Some(format!("{:?} is not a valid HTTP header name", name.get_ref()))
+                Some(format!(
+                    "{:?} is not a valid HTTP header name",
+                    name.get_ref()
+                ))
             } else if RESERVED_HEADERS.contains(&lower.as_str()) {
-                Some(format!("{:?} is written by the exporter itself", name.get_ref()))
+                Some(format!(
+                    "{:?} is written by the exporter itself",
+                    name.get_ref()
+                ))
             } else if headers.iter().any(|(existing, _)| *existing == lower) {
                 Some(format!("{:?} is already set", name.get_ref()))
             } else {

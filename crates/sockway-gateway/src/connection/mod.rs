@@ -122,6 +122,7 @@ async fn open<S>(
         deflate,
         // Held until this function returns: the connection's slot under the connection caps.
         admission: _admission,
+        connect_span,
     } = accepted;
     let limits = &state.config.limits;
     let close = state.shutdown.child_token();
@@ -158,8 +159,13 @@ async fn open<S>(
             let budget = state.throttles.buffered.clone();
             let mut socket = WebSocket::new(stream, &leftover, frame_limits, deflate, budget);
             drop(leftover);
-            let mut connection =
-                Connection::new(state.clone(), context.clone(), handle.clone(), close);
+            let mut connection = Connection::new(
+                state.clone(),
+                context.clone(),
+                handle.clone(),
+                close,
+                connect_span,
+            );
             let cause = connection.run(&mut socket).await;
             handle.mark_closing();
             // Boxed, like the `$disconnect` delivery below: one-off phases whose state would
@@ -176,7 +182,13 @@ async fn open<S>(
     state.metrics.connections.dec();
     // In a cluster, nodes that declared this one dead may already have delivered it.
     if Box::pin(presence.end()).await {
-        Box::pin(disconnect::deliver_disconnect(&state, context, &cause)).await;
+        Box::pin(disconnect::deliver_disconnect(
+            &state,
+            context,
+            &cause,
+            connect_span,
+        ))
+        .await;
     }
 }
 

@@ -10,11 +10,17 @@
 //! (backpressure) instead of queueing. Writes to the socket are bounded by [`SEND_TIMEOUT`]: a
 //! client that does not read is closed as a slow consumer rather than buffered for without
 //! bound.
+//!
+//! With `[tracing]`, each message is a `MESSAGE` span, the root of a trace of its own (a
+//! connection can live for hours; one trace per message keeps traces small, as AWS makes one
+//! request id per message), linked to the connection's `CONNECT` span, with the route
+//! selection and the integration call as children. Without it, the one cost here is a branch
+//! on `State::tracer`.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -24,6 +30,8 @@ use sockway_protocol::error::ErrorFrame;
 use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::id::RequestId;
 use sockway_protocol::result::IntegrationResponse;
+use sockway_protocol::trace::SpanContext;
+use sockway_protocol::trace::otlp::SpanKind;
 use sockway_protocol::websocket::reader::Message;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -39,6 +47,7 @@ use crate::metrics::Throttled;
 use crate::registry::{ConnectionHandle, Outbound};
 use crate::routing::{Route, Selection};
 use crate::state::State;
+use crate::traces::{Span, Tracer, key};
 use crate::{ErrorChain, epoch_millis, random_bytes};
 
 /// How long one write to a client may take before the client counts as not reading.
@@ -53,6 +62,8 @@ pub(super) struct Connection {
     handle: ConnectionHandle,
     close: CancellationToken,
     inflight: FuturesUnordered<Inflight>,
+    /// The connection's `CONNECT` span, which its messages' spans link to (tracing).
+    connect_span: Option<SpanContext>,
 }
 
 /// An integration running for one message (a panic in it comes back as a failed integration).
@@ -68,6 +79,8 @@ struct Completion {
     result: Result<IntegrationResponse, IntegrationError>,
     /// How long the integration took.
     latency: Duration,
+    /// The message's span, finished once the client has the answer (tracing).
+    span: Option<Span>,
 }
 
 impl Connection {
@@ -77,6 +90,7 @@ impl Connection {
         context: Arc<ConnectionContext>,
         handle: ConnectionHandle,
         close: CancellationToken,
+        connect_span: Option<SpanContext>,
     ) -> Connection {
         Connection {
             state,
@@ -84,6 +98,7 @@ impl Connection {
             handle,
             close,
             inflight: FuturesUnordered::new(),
+            connect_span,
         }
     }
 
@@ -154,11 +169,13 @@ impl Connection {
                     deadlines.on_activity(Instant::now());
                     self.handle.info.touch(epoch_millis());
                     self.state.metrics.bytes_in(payload.len());
+                    // The one cost of tracing when it is off: this branch.
+                    let received = self.state.tracer.is_some().then(SystemTime::now);
                     let selection = match &payload {
                         Payload::Text(text) => self.state.routes.select_text(text),
                         Payload::Binary(_) => self.state.routes.select_binary(),
                     };
-                    if let Err(cause) = Box::pin(self.dispatch(socket, selection, payload)).await {
+                    if let Err(cause) = Box::pin(self.dispatch(socket, selection, payload, received)).await {
                         return cause;
                     }
                 }
@@ -201,23 +218,32 @@ impl Connection {
         }
     }
 
-    /// Starts the integration for a routed message, or answers `Forbidden`.
+    /// Starts the integration for a routed message, or answers `Forbidden`. `received` is
+    /// when the message arrived, when tracing.
     async fn dispatch<S>(
         &mut self,
         socket: &mut WebSocket<S>,
         selection: Selection,
         body: Payload,
+        received: Option<SystemTime>,
     ) -> Result<(), CloseCause>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let request_id = RequestId::from_random(random_bytes());
+        let selected = match &selection {
+            Selection::Route(route) => Some(route.key.as_str()),
+            Selection::Forbidden => None,
+        };
+        let span = received
+            .zip(self.state.tracer.as_ref())
+            .map(|(received, tracer)| self.message_span(tracer, received, &request_id, selected));
         let route = match selection {
             Selection::Route(route) => route,
             Selection::Forbidden => {
                 debug!(connection_id = %self.context.connection_id, request_id = %request_id, "no route for message and no $default");
                 return self
-                    .refuse(socket, ErrorFrame::Forbidden, None, &request_id)
+                    .refuse(socket, ErrorFrame::Forbidden, None, &request_id, span)
                     .await;
             }
         };
@@ -230,6 +256,7 @@ impl Connection {
                     ErrorFrame::TooManyRequests,
                     Some(&route),
                     &request_id,
+                    span,
                 )
                 .await;
         }
@@ -249,9 +276,13 @@ impl Connection {
         if let Some(metrics) = self.state.metrics.route(route.key.as_str()) {
             metrics.messages_in.inc();
         }
+        let mut span = span;
+        if let Some(span) = &mut span {
+            span.set(key::MESSAGE_ID, message_id.to_string());
+        }
         let running = async move {
             let started = Instant::now();
-            let result = integration.invoke(&call).await;
+            let result = integration.invoke(&call, span.as_ref()).await;
             Completion {
                 route,
                 request_id,
@@ -259,6 +290,7 @@ impl Connection {
                 requested_at,
                 result,
                 latency: started.elapsed(),
+                span,
             }
         };
         self.inflight.push(Box::pin(running));
@@ -288,8 +320,12 @@ impl Connection {
             request_id,
             result,
             latency,
+            mut span,
             ..
         } = completion;
+        if let (Some(span), Some(frame)) = (&mut span, error_frame) {
+            span.fail(frame.message());
+        }
         let metrics = self.state.metrics.route(route.key.as_str());
         if let Some(metrics) = metrics {
             metrics
@@ -395,6 +431,32 @@ impl Connection {
 }
 
 impl Connection {
+    /// The `MESSAGE` span of a message that arrived at `received`, linked to the connection's
+    /// `CONNECT` span, with its route selection (from `received` to now) as a child.
+    fn message_span(
+        &self,
+        tracer: &Tracer,
+        received: SystemTime,
+        request_id: &RequestId,
+        route_key: Option<&str>,
+    ) -> Span {
+        let mut span = tracer.start_span("MESSAGE", SpanKind::Server, None, received);
+        if let Some(connect_span) = self.connect_span {
+            span.link(connect_span);
+        }
+        if span.is_recording() {
+            span.set(key::CONNECTION_ID, self.context.connection_id.to_string());
+            span.set(key::REQUEST_ID, request_id.to_string());
+            span.set(key::STAGE, self.context.stage.clone());
+            let mut selection = span.child_at("route selection", SpanKind::Internal, received);
+            if let Some(route_key) = route_key {
+                span.set(key::ROUTE_KEY, route_key.to_owned());
+                selection.set(key::ROUTE_KEY, route_key.to_owned());
+            }
+        }
+        span
+    }
+
     /// Answers a message with an error frame without running an integration (no route, or
     /// throttled): counted as `ClientError` and logged, and the connection stays open.
     async fn refuse<S>(
@@ -403,10 +465,14 @@ impl Connection {
         frame: ErrorFrame,
         route: Option<&Route>,
         request_id: &RequestId,
+        span: Option<Span>,
     ) -> Result<(), CloseCause>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        if let Some(mut span) = span {
+            span.fail(frame.message());
+        }
         self.state.metrics.client_error.inc();
         let mut event = AccessEvent::of_connection(
             EventType::Message,

@@ -128,12 +128,14 @@ impl Exporter {
             };
             self.metrics.export_errors.inc();
             let retry_after = match &error {
-                ExportError::Transient { retry_after, .. } if attempt < MAX_ATTEMPTS => {
-                    retry_after.unwrap_or_else(|| backoff(attempt)).min(MAX_BACKOFF)
-                }
+                ExportError::Transient { retry_after, .. } if attempt < MAX_ATTEMPTS => retry_after
+                    .unwrap_or_else(|| backoff(attempt))
+                    .min(MAX_BACKOFF),
                 _ => {
                     warn!(error = %error, spans = batch.len(), attempts = attempt, "trace export failed; dropping the spans");
-                    self.metrics.dropped_export_failed.inc_by(batch.len() as u64);
+                    self.metrics
+                        .dropped_export_failed
+                        .inc_by(batch.len() as u64);
                     break;
                 }
             };
@@ -153,7 +155,9 @@ impl Exporter {
             Ok(partial) => self.exported(batch.len(), &partial),
             Err(error) => {
                 self.metrics.export_errors.inc();
-                self.metrics.dropped_export_failed.inc_by(batch.len() as u64);
+                self.metrics
+                    .dropped_export_failed
+                    .inc_by(batch.len() as u64);
                 warn!(error = %error, spans = batch.len(), "trace export failed at shutdown; dropping the spans");
             }
         }
@@ -161,7 +165,9 @@ impl Exporter {
     }
 
     fn exported(&self, sent: usize, partial: &PartialSuccess) {
-        let rejected = usize::try_from(partial.rejected_spans).unwrap_or(0).min(sent);
+        let rejected = usize::try_from(partial.rejected_spans)
+            .unwrap_or(0)
+            .min(sent);
         if rejected > 0 || !partial.error_message.is_empty() {
             warn!(rejected, message = %partial.error_message, "the trace collector rejected some spans");
         }
@@ -215,14 +221,14 @@ impl Exporter {
         let request = request
             .body(Full::new(body))
             .expect("a validated endpoint and validated headers form a valid request");
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|error| ExportError::Transient {
-                message: format!("{}: {}", self.uri, crate::ErrorChain(&error)),
-                retry_after: None,
-            })?;
+        let response =
+            self.client
+                .request(request)
+                .await
+                .map_err(|error| ExportError::Transient {
+                    message: format!("{}: {}", self.uri, crate::ErrorChain(&error)),
+                    retry_after: None,
+                })?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -306,7 +312,10 @@ pub(super) async fn run(
     if tokio::time::timeout(exporter.timeout, flush).await.is_err() {
         let left = batch.len() + spans.len();
         exporter.metrics.dropped_export_failed.inc_by(left as u64);
-        warn!(spans = left, "trace export did not finish at shutdown; dropping the spans");
+        warn!(
+            spans = left,
+            "trace export did not finish at shutdown; dropping the spans"
+        );
     }
 }
 
@@ -368,7 +377,13 @@ fn read_grpc_answer(
 
 /// `grpc-status` and `grpc-message` from a header map, when it has them.
 fn grpc_status(headers: &http::HeaderMap) -> Option<(u32, String)> {
-    let code = headers.get("grpc-status")?.to_str().ok()?.trim().parse().ok()?;
+    let code = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let message = headers
         .get("grpc-message")
         .and_then(|value| value.to_str().ok())
@@ -406,7 +421,10 @@ mod tests {
     fn http_answers() {
         let ok = read_http_answer(200, None, b"\x0a\x02\x08\x03").unwrap();
         assert_eq!(ok.rejected_spans, 3);
-        assert_eq!(read_http_answer(202, None, b"not protobuf\xff").unwrap(), PartialSuccess::default());
+        assert_eq!(
+            read_http_answer(202, None, b"not protobuf\xff").unwrap(),
+            PartialSuccess::default()
+        );
         for status in [429, 502, 503, 504] {
             assert!(matches!(
                 read_http_answer(status, Some(Duration::from_secs(2)), b""),
@@ -414,7 +432,10 @@ mod tests {
             ));
         }
         for status in [400, 401, 404, 413, 500] {
-            assert!(matches!(read_http_answer(status, None, b""), Err(ExportError::Refused(_))));
+            assert!(matches!(
+                read_http_answer(status, None, b""),
+                Err(ExportError::Refused(_))
+            ));
         }
     }
 
@@ -423,13 +444,28 @@ mod tests {
         let framed = grpc_frame(b"\x0a\x02\x08\x01");
         assert_eq!(&framed[..5], b"\0\0\0\0\x04");
         assert_eq!(read_grpc_answer(0, "", framed).unwrap().rejected_spans, 1);
-        assert_eq!(read_grpc_answer(0, "", Bytes::new()).unwrap(), PartialSuccess::default());
-        assert!(matches!(read_grpc_answer(14, "unavailable", Bytes::new()), Err(ExportError::Transient { .. })));
-        assert!(matches!(read_grpc_answer(3, "invalid argument", Bytes::new()), Err(ExportError::Refused(_))));
+        assert_eq!(
+            read_grpc_answer(0, "", Bytes::new()).unwrap(),
+            PartialSuccess::default()
+        );
+        assert!(matches!(
+            read_grpc_answer(14, "unavailable", Bytes::new()),
+            Err(ExportError::Transient { .. })
+        ));
+        assert!(matches!(
+            read_grpc_answer(3, "invalid argument", Bytes::new()),
+            Err(ExportError::Refused(_))
+        ));
         let mut headers = http::HeaderMap::new();
         headers.insert("grpc-status", HeaderValue::from_static("13"));
-        headers.insert("grpc-message", HeaderValue::from_static("internal%20failure"));
-        assert_eq!(grpc_status(&headers), Some((13, "internal failure".to_owned())));
+        headers.insert(
+            "grpc-message",
+            HeaderValue::from_static("internal%20failure"),
+        );
+        assert_eq!(
+            grpc_status(&headers),
+            Some((13, "internal failure".to_owned()))
+        );
     }
 
     #[test]
@@ -437,7 +473,10 @@ mod tests {
         for attempt in 1..MAX_ATTEMPTS {
             let full = FIRST_BACKOFF * 2u32.pow(attempt - 1);
             let wait = backoff(attempt);
-            assert!(wait >= full / 2 && wait <= full, "attempt {attempt}: {wait:?}");
+            assert!(
+                wait >= full / 2 && wait <= full,
+                "attempt {attempt}: {wait:?}"
+            );
         }
     }
 }

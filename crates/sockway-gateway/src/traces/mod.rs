@@ -124,7 +124,7 @@ struct Inner {
 /// Trace context a caller sent: the trace to continue, the caller's span and its sampling
 /// decision, from `traceparent` or, without one, from a valid `X-Amzn-Trace-Id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Incoming {
+pub(crate) struct Upstream {
     /// The trace.
     pub(crate) trace_id: TraceId,
     /// The caller's span; `None` when an `X-Amzn-Trace-Id` names only a root.
@@ -176,7 +176,7 @@ impl Tracer {
         &self,
         name: impl Into<Cow<'static, str>>,
         kind: SpanKind,
-        incoming: Option<Incoming>,
+        incoming: Option<Upstream>,
         start: SystemTime,
     ) -> Span {
         let (trace_id, parent, sampled) = match incoming {
@@ -200,7 +200,15 @@ impl Tracer {
             span_id: SpanId::from_random(random_bytes()),
             sampled,
         };
-        Span::new(self, context, parent, parent.is_some(), name.into(), kind, start)
+        Span::new(
+            self,
+            context,
+            parent,
+            parent.is_some(),
+            name.into(),
+            kind,
+            start,
+        )
     }
 
     /// Whether a new trace with this id is recorded.
@@ -230,19 +238,19 @@ impl Tracer {
     }
 }
 
-impl Incoming {
+impl Upstream {
     /// The context in a request's headers: a valid `traceparent` wins; otherwise a valid
     /// `X-Amzn-Trace-Id` (its root, and its `Parent` and `Sampled` when present).
-    pub(crate) fn from_headers(traceparent: Option<&str>, xray: Option<&str>) -> Option<Incoming> {
+    pub(crate) fn from_headers(traceparent: Option<&str>, xray: Option<&str>) -> Option<Upstream> {
         if let Some(context) = traceparent.and_then(SpanContext::parse_traceparent) {
-            return Some(Incoming {
+            return Some(Upstream {
                 trace_id: context.trace_id,
                 parent: Some(context.span_id),
                 sampled: Some(context.sampled),
             });
         }
         let header = xray.and_then(XrayTraceHeader::parse)?;
-        Some(Incoming {
+        Some(Upstream {
             trace_id: header.root,
             parent: header.parent,
             // A decision without a span to hang it on is the gateway's to make again.
@@ -346,9 +354,6 @@ impl Span {
             record.data.status = Status::Error(message.to_string());
         }
     }
-
-    /// Finishes the span now (as dropping it does).
-    pub(crate) fn end(self) {}
 }
 
 impl Drop for Span {
@@ -363,8 +368,9 @@ impl Drop for Span {
 
 /// Nanoseconds since the Unix epoch (0 before it).
 fn unix_nanos(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+    })
 }
 
 #[cfg(test)]

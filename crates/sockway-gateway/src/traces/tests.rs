@@ -21,8 +21,8 @@ fn detached(ratio: f64, queue_size: usize) -> (Tracer, mpsc::Receiver<otlp::Span
     (tracer, spans, metrics)
 }
 
-fn incoming(traceparent: &str) -> Option<Incoming> {
-    Incoming::from_headers(Some(traceparent), None)
+fn incoming(traceparent: &str) -> Option<Upstream> {
+    Upstream::from_headers(Some(traceparent), None)
 }
 
 #[test]
@@ -33,12 +33,29 @@ fn a_new_trace_is_sampled_by_the_ratio() {
     let now = SystemTime::now();
     let mut sampled = 0;
     for _ in 0..1000 {
-        assert!(always.start_span("CONNECT", SpanKind::Server, None, now).context().sampled);
-        assert!(!never.start_span("CONNECT", SpanKind::Server, None, now).context().sampled);
-        sampled += usize::from(half.start_span("CONNECT", SpanKind::Server, None, now).context().sampled);
+        assert!(
+            always
+                .start_span("CONNECT", SpanKind::Server, None, now)
+                .context()
+                .sampled
+        );
+        assert!(
+            !never
+                .start_span("CONNECT", SpanKind::Server, None, now)
+                .context()
+                .sampled
+        );
+        sampled += usize::from(
+            half.start_span("CONNECT", SpanKind::Server, None, now)
+                .context()
+                .sampled,
+        );
     }
     // 1000 draws at 0.5: far outside 350..650 only once in about 10^21.
-    assert!((350..650).contains(&sampled), "{sampled} of 1000 sampled at 0.5");
+    assert!(
+        (350..650).contains(&sampled),
+        "{sampled} of 1000 sampled at 0.5"
+    );
 }
 
 #[test]
@@ -48,13 +65,19 @@ fn a_callers_decision_wins_over_the_ratio() {
     let caller = incoming("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     let span = never.start_span("CONNECT", SpanKind::Server, caller, SystemTime::now());
     assert!(span.context().sampled);
-    assert_eq!(span.context().trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(
+        span.context().trace_id.to_string(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
     let unsampled = incoming("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
     let span = always.start_span("CONNECT", SpanKind::Server, unsampled, SystemTime::now());
     assert!(!span.context().sampled);
     assert!(!span.is_recording());
     drop(span);
-    assert!(spans.try_recv().is_err(), "an unsampled span is not exported");
+    assert!(
+        spans.try_recv().is_err(),
+        "an unsampled span is not exported"
+    );
 }
 
 #[test]
@@ -62,22 +85,30 @@ fn incoming_context() {
     let xray = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0";
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     // traceparent wins.
-    let both = Incoming::from_headers(Some(traceparent), Some(xray)).unwrap();
-    assert_eq!(both.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    let both = Upstream::from_headers(Some(traceparent), Some(xray)).unwrap();
+    assert_eq!(
+        both.trace_id.to_string(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
     assert_eq!(both.sampled, Some(true));
     // Without one (or with an invalid one), X-Amzn-Trace-Id.
-    let from_xray = Incoming::from_headers(Some("garbage"), Some(xray)).unwrap();
-    assert_eq!(from_xray.trace_id.to_string(), "5759e988bd862e3fe1be46a994272793");
+    let from_xray = Upstream::from_headers(Some("garbage"), Some(xray)).unwrap();
+    assert_eq!(
+        from_xray.trace_id.to_string(),
+        "5759e988bd862e3fe1be46a994272793"
+    );
     assert_eq!(from_xray.parent.unwrap().to_string(), "53995c3f42cd8ad8");
     assert_eq!(from_xray.sampled, Some(false));
     // A root alone continues the trace; the gateway samples it.
-    let root_only =
-        Incoming::from_headers(None, Some("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"))
-            .unwrap();
+    let root_only = Upstream::from_headers(
+        None,
+        Some("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"),
+    )
+    .unwrap();
     assert_eq!(root_only.parent, None);
     assert_eq!(root_only.sampled, None);
-    assert_eq!(Incoming::from_headers(None, Some("Root=nope")), None);
-    assert_eq!(Incoming::from_headers(None, None), None);
+    assert_eq!(Upstream::from_headers(None, Some("Root=nope")), None);
+    assert_eq!(Upstream::from_headers(None, None), None);
 }
 
 #[test]
@@ -94,9 +125,9 @@ fn spans_carry_their_parents_links_attributes_and_status() {
     call.fail("integration `backend` returned HTTP 502");
     assert_eq!(call.context().trace_id, message.context().trace_id);
     assert_ne!(call.context().span_id, message.context().span_id);
-    call.end();
-    message.end();
-    connect.end();
+    drop(call);
+    drop(message);
+    drop(connect);
 
     let call = spans.try_recv().unwrap();
     let message = spans.try_recv().unwrap();
@@ -117,14 +148,22 @@ fn spans_carry_their_parents_links_attributes_and_status() {
     assert!(connect.end_unix_nanos >= connect.start_unix_nanos + 5_000_000);
     // A new trace id starts with the time, so that it is an X-Ray root too.
     let seconds = started.duration_since(UNIX_EPOCH).unwrap().as_secs() as u32;
-    assert_eq!(&connect.context.trace_id.to_bytes()[..4], &seconds.to_be_bytes());
+    assert_eq!(
+        &connect.context.trace_id.to_bytes()[..4],
+        &seconds.to_be_bytes()
+    );
 }
 
 #[test]
 fn a_remote_parent_is_marked_remote() {
     let (tracer, mut spans, _) = detached(1.0, 8);
     let caller = incoming("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-    drop(tracer.start_span("POST /@connections/{connectionId}", SpanKind::Server, caller, SystemTime::now()));
+    drop(tracer.start_span(
+        "POST /@connections/{connectionId}",
+        SpanKind::Server,
+        caller,
+        SystemTime::now(),
+    ));
     let span = spans.try_recv().unwrap();
     assert_eq!(span.parent.unwrap().to_string(), "00f067aa0ba902b7");
     assert!(span.parent_is_remote);
