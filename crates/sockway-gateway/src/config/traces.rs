@@ -178,14 +178,16 @@ pub(super) fn validate_tracing(
             INTERVAL_RULE,
         )
         .unwrap_or(TracingConfig::DEFAULT_EXPORT_INTERVAL);
-    let batch_size = problems
-        .integer(
-            "tracing.batch_size",
-            raw.batch_size.as_ref(),
-            1..=65_536,
-            " spans",
-        )
-        .map_or(TracingConfig::DEFAULT_BATCH_SIZE, |size| size as usize);
+    let batch_size = problems.integer(
+        "tracing.batch_size",
+        raw.batch_size.as_ref(),
+        1..=65_536,
+        " spans",
+    );
+    // Compare the queue with the batch only when the batch is what the user wrote (or the
+    // default), not a stand-in for a rejected value.
+    let batch_valid = raw.batch_size.is_none() || batch_size.is_some();
+    let batch_size = batch_size.map_or(TracingConfig::DEFAULT_BATCH_SIZE, |size| size as usize);
     let queue_size = problems
         .integer(
             "tracing.queue_size",
@@ -197,6 +199,7 @@ pub(super) fn validate_tracing(
             size as usize
         });
     if let Some(raw_queue) = &raw.queue_size
+        && batch_valid
         && queue_size < batch_size
     {
         problems.add(
@@ -339,4 +342,174 @@ fn headers(
         }
     }
     headers
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+    use std::time::Duration;
+
+    use super::super::validate::parse_and_validate;
+    use super::*;
+
+    fn parse(text: &str) -> Result<Option<TracingConfig>, Vec<super::super::ConfigProblem>> {
+        let env = |name: &str| match name {
+            "OTLP_TOKEN" => Some(OsString::from("Bearer s3cret")),
+            "EMPTY" => Some(OsString::new()),
+            _ => None,
+        };
+        parse_and_validate(text, &env).map(|config| config.tracing)
+    }
+
+    fn check_endpoint(text: &str, expected: &str) {
+        let config = parse(text).unwrap().unwrap();
+        assert_eq!(config.endpoint.to_string(), expected, "{text}");
+    }
+
+    /// Every problem, as (key path, line, a fragment of the message).
+    fn check_problems(text: &str, expected: &[(&str, usize, &str)]) {
+        let problems = parse(text).unwrap_err();
+        assert_eq!(problems.len(), expected.len(), "{problems:?}");
+        for (problem, (key_path, line, fragment)) in problems.iter().zip(expected) {
+            assert_eq!(problem.key_path, *key_path, "{problems:?}");
+            assert_eq!(problem.line, Some(*line), "{problems:?}");
+            assert!(problem.message.contains(fragment), "{problems:?}");
+        }
+    }
+
+    #[test]
+    fn off_unless_the_table_is_there_and_enabled() {
+        assert_eq!(parse("").unwrap(), None);
+        assert_eq!(parse("[tracing]\nenabled = false\n").unwrap(), None);
+        let config = parse("[tracing]\n").unwrap().unwrap();
+        assert_eq!(config.endpoint.to_string(), "http://localhost:4318/v1/traces");
+        assert_eq!(config.protocol, OtlpProtocol::HttpProtobuf);
+        assert_eq!(config.sample_ratio, SampleRatio::ALWAYS);
+        assert_eq!(config.timeout, Duration::from_secs(10));
+        assert_eq!(config.export_interval, Duration::from_secs(5));
+        assert_eq!((config.batch_size, config.queue_size), (512, 2048));
+        assert_eq!(config.service_name, "sockway");
+        assert!(config.headers.is_empty());
+        // An enabled table with a broken key is a problem, not silently off.
+        check_problems(
+            "[tracing]\nenabled = true\nsample_ratio = 2\n",
+            &[("tracing.sample_ratio", 3, "between 0 and 1")],
+        );
+    }
+
+    #[test]
+    fn endpoints() {
+        let http = |endpoint: &str| format!("[tracing]\nendpoint = \"{endpoint}\"\n");
+        check_endpoint(&http("http://collector:4318"), "http://collector:4318/v1/traces");
+        check_endpoint(&http("http://collector:4318/"), "http://collector:4318/v1/traces");
+        check_endpoint(
+            &http("https://otlp.example.com/otlp"),
+            "https://otlp.example.com/otlp/v1/traces",
+        );
+        check_endpoint(
+            &http("https://otlp.example.com/v1/traces"),
+            "https://otlp.example.com/v1/traces",
+        );
+        check_endpoint(
+            &http("https://otlp.example.com/api?tenant=a"),
+            "https://otlp.example.com/api/v1/traces?tenant=a",
+        );
+        check_endpoint("[tracing]\nprotocol = \"grpc\"\n", "http://localhost:4317/");
+        check_endpoint(
+            "[tracing]\nprotocol = \"grpc\"\nendpoint = \"https://collector:4317/\"\n",
+            "https://collector:4317/",
+        );
+        check_problems(
+            "[tracing]\nprotocol = \"grpc\"\nendpoint = \"http://collector:4317/otlp\"\n",
+            &[("tracing.endpoint", 3, "without a path")],
+        );
+        check_problems(
+            "[tracing]\nendpoint = \"collector:4318\"\n",
+            &[("tracing.endpoint", 2, "")],
+        );
+        check_problems(
+            "[tracing]\nendpoint = \"grpc://collector:4317\"\n",
+            &[("tracing.endpoint", 2, "only http and https")],
+        );
+        check_problems(
+            "[tracing]\nprotocol = \"http/json\"\n",
+            &[("tracing.protocol", 2, "\"http/protobuf\" or \"grpc\"")],
+        );
+    }
+
+    #[test]
+    fn headers_from_the_file_and_the_environment() {
+        let config = parse(
+            "[tracing]\nheaders = { \"X-Tenant\" = \"team-a\" }\nheaders_env = { authorization = \"OTLP_TOKEN\" }\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            config.headers,
+            vec![
+                ("x-tenant".to_owned(), "team-a".to_owned()),
+                ("authorization".to_owned(), "Bearer s3cret".to_owned()),
+            ]
+        );
+        // The secret never reaches a log line.
+        let debug = format!("{config:?}");
+        assert!(debug.contains("authorization") && !debug.contains("s3cret"), "{debug}");
+        check_problems(
+            "[tracing]\nheaders_env = { authorization = \"UNSET\", x-key = \"EMPTY\" }\n",
+            &[
+                ("tracing.headers_env.authorization", 2, "UNSET is not set"),
+                ("tracing.headers_env.x-key", 2, "EMPTY is empty"),
+            ],
+        );
+        check_problems(
+            "[tracing]\nheaders = { \"Content-Type\" = \"text/plain\", \"bad name\" = \"x\" }\n",
+            &[
+                ("tracing.headers.Content-Type", 2, "written by the exporter"),
+                ("tracing.headers.\"bad name\"", 2, "not a valid HTTP header name"),
+            ],
+        );
+        check_problems(
+            "[tracing]\nheaders = { authorization = \"a\" }\n[tracing.headers_env]\nAuthorization = \"OTLP_TOKEN\"\n",
+            &[("tracing.headers_env.Authorization", 4, "already set")],
+        );
+        check_problems(
+            "[tracing]\nheaders = { x = \"line\\nbreak\" }\n",
+            &[("tracing.headers.x", 2, "not a valid HTTP header value")],
+        );
+    }
+
+    #[test]
+    fn sampling_timing_and_sizes() {
+        let config = parse(
+            "[tracing]\nsample_ratio = 0.25\ntimeout = \"2s\"\nexport_interval = \"50ms\"\nbatch_size = 100\nqueue_size = 100\nservice_name = \"gateway-eu\"\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(config.sample_ratio.get(), 0.25);
+        assert_eq!(config.timeout, Duration::from_secs(2));
+        assert_eq!(config.export_interval, Duration::from_millis(50));
+        assert_eq!((config.batch_size, config.queue_size), (100, 100));
+        assert_eq!(config.service_name, "gateway-eu");
+        // A batch larger than the default queue makes the queue that large.
+        let config = parse("[tracing]\nbatch_size = 4096\n").unwrap().unwrap();
+        assert_eq!(config.queue_size, 4096);
+        check_problems(
+            "[tracing]\nsample_ratio = -0.5\ntimeout = \"1ms\"\nexport_interval = \"1h\"\nbatch_size = 0\nqueue_size = 10\nservice_name = \" \"\n",
+            &[
+                ("tracing.sample_ratio", 2, "between 0 and 1"),
+                ("tracing.timeout", 3, "between 10ms and 10m"),
+                ("tracing.export_interval", 4, "between 10ms and 10m"),
+                ("tracing.batch_size", 5, "between 1 and 65536"),
+                ("tracing.service_name", 7, "must not be empty"),
+            ],
+        );
+        check_problems(
+            "[tracing]\nbatch_size = 100\nqueue_size = 10\n",
+            &[("tracing.queue_size", 3, "at least tracing.batch_size (100)")],
+        );
+        check_problems(
+            "[tracing]\nsample_ratio = nan\n",
+            &[("tracing.sample_ratio", 2, "between 0 and 1")],
+        );
+    }
 }
