@@ -382,7 +382,10 @@ mod tests {
         assert_eq!(parse("").unwrap(), None);
         assert_eq!(parse("[tracing]\nenabled = false\n").unwrap(), None);
         let config = parse("[tracing]\n").unwrap().unwrap();
-        assert_eq!(config.endpoint.to_string(), "http://localhost:4318/v1/traces");
+        assert_eq!(
+            config.endpoint.to_string(),
+            "http://localhost:4318/v1/traces"
+        );
         assert_eq!(config.protocol, OtlpProtocol::HttpProtobuf);
         assert_eq!(config.sample_ratio, SampleRatio::ALWAYS);
         assert_eq!(config.timeout, Duration::from_secs(10));
@@ -400,8 +403,14 @@ mod tests {
     #[test]
     fn endpoints() {
         let http = |endpoint: &str| format!("[tracing]\nendpoint = \"{endpoint}\"\n");
-        check_endpoint(&http("http://collector:4318"), "http://collector:4318/v1/traces");
-        check_endpoint(&http("http://collector:4318/"), "http://collector:4318/v1/traces");
+        check_endpoint(
+            &http("http://collector:4318"),
+            "http://collector:4318/v1/traces",
+        );
+        check_endpoint(
+            &http("http://collector:4318/"),
+            "http://collector:4318/v1/traces",
+        );
         check_endpoint(
             &http("https://otlp.example.com/otlp"),
             "https://otlp.example.com/otlp/v1/traces",
@@ -453,7 +462,10 @@ mod tests {
         );
         // The secret never reaches a log line.
         let debug = format!("{config:?}");
-        assert!(debug.contains("authorization") && !debug.contains("s3cret"), "{debug}");
+        assert!(
+            debug.contains("authorization") && !debug.contains("s3cret"),
+            "{debug}"
+        );
         check_problems(
             "[tracing]\nheaders_env = { authorization = \"UNSET\", x-key = \"EMPTY\" }\n",
             &[
@@ -465,7 +477,11 @@ mod tests {
             "[tracing]\nheaders = { \"Content-Type\" = \"text/plain\", \"bad name\" = \"x\" }\n",
             &[
                 ("tracing.headers.Content-Type", 2, "written by the exporter"),
-                ("tracing.headers.\"bad name\"", 2, "not a valid HTTP header name"),
+                (
+                    "tracing.headers.\"bad name\"",
+                    2,
+                    "not a valid HTTP header name",
+                ),
             ],
         );
         check_problems(
