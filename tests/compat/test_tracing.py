@@ -222,6 +222,12 @@ export_interval = "{export_interval}"
 """)
 
 
+def is_event(request: BackendRequest, event_type: str) -> bool:
+    """Whether `request` is an integration's event (not the authorizer's) of `event_type`."""
+    event = request.event_or_none() or {}
+    return request.path == "/events" and event.get("requestContext", {}).get("eventType") == event_type
+
+
 def traceparent_of(request: BackendRequest) -> tuple[str, str, str]:
     """(trace id, parent span id, flags) of the `traceparent` a backend request carried."""
     value = request.header("traceparent")
@@ -235,25 +241,26 @@ def test_one_connection_traced_end_to_end(backend, start_gateway, receiver):
     backend.responder = authorizing_responder
     gateway = start_gateway(tracing_config(backend, receiver))
 
-    async def body() -> str:
+    async def body() -> tuple[str, BackendRequest]:
         async with ws_connect(gateway.ws_url, additional_headers={"X-Amzn-Trace-Id": CLIENT_TRACE_ID}) as ws:
-            await ws.send(json.dumps({"action": "sendmessage", "text": "hi"}))
-            assert json.loads(await recv(ws, "the echo")) == {"action": "sendmessage", "text": "hi"}
-            connect = await backend.event("CONNECT")
-            connection_id = connect["requestContext"]["connectionId"]
+            await ws.send(json.dumps({"text": "hi"}))
+            assert json.loads(await recv(ws, "the echo")) == {"text": "hi"}
+            connect_request = await asyncio.to_thread(
+                backend.wait_request, lambda r: is_event(r, "CONNECT"), "the $connect event")
+            connection_id = connect_request.event["requestContext"]["connectionId"]
             post = urllib.request.Request(
                 f"{gateway.management_url}/@connections/{connection_id.replace('=', '%3D')}",
                 data=b"pushed", method="POST", headers={"traceparent": CALLER_TRACEPARENT})
             with await asyncio.to_thread(urllib.request.urlopen, post, timeout=TIMEOUT) as answer:
                 assert answer.status == 200
             assert await recv(ws, "the pushed message") == "pushed"
-            return connection_id
+            return connection_id, connect_request
 
-    connection_id = run(body())
-    backend.wait_event("DISCONNECT")
+    connection_id, connect_request = run(body())
+    disconnect_request = backend.wait_event_request("DISCONNECT")
 
     # The CONNECT event keeps the client's X-Amzn-Trace-Id as it was sent.
-    connect_event = backend.wait_event("CONNECT")
+    connect_event = connect_request.event
     assert connect_event["headers"]["X-Amzn-Trace-Id"] == CLIENT_TRACE_ID
     assert connect_event["multiValueHeaders"]["X-Amzn-Trace-Id"] == [CLIENT_TRACE_ID]
 
@@ -278,11 +285,10 @@ def test_one_connection_traced_end_to_end(backend, start_gateway, receiver):
     # The backend received each call's own context.
     authorize_request = backend.wait_request(lambda r: r.path.startswith("/authorize"), "the authorizer call")
     assert traceparent_of(authorize_request) == (CLIENT_ROOT, authorizer.span_id, "01")
-    connect_request = backend.wait_event_request("CONNECT")
     assert traceparent_of(connect_request) == (CLIENT_ROOT, connect_call.span_id, "01")
 
     # A message is a trace of its own, linked to the connection's.
-    message = receiver.named("MESSAGE", route_key="sendmessage")
+    message = receiver.named("MESSAGE", route_key="$default")
     assert message.trace_id != CLIENT_ROOT
     assert message.parent_id == ""
     assert [(link.trace_id.hex(), link.span_id.hex()) for link in message.span.links] \
@@ -290,9 +296,9 @@ def test_one_connection_traced_end_to_end(backend, start_gateway, receiver):
     assert message.attribute("connection_id") == connection_id
     selection = receiver.named("route selection")
     assert (selection.trace_id, selection.parent_id) == (message.trace_id, message.span_id)
-    message_call = receiver.named("integration", route_key="sendmessage")
+    message_call = receiver.named("integration", route_key="$default")
     assert (message_call.trace_id, message_call.parent_id) == (message.trace_id, message.span_id)
-    message_request = backend.wait_event_request("MESSAGE", "sendmessage")
+    message_request = backend.wait_event_request("MESSAGE", "$default")
     assert traceparent_of(message_request) == (message.trace_id, message_call.span_id, "01")
     assert message_request.header("X-Amzn-Trace-Id") == (
         f"Root=1-{message.trace_id[:8]}-{message.trace_id[8:]};Parent={message_call.span_id};Sampled=1")
@@ -309,17 +315,17 @@ def test_one_connection_traced_end_to_end(backend, start_gateway, receiver):
     assert [link.span_id.hex() for link in disconnect.span.links] == [connect.span_id]
     disconnect_call = receiver.named("integration", route_key="$disconnect")
     assert (disconnect_call.trace_id, disconnect_call.parent_id) == (disconnect.trace_id, disconnect.span_id)
-    disconnect_request = backend.wait_event_request("DISCONNECT")
     assert traceparent_of(disconnect_request) == (disconnect.trace_id, disconnect_call.span_id, "01")
 
 
 def test_spans_queued_at_shutdown_are_sent_before_exit(backend, start_gateway, receiver):
+    backend.responder = authorizing_responder
     # An interval far longer than the test: only the flush at shutdown can send the spans.
     gateway = start_gateway(tracing_config(backend, receiver, export_interval="10m"))
 
     async def body() -> None:
         async with ws_connect(gateway.ws_url) as ws:
-            await ws.send(json.dumps({"action": "sendmessage"}))
+            await ws.send(json.dumps({"text": "hi"}))
             await recv(ws, "the echo")
 
     run(body())
