@@ -155,14 +155,16 @@ pub(crate) async fn run(harness: &mut Harness, settings: RoundtripSettings) -> a
             ),
         );
     }
+    let n = number(settings.connections as f64);
+    // The figures' names say when every message was traced, so both runs read apart.
     let n = match settings.tracing {
-        true => format!("{}, tracing every message", number(settings.connections as f64)),
-        false => number(settings.connections as f64),
+        true => format!("{n} conns, tracing"),
+        false => format!("{n} conns"),
     };
     harness.figure(
         Figure::new(
             "roundtrip",
-            format!("client ceiling: ws-echo round trips/s ({n} conns)"),
+            format!("client ceiling: ws-echo round trips/s ({n})"),
             echo.clients.rate(timing),
             "msg/s",
             load,
@@ -177,7 +179,7 @@ pub(crate) async fn run(harness: &mut Harness, settings: RoundtripSettings) -> a
     harness.figure(
         Figure::new(
             "roundtrip",
-            format!("round trips/s via gateway ({n} conns)"),
+            format!("round trips/s via gateway ({n})"),
             gateway.clients.rate(timing),
             "msg/s",
             load,
