@@ -127,9 +127,14 @@ pub(crate) async fn run(harness: &mut Harness, settings: RoundtripSettings) -> a
         true => Some(harness.start_server(ServerKind::HttpOk).await?),
         false => None,
     };
-    let outcome =
-        through_gateway_then_direct(harness, &backend.url, backend.pid(), sink.as_ref(), settings)
-            .await;
+    let outcome = through_gateway_then_direct(
+        harness,
+        &backend.url,
+        backend.pid(),
+        sink.as_ref(),
+        settings,
+    )
+    .await;
     let stopped = backend.stop().await;
     let sink_stopped = match sink {
         Some(sink) => sink.stop().await,
@@ -231,9 +236,7 @@ async fn through_gateway_then_direct(
         gateway_config.push_str(&tracing_config(&sink.url));
         roles.push(("otlp sink", vec![sink.pid()]));
     }
-    let gateway_process = harness
-        .start_gateway("roundtrip", &gateway_config)
-        .await?;
+    let gateway_process = harness.start_gateway("roundtrip", &gateway_config).await?;
     roles.insert(0, ("gateway", vec![gateway_process.pid()]));
     let gateway = measure(
         harness,
