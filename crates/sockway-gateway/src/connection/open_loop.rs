@@ -231,13 +231,15 @@ impl Connection {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let request_id = RequestId::from_random(random_bytes());
-        let selected = match &selection {
-            Selection::Route(route) => Some(route.key.as_str()),
-            Selection::Forbidden => None,
-        };
         let span = received
             .zip(self.state.tracer.as_ref())
-            .map(|(received, tracer)| self.message_span(tracer, received, &request_id, selected));
+            .map(|(received, tracer)| {
+                let selected = match &selection {
+                    Selection::Route(route) => Some(route.key.as_str()),
+                    Selection::Forbidden => None,
+                };
+                self.message_span(tracer, received, &request_id, selected)
+            });
         let route = match selection {
             Selection::Route(route) => route,
             Selection::Forbidden => {

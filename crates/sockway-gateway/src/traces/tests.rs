@@ -1,3 +1,6 @@
+//! Span records: sampling, parents and links, attributes and status, and the bounded queue,
+//! on a tracer whose queue the test reads instead of an exporter.
+
 use std::time::Duration;
 
 use sockway_protocol::trace::otlp::Status;

@@ -1,3 +1,6 @@
+//! Trace context headers and the OTLP encoder, checked against the specifications' examples
+//! and against bytes the official `opentelemetry-proto` Python package wrote.
+
 use std::borrow::Cow;
 
 use super::otlp::{self, Attribute, PartialSuccess, Scope, Span, SpanKind, Status, Value};
