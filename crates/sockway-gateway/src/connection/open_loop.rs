@@ -63,7 +63,7 @@ pub(super) struct Connection {
     close: CancellationToken,
     inflight: FuturesUnordered<Inflight>,
     /// The connection's `CONNECT` span, which its messages' spans link to (tracing).
-    connect_span: Option<SpanContext>,
+    connect_span: Option<Box<SpanContext>>,
 }
 
 /// An integration running for one message (a panic in it comes back as a failed integration).
@@ -79,8 +79,9 @@ struct Completion {
     result: Result<IntegrationResponse, IntegrationError>,
     /// How long the integration took.
     latency: Duration,
-    /// The message's span, finished once the client has the answer (tracing).
-    span: Option<Span>,
+    /// The message's span, finished once the client has the answer (tracing). Boxed: a
+    /// completion is part of the open loop's state, which every idle connection holds.
+    span: Option<Box<Span>>,
 }
 
 impl Connection {
@@ -90,7 +91,7 @@ impl Connection {
         context: Arc<ConnectionContext>,
         handle: ConnectionHandle,
         close: CancellationToken,
-        connect_span: Option<SpanContext>,
+        connect_span: Option<Box<SpanContext>>,
     ) -> Connection {
         Connection {
             state,
@@ -278,13 +279,13 @@ impl Connection {
         if let Some(metrics) = self.state.metrics.route(route.key.as_str()) {
             metrics.messages_in.inc();
         }
-        let mut span = span;
+        let mut span = span.map(Box::new);
         if let Some(span) = &mut span {
             span.set(key::MESSAGE_ID, message_id.to_string());
         }
         let running = async move {
             let started = Instant::now();
-            let result = integration.invoke(&call, span.as_ref()).await;
+            let result = integration.invoke(&call, span.as_deref()).await;
             Completion {
                 route,
                 request_id,
@@ -443,8 +444,8 @@ impl Connection {
         route_key: Option<&str>,
     ) -> Span {
         let mut span = tracer.start_span("MESSAGE", SpanKind::Server, None, received);
-        if let Some(connect_span) = self.connect_span {
-            span.link(connect_span);
+        if let Some(connect_span) = &self.connect_span {
+            span.link(**connect_span);
         }
         if span.is_recording() {
             span.set(key::CONNECTION_ID, self.context.connection_id.to_string());
