@@ -201,7 +201,10 @@ def parse_exposition(text: str) -> dict[str, set[str]]:
 
 def authorizing_responder(request: BackendRequest) -> Reply:
     """The mock backend: an HTTP authorizer at /authorize (token "good" allowed, anything else
-    401), the lifecycle and message routes behind it."""
+    401), an OTLP/HTTP collector taking every export at /v1/traces, the lifecycle and message
+    routes behind them."""
+    if request.path == "/v1/traces":
+        return Reply(200, b"", {"Content-Type": "application/x-protobuf"})
     if request.path.startswith("/authorize"):
         event = request.event
         token = (event.get("queryStringParameters") or {}).get("token")
@@ -217,7 +220,8 @@ def authorizing_responder(request: BackendRequest) -> Reply:
 
 @pytest.fixture
 def scrape(tmp_path: Path, start_process) -> dict[str, set[str]]:
-    """/metrics of a cluster-mode gateway after traffic through every path the dashboard shows."""
+    """/metrics of a cluster-mode gateway, tracing, after traffic through every path the
+    dashboard shows."""
     socket = tmp_path / "redis.sock"
     redis = start_process("redis", ["redis-server", "--port", "0", "--unixsocket", str(socket),
                                     "--save", "", "--appendonly", "no"])
@@ -262,6 +266,10 @@ identity_sources = ["route.request.querystring.token"]
 
 [cluster]
 redis_url = "redis+unix://{socket}"
+
+[tracing]
+endpoint = "{base}"
+export_interval = "50ms"
 """)
     gateway = GatewayProcess(config, tmp_path / "sockway.log")
     try:

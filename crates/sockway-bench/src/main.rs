@@ -92,6 +92,10 @@ enum Command {
         /// Filler bytes per message. Default 64.
         #[arg(long)]
         payload_bytes: Option<usize>,
+        /// Trace every message (`[tracing]`, sample ratio 1), exporting over OTLP/HTTP to a
+        /// sink in the harness that takes and discards every export.
+        #[arg(long)]
+        tracing: bool,
     },
     /// Workload 4: `@connections` pushes per second, deliveries counted at the clients.
     Push {
@@ -292,12 +296,14 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             connections,
             workers,
             payload_bytes,
+            tracing,
         } => {
             let mut settings = RoundtripSettings::defaults(run.quick);
             window.apply(&mut settings.timing);
             override_with(&mut settings.connections, connections);
             override_with(&mut settings.workers, workers);
             override_with(&mut settings.payload_bytes, payload_bytes);
+            settings.tracing = tracing;
             (run, vec![Planned::Roundtrip(settings)])
         }
         Command::Push { run, push } => {

@@ -27,6 +27,7 @@ use crate::routing::RouteError;
 use crate::server::{self, Listeners};
 use crate::state::{Parts, State};
 use crate::tls::{Tls, TlsError};
+use crate::traces::Tracer;
 
 /// A running gateway: its listeners are bound and its accept loops run until
 /// [`Gateway::shutdown`].
@@ -115,6 +116,15 @@ impl Gateway {
             .map_err(|(addr, source)| GatewayError::Bind { addr, source })?;
         let shutdown = CancellationToken::new();
         let cluster = Cluster::start(config, metrics.cluster.clone(), &shutdown).await?;
+        // `service.instance.id`: the cluster's node id, or a fresh one for a single node.
+        // `[tracing]` needs a restart to change (`reload::restart_required`): the exporter is
+        // the process's.
+        let tracer = config.tracing.as_ref().map(|tracing| {
+            let node_id = cluster
+                .node_id()
+                .map_or_else(crate::management::new_request_id, str::to_owned);
+            Tracer::start(tracing, node_id, metrics.traces.clone())
+        });
         let local_addr = listeners.local_addr();
         let management_addr = listeners.management_addr();
         let operations_addr = listeners.operations_addr();
@@ -129,6 +139,7 @@ impl Gateway {
                 shutdown,
                 tls,
                 source,
+                tracer,
             },
         ));
         server::serve(listeners, &state);
@@ -237,11 +248,16 @@ impl Gateway {
     }
 
     /// Waits until the gateway has shut down (after [`Gateway::shutdown_token`] was cancelled).
+    /// The spans of the last `$disconnect`s are sent (within `tracing.timeout`) before it
+    /// returns.
     pub async fn wait(self) {
         self.state.shutdown.cancelled().await;
         self.state.tasks.close();
         self.state.tasks.wait().await;
         self.state.cluster.leave().await;
         self.state.access_log.close().await;
+        if let Some(tracer) = &self.state.tracer {
+            tracer.shutdown().await;
+        }
     }
 }

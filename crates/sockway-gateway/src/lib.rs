@@ -38,6 +38,7 @@ mod sign_in;
 mod state;
 mod throttle;
 mod tls;
+mod traces;
 
 pub use cluster::JoinError;
 pub use deployment::DeploymentError;

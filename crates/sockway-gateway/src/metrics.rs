@@ -89,6 +89,18 @@ pub(crate) enum AuthorizerOutcome {
     Error,
 }
 
+impl AuthorizerOutcome {
+    /// The metric's label (and a span's `authorizer.outcome`).
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            AuthorizerOutcome::Allow => "allow",
+            AuthorizerOutcome::Unauthorized => "unauthorized",
+            AuthorizerOutcome::Deny => "deny",
+            AuthorizerOutcome::Error => "error",
+        }
+    }
+}
+
 /// Every metric of one gateway.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -135,6 +147,8 @@ pub(crate) struct Metrics {
     config_hash: Gauge,
     /// `[resume]`'s handles.
     pub(crate) resume: ResumeMetrics,
+    /// Trace export's counters; registered only with `[tracing]`.
+    pub(crate) traces: TraceMetrics,
 }
 
 /// How a reload ended, for `sockway_config_reloads_total`.
@@ -227,6 +241,69 @@ impl ResumeMetrics {
             ResumeOutcome::IdentityMismatch => "identity_mismatch",
         };
         self.resumes.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+}
+
+/// The counters of trace export (`[tracing]`), registered only when it is configured.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TraceMetrics {
+    /// `sockway_trace_spans_exported_total`: spans the collector accepted.
+    pub(crate) exported: Counter,
+    /// `sockway_trace_spans_dropped_total{reason="queue_full"}`: spans finished while the
+    /// export queue was full.
+    pub(crate) dropped_queue_full: Counter,
+    /// `{reason="export_failed"}`: spans of batches the collector did not take (after the
+    /// retries, or at shutdown).
+    pub(crate) dropped_export_failed: Counter,
+    /// `{reason="rejected"}`: spans the collector said it rejected (a partial success).
+    pub(crate) dropped_rejected: Counter,
+    /// `sockway_trace_export_errors_total`: export attempts that failed, retries included.
+    pub(crate) export_errors: Counter,
+}
+
+impl TraceMetrics {
+    /// The counters, registered in `registry`.
+    fn registered(registry: &mut Registry) -> TraceMetrics {
+        let exported = Counter::default();
+        registry.register(
+            "sockway_trace_spans_exported",
+            "Spans the trace collector accepted",
+            exported.clone(),
+        );
+        let dropped = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "sockway_trace_spans_dropped",
+            "Spans lost: the export queue was full, the collector did not take their batch, or rejected them",
+            dropped.clone(),
+        );
+        // Handles made once, so each reason is exported (at 0) from the start. One statement
+        // per handle: a second `get_or_create` in the same expression would wait on the first.
+        let dropped_queue_full = dropped
+            .get_or_create(&ReasonLabels {
+                reason: "queue_full",
+            })
+            .clone();
+        let dropped_export_failed = dropped
+            .get_or_create(&ReasonLabels {
+                reason: "export_failed",
+            })
+            .clone();
+        let dropped_rejected = dropped
+            .get_or_create(&ReasonLabels { reason: "rejected" })
+            .clone();
+        let export_errors = Counter::default();
+        registry.register(
+            "sockway_trace_export_errors",
+            "Trace export requests that failed, retries included",
+            export_errors.clone(),
+        );
+        TraceMetrics {
+            exported,
+            dropped_queue_full,
+            dropped_export_failed,
+            dropped_rejected,
+            export_errors,
+        }
     }
 }
 
@@ -475,6 +552,11 @@ impl Metrics {
         // Registered whether or not `[resume]` is set: a reload may turn it on.
         let resume = ResumeMetrics::default();
         resume.register(&mut registry);
+        let traces = if config.tracing.is_some() {
+            TraceMetrics::registered(&mut registry)
+        } else {
+            TraceMetrics::default()
+        };
         Metrics {
             registry,
             stage,
@@ -505,6 +587,7 @@ impl Metrics {
             config_last_reload_success,
             config_hash,
             resume,
+            traces,
         }
     }
 
@@ -596,14 +679,10 @@ impl Metrics {
 
     /// Records an authorizer decision and its latency.
     pub(crate) fn authorizer_decided(&self, outcome: AuthorizerOutcome, latency: Duration) {
-        let outcome = match outcome {
-            AuthorizerOutcome::Allow => "allow",
-            AuthorizerOutcome::Unauthorized => "unauthorized",
-            AuthorizerOutcome::Deny => "deny",
-            AuthorizerOutcome::Error => "error",
-        };
         self.authorizer
-            .get_or_create(&OutcomeLabels { outcome })
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.label(),
+            })
             .inc();
         self.authorizer_latency.observe(millis(latency));
     }

@@ -1,6 +1,7 @@
 //! The pooled HTTP/1.1 client every outgoing call of the gateway uses: integrations, Lambda
-//! Invoke, authorizers, JWKS fetches and the management client, and the connector under it,
-//! which the AWS SDK's credential providers also use (`aws::connector`). A leaf, so that `aws`
+//! Invoke, authorizers, JWKS fetches, OTLP/HTTP trace export and the management client, and
+//! the connector under it, which the AWS SDK's credential providers also use
+//! (`aws::connector`); and the HTTP/2 client of OTLP/gRPC trace export. A leaf, so that `aws`
 //! and `integrations` share it without importing each other.
 
 use std::time::Duration;
@@ -22,6 +23,27 @@ pub(crate) fn pooled_client() -> PooledClient {
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .build(https_connector(Some(Duration::from_secs(10))))
+}
+
+/// A keep-alive HTTP/2 client (prior knowledge over `http://`, ALPN `h2` over `https://`),
+/// for OTLP/gRPC trace export; integrations and Lambda stay on HTTP/1.1.
+pub(crate) fn http2_client() -> PooledClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.enforce_http(false);
+    connector.set_connect_timeout(Some(Duration::from_secs(10)));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .expect("ring supports the default TLS protocol versions")
+        .https_or_http()
+        .enable_http2()
+        .wrap_connector(connector);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .http2_only(true)
+        .build(connector)
 }
 
 /// The connector under every client of the gateway: `http://` and `https://` (rustls with the

@@ -247,6 +247,16 @@ pub(crate) fn restart_required(running: &Config, new: &Config) -> Vec<RestartReq
         format!("{:?}", new.log.format).to_lowercase(),
     );
     cluster_changes(running.cluster.as_ref(), new.cluster.as_ref(), &mut keys);
+    // The exporter is started once, with the node's id; its settings are not shown, since
+    // its headers usually hold a collector's API key.
+    if running.tracing != new.tracing {
+        keys.push(RestartRequired {
+            key: "tracing".to_owned(),
+            change: "the exporter is started once; its settings differ (not shown: headers may \
+                     hold credentials)"
+                .to_owned(),
+        });
+    }
     keys
 }
 
@@ -421,6 +431,10 @@ mod tests {
         assert_eq!(
             keys("", "[log]\nformat = \"json\"\nlevel = \"debug\"\n"),
             ["log.format"]
+        );
+        assert_eq!(
+            keys("", "[tracing]\nendpoint = \"http://127.0.0.1:4318\"\n"),
+            ["tracing"]
         );
         assert_eq!(
             keys("", "[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\n"),

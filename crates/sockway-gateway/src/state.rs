@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::sign_in::SignIn;
 use crate::throttle::Caps;
 use crate::tls::Tls;
+use crate::traces::Tracer;
 
 /// State every connection and request of one gateway reads.
 #[derive(Debug)]
@@ -59,6 +60,9 @@ pub(crate) struct State {
     /// Held by a reload from its first check to its swap, so two reloads (a SIGHUP and a
     /// management call) cannot interleave. A tokio mutex: reading the source is awaited.
     pub(crate) reloading: tokio::sync::Mutex<()>,
+    /// Records and exports spans, with `[tracing]`; `None` (the default): nothing is
+    /// recorded, and every place that would is one branch on this.
+    pub(crate) tracer: Option<Tracer>,
 }
 
 /// The parts of [`State`] other than the deployment, for [`State::new`].
@@ -78,6 +82,8 @@ pub(crate) struct Parts {
     pub(crate) tls: Option<Arc<Tls>>,
     /// See [`State::source`].
     pub(crate) source: Option<ConfigSource>,
+    /// See [`State::tracer`].
+    pub(crate) tracer: Option<Tracer>,
 }
 
 impl State {
@@ -97,6 +103,7 @@ impl State {
             tls: parts.tls,
             source: parts.source,
             reloading: tokio::sync::Mutex::new(()),
+            tracer: parts.tracer,
         }
     }
 

@@ -11,6 +11,8 @@
 //! * [`result`]: reading an integration's answer (Lambda-proxy result or plain HTTP reply);
 //! * [`error`]: the error frames clients see and the `@connections` REST error bodies;
 //! * [`close`]: close codes and the `$disconnect` status code and reason;
+//! * [`trace`]: trace context (W3C `traceparent`, X-Ray's `X-Amzn-Trace-Id`) and OTLP's
+//!   trace export messages;
 //! * [`websocket`]: RFC 6455 framing and RFC 7692 permessage-deflate, as a server speaks them.
 //!
 //! **Invariant:** this crate does no I/O. It has no sockets, no async runtime, no clock and
@@ -26,4 +28,5 @@ pub mod id;
 pub mod result;
 pub mod route;
 pub mod time;
+pub mod trace;
 pub mod websocket;

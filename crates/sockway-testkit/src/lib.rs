@@ -17,6 +17,8 @@
 //!   `https://` clients that trust only that CA.
 //! - [`RedisServer`] and [`RedisCluster`]: real `redis-server` processes on free loopback
 //!   ports for cluster tests, killed when dropped.
+//! - [`OtlpReceiver`]: an OTLP/HTTP trace receiver on port 0 that keeps the spans it is sent
+//!   and answers as scripted.
 //!
 //! Every wait here has a deadline that fails the test with a message; nothing sleeps to
 //! synchronise.
@@ -27,6 +29,7 @@ pub mod credentials;
 mod http_server;
 mod jwks;
 mod lambda;
+mod otlp;
 mod process;
 mod redis;
 pub mod sigv4;
@@ -38,6 +41,7 @@ pub use backend::{MockBackend, MockResponse, RecordedRequest, Responder, echo_re
 pub use client::{WsClient, connect, connect_with_headers};
 pub use jwks::{JWKS_PATH, JwksServer};
 pub use lambda::{FakeLambda, Invocation, KeyRing, LambdaReply};
+pub use otlp::{AttributeValue, OtlpAnswer, OtlpReceiver, ReceivedSpan};
 pub use process::{ConfigFile, GatewayProcess};
 pub use redis::{RedisCluster, RedisServer, RedisTls};
 

@@ -6,6 +6,11 @@
 //! client's ceiling), through the gateway, and the backend called directly over keep-alive
 //! HTTP with the same concurrency and the exact event the gateway sent it (captured by the
 //! backend), which is the baseline the gateway's overhead is quoted against.
+//!
+//! With `--tracing` the gateway records every message's spans (`[tracing]`, every trace
+//! sampled) and exports them over OTLP/HTTP to a sink in the harness (`serve http-ok`: it takes
+//! every export and discards it), so tracing on and off are the same workload: run it with and
+//! without the flag.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -15,6 +20,7 @@ use bytes::Bytes;
 
 use crate::client::{HttpConnection, Target as ClientTarget};
 use crate::machine::{self, CpuSplit};
+use crate::process::ServerProcess;
 use crate::report::{Figure, Target, number};
 use crate::servers::ServerKind;
 use crate::worker::{Task, WorkerArgs};
@@ -37,6 +43,8 @@ pub(crate) struct RoundtripSettings {
     pub(crate) workers: usize,
     /// Filler bytes in each message.
     pub(crate) payload_bytes: usize,
+    /// Whether the gateway traces every message, exporting to a sink in the harness.
+    pub(crate) tracing: bool,
 }
 
 /// One measurement.
@@ -61,6 +69,7 @@ impl RoundtripSettings {
                 },
                 workers: 2,
                 payload_bytes: 64,
+                tracing: false,
             }
         } else {
             RoundtripSettings {
@@ -71,18 +80,20 @@ impl RoundtripSettings {
                 },
                 workers: 2,
                 payload_bytes: 64,
+                tracing: false,
             }
         }
     }
 
     fn args(&self) -> String {
         format!(
-            "roundtrip --connections {} --duration-ms {} --warmup-ms {} --workers {} --payload-bytes {}",
+            "roundtrip --connections {} --duration-ms {} --warmup-ms {} --workers {} --payload-bytes {}{}",
             self.connections,
             self.timing.duration.as_millis(),
             self.timing.warmup.as_millis(),
             self.workers,
-            self.payload_bytes
+            self.payload_bytes,
+            if self.tracing { " --tracing" } else { "" }
         )
     }
 }
@@ -112,10 +123,26 @@ pub(crate) async fn run(harness: &mut Harness, settings: RoundtripSettings) -> a
     stopped?;
 
     let backend = harness.start_server(ServerKind::LambdaBackend).await?;
-    let outcome = through_gateway_then_direct(harness, &backend.url, backend.pid(), settings).await;
+    let sink = match settings.tracing {
+        true => Some(harness.start_server(ServerKind::HttpOk).await?),
+        false => None,
+    };
+    let outcome = through_gateway_then_direct(
+        harness,
+        &backend.url,
+        backend.pid(),
+        sink.as_ref(),
+        settings,
+    )
+    .await;
     let stopped = backend.stop().await;
+    let sink_stopped = match sink {
+        Some(sink) => sink.stop().await,
+        None => Ok(()),
+    };
     let (gateway, direct) = outcome?;
     stopped?;
+    sink_stopped?;
 
     let timing = settings.timing;
     for (name, result) in [
@@ -134,10 +161,15 @@ pub(crate) async fn run(harness: &mut Harness, settings: RoundtripSettings) -> a
         );
     }
     let n = number(settings.connections as f64);
+    // The figures' names say when every message was traced, so both runs read apart.
+    let n = match settings.tracing {
+        true => format!("{n} conns, tracing"),
+        false => format!("{n} conns"),
+    };
     harness.figure(
         Figure::new(
             "roundtrip",
-            format!("client ceiling: ws-echo round trips/s ({n} conns)"),
+            format!("client ceiling: ws-echo round trips/s ({n})"),
             echo.clients.rate(timing),
             "msg/s",
             load,
@@ -152,7 +184,7 @@ pub(crate) async fn run(harness: &mut Harness, settings: RoundtripSettings) -> a
     harness.figure(
         Figure::new(
             "roundtrip",
-            format!("round trips/s via gateway ({n} conns)"),
+            format!("round trips/s via gateway ({n})"),
             gateway.clients.rate(timing),
             "msg/s",
             load,
@@ -189,26 +221,29 @@ pub(crate) async fn run(harness: &mut Harness, settings: RoundtripSettings) -> a
     Ok(())
 }
 
-/// The gateway run, then (gateway stopped) the direct run against the same backend with
-/// the event it captured.
+/// The gateway run (tracing to `sink`, when given), then (gateway stopped) the direct run
+/// against the same backend with the event it captured.
 async fn through_gateway_then_direct(
     harness: &mut Harness,
     backend_url: &str,
     backend_pid: u32,
+    sink: Option<&ServerProcess>,
     settings: RoundtripSettings,
 ) -> anyhow::Result<(Measurement, Measurement)> {
-    let gateway_process = harness
-        .start_gateway("roundtrip", &config(backend_url))
-        .await?;
+    let mut gateway_config = config(backend_url);
+    let mut roles = vec![("backend", vec![backend_pid])];
+    if let Some(sink) = sink {
+        gateway_config.push_str(&tracing_config(&sink.url));
+        roles.push(("otlp sink", vec![sink.pid()]));
+    }
+    let gateway_process = harness.start_gateway("roundtrip", &gateway_config).await?;
+    roles.insert(0, ("gateway", vec![gateway_process.pid()]));
     let gateway = measure(
         harness,
         Task::WsEcho,
         &gateway_process.url,
         None,
-        vec![
-            ("gateway", vec![gateway_process.pid()]),
-            ("backend", vec![backend_pid]),
-        ],
+        roles,
         Some(("roundtrip", gateway_process.pid())),
         settings,
     )
@@ -247,6 +282,15 @@ route_response = true
 type = "http"
 uri = "{backend_url}"
 "#
+    )
+}
+
+/// `[tracing]` exporting every trace over OTLP/HTTP to the sink at `sink_url` (which takes
+/// any path), with the default batching.
+fn tracing_config(sink_url: &str) -> String {
+    format!(
+        "\n[tracing]\nendpoint = \"{}\"\nsample_ratio = 1.0\n",
+        sink_url.trim_end_matches('/')
     )
 }
 

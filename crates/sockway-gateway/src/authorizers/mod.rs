@@ -25,6 +25,7 @@ use self::jwt::JwtAuthorizer;
 use self::policy::Decision;
 use crate::config::{AuthorizerKind, Config, IdentitySource, LambdaTarget};
 use crate::integrations::{HttpClient, LambdaClient, UnsupportedScheme, check_scheme};
+use crate::traces::{self, Span};
 
 /// Largest authorizer result AWS accepts.
 const MAX_RESULT_BYTES: usize = 8 * 1024;
@@ -158,6 +159,7 @@ impl Authorizer {
     pub(crate) async fn authorize(
         &self,
         request: &AuthorizerRequest<'_>,
+        span: Option<&mut Span>,
     ) -> Result<Authorization, AuthorizerError> {
         let identities = self
             .identity_sources
@@ -168,7 +170,8 @@ impl Authorizer {
             })
             .collect::<Result<Vec<&str>, _>>()?;
         let started = Instant::now();
-        let decided = tokio::time::timeout(self.timeout, self.decide(request, &identities)).await;
+        let decided =
+            tokio::time::timeout(self.timeout, self.decide(request, &identities, span)).await;
         let (context, usage_identifier_key) = match decided {
             Ok(result) => result?,
             Err(_elapsed) => {
@@ -189,6 +192,7 @@ impl Authorizer {
         &self,
         request: &AuthorizerRequest<'_>,
         identities: &[&str],
+        span: Option<&mut Span>,
     ) -> Result<(Map<String, Value>, Option<String>), AuthorizerError> {
         match &self.kind {
             Kind::Jwt(jwt) => {
@@ -208,7 +212,14 @@ impl Authorizer {
             }
             Kind::Lambda { target, client } => {
                 let payload = self.event(request).to_json();
-                let invocation = client.invoke(target, payload).await.map_err(|error| {
+                // Without a span, the CONNECT event's own X-Amzn-Trace-Id goes to Lambda.
+                let trace_header = request
+                    .headers
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case(traces::X_AMZN_TRACE_ID))
+                    .map(|(_, value)| value.as_str());
+                let invoked = client.invoke(target, payload, span, trace_header).await;
+                let invocation = invoked.map_err(|error| {
                     AuthorizerError::Failed(format!(
                         "lambda authorizer invoke failed: {}",
                         crate::ErrorChain(&error)
@@ -221,9 +232,15 @@ impl Authorizer {
             }
             Kind::Http { uri, client } => {
                 let payload = self.event(request).to_json();
-                let (status, body) = client.post_json(uri, payload).await.map_err(|error| {
-                    AuthorizerError::Failed(format!("http authorizer request failed: {error}"))
-                })?;
+                let (status, body) =
+                    client
+                        .post_json(uri, payload, span)
+                        .await
+                        .map_err(|error| {
+                            AuthorizerError::Failed(format!(
+                                "http authorizer request failed: {error}"
+                            ))
+                        })?;
                 match status {
                     401 => Err(AuthorizerError::Unauthorized(None)),
                     403 => Err(AuthorizerError::Denied(self.method_arn.clone())),

@@ -13,6 +13,11 @@
 //! What the function's answer means (a proxy result, an authorizer policy) is the caller's
 //! business: this module returns the payload and the `X-Amz-Function-Error` header as they
 //! came.
+//!
+//! Trace context goes as `X-Amzn-Trace-Id`, a header of the Invoke request (Lambda hands it to
+//! the function as its trace header): the call's span's, when tracing, or the one the caller
+//! passes (the CONNECT event's, for the calls of an upgrade). Like the AWS SDKs, the signature
+//! leaves it out.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -27,6 +32,7 @@ use super::UNRESERVED;
 use super::credentials::{CredentialsError, CredentialsProvider};
 use super::sigv4;
 use crate::config::LambdaTarget;
+use crate::traces::{self, Span, key};
 
 /// Largest Invoke response read: Lambda's synchronous response payload limit is 6 MB.
 const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
@@ -58,6 +64,8 @@ pub(crate) struct LambdaInvocation {
     pub(crate) function_error: Option<String>,
     /// What the function returned, or its error document.
     pub(crate) payload: Bytes,
+    /// Lambda's `x-amzn-RequestId` for the invocation.
+    pub(crate) request_id: Option<String>,
 }
 
 /// Why an invocation did not produce a function result.
@@ -123,11 +131,15 @@ impl LambdaClient {
         }
     }
 
-    /// Invokes `target` synchronously with `payload` and returns the function's answer.
+    /// Invokes `target` synchronously with `payload` and returns the function's answer. The
+    /// request carries `X-Amzn-Trace-Id`: `span`'s context when there is a span (which then
+    /// records the invocation), else `trace_header` when given.
     pub(crate) async fn invoke(
         &self,
         target: &LambdaTarget,
         payload: Vec<u8>,
+        span: Option<&mut Span>,
+        trace_header: Option<&str>,
     ) -> Result<LambdaInvocation, LambdaError> {
         let region = match &target.region {
             Some(region) => region.clone(),
@@ -135,10 +147,35 @@ impl LambdaClient {
         };
         let uri = invoke_uri(target, &region);
         let payload = Bytes::from(payload);
+        let trace_header = match &span {
+            Some(span) => Some(span.context().to_xray_header()),
+            None => trace_header.map(str::to_owned),
+        };
+        let mut span = span;
+        if let Some(span) = span.as_deref_mut() {
+            describe(span, target, &region);
+        }
         let mut attempt = 1;
         loop {
-            match self.attempt(target, &region, &uri, &payload, attempt).await {
-                Attempt::Done(result) => return result,
+            let outcome = self
+                .attempt(
+                    target,
+                    &region,
+                    &uri,
+                    &payload,
+                    trace_header.as_deref(),
+                    attempt,
+                )
+                .await;
+            match outcome {
+                Attempt::Done(result) => {
+                    if let (Some(span), Ok(invocation)) = (span.as_deref_mut(), &result) {
+                        if let Some(request_id) = &invocation.request_id {
+                            span.set(key::AWS_REQUEST_ID, request_id.clone());
+                        }
+                    }
+                    return result;
+                }
                 Attempt::Retry(error) if attempt >= MAX_ATTEMPTS => return Err(error),
                 Attempt::Retry(error) => {
                     tracing::debug!(error = %error, attempt, "lambda invoke failed; retrying");
@@ -155,6 +192,7 @@ impl LambdaClient {
         region: &str,
         uri: &Uri,
         payload: &Bytes,
+        trace_header: Option<&str>,
         attempt: u32,
     ) -> Attempt {
         let credentials = match self.inner.credentials.credentials().await {
@@ -169,6 +207,11 @@ impl LambdaClient {
             .header(http::header::USER_AGENT, &self.inner.user_agent)
             .body(Full::new(payload.clone()))
             .expect("method, encoded uri and static headers form a valid request");
+        // A client's header may not be a valid header value once more: then it is left out.
+        if let Some(value) = trace_header.and_then(|value| http::HeaderValue::from_str(value).ok())
+        {
+            request.headers_mut().insert(traces::X_AMZN_TRACE_ID, value);
+        }
         if let Err(error) = sigv4::sign_request(
             &mut request,
             payload,
@@ -205,6 +248,7 @@ impl LambdaClient {
                 .map(str::to_owned)
         };
         let function_error = header("x-amz-function-error");
+        let request_id = header("x-amzn-requestid");
         let error_type = header("x-amzn-errortype").map(|value| error_type_name(&value));
         let body = match Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
             .collect()
@@ -227,6 +271,7 @@ impl LambdaClient {
             return Attempt::Done(Ok(LambdaInvocation {
                 function_error,
                 payload: body,
+                request_id,
             }));
         }
         let error = LambdaError::Status {
@@ -241,6 +286,28 @@ impl LambdaClient {
         } else {
             Attempt::Done(Err(error))
         }
+    }
+}
+
+/// Records on `span` which function an Invoke calls, in OpenTelemetry's terms for AWS Lambda.
+fn describe(span: &mut Span, target: &LambdaTarget, region: &str) {
+    if !span.is_recording() {
+        return;
+    }
+    span.set(key::RPC_SYSTEM, "aws-api");
+    span.set(key::RPC_SERVICE, "Lambda");
+    span.set(key::RPC_METHOD, "Invoke");
+    span.set(key::FAAS_INVOKED_PROVIDER, "aws");
+    span.set(key::FAAS_INVOKED_REGION, region.to_owned());
+    let name = &target.function_name;
+    // `arn:aws:lambda:{region}:{account}:function:{name}[:{qualifier}]`.
+    match name.strip_prefix("arn:") {
+        Some(rest) => {
+            let function = rest.split(':').nth(5).unwrap_or(name);
+            span.set(key::FAAS_INVOKED_NAME, function.to_owned());
+            span.set(key::AWS_LAMBDA_INVOKED_ARN, name.clone());
+        }
+        None => span.set(key::FAAS_INVOKED_NAME, name.clone()),
     }
 }
 

@@ -40,6 +40,7 @@ use crate::config::Config;
 use crate::metrics::ClusterMetrics;
 use crate::random_bytes;
 use crate::registry::{ConnectionHandle, Registry};
+use crate::traces::Span;
 
 /// Presence and delivery for connections.
 #[derive(Debug)]
@@ -304,6 +305,19 @@ impl Cluster {
     where
         T: TryFrom<Outcome, Error = Outcome>,
     {
+        self.call_traced(request, None).await
+    }
+
+    /// [`Cluster::call`] as part of `parent`'s trace: each call to another node is a
+    /// `cluster delivery` child span of it (a call served on this node has none).
+    pub(crate) async fn call_traced<T>(
+        &self,
+        request: Request,
+        parent: Option<&Span>,
+    ) -> Result<T, ClusterError>
+    where
+        T: TryFrom<Outcome, Error = Outcome>,
+    {
         let misfit = match request.target() {
             Target::Connection(connection_id) => ClusterError::Gone(connection_id.clone()),
             Target::EveryNode => ClusterError::Incomplete {
@@ -313,7 +327,7 @@ impl Cluster {
         };
         let outcome = match self {
             Cluster::Local(registry, _) => command::apply(registry, request)?,
-            Cluster::Redis(backend) => backend.call(request).await?,
+            Cluster::Redis(backend) => backend.call(request, parent).await?,
         };
         T::try_from(outcome).map_err(|outcome| {
             warn!(outcome = ?outcome, error = %misfit, "a cluster call was answered with an outcome that does not fit it");
@@ -374,6 +388,15 @@ impl Cluster {
         match self {
             Cluster::Local(registry, _) => registry.get(id),
             Cluster::Redis(backend) => backend.local_handle(id),
+        }
+    }
+
+    /// This node's id in the cluster (`cluster.node_id`, or the one it made up); `None` on a
+    /// single node.
+    pub(crate) fn node_id(&self) -> Option<&str> {
+        match self {
+            Cluster::Local(..) => None,
+            Cluster::Redis(backend) => Some(backend.node_id()),
         }
     }
 

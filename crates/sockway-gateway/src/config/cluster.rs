@@ -10,7 +10,7 @@ use serde_spanned::Spanned;
 
 use super::duration::format_duration;
 use super::raw::{RawCluster, RawRedisUrls};
-use super::validate::{DurationRule, Lookup, Problems};
+use super::validate::{DurationRule, Lookup, Problems, environment_value};
 use super::{ClusterConfig, RedisTlsConfig};
 
 /// Bounds of `cluster.node_timeout`.
@@ -141,25 +141,6 @@ fn node_id(raw: &RawCluster, env: Lookup<'_>, problems: &mut Problems<'_>) -> Op
         }
         None => Some(node_id),
     }
-}
-
-/// The value of the environment variable a `*_env` key (`key_path`) names; a problem, and
-/// `None`, when it is unset, empty or not UTF-8.
-fn environment_value(
-    key_path: &str,
-    variable: &Spanned<String>,
-    env: Lookup<'_>,
-    problems: &mut Problems<'_>,
-) -> Option<String> {
-    let name = variable.get_ref();
-    let problem = match env(name).map(std::ffi::OsString::into_string) {
-        Some(Ok(value)) if !value.is_empty() => return Some(value),
-        Some(Ok(_)) => format!("environment variable {name} is empty"),
-        Some(Err(_)) => format!("environment variable {name} is not valid UTF-8"),
-        None => format!("environment variable {name} is not set"),
-    };
-    problems.add(key_path.to_owned(), variable.span(), problem);
-    None
 }
 
 /// Reads `cluster.tls_ca_file`, `tls_cert_file` and `tls_key_file`: file names only (the files

@@ -16,8 +16,8 @@ use super::parse::key_path;
 use super::schema;
 use super::{
     AccessLogDestination, AuthorizationType, AuthorizerKind, BinaryFrames, Config, IdentitySource,
-    IntegrationConfig, LambdaTarget, Loaded, LogFormat, ParameterSource, ParameterTarget,
-    RateLimit, RouteConfig, Source, TokenUse,
+    IntegrationConfig, LambdaTarget, Loaded, LogFormat, OtlpProtocol, ParameterSource,
+    ParameterTarget, RateLimit, RouteConfig, Source, TokenUse,
 };
 
 /// One key of a loaded config, as `sockway validate --explain` prints it.
@@ -414,6 +414,31 @@ pub(super) fn entries(config: &Config) -> Vec<Entry> {
         );
         out.string("level", config.log.level.as_str());
     });
+    if let Some(tracing) = &config.tracing {
+        out.table("tracing", |out| {
+            out.boolean("enabled", true);
+            out.string("endpoint", tracing.endpoint.to_string());
+            out.string(
+                "protocol",
+                match tracing.protocol {
+                    OtlpProtocol::HttpProtobuf => "http/protobuf",
+                    OtlpProtocol::Grpc => "grpc",
+                },
+            );
+            // `headers_env` values are shown where they take effect, as `headers` (secrets).
+            out.table("headers", |out| {
+                for (name, value) in &tracing.headers {
+                    out.string(name, value.clone());
+                }
+            });
+            out.value("sample_ratio", Value::Float(tracing.sample_ratio.get()));
+            out.duration("timeout", tracing.timeout);
+            out.duration("export_interval", tracing.export_interval);
+            out.integer("batch_size", tracing.batch_size);
+            out.integer("queue_size", tracing.queue_size);
+            out.string("service_name", tracing.service_name.clone());
+        });
+    }
     if let Some(resume) = &config.resume {
         out.table("resume", |out| {
             out.duration("window", resume.window);

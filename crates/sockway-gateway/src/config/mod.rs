@@ -49,6 +49,7 @@ mod sources;
 mod stage_variables;
 mod throttling;
 mod tls;
+mod traces;
 mod trust;
 mod validate;
 
@@ -78,6 +79,7 @@ pub use self::reload_source::ConfigSource;
 pub use self::resume::ResumeConfig;
 pub use self::sources::{ConfigText, Environment, Source, Sources};
 pub use self::tls::TlsConfig;
+pub use self::traces::{OtlpProtocol, SampleRatio, TracingConfig};
 
 /// A complete, validated gateway configuration.
 ///
@@ -123,6 +125,9 @@ pub struct Config {
     /// `[resume]`: connection resume. `None`: off (the default), a connection that drops
     /// ends as on AWS.
     pub resume: Option<ResumeConfig>,
+    /// `[tracing]`: OpenTelemetry traces exported over OTLP. `None` (the default): off, and
+    /// nothing is recorded.
+    pub tracing: Option<TracingConfig>,
 }
 
 /// `[[api_keys]]`: one API key, as AWS's `ApiKey` (`name`, `id`, `value`, `enabled`).
@@ -904,6 +909,7 @@ impl Default for Config {
             usage_plans: Vec::new(),
             iam: IamConfig::default(),
             resume: None,
+            tracing: None,
         }
     }
 }

@@ -63,6 +63,8 @@ pub(super) struct RawConfig {
     /// `[iam]`: credentials for `AWS_IAM` connects. Default: none.
     #[serde(default)]
     pub(super) iam: RawIam,
+    /// `[tracing]`: OpenTelemetry traces over OTLP. Default: none, no spans are recorded.
+    pub(super) tracing: Option<RawTracing>,
     /// `[resume]`: connection resume. Default: off; the table's presence turns it on.
     pub(super) resume: Option<RawResume>,
 }
@@ -166,6 +168,34 @@ pub(super) struct RawLog {
     /// A level filter such as `"info"` or `"warn,sockway_gateway::cluster=debug"`. Default
     /// `"info"`.
     pub(super) level: Option<Spanned<String>>,
+}
+
+/// `[tracing]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTracing {
+    /// Whether spans are recorded and exported. Default `true` (the table's presence).
+    pub(super) enabled: Option<Spanned<bool>>,
+    /// The collector's URL. Default `http://localhost:4318` (`grpc`: `http://localhost:4317`).
+    pub(super) endpoint: Option<Spanned<String>>,
+    /// `"http/protobuf"` or `"grpc"`. Default `"http/protobuf"`.
+    pub(super) protocol: Option<Spanned<String>>,
+    /// Headers sent with every export, by name. Default: none.
+    pub(super) headers: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+    /// Headers whose values are read from the environment variables named, by header name.
+    pub(super) headers_env: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+    /// The share of new traces recorded, 0 to 1. Default 1.
+    pub(super) sample_ratio: Option<Spanned<f64>>,
+    /// How long one export may take. Default 10 s.
+    pub(super) timeout: Option<Spanned<RawDuration>>,
+    /// The longest a finished span waits for its batch to be sent. Default 5 s.
+    pub(super) export_interval: Option<Spanned<RawDuration>>,
+    /// Spans per export, at most. Default 512.
+    pub(super) batch_size: Option<Spanned<i64>>,
+    /// Finished spans waiting for export, at most. Default 2048.
+    pub(super) queue_size: Option<Spanned<i64>>,
+    /// `service.name`. Default `"sockway"`.
+    pub(super) service_name: Option<Spanned<String>>,
 }
 
 /// `[permessage_deflate]`.

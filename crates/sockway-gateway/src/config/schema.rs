@@ -104,6 +104,7 @@ pub(super) const ROOT: &[Key] = &[
     Key::new("permessage_deflate", Kind::Table(PERMESSAGE_DEFLATE)),
     Key::new("log", Kind::Table(LOG)),
     Key::new("resume", Kind::Table(RESUME)),
+    Key::new("tracing", Kind::Table(TRACING)),
     Key::new("api_keys", Kind::Tables(API_KEY)),
     Key::new("usage_plans", Kind::Tables(USAGE_PLAN)),
     Key::new("iam", Kind::Table(IAM)),
@@ -262,6 +263,25 @@ const PERMESSAGE_DEFLATE: &[Key] = &[
 
 const LOG: &[Key] = &[Key::new("format", String), Key::new("level", String)];
 
+const TRACING: &[Key] = &[
+    Key::new("enabled", Boolean),
+    Key::new("endpoint", String),
+    Key::new("protocol", String),
+    // Headers usually carry a collector's API key: every value is a secret.
+    Key {
+        name: "headers",
+        kind: NAMED_STRINGS,
+        secret: true,
+    },
+    Key::new("headers_env", NAMED_STRINGS),
+    Key::new("sample_ratio", Number),
+    Key::new("timeout", String),
+    Key::new("export_interval", String),
+    Key::new("batch_size", Integer),
+    Key::new("queue_size", Integer),
+    Key::new("service_name", String),
+];
+
 const RESUME: &[Key] = &[
     Key::new("window", String),
     Key::new("max_queued_messages", Integer),
@@ -360,7 +380,8 @@ pub(super) fn is_secret<S: AsRef<str>>(path: &[S]) -> bool {
                 None => return false,
             },
             Kind::Tables(keys) => (Kind::Table(keys), false),
-            Kind::Named { value, .. } => (*value, false),
+            // An entry of a table of names is a secret when the table is (`tracing.headers`).
+            Kind::Named { value, .. } => (*value, secret),
             _ => return false,
         };
     }

@@ -13,6 +13,7 @@ fn test_env(name: &str) -> Option<OsString> {
     match name {
         "SOCKWAY_MANAGEMENT_SECRET" => Some("secret-from-env-0123".into()),
         "SOCKWAY_REDIS_PASSWORD" => Some("redis-password-from-env".into()),
+        "SOCKWAY_OTLP_AUTHORIZATION" => Some("Bearer otlp-token-from-env".into()),
         "SOCKWAY_PARTNER_B_KEY" => Some("partner-b-key-from-env-0123".into()),
         "SOCKWAY_PRESIGNER_SECRET" | "SOCKWAY_BACKEND_SECRET" => {
             Some("presigner-secret-from-env-0123".into())
@@ -2588,6 +2589,18 @@ fn documented_example_parses_and_documents_every_key() {
         super::AccessLogConfig::default(),
         "the example spells out the default access log"
     );
+    let tracing = config.tracing.as_ref().expect("the example traces");
+    assert_eq!(
+        tracing.endpoint.to_string(),
+        "https://otlp.example.com/v1/traces"
+    );
+    assert_eq!(
+        tracing.headers[1],
+        (
+            "authorization".to_owned(),
+            "Bearer otlp-token-from-env".to_owned()
+        )
+    );
     for block in &blocks {
         parse_ok(block);
     }
@@ -2616,6 +2629,7 @@ fn documented_example_parses_and_documents_every_key() {
                 "api_keys[",
                 "usage_plans[",
                 "iam.",
+                "tracing.",
             ]
             .iter()
             .any(|section| key.starts_with(section))

@@ -66,6 +66,23 @@ pub(super) fn trust_warnings(config: &Config) -> Vec<ConfigWarning> {
             }
         }
     }
+    if let Some(tracing) = &config.tracing {
+        let endpoint = &tracing.endpoint;
+        let local = endpoint
+            .authority()
+            .and_then(|authority| super::Authority::parse(authority.as_str()))
+            .is_some_and(|authority| authority.names_loopback());
+        if endpoint.scheme_str() == Some("http") && !local && !tracing.headers.is_empty() {
+            warn(
+                "tracing.endpoint",
+                format!(
+                    "{endpoint} is reached without TLS and tracing.headers or \
+                         tracing.headers_env are sent with every export (an API key, usually): \
+                         anyone on the network path can read them; use https://"
+                ),
+            );
+        }
+    }
     warnings
 }
 
@@ -130,5 +147,28 @@ mod tests {
         let found = warnings("[cluster]\nredis_url = \"redis://:s3cret@redis.internal:6379\"\n");
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(!found[0].contains("s3cret"), "{}", found[0]);
+    }
+
+    #[test]
+    fn trace_headers_over_plain_http_are_named_without_their_values() {
+        let found = warnings(
+            "[tracing]\nendpoint = \"http://collector.internal:4318\"\nheaders = { authorization = \"Bearer s3cret\" }\n",
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with(
+                "tracing.endpoint: http://collector.internal:4318/v1/traces is reached without TLS"
+            ),
+            "{}",
+            found[0]
+        );
+        assert!(!found[0].contains("s3cret"), "{}", found[0]);
+        for quiet in [
+            "[tracing]\nendpoint = \"https://collector.internal\"\nheaders = { authorization = \"x\" }\n",
+            "[tracing]\nendpoint = \"http://127.0.0.1:4318\"\nheaders = { authorization = \"x\" }\n",
+            "[tracing]\nendpoint = \"http://collector.internal:4318\"\n",
+        ] {
+            assert_eq!(warnings(quiet), Vec::<String>::new(), "{quiet}");
+        }
     }
 }

@@ -42,6 +42,7 @@ use super::sources::{ConfigText, Environment, Origins, Sources};
 use super::stage_variables::apply_stage_variables;
 use super::throttling::{rate_limit, validate_throttling};
 use super::tls::validate_tls;
+use super::traces::validate_tracing;
 use super::{
     ApiKeySelection, AuthorizationType, BinaryFrames, Cidr, Config, ConfigProblem, GatewayConfig,
     Limits, ManagementConfig, RateLimit, RouteConfig,
@@ -306,6 +307,25 @@ pub(super) fn parse_http_uri(text: &str) -> Result<http::Uri, String> {
     }
 }
 
+/// The value of the environment variable a `*_env` key (`key_path`) names; a problem, and
+/// `None`, when it is unset, empty or not UTF-8.
+pub(super) fn environment_value(
+    key_path: &str,
+    variable: &Spanned<String>,
+    env: Lookup<'_>,
+    problems: &mut Problems<'_>,
+) -> Option<String> {
+    let name = variable.get_ref();
+    let problem = match env(name).map(std::ffi::OsString::into_string) {
+        Some(Ok(value)) if !value.is_empty() => return Some(value),
+        Some(Ok(_)) => format!("environment variable {name} is empty"),
+        Some(Err(_)) => format!("environment variable {name} is not valid UTF-8"),
+        None => format!("environment variable {name} is not set"),
+    };
+    problems.add(key_path.to_owned(), variable.span(), problem);
+    None
+}
+
 /// What is wrong with a region name, if anything: it must be non-empty `[a-z0-9-]`.
 pub(super) fn region_problem(region: &str) -> Option<String> {
     let valid = !region.is_empty()
@@ -430,6 +450,7 @@ fn validate(
         }
     }
     let log = validate_log(&raw.log, &mut problems);
+    let tracing = validate_tracing(raw.tracing.as_ref(), env, &mut problems);
 
     if !problems.found.is_empty() {
         return Err(ordered(problems.found));
@@ -452,6 +473,7 @@ fn validate(
         api_keys,
         usage_plans,
         iam,
+        tracing,
     })
 }
 

@@ -10,6 +10,10 @@
 //! node) are delivered a bounded number at a time by [`deliver_orphans`], a task the gateway
 //! owns; whether the gateway is clustered is the cluster's business: single-node mode simply
 //! has no orphans.
+//!
+//! With `[tracing]`, a delivery is a `DISCONNECT` span, a trace of its own linked to the
+//! connection's `CONNECT` span (when this node accepted it), with each attempt's integration
+//! call as a child.
 
 use std::sync::Arc;
 
@@ -17,6 +21,8 @@ use sockway_protocol::close::CloseCause;
 use sockway_protocol::error::ErrorFrame;
 use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::id::RequestId;
+use sockway_protocol::trace::SpanContext;
+use sockway_protocol::trace::otlp::SpanKind;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{Instrument, error, info_span, warn};
@@ -24,6 +30,7 @@ use tracing::{Instrument, error, info_span, warn};
 use crate::access_log::{AccessEvent, ErrorOutcome, EventType, IntegrationOutcome};
 use crate::integrations::{Call, CallKind};
 use crate::state::State;
+use crate::traces::{Span, key};
 use crate::{ErrorChain, epoch_millis, random_bytes};
 
 /// `$disconnect` deliveries for lost connections running at once.
@@ -38,7 +45,7 @@ pub(crate) async fn deliver_orphans(state: Arc<State>) {
         let state = state.clone();
         let span = info_span!("connection", connection_id = %context.connection_id);
         deliveries.spawn(
-            async move { deliver_disconnect(&state, context, &CloseCause::NodeLost).await }
+            async move { deliver_disconnect(&state, context, &CloseCause::NodeLost, None).await }
                 .instrument(span),
         );
     };
@@ -69,13 +76,35 @@ pub(crate) async fn deliver_orphans(state: Arc<State>) {
 /// Delivers `$disconnect` for a connection that was accepted: once, retried (with exponential
 /// backoff, up to `limits.disconnect_attempts`) only while its handler certainly did not run.
 /// A delivery that still fails is logged as an error, never dropped silently.
+/// `connect_span` is the connection's `CONNECT` span, which the delivery's span links to.
 pub(super) async fn deliver_disconnect(
     state: &State,
     context: Arc<ConnectionContext>,
     cause: &CloseCause,
+    connect_span: Option<SpanContext>,
 ) {
     let request_id = RequestId::from_random(random_bytes());
     let now_ms = epoch_millis();
+    let mut span = state.tracer.as_ref().map(|tracer| {
+        let mut span = tracer.start_span(
+            "DISCONNECT",
+            SpanKind::Internal,
+            None,
+            std::time::SystemTime::now(),
+        );
+        if let Some(connect_span) = connect_span {
+            span.link(connect_span);
+        }
+        if span.is_recording() {
+            span.set(key::CONNECTION_ID, context.connection_id.to_string());
+            span.set(key::REQUEST_ID, request_id.to_string());
+            span.set(key::ROUTE_KEY, "$disconnect");
+            span.set(key::STAGE, context.stage.clone());
+            span.set(key::DISCONNECT_STATUS_CODE, cause.disconnect_status_code());
+            span.set(key::DISCONNECT_REASON, cause.disconnect_reason());
+        }
+        span
+    });
     let mut event = AccessEvent::of_connection(
         EventType::Disconnect,
         context.clone(),
@@ -107,7 +136,7 @@ pub(super) async fn deliver_disconnect(
     let mut backoff = limits.disconnect_backoff;
     for attempt in 1..=limits.disconnect_attempts {
         let started = Instant::now();
-        let result = integration.invoke(&call).await;
+        let result = integration.invoke(&call, span.as_ref()).await;
         event.integration = Some(IntegrationOutcome::of(&result, started.elapsed()));
         let error = match result {
             Ok(_) => {
@@ -128,6 +157,9 @@ pub(super) async fn deliver_disconnect(
             // As on AWS, `$disconnect` runs once: a handler that ran and failed (threw, timed
             // out, answered an error or nothing usable) is not run again.
             state.metrics.disconnect_delivered(true);
+            if let Some(span) = &mut span {
+                fail(span, &error);
+            }
             event.answered(status, Some(outcome));
             state.access_log.record(event);
             warn!(connection_id = %call.connection.connection_id, request_id = %call.request_id, route_key = "$disconnect", error = %ErrorChain(&error), "$disconnect handler failed; not retried, since it ran");
@@ -141,6 +173,9 @@ pub(super) async fn deliver_disconnect(
             continue;
         }
         state.metrics.disconnect_delivered(false);
+        if let Some(span) = &mut span {
+            fail(span, &error);
+        }
         event.answered(status, Some(outcome));
         state.access_log.record(event);
         error!(
@@ -153,4 +188,10 @@ pub(super) async fn deliver_disconnect(
         );
         return;
     }
+}
+
+/// Marks a delivery's span failed with the integration's error.
+fn fail(span: &mut Span, error: &crate::integrations::IntegrationError) {
+    span.set(key::ERROR_TYPE, error.kind());
+    span.fail(ErrorChain(error));
 }

@@ -7,6 +7,12 @@
 //! a timeout with 504. Every refusal is a [`ConnectError`]; [`negotiate`] records it with the
 //! CONNECT's access-log event and request id, and the caller writes its response.
 //!
+//! With `[tracing]`, the upgrade is a `CONNECT` span (continuing the client's `traceparent`,
+//! or its valid `X-Amzn-Trace-Id`), with the authorizer's and `$connect`'s calls as children.
+//! A valid `X-Amzn-Trace-Id` from the client stays in the CONNECT event as it was sent, as AWS
+//! keeps it; otherwise the event gets one whose root is the trace's id (a random one without
+//! tracing).
+//!
 //! The client is who `proxy::forwarded` says it is: the peer, or behind a trusted proxy the
 //! address `X-Forwarded-For` names. That address is `identity.sourceIp`, the access log's,
 //! and what the per-client rate and cap count.
@@ -19,6 +25,8 @@ use sockway_protocol::close::codes;
 use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::group::GroupName;
 use sockway_protocol::id::RequestId;
+use sockway_protocol::trace::otlp::SpanKind;
+use sockway_protocol::trace::{SpanContext, TraceId, XrayTraceHeader};
 use sockway_protocol::websocket::deflate::{self, Deflate};
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -38,6 +46,7 @@ use crate::metrics::{AuthorizerOutcome, Throttled};
 use crate::proxy::forwarded::{self, Forwarded};
 use crate::state::State;
 use crate::throttle::{Admission, Refusal};
+use crate::traces::{self, Span, Tracer, Upstream, key};
 use crate::{ErrorChain, epoch_millis, random_bytes};
 
 /// An upgrade request that passed the checks and the `$connect` route.
@@ -62,6 +71,9 @@ pub(super) struct Accepted {
     /// `[resume]`: the connection this upgrade resumes. `response` is then the 101 without its
     /// `Sec-WebSocket-Protocol` line and final blank line (the connection's task ends it).
     pub(super) resuming: Option<Box<Resuming>>,
+    /// The `CONNECT` span's context, which the connection's later spans link to (tracing).
+    /// Boxed: without tracing it costs an open connection's task one pointer, not 25 bytes.
+    pub(super) connect_span: Option<Box<SpanContext>>,
 }
 
 /// An upgrade request that was refused, with the id its response and access-log line carry.
@@ -92,10 +104,14 @@ pub(super) async fn negotiate(
     state: &State,
 ) -> Result<(Accepted, AccessEvent), Refused> {
     let request_id = RequestId::from_random(random_bytes());
-    let mut event = AccessEvent::new(EventType::Connect, request_id.to_string(), epoch_millis());
-    event.route_key = Some("$connect".to_owned());
     // One deployment for the whole handshake: a reload meanwhile applies to the next one.
     let deployment = state.current();
+    let mut span = state
+        .tracer
+        .as_ref()
+        .map(|tracer| connect_span(tracer, head, peer, &request_id, &deployment.config));
+    let mut event = AccessEvent::new(EventType::Connect, request_id.to_string(), epoch_millis());
+    event.route_key = Some("$connect".to_owned());
     let forwarded = forwarded::resolve(
         &head.headers,
         peer.ip(),
@@ -103,29 +119,87 @@ pub(super) async fn negotiate(
     );
     event.source_ip = Some(forwarded.client.to_string());
     event.user_agent = head.header("User-Agent").map(str::to_owned);
+    if let Some(span) = &mut span {
+        span.set(key::CLIENT_ADDRESS, forwarded.client.to_string());
+    }
     let connect = Connect {
         head,
         forwarded: &forwarded,
         local,
         state,
         deployment: &deployment,
+        span: span.as_ref(),
     };
-    match run_connect(&connect, &request_id, &mut event).await {
-        Ok(accepted) => {
+    let connected = run_connect(&connect, &request_id, &mut event).await;
+    match connected {
+        Ok(mut accepted) => {
             event.answered(200, None);
+            if let Some(span) = &mut span {
+                span.set(key::HTTP_RESPONSE_STATUS_CODE, 101u16);
+                span.set(
+                    key::CONNECTION_ID,
+                    accepted.context.connection_id.to_string(),
+                );
+                accepted.connect_span = Some(Box::new(span.context()));
+            }
             Ok((accepted, event))
         }
         Err(error) => {
             debug!(request_id = %request_id, error = %error, fault = ?error.fault(), "upgrade refused");
             error.record(&state.metrics, &mut event);
+            if let (Some(span), Some(status)) = (&mut span, event.status) {
+                span.set(key::HTTP_RESPONSE_STATUS_CODE, status);
+                if let Some(connection) = &event.connection {
+                    span.set(key::CONNECTION_ID, connection.connection_id.to_string());
+                }
+                // A server span fails on the server's errors; a refused client is not one.
+                if status >= 500 {
+                    span.set(key::ERROR_TYPE, status.to_string());
+                    span.fail(&error);
+                }
+            }
             state.access_log.record(event);
             Err(Refused { error, request_id })
         }
     }
 }
 
-/// What one handshake reads: the request, who sent it, and the gateway with the deployment
-/// it started under.
+/// The `CONNECT` span of an upgrade request: continuing the trace context the request
+/// carries (`traceparent`, else a valid `X-Amzn-Trace-Id`), or a new trace.
+fn connect_span(
+    tracer: &Tracer,
+    head: &RequestHead,
+    peer: SocketAddr,
+    request_id: &RequestId,
+    config: &Config,
+) -> Span {
+    let incoming = Upstream::from_headers(
+        head.header(traces::TRACEPARENT),
+        head.header(traces::X_AMZN_TRACE_ID),
+    );
+    let mut span = tracer.start_span("CONNECT", SpanKind::Server, incoming, SystemTime::now());
+    if span.is_recording() {
+        span.set(key::HTTP_REQUEST_METHOD, head.method.clone());
+        span.set(key::URL_PATH, head.path.clone());
+        span.set(
+            key::NETWORK_PEER_ADDRESS,
+            peer.ip().to_canonical().to_string(),
+        );
+        if let Some(host) = head.header("Host") {
+            span.set(key::SERVER_ADDRESS, host.to_owned());
+        }
+        if let Some(user_agent) = head.header("User-Agent") {
+            span.set(key::USER_AGENT_ORIGINAL, user_agent.to_owned());
+        }
+        span.set(key::REQUEST_ID, request_id.to_string());
+        span.set(key::ROUTE_KEY, "$connect");
+        span.set(key::STAGE, config.gateway.stage.clone());
+    }
+    span
+}
+
+/// What one handshake reads: the request, who sent it, the gateway with the deployment it
+/// started under, and its `CONNECT` span when tracing.
 struct Connect<'a> {
     head: &'a RequestHead,
     forwarded: &'a Forwarded,
@@ -133,6 +207,7 @@ struct Connect<'a> {
     local: Option<SocketAddr>,
     state: &'a State,
     deployment: &'a Deployment,
+    span: Option<&'a Span>,
 }
 
 /// The checks, the throttles, the authorizer and `$connect`, in that order. Fills `event` with
@@ -149,6 +224,7 @@ async fn run_connect(
         local,
         state,
         deployment,
+        span,
     } = *connect;
     let config = &deployment.config;
     let domain_name = domain_name(head, local, config)?;
@@ -194,7 +270,8 @@ async fn run_connect(
         access: None,
     };
     event.connection = Some(Arc::new(context.clone()));
-    let mut headers = event_headers(head, forwarded, local, connect);
+    let trace_id = span.map(|span| span.context().trace_id);
+    let mut headers = event_headers(head, forwarded, local, connect, trace_id);
     if config.resume.is_some() {
         strip_tokens(&mut headers);
     }
@@ -226,8 +303,13 @@ async fn run_connect(
             headers: &headers,
             query: &query,
         };
+        let mut call_span = span.map(|span| span.child("authorizer", SpanKind::Client));
+        if let Some(call_span) = &mut call_span {
+            call_span.set(key::ROUTE_KEY, "$connect");
+            call_span.set(key::REQUEST_ID, request_id.to_string());
+        }
         let decided = tokio::select! {
-            decided = authorizer.authorize(&request) => decided,
+            decided = authorizer.authorize(&request, call_span.as_mut()) => decided,
             _ = state.shutdown.cancelled() => return Err(ConnectError::ShuttingDown),
         };
         let (outcome, latency) = match &decided {
@@ -242,6 +324,13 @@ async fn run_connect(
             },
         };
         state.metrics.authorizer_decided(outcome, latency);
+        if let Some(call_span) = &mut call_span {
+            call_span.set(key::AUTHORIZER_OUTCOME, outcome.label());
+            if let (AuthorizerOutcome::Error, Err(error)) = (outcome, &decided) {
+                call_span.fail(error);
+            }
+        }
+        drop(call_span);
         let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
         event.authorizer = Some(AuthorizerDecision {
             latency_ms: decided.is_ok().then_some(latency_ms),
@@ -295,6 +384,7 @@ async fn run_connect(
             deflate,
             admission,
             replay: None,
+            connect_span: None,
             resuming: Some(Box::new(Resuming {
                 handle,
                 token,
@@ -320,7 +410,7 @@ async fn run_connect(
         };
         let started = Instant::now();
         let answer = tokio::select! {
-            answer = route.integration.invoke(&call) => answer,
+            answer = route.integration.invoke(&call, span) => answer,
             _ = state.shutdown.cancelled() => return Err(ConnectError::ShuttingDown),
         };
         event.integration = Some(IntegrationOutcome::of(&answer, started.elapsed()));
@@ -366,6 +456,7 @@ async fn run_connect(
         admission,
         replay,
         resuming: None,
+        connect_span: None,
     })
 }
 
@@ -515,26 +606,41 @@ fn offered_subprotocols(head: &RequestHead) -> impl Iterator<Item = &str> {
 
 /// The headers of the CONNECT event: the client's, plus what AWS's edge adds. The
 /// `X-Forwarded-For` received, up to and ending with the client; `X-Forwarded-Proto` and
-/// `X-Forwarded-Port` as the client used them (see [`public_scheme_and_port`]).
+/// `X-Forwarded-Port` as the client used them (see [`public_scheme_and_port`]); the client's
+/// `X-Amzn-Trace-Id` when it is valid, else one with the root of `trace_id` (the CONNECT
+/// span's trace, when tracing) or of a new random id.
 fn event_headers(
     head: &RequestHead,
     forwarded: &Forwarded,
     local: Option<SocketAddr>,
     connect: &Connect<'_>,
+    trace_id: Option<TraceId>,
 ) -> Vec<(String, String)> {
     let mut headers = head.headers.clone();
     let (proto, port) = public_scheme_and_port(forwarded, local, connect);
     let port = port.map(|port| port.to_string()).unwrap_or_default();
-    let seconds = epoch_millis() / 1000;
-    let trace: [u8; 12] = random_bytes();
-    let trace_hex: String = trace.iter().map(|byte| format!("{byte:02x}")).collect();
-    let trace_id = format!("Root=1-{seconds:08x}-{trace_hex}");
-    for (name, value) in [
-        ("X-Amzn-Trace-Id", trace_id),
+    let client_trace = head
+        .header(traces::X_AMZN_TRACE_ID)
+        .filter(|value| XrayTraceHeader::parse(value).is_some());
+    let trace = match client_trace {
+        // AWS adds the header only to requests that do not already have one.
+        Some(_) => None,
+        None => {
+            let trace_id = trace_id.unwrap_or_else(|| {
+                TraceId::from_time_and_random((epoch_millis() / 1000) as u64, random_bytes())
+            });
+            Some((
+                traces::X_AMZN_TRACE_ID,
+                format!("Root={}", trace_id.to_xray_root()),
+            ))
+        }
+    };
+    let added = [
         ("X-Forwarded-For", forwarded.forwarded_for.clone()),
         ("X-Forwarded-Port", port),
         ("X-Forwarded-Proto", proto.as_str().to_owned()),
-    ] {
+    ];
+    for (name, value) in trace.into_iter().chain(added) {
         headers.retain(|(existing, _)| !existing.eq_ignore_ascii_case(name));
         headers.push((name.to_owned(), value));
     }

@@ -141,6 +141,7 @@ async fn open<S>(
         mut admission,
         replay,
         resuming: _,
+        connect_span,
     } = accepted;
     // The limits of the deployment in use now: the connection keeps them for its life.
     let (outbound_queue, frame_limits) = {
@@ -190,6 +191,7 @@ async fn open<S>(
                 handle.clone(),
                 close,
                 replay,
+                connect_span.clone(),
             );
             let ended = connection.run(&mut socket).await;
             // Boxed, like the `$disconnect` delivery below: one-off phases whose state would
@@ -205,7 +207,13 @@ async fn open<S>(
     state.metrics.connections.dec();
     // In a cluster, nodes that declared this one dead may already have delivered it.
     if Box::pin(presence.end()).await {
-        Box::pin(disconnect::deliver_disconnect(&state, context, &cause)).await;
+        Box::pin(disconnect::deliver_disconnect(
+            &state,
+            context,
+            &cause,
+            connect_span.map(|span| *span),
+        ))
+        .await;
     }
 }
 
@@ -231,7 +239,8 @@ mod tests {
     /// what an idle connection costs: the per-message phases are boxed to keep it small
     /// (3,168 bytes before they were, 1,736 after, in a debug build; 1,712 once registration
     /// moved into a plain function; 1,984 with `[resume]`, whose suspension and hand-over paths
-    /// are boxed, against 1,792 on the same toolchain just before it).
+    /// are boxed, against 1,792 on the same toolchain just before it; 16 more with tracing: a
+    /// boxed `CONNECT` span context, here and in the loop's state).
     #[test]
     fn an_open_connection_task_stays_small() {
         let size = output_size(&open::<tokio::net::TcpStream>);

@@ -10,11 +10,17 @@
 //! (backpressure) instead of queueing. Writes to the socket are bounded by [`SEND_TIMEOUT`]: a
 //! client that does not read is closed as a slow consumer rather than buffered for without
 //! bound.
+//!
+//! With `[tracing]`, each message is a `MESSAGE` span, the root of a trace of its own (a
+//! connection can live for hours; one trace per message keeps traces small, as AWS makes one
+//! request id per message), linked to the connection's `CONNECT` span, with the route
+//! selection and the integration call as children. Without it, the one cost here is a branch
+//! on `State::tracer`.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -25,6 +31,8 @@ use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::id::RequestId;
 use sockway_protocol::result::IntegrationResponse;
 use sockway_protocol::route::RouteKey;
+use sockway_protocol::trace::SpanContext;
+use sockway_protocol::trace::otlp::SpanKind;
 use sockway_protocol::websocket::reader::Message;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -41,6 +49,7 @@ use crate::metrics::Throttled;
 use crate::registry::{ConnectionHandle, ConnectionInfo, Next, Outbound, Takeover};
 use crate::routing::{Route, Selection};
 use crate::state::State;
+use crate::traces::{Span, Tracer, key};
 use crate::{ErrorChain, epoch_millis, random_bytes};
 
 /// How long one write to a client may take before the client counts as not reading.
@@ -58,6 +67,8 @@ pub(super) struct Connection {
     /// What a resumable connection (`[resume]`, and its client asked) has sent, for replay;
     /// `None` otherwise, which costs nothing.
     pub(super) replay: Option<Box<Replay>>,
+    /// The connection's `CONNECT` span, which its messages' spans link to (tracing).
+    pub(super) connect_span: Option<Box<SpanContext>>,
 }
 
 /// Why one socket of a connection stopped being served.
@@ -81,6 +92,9 @@ pub(super) struct Completion {
     pub(super) result: Result<IntegrationResponse, IntegrationError>,
     /// How long the integration took.
     pub(super) latency: Duration,
+    /// The message's span, finished once the client has the answer (tracing). Boxed: a
+    /// completion is part of the open loop's state, which every idle connection holds.
+    pub(super) span: Option<Box<Span>>,
 }
 
 impl Connection {
@@ -91,6 +105,7 @@ impl Connection {
         handle: ConnectionHandle,
         close: CancellationToken,
         replay: Option<Box<Replay>>,
+        connect_span: Option<Box<SpanContext>>,
     ) -> Connection {
         Connection {
             state,
@@ -99,6 +114,7 @@ impl Connection {
             close,
             inflight: FuturesUnordered::new(),
             replay,
+            connect_span,
         }
     }
 
@@ -186,6 +202,8 @@ impl Connection {
                     deadlines.on_activity(Instant::now());
                     self.handle.info.touch(epoch_millis());
                     self.state.metrics.bytes_in(payload.len());
+                    // The one cost of tracing when it is off: this branch.
+                    let received = self.state.tracer.is_some().then(SystemTime::now);
                     // Each message is routed by the deployment in use when it arrived.
                     let selection = {
                         let deployment = self.state.deployment();
@@ -194,7 +212,7 @@ impl Connection {
                             Payload::Binary(_) => deployment.routes.select_binary(),
                         }
                     };
-                    if let Err(ended) = Box::pin(unless_taken_over(self.watch(), self.dispatch(socket, selection, payload))).await {
+                    if let Err(ended) = Box::pin(unless_taken_over(self.watch(), self.dispatch(socket, selection, payload, received))).await {
                         return ended;
                     }
                 }
@@ -247,23 +265,34 @@ impl Connection {
         self.replay.as_ref().map(|_| self.handle.info.clone())
     }
 
-    /// Starts the integration for a routed message, or answers `Forbidden`.
+    /// Starts the integration for a routed message, or answers `Forbidden`. `received` is
+    /// when the message arrived, when tracing.
     async fn dispatch<S>(
         &mut self,
         socket: &mut WebSocket<S>,
         selection: Selection,
         body: Payload,
+        received: Option<SystemTime>,
     ) -> Result<(), CloseCause>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let request_id = RequestId::from_random(random_bytes());
+        let span = received
+            .zip(self.state.tracer.as_ref())
+            .map(|(received, tracer)| {
+                let selected = match &selection {
+                    Selection::Route(route) => Some(route.key.as_str()),
+                    Selection::Forbidden => None,
+                };
+                self.message_span(tracer, received, &request_id, selected)
+            });
         let route = match selection {
             Selection::Route(route) => route,
             Selection::Forbidden => {
                 debug!(connection_id = %self.context.connection_id, request_id = %request_id, "no route for message and no $default");
                 return self
-                    .refuse(socket, ErrorFrame::Forbidden, None, &request_id)
+                    .refuse(socket, ErrorFrame::Forbidden, None, &request_id, span)
                     .await;
             }
         };
@@ -276,6 +305,7 @@ impl Connection {
                     ErrorFrame::TooManyRequests,
                     Some(&route),
                     &request_id,
+                    span,
                 )
                 .await;
         }
@@ -293,9 +323,13 @@ impl Connection {
             },
         };
         route.metrics.messages_in.inc();
+        let mut span = span.map(Box::new);
+        if let Some(span) = &mut span {
+            span.set(key::MESSAGE_ID, message_id.to_string());
+        }
         let running = async move {
             let started = Instant::now();
-            let result = integration.invoke(&call).await;
+            let result = integration.invoke(&call, span.as_deref()).await;
             Completion {
                 route,
                 request_id,
@@ -303,6 +337,7 @@ impl Connection {
                 requested_at,
                 result,
                 latency: started.elapsed(),
+                span,
             }
         };
         self.inflight.push(Box::pin(running));
@@ -319,7 +354,9 @@ impl Connection {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        match self.conclude(completion) {
+        // The message's span ends once the client has the answer (when it is dropped).
+        let (outbound, _span) = self.conclude(completion);
+        match outbound {
             Some(outbound) => {
                 self.deliver(socket, &outbound).await?;
                 Ok(true)
@@ -330,8 +367,12 @@ impl Connection {
 
     /// Records a finished integration (access log, metrics) and returns what the client is
     /// owed: a two-way route's answer, or the error frame of a failure. `$resume` owes nothing:
-    /// it only tells the backend.
-    pub(super) fn conclude(&mut self, completion: Completion) -> Option<Outbound> {
+    /// it only tells the backend. The message's span comes back too, for the caller to end
+    /// once the answer is sent.
+    pub(super) fn conclude(
+        &mut self,
+        completion: Completion,
+    ) -> (Option<Outbound>, Option<Box<Span>>) {
         let resume_call = completion.route.key.as_str() == RouteKey::RESUME;
         let error_frame = match &completion.result {
             Ok(_) => None,
@@ -349,8 +390,12 @@ impl Connection {
             request_id,
             result,
             latency,
+            mut span,
             ..
         } = completion;
+        if let (Some(span), Some(frame)) = (&mut span, error_frame) {
+            span.fail(frame.message());
+        }
         let metrics = &route.metrics;
         metrics
             .integration_latency
@@ -372,16 +417,19 @@ impl Connection {
             if let Err(error) = &result {
                 warn!(connection_id = %self.context.connection_id, request_id = %request_id, route_key = %route.key, error = %ErrorChain(error), "$resume integration failed");
             }
-            return None;
+            return (None, span);
         }
         let outbound = match result {
             Ok(response) => {
                 if !route.route_response {
-                    return None;
+                    return (None, span);
                 }
                 // A present body is sent even when empty (`"body": ""` asks for an empty
                 // message); `isBase64Encoded: true` makes it binary whatever its bytes.
-                let mut outbound = Outbound::from_bytes(Bytes::from(response.body?));
+                let Some(body) = response.body else {
+                    return (None, span);
+                };
+                let mut outbound = Outbound::from_bytes(Bytes::from(body));
                 outbound.text &= !response.binary;
                 self.state.metrics.bytes_out(outbound.payload.len());
                 outbound
@@ -397,7 +445,7 @@ impl Connection {
             }
         };
         metrics.messages_out.inc();
-        Some(outbound)
+        (Some(outbound), span)
     }
 
     /// Sends one message to the client; a resumable connection first keeps it for replay, so
@@ -471,6 +519,32 @@ impl Connection {
         self.state.deployment().config.limits.frame_bytes
     }
 
+    /// The `MESSAGE` span of a message that arrived at `received`, linked to the connection's
+    /// `CONNECT` span, with its route selection (from `received` to now) as a child.
+    fn message_span(
+        &self,
+        tracer: &Tracer,
+        received: SystemTime,
+        request_id: &RequestId,
+        route_key: Option<&str>,
+    ) -> Span {
+        let mut span = tracer.start_span("MESSAGE", SpanKind::Server, None, received);
+        if let Some(connect_span) = &self.connect_span {
+            span.link(**connect_span);
+        }
+        if span.is_recording() {
+            span.set(key::CONNECTION_ID, self.context.connection_id.to_string());
+            span.set(key::REQUEST_ID, request_id.to_string());
+            span.set(key::STAGE, self.context.stage.clone());
+            let mut selection = span.child_at("route selection", SpanKind::Internal, received);
+            if let Some(route_key) = route_key {
+                span.set(key::ROUTE_KEY, route_key.to_owned());
+                selection.set(key::ROUTE_KEY, route_key.to_owned());
+            }
+        }
+        span
+    }
+
     /// Answers a message with an error frame without running an integration (no route, or
     /// throttled): counted as `ClientError` and logged, and the connection stays open.
     async fn refuse<S>(
@@ -479,10 +553,14 @@ impl Connection {
         frame: ErrorFrame,
         route: Option<&Route>,
         request_id: &RequestId,
+        span: Option<Span>,
     ) -> Result<(), CloseCause>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        if let Some(mut span) = span {
+            span.fail(frame.message());
+        }
         self.state.metrics.client_error.inc();
         let mut event = AccessEvent::of_connection(
             EventType::Message,

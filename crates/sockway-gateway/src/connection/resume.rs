@@ -564,7 +564,7 @@ impl Connection {
     /// Records a finished integration while there is no socket: what it owes the client is
     /// counted as sent and kept, so it goes out on resume.
     fn owe(&mut self, completion: Completion) {
-        if let Some(outbound) = self.conclude(completion) {
+        if let (Some(outbound), _span) = self.conclude(completion) {
             if let Some(replay) = &mut self.replay {
                 replay.record(&outbound);
             }
@@ -664,7 +664,7 @@ impl Connection {
         let message_id = RequestId::from_random(random_bytes());
         self.inflight.push(Box::pin(async move {
             let started = tokio::time::Instant::now();
-            let result = integration.invoke(&call).await;
+            let result = integration.invoke(&call, None).await;
             Completion {
                 route,
                 request_id,
@@ -672,6 +672,7 @@ impl Connection {
                 requested_at,
                 result,
                 latency: started.elapsed(),
+                span: None,
             }
         }));
     }

@@ -20,11 +20,13 @@ use crate::config::{
     ParameterTarget, RequestParameter,
 };
 use crate::pool::PooledClient;
+use crate::traces::{self, Span, key};
 
 /// A pooled HTTP/1.1 client shared by every HTTP integration and HTTP authorizer.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpClient {
-    client: PooledClient,
+    /// Shared rather than copied: the client's settings are a few hundred bytes.
+    client: std::sync::Arc<PooledClient>,
     /// Largest reply body read (`limits.integration_response_bytes`).
     max_response_bytes: usize,
 }
@@ -33,24 +35,35 @@ impl HttpClient {
     /// A client over a shared pool that reads replies of at most `max_response_bytes`.
     pub(crate) fn new(client: PooledClient, max_response_bytes: usize) -> HttpClient {
         HttpClient {
-            client,
+            client: std::sync::Arc::new(client),
             max_response_bytes,
         }
     }
 
-    /// POSTs a JSON body and reads the whole reply (an HTTP authorizer's answer).
+    /// POSTs a JSON body and reads the whole reply (an HTTP authorizer's answer). With a
+    /// `span`, the backend receives its context and the span the exchange's attributes.
     pub(crate) async fn post_json(
         &self,
         uri: &Uri,
         body: Vec<u8>,
+        mut span: Option<&mut Span>,
     ) -> Result<(u16, Bytes), IntegrationError> {
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(Method::POST)
             .uri(uri.clone())
-            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::CONTENT_TYPE, "application/json");
+        if let Some(span) = span.as_deref_mut() {
+            for (name, value) in trace_headers(span, &Method::POST, uri) {
+                request = request.header(name, value);
+            }
+        }
+        let request = request
             .body(Full::new(Bytes::from(body)))
             .expect("method, validated uri and a static header form a valid request");
         let (status, _, body) = self.exchange("authorizer", request).await?;
+        if let Some(span) = span {
+            answered(span, status);
+        }
         Ok((status, body))
     }
 
@@ -96,6 +109,39 @@ impl HttpClient {
                 }
             })?;
         Ok((status, headers, body.to_bytes()))
+    }
+}
+
+/// The headers that carry `span`'s context to an HTTP backend: W3C `traceparent`, and
+/// `X-Amzn-Trace-Id` as AWS sends HTTP integrations; also records the request on the span
+/// (`http.request.method`, `url.full`, `server.address`, `server.port`).
+fn trace_headers(span: &mut Span, method: &Method, uri: &Uri) -> [(&'static str, String); 2] {
+    if span.is_recording() {
+        span.set(key::HTTP_REQUEST_METHOD, method.to_string());
+        span.set(key::URL_FULL, uri.to_string());
+        if let Some(host) = uri.host() {
+            span.set(key::SERVER_ADDRESS, host.to_owned());
+        }
+        let default_port = if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        };
+        span.set(key::SERVER_PORT, uri.port_u16().unwrap_or(default_port));
+    }
+    let context = span.context();
+    [
+        (traces::TRACEPARENT, context.to_traceparent()),
+        (traces::X_AMZN_TRACE_ID, context.to_xray_header()),
+    ]
+}
+
+/// Records the backend's HTTP status on `span`; 4xx and 5xx fail a client span.
+fn answered(span: &mut Span, status: u16) {
+    span.set(key::HTTP_RESPONSE_STATUS_CODE, status);
+    if status >= 400 {
+        span.set(key::ERROR_TYPE, status.to_string());
+        span.fail(format!("HTTP {status}"));
     }
 }
 
@@ -157,18 +203,28 @@ impl HttpIntegration {
     pub(crate) async fn invoke(
         &self,
         call: &Call,
+        mut span: Option<&mut Span>,
     ) -> Result<IntegrationResponse, IntegrationError> {
         let body = call.to_event(&self.stage_variables).to_json();
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(Method::POST)
             .uri(self.uri.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "application/json")
             .header(http::header::USER_AGENT, &self.user_agent)
-            .header("X-Amzn-Apigateway-Api-Id", &self.api_id)
+            .header("X-Amzn-Apigateway-Api-Id", &self.api_id);
+        if let Some(span) = span.as_deref_mut() {
+            for (name, value) in trace_headers(span, &Method::POST, &self.uri) {
+                request = request.header(name, value);
+            }
+        }
+        let request = request
             .body(Full::new(Bytes::from(body)))
             .expect("method, validated uri and static headers form a valid request");
         let (status, headers, body) = self.client.exchange(&self.name, request).await?;
+        if let Some(span) = span {
+            answered(span, status);
+        }
         read_reply(&self.name, status, headers, &body)
     }
 }
@@ -233,6 +289,7 @@ impl HttpProxyIntegration {
     pub(crate) async fn invoke(
         &self,
         call: &Call,
+        mut span: Option<&mut Span>,
     ) -> Result<IntegrationResponse, IntegrationError> {
         let body = match &call.kind {
             CallKind::Message {
@@ -268,6 +325,21 @@ impl HttpProxyIntegration {
             }
         }
         let uri = with_query(&self.uri, &query);
+        if let Some(span) = span.as_deref_mut() {
+            for (name, value) in trace_headers(span, &self.method, &uri) {
+                // A header the request parameters map wins over the trace context's.
+                if !headers
+                    .iter()
+                    .any(|(mapped, _)| mapped.as_str().eq_ignore_ascii_case(name))
+                {
+                    if let (Ok(name), Ok(value)) =
+                        (HeaderName::try_from(name), HeaderValue::try_from(value))
+                    {
+                        headers.push((name, value));
+                    }
+                }
+            }
+        }
         let mut request = Request::builder().method(self.method.clone()).uri(uri);
         for (name, value) in headers {
             request = request.header(name, value);
@@ -276,6 +348,9 @@ impl HttpProxyIntegration {
             .body(Full::new(body))
             .expect("validated method, uri and header values form a valid request");
         let (status, headers, body) = self.client.exchange(&self.name, request).await?;
+        if let Some(span) = span {
+            answered(span, status);
+        }
         Ok(IntegrationResponse {
             status_code: status,
             headers,

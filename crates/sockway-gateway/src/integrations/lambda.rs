@@ -10,9 +10,10 @@ use serde_json::Value;
 use sockway_protocol::event::StageVariables;
 use sockway_protocol::result::{self, IntegrationResponse};
 
-use super::{Call, IntegrationError};
+use super::{Call, CallKind, IntegrationError};
 use crate::aws::lambda::LambdaClient;
 use crate::config::{LambdaIntegrationConfig, LambdaTarget};
+use crate::traces::{self, Span};
 
 /// `type = "lambda"`.
 #[derive(Debug)]
@@ -38,13 +39,28 @@ impl LambdaIntegration {
         }
     }
 
+    /// Invokes the function for `call`. Without a span, a `$connect` call still carries the
+    /// CONNECT event's `X-Amzn-Trace-Id` to Lambda, as every call of an upgrade does.
     pub(crate) async fn invoke(
         &self,
         call: &Call,
+        span: Option<&mut Span>,
     ) -> Result<IntegrationResponse, IntegrationError> {
+        let connect_trace = match &call.kind {
+            CallKind::Connect { headers, .. } | CallKind::Resume { headers, .. } => headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(traces::X_AMZN_TRACE_ID))
+                .map(|(_, value)| value.as_str()),
+            CallKind::Message { .. } | CallKind::Disconnect { .. } => None,
+        };
         let invocation = self
             .client
-            .invoke(&self.target, call.to_event(&self.stage_variables).to_json())
+            .invoke(
+                &self.target,
+                call.to_event(&self.stage_variables).to_json(),
+                span,
+                connect_trace,
+            )
             .await
             .map_err(|source| IntegrationError::Lambda {
                 integration: self.name.clone(),

@@ -20,12 +20,14 @@ use sockway_protocol::id::RequestId;
 use sockway_protocol::result::{IntegrationResponse, ProxyResultError};
 use sockway_protocol::route::RouteKey;
 
+use sockway_protocol::trace::otlp::SpanKind;
 use tracing::error;
 
 use crate::aws::credentials::CredentialsProvider;
 use crate::aws::lambda::LambdaError;
 use crate::config::{Config, IntegrationConfig, MockIntegrationConfig};
 use crate::pool::{PooledClient, pooled_client};
+use crate::traces::{Span, key};
 
 pub use self::http::UnsupportedScheme;
 pub(crate) use self::http::{HttpClient, check_scheme};
@@ -215,6 +217,20 @@ pub(crate) enum IntegrationError {
 }
 
 impl IntegrationError {
+    /// A short name for the kind of failure (a span's `error.type`).
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            IntegrationError::Timeout { .. } => "timeout",
+            IntegrationError::Unreachable { .. } => "unreachable",
+            IntegrationError::ResponseTooLarge { .. } => "response_too_large",
+            IntegrationError::BadProxyResult { .. } => "bad_proxy_result",
+            IntegrationError::BackendFailed { .. } => "backend_failed",
+            IntegrationError::FunctionError { .. } => "function_error",
+            IntegrationError::Lambda { .. } => "lambda",
+            IntegrationError::Panicked { .. } => "panicked",
+        }
+    }
+
     /// Whether the integration timed out (which has its own error frame and status).
     pub(crate) fn is_timeout(&self) -> bool {
         matches!(self, IntegrationError::Timeout { .. })
@@ -330,16 +346,22 @@ impl Integrations {
 }
 
 impl Integration {
-    /// Invokes the integration for `call`, bounded by its timeout.
+    /// Invokes the integration for `call`, bounded by its timeout. With a `parent` span (the
+    /// event's, when tracing), the call is a child span of it, named `integration`, whose
+    /// context the backend receives (`traceparent` over HTTP, `X-Amzn-Trace-Id` on Lambda's
+    /// Invoke) and which fails when the call does.
     pub(crate) async fn invoke(
         &self,
         call: &Call,
+        parent: Option<&Span>,
     ) -> Result<IntegrationResponse, IntegrationError> {
+        let mut span = parent.map(|parent| self.start_span(parent, call));
         let answer = async {
+            let span = span.as_mut();
             match &self.kind {
-                IntegrationKind::Http(http) => http.invoke(call).await,
-                IntegrationKind::HttpProxy(proxy) => proxy.invoke(call).await,
-                IntegrationKind::Lambda(lambda) => lambda.invoke(call).await,
+                IntegrationKind::Http(http) => http.invoke(call, span).await,
+                IntegrationKind::HttpProxy(proxy) => proxy.invoke(call, span).await,
+                IntegrationKind::Lambda(lambda) => lambda.invoke(call, span).await,
                 #[cfg(test)]
                 IntegrationKind::Panic => panic!("a bug in an integration"),
                 IntegrationKind::Mock(mock) => Ok(IntegrationResponse {
@@ -353,7 +375,7 @@ impl Integration {
         // A panic is caught here, so every caller ($connect, messages, $disconnect) answers it
         // like a failed integration instead of losing its task.
         let answer = AssertUnwindSafe(answer).catch_unwind();
-        match tokio::time::timeout(self.timeout, answer).await {
+        let result = match tokio::time::timeout(self.timeout, answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_panic)) => {
                 error!(integration = %self.name, "an integration panicked");
@@ -365,7 +387,31 @@ impl Integration {
                 integration: self.name.clone(),
                 after: self.timeout,
             }),
+        };
+        if let (Some(span), Err(error)) = (&mut span, &result) {
+            span.set(key::ERROR_TYPE, error.kind());
+            span.fail(crate::ErrorChain(error));
         }
+        result
+    }
+
+    /// The span of one call of this integration, a child of `parent`.
+    fn start_span(&self, parent: &Span, call: &Call) -> Span {
+        let kind = match self.kind {
+            IntegrationKind::Mock(_) => SpanKind::Internal,
+            _ => SpanKind::Client,
+        };
+        let mut span = parent.child("integration", kind);
+        if span.is_recording() {
+            span.set(key::INTEGRATION, self.name.clone());
+            span.set(key::ROUTE_KEY, call.route_key().to_owned());
+            span.set(key::REQUEST_ID, call.request_id.to_string());
+            span.set(
+                key::CONNECTION_ID,
+                call.connection.connection_id.to_string(),
+            );
+        }
+        span
     }
 }
 
@@ -474,7 +520,7 @@ mod tests {
                 reason: String::new(),
             },
         };
-        let error = integration.invoke(&call).await.unwrap_err();
+        let error = integration.invoke(&call, None).await.unwrap_err();
         assert!(
             matches!(&error, IntegrationError::Panicked { integration } if integration == "buggy"),
             "{error:?}"

@@ -8,6 +8,10 @@
 //! [`path::Resource`] and served through `cluster`, which decides where the connection lives. Every failure becomes an [`ApiError`], and [`ApiError::into_response`] is the one
 //! place that turns it into what SDKs parse: a status, `x-amzn-ErrorType` and an AWS-style body.
 //! Every response carries `x-amzn-RequestId`.
+//!
+//! With `[tracing]`, each call is a server span named after its resource (`POST
+//! /@connections/{connectionId}`), continuing the caller's `traceparent`, with each call to
+//! another cluster node as a child.
 
 pub(crate) mod auth;
 pub(crate) mod path;
@@ -22,6 +26,7 @@ use percent_encoding::percent_decode_str;
 use sockway_protocol::error::AwsError;
 use sockway_protocol::group::{GroupName, MAX_GROUP_NAME};
 use sockway_protocol::time::iso8601_millis;
+use sockway_protocol::trace::otlp::SpanKind;
 use tracing::debug;
 
 use self::path::{Operational, Resource};
@@ -34,6 +39,7 @@ use crate::metrics::Throttled;
 use crate::registry::MAX_GROUPS_PER_CONNECTION;
 use crate::reload::{self, ReloadError};
 use crate::state::State;
+use crate::traces::{self, Span, Tracer, Upstream, key};
 
 /// Largest `PostToConnection` payload, AWS's quota.
 pub(crate) const MAX_POST_BYTES: usize = 128 * 1024;
@@ -259,8 +265,13 @@ pub(crate) async fn handle(
     let request_id = new_request_id();
     let method = request.method().clone();
     let mut event = access_event(&request, peer, &request_id, state);
+    let mut span = state
+        .tracer
+        .as_ref()
+        .map(|tracer| server_span(tracer, &request, peer, &event));
     let mut failure = None;
-    let response = match serve(request, peer, local, state, &mut event).await {
+    let served = serve(request, peer, local, state, &mut event, span.as_ref()).await;
+    let response = match served {
         Ok(mut response) => {
             insert_request_id(response.headers_mut(), &request_id);
             response
@@ -274,6 +285,14 @@ pub(crate) async fn handle(
     state
         .metrics
         .management_request(&method, response.status().as_u16());
+    if let Some(span) = &mut span {
+        let status = response.status().as_u16();
+        span.set(key::HTTP_RESPONSE_STATUS_CODE, status);
+        if let Some(aws) = failure.as_ref().filter(|_| status >= 500) {
+            span.set(key::ERROR_TYPE, aws.error_type);
+            span.fail(aws.message.as_deref().unwrap_or(aws.error_type));
+        }
+    }
     event.answered(
         response.status().as_u16(),
         failure.map(|aws| ErrorOutcome::new(aws.message.unwrap_or_default(), aws.error_type)),
@@ -283,6 +302,57 @@ pub(crate) async fn handle(
         .and_then(|length| usize::try_from(length).ok());
     state.access_log.record(event);
     response
+}
+
+/// The server span of a management request, continuing the caller's `traceparent` (or
+/// `X-Amzn-Trace-Id`); named after the resource's pattern, as its access-log route key.
+fn server_span(
+    tracer: &Tracer,
+    request: &Request<Incoming>,
+    peer: SocketAddr,
+    event: &AccessEvent,
+) -> Span {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+    };
+    let incoming =
+        Upstream::from_headers(header(traces::TRACEPARENT), header(traces::X_AMZN_TRACE_ID));
+    let name = event
+        .route_key
+        .clone()
+        .unwrap_or_else(|| request.method().to_string());
+    let mut span = tracer.start_span(
+        name,
+        SpanKind::Server,
+        incoming,
+        std::time::SystemTime::now(),
+    );
+    if span.is_recording() {
+        span.set(key::HTTP_REQUEST_METHOD, request.method().to_string());
+        if let Some(route) = event
+            .route_key
+            .as_deref()
+            .and_then(|key| key.split_once(' '))
+        {
+            span.set(key::HTTP_ROUTE, route.1.to_owned());
+        }
+        span.set(key::URL_PATH, request.uri().path().to_owned());
+        span.set(
+            key::NETWORK_PEER_ADDRESS,
+            peer.ip().to_canonical().to_string(),
+        );
+        span.set(key::REQUEST_ID, event.request_id.clone());
+        if let Some(connection_id) = &event.connection_id {
+            span.set(key::CONNECTION_ID, connection_id.clone());
+        }
+        if let Some(user_agent) = &event.user_agent {
+            span.set(key::USER_AGENT_ORIGINAL, user_agent.clone());
+        }
+    }
+    span
 }
 
 /// The access-log event of a management request, before it is served: its route key is the
@@ -380,6 +450,7 @@ async fn serve(
     local: Option<SocketAddr>,
     state: &State,
     event: &mut AccessEvent,
+    span: Option<&Span>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     // The credentials and throttle of the deployment in use when the request arrived.
     let deployment = state.current();
@@ -409,34 +480,34 @@ async fn serve(
                 connection_id: id,
                 payload: body,
             };
-            cluster.call::<()>(request).await?;
+            cluster.call_traced::<()>(request, span).await?;
             Ok(json_response(StatusCode::OK, Bytes::new()))
         }
         (Resource::Connection(id), Method::GET) => {
             let snapshot: ConnectionSnapshot = cluster
-                .call(ClusterRequest::Get { connection_id: id })
+                .call_traced(ClusterRequest::Get { connection_id: id }, span)
                 .await?;
             let body = serde_json::Value::Object(connection_json(snapshot));
             Ok(json_response(StatusCode::OK, Bytes::from(body.to_string())))
         }
         (Resource::Connection(id), Method::DELETE) => {
             cluster
-                .call::<()>(ClusterRequest::Delete { connection_id: id })
+                .call_traced::<()>(ClusterRequest::Delete { connection_id: id }, span)
                 .await?;
             Ok(json_response(StatusCode::NO_CONTENT, Bytes::new()))
         }
         (Resource::Connections, Method::GET) => {
-            list(state, None, parts.uri.query().unwrap_or("")).await
+            list(state, None, parts.uri.query().unwrap_or(""), span).await
         }
         (Resource::Group(group), Method::GET) => {
-            list(state, Some(&group), parts.uri.query().unwrap_or("")).await
+            list(state, Some(&group), parts.uri.query().unwrap_or(""), span).await
         }
         (Resource::Connections, Method::POST) => {
             let request = ClusterRequest::Broadcast {
                 group: None,
                 payload: body,
             };
-            let tally = cluster.call(request).await?;
+            let tally = cluster.call_traced(request, span).await?;
             Ok(tally_response(tally))
         }
         (Resource::Group(group), Method::POST) => {
@@ -444,12 +515,12 @@ async fn serve(
                 group: Some(group),
                 payload: body,
             };
-            let tally = cluster.call(request).await?;
+            let tally = cluster.call_traced(request, span).await?;
             Ok(tally_response(tally))
         }
         (Resource::ConnectionGroups(id), Method::GET) => {
             let groups: Vec<GroupName> = cluster
-                .call(ClusterRequest::GroupsOf { connection_id: id })
+                .call_traced(ClusterRequest::GroupsOf { connection_id: id }, span)
                 .await?;
             let body = serde_json::json!({ "groups": groups });
             Ok(json_response(StatusCode::OK, Bytes::from(body.to_string())))
@@ -459,7 +530,7 @@ async fn serve(
                 connection_id: id,
                 group,
             };
-            cluster.call::<()>(request).await?;
+            cluster.call_traced::<()>(request, span).await?;
             Ok(json_response(StatusCode::NO_CONTENT, Bytes::new()))
         }
         (Resource::ApiKeyUsage, Method::GET) => api_key_usage(state).await,
@@ -479,7 +550,7 @@ async fn serve(
                 connection_id: id,
                 group,
             };
-            cluster.call::<()>(request).await?;
+            cluster.call_traced::<()>(request, span).await?;
             Ok(json_response(StatusCode::NO_CONTENT, Bytes::new()))
         }
         (_, other) => Err(ApiError::MethodNotAllowed(other)),
@@ -520,6 +591,7 @@ async fn list(
     state: &State,
     group: Option<&GroupName>,
     query: &str,
+    span: Option<&Span>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let mut limit = DEFAULT_MAX_RESULTS;
     let mut cursor = None;
@@ -549,7 +621,7 @@ async fn list(
         cursor,
         limit,
     };
-    let Page { items, next } = state.cluster.call(request).await?;
+    let Page { items, next } = state.cluster.call_traced(request, span).await?;
     let items: Vec<serde_json::Value> = items
         .into_iter()
         .map(|item| {

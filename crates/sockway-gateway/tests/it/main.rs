@@ -27,6 +27,7 @@ mod routing;
 mod security;
 mod throttling;
 mod tls;
+mod traces;
 
 use sockway_testkit::{MockBackend, TestGateway, WsClient};
 

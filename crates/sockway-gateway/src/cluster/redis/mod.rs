@@ -48,6 +48,7 @@ use redis::RedisError;
 use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::group::GroupName;
 use sockway_protocol::id::ConnectionId;
+use sockway_protocol::trace::otlp::SpanKind;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -64,6 +65,7 @@ use crate::config::ClusterConfig;
 use crate::metrics::{ClusterMetrics, RedisOperation, RemoteOutcome};
 use crate::random_bytes;
 use crate::registry::{ConnectionHandle, Registry};
+use crate::traces::{Span, key};
 
 /// Pushes (subscription messages) waiting for the inbox actor. Past this, requests are dropped
 /// and their callers answer 504 after their timeout.
@@ -264,7 +266,12 @@ impl RedisBackend {
     /// Runs `request`: for a connection of this node, from the registry at once; for another
     /// node's connection, through that node's inbox; for every node, on all of them, combining
     /// their answers.
-    pub(crate) async fn call(&self, request: Request) -> Result<Outcome, ClusterError> {
+    /// With a `parent` span, each call to another node is a `cluster delivery` child of it.
+    pub(crate) async fn call(
+        &self,
+        request: Request,
+        parent: Option<&Span>,
+    ) -> Result<Outcome, ClusterError> {
         let connection_id = match request.target() {
             Target::Connection(connection_id) if self.inner.owns(connection_id) => {
                 return apply(&self.inner.registry, request);
@@ -273,21 +280,25 @@ impl RedisBackend {
             Target::EveryNode => {
                 // Each request for every node has its own rule for combining the answers.
                 return match request {
-                    Request::Broadcast { group, payload } => {
-                        self.broadcast(group, payload).await.map(Outcome::Tally)
-                    }
+                    Request::Broadcast { group, payload } => self
+                        .broadcast(group, payload, parent)
+                        .await
+                        .map(Outcome::Tally),
                     Request::List {
                         group,
                         cursor,
                         limit,
-                    } => self.list(group, cursor, limit).await.map(Outcome::Page),
+                    } => self
+                        .list(group, cursor, limit, parent)
+                        .await
+                        .map(Outcome::Page),
                     other => unreachable!(
                         "a request for every node needs a rule for combining the answers: {other:?}"
                     ),
                 };
             }
         };
-        self.inner.call_owner(connection_id, request).await
+        self.inner.call_owner(connection_id, request, parent).await
     }
 
     /// Queues `payload` for the members of `group` (all connections when `None`) on this node
@@ -298,10 +309,11 @@ impl RedisBackend {
         &self,
         group: Option<GroupName>,
         payload: Bytes,
+        parent: Option<&Span>,
     ) -> Result<Tally, ClusterError> {
         let request = Request::Broadcast { group, payload };
         let own = self.inner.tag();
-        let mut tally = match self.on_node(own, request.clone()).await {
+        let mut tally = match self.on_node(own, request.clone(), None).await {
             Ok(Ok(Outcome::Tally(tally))) => tally,
             _ => Tally::default(),
         };
@@ -314,7 +326,7 @@ impl RedisBackend {
         let calls = nodes
             .into_iter()
             .filter(|tag| *tag != own)
-            .map(|tag| self.inner.call(tag, request.clone()));
+            .map(|tag| self.inner.call(tag, request.clone(), parent));
         let mut missed = None;
         for answer in futures_util::future::join_all(calls).await {
             match answer {
@@ -343,6 +355,7 @@ impl RedisBackend {
         group: Option<GroupName>,
         cursor: Option<Cursor>,
         limit: usize,
+        parent: Option<&Span>,
     ) -> Result<Page, ClusterError> {
         let own = self.inner.tag();
         let mut nodes = self
@@ -371,7 +384,7 @@ impl RedisBackend {
                 cursor: Some(Cursor { node: tag.0, after }),
                 limit: want,
             };
-            let (page, more) = match self.on_node(*tag, request).await {
+            let (page, more) = match self.on_node(*tag, request, parent).await {
                 Ok(Ok(Outcome::Page(mut page))) => {
                     page.items.truncate(want);
                     (page.items, page.next.is_some())
@@ -412,11 +425,16 @@ impl RedisBackend {
 
     /// Serves `request` on the node tagged `tag`: this node's part from the registry at once,
     /// another node's through its inbox.
-    async fn on_node(&self, tag: NodeTag, request: Request) -> Result<Answer, CallError> {
+    async fn on_node(
+        &self,
+        tag: NodeTag,
+        request: Request,
+        parent: Option<&Span>,
+    ) -> Result<Answer, CallError> {
         if tag == self.inner.tag() {
             Ok(apply(&self.inner.registry, request).map_err(|error| Refusal::from_error(&error)))
         } else {
-            self.inner.call(tag, request).await
+            self.inner.call(tag, request, parent).await
         }
     }
 
@@ -575,6 +593,11 @@ impl RedisBackend {
     pub(crate) fn local_handle(&self, id: &ConnectionId) -> Option<ConnectionHandle> {
         self.inner.registry.get(id)
     }
+
+    /// This node's id: `cluster.node_id`, or the one made up when it joined.
+    pub(crate) fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
 }
 
 impl Inner {
@@ -643,8 +666,12 @@ impl Inner {
         &self,
         connection_id: ConnectionId,
         request: Request,
+        parent: Option<&Span>,
     ) -> Result<Outcome, ClusterError> {
-        match self.call(NodeTag::of(&connection_id), request).await {
+        match self
+            .call(NodeTag::of(&connection_id), request, parent)
+            .await
+        {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(refusal)) => Err(refusal.into_error(connection_id)),
             Err(CallError::NodeGone) => Err(ClusterError::Gone(connection_id)),
@@ -655,14 +682,39 @@ impl Inner {
 
     /// Sends `request` to the node tagged `target` and waits for its answer, recording how
     /// the call ended.
-    async fn call(&self, target: NodeTag, request: Request) -> Result<Answer, CallError> {
+    /// With a `parent` span, the call is a `cluster delivery` child of it, which fails when
+    /// the node could not be reached or did not answer.
+    async fn call(
+        &self,
+        target: NodeTag,
+        request: Request,
+        parent: Option<&Span>,
+    ) -> Result<Answer, CallError> {
+        let mut span = parent.map(|parent| {
+            let mut span = parent.child("cluster delivery", SpanKind::Client);
+            span.set(key::NODE, target.to_hex());
+            span
+        });
         let answer = self.call_unrecorded(target, request).await;
-        self.metrics.remote_call(match &answer {
+        let outcome = match &answer {
             Ok(Err(Refusal::Gone)) | Err(CallError::NodeGone) => RemoteOutcome::Gone,
             Ok(_) => RemoteOutcome::Ok,
             Err(CallError::Timeout) => RemoteOutcome::Timeout,
             Err(CallError::Unavailable) => RemoteOutcome::Unavailable,
-        });
+        };
+        self.metrics.remote_call(outcome);
+        if let Some(span) = &mut span {
+            match &answer {
+                Ok(Ok(_)) => {}
+                // The owner answered: the connection is gone or full, which is the caller's
+                // answer, not a failed delivery.
+                Ok(Err(refusal)) => span.set(key::ERROR_TYPE, format!("{refusal:?}")),
+                Err(error) => {
+                    span.set(key::ERROR_TYPE, format!("{error:?}"));
+                    span.fail(format!("node {}: {error:?}", target.to_hex()));
+                }
+            }
+        }
         answer
     }
 

@@ -943,6 +943,7 @@ fn explained_values_load_back_into_the_same_config() {
         ("SOCKWAY_PARTNER_B_KEY", "partner-b-key-from-env-0123"),
         ("SOCKWAY_PRESIGNER_SECRET", "presigner-secret-from-env-0123"),
         ("SOCKWAY_REDIS_PASSWORD", "redis-password-from-env"),
+        ("SOCKWAY_OTLP_AUTHORIZATION", "Bearer collector-token"),
     ];
     let env = Environment::new(variables);
     for text in [example, "", BASE] {
@@ -974,6 +975,11 @@ fn in_key_order(mut config: Config) -> Config {
                 .request_parameters
                 .sort_by_key(|parameter| format!("{:?}", parameter.target));
         }
+    }
+    // `headers_env` values come back as `headers`, in key order; the order sent is not
+    // meaningful.
+    if let Some(tracing) = &mut config.tracing {
+        tracing.headers.sort();
     }
     config
 }
