@@ -204,8 +204,30 @@ pub(crate) enum ResumeOutcome {
     IdentityMismatch,
 }
 
+impl ResumeOutcome {
+    const ALL: [ResumeOutcome; 3] = [
+        ResumeOutcome::Resumed,
+        ResumeOutcome::UnknownToken,
+        ResumeOutcome::IdentityMismatch,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            ResumeOutcome::Resumed => "resumed",
+            ResumeOutcome::UnknownToken => "unknown_token",
+            ResumeOutcome::IdentityMismatch => "identity_mismatch",
+        }
+    }
+}
+
 impl ResumeMetrics {
     fn register(&self, registry: &mut Registry) {
+        // Every outcome from zero, so a rate over the first refusal is not lost.
+        for outcome in ResumeOutcome::ALL {
+            drop(self.resumes.get_or_create(&OutcomeLabels {
+                outcome: outcome.label(),
+            }));
+        }
         registry.register(
             "sockway_suspended_connections",
             "Connections suspended on this node, waiting for their client to resume them",
@@ -235,12 +257,11 @@ impl ResumeMetrics {
 
     /// Counts one resume attempt.
     pub(crate) fn resumed(&self, outcome: ResumeOutcome) {
-        let outcome = match outcome {
-            ResumeOutcome::Resumed => "resumed",
-            ResumeOutcome::UnknownToken => "unknown_token",
-            ResumeOutcome::IdentityMismatch => "identity_mismatch",
-        };
-        self.resumes.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.resumes
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.label(),
+            })
+            .inc();
     }
 }
 
