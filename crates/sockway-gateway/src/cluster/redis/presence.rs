@@ -28,10 +28,11 @@ const BATCH: usize = 256;
 /// A change to this node's set of connections.
 #[derive(Debug)]
 pub(super) enum PresenceOp {
-    /// A connection opened.
-    Register(Arc<ConnectionContext>),
-    /// A connection ended and had (or will have) its `$disconnect` from this node.
-    Unregister(ConnectionId),
+    /// A connection opened (or moved here), recorded under this tag.
+    Register(Arc<ConnectionContext>, NodeTag),
+    /// A connection ended and had (or will have) its `$disconnect` from this node, or moved
+    /// away; its record is under this tag.
+    Unregister(ConnectionId, NodeTag),
 }
 
 /// What Redis keeps per connection: the [`ConnectionContext`] fields that are not the same on
@@ -136,8 +137,7 @@ async fn apply(inner: &Inner, batch: &[PresenceOp]) -> RedisResult<()> {
     let mut by_tag: BTreeMap<u16, redis::Pipeline> = BTreeMap::new();
     for op in batch {
         match op {
-            PresenceOp::Register(context) => {
-                let tag = NodeTag::of(&context.connection_id);
+            PresenceOp::Register(context, tag) => {
                 by_tag
                     .entry(tag.0)
                     .or_insert_with(redis::pipe)
@@ -148,8 +148,7 @@ async fn apply(inner: &Inner, batch: &[PresenceOp]) -> RedisResult<()> {
                     )
                     .ignore();
             }
-            PresenceOp::Unregister(id) => {
-                let tag = NodeTag::of(id);
+            PresenceOp::Unregister(id, tag) => {
                 by_tag
                     .entry(tag.0)
                     .or_insert_with(redis::pipe)
@@ -174,7 +173,7 @@ async fn resync(inner: &Inner) -> RedisResult<()> {
         .registry
         .handles()
         .iter()
-        .filter(|handle| NodeTag::of(&handle.id) == tag)
+        .filter(|handle| inner.record_tag(&handle.id) == tag)
         .map(|handle| {
             (
                 handle.id.as_str().to_owned(),
