@@ -509,11 +509,11 @@ async fn a_resume_by_another_principal_is_refused() {
     gateway.shutdown().await;
 }
 
-/// Two nodes of a cluster: one holding a connection and `[resume]`.
+/// Two nodes of a cluster with `[resume]`, and their configuration.
 async fn cluster_pair(
     redis: &RedisServer,
     window: &str,
-) -> (MockBackend, TestGateway, TestGateway) {
+) -> (MockBackend, TestGateway, TestGateway, String) {
     let backend = MockBackend::start().await;
     let text = config(
         &backend,
@@ -524,7 +524,7 @@ async fn cluster_pair(
     );
     let a = TestGateway::start(&text).await;
     let b = TestGateway::start(&text).await;
-    (backend, a, b)
+    (backend, a, b, text)
 }
 
 /// In cluster mode a client whose reconnect lands on another node resumes there: the
@@ -535,7 +535,7 @@ async fn cluster_pair(
 #[tokio::test]
 async fn in_a_cluster_a_resume_on_another_node_moves_the_connection_there() {
     let redis = RedisServer::start().await;
-    let (mut backend, a, b) = cluster_pair(&redis, "3s").await;
+    let (mut backend, a, b, _) = cluster_pair(&redis, "3s").await;
     let (mut client, frame) = open(&a.ws_url).await;
     let connection_id = frame["connectionId"].as_str().unwrap().to_owned();
     backend.next_event_for("$connect").await;
@@ -612,12 +612,43 @@ async fn in_a_cluster_a_resume_on_another_node_moves_the_connection_there() {
     );
 }
 
+/// A connection that moved keeps being reached by callers on a third node through the node
+/// that assigned its id, and still once that node is gone (the move is recorded in Redis).
+#[tokio::test]
+async fn in_a_cluster_a_moved_connection_outlives_the_node_that_assigned_its_id() {
+    let redis = RedisServer::start().await;
+    let (mut backend, a, b, text) = cluster_pair(&redis, "30s").await;
+    let c = TestGateway::start(&text).await;
+    let (client, frame) = open(&a.ws_url).await;
+    let connection_id = frame["connectionId"].as_str().unwrap().to_owned();
+    backend.next_event_for("$connect").await;
+    client.drop_tcp();
+    until_suspended(&a, &connection_id).await;
+    let (mut client, _) = resume(&b.ws_url, &frame, 0).await;
+    let (status, _, _) = http_request("POST", &c.connection_url(&connection_id), "via c").await;
+    assert_eq!(status, 200);
+    assert_eq!(client.next_text().await, "via c");
+
+    a.shutdown().await;
+    let (status, _, _) = http_request("POST", &c.connection_url(&connection_id), "a is gone").await;
+    assert_eq!(status, 200);
+    assert_eq!(client.next_text().await, "a is gone");
+    client.close(1000, "done").await;
+    let event = backend.next_event_for("$disconnect").await;
+    assert_eq!(event["requestContext"]["connectionId"], connection_id);
+    let (status, _, _) = http_request("POST", &c.connection_url(&connection_id), "gone").await;
+    assert_eq!(status, 410);
+    b.shutdown().await;
+    c.shutdown().await;
+    assert_eq!(lifecycle(backend.drain()), Vec::<String>::new());
+}
+
 /// A resume on another node with a wrong token is refused with 4410 and leaves the connection
 /// where it is; the right one still resumes it there.
 #[tokio::test]
 async fn in_a_cluster_a_wrong_token_moves_nothing() {
     let redis = RedisServer::start().await;
-    let (mut backend, a, b) = cluster_pair(&redis, "30s").await;
+    let (mut backend, a, b, _) = cluster_pair(&redis, "30s").await;
     let (client, frame) = open(&a.ws_url).await;
     let connection_id = frame["connectionId"].as_str().unwrap().to_owned();
     backend.next_event_for("$connect").await;

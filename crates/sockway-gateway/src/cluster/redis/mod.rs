@@ -788,6 +788,15 @@ impl Inner {
                     hops += 1;
                     target = NodeTag(to);
                 }
+                // The node that assigned the id is gone; the connection may have moved before
+                // (one more round trip, only in this case).
+                Err(CallError::NodeGone) if hops == 0 && target == NodeTag::of(&connection_id) => {
+                    hops += 1;
+                    match self.moved_to(&connection_id).await {
+                        Some(to) => target = to,
+                        None => break Err(CallError::NodeGone),
+                    }
+                }
                 answer => break answer,
             }
         };
@@ -870,6 +879,29 @@ impl Inner {
         match tokio::time::timeout_at(deadline, receiver).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(_)) | Err(_) => Err(CallError::Timeout),
+        }
+    }
+
+    /// Where a connection whose first node is gone moved to (`[resume]`), if it did.
+    async fn moved_to(&self, connection_id: &ConnectionId) -> Option<NodeTag> {
+        let mut connection = self.connection.clone();
+        let mut get = redis::cmd("GET");
+        get.arg(NodeTag::of(connection_id).moved_key(connection_id));
+        let read = tokio::time::timeout(
+            self.operation_timeout,
+            self.timed(
+                RedisOperation::Route,
+                get.query_async::<Option<String>>(&mut connection),
+            ),
+        )
+        .await;
+        match read {
+            Ok(Ok(tag)) => tag.as_deref().and_then(NodeTag::parse),
+            Ok(Err(error)) => {
+                self.mark_down(&error);
+                None
+            }
+            Err(_elapsed) => None,
         }
     }
 

@@ -138,6 +138,15 @@ async fn apply(inner: &Inner, batch: &[PresenceOp]) -> RedisResult<()> {
     for op in batch {
         match op {
             PresenceOp::Register(context, tag) => {
+                let assigned = NodeTag::of(&context.connection_id);
+                if assigned != *tag {
+                    // It moved here: callers who find its first node gone look here.
+                    by_tag
+                        .entry(assigned.0)
+                        .or_insert_with(redis::pipe)
+                        .set(assigned.moved_key(&context.connection_id), tag.to_hex())
+                        .ignore();
+                }
                 by_tag
                     .entry(tag.0)
                     .or_insert_with(redis::pipe)
@@ -149,6 +158,14 @@ async fn apply(inner: &Inner, batch: &[PresenceOp]) -> RedisResult<()> {
                     .ignore();
             }
             PresenceOp::Unregister(id, tag) => {
+                let assigned = NodeTag::of(id);
+                if assigned != *tag {
+                    by_tag
+                        .entry(assigned.0)
+                        .or_insert_with(redis::pipe)
+                        .del(assigned.moved_key(id))
+                        .ignore();
+                }
                 by_tag
                     .entry(tag.0)
                     .or_insert_with(redis::pipe)
