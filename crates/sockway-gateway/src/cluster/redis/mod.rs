@@ -890,7 +890,7 @@ impl Inner {
         let read = tokio::time::timeout(
             self.operation_timeout,
             self.timed(
-                RedisOperation::Route,
+                RedisOperation::Moved,
                 get.query_async::<Option<String>>(&mut connection),
             ),
         )
