@@ -643,6 +643,38 @@ async fn in_a_cluster_a_moved_connection_outlives_the_node_that_assigned_its_id(
     assert_eq!(lifecycle(backend.drain()), Vec::<String>::new());
 }
 
+/// A client that notices the drop before its node does resumes on another node while the old
+/// socket is still open: the connection moves, the old socket is let go.
+#[tokio::test]
+async fn in_a_cluster_a_resume_on_another_node_takes_over_a_socket_still_open() {
+    let redis = RedisServer::start().await;
+    let (mut backend, a, b, _) = cluster_pair(&redis, "30s").await;
+    let (mut old, frame) = open(&a.ws_url).await;
+    let connection_id = frame["connectionId"].as_str().unwrap().to_owned();
+    backend.next_event_for("$connect").await;
+    let (status, _, _) = http_request("POST", &a.connection_url(&connection_id), "before").await;
+    assert_eq!(status, 200);
+    assert_eq!(old.next_text().await, "before");
+
+    let (mut client, resumed) = resume(&b.ws_url, &frame, 1).await;
+    assert_eq!(resumed["sequence"], 1, "{resumed}");
+    let (status, _, _) = http_request("POST", &a.connection_url(&connection_id), "after").await;
+    assert_eq!(status, 200);
+    assert_eq!(client.next_text().await, "after");
+    assert!(matches!(
+        tokio::time::timeout(DEADLINE, old.into_inner().next_message_or_end()).await,
+        Ok(None)
+    ));
+    client.send_text("echo on b").await;
+    assert_eq!(client.next_text().await, "echo on b");
+    client.close(1000, "done").await;
+    let event = backend.next_event_for("$disconnect").await;
+    assert_eq!(event["requestContext"]["disconnectStatusCode"], 1000);
+    a.shutdown().await;
+    b.shutdown().await;
+    assert_eq!(lifecycle(backend.drain()), Vec::<String>::new());
+}
+
 /// A resume on another node with a wrong token is refused with 4410 and leaves the connection
 /// where it is; the right one still resumes it there.
 #[tokio::test]
