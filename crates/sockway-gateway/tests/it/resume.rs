@@ -675,6 +675,37 @@ async fn in_a_cluster_a_resume_on_another_node_takes_over_a_socket_still_open() 
     assert_eq!(lifecycle(backend.drain()), Vec::<String>::new());
 }
 
+/// A connection that moves twice is recorded where it is now: once the node that assigned its
+/// id is gone, a caller on the node it passed through still reaches it.
+#[tokio::test]
+async fn in_a_cluster_a_connection_that_moves_twice_stays_reachable() {
+    let redis = RedisServer::start().await;
+    let (mut backend, a, b, text) = cluster_pair(&redis, "30s").await;
+    let c = TestGateway::start(&text).await;
+    let (client, frame) = open(&a.ws_url).await;
+    let connection_id = frame["connectionId"].as_str().unwrap().to_owned();
+    backend.next_event_for("$connect").await;
+    client.drop_tcp();
+    until_suspended(&a, &connection_id).await;
+    let (client, frame) = resume(&b.ws_url, &frame, 0).await;
+    client.drop_tcp();
+    until_suspended(&b, &connection_id).await;
+    let (mut client, _) = resume(&c.ws_url, &frame, 0).await;
+    let (status, _, _) = http_request("POST", &b.connection_url(&connection_id), "via b").await;
+    assert_eq!(status, 200);
+    assert_eq!(client.next_text().await, "via b");
+
+    a.shutdown().await;
+    let (status, _, _) = http_request("POST", &b.connection_url(&connection_id), "a is gone").await;
+    assert_eq!(status, 200);
+    assert_eq!(client.next_text().await, "a is gone");
+    client.close(1000, "done").await;
+    backend.next_event_for("$disconnect").await;
+    b.shutdown().await;
+    c.shutdown().await;
+    assert_eq!(lifecycle(backend.drain()), Vec::<String>::new());
+}
+
 /// A resume on another node with a wrong token is refused with 4410 and leaves the connection
 /// where it is; the right one still resumes it there.
 #[tokio::test]

@@ -18,8 +18,8 @@ use sockway_protocol::id::ConnectionId;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::Inner;
 use super::keys::NodeTag;
+use super::{Inner, scripts};
 use crate::metrics::RedisOperation;
 
 /// Changes written in one pipeline at most.
@@ -135,6 +135,8 @@ pub(super) async fn run(
 /// Writes a batch of changes, one pipeline per node tag (each tag's keys are one slot).
 async fn apply(inner: &Inner, batch: &[PresenceOp]) -> RedisResult<()> {
     let mut by_tag: BTreeMap<u16, redis::Pipeline> = BTreeMap::new();
+    // Moved connections that ended or moved on (rare): one script call each.
+    let mut forget = Vec::new();
     for op in batch {
         match op {
             PresenceOp::Register(context, tag) => {
@@ -160,11 +162,7 @@ async fn apply(inner: &Inner, batch: &[PresenceOp]) -> RedisResult<()> {
             PresenceOp::Unregister(id, tag) => {
                 let assigned = NodeTag::of(id);
                 if assigned != *tag {
-                    by_tag
-                        .entry(assigned.0)
-                        .or_insert_with(redis::pipe)
-                        .del(assigned.moved_key(id))
-                        .ignore();
+                    forget.push((assigned.moved_key(id), tag.to_hex()));
                 }
                 by_tag
                     .entry(tag.0)
@@ -177,6 +175,12 @@ async fn apply(inner: &Inner, batch: &[PresenceOp]) -> RedisResult<()> {
     let mut connection = inner.connection.clone();
     for pipeline in by_tag.values() {
         let write = pipeline.query_async::<()>(&mut connection);
+        inner.timed(RedisOperation::Presence, write).await?;
+    }
+    for (key, tag) in forget {
+        let mut invocation = scripts::FORGET_MOVED.prepare_invoke();
+        invocation.key(key).arg(tag);
+        let write = invocation.invoke_async::<i64>(&mut connection);
         inner.timed(RedisOperation::Presence, write).await?;
     }
     Ok(())
