@@ -622,12 +622,26 @@ async fn in_a_cluster_a_moved_connection_outlives_the_node_that_assigned_its_id(
     let (client, frame) = open(&a.ws_url).await;
     let connection_id = frame["connectionId"].as_str().unwrap().to_owned();
     backend.next_event_for("$connect").await;
+    let membership = format!("{}/groups/room", c.connection_url(&connection_id));
+    let (status, _, _) = http_request("PUT", &membership, "").await;
+    assert_eq!(status, 204);
     client.drop_tcp();
     until_suspended(&a, &connection_id).await;
     let (mut client, _) = resume(&b.ws_url, &frame, 0).await;
     let (status, _, _) = http_request("POST", &c.connection_url(&connection_id), "via c").await;
     assert_eq!(status, 200);
     assert_eq!(client.next_text().await, "via c");
+    // Its groups moved with it.
+    let (status, _, body) = http_request(
+        "POST",
+        &format!("{}/@groups/room", c.management_url),
+        "to room",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let tally: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(tally["delivered"], 1, "{tally}");
+    assert_eq!(client.next_text().await, "to room");
 
     a.shutdown().await;
     let (status, _, _) = http_request("POST", &c.connection_url(&connection_id), "a is gone").await;
