@@ -222,6 +222,48 @@ impl Mailbox {
         std::mem::take(&mut state.queue).len()
     }
 
+    /// Refuses further messages because the connection moved to another node, and returns
+    /// those still queued, oldest first; wakes the task waiting in [`Mailbox::wait_closed`].
+    pub(crate) fn close_moved(&self) -> Vec<Outbound> {
+        let mut state = self.lock();
+        state.closed = true;
+        state.sealed = true;
+        state.takeover = None;
+        if let Some(limits) = state.suspended.take() {
+            limits.queued_bytes.dec_by(state.bytes as i64);
+        }
+        state.bytes = 0;
+        let queued = std::mem::take(&mut state.queue).into();
+        drop(state);
+        self.notify.notify_one();
+        queued
+    }
+
+    /// Waits until the mailbox is closed.
+    pub(crate) async fn wait_closed(&self) {
+        loop {
+            if self.lock().closed {
+                return;
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    /// Queues `messages` ahead of those already queued (a connection that moved here: what
+    /// was queued on its previous node is older), whatever the limits.
+    pub(crate) fn push_front(&self, messages: Vec<Outbound>) {
+        let mut state = self.lock();
+        for message in messages.into_iter().rev() {
+            state.bytes += message.payload.len();
+            if let Some(limits) = &state.suspended {
+                limits.queued_bytes.inc_by(message.payload.len() as i64);
+            }
+            state.queue.push_front(message);
+        }
+        drop(state);
+        self.notify.notify_one();
+    }
+
     /// How many messages are queued.
     pub(crate) fn len(&self) -> usize {
         self.lock().queue.len()

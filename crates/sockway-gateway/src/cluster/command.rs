@@ -20,6 +20,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sockway_protocol::close::CloseCause;
+use sockway_protocol::event::{AccessIdentity, ConnectionContext};
 use sockway_protocol::group::GroupName;
 use sockway_protocol::id::ConnectionId;
 
@@ -81,6 +82,29 @@ pub(crate) enum Request {
         #[serde(skip)]
         payload: Bytes,
     },
+    /// `[resume]`: a client resumes the connection on another node, which asks the node
+    /// holding it for what the connection needs to go on there (first step of a move). The
+    /// holder checks the token and the principal, lets the connection's in-flight
+    /// integrations finish, and answers with [`Moved`]; messages stay queued with it until
+    /// [`Request::CompleteHandOver`].
+    HandOver {
+        /// The connection.
+        connection_id: ConnectionId,
+        /// The SHA-256 of the presented resume token, in hex.
+        ticket: String,
+        /// The resuming upgrade's identity (authorizer, IAM, API key), which must name the
+        /// connection's principal.
+        principal: Box<MovedContext>,
+    },
+    /// `[resume]`: the node the connection moved to has registered it; the previous holder
+    /// answers with the messages still queued for it and, from then on, sends callers there
+    /// (second step of a move).
+    CompleteHandOver {
+        /// The connection.
+        connection_id: ConnectionId,
+        /// The node that answered the first step ([`Moved::node`]).
+        node: u16,
+    },
     /// Report a page of open connections (members of a group, or all): nodes in tag order,
     /// each node's connections in id order.
     List {
@@ -117,6 +141,165 @@ pub(crate) enum Outcome {
     Tally(Tally),
     /// A page of connections (list).
     Page(Page),
+    /// What the holder of a connection answered to [`Request::HandOver`].
+    HandOver(HandOverAnswer),
+    /// The messages queued for a connection that moved (complete hand-over), oldest first.
+    Queued(Vec<MovedMessage>),
+}
+
+/// The holder's answer to [`Request::HandOver`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum HandOverAnswer {
+    /// The connection, ready to go on at the asking node.
+    Moved(Box<Moved>),
+    /// No connection can be resumed with that token here.
+    Unknown,
+    /// The resuming upgrade named another principal; the connection stays where it is.
+    Forbidden,
+}
+
+/// What a connection needs to go on at another node: its facts, its groups and what it keeps
+/// for replay. Messages queued for it follow with [`Request::CompleteHandOver`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Moved {
+    /// The connection's context from its `$connect`.
+    pub(crate) context: MovedContext,
+    /// The groups it is in.
+    pub(crate) groups: Vec<GroupName>,
+    /// The subprotocol it was opened with.
+    pub(crate) subprotocol: Option<String>,
+    /// How many counted messages went to the client.
+    pub(crate) sent: u64,
+    /// The last of them, kept for replay, oldest first.
+    pub(crate) retained: Vec<MovedMessage>,
+    /// Milliseconds since the connection was accepted (its maximum duration counts from then).
+    pub(crate) open_for_ms: u64,
+    /// Epoch milliseconds of the last data frame either way.
+    pub(crate) last_active_at: i64,
+    /// The node that held it (its tag, filled in by the cluster backend that answered).
+    #[serde(default)]
+    pub(crate) node: u16,
+}
+
+/// A [`ConnectionContext`] as it crosses nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MovedContext {
+    connection_id: ConnectionId,
+    api_id: String,
+    stage: String,
+    domain_name: String,
+    connected_at: i64,
+    source_ip: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    authorizer: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    access: Option<Box<AccessIdentity>>,
+}
+
+impl MovedContext {
+    /// The context as it crosses nodes.
+    pub(crate) fn of(context: &ConnectionContext) -> MovedContext {
+        MovedContext {
+            connection_id: context.connection_id.clone(),
+            api_id: context.api_id.clone(),
+            stage: context.stage.clone(),
+            domain_name: context.domain_name.clone(),
+            connected_at: context.connected_at,
+            source_ip: context.source_ip.clone(),
+            user_agent: context.user_agent.clone(),
+            authorizer: context.authorizer.clone(),
+            access: context.access.clone(),
+        }
+    }
+
+    /// The context again.
+    pub(crate) fn into_context(self) -> ConnectionContext {
+        ConnectionContext {
+            connection_id: self.connection_id,
+            api_id: self.api_id,
+            stage: self.stage,
+            domain_name: self.domain_name,
+            connected_at: self.connected_at,
+            source_ip: self.source_ip,
+            user_agent: self.user_agent,
+            authorizer: self.authorizer,
+            access: self.access,
+        }
+    }
+}
+
+/// One message of a connection that moves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MovedMessage {
+    /// Whether it goes out as text.
+    pub(crate) text: bool,
+    /// Its bytes.
+    pub(crate) payload: Vec<u8>,
+}
+
+impl MovedMessage {
+    /// The message as it moves.
+    pub(crate) fn of(outbound: &Outbound) -> MovedMessage {
+        MovedMessage {
+            text: outbound.text,
+            payload: outbound.payload.to_vec(),
+        }
+    }
+
+    /// The message to queue or keep again.
+    pub(crate) fn into_outbound(self) -> Outbound {
+        Outbound {
+            payload: Bytes::from(self.payload),
+            text: self.text,
+        }
+    }
+}
+
+/// A hand-over asked of a connection's task ([`Request::HandOver`]), passed through its
+/// mailbox like a resuming socket; the task answers on `reply`.
+#[derive(Debug)]
+pub(crate) struct HandOverAsk {
+    /// The ticket that was used up, given back if the hand-over does not happen.
+    pub(crate) ticket: [u8; 32],
+    /// The resuming upgrade's identity.
+    pub(crate) principal: Box<ConnectionContext>,
+    /// Where the task answers.
+    pub(crate) reply: tokio::sync::oneshot::Sender<HandOverAnswer>,
+}
+
+/// Starts serving [`Request::HandOver`] on this node: the connection's task answers later.
+/// `Err` holds an answer decided at once (no such connection, or the ticket does not match).
+pub(crate) fn hand_over(
+    registry: &Registry,
+    connection_id: &ConnectionId,
+    ticket: &str,
+    principal: MovedContext,
+) -> Result<tokio::sync::oneshot::Receiver<HandOverAnswer>, HandOverAnswer> {
+    let Some(handle) = registry
+        .get(connection_id)
+        .filter(|handle| !handle.is_closing())
+    else {
+        return Err(HandOverAnswer::Unknown);
+    };
+    let mut digest = [0u8; 32];
+    if hex::decode_to_slice(ticket, &mut digest).is_err() {
+        return Err(HandOverAnswer::Unknown);
+    }
+    let (reply, receiver) = tokio::sync::oneshot::channel();
+    let ask = HandOverAsk {
+        ticket: digest,
+        principal: Box::new(principal.into_context()),
+        reply,
+    };
+    match handle.mailbox().take_over(&digest, Box::new(ask)) {
+        Ok(()) => Ok(receiver),
+        Err(_) => Err(HandOverAnswer::Unknown),
+    }
 }
 
 impl Request {
@@ -129,6 +312,8 @@ impl Request {
             | Request::Join { connection_id, .. }
             | Request::Leave { connection_id, .. }
             | Request::GroupsOf { connection_id } => Target::Connection(connection_id),
+            Request::HandOver { connection_id, .. }
+            | Request::CompleteHandOver { connection_id, .. } => Target::Connection(connection_id),
             Request::Broadcast { .. } | Request::List { .. } => Target::EveryNode,
         }
     }
@@ -144,6 +329,8 @@ impl Request {
             | Request::Join { .. }
             | Request::Leave { .. }
             | Request::GroupsOf { .. }
+            | Request::HandOver { .. }
+            | Request::CompleteHandOver { .. }
             | Request::List { .. } => None,
         }
     }
@@ -158,6 +345,8 @@ impl Request {
             | Request::Join { .. }
             | Request::Leave { .. }
             | Request::GroupsOf { .. }
+            | Request::HandOver { .. }
+            | Request::CompleteHandOver { .. }
             | Request::List { .. } => None,
         }
     }
@@ -218,6 +407,18 @@ pub(crate) fn apply(registry: &Registry, request: Request) -> Result<Outcome, Cl
             Some(groups) => Ok(Outcome::Groups(groups)),
             None => Err(ClusterError::Gone(connection_id)),
         },
+        // Served by the Redis backend's inbox, which can wait for the connection's task
+        // ([`hand_over`]); a node never asks itself.
+        Request::HandOver { .. } => Ok(Outcome::HandOver(HandOverAnswer::Unknown)),
+        Request::CompleteHandOver { connection_id, .. } => {
+            let handle = registry
+                .get(&connection_id)
+                .ok_or(ClusterError::Gone(connection_id))?;
+            let queued = handle.mailbox().close_moved();
+            Ok(Outcome::Queued(
+                queued.iter().map(MovedMessage::of).collect(),
+            ))
+        }
         Request::Broadcast { group, payload } => {
             Ok(Outcome::Tally(fan_out(registry, group.as_ref(), &payload)))
         }
@@ -262,6 +463,8 @@ outcome_value! {
     Groups(groups) => Vec<GroupName>,
     Tally(tally) => Tally,
     Page(page) => Page,
+    HandOver(answer) => HandOverAnswer,
+    Queued(messages) => Vec<MovedMessage>,
 }
 
 /// Queues `payload` for every member of `group` on this node (every connection when `group`

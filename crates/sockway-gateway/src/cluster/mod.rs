@@ -33,7 +33,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use self::command::Target;
-pub(crate) use self::command::{Outcome, Request};
+pub(crate) use self::command::{
+    HandOverAnswer, HandOverAsk, Moved, MovedContext, MovedMessage, Outcome, Request,
+};
 use self::usage::MemoryUsage;
 pub(crate) use self::usage::{Counted, UsageCount};
 use crate::config::Config;
@@ -209,6 +211,13 @@ pub(crate) struct Presence<'a> {
 }
 
 impl Presence<'_> {
+    /// Removes the connection without a `$disconnect`: it moved to another node, which now
+    /// holds it and its record.
+    pub(crate) fn moved(mut self) {
+        self.ended = true;
+        self.cluster.remove(&self.id);
+    }
+
     /// Removes the connection and answers whether this node delivers its `$disconnect`: true,
     /// unless other nodes declared this one dead while it was cut off from Redis and took the
     /// connection over (they delivered it). Waits while Redis cannot be reached, because only
@@ -284,6 +293,35 @@ impl Cluster {
             id,
             ended: false,
         })
+    }
+
+    /// Makes `handle`, a connection that moved here from another node (`[resume]`),
+    /// reachable like [`Cluster::register`]; its record in the cluster is kept under this
+    /// node, so that this node's loss ends it.
+    pub(crate) fn register_moved(
+        &self,
+        handle: ConnectionHandle,
+        groups: &[GroupName],
+    ) -> Option<Presence<'_>> {
+        let id = handle.id.clone();
+        let inserted = match self {
+            Cluster::Local(registry, _) => registry.insert(handle, groups),
+            Cluster::Redis(backend) => backend.register_moved(handle, groups),
+        };
+        inserted.then_some(Presence {
+            cluster: self,
+            id,
+            ended: false,
+        })
+    }
+
+    /// Whether a connection this node does not hold may be held by another node (and
+    /// resumed from there): never on a single node.
+    pub(crate) fn may_hold_elsewhere(&self, id: &ConnectionId) -> bool {
+        match self {
+            Cluster::Local(..) => false,
+            Cluster::Redis(backend) => backend.local_handle(id).is_none(),
+        }
     }
 
     fn remove(&self, id: &ConnectionId) {

@@ -32,12 +32,15 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::refusal::ConnectError;
-use super::resume::{RESUME_PROTOCOL, Replay, ResumeOffer, Resuming, same_principal, strip_tokens};
+use super::resume::{
+    Holder, RESUME_PROTOCOL, Replay, ResumeOffer, Resuming, same_principal, strip_tokens,
+};
 use sockway_protocol::route::RouteKey;
 
 use crate::access_log::{AccessEvent, AuthorizerDecision, EventType, IntegrationOutcome};
 use crate::authorizers::AuthorizerRequest;
 use crate::authorizers::iam::SignedRequest;
+use crate::cluster::{HandOverAnswer, MovedContext, Request};
 use crate::config::{ApiKeySelection, Authority, Config, PublicScheme};
 use crate::deployment::Deployment;
 use crate::head::RequestHead;
@@ -240,25 +243,30 @@ async fn run_connect(
         Some((token, _)) => {
             event.event_type = EventType::Resume;
             event.route_key = Some(RouteKey::RESUME.to_owned());
-            let handle = state
-                .cluster
-                .local_handle(&token.connection_id)
-                .filter(|handle| {
-                    !handle.is_closing() && handle.mailbox().ticket_matches(&token.ticket())
-                })
-                .ok_or_else(|| ConnectError::ResumeRefused {
-                    code: codes::RESUME_UNKNOWN,
-                    accept: accept_key(key),
-                })?;
-            Some(handle)
+            // Held here, or (in a cluster) possibly by another node, which is asked once the
+            // upgrade passed its checks.
+            match state.cluster.local_handle(&token.connection_id) {
+                Some(handle)
+                    if !handle.is_closing() && handle.mailbox().ticket_matches(&token.ticket()) =>
+                {
+                    Some(Some(handle))
+                }
+                None if state.cluster.may_hold_elsewhere(&token.connection_id) => Some(None),
+                _ => {
+                    return Err(ConnectError::ResumeRefused {
+                        code: codes::RESUME_UNKNOWN,
+                        accept: accept_key(key),
+                    });
+                }
+            }
         }
     };
     let connected_at = event.request_time_epoch;
     let source_ip = forwarded.client.to_string();
     let mut context = ConnectionContext {
-        connection_id: match &resumed {
-            Some(handle) => handle.id.clone(),
-            None => state.cluster.new_connection_id(),
+        connection_id: match (&resumed, &offer.resuming) {
+            (Some(_), Some((token, _))) => token.connection_id.clone(),
+            _ => state.cluster.new_connection_id(),
         },
         api_id: config.gateway.api_id.clone(),
         stage: config.gateway.stage.clone(),
@@ -366,18 +374,50 @@ async fn run_connect(
             Arc::make_mut(connect).access.clone_from(&context.access);
         }
     }
-    if let (Some(handle), Some((token, received))) = (resumed, offer.resuming) {
-        if !same_principal(&handle.context, &context) {
-            debug!(connection_id = %handle.id, request_id = %request_id, "resume refused: the authorizer named another principal");
-            return Err(ConnectError::ResumeRefused {
-                code: codes::RESUME_FORBIDDEN,
-                accept: accept_key(key),
-            });
-        }
-        event.connection = Some(handle.context.clone());
+    if let (Some(found), Some((token, received))) = (resumed, offer.resuming) {
+        let refused = |code| ConnectError::ResumeRefused {
+            code,
+            accept: accept_key(key),
+        };
+        let holder = match found {
+            Some(handle) if same_principal(&handle.context, &context) => Holder::Here(handle),
+            Some(handle) => {
+                debug!(connection_id = %handle.id, request_id = %request_id, "resume refused: the authorizer named another principal");
+                return Err(refused(codes::RESUME_FORBIDDEN));
+            }
+            // Another node may hold it: it checks the token and the principal and hands the
+            // connection over.
+            None => {
+                let asked = state
+                    .cluster
+                    .call::<HandOverAnswer>(Request::HandOver {
+                        connection_id: token.connection_id.clone(),
+                        ticket: hex::encode(token.ticket()),
+                        principal: Box::new(MovedContext::of(&context)),
+                    })
+                    .await;
+                match asked {
+                    Ok(HandOverAnswer::Moved(moved)) => Holder::Moved(moved),
+                    Ok(HandOverAnswer::Forbidden) => {
+                        debug!(connection_id = %token.connection_id, request_id = %request_id, "resume refused by the node holding the connection: the authorizer named another principal");
+                        return Err(refused(codes::RESUME_FORBIDDEN));
+                    }
+                    Ok(HandOverAnswer::Unknown) => return Err(refused(codes::RESUME_UNKNOWN)),
+                    Err(error) => {
+                        debug!(connection_id = %token.connection_id, request_id = %request_id, error = %error, "resume refused: the node holding the connection did not hand it over");
+                        return Err(refused(codes::RESUME_UNKNOWN));
+                    }
+                }
+            }
+        };
+        let connection_context = match &holder {
+            Holder::Here(handle) => handle.context.clone(),
+            Holder::Moved(moved) => Arc::new(moved.context.clone().into_context()),
+        };
+        event.connection = Some(connection_context.clone());
         let (response, deflate) = switching_protocols(head, key, None, config);
         return Ok(Accepted {
-            context: handle.context.clone(),
+            context: connection_context,
             request_id: request_id.clone(),
             response: response.into_bytes(),
             groups: Vec::new(),
@@ -386,7 +426,7 @@ async fn run_connect(
             replay: None,
             connect_span: None,
             resuming: Some(Box::new(Resuming {
-                handle,
+                holder,
                 token,
                 received,
                 offered: offered_subprotocols(head).map(str::to_owned).collect(),

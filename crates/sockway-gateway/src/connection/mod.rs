@@ -72,6 +72,26 @@ pub(crate) async fn accept<S>(
             if let Some(resuming) = accepted.resuming.take() {
                 let response_head =
                     String::from_utf8(accepted.response).expect("the 101 sockway writes is ASCII");
+                if matches!(resuming.holder, resume::Holder::Moved(_)) {
+                    // Handed over by another node: the connection gets a task here.
+                    let span =
+                        info_span!("connection", connection_id = %accepted.context.connection_id);
+                    state.tasks.spawn(
+                        resume::arrive(
+                            stream,
+                            leftover,
+                            response_head,
+                            accepted.deflate,
+                            accepted.admission,
+                            *resuming,
+                            accepted.request_id,
+                            event,
+                            state.clone(),
+                        )
+                        .instrument(span),
+                    );
+                    return;
+                }
                 resume::hand_over(
                     stream,
                     leftover,
@@ -138,11 +158,12 @@ async fn open<S>(
         response,
         groups,
         deflate,
-        mut admission,
+        admission,
         replay,
         resuming: _,
         connect_span,
     } = accepted;
+    let mut admission = Some(admission);
     // The limits of the deployment in use now: the connection keeps them for its life.
     let (outbound_queue, frame_limits) = {
         let limits = &state.deployment().config.limits;
@@ -196,8 +217,16 @@ async fn open<S>(
             let ended = connection.run(&mut socket).await;
             // Boxed, like the `$disconnect` delivery below: one-off phases whose state would
             // otherwise size every open connection's task (about 90 bytes each, measured).
-            // With `[resume]` the connection may go on there on other sockets.
-            Box::pin(connection.finish(socket, ended, &mut admission)).await
+            // With `[resume]` the connection may go on there on other sockets, or on another
+            // node.
+            match Box::pin(connection.finish(socket, ended, &mut admission)).await {
+                Some(cause) => cause,
+                None => {
+                    state.metrics.connections.dec();
+                    presence.moved();
+                    return;
+                }
+            }
         }
     };
     let undelivered = handle.mailbox().close();

@@ -35,16 +35,18 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use sockway_protocol::close::{CloseCause, codes};
 use sockway_protocol::event::ConnectionContext;
+use sockway_protocol::group::GroupName;
 use sockway_protocol::id::{ConnectionId, ID_LENGTH, RequestId};
 use sockway_protocol::websocket::deflate::Deflate;
 use sockway_protocol::websocket::reader::Limits as FrameLimits;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::open_loop::{Completion, Connection, Ended, bounded, send_text};
 use super::refusal::ConnectError;
 use super::socket::WebSocket;
 use crate::access_log::{AccessEvent, EventType};
+use crate::cluster::{HandOverAnswer, HandOverAsk, Moved, MovedContext, MovedMessage, Request};
 use crate::config::ResumeConfig;
 use crate::integrations::{Call, CallKind};
 use crate::metrics::ResumeOutcome;
@@ -65,6 +67,10 @@ pub(super) const TOKEN_PROTOCOL_PREFIX: &str = "sockway.resume.token.";
 pub(super) trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
+
+/// How long a connection handed to another node waits for that node to take its queued
+/// messages before it stays where it is.
+const HAND_OVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A resume token: the connection it resumes and a 128-bit secret. Only the SHA-256 of id and
 /// secret is kept (in the connection's mailbox), compared in constant time, and used once.
@@ -206,11 +212,20 @@ pub(super) fn same_principal(original: &ConnectionContext, now: &ConnectionConte
     principal(original) == principal(now) && access(original) == access(now)
 }
 
+/// Where a resumed connection is.
+#[derive(Debug)]
+pub(super) enum Holder {
+    /// On this node: the suspended (or still open) connection.
+    Here(ConnectionHandle),
+    /// It was on another node, which handed it over (`[resume]` in a cluster).
+    Moved(Box<Moved>),
+}
+
 /// A resume that passed the checks, on its way to the connection's task.
 #[derive(Debug)]
 pub(super) struct Resuming {
-    /// The suspended (or still open) connection.
-    pub(super) handle: ConnectionHandle,
+    /// Where the connection is.
+    pub(super) holder: Holder,
     /// The token the client presented.
     pub(super) token: ResumeToken,
     /// How many messages the client counted.
@@ -254,7 +269,10 @@ pub(super) async fn hand_over<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let handle = resuming.handle.clone();
+    let Holder::Here(handle) = &resuming.holder else {
+        unreachable!("a connection handed over by another node arrives through `arrive`");
+    };
+    let handle = handle.clone();
     let ticket = resuming.token.ticket();
     let key_line = accept_line(&response_head);
     let takeover = Takeover {
@@ -285,6 +303,159 @@ pub(super) async fn hand_over<S>(
             let _ = bounded(stream.write_all(&refusal.response(&request_id))).await;
             let _ = stream.shutdown().await;
         }
+    }
+}
+
+/// Continues, on this node, a connection that another node handed over for an accepted
+/// resume: registers it here (its record now under this node), takes the messages queued for
+/// it on the old node ahead of any that arrived here since, and serves it from the resume on
+/// like its own task would have; delivers its `$disconnect` when it ends here.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn arrive<S>(
+    stream: S,
+    leftover: Vec<u8>,
+    response_head: String,
+    deflate: Option<Deflate>,
+    admission: Admission,
+    resuming: Resuming,
+    request_id: RequestId,
+    mut event: AccessEvent,
+    state: Arc<State>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Resuming {
+        holder,
+        token,
+        received,
+        offered,
+        headers,
+        query,
+    } = resuming;
+    let Holder::Moved(moved) = holder else {
+        unreachable!("a connection held here resumes through `hand_over`");
+    };
+    let Moved {
+        context,
+        groups,
+        subprotocol,
+        sent,
+        retained,
+        open_for_ms,
+        last_active_at,
+        node,
+    } = *moved;
+    let context = Arc::new(context.into_context());
+    let connection_id = context.connection_id.clone();
+    let (limits, outbound_queue) = {
+        let config = &state.deployment().config;
+        (config.resume, config.limits.outbound_queue)
+    };
+    let key_line = accept_line(&response_head);
+    let refuse = |mut stream: S, mut event: AccessEvent| {
+        let state = state.clone();
+        let request_id = request_id.clone();
+        let key_line = key_line.clone();
+        async move {
+            let refusal = ConnectError::ResumeRefused {
+                code: codes::RESUME_UNKNOWN,
+                accept: key_line,
+            };
+            refusal.record(&state.metrics, &mut event);
+            state.access_log.record(event);
+            let _ = bounded(stream.write_all(&refusal.response(&request_id))).await;
+            let _ = stream.shutdown().await;
+        }
+    };
+    let Some(limits) = limits else {
+        // A reload turned `[resume]` off since the upgrade was checked.
+        refuse(stream, event).await;
+        return;
+    };
+    let close = state.shutdown.child_token();
+    let handle = ConnectionHandle::new(context.clone(), outbound_queue, close.clone());
+    handle.info.touch(last_active_at);
+    let Some(presence) = state.cluster.register_moved(handle.clone(), &groups) else {
+        refuse(stream, event).await;
+        return;
+    };
+    // The messages queued on the old node are older than any that reached this one since.
+    let queued = state
+        .cluster
+        .call::<Vec<MovedMessage>>(Request::CompleteHandOver {
+            connection_id: connection_id.clone(),
+            node,
+        })
+        .await;
+    let queued = match queued {
+        Ok(queued) => queued,
+        Err(error) => {
+            warn!(connection_id = %connection_id, error = %error, "the node that handed the connection over did not release it; the resume is refused");
+            presence.moved();
+            refuse(stream, event).await;
+            return;
+        }
+    };
+    handle.mailbox().push_front(
+        queued
+            .into_iter()
+            .map(MovedMessage::into_outbound)
+            .collect(),
+    );
+    state.metrics.resume.resumed(ResumeOutcome::Resumed);
+    event.connection = Some(context.clone());
+    state.access_log.record(event);
+    state.metrics.connections.inc();
+
+    let mut replay = Replay::new(limits, subprotocol);
+    replay.greeted = true;
+    replay.opened_at = tokio::time::Instant::now()
+        .checked_sub(std::time::Duration::from_millis(open_for_ms))
+        .unwrap_or_else(tokio::time::Instant::now);
+    for message in retained {
+        replay.record(&message.into_outbound());
+    }
+    // What was sent before the kept messages counts too.
+    replay.sent = sent;
+    let mut connection = Connection::new(
+        state.clone(),
+        context.clone(),
+        handle.clone(),
+        close,
+        Some(Box::new(replay)),
+        None,
+    );
+    let takeover = Takeover {
+        stream: Box::new(stream),
+        leftover,
+        response_head,
+        deflate,
+        admission,
+        resuming: Resuming {
+            holder: Holder::Here(handle.clone()),
+            token,
+            received,
+            offered,
+            headers,
+            query,
+        },
+        request_id,
+    };
+    let mut admission = None;
+    let ended =
+        Box::pin(connection.serve(Pending::TakeOver(Box::new(takeover)), &mut admission)).await;
+    handle.mailbox().close();
+    state.metrics.connections.dec();
+    match ended {
+        Some(cause) => {
+            if Box::pin(presence.end()).await {
+                Box::pin(super::disconnect::deliver_disconnect(
+                    &state, context, &cause, None,
+                ))
+                .await;
+            }
+        }
+        None => presence.moved(),
     }
 }
 
@@ -443,23 +614,24 @@ impl Connection {
     }
 
     /// After the first socket's loop: ends the connection, or suspends it and serves every
-    /// socket that resumes it until it ends. Returns why it ended; `admission` is then the
-    /// connection slot of the last socket (each socket's own, taken over from its upgrade).
+    /// socket that resumes it until it ends. Returns why it ended, or `None` when it moved to
+    /// another node (which now holds it and delivers its `$disconnect`); `admission` is then
+    /// the connection slot of the last socket (each socket's own, taken over from its upgrade).
     pub(super) async fn finish<S>(
         &mut self,
         mut socket: WebSocket<S>,
         ended: Ended,
-        admission: &mut Admission,
-    ) -> CloseCause
+        admission: &mut Option<Admission>,
+    ) -> Option<CloseCause>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let mut pending = match ended {
+        let pending = match ended {
             Ended::Closed(cause) if !self.suspends(&cause) => {
                 self.handle.mark_closing();
                 self.close_socket(&mut socket, &cause).await;
                 self.settle_inflight().await;
-                return cause;
+                return Some(cause);
             }
             Ended::Closed(cause) => {
                 self.close_socket(&mut socket, &cause).await;
@@ -468,21 +640,42 @@ impl Connection {
             Ended::TakenOver(takeover) => Pending::TakeOver(takeover),
         };
         drop(socket);
+        self.serve(pending, admission).await
+    }
+
+    /// Serves the sockets that resume the connection, from `pending` on, until it ends
+    /// (`Some` cause) or moves to another node (`None`).
+    async fn serve(
+        &mut self,
+        mut pending: Pending,
+        admission: &mut Option<Admission>,
+    ) -> Option<CloseCause> {
         loop {
-            let takeover = match pending {
-                Pending::TakeOver(takeover) => takeover,
+            let (takeover, cause) = match pending {
+                // The old socket was open: if a hand-over to another node fails, the
+                // connection waits here as if that socket had been lost.
+                Pending::TakeOver(takeover) => (takeover, CloseCause::ConnectionLost),
                 Pending::Suspend(cause) => match self.suspend(cause).await {
-                    Ok(takeover) => takeover,
+                    Ok(taken) => taken,
                     Err(cause) => {
                         self.handle.mark_closing();
                         self.settle_inflight().await;
-                        return cause;
+                        return Some(cause);
                     }
                 },
             };
-            let takeover = takeover
-                .downcast::<Takeover>()
-                .expect("only connection::resume hands sockets over");
+            let takeover = match takeover.downcast::<HandOverAsk>() {
+                Ok(ask) => {
+                    if self.move_out(*ask).await {
+                        return None;
+                    }
+                    pending = Pending::Suspend(cause);
+                    continue;
+                }
+                Err(takeover) => takeover
+                    .downcast::<Takeover>()
+                    .expect("only connection::resume and the cluster hand connections over"),
+            };
             let mut socket = match self.resume_on(*takeover, admission).await {
                 Ok(socket) => socket,
                 Err(cause) => {
@@ -495,7 +688,7 @@ impl Connection {
                     self.handle.mark_closing();
                     self.close_socket(&mut socket, &cause).await;
                     self.settle_inflight().await;
-                    return cause;
+                    return Some(cause);
                 }
                 Ended::Closed(cause) => {
                     self.close_socket(&mut socket, &cause).await;
@@ -506,11 +699,78 @@ impl Connection {
         }
     }
 
+    /// Hands the connection to the node its client resumed on (`[resume]` in a cluster):
+    /// checks the principal, lets in-flight integrations finish (their answers go with the
+    /// replay), answers with what the connection needs to go on there, then waits until that
+    /// node took its queued messages ([`Request::CompleteHandOver`]). Returns whether it moved;
+    /// otherwise its token resumes it here again.
+    async fn move_out(&mut self, ask: HandOverAsk) -> bool {
+        let HandOverAsk {
+            ticket,
+            principal,
+            reply,
+        } = ask;
+        let connection_id = self.context.connection_id.clone();
+        if !same_principal(&self.context, &principal) {
+            debug!(connection_id = %connection_id, "hand-over refused: the authorizer named another principal");
+            self.handle.mailbox().set_ticket(ticket);
+            let _ = reply.send(HandOverAnswer::Forbidden);
+            return false;
+        }
+        let grace = self.state.deployment().config.limits.shutdown_grace;
+        let _ = tokio::time::timeout(grace, async {
+            while let Some(completion) = self.inflight.next().await {
+                self.owe(completion);
+            }
+        })
+        .await;
+        let groups = self
+            .state
+            .cluster
+            .call::<Vec<GroupName>>(Request::GroupsOf {
+                connection_id: connection_id.clone(),
+            })
+            .await
+            .unwrap_or_default();
+        let replay = self
+            .replay
+            .as_ref()
+            .expect("only a resumable connection is handed over");
+        let moved = Moved {
+            context: MovedContext::of(&self.context),
+            groups,
+            subprotocol: replay.subprotocol.clone(),
+            sent: replay.sent,
+            retained: replay.retained.iter().map(MovedMessage::of).collect(),
+            open_for_ms: u64::try_from(replay.opened_at.elapsed().as_millis()).unwrap_or(u64::MAX),
+            last_active_at: self.handle.info.last_active_at(),
+            node: 0,
+        };
+        if reply.send(HandOverAnswer::Moved(Box::new(moved))).is_err() {
+            self.handle.mailbox().set_ticket(ticket);
+            return false;
+        }
+        let completed = tokio::select! {
+            () = self.handle.mailbox().wait_closed() => true,
+            () = tokio::time::sleep(HAND_OVER_TIMEOUT) => false,
+            () = self.close.cancelled() => false,
+        };
+        if completed {
+            // The in-flight integrations that did not finish in time are cancelled.
+            self.inflight.clear();
+            debug!(connection_id = %connection_id, "connection moved to another node");
+        } else {
+            warn!(connection_id = %connection_id, "the node the connection was handed to did not take it; it stays here");
+            self.handle.mailbox().set_ticket(ticket);
+        }
+        completed
+    }
+
     /// Waits, suspended, for a socket to take the connection over; or ends it: the window
     /// passed (`NotResumed`), a `DELETE`, the resume limits (`ResumeQueueFull`) or shutdown.
     /// Integrations that finish meanwhile are answered into the replay, so the client gets
     /// their answers on resume.
-    async fn suspend(&mut self, cause: CloseCause) -> Result<Opaque, CloseCause> {
+    async fn suspend(&mut self, cause: CloseCause) -> Result<(Opaque, CloseCause), CloseCause> {
         let state = self.state.clone();
         // A reload may have turned `[resume]` off since the connection was opened: then it
         // ends as it would have without it.
@@ -551,14 +811,14 @@ impl Connection {
                     Some(takeover) => break Ok(takeover),
                     None => {
                         metrics.expired.inc();
-                        break Err(CloseCause::NotResumed(Box::new(cause)));
+                        break Err(CloseCause::NotResumed(Box::new(cause.clone())));
                     }
                 },
             }
         };
         self.handle.mailbox().unsuspend();
         metrics.suspended.dec();
-        outcome
+        outcome.map(|takeover| (takeover, cause))
     }
 
     /// Records a finished integration while there is no socket: what it owes the client is
@@ -577,7 +837,7 @@ impl Connection {
     async fn resume_on(
         &mut self,
         takeover: Takeover,
-        admission: &mut Admission,
+        admission: &mut Option<Admission>,
     ) -> Result<WebSocket<Box<dyn Transport>>, CloseCause> {
         let Takeover {
             mut stream,
@@ -607,7 +867,7 @@ impl Connection {
             self.handle.mailbox().set_ticket(resuming.token.ticket());
             return Err(cause);
         }
-        *admission = new_admission;
+        *admission = Some(new_admission);
         let (frame_limits, frame_bytes) = {
             let limits = &self.state.deployment().config.limits;
             let frame_limits = FrameLimits {

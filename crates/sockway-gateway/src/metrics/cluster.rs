@@ -46,10 +46,13 @@ pub(crate) enum RedisOperation {
     Leave,
     /// Counting or reading an API key's usage.
     Usage,
+    /// Looking up where a connection moved (`[resume]`), when the node that assigned its id is
+    /// gone.
+    Moved,
 }
 
 impl RedisOperation {
-    const ALL: [RedisOperation; 11] = [
+    const ALL: [RedisOperation; 12] = [
         RedisOperation::Join,
         RedisOperation::Heartbeat,
         RedisOperation::Directory,
@@ -61,6 +64,7 @@ impl RedisOperation {
         RedisOperation::Release,
         RedisOperation::Leave,
         RedisOperation::Usage,
+        RedisOperation::Moved,
     ];
 
     fn as_str(self) -> &'static str {
@@ -76,6 +80,7 @@ impl RedisOperation {
             RedisOperation::Release => "release",
             RedisOperation::Leave => "leave",
             RedisOperation::Usage => "usage",
+            RedisOperation::Moved => "moved",
         }
     }
 }

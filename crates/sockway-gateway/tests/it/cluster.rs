@@ -596,6 +596,11 @@ async fn cluster_metrics_count_peers_redis_round_trips_remote_calls_and_outages(
         metric(&text, r#"sockway_redis_commands_total{operation="route"}"#),
         2.0
     );
+    // The unknown tag's connection might have moved (`[resume]`): one lookup, only then.
+    assert_eq!(
+        metric(&text, r#"sockway_redis_commands_total{operation="moved"}"#),
+        1.0
+    );
     assert_eq!(
         metric(
             &text,

@@ -80,11 +80,22 @@ fn push(
     count: usize,
     progress: Arc<AtomicUsize>,
 ) -> tokio::task::JoinHandle<Vec<String>> {
+    push_as("p", gateway, connection_id, count, progress)
+}
+
+/// [`push`] with the messages named `{prefix}0`, `{prefix}1`, ...
+fn push_as(
+    prefix: &'static str,
+    gateway: &TestGateway,
+    connection_id: &str,
+    count: usize,
+    progress: Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<Vec<String>> {
     let url = gateway.connection_url(connection_id);
     tokio::spawn(async move {
         let mut acknowledged = Vec::new();
         for n in 0..count {
-            let text = format!("p{n}");
+            let text = format!("{prefix}{n}");
             let (status, _, _) = http_request("POST", &url, text.clone()).await;
             assert_eq!(status, 200, "POST {text}");
             acknowledged.push(text);
@@ -498,33 +509,91 @@ async fn a_resume_by_another_principal_is_refused() {
     gateway.shutdown().await;
 }
 
-/// In cluster mode a resume is served by the node that holds the connection; a reconnect that
-/// lands on another node is refused with 4410 (the client then opens a new connection), and the
-/// suspended connection ends with its window.
-#[tokio::test]
-async fn in_a_cluster_the_node_holding_the_connection_resumes_it() {
-    let redis = RedisServer::start().await;
-    let mut backend = MockBackend::start().await;
+/// Two nodes of a cluster with `[resume]`, and their configuration.
+async fn cluster_pair(
+    redis: &RedisServer,
+    window: &str,
+) -> (MockBackend, TestGateway, TestGateway, String) {
+    let backend = MockBackend::start().await;
     let text = config(
         &backend,
         &format!(
-            "[resume]\nwindow = \"2s\"\n[cluster]\nredis_url = \"{}\"\nnode_timeout = \"2s\"\n",
+            "[resume]\nwindow = \"{window}\"\n[cluster]\nredis_url = \"{}\"\nnode_timeout = \"2s\"\n",
             redis.url()
         ),
     );
     let a = TestGateway::start(&text).await;
     let b = TestGateway::start(&text).await;
-    let (client, frame) = open(&a.ws_url).await;
+    (backend, a, b, text)
+}
+
+/// In cluster mode a client whose reconnect lands on another node resumes there: the
+/// connection moves with its queue, pushes sent through either node meanwhile arrive once and
+/// in order (each sender's), with the same id and no `$connect` or `$disconnect`; then it is
+/// served by its new node, reached through either, and past the window its new node delivers
+/// one `$disconnect`.
+#[tokio::test]
+async fn in_a_cluster_a_resume_on_another_node_moves_the_connection_there() {
+    let redis = RedisServer::start().await;
+    let (mut backend, a, b, _) = cluster_pair(&redis, "3s").await;
+    let (mut client, frame) = open(&a.ws_url).await;
     let connection_id = frame["connectionId"].as_str().unwrap().to_owned();
     backend.next_event_for("$connect").await;
+
+    let through_a = Arc::new(AtomicUsize::new(0));
+    let through_b = Arc::new(AtomicUsize::new(0));
+    let pusher_a = push_as("a", &a, &connection_id, 200, through_a.clone());
+    let pusher_b = push_as("b", &b, &connection_id, 200, through_b.clone());
+    let mut received = Vec::new();
+    read(&mut client, &mut received, 20).await;
+    until_acknowledged(&through_a, 40).await;
     client.drop_tcp();
-    until_suspended(&a, &connection_id).await;
-    // Posts through the other node reach the suspended connection's queue.
-    let (status, _, _) = http_request("POST", &b.connection_url(&connection_id), "via b").await;
-    assert_eq!(status, 200);
-    refused(&b.ws_url, &frame, 4410).await;
-    let (mut client, _) = resume(&a.ws_url, &frame, 0).await;
-    assert_eq!(client.next_text().await, "via b");
+    // GET through the node that does not hold it reports it suspended.
+    until_suspended(&b, &connection_id).await;
+
+    let (mut client, resumed) = resume(&b.ws_url, &frame, received.len()).await;
+    assert_eq!(resumed["missed"], 0, "{resumed}");
+    let acknowledged_a = pusher_a.await.unwrap();
+    let acknowledged_b = pusher_b.await.unwrap();
+    read(
+        &mut client,
+        &mut received,
+        acknowledged_a.len() + acknowledged_b.len(),
+    )
+    .await;
+    let from = |prefix: char| -> Vec<String> {
+        received
+            .iter()
+            .filter(|text| text.starts_with(prefix))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        from('a'),
+        acknowledged_a,
+        "every push through A once, in order"
+    );
+    assert_eq!(
+        from('b'),
+        acknowledged_b,
+        "every push through B once, in order"
+    );
+
+    // Served by B now, reached through either node.
+    client.send_text("after the move").await;
+    assert_eq!(client.next_text().await, "after the move");
+    for node in [&a, &b] {
+        let (status, _, body) = http_request("GET", &node.connection_url(&connection_id), "").await;
+        assert_eq!(status, 200);
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_ne!(body["status"], "suspended", "{body}");
+        let (status, _, _) =
+            http_request("POST", &node.connection_url(&connection_id), "late").await;
+        assert_eq!(status, 200);
+        assert_eq!(client.next_text().await, "late");
+    }
+
+    // Lost again, not resumed: its new node ends it once, past the window.
     client.drop_tcp();
     let event = backend.next_event_for("$disconnect").await;
     assert_eq!(event["requestContext"]["connectionId"], connection_id);
@@ -532,6 +601,151 @@ async fn in_a_cluster_the_node_holding_the_connection_resumes_it() {
         event["requestContext"]["disconnectReason"],
         "Connection lost; not resumed within the resume window"
     );
+    let (status, _, _) = http_request("POST", &a.connection_url(&connection_id), "gone").await;
+    assert_eq!(status, 410);
+    a.shutdown().await;
+    b.shutdown().await;
+    assert_eq!(
+        lifecycle(backend.drain()),
+        Vec::<String>::new(),
+        "no other $connect or $disconnect"
+    );
+}
+
+/// A connection that moved keeps being reached by callers on a third node through the node
+/// that assigned its id, and still once that node is gone (the move is recorded in Redis).
+#[tokio::test]
+async fn in_a_cluster_a_moved_connection_outlives_the_node_that_assigned_its_id() {
+    let redis = RedisServer::start().await;
+    let (mut backend, a, b, text) = cluster_pair(&redis, "30s").await;
+    let c = TestGateway::start(&text).await;
+    let (client, frame) = open(&a.ws_url).await;
+    let connection_id = frame["connectionId"].as_str().unwrap().to_owned();
+    backend.next_event_for("$connect").await;
+    let membership = format!("{}/groups/room", c.connection_url(&connection_id));
+    let (status, _, _) = http_request("PUT", &membership, "").await;
+    assert_eq!(status, 204);
+    client.drop_tcp();
+    until_suspended(&a, &connection_id).await;
+    let (mut client, _) = resume(&b.ws_url, &frame, 0).await;
+    let (status, _, _) = http_request("POST", &c.connection_url(&connection_id), "via c").await;
+    assert_eq!(status, 200);
+    assert_eq!(client.next_text().await, "via c");
+    // Its groups moved with it.
+    let (status, _, body) = http_request(
+        "POST",
+        &format!("{}/@groups/room", c.management_url),
+        "to room",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let tally: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(tally["delivered"], 1, "{tally}");
+    assert_eq!(client.next_text().await, "to room");
+
+    a.shutdown().await;
+    let (status, _, _) = http_request("POST", &c.connection_url(&connection_id), "a is gone").await;
+    assert_eq!(status, 200);
+    assert_eq!(client.next_text().await, "a is gone");
+    client.close(1000, "done").await;
+    let event = backend.next_event_for("$disconnect").await;
+    assert_eq!(event["requestContext"]["connectionId"], connection_id);
+    let (status, _, _) = http_request("POST", &c.connection_url(&connection_id), "gone").await;
+    assert_eq!(status, 410);
+    b.shutdown().await;
+    c.shutdown().await;
+    assert_eq!(lifecycle(backend.drain()), Vec::<String>::new());
+}
+
+/// A client that notices the drop before its node does resumes on another node while the old
+/// socket is still open: the connection moves, the old socket is let go.
+#[tokio::test]
+async fn in_a_cluster_a_resume_on_another_node_takes_over_a_socket_still_open() {
+    let redis = RedisServer::start().await;
+    let (mut backend, a, b, _) = cluster_pair(&redis, "30s").await;
+    let (mut old, frame) = open(&a.ws_url).await;
+    let connection_id = frame["connectionId"].as_str().unwrap().to_owned();
+    backend.next_event_for("$connect").await;
+    let (status, _, _) = http_request("POST", &a.connection_url(&connection_id), "before").await;
+    assert_eq!(status, 200);
+    assert_eq!(old.next_text().await, "before");
+
+    let (mut client, resumed) = resume(&b.ws_url, &frame, 1).await;
+    assert_eq!(resumed["sequence"], 1, "{resumed}");
+    let (status, _, _) = http_request("POST", &a.connection_url(&connection_id), "after").await;
+    assert_eq!(status, 200);
+    assert_eq!(client.next_text().await, "after");
+    assert!(matches!(
+        tokio::time::timeout(DEADLINE, old.into_inner().next_message_or_end()).await,
+        Ok(None)
+    ));
+    client.send_text("echo on b").await;
+    assert_eq!(client.next_text().await, "echo on b");
+    client.close(1000, "done").await;
+    let event = backend.next_event_for("$disconnect").await;
+    assert_eq!(event["requestContext"]["disconnectStatusCode"], 1000);
+    a.shutdown().await;
+    b.shutdown().await;
+    assert_eq!(lifecycle(backend.drain()), Vec::<String>::new());
+}
+
+/// A connection that moves twice is recorded where it is now: once the node that assigned its
+/// id is gone, a caller on the node it passed through still reaches it.
+#[tokio::test]
+async fn in_a_cluster_a_connection_that_moves_twice_stays_reachable() {
+    let redis = RedisServer::start().await;
+    let (mut backend, a, b, text) = cluster_pair(&redis, "30s").await;
+    let c = TestGateway::start(&text).await;
+    let (client, frame) = open(&a.ws_url).await;
+    let connection_id = frame["connectionId"].as_str().unwrap().to_owned();
+    backend.next_event_for("$connect").await;
+    client.drop_tcp();
+    until_suspended(&a, &connection_id).await;
+    let (client, frame) = resume(&b.ws_url, &frame, 0).await;
+    client.drop_tcp();
+    until_suspended(&b, &connection_id).await;
+    let (mut client, _) = resume(&c.ws_url, &frame, 0).await;
+    let (status, _, _) = http_request("POST", &b.connection_url(&connection_id), "via b").await;
+    assert_eq!(status, 200);
+    assert_eq!(client.next_text().await, "via b");
+
+    a.shutdown().await;
+    let (status, _, _) = http_request("POST", &b.connection_url(&connection_id), "a is gone").await;
+    assert_eq!(status, 200);
+    assert_eq!(client.next_text().await, "a is gone");
+    client.close(1000, "done").await;
+    backend.next_event_for("$disconnect").await;
+    b.shutdown().await;
+    c.shutdown().await;
+    assert_eq!(lifecycle(backend.drain()), Vec::<String>::new());
+}
+
+/// A resume on another node with a wrong token is refused with 4410 and leaves the connection
+/// where it is; the right one still resumes it there.
+#[tokio::test]
+async fn in_a_cluster_a_wrong_token_moves_nothing() {
+    let redis = RedisServer::start().await;
+    let (mut backend, a, b, _) = cluster_pair(&redis, "30s").await;
+    let (client, frame) = open(&a.ws_url).await;
+    let connection_id = frame["connectionId"].as_str().unwrap().to_owned();
+    backend.next_event_for("$connect").await;
+    client.drop_tcp();
+    until_suspended(&a, &connection_id).await;
+    let mut forged = frame.clone();
+    let token = frame["token"].as_str().unwrap();
+    let mut raw = token.as_bytes().to_vec();
+    let last = raw.len() - 1;
+    raw[last] = if raw[last] == b'A' { b'B' } else { b'A' };
+    forged["token"] = Value::String(String::from_utf8(raw).unwrap());
+    refused(&b.ws_url, &forged, 4410).await;
+    until_suspended(&a, &connection_id).await;
+    let (status, _, _) = http_request("POST", &b.connection_url(&connection_id), "kept").await;
+    assert_eq!(status, 200);
+    let (mut client, _) = resume(&b.ws_url, &frame, 0).await;
+    assert_eq!(client.next_text().await, "kept");
+    client.close(1000, "done").await;
+    let event = backend.next_event_for("$disconnect").await;
+    assert_eq!(event["requestContext"]["disconnectStatusCode"], 1000);
     a.shutdown().await;
     b.shutdown().await;
     assert_eq!(lifecycle(backend.drain()), Vec::<String>::new());

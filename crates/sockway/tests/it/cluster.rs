@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sockway_testkit::{
-    ConfigFile, GatewayProcess, MockBackend, RedisServer, WsClient, connect, http_request,
+    ConfigFile, DEADLINE, GatewayProcess, MockBackend, RedisServer, WsClient, connect,
+    connect_with_headers, http_request,
 };
 use tokio::time::Instant;
 
@@ -17,6 +18,8 @@ use crate::binary;
 const NODE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time allowed past `node_timeout` for a survivor to notice (a heartbeat interval) and deliver.
 const MARGIN: Duration = Duration::from_secs(3);
+/// The subprotocol a client offers to ask for resume (`[resume]`).
+const RESUME: &str = "sockway.resume.v1";
 
 /// A config whose lifecycle routes go to `backend`, clustered on `redis`.
 fn cluster_config(backend: &MockBackend, redis: &RedisServer) -> String {
@@ -128,6 +131,76 @@ async fn a_killed_nodes_connections_get_one_disconnect_from_the_survivors() {
 
     a.terminate().await;
     c.terminate().await;
+}
+
+/// A node SIGKILLed while it holds a suspended connection (`[resume]`): the other nodes
+/// report it suspended and queue posts for it while its node lives; once the node is gone a
+/// survivor delivers its `$disconnect` exactly once, and a resume on a survivor is refused with
+/// 4410 (the client then opens a new connection).
+#[tokio::test]
+async fn a_killed_nodes_suspended_connection_gets_one_disconnect_from_the_survivors() {
+    let redis = RedisServer::start().await;
+    let mut backend = MockBackend::start().await;
+    let config = format!(
+        "{}\n[resume]\nwindow = \"60s\"\n",
+        cluster_config(&backend, &redis)
+    );
+    let file = ConfigFile::new("suspended-crash", &config);
+    let a = GatewayProcess::start(binary(), &file.path).await;
+    let b = GatewayProcess::start(binary(), &file.path).await;
+    let mut client = connect_with_headers(&b.ws_url, &[("Sec-WebSocket-Protocol", RESUME)])
+        .await
+        .unwrap();
+    let frame: Value = serde_json::from_str(&client.next_text().await).unwrap();
+    assert_eq!(frame["type"], "sockway.resume", "{frame}");
+    let id = frame["connectionId"].as_str().unwrap().to_owned();
+    backend.next_event_for("$connect").await;
+    client.drop_tcp();
+
+    // Reported suspended through the other node, and posts through it are queued.
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let (status, _, body) = http_request("GET", &a.connection_url(&id), "").await;
+            assert_eq!(status, 200);
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            if body["status"] == "suspended" {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the connection is reported suspended through the other node");
+    let (status, _, _) = http_request("POST", &a.connection_url(&id), "queued").await;
+    assert_eq!(status, 200);
+
+    b.kill().await;
+    let killed_at = Instant::now();
+    let event = backend.next_event_for("$disconnect").await;
+    let elapsed = killed_at.elapsed();
+    assert!(
+        elapsed <= NODE_TIMEOUT + MARGIN,
+        "DISCONNECT took {elapsed:?}, more than node_timeout + {MARGIN:?}"
+    );
+    let context = &event["requestContext"];
+    assert_eq!(context["connectionId"], id.as_str());
+    assert_eq!(context["disconnectStatusCode"], 1006);
+    assert_eq!(context["disconnectReason"], "Gateway node lost");
+
+    let token = frame["token"].as_str().unwrap();
+    let protocols = format!("{RESUME}, sockway.resume.token.{token}.0");
+    let mut again = connect_with_headers(&a.ws_url, &[("Sec-WebSocket-Protocol", &protocols)])
+        .await
+        .expect("the resume upgrade completes");
+    let (code, _) = again.next_close().await.expect("a close frame");
+    assert_eq!(code, 4410);
+    let (status, _, _) = http_request("POST", &a.connection_url(&id), "late").await;
+    assert_eq!(status, 410);
+    // Exactly once: a second delivery would arrive within another heartbeat or two.
+    if let Some(extra) = backend.next_request_within(NODE_TIMEOUT).await {
+        panic!("unexpected request after the take-over: {}", extra.json());
+    }
+    a.terminate().await;
 }
 
 #[tokio::test]

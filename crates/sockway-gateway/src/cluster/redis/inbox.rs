@@ -20,8 +20,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::Inner;
+use super::keys::NodeTag;
 use super::wire::{Message, Refusal};
-use crate::cluster::command::apply;
+use crate::cluster::ClusterError;
+use crate::cluster::command::{HandOverAnswer, Outcome, Request, Target, apply, hand_over};
 use crate::metrics::RedisOperation;
 
 /// Replies being published at once; past this the actor waits for one before reading on.
@@ -78,36 +80,98 @@ async fn handle(inner: &Arc<Inner>, message: Message, replies: &mut JoinSet<()>)
             reply_to,
             request,
         } => {
+            if replies.len() >= MAX_REPLIES_IN_FLIGHT {
+                replies.join_next().await;
+            }
+            // A hand-over waits for the connection's task; its reply is published once the
+            // task answered, the next messages are served meanwhile.
+            if let Request::HandOver {
+                connection_id,
+                ticket,
+                principal,
+            } = request
+            {
+                // It moved on from here: the caller asks its new node.
+                let moved_to = match inner.registry.get(&connection_id) {
+                    Some(_) => None,
+                    None => inner.moved_out_ids().get(&connection_id),
+                };
+                let answer = hand_over(&inner.registry, &connection_id, &ticket, *principal);
+                let inner = inner.clone();
+                replies.spawn(async move {
+                    let answer = match (moved_to, answer) {
+                        (Some(tag), _) => Err(Refusal::Moved(tag.0)),
+                        (None, Ok(receiver)) => {
+                            match receiver.await.unwrap_or(HandOverAnswer::Unknown) {
+                                // The second step comes back here.
+                                HandOverAnswer::Moved(mut moved) => {
+                                    moved.node = inner.tag().0;
+                                    Ok(Outcome::HandOver(HandOverAnswer::Moved(moved)))
+                                }
+                                other => Ok(Outcome::HandOver(other)),
+                            }
+                        }
+                        (None, Err(answer)) => Ok(Outcome::HandOver(answer)),
+                    };
+                    let reply = Message::Reply {
+                        correlation,
+                        answer,
+                    }
+                    .encode();
+                    publish_reply(&inner, reply_to, reply).await;
+                });
+                return;
+            }
+            let target = match request.target() {
+                Target::Connection(connection_id) => Some(connection_id.clone()),
+                Target::EveryNode => None,
+            };
+            if let Request::CompleteHandOver { connection_id, .. } = &request {
+                // Before the mailbox closes: a post served after it is sent on to the new node.
+                inner
+                    .moved_out_ids()
+                    .insert(connection_id.clone(), reply_to);
+            }
             // Served at once, before the next message is read: this keeps the caller's order.
-            let answer =
-                apply(&inner.registry, request).map_err(|error| Refusal::from_error(&error));
+            let answer = apply(&inner.registry, request).map_err(|error| {
+                // A connection that moved away (`[resume]`): the caller asks its new node.
+                match (&error, &target) {
+                    (ClusterError::Gone(_), Some(connection_id)) => {
+                        match inner.moved_out_ids().get(connection_id) {
+                            Some(tag) => Refusal::Moved(tag.0),
+                            None => Refusal::Gone,
+                        }
+                    }
+                    _ => Refusal::from_error(&error),
+                }
+            });
             let reply = Message::Reply {
                 correlation,
                 answer,
             }
             .encode();
-            if replies.len() >= MAX_REPLIES_IN_FLIGHT {
-                replies.join_next().await;
-            }
-            let mut connection = inner.connection.clone();
             let inner = inner.clone();
-            replies.spawn(async move {
-                let mut command = redis::cmd(connection.publish_command());
-                command.arg(reply_to.inbox_channel()).arg(reply.as_ref());
-                let publish = command.query_async::<i64>(&mut connection);
-                let publish = inner.timed(RedisOperation::Reply, publish);
-                match tokio::time::timeout(inner.operation_timeout, publish).await {
-                    Ok(Ok(_)) => {}
-                    // The caller answers 504 after its timeout; nothing else to do here.
-                    Ok(Err(error)) => debug!(error = %error, "cannot publish a reply"),
-                    Err(_) => debug!("publishing a reply timed out"),
-                }
-            });
+            replies.spawn(async move { publish_reply(&inner, reply_to, reply).await });
         }
         Message::Reply {
             correlation,
             answer,
         } => inner.complete(correlation, answer),
         Message::Probe => {}
+    }
+}
+
+/// Publishes a reply to the node tagged `reply_to`.
+async fn publish_reply(inner: &Inner, reply_to: NodeTag, reply: Bytes) {
+    let mut connection = inner.connection.clone();
+    let mut command = redis::cmd(connection.publish_command());
+    command.arg(reply_to.inbox_channel()).arg(reply.as_ref());
+    let publish = command.query_async::<i64>(&mut connection);
+    let publish = inner.timed(RedisOperation::Reply, publish);
+    match tokio::time::timeout(inner.operation_timeout, publish).await {
+        Ok(Ok(_)) => {}
+        // The caller answers 504 after its timeout; nothing else to do here.
+        Ok(Err(error)) => debug!(error = %error, "cannot publish a reply"),
+        Err(_) => debug!("publishing a reply timed out"),
     }
 }

@@ -82,6 +82,13 @@ impl NodeTag {
         format!("sockway:{{{}}}:claimed", self.to_hex())
     }
 
+    /// `sockway:{TAG}:moved:{ID}`: the tag (hex) of the node a connection assigned under
+    /// this tag moved to (`[resume]`), for callers whose request finds this tag's node gone.
+    /// Written and removed by the node holding the connection; no TTL.
+    pub(super) fn moved_key(self, id: &ConnectionId) -> String {
+        format!("sockway:{{{}}}:moved:{}", self.to_hex(), id.as_str())
+    }
+
     /// `sockway:{TAG}:inbox`: the channel the node subscribes to; requests for its
     /// connections and replies to its own requests arrive on it.
     pub(super) fn inbox_channel(self) -> String {

@@ -301,6 +301,13 @@ async fn reap(inner: &Inner, orphans: &mpsc::Sender<Arc<ConnectionContext>>) -> 
                         };
                         claimed += 1;
                         inner.metrics.claimed.inc();
+                        let assigned = NodeTag::of(&context.connection_id);
+                        if assigned != tag {
+                            // It had moved to the lost node (`[resume]`): it ends here.
+                            let mut forget = redis::cmd("DEL");
+                            forget.arg(assigned.moved_key(&context.connection_id));
+                            let _ = forget.query_async::<i64>(&mut connection).await;
+                        }
                         // This task is the only sender and claimed no more than the room.
                         if orphans.try_send(Arc::new(context)).is_err() {
                             warn!(tag = %tag.to_hex(), "orphan queue full; a lost connection's $disconnect is dropped");

@@ -38,7 +38,7 @@ mod presence;
 mod scripts;
 mod wire;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -79,6 +79,41 @@ const ORPHAN_QUEUE: usize = 256;
 const MAX_PENDING_REPLIES: usize = 16_384;
 /// How many random tags a node tries before giving up.
 const TAG_ATTEMPTS: usize = 64;
+/// Connections that moved away that a node still sends callers on for; past this the oldest
+/// is forgotten (a call for it then answers 410).
+const MAX_MOVED_OUT: usize = 65_536;
+/// How many times a call follows a connection that moved before giving up (410).
+const MAX_HOPS: usize = 4;
+
+/// Where this node's connections that moved away went, oldest first.
+#[derive(Debug, Default)]
+struct MovedOut {
+    to: HashMap<ConnectionId, NodeTag>,
+    order: VecDeque<ConnectionId>,
+}
+
+impl MovedOut {
+    fn insert(&mut self, id: ConnectionId, tag: NodeTag) {
+        if self.to.insert(id.clone(), tag).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > MAX_MOVED_OUT {
+            if let Some(oldest) = self.order.pop_front() {
+                self.to.remove(&oldest);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &ConnectionId) {
+        if self.to.remove(id).is_some() {
+            self.order.retain(|kept| kept != id);
+        }
+    }
+
+    fn get(&self, id: &ConnectionId) -> Option<NodeTag> {
+        self.to.get(id).copied()
+    }
+}
 
 /// The Redis backend: this node's registry plus its membership in the cluster.
 #[derive(Debug)]
@@ -108,6 +143,13 @@ struct Inner {
     subscribed: AtomicBool,
     /// Cross-node calls waiting for their reply, by correlation number.
     pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
+    /// `[resume]`: connections of other tags that moved here; their records are under this
+    /// node's tag. A `std::sync::Mutex` held for one lookup, insert or remove.
+    moved_in: Mutex<HashSet<ConnectionId>>,
+    /// `[resume]`: connections of this node's tag that moved to another node, and where they
+    /// went, so that callers who route by the tag are sent on; bounded by
+    /// [`MAX_MOVED_OUT`] (the oldest is forgotten first), held like `moved_in`.
+    moved_out: Mutex<MovedOut>,
     next_correlation: AtomicU64,
     presence: mpsc::Sender<PresenceOp>,
     /// Set when Redis's copy of this node's connections may be wrong (after an outage, a full
@@ -202,6 +244,8 @@ impl RedisBackend {
             healthy: AtomicBool::new(true),
             subscribed: AtomicBool::new(true),
             pending: Mutex::new(HashMap::new()),
+            moved_in: Mutex::new(HashSet::new()),
+            moved_out: Mutex::new(MovedOut::default()),
             next_correlation: AtomicU64::new(0),
             presence: presence_sender,
             resync: AtomicBool::new(false),
@@ -248,18 +292,39 @@ impl RedisBackend {
     /// Redis.
     pub(crate) fn register(&self, handle: ConnectionHandle, groups: &[GroupName]) -> bool {
         let context = handle.context.clone();
+        let tag = NodeTag::of(&handle.id);
         if !self.inner.registry.insert(handle, groups) {
             return false;
         }
-        self.inner.queue_presence(PresenceOp::Register(context));
+        self.inner
+            .queue_presence(PresenceOp::Register(context, tag));
+        true
+    }
+
+    /// Adds a connection that moved here from another node (`[resume]`): like
+    /// [`RedisBackend::register`], but its record goes under this node's tag rather than the
+    /// one in its id, so that this node's loss ends it.
+    pub(crate) fn register_moved(&self, handle: ConnectionHandle, groups: &[GroupName]) -> bool {
+        let context = handle.context.clone();
+        let id = handle.id.clone();
+        self.inner.moved_in_ids().insert(id.clone());
+        if !self.inner.registry.insert(handle, groups) {
+            self.inner.moved_in_ids().remove(&id);
+            return false;
+        }
+        self.inner.moved_out_ids().remove(&id);
+        self.inner
+            .queue_presence(PresenceOp::Register(context, self.inner.tag()));
         true
     }
 
     /// Removes a connection from the registry and, in the background, from Redis.
     pub(crate) fn remove(&self, id: &ConnectionId) {
         if self.inner.registry.remove(id) {
+            let tag = self.inner.record_tag(id);
+            self.inner.moved_in_ids().remove(id);
             self.inner
-                .queue_presence(PresenceOp::Unregister(id.clone()));
+                .queue_presence(PresenceOp::Unregister(id.clone(), tag));
         }
     }
 
@@ -272,9 +337,51 @@ impl RedisBackend {
         request: Request,
         parent: Option<&Span>,
     ) -> Result<Outcome, ClusterError> {
+        // A hand-over is asked of the node holding the connection, never of this one: its
+        // first step finds that node through the id's tag (following moves), its second goes
+        // to the node that answered the first.
+        match &request {
+            Request::HandOver { connection_id, .. } => {
+                let connection_id = connection_id.clone();
+                return self.inner.call_owner(connection_id, request, parent).await;
+            }
+            Request::CompleteHandOver {
+                connection_id,
+                node,
+            } => {
+                let connection_id = connection_id.clone();
+                return match self.inner.call(NodeTag(*node), request, parent).await {
+                    Ok(Ok(outcome)) => Ok(outcome),
+                    Ok(Err(refusal)) => Err(refusal.into_error(connection_id)),
+                    Err(CallError::NodeGone) => Err(ClusterError::Gone(connection_id)),
+                    Err(CallError::Unavailable) => Err(ClusterError::Unavailable(connection_id)),
+                    Err(CallError::Timeout) => Err(ClusterError::Timeout(connection_id)),
+                };
+            }
+            _ => {}
+        }
         let connection_id = match request.target() {
-            Target::Connection(connection_id) if self.inner.owns(connection_id) => {
-                return apply(&self.inner.registry, request);
+            // A connection that moved here (`[resume]`) is served here too, whatever its tag.
+            Target::Connection(connection_id)
+                if self.inner.owns(connection_id)
+                    || self.inner.registry.get(connection_id).is_some() =>
+            {
+                let retry = request.clone();
+                return match apply(&self.inner.registry, request) {
+                    // It moved away from here since the check above (`[resume]`).
+                    Err(ClusterError::Gone(connection_id)) => {
+                        let moved_to = self.inner.moved_out_ids().get(&connection_id);
+                        match moved_to {
+                            Some(tag) => {
+                                self.inner
+                                    .call_from(tag, connection_id, retry, parent)
+                                    .await
+                            }
+                            None => Err(ClusterError::Gone(connection_id)),
+                        }
+                    }
+                    other => other,
+                };
             }
             Target::Connection(connection_id) => connection_id.clone(),
             Target::EveryNode => {
@@ -445,7 +552,7 @@ impl RedisBackend {
     /// answer leaves the record (and the `$disconnect`) to whichever node takes this one over.
     pub(crate) async fn release(&self, id: &ConnectionId) -> bool {
         let inner = &self.inner;
-        let tag = NodeTag::of(id);
+        let tag = inner.record_tag(id);
         loop {
             let shutting_down = inner.shutdown.is_cancelled();
             if inner.is_healthy() || shutting_down {
@@ -610,6 +717,28 @@ impl Inner {
         NodeTag::of(id) == self.tag()
     }
 
+    /// The tag under which this node keeps the record of its connection `id`: its own for a
+    /// connection that moved here, else the one in the id.
+    fn record_tag(&self, id: &ConnectionId) -> NodeTag {
+        if self.moved_in_ids().contains(id) {
+            self.tag()
+        } else {
+            NodeTag::of(id)
+        }
+    }
+
+    fn moved_in_ids(&self) -> std::sync::MutexGuard<'_, HashSet<ConnectionId>> {
+        self.moved_in
+            .lock()
+            .expect("moved_in lock is never poisoned")
+    }
+
+    fn moved_out_ids(&self) -> std::sync::MutexGuard<'_, MovedOut> {
+        self.moved_out
+            .lock()
+            .expect("moved_out lock is never poisoned")
+    }
+
     fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Acquire)
     }
@@ -668,10 +797,39 @@ impl Inner {
         request: Request,
         parent: Option<&Span>,
     ) -> Result<Outcome, ClusterError> {
-        match self
-            .call(NodeTag::of(&connection_id), request, parent)
+        self.call_from(NodeTag::of(&connection_id), connection_id, request, parent)
             .await
-        {
+    }
+
+    /// [`Inner::call_owner`], asking `target` first.
+    async fn call_from(
+        &self,
+        mut target: NodeTag,
+        connection_id: ConnectionId,
+        request: Request,
+        parent: Option<&Span>,
+    ) -> Result<Outcome, ClusterError> {
+        let mut hops = 0;
+        let answer = loop {
+            match self.call(target, request.clone(), parent).await {
+                // The connection moved (`[resume]`): follow it, a few hops at most.
+                Ok(Err(Refusal::Moved(to))) if hops < MAX_HOPS => {
+                    hops += 1;
+                    target = NodeTag(to);
+                }
+                // The node that assigned the id is gone; the connection may have moved before
+                // (one more round trip, only in this case).
+                Err(CallError::NodeGone) if hops == 0 && target == NodeTag::of(&connection_id) => {
+                    hops += 1;
+                    match self.moved_to(&connection_id).await {
+                        Some(to) => target = to,
+                        None => break Err(CallError::NodeGone),
+                    }
+                }
+                answer => break answer,
+            }
+        };
+        match answer {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(refusal)) => Err(refusal.into_error(connection_id)),
             Err(CallError::NodeGone) => Err(ClusterError::Gone(connection_id)),
@@ -775,6 +933,29 @@ impl Inner {
         match tokio::time::timeout_at(deadline, receiver).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(_)) | Err(_) => Err(CallError::Timeout),
+        }
+    }
+
+    /// Where a connection whose first node is gone moved to (`[resume]`), if it did.
+    async fn moved_to(&self, connection_id: &ConnectionId) -> Option<NodeTag> {
+        let mut connection = self.connection.clone();
+        let mut get = redis::cmd("GET");
+        get.arg(NodeTag::of(connection_id).moved_key(connection_id));
+        let read = tokio::time::timeout(
+            self.operation_timeout,
+            self.timed(
+                RedisOperation::Moved,
+                get.query_async::<Option<String>>(&mut connection),
+            ),
+        )
+        .await;
+        match read {
+            Ok(Ok(tag)) => tag.as_deref().and_then(NodeTag::parse),
+            Ok(Err(error)) => {
+                self.mark_down(&error);
+                None
+            }
+            Err(_elapsed) => None,
         }
     }
 

@@ -18,8 +18,8 @@ use sockway_protocol::id::ConnectionId;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::Inner;
 use super::keys::NodeTag;
+use super::{Inner, scripts};
 use crate::metrics::RedisOperation;
 
 /// Changes written in one pipeline at most.
@@ -28,10 +28,11 @@ const BATCH: usize = 256;
 /// A change to this node's set of connections.
 #[derive(Debug)]
 pub(super) enum PresenceOp {
-    /// A connection opened.
-    Register(Arc<ConnectionContext>),
-    /// A connection ended and had (or will have) its `$disconnect` from this node.
-    Unregister(ConnectionId),
+    /// A connection opened (or moved here), recorded under this tag.
+    Register(Arc<ConnectionContext>, NodeTag),
+    /// A connection ended and had (or will have) its `$disconnect` from this node, or moved
+    /// away; its record is under this tag.
+    Unregister(ConnectionId, NodeTag),
 }
 
 /// What Redis keeps per connection: the [`ConnectionContext`] fields that are not the same on
@@ -134,10 +135,20 @@ pub(super) async fn run(
 /// Writes a batch of changes, one pipeline per node tag (each tag's keys are one slot).
 async fn apply(inner: &Inner, batch: &[PresenceOp]) -> RedisResult<()> {
     let mut by_tag: BTreeMap<u16, redis::Pipeline> = BTreeMap::new();
+    // Moved connections that ended or moved on (rare): one script call each.
+    let mut forget = Vec::new();
     for op in batch {
         match op {
-            PresenceOp::Register(context) => {
-                let tag = NodeTag::of(&context.connection_id);
+            PresenceOp::Register(context, tag) => {
+                let assigned = NodeTag::of(&context.connection_id);
+                if assigned != *tag {
+                    // It moved here: callers who find its first node gone look here.
+                    by_tag
+                        .entry(assigned.0)
+                        .or_insert_with(redis::pipe)
+                        .set(assigned.moved_key(&context.connection_id), tag.to_hex())
+                        .ignore();
+                }
                 by_tag
                     .entry(tag.0)
                     .or_insert_with(redis::pipe)
@@ -148,8 +159,11 @@ async fn apply(inner: &Inner, batch: &[PresenceOp]) -> RedisResult<()> {
                     )
                     .ignore();
             }
-            PresenceOp::Unregister(id) => {
-                let tag = NodeTag::of(id);
+            PresenceOp::Unregister(id, tag) => {
+                let assigned = NodeTag::of(id);
+                if assigned != *tag {
+                    forget.push((assigned.moved_key(id), tag.to_hex()));
+                }
                 by_tag
                     .entry(tag.0)
                     .or_insert_with(redis::pipe)
@@ -163,6 +177,12 @@ async fn apply(inner: &Inner, batch: &[PresenceOp]) -> RedisResult<()> {
         let write = pipeline.query_async::<()>(&mut connection);
         inner.timed(RedisOperation::Presence, write).await?;
     }
+    for (key, tag) in forget {
+        let mut invocation = scripts::FORGET_MOVED.prepare_invoke();
+        invocation.key(key).arg(tag);
+        let write = invocation.invoke_async::<i64>(&mut connection);
+        inner.timed(RedisOperation::Presence, write).await?;
+    }
     Ok(())
 }
 
@@ -174,7 +194,7 @@ async fn resync(inner: &Inner) -> RedisResult<()> {
         .registry
         .handles()
         .iter()
-        .filter(|handle| NodeTag::of(&handle.id) == tag)
+        .filter(|handle| inner.record_tag(&handle.id) == tag)
         .map(|handle| {
             (
                 handle.id.as_str().to_owned(),

@@ -1,7 +1,7 @@
 //! The Lua scripts that make multi-key decisions atomic: joining with a node tag, the
-//! heartbeat, routing a request to a live node, taking over a dead node's connections, and
-//! deciding who delivers an ended connection's `$disconnect`; and counting an API key's use
-//! against its quota.
+//! heartbeat, routing a request to a live node, taking over a dead node's connections,
+//! deciding who delivers an ended connection's `$disconnect` and forgetting where a moved
+//! connection went; and counting an API key's use against its quota.
 //!
 //! Every script touches only keys of one node (one hash tag), so each runs on one shard of a
 //! Redis Cluster. Scripts run by `EVALSHA`, falling back to `EVAL` once per Redis (the `redis`
@@ -141,6 +141,20 @@ if redis.call('GET', KEYS[2]) ~= ARGV[1] then
 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 return 1
+",
+    )
+});
+
+/// Forgets where a connection moved (`[resume]`) if it still names this node: it may have
+/// moved on since, and the next node's record must stay. KEYS: the moved key. ARGV: this
+/// node's tag.
+pub(super) static FORGET_MOVED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
 ",
     )
 });

@@ -60,6 +60,8 @@ pub(super) enum Refusal {
     QueueFull,
     /// The connection is in as many groups as it may be.
     TooManyGroups,
+    /// `[resume]`: the connection moved to the node with this tag; the caller asks there.
+    Moved(u16),
 }
 
 /// The length of a request's fixed header: kind, reply tag, correlation and the JSON's length.
@@ -157,7 +159,7 @@ impl Refusal {
     /// The error for the caller that asked about `connection_id`.
     pub(super) fn into_error(self, connection_id: ConnectionId) -> ClusterError {
         match self {
-            Refusal::Gone => ClusterError::Gone(connection_id),
+            Refusal::Gone | Refusal::Moved(_) => ClusterError::Gone(connection_id),
             Refusal::QueueFull => ClusterError::QueueFull(connection_id),
             Refusal::TooManyGroups => ClusterError::TooManyGroups(connection_id),
         }
