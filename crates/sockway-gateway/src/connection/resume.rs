@@ -626,21 +626,37 @@ impl Connection {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let pending = match ended {
-            Ended::Closed(cause) if !self.suspends(&cause) => {
-                self.handle.mark_closing();
-                self.close_socket(&mut socket, &cause).await;
-                self.settle_inflight().await;
-                return Some(cause);
-            }
-            Ended::Closed(cause) => {
-                self.close_socket(&mut socket, &cause).await;
-                Pending::Suspend(cause)
-            }
-            Ended::TakenOver(takeover) => Pending::TakeOver(takeover),
+        let pending = match self.after_socket(&mut socket, ended).await {
+            Ok(pending) => pending,
+            Err(cause) => return Some(cause),
         };
         drop(socket);
         self.serve(pending, admission).await
+    }
+
+    /// What follows the end of one socket: the connection ends (`Err`, once its socket is
+    /// closed and its integrations settled), or waits for the next socket (`Ok`).
+    async fn after_socket<S>(
+        &mut self,
+        socket: &mut WebSocket<S>,
+        ended: Ended,
+    ) -> Result<Pending, CloseCause>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        match ended {
+            Ended::Closed(cause) if !self.suspends(&cause) => {
+                self.handle.mark_closing();
+                self.close_socket(socket, &cause).await;
+                self.settle_inflight().await;
+                Err(cause)
+            }
+            Ended::Closed(cause) => {
+                self.close_socket(socket, &cause).await;
+                Ok(Pending::Suspend(cause))
+            }
+            Ended::TakenOver(takeover) => Ok(Pending::TakeOver(takeover)),
+        }
     }
 
     /// Serves the sockets that resume the connection, from `pending` on, until it ends
@@ -683,18 +699,10 @@ impl Connection {
                     continue;
                 }
             };
-            pending = match self.run(&mut socket).await {
-                Ended::Closed(cause) if !self.suspends(&cause) => {
-                    self.handle.mark_closing();
-                    self.close_socket(&mut socket, &cause).await;
-                    self.settle_inflight().await;
-                    return Some(cause);
-                }
-                Ended::Closed(cause) => {
-                    self.close_socket(&mut socket, &cause).await;
-                    Pending::Suspend(cause)
-                }
-                Ended::TakenOver(takeover) => Pending::TakeOver(takeover),
+            let ended = self.run(&mut socket).await;
+            pending = match self.after_socket(&mut socket, ended).await {
+                Ok(pending) => pending,
+                Err(cause) => return Some(cause),
             };
         }
     }
