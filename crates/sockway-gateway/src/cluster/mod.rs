@@ -283,16 +283,7 @@ impl Cluster {
         handle: ConnectionHandle,
         groups: &[GroupName],
     ) -> Option<Presence<'_>> {
-        let id = handle.id.clone();
-        let inserted = match self {
-            Cluster::Local(registry, _) => registry.insert(handle, groups),
-            Cluster::Redis(backend) => backend.register(handle, groups),
-        };
-        inserted.then_some(Presence {
-            cluster: self,
-            id,
-            ended: false,
-        })
+        self.insert(handle, groups, false)
     }
 
     /// Makes `handle`, a connection that moved here from another node (`[resume]`),
@@ -303,10 +294,20 @@ impl Cluster {
         handle: ConnectionHandle,
         groups: &[GroupName],
     ) -> Option<Presence<'_>> {
+        self.insert(handle, groups, true)
+    }
+
+    fn insert(
+        &self,
+        handle: ConnectionHandle,
+        groups: &[GroupName],
+        moved: bool,
+    ) -> Option<Presence<'_>> {
         let id = handle.id.clone();
         let inserted = match self {
             Cluster::Local(registry, _) => registry.insert(handle, groups),
-            Cluster::Redis(backend) => backend.register_moved(handle, groups),
+            Cluster::Redis(backend) if moved => backend.register_moved(handle, groups),
+            Cluster::Redis(backend) => backend.register(handle, groups),
         };
         inserted.then_some(Presence {
             cluster: self,
