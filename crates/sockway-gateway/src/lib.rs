@@ -27,6 +27,9 @@ mod gateway;
 mod head;
 mod integrations;
 mod management;
+#[cfg(feature = "measure")]
+#[doc(hidden)]
+pub mod measure;
 mod metrics;
 mod pool;
 mod proxy;

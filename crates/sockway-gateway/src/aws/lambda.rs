@@ -54,6 +54,8 @@ pub(crate) struct LambdaClient {
 struct Inner {
     client: PooledClient,
     credentials: CredentialsProvider,
+    /// Keeps the day's signing keys, so a call signs with one HMAC instead of five.
+    signer: sigv4::Signer,
     user_agent: String,
 }
 
@@ -76,7 +78,7 @@ pub(crate) enum LambdaError {
     Credentials(#[source] CredentialsError),
     /// The request could not be signed (an unusable header or URI).
     #[error("cannot sign lambda invoke request")]
-    Signing(#[source] aws_sigv4::http_request::SigningError),
+    Signing(#[source] sigv4::SignError),
     /// The endpoint could not be reached or the exchange failed midway.
     #[error("lambda endpoint `{endpoint}` unreachable")]
     Transport {
@@ -126,6 +128,7 @@ impl LambdaClient {
             inner: Arc::new(Inner {
                 client,
                 credentials,
+                signer: sigv4::Signer::default(),
                 user_agent: format!("sockway/{}", env!("CARGO_PKG_VERSION")),
             }),
         }
@@ -212,7 +215,7 @@ impl LambdaClient {
         {
             request.headers_mut().insert(traces::X_AMZN_TRACE_ID, value);
         }
-        if let Err(error) = sigv4::sign_request(
+        if let Err(error) = self.inner.signer.sign(
             &mut request,
             payload,
             &credentials,

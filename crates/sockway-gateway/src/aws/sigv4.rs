@@ -890,5 +890,8 @@ fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
             == 0
 }
 
+mod signer;
 #[cfg(test)]
 mod tests;
+
+pub(crate) use signer::{SignError, Signer};

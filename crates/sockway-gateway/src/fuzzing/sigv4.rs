@@ -1,6 +1,6 @@
 //! The `sigv4` target: verifying the SigV4 signature of a management request (the
 //! `Authorization` header, `X-Amz-Date`, the canonical request rebuilt from what was received)
-//! and signing one.
+//! and signing one, with `aws-sigv4` and with the Lambda client's signer (they must agree).
 
 use std::time::{Duration, SystemTime};
 
@@ -8,7 +8,7 @@ use http::header::{AUTHORIZATION, HOST, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Uri};
 
 use crate::aws::credentials::Credentials;
-use crate::aws::sigv4::{MAX_CLOCK_SKEW, SignatureError, sign_request, verify_request};
+use crate::aws::sigv4::{MAX_CLOCK_SKEW, SignatureError, Signer, sign_request, verify_request};
 use crate::aws::time::{format_amz_date, parse_amz_date};
 use crate::config::ManagementCredential;
 
@@ -206,6 +206,12 @@ fn check_signed_again(received: &Received<'_>, now: SystemTime) {
         session_token,
         expires_at: None,
     };
+    let mut ours = http::Request::builder()
+        .method(method.clone())
+        .uri(request.uri().clone())
+        .body(())
+        .expect("the same method and uri make a request");
+    *ours.headers_mut() = request.headers().clone();
     if sign_request(
         &mut request,
         received.body,
@@ -218,6 +224,16 @@ fn check_signed_again(received: &Received<'_>, now: SystemTime) {
     {
         return;
     }
+    // The Lambda client's signer, with its kept keys, signs exactly as `aws-sigv4` does.
+    Signer::default()
+        .sign(&mut ours, received.body, &credentials, REGION, SERVICE, now)
+        .expect("what aws-sigv4 signs, the signer signs");
+    assert_eq!(
+        ours.headers(),
+        request.headers(),
+        "the signer and aws-sigv4 agree: {} {target}",
+        method.as_str()
+    );
     let headers = request.headers().clone();
     let signed = Received {
         method: method.as_str(),
