@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the real-browser tests against the real sockway binary, in headless Chromium driven by
-# playwright-core: examples/chat (chat.test.mjs: two pages chatting, and a page whose connection
-# is cut resuming it with clients/js/sockway-resume.js), the web console (console.test.mjs), and access
+# playwright-core: examples/chat (chat.test.mjs: two pages chatting, and a page resuming its
+# connection with clients/js/sockway-resume.js after a cut TCP connection and after the browser's
+# offline mode), the web console (console.test.mjs), and access
 # control on $connect (access.test.mjs: a presigned URL, an API key in the query string).
 #
 #   tests/browser/run.sh [node --test args...]
