@@ -2,8 +2,8 @@
 //
 // No dependencies. In a page: <script src="sockway-resume.js"></script>, then
 // `new SockwayResume.ResumingSocket(url)`. In Node: `require("./sockway-resume.js")` (or
-// `import`), passing `{ WebSocket }` where the runtime has no global one (Node < 22: the `ws`
-// package). The protocol is in docs/resume.md; this file is its reference client.
+// `import`), passing `{ WebSocket }` where the runtime has no global one (Node 22 has one, Node
+// 20.10 and 21 with --experimental-websocket; else the `ws` package's). The protocol is in docs/resume.md; this file is its reference client.
 //
 //   const socket = new SockwayResume.ResumingSocket("wss://ws.example.com/prod", {
 //     protocols: [],              // the application's own subprotocols, if any
@@ -114,11 +114,15 @@
         this.received += 1;
         this.dispatchEvent(new MessageEvent("message", { data: event.data }));
       });
-      socket.addEventListener("close", (event) => {
+      const ended = (code, reason) => {
         if (socket !== this.socket) return;
         this.socket = null;
-        this.dropped(event.code, event.reason, greeted);
-      });
+        this.dropped(code, reason, greeted);
+      };
+      socket.addEventListener("close", (event) => ended(event.code, event.reason));
+      // A failed socket fires `error`, then `close`; Node 20's WebSocket fires only `error` when
+      // the connection is reset during the handshake. Either ends this socket.
+      socket.addEventListener("error", () => ended(1006, ""));
     }
 
     /** The resume frame: the first message on every socket. */

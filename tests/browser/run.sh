@@ -3,7 +3,8 @@
 # playwright-core: examples/chat (chat.test.mjs: two pages chatting, and a page resuming its
 # connection with clients/js/sockway-resume.js after a cut TCP connection and after the browser's
 # offline mode), the web console (console.test.mjs), and access
-# control on $connect (access.test.mjs: a presigned URL, an API key in the query string).
+# control on $connect (access.test.mjs: a presigned URL, an API key in the query string); and,
+# without a browser, clients/js/sockway-resume.js under Node (resume-client.test.mjs).
 #
 #   tests/browser/run.sh [node --test args...]
 #
@@ -35,11 +36,18 @@ if [[ ! -x "$SOCKWAY_BIN" ]]; then
     exit 1
 fi
 
+# resume-client.test.mjs runs clients/js/sockway-resume.js on Node's own WebSocket: built in
+# from Node 22, behind a flag in Node 20 (from 20.10) and 21.
+node_flags=()
+if ! node -e 'process.exit(typeof WebSocket === "function" ? 0 : 1)'; then
+    node_flags+=(--experimental-websocket)
+fi
+
 # The spec report goes to the terminal; a TAP copy is kept to count the tests that ran.
 tap="$(mktemp)"
 trap 'rm -f "$tap"' EXIT
 status=0
-node --test \
+node "${node_flags[@]}" --test \
     --test-reporter=spec --test-reporter-destination=stdout \
     --test-reporter=tap --test-reporter-destination="$tap" \
     "$@" tests/browser/ || status=$?
