@@ -61,7 +61,7 @@ def test_a_connection_that_moved_away_from_a_killed_node_resumes_on_a_third(
     again and resumes on node 2: node 1 holds the connection, so it must resume there, keep its
     id and get the post made while it was away.
 
-    Fails against main at 4777db6..ad5ce6b: until the survivors have found node 0 dead
+    Fails against main at ad5ce6b: until the survivors have found node 0 dead
     (`cluster.node_timeout`), node 2 refuses the resume with 4410, which tells the client the
     connection is gone; the client starts over and node 1 keeps the connection suspended until
     its window ends ($disconnect 1006 "not resumed within the resume window"). The same resume
@@ -107,3 +107,43 @@ def post_blocking(gateway, connection_id: str, data: bytes) -> int:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
+
+
+def test_a_connection_that_passed_through_a_killed_node_resumes_on_the_node_that_minted_it(
+        backend, start_process, start_gateway):
+    """Minted on node 0, moved to node 1, then to node 2 by resumes; node 1 is SIGKILLed and the
+    survivors find it dead; the client drops and resumes on node 0: node 2 holds the connection,
+    so it must resume, keep its id and get the post made while it was away.
+
+    Fails against main at ad5ce6b: node 0 refuses the resume with 4410 even after the survivors
+    have found node 1 dead, while node 2 holds the connection suspended until its window ends.
+    Found by tests/soak/run.sh --mode resume."""
+    minted, passed, holder = start_cluster(backend, start_process, start_gateway)
+
+    async def body():
+        ws, frame = await open_resumable(minted.ws_url)
+        connection_id = frame["connectionId"]
+        for node in (passed, holder):
+            ws.transport.abort()
+            ws, frame = await open_resumable(node.ws_url, frame["token"], 0)
+            assert frame["resumed"] is True and frame["connectionId"] == connection_id, frame
+
+        # A connection of node 1's own: its $disconnect ("Gateway node lost") shows that the
+        # survivors found node 1 dead.
+        witness, witness_frame = await open_resumable(passed.ws_url)
+        passed.signal(signal.SIGKILL)
+        passed.wait_exit()
+        lost = await backend.event("DISCONNECT", connection_id=witness_frame["connectionId"])
+        assert lost["requestContext"]["disconnectReason"] == "Gateway node lost", lost
+        witness.transport.abort()
+        ws.transport.abort()
+        assert await post(holder, connection_id, b"while away") == 200
+        ws, frame = await open_resumable(minted.ws_url, frame["token"], 0)
+        try:
+            assert frame["resumed"] is True and frame["connectionId"] == connection_id, frame
+            assert await recv(ws, "the post made while away") == "while away"
+            assert backend.events("DISCONNECT", connection_id) == []
+        finally:
+            await ws.close()
+
+    run(body())

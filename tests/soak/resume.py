@@ -40,7 +40,7 @@ class Conn:
     """One connection id as its client saw it."""
 
     __slots__ = ("cid", "client", "opened", "received", "resumes", "drops", "node_ends",
-                 "refused_at", "closed_at", "acked", "missed", "last_resume")
+                 "refused_at", "closed_at", "acked", "missed", "last_resume", "path")
 
     def __init__(self, cid, client, t):
         self.cid, self.client, self.opened = cid, client, t
@@ -53,6 +53,7 @@ class Conn:
         self.acked = []         # (sender, sequence, ack time) of every 200
         self.missed = 0
         self.last_resume = None
+        self.path = []          # the node of each resume frame, in order: where it has been
 
 
 class Load:
@@ -139,6 +140,8 @@ class Load:
                 count = 0
             token = frame["token"]
             self.where[conn.cid] = node
+            if not conn.path or conn.path[-1] != node:
+                conn.path.append(node)
 
             # The socket's life: read until the client drops it, its node goes, or the end.
             deadline = now() + random.uniform(*LIVE)
@@ -302,7 +305,8 @@ class Load:
             "conns": {cid: {"client": c.client, "opened": c.opened, "received": c.received,
                             "resumes": c.resumes, "drops": c.drops, "node_ends": c.node_ends,
                             "refused_at": c.refused_at, "closed_at": c.closed_at,
-                            "acked": c.acked, "missed": c.missed, "last_resume": c.last_resume}
+                            "acked": c.acked, "missed": c.missed, "last_resume": c.last_resume,
+                            "path": c.path}
                       for cid, c in self.conns.items()},
         }
         with open(a.out, "w") as f:
@@ -455,7 +459,17 @@ def check(args):
     if disorder:
         md.append(f"Out of order (first 20): {disorder[:20]}")
     if refused_unexcused:
-        md.append(f"Refused resumes not excused (first 20): {refused_unexcused[:20]}")
+        killed = L["kill_node"]
+        minted = [c for c in refused_unexcused if conns[c]["path"][:1] == [killed]]
+        through = [c for c in refused_unexcused
+                   if c not in minted and killed in conns[c]["path"]]
+        after = sorted(conns[c]["refused_at"] - L["t_kill"] for c in refused_unexcused) \
+            if L["t_kill"] else []
+        md.append(f"Refused resumes not excused: {len(refused_unexcused)}, of connections whose id "
+                  f"node{killed} minted {len(minted)}, that had been on node{killed} since "
+                  f"{len(through)}, neither {len(refused_unexcused) - len(minted) - len(through)}; "
+                  + (f"refused {after[0]:.1f} s to {after[-1]:.1f} s after the kill; " if after else "")
+                  + f"first 10: {refused_unexcused[:10]}")
     if second_connect or missing_disc or dup_disc or orphan_disc or unknown or early:
         md.append(f"Disconnect problems: second CONNECT {second_connect[:20]}, missing {missing_disc[:20]}, "
                   f"duplicated {dict(list(dup_disc.items())[:20])}, orphan {orphan_disc[:20]}, "
