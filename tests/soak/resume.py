@@ -374,7 +374,8 @@ def check(args):
                 delivered += 1
             else:
                 lost.append({"cid": cid, "sender": sender, "sequence": sequence, "ack_t": t,
-                             "held_by_killed": cid in held})
+                             "held_by_killed": cid in held,
+                             "resume_refused": c["refused_at"] is not None})
     ok3 = not lost and dups == 0 and not disorder and others == 0
 
     # 4. RSS bounded: after every client closed, each surviving node is back within the margin
@@ -455,14 +456,17 @@ def check(args):
     md.extend(rss_rows)
     md.append("")
     if lost:
+        on_refused = sum(1 for x in lost if x["resume_refused"])
+        md.append(f"Lost posts: {len(lost)}, of them on connections whose resume was refused (not "
+                  f"excused) {on_refused}.")
         md.append(f"Lost posts (first 20 of {len(lost)}): " + "; ".join(json.dumps(x) for x in lost[:20]))
     if disorder:
         md.append(f"Out of order (first 20): {disorder[:20]}")
     if refused_unexcused:
         killed = L["kill_node"]
-        minted = [c for c in refused_unexcused if conns[c]["path"][:1] == [killed]]
+        minted = [c for c in refused_unexcused if conns[c].get("path", [])[:1] == [killed]]
         through = [c for c in refused_unexcused
-                   if c not in minted and killed in conns[c]["path"]]
+                   if c not in minted and killed in conns[c].get("path", [])]
         after = sorted(conns[c]["refused_at"] - L["t_kill"] for c in refused_unexcused) \
             if L["t_kill"] else []
         md.append(f"Refused resumes not excused: {len(refused_unexcused)}, of connections whose id "

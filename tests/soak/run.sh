@@ -221,6 +221,19 @@ PY
     exit "$status"
 fi
 
+# The "Resume mode" section of the report (run.sh --mode resume) is carried over.
+previous_resume="$work/previous-resume.md"
+"$py" - "$report" >"$previous_resume" <<'PY'
+import re, sys
+try:
+    text = open(sys.argv[1]).read()
+except OSError:
+    sys.exit(0)
+start = text.find("## Resume mode\n")
+if start >= 0:
+    following = re.search(r"^## ", text[start + 1:], re.M)
+    print(text[start:start + 1 + following.start() if following else len(text)].rstrip("\n") + "\n")
+PY
 {
     echo "# Churn soak report"
     echo
@@ -237,6 +250,7 @@ fi
     echo "## Results"
     echo
     for s in "${sections[@]}"; do cat "$s"; echo; done
+    cat "$previous_resume"
     cat "$repo/tests/soak/DEFINITIONS.md"
 } >"$report"
 echo "report: $report"
