@@ -3,7 +3,8 @@
 // No dependencies. In a page: <script src="sockway-resume.js"></script>, then
 // `new SockwayResume.ResumingSocket(url)`. In Node: `require("./sockway-resume.js")` (or
 // `import`), passing `{ WebSocket }` where the runtime has no global one (Node 22 has one, Node
-// 20.10 and 21 with --experimental-websocket; else the `ws` package's). The protocol is in docs/resume.md; this file is its reference client.
+// 20.10 and 21 with --experimental-websocket; else the `ws` package's). The protocol is in
+// docs/resume.md; this file is its reference client.
 //
 //   const socket = new SockwayResume.ResumingSocket("wss://ws.example.com/prod", {
 //     protocols: [],              // the application's own subprotocols, if any
