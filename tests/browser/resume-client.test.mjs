@@ -1,6 +1,7 @@
 // clients/js/sockway-resume.js under Node, against the real sockway binary: no browser. The
 // module is loaded with `require`, as a Node user would, and uses the runtime's WebSocket
-// (Node 22 has one; run.sh gives Node 20 and 21 `--experimental-websocket`). A backend written
+// (Node 22 has one; run.sh gives Node 20 and 21 `--experimental-websocket`) or, passed as its
+// `WebSocket` option, the `ws` package's, which users of older Node would pass. A backend written
 // here records every event the gateway sends it; the test posts to the connection through the
 // gateway's `@connections` API and cuts the client's TCP connection with the harness's proxy.
 //
@@ -13,6 +14,8 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
+
+import { WebSocket as WsPackageWebSocket } from "ws";
 
 import {
   ARTIFACTS,
@@ -94,8 +97,8 @@ function waitUntil(target, types, condition, what, detail = () => "") {
 }
 
 /** A ResumingSocket with a record of its `open` events and the messages it passed on. */
-function resumingClient(url) {
-  const socket = new ResumingSocket(url, { minDelayMs: 50, maxDelayMs: 500 });
+function resumingClient(url, options = {}) {
+  const socket = new ResumingSocket(url, { minDelayMs: 50, maxDelayMs: 500, ...options });
   const record = { socket, opens: [], messages: [], suspensions: 0, closes: [] };
   socket.addEventListener("open", (event) => record.opens.push(event.detail));
   socket.addEventListener("message", (event) => record.messages.push(event.data));
@@ -167,58 +170,63 @@ async function post(connectionId, data) {
   return response.status;
 }
 
-test("under Node the client resumes a cut connection: same id, every post once and in order", { timeout: 60_000 }, async () => {
-  const proxy = new CuttableProxy(gatewayWsUrl);
-  const client = resumingClient(await proxy.start());
-  const { socket } = client;
-  const seen = () => `; opens ${JSON.stringify(client.opens)}, messages ${JSON.stringify(client.messages)}`;
-  try {
-    await waitUntil(socket, ["open"], () => client.opens.length === 1, "the first open", seen);
-    const [{ connectionId, resumed }] = client.opens;
-    assert.equal(resumed, false);
-    assert.ok(connectionId, "the resume frame named the connection");
+for (const [runtime, options] of [
+  ["Node's own WebSocket", {}],
+  ["the ws package's WebSocket", { WebSocket: WsPackageWebSocket }],
+]) {
+  test(`under Node (${runtime}) the client resumes a cut connection: same id, every post once and in order`, { timeout: 60_000 }, async () => {
+    const proxy = new CuttableProxy(gatewayWsUrl);
+    const client = resumingClient(await proxy.start(), options);
+    const { socket } = client;
+    const seen = () => `; opens ${JSON.stringify(client.opens)}, messages ${JSON.stringify(client.messages)}`;
+    try {
+      await waitUntil(socket, ["open"], () => client.opens.length === 1, "the first open", seen);
+      const [{ connectionId, resumed }] = client.opens;
+      assert.equal(resumed, false);
+      assert.ok(connectionId, "the resume frame named the connection");
 
-    const expected = [];
-    const postAll = async (label, count) => {
-      for (let n = 1; n <= count; n += 1) {
-        const data = `${label} ${n}`;
-        assert.equal(await post(connectionId, data), 200, `POST ${data}`);
-        expected.push(data);
-      }
-    };
-    await postAll("before the cut", 3);
-    await waitUntil(socket, ["message"], () => client.messages.length === 3, "the first posts", seen);
+      const expected = [];
+      const postAll = async (label, count) => {
+        for (let n = 1; n <= count; n += 1) {
+          const data = `${label} ${n}`;
+          assert.equal(await post(connectionId, data), 200, `POST ${data}`);
+          expected.push(data);
+        }
+      };
+      await postAll("before the cut", 3);
+      await waitUntil(socket, ["message"], () => client.messages.length === 3, "the first posts", seen);
 
-    proxy.cut();
-    await waitUntil(socket, ["suspended"], () => client.suspensions === 1, "the suspension", seen);
-    // The gateway may not have noticed the drop yet: posts go to the dead socket or queue;
-    // either way each answers 200 and must arrive.
-    await postAll("during the cut", 10);
-    assert.equal(socket.state, "suspended");
-    proxy.restore();
+      proxy.cut();
+      await waitUntil(socket, ["suspended"], () => client.suspensions === 1, "the suspension", seen);
+      // The gateway may not have noticed the drop yet: posts go to the dead socket or queue;
+      // either way each answers 200 and must arrive.
+      await postAll("during the cut", 10);
+      assert.equal(socket.state, "suspended");
+      proxy.restore();
 
-    await waitUntil(socket, ["open"], () => client.opens.length === 2, "the resume", seen);
-    assert.deepEqual(client.opens[1], { connectionId, resumed: true, missed: 0 });
-    await postAll("after the resume", 2);
-    await waitUntil(socket, ["message"], () => client.messages.length >= expected.length,
-      "every post's arrival", seen);
-    assert.deepEqual(client.messages, expected, "every post once and in order");
+      await waitUntil(socket, ["open"], () => client.opens.length === 2, "the resume", seen);
+      assert.deepEqual(client.opens[1], { connectionId, resumed: true, missed: 0 });
+      await postAll("after the resume", 2);
+      await waitUntil(socket, ["message"], () => client.messages.length >= expected.length,
+        "every post's arrival", seen);
+      assert.deepEqual(client.messages, expected, "every post once and in order");
 
-    // The backend saw one $connect and no $disconnect; a close with 1000 then ends it.
-    assert.equal(backend.of(connectionId, "CONNECT").length, 1);
-    assert.equal(backend.of(connectionId, "DISCONNECT").length, 0);
-    socket.close();
-    await waitUntil(socket, ["close"], () => client.closes.length === 1, "the close", seen);
-    await waitUntil(backend, ["changed"], () => backend.of(connectionId, "DISCONNECT").length === 1,
-      "the $disconnect", () => JSON.stringify(backend.events));
-    assert.equal(backend.of(connectionId, "DISCONNECT")[0].code, 1000);
-    assert.equal(backend.of(connectionId, "CONNECT").length, 1, "no second $connect");
-    assert.equal(socket.state, "closed");
-  } finally {
-    socket.close();
-    await proxy.close();
-  }
-});
+      // The backend saw one $connect and no $disconnect; a close with 1000 then ends it.
+      assert.equal(backend.of(connectionId, "CONNECT").length, 1);
+      assert.equal(backend.of(connectionId, "DISCONNECT").length, 0);
+      socket.close();
+      await waitUntil(socket, ["close"], () => client.closes.length === 1, "the close", seen);
+      await waitUntil(backend, ["changed"], () => backend.of(connectionId, "DISCONNECT").length === 1,
+        "the $disconnect", () => JSON.stringify(backend.events));
+      assert.equal(backend.of(connectionId, "DISCONNECT")[0].code, 1000);
+      assert.equal(backend.of(connectionId, "CONNECT").length, 1, "no second $connect");
+      assert.equal(socket.state, "closed");
+    } finally {
+      socket.close();
+      await proxy.close();
+    }
+  });
+}
 
 test("under Node a client whose connection ended while it was away opens a new one (4410)", { timeout: 60_000 }, async () => {
   const proxy = new CuttableProxy(gatewayWsUrl);

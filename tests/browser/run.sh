@@ -10,8 +10,8 @@
 #
 # The binary is $SOCKWAY_BIN, default target/debug/sockway (build it first with
 # `cargo build -p sockway`). Installs what is missing: Debian's chromium (needs root and the
-# Debian archive) when /usr/bin/chromium is absent, and playwright-core from package-lock.json
-# when tests/browser/node_modules is absent. Playwright's own browser download is never used.
+# Debian archive) when /usr/bin/chromium is absent, and playwright-core and ws (a WebSocket for
+# Node, resume-client.test.mjs) from package-lock.json when they are absent. Playwright's own browser download is never used.
 # Screenshots and process logs go to tests/browser/artifacts/ (with UPDATE_DOCS_SCREENSHOT=1,
 # console.test.mjs also refreshes docs/console.png).
 # Exits with the test runner's status; a run in which no test ran counts as a failure.
@@ -26,7 +26,7 @@ if [[ ! -x /usr/bin/chromium ]]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 fi
 
-if [[ ! -d tests/browser/node_modules ]]; then
+if [[ ! -d tests/browser/node_modules/playwright-core || ! -d tests/browser/node_modules/ws ]]; then
     (cd tests/browser && npm ci --no-audit --no-fund)
 fi
 
