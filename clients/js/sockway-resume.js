@@ -2,12 +2,14 @@
 //
 // No dependencies. In a page: <script src="sockway-resume.js"></script>, then
 // `new SockwayResume.ResumingSocket(url)`. In Node: `require("./sockway-resume.js")` (or
-// `import`), passing `{ WebSocket }` where the runtime has no global one (Node < 22: the `ws`
-// package). The protocol is in docs/resume.md; this file is its reference client.
+// `import`), passing `{ WebSocket }` where the runtime has no global one (Node 22 has one, Node
+// 20.10 and 21 with --experimental-websocket; else the `ws` package's). The protocol is in
+// docs/resume.md; this file is its reference client.
 //
 //   const socket = new SockwayResume.ResumingSocket("wss://ws.example.com/prod", {
 //     protocols: [],              // the application's own subprotocols, if any
 //     maxDelayMs: 5000,           // backoff cap between reconnect attempts
+//     followOnline: true,         // in a page: drop on `offline`, resume at once on `online`
 //   });
 //   socket.addEventListener("message", (event) => console.log(event.data));
 //   socket.addEventListener("open", (event) => console.log(event.detail.connectionId));
@@ -16,7 +18,15 @@
 //
 // Events (an EventTarget): `open` (detail: connectionId, resumed, missed) each time the
 // connection is (re)established, `message` (data), `suspended` (the socket dropped; detail:
-// code), `close` (the connection ended for good; detail: code, reason), `statechange`.
+// code, null when the browser went offline), `close` (the connection ended for good; detail:
+// code, reason), `statechange`.
+//
+// In a page, the browser's `offline` event suspends the connection at once and `online`
+// resumes it without waiting for the backoff: an open WebSocket often outlives a lost network
+// without any event (Chromium's offline mode leaves it open and silently discards what
+// arrives meanwhile), and a resume replays everything after the last message counted here.
+// The socket abandoned on `offline` gets no close frame (any code a page may send would end
+// the connection); the resume takes the connection over from it, and it is closed after.
 (function (root, factory) {
   const exported = factory();
   if (typeof module === "object" && module.exports) module.exports = exported;
@@ -48,12 +58,17 @@
       this.droppedAt = 0;
       this.attempt = 0;
       this.socket = null;
+      this.abandoned = null; // the socket left on `offline`, closed once a new one is greeted
       this.timer = null;
       this.closing = false;
       if (typeof addEventListener === "function" && typeof window !== "undefined") {
         // A page that goes away closes with 1000: otherwise the browser's 1001 suspends the
         // connection and its $disconnect waits for the window.
         addEventListener("pagehide", () => this.close(NORMAL, "page closed"));
+        if (options.followOnline ?? true) {
+          addEventListener("offline", () => this.wentOffline());
+          addEventListener("online", () => this.cameOnline());
+        }
       }
       this.open();
     }
@@ -69,6 +84,7 @@
     close(code = NORMAL, reason = "") {
       this.closing = true;
       clearTimeout(this.timer);
+      this.closeAbandoned();
       if (this.socket && this.socket.readyState <= 1) this.socket.close(code, reason);
       else this.finish(code, reason);
     }
@@ -88,6 +104,9 @@
       this.socket = socket;
       let greeted = false;
       socket.addEventListener("message", (event) => {
+        // Only the current socket counts: one left behind must not move the count after a
+        // resume offered it.
+        if (socket !== this.socket) return;
         if (!greeted) {
           greeted = true;
           this.greeted(event.data);
@@ -96,11 +115,15 @@
         this.received += 1;
         this.dispatchEvent(new MessageEvent("message", { data: event.data }));
       });
-      socket.addEventListener("close", (event) => {
+      const ended = (code, reason) => {
         if (socket !== this.socket) return;
         this.socket = null;
-        this.dropped(event.code, event.reason, greeted);
-      });
+        this.dropped(code, reason, greeted);
+      };
+      socket.addEventListener("close", (event) => ended(event.code, event.reason));
+      // A failed socket fires `error`, then `close`; Node 20's WebSocket fires only `error` when
+      // the connection is reset during the handshake. Either ends this socket.
+      socket.addEventListener("error", () => ended(1006, ""));
     }
 
     /** The resume frame: the first message on every socket. */
@@ -124,6 +147,9 @@
       if (frame.resumed) this.received = frame.sequence;
       else this.received = 0;
       this.attempt = 0;
+      // The gateway has taken the connection over from a socket left on `offline` (or, when
+      // this is a new connection, the old one is given up): that socket can go.
+      this.closeAbandoned();
       this.setState("open");
       this.dispatchEvent(new CustomEvent("open", {
         detail: { connectionId: frame.connectionId, resumed: frame.resumed, missed: frame.missed },
@@ -144,6 +170,29 @@
       this.attempt += 1;
       // Jitter spreads the reconnects of many clients dropped at once.
       this.timer = setTimeout(() => this.open(), delay / 2 + Math.random() * delay / 2);
+    }
+
+    /** The browser says the network is gone: suspend now rather than when the socket notices. */
+    wentOffline() {
+      if (this.closing || this.state !== "open" || !this.socket) return;
+      this.closeAbandoned();
+      this.abandoned = this.socket;
+      this.socket = null;
+      this.dropped(null, "offline", true);
+    }
+
+    /** The network is back: try at once instead of at the end of the backoff. */
+    cameOnline() {
+      if (this.closing || this.state === "open" || this.state === "closed" || this.socket) return;
+      clearTimeout(this.timer);
+      this.attempt = 0;
+      this.open();
+    }
+
+    closeAbandoned() {
+      const socket = this.abandoned;
+      this.abandoned = null;
+      if (socket && socket.readyState <= 1) socket.close(NORMAL, "replaced");
     }
 
     forget() {

@@ -13,7 +13,6 @@
 
 import assert from "node:assert/strict";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
@@ -21,6 +20,7 @@ import { after, before, test } from "node:test";
 import {
   ARTIFACTS,
   ChildProcess,
+  CuttableProxy,
   REPO_ROOT,
   TIMEOUT_MS,
   launchChromium,
@@ -115,68 +115,40 @@ async function sendAs(page, name, text) {
 }
 
 /**
- * A TCP proxy in front of the gateway whose connections the test can cut, as a lost network
- * does: the browser's socket is reset, the gateway's sees its peer go without a close frame.
- * While cut it refuses new connections, so the page's reconnects fail until `restore`. The
- * upgrade's `Host` is rewritten to the gateway's, which answers only to its own port.
+ * The gateway's access-log lines (JSON, on its stdout) about `connectionId`: the events it
+ * ran for it (CONNECT, DISCONNECT, SUSPEND, RESUME, MESSAGE) and the management calls.
  */
-class CuttableProxy {
-  constructor(gatewayUrl) {
-    this.target = new URL(gatewayUrl);
-    this.pairs = new Set();
-    this.refusing = false;
+function accessLog(connectionId) {
+  const entries = [];
+  for (const line of gateway.lines) {
+    if (!line.startsWith("{")) continue;
+    const entry = JSON.parse(line);
+    if (entry.connectionId === connectionId) entries.push(entry);
   }
+  return entries;
+}
 
-  async start() {
-    this.server = net.createServer((client) => {
-      if (this.refusing) {
-        client.resetAndDestroy();
-        return;
-      }
-      const upstream = net.connect(Number(this.target.port), this.target.hostname);
-      const pair = { client, upstream };
-      this.pairs.add(pair);
-      const end = () => {
-        client.destroy();
-        upstream.destroy();
-        this.pairs.delete(pair);
-      };
-      for (const socket of [client, upstream]) {
-        socket.on("error", end);
-        socket.on("close", end);
-      }
-      let first = true;
-      client.on("data", (chunk) => {
-        if (first) {
-          first = false;
-          chunk = Buffer.from(chunk.toString("latin1")
-            .replace(/^Host: .*$/im, `Host: ${this.target.host}`), "latin1");
-        }
-        upstream.write(chunk);
-      });
-      upstream.pipe(client);
-    });
-    await new Promise((resolve) => this.server.listen(0, "127.0.0.1", resolve));
-    return `ws://127.0.0.1:${this.server.address().port}${this.target.pathname}`;
-  }
-
-  cut() {
-    this.refusing = true;
-    for (const { client, upstream } of this.pairs) {
-      client.resetAndDestroy();
-      upstream.destroy();
-    }
-    this.pairs.clear();
-  }
-
-  restore() {
-    this.refusing = false;
-  }
-
-  close() {
-    this.cut();
-    return new Promise((resolve) => this.server.close(resolve));
-  }
+/**
+ * Waits until the access-log lines about `connectionId` satisfy `done` (they are written by a
+ * task of the gateway's own, a little after the event) and returns them.
+ */
+function waitAccessLog(connectionId, done) {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      const entries = accessLog(connectionId);
+      if (!done(entries)) return;
+      clearTimeout(timer);
+      gateway.output.off("line", check);
+      resolve(entries);
+    };
+    const timer = setTimeout(() => {
+      gateway.output.off("line", check);
+      reject(new Error(`the access log never showed what was expected of ${connectionId}: ` +
+        JSON.stringify(accessLog(connectionId))));
+    }, TIMEOUT_MS);
+    gateway.output.on("line", check);
+    check();
+  });
 }
 
 /** Waits until `page`'s status text is `text`. */
@@ -200,6 +172,7 @@ let temporaryDirectory;
 let browser;
 let backendUrl;
 let gatewayWsUrl;
+let gateway;
 
 before(async () => {
   await mkdir(ARTIFACTS, { recursive: true });
@@ -215,7 +188,7 @@ before(async () => {
   temporaryDirectory = await mkdtemp(path.join(tmpdir(), "sockway-browser-"));
   const configPath = path.join(temporaryDirectory, "sockway.toml");
   await writeFile(configPath, await exampleConfig(backendUrl));
-  const gateway = new ChildProcess("sockway", binary,
+  gateway = new ChildProcess("sockway", binary,
     ["serve", "--config", configPath, "--listen", "127.0.0.1:0"]);
   processes.push(gateway);
   gatewayWsUrl = (await gateway.waitLine(GATEWAY_LISTENING))[1];
@@ -344,6 +317,89 @@ test("a page whose connection drops resumes it and misses no message", { timeout
     throw error;
   } finally {
     await proxy.close();
+    for (const { page } of pages) await page.context().close().catch(() => {});
+  }
+});
+
+// Chromium's offline mode (playwright's `BrowserContext.setOffline`, CDP
+// `Network.emulateNetworkConditions` with `offline: true`) does not close a WebSocket that is
+// already open: the socket stays in readyState OPEN, fires neither `error` nor `close`, and
+// every frame the gateway writes to it meanwhile is silently discarded (the gateway's writes
+// succeed, so it has no reason to suspend the connection); new sockets fail with 1006. What the
+// page does get is the window's `offline` and `online` events, and sockway-resume.js acts on
+// them: it leaves the socket at `offline` and resumes at `online`, with the count of messages
+// it read, so the gateway replays what the browser threw away.
+test("a page whose browser goes offline resumes its connection and misses no message", { timeout: 90_000 }, async () => {
+  const pages = [];
+  for (const label of ["offline page", "other page"]) {
+    const context = await browser.newContext({ viewport: { width: 800, height: 500 } });
+    const page = await context.newPage();
+    page.setDefaultTimeout(TIMEOUT_MS);
+    const url = `${backendUrl}/?ws=${encodeURIComponent(gatewayWsUrl)}`;
+    const response = await page.goto(url, { timeout: TIMEOUT_MS });
+    assert.equal(response?.status(), 200, `${label}: GET ${url}`);
+    pages.push({ label, page });
+  }
+  const [offline, other] = pages;
+  try {
+    await Promise.all(pages.map(({ label, page }) => waitConnected(page, label)));
+    const connectionId = await offline.page.locator("#status").getAttribute("data-connection-id");
+    assert.ok(connectionId, "the page learnt its connection id from the resume frame");
+
+    await sendAs(other.page, "bob", "before going offline");
+    await waitForChatLine(offline.page, offline.label, "bob", "before going offline");
+
+    await offline.page.context().setOffline(true);
+    await waitStatus(offline.page, offline.label, "reconnecting…");
+    assert.equal(await offline.page.evaluate(() => navigator.onLine), false, "the page is offline");
+    // The backend posts each of these to the offline page's connection, which the gateway
+    // still holds open: they are written to the socket the browser no longer reads.
+    const sent = [];
+    for (let n = 1; n <= 5; n += 1) {
+      const text = `while the browser is offline ${n}`;
+      await sendAs(other.page, "bob", text);
+      await waitForChatLine(other.page, other.label, "bob", text);
+      sent.push(`bob:${text}`);
+    }
+    assert.deepEqual(await logLines(offline.page), ["bob:before going offline"],
+      "nothing reached the page while it was offline");
+
+    await offline.page.context().setOffline(false);
+    await waitStatus(offline.page, offline.label, "connected (resumed)");
+    for (const text of sent) {
+      await waitForChatLine(offline.page, offline.label, "bob", text.slice("bob:".length));
+    }
+    assert.equal(
+      await offline.page.locator("#status").getAttribute("data-connection-id"),
+      connectionId,
+      "the same connection id after the resume",
+    );
+    // Every message once, in order, and no system line (no "Disconnected", nothing lost).
+    assert.deepEqual(await logLines(offline.page), ["bob:before going offline", ...sent]);
+    await sendAs(offline.page, "alice", "back online");
+    await waitForChatLine(other.page, other.label, "alice", "back online");
+    await waitForChatLine(offline.page, offline.label, "alice", "back online");
+
+    // What the backend saw of the connection: its one $connect, no $disconnect, a resume; and
+    // every post to it (the one before, the five while offline, "back online") answered 200.
+    const posts = 1 + sent.length + 1;
+    const events = (await waitAccessLog(connectionId,
+      (entries) => entries.filter((entry) => entry.eventType === "MANAGEMENT").length >= posts))
+      .map((entry) => `${entry.eventType} ${entry.status}`);
+    const seen = `access log of the connection: ${JSON.stringify(events)}`;
+    assert.equal(events.filter((event) => event.startsWith("CONNECT ")).length, 1, seen);
+    assert.ok(!events.some((event) => event.startsWith("DISCONNECT ")), seen);
+    assert.ok(events.includes("RESUME 200"), seen);
+    assert.deepEqual(events.filter((event) => event.startsWith("MANAGEMENT ")),
+      Array(posts).fill("MANAGEMENT 200"), seen);
+    await offline.page.screenshot({ path: path.join(ARTIFACTS, "chat-offline-resumed.png") });
+  } catch (error) {
+    for (const { label, page } of pages) {
+      await page.screenshot({ path: path.join(ARTIFACTS, `failure-${label.replace(" ", "-")}.png`) })
+        .catch(() => {});
+    }
+    throw error;
+  } finally {
     for (const { page } of pages) await page.context().close().catch(() => {});
   }
 });

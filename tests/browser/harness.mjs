@@ -4,6 +4,7 @@
 import { spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { createWriteStream, existsSync } from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import readline from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -144,4 +145,69 @@ export function trackedProcesses() {
     }
   });
   return processes;
+}
+
+/**
+ * A TCP proxy in front of the gateway whose connections the test can cut, as a lost network
+ * does: the browser's socket is reset, the gateway's sees its peer go without a close frame.
+ * While cut it refuses new connections, so the page's reconnects fail until `restore`. The
+ * upgrade's `Host` is rewritten to the gateway's, which answers only to its own port.
+ */
+export class CuttableProxy {
+  constructor(gatewayUrl) {
+    this.target = new URL(gatewayUrl);
+    this.pairs = new Set();
+    this.refusing = false;
+  }
+
+  async start() {
+    this.server = net.createServer((client) => {
+      if (this.refusing) {
+        client.resetAndDestroy();
+        return;
+      }
+      const upstream = net.connect(Number(this.target.port), this.target.hostname);
+      const pair = { client, upstream };
+      this.pairs.add(pair);
+      const end = () => {
+        client.destroy();
+        upstream.destroy();
+        this.pairs.delete(pair);
+      };
+      for (const socket of [client, upstream]) {
+        socket.on("error", end);
+        socket.on("close", end);
+      }
+      let first = true;
+      client.on("data", (chunk) => {
+        if (first) {
+          first = false;
+          chunk = Buffer.from(chunk.toString("latin1")
+            .replace(/^Host: .*$/im, `Host: ${this.target.host}`), "latin1");
+        }
+        upstream.write(chunk);
+      });
+      upstream.pipe(client);
+    });
+    await new Promise((resolve) => this.server.listen(0, "127.0.0.1", resolve));
+    return `ws://127.0.0.1:${this.server.address().port}${this.target.pathname}`;
+  }
+
+  cut() {
+    this.refusing = true;
+    for (const { client, upstream } of this.pairs) {
+      client.resetAndDestroy();
+      upstream.destroy();
+    }
+    this.pairs.clear();
+  }
+
+  restore() {
+    this.refusing = false;
+  }
+
+  close() {
+    this.cut();
+    return new Promise((resolve) => this.server.close(resolve));
+  }
 }

@@ -3,6 +3,8 @@
 #
 #   tests/soak/run.sh [--minutes N] [--mode single|cluster|both] [--clients N] [--push-rate R]
 #                     [--warmup S] [--report FILE]
+#   tests/soak/run.sh --mode resume [--seconds S] [--clients N] [--push-rate R] [--strict]
+#                     [--report FILE]
 #
 # Starts on loopback what it needs (a Python backend, one sockway node or three on a private
 # redis-server), runs thousands of short-lived clients against it for N minutes per mode
@@ -11,6 +13,13 @@
 # one $disconnect per accepted connection, every acknowledged push received by its live
 # reader, RSS back to baseline, no panics. Writes tests/soak/REPORT.md (or --report) and exits
 # non-zero if a check fails. Every process it starts is stopped on exit.
+# --mode resume (resume.py; not part of `both`): three nodes with [resume] on one redis-server,
+# clients (default 300) that keep dropping their sockets without a close frame and resuming on
+# a random node, posts to them through random nodes, one node SIGKILLed halfway through a run
+# of S seconds (default 150); checks that every post answered 200 arrived once and in its
+# sender's order (or, for a connection the killed node held whose resume was refused, that its
+# one $disconnect arrived; --strict refuses that excuse), one $connect and one $disconnect per
+# connection, RSS bounded, no panics. It replaces only the "Resume mode" section of the report.
 # Binary: $SOCKWAY_BIN, default target/release/sockway. Python: $REPO/.venv (tests/compat/run.sh).
 set -euo pipefail
 
@@ -19,8 +28,10 @@ cd "$repo"
 minutes=10
 mode=both
 clients=""
-push_rate=200
+push_rate=""
 warmup=45
+seconds=150
+strict=()
 report="$repo/tests/soak/REPORT.md"
 cmdline="tests/soak/run.sh${*:+ $*}"
 while [[ $# -gt 0 ]]; do
@@ -31,11 +42,14 @@ while [[ $# -gt 0 ]]; do
         --push-rate) push_rate="$2"; shift 2 ;;
         --warmup) warmup="$2"; shift 2 ;;
         --report) report="$2"; shift 2 ;;
+        --seconds) seconds="$2"; shift 2 ;;
+        --strict) strict=(--strict); shift ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
 case "$mode" in single) modes=(single) ;; cluster) modes=(cluster) ;; both) modes=(single cluster) ;;
-    *) echo "run.sh: --mode single|cluster|both" >&2; exit 2 ;; esac
+    resume) modes=(resume) ;;
+    *) echo "run.sh: --mode single|cluster|both|resume" >&2; exit 2 ;; esac
 
 bin="${SOCKWAY_BIN:-$repo/target/release/sockway}"
 py="$repo/.venv/bin/python"
@@ -75,7 +89,12 @@ for m in "${modes[@]}"; do
     "$py" tests/soak/soak.py backend --port "$bport" --out "$dir/events.jsonl" >"$dir/backend.log" 2>&1 &
     backend_pid=$!; pids+=("$backend_pid")
     cluster_toml=""
-    if [[ "$m" == cluster ]]; then
+    resume_toml=""
+    if [[ "$m" == resume ]]; then
+        resume_toml='[resume]
+window = "10s"'
+    fi
+    if [[ "$m" == cluster || "$m" == resume ]]; then
         n=3
         rport="$(free_port)"
         redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
@@ -92,7 +111,7 @@ for m in "${modes[@]}"; do
     node_addrs=(); node_pids=(); logs=()
     for i in $(seq 0 $((n - 1))); do
         port="$(free_port)"
-        if [[ "$m" == cluster ]]; then
+        if [[ "$m" == cluster || "$m" == resume ]]; then
             cluster_toml="[cluster]
 redis_url = \"redis://127.0.0.1:$rport\"
 node_id = \"node-$i\"
@@ -131,6 +150,8 @@ type = "http"
 uri = "http://127.0.0.1:$bport/events"
 
 $cluster_toml
+
+$resume_toml
 EOF
         "$bin" serve --config "$dir/node$i.toml" >"$dir/node$i.stdout" 2>"$dir/node$i.stderr" &
         p=$!; pids+=("$p"); node_pids+=("$p")
@@ -138,10 +159,24 @@ EOF
         wait_http "http://127.0.0.1:$port/health"
     done
     echo "== mode $m: ${n} node(s) ${node_addrs[*]}, backend :$bport, work dir $dir"
+    if [[ "$m" == resume ]]; then
+        "$py" tests/soak/resume.py load --nodes "$(IFS=,; echo "${node_addrs[*]}")" \
+            --pids "$(IFS=,; echo "${node_pids[*]}")" --seconds "$seconds" \
+            --clients "${clients:-300}" --push-rate "${push_rate:-100}" "${kill_arg[@]}" \
+            --out "$dir/load.json" 2>&1 | tee "$dir/load.log"
+        kill -TERM "$backend_pid"; wait "$backend_pid" 2>/dev/null || true
+        rc=0
+        "$py" tests/soak/resume.py check --events "$dir/events.jsonl" --load "$dir/load.json" \
+            --logs "$(IFS=,; echo "${logs[*]}")" --md "$dir/section.md" "${strict[@]}" || rc=$?
+        [[ $rc -eq 0 ]] || status=1
+        sections+=("$dir/section.md")
+        cleanup
+        continue
+    fi
     "$py" tests/soak/soak.py load --nodes "$(IFS=,; echo "${node_addrs[*]}")" \
         --pids "$(IFS=,; echo "${node_pids[*]}")" --backend-pid "$backend_pid" \
         --minutes "$minutes" --warmup "$warmup" --clients "${clients:-$default_clients}" \
-        --push-rate "$push_rate" "${kill_arg[@]}" --out "$dir/load.json" 2>&1 | tee "$dir/load.log"
+        --push-rate "${push_rate:-200}" "${kill_arg[@]}" --out "$dir/load.json" 2>&1 | tee "$dir/load.log"
     kill -TERM "$backend_pid"; wait "$backend_pid" 2>/dev/null || true
     rc=0
     "$py" tests/soak/soak.py check --mode "$m" --events "$dir/events.jsonl" --load "$dir/load.json" \
@@ -151,6 +186,54 @@ EOF
     cleanup
 done
 
+if [[ "$mode" == resume ]]; then
+    # Only the "Resume mode" section of the report is replaced (appended when missing); the
+    # churn modes' results stay.
+    section="$work/resume-report.md"
+    {
+        echo "## Resume mode"
+        echo
+        echo "- date: $started (finished $(date -u '+%H:%M:%S UTC'))"
+        echo "- commit: $commit$([[ "$dirty" != 0 ]] && echo " (working tree had $dirty modified tracked files)")"
+        echo "- binary: \`${bin#"$repo"/}\`, built $(date -u -r "$bin" '+%Y-%m-%d %H:%M UTC')"
+        echo "- command: \`$cmdline\`"
+        echo "- machine: $(nproc) cores (shared), open-files limit $(ulimit -n)"
+        echo "- overall: $([[ $status -eq 0 ]] && echo '**PASS**' || echo '**FAIL**')"
+        echo
+        cat "${sections[0]}"
+    } >"$section"
+    touch "$report"
+    "$py" - "$report" "$section" <<'PY'
+import re, sys
+report, section = sys.argv[1], open(sys.argv[2]).read()
+text = open(report).read()
+start = text.find("## Resume mode\n")
+if start < 0:
+    anchor = text.find("## How the soak works")
+    start = end = anchor if anchor >= 0 else len(text)
+else:
+    following = re.search(r"^## ", text[start + 1:], re.M)
+    end = start + 1 + following.start() if following else len(text)
+open(report, "w").write(text[:start] + section.rstrip("\n") + "\n\n" + text[end:])
+PY
+    echo "report: $report (section \"Resume mode\")"
+    if [[ $status -eq 0 ]]; then rm -rf "$work"; else echo "logs kept in $work"; fi
+    exit "$status"
+fi
+
+# The "Resume mode" section of the report (run.sh --mode resume) is carried over.
+previous_resume="$work/previous-resume.md"
+"$py" - "$report" >"$previous_resume" <<'PY'
+import re, sys
+try:
+    text = open(sys.argv[1]).read()
+except OSError:
+    sys.exit(0)
+start = text.find("## Resume mode\n")
+if start >= 0:
+    following = re.search(r"^## ", text[start + 1:], re.M)
+    print(text[start:start + 1 + following.start() if following else len(text)].rstrip("\n") + "\n")
+PY
 {
     echo "# Churn soak report"
     echo
@@ -167,6 +250,7 @@ done
     echo "## Results"
     echo
     for s in "${sections[@]}"; do cat "$s"; echo; done
+    cat "$previous_resume"
     cat "$repo/tests/soak/DEFINITIONS.md"
 } >"$report"
 echo "report: $report"
