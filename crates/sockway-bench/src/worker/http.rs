@@ -14,6 +14,10 @@ use std::time::Instant;
 
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use tokio::task::JoinSet;
 
 use super::tally::{Tally, Window};
@@ -38,6 +42,70 @@ pub(super) async fn echo(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<R
         let (path, body, tally) = (path.clone(), body.clone(), tally.clone());
         tasks.spawn(async move {
             echo_loop(index, connection, &path, body, &tally).await;
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(tally.to_report())
+}
+
+/// POSTs the input file to the URL through one hyper_util pooled client (TCP_NODELAY, 60 s
+/// idle timeout: the gateway's `pool::pooled_client` without TLS), `connections` loops with one
+/// request in flight each, for the window after `go`. The pool opens its connections during
+/// the warm-up.
+pub(super) async fn hyper_echo(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<Report> {
+    let uri: http::Uri = args.url.parse().context("the backend's URL")?;
+    let input = args.input_file()?;
+    let body =
+        Bytes::from(std::fs::read(input).with_context(|| format!("read {}", input.display()))?);
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .build(connector);
+    link.ready(args.connections, Vec::new()).await?;
+    link.wait_for_go().await?;
+    let tally = Arc::new(Tally::new(Window::starting_now(
+        args.warmup(),
+        args.duration(),
+    )));
+    let mut tasks = JoinSet::new();
+    for index in 0..args.connections {
+        let (client, uri, body, tally) = (client.clone(), uri.clone(), body.clone(), tally.clone());
+        tasks.spawn(async move {
+            while !tally.window().is_over() {
+                let started = Instant::now();
+                let request = http::Request::post(uri.clone())
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(Full::new(body.clone()))
+                    .expect("a valid request");
+                let outcome = tokio::time::timeout(OPERATION_DEADLINE, async {
+                    let response = client.request(request).await?;
+                    let status = response.status();
+                    let reply = response.into_body().collect().await?.to_bytes();
+                    anyhow::Ok((status, reply))
+                })
+                .await
+                .unwrap_or_else(|_| Err(anyhow!("no answer within {OPERATION_DEADLINE:?}")));
+                match outcome {
+                    Ok((status, reply))
+                        if status == http::StatusCode::OK
+                            && reply.starts_with(br#"{"statusCode":200"#) =>
+                    {
+                        tally.finish(index, started.elapsed());
+                    }
+                    Ok((status, reply)) => {
+                        tally.error(&anyhow!(
+                            "backend answered {status}: {}",
+                            String::from_utf8_lossy(&reply)
+                        ));
+                        return;
+                    }
+                    Err(error) => {
+                        tally.error(&error);
+                        return;
+                    }
+                }
+            }
         });
     }
     while tasks.join_next().await.is_some() {}

@@ -59,6 +59,9 @@ pub(crate) enum Task {
     Listen,
     /// POST the body file to the URL and expect a 200, one request in flight per connection.
     HttpEcho,
+    /// The same through hyper_util's pooled client, built as the gateway builds its own: the
+    /// client half of a routed message's parts.
+    HyperEcho,
     /// POST to the paths listed in the input file, in turn, counting statuses: each line a
     /// path (the body is `payload_bytes` of filler) or a path, a tab and the body.
     HttpPush,
@@ -234,6 +237,7 @@ pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         Task::Receive => ws::receive(&args, &mut link).await?,
         Task::Listen => ws::listen(&args, &mut link).await?,
         Task::HttpEcho => http::echo(&args, &mut link).await?,
+        Task::HyperEcho => http::hyper_echo(&args, &mut link).await?,
         Task::HttpPush => http::push(&args, &mut link).await?,
     };
     link.emit(&Event::Done(report)).await

@@ -469,6 +469,19 @@ impl Merged {
         cpu_per_operation(cpu, timing.duration, self.completed)
     }
 
+    /// CPU time `role` of `cpu` spent per completed operation, in µs; `None` when the role
+    /// was not measured.
+    pub(crate) fn role_micros_per_operation(
+        &self,
+        cpu: &CpuSplit,
+        timing: Timing,
+        role: &str,
+    ) -> Option<f64> {
+        let (_, percent) = cpu.roles.iter().find(|(name, _)| name == role)?;
+        let cpu_seconds = percent / 100.0 * timing.duration.as_secs_f64();
+        Some(cpu_seconds * 1e6 / self.completed.max(1) as f64)
+    }
+
     /// `p50 X ms, p99 Y ms`.
     pub(crate) fn latency_summary(&self) -> String {
         format!(

@@ -2,10 +2,13 @@
 //! two-way route whose HTTP integration is the harness's backend, one message in flight
 //! per connection, and wait for the same text back.
 //!
-//! Three measurements in one run: the same client against the harness's echo server (the
+//! Four measurements in one run: the same client against the harness's echo server (the
 //! client's ceiling), through the gateway, and the backend called directly over keep-alive
 //! HTTP with the same concurrency and the exact event the gateway sent it (captured by the
-//! backend), which is the baseline the gateway's overhead is quoted against.
+//! backend), which is the baseline the gateway's overhead is quoted against; then the same
+//! calls through hyper_util's pooled client. The echo server's CPU per message and that
+//! client's CPU per request are the parts of a routed message, against which the gateway's
+//! CPU per message is quoted.
 //!
 //! With `--tracing` the gateway records every message's spans (`[tracing]`, every trace
 //! sampled) and exports them over OTLP/HTTP to a sink in the harness (`serve http-ok`: it takes
@@ -31,6 +34,8 @@ use super::{Harness, Merged, Timing, millis};
 /// of the direct call.
 const TARGET_RATE: f64 = 50_000.0;
 const TARGET_LATENCY_RATIO: f64 = 1.3;
+/// The gateway's CPU per message over the sum of its parts' (issue 19).
+const TARGET_PARTS_RATIO: f64 = 1.3;
 
 /// Connections, window, workers and message size.
 #[derive(Debug, Clone, Copy)]
@@ -140,7 +145,7 @@ pub(crate) async fn run(harness: &mut Harness, settings: RoundtripSettings) -> a
         Some(sink) => sink.stop().await,
         None => Ok(()),
     };
-    let (gateway, direct) = outcome?;
+    let (gateway, direct, hyper) = outcome?;
     stopped?;
     sink_stopped?;
 
@@ -149,6 +154,7 @@ pub(crate) async fn run(harness: &mut Harness, settings: RoundtripSettings) -> a
         ("ws-echo", &echo),
         ("gateway", &gateway),
         ("direct HTTP", &direct),
+        ("hyper client", &hyper),
     ] {
         harness.report.check(
             "roundtrip",
@@ -204,6 +210,35 @@ pub(crate) async fn run(harness: &mut Harness, settings: RoundtripSettings) -> a
         ))
         .command(&command),
     );
+    // The parts of a routed message, each measured alone in this run: reading a frame and
+    // writing one (the echo server's CPU per message) and one keep-alive HTTP/1.1 exchange with
+    // the backend (hyper_util's pooled client, the gateway's own, CPU per request).
+    let per = |measurement: &Measurement, role: &str| {
+        measurement
+            .clients
+            .role_micros_per_operation(&measurement.cpu, timing, role)
+            .unwrap_or(f64::NAN)
+    };
+    let (echo_part, client_part) = (per(&echo, "ws-echo"), per(&hyper, "clients"));
+    harness.figure(
+        Figure::new(
+            "roundtrip",
+            format!("gateway CPU per message ({n})"),
+            per(&gateway, "gateway"),
+            "µs",
+            load,
+        )
+        .baseline("sum of its parts", echo_part + client_part)
+        .target(Target::RatioAtMost(TARGET_PARTS_RATIO))
+        .detail(format!(
+            "parts measured alone in this run: ws-echo {echo_part:.1} µs per message (a frame \
+             read and one written), hyper_util's pooled client {client_part:.1} µs per request \
+             against the same backend with the gateway's event ({} requests/s, {} loops)",
+            number(hyper.clients.rate(timing)),
+            number(settings.connections as f64)
+        ))
+        .command(&command),
+    );
     for (label, quantile) in [("p50", 0.50), ("p99", 0.99)] {
         harness.figure(
             Figure::new("roundtrip", format!("round-trip latency {label}"), gateway.clients.latency_ms(quantile), "ms", load)
@@ -222,14 +257,15 @@ pub(crate) async fn run(harness: &mut Harness, settings: RoundtripSettings) -> a
 }
 
 /// The gateway run (tracing to `sink`, when given), then (gateway stopped) the direct run
-/// against the same backend with the event it captured.
+/// against the same backend with the event it captured, then the same through hyper_util's
+/// pooled client.
 async fn through_gateway_then_direct(
     harness: &mut Harness,
     backend_url: &str,
     backend_pid: u32,
     sink: Option<&ServerProcess>,
     settings: RoundtripSettings,
-) -> anyhow::Result<(Measurement, Measurement)> {
+) -> anyhow::Result<(Measurement, Measurement, Measurement)> {
     let mut gateway_config = config(backend_url);
     let mut roles = vec![("backend", vec![backend_pid])];
     if let Some(sink) = sink {
@@ -258,13 +294,23 @@ async fn through_gateway_then_direct(
         harness,
         Task::HttpEcho,
         backend_url,
+        Some(input.clone()),
+        vec![("backend", vec![backend_pid])],
+        None,
+        settings,
+    )
+    .await?;
+    let hyper = measure(
+        harness,
+        Task::HyperEcho,
+        backend_url,
         Some(input),
         vec![("backend", vec![backend_pid])],
         None,
         settings,
     )
     .await?;
-    Ok((gateway, direct))
+    Ok((gateway, direct, hyper))
 }
 
 /// The gateway with a two-way `echo` route to the Lambda-proxy backend at `backend_url`.
