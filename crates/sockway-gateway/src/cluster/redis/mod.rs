@@ -36,7 +36,10 @@ mod keys;
 mod liveness;
 mod presence;
 mod scripts;
+mod suspended;
 mod wire;
+
+pub(crate) use self::suspended::next_generation;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
@@ -45,7 +48,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use redis::RedisError;
-use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::group::GroupName;
 use sockway_protocol::id::ConnectionId;
 use sockway_protocol::trace::otlp::SpanKind;
@@ -58,9 +60,9 @@ use self::connection::RedisConnection;
 use self::keys::NodeTag;
 use self::presence::PresenceOp;
 use self::wire::{Answer, Message, Refusal};
-use super::command::{Outcome, Request, Target, apply};
+use super::command::{Outcome, Request, Target, apply, post};
 use super::usage::{Counted, UsageCount};
-use super::{ClusterError, Cursor, JoinError, Page, Tally};
+use super::{ClusterError, Cursor, JoinError, Orphan, Page, Tally};
 use crate::config::ClusterConfig;
 use crate::metrics::{ClusterMetrics, RedisOperation, RemoteOutcome};
 use crate::random_bytes;
@@ -120,7 +122,7 @@ impl MovedOut {
 pub(crate) struct RedisBackend {
     inner: Arc<Inner>,
     /// Lost connections this node claimed; read by [`RedisBackend::next_orphan`].
-    orphans: tokio::sync::Mutex<mpsc::Receiver<Arc<ConnectionContext>>>,
+    orphans: tokio::sync::Mutex<mpsc::Receiver<Orphan>>,
     tasks: TaskTracker,
     stop: CancellationToken,
 }
@@ -167,6 +169,12 @@ struct Inner {
     metrics: ClusterMetrics,
     /// The gateway's shutdown: ending connections stop waiting for an unreachable Redis.
     shutdown: CancellationToken,
+    /// Where lost connections whose `$disconnect` this node delivers go.
+    orphan_sender: mpsc::Sender<Orphan>,
+    /// The backend's tasks (the three above and `[resume]`'s waits for lost suspended
+    /// connections' windows); `stop` ends them.
+    tasks: TaskTracker,
+    stop: CancellationToken,
 }
 
 impl RedisBackend {
@@ -235,6 +243,8 @@ impl RedisBackend {
 
         let (presence_sender, presence_receiver) = mpsc::channel(PRESENCE_QUEUE);
         let (orphan_sender, orphan_receiver) = mpsc::channel(ORPHAN_QUEUE);
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
         let inner = Arc::new(Inner {
             registry: Registry::default(),
             node_id,
@@ -258,18 +268,14 @@ impl RedisBackend {
             stage: stage.to_owned(),
             metrics,
             shutdown: shutdown.clone(),
+            orphan_sender,
+            tasks: tasks.clone(),
+            stop: stop.clone(),
         });
         inner.metrics.redis_up.set(1);
         info!(node = %inner.node_id, tag = %tag.to_hex(), "joined the cluster");
-        let tasks = TaskTracker::new();
-        let stop = CancellationToken::new();
         tasks.spawn(inbox::run(inner.clone(), pushes, stop.clone()));
-        tasks.spawn(liveness::run(
-            inner.clone(),
-            orphan_sender,
-            shutdown,
-            stop.clone(),
-        ));
+        tasks.spawn(liveness::run(inner.clone(), shutdown, stop.clone()));
         tasks.spawn(presence::run(
             inner.clone(),
             presence_receiver,
@@ -367,7 +373,14 @@ impl RedisBackend {
                     || self.inner.registry.get(connection_id).is_some() =>
             {
                 let retry = request.clone();
-                return match apply(&self.inner.registry, request) {
+                let applied = match request {
+                    Request::Post {
+                        connection_id,
+                        payload,
+                    } => self.inner.post_here(connection_id, payload).await,
+                    other => apply(&self.inner.registry, other),
+                };
+                return match applied {
                     // It moved away from here since the check above (`[resume]`).
                     Err(ClusterError::Gone(connection_id)) => {
                         let moved_to = self.inner.moved_out_ids().get(&connection_id);
@@ -593,12 +606,12 @@ impl RedisBackend {
     }
 
     /// The next lost connection this node claimed; `None` after [`RedisBackend::leave`].
-    pub(crate) async fn next_orphan(&self) -> Option<Arc<ConnectionContext>> {
+    pub(crate) async fn next_orphan(&self) -> Option<Orphan> {
         self.orphans.lock().await.recv().await
     }
 
     /// A lost connection already claimed, without waiting.
-    pub(crate) fn claimed_orphan(&self) -> Option<Arc<ConnectionContext>> {
+    pub(crate) fn claimed_orphan(&self) -> Option<Orphan> {
         self.orphans.try_lock().ok()?.try_recv().ok()
     }
 
@@ -708,6 +721,20 @@ impl RedisBackend {
 }
 
 impl Inner {
+    /// Serves a post to a connection this node holds; one queued for a suspended connection
+    /// is also appended to its queue in Redis before it is answered (`[resume]`).
+    async fn post_here(
+        &self,
+        connection_id: ConnectionId,
+        payload: Bytes,
+    ) -> Result<Outcome, ClusterError> {
+        let id = connection_id.clone();
+        if let Some(generation) = post(&self.registry, connection_id, payload.clone())? {
+            self.append_own(&id, generation, &payload).await;
+        }
+        Ok(Outcome::Done)
+    }
+
     fn tag(&self) -> NodeTag {
         NodeTag(self.tag.load(Ordering::Acquire))
     }
@@ -832,7 +859,18 @@ impl Inner {
         match answer {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(refusal)) => Err(refusal.into_error(connection_id)),
-            Err(CallError::NodeGone) => Err(ClusterError::Gone(connection_id)),
+            // `[resume]`: the node holding it is dead, but it may be suspended, waiting for a
+            // resume on a survivor.
+            Err(CallError::NodeGone) => match request {
+                Request::Post { payload, .. } => self
+                    .append_orphaned(target, &connection_id, &payload)
+                    .await
+                    .map(|()| Outcome::Done),
+                Request::Delete { .. } if self.delete_orphaned(target, &connection_id).await => {
+                    Ok(Outcome::Done)
+                }
+                _ => Err(ClusterError::Gone(connection_id)),
+            },
             Err(CallError::Unavailable) => Err(ClusterError::Unavailable(connection_id)),
             Err(CallError::Timeout) => Err(ClusterError::Timeout(connection_id)),
         }
