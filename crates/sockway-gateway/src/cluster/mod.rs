@@ -238,10 +238,12 @@ impl Presence<'_> {
     /// stays in Redis and whichever node takes this one over delivers it).
     pub(crate) async fn end(mut self) -> bool {
         self.ended = true;
-        self.cluster.remove(&self.id);
         match self.cluster {
-            Cluster::Local(..) => true,
-            Cluster::Redis(backend) => backend.release(&self.id).await,
+            Cluster::Local(registry, _) => {
+                registry.remove(&self.id);
+                true
+            }
+            Cluster::Redis(backend) => backend.end(&self.id).await,
         }
     }
 }

@@ -38,8 +38,9 @@ use crate::{ErrorChain, epoch_millis, random_bytes};
 const MAX_ORPHAN_DELIVERIES: usize = 64;
 
 /// Delivers `$disconnect` (1006, "Gateway node lost"; for a suspended connection the cause the
-/// cluster names) for each connection of a lost cluster node that the cluster hands this node, a bounded number at a time, until shutdown. The
-/// cluster hands each such connection to exactly one node; single-node mode has none.
+/// cluster names) for each connection of a lost cluster node that the cluster hands this node,
+/// a bounded number at a time, until shutdown. The cluster hands each such connection to
+/// exactly one node; single-node mode has none.
 pub(crate) async fn deliver_orphans(state: Arc<State>) {
     let mut deliveries = JoinSet::new();
     let spawn = |deliveries: &mut JoinSet<()>, orphan: Orphan| {

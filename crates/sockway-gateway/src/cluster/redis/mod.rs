@@ -14,7 +14,7 @@
 //!   `$disconnect` needs ([`presence`]). Survivors claim a dead node's connections in batches
 //!   with an atomic script, so each is handed to exactly one survivor, which delivers its
 //!   `$disconnect` (1006, "Gateway node lost"). A connection that ends on its own node is
-//!   released with another ([`RedisBackend::release`]): whoever removes the record delivers,
+//!   released with another ([`RedisBackend::end`]): whoever removes the record delivers,
 //!   so a node that was only cut off does not deliver what survivors claimed.
 //! - **TLS.** `rediss://` URLs connect over rustls, with the CA and client certificate named
 //!   by `cluster.tls_*` ([`connection`]).
@@ -558,14 +558,18 @@ impl RedisBackend {
         }
     }
 
-    /// Removes the record of this node's ended connection `id` from Redis and answers whether
-    /// this node delivers its `$disconnect` ([`scripts::RELEASE`]): false when survivors took
-    /// it over while this node was cut off. While Redis is unreachable it asks again every
+    /// Removes this node's ended connection `id` from the registry and its record from Redis,
+    /// and answers whether this node delivers its `$disconnect` ([`scripts::RELEASE`]): false
+    /// when survivors took it over while this node was cut off (or, `[resume]`, took its
+    /// suspended record). The record's tag is read first: for a connection that moved here it
+    /// is this node's, which the registry forgets with the connection. While Redis is unreachable it asks again every
     /// `heartbeat_interval`; once the gateway shuts down it asks one last time, and without an
     /// answer leaves the record (and the `$disconnect`) to whichever node takes this one over.
-    pub(crate) async fn release(&self, id: &ConnectionId) -> bool {
+    pub(crate) async fn end(&self, id: &ConnectionId) -> bool {
+        // The tag its record is under, read before the removal forgets that it moved here.
+        let tag = self.inner.record_tag(id);
+        self.remove(id);
         let inner = &self.inner;
-        let tag = inner.record_tag(id);
         loop {
             let shutting_down = inner.shutdown.is_cancelled();
             if inner.is_healthy() || shutting_down {

@@ -236,8 +236,9 @@ return 0
 });
 
 /// `[resume]`: appends a message posted to a suspended connection whose node is dead, within
-/// the resume limits. KEYS: the suspended record, the dead node's connections. ARGV: the
-/// connection id, the encoded message, its payload's length, the queue prefix.
+/// the resume limits. KEYS: the suspended record, the dead node's connections, its claimed ids.
+/// ARGV: the connection id, the encoded message, its payload's length, the queue prefix, how
+/// long the claimed ids live in ms.
 ///
 /// Returns `{1}` when appended, `{0}` when there is no record (nothing to resume: the caller
 /// answers 410), or `{-1, state}` when the message is past the limits: the record, its queue
@@ -254,6 +255,8 @@ local queue = ARGV[4] .. f[2]
 if tonumber(f[3] or '0') >= tonumber(f[5]) or tonumber(f[4] or '0') + tonumber(ARGV[3]) > tonumber(f[6]) then
   redis.call('DEL', KEYS[1], queue)
   redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('SADD', KEYS[3], ARGV[1])
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
   return {-1, f[1]}
 end
 redis.call('RPUSH', queue, ARGV[2])
@@ -266,13 +269,15 @@ return {1}
 
 /// `[resume]`: takes a suspended connection's record, exactly once: for a resume (with the
 /// token's ticket, which must match), or to end it (an empty ticket: its window passed, or a
-/// `DELETE`). KEYS: the suspended record, its node's connections. ARGV: the connection id,
-/// the ticket (hex) or empty, the queue prefix.
+/// `DELETE`). KEYS: the suspended record, its node's connections, its claimed ids. ARGV: the
+/// connection id, the ticket (hex) or empty, the queue prefix, how long the claimed ids live in
+/// ms.
 ///
 /// Returns `{0}` when there is nothing to take (already taken, expired, another ticket), or
 /// `{1, state, {message, ...}}` after removing the record, its queue and the connection's
-/// entry in its node's connections (so no survivor claims it later): whoever takes it
-/// resumes it or delivers its `$disconnect`.
+/// entry in its node's connections (so no survivor claims it later), recording the id among
+/// the node's claimed ones (so the node, if it was only cut off, delivers no `$disconnect` for
+/// it): whoever takes it resumes it or delivers its `$disconnect`.
 pub(super) static TAKE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -287,6 +292,8 @@ local queue = ARGV[3] .. f[2]
 local queued = redis.call('LRANGE', queue, 0, -1)
 redis.call('DEL', KEYS[1], queue)
 redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
 return {1, f[1], queued}
 ",
     )

@@ -33,6 +33,10 @@ use crate::cluster::command::{Moved, MovedMessage, Suspended};
 use crate::epoch_millis;
 use crate::metrics::RedisOperation;
 
+/// How long the ids of taken connections stay in their node's claimed set: as long as a
+/// claim keeps them (`liveness::REAPED_MEMORY`).
+const CLAIMED_MEMORY_MS: u64 = 3_600_000;
+
 /// How long a record outlives its window: long enough for a survivor to claim the dead node
 /// (`node_timeout`) and take it once the window ends.
 fn ttl_ms(inner: &Inner, window_ends_at: i64) -> u64 {
@@ -307,10 +311,12 @@ impl Inner {
         invocation
             .key(holder.suspended_key(id))
             .key(holder.connections_key())
+            .key(holder.claimed_key())
             .arg(id.as_str())
             .arg(encode_message(text, payload))
             .arg(payload.len())
-            .arg(holder.queue_prefix(id));
+            .arg(holder.queue_prefix(id))
+            .arg(CLAIMED_MEMORY_MS);
         let mut connection = self.connection.clone();
         let appended = tokio::time::timeout(
             self.operation_timeout,
@@ -427,9 +433,11 @@ impl Inner {
         invocation
             .key(holder.suspended_key(id))
             .key(holder.connections_key())
+            .key(holder.claimed_key())
             .arg(id.as_str())
             .arg(ticket)
-            .arg(holder.queue_prefix(id));
+            .arg(holder.queue_prefix(id))
+            .arg(CLAIMED_MEMORY_MS);
         let mut connection = self.connection.clone();
         let taken = tokio::time::timeout(
             self.operation_timeout,
