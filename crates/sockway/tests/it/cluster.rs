@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sockway_testkit::{
-    ConfigFile, DEADLINE, GatewayProcess, MockBackend, RedisServer, WsClient, connect,
-    connect_with_headers, http_request,
+    ConfigFile, DEADLINE, GatewayProcess, MockBackend, RedisCluster, RedisServer, WsClient,
+    connect, connect_with_headers, http_request,
 };
 use tokio::time::Instant;
 
@@ -23,6 +23,12 @@ const RESUME: &str = "sockway.resume.v1";
 
 /// A config whose lifecycle routes go to `backend`, clustered on `redis`.
 fn cluster_config(backend: &MockBackend, redis: &RedisServer) -> String {
+    cluster_config_on(backend, &format!("\"{}\"", redis.url()))
+}
+
+/// A config whose lifecycle routes go to `backend`, clustered on `redis_url` (TOML: a string,
+/// or a list for a Redis Cluster).
+fn cluster_config_on(backend: &MockBackend, redis_url: &str) -> String {
     format!(
         r#"
 [gateway]
@@ -40,11 +46,10 @@ type = "http"
 uri = "{uri}"
 
 [cluster]
-redis_url = "{redis}"
+redis_url = {redis_url}
 node_timeout = "{timeout}s"
 "#,
         uri = backend.url("/events"),
-        redis = redis.url(),
         timeout = NODE_TIMEOUT.as_secs(),
     )
 }
@@ -147,10 +152,15 @@ async fn open_resumable(node: &GatewayProcess, backend: &mut MockBackend) -> (Ws
 /// Counts the suspended connections' records in Redis.
 const SUSPENDED_RECORDS: &str = "return #redis.call('KEYS', 'sockway:*:suspended:*')";
 
+/// The Redis servers a test's nodes share: one, or those of a Redis Cluster.
+fn single(redis: &RedisServer) -> Vec<&RedisServer> {
+    vec![redis]
+}
+
 /// Waits until `node` reports the connection suspended and its holder recorded it in Redis
 /// (the one write a suspension costs; a node killed before it lands loses the connection as
 /// before: one `$disconnect` 1006 from the survivors).
-async fn until_suspended(node: &GatewayProcess, redis: &RedisServer, id: &str) {
+async fn until_suspended(node: &GatewayProcess, redis: &[&RedisServer], id: &str) {
     tokio::time::timeout(DEADLINE, async {
         let mut pace = tokio::time::interval(Duration::from_millis(20));
         loop {
@@ -158,8 +168,14 @@ async fn until_suspended(node: &GatewayProcess, redis: &RedisServer, id: &str) {
             let (status, _, body) = http_request("GET", &node.connection_url(id), "").await;
             assert_eq!(status, 200);
             let body: Value = serde_json::from_slice(&body).unwrap();
-            let recorded = redis.query(&["EVAL", SUSPENDED_RECORDS, "0"]).await;
-            if body["status"] == "suspended" && recorded.as_deref() == Some(":1") {
+            let mut recorded = 0;
+            for server in redis {
+                let count = server.query(&["EVAL", SUSPENDED_RECORDS, "0"]).await;
+                recorded += count
+                    .and_then(|count| count.strip_prefix(':')?.parse::<usize>().ok())
+                    .unwrap_or(0);
+            }
+            if body["status"] == "suspended" && recorded == 1 {
                 break;
             }
         }
@@ -213,10 +229,28 @@ async fn resume_on(node: &GatewayProcess, frame: &Value, received: usize) -> WsC
 #[tokio::test]
 async fn a_killed_nodes_suspended_connection_resumes_on_a_survivor() {
     let redis = RedisServer::start().await;
+    check_resume_on_a_survivor(&format!("\"{}\"", redis.url()), &single(&redis)).await;
+}
+
+/// [`a_killed_nodes_suspended_connection_resumes_on_a_survivor`] on a Redis Cluster: every
+/// script of the dead-node path stays in one slot.
+#[tokio::test]
+async fn a_killed_nodes_suspended_connection_resumes_on_a_survivor_on_a_redis_cluster() {
+    let redis = RedisCluster::start().await;
+    let urls: Vec<String> = redis
+        .urls()
+        .iter()
+        .map(|url| format!("\"{url}\""))
+        .collect();
+    let servers: Vec<&RedisServer> = redis.servers().iter().collect();
+    check_resume_on_a_survivor(&format!("[{}]", urls.join(", ")), &servers).await;
+}
+
+async fn check_resume_on_a_survivor(redis_url: &str, redis: &[&RedisServer]) {
     let mut backend = MockBackend::start().await;
     let config = format!(
         "{}\n[resume]\nwindow = \"60s\"\n",
-        cluster_config(&backend, &redis)
+        cluster_config_on(&backend, redis_url)
     );
     let file = ConfigFile::new("suspended-crash", &config);
     let a = GatewayProcess::start(binary(), &file.path).await;
@@ -228,7 +262,7 @@ async fn a_killed_nodes_suspended_connection_resumes_on_a_survivor() {
     assert_eq!(status, 200);
     assert_eq!(client.next_text().await, "m0");
     client.drop_tcp();
-    until_suspended(&a, &redis, &id).await;
+    until_suspended(&a, redis, &id).await;
     // Queued at B while it lives, through A.
     for body in ["m1", "m2"] {
         let (status, _, _) = http_request("POST", &a.connection_url(&id), body).await;
@@ -291,7 +325,7 @@ async fn a_killed_nodes_suspended_connection_not_resumed_gets_one_disconnect_aft
     let id = frame["connectionId"].as_str().unwrap().to_owned();
     client.drop_tcp();
     let dropped_at = Instant::now();
-    until_suspended(&a, &redis, &id).await;
+    until_suspended(&a, &single(&redis), &id).await;
 
     b.kill().await;
     let event = backend.next_event_for("$disconnect").await;
@@ -340,7 +374,7 @@ async fn a_killed_nodes_suspended_connection_ends_once_past_its_queue_limits() {
     let (client, frame) = open_resumable(&b, &mut backend).await;
     let id = frame["connectionId"].as_str().unwrap().to_owned();
     client.drop_tcp();
-    until_suspended(&a, &redis, &id).await;
+    until_suspended(&a, &single(&redis), &id).await;
     let (status, _, _) = http_request("POST", &a.connection_url(&id), "m1").await;
     assert_eq!(status, 200);
 
