@@ -841,6 +841,7 @@ impl Inner {
         parent: Option<&Span>,
     ) -> Result<Outcome, ClusterError> {
         let mut hops = 0;
+        let mut looked_up = false;
         let answer = loop {
             match self.call(target, request.clone(), parent).await {
                 // The connection moved (`[resume]`): follow it, a few hops at most.
@@ -848,13 +849,19 @@ impl Inner {
                     hops += 1;
                     target = NodeTag(to);
                 }
-                // The node that assigned the id is gone; the connection may have moved before
-                // (one more round trip, only in this case).
-                Err(CallError::NodeGone) if hops == 0 && target == NodeTag::of(&connection_id) => {
-                    hops += 1;
+                // The node asked is gone, or not listening (dead, but not yet known to be): the
+                // connection may have moved on from it (`[resume]`), and Redis says where (one
+                // more round trip, only in this case, once).
+                Err(error @ (CallError::NodeGone | CallError::Unavailable))
+                    if !looked_up && self.is_healthy() =>
+                {
+                    looked_up = true;
                     match self.moved_to(&connection_id).await {
-                        Some(to) => target = to,
-                        None => break Err(CallError::NodeGone),
+                        Some(to) if to != target && hops < MAX_HOPS => {
+                            hops += 1;
+                            target = to;
+                        }
+                        _ => break Err(error),
                     }
                 }
                 answer => break answer,
