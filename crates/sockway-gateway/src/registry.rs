@@ -124,6 +124,9 @@ pub(crate) struct Suspension {
     pub(crate) max_bytes: usize,
     /// `sockway_resume_queued_bytes`.
     pub(crate) queued_bytes: Gauge,
+    /// Which suspension of the connection this is (in a cluster, names its record in Redis);
+    /// grows from one suspension to the next.
+    pub(crate) generation: u64,
 }
 
 /// A new socket for a connection, as `connection` packs it; the registry only carries it.
@@ -153,12 +156,15 @@ impl Mailbox {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn push(&self, message: Outbound) -> Result<(), QueueError> {
+    /// Queues a message; answers the suspension's generation when the connection is
+    /// suspended.
+    fn push(&self, message: Outbound) -> Result<Option<u64>, QueueError> {
         let mut state = self.lock();
         if state.closed {
             return Err(QueueError::Gone);
         }
         let length = message.payload.len();
+        let generation = state.suspended.as_ref().map(|limits| limits.generation);
         match &state.suspended {
             Some(limits) => {
                 if state.queue.len() >= limits.max_messages
@@ -175,7 +181,7 @@ impl Mailbox {
         state.queue.push_back(message);
         drop(state);
         self.notify.notify_one();
-        Ok(())
+        Ok(generation)
     }
 
     /// The oldest queued message, without waiting.
@@ -270,11 +276,18 @@ impl Mailbox {
     }
 
     /// Suspends the connection: from now on messages queue within `limits`, past which a push
-    /// is refused with [`QueueError::Overflow`].
-    pub(crate) fn suspend(&self, limits: Suspension) {
+    /// is refused with [`QueueError::Overflow`]. Returns the messages queued before, oldest
+    /// first (shared, not copied), in the same step: every later one is pushed as suspended.
+    pub(crate) fn suspend(&self, limits: Suspension) -> Vec<Outbound> {
         let mut state = self.lock();
         limits.queued_bytes.inc_by(state.bytes as i64);
         state.suspended = Some(limits);
+        state.queue.iter().cloned().collect()
+    }
+
+    /// The SHA-256 of the connection's current resume secret, if it has one.
+    pub(crate) fn ticket(&self) -> Option<[u8; 32]> {
+        self.lock().ticket
     }
 
     /// Ends a suspension (the connection has a socket again, or is ending).
@@ -421,6 +434,12 @@ impl ConnectionHandle {
     /// Queues a message. Never waits: a full queue is reported to the caller (who answers 429,
     /// as AWS does when the client-side buffer is full) rather than stalling the API.
     pub(crate) fn try_send(&self, message: Outbound) -> Result<(), QueueError> {
+        self.try_send_noting(message).map(|_| ())
+    }
+
+    /// [`ConnectionHandle::try_send`], answering the suspension's generation when the message
+    /// was queued for a suspended connection.
+    pub(crate) fn try_send_noting(&self, message: Outbound) -> Result<Option<u64>, QueueError> {
         if self.info.closing.load(Ordering::Acquire) {
             return Err(QueueError::Gone);
         }
@@ -739,6 +758,7 @@ mod tests {
             max_messages,
             max_bytes,
             queued_bytes: gauge.clone(),
+            generation: 7,
         };
         (limits, gauge)
     }
@@ -749,9 +769,14 @@ mod tests {
         mailbox.push(message(10)).unwrap();
         assert_eq!(mailbox.push(message(11)), Err(QueueError::Full));
         let (limits, gauge) = suspension(3, 6);
-        mailbox.suspend(limits);
+        let before = mailbox.suspend(limits);
+        assert_eq!(before.len(), 1, "what was queued before is handed back");
         assert_eq!(gauge.get(), 2);
-        mailbox.push(message(12)).unwrap();
+        assert_eq!(
+            mailbox.push(message(12)),
+            Ok(Some(7)),
+            "queued while suspended"
+        );
         mailbox.push(message(13)).unwrap();
         assert_eq!(gauge.get(), 6);
         // Three messages, six bytes: one byte more or one message more overflows.

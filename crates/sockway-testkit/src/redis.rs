@@ -291,6 +291,11 @@ impl RedisCluster {
     pub fn urls(&self) -> Vec<String> {
         self.servers.iter().map(RedisServer::url).collect()
     }
+
+    /// The cluster's servers, e.g. to query each.
+    pub fn servers(&self) -> &[RedisServer] {
+        &self.servers
+    }
 }
 
 /// A port that was free a moment ago.

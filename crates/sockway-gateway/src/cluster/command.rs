@@ -181,6 +181,71 @@ pub(crate) struct Moved {
     /// The node that held it (its tag, filled in by the cluster backend that answered).
     #[serde(default)]
     pub(crate) node: u16,
+    /// Read from the Redis record its node left when that node died (`[resume]`), not handed
+    /// over by a live node: the resume takes that record rather than completing a hand-over.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) stored: bool,
+}
+
+/// `[resume]`, in a cluster: what a suspended connection leaves in Redis, so that a survivor of
+/// its node can resume it (or end it once its window passed). The messages posted during the
+/// suspension are kept beside it, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Suspended {
+    /// What a hand-over sends.
+    pub(crate) moved: Moved,
+    /// Messages queued before the suspension began, oldest first.
+    pub(crate) queued: Vec<MovedMessage>,
+    /// What suspended it (its `$disconnect` says so if it is not resumed).
+    pub(crate) cause: SuspendedBy,
+    /// Epoch milliseconds when its window ends.
+    pub(crate) window_ends_at: i64,
+}
+
+/// What suspended a connection, as a [`Suspended`] record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum SuspendedBy {
+    /// The socket ended without a close frame.
+    ConnectionLost,
+    /// Missed heartbeats.
+    HeartbeatTimeout,
+    /// A client that stopped reading.
+    SlowConsumer,
+    /// The client's close (1001).
+    ClientClosed {
+        /// Its code.
+        code: Option<u16>,
+        /// Its reason.
+        reason: String,
+    },
+}
+
+impl SuspendedBy {
+    /// The record of `cause`; `None` for a cause that does not suspend.
+    pub(crate) fn of(cause: &CloseCause) -> Option<SuspendedBy> {
+        match cause {
+            CloseCause::ConnectionLost => Some(SuspendedBy::ConnectionLost),
+            CloseCause::HeartbeatTimeout => Some(SuspendedBy::HeartbeatTimeout),
+            CloseCause::SlowConsumer => Some(SuspendedBy::SlowConsumer),
+            CloseCause::ClientClosed { code, reason } => Some(SuspendedBy::ClientClosed {
+                code: *code,
+                reason: reason.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The cause again.
+    pub(crate) fn into_cause(self) -> CloseCause {
+        match self {
+            SuspendedBy::ConnectionLost => CloseCause::ConnectionLost,
+            SuspendedBy::HeartbeatTimeout => CloseCause::HeartbeatTimeout,
+            SuspendedBy::SlowConsumer => CloseCause::SlowConsumer,
+            SuspendedBy::ClientClosed { code, reason } => CloseCause::ClientClosed { code, reason },
+        }
+    }
 }
 
 /// A [`ConnectionContext`] as it crosses nodes.
@@ -363,20 +428,7 @@ pub(crate) fn apply(registry: &Registry, request: Request) -> Result<Outcome, Cl
         Request::Post {
             connection_id,
             payload,
-        } => {
-            let handle = open_handle(registry, connection_id)?;
-            match handle.try_send(Outbound::from_bytes(payload)) {
-                Ok(()) => Ok(Outcome::Done),
-                Err(QueueError::Gone) => Err(ClusterError::Gone(handle.id.clone())),
-                Err(QueueError::Full) => Err(ClusterError::QueueFull(handle.id.clone())),
-                Err(QueueError::Overflow) => {
-                    // A suspended connection past its resume limits ends: the caller is told
-                    // it is gone, as every later caller will be.
-                    handle.close(CloseCause::ResumeQueueFull);
-                    Err(ClusterError::Gone(handle.id.clone()))
-                }
-            }
-        }
+        } => post(registry, connection_id, payload).map(|_| Outcome::Done),
         Request::Get { connection_id } => {
             let handle = open_handle(registry, connection_id)?;
             Ok(Outcome::Snapshot(snapshot(&handle, Vec::new())))
@@ -434,6 +486,27 @@ pub(crate) fn apply(registry: &Registry, request: Request) -> Result<Outcome, Cl
                 after: items.last().map(|item| item.connection_id.clone()),
             });
             Ok(Outcome::Page(Page { items, next }))
+        }
+    }
+}
+
+/// Serves [`Request::Post`] (see [`apply`]); answers the suspension's generation when the
+/// message was queued for a suspended connection, which the Redis backend also keeps in Redis.
+pub(crate) fn post(
+    registry: &Registry,
+    connection_id: ConnectionId,
+    payload: Bytes,
+) -> Result<Option<u64>, ClusterError> {
+    let handle = open_handle(registry, connection_id)?;
+    match handle.try_send_noting(Outbound::from_bytes(payload)) {
+        Ok(generation) => Ok(generation),
+        Err(QueueError::Gone) => Err(ClusterError::Gone(handle.id.clone())),
+        Err(QueueError::Full) => Err(ClusterError::QueueFull(handle.id.clone())),
+        Err(QueueError::Overflow) => {
+            // A suspended connection past its resume limits ends: the caller is told it is
+            // gone, as every later caller will be.
+            handle.close(CloseCause::ResumeQueueFull);
+            Err(ClusterError::Gone(handle.id.clone()))
         }
     }
 }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
+use sockway_protocol::close::CloseCause;
 use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::group::GroupName;
 use sockway_protocol::id::{ConnectionId, ID_LENGTH};
@@ -34,7 +35,8 @@ use tracing::warn;
 
 use self::command::Target;
 pub(crate) use self::command::{
-    HandOverAnswer, HandOverAsk, Moved, MovedContext, MovedMessage, Outcome, Request,
+    HandOverAnswer, HandOverAsk, Moved, MovedContext, MovedMessage, Outcome, Request, Suspended,
+    SuspendedBy,
 };
 use self::usage::MemoryUsage;
 pub(crate) use self::usage::{Counted, UsageCount};
@@ -104,6 +106,17 @@ pub enum JoinError {
         /// How many random tags were tried.
         attempts: usize,
     },
+}
+
+/// A connection of a lost node whose `$disconnect` this node delivers, and why it ended: the
+/// node was lost (1006), or, for one that was suspended (`[resume]`), its window passed, a post
+/// overflowed its queue or a `DELETE` ended it.
+#[derive(Debug)]
+pub(crate) struct Orphan {
+    /// What its `$disconnect` needs.
+    pub(crate) context: Arc<ConnectionContext>,
+    /// Why it ended.
+    pub(crate) cause: CloseCause,
 }
 
 /// What `GET @connections/{id}` reports.
@@ -225,10 +238,12 @@ impl Presence<'_> {
     /// stays in Redis and whichever node takes this one over delivers it).
     pub(crate) async fn end(mut self) -> bool {
         self.ended = true;
-        self.cluster.remove(&self.id);
         match self.cluster {
-            Cluster::Local(..) => true,
-            Cluster::Redis(backend) => backend.release(&self.id).await,
+            Cluster::Local(registry, _) => {
+                registry.remove(&self.id);
+                true
+            }
+            Cluster::Redis(backend) => backend.end(&self.id).await,
         }
     }
 }
@@ -377,7 +392,7 @@ impl Cluster {
     /// The next connection of a lost node whose `$disconnect` this node must deliver; each is
     /// handed to exactly one surviving node. `None` once there will be no more (at once for
     /// `Local`, where no node can be lost; after [`Cluster::leave`] for Redis).
-    pub(crate) async fn next_orphan(&self) -> Option<Arc<ConnectionContext>> {
+    pub(crate) async fn next_orphan(&self) -> Option<Orphan> {
         match self {
             Cluster::Local(..) => None,
             Cluster::Redis(backend) => backend.next_orphan().await,
@@ -386,10 +401,76 @@ impl Cluster {
 
     /// A lost connection already claimed by this node, without waiting; for delivering what is
     /// left once the gateway shuts down (nothing else would deliver it).
-    pub(crate) fn claimed_orphan(&self) -> Option<Arc<ConnectionContext>> {
+    pub(crate) fn claimed_orphan(&self) -> Option<Orphan> {
         match self {
             Cluster::Local(..) => None,
             Cluster::Redis(backend) => backend.claimed_orphan(),
+        }
+    }
+
+    /// `[resume]`: a generation for a new suspension (in a cluster it names the suspension's
+    /// record in Redis; grows from one to the next).
+    pub(crate) fn suspension_generation(&self) -> u64 {
+        match self {
+            Cluster::Local(..) => 0,
+            Cluster::Redis(_) => redis::next_generation(),
+        }
+    }
+
+    /// `[resume]`: records a connection this node just suspended, so that a survivor can
+    /// resume it (or end it) if this node dies; the returned future makes one Redis write in a
+    /// cluster (the record is built before, so the future borrows nothing of the caller's), nothing on a
+    /// single node, where `record` is not even built. `limits` are the queue's (messages,
+    /// bytes); `record` builds the record from the connection's groups.
+    pub(crate) fn record_suspension<'a>(
+        &'a self,
+        id: &ConnectionId,
+        generation: u64,
+        ticket: &[u8; 32],
+        limits: (usize, usize),
+        record: impl FnOnce(Vec<GroupName>) -> Suspended,
+    ) -> impl Future<Output = ()> + Send + 'a {
+        let write = match self {
+            Cluster::Redis(backend) => {
+                backend.record_suspension(id, generation, ticket, limits, record)
+            }
+            Cluster::Local(..) => None,
+        };
+        async move {
+            if let Some(write) = write {
+                write.await;
+            }
+        }
+    }
+
+    /// `[resume]`: the suspension `generation` ended on this node (a socket took the
+    /// connection again, it moved, or it ended): its record is dropped, in the background.
+    pub(crate) fn end_suspension(&self, id: &ConnectionId, generation: u64) {
+        if let Cluster::Redis(backend) = self {
+            backend.end_suspension(id, generation);
+        }
+    }
+
+    /// `[resume]`: a suspended connection whose node died, if `ticket` (hex) resumes it and its
+    /// window is open ([`Moved::stored`]); `None` on a single node.
+    pub(crate) async fn find_suspended(&self, id: &ConnectionId, ticket: &str) -> Option<Moved> {
+        match self {
+            Cluster::Local(..) => None,
+            Cluster::Redis(backend) => backend.find_suspended(id, ticket).await,
+        }
+    }
+
+    /// `[resume]`: takes the suspended connection [`Cluster::find_suspended`] found, exactly
+    /// once, and answers the messages queued for it, oldest first.
+    pub(crate) async fn take_suspended(
+        &self,
+        id: &ConnectionId,
+        ticket: &str,
+        node: u16,
+    ) -> Result<Vec<MovedMessage>, ClusterError> {
+        match self {
+            Cluster::Local(..) => Err(ClusterError::Gone(id.clone())),
+            Cluster::Redis(backend) => backend.take_suspended(id, ticket, node).await,
         }
     }
 

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, error, info_span, warn};
 
 use crate::access_log::{AccessEvent, ErrorOutcome, EventType, IntegrationOutcome};
+use crate::cluster::Orphan;
 use crate::integrations::{Call, CallKind};
 use crate::state::State;
 use crate::traces::{Span, key};
@@ -36,17 +37,18 @@ use crate::{ErrorChain, epoch_millis, random_bytes};
 /// `$disconnect` deliveries for lost connections running at once.
 const MAX_ORPHAN_DELIVERIES: usize = 64;
 
-/// Delivers `$disconnect` (1006, "Gateway node lost") for each connection of a lost cluster
-/// node that the cluster hands this node, a bounded number at a time, until shutdown. The
-/// cluster hands each such connection to exactly one node; single-node mode has none.
+/// Delivers `$disconnect` (1006, "Gateway node lost"; for a suspended connection the cause the
+/// cluster names) for each connection of a lost cluster node that the cluster hands this node,
+/// a bounded number at a time, until shutdown. The cluster hands each such connection to
+/// exactly one node; single-node mode has none.
 pub(crate) async fn deliver_orphans(state: Arc<State>) {
     let mut deliveries = JoinSet::new();
-    let spawn = |deliveries: &mut JoinSet<()>, context: Arc<ConnectionContext>| {
+    let spawn = |deliveries: &mut JoinSet<()>, orphan: Orphan| {
         let state = state.clone();
+        let Orphan { context, cause } = orphan;
         let span = info_span!("connection", connection_id = %context.connection_id);
         deliveries.spawn(
-            async move { deliver_disconnect(&state, context, &CloseCause::NodeLost, None).await }
-                .instrument(span),
+            async move { deliver_disconnect(&state, context, &cause, None).await }.instrument(span),
         );
     };
     loop {
@@ -58,17 +60,17 @@ pub(crate) async fn deliver_orphans(state: Arc<State>) {
             _ = state.shutdown.cancelled() => break,
             Some(_) = deliveries.join_next(), if !deliveries.is_empty() => {}
             orphan = state.cluster.next_orphan() => match orphan {
-                Some(context) => spawn(&mut deliveries, context),
+                Some(orphan) => spawn(&mut deliveries, orphan),
                 None => break,
             },
         }
     }
     // Connections claimed before the shutdown are this node's to deliver: nobody else will.
-    while let Some(context) = state.cluster.claimed_orphan() {
+    while let Some(orphan) = state.cluster.claimed_orphan() {
         if deliveries.len() >= MAX_ORPHAN_DELIVERIES {
             deliveries.join_next().await;
         }
-        spawn(&mut deliveries, context);
+        spawn(&mut deliveries, orphan);
     }
     while deliveries.join_next().await.is_some() {}
 }

@@ -40,7 +40,7 @@ use sockway_protocol::route::RouteKey;
 use crate::access_log::{AccessEvent, AuthorizerDecision, EventType, IntegrationOutcome};
 use crate::authorizers::AuthorizerRequest;
 use crate::authorizers::iam::SignedRequest;
-use crate::cluster::{HandOverAnswer, MovedContext, Request};
+use crate::cluster::{ClusterError, HandOverAnswer, MovedContext, Request};
 use crate::config::{ApiKeySelection, Authority, Config, PublicScheme};
 use crate::deployment::Deployment;
 use crate::head::RequestHead;
@@ -403,6 +403,34 @@ async fn run_connect(
                         return Err(refused(codes::RESUME_FORBIDDEN));
                     }
                     Ok(HandOverAnswer::Unknown) => return Err(refused(codes::RESUME_UNKNOWN)),
+                    // The node that held it is gone: it may have left the connection
+                    // suspended in the cluster, for a survivor to resume.
+                    Err(ClusterError::Gone(_)) => {
+                        let ticket = hex::encode(token.ticket());
+                        match state
+                            .cluster
+                            .find_suspended(&token.connection_id, &ticket)
+                            .await
+                        {
+                            Some(moved)
+                                if same_principal(
+                                    &moved.context.clone().into_context(),
+                                    &context,
+                                ) =>
+                            {
+                                Holder::Moved(Box::new(moved))
+                            }
+                            Some(_) => {
+                                debug!(connection_id = %token.connection_id, request_id = %request_id, "resume refused: the authorizer named another principal");
+                                return Err(refused(codes::RESUME_FORBIDDEN));
+                            }
+                            None => return Err(refused(codes::RESUME_UNKNOWN)),
+                        }
+                    }
+                    Err(error @ (ClusterError::Unavailable(_) | ClusterError::Timeout(_))) => {
+                        debug!(connection_id = %token.connection_id, request_id = %request_id, error = %error, "resume failed: the node holding the connection cannot be reached");
+                        return Err(ConnectError::ResumeUnavailable);
+                    }
                     Err(error) => {
                         debug!(connection_id = %token.connection_id, request_id = %request_id, error = %error, "resume refused: the node holding the connection did not hand it over");
                         return Err(refused(codes::RESUME_UNKNOWN));

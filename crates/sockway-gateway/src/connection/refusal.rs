@@ -79,6 +79,11 @@ pub(crate) enum ConnectError {
     /// The gateway began shutting down during the handshake.
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    /// `[resume]`, in a cluster: the node holding the connection could not be asked (Redis or
+    /// the node's inbox unreachable, or it did not answer in time); a dead node is known only
+    /// once its liveness expires. A failed upgrade, which the client retries within its window.
+    #[error("the node holding the connection cannot be reached")]
+    ResumeUnavailable,
     /// The connection id drawn for the upgrade is already registered.
     #[error("connection id collision")]
     IdCollision,
@@ -125,9 +130,10 @@ impl ConnectError {
             | ConnectError::ConnectRefused { .. }
             | ConnectError::Integration(_)
             | ConnectError::InvalidGroups => Fault::Backend,
-            ConnectError::AtCapacity | ConnectError::ShuttingDown | ConnectError::IdCollision => {
-                Fault::Gateway
-            }
+            ConnectError::AtCapacity
+            | ConnectError::ShuttingDown
+            | ConnectError::ResumeUnavailable
+            | ConnectError::IdCollision => Fault::Gateway,
         }
     }
 
@@ -266,7 +272,9 @@ impl ConnectError {
                 error_type: "AccessDeniedException",
                 message: None,
             },
-            ConnectError::AtCapacity | ConnectError::ShuttingDown => {
+            ConnectError::AtCapacity
+            | ConnectError::ShuttingDown
+            | ConnectError::ResumeUnavailable => {
                 AwsError::service_unavailable("Service Unavailable")
             }
             ConnectError::Integration(error) if error.is_timeout() => {
@@ -309,9 +317,9 @@ impl ConnectError {
             ),
             ConnectError::Iam(IamError::Signature(_)) => ("Forbidden", "INVALID_SIGNATURE"),
             ConnectError::Iam(IamError::Denied { .. }) => ("Forbidden", "ACCESS_DENIED"),
-            ConnectError::AtCapacity | ConnectError::ShuttingDown => {
-                ("Service Unavailable", "DEFAULT_5XX")
-            }
+            ConnectError::AtCapacity
+            | ConnectError::ShuttingDown
+            | ConnectError::ResumeUnavailable => ("Service Unavailable", "DEFAULT_5XX"),
             ConnectError::Authorizer(error) => match error.status() {
                 401 => ("Unauthorized", "UNAUTHORIZED"),
                 403 => ("Forbidden", "ACCESS_DENIED"),
@@ -412,6 +420,7 @@ mod tests {
         );
         check(ConnectError::InvalidGroups, 502, Fault::Backend);
         check(ConnectError::ShuttingDown, 503, Fault::Gateway);
+        check(ConnectError::ResumeUnavailable, 503, Fault::Gateway);
         check(ConnectError::IdCollision, 500, Fault::Gateway);
         check(
             ConnectError::ApiKey(ApiKeyError::Missing),

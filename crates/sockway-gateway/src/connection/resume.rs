@@ -46,7 +46,9 @@ use super::open_loop::{Completion, Connection, Ended, bounded, send_text};
 use super::refusal::ConnectError;
 use super::socket::WebSocket;
 use crate::access_log::{AccessEvent, EventType};
-use crate::cluster::{HandOverAnswer, HandOverAsk, Moved, MovedContext, MovedMessage, Request};
+use crate::cluster::{
+    HandOverAnswer, HandOverAsk, Moved, MovedContext, MovedMessage, Request, Suspended, SuspendedBy,
+};
 use crate::config::ResumeConfig;
 use crate::integrations::{Call, CallKind};
 use crate::metrics::ResumeOutcome;
@@ -344,6 +346,7 @@ pub(super) async fn arrive<S>(
         open_for_ms,
         last_active_at,
         node,
+        stored,
     } = *moved;
     let context = Arc::new(context.into_context());
     let connection_id = context.connection_id.clone();
@@ -380,13 +383,21 @@ pub(super) async fn arrive<S>(
         return;
     };
     // The messages queued on the old node are older than any that reached this one since.
-    let queued = state
-        .cluster
-        .call::<Vec<MovedMessage>>(Request::CompleteHandOver {
-            connection_id: connection_id.clone(),
-            node,
-        })
-        .await;
+    let queued = if stored {
+        // Its node is gone: the record it left is taken, by this resume alone.
+        state
+            .cluster
+            .take_suspended(&connection_id, &hex::encode(token.ticket()), node)
+            .await
+    } else {
+        state
+            .cluster
+            .call::<Vec<MovedMessage>>(Request::CompleteHandOver {
+                connection_id: connection_id.clone(),
+                node,
+            })
+            .await
+    };
     let queued = match queued {
         Ok(queued) => queued,
         Err(error) => {
@@ -740,20 +751,7 @@ impl Connection {
             })
             .await
             .unwrap_or_default();
-        let replay = self
-            .replay
-            .as_ref()
-            .expect("only a resumable connection is handed over");
-        let moved = Moved {
-            context: MovedContext::of(&self.context),
-            groups,
-            subprotocol: replay.subprotocol.clone(),
-            sent: replay.sent,
-            retained: replay.retained.iter().map(MovedMessage::of).collect(),
-            open_for_ms: u64::try_from(replay.opened_at.elapsed().as_millis()).unwrap_or(u64::MAX),
-            last_active_at: self.handle.info.last_active_at(),
-            node: 0,
-        };
+        let moved = self.moved(groups);
         if reply.send(HandOverAnswer::Moved(Box::new(moved))).is_err() {
             self.handle.mailbox().set_ticket(ticket);
             return false;
@@ -774,6 +772,26 @@ impl Connection {
         completed
     }
 
+    /// What the connection needs to go on at another node (a hand-over's answer, a suspended
+    /// connection's record in a cluster).
+    fn moved(&self, groups: Vec<GroupName>) -> Moved {
+        let replay = self
+            .replay
+            .as_ref()
+            .expect("only a resumable connection moves");
+        Moved {
+            context: MovedContext::of(&self.context),
+            groups,
+            subprotocol: replay.subprotocol.clone(),
+            sent: replay.sent,
+            retained: replay.retained.iter().map(MovedMessage::of).collect(),
+            open_for_ms: u64::try_from(replay.opened_at.elapsed().as_millis()).unwrap_or(u64::MAX),
+            last_active_at: self.handle.info.last_active_at(),
+            node: 0,
+            stored: false,
+        }
+    }
+
     /// Waits, suspended, for a socket to take the connection over; or ends it: the window
     /// passed (`NotResumed`), a `DELETE`, the resume limits (`ResumeQueueFull`) or shutdown.
     /// Integrations that finish meanwhile are answered into the replay, so the client gets
@@ -786,12 +804,39 @@ impl Connection {
             return Err(cause);
         };
         let metrics = &state.metrics.resume;
-        self.handle.mailbox().suspend(Suspension {
+        let generation = state.cluster.suspension_generation();
+        let window_ends_at =
+            epoch_millis() + i64::try_from(limits.window.as_millis()).unwrap_or(i64::MAX / 2);
+        let expiry = tokio::time::sleep(limits.window);
+        let queued = self.handle.mailbox().suspend(Suspension {
             max_messages: limits.max_queued_messages,
             max_bytes: limits.max_queued_bytes,
             queued_bytes: metrics.queued_bytes.clone(),
+            generation,
         });
         metrics.suspended.inc();
+        // In a cluster, what a survivor needs to resume it if this node dies (one Redis write;
+        // nothing on a single node). Messages queued from now on are kept there as they come.
+        if let (Some(by), Some(ticket)) = (SuspendedBy::of(&cause), self.handle.mailbox().ticket())
+        {
+            let id = self.context.connection_id.clone();
+            state
+                .cluster
+                .record_suspension(
+                    &id,
+                    generation,
+                    &ticket,
+                    (limits.max_queued_messages, limits.max_queued_bytes),
+                    |groups| Suspended {
+                        moved: self.moved(groups),
+                        queued: queued.iter().map(MovedMessage::of).collect(),
+                        cause: by,
+                        window_ends_at,
+                    },
+                )
+                .await;
+        }
+        drop(queued);
         debug!(connection_id = %self.context.connection_id, cause = ?cause, "connection suspended");
         let mut event = AccessEvent::of_connection(
             EventType::Suspend,
@@ -803,7 +848,6 @@ impl Connection {
         event.disconnect_reason = Some(cause.disconnect_reason());
         state.access_log.record(event);
 
-        let expiry = tokio::time::sleep(limits.window);
         tokio::pin!(expiry);
         let outcome = loop {
             tokio::select! {
@@ -825,6 +869,9 @@ impl Connection {
             }
         };
         self.handle.mailbox().unsuspend();
+        state
+            .cluster
+            .end_suspension(&self.context.connection_id, generation);
         metrics.suspended.dec();
         outcome.map(|takeover| (takeover, cause))
     }

@@ -49,10 +49,13 @@ pub(crate) enum RedisOperation {
     /// Looking up where a connection moved (`[resume]`), when the node that assigned its id is
     /// gone.
     Moved,
+    /// A suspended connection's record and queue (`[resume]`): written at suspension, appended
+    /// to, read and taken.
+    Suspended,
 }
 
 impl RedisOperation {
-    const ALL: [RedisOperation; 12] = [
+    const ALL: [RedisOperation; 13] = [
         RedisOperation::Join,
         RedisOperation::Heartbeat,
         RedisOperation::Directory,
@@ -65,6 +68,7 @@ impl RedisOperation {
         RedisOperation::Leave,
         RedisOperation::Usage,
         RedisOperation::Moved,
+        RedisOperation::Suspended,
     ];
 
     fn as_str(self) -> &'static str {
@@ -81,6 +85,7 @@ impl RedisOperation {
             RedisOperation::Leave => "leave",
             RedisOperation::Usage => "usage",
             RedisOperation::Moved => "moved",
+            RedisOperation::Suspended => "suspended",
         }
     }
 }

@@ -771,3 +771,87 @@ where
         }
     }
 }
+
+/// Counts the suspended connections' records and queues in Redis, as `:records * 1000 + queues`.
+const SUSPENDED_KEYS: &str = "return 1000 * #redis.call('KEYS', 'sockway:*:suspended:*') \
+     + #redis.call('KEYS', 'sockway:*:queue:*')";
+
+/// Waits until Redis holds `records` suspended records and `queues` queues.
+async fn until_recorded(redis: &RedisServer, records: usize, queues: usize) {
+    let expected = format!(":{}", records * 1000 + queues);
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let found = redis.query(&["EVAL", SUSPENDED_KEYS, "0"]).await;
+            if found.as_deref() == Some(expected.as_str()) {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("Redis does not hold {records} records and {queues} queues"));
+}
+
+/// In cluster mode a suspension is recorded in Redis (for survivors, should its node die),
+/// posts queued meanwhile are kept there too, and a resume on the same node forgets both.
+#[tokio::test]
+async fn in_a_cluster_a_suspended_connection_is_recorded_until_it_resumes() {
+    let redis = RedisServer::start().await;
+    let (mut backend, a, b, _) = cluster_pair(&redis, "30s").await;
+    let (client, frame) = open(&a.ws_url).await;
+    let connection_id = frame["connectionId"].as_str().unwrap().to_owned();
+    backend.next_event_for("$connect").await;
+    until_recorded(&redis, 0, 0).await;
+    client.drop_tcp();
+    until_suspended(&a, &connection_id).await;
+    until_recorded(&redis, 1, 0).await;
+    // Through its node and through the other one.
+    for (node, text) in [(&a, "q1"), (&b, "q2")] {
+        let (status, _, _) = http_request("POST", &node.connection_url(&connection_id), text).await;
+        assert_eq!(status, 200);
+    }
+    until_recorded(&redis, 1, 1).await;
+
+    let (mut client, resumed) = resume(&a.ws_url, &frame, 0).await;
+    assert_eq!(resumed["sequence"], 0, "{resumed}");
+    assert_eq!(client.next_text().await, "q1");
+    assert_eq!(client.next_text().await, "q2");
+    until_recorded(&redis, 0, 0).await;
+    drop(client);
+    a.shutdown().await;
+    b.shutdown().await;
+    assert_eq!(lifecycle(backend.drain()), vec!["$disconnect".to_owned()]);
+}
+
+/// With Redis down, a suspension cannot be recorded: the connection stays suspended in its
+/// node's memory and resumes there as on a single node, every acknowledged push once.
+#[tokio::test]
+async fn in_a_cluster_a_suspension_while_redis_is_down_resumes_on_its_node() {
+    let mut redis = RedisServer::start().await;
+    let (mut backend, a, b, _) = cluster_pair(&redis, "30s").await;
+    let (mut client, frame) = open(&a.ws_url).await;
+    let connection_id = frame["connectionId"].as_str().unwrap().to_owned();
+    backend.next_event_for("$connect").await;
+    let (status, _, _) = http_request("POST", &a.connection_url(&connection_id), "p0").await;
+    assert_eq!(status, 200);
+    assert_eq!(client.next_text().await, "p0");
+
+    redis.stop();
+    client.drop_tcp();
+    until_suspended(&a, &connection_id).await;
+    for text in ["p1", "p2"] {
+        let (status, _, _) = http_request("POST", &a.connection_url(&connection_id), text).await;
+        assert_eq!(status, 200, "{text}");
+    }
+    let (mut client, resumed) = resume(&a.ws_url, &frame, 1).await;
+    assert_eq!(resumed["sequence"], 1, "{resumed}");
+    assert_eq!(client.next_text().await, "p1");
+    assert_eq!(client.next_text().await, "p2");
+    client.send_text("still here").await;
+    assert_eq!(client.next_text().await, "still here");
+    drop(client);
+    redis.restart().await;
+    a.shutdown().await;
+    b.shutdown().await;
+    assert_eq!(lifecycle(backend.drain()), vec!["$disconnect".to_owned()]);
+}

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sockway_testkit::{
-    ConfigFile, DEADLINE, GatewayProcess, MockBackend, RedisServer, WsClient, connect,
-    connect_with_headers, http_request,
+    ConfigFile, DEADLINE, GatewayProcess, MockBackend, RedisCluster, RedisServer, WsClient,
+    connect, connect_with_headers, http_request,
 };
 use tokio::time::Instant;
 
@@ -23,6 +23,12 @@ const RESUME: &str = "sockway.resume.v1";
 
 /// A config whose lifecycle routes go to `backend`, clustered on `redis`.
 fn cluster_config(backend: &MockBackend, redis: &RedisServer) -> String {
+    cluster_config_on(backend, &format!("\"{}\"", redis.url()))
+}
+
+/// A config whose lifecycle routes go to `backend`, clustered on `redis_url` (TOML: a string,
+/// or a list for a Redis Cluster).
+fn cluster_config_on(backend: &MockBackend, redis_url: &str) -> String {
     format!(
         r#"
 [gateway]
@@ -40,11 +46,10 @@ type = "http"
 uri = "{uri}"
 
 [cluster]
-redis_url = "{redis}"
+redis_url = {redis_url}
 node_timeout = "{timeout}s"
 "#,
         uri = backend.url("/events"),
-        redis = redis.url(),
         timeout = NODE_TIMEOUT.as_secs(),
     )
 }
@@ -133,72 +138,264 @@ async fn a_killed_nodes_connections_get_one_disconnect_from_the_survivors() {
     c.terminate().await;
 }
 
-/// A node SIGKILLed while it holds a suspended connection (`[resume]`): the other nodes
-/// report it suspended and queue posts for it while its node lives; once the node is gone a
-/// survivor delivers its `$disconnect` exactly once, and a resume on a survivor is refused with
-/// 4410 (the client then opens a new connection).
-#[tokio::test]
-async fn a_killed_nodes_suspended_connection_gets_one_disconnect_from_the_survivors() {
-    let redis = RedisServer::start().await;
-    let mut backend = MockBackend::start().await;
-    let config = format!(
-        "{}\n[resume]\nwindow = \"60s\"\n",
-        cluster_config(&backend, &redis)
-    );
-    let file = ConfigFile::new("suspended-crash", &config);
-    let a = GatewayProcess::start(binary(), &file.path).await;
-    let b = GatewayProcess::start(binary(), &file.path).await;
-    let mut client = connect_with_headers(&b.ws_url, &[("Sec-WebSocket-Protocol", RESUME)])
+/// Opens a resumable connection on `node`; returns the client and its resume frame.
+async fn open_resumable(node: &GatewayProcess, backend: &mut MockBackend) -> (WsClient, Value) {
+    let mut client = connect_with_headers(&node.ws_url, &[("Sec-WebSocket-Protocol", RESUME)])
         .await
         .unwrap();
     let frame: Value = serde_json::from_str(&client.next_text().await).unwrap();
     assert_eq!(frame["type"], "sockway.resume", "{frame}");
-    let id = frame["connectionId"].as_str().unwrap().to_owned();
     backend.next_event_for("$connect").await;
-    client.drop_tcp();
+    (client, frame)
+}
 
-    // Reported suspended through the other node, and posts through it are queued.
+/// Counts the suspended connections' records in Redis.
+const SUSPENDED_RECORDS: &str = "return #redis.call('KEYS', 'sockway:*:suspended:*')";
+
+/// The Redis servers a test's nodes share: one, or those of a Redis Cluster.
+fn single(redis: &RedisServer) -> Vec<&RedisServer> {
+    vec![redis]
+}
+
+/// Waits until `node` reports the connection suspended and its holder recorded it in Redis
+/// (the one write a suspension costs; a node killed before it lands loses the connection as
+/// before: one `$disconnect` 1006 from the survivors).
+async fn until_suspended(node: &GatewayProcess, redis: &[&RedisServer], id: &str) {
     tokio::time::timeout(DEADLINE, async {
+        let mut pace = tokio::time::interval(Duration::from_millis(20));
         loop {
-            let (status, _, body) = http_request("GET", &a.connection_url(&id), "").await;
+            pace.tick().await;
+            let (status, _, body) = http_request("GET", &node.connection_url(id), "").await;
             assert_eq!(status, 200);
             let body: Value = serde_json::from_slice(&body).unwrap();
-            if body["status"] == "suspended" {
+            let mut recorded = 0;
+            for server in redis {
+                let count = server.query(&["EVAL", SUSPENDED_RECORDS, "0"]).await;
+                recorded += count
+                    .and_then(|count| count.strip_prefix(':')?.parse::<usize>().ok())
+                    .unwrap_or(0);
+            }
+            if body["status"] == "suspended" && recorded == 1 {
                 break;
             }
-            tokio::task::yield_now().await;
         }
     })
     .await
-    .expect("the connection is reported suspended through the other node");
-    let (status, _, _) = http_request("POST", &a.connection_url(&id), "queued").await;
+    .expect("the connection is reported suspended and recorded");
+}
+
+/// Posts `body` through `node`, again while the answer is 503 or 504 (the killed node is not
+/// yet known dead: the post was not acknowledged); returns the final status.
+async fn post_until_answered(node: &GatewayProcess, id: &str, body: &'static str) -> u16 {
+    tokio::time::timeout(DEADLINE, async {
+        let mut pace = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            pace.tick().await;
+            let (status, _, _) = http_request("POST", &node.connection_url(id), body).await;
+            if status != 503 && status != 504 {
+                return status;
+            }
+        }
+    })
+    .await
+    .expect("the post is answered with more than 503/504 once the node is known dead")
+}
+
+/// Resumes with `frame`'s token and count `received` through `node`, again while the upgrade
+/// fails (the node holding the connection cannot be asked yet); returns the client after the
+/// 101 (a resume frame follows, or a close with 4410/4403).
+async fn resume_on(node: &GatewayProcess, frame: &Value, received: usize) -> WsClient {
+    let token = frame["token"].as_str().unwrap();
+    let protocols = format!("{RESUME}, sockway.resume.token.{token}.{received}");
+    tokio::time::timeout(DEADLINE, async {
+        let mut pace = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            pace.tick().await;
+            if let Ok(client) =
+                connect_with_headers(&node.ws_url, &[("Sec-WebSocket-Protocol", &protocols)]).await
+            {
+                return client;
+            }
+        }
+    })
+    .await
+    .expect("the resume upgrade completes once the node is known dead")
+}
+
+/// A node SIGKILLed while it holds a suspended connection (`[resume]`): posts through a
+/// survivor are acknowledged (before the death through the holder, after it into Redis), and
+/// the client resumes on the survivor within the window with the same id, every acknowledged
+/// post once and in order, and neither `$connect` nor `$disconnect`.
+#[tokio::test]
+async fn a_killed_nodes_suspended_connection_resumes_on_a_survivor() {
+    let redis = RedisServer::start().await;
+    check_resume_on_a_survivor(&format!("\"{}\"", redis.url()), &single(&redis)).await;
+}
+
+/// [`a_killed_nodes_suspended_connection_resumes_on_a_survivor`] on a Redis Cluster: every
+/// script of the dead-node path stays in one slot.
+#[tokio::test]
+async fn a_killed_nodes_suspended_connection_resumes_on_a_survivor_on_a_redis_cluster() {
+    let redis = RedisCluster::start().await;
+    let urls: Vec<String> = redis
+        .urls()
+        .iter()
+        .map(|url| format!("\"{url}\""))
+        .collect();
+    let servers: Vec<&RedisServer> = redis.servers().iter().collect();
+    check_resume_on_a_survivor(&format!("[{}]", urls.join(", ")), &servers).await;
+}
+
+async fn check_resume_on_a_survivor(redis_url: &str, redis: &[&RedisServer]) {
+    let mut backend = MockBackend::start().await;
+    let config = format!(
+        "{}\n[resume]\nwindow = \"60s\"\n",
+        cluster_config_on(&backend, redis_url)
+    );
+    let file = ConfigFile::new("suspended-crash", &config);
+    let a = GatewayProcess::start(binary(), &file.path).await;
+    let b = GatewayProcess::start(binary(), &file.path).await;
+    let (mut client, frame) = open_resumable(&b, &mut backend).await;
+    let id = frame["connectionId"].as_str().unwrap().to_owned();
+    // One message received before the drop, and counted.
+    let (status, _, _) = http_request("POST", &a.connection_url(&id), "m0").await;
     assert_eq!(status, 200);
+    assert_eq!(client.next_text().await, "m0");
+    client.drop_tcp();
+    until_suspended(&a, redis, &id).await;
+    // Queued at B while it lives, through A.
+    for body in ["m1", "m2"] {
+        let (status, _, _) = http_request("POST", &a.connection_url(&id), body).await;
+        assert_eq!(status, 200);
+    }
 
     b.kill().await;
-    let killed_at = Instant::now();
+    // Through A while B is dying and once it is known dead: kept in Redis.
+    for body in ["m3", "m4"] {
+        assert_eq!(post_until_answered(&a, &id, body).await, 200, "{body}");
+    }
+
+    let mut resumed = resume_on(&a, &frame, 1).await;
+    let again: Value = serde_json::from_str(&resumed.next_text().await).unwrap();
+    assert_eq!(again["connectionId"], id.as_str(), "{again}");
+    assert_eq!(again["resumed"], true, "{again}");
+    assert_eq!(again["sequence"], 1, "{again}");
+    assert_eq!(again["missed"], 0, "{again}");
+    for expected in ["m1", "m2", "m3", "m4"] {
+        assert_eq!(resumed.next_text().await, expected);
+    }
+    // New posts reach it on its new node, through either id lookup.
+    let (status, _, _) = http_request("POST", &a.connection_url(&id), "m5").await;
+    assert_eq!(status, 200);
+    assert_eq!(resumed.next_text().await, "m5");
+    // Neither $connect nor $disconnect, and the survivor that claimed the dead node does not
+    // end it.
+    if let Some(extra) = backend.next_request_within(NODE_TIMEOUT + MARGIN).await {
+        panic!("unexpected request after the resume: {}", extra.json());
+    }
+    // It ends once, from its new node.
+    resumed.close(1000, "done").await;
     let event = backend.next_event_for("$disconnect").await;
-    let elapsed = killed_at.elapsed();
+    assert_eq!(event["requestContext"]["connectionId"], id.as_str());
+    assert_eq!(event["requestContext"]["disconnectStatusCode"], 1000);
+    if let Some(extra) = backend.next_request_within(NODE_TIMEOUT).await {
+        panic!("unexpected request after the $disconnect: {}", extra.json());
+    }
+    a.terminate().await;
+}
+
+/// A node SIGKILLed while it holds a suspended connection that nobody resumes: one survivor
+/// delivers its `$disconnect` once its window ends, not before, with the reason of an expired
+/// window; a resume after that is refused with 4410 and posts get 410.
+#[tokio::test]
+async fn a_killed_nodes_suspended_connection_not_resumed_gets_one_disconnect_after_its_window() {
+    const WINDOW: Duration = Duration::from_secs(6);
+    let redis = RedisServer::start().await;
+    let mut backend = MockBackend::start().await;
+    let config = format!(
+        "{}\n[resume]\nwindow = \"{}s\"\n",
+        cluster_config(&backend, &redis),
+        WINDOW.as_secs()
+    );
+    let file = ConfigFile::new("suspended-expiry", &config);
+    let a = GatewayProcess::start(binary(), &file.path).await;
+    let b = GatewayProcess::start(binary(), &file.path).await;
+    let c = GatewayProcess::start(binary(), &file.path).await;
+    let (client, frame) = open_resumable(&b, &mut backend).await;
+    let id = frame["connectionId"].as_str().unwrap().to_owned();
+    client.drop_tcp();
+    let dropped_at = Instant::now();
+    until_suspended(&a, &single(&redis), &id).await;
+
+    b.kill().await;
+    let event = backend.next_event_for("$disconnect").await;
+    let elapsed = dropped_at.elapsed();
     assert!(
-        elapsed <= NODE_TIMEOUT + MARGIN,
-        "DISCONNECT took {elapsed:?}, more than node_timeout + {MARGIN:?}"
+        elapsed >= WINDOW,
+        "DISCONNECT after {elapsed:?}, before the window ended"
+    );
+    assert!(
+        elapsed <= WINDOW + MARGIN,
+        "DISCONNECT took {elapsed:?}, more than the window + {MARGIN:?}"
     );
     let context = &event["requestContext"];
     assert_eq!(context["connectionId"], id.as_str());
     assert_eq!(context["disconnectStatusCode"], 1006);
-    assert_eq!(context["disconnectReason"], "Gateway node lost");
+    assert_eq!(
+        context["disconnectReason"],
+        "Connection lost; not resumed within the resume window"
+    );
 
-    let token = frame["token"].as_str().unwrap();
-    let protocols = format!("{RESUME}, sockway.resume.token.{token}.0");
-    let mut again = connect_with_headers(&a.ws_url, &[("Sec-WebSocket-Protocol", &protocols)])
-        .await
-        .expect("the resume upgrade completes");
-    let (code, _) = again.next_close().await.expect("a close frame");
-    assert_eq!(code, 4410);
-    let (status, _, _) = http_request("POST", &a.connection_url(&id), "late").await;
+    let refused = resume_on(&a, &frame, 0).await.next_close().await;
+    assert_eq!(refused.map(|(code, _)| code), Some(4410));
+    let (status, _, _) = http_request("POST", &c.connection_url(&id), "late").await;
     assert_eq!(status, 410);
     // Exactly once: a second delivery would arrive within another heartbeat or two.
     if let Some(extra) = backend.next_request_within(NODE_TIMEOUT).await {
-        panic!("unexpected request after the take-over: {}", extra.json());
+        panic!("unexpected request after the $disconnect: {}", extra.json());
+    }
+    a.terminate().await;
+    c.terminate().await;
+}
+
+/// Posts to a dead node's suspended connection past the resume limits: 410, as on the node
+/// itself, and the connection ends once (1008).
+#[tokio::test]
+async fn a_killed_nodes_suspended_connection_ends_once_past_its_queue_limits() {
+    let redis = RedisServer::start().await;
+    let mut backend = MockBackend::start().await;
+    let config = format!(
+        "{}\n[resume]\nwindow = \"60s\"\nmax_queued_messages = 3\n",
+        cluster_config(&backend, &redis)
+    );
+    let file = ConfigFile::new("suspended-overflow", &config);
+    let a = GatewayProcess::start(binary(), &file.path).await;
+    let b = GatewayProcess::start(binary(), &file.path).await;
+    let (client, frame) = open_resumable(&b, &mut backend).await;
+    let id = frame["connectionId"].as_str().unwrap().to_owned();
+    client.drop_tcp();
+    until_suspended(&a, &single(&redis), &id).await;
+    let (status, _, _) = http_request("POST", &a.connection_url(&id), "m1").await;
+    assert_eq!(status, 200);
+
+    b.kill().await;
+    for body in ["m2", "m3"] {
+        assert_eq!(post_until_answered(&a, &id, body).await, 200, "{body}");
+    }
+    let (status, headers, _) = http_request("POST", &a.connection_url(&id), "m4").await;
+    assert_eq!(status, 410);
+    assert_eq!(headers["x-amzn-ErrorType"], "GoneException");
+    let event = backend.next_event_for("$disconnect").await;
+    let context = &event["requestContext"];
+    assert_eq!(context["connectionId"], id.as_str());
+    assert_eq!(context["disconnectStatusCode"], 1008);
+    assert_eq!(context["disconnectReason"], "Resume queue full");
+    let (status, _, _) = http_request("POST", &a.connection_url(&id), "m5").await;
+    assert_eq!(status, 410);
+    let refused = resume_on(&a, &frame, 0).await.next_close().await;
+    assert_eq!(refused.map(|(code, _)| code), Some(4410));
+    if let Some(extra) = backend.next_request_within(NODE_TIMEOUT + MARGIN).await {
+        panic!("unexpected request after the $disconnect: {}", extra.json());
     }
     a.terminate().await;
 }

@@ -23,7 +23,7 @@ use super::Inner;
 use super::keys::NodeTag;
 use super::wire::{Message, Refusal};
 use crate::cluster::ClusterError;
-use crate::cluster::command::{HandOverAnswer, Outcome, Request, Target, apply, hand_over};
+use crate::cluster::command::{HandOverAnswer, Outcome, Request, Target, apply, hand_over, post};
 use crate::metrics::RedisOperation;
 
 /// Replies being published at once; past this the actor waits for one before reading on.
@@ -133,7 +133,32 @@ async fn handle(inner: &Arc<Inner>, message: Message, replies: &mut JoinSet<()>)
                     .insert(connection_id.clone(), reply_to);
             }
             // Served at once, before the next message is read: this keeps the caller's order.
-            let answer = apply(&inner.registry, request).map_err(|error| {
+            // `[resume]`: a post queued for a suspended connection is also kept in Redis before
+            // it is answered.
+            let served = match request {
+                Request::Post {
+                    connection_id,
+                    payload,
+                } => match post(&inner.registry, connection_id.clone(), payload.clone()) {
+                    Ok(Some(generation)) => {
+                        let inner = inner.clone();
+                        replies.spawn(async move {
+                            inner.append_own(&connection_id, generation, &payload).await;
+                            let reply = Message::Reply {
+                                correlation,
+                                answer: Ok(Outcome::Done),
+                            }
+                            .encode();
+                            publish_reply(&inner, reply_to, reply).await;
+                        });
+                        return;
+                    }
+                    Ok(None) => Ok(Outcome::Done),
+                    Err(error) => Err(error),
+                },
+                other => apply(&inner.registry, other),
+            };
+            let answer = served.map_err(|error| {
                 // A connection that moved away (`[resume]`): the caller asks its new node.
                 match (&error, &target) {
                     (ClusterError::Gone(_), Some(connection_id)) => {

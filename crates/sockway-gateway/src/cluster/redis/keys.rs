@@ -89,6 +89,30 @@ impl NodeTag {
         format!("sockway:{{{}}}:moved:{}", self.to_hex(), id.as_str())
     }
 
+    /// `sockway:{TAG}:suspended:{ID}`: `[resume]`, a hash with what a survivor needs to resume
+    /// the suspended connection `id` held by this tag's node, or to end it (`state`, the
+    /// token's `ticket`, the suspension's `gen`eration, the queue's `count` and `bytes` and
+    /// their limits). Written at suspension, removed by whoever takes it (a resume, the end of
+    /// the window, a `DELETE`, a post past the limits) or by the holder once the connection
+    /// has a socket again; a TTL a little past the window.
+    pub(super) fn suspended_key(self, id: &ConnectionId) -> String {
+        format!("sockway:{{{}}}:suspended:{}", self.to_hex(), id.as_str())
+    }
+
+    /// The start of [`Self::suspended_key`], which [`scripts::CLAIM`](super::scripts::CLAIM)
+    /// completes with each claimed id.
+    pub(super) fn suspended_prefix(self) -> String {
+        format!("sockway:{{{}}}:suspended:", self.to_hex())
+    }
+
+    /// `sockway:{TAG}:queue:{ID}:{GEN}`: `[resume]`, the messages posted to the suspended
+    /// connection `id` during its suspension `GEN` (a list, oldest first; each a kind byte,
+    /// `t` or `b`, then the payload), same TTL as its [`Self::suspended_key`]. This is the
+    /// prefix; the scripts add the generation.
+    pub(super) fn queue_prefix(self, id: &ConnectionId) -> String {
+        format!("sockway:{{{}}}:queue:{}:", self.to_hex(), id.as_str())
+    }
+
     /// `sockway:{TAG}:inbox`: the channel the node subscribes to; requests for its
     /// connections and replies to its own requests arrive on it.
     pub(super) fn inbox_channel(self) -> String {
@@ -125,6 +149,9 @@ mod tests {
         assert_eq!(tag.connections_key(), "sockway:{0a1f}:connections");
         assert_eq!(tag.inbox_channel(), "sockway:{0a1f}:inbox");
         assert_eq!(tag.claimed_key(), "sockway:{0a1f}:claimed");
+        let id = tag.connection_id([1; ID_BYTES - 2]);
+        assert!(tag.suspended_key(&id).starts_with(&tag.suspended_prefix()));
+        assert!(tag.queue_prefix(&id).starts_with("sockway:{0a1f}:queue:"));
         assert_eq!(NodeTag::parse(&tag.to_hex()), Some(tag));
         assert_eq!(NodeTag::parse("xyz"), None);
         assert_eq!(NodeTag::parse("12345"), None);

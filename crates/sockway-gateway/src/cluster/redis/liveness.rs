@@ -30,7 +30,7 @@ use super::connection::RedisConnection;
 use super::keys::{DIRECTORY, NodeTag};
 use super::presence::ConnectionRecord;
 use super::wire::Message;
-use super::{Inner, JoinError, TAG_ATTEMPTS, join_error, scripts};
+use super::{Inner, JoinError, Orphan, TAG_ATTEMPTS, join_error, scripts, suspended};
 use crate::metrics::RedisOperation;
 use crate::random_bytes;
 
@@ -42,12 +42,8 @@ const REAPED_MEMORY: Duration = Duration::from_secs(3600);
 
 /// Runs until `stop` is cancelled; takes nothing over once `shutdown` is cancelled (a node
 /// shutting down could not deliver it).
-pub(super) async fn run(
-    inner: Arc<Inner>,
-    orphans: mpsc::Sender<Arc<ConnectionContext>>,
-    shutdown: CancellationToken,
-    stop: CancellationToken,
-) {
+pub(super) async fn run(inner: Arc<Inner>, shutdown: CancellationToken, stop: CancellationToken) {
+    let orphans = inner.orphan_sender.clone();
     let mut ticker = tokio::time::interval(inner.heartbeat_interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // The first tick is immediate and the node has just joined.
@@ -249,7 +245,7 @@ async fn retag(inner: &Inner, connection: &mut RedisConnection, joined: i64) -> 
 
 /// Looks for dead nodes and claims their connections, as many as the orphan queue has room for;
 /// counts the live ones on the way.
-async fn reap(inner: &Inner, orphans: &mpsc::Sender<Arc<ConnectionContext>>) -> RedisResult<()> {
+async fn reap(inner: &Arc<Inner>, orphans: &mpsc::Sender<Orphan>) -> RedisResult<()> {
     let mut connection = inner.connection.clone();
     let mut members = redis::cmd("SMEMBERS");
     members.arg(DIRECTORY);
@@ -281,7 +277,8 @@ async fn reap(inner: &Inner, orphans: &mpsc::Sender<Arc<ConnectionContext>>) -> 
                 .key(tag.reaped_key())
                 .key(tag.claimed_key())
                 .arg(room)
-                .arg(millis(REAPED_MEMORY));
+                .arg(millis(REAPED_MEMORY))
+                .arg(tag.suspended_prefix());
             let reply: Vec<Value> = inner
                 .timed(RedisOperation::Claim, claim.invoke_async(&mut connection))
                 .await?;
@@ -291,14 +288,34 @@ async fn reap(inner: &Inner, orphans: &mpsc::Sender<Arc<ConnectionContext>>) -> 
                     break;
                 }
                 Some(Value::Int(1)) => {
-                    for pair in reply[1..].chunks(2) {
-                        let [Value::BulkString(id), Value::BulkString(record)] = pair else {
+                    for triple in reply[1..].chunks(3) {
+                        let [
+                            Value::BulkString(id),
+                            Value::BulkString(record),
+                            Value::BulkString(suspended),
+                        ] = triple
+                        else {
                             continue;
                         };
                         let Some(context) = orphan(inner, id, record) else {
                             warn!(tag = %tag.to_hex(), "skipping an unreadable connection record of a lost node");
                             continue;
                         };
+                        // `[resume]`: suspended with a record, it waits for a resume on a
+                        // survivor until its window ends; whoever takes the record then
+                        // resumes it or delivers its `$disconnect`.
+                        if let Some(record) = (!suspended.is_empty())
+                            .then(|| suspended::read_record(suspended))
+                            .flatten()
+                        {
+                            debug!(connection_id = %context.connection_id, "a lost node's connection is suspended; it waits for its window");
+                            inner.tasks.spawn(inner.clone().expire_orphaned(
+                                tag,
+                                context.connection_id.clone(),
+                                record,
+                            ));
+                            continue;
+                        }
                         claimed += 1;
                         inner.metrics.claimed.inc();
                         let assigned = NodeTag::of(&context.connection_id);
@@ -309,7 +326,11 @@ async fn reap(inner: &Inner, orphans: &mpsc::Sender<Arc<ConnectionContext>>) -> 
                             let _ = forget.query_async::<i64>(&mut connection).await;
                         }
                         // This task is the only sender and claimed no more than the room.
-                        if orphans.try_send(Arc::new(context)).is_err() {
+                        let orphan = Orphan {
+                            context: Arc::new(context),
+                            cause: CloseCause::NodeLost,
+                        };
+                        if orphans.try_send(orphan).is_err() {
                             warn!(tag = %tag.to_hex(), "orphan queue full; a lost connection's $disconnect is dropped");
                         }
                     }

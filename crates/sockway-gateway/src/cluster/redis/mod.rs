@@ -14,7 +14,7 @@
 //!   `$disconnect` needs ([`presence`]). Survivors claim a dead node's connections in batches
 //!   with an atomic script, so each is handed to exactly one survivor, which delivers its
 //!   `$disconnect` (1006, "Gateway node lost"). A connection that ends on its own node is
-//!   released with another ([`RedisBackend::release`]): whoever removes the record delivers,
+//!   released with another ([`RedisBackend::end`]): whoever removes the record delivers,
 //!   so a node that was only cut off does not deliver what survivors claimed.
 //! - **TLS.** `rediss://` URLs connect over rustls, with the CA and client certificate named
 //!   by `cluster.tls_*` ([`connection`]).
@@ -36,7 +36,10 @@ mod keys;
 mod liveness;
 mod presence;
 mod scripts;
+mod suspended;
 mod wire;
+
+pub(crate) use self::suspended::next_generation;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
@@ -45,7 +48,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use redis::RedisError;
-use sockway_protocol::event::ConnectionContext;
 use sockway_protocol::group::GroupName;
 use sockway_protocol::id::ConnectionId;
 use sockway_protocol::trace::otlp::SpanKind;
@@ -58,9 +60,9 @@ use self::connection::RedisConnection;
 use self::keys::NodeTag;
 use self::presence::PresenceOp;
 use self::wire::{Answer, Message, Refusal};
-use super::command::{Outcome, Request, Target, apply};
+use super::command::{Outcome, Request, Target, apply, post};
 use super::usage::{Counted, UsageCount};
-use super::{ClusterError, Cursor, JoinError, Page, Tally};
+use super::{ClusterError, Cursor, JoinError, Orphan, Page, Tally};
 use crate::config::ClusterConfig;
 use crate::metrics::{ClusterMetrics, RedisOperation, RemoteOutcome};
 use crate::random_bytes;
@@ -120,7 +122,7 @@ impl MovedOut {
 pub(crate) struct RedisBackend {
     inner: Arc<Inner>,
     /// Lost connections this node claimed; read by [`RedisBackend::next_orphan`].
-    orphans: tokio::sync::Mutex<mpsc::Receiver<Arc<ConnectionContext>>>,
+    orphans: tokio::sync::Mutex<mpsc::Receiver<Orphan>>,
     tasks: TaskTracker,
     stop: CancellationToken,
 }
@@ -167,6 +169,12 @@ struct Inner {
     metrics: ClusterMetrics,
     /// The gateway's shutdown: ending connections stop waiting for an unreachable Redis.
     shutdown: CancellationToken,
+    /// Where lost connections whose `$disconnect` this node delivers go.
+    orphan_sender: mpsc::Sender<Orphan>,
+    /// The backend's tasks (the three above and `[resume]`'s waits for lost suspended
+    /// connections' windows); `stop` ends them.
+    tasks: TaskTracker,
+    stop: CancellationToken,
 }
 
 impl RedisBackend {
@@ -235,6 +243,8 @@ impl RedisBackend {
 
         let (presence_sender, presence_receiver) = mpsc::channel(PRESENCE_QUEUE);
         let (orphan_sender, orphan_receiver) = mpsc::channel(ORPHAN_QUEUE);
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
         let inner = Arc::new(Inner {
             registry: Registry::default(),
             node_id,
@@ -258,18 +268,14 @@ impl RedisBackend {
             stage: stage.to_owned(),
             metrics,
             shutdown: shutdown.clone(),
+            orphan_sender,
+            tasks: tasks.clone(),
+            stop: stop.clone(),
         });
         inner.metrics.redis_up.set(1);
         info!(node = %inner.node_id, tag = %tag.to_hex(), "joined the cluster");
-        let tasks = TaskTracker::new();
-        let stop = CancellationToken::new();
         tasks.spawn(inbox::run(inner.clone(), pushes, stop.clone()));
-        tasks.spawn(liveness::run(
-            inner.clone(),
-            orphan_sender,
-            shutdown,
-            stop.clone(),
-        ));
+        tasks.spawn(liveness::run(inner.clone(), shutdown, stop.clone()));
         tasks.spawn(presence::run(
             inner.clone(),
             presence_receiver,
@@ -367,7 +373,14 @@ impl RedisBackend {
                     || self.inner.registry.get(connection_id).is_some() =>
             {
                 let retry = request.clone();
-                return match apply(&self.inner.registry, request) {
+                let applied = match request {
+                    Request::Post {
+                        connection_id,
+                        payload,
+                    } => self.inner.post_here(connection_id, payload).await,
+                    other => apply(&self.inner.registry, other),
+                };
+                return match applied {
                     // It moved away from here since the check above (`[resume]`).
                     Err(ClusterError::Gone(connection_id)) => {
                         let moved_to = self.inner.moved_out_ids().get(&connection_id);
@@ -545,14 +558,18 @@ impl RedisBackend {
         }
     }
 
-    /// Removes the record of this node's ended connection `id` from Redis and answers whether
-    /// this node delivers its `$disconnect` ([`scripts::RELEASE`]): false when survivors took
-    /// it over while this node was cut off. While Redis is unreachable it asks again every
+    /// Removes this node's ended connection `id` from the registry and its record from Redis,
+    /// and answers whether this node delivers its `$disconnect` ([`scripts::RELEASE`]): false
+    /// when survivors took it over while this node was cut off (or, `[resume]`, took its
+    /// suspended record). The record's tag is read first: for a connection that moved here it
+    /// is this node's, which the registry forgets with the connection. While Redis is unreachable it asks again every
     /// `heartbeat_interval`; once the gateway shuts down it asks one last time, and without an
     /// answer leaves the record (and the `$disconnect`) to whichever node takes this one over.
-    pub(crate) async fn release(&self, id: &ConnectionId) -> bool {
+    pub(crate) async fn end(&self, id: &ConnectionId) -> bool {
+        // The tag its record is under, read before the removal forgets that it moved here.
+        let tag = self.inner.record_tag(id);
+        self.remove(id);
         let inner = &self.inner;
-        let tag = inner.record_tag(id);
         loop {
             let shutting_down = inner.shutdown.is_cancelled();
             if inner.is_healthy() || shutting_down {
@@ -593,12 +610,12 @@ impl RedisBackend {
     }
 
     /// The next lost connection this node claimed; `None` after [`RedisBackend::leave`].
-    pub(crate) async fn next_orphan(&self) -> Option<Arc<ConnectionContext>> {
+    pub(crate) async fn next_orphan(&self) -> Option<Orphan> {
         self.orphans.lock().await.recv().await
     }
 
     /// A lost connection already claimed, without waiting.
-    pub(crate) fn claimed_orphan(&self) -> Option<Arc<ConnectionContext>> {
+    pub(crate) fn claimed_orphan(&self) -> Option<Orphan> {
         self.orphans.try_lock().ok()?.try_recv().ok()
     }
 
@@ -708,6 +725,20 @@ impl RedisBackend {
 }
 
 impl Inner {
+    /// Serves a post to a connection this node holds; one queued for a suspended connection
+    /// is also appended to its queue in Redis before it is answered (`[resume]`).
+    async fn post_here(
+        &self,
+        connection_id: ConnectionId,
+        payload: Bytes,
+    ) -> Result<Outcome, ClusterError> {
+        let id = connection_id.clone();
+        if let Some(generation) = post(&self.registry, connection_id, payload.clone())? {
+            self.append_own(&id, generation, &payload).await;
+        }
+        Ok(Outcome::Done)
+    }
+
     fn tag(&self) -> NodeTag {
         NodeTag(self.tag.load(Ordering::Acquire))
     }
@@ -810,6 +841,7 @@ impl Inner {
         parent: Option<&Span>,
     ) -> Result<Outcome, ClusterError> {
         let mut hops = 0;
+        let mut looked_up = false;
         let answer = loop {
             match self.call(target, request.clone(), parent).await {
                 // The connection moved (`[resume]`): follow it, a few hops at most.
@@ -817,13 +849,19 @@ impl Inner {
                     hops += 1;
                     target = NodeTag(to);
                 }
-                // The node that assigned the id is gone; the connection may have moved before
-                // (one more round trip, only in this case).
-                Err(CallError::NodeGone) if hops == 0 && target == NodeTag::of(&connection_id) => {
-                    hops += 1;
+                // The node asked is gone, or not listening (dead, but not yet known to be): the
+                // connection may have moved on from it (`[resume]`), and Redis says where (one
+                // more round trip, only in this case, once).
+                Err(error @ (CallError::NodeGone | CallError::Unavailable))
+                    if !looked_up && self.is_healthy() =>
+                {
+                    looked_up = true;
                     match self.moved_to(&connection_id).await {
-                        Some(to) => target = to,
-                        None => break Err(CallError::NodeGone),
+                        Some(to) if to != target && hops < MAX_HOPS => {
+                            hops += 1;
+                            target = to;
+                        }
+                        _ => break Err(error),
                     }
                 }
                 answer => break answer,
@@ -832,7 +870,18 @@ impl Inner {
         match answer {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(refusal)) => Err(refusal.into_error(connection_id)),
-            Err(CallError::NodeGone) => Err(ClusterError::Gone(connection_id)),
+            // `[resume]`: the node holding it is dead, but it may be suspended, waiting for a
+            // resume on a survivor.
+            Err(CallError::NodeGone) => match request {
+                Request::Post { payload, .. } => self
+                    .append_orphaned(target, &connection_id, &payload)
+                    .await
+                    .map(|()| Outcome::Done),
+                Request::Delete { .. } if self.delete_orphaned(target, &connection_id).await => {
+                    Ok(Outcome::Done)
+                }
+                _ => Err(ClusterError::Gone(connection_id)),
+            },
             Err(CallError::Unavailable) => Err(ClusterError::Unavailable(connection_id)),
             Err(CallError::Timeout) => Err(ClusterError::Timeout(connection_id)),
         }
