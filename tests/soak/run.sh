@@ -18,7 +18,8 @@
 # a random node, posts to them through random nodes, one node SIGKILLed halfway through a run
 # of S seconds (default 150); checks that every post answered 200 arrived once and in its
 # sender's order (or, for a connection the killed node held whose resume was refused, that its
-# one $disconnect arrived; --strict refuses that excuse), one $connect and one $disconnect per
+# one $disconnect arrived; --strict allows that only for connections open on the killed node,
+# not suspended ones), one $connect and one $disconnect per
 # connection, RSS bounded, no panics. It replaces only the "Resume mode" section of the report.
 # Binary: $SOCKWAY_BIN, default target/release/sockway. Python: $REPO/.venv (tests/compat/run.sh).
 set -euo pipefail
