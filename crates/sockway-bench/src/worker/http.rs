@@ -86,24 +86,8 @@ pub(super) async fn hyper_echo(args: &WorkerArgs, link: &mut Link) -> anyhow::Re
                 })
                 .await
                 .unwrap_or_else(|_| Err(anyhow!("no answer within {OPERATION_DEADLINE:?}")));
-                match outcome {
-                    Ok((status, reply))
-                        if status == http::StatusCode::OK
-                            && reply.starts_with(br#"{"statusCode":200"#) =>
-                    {
-                        tally.finish(index, started.elapsed());
-                    }
-                    Ok((status, reply)) => {
-                        tally.error(&anyhow!(
-                            "backend answered {status}: {}",
-                            String::from_utf8_lossy(&reply)
-                        ));
-                        return;
-                    }
-                    Err(error) => {
-                        tally.error(&error);
-                        return;
-                    }
+                if !echo_answered(index, started, outcome, &tally) {
+                    return;
                 }
             }
         });
@@ -202,23 +186,37 @@ async fn echo_loop(
         )
         .await
         .unwrap_or_else(|_| Err(anyhow!("no answer within {OPERATION_DEADLINE:?}")));
-        match outcome {
-            Ok((status, reply))
-                if status == http::StatusCode::OK && reply.starts_with(br#"{"statusCode":200"#) =>
-            {
-                tally.finish(index, started.elapsed());
-            }
-            Ok((status, reply)) => {
-                tally.error(&anyhow!(
-                    "backend answered {status}: {}",
-                    String::from_utf8_lossy(&reply)
-                ));
-                return;
-            }
-            Err(error) => {
-                tally.error(&error);
-                return;
-            }
+        if !echo_answered(index, started, outcome, tally) {
+            return;
+        }
+    }
+}
+
+/// Tallies one echo exchange: a 200 with a Lambda-proxy result finishes an operation (true);
+/// anything else is an error, and the loop stops (false).
+fn echo_answered(
+    index: usize,
+    started: Instant,
+    outcome: anyhow::Result<(http::StatusCode, Bytes)>,
+    tally: &Tally,
+) -> bool {
+    match outcome {
+        Ok((status, reply))
+            if status == http::StatusCode::OK && reply.starts_with(br#"{"statusCode":200"#) =>
+        {
+            tally.finish(index, started.elapsed());
+            true
+        }
+        Ok((status, reply)) => {
+            tally.error(&anyhow!(
+                "backend answered {status}: {}",
+                String::from_utf8_lossy(&reply)
+            ));
+            false
+        }
+        Err(error) => {
+            tally.error(&error);
+            false
         }
     }
 }
