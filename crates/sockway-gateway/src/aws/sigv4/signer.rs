@@ -69,16 +69,29 @@ pub(crate) struct Signer {
     keys: Mutex<Vec<DerivedKey>>,
 }
 
-/// One day's signing key for one access key, region and service.
-#[derive(Debug)]
+/// One day's signing key for one access key, region and service. `Debug` shows neither the
+/// secret nor the key.
 struct DerivedKey {
     access_key_id: String,
-    /// SHA-256 of the secret, so a rotated secret under the same key id derives anew.
-    secret_digest: [u8; 32],
+    /// The secret it was derived from, so a rotated secret under the same key id derives anew
+    /// (compared as it is: hashing it on every call would cost more than the comparison).
+    secret_access_key: String,
     date: [u8; 8],
     region: String,
     service: String,
     key: [u8; 32],
+}
+
+impl std::fmt::Debug for DerivedKey {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("DerivedKey")
+            .field("access_key_id", &self.access_key_id)
+            .field("date", &String::from_utf8_lossy(&self.date))
+            .field("region", &self.region)
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Signer {
@@ -135,8 +148,6 @@ impl Signer {
     /// The signing key for `credentials` on `date` (`YYYYMMDD`) in `region` for `service`:
     /// derived on first use that day, then kept.
     fn key(&self, credentials: &Credentials, date: &str, region: &str, service: &str) -> [u8; 32] {
-        let secret_digest: [u8; 32] =
-            Sha256::digest(credentials.secret_access_key.as_bytes()).into();
         let date_bytes: [u8; 8] = date.as_bytes().try_into().expect("YYYYMMDD is 8 bytes");
         let mut keys = self
             .keys
@@ -144,7 +155,7 @@ impl Signer {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(found) = keys.iter().find(|kept| {
             kept.date == date_bytes
-                && kept.secret_digest == secret_digest
+                && kept.secret_access_key == credentials.secret_access_key
                 && kept.access_key_id == credentials.access_key_id
                 && kept.region == region
                 && kept.service == service
@@ -159,7 +170,7 @@ impl Signer {
         }
         keys.push(DerivedKey {
             access_key_id: credentials.access_key_id.clone(),
-            secret_digest,
+            secret_access_key: credentials.secret_access_key.clone(),
             date: date_bytes,
             region: region.to_owned(),
             service: service.to_owned(),
@@ -454,6 +465,13 @@ mod tests {
                 .unwrap();
             assert_eq!(ours.headers(), reference.headers());
         }
+        // Neither the secret nor a derived key ever prints.
+        let shown = format!("{signer:?}");
+        assert!(
+            !shown.contains("wJalrXUtnFEMI") && !shown.contains("key:"),
+            "{shown}"
+        );
+        assert!(shown.contains("AKIDEXAMPLE"), "{shown}");
         // Yesterday's keys were dropped when the next day's was derived.
         let kept = signer.keys.lock().unwrap();
         assert_eq!(kept.len(), 1);
