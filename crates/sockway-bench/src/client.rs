@@ -80,6 +80,11 @@ impl Target {
         })
     }
 
+    /// `IP:PORT`, as the `Host` header of every request to it carries it.
+    pub(crate) fn authority(&self) -> String {
+        self.addr.to_string()
+    }
+
     /// The path of the URL, `/` when it has none.
     pub(crate) fn path(&self) -> &str {
         let rest = self
@@ -217,13 +222,26 @@ impl HttpConnection {
         path: &str,
         body: Bytes,
     ) -> anyhow::Result<(http::StatusCode, Bytes)> {
-        let request = http::Request::builder()
+        self.request_with(method, path, &[], body).await
+    }
+
+    /// [`HttpConnection::request`] with `headers` added (a signature's, say).
+    pub(crate) async fn request_with(
+        &mut self,
+        method: http::Method,
+        path: &str,
+        headers: &[(String, String)],
+        body: Bytes,
+    ) -> anyhow::Result<(http::StatusCode, Bytes)> {
+        let mut builder = http::Request::builder()
             .method(method)
             .uri(path)
             .header(http::header::HOST, &self.host)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body))
-            .context("build request")?;
+            .header(http::header::CONTENT_TYPE, "application/json");
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        let request = builder.body(Full::new(body)).context("build request")?;
         self.sender.ready().await.context("connection closed")?;
         let response = self
             .sender

@@ -35,7 +35,7 @@ use workloads::connect::ConnectSettings;
 use workloads::idle::IdleSettings;
 use workloads::push::PushSettings;
 use workloads::pushpin::{Part, PushpinSettings};
-use workloads::roundtrip::RoundtripSettings;
+use workloads::roundtrip::{Integration, RoundtripSettings};
 
 /// Where the `sockway` binary is looked for unless `--sockway` says otherwise.
 const DEFAULT_SOCKWAY: &str = "target/release/sockway";
@@ -50,7 +50,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Every workload in turn: idle, connect, roundtrip, push, broadcast (one node, then six
+    /// Every workload in turn: idle, connect, roundtrip (HTTP, then Lambda), push, broadcast (one node, then six
     /// nodes with 100,000 members; quick: one small cluster form), cluster-push.
     All(RunOptions),
     /// Workload 1: gateway RSS per idle connection, against the echo server's.
@@ -77,7 +77,7 @@ enum Command {
         #[arg(long)]
         concurrency: Option<usize>,
     },
-    /// Workload 3: echo round trips through a two-way route with an HTTP integration.
+    /// Workload 3: echo round trips through a two-way route with an HTTP or Lambda integration.
     Roundtrip {
         #[command(flatten)]
         run: RunOptions,
@@ -96,6 +96,10 @@ enum Command {
         /// sink in the harness that takes and discards every export.
         #[arg(long)]
         tracing: bool,
+        /// The route's integration: `http` (the Lambda-proxy backend over HTTP) or `lambda`
+        /// (the Lambda Invoke API stand-in, every call signed with SigV4).
+        #[arg(long, value_enum, default_value = "http")]
+        integration: Integration,
     },
     /// Workload 4: `@connections` pushes per second, deliveries counted at the clients.
     Push {
@@ -259,6 +263,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 Planned::Idle(IdleSettings::defaults(quick)),
                 Planned::Connect(ConnectSettings::defaults(quick)),
                 Planned::Roundtrip(RoundtripSettings::defaults(quick)),
+                Planned::Roundtrip(RoundtripSettings::defaults(quick).lambda()),
                 Planned::Push(PushSettings::defaults(quick)),
                 Planned::Broadcast(BroadcastSettings::defaults(quick)),
             ];
@@ -297,6 +302,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             workers,
             payload_bytes,
             tracing,
+            integration,
         } => {
             let mut settings = RoundtripSettings::defaults(run.quick);
             window.apply(&mut settings.timing);
@@ -304,6 +310,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             override_with(&mut settings.workers, workers);
             override_with(&mut settings.payload_bytes, payload_bytes);
             settings.tracing = tracing;
+            settings.integration = integration;
             (run, vec![Planned::Roundtrip(settings)])
         }
         Command::Push { run, push } => {
@@ -374,7 +381,10 @@ async fn run_plan(run: RunOptions, plan: Vec<Planned>) -> anyhow::Result<ExitCod
                 )
             }
             Planned::Roundtrip(settings) => {
-                eprintln!("== roundtrip: {} connections", settings.connections);
+                eprintln!(
+                    "== roundtrip: {} connections, {:?} integration",
+                    settings.connections, settings.integration
+                );
                 (
                     "roundtrip",
                     workloads::roundtrip::run(&mut harness, settings).await,

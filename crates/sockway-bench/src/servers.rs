@@ -1,7 +1,8 @@
 //! The servers built into the harness (`sockway-bench serve KIND`): the WebSocket echo
 //! server of the self-baseline, the Lambda-proxy backend the gateway's routes call, a
-//! bare HTTP server for the push baseline, a trivial broadcast hub for the broadcast
-//! baseline, and the GRIP backend Pushpin calls in the side-by-side comparison.
+//! same backend behind the Lambda Invoke API (checking every request's SigV4 signature, as
+//! Lambda does), a bare HTTP server for the push baseline, a trivial broadcast hub for the
+//! broadcast baseline, and the GRIP backend Pushpin calls in the side-by-side comparison.
 //!
 //! Each runs as its own process on `127.0.0.1:0`, prints `... listening on URL` and serves
 //! until SIGTERM or until its stdin closes, so the harness measures its memory and CPU
@@ -14,6 +15,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -24,6 +26,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
+use sockway_testkit::sigv4;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::broadcast;
@@ -47,6 +50,11 @@ pub(crate) enum ServerKind {
     /// `{"statusCode":200,"body":<event body>}`; for route key `whoami`, the body is the
     /// event's connection id. `GET /last-event` returns the first `echo` event it received.
     LambdaBackend,
+    /// The same function behind the Lambda Invoke API, `POST
+    /// /2015-03-31/functions/{name}/invocations`: a request whose SigV4 signature is not
+    /// [`LAMBDA_KEY`]'s for service `lambda` is refused with 403
+    /// `InvalidSignatureException`, as Lambda refuses it. `GET /last-event` as above.
+    Lambda,
     /// An HTTP server answering 200 with an empty body to every request.
     HttpOk,
     /// A WebSocket server that holds every connection and writes the body of each HTTP POST
@@ -60,6 +68,13 @@ pub(crate) enum ServerKind {
     /// `PING` with `PONG` and acknowledges `CLOSE`.
     GripBackend,
 }
+
+/// The key pair the Lambda stand-in accepts (`[aws]` of the gateway's config, and the
+/// harness's own signed requests).
+pub(crate) const LAMBDA_KEY: (&str, &str) = ("AKIDSOCKWAYBENCH", "sockway-bench-secret");
+
+/// The region the Lambda stand-in is signed for.
+pub(crate) const LAMBDA_REGION: &str = "us-east-1";
 
 /// Connections opened on a path ending in this join [`BROADCAST_CHANNEL`] (GRIP backend).
 pub(crate) const BROADCAST_PATH: &str = "/broadcast";
@@ -106,6 +121,7 @@ pub(crate) async fn run(kind: ServerKind) -> anyhow::Result<()> {
     let (name, url) = match kind {
         ServerKind::WsEcho => ("ws-echo", format!("ws://{addr}/dev")),
         ServerKind::LambdaBackend => ("lambda-backend", format!("http://{addr}/")),
+        ServerKind::Lambda => ("lambda", format!("http://{addr}")),
         ServerKind::HttpOk => ("http-ok", format!("http://{addr}/")),
         ServerKind::WsBroadcast => ("ws-broadcast", format!("ws://{addr}/dev")),
         ServerKind::GripBackend => ("grip-backend", format!("http://{addr}/")),
@@ -152,6 +168,12 @@ async fn accept_loop(
                 let captured = captured.clone();
                 tasks.spawn(serve_http(stream, move |request| {
                     lambda_backend(request, captured.clone())
+                }));
+            }
+            ServerKind::Lambda => {
+                let captured = captured.clone();
+                tasks.spawn(serve_http(stream, move |request| {
+                    lambda_invoke(request, captured.clone())
                 }));
             }
             ServerKind::HttpOk => {
@@ -208,11 +230,76 @@ async fn lambda_backend(
     let Some(body) = read_body(request).await else {
         return Ok(respond(StatusCode::BAD_REQUEST, Bytes::new()));
     };
+    Ok(answer_event(body, &captured))
+}
+
+/// The Lambda Invoke API in front of [`answer_event`]: the signature checked as Lambda checks
+/// it (`sockway_testkit::sigv4::verify`: key, date, session token, signature), then the
+/// function's result as the response body.
+async fn lambda_invoke(
+    request: Request<Incoming>,
+    captured: Arc<OnceLock<Bytes>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request.method() == hyper::Method::GET && request.uri().path() == "/last-event" {
+        return lambda_backend(request, captured).await;
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(body) = body.collect().await.map(|collected| collected.to_bytes()) else {
+        return Ok(respond(StatusCode::BAD_REQUEST, Bytes::new()));
+    };
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |path_and_query| path_and_query.as_str());
+    let key = sigv4::SigningKey::new(LAMBDA_KEY.0, LAMBDA_KEY.1);
+    let verified = sigv4::verify(
+        parts.method.as_str(),
+        target,
+        &parts.headers,
+        &body,
+        std::slice::from_ref(&key),
+        SystemTime::now(),
+    );
+    match verified {
+        Ok(scope) if scope.service == "lambda" && scope.region == LAMBDA_REGION => {}
+        refused => {
+            let reason = match refused {
+                Ok(scope) => format!("signed for {} in {}", scope.service, scope.region),
+                Err(reason) => reason,
+            };
+            eprintln!("sockway-bench lambda: refused {target}: {reason}");
+            let mut response = respond(
+                StatusCode::FORBIDDEN,
+                Bytes::from(serde_json::json!({ "message": reason }).to_string()),
+            );
+            response.headers_mut().insert(
+                "x-amzn-errortype",
+                hyper::header::HeaderValue::from_static("InvalidSignatureException"),
+            );
+            return Ok(response);
+        }
+    }
+    if parts.method != hyper::Method::POST || !is_invoke_path(parts.uri.path()) {
+        return Ok(respond(StatusCode::NOT_FOUND, Bytes::new()));
+    }
+    Ok(answer_event(body, &captured))
+}
+
+/// `/2015-03-31/functions/{name}/invocations`.
+fn is_invoke_path(path: &str) -> bool {
+    path.strip_prefix("/2015-03-31/functions/")
+        .and_then(|rest| rest.strip_suffix("/invocations"))
+        .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+}
+
+/// The function behind both backends: a Lambda-proxy result with the event's body, or, for
+/// route `whoami`, its connection id; the first `echo` event is kept for `GET /last-event`.
+fn answer_event(body: Bytes, captured: &OnceLock<Bytes>) -> Response<Full<Bytes>> {
     let Ok(event) = serde_json::from_slice::<Event>(&body) else {
-        return Ok(respond(
+        return respond(
             StatusCode::BAD_REQUEST,
             Bytes::from_static(b"not a Lambda-proxy event"),
-        ));
+        );
     };
     let reply_body = match event.request_context.route_key.as_ref() {
         "whoami" => Some(event.request_context.connection_id.as_ref()),
@@ -227,7 +314,7 @@ async fn lambda_backend(
         body: reply_body,
     };
     let json = serde_json::to_vec(&result).expect("a proxy result always serializes");
-    Ok(respond(StatusCode::OK, Bytes::from(json)))
+    respond(StatusCode::OK, Bytes::from(json))
 }
 
 async fn http_ok(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {

@@ -499,10 +499,18 @@ impl ProxyEvent {
 
     /// The event as JSON bytes, ready to be the Lambda Invoke payload.
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self)
-            .expect("an event holds only string keys and plain JSON values, so it serializes")
+        // A message event without headers is about 700 bytes besides its body: one
+        // allocation instead of the ten a growing buffer takes.
+        let body = self.body.as_ref().map_or(0, String::len);
+        let mut json = Vec::with_capacity(EVENT_BYTES + body + body / 8);
+        serde_json::to_writer(&mut json, self)
+            .expect("an event holds only string keys and plain JSON values, so it serializes");
+        json
     }
 }
+
+/// What a buffer for an event's JSON starts with, besides room for its body.
+const EVENT_BYTES: usize = 1024;
 
 impl AuthorizerEvent {
     /// The event with the stage's variables as `stageVariables` (`{}` when there are none).

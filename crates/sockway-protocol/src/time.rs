@@ -10,24 +10,67 @@
 /// month abbreviations and always in UTC, e.g. `11/Nov/2024:13:45:46 +0000`.
 pub fn request_time(epoch_ms: i64) -> String {
     let t = Civil::from_epoch_ms(epoch_ms);
-    format!(
-        "{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000",
-        t.day,
-        MONTH_ABBREVIATIONS[usize::from(t.month - 1)],
-        t.year,
-        t.hour,
-        t.minute,
-        t.second
-    )
+    // Digit by digit rather than with `format!`: every event carries one.
+    let mut text = String::with_capacity(26);
+    push_digits(&mut text, u64::from(t.day), 2);
+    text.push('/');
+    text.push_str(MONTH_ABBREVIATIONS[usize::from(t.month - 1)]);
+    text.push('/');
+    push_year(&mut text, t.year);
+    for (separator, value) in [(':', t.hour), (':', t.minute), (':', t.second)] {
+        text.push(separator);
+        push_digits(&mut text, value.unsigned_abs(), 2);
+    }
+    text.push_str(" +0000");
+    text
 }
 
 /// Formats an instant as ISO-8601 in UTC with milliseconds, e.g. `2020-04-30T20:10:33.236Z`.
 pub fn iso8601_millis(epoch_ms: i64) -> String {
     let t = Civil::from_epoch_ms(epoch_ms);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year, t.month, t.day, t.hour, t.minute, t.second, t.millisecond
-    )
+    let mut text = String::with_capacity(24);
+    push_year(&mut text, t.year);
+    for (separator, value) in [
+        ('-', i64::from(t.month)),
+        ('-', i64::from(t.day)),
+        ('T', t.hour),
+        (':', t.minute),
+        (':', t.second),
+    ] {
+        text.push(separator);
+        push_digits(&mut text, value.unsigned_abs(), 2);
+    }
+    text.push('.');
+    push_digits(&mut text, t.millisecond.unsigned_abs(), 3);
+    text.push('Z');
+    text
+}
+
+/// Appends `value` in decimal, zero-padded to at least `width` digits.
+fn push_digits(text: &mut String, value: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut rest = value;
+    let mut start = digits.len();
+    while rest > 0 || start == digits.len() {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    start = start.min(digits.len() - width.min(digits.len()));
+    for &digit in &digits[start..] {
+        text.push(char::from(digit));
+    }
+}
+
+/// Appends a year as `{:04}` does: four characters at least, a negative year's sign among
+/// them.
+fn push_year(text: &mut String, year: i64) {
+    if year < 0 {
+        text.push('-');
+        push_digits(text, year.unsigned_abs(), 3);
+    } else {
+        push_digits(text, year.unsigned_abs(), 4);
+    }
 }
 
 const MONTH_ABBREVIATIONS: [&str; 12] = [
@@ -132,6 +175,30 @@ mod tests {
             "27/Jan/2025:16:39:47 +0000",
             "2025-01-27T16:39:47.617Z",
         );
+    }
+
+    #[test]
+    fn the_digits_are_those_format_writes_across_the_calendar() {
+        // From before year 0 to past year 10,000, in steps that vary every field.
+        let mut epoch_ms: i64 = -70_000_000_000_000;
+        while epoch_ms < 260_000_000_000_000 {
+            let t = Civil::from_epoch_ms(epoch_ms);
+            let request_time = format!(
+                "{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000",
+                t.day,
+                MONTH_ABBREVIATIONS[usize::from(t.month - 1)],
+                t.year,
+                t.hour,
+                t.minute,
+                t.second
+            );
+            let iso = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                t.year, t.month, t.day, t.hour, t.minute, t.second, t.millisecond
+            );
+            check(epoch_ms, &request_time, &iso);
+            epoch_ms += 98_765_432_109;
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the canonical request), independently of the gateway's own signing code: signing requests
 //! to the `@connections` API, signing WebSocket upgrades in headers or presigning them in the
 //! query string ([`presign_url`], as botocore's `SigV4QueryAuth` does), and checking the
-//! requests the gateway sends to [`FakeLambda`].
+//! requests the gateway sends to [`FakeLambda`] (and to the benchmark's Lambda stand-in).
 //!
 //! [`FakeLambda`]: crate::FakeLambda
 
@@ -164,18 +164,22 @@ pub async fn request_with_headers(
 
 /// The parts of a verified request's credential scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Scope {
-    pub(crate) access_key_id: String,
-    pub(crate) session_token: Option<String>,
-    pub(crate) region: String,
-    pub(crate) service: String,
+pub struct Scope {
+    /// The access key id the request was signed with.
+    pub access_key_id: String,
+    /// The `X-Amz-Security-Token` it carried.
+    pub session_token: Option<String>,
+    /// The region of the credential scope.
+    pub region: String,
+    /// The service of the credential scope.
+    pub service: String,
 }
 
 /// Checks a received request's SigV4 signature against the key of `keys` whose access key id
 /// it names, as AWS does: the `X-Amz-Security-Token` sent must be that key's session token
 /// (none for long-term keys), the date within 15 minutes, the signature the one the request
 /// and secret produce. `Err` says why it fails.
-pub(crate) fn verify(
+pub fn verify(
     method: &str,
     target: &str,
     headers: &http::HeaderMap,

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
@@ -18,11 +18,13 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use sockway_testkit::sigv4;
 use tokio::task::JoinSet;
 
 use super::tally::{Tally, Window};
 use super::{Link, OPERATION_DEADLINE, Report, WorkerArgs, filler, open_many};
 use crate::client::{HttpConnection, Sources, Target};
+use crate::servers::{LAMBDA_KEY, LAMBDA_REGION};
 
 /// Opens `connections` to the URL, then POSTs the input file in closed loops for the window
 /// after `go`, expecting a 200 with a Lambda-proxy result.
@@ -32,6 +34,8 @@ pub(super) async fn echo(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<R
     let input = args.input_file()?;
     let body =
         Bytes::from(std::fs::read(input).with_context(|| format!("read {}", input.display()))?);
+    // The authority signed as `host`: the one every connection sends.
+    let signed_host: Option<Arc<str>> = args.sign_lambda.then(|| target.authority().into());
     let connections = open(args, &target, link).await?;
     let tally = Arc::new(Tally::new(Window::starting_now(
         args.warmup(),
@@ -39,9 +43,22 @@ pub(super) async fn echo(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<R
     )));
     let mut tasks = JoinSet::new();
     for (index, connection) in connections.into_iter().enumerate() {
-        let (path, body, tally) = (path.clone(), body.clone(), tally.clone());
+        let (path, body, tally, signed_host) = (
+            path.clone(),
+            body.clone(),
+            tally.clone(),
+            signed_host.clone(),
+        );
         tasks.spawn(async move {
-            echo_loop(index, connection, &path, body, &tally).await;
+            echo_loop(
+                index,
+                connection,
+                &path,
+                signed_host.as_deref(),
+                body,
+                &tally,
+            )
+            .await;
         });
     }
     while tasks.join_next().await.is_some() {}
@@ -69,13 +86,23 @@ pub(super) async fn hyper_echo(args: &WorkerArgs, link: &mut Link) -> anyhow::Re
         args.duration(),
     )));
     let mut tasks = JoinSet::new();
+    let signed_host = uri.authority().map(|authority| authority.to_string());
+    let sign = args.sign_lambda;
     for index in 0..args.connections {
         let (client, uri, body, tally) = (client.clone(), uri.clone(), body.clone(), tally.clone());
+        let signed_host = signed_host.clone().unwrap_or_default();
         tasks.spawn(async move {
             while !tally.window().is_over() {
                 let started = Instant::now();
-                let request = http::Request::post(uri.clone())
-                    .header(http::header::CONTENT_TYPE, "application/json")
+                let mut request = http::Request::post(uri.clone())
+                    .header(http::header::CONTENT_TYPE, "application/json");
+                if sign {
+                    let path = uri.path_and_query().map_or("/", |path| path.as_str());
+                    for (name, value) in lambda_signature(&signed_host, path, &body) {
+                        request = request.header(name, value);
+                    }
+                }
+                let request = request
                     .body(Full::new(body.clone()))
                     .expect("a valid request");
                 let outcome = tokio::time::timeout(OPERATION_DEADLINE, async {
@@ -103,10 +130,14 @@ struct Push {
     body: Bytes,
 }
 
-/// Opens `connections` to the URL, then POSTs to the input file's lines in turn for the
-/// window after `go`. A line is a path, POSTed `payload_bytes` of filler, or a path, a tab
-/// and the body to POST.
-pub(super) async fn push(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<Report> {
+/// Opens `connections` to the URL, then sends `method` to the input file's lines in turn for
+/// the window after `go`. A line is a path, POSTed `payload_bytes` of filler, or a path, a tab
+/// and the body to POST; a GET sends no body.
+pub(super) async fn push(
+    args: &WorkerArgs,
+    link: &mut Link,
+    method: http::Method,
+) -> anyhow::Result<Report> {
     let target = Target::parse(&args.url)?;
     let input = args.input_file()?;
     let filler = Bytes::from(filler(args.payload_bytes));
@@ -115,6 +146,10 @@ pub(super) async fn push(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<R
             .with_context(|| format!("read {}", input.display()))?
             .lines()
             .map(|line| match line.split_once('\t') {
+                _ if method == http::Method::GET => Push {
+                    path: line.split('\t').next().unwrap_or(line).to_owned(),
+                    body: Bytes::new(),
+                },
                 Some((path, body)) => Push {
                     path: path.to_owned(),
                     body: Bytes::from(body.to_owned()),
@@ -138,10 +173,15 @@ pub(super) async fn push(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<R
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = JoinSet::new();
     for (index, connection) in connections.into_iter().enumerate() {
-        let (pushes, next, sources, tally) =
-            (pushes.clone(), next.clone(), sources.clone(), tally.clone());
+        let (pushes, next, sources, tally, method) = (
+            pushes.clone(),
+            next.clone(),
+            sources.clone(),
+            tally.clone(),
+            method.clone(),
+        );
         tasks.spawn(async move {
-            push_loop(index, connection, &pushes, &next, &sources, &tally).await;
+            push_loop(index, connection, &method, &pushes, &next, &sources, &tally).await;
         });
     }
     while tasks.join_next().await.is_some() {}
@@ -171,18 +211,38 @@ async fn open(
     Ok(connections)
 }
 
+/// The SigV4 headers an AWS SDK adds to a Lambda Invoke request for `path` at `host`, signed
+/// now with the key the Lambda stand-in accepts.
+fn lambda_signature(host: &str, path: &str, body: &[u8]) -> Vec<(String, String)> {
+    let key = sigv4::SigningKey::new(LAMBDA_KEY.0, LAMBDA_KEY.1);
+    sigv4::signature_headers(
+        "POST",
+        &format!("http://{host}{path}"),
+        &[("content-type", "application/json")],
+        body,
+        &key,
+        LAMBDA_REGION,
+        "lambda",
+        SystemTime::now(),
+    )
+}
+
+/// POSTs `body` to `path` in a closed loop until the window is over; with `signed_host`,
+/// each request signed for Lambda (the signature is part of what the loop measures).
 async fn echo_loop(
     index: usize,
     mut connection: HttpConnection,
     path: &str,
+    signed_host: Option<&str>,
     body: Bytes,
     tally: &Tally,
 ) {
     while !tally.window().is_over() {
         let started = Instant::now();
+        let headers = signed_host.map_or_else(Vec::new, |host| lambda_signature(host, path, &body));
         let outcome = tokio::time::timeout(
             OPERATION_DEADLINE,
-            connection.request(http::Method::POST, path, body.clone()),
+            connection.request_with(http::Method::POST, path, &headers, body.clone()),
         )
         .await
         .unwrap_or_else(|_| Err(anyhow!("no answer within {OPERATION_DEADLINE:?}")));
@@ -221,12 +281,13 @@ fn echo_answered(
     }
 }
 
-/// POSTs the pushes in turn (shared with the other loops through `next`) until the window
+/// Sends the pushes (or GETs) in turn (shared with the other loops through `next`) until the window
 /// is over; a request's latency includes opening a new connection when the server closed the
 /// previous one.
 async fn push_loop(
     index: usize,
     mut connection: HttpConnection,
+    method: &http::Method,
     pushes: &[Push],
     next: &AtomicUsize,
     sources: &Sources,
@@ -237,9 +298,7 @@ async fn push_loop(
         let started = Instant::now();
         let outcome = tokio::time::timeout(OPERATION_DEADLINE, async {
             connection.reopen_if_closed(sources.next()).await?;
-            connection
-                .request(http::Method::POST, path, body.clone())
-                .await
+            connection.request(method.clone(), path, body.clone()).await
         })
         .await
         .unwrap_or_else(|_| Err(anyhow!("no answer within {OPERATION_DEADLINE:?}")));
@@ -250,7 +309,7 @@ async fn push_loop(
                     tally.finish(index, started.elapsed());
                 } else {
                     tally.error(&anyhow!(
-                        "POST {path}: HTTP {status}: {}",
+                        "{method} {path}: HTTP {status}: {}",
                         String::from_utf8_lossy(&reply)
                     ));
                 }

@@ -65,6 +65,8 @@ pub(crate) enum Task {
     /// POST to the paths listed in the input file, in turn, counting statuses: each line a
     /// path (the body is `payload_bytes` of filler) or a path, a tab and the body.
     HttpPush,
+    /// GET the paths listed in the input file, in turn, counting statuses (`GetConnection`).
+    HttpGet,
 }
 
 /// The worker's command line; the parent builds it with [`WorkerArgs::to_args`].
@@ -98,6 +100,10 @@ pub(crate) struct WorkerArgs {
     /// optionally followed by a tab and its body.
     #[arg(long)]
     pub(crate) input_file: Option<PathBuf>,
+    /// `http-echo`, `hyper-echo`: sign each request with SigV4 for Lambda, as an AWS SDK
+    /// signs an Invoke call (the Lambda stand-in refuses it otherwise).
+    #[arg(long)]
+    pub(crate) sign_lambda: bool,
 }
 
 /// A line from the parent.
@@ -175,6 +181,7 @@ impl WorkerArgs {
             duration_ms: 0,
             payload_bytes: 0,
             input_file: None,
+            sign_lambda: false,
         }
     }
 
@@ -205,6 +212,9 @@ impl WorkerArgs {
         if let Some(file) = &self.input_file {
             args.push("--input-file".to_owned());
             args.push(file.display().to_string());
+        }
+        if self.sign_lambda {
+            args.push("--sign-lambda".to_owned());
         }
         args
     }
@@ -238,7 +248,8 @@ pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         Task::Listen => ws::listen(&args, &mut link).await?,
         Task::HttpEcho => http::echo(&args, &mut link).await?,
         Task::HyperEcho => http::hyper_echo(&args, &mut link).await?,
-        Task::HttpPush => http::push(&args, &mut link).await?,
+        Task::HttpPush => http::push(&args, &mut link, ::http::Method::POST).await?,
+        Task::HttpGet => http::push(&args, &mut link, ::http::Method::GET).await?,
     };
     link.emit(&Event::Done(report)).await
 }

@@ -222,6 +222,7 @@ impl Harness {
         let name = match kind {
             ServerKind::WsEcho => "ws-echo",
             ServerKind::LambdaBackend => "backend",
+            ServerKind::Lambda => "lambda",
             ServerKind::HttpOk => "http-ok",
             ServerKind::WsBroadcast => "ws-broadcast",
             ServerKind::GripBackend => "grip-backend",

@@ -26,6 +26,9 @@ use super::{Harness, Merged, REPORT_DEADLINE, Timing, count_received, millis};
 /// acknowledged push delivered.
 const TARGET_RATIO: f64 = 0.6;
 
+/// The gateway's CPU per push over the bare server's per request (issue 19).
+const TARGET_CPU_RATIO: f64 = 1.5;
+
 /// How long receivers may take to count the last deliveries after the pushers stop.
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(15);
 
@@ -163,9 +166,17 @@ pub(crate) async fn run(harness: &mut Harness, settings: PushSettings) -> anyhow
     let outcome = measure_both(harness, &gateway.url, gateway.pid(), settings).await;
     let stopped = gateway.stop().await;
     let stopped_backend = backend.stop().await;
-    let (bare, pushed, received) = outcome?;
+    let Windows {
+        bare,
+        pushed,
+        bare_get,
+        got,
+        received,
+    } = outcome?;
     stopped?;
     stopped_backend?;
+    check(harness, "push", "GET, http-ok", &bare_get, None, settings);
+    check(harness, "push", "GET, gateway", &got, None, settings);
 
     check(harness, "push", "http-ok", &bare, None, settings);
     let delivered_percent = check(
@@ -205,6 +216,50 @@ pub(crate) async fn run(harness: &mut Harness, settings: PushSettings) -> anyhow
             bare.pushers.cpu_per_operation(&bare.cpu, timing),
             statuses(&pushed.pushers),
             bare.cpu
+        ))
+        .command(&command),
+    );
+    // The CPU a push costs the gateway against what the same request costs a bare hyper
+    // server that only answers it: the parts of a push are that request and a frame written.
+    let per = |measurement: &Measurement, role: &str| {
+        measurement
+            .pushers
+            .role_micros_per_operation(&measurement.cpu, timing, role)
+            .unwrap_or(f64::NAN)
+    };
+    harness.figure(
+        Figure::new(
+            "push",
+            format!("gateway CPU per push ({n} connections)"),
+            per(&pushed, "gateway"),
+            "µs",
+            load,
+        )
+        .baseline("bare hyper 200", per(&bare, "http-ok"))
+        .target(Target::RatioAtMost(TARGET_CPU_RATIO))
+        .detail(format!(
+            "POST @connections/{{id}} with a {}-byte body, {} keep-alive connections; the bare \
+             server reads the same requests and answers 200",
+            settings.payload_bytes, settings.push_connections
+        ))
+        .command(&command),
+    );
+    harness.figure(
+        Figure::new(
+            "push",
+            format!("gateway CPU per GET @connections/{{id}} ({n} connections)"),
+            per(&got, "gateway"),
+            "µs",
+            load,
+        )
+        .baseline("bare hyper 200", per(&bare_get, "http-ok"))
+        .detail(format!(
+            "GetConnection over the same connections and paths: {} requests/s (bare {}); \
+             latency gateway {}, bare {}",
+            number(got.pushers.rate(timing)),
+            number(bare_get.pushers.rate(timing)),
+            got.pushers.latency_summary(),
+            bare_get.pushers.latency_summary()
         ))
         .command(&command),
     );
@@ -267,27 +322,44 @@ pub(crate) fn check(
     }
 }
 
-/// Receivers up, bare baseline, gateway window, deliveries counted, receivers closed.
-/// Returns (bare, gateway, received).
+/// The windows of one push run.
+struct Windows {
+    /// POSTs to the bare server.
+    bare: Measurement,
+    /// POSTs to the gateway.
+    pushed: Measurement,
+    /// GETs to the bare server.
+    bare_get: Measurement,
+    /// GETs to the gateway (`GetConnection`).
+    got: Measurement,
+    /// What the receivers counted.
+    received: Received,
+}
+
+/// Receivers up, bare baselines (POST, GET), gateway windows (POST, GET), deliveries
+/// counted, receivers closed.
 async fn measure_both(
     harness: &mut Harness,
     gateway_url: &str,
     gateway_pid: u32,
     settings: PushSettings,
-) -> anyhow::Result<(Measurement, Measurement, Received)> {
+) -> anyhow::Result<Windows> {
     let receivers = Receivers::open(harness, gateway_url, settings).await?;
     let bare_server = harness.start_server(ServerKind::HttpOk).await?;
+    let bare_roles = || vec![("http-ok", vec![bare_server.pid()])];
     let bare = receivers
-        .push(
-            harness,
-            &bare_server.url,
-            vec![("http-ok", vec![bare_server.pid()])],
-            None,
-            settings,
-        )
+        .push(harness, &bare_server.url, bare_roles(), None, settings)
         .await;
+    let bare_get = match bare {
+        Ok(_) => {
+            receivers
+                .get(harness, &bare_server.url, bare_roles(), settings)
+                .await
+        }
+        Err(_) => Err(anyhow::anyhow!("the POST window failed")),
+    };
     let stopped = bare_server.stop().await;
-    let bare = bare?;
+    let (bare, bare_get) = (bare?, bare_get?);
     stopped?;
 
     let http_url = gateway_url.replacen("ws://", "http://", 1);
@@ -300,8 +372,22 @@ async fn measure_both(
             settings,
         )
         .await?;
+    let got = receivers
+        .get(
+            harness,
+            &http_url,
+            vec![("gateway", vec![gateway_pid])],
+            settings,
+        )
+        .await?;
     let received = receivers.close(pushed.pushers.total).await?;
-    Ok((bare, pushed, received))
+    Ok(Windows {
+        bare,
+        pushed,
+        bare_get,
+        got,
+        received,
+    })
 }
 
 impl Receivers {
@@ -392,10 +478,37 @@ impl Receivers {
         ));
         let (measurement, _) = push_window(
             harness,
+            Task::HttpPush,
             http_url,
             &self.paths_file,
             roles,
             profiled,
+            settings,
+            &mut [],
+        )
+        .await?;
+        Ok(measurement)
+    }
+
+    /// One window of `GET @connections/{id}` against `http_url`, over the same paths.
+    pub(crate) async fn get(
+        &self,
+        harness: &mut Harness,
+        http_url: &str,
+        mut roles: Vec<(&str, Vec<u32>)>,
+        settings: PushSettings,
+    ) -> anyhow::Result<Measurement> {
+        roles.push((
+            "receivers",
+            self.workers.iter().map(WorkerProcess::pid).collect(),
+        ));
+        let (measurement, _) = push_window(
+            harness,
+            Task::HttpGet,
+            http_url,
+            &self.paths_file,
+            roles,
+            None,
             settings,
             &mut [],
         )
@@ -418,6 +531,7 @@ impl Receivers {
         ));
         push_window(
             harness,
+            Task::HttpPush,
             http_url,
             &self.paths_file,
             roles,
@@ -446,10 +560,12 @@ impl Receivers {
     }
 }
 
-/// Pushers POST the lines of `paths_file` for one window; returns their measurement and what
-/// `receivers` (none, or all of them) read during the measured window.
+/// Pushers POST (or GET, by `task`) the lines of `paths_file` for one window; returns their
+/// measurement and what `receivers` (none, or all of them) read during the measured window.
+#[allow(clippy::too_many_arguments)]
 async fn push_window(
     harness: &mut Harness,
+    task: Task,
     url: &str,
     paths_file: &std::path::Path,
     roles: Vec<(&str, Vec<u32>)>,
@@ -462,7 +578,7 @@ async fn push_window(
         duration_ms: millis(settings.timing.duration),
         payload_bytes: settings.payload_bytes,
         input_file: Some(paths_file.to_owned()),
-        ..WorkerArgs::template(Task::HttpPush, url)
+        ..WorkerArgs::template(task, url)
     };
     let (pushers, _) = harness
         .start_workers(

@@ -10,6 +10,11 @@
 //! client's CPU per request are the parts of a routed message, against which the gateway's
 //! CPU per message is quoted.
 //!
+//! With `--integration lambda` the route's integration is `type = "lambda"` against the
+//! harness's Lambda stand-in (`serve lambda`, which checks every request's SigV4 signature),
+//! and the direct call and the pooled client sign each request as an AWS SDK would: a part of
+//! a routed message is then one signed HTTP exchange.
+//!
 //! With `--tracing` the gateway records every message's spans (`[tracing]`, every trace
 //! sampled) and exports them over OTLP/HTTP to a sink in the harness (`serve http-ok`: it takes
 //! every export and discards it), so tracing on and off are the same workload: run it with and
@@ -25,7 +30,7 @@ use crate::client::{HttpConnection, Target as ClientTarget};
 use crate::machine::{self, CpuSplit};
 use crate::process::ServerProcess;
 use crate::report::{Figure, Target, number};
-use crate::servers::ServerKind;
+use crate::servers::{LAMBDA_KEY, LAMBDA_REGION, ServerKind};
 use crate::worker::{Task, WorkerArgs};
 
 use super::{Harness, Merged, Timing, millis};
@@ -50,7 +55,21 @@ pub(crate) struct RoundtripSettings {
     pub(crate) payload_bytes: usize,
     /// Whether the gateway traces every message, exporting to a sink in the harness.
     pub(crate) tracing: bool,
+    /// What the route's integration calls.
+    pub(crate) integration: Integration,
 }
+
+/// The route's integration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Integration {
+    /// `type = "http"`: the Lambda-proxy backend over HTTP.
+    Http,
+    /// `type = "lambda"`: the Lambda Invoke API stand-in, each call signed with SigV4.
+    Lambda,
+}
+
+/// The function the Lambda form's route invokes.
+const FUNCTION: &str = "echo";
 
 /// One measurement.
 #[derive(Debug)]
@@ -75,6 +94,7 @@ impl RoundtripSettings {
                 workers: 2,
                 payload_bytes: 64,
                 tracing: false,
+                integration: Integration::Http,
             }
         } else {
             RoundtripSettings {
@@ -86,20 +106,33 @@ impl RoundtripSettings {
                 workers: 2,
                 payload_bytes: 64,
                 tracing: false,
+                integration: Integration::Http,
             }
         }
     }
 
     fn args(&self) -> String {
         format!(
-            "roundtrip --connections {} --duration-ms {} --warmup-ms {} --workers {} --payload-bytes {}{}",
+            "roundtrip --connections {} --duration-ms {} --warmup-ms {} --workers {} --payload-bytes {}{}{}",
             self.connections,
             self.timing.duration.as_millis(),
             self.timing.warmup.as_millis(),
             self.workers,
             self.payload_bytes,
-            if self.tracing { " --tracing" } else { "" }
+            if self.tracing { " --tracing" } else { "" },
+            match self.integration {
+                Integration::Http => "",
+                Integration::Lambda => " --integration lambda",
+            }
         )
+    }
+
+    /// The Lambda form of these settings.
+    pub(crate) fn lambda(self) -> RoundtripSettings {
+        RoundtripSettings {
+            integration: Integration::Lambda,
+            ..self
+        }
     }
 }
 
@@ -127,7 +160,10 @@ pub(crate) async fn run(harness: &mut Harness, settings: RoundtripSettings) -> a
     let echo = echo?;
     stopped?;
 
-    let backend = harness.start_server(ServerKind::LambdaBackend).await?;
+    let backend = match settings.integration {
+        Integration::Http => harness.start_server(ServerKind::LambdaBackend).await?,
+        Integration::Lambda => harness.start_server(ServerKind::Lambda).await?,
+    };
     let sink = match settings.tracing {
         true => Some(harness.start_server(ServerKind::HttpOk).await?),
         false => None,
@@ -167,10 +203,17 @@ pub(crate) async fn run(harness: &mut Harness, settings: RoundtripSettings) -> a
         );
     }
     let n = number(settings.connections as f64);
-    // The figures' names say when every message was traced, so both runs read apart.
-    let n = match settings.tracing {
-        true => format!("{n} conns, tracing"),
-        false => format!("{n} conns"),
+    // The figures' names say when every message was traced and when the integration is
+    // Lambda, so the runs read apart.
+    let n = match (settings.tracing, settings.integration) {
+        (true, Integration::Http) => format!("{n} conns, tracing"),
+        (false, Integration::Http) => format!("{n} conns"),
+        (true, Integration::Lambda) => format!("{n} conns, Lambda, tracing"),
+        (false, Integration::Lambda) => format!("{n} conns, Lambda"),
+    };
+    let exchange = match settings.integration {
+        Integration::Http => "",
+        Integration::Lambda => "signed (aws-sigv4, as the AWS SDK for Rust signs) ",
     };
     harness.figure(
         Figure::new(
@@ -232,7 +275,7 @@ pub(crate) async fn run(harness: &mut Harness, settings: RoundtripSettings) -> a
         .target(Target::RatioAtMost(TARGET_PARTS_RATIO))
         .detail(format!(
             "parts measured alone in this run: ws-echo {echo_part:.1} µs per message (a frame \
-             read and one written), hyper_util's pooled client {client_part:.1} µs per request \
+             read and one written), hyper_util's pooled client {client_part:.1} µs per {exchange}request \
              against the same backend with the gateway's event ({} requests/s, {} loops)",
             number(hyper.clients.rate(timing)),
             number(settings.connections as f64)
@@ -266,7 +309,10 @@ async fn through_gateway_then_direct(
     sink: Option<&ServerProcess>,
     settings: RoundtripSettings,
 ) -> anyhow::Result<(Measurement, Measurement, Measurement)> {
-    let mut gateway_config = config(backend_url);
+    let mut gateway_config = match settings.integration {
+        Integration::Http => config(backend_url),
+        Integration::Lambda => lambda_config(backend_url),
+    };
     let mut roles = vec![("backend", vec![backend_pid])];
     if let Some(sink) = sink {
         gateway_config.push_str(&tracing_config(&sink.url));
@@ -290,10 +336,15 @@ async fn through_gateway_then_direct(
 
     let event = captured_event(backend_url).await?;
     let input = harness.write_input("roundtrip-event.json", &event)?;
+    // What the gateway's integration calls, called directly.
+    let direct_url = match settings.integration {
+        Integration::Http => backend_url.to_owned(),
+        Integration::Lambda => format!("{backend_url}/2015-03-31/functions/{FUNCTION}/invocations"),
+    };
     let direct = measure(
         harness,
         Task::HttpEcho,
-        backend_url,
+        &direct_url,
         Some(input.clone()),
         vec![("backend", vec![backend_pid])],
         None,
@@ -303,7 +354,7 @@ async fn through_gateway_then_direct(
     let hyper = measure(
         harness,
         Task::HyperEcho,
-        backend_url,
+        &direct_url,
         Some(input),
         vec![("backend", vec![backend_pid])],
         None,
@@ -328,6 +379,32 @@ route_response = true
 type = "http"
 uri = "{backend_url}"
 "#
+    )
+}
+
+/// The gateway with a two-way `echo` route to function `echo` of the Lambda stand-in at
+/// `endpoint_url`, signing with the key it accepts.
+fn lambda_config(endpoint_url: &str) -> String {
+    format!(
+        r#"
+[gateway]
+stage = "dev"
+region = "{LAMBDA_REGION}"
+
+[aws]
+access_key_id = "{}"
+secret_access_key = "{}"
+
+[routes.echo]
+integration = "backend"
+route_response = true
+
+[integrations.backend]
+type = "lambda"
+function = "{FUNCTION}"
+endpoint_url = "{endpoint_url}"
+"#,
+        LAMBDA_KEY.0, LAMBDA_KEY.1
     )
 }
 
@@ -369,6 +446,7 @@ pub(crate) async fn measure(
         duration_ms: millis(settings.timing.duration),
         payload_bytes: settings.payload_bytes,
         input_file,
+        sign_lambda: settings.integration == Integration::Lambda,
         ..WorkerArgs::template(task, url)
     };
     let (workers, _) = harness

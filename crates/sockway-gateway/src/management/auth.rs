@@ -18,6 +18,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 
+use http::HeaderName;
 use http::request::Parts;
 
 use super::ApiError;
@@ -47,13 +48,16 @@ pub(crate) enum NotLocal {
 }
 
 /// Headers a proxy adds to a request it relays.
-const FORWARDING_HEADERS: [&str; 5] = [
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-real-ip",
-    "via",
+const FORWARDING_HEADERS: [HeaderName; 5] = [
+    http::header::FORWARDED,
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-real-ip"),
+    http::header::VIA,
 ];
+
+/// `Sec-Fetch-Site`, which browsers send with every request.
+const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
 /// Whether a request is one this machine's own tools sent: see the module docs. With
 /// `same_origin_page`, a browser page whose origin is the request's own (the console's page)
@@ -66,18 +70,18 @@ pub(crate) fn check_local(
     if !is_loopback(peer.ip()) {
         return Err(NotLocal::Peer);
     }
-    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-    let host = header("host").unwrap_or_default();
+    let header = |name: &HeaderName| headers.get(name).and_then(|value| value.to_str().ok());
+    let host = header(&http::header::HOST).unwrap_or_default();
     if !Authority::parse(host).is_some_and(|authority| authority.names_loopback()) {
         return Err(NotLocal::Host);
     }
     if FORWARDING_HEADERS
         .iter()
-        .any(|name| headers.contains_key(*name))
+        .any(|name| headers.contains_key(name))
     {
         return Err(NotLocal::Forwarded);
     }
-    let fetch_site = header("sec-fetch-site");
+    let fetch_site = header(&SEC_FETCH_SITE);
     if matches!(fetch_site, Some("cross-site" | "same-site")) {
         return Err(NotLocal::CrossOrigin);
     }
