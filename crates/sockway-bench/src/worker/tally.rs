@@ -261,3 +261,50 @@ impl Deliveries {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deliveries_are_kept_per_level_from_their_due_time() {
+        let deliveries = Deliveries::new();
+        // Level 2: 1 ms and 3 ms after due; level 0: 250 µs; a level out of range is ignored.
+        deliveries.record(2, 10_000_000, 11_000_000);
+        deliveries.record(2, 20_000_000, 23_000_000);
+        deliveries.record(0, 5_000_000, 5_250_000);
+        deliveries.record(MAX_LEVELS, 0, 1_000_000);
+        let report = deliveries.to_report();
+        assert_eq!(report.len(), 2);
+        assert_eq!((report[0].level, report[0].delivered), (0, 1));
+        assert_eq!((report[1].level, report[1].delivered), (2, 2));
+        let level_two: Vec<u64> = report[1]
+            .latency_us
+            .iter()
+            .map(|(value, _)| *value)
+            .collect();
+        assert_eq!(level_two.len(), 2, "{level_two:?}");
+        assert!(level_two[0].abs_diff(1000) <= 1, "{level_two:?}");
+        assert!(level_two[1].abs_diff(3000) <= 3, "{level_two:?}");
+    }
+
+    #[test]
+    fn open_loop_operations_count_in_the_window_they_were_due_in() {
+        let origin = Instant::now() - Duration::from_secs(10);
+        let tally = Tally::new(Window::after(
+            origin,
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+        ));
+        // Due in the warm-up, in the window, after it: only the middle one counts, and its
+        // latency runs from its due time (about 8.5 s ago).
+        tally.finish_due(0, origin + Duration::from_millis(500));
+        tally.finish_due(1, origin + Duration::from_millis(1500));
+        tally.finish_due(2, origin + Duration::from_millis(3500));
+        let report = tally.to_report();
+        assert_eq!((report.completed, report.total), (1, 3));
+        let (value, count) = report.latency_us[0];
+        assert_eq!(count, 1);
+        assert!((8_400_000..9_500_000).contains(&value), "{value} µs");
+    }
+}

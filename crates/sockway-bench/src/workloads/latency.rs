@@ -677,14 +677,17 @@ fn record(
                 )
                 .baseline(part.baseline.system, baseline.2[index])
                 .cpu(cpu)
-                .detail(format!(
-                    "{what}; gateway p50/p99/p99.9 {}, {} {}; CPU in the {} window: {}",
-                    milliseconds(values),
-                    part.baseline.system,
-                    milliseconds(&baseline.2),
-                    part.baseline.system,
-                    baseline_cpu
-                ))
+                .detail(match index {
+                    0 => format!(
+                        "{what}; gateway p50/p99/p99.9 {}, {} {}; CPU in the {} window: {}",
+                        milliseconds(values),
+                        part.baseline.system,
+                        milliseconds(&baseline.2),
+                        part.baseline.system,
+                        baseline_cpu
+                    ),
+                    _ => format!("the window of {} p50 at {percent} %", part.name),
+                })
                 .command(command),
             );
         }
