@@ -10,6 +10,7 @@
 //! This file only turns arguments into settings and reports; the workloads are in
 //! `workloads`, the client side in `worker` and `client`, the servers in `servers`.
 
+mod chart;
 mod client;
 mod grip;
 mod machine;
@@ -33,6 +34,7 @@ use workloads::Harness;
 use workloads::broadcast::BroadcastSettings;
 use workloads::connect::ConnectSettings;
 use workloads::idle::IdleSettings;
+use workloads::latency::LatencySettings;
 use workloads::push::PushSettings;
 use workloads::pushpin::{Part, PushpinSettings};
 use workloads::roundtrip::{Integration, RoundtripSettings};
@@ -50,8 +52,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Every workload in turn: idle, connect, roundtrip (HTTP, then Lambda), push, broadcast (one node, then six
-    /// nodes with 100,000 members; quick: one small cluster form), cluster-push.
+    /// Every workload in turn: idle, connect, roundtrip (HTTP, then Lambda), push, broadcast
+    /// (one node, then six nodes with 100,000 members; quick: one small cluster form),
+    /// cluster-push, latency.
     All(RunOptions),
     /// Workload 1: gateway RSS per idle connection, against the echo server's.
     Idle {
@@ -138,6 +141,35 @@ enum Command {
         #[command(flatten)]
         push: PushOptions,
     },
+    /// Latency curves: round trip and push p50/p99/p99.9 at 25, 50, 75 and 90 % of the
+    /// saturating rate measured in the same run, open loop (latency from each message's due
+    /// time), against the direct HTTP call and the bare hyper server at the same rates; draws
+    /// them as a PNG.
+    Latency {
+        #[command(flatten)]
+        run: RunOptions,
+        #[command(flatten)]
+        window: WindowOptions,
+        /// Round-trip connections. Default 1,000; quick 20.
+        #[arg(long)]
+        connections: Option<usize>,
+        /// Round-trip worker processes. Default 2.
+        #[arg(long)]
+        workers: Option<usize>,
+        /// WebSocket connections pushed to. Default 10,000; quick 100.
+        #[arg(long)]
+        receivers: Option<usize>,
+        /// Keep-alive HTTP connections pushing. Default 16; quick 4.
+        #[arg(long)]
+        push_connections: Option<usize>,
+        /// Filler bytes per round-trip message and per push. Default 64.
+        #[arg(long)]
+        payload_bytes: Option<usize>,
+        /// Where to write the chart. Default docs/benchmarks/latency.png (relative to the
+        /// current directory); quick: a scratch file.
+        #[arg(long, value_name = "PATH")]
+        png: Option<PathBuf>,
+    },
     /// Workloads 1-5 against Pushpin (WebSocket-over-HTTP, GRIP backend in the harness) in
     /// the same run, as shipped and with `message_rate=0`, next to sockway's figures. Needs
     /// the Debian package: apt-get install -y pushpin.
@@ -211,7 +243,7 @@ struct WindowOptions {
 }
 
 /// One workload with its settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Planned {
     Idle(IdleSettings),
     Connect(ConnectSettings),
@@ -220,6 +252,7 @@ enum Planned {
     Broadcast(BroadcastSettings),
     ClusterPush(PushSettings),
     Pushpin(Part, PushpinSettings),
+    Latency(Box<LatencySettings>),
 }
 
 fn main() -> ExitCode {
@@ -271,6 +304,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 plan.push(Planned::Broadcast(BroadcastSettings::cluster()));
             }
             plan.push(Planned::ClusterPush(PushSettings::defaults(quick)));
+            plan.push(Planned::Latency(Box::new(LatencySettings::defaults(quick))));
             (run, plan)
         }
         Command::Idle {
@@ -338,6 +372,28 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             override_with(&mut settings.broadcasts, broadcasts);
             override_with(&mut settings.payload_bytes, payload_bytes);
             (run, vec![Planned::Broadcast(settings)])
+        }
+        Command::Latency {
+            run,
+            window,
+            connections,
+            workers,
+            receivers,
+            push_connections,
+            payload_bytes,
+            png,
+        } => {
+            let mut settings = LatencySettings::defaults(run.quick);
+            window.apply(&mut settings.roundtrip.timing);
+            window.apply(&mut settings.push.timing);
+            override_with(&mut settings.roundtrip.connections, connections);
+            override_with(&mut settings.roundtrip.workers, workers);
+            override_with(&mut settings.push.connections, receivers);
+            override_with(&mut settings.push.push_connections, push_connections);
+            override_with(&mut settings.roundtrip.payload_bytes, payload_bytes);
+            override_with(&mut settings.push.payload_bytes, payload_bytes);
+            settings.png = png;
+            (run, vec![Planned::Latency(Box::new(settings))])
         }
         Command::Pushpin { run, workloads } => {
             // Fails with how to install it before anything starts.
@@ -409,6 +465,18 @@ async fn run_plan(run: RunOptions, plan: Vec<Planned>) -> anyhow::Result<ExitCod
                 (
                     "cluster-push",
                     workloads::cluster_push::run(&mut harness, settings).await,
+                )
+            }
+            Planned::Latency(settings) => {
+                eprintln!(
+                    "== latency: {} round-trip connections, {} push receivers, levels {:?} %",
+                    settings.roundtrip.connections,
+                    settings.push.connections,
+                    workloads::latency::LEVELS
+                );
+                (
+                    "latency",
+                    workloads::latency::run(&mut harness, &settings).await,
                 )
             }
             Planned::Pushpin(part, settings) => {

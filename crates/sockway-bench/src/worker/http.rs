@@ -21,6 +21,7 @@ use hyper_util::rt::TokioExecutor;
 use sockway_testkit::sigv4;
 use tokio::task::JoinSet;
 
+use super::schedule::{EpochClock, PushStamp, Schedule};
 use super::tally::{Tally, Window};
 use super::{Link, OPERATION_DEADLINE, Report, WorkerArgs, filler, open_many};
 use crate::client::{HttpConnection, Sources, Target};
@@ -115,6 +116,133 @@ pub(super) async fn hyper_echo(args: &WorkerArgs, link: &mut Link) -> anyhow::Re
                 .unwrap_or_else(|_| Err(anyhow!("no answer within {OPERATION_DEADLINE:?}")));
                 if !echo_answered(index, started, outcome, &tally) {
                     return;
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(tally.to_report())
+}
+
+/// Opens `connections` to the URL, then POSTs the input file open-loop for the window after
+/// `go`: at `rate` per second on a fixed schedule spread over the connections, each latency
+/// counted from the request's due time (a request waiting for its connection's previous
+/// answer is late, and the wait counts).
+pub(super) async fn echo_open(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<Report> {
+    let rate = args.open_rate()?;
+    let target = Target::parse(&args.url)?;
+    let path: Arc<str> = target.path().into();
+    let input = args.input_file()?;
+    let body =
+        Bytes::from(std::fs::read(input).with_context(|| format!("read {}", input.display()))?);
+    let connections = open(args, &target, link).await?;
+    let origin = Instant::now();
+    let tally = Arc::new(Tally::new(Window::after(
+        origin,
+        args.warmup(),
+        args.duration(),
+    )));
+    let count = connections.len();
+    let mut tasks = JoinSet::new();
+    for (index, mut connection) in connections.into_iter().enumerate() {
+        let schedule = Schedule::new(origin, rate, count, index);
+        let (path, body, tally) = (path.clone(), body.clone(), tally.clone());
+        tasks.spawn(async move {
+            let end = tally.window().end;
+            for slot in 0.. {
+                let due = schedule.due(slot);
+                if due >= end {
+                    break;
+                }
+                tokio::time::sleep_until(due.into()).await;
+                tally.sent();
+                let outcome = tokio::time::timeout(
+                    OPERATION_DEADLINE,
+                    connection.request(http::Method::POST, &path, body.clone()),
+                )
+                .await
+                .unwrap_or_else(|_| Err(anyhow!("no answer within {OPERATION_DEADLINE:?}")));
+                if !echo_answered_due(index, due, outcome, &tally) {
+                    return;
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(tally.to_report())
+}
+
+/// Opens `connections` to the URL, then POSTs to the input file's paths in turn, open-loop
+/// for the window after `go`: at `rate` per second on a fixed schedule spread over the
+/// connections, each body stamped with its due time and `level` (`w` in the warm-up), each
+/// latency (to the 200) counted from that due time.
+pub(super) async fn push_open(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<Report> {
+    let rate = args.open_rate()?;
+    let target = Target::parse(&args.url)?;
+    let input = args.input_file()?;
+    let paths: Arc<Vec<String>> = Arc::new(
+        std::fs::read_to_string(input)
+            .with_context(|| format!("read {}", input.display()))?
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+    );
+    if paths.is_empty() {
+        bail!("{} lists no paths", input.display());
+    }
+    let filler: Arc<str> = filler(args.payload_bytes).into();
+    let connections = open(args, &target, link).await?;
+    let origin = Instant::now();
+    let clock = EpochClock::now();
+    let tally = Arc::new(Tally::new(Window::after(
+        origin,
+        args.warmup(),
+        args.duration(),
+    )));
+    let next = Arc::new(AtomicUsize::new(0));
+    let count = connections.len();
+    let level = args.level;
+    let mut tasks = JoinSet::new();
+    for (index, mut connection) in connections.into_iter().enumerate() {
+        let schedule = Schedule::new(origin, rate, count, index);
+        let (paths, filler, next, tally) =
+            (paths.clone(), filler.clone(), next.clone(), tally.clone());
+        tasks.spawn(async move {
+            let window = tally.window();
+            for slot in 0.. {
+                let due = schedule.due(slot);
+                if due >= window.end {
+                    break;
+                }
+                tokio::time::sleep_until(due.into()).await;
+                let path = &paths[next.fetch_add(1, Ordering::Relaxed) % paths.len()];
+                tally.sent();
+                let stamp = PushStamp {
+                    level: window.contains(due).then_some(level),
+                    due_ns: clock.epoch_ns(due),
+                };
+                let outcome = tokio::time::timeout(
+                    OPERATION_DEADLINE,
+                    connection.request(http::Method::POST, path, stamp.body(&filler).into()),
+                )
+                .await
+                .unwrap_or_else(|_| Err(anyhow!("no answer within {OPERATION_DEADLINE:?}")));
+                match outcome {
+                    Ok((status, reply)) => {
+                        tally.status(status.as_u16());
+                        if status == http::StatusCode::OK {
+                            tally.finish_due(index, due);
+                        } else {
+                            tally.error(&anyhow!(
+                                "POST {path}: HTTP {status}: {}",
+                                String::from_utf8_lossy(&reply)
+                            ));
+                        }
+                    }
+                    Err(error) => {
+                        tally.error(&error);
+                        return;
+                    }
                 }
             }
         });
@@ -278,6 +406,24 @@ fn echo_answered(
             tally.error(&error);
             false
         }
+    }
+}
+
+/// [`echo_answered`] for an open-loop exchange due at `due`.
+fn echo_answered_due(
+    index: usize,
+    due: Instant,
+    outcome: anyhow::Result<(http::StatusCode, Bytes)>,
+    tally: &Tally,
+) -> bool {
+    match outcome {
+        Ok((status, reply))
+            if status == http::StatusCode::OK && reply.starts_with(br#"{"statusCode":200"#) =>
+        {
+            tally.finish_due(index, due);
+            true
+        }
+        other => echo_answered(index, Instant::now(), other, tally),
     }
 }
 

@@ -12,6 +12,7 @@
 
 mod arrivals;
 mod http;
+mod schedule;
 mod tally;
 mod ws;
 
@@ -67,6 +68,16 @@ pub(crate) enum Task {
     HttpPush,
     /// GET the paths listed in the input file, in turn, counting statuses (`GetConnection`).
     HttpGet,
+    /// `ws-echo` open-loop: send at `rate` messages per second on a fixed schedule, whatever
+    /// is still unanswered, each latency counted from the message's due time.
+    WsEchoOpen,
+    /// `http-echo` open-loop: POST at `rate` per second on a fixed schedule over the
+    /// keep-alive connections (one request in flight on each; a request waiting for its
+    /// connection is late, and the wait counts).
+    HttpEchoOpen,
+    /// `http-push` open-loop: POST to the listed paths at `rate` per second, each body
+    /// stamped with `level` and its due time for the receivers.
+    HttpPushOpen,
 }
 
 /// The worker's command line; the parent builds it with [`WorkerArgs::to_args`].
@@ -104,6 +115,12 @@ pub(crate) struct WorkerArgs {
     /// signs an Invoke call (the Lambda stand-in refuses it otherwise).
     #[arg(long)]
     pub(crate) sign_lambda: bool,
+    /// Open-loop tasks: messages per second this worker offers.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) rate: f64,
+    /// `http-push-open`: the window level stamped on the measured window's pushes.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) level: u32,
 }
 
 /// A line from the parent.
@@ -143,6 +160,9 @@ pub(crate) enum Event {
 pub(crate) struct Report {
     /// Operations that finished inside the measured window (`http-push`: 200s).
     pub(crate) completed: u64,
+    /// Open-loop tasks: messages that left inside the measured window.
+    #[serde(default)]
+    pub(crate) offered: u64,
     /// Operations that finished at any time, warm-up included (`http-push`: 200s).
     pub(crate) total: u64,
     /// Failed operations and connections lost.
@@ -158,6 +178,20 @@ pub(crate) struct Report {
     /// `listen`: per broadcast, the connections that received it and when the last did.
     #[serde(default)]
     pub(crate) arrivals: Vec<Arrival>,
+    /// `receive`: the stamped pushes read, per window level.
+    #[serde(default)]
+    pub(crate) levels: Vec<LevelReport>,
+}
+
+/// The stamped pushes of one window level a receiver worker read.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub(crate) struct LevelReport {
+    /// The level (the latency workload's window index).
+    pub(crate) level: u32,
+    /// Pushes of that level read.
+    pub(crate) delivered: u64,
+    /// Their latencies from their due time, in microseconds, as (value, count) pairs.
+    pub(crate) latency_us: Vec<(u64, u64)>,
 }
 
 /// The worker's end of the pipe pair to the parent.
@@ -182,6 +216,8 @@ impl WorkerArgs {
             payload_bytes: 0,
             input_file: None,
             sign_lambda: false,
+            rate: 0.0,
+            level: 0,
         }
     }
 
@@ -208,6 +244,10 @@ impl WorkerArgs {
             self.duration_ms.to_string(),
             "--payload-bytes".to_owned(),
             self.payload_bytes.to_string(),
+            "--rate".to_owned(),
+            self.rate.to_string(),
+            "--level".to_owned(),
+            self.level.to_string(),
         ];
         if let Some(file) = &self.input_file {
             args.push("--input-file".to_owned());
@@ -225,6 +265,25 @@ impl WorkerArgs {
 
     fn duration(&self) -> Duration {
         Duration::from_millis(self.duration_ms)
+    }
+
+    /// The offered rate of an open-loop task.
+    fn open_rate(&self) -> anyhow::Result<f64> {
+        if !(self.rate.is_finite() && self.rate > 0.0) {
+            bail!(
+                "task {:?} needs a positive --rate, got {}",
+                self.task,
+                self.rate
+            );
+        }
+        if self.level >= schedule::MAX_LEVELS {
+            bail!(
+                "--level {} is over {}",
+                self.level,
+                schedule::MAX_LEVELS - 1
+            );
+        }
+        Ok(self.rate)
     }
 
     fn input_file(&self) -> anyhow::Result<&PathBuf> {
@@ -250,6 +309,9 @@ pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         Task::HyperEcho => http::hyper_echo(&args, &mut link).await?,
         Task::HttpPush => http::push(&args, &mut link, ::http::Method::POST).await?,
         Task::HttpGet => http::push(&args, &mut link, ::http::Method::GET).await?,
+        Task::WsEchoOpen => ws::echo_open(&args, &mut link).await?,
+        Task::HttpEchoOpen => http::echo_open(&args, &mut link).await?,
+        Task::HttpPushOpen => http::push_open(&args, &mut link).await?,
     };
     link.emit(&Event::Done(report)).await
 }

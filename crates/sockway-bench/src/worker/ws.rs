@@ -16,7 +16,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::arrivals::Arrivals;
-use super::tally::{Tally, Window};
+use super::schedule::{PushStamp, Schedule, echo_message, echo_slot};
+use super::tally::{Deliveries, Tally, Window};
 use super::{Link, OPERATION_DEADLINE, Report, WorkerArgs, filler, open_many};
 use crate::client::{self, Sources, Target, WsStream};
 use crate::workloads::epoch_nanos;
@@ -109,6 +110,46 @@ pub(super) async fn echo(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<R
     Ok(report)
 }
 
+/// Opens `connections`, then sends echo messages open-loop for the window after `go`: at
+/// `rate` per second on a fixed schedule, whatever is still unanswered, each latency counted
+/// from the message's due time. After the window, each connection waits for its last replies
+/// (at most [`OPERATION_DEADLINE`]); a reply that never came is an error.
+pub(super) async fn echo_open(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<Report> {
+    let rate = args.open_rate()?;
+    let target = Target::parse(&args.url)?;
+    let sources = Sources::new(args.source, args.sources);
+    let opening = Tally::new(Window::starting_now(Duration::ZERO, Duration::ZERO));
+    let sockets = open_many(args.connections, &opening, |_| {
+        client::connect_ws(&target, sources.next())
+    })
+    .await;
+    link.ready(sockets.len(), Vec::new()).await?;
+    link.wait_for_go().await?;
+    let origin = Instant::now();
+    let tally = Arc::new(Tally::new(Window::after(
+        origin,
+        args.warmup(),
+        args.duration(),
+    )));
+    let filler: Arc<str> = filler(args.payload_bytes).into();
+    let mut tasks = JoinSet::new();
+    let count = sockets.len();
+    for (index, socket) in sockets.into_iter().enumerate() {
+        let schedule = Schedule::new(origin, rate, count, index);
+        tasks.spawn(echo_open_loop(
+            index,
+            socket,
+            schedule,
+            filler.clone(),
+            tally.clone(),
+        ));
+    }
+    while tasks.join_next().await.is_some() {}
+    let mut report = tally.to_report();
+    report.errors += opening.to_report().errors;
+    Ok(report)
+}
+
 /// Opens `connections`, learns their ids, then counts pushed messages until `stop`.
 pub(super) async fn receive(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<Report> {
     let target = Target::parse(&args.url)?;
@@ -126,9 +167,12 @@ pub(super) async fn receive(args: &WorkerArgs, link: &mut Link) -> anyhow::Resul
     let (sockets, ids): (Vec<WsStream>, Vec<String>) = opened.into_iter().unzip();
     link.ready(sockets.len(), ids).await?;
     let received = Arc::new(AtomicU64::new(0));
-    hold_until_stop(sockets, &tally, Counter::Messages(received.clone()), link).await?;
+    let deliveries = Arc::new(Deliveries::new());
+    let counter = Counter::Messages(received.clone(), deliveries.clone());
+    hold_until_stop(sockets, &tally, counter, link).await?;
     let mut report = tally.to_report();
     report.received = received.load(Ordering::Relaxed);
+    report.levels = deliveries.to_report();
     Ok(report)
 }
 
@@ -137,8 +181,8 @@ pub(super) async fn receive(args: &WorkerArgs, link: &mut Link) -> anyhow::Resul
 enum Counter {
     /// Nothing (`idle`).
     Nothing,
-    /// Counts them (`receive`).
-    Messages(Arc<AtomicU64>),
+    /// Counts them, and records the latency of stamped ones (`receive`).
+    Messages(Arc<AtomicU64>, Arc<Deliveries>),
     /// Records each broadcast's arrival (`listen`).
     Broadcasts(Arc<Arrivals>),
 }
@@ -147,7 +191,17 @@ impl Counter {
     fn record(&self, message: Message, tally: &Tally) {
         match self {
             Counter::Nothing => {}
-            Counter::Messages(received) => {
+            Counter::Messages(received, deliveries) => {
+                let now_ns = epoch_nanos();
+                match PushStamp::parse(&message.into_data()) {
+                    Ok(Some(PushStamp {
+                        level: Some(level),
+                        due_ns,
+                    })) => deliveries.record(level, due_ns, now_ns),
+                    Ok(_) => {}
+                    Err(error) => tally.error(&error),
+                }
+                // Counted last: once the parent sees the count, the latency is recorded.
                 received.fetch_add(1, Ordering::Relaxed);
             }
             Counter::Broadcasts(arrivals) => {
@@ -164,7 +218,7 @@ impl Counter {
     fn total(&self) -> u64 {
         match self {
             Counter::Nothing => 0,
-            Counter::Messages(received) => received.load(Ordering::Relaxed),
+            Counter::Messages(received, _) => received.load(Ordering::Relaxed),
             Counter::Broadcasts(arrivals) => arrivals.total(),
         }
     }
@@ -261,6 +315,76 @@ async fn echo_loop(index: usize, mut socket: WsStream, payload: Arc<str>, tally:
             }
         }
         sequence += 1;
+    }
+    client::close_ws(socket).await;
+}
+
+/// One connection's open-loop round trips: sends each message when it is due (late, if the
+/// socket's writes were held up), reads replies in between.
+async fn echo_open_loop(
+    index: usize,
+    mut socket: WsStream,
+    schedule: Schedule,
+    filler: Arc<str>,
+    tally: Arc<Tally>,
+) {
+    let end = tally.window().end;
+    let drain_deadline = tokio::time::Instant::from_std(end + OPERATION_DEADLINE);
+    let (mut sent, mut answered) = (0u64, 0u64);
+    loop {
+        let next_due = schedule.due(sent);
+        let sending = next_due < end;
+        if !sending && answered == sent {
+            break;
+        }
+        let wake = match sending {
+            true => tokio::time::Instant::from_std(next_due),
+            false => drain_deadline,
+        };
+        tokio::select! {
+            biased;
+            message = socket.next() => {
+                let failure = match message {
+                    Some(Ok(message)) if message.is_text() || message.is_binary() => {
+                        match echo_slot(&message.into_data(), &filler) {
+                            Ok(slot) if slot < sent => {
+                                tally.finish_due(index, schedule.due(slot));
+                                answered += 1;
+                                continue;
+                            }
+                            Ok(slot) => anyhow!("echo reply for slot {slot}, not sent yet"),
+                            Err(error) => error,
+                        }
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(error)) => anyhow!(error).context("connection failed"),
+                    None => anyhow!("server closed the connection"),
+                };
+                tally.errors_of(
+                    (sent - answered).max(1),
+                    &failure.context(format!("{} round trips unanswered", sent - answered)),
+                );
+                return;
+            }
+            () = tokio::time::sleep_until(wake) => {
+                if !sending {
+                    tally.errors_of(
+                        sent - answered,
+                        &anyhow!(
+                            "{} round trips unanswered {OPERATION_DEADLINE:?} after the window",
+                            sent - answered
+                        ),
+                    );
+                    return;
+                }
+                if let Err(error) = client::send_text(&mut socket, echo_message(sent, &filler)).await {
+                    tally.errors_of(sent - answered + 1, &error);
+                    return;
+                }
+                tally.sent();
+                sent += 1;
+            }
+        }
     }
     client::close_ws(socket).await;
 }

@@ -9,6 +9,7 @@ pub(crate) mod broadcast;
 pub(crate) mod cluster_push;
 pub(crate) mod connect;
 pub(crate) mod idle;
+pub(crate) mod latency;
 pub(crate) mod push;
 pub(crate) mod pushpin;
 pub(crate) mod roundtrip;
@@ -70,6 +71,8 @@ pub(crate) struct Timing {
 pub(crate) struct Merged {
     /// Operations finished inside the window.
     pub(crate) completed: u64,
+    /// Open-loop messages that left inside the window.
+    pub(crate) offered: u64,
     /// Operations finished in the whole run (push: 200s, warm-up included).
     pub(crate) total: u64,
     /// Failed operations and lost connections.
@@ -82,6 +85,9 @@ pub(crate) struct Merged {
     pub(crate) statuses: std::collections::BTreeMap<u16, u64>,
     /// Data messages received (push receivers).
     pub(crate) received: u64,
+    /// Stamped pushes received per window level, with their latencies in microseconds
+    /// (push receivers, latency workload).
+    pub(crate) levels: std::collections::BTreeMap<u32, (u64, Histogram<u64>)>,
 }
 
 /// Appended to every gateway config the harness writes: the throttles and connection caps
@@ -294,6 +300,8 @@ impl Harness {
             let share = connections / workers + usize::from(index < connections % workers);
             let args = WorkerArgs {
                 connections: share,
+                // An open-loop rate is shared as the connections are.
+                rate: template.rate * share as f64 / connections.max(1) as f64,
                 source: Ipv4Addr::from(self.next_source),
                 sources: sources_each,
                 ..template.clone()
@@ -426,6 +434,7 @@ impl Merged {
     pub(crate) fn from_reports(reports: &[Report]) -> Merged {
         let mut merged = Merged {
             completed: 0,
+            offered: 0,
             total: 0,
             errors: 0,
             first_error: None,
@@ -433,9 +442,11 @@ impl Merged {
                 .expect("1 µs to 60 s at 3 significant figures is a valid histogram"),
             statuses: Default::default(),
             received: 0,
+            levels: Default::default(),
         };
         for report in reports {
             merged.completed += report.completed;
+            merged.offered += report.offered;
             merged.total += report.total;
             merged.errors += report.errors;
             merged.received += report.received;
@@ -447,6 +458,19 @@ impl Merged {
             }
             for (value, count) in &report.latency_us {
                 merged.latency.saturating_record_n(*value, *count);
+            }
+            for level in &report.levels {
+                let (delivered, latency) = merged.levels.entry(level.level).or_insert_with(|| {
+                    (
+                        0,
+                        Histogram::new_with_bounds(1, 60_000_000, 3)
+                            .expect("1 µs to 60 s at 3 significant figures is a valid histogram"),
+                    )
+                });
+                *delivered += level.delivered;
+                for (value, count) in &level.latency_us {
+                    latency.saturating_record_n(*value, *count);
+                }
             }
         }
         merged

@@ -542,6 +542,16 @@ impl Receivers {
         .await
     }
 
+    /// The file of push paths, one a line.
+    pub(crate) fn paths_file(&self) -> &std::path::Path {
+        &self.paths_file
+    }
+
+    /// The receiver worker processes, for counting during a window.
+    pub(crate) fn workers_mut(&mut self) -> &mut [WorkerProcess] {
+        &mut self.workers
+    }
+
     /// Waits until the receivers counted `expected` messages (or the delivery deadline
     /// passed), then closes them.
     pub(crate) async fn close(mut self, expected: u64) -> anyhow::Result<Received> {
@@ -596,7 +606,7 @@ async fn push_window(
 
 /// Asks the receivers for their counts until they add up to `expected` or the deadline
 /// passes; returns the last sum.
-async fn wait_for_deliveries(
+pub(crate) async fn wait_for_deliveries(
     receivers: &mut [WorkerProcess],
     expected: u64,
 ) -> anyhow::Result<u64> {

@@ -418,7 +418,7 @@ fn tracing_config(sink_url: &str) -> String {
 }
 
 /// The first `echo` event the backend received from the gateway.
-async fn captured_event(backend_url: &str) -> anyhow::Result<Bytes> {
+pub(crate) async fn captured_event(backend_url: &str) -> anyhow::Result<Bytes> {
     let target = ClientTarget::parse(backend_url)?;
     let mut connection = HttpConnection::open(&target, Ipv4Addr::LOCALHOST).await?;
     let (status, body) = connection
