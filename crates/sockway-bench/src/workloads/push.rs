@@ -468,6 +468,32 @@ impl Receivers {
         &self,
         harness: &mut Harness,
         http_url: &str,
+        roles: Vec<(&str, Vec<u32>)>,
+        profiled: Option<(&str, u32)>,
+        settings: PushSettings,
+    ) -> anyhow::Result<Measurement> {
+        self.window(harness, Task::HttpPush, http_url, roles, profiled, settings)
+            .await
+    }
+
+    /// One window of `GET @connections/{id}` against `http_url`, over the same paths.
+    pub(crate) async fn get(
+        &self,
+        harness: &mut Harness,
+        http_url: &str,
+        roles: Vec<(&str, Vec<u32>)>,
+        settings: PushSettings,
+    ) -> anyhow::Result<Measurement> {
+        self.window(harness, Task::HttpGet, http_url, roles, None, settings)
+            .await
+    }
+
+    /// One window of `task` over the receivers' paths, their CPU counted next to `roles`.
+    async fn window(
+        &self,
+        harness: &mut Harness,
+        task: Task,
+        http_url: &str,
         mut roles: Vec<(&str, Vec<u32>)>,
         profiled: Option<(&str, u32)>,
         settings: PushSettings,
@@ -478,37 +504,11 @@ impl Receivers {
         ));
         let (measurement, _) = push_window(
             harness,
-            Task::HttpPush,
+            task,
             http_url,
             &self.paths_file,
             roles,
             profiled,
-            settings,
-            &mut [],
-        )
-        .await?;
-        Ok(measurement)
-    }
-
-    /// One window of `GET @connections/{id}` against `http_url`, over the same paths.
-    pub(crate) async fn get(
-        &self,
-        harness: &mut Harness,
-        http_url: &str,
-        mut roles: Vec<(&str, Vec<u32>)>,
-        settings: PushSettings,
-    ) -> anyhow::Result<Measurement> {
-        roles.push((
-            "receivers",
-            self.workers.iter().map(WorkerProcess::pid).collect(),
-        ));
-        let (measurement, _) = push_window(
-            harness,
-            Task::HttpGet,
-            http_url,
-            &self.paths_file,
-            roles,
-            None,
             settings,
             &mut [],
         )
