@@ -9,7 +9,7 @@
 //! the workers' business (`worker`).
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -201,7 +201,7 @@ pub(crate) async fn connect_ws(target: &Target, source: Ipv4Addr) -> anyhow::Res
         }
         None => ClientStream::Plain(tcp),
         Some(config) => {
-            let name = ServerName::IpAddress(IpAddr::from(target.addr.ip()).into());
+            let name = ServerName::IpAddress(target.addr.ip().into());
             let tls = tokio_rustls::TlsConnector::from(config.clone())
                 .connect(name, tcp)
                 .await
