@@ -15,7 +15,9 @@
 //! as records to send (written before any later application data, in order), an alert from
 //! the peer ends reading with an error, and `close_notify` ends it cleanly. A TCP end of
 //! stream without `close_notify` is reported as `UnexpectedEof`, as rustls's own reader does.
-//! Early data is never accepted (the server config leaves `max_early_data_size` at 0).
+//! When rustls refuses a handshake or a record, the alert it queued is sent before the error
+//! is returned. Early data is never accepted (the server config leaves `max_early_data_size`
+//! at 0).
 
 use std::future::poll_fn;
 use std::io;
@@ -94,7 +96,14 @@ pub(crate) async fn accept(config: Arc<ServerConfig>, tcp: TcpStream) -> io::Res
         closing: false,
     };
     loop {
-        let next = stream.process()?;
+        let next = match stream.process() {
+            Ok(next) => next,
+            Err(error) => {
+                // The alert, if the client still listens; the caller bounds the wait.
+                let _ = poll_fn(|context| stream.poll_write_outgoing(context)).await;
+                return Err(error);
+            }
+        };
         poll_fn(|context| stream.poll_write_outgoing(context)).await?;
         match next {
             Next::Traffic => return Ok(stream),
@@ -133,7 +142,14 @@ impl TlsStream {
             } = self;
             let UnbufferedStatus { mut discard, state } =
                 connection.process_tls_records(incoming.as_mut_slice());
-            let next = match state.map_err(invalid_data)? {
+            let state = match state {
+                Ok(state) => state,
+                Err(error) => {
+                    self.encode_alert();
+                    return Err(invalid_data(error));
+                }
+            };
+            let next = match state {
                 ConnectionState::ReadTraffic(mut traffic) => {
                     while let Some(record) = traffic.next_record() {
                         let AppDataRecord {
@@ -189,6 +205,26 @@ impl TlsStream {
             self.discard_incoming(discard);
             if let Some(next) = next {
                 return Ok(next);
+            }
+        }
+    }
+
+    /// After rustls reported an error: the alert it queued for the peer (a handshake that
+    /// cannot succeed gets `handshake_failure`, a bad record `bad_record_mac`, ...), encoded
+    /// into `outgoing` for the caller to send before it closes, as rustls's buffered
+    /// connection would.
+    fn encode_alert(&mut self) {
+        let UnbufferedStatus { state, .. } = self.connection.process_tls_records(&mut []);
+        if let Ok(ConnectionState::EncodeTlsData(mut encode)) = state {
+            let start = self.outgoing.len();
+            if let Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) =
+                encode.encode(&mut [])
+            {
+                self.outgoing.resize(start + required_size, 0);
+                match encode.encode(&mut self.outgoing[start..]) {
+                    Ok(written) => self.outgoing.truncate(start + written),
+                    Err(_) => self.outgoing.truncate(start),
+                }
             }
         }
     }

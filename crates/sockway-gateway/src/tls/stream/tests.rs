@@ -1,6 +1,6 @@
 //! The unbuffered TLS stream against a tokio-rustls client over loopback: the handshake,
 //! records larger than one read both ways, a key update from the client, buffers released
-//! while idle, and `close_notify` as the end of the stream.
+//! while idle, `close_notify` as the end of the stream, and the alert a failed handshake sends.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -145,4 +145,50 @@ async fn tls_stream_reports_an_end_without_close_notify_as_unexpected() {
         .expect_err("a truncated stream is an error");
     assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof);
     drop(tcp);
+}
+
+#[tokio::test]
+async fn tls_stream_answers_a_handshake_it_cannot_complete_with_an_alert() {
+    let ca = TestCa::new();
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = server_config(&ca);
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        accept(config, tcp).await
+    });
+    // TLS 1.2 with RSA key exchange signatures only: nothing the server's ECDSA certificate
+    // can serve.
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.retain(|suite| {
+        suite.suite() == rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+    });
+    let client_config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let handshake = TlsConnector::from(Arc::new(client_config))
+        .connect(ServerName::IpAddress(addr.ip().into()), tcp);
+    let error = tokio::time::timeout(DEADLINE, handshake)
+        .await
+        .expect("the handshake ends")
+        .expect_err("no cipher suite is shared");
+    let cause = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    assert_eq!(
+        cause,
+        Some(&rustls::Error::AlertReceived(
+            rustls::AlertDescription::HandshakeFailure
+        )),
+        "{error}"
+    );
+    let server_error = tokio::time::timeout(DEADLINE, server)
+        .await
+        .expect("the server gives up")
+        .unwrap()
+        .expect_err("the server refuses the handshake");
+    assert_eq!(server_error.kind(), std::io::ErrorKind::InvalidData);
 }
