@@ -2,12 +2,19 @@
 //! loopback source address.
 //!
 //! Both the gateway runs and the baseline runs use these functions, so a ratio compares
-//! servers, not clients. WebSocket clients use tokio-tungstenite with a 4 KiB read buffer and
+//! servers, not clients. WebSocket clients use tokio-tungstenite with a 2 KiB read buffer and
 //! eager writes (the gateway's own settings) so that 19,000 connections fit in a few worker
-//! processes. What a connection does once open is the workers' business (`worker`).
+//! processes; a `wss://` target is reached over rustls (ring), trusting only the certificate
+//! the harness made for the gateway ([`TestCertificate`]). What a connection does once open is
+//! the workers' business (`worker`).
 
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -16,6 +23,9 @@ use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
@@ -23,7 +33,26 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// A connected WebSocket client.
-pub(crate) type WsStream = WebSocketStream<TcpStream>;
+pub(crate) type WsStream = WebSocketStream<ClientStream>;
+
+/// A client's byte stream: plain TCP (`ws://`) or TLS over TCP (`wss://`).
+#[derive(Debug)]
+pub(crate) enum ClientStream {
+    /// `ws://`.
+    Plain(TcpStream),
+    /// `wss://`; boxed, since rustls's connection state is large.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// A self-signed certificate for `127.0.0.1` and `localhost` (ECDSA P-256, rcgen), written
+/// as PEM files for the gateway's `[tls]` and the clients' `--ca-file`.
+#[derive(Debug, Clone)]
+pub(crate) struct TestCertificate {
+    /// The certificate, PEM: the gateway's `tls.cert_file`, and what clients trust.
+    pub(crate) cert_file: PathBuf,
+    /// Its private key, PKCS#8 PEM: the gateway's `tls.key_file`.
+    pub(crate) key_file: PathBuf,
+}
 
 /// How long a close handshake may take before the socket is dropped anyway.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
@@ -35,6 +64,9 @@ pub(crate) struct Target {
     pub(crate) url: String,
     /// The address taken from the URL.
     pub(crate) addr: SocketAddr,
+    /// For a `wss://` URL: the client config trusting the certificate given to
+    /// [`Target::trusting`]. `None` for any other URL, and for a `wss://` URL until then.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Consecutive loopback source addresses, handed out round robin.
@@ -64,12 +96,14 @@ pub(crate) struct HttpConnection {
 }
 
 impl Target {
-    /// Parses `ws://HOST:PORT/...` or `http://HOST:PORT/...` where HOST is an IPv4 address.
+    /// Parses `ws://HOST:PORT/...`, `wss://HOST:PORT/...` or `http://HOST:PORT/...` where
+    /// HOST is an IPv4 address.
     pub(crate) fn parse(url: &str) -> anyhow::Result<Target> {
         let rest = url
             .strip_prefix("ws://")
+            .or_else(|| url.strip_prefix("wss://"))
             .or_else(|| url.strip_prefix("http://"))
-            .with_context(|| format!("url `{url}` is neither ws:// nor http://"))?;
+            .with_context(|| format!("url `{url}` is neither ws://, wss:// nor http://"))?;
         let authority = rest.split('/').next().unwrap_or(rest);
         let addr = authority
             .parse()
@@ -77,12 +111,41 @@ impl Target {
         Ok(Target {
             url: url.to_owned(),
             addr,
+            tls: None,
         })
     }
 
     /// `IP:PORT`, as the `Host` header of every request to it carries it.
     pub(crate) fn authority(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// For a `wss://` target: trust the PEM certificate in `ca_file` (and nothing else).
+    /// Other targets are returned as they are.
+    pub(crate) fn trusting(mut self, ca_file: Option<&Path>) -> anyhow::Result<Target> {
+        if !self.url.starts_with("wss://") {
+            return Ok(self);
+        }
+        let ca_file = ca_file.with_context(|| format!("{} needs --ca-file", self.url))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in CertificateDer::pem_file_iter(ca_file)
+            .with_context(|| format!("read {}", ca_file.display()))?
+        {
+            let certificate =
+                certificate.with_context(|| format!("parse {}", ca_file.display()))?;
+            roots
+                .add(certificate)
+                .with_context(|| format!("trust {}", ca_file.display()))?;
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .context("ring supports TLS 1.2 and 1.3")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        self.tls = Some(Arc::new(config));
+        Ok(self)
     }
 
     /// The path of the URL, `/` when it has none.
@@ -134,9 +197,23 @@ pub(crate) async fn connect_tcp(addr: SocketAddr, source: Ipv4Addr) -> anyhow::R
     Ok(stream)
 }
 
-/// Opens a WebSocket connection to `target` from `source`.
+/// Opens a WebSocket connection to `target` from `source`, over TLS for a `wss://` target.
 pub(crate) async fn connect_ws(target: &Target, source: Ipv4Addr) -> anyhow::Result<WsStream> {
-    let stream = connect_tcp(target.addr, source).await?;
+    let tcp = connect_tcp(target.addr, source).await?;
+    let stream = match &target.tls {
+        None if target.url.starts_with("wss://") => {
+            bail!("{} needs a certificate to trust (--ca-file)", target.url)
+        }
+        None => ClientStream::Plain(tcp),
+        Some(config) => {
+            let name = ServerName::IpAddress(target.addr.ip().into());
+            let tls = tokio_rustls::TlsConnector::from(config.clone())
+                .connect(name, tcp)
+                .await
+                .with_context(|| format!("TLS handshake with {}", target.url))?;
+            ClientStream::Tls(Box::new(tls))
+        }
+    };
     let (socket, _response) = tokio_tungstenite::client_async_with_config(
         target.url.as_str(),
         stream,
@@ -178,6 +255,97 @@ pub(crate) async fn next_data(socket: &mut WsStream) -> anyhow::Result<Bytes> {
             Some(Ok(_)) => continue,
             Some(Err(error)) => return Err(error).context("read a message"),
             None => bail!("connection ended"),
+        }
+    }
+}
+
+impl TestCertificate {
+    /// Makes a new key and self-signed certificate and writes them to `cert.pem` and
+    /// `key.pem` in `directory`.
+    pub(crate) fn create(directory: &Path) -> anyhow::Result<TestCertificate> {
+        let certified = rcgen::generate_simple_self_signed(vec![
+            "127.0.0.1".to_owned(),
+            "localhost".to_owned(),
+        ])
+        .context("make a self-signed certificate")?;
+        let cert_file = directory.join("cert.pem");
+        let key_file = directory.join("key.pem");
+        std::fs::write(&cert_file, certified.cert.pem())
+            .with_context(|| format!("write {}", cert_file.display()))?;
+        std::fs::write(&key_file, certified.signing_key.serialize_pem())
+            .with_context(|| format!("write {}", key_file.display()))?;
+        Ok(TestCertificate {
+            cert_file,
+            key_file,
+        })
+    }
+
+    /// The gateway's `[tls]` table naming these files.
+    pub(crate) fn toml(&self) -> String {
+        format!(
+            "\n[tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+            self.cert_file.display().to_string(),
+            self.key_file.display().to_string()
+        )
+    }
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        context: &mut TaskContext<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_read(context, buffer),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(context, buffer),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        context: &mut TaskContext<'_>,
+        bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_write(context, bytes),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(context, bytes),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, context: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_flush(context),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(context),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, context: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_shutdown(context),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(context),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        context: &mut TaskContext<'_>,
+        buffers: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_write_vectored(context, buffers),
+            ClientStream::Tls(stream) => {
+                Pin::new(stream.as_mut()).poll_write_vectored(context, buffers)
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ClientStream::Plain(stream) => stream.is_write_vectored(),
+            ClientStream::Tls(stream) => stream.is_write_vectored(),
         }
     }
 }

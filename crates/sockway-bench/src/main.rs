@@ -32,12 +32,14 @@ use servers::ServerKind;
 use worker::WorkerArgs;
 use workloads::Harness;
 use workloads::broadcast::BroadcastSettings;
+use workloads::burst::BurstSettings;
 use workloads::connect::ConnectSettings;
 use workloads::idle::IdleSettings;
 use workloads::latency::LatencySettings;
 use workloads::push::PushSettings;
 use workloads::pushpin::{Part, PushpinSettings};
 use workloads::roundtrip::{Integration, RoundtripSettings};
+use workloads::tls::TlsSettings;
 
 /// Where the `sockway` binary is looked for unless `--sockway` says otherwise.
 const DEFAULT_SOCKWAY: &str = "target/release/sockway";
@@ -52,9 +54,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Every workload in turn: idle, connect, roundtrip (HTTP, then Lambda), push, broadcast
-    /// (one node, then six nodes with 100,000 members; quick: one small cluster form),
-    /// cluster-push, latency.
+    /// Every workload in turn: idle, burst, connect, roundtrip (HTTP, then Lambda), tls, push,
+    /// broadcast (one node, then six nodes with 100,000 members; quick: one small cluster
+    /// form), cluster-push, latency.
     All(RunOptions),
     /// Workload 1: gateway RSS per idle connection, against the echo server's.
     Idle {
@@ -66,6 +68,42 @@ enum Command {
         /// Worker processes the connections are spread over. Default 4; quick 2.
         #[arg(long)]
         workers: Option<usize>,
+    },
+    /// Workload 1 as users run it: RSS per idle connection after a burst of handshakes, each
+    /// answered once by a route, with the default config (access log on), ws:// and wss://.
+    Burst {
+        #[command(flatten)]
+        run: RunOptions,
+        /// Connections held (N). Default 19,000; quick 200.
+        #[arg(long)]
+        connections: Option<usize>,
+        /// Worker processes the connections are spread over. Default 4; quick 2.
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Handshakes in flight at once, over all workers. Default 200.
+        #[arg(long)]
+        in_flight: Option<usize>,
+        /// Quiet period before the RSS is read, in milliseconds. Default 20,000; quick 1,000.
+        #[arg(long)]
+        quiet_ms: Option<u64>,
+    },
+    /// Workloads 2 and 3 over wss:// next to ws:// in the same run: TLS handshakes/s and
+    /// round trips/s.
+    Tls {
+        #[command(flatten)]
+        run: RunOptions,
+        /// Connect loops per worker (2 workers). Default 32; quick 4.
+        #[arg(long)]
+        connect_concurrency: Option<usize>,
+        /// Round-trip connections. Default 1,000; quick 20.
+        #[arg(long)]
+        roundtrip_connections: Option<usize>,
+        /// Connect window in milliseconds. Default 5,000; quick 500.
+        #[arg(long)]
+        connect_duration_ms: Option<u64>,
+        /// Round-trip window in milliseconds. Default 10,000; quick 500.
+        #[arg(long)]
+        roundtrip_duration_ms: Option<u64>,
     },
     /// Workload 2: WebSocket connections per second, without and with an HTTP `$connect`.
     Connect {
@@ -246,8 +284,10 @@ struct WindowOptions {
 #[derive(Debug, Clone)]
 enum Planned {
     Idle(IdleSettings),
+    Burst(BurstSettings),
     Connect(ConnectSettings),
     Roundtrip(RoundtripSettings),
+    Tls(TlsSettings),
     Push(PushSettings),
     Broadcast(BroadcastSettings),
     ClusterPush(PushSettings),
@@ -294,9 +334,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let quick = run.quick;
             let mut plan = vec![
                 Planned::Idle(IdleSettings::defaults(quick)),
+                Planned::Burst(BurstSettings::defaults(quick)),
                 Planned::Connect(ConnectSettings::defaults(quick)),
                 Planned::Roundtrip(RoundtripSettings::defaults(quick)),
                 Planned::Roundtrip(RoundtripSettings::defaults(quick).lambda()),
+                Planned::Tls(TlsSettings::defaults(quick)),
                 Planned::Push(PushSettings::defaults(quick)),
                 Planned::Broadcast(BroadcastSettings::defaults(quick)),
             ];
@@ -316,6 +358,40 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             override_with(&mut settings.connections, connections);
             override_with(&mut settings.workers, workers);
             (run, vec![Planned::Idle(settings)])
+        }
+        Command::Burst {
+            run,
+            connections,
+            workers,
+            in_flight,
+            quiet_ms,
+        } => {
+            let mut settings = BurstSettings::defaults(run.quick);
+            override_with(&mut settings.connections, connections);
+            override_with(&mut settings.workers, workers);
+            override_with(&mut settings.in_flight, in_flight);
+            override_with(&mut settings.quiet, quiet_ms.map(Duration::from_millis));
+            (run, vec![Planned::Burst(settings)])
+        }
+        Command::Tls {
+            run,
+            connect_concurrency,
+            roundtrip_connections,
+            connect_duration_ms,
+            roundtrip_duration_ms,
+        } => {
+            let mut settings = TlsSettings::defaults(run.quick);
+            override_with(&mut settings.connect_concurrency, connect_concurrency);
+            override_with(&mut settings.roundtrip_connections, roundtrip_connections);
+            override_with(
+                &mut settings.connect_timing.duration,
+                connect_duration_ms.map(Duration::from_millis),
+            );
+            override_with(
+                &mut settings.roundtrip_timing.duration,
+                roundtrip_duration_ms.map(Duration::from_millis),
+            );
+            (run, vec![Planned::Tls(settings)])
         }
         Command::Connect {
             run,
@@ -425,6 +501,17 @@ async fn run_plan(run: RunOptions, plan: Vec<Planned>) -> anyhow::Result<ExitCod
             Planned::Idle(settings) => {
                 eprintln!("== idle: {} connections", settings.connections);
                 ("idle", workloads::idle::run(&mut harness, settings).await)
+            }
+            Planned::Burst(settings) => {
+                eprintln!(
+                    "== burst: {} connections, {} handshakes in flight, ws:// and wss://",
+                    settings.connections, settings.in_flight
+                );
+                ("burst", workloads::burst::run(&mut harness, settings).await)
+            }
+            Planned::Tls(settings) => {
+                eprintln!("== tls: connects and round trips, ws:// and wss://");
+                ("tls", workloads::tls::run(&mut harness, settings).await)
             }
             Planned::Connect(settings) => {
                 eprintln!(

@@ -5,15 +5,20 @@
 //! explicitly: servers with SIGTERM (sent with `kill`, since the workspace forbids `unsafe`),
 //! workers with `stop` on their stdin. Servers print one `... listening on URL` line, the
 //! same convention as `sockway serve`; `redis-server` (the cluster workloads' Redis) is
-//! ready at its `Ready to accept connections` line.
+//! ready at its `Ready to accept connections` line. A server's stdout is read and discarded
+//! after that line, its lines counted, so a gateway writing its access log to stdout (the
+//! default) never blocks on a full pipe.
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::worker::{self, Event, Report, WorkerArgs};
 
@@ -29,10 +34,13 @@ pub(crate) struct ServerProcess {
     /// The URL from its startup line.
     pub(crate) url: String,
     pid: u32,
-    /// Kept open: the harness's own servers stop when it closes. Also keeps the gateway's
-    /// stdout pipe from breaking.
+    /// Kept open: the harness's own servers stop when it closes.
     _stdin: Option<ChildStdin>,
-    _stdout: Lines<BufReader<ChildStdout>>,
+    /// Lines the process wrote to stdout after its startup line (the gateway's access log,
+    /// by default), read and discarded by `_drain`.
+    stdout_lines: Arc<AtomicU64>,
+    /// Reads stdout until it closes; aborted when the process is dropped.
+    _drain: AbortOnDropHandle<()>,
 }
 
 /// A running worker process and its pipes.
@@ -107,14 +115,22 @@ impl ServerProcess {
         })
         .await
         .map_err(|_| anyhow!("{name} printed no startup line within {PROCESS_DEADLINE:?}"))??;
+        let stdout_lines = Arc::new(AtomicU64::new(0));
+        let drain = tokio::spawn(drain(stdout, stdout_lines.clone()));
         Ok(ServerProcess {
             child,
             name,
             url,
             pid,
             _stdin: stdin,
-            _stdout: stdout,
+            stdout_lines,
+            _drain: AbortOnDropHandle::new(drain),
         })
+    }
+
+    /// Lines written to stdout since the startup line and read so far.
+    pub(crate) fn stdout_lines(&self) -> u64 {
+        self.stdout_lines.load(Ordering::Relaxed)
     }
 
     /// The process id.
@@ -231,6 +247,13 @@ impl WorkerProcess {
             .map_err(|_| anyhow!("worker {} did not exit after reporting", self.pid))?
             .context("wait for worker")?;
         Ok(report)
+    }
+}
+
+/// Reads `stdout` until it ends, counting its lines in `lines`.
+async fn drain(mut stdout: Lines<BufReader<ChildStdout>>, lines: Arc<AtomicU64>) {
+    while let Ok(Some(_)) = stdout.next_line().await {
+        lines.fetch_add(1, Ordering::Relaxed);
     }
 }
 

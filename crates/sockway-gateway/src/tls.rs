@@ -10,7 +10,10 @@
 //! certificate in use and is logged once; [`watch`] only tries again when the files change
 //! again. Protocol versions are rustls's safe defaults (TLS 1.2 and 1.3), ALPN offers
 //! `http/1.1`, and the provider is ring. Splitting upgrades from HTTP after the handshake is
-//! `server`'s.
+//! `server`'s. Each connection runs over [`stream::TlsStream`], rustls's unbuffered API with
+//! buffers that are released while the connection is idle.
+
+mod stream;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -24,10 +27,10 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
+
+pub(crate) use stream::TlsStream;
 
 use crate::ErrorChain;
 use crate::config::TlsConfig;
@@ -163,11 +166,9 @@ impl Tls {
         })
     }
 
-    /// Runs the server side of a TLS handshake on `stream`. The caller bounds it in time.
-    pub(crate) async fn accept(&self, stream: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
-        TlsAcceptor::from(self.server_config.clone())
-            .accept(stream)
-            .await
+    /// Runs the server side of a TLS handshake on `tcp`. The caller bounds it in time.
+    pub(crate) async fn accept(&self, tcp: TcpStream) -> std::io::Result<TlsStream> {
+        stream::accept(self.server_config.clone(), tcp).await
     }
 
     /// Loads the files again and, if they are valid, makes new handshakes use them; on

@@ -268,6 +268,12 @@ impl Source {
 }
 
 fn serve(config: Config, source: Source, levels: Option<LogLevels>) -> anyhow::Result<()> {
+    // No transparent huge pages, even where the kernel's mode is `always`: the heap is many
+    // small per-connection objects spread thinly over its pages, and a huge page makes all
+    // 2 MiB around one of them resident (khugepaged also collapses sparse ranges into huge
+    // pages while the gateway is idle). Measured in BENCHMARKS.md, section 1. A kernel
+    // without the call leaves its own setting, which only costs memory.
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

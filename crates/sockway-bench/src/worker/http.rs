@@ -327,7 +327,7 @@ async fn open(
         std::time::Duration::ZERO,
         std::time::Duration::ZERO,
     ));
-    let connections = open_many(args.connections, &opening, |_| {
+    let connections = open_many(args.connections, args.open_concurrency, &opening, |_| {
         HttpConnection::open(target, sources.next())
     })
     .await;

@@ -35,8 +35,9 @@ pub(crate) use arrivals::{Arrival, MAX_BROADCASTS};
 /// route) or its channel (the GRIP backend).
 pub(crate) const WHOAMI_MESSAGE: &str = r#"{"action":"whoami"}"#;
 
-/// Connections a worker opens at once; more would only overflow the listen backlogs.
-const OPEN_CONCURRENCY: usize = 64;
+/// Connections a worker opens at once unless told otherwise (`--open-concurrency`); more
+/// would only overflow the listen backlogs.
+pub(crate) const OPEN_CONCURRENCY: usize = 64;
 
 /// Longest one operation (a handshake, a round trip, a push) may take before it counts as
 /// an error.
@@ -121,6 +122,12 @@ pub(crate) struct WorkerArgs {
     /// `http-push-open`: the window level stamped on the measured window's pushes.
     #[arg(long, default_value_t = 0)]
     pub(crate) level: u32,
+    /// Connections opened at once (handshakes in flight) while opening `connections`.
+    #[arg(long, default_value_t = OPEN_CONCURRENCY)]
+    pub(crate) open_concurrency: usize,
+    /// For a `wss://` URL: the PEM certificate to trust (the gateway's self-signed one).
+    #[arg(long)]
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 /// A line from the parent.
@@ -218,6 +225,8 @@ impl WorkerArgs {
             sign_lambda: false,
             rate: 0.0,
             level: 0,
+            open_concurrency: OPEN_CONCURRENCY,
+            ca_file: None,
         }
     }
 
@@ -248,6 +257,8 @@ impl WorkerArgs {
             self.rate.to_string(),
             "--level".to_owned(),
             self.level.to_string(),
+            "--open-concurrency".to_owned(),
+            self.open_concurrency.to_string(),
         ];
         if let Some(file) = &self.input_file {
             args.push("--input-file".to_owned());
@@ -256,7 +267,16 @@ impl WorkerArgs {
         if self.sign_lambda {
             args.push("--sign-lambda".to_owned());
         }
+        if let Some(file) = &self.ca_file {
+            args.push("--ca-file".to_owned());
+            args.push(file.display().to_string());
+        }
         args
+    }
+
+    /// The WebSocket server to connect to, trusting `--ca-file` when it is `wss://`.
+    fn ws_target(&self) -> anyhow::Result<crate::client::Target> {
+        crate::client::Target::parse(&self.url)?.trusting(self.ca_file.as_deref())
     }
 
     fn warmup(&self) -> Duration {
@@ -374,9 +394,9 @@ impl Link {
     }
 }
 
-/// Opens `count` connections with `open`, [`OPEN_CONCURRENCY`] at a time; failures are
-/// counted in `tally` and left out.
-async fn open_many<T, F, Fut>(count: usize, tally: &Tally, open: F) -> Vec<T>
+/// Opens `count` connections with `open`, `concurrency` at a time; failures are counted in
+/// `tally` and left out.
+async fn open_many<T, F, Fut>(count: usize, concurrency: usize, tally: &Tally, open: F) -> Vec<T>
 where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = anyhow::Result<T>>,
@@ -390,7 +410,7 @@ where
                     Err(anyhow::anyhow!("opening took over {OPERATION_DEADLINE:?}"))
                 })
         })
-        .buffer_unordered(OPEN_CONCURRENCY)
+        .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
     results

@@ -28,13 +28,13 @@ async fn open_and_report(
     args: &WorkerArgs,
     link: &mut Link,
 ) -> anyhow::Result<(Vec<WsStream>, Arc<Tally>)> {
-    let target = Target::parse(&args.url)?;
+    let target = args.ws_target()?;
     let sources = Sources::new(args.source, args.sources);
     let tally = Arc::new(Tally::new(Window::starting_now(
         Duration::ZERO,
         Duration::ZERO,
     )));
-    let sockets = open_many(args.connections, &tally, |_| {
+    let sockets = open_many(args.connections, args.open_concurrency, &tally, |_| {
         client::connect_ws(&target, sources.next())
     })
     .await;
@@ -63,7 +63,7 @@ pub(super) async fn listen(args: &WorkerArgs, link: &mut Link) -> anyhow::Result
 
 /// Runs `connections` connect-handshake-close loops for the window after `go`.
 pub(super) async fn connect(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<Report> {
-    let target = Arc::new(Target::parse(&args.url)?);
+    let target = Arc::new(args.ws_target()?);
     let sources = Arc::new(Sources::new(args.source, args.sources));
     link.ready(0, Vec::new()).await?;
     link.wait_for_go().await?;
@@ -86,10 +86,10 @@ pub(super) async fn connect(args: &WorkerArgs, link: &mut Link) -> anyhow::Resul
 
 /// Opens `connections`, then runs closed-loop echo round trips for the window after `go`.
 pub(super) async fn echo(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<Report> {
-    let target = Target::parse(&args.url)?;
+    let target = args.ws_target()?;
     let sources = Sources::new(args.source, args.sources);
     let opening = Tally::new(Window::starting_now(Duration::ZERO, Duration::ZERO));
-    let sockets = open_many(args.connections, &opening, |_| {
+    let sockets = open_many(args.connections, args.open_concurrency, &opening, |_| {
         client::connect_ws(&target, sources.next())
     })
     .await;
@@ -116,10 +116,10 @@ pub(super) async fn echo(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<R
 /// (at most [`OPERATION_DEADLINE`]); a reply that never came is an error.
 pub(super) async fn echo_open(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<Report> {
     let rate = args.open_rate()?;
-    let target = Target::parse(&args.url)?;
+    let target = args.ws_target()?;
     let sources = Sources::new(args.source, args.sources);
     let opening = Tally::new(Window::starting_now(Duration::ZERO, Duration::ZERO));
-    let sockets = open_many(args.connections, &opening, |_| {
+    let sockets = open_many(args.connections, args.open_concurrency, &opening, |_| {
         client::connect_ws(&target, sources.next())
     })
     .await;
@@ -152,13 +152,13 @@ pub(super) async fn echo_open(args: &WorkerArgs, link: &mut Link) -> anyhow::Res
 
 /// Opens `connections`, learns their ids, then counts pushed messages until `stop`.
 pub(super) async fn receive(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<Report> {
-    let target = Target::parse(&args.url)?;
+    let target = args.ws_target()?;
     let sources = Sources::new(args.source, args.sources);
     let tally = Arc::new(Tally::new(Window::starting_now(
         Duration::ZERO,
         Duration::ZERO,
     )));
-    let opened = open_many(args.connections, &tally, |_| async {
+    let opened = open_many(args.connections, args.open_concurrency, &tally, |_| async {
         let mut socket = client::connect_ws(&target, sources.next()).await?;
         let id = whoami(&mut socket).await?;
         Ok((socket, id))

@@ -6,6 +6,7 @@
 //! `servers`, and the rendering in `report`.
 
 pub(crate) mod broadcast;
+pub(crate) mod burst;
 pub(crate) mod cluster_push;
 pub(crate) mod connect;
 pub(crate) mod idle;
@@ -13,6 +14,7 @@ pub(crate) mod latency;
 pub(crate) mod push;
 pub(crate) mod pushpin;
 pub(crate) mod roundtrip;
+pub(crate) mod tls;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,7 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use tokio::process::Command;
 
+use crate::client::TestCertificate;
 use crate::machine::{CpuSplit, CpuWatch};
 use crate::process::{ServerProcess, WorkerProcess};
 use crate::report::{Figure, RunReport};
@@ -49,6 +52,8 @@ pub(crate) struct Harness {
     common_flags: String,
     /// The next unused loopback source address.
     next_source: u32,
+    /// The self-signed certificate of the TLS forms, made when one first needs it.
+    certificate: Option<TestCertificate>,
     /// The figures and checks so far.
     pub(crate) report: RunReport,
 }
@@ -143,6 +148,7 @@ impl Harness {
             perf_dir,
             common_flags,
             next_source: u32::from(Ipv4Addr::new(127, 0, 0, 2)),
+            certificate: None,
             report,
         })
     }
@@ -163,8 +169,20 @@ impl Harness {
         name: &str,
         config: &str,
     ) -> anyhow::Result<ServerProcess> {
+        self.start_gateway_with(name, config, MEASUREMENT_SETTINGS)
+            .await
+    }
+
+    /// Writes `config` followed by `settings` (instead of [`MEASUREMENT_SETTINGS`]) and starts
+    /// `sockway serve` on `127.0.0.1:0`.
+    pub(crate) async fn start_gateway_with(
+        &self,
+        name: &str,
+        config: &str,
+        settings: &str,
+    ) -> anyhow::Result<ServerProcess> {
         let path = self.scratch.0.join(format!("{name}.toml"));
-        let config = format!("{config}\n{MEASUREMENT_SETTINGS}");
+        let config = format!("{config}\n{settings}");
         std::fs::write(&path, config).with_context(|| format!("write {}", path.display()))?;
         let mut command = Command::new(&self.sockway);
         command.arg("serve").arg("--config").arg(&path).args([
@@ -240,6 +258,17 @@ impl Harness {
         let mut command = Command::new(&self.exe);
         command.args(["serve", &value]);
         ServerProcess::start(name, command).await
+    }
+
+    /// The certificate TLS gateways serve and TLS clients trust, in the scratch directory:
+    /// made on first use, the same one afterwards.
+    pub(crate) fn certificate(&mut self) -> anyhow::Result<TestCertificate> {
+        if let Some(certificate) = &self.certificate {
+            return Ok(certificate.clone());
+        }
+        let certificate = TestCertificate::create(&self.scratch.0)?;
+        self.certificate = Some(certificate.clone());
+        Ok(certificate)
     }
 
     /// The scratch directory (removed when the harness is dropped).
