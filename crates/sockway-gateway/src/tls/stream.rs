@@ -28,7 +28,7 @@ use std::task::{Context, Poll, ready};
 use rustls::ServerConfig;
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{
-    AppDataRecord, ConnectionState, EncodeError, EncryptError, InsufficientSizeError,
+    AppDataRecord, ConnectionState, EncodeError, EncryptError, InsufficientSizeError, ReadTraffic,
     UnbufferedStatus,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -150,32 +150,19 @@ impl TlsStream {
                 }
             };
             let next = match state {
-                ConnectionState::ReadTraffic(mut traffic) => {
-                    while let Some(record) = traffic.next_record() {
-                        let AppDataRecord {
-                            discard: record_discard,
-                            payload,
-                        } = record.map_err(invalid_data)?;
-                        discard += record_discard;
-                        plaintext.extend_from_slice(payload);
-                    }
+                ConnectionState::ReadTraffic(traffic) => {
+                    discard += read_records(traffic, plaintext)?;
                     None
                 }
                 ConnectionState::EncodeTlsData(mut encode) => {
-                    let start = outgoing.len();
-                    let written = match encode.encode(&mut []) {
-                        Ok(written) => written,
-                        Err(EncodeError::InsufficientSize(InsufficientSizeError {
-                            required_size,
-                        })) => {
-                            outgoing.resize(start + required_size, 0);
-                            encode
-                                .encode(&mut outgoing[start..])
-                                .map_err(invalid_data)?
-                        }
-                        Err(error) => return Err(invalid_data(error)),
-                    };
-                    outgoing.truncate(start + written);
+                    append_sized(
+                        outgoing,
+                        |buffer| encode.encode(buffer),
+                        |error| match error {
+                            EncodeError::InsufficientSize(size) => Some(size.required_size),
+                            _ => None,
+                        },
+                    )?;
                     None
                 }
                 // The encoded records stay queued in `outgoing`, ahead of anything written
@@ -256,50 +243,32 @@ impl TlsStream {
                 connection.process_tls_records(incoming.as_mut_slice());
             let done = match state.map_err(invalid_data)? {
                 ConnectionState::WriteTraffic(mut traffic) => {
-                    let start = outgoing.len();
-                    let mut encrypt = |outgoing: &mut [u8]| match write {
-                        Write::Data(data) => traffic.encrypt(data, outgoing),
-                        Write::CloseNotify => traffic.queue_close_notify(outgoing),
-                    };
-                    let written = match encrypt(&mut []) {
-                        Ok(written) => written,
-                        Err(EncryptError::InsufficientSize(InsufficientSizeError {
-                            required_size,
-                        })) => {
-                            outgoing.resize(start + required_size, 0);
-                            encrypt(&mut outgoing[start..]).map_err(invalid_data)?
-                        }
-                        Err(error) => return Err(invalid_data(error)),
-                    };
-                    outgoing.truncate(start + written);
+                    append_sized(
+                        outgoing,
+                        |buffer| match write {
+                            Write::Data(data) => traffic.encrypt(data, buffer),
+                            Write::CloseNotify => traffic.queue_close_notify(buffer),
+                        },
+                        |error| match error {
+                            EncryptError::InsufficientSize(size) => Some(size.required_size),
+                            _ => None,
+                        },
+                    )?;
                     true
                 }
-                ConnectionState::ReadTraffic(mut traffic) => {
-                    while let Some(record) = traffic.next_record() {
-                        let AppDataRecord {
-                            discard: record_discard,
-                            payload,
-                        } = record.map_err(invalid_data)?;
-                        discard += record_discard;
-                        plaintext.extend_from_slice(payload);
-                    }
+                ConnectionState::ReadTraffic(traffic) => {
+                    discard += read_records(traffic, plaintext)?;
                     false
                 }
                 ConnectionState::EncodeTlsData(mut encode) => {
-                    let start = outgoing.len();
-                    let written = match encode.encode(&mut []) {
-                        Ok(written) => written,
-                        Err(EncodeError::InsufficientSize(InsufficientSizeError {
-                            required_size,
-                        })) => {
-                            outgoing.resize(start + required_size, 0);
-                            encode
-                                .encode(&mut outgoing[start..])
-                                .map_err(invalid_data)?
-                        }
-                        Err(error) => return Err(invalid_data(error)),
-                    };
-                    outgoing.truncate(start + written);
+                    append_sized(
+                        outgoing,
+                        |buffer| encode.encode(buffer),
+                        |error| match error {
+                            EncodeError::InsufficientSize(size) => Some(size.required_size),
+                            _ => None,
+                        },
+                    )?;
                     false
                 }
                 ConnectionState::TransmitTlsData(transmit) => {
@@ -481,6 +450,49 @@ impl std::fmt::Debug for TlsStream {
 
 #[cfg(test)]
 mod tests;
+
+/// Appends what `encode` writes to `outgoing`: asked first with no room, it names the size it
+/// needs (`required`), and writes into that much.
+fn append_sized<E>(
+    outgoing: &mut Vec<u8>,
+    mut encode: impl FnMut(&mut [u8]) -> Result<usize, E>,
+    required: impl Fn(&E) -> Option<usize>,
+) -> io::Result<()>
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let start = outgoing.len();
+    let written = match encode(&mut []) {
+        Ok(written) => written,
+        Err(error) => {
+            let Some(size) = required(&error) else {
+                return Err(invalid_data(error));
+            };
+            outgoing.resize(start + size, 0);
+            encode(&mut outgoing[start..]).map_err(invalid_data)?
+        }
+    };
+    outgoing.truncate(start + written);
+    Ok(())
+}
+
+/// Appends the plaintext of every record `traffic` holds to `plaintext`; returns how many bytes
+/// of the received TLS data those records used.
+fn read_records<Data>(
+    mut traffic: ReadTraffic<'_, '_, Data>,
+    plaintext: &mut Vec<u8>,
+) -> io::Result<usize> {
+    let mut discard = 0;
+    while let Some(record) = traffic.next_record() {
+        let AppDataRecord {
+            discard: record_discard,
+            payload,
+        } = record.map_err(invalid_data)?;
+        discard += record_discard;
+        plaintext.extend_from_slice(payload);
+    }
+    Ok(discard)
+}
 
 fn invalid_data(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error)
