@@ -32,9 +32,7 @@ use crate::servers::{LAMBDA_KEY, LAMBDA_REGION};
 pub(super) async fn echo(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<Report> {
     let target = Target::parse(&args.url)?;
     let path: Arc<str> = target.path().into();
-    let input = args.input_file()?;
-    let body =
-        Bytes::from(std::fs::read(input).with_context(|| format!("read {}", input.display()))?);
+    let body = args.input_body()?;
     // The authority signed as `host`: the one every connection sends.
     let signed_host: Option<Arc<str>> = args.sign_lambda.then(|| target.authority().into());
     let connections = open(args, &target, link).await?;
@@ -72,9 +70,7 @@ pub(super) async fn echo(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<R
 /// the warm-up.
 pub(super) async fn hyper_echo(args: &WorkerArgs, link: &mut Link) -> anyhow::Result<Report> {
     let uri: http::Uri = args.url.parse().context("the backend's URL")?;
-    let input = args.input_file()?;
-    let body =
-        Bytes::from(std::fs::read(input).with_context(|| format!("read {}", input.display()))?);
+    let body = args.input_body()?;
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
@@ -132,9 +128,7 @@ pub(super) async fn echo_open(args: &WorkerArgs, link: &mut Link) -> anyhow::Res
     let rate = args.open_rate()?;
     let target = Target::parse(&args.url)?;
     let path: Arc<str> = target.path().into();
-    let input = args.input_file()?;
-    let body =
-        Bytes::from(std::fs::read(input).with_context(|| format!("read {}", input.display()))?);
+    let body = args.input_body()?;
     let connections = open(args, &target, link).await?;
     let origin = Instant::now();
     let tally = Arc::new(Tally::new(Window::after(

@@ -311,6 +311,13 @@ impl WorkerArgs {
             .as_ref()
             .with_context(|| format!("task {:?} needs --input-file", self.task))
     }
+
+    /// The whole input file: the request body the echo tasks POST.
+    fn input_body(&self) -> anyhow::Result<bytes::Bytes> {
+        let input = self.input_file()?;
+        let body = std::fs::read(input).with_context(|| format!("read {}", input.display()))?;
+        Ok(bytes::Bytes::from(body))
+    }
 }
 
 /// Runs the worker until its task is done.

@@ -106,12 +106,12 @@ impl BurstSettings {
 impl Measurement {
     /// (RSS with N − RSS with 1) / (N − 1), in KiB.
     pub(crate) fn per_connection_kib(&self) -> f64 {
-        (self.all_kib as f64 - self.one_kib as f64) / (self.held.max(2) - 1) as f64
+        super::idle::per_connection_kib(self.one_kib, self.all_kib, self.held)
     }
 
     /// The same with the RSS read right after the burst.
     fn per_connection_at_burst_kib(&self) -> f64 {
-        (self.burst_kib as f64 - self.one_kib as f64) / (self.held.max(2) - 1) as f64
+        super::idle::per_connection_kib(self.one_kib, self.burst_kib, self.held)
     }
 
     fn describe(&self, name: &str) -> String {

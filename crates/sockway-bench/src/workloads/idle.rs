@@ -69,10 +69,16 @@ impl IdleSettings {
     }
 }
 
+/// Memory per connection from RSS with one connection and with `held`: (RSS with N − RSS
+/// with 1) / (N − 1), in KiB.
+pub(crate) fn per_connection_kib(one_kib: u64, all_kib: u64, held: usize) -> f64 {
+    (all_kib as f64 - one_kib as f64) / (held.max(2) - 1) as f64
+}
+
 impl Measurement {
     /// (RSS with N − RSS with 1) / (N − 1), in KiB, N the connections held.
     pub(crate) fn per_connection_kib(&self) -> f64 {
-        (self.all_kib as f64 - self.one_kib as f64) / (self.held.max(2) - 1) as f64
+        per_connection_kib(self.one_kib, self.all_kib, self.held)
     }
 
     /// `NAME RSS A MiB with 1, B MiB with N`.
