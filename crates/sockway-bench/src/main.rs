@@ -207,6 +207,9 @@ enum Command {
         /// current directory); quick: a scratch file.
         #[arg(long, value_name = "PATH")]
         png: Option<PathBuf>,
+        /// Which parts, comma-separated. Default: both.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        parts: Vec<workloads::latency::LatencyPart>,
     },
     /// Workloads 1-5 against Pushpin (WebSocket-over-HTTP, GRIP backend in the harness) in
     /// the same run, as shipped and with `message_rate=0`, next to sockway's figures. Needs
@@ -458,6 +461,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             push_connections,
             payload_bytes,
             png,
+            parts,
         } => {
             let mut settings = LatencySettings::defaults(run.quick);
             window.apply(&mut settings.roundtrip.timing);
@@ -469,6 +473,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             override_with(&mut settings.roundtrip.payload_bytes, payload_bytes);
             override_with(&mut settings.push.payload_bytes, payload_bytes);
             settings.png = png;
+            if !parts.is_empty() {
+                settings.parts = parts;
+            }
             (run, vec![Planned::Latency(Box::new(settings))])
         }
         Command::Pushpin { run, workloads } => {

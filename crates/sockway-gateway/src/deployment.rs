@@ -73,6 +73,7 @@ impl Deployment {
         let integrations = Integrations::from_config(
             &config,
             previous.map(|previous| (&previous.config, &previous.integrations)),
+            metrics,
         )?;
         let routes = RouteTable::from_config(
             &config,

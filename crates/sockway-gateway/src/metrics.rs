@@ -126,6 +126,9 @@ pub(crate) struct Metrics {
     /// `sockway_access_log_dropped_total`: access-log lines dropped because the writer was
     /// behind.
     pub(crate) access_log_dropped: Counter,
+    /// `sockway_backend_connection_waits_total`: integration and authorizer calls that waited
+    /// for a free connection to their backend (`limits.max_backend_connections`).
+    pub(crate) backend_connection_waits: Counter,
     /// `sockway_console_login_failures_total`: web console sign-ins refused.
     pub(crate) console_login_failures: Counter,
     authorizer: Family<OutcomeLabels, Counter>,
@@ -475,6 +478,12 @@ impl Metrics {
             "Access-log lines dropped because the writer was behind",
             access_log_dropped.clone(),
         );
+        let backend_connection_waits = Counter::default();
+        registry.register(
+            "sockway_backend_connection_waits",
+            "Integration and authorizer calls that waited for a free connection to their backend",
+            backend_connection_waits.clone(),
+        );
         let console_login_failures = Counter::default();
         registry.register(
             "sockway_console_login_failures",
@@ -592,6 +601,7 @@ impl Metrics {
             disconnects,
             disconnect_retries,
             access_log_dropped,
+            backend_connection_waits,
             console_login_failures,
             authorizer,
             authorizer_latency,

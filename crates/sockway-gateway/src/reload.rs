@@ -161,6 +161,7 @@ pub(crate) async fn reload(state: &State, config: Config) -> Result<ReloadOutcom
     }
     state.access_log.switch(lines);
     state.caps.set_limits(&deployment.config);
+    deployment.integrations.apply_limits(&deployment.config);
     if let Some(source) = &state.source {
         source.applied(&deployment.config);
     }

@@ -169,8 +169,9 @@ mod tests {
             text.push_str(&format!("[routes.\"{key}\"]\nintegration = \"backend\"\n"));
         }
         let config = Config::from_toml(&text, "<test>").unwrap();
-        let integrations = Integrations::from_config(&config, None).unwrap();
-        RouteTable::from_config(&config, &integrations, &Metrics::new(&config), None).unwrap()
+        let metrics = Metrics::new(&config);
+        let integrations = Integrations::from_config(&config, None, &metrics).unwrap();
+        RouteTable::from_config(&config, &integrations, &metrics, None).unwrap()
     }
 
     fn check(table: &RouteTable, body: &str, expected: Option<&str>) {

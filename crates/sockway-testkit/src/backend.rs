@@ -109,6 +109,7 @@ pub struct MockBackend {
     requests: mpsc::UnboundedReceiver<RecordedRequest>,
     responder: Arc<Mutex<Responder>>,
     server: JoinHandle<()>,
+    counters: Arc<http_server::Counters>,
 }
 
 impl std::fmt::Debug for MockBackend {
@@ -141,28 +142,30 @@ impl MockBackend {
         let (sender, requests) = mpsc::unbounded_channel();
         let responder = Arc::new(Mutex::new(responder));
         let shared_responder = responder.clone();
-        let (addr, server) = http_server::spawn("mock backend", move |parts, body| {
-            let recorded = RecordedRequest {
-                method: parts.method.to_string(),
-                uri: parts.uri.to_string(),
-                headers: parts.headers,
-                body,
-            };
-            let answer = (shared_responder.lock().expect("responder lock"))(&recorded);
-            let _ = sender.send(recorded);
-            async move {
-                if let Some(delay) = answer.delay {
-                    tokio::time::sleep(delay).await;
+        let (addr, server, counters) =
+            http_server::spawn_counted("mock backend", move |parts, body| {
+                let recorded = RecordedRequest {
+                    method: parts.method.to_string(),
+                    uri: parts.uri.to_string(),
+                    headers: parts.headers,
+                    body,
+                };
+                let answer = (shared_responder.lock().expect("responder lock"))(&recorded);
+                let _ = sender.send(recorded);
+                async move {
+                    if let Some(delay) = answer.delay {
+                        tokio::time::sleep(delay).await;
+                    }
+                    http_server::response(answer.status, answer.headers, answer.body)
                 }
-                http_server::response(answer.status, answer.headers, answer.body)
-            }
-        })
-        .await;
+            })
+            .await;
         MockBackend {
             addr,
             requests,
             responder,
             server,
+            counters,
         }
     }
 
@@ -209,6 +212,17 @@ impl MockBackend {
                 return event;
             }
         }
+    }
+
+    /// TCP connections the backend has accepted so far.
+    pub fn connections_accepted(&self) -> usize {
+        self.counters.connections()
+    }
+
+    /// The most requests the backend was answering at once (a delayed answer counts until its
+    /// delay is over) since the last call; the count starts again.
+    pub fn take_max_in_flight(&self) -> usize {
+        self.counters.take_max_in_flight()
     }
 
     /// Every request received so far and not yet taken, without waiting.

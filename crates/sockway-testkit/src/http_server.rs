@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -14,6 +15,38 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+/// What a server has seen: TCP connections accepted, requests being answered now and the
+/// most at once.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    connections: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+impl Counters {
+    /// TCP connections accepted so far.
+    pub(crate) fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// The most requests answered at once since the last call (from receiving the head to
+    /// handing the answer to hyper), and starts counting again.
+    pub(crate) fn take_max_in_flight(&self) -> usize {
+        self.max_in_flight
+            .swap(self.in_flight.load(Ordering::SeqCst), Ordering::SeqCst)
+    }
+
+    fn enter(&self) {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    }
+
+    fn leave(&self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Binds `127.0.0.1:0` and serves every request with `handler`, given the request's head and
 /// whole body, until the returned task is aborted (the stand-ins abort it when dropped).
 pub(crate) async fn spawn<F, Fut>(what: &str, handler: F) -> (SocketAddr, JoinHandle<()>)
@@ -21,6 +54,21 @@ where
     F: Fn(http::request::Parts, Bytes) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<Full<Bytes>>> + Send + 'static,
 {
+    let (addr, task, _) = spawn_counted(what, handler).await;
+    (addr, task)
+}
+
+/// [`spawn`], with the server's [`Counters`].
+pub(crate) async fn spawn_counted<F, Fut>(
+    what: &str,
+    handler: F,
+) -> (SocketAddr, JoinHandle<()>, Arc<Counters>)
+where
+    F: Fn(http::request::Parts, Bytes) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = hyper::Response<Full<Bytes>>> + Send + 'static,
+{
+    let counters = Arc::new(Counters::default());
+    let counted = counters.clone();
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|error| panic!("bind the {what}: {error}"));
@@ -32,18 +80,24 @@ where
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            counted.connections.fetch_add(1, Ordering::SeqCst);
             let handler = handler.clone();
+            let counted = counted.clone();
             connections.spawn(async move {
                 let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                     let handler = handler.clone();
+                    let counted = counted.clone();
                     async move {
+                        counted.enter();
                         let (parts, body) = request.into_parts();
                         let body = body
                             .collect()
                             .await
                             .map(|collected| collected.to_bytes())
                             .unwrap_or_default();
-                        Ok::<_, Infallible>(handler(parts, body).await)
+                        let response = handler(parts, body).await;
+                        counted.leave();
+                        Ok::<_, Infallible>(response)
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -52,7 +106,7 @@ where
             });
         }
     });
-    (addr, task)
+    (addr, task, counters)
 }
 
 /// A response with `status`, `body` and `headers`.

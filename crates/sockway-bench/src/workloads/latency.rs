@@ -57,8 +57,19 @@ pub(crate) struct LatencySettings {
     /// Where to write the PNG; `None`: `docs/benchmarks/latency.png`, or in a quick run a
     /// scratch file.
     pub(crate) png: Option<PathBuf>,
+    /// Which parts run: round trip, push, or both (the default).
+    pub(crate) parts: Vec<LatencyPart>,
     /// Whether this is a quick run.
     pub(crate) quick: bool,
+}
+
+/// A part of the latency workload, for `--parts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LatencyPart {
+    /// Route round trips through the HTTP integration.
+    Roundtrip,
+    /// `@connections` pushes.
+    Push,
 }
 
 /// One system's percentiles at each level.
@@ -100,6 +111,7 @@ impl LatencySettings {
             roundtrip: RoundtripSettings::defaults(quick),
             push: PushSettings::defaults(quick),
             png: None,
+            parts: vec![LatencyPart::Roundtrip, LatencyPart::Push],
             quick,
         }
     }
@@ -119,6 +131,13 @@ impl LatencySettings {
         );
         if let Some(png) = &self.png {
             args.push_str(&format!(" --png {}", png.display()));
+        }
+        if self.parts.len() == 1 {
+            let part = match self.parts[0] {
+                LatencyPart::Roundtrip => "roundtrip",
+                LatencyPart::Push => "push",
+            };
+            args.push_str(&format!(" --parts {part}"));
         }
         args
     }
@@ -147,22 +166,30 @@ pub(crate) async fn run(harness: &mut Harness, settings: &LatencySettings) -> an
     settings.validate()?;
     let load = machine::load();
     let command = harness.command(&settings.args());
-    let roundtrip = roundtrip_part(harness, settings).await;
-    if let Ok(part) = &roundtrip {
-        record(harness, part, settings, load, &command);
+    let mut outcomes = Vec::new();
+    for which in [LatencyPart::Roundtrip, LatencyPart::Push] {
+        if !settings.parts.contains(&which) {
+            continue;
+        }
+        let outcome = match which {
+            LatencyPart::Roundtrip => roundtrip_part(harness, settings).await,
+            LatencyPart::Push => push_part(harness, settings).await,
+        };
+        if let Ok(part) = &outcome {
+            record(harness, part, settings, load, &command);
+        }
+        outcomes.push(outcome);
     }
-    let push = push_part(harness, settings).await;
-    if let Ok(part) = &push {
-        record(harness, part, settings, load, &command);
-    }
-    let parts: Vec<&Part> = [&roundtrip, &push]
-        .into_iter()
+    let parts: Vec<&Part> = outcomes
+        .iter()
         .filter_map(|part| part.as_ref().ok())
         .collect();
     if !parts.is_empty() {
         write_chart(harness, &parts, settings)?;
     }
-    roundtrip.and(push).map(|_| ())
+    outcomes
+        .into_iter()
+        .try_for_each(|outcome| outcome.map(|_| ()))
 }
 
 /// The round trip: saturation and the levels through the gateway, then the direct calls at

@@ -22,7 +22,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::pool::PooledClient;
+use crate::pool::BackendClient;
 use bytes::Bytes;
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
@@ -52,7 +52,7 @@ pub(crate) struct LambdaClient {
 
 #[derive(Debug)]
 struct Inner {
-    client: PooledClient,
+    client: BackendClient,
     credentials: CredentialsProvider,
     /// Keeps the day's signing keys, so a call signs with one HMAC instead of five.
     signer: sigv4::Signer,
@@ -123,7 +123,7 @@ enum Attempt {
 
 impl LambdaClient {
     /// A client over the gateway's shared pool, signing with `credentials`.
-    pub(crate) fn new(client: PooledClient, credentials: CredentialsProvider) -> LambdaClient {
+    pub(crate) fn new(client: BackendClient, credentials: CredentialsProvider) -> LambdaClient {
         LambdaClient {
             inner: Arc::new(Inner {
                 client,
@@ -225,8 +225,8 @@ impl LambdaClient {
         ) {
             return Attempt::Done(Err(LambdaError::Signing(error)));
         }
-        let response = match self.inner.client.request(request).await {
-            Ok(response) => response,
+        let (response, permit) = match self.inner.client.request(request).await {
+            Ok(answer) => answer,
             Err(error) => {
                 let connect = error.is_connect();
                 let error = LambdaError::Transport {
@@ -253,10 +253,12 @@ impl LambdaClient {
         let function_error = header("x-amz-function-error");
         let request_id = header("x-amzn-requestid");
         let error_type = header("x-amzn-errortype").map(|value| error_type_name(&value));
-        let body = match Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+        let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
             .collect()
-            .await
-        {
+            .await;
+        // The body is read: the connection can carry the next call.
+        drop(permit);
+        let body = match body {
             Ok(body) => body.to_bytes(),
             Err(error) if error.is::<http_body_util::LengthLimitError>() => {
                 return Attempt::Done(Err(LambdaError::ResponseTooLarge {

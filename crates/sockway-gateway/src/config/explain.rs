@@ -520,6 +520,7 @@ fn limits(out: &mut Writer, config: &Config) {
         "max_inflight_integrations",
         limits.max_inflight_integrations,
     );
+    out.integer("max_backend_connections", limits.max_backend_connections);
     out.integer("outbound_queue", limits.outbound_queue);
     out.duration("shutdown_grace", limits.shutdown_grace);
     out.integer("disconnect_attempts", limits.disconnect_attempts);

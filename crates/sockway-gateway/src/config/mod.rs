@@ -324,6 +324,9 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Integrations one connection may run at once; at this count it stops reading frames.
     pub max_inflight_integrations: usize,
+    /// Integration and authorizer calls in flight at once to one backend (scheme, host and
+    /// port), and so HTTP/1.1 connections open to it; calls beyond it wait for one to finish.
+    pub max_backend_connections: usize,
     /// Messages queued for one connection's socket; when full, `@connections` answers 429.
     pub outbound_queue: usize,
     /// How long shutdown waits for in-flight integrations and `$disconnect` deliveries.
@@ -992,6 +995,7 @@ impl Default for Limits {
             heartbeat_interval: Some(Duration::from_secs(30)),
             handshake_timeout: Duration::from_secs(10),
             max_inflight_integrations: 16,
+            max_backend_connections: 256,
             outbound_queue: 256,
             shutdown_grace: Duration::from_secs(10),
             disconnect_attempts: 5,

@@ -346,6 +346,8 @@ pub(super) struct RawLimits {
     /// Integrations one connection may run at once before it stops reading, 1 to 1024.
     /// Default 16.
     pub(super) max_inflight_integrations: Option<Spanned<i64>>,
+    /// Calls in flight at once to one backend, 1 to 65536. Default 256.
+    pub(super) max_backend_connections: Option<Spanned<i64>>,
     /// Messages queued for one connection's socket before `@connections` answers 429,
     /// 1 to 65536. Default 256.
     pub(super) outbound_queue: Option<Spanned<i64>>,

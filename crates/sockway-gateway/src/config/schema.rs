@@ -145,6 +145,7 @@ const LIMITS: &[Key] = &[
     Key::new("heartbeat_interval", String),
     Key::new("handshake_timeout", String),
     Key::new("max_inflight_integrations", Integer),
+    Key::new("max_backend_connections", Integer),
     Key::new("outbound_queue", Integer),
     Key::new("shutdown_grace", String),
     Key::new("disconnect_attempts", Integer),

@@ -119,6 +119,7 @@ integration_timeout = "29s"
 heartbeat_interval = "30s"
 handshake_timeout = "10s"
 max_inflight_integrations = 16
+max_backend_connections = 256
 outbound_queue = 256
 shutdown_grace = "10s"
 disconnect_attempts = 5
@@ -260,6 +261,7 @@ fn empty_config_is_all_defaults() {
     assert_eq!(limits.heartbeat_interval, Some(Duration::from_secs(30)));
     assert_eq!(limits.handshake_timeout, Duration::from_secs(10));
     assert_eq!(limits.max_inflight_integrations, 16);
+    assert_eq!(limits.max_backend_connections, 256);
     assert_eq!(limits.outbound_queue, 256);
     assert_eq!(limits.shutdown_grace, Duration::from_secs(10));
     assert_eq!(limits.disconnect_attempts, 5);
@@ -654,6 +656,16 @@ fn limit_errors_name_key_path_and_line() {
             "between 1 and 1024",
         ),
         (
+            "max_backend_connections = 0",
+            "limits.max_backend_connections",
+            "between 1 and 65536",
+        ),
+        (
+            "max_backend_connections = 65537",
+            "limits.max_backend_connections",
+            "between 1 and 65536",
+        ),
+        (
             "outbound_queue = 0",
             "limits.outbound_queue",
             "between 1 and 65536",
@@ -696,10 +708,11 @@ fn limit_errors_name_key_path_and_line() {
     let config = parse_ok(
         "[limits]\nframe_bytes = 16777216\nmessage_bytes = 67108864\nintegration_timeout = \"15m\"\n\
          integration_response_bytes = 134217728\n\
-         max_inflight_integrations = 1024\noutbound_queue = 65536\ndisconnect_attempts = 20\n\
+         max_inflight_integrations = 1024\nmax_backend_connections = 65536\noutbound_queue = 65536\ndisconnect_attempts = 20\n\
          shutdown_grace = \"0s\"\ndisconnect_backoff = \"0s\"\n",
     );
     assert_eq!(config.limits.frame_bytes, 16 * 1024 * 1024);
+    assert_eq!(config.limits.max_backend_connections, 65536);
     assert_eq!(config.limits.integration_response_bytes, 128 * 1024 * 1024);
     assert_eq!(config.limits.shutdown_grace, Duration::ZERO);
     // A rejected frame_bytes is not compared with message_bytes.

@@ -720,6 +720,14 @@ fn validate_limits(raw: &RawLimits, problems: &mut Problems<'_>) -> Limits {
             "",
         )
         .map_or(defaults.max_inflight_integrations, to_usize);
+    let max_backend_connections = problems
+        .integer(
+            "limits.max_backend_connections",
+            raw.max_backend_connections.as_ref(),
+            1..=65536,
+            " connections",
+        )
+        .map_or(defaults.max_backend_connections, to_usize);
     let outbound_queue = problems
         .integer(
             "limits.outbound_queue",
@@ -784,6 +792,7 @@ fn validate_limits(raw: &RawLimits, problems: &mut Problems<'_>) -> Limits {
         heartbeat_interval,
         handshake_timeout,
         max_inflight_integrations,
+        max_backend_connections,
         outbound_queue,
         shutdown_grace,
         disconnect_attempts,

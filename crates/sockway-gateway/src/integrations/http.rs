@@ -19,23 +19,23 @@ use crate::config::{
     Config, ContextVariable, HttpIntegrationConfig, HttpProxyIntegrationConfig, ParameterSource,
     ParameterTarget, RequestParameter,
 };
-use crate::pool::PooledClient;
+use crate::pool::BackendClient;
 use crate::traces::{self, Span, key};
 
 /// A pooled HTTP/1.1 client shared by every HTTP integration and HTTP authorizer.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpClient {
-    /// Shared rather than copied: the client's settings are a few hundred bytes.
-    client: std::sync::Arc<PooledClient>,
+    /// The gateway's backend pool, with its cap per backend.
+    client: BackendClient,
     /// Largest reply body read (`limits.integration_response_bytes`).
     max_response_bytes: usize,
 }
 
 impl HttpClient {
     /// A client over a shared pool that reads replies of at most `max_response_bytes`.
-    pub(crate) fn new(client: PooledClient, max_response_bytes: usize) -> HttpClient {
+    pub(crate) fn new(client: BackendClient, max_response_bytes: usize) -> HttpClient {
         HttpClient {
-            client: std::sync::Arc::new(client),
+            client,
             max_response_bytes,
         }
     }
@@ -73,7 +73,7 @@ impl HttpClient {
         integration: &str,
         request: Request<Full<Bytes>>,
     ) -> Result<(u16, Vec<(String, String)>, Bytes), IntegrationError> {
-        let response =
+        let (response, permit) =
             self.client
                 .request(request)
                 .await
@@ -108,6 +108,8 @@ impl HttpClient {
                     }
                 }
             })?;
+        // The body is read: the connection can carry the next call.
+        drop(permit);
         Ok((status, headers, body.to_bytes()))
     }
 }

@@ -26,7 +26,8 @@ use tracing::error;
 use crate::aws::credentials::CredentialsProvider;
 use crate::aws::lambda::LambdaError;
 use crate::config::{Config, IntegrationConfig, MockIntegrationConfig};
-use crate::pool::{PooledClient, pooled_client};
+use crate::metrics::Metrics;
+use crate::pool::BackendClient;
 use crate::traces::{Span, key};
 
 pub use self::http::UnsupportedScheme;
@@ -38,7 +39,7 @@ pub(crate) use crate::aws::lambda::LambdaClient;
 pub(crate) struct Integrations {
     by_name: BTreeMap<String, Arc<Integration>>,
     /// The connection pool under both clients, kept by the next deployment.
-    pool: PooledClient,
+    pool: BackendClient,
     lambda: LambdaClient,
     http: HttpClient,
 }
@@ -275,8 +276,17 @@ impl Integrations {
     pub(crate) fn from_config(
         config: &Config,
         previous: Option<(&Config, &Integrations)>,
+        metrics: &Metrics,
     ) -> Result<Integrations, UnsupportedScheme> {
-        let pool = previous.map_or_else(pooled_client, |(_, previous)| previous.pool.clone());
+        let pool = previous.map_or_else(
+            || {
+                BackendClient::new(
+                    config.limits.max_backend_connections,
+                    metrics.backend_connection_waits.clone(),
+                )
+            },
+            |(_, previous)| previous.pool.clone(),
+        );
         let client = HttpClient::new(pool.clone(), config.limits.integration_response_bytes);
         let lambda = match previous {
             Some((running, previous)) if running.aws == config.aws => previous.lambda.clone(),
@@ -327,6 +337,14 @@ impl Integrations {
             lambda,
             http: client,
         })
+    }
+
+    /// Puts this deployment's `limits.max_backend_connections` in force on the pool it shares
+    /// with the running one (a reload's switch).
+    pub(crate) fn apply_limits(&self, config: &Config) {
+        if self.pool.limit() != config.limits.max_backend_connections {
+            self.pool.set_limit(config.limits.max_backend_connections);
+        }
     }
 
     /// The Lambda Invoke client every `lambda` integration uses, for Lambda authorizers.

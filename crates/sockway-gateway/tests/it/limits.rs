@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sockway_testkit::{MockBackend, MockResponse, RecordedRequest, TestGateway};
+use sockway_testkit::{MockBackend, MockResponse, RecordedRequest, TestGateway, WsClient};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::config;
@@ -225,4 +225,124 @@ async fn serial_arrivals(inflight: usize) -> bool {
         .windows(2)
         .zip(answered.iter())
         .all(|(pair, previous_answer)| pair[1] >= *previous_answer)
+}
+
+#[tokio::test]
+async fn backend_calls_beyond_the_cap_wait_for_a_pooled_connection() {
+    // Twelve slow calls at once (three clients, four messages each): with a cap of 2 the
+    // backend never answers more than two at once and the gateway opens no third connection;
+    // every message is still answered.
+    let backend = slow_default_backend().await;
+    let gateway = TestGateway::start(&backend_cap(&backend, 2)).await;
+    let (most, _clients) = twelve_at_once(&gateway, &backend).await;
+    assert_eq!(most, 2, "calls at once");
+    let connections = backend.connections_accepted();
+    assert!(connections <= 2, "the capped pool opened {connections}");
+    // Ten of the twelve found both places taken (the three `$connect` calls ran one by one).
+    let waits = sockway_testkit::metric(
+        &gateway.metrics().await,
+        "sockway_backend_connection_waits_total",
+    );
+    assert_eq!(waits, 10.0);
+    gateway.shutdown().await;
+    // Without a cap the same load overlaps more (the test can see concurrency).
+    let backend = slow_default_backend().await;
+    let gateway = TestGateway::start(&backend_cap(&backend, 65536)).await;
+    let (most, _clients) = twelve_at_once(&gateway, &backend).await;
+    let connections = backend.connections_accepted();
+    assert!(
+        most > 2 && connections > 2,
+        "uncapped: {most} at once over {connections} connections"
+    );
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reload_lowers_the_backend_cap_for_the_calls_after_it() {
+    let backend = slow_default_backend().await;
+    let gateway = TestGateway::start(&backend_cap(&backend, 65536)).await;
+    let (most, _before) = twelve_at_once(&gateway, &backend).await;
+    assert!(most > 2, "{most} at once before the reload");
+    let outcome = gateway.reload(&backend_cap(&backend, 2)).await.unwrap();
+    assert_eq!(outcome.changes, ["limits"]);
+    let (most, _after) = twelve_at_once(&gateway, &backend).await;
+    assert_eq!(most, 2, "calls at once after the reload");
+    gateway.shutdown().await;
+}
+
+/// The test config with `limits.max_backend_connections = cap`.
+fn backend_cap(backend: &MockBackend, cap: usize) -> String {
+    config(
+        backend,
+        &format!("[limits]\nmax_backend_connections = {cap}\n"),
+    )
+}
+
+/// A backend that echoes, taking 100 ms over each `$default` message.
+async fn slow_default_backend() -> MockBackend {
+    let backend = MockBackend::start().await;
+    let echo = sockway_testkit::echo_responder();
+    backend.respond_with(move |request: &RecordedRequest| {
+        let answer = echo(request);
+        match request.route_key().as_str() {
+            "$default" => answer.delayed(Duration::from_millis(100)),
+            _ => answer,
+        }
+    });
+    backend
+}
+
+/// Sends twelve `$default` messages at once (three clients, four each), checks that each is
+/// answered, and returns the most calls the backend answered at once, and the clients, for the
+/// caller to hold until it has read what it needs (their `$disconnect` calls are calls too).
+async fn twelve_at_once(gateway: &TestGateway, backend: &MockBackend) -> (usize, Vec<WsClient>) {
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(gateway.connect().await);
+    }
+    backend.take_max_in_flight();
+    for (index, client) in clients.iter_mut().enumerate() {
+        for message in 0..4 {
+            client.send_text(&format!("m{index}-{message}")).await;
+        }
+    }
+    for (index, client) in clients.iter_mut().enumerate() {
+        let mut answers: Vec<String> = Vec::new();
+        for _ in 0..4 {
+            answers.push(client.next_text().await);
+        }
+        answers.sort();
+        let expected: Vec<String> = (0..4)
+            .map(|message| format!("m{index}-{message}"))
+            .collect();
+        assert_eq!(answers, expected, "client {index}'s answers");
+    }
+    (backend.take_max_in_flight(), clients)
+}
+
+#[tokio::test]
+async fn waiting_for_a_backend_connection_counts_toward_the_timeout() {
+    // One connection to the backend, each call 300 ms, a 450 ms timeout: the first of two
+    // messages sent at once is answered, the second waits 300 ms for the connection and times
+    // out during its own call.
+    let backend = MockBackend::start().await;
+    let echo = sockway_testkit::echo_responder();
+    backend.respond_with(move |request: &RecordedRequest| {
+        let answer = echo(request);
+        match request.route_key().as_str() {
+            "$default" => answer.delayed(Duration::from_millis(300)),
+            _ => answer,
+        }
+    });
+    let toml = backend_cap(&backend, 1).replace(
+        "type = \"http\"\nuri",
+        "type = \"http\"\ntimeout = \"450ms\"\nuri",
+    );
+    let gateway = TestGateway::start(&toml).await;
+    let mut client = gateway.connect().await;
+    client.send_text("first").await;
+    client.send_text("second").await;
+    assert_eq!(client.next_text().await, "first");
+    error_frame("Endpoint request timed out", &client.next_text().await);
+    gateway.shutdown().await;
 }
