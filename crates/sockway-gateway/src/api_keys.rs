@@ -20,9 +20,10 @@ use std::sync::Arc;
 
 use sockway_protocol::event::AccessIdentity;
 use sockway_protocol::route::RouteKey;
+use sockway_protocol::time::civil_from_days;
 use tracing::warn;
 
-use crate::aws::time::{civil_from_days, days_from_civil};
+use crate::aws::time::days_from_civil;
 use crate::cluster::{Cluster, ClusterError, Counted, UsageCount};
 use crate::config::{ApiKeySelection, Config, Quota, QuotaPeriod, RateLimit};
 use crate::metrics::Metrics;
@@ -330,6 +331,7 @@ pub(crate) fn period_of(kind: QuotaPeriod, now: u64) -> Period {
         }
         QuotaPeriod::Month => {
             let (year, month, _) = civil_from_days(day);
+            let month = i64::from(month);
             let (next_year, next_month) = if month == 12 {
                 (year + 1, 1)
             } else {

@@ -13,7 +13,6 @@
 //! time opening connections until it ran out of file descriptors (BENCHMARKS.md, latency
 //! curves), where a bounded pool keeps reusing the connections it has.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -66,11 +65,14 @@ struct BackendInner {
 }
 
 /// The cap and each backend's semaphore, behind one lock: a call takes it once, to find its
-/// backend's semaphore (a few dozen nanoseconds uncontended); `set_limit` changes both at once.
+/// backend's semaphore; `set_limit` changes both at once. A list, not a map: the backends are
+/// the configuration's (its HTTP hosts and a Lambda endpoint per region), a handful, and
+/// comparing a few short authorities costs less than hashing one (`Authority` hashes byte by
+/// byte, lower-casing).
 #[derive(Debug)]
 struct Caps {
     limit: usize,
-    by_backend: HashMap<(Scheme, Authority), Arc<Semaphore>>,
+    by_backend: Vec<(Scheme, Authority, Arc<Semaphore>)>,
 }
 
 /// A call's place among its backend's `limit`: hold it until the answer's body is read, when
@@ -89,7 +91,7 @@ impl BackendClient {
                 client: pooled_client(),
                 caps: Mutex::new(Caps {
                     limit: limit.max(1),
-                    by_backend: HashMap::new(),
+                    by_backend: Vec::new(),
                 }),
                 waits,
             }),
@@ -124,7 +126,7 @@ impl BackendClient {
         let limit = limit.max(1);
         let mut caps = self.inner.caps.lock().unwrap_or_else(|e| e.into_inner());
         let old = std::mem::replace(&mut caps.limit, limit);
-        for semaphore in caps.by_backend.values() {
+        for (_, _, semaphore) in &caps.by_backend {
             if limit > old {
                 semaphore.add_permits(limit - old);
             } else if limit < old {
@@ -158,13 +160,17 @@ impl BackendClient {
     fn semaphore(&self, uri: &http::Uri) -> Option<Arc<Semaphore>> {
         let (scheme, authority) = (uri.scheme()?, uri.authority()?);
         let mut caps = self.inner.caps.lock().unwrap_or_else(|e| e.into_inner());
-        let limit = caps.limit;
-        let key = (scheme.clone(), authority.clone());
-        Some(Arc::clone(
-            caps.by_backend
-                .entry(key)
-                .or_insert_with(|| Arc::new(Semaphore::new(limit))),
-        ))
+        if let Some((_, _, semaphore)) = caps
+            .by_backend
+            .iter()
+            .find(|(known_scheme, known, _)| known == authority && known_scheme == scheme)
+        {
+            return Some(Arc::clone(semaphore));
+        }
+        let semaphore = Arc::new(Semaphore::new(caps.limit));
+        caps.by_backend
+            .push((scheme.clone(), authority.clone(), Arc::clone(&semaphore)));
+        Some(semaphore)
     }
 }
 

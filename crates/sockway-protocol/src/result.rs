@@ -98,6 +98,14 @@ pub fn read_http_reply(
 pub fn read_lambda_payload(payload: &[u8]) -> Result<IntegrationResponse, ProxyResultError> {
     let value: Value =
         serde_json::from_slice(payload).map_err(|_| ProxyResultError::PayloadNotJson)?;
+    read_lambda_value(value, payload)
+}
+
+/// [`read_lambda_payload`] for a payload already parsed: `value` is `payload` as JSON.
+pub fn read_lambda_value(
+    value: Value,
+    payload: &[u8],
+) -> Result<IntegrationResponse, ProxyResultError> {
     match value {
         Value::Object(result) => {
             if !result.contains_key("statusCode") {

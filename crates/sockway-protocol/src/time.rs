@@ -1,7 +1,8 @@
 //! The timestamp formats AWS uses, as pure functions of epoch milliseconds (UTC).
 //!
-//! Events carry `requestTime` in Common Log Format (reference §1.2) and `GetConnection`
-//! answers carry ISO-8601 with milliseconds (reference §5.3). This module only formats
+//! Events carry `requestTime` in Common Log Format (reference §1.2), `GetConnection`
+//! answers carry ISO-8601 with milliseconds (reference §5.3) and SigV4 signs `X-Amz-Date` in
+//! ISO-8601's basic format. This module only formats
 //! instants it is given; reading the clock is the caller's job. The calendar conversion is
 //! Howard Hinnant's `civil_from_days` algorithm, valid for the whole proleptic Gregorian
 //! calendar, so no date crate is needed.
@@ -42,6 +43,22 @@ pub fn iso8601_millis(epoch_ms: i64) -> String {
     }
     text.push('.');
     push_digits(&mut text, t.millisecond.unsigned_abs(), 3);
+    text.push('Z');
+    text
+}
+
+/// Formats an instant (whole seconds) as SigV4's `X-Amz-Date`: ISO-8601's basic format in UTC,
+/// e.g. `20261128T120000Z`. Every signed request carries one.
+pub fn amz_date(epoch_seconds: i64) -> String {
+    let t = Civil::from_epoch_ms(epoch_seconds.saturating_mul(1_000));
+    let mut text = String::with_capacity(16);
+    push_year(&mut text, t.year);
+    push_digits(&mut text, u64::from(t.month), 2);
+    push_digits(&mut text, u64::from(t.day), 2);
+    text.push('T');
+    for value in [t.hour, t.minute, t.second] {
+        push_digits(&mut text, value.unsigned_abs(), 2);
+    }
     text.push('Z');
     text
 }
@@ -112,7 +129,7 @@ impl Civil {
 
 /// Converts days since 1970-01-01 into (year, month, day), counting years that start in
 /// March ("eras" of 400 years) so that the leap day falls at the end of the year.
-fn civil_from_days(days: i64) -> (i64, u8, u8) {
+pub fn civil_from_days(days: i64) -> (i64, u8, u8) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097); // [0, 146096]
@@ -197,6 +214,13 @@ mod tests {
                 t.year, t.month, t.day, t.hour, t.minute, t.second, t.millisecond
             );
             check(epoch_ms, &request_time, &iso);
+            let seconds = epoch_ms.div_euclid(1_000);
+            let t = Civil::from_epoch_ms(seconds * 1_000);
+            let amz = format!(
+                "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+                t.year, t.month, t.day, t.hour, t.minute, t.second
+            );
+            assert_eq!(amz_date(seconds), amz, "{seconds}");
             epoch_ms += 98_765_432_109;
         }
     }

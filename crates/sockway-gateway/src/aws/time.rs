@@ -1,8 +1,9 @@
 //! SigV4's timestamp format, parsed and formatted without a date crate.
 //!
 //! `X-Amz-Date` is ISO-8601 basic format in UTC (`20261128T120000Z`). (The `Expiration` of
-//! temporary credentials is read by the AWS SDK's providers.) The calendar arithmetic is Howard Hinnant's `days_from_civil`/`civil_from_days`, as in
-//! `sockway_protocol::time`, which only formats.
+//! temporary credentials is read by the AWS SDK's providers.) Parsing uses Howard Hinnant's
+//! `days_from_civil`; formatting is `sockway_protocol::time::amz_date`, with its
+//! `civil_from_days`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,15 +31,7 @@ pub(crate) fn format_amz_date(time: SystemTime) -> String {
         Ok(elapsed) => i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX),
         Err(before) => -i64::try_from(before.duration().as_secs()).unwrap_or(i64::MAX),
     };
-    let days = seconds.div_euclid(SECONDS_PER_DAY);
-    let of_day = seconds.rem_euclid(SECONDS_PER_DAY);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60
-    )
+    sockway_protocol::time::amz_date(seconds)
 }
 
 /// A run of ASCII digits as a number; `None` for anything else (signs included).
@@ -90,25 +83,6 @@ pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01.
-pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

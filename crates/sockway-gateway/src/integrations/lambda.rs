@@ -73,19 +73,22 @@ impl LambdaIntegration {
                 error_type: error_type(&invocation.payload),
             });
         }
-        if let Some(error_type) = error_shaped(&invocation.payload) {
+        // Parsed once, for both readings.
+        let value = serde_json::from_slice::<Value>(&invocation.payload)
+            .map_err(|_| result::ProxyResultError::PayloadNotJson);
+        if let Some(error_type) = value.as_ref().ok().and_then(error_shaped) {
             return Err(IntegrationError::FunctionError {
                 integration: self.name.clone(),
                 kind: "Unhandled".to_owned(),
                 error_type: Some(error_type),
             });
         }
-        result::read_lambda_payload(&invocation.payload).map_err(|source| {
-            IntegrationError::BadProxyResult {
+        value
+            .and_then(|value| result::read_lambda_value(value, &invocation.payload))
+            .map_err(|source| IntegrationError::BadProxyResult {
                 integration: self.name.clone(),
                 source,
-            }
-        })
+            })
     }
 }
 
@@ -98,8 +101,8 @@ fn error_type(payload: &[u8]) -> Option<String> {
 /// The `errorType` (or `Error`) of a payload that is a function error document rather than a
 /// proxy result: an object with `errorMessage` and no `statusCode`. Some runtimes and
 /// emulators return such a document without setting `X-Amz-Function-Error`.
-fn error_shaped(payload: &[u8]) -> Option<String> {
-    let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(payload) else {
+fn error_shaped(payload: &Value) -> Option<String> {
+    let Value::Object(object) = payload else {
         return None;
     };
     if object.contains_key("statusCode") || !object.contains_key("errorMessage") {
@@ -121,11 +124,8 @@ mod tests {
     #[test]
     fn error_documents_are_recognised() {
         let check = |payload: &str, expected: Option<&str>| {
-            assert_eq!(
-                error_shaped(payload.as_bytes()).as_deref(),
-                expected,
-                "{payload}"
-            );
+            let parsed = serde_json::from_str(payload).unwrap_or(Value::Null);
+            assert_eq!(error_shaped(&parsed).as_deref(), expected, "{payload}");
         };
         check(
             r#"{"errorMessage":"boom","errorType":"TypeError","trace":[]}"#,

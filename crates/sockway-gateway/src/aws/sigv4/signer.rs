@@ -17,7 +17,6 @@
 //! default), `x-amz-date` and (with temporary credentials) `x-amz-security-token`; the body's
 //! SHA-256 in hex.
 
-use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -126,20 +125,36 @@ impl Signer {
         }
 
         let (canonical, signed_headers) = canonical_request(request, body)?;
-        let scope = format!("{date}/{region}/{service}/aws4_request");
-        let string_to_sign = format!(
-            "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-            hex::encode(Sha256::digest(canonical.as_bytes()))
-        );
+        // Pushed piece by piece rather than with `format!`: every Invoke is signed.
+        let mut scope = String::with_capacity(date.len() + region.len() + service.len() + 16);
+        for part in [date, "/", region, "/", service, "/aws4_request"] {
+            scope.push_str(part);
+        }
+        let mut string_to_sign = String::with_capacity(ALGORITHM.len() + scope.len() + 84);
+        for part in [ALGORITHM, "\n", &amz_date, "\n", &scope, "\n"] {
+            string_to_sign.push_str(part);
+        }
+        push_hex(&mut string_to_sign, &Sha256::digest(canonical.as_bytes()));
         let key = self.key(credentials, date, region, service);
-        let signature = hex::encode(hmac(&key, string_to_sign.as_bytes()));
-        let authorization = format!(
-            "{ALGORITHM} Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
-            credentials.access_key_id
+        let mut authorization = String::with_capacity(
+            ALGORITHM.len() + credentials.access_key_id.len() + scope.len() + 120,
         );
+        for part in [
+            ALGORITHM,
+            " Credential=",
+            &credentials.access_key_id,
+            "/",
+            &scope,
+            ", SignedHeaders=",
+            &signed_headers,
+            ", Signature=",
+        ] {
+            authorization.push_str(part);
+        }
+        push_hex(&mut authorization, &hmac(&key, string_to_sign.as_bytes()));
         request.headers_mut().insert(
             http::header::AUTHORIZATION,
-            HeaderValue::from_str(&authorization)
+            HeaderValue::try_from(authorization)
                 .map_err(|_| SignError::InvalidHeader("authorization"))?,
         );
         Ok(())
@@ -243,11 +258,16 @@ fn canonical_request<B>(
     let signed_headers = names.join(";");
     canonical.push_str(&signed_headers);
     canonical.push('\n');
-    // Hex of the body's hash, written in place.
-    for byte in Sha256::digest(body) {
-        let _ = write!(canonical, "{byte:02x}");
-    }
+    push_hex(&mut canonical, &Sha256::digest(body));
     Ok((canonical, signed_headers))
+}
+
+/// Appends a SHA-256 hash or HMAC in lower-case hex.
+fn push_hex(out: &mut String, digest: &[u8]) {
+    let mut text = [0u8; 64];
+    let text = &mut text[..digest.len() * 2];
+    hex::encode_to_slice(digest, text).expect("the buffer holds twice the digest's length");
+    out.push_str(std::str::from_utf8(text).expect("hex digits are ASCII"));
 }
 
 /// `host` as signed: the URI's host, with its port unless it is the scheme's default.
