@@ -9,7 +9,8 @@
 //! negotiated. A reload that fails (a half-written file, a key that does not match) keeps the
 //! certificate in use and is logged once; [`watch`] only tries again when the files change
 //! again. Protocol versions are rustls's safe defaults (TLS 1.2 and 1.3), ALPN offers
-//! `http/1.1`, and the provider is ring. Splitting upgrades from HTTP after the handshake is
+//! `http/1.1`, and the provider is ring with ring's cipher suites in the server's order of
+//! preference ([`CIPHER_SUITES`]: AES-128-GCM first). Splitting upgrades from HTTP after the handshake is
 //! `server`'s. Each connection runs over [`stream::TlsStream`], rustls's unbuffered API with
 //! buffers that are released while the connection is idle.
 
@@ -19,12 +20,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
-use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
+use rustls::crypto::ring::cipher_suite;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::{ServerConfig, SupportedCipherSuite};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -142,10 +144,31 @@ struct CertificateResolver {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct FileStamps([Option<(SystemTime, u64)>; 2]);
 
+/// ring's cipher suites, in the order the gateway chooses among those a client offers: AES-128-GCM
+/// before AES-256-GCM and ChaCha20-Poly1305, as Go's TLS stack and most CDNs choose. Clients
+/// built on OpenSSL (Python, Node.js) and on rustls list AES-256-GCM first, and in TLS 1.3 that
+/// suite brings SHA-384 into every handshake's key schedule, which ring computes without
+/// hardware help where SHA-256 has it (`sha_ni`): the handshake profile spent about a tenth of
+/// the gateway's time there. Every suite stays available to a client that offers only it.
+pub(crate) const CIPHER_SUITES: [SupportedCipherSuite; 9] = [
+    cipher_suite::TLS13_AES_128_GCM_SHA256,
+    cipher_suite::TLS13_AES_256_GCM_SHA384,
+    cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+    cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+];
+
 impl Tls {
     /// Loads and checks the certificate and key named in `files`.
     pub(crate) fn load(files: &TlsConfig) -> Result<Tls, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(CryptoProvider {
+            cipher_suites: CIPHER_SUITES.to_vec(),
+            ..rustls::crypto::ring::default_provider()
+        });
         let stamps = FileStamps::of(files);
         let certified = load_certified_key(files, &provider)?;
         let resolver = Arc::new(CertificateResolver {
@@ -157,6 +180,7 @@ impl Tls {
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
         server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        server_config.ignore_client_order = true;
         Ok(Tls {
             files: Mutex::new(files.clone()),
             files_replaced: Notify::new(),

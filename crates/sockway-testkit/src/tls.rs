@@ -77,17 +77,22 @@ impl TestCa {
         }
     }
 
-    /// A client config that trusts this CA and nothing else, offering ALPN `http/1.1`.
-    pub fn client_config(&self) -> Arc<ClientConfig> {
+    /// A root store holding this CA alone.
+    pub fn roots(&self) -> rustls::RootCertStore {
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(self.issuer.der().clone())
             .expect("the CA certificate is valid");
+        roots
+    }
+
+    /// A client config that trusts this CA and nothing else, offering ALPN `http/1.1`.
+    pub fn client_config(&self) -> Arc<ClientConfig> {
         let mut config =
             ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_safe_default_protocol_versions()
                 .expect("ring supports TLS 1.2 and 1.3")
-                .with_root_certificates(roots)
+                .with_root_certificates(self.roots())
                 .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Arc::new(config)

@@ -365,3 +365,57 @@ async fn tls_a_reload_may_turn_polling_on() {
     wait_for_certificate(&gateway.ws_url, &ca, &mut backend, &original, &renewed.der).await;
     gateway.shutdown().await;
 }
+
+#[tokio::test]
+async fn tls_the_gateway_chooses_aes_128_gcm_and_serves_any_suite_a_client_insists_on() {
+    use rustls::CipherSuite::{
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        TLS13_AES_128_GCM_SHA256, TLS13_AES_256_GCM_SHA384,
+    };
+    let (ca, _files, _backend, gateway) = tls_gateway("").await;
+    let url = gateway.ws_url.replacen("wss://", "https://", 1);
+    // What a client offering only `suites` (all of ring's, in rustls's order, when empty),
+    // with TLS 1.2 only or both versions, ends up with.
+    let negotiated = async |suites: Vec<rustls::CipherSuite>, tls12_only: bool| {
+        let mut provider = rustls::crypto::ring::default_provider();
+        if !suites.is_empty() {
+            provider
+                .cipher_suites
+                .retain(|suite| suites.contains(&suite.suite()));
+        }
+        let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
+            &[&rustls::version::TLS12]
+        } else {
+            rustls::DEFAULT_VERSIONS
+        };
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(ca.roots())
+            .with_no_client_auth();
+        let stream = sockway_testkit::tls::tls_connect(&url, std::sync::Arc::new(config))
+            .await
+            .expect("handshake");
+        stream
+            .get_ref()
+            .1
+            .negotiated_cipher_suite()
+            .unwrap()
+            .suite()
+    };
+    // rustls, like OpenSSL, lists AES-256-GCM first: the gateway's preference wins.
+    assert_eq!(negotiated(vec![], false).await, TLS13_AES_128_GCM_SHA256);
+    assert_eq!(
+        negotiated(vec![TLS13_AES_256_GCM_SHA384], false).await,
+        TLS13_AES_256_GCM_SHA384
+    );
+    assert_eq!(
+        negotiated(vec![], true).await,
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+    );
+    assert_eq!(
+        negotiated(vec![TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256], true).await,
+        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+    );
+    gateway.shutdown().await;
+}
