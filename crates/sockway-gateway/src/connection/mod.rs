@@ -257,7 +257,9 @@ where
         debug!(error = %error, "client went away before the 101 was written");
         handle.mark_closing();
         let cause = CloseCause::ConnectionLost;
-        end(state, &handle, presence, context, connect_span, cause).await;
+        // Boxed: the `$disconnect` delivery would make this step's future (allocated for
+        // every connection) about 11 KB larger.
+        Box::pin(end(state, &handle, presence, context, connect_span, cause)).await;
         return None;
     }
     let budget = state.caps.buffered.clone();
