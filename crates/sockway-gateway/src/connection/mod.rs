@@ -359,12 +359,13 @@ mod tests {
     /// the future's size plus its header and trailer, in steps of 128 bytes (2,176 bytes for a
     /// 2,000-byte future in the release build), and mimalloc serves that from classes of
     /// 1,536, 1,792, 2,048 and 2,560 bytes: a future 1 byte past a class costs every idle
-    /// connection the step to the next (512 bytes from 2,048 to 2,560).
+    /// connection the step to the next (512 bytes from 2,048 to 2,560). 1,360 bytes is the
+    /// most that keeps the task in the 1,536-byte class.
     #[test]
     fn an_open_connection_task_stays_small() {
         let size = output_size(&open::<tokio::net::TcpStream>);
         assert!(
-            size <= 1408,
+            size <= 1360,
             "the open-connection future grew to {size} bytes"
         );
     }
