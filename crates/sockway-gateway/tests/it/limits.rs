@@ -232,7 +232,7 @@ async fn backend_calls_beyond_the_cap_wait_for_a_pooled_connection() {
     // Twelve slow calls at once (three clients, four messages each): with a cap of 2 the
     // backend never answers more than two at once and the gateway opens no third connection;
     // every message is still answered.
-    let backend = slow_default_backend().await;
+    let backend = slow_default_backend(Duration::from_millis(100)).await;
     let gateway = TestGateway::start(&backend_cap(&backend, 2)).await;
     let (most, _clients) = twelve_at_once(&gateway, &backend).await;
     assert_eq!(most, 2, "calls at once");
@@ -246,7 +246,7 @@ async fn backend_calls_beyond_the_cap_wait_for_a_pooled_connection() {
     assert_eq!(waits, 10.0);
     gateway.shutdown().await;
     // Without a cap the same load overlaps more (the test can see concurrency).
-    let backend = slow_default_backend().await;
+    let backend = slow_default_backend(Duration::from_millis(100)).await;
     let gateway = TestGateway::start(&backend_cap(&backend, 65536)).await;
     let (most, _clients) = twelve_at_once(&gateway, &backend).await;
     let connections = backend.connections_accepted();
@@ -259,7 +259,7 @@ async fn backend_calls_beyond_the_cap_wait_for_a_pooled_connection() {
 
 #[tokio::test]
 async fn a_reload_lowers_the_backend_cap_for_the_calls_after_it() {
-    let backend = slow_default_backend().await;
+    let backend = slow_default_backend(Duration::from_millis(100)).await;
     let gateway = TestGateway::start(&backend_cap(&backend, 65536)).await;
     let (most, _before) = twelve_at_once(&gateway, &backend).await;
     assert!(most > 2, "{most} at once before the reload");
@@ -278,14 +278,14 @@ fn backend_cap(backend: &MockBackend, cap: usize) -> String {
     )
 }
 
-/// A backend that echoes, taking 100 ms over each `$default` message.
-async fn slow_default_backend() -> MockBackend {
+/// A backend that echoes, taking `delay` over each `$default` message.
+async fn slow_default_backend(delay: Duration) -> MockBackend {
     let backend = MockBackend::start().await;
     let echo = sockway_testkit::echo_responder();
     backend.respond_with(move |request: &RecordedRequest| {
         let answer = echo(request);
         match request.route_key().as_str() {
-            "$default" => answer.delayed(Duration::from_millis(100)),
+            "$default" => answer.delayed(delay),
             _ => answer,
         }
     });
@@ -325,15 +325,7 @@ async fn waiting_for_a_backend_connection_counts_toward_the_timeout() {
     // One connection to the backend, each call 300 ms, a 450 ms timeout: the first of two
     // messages sent at once is answered, the second waits 300 ms for the connection and times
     // out during its own call.
-    let backend = MockBackend::start().await;
-    let echo = sockway_testkit::echo_responder();
-    backend.respond_with(move |request: &RecordedRequest| {
-        let answer = echo(request);
-        match request.route_key().as_str() {
-            "$default" => answer.delayed(Duration::from_millis(300)),
-            _ => answer,
-        }
-    });
+    let backend = slow_default_backend(Duration::from_millis(300)).await;
     let toml = backend_cap(&backend, 1).replace(
         "type = \"http\"\nuri",
         "type = \"http\"\ntimeout = \"450ms\"\nuri",
