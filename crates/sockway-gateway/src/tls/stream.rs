@@ -28,8 +28,8 @@ use std::task::{Context, Poll, ready};
 use rustls::ServerConfig;
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{
-    AppDataRecord, ConnectionState, EncodeError, EncryptError, InsufficientSizeError, ReadTraffic,
-    UnbufferedStatus,
+    AppDataRecord, ConnectionState, EncodeError, EncodeTlsData, EncryptError,
+    InsufficientSizeError, ReadTraffic, UnbufferedStatus,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -154,15 +154,8 @@ impl TlsStream {
                     discard += read_records(traffic, plaintext)?;
                     None
                 }
-                ConnectionState::EncodeTlsData(mut encode) => {
-                    append_sized(
-                        outgoing,
-                        |buffer| encode.encode(buffer),
-                        |error| match error {
-                            EncodeError::InsufficientSize(size) => Some(size.required_size),
-                            _ => None,
-                        },
-                    )?;
+                ConnectionState::EncodeTlsData(encode) => {
+                    encode_records(encode, outgoing)?;
                     None
                 }
                 // The encoded records stay queued in `outgoing`, ahead of anything written
@@ -260,15 +253,8 @@ impl TlsStream {
                     discard += read_records(traffic, plaintext)?;
                     false
                 }
-                ConnectionState::EncodeTlsData(mut encode) => {
-                    append_sized(
-                        outgoing,
-                        |buffer| encode.encode(buffer),
-                        |error| match error {
-                            EncodeError::InsufficientSize(size) => Some(size.required_size),
-                            _ => None,
-                        },
-                    )?;
+                ConnectionState::EncodeTlsData(encode) => {
+                    encode_records(encode, outgoing)?;
                     false
                 }
                 ConnectionState::TransmitTlsData(transmit) => {
@@ -474,6 +460,21 @@ where
     };
     outgoing.truncate(start + written);
     Ok(())
+}
+
+/// Appends the handshake records `encode` produces to `outgoing`.
+fn encode_records<Data>(
+    mut encode: EncodeTlsData<'_, Data>,
+    outgoing: &mut Vec<u8>,
+) -> io::Result<()> {
+    append_sized(
+        outgoing,
+        |buffer| encode.encode(buffer),
+        |error| match error {
+            EncodeError::InsufficientSize(size) => Some(size.required_size),
+            _ => None,
+        },
+    )
 }
 
 /// Appends the plaintext of every record `traffic` holds to `plaintext`; returns how many bytes
