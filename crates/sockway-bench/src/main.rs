@@ -632,3 +632,37 @@ fn override_with<T>(setting: &mut T, value: Option<T>) {
         *setting = value;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use workloads::latency::LatencyPart;
+
+    /// The latency workload's reproduce line names the one part it ran, and parses back to it.
+    #[test]
+    fn latency_parts_round_trip_through_the_reproduce_line() {
+        for (part, name) in [
+            (LatencyPart::Roundtrip, "roundtrip"),
+            (LatencyPart::Push, "push"),
+        ] {
+            let settings = LatencySettings {
+                parts: vec![part],
+                ..LatencySettings::defaults(false)
+            };
+            let line = settings.args();
+            assert!(line.ends_with(&format!("--parts {name}")), "{line}");
+            let cli = Cli::try_parse_from(
+                std::iter::once("sockway-bench").chain(line.split_whitespace()),
+            )
+            .unwrap();
+            let Command::Latency { parts, .. } = cli.command else {
+                panic!("not the latency command: {line}");
+            };
+            assert_eq!(parts, [part]);
+        }
+        let both = LatencySettings::defaults(false).args();
+        assert!(!both.contains("--parts"), "{both}");
+    }
+}

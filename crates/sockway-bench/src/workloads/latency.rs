@@ -116,7 +116,7 @@ impl LatencySettings {
         }
     }
 
-    fn args(&self) -> String {
+    pub(crate) fn args(&self) -> String {
         let (roundtrip, push) = (&self.roundtrip, &self.push);
         let mut args = format!(
             "latency --connections {} --workers {} --receivers {} --push-connections {} \
