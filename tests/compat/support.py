@@ -294,7 +294,7 @@ def render_config(backend_uri: str, *, stage: str = "dev", default_route: bool =
 # --- gateway process -----------------------------------------------------------------
 
 
-LISTENING = re.compile(r"^sockway listening on (ws://(\S+?)(/\S*)?)\s*$")
+LISTENING = re.compile(r"^sockway listening on (wss?://(\S+?)(/\S*)?)\s*$")
 MANAGEMENT_LISTENING = re.compile(r"^sockway management listening on (http://\S+?)/?\s*$")
 
 
@@ -415,17 +415,20 @@ class GatewayProcess(ChildProcess):
         self.ws_url = match.group(1).rstrip("/")
         self.addr = match.group(2)
         self.stage_path = (match.group(3) or "").rstrip("/")
-        self.management_url = f"http://{self.addr}{self.stage_path}"
+        scheme = "https" if self.ws_url.startswith("wss://") else "http"
+        self.management_url = f"{scheme}://{self.addr}{self.stage_path}"
 
 
 # --- clients --------------------------------------------------------------------------
 
 
-def management_client(endpoint_url: str):
-    """boto3's ApiGatewayManagementApi client, unchanged, pointed at sockway."""
+def management_client(endpoint_url: str, verify: str | bool | None = None):
+    """boto3's ApiGatewayManagementApi client, unchanged, pointed at sockway (`verify`: the CA
+    bundle for an https endpoint)."""
     return boto3.client(
         "apigatewaymanagementapi",
         endpoint_url=endpoint_url,
+        verify=verify,
         region_name="us-east-1",
         aws_access_key_id="AKIDEXAMPLE",
         aws_secret_access_key="secret",

@@ -14,6 +14,7 @@
 //! `server`'s. Each connection runs over [`stream::TlsStream`], rustls's unbuffered API with
 //! buffers that are released while the connection is idle.
 
+mod records;
 mod stream;
 
 use std::path::{Path, PathBuf};
@@ -181,6 +182,8 @@ impl Tls {
             .with_cert_resolver(resolver.clone());
         server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
         server_config.ignore_client_order = true;
+        // TLS 1.3 connections hand their traffic keys to `records` after the handshake.
+        server_config.enable_secret_extraction = true;
         Ok(Tls {
             files: Mutex::new(files.clone()),
             files_replaced: Notify::new(),

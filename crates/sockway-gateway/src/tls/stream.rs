@@ -11,9 +11,14 @@
 //! socket and rustls's connection state (keys, the key schedule) only. This mirrors what
 //! `connection::socket` does for the WebSocket layer above it.
 //!
-//! Post-handshake messages are rustls's: session tickets and a `key_update` answer come out
-//! as records to send (written before any later application data, in order), an alert from
-//! the peer ends reading with an error, and `close_notify` ends it cleanly. A TCP end of
+//! Once a TLS 1.3 handshake is done, rustls hands the connection's keys over and
+//! [`records`](super::records) protects the application traffic: an idle connection then keeps
+//! its raw keys and rustls's key schedule, not rustls's connection (1,088 bytes) and the
+//! expanded keys of its record layer. TLS 1.2 connections stay with rustls.
+//!
+//! Post-handshake messages: session tickets and a `key_update` answer come out as records to
+//! send (written before any later application data, in order), an alert from the peer ends
+//! reading with an error, and `close_notify` ends it cleanly. A TCP end of
 //! stream without `close_notify` is reported as `UnexpectedEof`, as rustls's own reader does.
 //! When rustls refuses a handshake or a record, the alert it queued is sent before the error
 //! is returned. Early data is never accepted (the server config leaves `max_early_data_size`
@@ -34,6 +39,8 @@ use rustls::unbuffered::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::records::{Alert, Failure, Records};
+
 /// Socket reads go through a stack buffer of this size.
 const STACK_READ_BYTES: usize = 4096;
 
@@ -44,7 +51,7 @@ const MAX_WRITE_BYTES: usize = 64 * 1024;
 /// A TLS connection from a client, after [`accept`].
 pub(crate) struct TlsStream {
     tcp: TcpStream,
-    connection: UnbufferedServerConnection,
+    layer: Layer,
     /// TLS bytes read and not yet processed: an incomplete record. Empty, without capacity,
     /// otherwise.
     incoming: Vec<u8>,
@@ -60,6 +67,14 @@ pub(crate) struct TlsStream {
     peer_closed: bool,
     /// This side queued its `close_notify`: nothing more may be written.
     closing: bool,
+}
+
+/// Who protects the connection's records.
+enum Layer {
+    /// rustls: through the handshake, and for a TLS 1.2 connection's whole life.
+    Rustls(Box<UnbufferedServerConnection>),
+    /// A TLS 1.3 connection after its handshake.
+    Tls13(Box<Records>),
 }
 
 /// What the connection needs next, after [`TlsStream::process`].
@@ -86,7 +101,7 @@ pub(crate) async fn accept(config: Arc<ServerConfig>, tcp: TcpStream) -> io::Res
     let connection = UnbufferedServerConnection::new(config).map_err(invalid_data)?;
     let mut stream = TlsStream {
         tcp,
-        connection,
+        layer: Layer::Rustls(Box::new(connection)),
         incoming: Vec::new(),
         outgoing: Vec::new(),
         outgoing_written: 0,
@@ -106,7 +121,7 @@ pub(crate) async fn accept(config: Arc<ServerConfig>, tcp: TcpStream) -> io::Res
         };
         poll_fn(|context| stream.poll_write_outgoing(context)).await?;
         match next {
-            Next::Traffic => return Ok(stream),
+            Next::Traffic => return stream.hand_over(),
             Next::Closed => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -127,19 +142,77 @@ pub(crate) async fn accept(config: Arc<ServerConfig>, tcp: TcpStream) -> io::Res
 }
 
 impl TlsStream {
-    /// Processes the records in `incoming`: application data goes to `plaintext`, records
-    /// rustls wants to send (handshake messages, tickets, a `key_update`, alerts) to
-    /// `outgoing`. Returns what the connection needs next.
+    /// After the handshake: a TLS 1.3 connection's records are protected by [`Records`] from
+    /// here on. Whole records that came right behind the client's `Finished` are read now.
+    fn hand_over(self) -> io::Result<TlsStream> {
+        let Layer::Rustls(connection) = self.layer else {
+            return Ok(self);
+        };
+        if !connection
+            .negotiated_cipher_suite()
+            .is_some_and(Records::supports)
+        {
+            return Ok(TlsStream {
+                layer: Layer::Rustls(connection),
+                ..self
+            });
+        }
+        let (secrets, schedule) = connection
+            .dangerous_into_kernel_connection()
+            .map_err(invalid_data)?;
+        let records = Records::new(secrets, schedule).map_err(invalid_data)?;
+        let mut stream = TlsStream {
+            layer: Layer::Tls13(Box::new(records)),
+            ..self
+        };
+        stream.process()?;
+        Ok(stream)
+    }
+
+    /// Processes the records in `incoming`: application data goes to `plaintext`, records to
+    /// send (handshake messages, tickets, a `key_update`, alerts) to `outgoing`. Returns what
+    /// the connection needs next.
     fn process(&mut self) -> io::Result<Next> {
+        let TlsStream {
+            layer,
+            incoming,
+            outgoing,
+            plaintext,
+            peer_closed,
+            ..
+        } = self;
+        let Layer::Tls13(records) = layer else {
+            return self.process_rustls();
+        };
+        let opened = records.open(incoming, plaintext, outgoing);
+        let opened = match opened {
+            Ok(opened) => opened,
+            Err(failure) => return Err(fail(records, failure, outgoing)),
+        };
+        if opened.closed {
+            *peer_closed = true;
+            // Nothing after `close_notify` is read.
+            self.incoming = Vec::new();
+        } else {
+            self.discard_incoming(opened.consumed);
+        }
+        Ok(Next::Traffic)
+    }
+
+    /// [`TlsStream::process`] while rustls protects the records.
+    fn process_rustls(&mut self) -> io::Result<Next> {
         loop {
             let TlsStream {
-                connection,
+                layer: Layer::Rustls(connection),
                 incoming,
                 outgoing,
                 plaintext,
                 peer_closed,
                 ..
-            } = self;
+            } = self
+            else {
+                unreachable!("process_rustls runs while rustls protects the records");
+            };
             let UnbufferedStatus { mut discard, state } =
                 connection.process_tls_records(incoming.as_mut_slice());
             let state = match state {
@@ -194,7 +267,10 @@ impl TlsStream {
     /// into `outgoing` for the caller to send before it closes, as rustls's buffered
     /// connection would.
     fn encode_alert(&mut self) {
-        let UnbufferedStatus { state, .. } = self.connection.process_tls_records(&mut []);
+        let Layer::Rustls(connection) = &mut self.layer else {
+            return;
+        };
+        let UnbufferedStatus { state, .. } = connection.process_tls_records(&mut []);
         if let Ok(ConnectionState::EncodeTlsData(mut encode)) = state {
             let start = self.outgoing.len();
             if let Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) =
@@ -221,17 +297,29 @@ impl TlsStream {
         }
     }
 
-    /// Encrypts `write` into `outgoing`, after processing whatever rustls has pending.
+    /// Encrypts `write` into `outgoing` (with rustls, after processing whatever it has
+    /// pending).
     fn write_records(&mut self, write: Write<'_>) -> io::Result<()> {
+        if let Layer::Tls13(records) = &mut self.layer {
+            let outgoing = &mut self.outgoing;
+            let sealed = match write {
+                Write::Data(data) => records.seal_data(data, outgoing),
+                Write::CloseNotify => records.seal_alert(Alert::CloseNotify, outgoing),
+            };
+            return sealed.map_err(|failure| fail(records, failure, outgoing));
+        }
         loop {
             let TlsStream {
-                connection,
+                layer: Layer::Rustls(connection),
                 incoming,
                 outgoing,
                 plaintext,
                 peer_closed,
                 ..
-            } = self;
+            } = self
+            else {
+                unreachable!("TLS 1.3 records are sealed above");
+            };
             let UnbufferedStatus { mut discard, state } =
                 connection.process_tls_records(incoming.as_mut_slice());
             let done = match state.map_err(invalid_data)? {
@@ -351,7 +439,11 @@ impl AsyncRead for TlsStream {
                     "peer closed connection without sending TLS close_notify",
                 )));
             }
-            this.process()?;
+            if let Err(error) = this.process() {
+                // The alert, if the socket takes it now.
+                let _ = this.poll_write_outgoing(context);
+                return Poll::Ready(Err(error));
+            }
         }
     }
 }
@@ -493,6 +585,16 @@ fn read_records<Data>(
         plaintext.extend_from_slice(payload);
     }
     Ok(discard)
+}
+
+/// A failure of the TLS 1.3 record layer: its alert (if the peer is to be told) sealed onto
+/// `outgoing`, and the error the caller sees.
+fn fail(records: &mut Records, failure: Failure, outgoing: &mut Vec<u8>) -> io::Error {
+    if let Some(alert) = failure.alert {
+        // A connection that cannot seal any more closes without its alert.
+        let _ = records.seal_alert(alert, outgoing);
+    }
+    invalid_data(failure)
 }
 
 fn invalid_data(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
