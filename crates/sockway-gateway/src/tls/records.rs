@@ -228,11 +228,24 @@ impl Records {
         plaintext: &mut Vec<u8>,
         outgoing: &mut Vec<u8>,
     ) -> Result<Opened, Failure> {
-        let opened = self.open_records(incoming, plaintext, outgoing);
-        if opened.is_err() {
+        self.open_records(incoming, plaintext, outgoing)
+            .map_err(|failure| self.fail(failure, outgoing))
+    }
+
+    /// Ends the connection on `failure`: its alert (if the peer is to be told, and no fatal
+    /// alert went out before) sealed onto `outgoing`; nothing is read or sent after it.
+    fn fail(&mut self, failure: Failure, outgoing: &mut Vec<u8>) -> Failure {
+        if !self.failed {
             self.failed = true;
+            if let Some(alert) = failure.alert {
+                let fatal = 2;
+                // A connection that cannot seal any more closes without its alert.
+                if let Ok(key) = self.send.aead_key(self.algorithm) {
+                    let _ = self.seal_record(&key, ALERT, &[fatal, alert as u8], outgoing);
+                }
+            }
         }
-        opened
+        failure
     }
 
     fn open_records(
@@ -280,6 +293,13 @@ impl Records {
                     "TLS record without a content type",
                 ));
             };
+            // The inner plaintext (content, type, padding) is bounded too (RFC 8446 5.4).
+            if inner.len() > MAX_PLAINTEXT + INNER_TYPE {
+                return Err(Failure::new(
+                    Alert::RecordOverflow,
+                    "TLS record with more than 2^14 bytes of plaintext",
+                ));
+            }
             let (content, content_type) = (&inner[..end], inner[end]);
             if content.len() > MAX_PLAINTEXT {
                 return Err(Failure::new(
@@ -395,6 +415,11 @@ impl Records {
 
     /// Seals `data` as application data records onto `outgoing`.
     pub(super) fn seal_data(&mut self, data: &[u8], outgoing: &mut Vec<u8>) -> Result<(), Failure> {
+        self.seal_data_records(data, outgoing)
+            .map_err(|failure| self.fail(failure, outgoing))
+    }
+
+    fn seal_data_records(&mut self, data: &[u8], outgoing: &mut Vec<u8>) -> Result<(), Failure> {
         self.check_usable()?;
         let mut key = self.send.aead_key(self.algorithm)?;
         for chunk in data.chunks(MAX_PLAINTEXT) {
@@ -408,20 +433,12 @@ impl Records {
         Ok(())
     }
 
-    /// Seals an alert onto `outgoing`: `close_notify` as a warning, anything else as fatal
-    /// (after which nothing more is sent or read).
-    pub(super) fn seal_alert(
-        &mut self,
-        alert: Alert,
-        outgoing: &mut Vec<u8>,
-    ) -> Result<(), Failure> {
-        let level = if alert == Alert::CloseNotify { 1 } else { 2 };
+    /// Seals `close_notify` onto `outgoing`: this side sends nothing more.
+    pub(super) fn seal_close_notify(&mut self, outgoing: &mut Vec<u8>) -> Result<(), Failure> {
+        self.check_usable()?;
+        let warning = 1;
         let key = self.send.aead_key(self.algorithm)?;
-        let sealed = self.seal_record(&key, ALERT, &[level, alert as u8], outgoing);
-        if alert != Alert::CloseNotify {
-            self.failed = true;
-        }
-        sealed
+        self.seal_record(&key, ALERT, &[warning, Alert::CloseNotify as u8], outgoing)
     }
 
     /// Sends a `key_update` (not asking the peer for one) under the current key, then

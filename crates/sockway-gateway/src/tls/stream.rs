@@ -39,7 +39,7 @@ use rustls::unbuffered::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::records::{Alert, Failure, Records};
+use super::records::Records;
 
 /// Socket reads go through a stack buffer of this size.
 const STACK_READ_BYTES: usize = 4096;
@@ -184,11 +184,9 @@ impl TlsStream {
         let Layer::Tls13(records) = layer else {
             return self.process_rustls();
         };
-        let opened = records.open(incoming, plaintext, outgoing);
-        let opened = match opened {
-            Ok(opened) => opened,
-            Err(failure) => return Err(fail(records, failure, outgoing)),
-        };
+        let opened = records
+            .open(incoming, plaintext, outgoing)
+            .map_err(invalid_data)?;
         if opened.closed {
             *peer_closed = true;
             // Nothing after `close_notify` is read.
@@ -304,9 +302,9 @@ impl TlsStream {
             let outgoing = &mut self.outgoing;
             let sealed = match write {
                 Write::Data(data) => records.seal_data(data, outgoing),
-                Write::CloseNotify => records.seal_alert(Alert::CloseNotify, outgoing),
+                Write::CloseNotify => records.seal_close_notify(outgoing),
             };
-            return sealed.map_err(|failure| fail(records, failure, outgoing));
+            return sealed.map_err(invalid_data);
         }
         loop {
             let TlsStream {
@@ -585,16 +583,6 @@ fn read_records<Data>(
         plaintext.extend_from_slice(payload);
     }
     Ok(discard)
-}
-
-/// A failure of the TLS 1.3 record layer: its alert (if the peer is to be told) sealed onto
-/// `outgoing`, and the error the caller sees.
-fn fail(records: &mut Records, failure: Failure, outgoing: &mut Vec<u8>) -> io::Error {
-    if let Some(alert) = failure.alert {
-        // A connection that cannot seal any more closes without its alert.
-        let _ = records.seal_alert(alert, outgoing);
-    }
-    invalid_data(failure)
 }
 
 fn invalid_data(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
