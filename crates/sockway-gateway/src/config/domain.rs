@@ -67,50 +67,24 @@ impl Authority {
     /// Splits a `Host` value; `None` when it is not `host[:port]` with a DNS name or an IP
     /// address as host (a path, a user part, spaces or an empty host are refused).
     pub(crate) fn parse(text: &str) -> Option<Authority> {
-        let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-            let (address, after) = rest.split_once(']')?;
-            address.parse::<std::net::Ipv6Addr>().ok()?;
-            let port = match after {
-                "" => None,
-                _ => Some(after.strip_prefix(':')?),
-            };
-            (address.to_owned(), port)
-        } else {
-            let (host, port) = match text.split_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (text, None),
-            };
-            let valid = !host.is_empty()
-                && host.len() <= 253
-                && host
-                    .bytes()
-                    .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_'));
-            if !valid {
-                return None;
-            }
-            (host.to_owned(), port)
-        };
-        let port = match port {
-            None => None,
-            Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
-                Some(digits.parse::<u16>().ok()?)
-            }
-            Some(_) => return None,
-        };
+        let (host, port) = split(text)?;
         Some(Authority {
             host: host.to_ascii_lowercase(),
             port,
         })
     }
 
+    /// Whether a `Host` value is valid ([`Authority::parse`]) and names `localhost` or a
+    /// loopback address, without allocating: every management request in the mode without
+    /// credentials asks.
+    pub(crate) fn text_names_loopback(text: &str) -> bool {
+        split(text).is_some_and(|(host, _)| host_is_loopback(host))
+    }
+
     /// Whether the host is `localhost` or a loopback address (IPv4-mapped included), whatever
     /// the port.
     pub(crate) fn names_loopback(&self) -> bool {
-        self.host == "localhost"
-            || self
-                .host
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| ip.to_canonical().is_loopback())
+        host_is_loopback(&self.host)
     }
 
     /// Whether this names the machine itself at `local` (the address the client connected
@@ -128,6 +102,50 @@ impl Authority {
         };
         host_is_local && port_is_local
     }
+}
+
+/// A `Host` value split into its host (without brackets) and port, checked as
+/// [`Authority::parse`] describes.
+fn split(text: &str) -> Option<(&str, Option<u16>)> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (address, after) = rest.split_once(']')?;
+        address.parse::<std::net::Ipv6Addr>().ok()?;
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':')?),
+        };
+        (address, port)
+    } else {
+        let (host, port) = match text.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        };
+        let valid = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_'));
+        if !valid {
+            return None;
+        }
+        (host, port)
+    };
+    let port = match port {
+        None => None,
+        Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(digits.parse::<u16>().ok()?)
+        }
+        Some(_) => return None,
+    };
+    Some((host, port))
+}
+
+/// `localhost` (in any case) or a loopback address (IPv4-mapped included).
+fn host_is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 /// Validates `gateway.domain_name` and `gateway.domain_name_aliases` into one list, the
@@ -200,6 +218,33 @@ mod tests {
         ] {
             check(bad, None);
         }
+    }
+
+    #[test]
+    fn a_host_value_names_loopback_as_its_parsed_authority_does() {
+        for text in [
+            "localhost",
+            "LOCALHOST:1",
+            "127.0.0.1",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8080",
+            "[::ffff:127.0.0.1]:80",
+            "example.com",
+            "10.0.0.1:80",
+            "",
+            "localhost:",
+            "[::1",
+            "127.0.0.1:99999",
+            "a b",
+        ] {
+            let parsed = Authority::parse(text).is_some_and(|authority| authority.names_loopback());
+            assert_eq!(Authority::text_names_loopback(text), parsed, "{text:?}");
+        }
+        assert!(Authority::text_names_loopback("[::ffff:127.0.0.1]:80"));
+        assert!(!Authority::text_names_loopback(
+            "localhost.attacker.example"
+        ));
     }
 
     #[test]

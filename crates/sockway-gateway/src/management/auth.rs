@@ -70,22 +70,31 @@ pub(crate) fn check_local(
     if !is_loopback(peer.ip()) {
         return Err(NotLocal::Peer);
     }
-    let header = |name: &HeaderName| headers.get(name).and_then(|value| value.to_str().ok());
-    let host = header(&http::header::HOST).unwrap_or_default();
-    if !Authority::parse(host).is_some_and(|authority| authority.names_loopback()) {
+    // One pass over the few headers a tool sends, not a hashed lookup for each name checked;
+    // the first of a repeated header counts, as `HeaderMap::get` has it.
+    let (mut host, mut origin, mut fetch_site, mut forwarded) = (None, None, None, false);
+    for (name, value) in headers {
+        if name == http::header::HOST {
+            host.get_or_insert(value);
+        } else if name == http::header::ORIGIN {
+            origin.get_or_insert(value);
+        } else if name == SEC_FETCH_SITE {
+            fetch_site.get_or_insert(value);
+        } else if FORWARDING_HEADERS.contains(name) {
+            forwarded = true;
+        }
+    }
+    let host = header_text(host).unwrap_or_default();
+    if !Authority::text_names_loopback(host) {
         return Err(NotLocal::Host);
     }
-    if FORWARDING_HEADERS
-        .iter()
-        .any(|name| headers.contains_key(name))
-    {
+    if forwarded {
         return Err(NotLocal::Forwarded);
     }
-    let fetch_site = header(&SEC_FETCH_SITE);
-    if matches!(fetch_site, Some("cross-site" | "same-site")) {
+    if matches!(header_text(fetch_site), Some("cross-site" | "same-site")) {
         return Err(NotLocal::CrossOrigin);
     }
-    match headers.get(http::header::ORIGIN) {
+    match origin {
         None => Ok(()),
         Some(origin) if same_origin_page => {
             let origin = origin.to_str().unwrap_or_default();
@@ -100,6 +109,11 @@ pub(crate) fn check_local(
         }
         Some(_) => Err(NotLocal::CrossOrigin),
     }
+}
+
+/// A header's value as text, if it is present and visible ASCII.
+fn header_text(value: Option<&http::HeaderValue>) -> Option<&str> {
+    value.and_then(|value| value.to_str().ok())
 }
 
 /// Who a management request comes from, as far as [`check_peer`] could tell before the body.
@@ -246,4 +260,111 @@ pub(crate) fn verify(
         SystemTime::now(),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::{NotLocal, check_local};
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, http::HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn only_this_machines_tools_pass_the_local_check() {
+        let local: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+        let check = |pairs: &[(&'static str, &'static str)], page| {
+            check_local(local, &headers(pairs), page)
+        };
+        for host in [
+            "localhost:8080",
+            "LocalHost",
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "127.9.9.9",
+        ] {
+            assert_eq!(check(&[("host", host)], false), Ok(()), "{host}");
+        }
+        for host in [
+            "attacker.example:8080",
+            "192.0.2.1",
+            "localhost:",
+            "",
+            "a b",
+        ] {
+            assert_eq!(
+                check(&[("host", host)], false),
+                Err(NotLocal::Host),
+                "{host}"
+            );
+        }
+        assert_eq!(check(&[], false), Err(NotLocal::Host));
+        // The first `Host` counts, as it does for every other reader of the request.
+        assert_eq!(
+            check(
+                &[("host", "attacker.example"), ("host", "localhost")],
+                false
+            ),
+            Err(NotLocal::Host)
+        );
+        // A rebinding name is refused before a proxy's header is looked at.
+        assert_eq!(
+            check(&[("host", "attacker.example"), ("via", "1.1 proxy")], false),
+            Err(NotLocal::Host)
+        );
+        for forwarding in [
+            "forwarded",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-real-ip",
+            "via",
+        ] {
+            assert_eq!(
+                check(&[("host", "localhost"), (forwarding, "x")], false),
+                Err(NotLocal::Forwarded),
+                "{forwarding}"
+            );
+        }
+        assert_eq!(
+            check(
+                &[("host", "localhost"), ("sec-fetch-site", "cross-site")],
+                false
+            ),
+            Err(NotLocal::CrossOrigin)
+        );
+        assert_eq!(
+            check(
+                &[("host", "localhost"), ("sec-fetch-site", "same-origin")],
+                false
+            ),
+            Ok(())
+        );
+        let page = [
+            ("host", "localhost:8080"),
+            ("origin", "http://localhost:8080"),
+        ];
+        assert_eq!(check(&page, true), Ok(()));
+        assert_eq!(check(&page, false), Err(NotLocal::CrossOrigin));
+        assert_eq!(
+            check(
+                &[
+                    ("host", "localhost:8080"),
+                    ("origin", "http://evil.example")
+                ],
+                true
+            ),
+            Err(NotLocal::CrossOrigin)
+        );
+        let remote: SocketAddr = "192.0.2.1:50000".parse().unwrap();
+        assert_eq!(
+            check_local(remote, &headers(&[("host", "localhost")]), false),
+            Err(NotLocal::Peer)
+        );
+    }
 }

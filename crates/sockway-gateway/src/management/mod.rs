@@ -237,9 +237,13 @@ pub(crate) fn new_request_id() -> String {
     id
 }
 
+/// AWS's request id header (`x-amzn-RequestId`; header names are case-insensitive, and
+/// HTTP/1.1 writes them as given: lowercase here, as hyper writes every name).
+const X_AMZN_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-amzn-requestid");
+
 fn insert_request_id(headers: &mut http::HeaderMap, request_id: &str) {
     if let Ok(value) = HeaderValue::from_str(request_id) {
-        headers.insert("x-amzn-RequestId", value);
+        headers.insert(X_AMZN_REQUEST_ID, value);
     }
 }
 

@@ -122,7 +122,12 @@ fn with_connection(raw: &str, resource: impl FnOnce(ConnectionId) -> Resource) -
     if raw.is_empty() {
         return Resource::Unknown;
     }
-    let decoded = percent_decode_str(raw).decode_utf8_lossy();
+    // Most ids arrive encoded (an SDK writes `=` as `%3D`); one without `%` is taken as is.
+    let decoded = if raw.contains('%') {
+        percent_decode_str(raw).decode_utf8_lossy()
+    } else {
+        std::borrow::Cow::Borrowed(raw)
+    };
     match ConnectionId::parse(&decoded) {
         Ok(id) => resource(id),
         Err(_) => Resource::MalformedConnectionId(decoded.into_owned()),
@@ -133,7 +138,12 @@ fn with_group(raw: &str, resource: impl FnOnce(GroupName) -> Resource) -> Resour
     if raw.is_empty() {
         return Resource::Unknown;
     }
-    let decoded = percent_decode_str(raw).decode_utf8_lossy();
+    // Most ids arrive encoded (an SDK writes `=` as `%3D`); one without `%` is taken as is.
+    let decoded = if raw.contains('%') {
+        percent_decode_str(raw).decode_utf8_lossy()
+    } else {
+        std::borrow::Cow::Borrowed(raw)
+    };
     match GroupName::parse(&decoded) {
         Ok(group) => resource(group),
         Err(_) => Resource::MalformedGroupName(decoded.into_owned()),
