@@ -6,6 +6,8 @@
 //! `/dev/%40connections/ID%3D`. Both are accepted, and the id is percent-decoded before it is
 //! checked against the AWS id format.
 
+use std::borrow::Cow;
+
 use percent_encoding::percent_decode_str;
 use sockway_protocol::group::GroupName;
 use sockway_protocol::id::ConnectionId;
@@ -122,12 +124,7 @@ fn with_connection(raw: &str, resource: impl FnOnce(ConnectionId) -> Resource) -
     if raw.is_empty() {
         return Resource::Unknown;
     }
-    // Most ids arrive encoded (an SDK writes `=` as `%3D`); one without `%` is taken as is.
-    let decoded = if raw.contains('%') {
-        percent_decode_str(raw).decode_utf8_lossy()
-    } else {
-        std::borrow::Cow::Borrowed(raw)
-    };
+    let decoded = decode(raw);
     match ConnectionId::parse(&decoded) {
         Ok(id) => resource(id),
         Err(_) => Resource::MalformedConnectionId(decoded.into_owned()),
@@ -138,15 +135,21 @@ fn with_group(raw: &str, resource: impl FnOnce(GroupName) -> Resource) -> Resour
     if raw.is_empty() {
         return Resource::Unknown;
     }
-    // Most ids arrive encoded (an SDK writes `=` as `%3D`); one without `%` is taken as is.
-    let decoded = if raw.contains('%') {
-        percent_decode_str(raw).decode_utf8_lossy()
-    } else {
-        std::borrow::Cow::Borrowed(raw)
-    };
+    let decoded = decode(raw);
     match GroupName::parse(&decoded) {
         Ok(group) => resource(group),
         Err(_) => Resource::MalformedGroupName(decoded.into_owned()),
+    }
+}
+
+/// A path segment percent-decoded (bytes that are not UTF-8 replaced, for the error to show);
+/// one without `%` is taken as it is, without a copy. Ids mostly arrive encoded (SDKs write
+/// `=` as `%3D`).
+fn decode(raw: &str) -> Cow<'_, str> {
+    if raw.contains('%') {
+        percent_decode_str(raw).decode_utf8_lossy()
+    } else {
+        Cow::Borrowed(raw)
     }
 }
 
