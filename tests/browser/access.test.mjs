@@ -1,4 +1,4 @@
-// Issue 17 in a real browser: headless Chromium cannot set headers on a WebSocket, so it
+// Access control in a real browser: headless Chromium cannot set headers on a WebSocket, so it
 // connects to an AWS_IAM $connect with a URL presigned by a backend (here a small Node server
 // that asks `sockway presign`, as docs/access-control.md shows), and to an API-key $connect with
 // the key in the query string, which an HTTP authorizer returns as usageIdentifierKey.

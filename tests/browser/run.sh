@@ -3,7 +3,8 @@
 # playwright-core: examples/chat (chat.test.mjs: two pages chatting, and a page resuming its
 # connection with clients/js/sockway-resume.js after a cut TCP connection and after the browser's
 # offline mode), the web console (console.test.mjs), and access
-# control on $connect (access.test.mjs: a presigned URL, an API key in the query string); and,
+# control on $connect (access.test.mjs: a presigned URL, an API key in the query string), wss://
+# across TLS record boundaries (tls.test.mjs: Chromium, and Node's ws); and,
 # without a browser, clients/js/sockway-resume.js under Node (resume-client.test.mjs).
 #
 #   tests/browser/run.sh [node --test args...]
