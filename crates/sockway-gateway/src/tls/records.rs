@@ -358,50 +358,9 @@ impl Records {
         content: &[u8],
         outgoing: &mut Vec<u8>,
     ) -> Result<bool, Failure> {
-        if content.is_empty() {
-            return Err(Failure::new(
-                Alert::UnexpectedMessage,
-                "empty TLS handshake record",
-            ));
-        }
-        self.handshake.extend_from_slice(content);
-        if self.handshake[0] != KEY_UPDATE {
-            return Err(Failure::new(
-                Alert::UnexpectedMessage,
-                "TLS handshake message other than key_update after the handshake",
-            ));
-        }
-        match self.handshake.len() {
-            // Whole: type, a length of 1, the request.
-            5 => {}
-            0..5 => {
-                if self.handshake.len() >= 4 && self.handshake[1..4] != [0, 0, 1] {
-                    return Err(Failure::new(Alert::DecodeError, "malformed TLS key_update"));
-                }
-                return Ok(false);
-            }
-            // A key update must end its record: what follows would be under the old key.
-            _ => {
-                return Err(Failure::new(
-                    Alert::UnexpectedMessage,
-                    "TLS key_update not at the end of its record",
-                ));
-            }
-        }
-        if self.handshake[1..4] != [0, 0, 1] {
-            return Err(Failure::new(Alert::DecodeError, "malformed TLS key_update"));
-        }
-        let update_requested = match self.handshake[4] {
-            0 => false,
-            1 => true,
-            _ => {
-                return Err(Failure::new(
-                    Alert::IllegalParameter,
-                    "TLS key_update with an unknown request",
-                ));
-            }
+        let Some(update_requested) = key_update(&mut self.handshake, content)? else {
+            return Ok(false);
         };
-        self.handshake = Vec::new();
         let (seq, secrets) = self
             .schedule
             .update_rx_secret()
@@ -515,6 +474,52 @@ impl Records {
     }
 }
 
+/// Adds one record's handshake bytes to `pending`: the `key_update` they complete (whether
+/// it asks for the peer's in return), or `None` while it is still incomplete. A server takes
+/// no other post-handshake message, and a key update must end its record (what follows it
+/// would be under the old key).
+fn key_update(pending: &mut Vec<u8>, content: &[u8]) -> Result<Option<bool>, Failure> {
+    if content.is_empty() {
+        return Err(Failure::new(
+            Alert::UnexpectedMessage,
+            "empty TLS handshake record",
+        ));
+    }
+    pending.extend_from_slice(content);
+    if pending[0] != KEY_UPDATE {
+        return Err(Failure::new(
+            Alert::UnexpectedMessage,
+            "TLS handshake message other than key_update after the handshake",
+        ));
+    }
+    // Type, a 24-bit length of 1, the request.
+    if pending.len() >= 4 && pending[1..4] != [0, 0, 1] {
+        return Err(Failure::new(Alert::DecodeError, "malformed TLS key_update"));
+    }
+    match pending.len() {
+        0..5 => return Ok(None),
+        5 => {}
+        _ => {
+            return Err(Failure::new(
+                Alert::UnexpectedMessage,
+                "TLS key_update not at the end of its record",
+            ));
+        }
+    }
+    let update_requested = match pending[4] {
+        0 => false,
+        1 => true,
+        _ => {
+            return Err(Failure::new(
+                Alert::IllegalParameter,
+                "TLS key_update with an unknown request",
+            ));
+        }
+    };
+    *pending = Vec::new();
+    Ok(Some(update_requested))
+}
+
 /// ring's AEAD for a TLS 1.3 cipher suite this layer carries.
 fn algorithm(suite: SupportedCipherSuite) -> Option<&'static aead::Algorithm> {
     suite.tls13()?;
@@ -523,5 +528,59 @@ fn algorithm(suite: SupportedCipherSuite) -> Option<&'static aead::Algorithm> {
         rustls::CipherSuite::TLS13_AES_256_GCM_SHA384 => Some(&aead::AES_256_GCM),
         rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256 => Some(&aead::CHACHA20_POLY1305),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Alert, key_update};
+
+    /// What `records` (one record's handshake bytes each) make of a fresh buffer: the
+    /// outcome of each, or the first refusal's alert.
+    fn outcomes(records: &[&[u8]]) -> Result<Vec<Option<bool>>, Alert> {
+        let mut pending = Vec::new();
+        let mut seen = Vec::new();
+        for record in records {
+            let outcome = key_update(&mut pending, record)
+                .map_err(|failure| failure.alert.expect("a refusal names its alert"))?;
+            seen.push(outcome);
+        }
+        Ok(seen)
+    }
+
+    #[test]
+    fn a_key_update_is_read_whole_or_split_over_records() {
+        assert_eq!(outcomes(&[&[24, 0, 0, 1, 0]]), Ok(vec![Some(false)]));
+        assert_eq!(outcomes(&[&[24, 0, 0, 1, 1]]), Ok(vec![Some(true)]));
+        for split in 1..5 {
+            let message = [24, 0, 0, 1, 1];
+            let (first, second) = message.split_at(split);
+            assert_eq!(
+                outcomes(&[first, second]),
+                Ok(vec![None, Some(true)]),
+                "split after {split} bytes"
+            );
+        }
+        // One after another, each in its own record.
+        assert_eq!(
+            outcomes(&[&[24, 0, 0, 1, 0], &[24, 0, 0, 1, 1]]),
+            Ok(vec![Some(false), Some(true)])
+        );
+    }
+
+    #[test]
+    fn anything_else_after_the_handshake_is_refused() {
+        assert_eq!(outcomes(&[&[]]), Err(Alert::UnexpectedMessage));
+        // A NewSessionTicket, a Certificate: not from a client, not unasked.
+        assert_eq!(outcomes(&[&[4, 0, 0, 1, 0]]), Err(Alert::UnexpectedMessage));
+        assert_eq!(outcomes(&[&[11]]), Err(Alert::UnexpectedMessage));
+        assert_eq!(outcomes(&[&[24, 0, 0, 2, 0, 0]]), Err(Alert::DecodeError));
+        assert_eq!(outcomes(&[&[24, 0, 1], &[0]]), Err(Alert::DecodeError));
+        assert_eq!(outcomes(&[&[24, 0, 0, 1, 2]]), Err(Alert::IllegalParameter));
+        // Two key updates in one record: the second would be under the old key.
+        assert_eq!(
+            outcomes(&[&[24, 0, 0, 1, 0, 24, 0, 0, 1, 0]]),
+            Err(Alert::UnexpectedMessage)
+        );
     }
 }
