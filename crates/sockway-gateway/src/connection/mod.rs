@@ -239,8 +239,11 @@ where
         };
         (limits.outbound_queue, frame_limits)
     };
-    let close = state.shutdown.child_token();
-    let handle = ConnectionHandle::new(context.clone(), outbound_queue, close.clone());
+    let handle = ConnectionHandle::new(
+        context.clone(),
+        outbound_queue,
+        state.shutdown.child_token(),
+    );
     // Registered before the 101 goes out, so a backend that posts as soon as `$connect`
     // returned reaches the connection instead of getting 410.
     let presence = match register(state, handle.clone(), groups, request_id, event) {
@@ -263,7 +266,7 @@ where
     }
     let budget = state.caps.buffered.clone();
     let socket = WebSocket::new(stream, &leftover, frame_limits, deflate, budget);
-    let connection = Connection::new(shared, context, handle, close, replay, connect_span);
+    let connection = Connection::new(shared, handle, replay, connect_span);
     Some(Open {
         socket,
         connection,
@@ -292,10 +295,10 @@ where
                 } = self;
                 let Connection {
                     handle,
-                    context,
                     connect_span,
                     ..
                 } = connection;
+                let context = handle.context.clone();
                 end(state, &handle, presence, context, connect_span, cause).await;
             }
             None => {
@@ -349,19 +352,20 @@ mod tests {
     /// consumed before the 101, came in one box and the loop's state in one struct; 960 once
     /// the `select!`'s output (192 bytes, a finished integration) no longer outlived it, the
     /// heartbeat's `Interval` and the deadline's sleep became one timer, and the handle,
-    /// context and `CONNECT` span were held once).
+    /// context and `CONNECT` span were held once; 800 with that timer boxed and the
+    /// connection's id, context and close token held once, in its handle).
     ///
     /// The bound is an allocator size class, not a round number: tokio allocates the task at
     /// the future's size plus its header and trailer (about 176 bytes), in steps of 128 bytes
     /// (2,176 bytes for a 2,000-byte future in the release build), and mimalloc serves that
     /// from classes of 1,024, 1,280, 1,536, 1,792, 2,048 and 2,560 bytes: a future 1 byte past
-    /// a class costs every idle connection the step to the next (256 bytes from 1,280 to
-    /// 1,536). 1,104 bytes is the most that keeps the task in the 1,280-byte class.
+    /// a class costs every idle connection the step to the next (256 bytes from 1,024 to
+    /// 1,280). 848 bytes is the most that keeps the task in the 1,024-byte class.
     #[test]
     fn an_open_connection_task_stays_small() {
         let size = output_size(&open::<tokio::net::TcpStream>);
         assert!(
-            size <= 1104,
+            size <= 848,
             "the open-connection future grew to {size} bytes"
         );
     }

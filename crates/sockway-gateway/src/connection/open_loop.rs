@@ -36,7 +36,6 @@ use sockway_protocol::trace::otlp::SpanKind;
 use sockway_protocol::websocket::reader::Message;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::resume::Replay;
@@ -60,9 +59,8 @@ const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The state of one open connection's task.
 pub(super) struct Connection {
     pub(super) state: Arc<State>,
-    pub(super) context: Arc<ConnectionContext>,
+    /// Its id, context and close token are the connection's, held once.
     pub(super) handle: ConnectionHandle,
-    pub(super) close: CancellationToken,
     pub(super) inflight: FuturesUnordered<Inflight>,
     /// What a resumable connection (`[resume]`, and its client asked) has sent, for replay;
     /// `None` otherwise, which costs nothing.
@@ -116,17 +114,13 @@ impl Connection {
     /// The loop's state for a connection that has just been registered.
     pub(super) fn new(
         state: Arc<State>,
-        context: Arc<ConnectionContext>,
         handle: ConnectionHandle,
-        close: CancellationToken,
         replay: Option<Box<Replay>>,
         connect_span: Option<Box<SpanContext>>,
     ) -> Connection {
         Connection {
             state,
-            context,
             handle,
-            close,
             inflight: FuturesUnordered::new(),
             replay,
             connect_span,
@@ -176,14 +170,15 @@ impl Connection {
             heartbeat: Heartbeat::new(now, heartbeat_period),
         };
         clock.deadlines.on_activity(now);
-        let timer = tokio::time::sleep_until(armed_for(&clock));
-        tokio::pin!(timer);
+        // Boxed: a sleep is 112 bytes, and with it inline the task would not fit the
+        // allocator size class below (`an_open_connection_task_stays_small`).
+        let mut timer = Box::pin(tokio::time::sleep_until(armed_for(&clock)));
 
         loop {
             let reading = self.inflight.len() < max_inflight;
             let event = tokio::select! {
                 biased;
-                _ = self.close.cancelled() => {
+                _ = self.handle.close_token().cancelled() => {
                     return Ended::Closed(self.handle.info.close_cause().unwrap_or(CloseCause::ServerShutdown));
                 }
                 frame = socket.next(), if reading => {
@@ -323,14 +318,14 @@ impl Connection {
         let route = match selection {
             Selection::Route(route) => route,
             Selection::Forbidden => {
-                debug!(connection_id = %self.context.connection_id, request_id = %request_id, "no route for message and no $default");
+                debug!(connection_id = %self.handle.context.connection_id, request_id = %request_id, "no route for message and no $default");
                 return self
                     .refuse(socket, ErrorFrame::Forbidden, None, &request_id, span)
                     .await;
             }
         };
         if !route.admit() {
-            debug!(connection_id = %self.context.connection_id, request_id = %request_id, route_key = %route.key, "message throttled");
+            debug!(connection_id = %self.handle.context.connection_id, request_id = %request_id, route_key = %route.key, "message throttled");
             self.state.metrics.throttled(Throttled::Route);
             return self
                 .refuse(
@@ -346,7 +341,7 @@ impl Connection {
         let message_id = RequestId::from_random(random_bytes());
         let requested_at = epoch_millis();
         let call = Call {
-            connection: self.context.clone(),
+            connection: self.handle.context.clone(),
             request_id: request_id.clone(),
             now_ms: requested_at,
             kind: CallKind::Message {
@@ -412,7 +407,7 @@ impl Connection {
             Err(error) if error.is_timeout() => Some(ErrorFrame::EndpointRequestTimedOut),
             Err(_) => Some(ErrorFrame::InternalServerError),
         };
-        let mut event = message_event(&self.context, &completion, error_frame);
+        let mut event = message_event(&self.handle.context, &completion, error_frame);
         if resume_call {
             event.event_type = EventType::Resume;
             event.message_id = None;
@@ -448,7 +443,7 @@ impl Connection {
         }
         if resume_call {
             if let Err(error) = &result {
-                warn!(connection_id = %self.context.connection_id, request_id = %request_id, route_key = %route.key, error = %ErrorChain(error), "$resume integration failed");
+                warn!(connection_id = %self.handle.context.connection_id, request_id = %request_id, route_key = %route.key, error = %ErrorChain(error), "$resume integration failed");
             }
             return (None, span);
         }
@@ -468,9 +463,9 @@ impl Connection {
                 outbound
             }
             Err(error) => {
-                warn!(connection_id = %self.context.connection_id, request_id = %request_id, route_key = %route.key, error = %ErrorChain(&error), "integration failed");
+                warn!(connection_id = %self.handle.context.connection_id, request_id = %request_id, route_key = %route.key, error = %ErrorChain(&error), "integration failed");
                 let frame = error_frame.expect("a failed integration has an error frame");
-                let text = frame.render(&self.context.connection_id, &request_id);
+                let text = frame.render(&self.handle.context.connection_id, &request_id);
                 Outbound {
                     payload: Bytes::from(text),
                     text: true,
@@ -566,9 +561,12 @@ impl Connection {
             span.link(**connect_span);
         }
         if span.is_recording() {
-            span.set(key::CONNECTION_ID, self.context.connection_id.to_string());
+            span.set(
+                key::CONNECTION_ID,
+                self.handle.context.connection_id.to_string(),
+            );
             span.set(key::REQUEST_ID, request_id.to_string());
-            span.set(key::STAGE, self.context.stage.clone());
+            span.set(key::STAGE, self.handle.context.stage.clone());
             let mut selection = span.child_at("route selection", SpanKind::Internal, received);
             if let Some(route_key) = route_key {
                 span.set(key::ROUTE_KEY, route_key.to_owned());
@@ -597,7 +595,7 @@ impl Connection {
         self.state.metrics.client_error.inc();
         let mut event = AccessEvent::of_connection(
             EventType::Message,
-            self.context.clone(),
+            self.handle.context.clone(),
             request_id.to_string(),
             epoch_millis(),
         );
@@ -605,7 +603,7 @@ impl Connection {
         let (status, error) = ErrorOutcome::of_frame(frame);
         event.answered(status, Some(error));
         self.state.access_log.record(event);
-        let text = frame.render(&self.context.connection_id, request_id);
+        let text = frame.render(&self.handle.context.connection_id, request_id);
         let outbound = Outbound {
             payload: Bytes::from(text),
             text: true,
