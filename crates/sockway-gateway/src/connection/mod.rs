@@ -10,8 +10,8 @@
 //! - register ([`open`]): presence in the registry and the cluster, removed by a guard on every
 //!   exit path, then the 101;
 //! - open loop ([`open_loop`]): select over a client frame, a finished integration, a mailbox
-//!   command, a heartbeat tick, the idle/duration deadline and the close token; it returns the
-//!   close reason;
+//!   command, the one timer of the heartbeat and the idle/duration deadlines ([`timers`]) and
+//!   the close token; it returns the close reason;
 //! - finish ([`open`], then [`disconnect`]): close the socket, let in-flight integrations
 //!   finish, deliver `$disconnect` once.
 //!
