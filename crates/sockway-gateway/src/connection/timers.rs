@@ -85,8 +85,10 @@ pub(crate) enum HeartbeatAction {
 }
 
 impl Heartbeat {
-    /// A heartbeat whose first tick is one `period` after `now`.
+    /// A heartbeat whose first tick is one `period` after `now`; a zero period (which the
+    /// config turns into `None`) sends no pings rather than pinging without pause.
     pub(crate) fn new(now: Instant, period: Option<Duration>) -> Self {
+        let period = period.filter(|period| !period.is_zero());
         let due = period.and_then(|period| now.checked_add(period));
         Heartbeat {
             period: due.and(period),
@@ -260,9 +262,11 @@ mod tests {
     #[test]
     fn no_heartbeat_never_ticks() {
         let start = Instant::now();
-        let mut heartbeat = Heartbeat::new(start, None);
-        assert_eq!(heartbeat.next(), None);
-        assert_eq!(heartbeat.on_timer(start + secs(1_000_000)), None);
+        for period in [None, Some(Duration::ZERO)] {
+            let mut heartbeat = Heartbeat::new(start, period);
+            assert_eq!(heartbeat.next(), None);
+            assert_eq!(heartbeat.on_timer(start + secs(1_000_000)), None);
+        }
     }
 
     fn clock_of(start: Instant, idle: Option<u64>, max: Option<u64>, ping: Option<u64>) -> Clock {
