@@ -43,8 +43,6 @@ impl Outbound {
 /// What the rest of the gateway holds to reach a connection.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionHandle {
-    /// The connection's id.
-    pub(crate) id: ConnectionId,
     /// What every event of the connection carries; a cluster stores it so that another node
     /// can deliver `$disconnect` if this one is lost.
     pub(crate) context: Arc<ConnectionContext>,
@@ -463,11 +461,21 @@ impl ConnectionHandle {
             mailbox: Mailbox::new(queue),
         };
         ConnectionHandle {
-            id: context.connection_id.clone(),
             context,
             close,
             info: Arc::new(info),
         }
+    }
+
+    /// The connection's id (its context's: held once, since every connection has two
+    /// handles, its task's and the registry's).
+    pub(crate) fn id(&self) -> &ConnectionId {
+        &self.context.connection_id
+    }
+
+    /// The token whose cancellation ends the connection's open loop.
+    pub(crate) fn close_token(&self) -> &CancellationToken {
+        &self.close
     }
 
     /// The connection's outbound queue, which its task reads.
@@ -597,10 +605,10 @@ impl Registry {
     /// ignored.
     pub(crate) fn insert(&self, handle: ConnectionHandle, groups: &[GroupName]) -> bool {
         let mut state = self.lock();
-        if state.connections.contains_key(&handle.id) {
+        if state.connections.contains_key(handle.id()) {
             return false;
         }
-        let id = handle.id.clone();
+        let id = handle.id().clone();
         state.connections.insert(
             id.clone(),
             Entry {

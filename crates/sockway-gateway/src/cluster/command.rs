@@ -438,7 +438,7 @@ pub(crate) fn apply(registry: &Registry, request: Request) -> Result<Outcome, Cl
             if handle.close(CloseCause::Deleted) {
                 Ok(Outcome::Done)
             } else {
-                Err(ClusterError::Gone(handle.id.clone()))
+                Err(ClusterError::Gone(handle.id().clone()))
             }
         }
         Request::Join {
@@ -500,13 +500,13 @@ pub(crate) fn post(
     let handle = open_handle(registry, connection_id)?;
     match handle.try_send_noting(Outbound::from_bytes(payload)) {
         Ok(generation) => Ok(generation),
-        Err(QueueError::Gone) => Err(ClusterError::Gone(handle.id.clone())),
-        Err(QueueError::Full) => Err(ClusterError::QueueFull(handle.id.clone())),
+        Err(QueueError::Gone) => Err(ClusterError::Gone(handle.id().clone())),
+        Err(QueueError::Full) => Err(ClusterError::QueueFull(handle.id().clone())),
         Err(QueueError::Overflow) => {
             // A suspended connection past its resume limits ends: the caller is told it is
             // gone, as every later caller will be.
             handle.close(CloseCause::ResumeQueueFull);
-            Err(ClusterError::Gone(handle.id.clone()))
+            Err(ClusterError::Gone(handle.id().clone()))
         }
     }
 }
@@ -576,7 +576,7 @@ fn page(
     let items = handles
         .into_iter()
         .map(|(handle, groups)| ListedConnection {
-            connection_id: handle.id.clone(),
+            connection_id: handle.id().clone(),
             snapshot: snapshot(&handle, groups),
         })
         .collect();

@@ -318,7 +318,7 @@ impl Cluster {
         groups: &[GroupName],
         moved: bool,
     ) -> Option<Presence<'_>> {
-        let id = handle.id.clone();
+        let id = handle.id().clone();
         let inserted = match self {
             Cluster::Local(registry, _) => registry.insert(handle, groups),
             Cluster::Redis(backend) if moved => backend.register_moved(handle, groups),

@@ -382,7 +382,7 @@ async fn run_connect(
         let holder = match found {
             Some(handle) if same_principal(&handle.context, &context) => Holder::Here(handle),
             Some(handle) => {
-                debug!(connection_id = %handle.id, request_id = %request_id, "resume refused: the authorizer named another principal");
+                debug!(connection_id = %handle.id(), request_id = %request_id, "resume refused: the authorizer named another principal");
                 return Err(refused(codes::RESUME_FORBIDDEN));
             }
             // Another node may hold it: it checks the token and the principal and hands the

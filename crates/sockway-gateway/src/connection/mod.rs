@@ -10,8 +10,8 @@
 //! - register ([`open`]): presence in the registry and the cluster, removed by a guard on every
 //!   exit path, then the 101;
 //! - open loop ([`open_loop`]): select over a client frame, a finished integration, a mailbox
-//!   command, a heartbeat tick, the idle/duration deadline and the close token; it returns the
-//!   close reason;
+//!   command, the one timer of the heartbeat and the idle/duration deadlines ([`timers`]) and
+//!   the close token; it returns the close reason;
 //! - finish ([`open`], then [`disconnect`]): close the socket, let in-flight integrations
 //!   finish, deliver `$disconnect` once.
 //!
@@ -158,13 +158,12 @@ struct Opening<S> {
 
 /// An open connection: what its task holds while the open loop waits, in one place the loop
 /// borrows from (a value moved from one local to another would be kept twice).
+///
+/// The connection's handle, context and `CONNECT` span are the [`Connection`]'s: held once.
 struct Open<'s, S> {
     socket: WebSocket<S>,
     connection: Connection,
-    handle: ConnectionHandle,
     presence: Presence<'s>,
-    context: Arc<ConnectionContext>,
-    connect_span: Option<Box<SpanContext>>,
     /// The slot under the connection caps, held until the connection ends: the first
     /// socket's, or the last one's that resumed the connection.
     admission: Option<Admission>,
@@ -240,8 +239,11 @@ where
         };
         (limits.outbound_queue, frame_limits)
     };
-    let close = state.shutdown.child_token();
-    let handle = ConnectionHandle::new(context.clone(), outbound_queue, close.clone());
+    let handle = ConnectionHandle::new(
+        context.clone(),
+        outbound_queue,
+        state.shutdown.child_token(),
+    );
     // Registered before the 101 goes out, so a backend that posts as soon as `$connect`
     // returned reaches the connection instead of getting 410.
     let presence = match register(state, handle.clone(), groups, request_id, event) {
@@ -264,21 +266,11 @@ where
     }
     let budget = state.caps.buffered.clone();
     let socket = WebSocket::new(stream, &leftover, frame_limits, deflate, budget);
-    let connection = Connection::new(
-        shared,
-        context.clone(),
-        handle.clone(),
-        close,
-        replay,
-        connect_span.clone(),
-    );
+    let connection = Connection::new(shared, handle, replay, connect_span);
     Some(Open {
         socket,
         connection,
-        handle,
         presence,
-        context,
-        connect_span,
         admission: Some(admission),
     })
 }
@@ -297,12 +289,16 @@ where
         match finished {
             Some(cause) => {
                 let Open {
-                    handle,
+                    connection,
                     presence,
-                    context,
-                    connect_span,
                     ..
                 } = self;
+                let Connection {
+                    handle,
+                    connect_span,
+                    ..
+                } = connection;
+                let context = handle.context.clone();
                 end(state, &handle, presence, context, connect_span, cause).await;
             }
             None => {
@@ -353,19 +349,23 @@ mod tests {
     /// moved into a plain function; 1,984 with `[resume]`, whose suspension and hand-over paths
     /// are boxed, against 1,792 on the same toolchain just before it; 16 more with tracing: a
     /// boxed `CONNECT` span context, here and in the loop's state; 1,360 once the arguments,
-    /// consumed before the 101, came in one box and the loop's state in one struct).
+    /// consumed before the 101, came in one box and the loop's state in one struct; 960 once
+    /// the `select!`'s output (192 bytes, a finished integration) no longer outlived it, the
+    /// heartbeat's `Interval` and the deadline's sleep became one timer, and the handle,
+    /// context and `CONNECT` span were held once; 800 with that timer boxed and the
+    /// connection's id, context and close token held once, in its handle).
     ///
     /// The bound is an allocator size class, not a round number: tokio allocates the task at
-    /// the future's size plus its header and trailer, in steps of 128 bytes (2,176 bytes for a
-    /// 2,000-byte future in the release build), and mimalloc serves that from classes of
-    /// 1,536, 1,792, 2,048 and 2,560 bytes: a future 1 byte past a class costs every idle
-    /// connection the step to the next (512 bytes from 2,048 to 2,560). 1,360 bytes is the
-    /// most that keeps the task in the 1,536-byte class.
+    /// the future's size plus its header and trailer (about 176 bytes), in steps of 128 bytes
+    /// (2,176 bytes for a 2,000-byte future in the release build), and mimalloc serves that
+    /// from classes of 1,024, 1,280, 1,536, 1,792, 2,048 and 2,560 bytes: a future 1 byte past
+    /// a class costs every idle connection the step to the next (256 bytes from 1,024 to
+    /// 1,280). 848 bytes is the most that keeps the task in the 1,024-byte class.
     #[test]
     fn an_open_connection_task_stays_small() {
         let size = output_size(&open::<tokio::net::TcpStream>);
         assert!(
-            size <= 1360,
+            size <= 848,
             "the open-connection future grew to {size} bytes"
         );
     }

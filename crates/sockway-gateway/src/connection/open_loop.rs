@@ -35,13 +35,12 @@ use sockway_protocol::trace::SpanContext;
 use sockway_protocol::trace::otlp::SpanKind;
 use sockway_protocol::websocket::reader::Message;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::{Instant, MissedTickBehavior};
-use tokio_util::sync::CancellationToken;
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::resume::Replay;
 use super::socket::WebSocket;
-use super::timers::{Deadlines, Heartbeat, HeartbeatAction};
+use super::timers::{Clock, Deadlines, Due, Heartbeat};
 use crate::access_log::{AccessEvent, ErrorOutcome, EventType, IntegrationOutcome};
 use crate::config::BinaryFrames;
 use crate::integrations::{Call, CallKind, IntegrationError, Payload};
@@ -60,9 +59,8 @@ const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The state of one open connection's task.
 pub(super) struct Connection {
     pub(super) state: Arc<State>,
-    pub(super) context: Arc<ConnectionContext>,
+    /// Its id, context and close token are the connection's, held once.
     pub(super) handle: ConnectionHandle,
-    pub(super) close: CancellationToken,
     pub(super) inflight: FuturesUnordered<Inflight>,
     /// What a resumable connection (`[resume]`, and its client asked) has sent, for replay;
     /// `None` otherwise, which costs nothing.
@@ -77,6 +75,21 @@ pub(super) enum Ended {
     Closed(CloseCause),
     /// A new socket resumed the connection while this one was still open.
     TakenOver(Takeover),
+}
+
+/// What woke the open loop and asks for a write or a call: handed whole to
+/// [`Connection::on_event`].
+enum Event {
+    /// A message from the client, to route.
+    Message(Payload),
+    /// An integration finished.
+    Completed(Completion),
+    /// A message from the mailbox, for the client.
+    Push(Outbound),
+    /// The heartbeat asks for a ping.
+    Heartbeat,
+    /// The client pinged: the pong is owed.
+    Pinged,
 }
 
 /// An integration running for one message (a panic in it comes back as a failed integration).
@@ -101,17 +114,13 @@ impl Connection {
     /// The loop's state for a connection that has just been registered.
     pub(super) fn new(
         state: Arc<State>,
-        context: Arc<ConnectionContext>,
         handle: ConnectionHandle,
-        close: CancellationToken,
         replay: Option<Box<Replay>>,
         connect_span: Option<Box<SpanContext>>,
     ) -> Connection {
         Connection {
             state,
-            context,
             handle,
-            close,
             inflight: FuturesUnordered::new(),
             replay,
             connect_span,
@@ -120,11 +129,14 @@ impl Connection {
 
     /// The open loop. Returns why the connection ends.
     ///
-    /// What a branch does once its event arrived (route a message, answer a completed
-    /// integration, write a push or a ping) runs boxed: those futures exist only while they
-    /// run, so the task an idle connection keeps holds the loop's waiting state alone (see
-    /// `an_open_connection_task_stays_small`). One small allocation per message buys
-    /// about 1.4 KiB less per open connection.
+    /// What happens once an event arrived (route a message, answer a completed integration,
+    /// write a push or a ping) runs boxed, in [`Connection::on_event`]: that future exists only
+    /// while it runs, so the task an idle connection keeps holds the loop's waiting state
+    /// alone (see `an_open_connection_task_stays_small`). One small allocation per message
+    /// buys about 1.4 KiB less per open connection. For the same reason the `select!`'s
+    /// branches only say what happened, and each event is handed on whole: a value taken
+    /// apart across an await point keeps its whole slot (the select's output, as large as a
+    /// finished integration) in the state every idle connection holds.
     pub(super) async fn run<S>(&mut self, socket: &mut WebSocket<S>) -> Ended
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -152,37 +164,35 @@ impl Connection {
             .replay
             .as_ref()
             .map_or_else(Instant::now, |replay| replay.opened_at());
-        let mut deadlines = Deadlines::new(opened_at, idle_timeout, max_duration);
-        deadlines.on_activity(Instant::now());
-        let far_future = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
-        let deadline_sleep = tokio::time::sleep_until(deadlines.next().unwrap_or(far_future));
-        tokio::pin!(deadline_sleep);
-        let mut heartbeat = Heartbeat::default();
-        let mut ticker = tokio::time::interval_at(
-            Instant::now() + heartbeat_period.unwrap_or(Duration::from_secs(3600)),
-            heartbeat_period.unwrap_or(Duration::from_secs(3600)),
-        );
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let now = Instant::now();
+        let mut clock = Clock {
+            deadlines: Deadlines::new(opened_at, idle_timeout, max_duration),
+            heartbeat: Heartbeat::new(now, heartbeat_period),
+        };
+        clock.deadlines.on_activity(now);
+        // Boxed: a sleep is 112 bytes, and with it inline the task would not fit the
+        // allocator size class below (`an_open_connection_task_stays_small`).
+        let mut timer = Box::pin(tokio::time::sleep_until(armed_for(&clock)));
 
         loop {
             let reading = self.inflight.len() < max_inflight;
-            tokio::select! {
+            let event = tokio::select! {
                 biased;
-                _ = self.close.cancelled() => {
+                _ = self.handle.close_token().cancelled() => {
                     return Ended::Closed(self.handle.info.close_cause().unwrap_or(CloseCause::ServerShutdown));
                 }
                 frame = socket.next(), if reading => {
-                    heartbeat.on_frame();
+                    clock.heartbeat.on_frame();
                     let message = match frame {
                         Err(cause) => return Ended::Closed(cause),
                         Ok(message) => message,
                     };
-                    let payload = match message {
-                        Message::Text(text) => Payload::Text(text),
+                    match message {
+                        Message::Text(text) => Event::Message(Payload::Text(text)),
                         Message::Binary(_) if self.state.deployment().config.gateway.binary_frames == BinaryFrames::Reject => {
                             return Ended::Closed(CloseCause::BinaryNotSupported);
                         }
-                        Message::Binary(bytes) => Payload::Binary(Bytes::from(bytes)),
+                        Message::Binary(bytes) => Event::Message(Payload::Binary(Bytes::from(bytes))),
                         Message::Close(frame) => {
                             let (code, reason) = match frame {
                                 Some((code, reason)) => (Some(code), reason),
@@ -191,70 +201,88 @@ impl Connection {
                             return Ended::Closed(CloseCause::ClientClosed { code, reason });
                         }
                         // The socket owes the pong from now on; flushing sends it.
-                        Message::Ping(_) => {
-                            if let Err(ended) = Box::pin(unless_taken_over(self.watch(), bounded(socket.flush()))).await {
-                                return ended;
-                            }
-                            continue;
-                        }
+                        Message::Ping(_) => Event::Pinged,
                         Message::Pong => continue,
-                    };
-                    deadlines.on_activity(Instant::now());
-                    self.handle.info.touch(epoch_millis());
-                    self.state.metrics.bytes_in(payload.len());
-                    // The one cost of tracing when it is off: this branch.
-                    let received = self.state.tracer.is_some().then(SystemTime::now);
-                    // Each message is routed by the deployment in use when it arrived.
-                    let selection = {
-                        let deployment = self.state.deployment();
-                        match &payload {
-                            Payload::Text(text) => deployment.routes.select_text(text),
-                            Payload::Binary(_) => deployment.routes.select_binary(),
-                        }
-                    };
-                    if let Err(ended) = Box::pin(unless_taken_over(self.watch(), self.dispatch(socket, selection, payload, received))).await {
-                        return ended;
                     }
                 }
                 Some(completion) = self.inflight.next(), if !self.inflight.is_empty() => {
-                    match Box::pin(unless_taken_over(self.watch(), self.complete(socket, completion))).await {
-                        Ok(true) => {
-                            deadlines.on_activity(Instant::now());
-                            self.handle.info.touch(epoch_millis());
-                        }
-                        Ok(false) => {}
-                        Err(ended) => return ended,
+                    Event::Completed(completion)
+                }
+                next = self.handle.mailbox().pop() => match next {
+                    Next::Message(outbound) => Event::Push(outbound),
+                    Next::Takeover(takeover) => return Ended::TakenOver(takeover),
+                },
+                () = &mut timer => {
+                    let due = clock.on_timer(Instant::now());
+                    timer.as_mut().reset(armed_for(&clock));
+                    match due {
+                        Due::Close(cause) => return Ended::Closed(cause),
+                        Due::Ping => Event::Heartbeat,
+                        Due::Nothing => continue,
                     }
                 }
-                next = self.handle.mailbox().pop() => {
-                    let outbound = match next {
-                        Next::Message(outbound) => outbound,
-                        Next::Takeover(takeover) => return Ended::TakenOver(takeover),
-                    };
-                    if let Err(ended) = Box::pin(unless_taken_over(self.watch(), self.deliver(socket, &outbound))).await {
-                        return ended;
+            };
+            if matches!(event, Event::Message(_)) {
+                clock.deadlines.on_activity(Instant::now());
+            }
+            match Box::pin(self.on_event(socket, event)).await {
+                Ok(true) => clock.deadlines.on_activity(Instant::now()),
+                Ok(false) => {}
+                Err(ended) => return ended,
+            }
+        }
+    }
+
+    /// Does what one event of the open loop asks: routes a message, answers a finished
+    /// integration, writes a push, a ping or the pong owed. Returns whether a data frame went
+    /// out to the client.
+    async fn on_event<S>(&mut self, socket: &mut WebSocket<S>, event: Event) -> Result<bool, Ended>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        match event {
+            Event::Message(payload) => {
+                self.handle.info.touch(epoch_millis());
+                self.state.metrics.bytes_in(payload.len());
+                // The one cost of tracing when it is off: this branch.
+                let received = self.state.tracer.is_some().then(SystemTime::now);
+                // Each message is routed by the deployment in use when it arrived.
+                let selection = {
+                    let deployment = self.state.deployment();
+                    match &payload {
+                        Payload::Text(text) => deployment.routes.select_text(text),
+                        Payload::Binary(_) => deployment.routes.select_binary(),
                     }
-                    self.state.metrics.pushes_out.inc();
-                    self.state.metrics.bytes_out(outbound.payload.len());
-                    deadlines.on_activity(Instant::now());
+                };
+                unless_taken_over(
+                    self.watch(),
+                    self.dispatch(socket, selection, payload, received),
+                )
+                .await?;
+                Ok(false)
+            }
+            Event::Completed(completion) => {
+                let sent =
+                    unless_taken_over(self.watch(), self.complete(socket, completion)).await?;
+                if sent {
                     self.handle.info.touch(epoch_millis());
                 }
-                _ = ticker.tick(), if heartbeat_period.is_some() => match heartbeat.on_tick() {
-                    HeartbeatAction::Dead => return Ended::Closed(CloseCause::HeartbeatTimeout),
-                    HeartbeatAction::Ping => {
-                        if let Err(ended) = Box::pin(unless_taken_over(self.watch(), bounded(socket.ping()))).await {
-                            return ended;
-                        }
-                    }
-                },
-                _ = &mut deadline_sleep => {
-                    let now = Instant::now();
-                    if let Some(cause) = deadlines.expired(now) {
-                        return Ended::Closed(cause);
-                    }
-                    // Activity moved the deadline since the sleep was armed.
-                    deadline_sleep.as_mut().reset(deadlines.next().unwrap_or(far_future));
-                }
+                Ok(sent)
+            }
+            Event::Push(outbound) => {
+                unless_taken_over(self.watch(), self.deliver(socket, &outbound)).await?;
+                self.state.metrics.pushes_out.inc();
+                self.state.metrics.bytes_out(outbound.payload.len());
+                self.handle.info.touch(epoch_millis());
+                Ok(true)
+            }
+            Event::Heartbeat => {
+                unless_taken_over(self.watch(), bounded(socket.ping())).await?;
+                Ok(false)
+            }
+            Event::Pinged => {
+                unless_taken_over(self.watch(), bounded(socket.flush())).await?;
+                Ok(false)
             }
         }
     }
@@ -290,14 +318,14 @@ impl Connection {
         let route = match selection {
             Selection::Route(route) => route,
             Selection::Forbidden => {
-                debug!(connection_id = %self.context.connection_id, request_id = %request_id, "no route for message and no $default");
+                debug!(connection_id = %self.handle.context.connection_id, request_id = %request_id, "no route for message and no $default");
                 return self
                     .refuse(socket, ErrorFrame::Forbidden, None, &request_id, span)
                     .await;
             }
         };
         if !route.admit() {
-            debug!(connection_id = %self.context.connection_id, request_id = %request_id, route_key = %route.key, "message throttled");
+            debug!(connection_id = %self.handle.context.connection_id, request_id = %request_id, route_key = %route.key, "message throttled");
             self.state.metrics.throttled(Throttled::Route);
             return self
                 .refuse(
@@ -313,7 +341,7 @@ impl Connection {
         let message_id = RequestId::from_random(random_bytes());
         let requested_at = epoch_millis();
         let call = Call {
-            connection: self.context.clone(),
+            connection: self.handle.context.clone(),
             request_id: request_id.clone(),
             now_ms: requested_at,
             kind: CallKind::Message {
@@ -379,7 +407,7 @@ impl Connection {
             Err(error) if error.is_timeout() => Some(ErrorFrame::EndpointRequestTimedOut),
             Err(_) => Some(ErrorFrame::InternalServerError),
         };
-        let mut event = message_event(&self.context, &completion, error_frame);
+        let mut event = message_event(&self.handle.context, &completion, error_frame);
         if resume_call {
             event.event_type = EventType::Resume;
             event.message_id = None;
@@ -415,7 +443,7 @@ impl Connection {
         }
         if resume_call {
             if let Err(error) = &result {
-                warn!(connection_id = %self.context.connection_id, request_id = %request_id, route_key = %route.key, error = %ErrorChain(error), "$resume integration failed");
+                warn!(connection_id = %self.handle.context.connection_id, request_id = %request_id, route_key = %route.key, error = %ErrorChain(error), "$resume integration failed");
             }
             return (None, span);
         }
@@ -435,9 +463,9 @@ impl Connection {
                 outbound
             }
             Err(error) => {
-                warn!(connection_id = %self.context.connection_id, request_id = %request_id, route_key = %route.key, error = %ErrorChain(&error), "integration failed");
+                warn!(connection_id = %self.handle.context.connection_id, request_id = %request_id, route_key = %route.key, error = %ErrorChain(&error), "integration failed");
                 let frame = error_frame.expect("a failed integration has an error frame");
-                let text = frame.render(&self.context.connection_id, &request_id);
+                let text = frame.render(&self.handle.context.connection_id, &request_id);
                 Outbound {
                     payload: Bytes::from(text),
                     text: true,
@@ -533,9 +561,12 @@ impl Connection {
             span.link(**connect_span);
         }
         if span.is_recording() {
-            span.set(key::CONNECTION_ID, self.context.connection_id.to_string());
+            span.set(
+                key::CONNECTION_ID,
+                self.handle.context.connection_id.to_string(),
+            );
             span.set(key::REQUEST_ID, request_id.to_string());
-            span.set(key::STAGE, self.context.stage.clone());
+            span.set(key::STAGE, self.handle.context.stage.clone());
             let mut selection = span.child_at("route selection", SpanKind::Internal, received);
             if let Some(route_key) = route_key {
                 span.set(key::ROUTE_KEY, route_key.to_owned());
@@ -564,7 +595,7 @@ impl Connection {
         self.state.metrics.client_error.inc();
         let mut event = AccessEvent::of_connection(
             EventType::Message,
-            self.context.clone(),
+            self.handle.context.clone(),
             request_id.to_string(),
             epoch_millis(),
         );
@@ -572,7 +603,7 @@ impl Connection {
         let (status, error) = ErrorOutcome::of_frame(frame);
         event.answered(status, Some(error));
         self.state.access_log.record(event);
-        let text = frame.render(&self.context.connection_id, request_id);
+        let text = frame.render(&self.handle.context.connection_id, request_id);
         let outbound = Outbound {
             payload: Bytes::from(text),
             text: true,
@@ -617,6 +648,14 @@ fn message_event(
         }
     }
     event
+}
+
+/// The instant the connection's timer is armed for: [`Clock::next`], or never.
+fn armed_for(clock: &Clock) -> Instant {
+    let now = Instant::now();
+    clock
+        .next()
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// Runs `write` (one event's writes to the socket) unless a new socket takes the connection

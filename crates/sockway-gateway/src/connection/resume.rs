@@ -375,8 +375,11 @@ pub(super) async fn arrive<S>(
         refuse(stream, event).await;
         return;
     };
-    let close = state.shutdown.child_token();
-    let handle = ConnectionHandle::new(context.clone(), outbound_queue, close.clone());
+    let handle = ConnectionHandle::new(
+        context.clone(),
+        outbound_queue,
+        state.shutdown.child_token(),
+    );
     handle.info.touch(last_active_at);
     let Some(presence) = state.cluster.register_moved(handle.clone(), &groups) else {
         refuse(stream, event).await;
@@ -428,14 +431,8 @@ pub(super) async fn arrive<S>(
     }
     // What was sent before the kept messages counts too.
     replay.sent = sent;
-    let mut connection = Connection::new(
-        state.clone(),
-        context.clone(),
-        handle.clone(),
-        close,
-        Some(Box::new(replay)),
-        None,
-    );
+    let mut connection =
+        Connection::new(state.clone(), handle.clone(), Some(Box::new(replay)), None);
     let takeover = Takeover {
         stream: Box::new(stream),
         leftover,
@@ -572,7 +569,7 @@ impl Connection {
     /// heartbeats, a client that stopped reading, or the client's 1001 "going away").
     pub(super) fn suspends(&self, cause: &CloseCause) -> bool {
         self.replay.is_some()
-            && !self.close.is_cancelled()
+            && !self.handle.close_token().is_cancelled()
             && match cause {
                 CloseCause::ConnectionLost
                 | CloseCause::HeartbeatTimeout
@@ -596,7 +593,7 @@ impl Connection {
             return Ok(());
         };
         replay.greeted = true;
-        let token = ResumeToken::generate(self.context.connection_id.clone());
+        let token = ResumeToken::generate(self.handle.context.connection_id.clone());
         self.handle.mailbox().set_ticket(token.ticket());
         let resumed = plan.is_some();
         let plan = plan.unwrap_or(Plan {
@@ -606,7 +603,7 @@ impl Connection {
         });
         let frame = serde_json::json!({
             "type": "sockway.resume",
-            "connectionId": self.context.connection_id.as_str(),
+            "connectionId": self.handle.context.connection_id.as_str(),
             "token": token.encode(),
             "windowSeconds": replay.limits.window.as_secs(),
             "resumed": resumed,
@@ -729,8 +726,8 @@ impl Connection {
             principal,
             reply,
         } = ask;
-        let connection_id = self.context.connection_id.clone();
-        if !same_principal(&self.context, &principal) {
+        let connection_id = self.handle.context.connection_id.clone();
+        if !same_principal(&self.handle.context, &principal) {
             debug!(connection_id = %connection_id, "hand-over refused: the authorizer named another principal");
             self.handle.mailbox().set_ticket(ticket);
             let _ = reply.send(HandOverAnswer::Forbidden);
@@ -759,7 +756,7 @@ impl Connection {
         let completed = tokio::select! {
             () = self.handle.mailbox().wait_closed() => true,
             () = tokio::time::sleep(HAND_OVER_TIMEOUT) => false,
-            () = self.close.cancelled() => false,
+            () = self.handle.close_token().cancelled() => false,
         };
         if completed {
             // The in-flight integrations that did not finish in time are cancelled.
@@ -780,7 +777,7 @@ impl Connection {
             .as_ref()
             .expect("only a resumable connection moves");
         Moved {
-            context: MovedContext::of(&self.context),
+            context: MovedContext::of(&self.handle.context),
             groups,
             subprotocol: replay.subprotocol.clone(),
             sent: replay.sent,
@@ -819,7 +816,7 @@ impl Connection {
         // nothing on a single node). Messages queued from now on are kept there as they come.
         if let (Some(by), Some(ticket)) = (SuspendedBy::of(&cause), self.handle.mailbox().ticket())
         {
-            let id = self.context.connection_id.clone();
+            let id = self.handle.context.connection_id.clone();
             state
                 .cluster
                 .record_suspension(
@@ -837,10 +834,10 @@ impl Connection {
                 .await;
         }
         drop(queued);
-        debug!(connection_id = %self.context.connection_id, cause = ?cause, "connection suspended");
+        debug!(connection_id = %self.handle.context.connection_id, cause = ?cause, "connection suspended");
         let mut event = AccessEvent::of_connection(
             EventType::Suspend,
-            self.context.clone(),
+            self.handle.context.clone(),
             RequestId::from_random(random_bytes()).to_string(),
             epoch_millis(),
         );
@@ -852,7 +849,7 @@ impl Connection {
         let outcome = loop {
             tokio::select! {
                 biased;
-                _ = self.close.cancelled() => {
+                _ = self.handle.close_token().cancelled() => {
                     break Err(self.handle.info.close_cause().unwrap_or(CloseCause::ServerShutdown));
                 }
                 takeover = self.handle.mailbox().next_takeover() => break Ok(takeover),
@@ -871,7 +868,7 @@ impl Connection {
         self.handle.mailbox().unsuspend();
         state
             .cluster
-            .end_suspension(&self.context.connection_id, generation);
+            .end_suspension(&self.handle.context.connection_id, generation);
         metrics.suspended.dec();
         outcome.map(|takeover| (takeover, cause))
     }
@@ -935,7 +932,7 @@ impl Connection {
         let mut socket = WebSocket::new(stream, &leftover, frame_limits, deflate, budget);
         let plan = replay.plan(resuming.received);
         let again: Vec<Outbound> = replay.retained.iter().skip(plan.from).cloned().collect();
-        debug!(connection_id = %self.context.connection_id, received = resuming.received, replayed = again.len(), missed = plan.missed, "connection resumed");
+        debug!(connection_id = %self.handle.context.connection_id, received = resuming.received, replayed = again.len(), missed = plan.missed, "connection resumed");
         self.greet_with(&mut socket, Some(plan)).await?;
         self.state
             .metrics
@@ -967,7 +964,7 @@ impl Connection {
         let integration = route.integration.clone();
         let requested_at = epoch_millis();
         let call = Call {
-            connection: self.context.clone(),
+            connection: self.handle.context.clone(),
             request_id: request_id.clone(),
             now_ms: requested_at,
             kind: CallKind::Resume {

@@ -1,7 +1,9 @@
 //! Deadlines and heartbeats of one connection as pure functions of `now`.
 //!
-//! The connection task owns one sleep for [`Deadlines::next`] and one interval for
-//! [`Heartbeat`]; the decisions live here so they can be tested without a clock.
+//! The connection task owns one sleep, armed for [`Clock::next`]: the earliest of the idle and
+//! duration deadlines and the heartbeat's next ping. One timer rather than one per concern:
+//! a tokio `Interval` boxes a sleep of its own, which every idle connection would hold. The
+//! decisions live here so they can be tested without a clock.
 
 use std::time::Duration;
 
@@ -12,23 +14,22 @@ use tokio::time::Instant;
 #[derive(Debug, Clone)]
 pub(crate) struct Deadlines {
     idle_timeout: Option<Duration>,
-    max_duration: Option<Duration>,
-    opened_at: Instant,
     last_activity: Instant,
+    /// When the maximum duration is reached; `None` when there is none.
+    ends_at: Option<Instant>,
 }
 
 impl Deadlines {
-    /// Deadlines for a connection opened at `now`; `None` disables a limit.
+    /// Deadlines for a connection opened at `opened_at`; `None` disables a limit.
     pub(crate) fn new(
-        now: Instant,
+        opened_at: Instant,
         idle_timeout: Option<Duration>,
         max_duration: Option<Duration>,
     ) -> Self {
         Deadlines {
             idle_timeout,
-            max_duration,
-            opened_at: now,
-            last_activity: now,
+            last_activity: opened_at,
+            ends_at: max_duration.and_then(|duration| opened_at.checked_add(duration)),
         }
     }
 
@@ -43,26 +44,21 @@ impl Deadlines {
     pub(crate) fn next(&self) -> Option<Instant> {
         let idle = self
             .idle_timeout
-            .map(|timeout| self.last_activity + timeout);
-        let max = self.max_duration.map(|duration| self.opened_at + duration);
-        match (idle, max) {
-            (Some(idle), Some(max)) => Some(idle.min(max)),
-            (idle, max) => idle.or(max),
-        }
+            .and_then(|timeout| self.last_activity.checked_add(timeout));
+        earliest(idle, self.ends_at)
     }
 
     /// The limit reached at `now`, if one is. The maximum duration wins a tie: it is the
     /// harder limit and says more about why the connection ended.
     pub(crate) fn expired(&self, now: Instant) -> Option<CloseCause> {
-        if let Some(duration) = self.max_duration {
-            if now >= self.opened_at + duration {
-                return Some(CloseCause::MaxDurationReached);
-            }
+        if self.ends_at.is_some_and(|ends_at| now >= ends_at) {
+            return Some(CloseCause::MaxDurationReached);
         }
-        if let Some(timeout) = self.idle_timeout {
-            if now >= self.last_activity + timeout {
-                return Some(CloseCause::IdleTimeout);
-            }
+        let idle = self
+            .idle_timeout
+            .and_then(|timeout| self.last_activity.checked_add(timeout));
+        if idle.is_some_and(|idle| now >= idle) {
+            return Some(CloseCause::IdleTimeout);
         }
         None
     }
@@ -70,8 +66,12 @@ impl Deadlines {
 
 /// Liveness by ping: a peer that has not answered (or sent anything) since the last ping when
 /// the next tick comes is dead.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Heartbeat {
+    /// `limits.heartbeat_interval`; `None` sends no pings.
+    period: Option<Duration>,
+    /// When the next tick is due (meaningless without a period).
+    due: Instant,
     awaiting_pong: bool,
 }
 
@@ -85,8 +85,39 @@ pub(crate) enum HeartbeatAction {
 }
 
 impl Heartbeat {
+    /// A heartbeat whose first tick is one `period` after `now`; a zero period (which the
+    /// config turns into `None`) sends no pings rather than pinging without pause.
+    pub(crate) fn new(now: Instant, period: Option<Duration>) -> Self {
+        let period = period.filter(|period| !period.is_zero());
+        let due = period.and_then(|period| now.checked_add(period));
+        Heartbeat {
+            period: due.and(period),
+            due: due.unwrap_or(now),
+            awaiting_pong: false,
+        }
+    }
+
+    /// When the next tick is due, if pings are on.
+    pub(crate) fn next(&self) -> Option<Instant> {
+        self.period.map(|_| self.due)
+    }
+
+    /// The tick due at `now`, if one is; the next one comes a whole period later (a late
+    /// tick delays the ones after it rather than bunching them).
+    pub(crate) fn on_timer(&mut self, now: Instant) -> Option<HeartbeatAction> {
+        let period = self.period?;
+        if now < self.due {
+            return None;
+        }
+        match now.checked_add(period) {
+            Some(due) => self.due = due,
+            None => self.period = None,
+        }
+        Some(self.on_tick())
+    }
+
     /// The interval elapsed.
-    pub(crate) fn on_tick(&mut self) -> HeartbeatAction {
+    fn on_tick(&mut self) -> HeartbeatAction {
         if self.awaiting_pong {
             HeartbeatAction::Dead
         } else {
@@ -98,6 +129,57 @@ impl Heartbeat {
     /// Any frame arrived from the peer: it is alive.
     pub(crate) fn on_frame(&mut self) {
         self.awaiting_pong = false;
+    }
+}
+
+/// Everything the connection's one timer stands for.
+#[derive(Debug, Clone)]
+pub(crate) struct Clock {
+    /// The idle and duration deadlines.
+    pub(crate) deadlines: Deadlines,
+    /// The pings.
+    pub(crate) heartbeat: Heartbeat,
+}
+
+/// What the timer's firing at some instant asks of the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Due {
+    /// A limit is reached, or the peer missed a heartbeat: close it.
+    Close(CloseCause),
+    /// Send a ping.
+    Ping,
+    /// Nothing yet (activity moved the idle deadline since the timer was armed).
+    Nothing,
+}
+
+impl Clock {
+    /// The instant the timer is armed for: the earliest of the deadlines and the next ping.
+    pub(crate) fn next(&self) -> Option<Instant> {
+        earliest(self.deadlines.next(), self.heartbeat.next())
+    }
+
+    /// The timer fired at `now`. A missed heartbeat wins over a deadline reached at the same
+    /// time, and a deadline over a ping.
+    pub(crate) fn on_timer(&mut self, now: Instant) -> Due {
+        let heartbeat = self.heartbeat.on_timer(now);
+        if heartbeat == Some(HeartbeatAction::Dead) {
+            return Due::Close(CloseCause::HeartbeatTimeout);
+        }
+        if let Some(cause) = self.deadlines.expired(now) {
+            return Due::Close(cause);
+        }
+        match heartbeat {
+            Some(HeartbeatAction::Ping) => Due::Ping,
+            _ => Due::Nothing,
+        }
+    }
+}
+
+/// The earlier of two optional instants.
+fn earliest(first: Option<Instant>, second: Option<Instant>) -> Option<Instant> {
+    match (first, second) {
+        (Some(first), Some(second)) => Some(first.min(second)),
+        (first, second) => first.or(second),
     }
 }
 
@@ -147,10 +229,92 @@ mod tests {
 
     #[test]
     fn heartbeat_needs_a_frame_between_ticks() {
-        let mut heartbeat = Heartbeat::default();
-        assert_eq!(heartbeat.on_tick(), HeartbeatAction::Ping);
+        let start = Instant::now();
+        let mut heartbeat = Heartbeat::new(start, Some(secs(30)));
+        assert_eq!(heartbeat.next(), Some(start + secs(30)));
+        assert_eq!(heartbeat.on_timer(start + secs(29)), None);
+        assert_eq!(
+            heartbeat.on_timer(start + secs(30)),
+            Some(HeartbeatAction::Ping)
+        );
         heartbeat.on_frame();
-        assert_eq!(heartbeat.on_tick(), HeartbeatAction::Ping);
-        assert_eq!(heartbeat.on_tick(), HeartbeatAction::Dead);
+        assert_eq!(
+            heartbeat.on_timer(start + secs(60)),
+            Some(HeartbeatAction::Ping)
+        );
+        assert_eq!(
+            heartbeat.on_timer(start + secs(90)),
+            Some(HeartbeatAction::Dead)
+        );
+    }
+
+    #[test]
+    fn a_late_tick_delays_the_next_one() {
+        let start = Instant::now();
+        let mut heartbeat = Heartbeat::new(start, Some(secs(30)));
+        assert_eq!(
+            heartbeat.on_timer(start + secs(45)),
+            Some(HeartbeatAction::Ping)
+        );
+        assert_eq!(heartbeat.next(), Some(start + secs(75)));
+    }
+
+    #[test]
+    fn no_heartbeat_never_ticks() {
+        let start = Instant::now();
+        for period in [None, Some(Duration::ZERO)] {
+            let mut heartbeat = Heartbeat::new(start, period);
+            assert_eq!(heartbeat.next(), None);
+            assert_eq!(heartbeat.on_timer(start + secs(1_000_000)), None);
+        }
+    }
+
+    fn clock_of(start: Instant, idle: Option<u64>, max: Option<u64>, ping: Option<u64>) -> Clock {
+        Clock {
+            deadlines: Deadlines::new(start, idle.map(secs), max.map(secs)),
+            heartbeat: Heartbeat::new(start, ping.map(secs)),
+        }
+    }
+
+    #[test]
+    fn the_timer_is_armed_for_the_earliest_concern() {
+        let start = Instant::now();
+        let mut clock = clock_of(start, Some(600), Some(7200), Some(30));
+        assert_eq!(clock.next(), Some(start + secs(30)));
+        assert_eq!(clock.on_timer(start + secs(30)), Due::Ping);
+        clock.heartbeat.on_frame();
+        assert_eq!(clock.next(), Some(start + secs(60)));
+        let quiet = clock_of(start, Some(10), None, Some(30));
+        assert_eq!(quiet.next(), Some(start + secs(10)));
+        assert_eq!(clock_of(start, None, None, None).next(), None);
+    }
+
+    #[test]
+    fn activity_before_the_timer_fires_leaves_nothing_to_do() {
+        let start = Instant::now();
+        let mut clock = clock_of(start, Some(10), None, None);
+        clock.deadlines.on_activity(start + secs(5));
+        assert_eq!(clock.on_timer(start + secs(10)), Due::Nothing);
+        assert_eq!(clock.next(), Some(start + secs(15)));
+        assert_eq!(
+            clock.on_timer(start + secs(15)),
+            Due::Close(CloseCause::IdleTimeout)
+        );
+    }
+
+    #[test]
+    fn a_missed_heartbeat_wins_over_a_deadline_and_a_deadline_over_a_ping() {
+        let start = Instant::now();
+        let mut clock = clock_of(start, Some(60), None, Some(30));
+        assert_eq!(clock.on_timer(start + secs(30)), Due::Ping);
+        assert_eq!(
+            clock.on_timer(start + secs(60)),
+            Due::Close(CloseCause::HeartbeatTimeout)
+        );
+        let mut clock = clock_of(start, Some(30), None, Some(30));
+        assert_eq!(
+            clock.on_timer(start + secs(30)),
+            Due::Close(CloseCause::IdleTimeout)
+        );
     }
 }

@@ -224,7 +224,7 @@ async fn retag(inner: &Inner, connection: &mut RedisConnection, joined: i64) -> 
     inner.tag.store(tag.0, Ordering::Release);
     let mut closed = 0usize;
     for handle in inner.registry.handles() {
-        if NodeTag::of(&handle.id) == old && handle.close(CloseCause::NodeLost) {
+        if NodeTag::of(handle.id()) == old && handle.close(CloseCause::NodeLost) {
             closed += 1;
         }
     }

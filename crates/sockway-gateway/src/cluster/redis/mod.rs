@@ -298,7 +298,7 @@ impl RedisBackend {
     /// Redis.
     pub(crate) fn register(&self, handle: ConnectionHandle, groups: &[GroupName]) -> bool {
         let context = handle.context.clone();
-        let tag = NodeTag::of(&handle.id);
+        let tag = NodeTag::of(handle.id());
         if !self.inner.registry.insert(handle, groups) {
             return false;
         }
@@ -312,7 +312,7 @@ impl RedisBackend {
     /// one in its id, so that this node's loss ends it.
     pub(crate) fn register_moved(&self, handle: ConnectionHandle, groups: &[GroupName]) -> bool {
         let context = handle.context.clone();
-        let id = handle.id.clone();
+        let id = handle.id().clone();
         self.inner.moved_in_ids().insert(id.clone());
         if !self.inner.registry.insert(handle, groups) {
             self.inner.moved_in_ids().remove(&id);

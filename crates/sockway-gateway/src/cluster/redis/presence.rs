@@ -194,10 +194,10 @@ async fn resync(inner: &Inner) -> RedisResult<()> {
         .registry
         .handles()
         .iter()
-        .filter(|handle| inner.record_tag(&handle.id) == tag)
+        .filter(|handle| inner.record_tag(handle.id()) == tag)
         .map(|handle| {
             (
-                handle.id.as_str().to_owned(),
+                handle.id().as_str().to_owned(),
                 ConnectionRecord::encode(&handle.context),
             )
         })
