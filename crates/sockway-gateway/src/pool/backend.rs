@@ -30,7 +30,7 @@ use std::future::{Future, poll_fn};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -431,34 +431,26 @@ async fn exchange(
     max_body: usize,
 ) -> Exchange {
     let Connection { sender, driver } = &mut *connection;
-    // Until the connection wants a request; a driver that ends first was closed.
-    let ready = poll_fn(|cx| {
-        if let Poll::Ready(ended) = driver.poll_without_shutdown(cx) {
-            return Poll::Ready(Err(ended.err()));
-        }
-        sender.poll_ready(cx).map_err(Some)
-    })
-    .await;
-    if let Err(error) = ready {
-        return Exchange::Unsent(request, error);
-    }
     let mut driven = true;
-    let mut response = pin!(sender.try_send_request(request));
-    let response = poll_fn(|cx| {
-        if let Poll::Ready(response) = response.as_mut().poll(cx) {
-            return Poll::Ready(Some(response));
+    // Until the connection wants a request; a driver that ends first was closed. The driver
+    // goes first: an idle connection may want a request already, and only its driver reads
+    // the end the backend sent meanwhile.
+    let ready = poll_fn(|cx| {
+        if driven && driver.poll_without_shutdown(cx).is_ready() {
+            driven = false;
         }
-        drive(driver, &mut driven, cx);
-        if driven {
-            return Poll::Pending;
-        }
-        // The driver ended: it has handed the answer or its failure to the request.
-        match response.as_mut().poll(cx) {
-            Poll::Ready(response) => Poll::Ready(Some(response)),
-            Poll::Pending => Poll::Ready(None),
-        }
+        poll_driven(driver, &mut driven, cx, |cx| sender.poll_ready(cx))
     })
     .await;
+    match ready {
+        // A request sender may still say ready when its driver has just ended.
+        Some(Ok(())) if driven => {}
+        Some(Ok(())) | None => return Exchange::Unsent(request, None),
+        Some(Err(error)) => return Exchange::Unsent(request, Some(error)),
+    }
+    let mut response = pin!(sender.try_send_request(request));
+    let response =
+        poll_fn(|cx| poll_driven(driver, &mut driven, cx, |cx| response.as_mut().poll(cx))).await;
     let response = match response {
         Some(Ok(response)) => response,
         Some(Err(mut error)) => {
@@ -471,20 +463,8 @@ async fn exchange(
     };
     let (parts, body) = response.into_parts();
     let mut collect = pin!(Limited::new(body, max_body).collect());
-    let body = poll_fn(|cx| {
-        if let Poll::Ready(body) = collect.as_mut().poll(cx) {
-            return Poll::Ready(Some(body));
-        }
-        drive(driver, &mut driven, cx);
-        if driven {
-            return Poll::Pending;
-        }
-        match collect.as_mut().poll(cx) {
-            Poll::Ready(body) => Poll::Ready(Some(body)),
-            Poll::Pending => Poll::Ready(None),
-        }
-    })
-    .await;
+    let body =
+        poll_fn(|cx| poll_driven(driver, &mut driven, cx, |cx| collect.as_mut().poll(cx))).await;
     let body = match body {
         Some(Ok(body)) => body.to_bytes(),
         Some(Err(error)) => {
@@ -503,7 +483,9 @@ async fn exchange(
     // One more turn of the driver, so a connection the answer closed is not kept.
     if driven {
         poll_fn(|cx| {
-            drive(driver, &mut driven, cx);
+            if driver.poll_without_shutdown(cx).is_ready() {
+                driven = false;
+            }
             Poll::Ready(())
         })
         .await;
@@ -517,14 +499,39 @@ async fn exchange(
     Exchange::Done(Ok(answer), reusable.then_some(connection))
 }
 
-/// Polls `driver` unless it has ended, and records in `driven` whether it still runs.
-fn drive(
+/// Polls `wanted`, something only `driver` can bring about (the connection wanting a request,
+/// the answer, its body), and the driver in turns: `Some` once `wanted` is ready, `None` when
+/// the driver ended first (`driven` then turns false).
+///
+/// Only the driver is polled with the task's waker, for the socket. `wanted` is polled with a
+/// waker that does nothing and again right after each turn of the driver, which is what makes
+/// it ready: a waker of the task's own there would only wake the task while it runs, and
+/// tokio then queues it behind every other task before polling it again, a round of the
+/// scheduler per step of the exchange.
+fn poll_driven<T>(
     driver: &mut http1::Connection<Io, Full<Bytes>>,
     driven: &mut bool,
-    cx: &mut std::task::Context<'_>,
-) {
-    if *driven && driver.poll_without_shutdown(cx).is_ready() {
-        *driven = false;
+    cx: &mut Context<'_>,
+    mut wanted: impl FnMut(&mut Context<'_>) -> Poll<T>,
+) -> Poll<Option<T>> {
+    let mut quiet = Context::from_waker(Waker::noop());
+    // A few turns: the body's chunks each take one (the driver hands one over, then waits
+    // until the reader wants the next).
+    for _ in 0..4 {
+        if let Poll::Ready(value) = wanted(&mut quiet) {
+            return Poll::Ready(Some(value));
+        }
+        if !*driven {
+            return Poll::Ready(None);
+        }
+        if driver.poll_without_shutdown(cx).is_ready() {
+            *driven = false;
+        }
+    }
+    match wanted(&mut quiet) {
+        Poll::Ready(value) => Poll::Ready(Some(value)),
+        Poll::Pending if !*driven => Poll::Ready(None),
+        Poll::Pending => Poll::Pending,
     }
 }
 
