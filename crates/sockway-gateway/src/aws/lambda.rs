@@ -22,10 +22,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::pool::{BackendClient, BackendError};
+use crate::pool::BackendClient;
 use bytes::Bytes;
 use http::{Method, Request, Uri};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use percent_encoding::utf8_percent_encode;
 
 use super::UNRESERVED;
@@ -225,11 +225,8 @@ impl LambdaClient {
         ) {
             return Attempt::Done(Err(LambdaError::Signing(error)));
         }
-        let answer = match self.inner.client.call(request, MAX_RESPONSE_BYTES).await {
+        let (response, permit) = match self.inner.client.request(request).await {
             Ok(answer) => answer,
-            Err(BackendError::TooLarge { limit }) => {
-                return Attempt::Done(Err(LambdaError::ResponseTooLarge { limit }));
-            }
             Err(error) => {
                 let connect = error.is_connect();
                 let error = LambdaError::Transport {
@@ -245,10 +242,10 @@ impl LambdaClient {
                 };
             }
         };
-        let status = answer.status.as_u16();
+        let status = response.status().as_u16();
         let header = |name: &str| {
-            answer
-                .headers
+            response
+                .headers()
                 .get(name)
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_owned)
@@ -256,7 +253,25 @@ impl LambdaClient {
         let function_error = header("x-amz-function-error");
         let request_id = header("x-amzn-requestid");
         let error_type = header("x-amzn-errortype").map(|value| error_type_name(&value));
-        let body = answer.body;
+        let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await;
+        // The body is read: the connection can carry the next call.
+        drop(permit);
+        let body = match body {
+            Ok(body) => body.to_bytes(),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                return Attempt::Done(Err(LambdaError::ResponseTooLarge {
+                    limit: MAX_RESPONSE_BYTES,
+                }));
+            }
+            Err(source) => {
+                return Attempt::Done(Err(LambdaError::Transport {
+                    endpoint: endpoint_name(uri),
+                    source,
+                }));
+            }
+        };
         if (200..300).contains(&status) {
             return Attempt::Done(Ok(LambdaInvocation {
                 function_error,

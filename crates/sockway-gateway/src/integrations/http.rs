@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Uri};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use percent_encoding::utf8_percent_encode;
 use sockway_protocol::event::StageVariables;
 use sockway_protocol::result::{self, IntegrationResponse};
@@ -19,7 +19,7 @@ use crate::config::{
     Config, ContextVariable, HttpIntegrationConfig, HttpProxyIntegrationConfig, ParameterSource,
     ParameterTarget, RequestParameter,
 };
-use crate::pool::{BackendClient, BackendError};
+use crate::pool::BackendClient;
 use crate::traces::{self, Span, key};
 
 /// A pooled HTTP/1.1 client shared by every HTTP integration and HTTP authorizer.
@@ -73,28 +73,44 @@ impl HttpClient {
         integration: &str,
         request: Request<Full<Bytes>>,
     ) -> Result<(u16, Vec<(String, String)>, Bytes), IntegrationError> {
-        let answer = self
-            .client
-            .call(request, self.max_response_bytes)
-            .await
-            .map_err(|error| match error {
-                BackendError::TooLarge { limit } => IntegrationError::ResponseTooLarge {
+        let (response, permit) =
+            self.client
+                .request(request)
+                .await
+                .map_err(|source| IntegrationError::Unreachable {
                     integration: integration.to_owned(),
-                    limit,
-                },
-                error => IntegrationError::Unreachable {
-                    integration: integration.to_owned(),
-                    source: Box::new(error),
-                },
-            })?;
-        let headers = answer
-            .headers
+                    source: Box::new(source),
+                })?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
             .iter()
             .filter_map(|(name, value)| {
                 Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
             })
             .collect();
-        Ok((answer.status.as_u16(), headers, answer.body))
+        let body = Limited::new(response.into_body(), self.max_response_bytes)
+            .collect()
+            .await
+            .map_err(|source| {
+                if source
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    IntegrationError::ResponseTooLarge {
+                        integration: integration.to_owned(),
+                        limit: self.max_response_bytes,
+                    }
+                } else {
+                    IntegrationError::Unreachable {
+                        integration: integration.to_owned(),
+                        source,
+                    }
+                }
+            })?;
+        // The body is read: the connection can carry the next call.
+        drop(permit);
+        Ok((status, headers, body.to_bytes()))
     }
 }
 

@@ -261,11 +261,11 @@ impl IntegrationError {
     }
 }
 
-/// Whether `error` is the backend client's failure to connect (nothing was sent).
+/// Whether `error` is the pooled client's failure to connect (nothing was sent).
 fn is_connect_error(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
     error
-        .downcast_ref::<crate::pool::BackendError>()
-        .is_some_and(crate::pool::BackendError::is_connect)
+        .downcast_ref::<hyper_util::client::legacy::Error>()
+        .is_some_and(hyper_util::client::legacy::Error::is_connect)
 }
 
 impl Integrations {
