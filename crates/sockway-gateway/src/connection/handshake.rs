@@ -317,7 +317,7 @@ async fn run_connect(
             call_span.set(key::REQUEST_ID, request_id.to_string());
         }
         let decided = tokio::select! {
-            decided = authorizer.authorize(&request, call_span.as_mut()) => decided,
+            decided = Box::pin(authorizer.authorize(&request, call_span.as_mut())) => decided,
             _ = state.shutdown.cancelled() => return Err(ConnectError::ShuttingDown),
         };
         let (outcome, latency) = match &decided {
@@ -362,8 +362,7 @@ async fn run_connect(
             ApiKeySelection::Header => head.header(API_KEY_HEADER),
             ApiKeySelection::AuthorizerUsageIdentifierKey => usage_identifier_key.as_deref(),
         };
-        let key = api_keys
-            .admit(presented, &state.cluster, &state.metrics)
+        let key = Box::pin(api_keys.admit(presented, &state.cluster, &state.metrics))
             .await
             .map_err(ConnectError::ApiKey)?;
         // An IAM-signed connect may need a key too; both fill the identity.
@@ -388,14 +387,12 @@ async fn run_connect(
             // Another node may hold it: it checks the token and the principal and hands the
             // connection over.
             None => {
-                let asked = state
-                    .cluster
-                    .call::<HandOverAnswer>(Request::HandOver {
-                        connection_id: token.connection_id.clone(),
-                        ticket: hex::encode(token.ticket()),
-                        principal: Box::new(MovedContext::of(&context)),
-                    })
-                    .await;
+                let asked = Box::pin(state.cluster.call::<HandOverAnswer>(Request::HandOver {
+                    connection_id: token.connection_id.clone(),
+                    ticket: hex::encode(token.ticket()),
+                    principal: Box::new(MovedContext::of(&context)),
+                }))
+                .await;
                 match asked {
                     Ok(HandOverAnswer::Moved(moved)) => Holder::Moved(moved),
                     Ok(HandOverAnswer::Forbidden) => {
@@ -407,9 +404,7 @@ async fn run_connect(
                     // suspended in the cluster, for a survivor to resume.
                     Err(ClusterError::Gone(_)) => {
                         let ticket = hex::encode(token.ticket());
-                        match state
-                            .cluster
-                            .find_suspended(&token.connection_id, &ticket)
+                        match Box::pin(state.cluster.find_suspended(&token.connection_id, &ticket))
                             .await
                         {
                             Some(moved)
@@ -478,7 +473,7 @@ async fn run_connect(
         };
         let started = Instant::now();
         let answer = tokio::select! {
-            answer = route.integration.invoke(&call, span) => answer,
+            answer = Box::pin(route.integration.invoke(&call, span)) => answer,
             _ = state.shutdown.cancelled() => return Err(ConnectError::ShuttingDown),
         };
         event.integration = Some(IntegrationOutcome::of(&answer, started.elapsed()));

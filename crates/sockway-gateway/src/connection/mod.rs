@@ -95,7 +95,7 @@ pub(crate) async fn accept<S>(
                     );
                     return;
                 }
-                resume::hand_over(
+                Box::pin(resume::hand_over(
                     stream,
                     leftover,
                     response_head,
@@ -105,7 +105,7 @@ pub(crate) async fn accept<S>(
                     accepted.request_id,
                     event,
                     &state,
-                )
+                ))
                 .await;
                 return;
             }
