@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createServer } from "node:http";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
@@ -23,6 +23,7 @@ import {
   TIMEOUT_MS,
   launchChromium,
   sockwayBin,
+  tearDown,
   trackedProcesses,
 } from "./harness.mjs";
 
@@ -188,19 +189,9 @@ before(async () => {
   browser = await launchChromium();
 });
 
-after(async () => {
-  const failures = [];
-  if (browser) await browser.close().catch((error) => failures.push(error));
-  for (const child of [...processes].reverse()) {
-    await child.stop().catch((error) => failures.push(error));
-  }
-  if (server) server.close();
-  if (temporaryDirectory) {
-    await rm(temporaryDirectory, { recursive: true, force: true })
-      .catch((error) => failures.push(error));
-  }
-  if (failures.length > 0) throw failures[0];
-});
+after(() => tearDown({
+  browser, processes, close: [() => server?.close()], directory: temporaryDirectory,
+}));
 
 /** Opens the page with `query` and waits until its socket answered or closed. */
 async function outcome(query, screenshot) {

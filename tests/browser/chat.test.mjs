@@ -12,7 +12,7 @@
 // CHROMIUM_BIN (default /usr/bin/chromium), PYTHON (default python3).
 
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
@@ -25,6 +25,7 @@ import {
   TIMEOUT_MS,
   launchChromium,
   sockwayBin,
+  tearDown,
   trackedProcesses,
 } from "./harness.mjs";
 
@@ -196,20 +197,7 @@ before(async () => {
   browser = await launchChromium();
 });
 
-after(async () => {
-  // Each step runs even if the one before it failed.
-  const failures = [];
-  if (browser) await browser.close().catch((error) => failures.push(error));
-  // Stop the gateway first so its $disconnect events still reach the backend.
-  for (const child of [...processes].reverse()) {
-    await child.stop().catch((error) => failures.push(error));
-  }
-  if (temporaryDirectory) {
-    await rm(temporaryDirectory, { recursive: true, force: true })
-      .catch((error) => failures.push(error));
-  }
-  if (failures.length > 0) throw failures[0];
-});
+after(() => tearDown({ browser, processes, directory: temporaryDirectory }));
 
 test("two browser pages chat through sockway", { timeout: 60_000 }, async () => {
   // Two contexts, so the pages share no storage: two people in two browsers.

@@ -17,7 +17,7 @@
 // CHROMIUM_BIN (default /usr/bin/chromium).
 
 import assert from "node:assert/strict";
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import net from "node:net";
 import path from "node:path";
@@ -30,6 +30,7 @@ import {
   TIMEOUT_MS,
   launchChromium,
   sockwayBin,
+  tearDown,
   trackedProcesses,
 } from "./harness.mjs";
 
@@ -110,17 +111,7 @@ before(async () => {
   browser = await launchChromium();
 });
 
-after(async () => {
-  const failures = [];
-  if (browser) await browser.close().catch((error) => failures.push(error));
-  for (const child of [...processes].reverse()) {
-    await child.stop().catch((error) => failures.push(error));
-  }
-  if (temporaryDirectory) {
-    await rm(temporaryDirectory, { recursive: true, force: true }).catch((error) => failures.push(error));
-  }
-  if (failures.length > 0) throw failures[0];
-});
+after(() => tearDown({ browser, processes, directory: temporaryDirectory }));
 
 /** Waits for `predicate(arg)` to hold in the page; on timeout, fails with `what` and `state()`. */
 async function waitFor(page, what, predicate, arg, state) {

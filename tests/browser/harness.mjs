@@ -4,6 +4,7 @@
 import { spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { createWriteStream, existsSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 import readline from "node:readline";
@@ -145,6 +146,28 @@ export function trackedProcesses() {
     }
   });
   return processes;
+}
+
+/**
+ * Ends what a test file started, each step even when one before it failed: the browser, the
+ * processes newest first (the gateway before the backends it calls, so that its `$disconnect`
+ * events still arrive), then the `close` steps (servers in this process), then the temporary
+ * directory. Throws the first failure.
+ */
+export async function tearDown({ browser, processes = [], close = [], directory }) {
+  const failures = [];
+  const attempt = async (step) => {
+    try {
+      await step();
+    } catch (error) {
+      failures.push(error);
+    }
+  };
+  if (browser) await attempt(() => browser.close());
+  for (const child of [...processes].reverse()) await attempt(() => child.stop());
+  for (const step of close) await attempt(step);
+  if (directory) await attempt(() => rm(directory, { recursive: true, force: true }));
+  if (failures.length > 0) throw failures[0];
 }
 
 /**

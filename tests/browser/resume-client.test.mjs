@@ -8,7 +8,7 @@
 // Environment: SOCKWAY_BIN (default target/debug/sockway, relative to the repository root).
 
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import http from "node:http";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
@@ -24,6 +24,7 @@ import {
   REPO_ROOT,
   TIMEOUT_MS,
   sockwayBin,
+  tearDown,
   trackedProcesses,
 } from "./harness.mjs";
 
@@ -149,18 +150,9 @@ uri = "${backendUrl}"
   managementUrl = gatewayWsUrl.replace(/^ws:/, "http:");
 });
 
-after(async () => {
-  const failures = [];
-  for (const child of [...processes].reverse()) {
-    await child.stop().catch((error) => failures.push(error));
-  }
-  if (backend) await backend.close().catch((error) => failures.push(error));
-  if (temporaryDirectory) {
-    await rm(temporaryDirectory, { recursive: true, force: true })
-      .catch((error) => failures.push(error));
-  }
-  if (failures.length > 0) throw failures[0];
-});
+after(() => tearDown({
+  processes, close: [() => backend?.close()], directory: temporaryDirectory,
+}));
 
 /** POST `data` to the connection through the gateway's @connections API; the status. */
 async function post(connectionId, data) {

@@ -14,7 +14,7 @@
 
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
@@ -28,6 +28,7 @@ import {
   TIMEOUT_MS,
   launchChromium,
   sockwayBin,
+  tearDown,
   trackedProcesses,
 } from "./harness.mjs";
 
@@ -150,19 +151,9 @@ before(async () => {
   browser = await launchChromium();
 });
 
-after(async () => {
-  const failures = [];
-  if (browser) await browser.close().catch((error) => failures.push(error));
-  for (const child of [...processes].reverse()) {
-    await child.stop().catch((error) => failures.push(error));
-  }
-  if (server) server.close();
-  if (temporaryDirectory) {
-    await rm(temporaryDirectory, { recursive: true, force: true })
-      .catch((error) => failures.push(error));
-  }
-  if (failures.length > 0) throw failures[0];
-});
+after(() => tearDown({
+  browser, processes, close: [() => server?.close()], directory: temporaryDirectory,
+}));
 
 test("Chromium carries messages across TLS record boundaries over wss://", async () => {
   const context = await browser.newContext({ ignoreHTTPSErrors: true });
