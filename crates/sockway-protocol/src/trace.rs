@@ -81,8 +81,20 @@ impl TraceId {
 
     /// The id as X-Ray writes a root: `1-{first 8 hex}-{last 24 hex}`.
     pub fn to_xray_root(self) -> String {
-        let hex = self.to_string();
-        format!("1-{}-{}", &hex[..8], &hex[8..])
+        // `1-`, 8 hex digits, `-`, 24 hex digits.
+        let mut root = String::with_capacity(35);
+        self.push_xray_root(&mut root);
+        root
+    }
+
+    /// Appends [`TraceId::to_xray_root`] to `out`.
+    pub fn push_xray_root(self, out: &mut String) {
+        let mut text = [0u8; 32];
+        let hex = hex_into(&self.0, &mut text);
+        out.push_str("1-");
+        out.push_str(&hex[..8]);
+        out.push('-');
+        out.push_str(&hex[8..]);
     }
 
     /// Reads an X-Ray root, `1-{8 hex}-{24 hex}`.
@@ -261,8 +273,18 @@ fn decode_hex<const N: usize>(hex: &str) -> Option<[u8; N]> {
 }
 
 fn write_hex(formatter: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
-    for byte in bytes {
-        write!(formatter, "{byte:02x}")?;
+    let mut text = [0u8; 32];
+    formatter.write_str(hex_into(bytes, &mut text))
+}
+
+/// `bytes` as lowercase hex in `text` (twice their length), without the formatter's
+/// machinery: ids are written on every connect.
+fn hex_into<'t>(bytes: &[u8], text: &'t mut [u8]) -> &'t str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (byte, pair) in bytes.iter().zip(text.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
     }
-    Ok(())
+    let written = &text[..bytes.len() * 2];
+    std::str::from_utf8(written).expect("hex digits are ASCII")
 }

@@ -120,7 +120,7 @@ pub(super) async fn negotiate(
         peer.ip(),
         &deployment.config.gateway.trusted_proxies,
     );
-    event.source_ip = Some(forwarded.client.to_string());
+    event.source_ip = Some(crate::ip_text(forwarded.client));
     event.user_agent = head.header("User-Agent").map(str::to_owned);
     if let Some(span) = &mut span {
         span.set(key::CLIENT_ADDRESS, forwarded.client.to_string());
@@ -262,7 +262,7 @@ async fn run_connect(
         }
     };
     let connected_at = event.request_time_epoch;
-    let source_ip = forwarded.client.to_string();
+    let source_ip = crate::ip_text(forwarded.client);
     let mut context = ConnectionContext {
         connection_id: match (&resumed, &offer.resuming) {
             (Some(_), Some((token, _))) => token.connection_id.clone(),
@@ -531,12 +531,16 @@ fn switching_protocols(
     subprotocol: Option<&str>,
     config: &Config,
 ) -> (String, Option<Deflate>) {
-    let accept = accept_key(key);
-    let mut response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
-    );
+    const HEAD: &str = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ";
+    // Room for the accept key, a subprotocol and the blank line the caller adds.
+    let mut response = String::with_capacity(HEAD.len() + 96);
+    response.push_str(HEAD);
+    response.push_str(&accept_key(key));
+    response.push_str("\r\n");
     if let Some(subprotocol) = subprotocol {
-        response.push_str(&format!("Sec-WebSocket-Protocol: {subprotocol}\r\n"));
+        response.push_str("Sec-WebSocket-Protocol: ");
+        response.push_str(subprotocol);
+        response.push_str("\r\n");
     }
     let deflate = config.permessage_deflate.as_ref().and_then(|config| {
         let offers = head
@@ -692,10 +696,10 @@ fn event_headers(
             let trace_id = trace_id.unwrap_or_else(|| {
                 TraceId::from_time_and_random((epoch_millis() / 1000) as u64, random_bytes())
             });
-            Some((
-                traces::X_AMZN_TRACE_ID,
-                format!("Root={}", trace_id.to_xray_root()),
-            ))
+            let mut value = String::with_capacity(40);
+            value.push_str("Root=");
+            trace_id.push_xray_root(&mut value);
+            Some((traces::X_AMZN_TRACE_ID, value))
         }
     };
     let added = [

@@ -407,35 +407,13 @@ fn access_event(
     event.connection_id = connection_id.map(|id| id.as_str().to_owned());
     event.http_method = Some(method.to_owned());
     event.resource_path = Some(request.uri().path().to_owned());
-    event.source_ip = Some(ip_text(peer.ip().to_canonical()));
+    event.source_ip = Some(crate::ip_text(peer.ip().to_canonical()));
     event.user_agent = request
         .headers()
         .get(http::header::USER_AGENT)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
     event
-}
-
-/// An address as `Display` writes it; an IPv4 address (nearly every caller) written octet by
-/// octet, which costs a push a tenth of what the formatter did.
-fn ip_text(ip: std::net::IpAddr) -> String {
-    let std::net::IpAddr::V4(v4) = ip else {
-        return ip.to_string();
-    };
-    let mut text = String::with_capacity(15);
-    for (index, octet) in v4.octets().into_iter().enumerate() {
-        if index > 0 {
-            text.push('.');
-        }
-        if octet >= 100 {
-            text.push(char::from(b'0' + octet / 100));
-        }
-        if octet >= 10 {
-            text.push(char::from(b'0' + octet / 10 % 10));
-        }
-        text.push(char::from(b'0' + octet % 10));
-    }
-    text
 }
 
 /// Serves a request on the operations listener: `GET /health`, `/ready` and `/metrics`, and
@@ -784,26 +762,6 @@ fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::new_request_id;
-
-    #[test]
-    fn an_address_reads_as_display_writes_it() {
-        for ip in [
-            "0.0.0.0",
-            "127.0.0.1",
-            "10.20.30.40",
-            "192.168.100.9",
-            "255.255.255.255",
-            "::1",
-            "2001:db8::8a2e:370:7334",
-        ] {
-            let ip: std::net::IpAddr = ip.parse().unwrap();
-            assert_eq!(super::ip_text(ip), ip.to_string());
-        }
-        for octet in 0..=255u8 {
-            let ip = std::net::IpAddr::from([octet, 7, octet, 70]);
-            assert_eq!(super::ip_text(ip), ip.to_string());
-        }
-    }
 
     #[test]
     fn a_request_id_is_a_version_4_uuid_in_lower_case_hex() {

@@ -57,13 +57,17 @@ pub(crate) fn resolve(
             }
         }
     }
-    let client_text = client.to_string();
-    let forwarded_for = entries[..before_client]
-        .iter()
-        .copied()
-        .chain([client_text.as_str()])
-        .collect::<Vec<&str>>()
-        .join(", ");
+    let client_text = crate::ip_text(client);
+    let forwarded_for = if before_client == 0 {
+        client_text
+    } else {
+        entries[..before_client]
+            .iter()
+            .copied()
+            .chain([client_text.as_str()])
+            .collect::<Vec<&str>>()
+            .join(", ")
+    };
     let last = |name| peer_trusted.then(|| list(headers, name).last()).flatten();
     Forwarded {
         client,

@@ -325,3 +325,21 @@ fn response_decoding_never_panics() {
         }
     }
 }
+
+#[test]
+fn ids_are_written_in_lowercase_hex_as_the_formatter_writes_them() {
+    for start in 0..=255u8 {
+        let bytes: Vec<u8> = (0..16u8)
+            .map(|index| start.wrapping_mul(37).wrapping_add(index * 17))
+            .collect();
+        let expected: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+        let trace = TraceId::parse_hex(&expected).unwrap();
+        assert_eq!(trace.to_string(), expected);
+        assert_eq!(
+            trace.to_xray_root(),
+            format!("1-{}-{}", &expected[..8], &expected[8..])
+        );
+        let span = SpanId::parse_hex(&expected[..16]).unwrap();
+        assert_eq!(span.to_string(), expected[..16]);
+    }
+}
