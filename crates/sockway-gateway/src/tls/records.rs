@@ -300,13 +300,8 @@ impl Records {
                     "TLS record with more than 2^14 bytes of plaintext",
                 ));
             }
+            // Within that bound, so the content (before its type byte) is within 2^14.
             let (content, content_type) = (&inner[..end], inner[end]);
-            if content.len() > MAX_PLAINTEXT {
-                return Err(Failure::new(
-                    Alert::RecordOverflow,
-                    "TLS record with more than 2^14 bytes of plaintext",
-                ));
-            }
             if content_type != HANDSHAKE && !self.handshake.is_empty() {
                 return Err(Failure::new(
                     Alert::UnexpectedMessage,
