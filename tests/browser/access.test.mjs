@@ -22,6 +22,7 @@ import {
   ChildProcess,
   TIMEOUT_MS,
   launchChromium,
+  listenOnLoopback,
   sockwayBin,
   tearDown,
   trackedProcesses,
@@ -127,7 +128,7 @@ let keyWsUrl;
 let iamConfigPath;
 
 /** The backend: serves the page, presigns URLs with `sockway presign`, and authorizes. */
-function startSite() {
+async function startSite() {
   server = createServer((request, response) => {
     if (request.method === "GET" && request.url.startsWith("/connect-url")) {
       // What a real backend does after checking who the browser's user is.
@@ -162,12 +163,7 @@ function startSite() {
     response.writeHead(200, { "Content-Type": "text/html" });
     response.end(PAGE);
   });
-  return new Promise((resolve) => {
-    server.listen(0, "127.0.0.1", () => {
-      siteUrl = `http://127.0.0.1:${server.address().port}`;
-      resolve();
-    });
-  });
+  siteUrl = `http://${await listenOnLoopback(server)}`;
 }
 
 async function startGateway(name, text) {

@@ -148,6 +148,12 @@ export function trackedProcesses() {
   return processes;
 }
 
+/** Starts `server` on a free loopback port; returns its `127.0.0.1:PORT`. */
+export async function listenOnLoopback(server) {
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return `127.0.0.1:${server.address().port}`;
+}
+
 /**
  * Ends what a test file started, each step even when one before it failed: the browser, the
  * processes newest first (the gateway before the backends it calls, so that its `$disconnect`
@@ -212,8 +218,7 @@ export class CuttableProxy {
       });
       upstream.pipe(client);
     });
-    await new Promise((resolve) => this.server.listen(0, "127.0.0.1", resolve));
-    return `ws://127.0.0.1:${this.server.address().port}${this.target.pathname}`;
+    return `ws://${await listenOnLoopback(this.server)}${this.target.pathname}`;
   }
 
   cut() {

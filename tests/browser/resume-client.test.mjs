@@ -23,6 +23,7 @@ import {
   CuttableProxy,
   REPO_ROOT,
   TIMEOUT_MS,
+  listenOnLoopback,
   sockwayBin,
   tearDown,
   trackedProcesses,
@@ -59,8 +60,7 @@ class RecordingBackend extends EventTarget {
         this.dispatchEvent(new Event("changed"));
       });
     });
-    await new Promise((resolve) => this.server.listen(0, "127.0.0.1", resolve));
-    return `http://127.0.0.1:${this.server.address().port}/events`;
+    return `http://${await listenOnLoopback(this.server)}/events`;
   }
 
   of(connectionId, type) {

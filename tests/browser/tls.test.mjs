@@ -27,6 +27,7 @@ import {
   REPO_ROOT,
   TIMEOUT_MS,
   launchChromium,
+  listenOnLoopback,
   sockwayBin,
   tearDown,
   trackedProcesses,
@@ -116,7 +117,7 @@ let siteUrl;
 let wsUrl;
 
 /** The page, and the echo backend: a Lambda proxy result whose body is the message's. */
-function startSite() {
+async function startSite() {
   server = createServer((request, response) => {
     if (request.method === "POST") {
       const chunks = [];
@@ -131,12 +132,7 @@ function startSite() {
     response.writeHead(200, { "Content-Type": "text/html" });
     response.end(PAGE);
   });
-  return new Promise((resolve) => {
-    server.listen(0, "127.0.0.1", () => {
-      siteUrl = `http://127.0.0.1:${server.address().port}`;
-      resolve();
-    });
-  });
+  siteUrl = `http://${await listenOnLoopback(server)}`;
 }
 
 before(async () => {
