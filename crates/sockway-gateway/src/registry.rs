@@ -123,6 +123,19 @@ impl MailboxState {
         self.resume.as_mut()?.takeover.take()
     }
 
+    /// Takes the oldest queued message; a queue that grew past [`KEPT_QUEUE_SLOTS`] gives its
+    /// memory back once empty.
+    fn pop_front(&mut self) -> Option<Outbound> {
+        let message = self.queue.pop_front();
+        if let Some(message) = &message {
+            self.bytes -= message.payload.len();
+        }
+        if self.queue.is_empty() && self.queue.capacity() > KEPT_QUEUE_SLOTS {
+            self.queue = VecDeque::new();
+        }
+        message
+    }
+
     /// The resume state, allocated on first use.
     fn resume(&mut self) -> &mut ResumeState {
         self.resume.get_or_insert_with(Box::default)
@@ -246,26 +259,22 @@ impl Mailbox {
 
     /// The oldest queued message, without waiting.
     pub(crate) fn try_pop(&self) -> Option<Outbound> {
-        let mut state = self.lock();
-        let message = state.queue.pop_front();
-        if let Some(message) = &message {
-            state.bytes -= message.payload.len();
-        }
-        if state.queue.is_empty() && state.queue.capacity() > KEPT_QUEUE_SLOTS {
-            state.queue = VecDeque::new();
-        }
-        message
+        self.lock().pop_front()
     }
 
     /// Waits for what comes next: a new socket that resumed the connection, else the oldest
     /// message. Cancel-safe: nothing is taken unless this returns.
     pub(crate) async fn pop(&self) -> Next {
         loop {
-            if let Some(takeover) = self.lock().take_takeover() {
-                return Next::Takeover(takeover);
-            }
-            if let Some(message) = self.try_pop() {
-                return Next::Message(message);
+            // One lock for both: the connection's task looks here on every wake.
+            {
+                let mut state = self.lock();
+                if let Some(takeover) = state.take_takeover() {
+                    return Next::Takeover(takeover);
+                }
+                if let Some(message) = state.pop_front() {
+                    return Next::Message(message);
+                }
             }
             // `notify_one` leaves a permit when nobody waits, so a push between the check
             // above and this wait is not missed.

@@ -18,7 +18,7 @@
 //! on `State::tracer`.
 
 use std::future::Future;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -173,12 +173,16 @@ impl Connection {
         // Boxed: a sleep is 112 bytes, and with it inline the task would not fit the
         // allocator size class below (`an_open_connection_task_stays_small`).
         let mut timer = Box::pin(tokio::time::sleep_until(armed_for(&clock)));
+        // One wait for the close token for the whole loop: a new one per event would join and
+        // leave the token's waiter list, under its lock, twice per message.
+        let closed = self.handle.close_token().clone().cancelled_owned();
+        let mut closed = pin!(closed);
 
         loop {
             let reading = self.inflight.len() < max_inflight;
             let event = tokio::select! {
                 biased;
-                _ = self.handle.close_token().cancelled() => {
+                () = closed.as_mut() => {
                     return Ended::Closed(self.handle.info.close_cause().unwrap_or(CloseCause::ServerShutdown));
                 }
                 frame = socket.next(), if reading => {
@@ -681,7 +685,14 @@ async fn unless_taken_over<T>(
 pub(super) async fn bounded(
     write: impl Future<Output = std::io::Result<()>>,
 ) -> Result<(), CloseCause> {
-    match tokio::time::timeout(SEND_TIMEOUT, write).await {
+    bounded_by(SEND_TIMEOUT, write).await
+}
+
+async fn bounded_by(
+    limit: Duration,
+    write: impl Future<Output = std::io::Result<()>>,
+) -> Result<(), CloseCause> {
+    match tokio::time::timeout(limit, write).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(CloseCause::ConnectionLost),
         Err(_elapsed) => Err(CloseCause::SlowConsumer),
@@ -707,4 +718,55 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     bounded(socket.send(&outbound.payload, outbound.text, frame_bytes)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_millis(50);
+
+    #[tokio::test]
+    async fn a_write_done_at_once_is_not_timed() {
+        assert_eq!(bounded_by(LIMIT, async { Ok(()) }).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_write_that_waits_finishes_under_the_limit() {
+        let write = async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Ok(())
+        };
+        assert_eq!(bounded_by(LIMIT, write).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_write_that_fails_loses_the_connection() {
+        let failed = async { Err(io::ErrorKind::BrokenPipe.into()) };
+        assert_eq!(
+            bounded_by(LIMIT, failed).await,
+            Err(CloseCause::ConnectionLost)
+        );
+        let failed_later = async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Err(io::ErrorKind::BrokenPipe.into())
+        };
+        assert_eq!(
+            bounded_by(LIMIT, failed_later).await,
+            Err(CloseCause::ConnectionLost)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_that_never_finishes_is_a_slow_consumer() {
+        let started = Instant::now();
+        let stuck = std::future::pending::<io::Result<()>>();
+        assert_eq!(
+            bounded_by(LIMIT, stuck).await,
+            Err(CloseCause::SlowConsumer)
+        );
+        assert!(started.elapsed() >= LIMIT);
+    }
 }
