@@ -32,6 +32,8 @@ use crate::id::{ConnectionId, RequestId};
 use crate::route::RouteKey;
 use crate::time;
 
+mod json;
+
 /// What stays the same for all events of one connection.
 #[derive(Clone, Debug)]
 pub struct ConnectionContext {
@@ -260,6 +262,18 @@ pub enum EventType {
     Disconnect,
     /// `$resume`: a suspended connection was resumed (a sockway extension).
     Resume,
+}
+
+impl EventType {
+    /// The name AWS gives it in `requestContext.eventType`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Connect => "CONNECT",
+            EventType::Message => "MESSAGE",
+            EventType::Disconnect => "DISCONNECT",
+            EventType::Resume => "RESUME",
+        }
+    }
 }
 
 /// `requestContext.messageDirection`: events always describe inbound traffic.
@@ -503,8 +517,7 @@ impl ProxyEvent {
         // allocation instead of the ten a growing buffer takes.
         let body = self.body.as_ref().map_or(0, String::len);
         let mut json = Vec::with_capacity(EVENT_BYTES + body + body / 8);
-        serde_json::to_writer(&mut json, self)
-            .expect("an event holds only string keys and plain JSON values, so it serializes");
+        json::proxy_event(&mut json, self);
         json
     }
 }

@@ -830,3 +830,71 @@ fn api_keys_and_iam_signatures_fill_the_identity() {
     );
     assert_eq!(identity.user.as_deref(), Some("AIDAJQABLZS4A3QDU576Q"));
 }
+
+/// `to_json` writes events without serde; serde's output from the events' `Serialize` is
+/// what it must equal, byte for byte, for every kind of event and every optional field.
+#[test]
+fn events_are_written_as_serde_writes_them() {
+    let odd = "quote \" backslash \\ newline \n tab \t nul \u{0} del \u{7f} é 日本 🙂";
+    let mut full = with_authorizer(captured_connect_context());
+    full.access = Some(Box::new(AccessIdentity {
+        api_key: Some("key \"1\"".to_owned()),
+        api_key_id: Some("id".to_owned()),
+        access_key: Some("AKIAIOSFODNN7EXAMPLE".to_owned()),
+        account_id: Some("123456789012".to_owned()),
+        caller: Some("AIDAJQABLZS4A3QDU576Q".to_owned()),
+        user_arn: Some("arn:aws:iam::123456789012:user/issuer".to_owned()),
+    }));
+    full.user_agent = Some(odd.to_owned());
+    full.domain_name = format!("{odd}.example");
+    let variables = StageVariables::new([
+        ("table".to_owned(), "connections".to_owned()),
+        (odd.to_owned(), odd.to_owned()),
+    ]);
+    let headers = pairs(&[
+        ("Host", "example.com"),
+        ("X-Multi", "one"),
+        ("x-multi", odd),
+        ("Connection", "Upgrade"),
+    ]);
+    let query = pairs(&[("a", "1"), ("a", "2"), (odd, "")]);
+    let id = request_id("BFaVtH2HoAMFZEQ=");
+    let message_id = request_id("BFaVtfGSIAMCKug=");
+    let mut events = Vec::new();
+    for ctx in [captured_connection(), captured_connect_context(), full] {
+        events.push(connect_event(
+            &ctx,
+            &headers,
+            &query,
+            &id,
+            1_731_332_735_513,
+        ));
+        events.push(connect_event(&ctx, &[], &[], &id, 0));
+        events.push(resume_event(&ctx, &headers, &[], &id, -1));
+        for body in [
+            MessageBody::Text(""),
+            MessageBody::Text(odd),
+            MessageBody::Text("{\"action\":\"echo\",\"data\":\"0123456789abcdef\"}"),
+            MessageBody::Binary(&[0, 159, 146, 150, 255]),
+        ] {
+            events.push(message_event(
+                &ctx,
+                &RouteKey::new(odd),
+                body,
+                &id,
+                &message_id,
+                i64::MAX,
+            ));
+        }
+        events.push(disconnect_event(&ctx, 1001, odd, &id, 5));
+        events.push(disconnect_event(&ctx, 1000, "", &id, 5));
+    }
+    let with_variables: Vec<ProxyEvent> = events
+        .iter()
+        .map(|event| event.clone().with_stage_variables(&variables))
+        .collect();
+    for event in events.iter().chain(&with_variables) {
+        let expected = serde_json::to_string(event).unwrap();
+        assert_eq!(String::from_utf8(event.to_json()).unwrap(), expected);
+    }
+}
