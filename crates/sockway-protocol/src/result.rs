@@ -75,7 +75,7 @@ pub fn read_http_reply(
 ) -> Result<IntegrationResponse, ProxyResultError> {
     if let Ok(Value::Object(result)) = serde_json::from_slice::<Value>(body) {
         if result.contains_key("statusCode") {
-            return read_proxy_result(&result);
+            return read_proxy_result(result);
         }
     }
     Ok(IntegrationResponse {
@@ -111,7 +111,7 @@ pub fn read_lambda_value(
             if !result.contains_key("statusCode") {
                 return Err(ProxyResultError::MissingStatusCode);
             }
-            read_proxy_result(&result)
+            read_proxy_result(result)
         }
         Value::Null => Ok(IntegrationResponse {
             status_code: 200,
@@ -149,7 +149,9 @@ const BASE64_BODY: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-fn read_proxy_result(result: &Map<String, Value>) -> Result<IntegrationResponse, ProxyResultError> {
+fn read_proxy_result(
+    mut result: Map<String, Value>,
+) -> Result<IntegrationResponse, ProxyResultError> {
     let status_code = read_status_code(result.get("statusCode"))?;
     let mut headers = Vec::new();
     match result.get("headers") {
@@ -193,14 +195,14 @@ fn read_proxy_result(result: &Map<String, Value>) -> Result<IntegrationResponse,
         Some(Value::Bool(flag)) => *flag,
         Some(_) => return Err(invalid("isBase64Encoded", "a boolean")),
     };
-    let body = match result.get("body") {
+    let body = match result.remove("body") {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) if is_base64_encoded => Some(
             BASE64_BODY
                 .decode(text.trim())
                 .map_err(|_| ProxyResultError::InvalidBase64)?,
         ),
-        Some(Value::String(text)) => Some(text.clone().into_bytes()),
+        Some(Value::String(text)) => Some(text.into_bytes()),
         Some(_) => return Err(invalid("body", "a string")),
     };
     Ok(IntegrationResponse {
