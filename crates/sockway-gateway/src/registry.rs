@@ -454,6 +454,14 @@ impl ConnectionInfo {
     pub(crate) fn close_cause(&self) -> Option<CloseCause> {
         self.close_cause.get().cloned()
     }
+
+    /// [`ConnectionHandle::try_send_noting`].
+    pub(crate) fn try_send_noting(&self, message: Outbound) -> Result<Option<u64>, QueueError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(QueueError::Gone);
+        }
+        self.mailbox.push(message)
+    }
 }
 
 impl ConnectionHandle {
@@ -501,10 +509,7 @@ impl ConnectionHandle {
     /// [`ConnectionHandle::try_send`], answering the suspension's generation when the message
     /// was queued for a suspended connection.
     pub(crate) fn try_send_noting(&self, message: Outbound) -> Result<Option<u64>, QueueError> {
-        if self.info.closing.load(Ordering::Acquire) {
-            return Err(QueueError::Gone);
-        }
-        self.info.mailbox.push(message)
+        self.info.try_send_noting(message)
     }
 
     /// Asks the connection to close with `cause`. From this call on it takes no messages.
@@ -651,6 +656,15 @@ impl Registry {
             .connections
             .get(id)
             .map(|entry| entry.handle.clone())
+    }
+
+    /// The shared state of connection `id`, which is all a push needs: one reference count,
+    /// where a whole handle costs three (one of them the close token's, under its lock).
+    pub(crate) fn info(&self, id: &ConnectionId) -> Option<Arc<ConnectionInfo>> {
+        self.lock()
+            .connections
+            .get(id)
+            .map(|entry| entry.handle.info.clone())
     }
 
     /// Adds an open connection to `group` (nothing changes if it is a member already).

@@ -497,16 +497,20 @@ pub(crate) fn post(
     connection_id: ConnectionId,
     payload: Bytes,
 ) -> Result<Option<u64>, ClusterError> {
-    let handle = open_handle(registry, connection_id)?;
-    match handle.try_send_noting(Outbound::from_bytes(payload)) {
+    let Some(info) = registry.info(&connection_id) else {
+        return Err(ClusterError::Gone(connection_id));
+    };
+    match info.try_send_noting(Outbound::from_bytes(payload)) {
         Ok(generation) => Ok(generation),
-        Err(QueueError::Gone) => Err(ClusterError::Gone(handle.id().clone())),
-        Err(QueueError::Full) => Err(ClusterError::QueueFull(handle.id().clone())),
+        Err(QueueError::Gone) => Err(ClusterError::Gone(connection_id)),
+        Err(QueueError::Full) => Err(ClusterError::QueueFull(connection_id)),
         Err(QueueError::Overflow) => {
             // A suspended connection past its resume limits ends: the caller is told it is
             // gone, as every later caller will be.
-            handle.close(CloseCause::ResumeQueueFull);
-            Err(ClusterError::Gone(handle.id().clone()))
+            if let Some(handle) = registry.get(&connection_id) {
+                handle.close(CloseCause::ResumeQueueFull);
+            }
+            Err(ClusterError::Gone(connection_id))
         }
     }
 }
