@@ -113,11 +113,18 @@ fn integer(out: &mut Vec<u8>, value: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
-/// Writes `"key":"value"` when there is a value.
-fn optional(out: &mut Vec<u8>, first: &mut bool, name: &str, value: Option<&str>) {
+/// Writes `"name":` and the value with `write` when there is a value, as serde leaves out a
+/// field whose value is `None`.
+fn field<T: ?Sized>(
+    out: &mut Vec<u8>,
+    first: &mut bool,
+    name: &str,
+    value: Option<&T>,
+    write: impl FnOnce(&mut Vec<u8>, &T),
+) {
     if let Some(value) = value {
         key(out, *first, name);
-        string(out, value);
+        write(out, value);
         *first = false;
     }
 }
@@ -163,37 +170,49 @@ fn value_map(out: &mut Vec<u8>, map: &Map<String, Value>) {
 pub(super) fn proxy_event(out: &mut Vec<u8>, event: &ProxyEvent) {
     out.push(b'{');
     let mut first = true;
-    if let Some(headers) = &event.headers {
-        key(out, first, "headers");
-        single_map(out, headers);
-        first = false;
-    }
-    if let Some(headers) = &event.multi_value_headers {
-        key(out, first, "multiValueHeaders");
-        multi_map(out, headers);
-        first = false;
-    }
-    if let Some(query) = &event.query_string_parameters {
-        key(out, first, "queryStringParameters");
-        single_map(out, query);
-        first = false;
-    }
-    if let Some(query) = &event.multi_value_query_string_parameters {
-        key(out, first, "multiValueQueryStringParameters");
-        multi_map(out, query);
-        first = false;
-    }
-    if let Some(variables) = &event.stage_variables {
-        key(out, first, "stageVariables");
-        single_map(out, &variables.0);
-        first = false;
-    }
-    key(out, first, "requestContext");
-    request_context(out, &event.request_context);
-    if let Some(body) = &event.body {
-        key(out, false, "body");
-        string(out, body);
-    }
+    field(
+        out,
+        &mut first,
+        "headers",
+        event.headers.as_ref(),
+        single_map,
+    );
+    field(
+        out,
+        &mut first,
+        "multiValueHeaders",
+        event.multi_value_headers.as_ref(),
+        multi_map,
+    );
+    field(
+        out,
+        &mut first,
+        "queryStringParameters",
+        event.query_string_parameters.as_ref(),
+        single_map,
+    );
+    field(
+        out,
+        &mut first,
+        "multiValueQueryStringParameters",
+        event.multi_value_query_string_parameters.as_ref(),
+        multi_map,
+    );
+    field(
+        out,
+        &mut first,
+        "stageVariables",
+        event.stage_variables.as_ref(),
+        |out, variables| single_map(out, &variables.0),
+    );
+    field(
+        out,
+        &mut first,
+        "requestContext",
+        Some(&event.request_context),
+        request_context,
+    );
+    field(out, &mut first, "body", event.body.as_deref(), string);
     key(out, false, "isBase64Encoded");
     out.extend_from_slice(if event.is_base64_encoded {
         b"true"
@@ -207,14 +226,24 @@ fn request_context(out: &mut Vec<u8>, context: &RequestContext) {
     out.push(b'{');
     key(out, true, "routeKey");
     string(out, context.route_key.as_str());
-    if let Some(message_id) = &context.message_id {
-        key(out, false, "messageId");
-        string(out, message_id.as_str());
-    }
-    if let Some(code) = context.disconnect_status_code {
-        key(out, false, "disconnectStatusCode");
-        integer(out, code);
-    }
+    // Every key after the first follows a comma.
+    let mut first = false;
+    field(
+        out,
+        &mut first,
+        "messageId",
+        context.message_id.as_ref(),
+        |out, id| {
+            string(out, id.as_str());
+        },
+    );
+    field(
+        out,
+        &mut first,
+        "disconnectStatusCode",
+        context.disconnect_status_code.as_ref(),
+        |out, code| integer(out, *code),
+    );
     key(out, false, "eventType");
     string(out, context.event_type.as_str());
     key(out, false, "extendedRequestId");
@@ -223,10 +252,13 @@ fn request_context(out: &mut Vec<u8>, context: &RequestContext) {
     string(out, &context.request_time);
     key(out, false, "messageDirection");
     string(out, "IN");
-    if let Some(reason) = &context.disconnect_reason {
-        key(out, false, "disconnectReason");
-        string(out, reason);
-    }
+    field(
+        out,
+        &mut first,
+        "disconnectReason",
+        context.disconnect_reason.as_deref(),
+        string,
+    );
     key(out, false, "stage");
     string(out, &context.stage);
     key(out, false, "connectedAt");
@@ -243,25 +275,32 @@ fn request_context(out: &mut Vec<u8>, context: &RequestContext) {
     string(out, context.connection_id.as_str());
     key(out, false, "apiId");
     string(out, &context.api_id);
-    if let Some(authorizer) = &context.authorizer {
-        key(out, false, "authorizer");
-        value_map(out, authorizer);
-    }
+    field(
+        out,
+        &mut first,
+        "authorizer",
+        context.authorizer.as_ref(),
+        value_map,
+    );
     out.push(b'}');
 }
 
 fn identity(out: &mut Vec<u8>, identity: &Identity) {
     out.push(b'{');
     let mut first = true;
-    optional(out, &mut first, "accountId", identity.account_id.as_deref());
-    optional(out, &mut first, "apiKey", identity.api_key.as_deref());
-    optional(out, &mut first, "apiKeyId", identity.api_key_id.as_deref());
-    optional(out, &mut first, "caller", identity.caller.as_deref());
-    optional(out, &mut first, "sourceIp", Some(&identity.source_ip));
-    optional(out, &mut first, "accessKey", identity.access_key.as_deref());
-    optional(out, &mut first, "userArn", identity.user_arn.as_deref());
-    optional(out, &mut first, "userAgent", identity.user_agent.as_deref());
-    optional(out, &mut first, "user", identity.user.as_deref());
+    for (name, value) in [
+        ("accountId", identity.account_id.as_deref()),
+        ("apiKey", identity.api_key.as_deref()),
+        ("apiKeyId", identity.api_key_id.as_deref()),
+        ("caller", identity.caller.as_deref()),
+        ("sourceIp", Some(identity.source_ip.as_str())),
+        ("accessKey", identity.access_key.as_deref()),
+        ("userArn", identity.user_arn.as_deref()),
+        ("userAgent", identity.user_agent.as_deref()),
+        ("user", identity.user.as_deref()),
+    ] {
+        field(out, &mut first, name, value, string);
+    }
     out.push(b'}');
 }
 
