@@ -390,6 +390,46 @@ pub fn message_event(
     }
 }
 
+/// The JSON of [`message_event`] with `stage_variables` (as
+/// [`ProxyEvent::with_stage_variables`] adds them), written straight from the connection's
+/// context: the same bytes as building the event and calling [`ProxyEvent::to_json`], without
+/// copying the context's strings into an event first. Every routed message makes one.
+pub fn message_event_json(
+    ctx: &ConnectionContext,
+    route_key: &RouteKey,
+    body: MessageBody<'_>,
+    request_id: &RequestId,
+    message_id: &RequestId,
+    now_ms: i64,
+    stage_variables: &StageVariables,
+) -> Vec<u8> {
+    let encoded;
+    let (body, is_base64_encoded) = match body {
+        MessageBody::Text(text) => (text, false),
+        MessageBody::Binary(bytes) => {
+            encoded = STANDARD.encode(bytes);
+            (encoded.as_str(), true)
+        }
+    };
+    let request_time = time::request_time(now_ms);
+    let mut out = Vec::with_capacity(EVENT_BYTES + body.len() + body.len() / 8);
+    json::message_event(
+        &mut out,
+        &json::MessageView {
+            connection: ctx,
+            route_key: route_key.as_str(),
+            body,
+            is_base64_encoded,
+            request_id: request_id.as_str(),
+            message_id: message_id.as_str(),
+            request_time: &request_time,
+            now_ms,
+            stage_variables,
+        },
+    );
+    out
+}
+
 /// Builds the `$disconnect` event. Its headers are AWS's fixed synthetic set: `Host` (the
 /// domain name), and empty `x-api-key`, `X-Forwarded-For` and `x-restapi`.
 pub fn disconnect_event(

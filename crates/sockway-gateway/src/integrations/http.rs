@@ -207,7 +207,7 @@ impl HttpIntegration {
         call: &Call,
         mut span: Option<&mut Span>,
     ) -> Result<IntegrationResponse, IntegrationError> {
-        let body = call.to_event(&self.stage_variables).to_json();
+        let body = call.event_json(&self.stage_variables);
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(self.uri.clone())

@@ -57,7 +57,7 @@ impl LambdaIntegration {
             .client
             .invoke(
                 &self.target,
-                call.to_event(&self.stage_variables).to_json(),
+                call.event_json(&self.stage_variables),
                 span,
                 connect_trace,
             )

@@ -441,10 +441,39 @@ pub(crate) fn stage_variables(config: &Config) -> StageVariables {
     StageVariables::new(config.gateway.stage_variables.clone())
 }
 
+/// A message's payload as the event's body reads it.
+fn message_body(payload: &Payload) -> MessageBody<'_> {
+    match payload {
+        Payload::Text(text) => MessageBody::Text(text),
+        Payload::Binary(bytes) => MessageBody::Binary(bytes),
+    }
+}
+
 impl Call {
     /// The Lambda-proxy event AWS would send for this call, with the stage's variables.
     pub(crate) fn to_event(&self, stage_variables: &StageVariables) -> ProxyEvent {
         self.proxy_event().with_stage_variables(stage_variables)
+    }
+
+    /// [`Call::to_event`] as JSON, the Invoke payload or HTTP body. A message's event is
+    /// written straight from the connection's context, without building the event first.
+    pub(crate) fn event_json(&self, stage_variables: &StageVariables) -> Vec<u8> {
+        match &self.kind {
+            CallKind::Message {
+                route_key,
+                body,
+                message_id,
+            } => event::message_event_json(
+                &self.connection,
+                route_key,
+                message_body(body),
+                &self.request_id,
+                message_id,
+                self.now_ms,
+                stage_variables,
+            ),
+            _ => self.to_event(stage_variables).to_json(),
+        }
     }
 
     fn proxy_event(&self) -> ProxyEvent {
@@ -457,20 +486,14 @@ impl Call {
                 route_key,
                 body,
                 message_id,
-            } => {
-                let body = match body {
-                    Payload::Text(text) => MessageBody::Text(text),
-                    Payload::Binary(bytes) => MessageBody::Binary(bytes),
-                };
-                event::message_event(
-                    connection,
-                    route_key,
-                    body,
-                    &self.request_id,
-                    message_id,
-                    self.now_ms,
-                )
-            }
+            } => event::message_event(
+                connection,
+                route_key,
+                message_body(body),
+                &self.request_id,
+                message_id,
+                self.now_ms,
+            ),
             CallKind::Resume { headers, query } => {
                 event::resume_event(connection, headers, query, &self.request_id, self.now_ms)
             }

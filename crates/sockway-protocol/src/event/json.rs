@@ -10,7 +10,10 @@
 
 use serde_json::{Map, Value};
 
-use super::{Identity, OrderedMap, ProxyEvent, RequestContext};
+use super::{
+    AccessIdentity, ConnectionContext, EventType, OrderedMap, ProxyEvent, RequestContext,
+    StageVariables,
+};
 
 /// What `serde_json` writes for each byte below 0x20 and for `"` and `\`; 0 for a byte
 /// written as it is, `u` for `\u00XX`.
@@ -34,22 +37,23 @@ const ESCAPE: [u8; 256] = {
 const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
 const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
 
-/// Whether any of the eight bytes of `word` is below `limit` (at most 0x80).
-const fn any_below(word: u64, limit: u8) -> bool {
-    word.wrapping_sub(ONES * limit as u64) & !word & HIGHS != 0
+/// The high bit of each of the eight bytes of `word` that is below `limit` (at most 0x80) is
+/// set, exactly for the lowest such byte; a byte above one that is below may be marked too
+/// (the subtraction's borrow), which is why only the lowest mark is ever used.
+const fn below(word: u64, limit: u8) -> u64 {
+    word.wrapping_sub(ONES * limit as u64) & !word & HIGHS
 }
 
-/// Whether any of the eight bytes of `word` is `byte`.
-const fn any_equal(word: u64, byte: u8) -> bool {
-    any_below(word ^ (ONES * byte as u64), 1)
+/// Marks the bytes of `word` (eight bytes of text, little-endian) that JSON must escape: the
+/// control characters, `"` and `\`. Its lowest mark is the first such byte.
+const fn escape_marks(word: u64) -> u64 {
+    below(word, 0x20)
+        | below(word ^ (ONES * b'"' as u64), 1)
+        | below(word ^ (ONES * b'\\' as u64), 1)
 }
 
-/// Whether JSON needs an escape for one of the eight bytes of `word`.
-const fn word_needs_escape(word: u64) -> bool {
-    any_below(word, 0x20) || any_equal(word, b'"') || any_equal(word, b'\\')
-}
-
-/// Writes `text` as a JSON string, quotes included.
+/// Writes `text` as a JSON string, quotes included: eight bytes are checked at a time, and a
+/// word with a byte to escape goes straight to that byte.
 pub(super) fn string(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     out.reserve(bytes.len() + 2);
@@ -57,31 +61,35 @@ pub(super) fn string(out: &mut Vec<u8>, text: &str) {
     // `run` is where the bytes not yet written begin.
     let mut run = 0;
     let mut at = 0;
-    while let Some(chunk) = bytes.get(at..at + 8) {
-        let word = u64::from_ne_bytes(chunk.try_into().expect("a chunk of eight bytes"));
-        if word_needs_escape(word) {
-            for index in at..at + 8 {
-                run = escape_at(out, bytes, run, index);
+    while at < bytes.len() {
+        let (word, length) = match bytes.get(at..at + 8) {
+            Some(chunk) => (chunk.try_into().expect("a chunk of eight bytes"), 8),
+            None => {
+                // The last few bytes, padded with spaces, which never need an escape.
+                let mut padded = [b' '; 8];
+                let length = bytes.len() - at;
+                padded[..length].copy_from_slice(&bytes[at..]);
+                (padded, length)
             }
+        };
+        let marks = escape_marks(u64::from_le_bytes(word));
+        if marks == 0 {
+            at += length;
+            continue;
         }
-        at += 8;
-    }
-    for index in at..bytes.len() {
-        run = escape_at(out, bytes, run, index);
+        let index = at + (marks.trailing_zeros() / 8) as usize;
+        out.extend_from_slice(&bytes[run..index]);
+        escape(out, bytes[index]);
+        run = index + 1;
+        at = index + 1;
     }
     out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
 }
 
-/// Writes the run before `index` and the escape of the byte at `index`, when it needs one;
-/// returns where the next run begins.
-fn escape_at(out: &mut Vec<u8>, bytes: &[u8], run: usize, index: usize) -> usize {
-    let byte = bytes[index];
+/// Writes the escape of `byte`, one JSON must escape, as `serde_json` writes it.
+fn escape(out: &mut Vec<u8>, byte: u8) {
     let escape = ESCAPE[usize::from(byte)];
-    if escape == 0 {
-        return run;
-    }
-    out.extend_from_slice(&bytes[run..index]);
     if escape == b'u' {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         out.extend_from_slice(&[
@@ -95,7 +103,6 @@ fn escape_at(out: &mut Vec<u8>, bytes: &[u8], run: usize, index: usize) -> usize
     } else {
         out.extend_from_slice(&[b'\\', escape]);
     }
-    index + 1
 }
 
 /// Writes `key` (a constant that needs no escape) and its colon, after a comma unless it is
@@ -198,45 +205,190 @@ pub(super) fn proxy_event(out: &mut Vec<u8>, event: &ProxyEvent) {
         event.multi_value_query_string_parameters.as_ref(),
         multi_map,
     );
+    let context = ContextView::of(&event.request_context);
+    rest_of_event(
+        out,
+        first,
+        event.stage_variables.as_ref(),
+        &context,
+        event.body.as_deref(),
+        event.is_base64_encoded,
+    );
+}
+
+/// Writes a MESSAGE event from the connection's context as it is, without building a
+/// [`ProxyEvent`] (a dozen copies of the context's strings per message): the same bytes as
+/// `message_event(..).with_stage_variables(..).to_json()`.
+pub(super) fn message_event(out: &mut Vec<u8>, message: &MessageView<'_>) {
+    out.push(b'{');
+    let ctx = message.connection;
+    let context = ContextView {
+        route_key: message.route_key,
+        message_id: Some(message.message_id),
+        disconnect_status_code: None,
+        event_type: EventType::Message,
+        request_id: message.request_id,
+        request_time: message.request_time,
+        disconnect_reason: None,
+        stage: &ctx.stage,
+        connected_at: ctx.connected_at,
+        request_time_epoch: message.now_ms,
+        identity: IdentityView::of_connection(ctx),
+        domain_name: &ctx.domain_name,
+        connection_id: ctx.connection_id.as_str(),
+        api_id: &ctx.api_id,
+        authorizer: ctx.authorizer.as_ref(),
+    };
+    let variables = (!message.stage_variables.is_empty()).then_some(message.stage_variables);
+    rest_of_event(
+        out,
+        true,
+        variables,
+        &context,
+        Some(message.body),
+        message.is_base64_encoded,
+    );
+}
+
+/// What [`message_event`] writes from.
+pub(super) struct MessageView<'a> {
+    pub(super) connection: &'a ConnectionContext,
+    pub(super) route_key: &'a str,
+    /// The body as the event carries it: text as sent, binary in base64.
+    pub(super) body: &'a str,
+    pub(super) is_base64_encoded: bool,
+    pub(super) request_id: &'a str,
+    pub(super) message_id: &'a str,
+    pub(super) request_time: &'a str,
+    pub(super) now_ms: i64,
+    pub(super) stage_variables: &'a StageVariables,
+}
+
+/// A proxy event's fields from `stageVariables` on, and its closing brace.
+fn rest_of_event(
+    out: &mut Vec<u8>,
+    mut first: bool,
+    stage_variables: Option<&StageVariables>,
+    context: &ContextView<'_>,
+    body: Option<&str>,
+    is_base64_encoded: bool,
+) {
     field(
         out,
         &mut first,
         "stageVariables",
-        event.stage_variables.as_ref(),
+        stage_variables,
         |out, variables| single_map(out, &variables.0),
     );
     field(
         out,
         &mut first,
         "requestContext",
-        Some(&event.request_context),
+        Some(context),
         request_context,
     );
-    field(out, &mut first, "body", event.body.as_deref(), string);
+    field(out, &mut first, "body", body, string);
     key(out, false, "isBase64Encoded");
-    out.extend_from_slice(if event.is_base64_encoded {
-        b"true"
-    } else {
-        b"false"
-    });
+    out.extend_from_slice(if is_base64_encoded { b"true" } else { b"false" });
     out.push(b'}');
 }
 
-fn request_context(out: &mut Vec<u8>, context: &RequestContext) {
+/// A `requestContext`, borrowed from a [`RequestContext`] or straight from a connection's
+/// context.
+struct ContextView<'a> {
+    route_key: &'a str,
+    message_id: Option<&'a str>,
+    disconnect_status_code: Option<u16>,
+    event_type: EventType,
+    /// `requestId`, and `extendedRequestId`, which is always the same id.
+    request_id: &'a str,
+    request_time: &'a str,
+    disconnect_reason: Option<&'a str>,
+    stage: &'a str,
+    connected_at: i64,
+    request_time_epoch: i64,
+    identity: IdentityView<'a>,
+    domain_name: &'a str,
+    connection_id: &'a str,
+    api_id: &'a str,
+    authorizer: Option<&'a Map<String, Value>>,
+}
+
+impl<'a> ContextView<'a> {
+    fn of(context: &'a RequestContext) -> ContextView<'a> {
+        debug_assert_eq!(context.extended_request_id, context.request_id);
+        let identity = &context.identity;
+        ContextView {
+            route_key: context.route_key.as_str(),
+            message_id: context.message_id.as_ref().map(|id| id.as_str()),
+            disconnect_status_code: context.disconnect_status_code,
+            event_type: context.event_type,
+            request_id: context.request_id.as_str(),
+            request_time: &context.request_time,
+            disconnect_reason: context.disconnect_reason.as_deref(),
+            stage: &context.stage,
+            connected_at: context.connected_at,
+            request_time_epoch: context.request_time_epoch,
+            identity: IdentityView {
+                account_id: identity.account_id.as_deref(),
+                api_key: identity.api_key.as_deref(),
+                api_key_id: identity.api_key_id.as_deref(),
+                caller: identity.caller.as_deref(),
+                source_ip: &identity.source_ip,
+                access_key: identity.access_key.as_deref(),
+                user_arn: identity.user_arn.as_deref(),
+                user_agent: identity.user_agent.as_deref(),
+                user: identity.user.as_deref(),
+            },
+            domain_name: &context.domain_name,
+            connection_id: context.connection_id.as_str(),
+            api_id: &context.api_id,
+            authorizer: context.authorizer.as_ref(),
+        }
+    }
+}
+
+/// `requestContext.identity`, borrowed.
+struct IdentityView<'a> {
+    account_id: Option<&'a str>,
+    api_key: Option<&'a str>,
+    api_key_id: Option<&'a str>,
+    caller: Option<&'a str>,
+    source_ip: &'a str,
+    access_key: Option<&'a str>,
+    user_arn: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    user: Option<&'a str>,
+}
+
+impl<'a> IdentityView<'a> {
+    /// What [`super::Identity::of`] makes of the connection, borrowed.
+    fn of_connection(ctx: &'a ConnectionContext) -> IdentityView<'a> {
+        let access = ctx.access.as_deref();
+        let field = |pick: fn(&AccessIdentity) -> &Option<String>| {
+            access.and_then(|access| pick(access).as_deref())
+        };
+        IdentityView {
+            account_id: field(|access| &access.account_id),
+            api_key: field(|access| &access.api_key),
+            api_key_id: field(|access| &access.api_key_id),
+            caller: field(|access| &access.caller),
+            source_ip: &ctx.source_ip,
+            access_key: field(|access| &access.access_key),
+            user_arn: field(|access| &access.user_arn),
+            user_agent: ctx.user_agent.as_deref(),
+            user: field(|access| &access.caller),
+        }
+    }
+}
+
+fn request_context(out: &mut Vec<u8>, context: &ContextView<'_>) {
     out.push(b'{');
     key(out, true, "routeKey");
-    string(out, context.route_key.as_str());
+    string(out, context.route_key);
     // Every key after the first follows a comma.
     let mut first = false;
-    field(
-        out,
-        &mut first,
-        "messageId",
-        context.message_id.as_ref(),
-        |out, id| {
-            string(out, id.as_str());
-        },
-    );
+    field(out, &mut first, "messageId", context.message_id, string);
     field(
         out,
         &mut first,
@@ -247,20 +399,20 @@ fn request_context(out: &mut Vec<u8>, context: &RequestContext) {
     key(out, false, "eventType");
     string(out, context.event_type.as_str());
     key(out, false, "extendedRequestId");
-    string(out, context.extended_request_id.as_str());
+    string(out, context.request_id);
     key(out, false, "requestTime");
-    string(out, &context.request_time);
+    string(out, context.request_time);
     key(out, false, "messageDirection");
     string(out, "IN");
     field(
         out,
         &mut first,
         "disconnectReason",
-        context.disconnect_reason.as_deref(),
+        context.disconnect_reason,
         string,
     );
     key(out, false, "stage");
-    string(out, &context.stage);
+    string(out, context.stage);
     key(out, false, "connectedAt");
     integer(out, context.connected_at);
     key(out, false, "requestTimeEpoch");
@@ -268,36 +420,30 @@ fn request_context(out: &mut Vec<u8>, context: &RequestContext) {
     key(out, false, "identity");
     identity(out, &context.identity);
     key(out, false, "requestId");
-    string(out, context.request_id.as_str());
+    string(out, context.request_id);
     key(out, false, "domainName");
-    string(out, &context.domain_name);
+    string(out, context.domain_name);
     key(out, false, "connectionId");
-    string(out, context.connection_id.as_str());
+    string(out, context.connection_id);
     key(out, false, "apiId");
-    string(out, &context.api_id);
-    field(
-        out,
-        &mut first,
-        "authorizer",
-        context.authorizer.as_ref(),
-        value_map,
-    );
+    string(out, context.api_id);
+    field(out, &mut first, "authorizer", context.authorizer, value_map);
     out.push(b'}');
 }
 
-fn identity(out: &mut Vec<u8>, identity: &Identity) {
+fn identity(out: &mut Vec<u8>, identity: &IdentityView<'_>) {
     out.push(b'{');
     let mut first = true;
     for (name, value) in [
-        ("accountId", identity.account_id.as_deref()),
-        ("apiKey", identity.api_key.as_deref()),
-        ("apiKeyId", identity.api_key_id.as_deref()),
-        ("caller", identity.caller.as_deref()),
-        ("sourceIp", Some(identity.source_ip.as_str())),
-        ("accessKey", identity.access_key.as_deref()),
-        ("userArn", identity.user_arn.as_deref()),
-        ("userAgent", identity.user_agent.as_deref()),
-        ("user", identity.user.as_deref()),
+        ("accountId", identity.account_id),
+        ("apiKey", identity.api_key),
+        ("apiKeyId", identity.api_key_id),
+        ("caller", identity.caller),
+        ("sourceIp", Some(identity.source_ip)),
+        ("accessKey", identity.access_key),
+        ("userArn", identity.user_arn),
+        ("userAgent", identity.user_agent),
+        ("user", identity.user),
     ] {
         field(out, &mut first, name, value, string);
     }
@@ -347,25 +493,30 @@ mod tests {
     }
 
     #[test]
-    fn bytes_above_the_control_range_never_count_as_needing_an_escape() {
-        // The word test's borrows must not mistake high bytes for control characters.
+    fn the_first_mark_is_the_first_byte_to_escape() {
+        // The marks' borrows must not make a high byte count as a control character, and the
+        // lowest mark must be the first byte that needs an escape wherever it is.
         for byte in 0x20..=0xFFu8 {
             if byte == b'"' || byte == b'\\' {
                 continue;
             }
-            assert!(
-                !word_needs_escape(u64::from_ne_bytes([byte; 8])),
-                "{byte:#x}"
-            );
+            assert_eq!(escape_marks(u64::from_le_bytes([byte; 8])), 0, "{byte:#x}");
         }
         for byte in (0..0x20u8).chain([b'"', b'\\']) {
             for position in 0..8 {
-                let mut word = [b'a'; 8];
-                word[position] = byte;
-                assert!(
-                    word_needs_escape(u64::from_ne_bytes(word)),
-                    "{byte:#x} at {position}"
-                );
+                for after in [0u8, b'"', 0xFF, b'a'] {
+                    let mut word = [b'a'; 8];
+                    word[position] = byte;
+                    for later in word.iter_mut().skip(position + 1) {
+                        *later = after;
+                    }
+                    let marks = escape_marks(u64::from_le_bytes(word));
+                    assert_eq!(
+                        marks.trailing_zeros() / 8,
+                        position as u32,
+                        "{byte:#x} at {position}, then {after:#x}"
+                    );
+                }
             }
         }
     }

@@ -898,3 +898,53 @@ fn events_are_written_as_serde_writes_them() {
         assert_eq!(String::from_utf8(event.to_json()).unwrap(), expected);
     }
 }
+
+/// A MESSAGE event's JSON written straight from the connection's context is the JSON of the
+/// event built from it, for every kind of context, body and stage.
+#[test]
+fn message_events_are_written_from_the_context_as_the_built_event_is() {
+    let odd = "quote \" backslash \\ newline \n nul \u{0} é 🙂";
+    let mut full = with_authorizer(captured_connect_context());
+    full.access = Some(Box::new(AccessIdentity {
+        api_key: Some("key".to_owned()),
+        api_key_id: Some("id".to_owned()),
+        access_key: Some("AKIAIOSFODNN7EXAMPLE".to_owned()),
+        account_id: Some("123456789012".to_owned()),
+        caller: Some("AIDAJQABLZS4A3QDU576Q".to_owned()),
+        user_arn: Some(odd.to_owned()),
+    }));
+    full.user_agent = Some(odd.to_owned());
+    let none = StageVariables::default();
+    let some = StageVariables::new([(odd.to_owned(), "v".to_owned())]);
+    let id = request_id("BFaVtH2HoAMFZEQ=");
+    let message_id = request_id("BFaVtfGSIAMCKug=");
+    for ctx in [captured_connection(), captured_connect_context(), full] {
+        for body in [
+            MessageBody::Text(""),
+            MessageBody::Text(odd),
+            MessageBody::Binary(&[0, 159, 146, 150, 255]),
+        ] {
+            for variables in [&none, &some] {
+                for route_key in [RouteKey::new("chat"), RouteKey::new(odd)] {
+                    let built =
+                        message_event(&ctx, &route_key, body, &id, &message_id, 1_731_332_735_513)
+                            .with_stage_variables(variables)
+                            .to_json();
+                    let written = message_event_json(
+                        &ctx,
+                        &route_key,
+                        body,
+                        &id,
+                        &message_id,
+                        1_731_332_735_513,
+                        variables,
+                    );
+                    assert_eq!(
+                        String::from_utf8(written).unwrap(),
+                        String::from_utf8(built).unwrap()
+                    );
+                }
+            }
+        }
+    }
+}
