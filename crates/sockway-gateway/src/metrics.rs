@@ -52,7 +52,7 @@ struct OutcomeLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ManagementLabels {
-    method: String,
+    method: &'static str,
     status: u16,
 }
 
@@ -728,10 +728,7 @@ impl Metrics {
             _ => "OTHER",
         };
         self.management
-            .get_or_create(&ManagementLabels {
-                method: method.to_owned(),
-                status,
-            })
+            .get_or_create(&ManagementLabels { method, status })
             .inc();
     }
 
