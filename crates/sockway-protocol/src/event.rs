@@ -19,6 +19,7 @@
 //! proxy event carries them only when the stage has some, the authorizer event always (`{}`
 //! when there are none), as AWS's captures show.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -96,6 +97,16 @@ pub enum MessageBody<'a> {
     Text(&'a str),
     /// A binary message: sent base64-encoded with `isBase64Encoded: true`.
     Binary(&'a [u8]),
+}
+
+impl<'a> MessageBody<'a> {
+    /// The event's `body` and `isBase64Encoded`: text as sent, binary in base64.
+    fn as_event_body(self) -> (Cow<'a, str>, bool) {
+        match self {
+            MessageBody::Text(text) => (Cow::Borrowed(text), false),
+            MessageBody::Binary(bytes) => (Cow::Owned(STANDARD.encode(bytes)), true),
+        }
+    }
 }
 
 /// A Lambda-proxy event (`CONNECT`, `MESSAGE` or `DISCONNECT`). Fields serialize in AWS's
@@ -232,21 +243,7 @@ impl Identity {
     /// The identity of `ctx`: its address and agent, plus what `$connect`'s access control
     /// established.
     pub fn of(ctx: &ConnectionContext) -> Identity {
-        let access = ctx.access.as_deref();
-        let field = |pick: fn(&AccessIdentity) -> &Option<String>| {
-            access.and_then(|access| pick(access).clone())
-        };
-        Identity {
-            account_id: field(|access| &access.account_id),
-            api_key: field(|access| &access.api_key),
-            api_key_id: field(|access| &access.api_key_id),
-            caller: field(|access| &access.caller),
-            source_ip: ctx.source_ip.clone(),
-            access_key: field(|access| &access.access_key),
-            user_arn: field(|access| &access.user_arn),
-            user_agent: ctx.user_agent.clone(),
-            user: field(|access| &access.caller),
-        }
+        json::IdentityView::of_connection(ctx).to_owned()
     }
 }
 
@@ -366,10 +363,7 @@ pub fn message_event(
     message_id: &RequestId,
     now_ms: i64,
 ) -> ProxyEvent {
-    let (body, is_base64_encoded) = match body {
-        MessageBody::Text(text) => (text.to_owned(), false),
-        MessageBody::Binary(bytes) => (STANDARD.encode(bytes), true),
-    };
+    let (body, is_base64_encoded) = body.as_event_body();
     let mut request_context = request_context(
         ctx,
         route_key.clone(),
@@ -385,7 +379,7 @@ pub fn message_event(
         multi_value_query_string_parameters: None,
         stage_variables: None,
         request_context,
-        body: Some(body),
+        body: Some(body.into_owned()),
         is_base64_encoded,
     }
 }
@@ -403,14 +397,7 @@ pub fn message_event_json(
     now_ms: i64,
     stage_variables: &StageVariables,
 ) -> Vec<u8> {
-    let encoded;
-    let (body, is_base64_encoded) = match body {
-        MessageBody::Text(text) => (text, false),
-        MessageBody::Binary(bytes) => {
-            encoded = STANDARD.encode(bytes);
-            (encoded.as_str(), true)
-        }
-    };
+    let (body, is_base64_encoded) = body.as_event_body();
     let request_time = time::request_time(now_ms);
     let mut out = Vec::with_capacity(EVENT_BYTES + body.len() + body.len() / 8);
     json::message_event(
@@ -418,7 +405,7 @@ pub fn message_event_json(
         &json::MessageView {
             connection: ctx,
             route_key: route_key.as_str(),
-            body,
+            body: &body,
             is_base64_encoded,
             request_id: request_id.as_str(),
             message_id: message_id.as_str(),

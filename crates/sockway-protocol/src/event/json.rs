@@ -11,7 +11,7 @@
 use serde_json::{Map, Value};
 
 use super::{
-    AccessIdentity, ConnectionContext, EventType, OrderedMap, ProxyEvent, RequestContext,
+    AccessIdentity, ConnectionContext, EventType, Identity, OrderedMap, ProxyEvent, RequestContext,
     StageVariables,
 };
 
@@ -349,7 +349,7 @@ impl<'a> ContextView<'a> {
 }
 
 /// `requestContext.identity`, borrowed.
-struct IdentityView<'a> {
+pub(super) struct IdentityView<'a> {
     account_id: Option<&'a str>,
     api_key: Option<&'a str>,
     api_key_id: Option<&'a str>,
@@ -362,8 +362,9 @@ struct IdentityView<'a> {
 }
 
 impl<'a> IdentityView<'a> {
-    /// What [`super::Identity::of`] makes of the connection, borrowed.
-    fn of_connection(ctx: &'a ConnectionContext) -> IdentityView<'a> {
+    /// The identity of a connection: its address and agent, plus what `$connect`'s access
+    /// control established (`user` is the caller, as AWS fills it).
+    pub(super) fn of_connection(ctx: &'a ConnectionContext) -> IdentityView<'a> {
         let access = ctx.access.as_deref();
         let field = |pick: fn(&AccessIdentity) -> &Option<String>| {
             access.and_then(|access| pick(access).as_deref())
@@ -378,6 +379,22 @@ impl<'a> IdentityView<'a> {
             user_arn: field(|access| &access.user_arn),
             user_agent: ctx.user_agent.as_deref(),
             user: field(|access| &access.caller),
+        }
+    }
+
+    /// The identity as the event built field by field holds it.
+    pub(super) fn to_owned(&self) -> Identity {
+        let owned = |text: Option<&str>| text.map(str::to_owned);
+        Identity {
+            account_id: owned(self.account_id),
+            api_key: owned(self.api_key),
+            api_key_id: owned(self.api_key_id),
+            caller: owned(self.caller),
+            source_ip: self.source_ip.to_owned(),
+            access_key: owned(self.access_key),
+            user_arn: owned(self.user_arn),
+            user_agent: owned(self.user_agent),
+            user: owned(self.user),
         }
     }
 }
