@@ -455,7 +455,8 @@ impl ConnectionInfo {
         self.close_cause.get().cloned()
     }
 
-    /// [`ConnectionHandle::try_send_noting`].
+    /// [`ConnectionHandle::try_send`], answering the suspension's generation when the message
+    /// was queued for a suspended connection. A push calls it on the shared state alone.
     pub(crate) fn try_send_noting(&self, message: Outbound) -> Result<Option<u64>, QueueError> {
         if self.closing.load(Ordering::Acquire) {
             return Err(QueueError::Gone);
@@ -503,13 +504,7 @@ impl ConnectionHandle {
     /// Queues a message. Never waits: a full queue is reported to the caller (who answers 429,
     /// as AWS does when the client-side buffer is full) rather than stalling the API.
     pub(crate) fn try_send(&self, message: Outbound) -> Result<(), QueueError> {
-        self.try_send_noting(message).map(|_| ())
-    }
-
-    /// [`ConnectionHandle::try_send`], answering the suspension's generation when the message
-    /// was queued for a suspended connection.
-    pub(crate) fn try_send_noting(&self, message: Outbound) -> Result<Option<u64>, QueueError> {
-        self.info.try_send_noting(message)
+        self.info.try_send_noting(message).map(|_| ())
     }
 
     /// Asks the connection to close with `cause`. From this call on it takes no messages.

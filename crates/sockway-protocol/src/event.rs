@@ -399,20 +399,21 @@ pub fn message_event_json(
 ) -> Vec<u8> {
     let (body, is_base64_encoded) = body.as_event_body();
     let request_time = time::request_time(now_ms);
+    let context = json::ContextView::message(
+        ctx,
+        route_key.as_str(),
+        request_id.as_str(),
+        message_id.as_str(),
+        &request_time,
+        now_ms,
+    );
     let mut out = Vec::with_capacity(EVENT_BYTES + body.len() + body.len() / 8);
     json::message_event(
         &mut out,
-        &json::MessageView {
-            connection: ctx,
-            route_key: route_key.as_str(),
-            body: &body,
-            is_base64_encoded,
-            request_id: request_id.as_str(),
-            message_id: message_id.as_str(),
-            request_time: &request_time,
-            now_ms,
-            stage_variables,
-        },
+        &context,
+        stage_variables,
+        &body,
+        is_base64_encoded,
     );
     out
 }

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::{
     AccessIdentity, ConnectionContext, EventType, Identity, OrderedMap, ProxyEvent, RequestContext,
-    StageVariables,
+    RequestId, StageVariables,
 };
 
 /// What `serde_json` writes for each byte below 0x20 and for `"` and `\`; 0 for a byte
@@ -216,52 +216,19 @@ pub(super) fn proxy_event(out: &mut Vec<u8>, event: &ProxyEvent) {
     );
 }
 
-/// Writes a MESSAGE event from the connection's context as it is, without building a
-/// [`ProxyEvent`] (a dozen copies of the context's strings per message): the same bytes as
-/// `message_event(..).with_stage_variables(..).to_json()`.
-pub(super) fn message_event(out: &mut Vec<u8>, message: &MessageView<'_>) {
+/// Writes a MESSAGE event with `context` (see [`ContextView::message`]), the stage's
+/// variables when it has any, and `body` as the event carries it (text as sent, binary in
+/// base64): the same bytes as `message_event(..).with_stage_variables(..).to_json()`.
+pub(super) fn message_event(
+    out: &mut Vec<u8>,
+    context: &ContextView<'_>,
+    stage_variables: &StageVariables,
+    body: &str,
+    is_base64_encoded: bool,
+) {
     out.push(b'{');
-    let ctx = message.connection;
-    let context = ContextView {
-        route_key: message.route_key,
-        message_id: Some(message.message_id),
-        disconnect_status_code: None,
-        event_type: EventType::Message,
-        request_id: message.request_id,
-        request_time: message.request_time,
-        disconnect_reason: None,
-        stage: &ctx.stage,
-        connected_at: ctx.connected_at,
-        request_time_epoch: message.now_ms,
-        identity: IdentityView::of_connection(ctx),
-        domain_name: &ctx.domain_name,
-        connection_id: ctx.connection_id.as_str(),
-        api_id: &ctx.api_id,
-        authorizer: ctx.authorizer.as_ref(),
-    };
-    let variables = (!message.stage_variables.is_empty()).then_some(message.stage_variables);
-    rest_of_event(
-        out,
-        true,
-        variables,
-        &context,
-        Some(message.body),
-        message.is_base64_encoded,
-    );
-}
-
-/// What [`message_event`] writes from.
-pub(super) struct MessageView<'a> {
-    pub(super) connection: &'a ConnectionContext,
-    pub(super) route_key: &'a str,
-    /// The body as the event carries it: text as sent, binary in base64.
-    pub(super) body: &'a str,
-    pub(super) is_base64_encoded: bool,
-    pub(super) request_id: &'a str,
-    pub(super) message_id: &'a str,
-    pub(super) request_time: &'a str,
-    pub(super) now_ms: i64,
-    pub(super) stage_variables: &'a StageVariables,
+    let variables = (!stage_variables.is_empty()).then_some(stage_variables);
+    rest_of_event(out, true, variables, context, Some(body), is_base64_encoded);
 }
 
 /// A proxy event's fields from `stageVariables` on, and its closing brace.
@@ -295,19 +262,19 @@ fn rest_of_event(
 
 /// A `requestContext`, borrowed from a [`RequestContext`] or straight from a connection's
 /// context.
-struct ContextView<'a> {
+pub(super) struct ContextView<'a> {
     route_key: &'a str,
     message_id: Option<&'a str>,
     disconnect_status_code: Option<u16>,
     event_type: EventType,
-    /// `requestId`, and `extendedRequestId`, which is always the same id.
-    request_id: &'a str,
+    extended_request_id: &'a str,
     request_time: &'a str,
     disconnect_reason: Option<&'a str>,
     stage: &'a str,
     connected_at: i64,
     request_time_epoch: i64,
     identity: IdentityView<'a>,
+    request_id: &'a str,
     domain_name: &'a str,
     connection_id: &'a str,
     api_id: &'a str,
@@ -316,34 +283,53 @@ struct ContextView<'a> {
 
 impl<'a> ContextView<'a> {
     fn of(context: &'a RequestContext) -> ContextView<'a> {
-        debug_assert_eq!(context.extended_request_id, context.request_id);
-        let identity = &context.identity;
         ContextView {
             route_key: context.route_key.as_str(),
-            message_id: context.message_id.as_ref().map(|id| id.as_str()),
+            message_id: context.message_id.as_ref().map(RequestId::as_str),
             disconnect_status_code: context.disconnect_status_code,
             event_type: context.event_type,
-            request_id: context.request_id.as_str(),
+            extended_request_id: context.extended_request_id.as_str(),
             request_time: &context.request_time,
             disconnect_reason: context.disconnect_reason.as_deref(),
             stage: &context.stage,
             connected_at: context.connected_at,
             request_time_epoch: context.request_time_epoch,
-            identity: IdentityView {
-                account_id: identity.account_id.as_deref(),
-                api_key: identity.api_key.as_deref(),
-                api_key_id: identity.api_key_id.as_deref(),
-                caller: identity.caller.as_deref(),
-                source_ip: &identity.source_ip,
-                access_key: identity.access_key.as_deref(),
-                user_arn: identity.user_arn.as_deref(),
-                user_agent: identity.user_agent.as_deref(),
-                user: identity.user.as_deref(),
-            },
+            identity: IdentityView::of(&context.identity),
+            request_id: context.request_id.as_str(),
             domain_name: &context.domain_name,
             connection_id: context.connection_id.as_str(),
             api_id: &context.api_id,
             authorizer: context.authorizer.as_ref(),
+        }
+    }
+
+    /// A MESSAGE event's `requestContext`, straight from the connection's context: what
+    /// `message_event` builds, borrowed.
+    pub(super) fn message(
+        ctx: &'a ConnectionContext,
+        route_key: &'a str,
+        request_id: &'a str,
+        message_id: &'a str,
+        request_time: &'a str,
+        now_ms: i64,
+    ) -> ContextView<'a> {
+        ContextView {
+            route_key,
+            message_id: Some(message_id),
+            disconnect_status_code: None,
+            event_type: EventType::Message,
+            extended_request_id: request_id,
+            request_time,
+            disconnect_reason: None,
+            stage: &ctx.stage,
+            connected_at: ctx.connected_at,
+            request_time_epoch: now_ms,
+            identity: IdentityView::of_connection(ctx),
+            request_id,
+            domain_name: &ctx.domain_name,
+            connection_id: ctx.connection_id.as_str(),
+            api_id: &ctx.api_id,
+            authorizer: ctx.authorizer.as_ref(),
         }
     }
 }
@@ -362,6 +348,20 @@ pub(super) struct IdentityView<'a> {
 }
 
 impl<'a> IdentityView<'a> {
+    fn of(identity: &'a Identity) -> IdentityView<'a> {
+        IdentityView {
+            account_id: identity.account_id.as_deref(),
+            api_key: identity.api_key.as_deref(),
+            api_key_id: identity.api_key_id.as_deref(),
+            caller: identity.caller.as_deref(),
+            source_ip: &identity.source_ip,
+            access_key: identity.access_key.as_deref(),
+            user_arn: identity.user_arn.as_deref(),
+            user_agent: identity.user_agent.as_deref(),
+            user: identity.user.as_deref(),
+        }
+    }
+
     /// The identity of a connection: its address and agent, plus what `$connect`'s access
     /// control established (`user` is the caller, as AWS fills it).
     pub(super) fn of_connection(ctx: &'a ConnectionContext) -> IdentityView<'a> {
@@ -416,7 +416,7 @@ fn request_context(out: &mut Vec<u8>, context: &ContextView<'_>) {
     key(out, false, "eventType");
     string(out, context.event_type.as_str());
     key(out, false, "extendedRequestId");
-    string(out, context.request_id);
+    string(out, context.extended_request_id);
     key(out, false, "requestTime");
     string(out, context.request_time);
     key(out, false, "messageDirection");
