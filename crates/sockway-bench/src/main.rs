@@ -227,6 +227,9 @@ enum Command {
         /// Which server.
         #[arg(value_enum)]
         kind: ServerKind,
+        /// The Lambda-proxy backend `ws-relay` calls.
+        #[arg(long)]
+        backend: Option<String>,
     },
     /// Internal: a client worker process.
     #[command(hide = true)]
@@ -325,8 +328,8 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     let (run, plan) = match command {
-        Command::Serve { kind } => {
-            servers::run(kind).await?;
+        Command::Serve { kind, backend } => {
+            servers::run(kind, backend).await?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Worker(args) => {

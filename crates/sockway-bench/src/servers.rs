@@ -10,15 +10,19 @@
 //! `workloads`.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::SystemTime;
 
 use anyhow::Context;
 use bytes::Bytes;
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -61,6 +65,21 @@ pub(crate) enum ServerKind {
     /// (any path) to all of them through a `tokio::sync::broadcast` channel, answering
     /// `{"delivered":N,"dropped":0}`: the least a broadcast can cost with these clients.
     WsBroadcast,
+    /// The least a push can cost with these clients: an HTTP server that also holds
+    /// WebSocket connections, answers a connection's `whoami` message with an id of its own,
+    /// and on `POST …/@connections/{id}` writes the body to that connection from the
+    /// request's own task (no hand-off to another task) and answers 200: the bare hyper
+    /// server's request plus one frame written.
+    WsPush,
+    /// The least a routed message can cost with these libraries: a WebSocket server that
+    /// turns each text message into a Lambda-proxy `MESSAGE` event (`serde_json`), POSTs it to
+    /// `--backend` through hyper_util's pooled client (the gateway's), reads the
+    /// `{"statusCode","body"}` answer and writes its body back, one task per connection.
+    WsRelay,
+    /// `ws-relay` with an HTTP/1.1 connection of its own to the backend per WebSocket
+    /// connection, driven inside that connection's task (`hyper::client::conn::http1`, no
+    /// connection task of hyper's to hand each call to and back from).
+    WsRelayInline,
     /// Pushpin's backend in WebSocket-over-HTTP mode: accepts every `OPEN` (on a path ending
     /// in [`BROADCAST_PATH`], also subscribing the connection to [`BROADCAST_CHANNEL`]),
     /// answers the push receivers' `whoami` message with a channel of the connection's own
@@ -111,7 +130,14 @@ struct ProxyResult<'a> {
 }
 
 /// Runs the server until SIGTERM or end of stdin.
-pub(crate) async fn run(kind: ServerKind) -> anyhow::Result<()> {
+pub(crate) async fn run(kind: ServerKind, backend: Option<String>) -> anyhow::Result<()> {
+    let relay = match kind {
+        ServerKind::WsRelay | ServerKind::WsRelayInline => {
+            let backend = backend.context("ws-relay needs --backend URL")?;
+            Some(Relay::new(&backend, kind == ServerKind::WsRelayInline)?)
+        }
+        _ => None,
+    };
     let socket = TcpSocket::new_v4().context("create socket")?;
     socket
         .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -124,6 +150,9 @@ pub(crate) async fn run(kind: ServerKind) -> anyhow::Result<()> {
         ServerKind::Lambda => ("lambda", format!("http://{addr}")),
         ServerKind::HttpOk => ("http-ok", format!("http://{addr}/")),
         ServerKind::WsBroadcast => ("ws-broadcast", format!("ws://{addr}/dev")),
+        ServerKind::WsPush => ("ws-push", format!("ws://{addr}/dev")),
+        ServerKind::WsRelay => ("ws-relay", format!("ws://{addr}/dev")),
+        ServerKind::WsRelayInline => ("ws-relay-inline", format!("ws://{addr}/dev")),
         ServerKind::GripBackend => ("grip-backend", format!("http://{addr}/")),
     };
     {
@@ -133,7 +162,7 @@ pub(crate) async fn run(kind: ServerKind) -> anyhow::Result<()> {
     }
     let tasks = TaskTracker::new();
     let captured = Arc::new(OnceLock::new());
-    let accepting = tasks.spawn(accept_loop(listener, kind, tasks.clone(), captured));
+    let accepting = tasks.spawn(accept_loop(listener, kind, tasks.clone(), captured, relay));
     wait_for_stop().await;
     accepting.abort();
     tasks.close();
@@ -145,10 +174,13 @@ async fn accept_loop(
     kind: ServerKind,
     tasks: TaskTracker,
     captured: Arc<OnceLock<Bytes>>,
+    relay: Option<Relay>,
 ) {
     // Only the broadcast hub uses it; a lagging receiver skips messages rather than holding
     // the others back.
     let (hub, _) = broadcast::channel::<Message>(64);
+    // Only the push baseline uses it.
+    let sinks = Arc::new(Sinks::default());
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _peer)) => stream,
@@ -185,6 +217,17 @@ async fn accept_loop(
                     broadcast_hub(request, hub.clone())
                 }));
             }
+            ServerKind::WsPush => {
+                let sinks = sinks.clone();
+                tasks.spawn(serve_http(stream, move |request| {
+                    bare_push(request, sinks.clone())
+                }));
+            }
+            ServerKind::WsRelay | ServerKind::WsRelayInline => {
+                if let Some(relay) = &relay {
+                    tasks.spawn(relay.clone().serve(stream));
+                }
+            }
             ServerKind::GripBackend => {
                 tasks.spawn(serve_http(stream, grip_backend));
             }
@@ -203,6 +246,164 @@ async fn echo_websocket(stream: TcpStream) {
             return;
         }
     }
+}
+
+/// The routed-message baseline ([`ServerKind::WsRelay`]).
+#[derive(Clone)]
+struct Relay {
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >,
+    backend: hyper::Uri,
+    /// Whether each connection calls the backend over a connection of its own, driven in its
+    /// task, instead of through the pool.
+    inline: bool,
+}
+
+/// What the relay reads of the backend's answer.
+#[derive(Deserialize)]
+struct RelayResult<'a> {
+    #[serde(rename = "statusCode")]
+    status_code: u16,
+    #[serde(borrow, default)]
+    body: Option<Cow<'a, str>>,
+}
+
+impl Relay {
+    fn new(backend: &str, inline: bool) -> anyhow::Result<Relay> {
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_nodelay(true);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(std::time::Duration::from_secs(60))
+                .build(connector);
+        Ok(Relay {
+            client,
+            backend: backend.parse().context("the backend's URL")?,
+            inline,
+        })
+    }
+
+    /// Serves one connection: each text message goes to the backend as an event, and the
+    /// answer's body comes back; one message at a time.
+    async fn serve(self, stream: TcpStream) {
+        let Ok(mut socket) =
+            tokio_tungstenite::accept_async_with_config(stream, Some(client::websocket_config()))
+                .await
+        else {
+            return;
+        };
+        let connection_id = format!("r{:x}", rand_id());
+        let connected_at = epoch_millis();
+        let mut own = None;
+        if self.inline {
+            let Some(authority) = self.backend.authority() else {
+                return;
+            };
+            let Ok(stream) = TcpStream::connect(authority.as_str()).await else {
+                return;
+            };
+            let _ = stream.set_nodelay(true);
+            let Ok(handshake) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+            else {
+                return;
+            };
+            own = Some(handshake);
+        }
+        while let Some(Ok(message)) = socket.next().await {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let request = self.request(&connection_id, connected_at, &text);
+            let answer = match &mut own {
+                None => self.exchange_pooled(request).await,
+                Some((sender, connection)) => {
+                    // The connection is driven only while a call is in flight, by this task.
+                    let exchange = pin!(exchange_on(sender, request));
+                    match futures_util::future::select(connection, exchange).await {
+                        futures_util::future::Either::Right((answer, _)) => answer,
+                        futures_util::future::Either::Left(_) => None,
+                    }
+                }
+            };
+            let Some(reply) = answer.and_then(|answer| reply_of(&answer)) else {
+                return;
+            };
+            if socket.send(Message::Text(reply)).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The POST of one event for `body`.
+    fn request(&self, connection_id: &str, connected_at: u128, body: &str) -> Request<Full<Bytes>> {
+        let now = epoch_millis();
+        let request_id = format!("{:x}", rand_id());
+        let event = serde_json::json!({
+            "requestContext": {
+                "routeKey": "echo",
+                "messageId": format!("{:x}", rand_id()),
+                "eventType": "MESSAGE",
+                "extendedRequestId": request_id,
+                "requestTime": now.to_string(),
+                "messageDirection": "IN",
+                "stage": "dev",
+                "connectedAt": connected_at,
+                "requestTimeEpoch": now,
+                "identity": { "sourceIp": "127.0.0.1" },
+                "requestId": request_id,
+                "domainName": "127.0.0.1",
+                "connectionId": connection_id,
+                "apiId": "relay",
+            },
+            "body": body,
+            "isBase64Encoded": false,
+        });
+        let mut request = Request::post(self.backend.clone())
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(event.to_string())))
+            .expect("a valid request");
+        if let Some(authority) = self.backend.authority() {
+            if let Ok(host) = hyper::header::HeaderValue::from_str(authority.as_str()) {
+                request.headers_mut().insert(hyper::header::HOST, host);
+            }
+        }
+        request
+    }
+
+    /// One call through the pool; the answer's body.
+    async fn exchange_pooled(&self, request: Request<Full<Bytes>>) -> Option<Bytes> {
+        let response = self.client.request(request).await.ok()?;
+        Some(response.into_body().collect().await.ok()?.to_bytes())
+    }
+}
+
+/// One call on a connection of the caller's own; the answer's body.
+async fn exchange_on(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    request: Request<Full<Bytes>>,
+) -> Option<Bytes> {
+    let response = sender.send_request(request).await.ok()?;
+    Some(response.into_body().collect().await.ok()?.to_bytes())
+}
+
+/// The body of a backend's 200 answer.
+fn reply_of(answer: &[u8]) -> Option<Utf8Bytes> {
+    let result: RelayResult = serde_json::from_slice(answer).ok()?;
+    (result.status_code == 200).then(|| Utf8Bytes::from(result.body.unwrap_or_default().as_ref()))
+}
+
+/// 64 bits that differ from one call to the next (ids of the relay's events).
+fn rand_id() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(SystemTime::now())
+}
+
+fn epoch_millis() -> u128 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis())
 }
 
 async fn serve_http<F, Fut>(stream: TcpStream, handler: F)
@@ -328,57 +529,143 @@ async fn broadcast_hub(
     mut request: Request<Incoming>,
     hub: broadcast::Sender<Message>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let upgrade = request
-        .headers()
-        .get(hyper::header::UPGRADE)
-        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    if upgrade {
-        let Some(key) = request.headers().get(hyper::header::SEC_WEBSOCKET_KEY) else {
-            return Ok(respond(StatusCode::BAD_REQUEST, Bytes::new()));
-        };
-        let accept = derive_accept_key(key.as_bytes());
+    if is_upgrade(&request) {
         // A member from the moment the 101 is sent, as a gateway connection joined by
         // `$connect` is.
         let receiver = hub.subscribe();
-        let upgrading = hyper::upgrade::on(&mut request);
-        tokio::spawn(async move {
-            if let Ok(upgraded) = upgrading.await {
-                let socket = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(client::websocket_config()),
-                )
-                .await;
-                forward_broadcasts(socket, receiver).await;
-            }
-        });
-        let mut response = respond(StatusCode::SWITCHING_PROTOCOLS, Bytes::new());
-        let headers = response.headers_mut();
-        headers.insert(
-            hyper::header::UPGRADE,
-            hyper::header::HeaderValue::from_static("websocket"),
-        );
-        headers.insert(
-            hyper::header::CONNECTION,
-            hyper::header::HeaderValue::from_static("Upgrade"),
-        );
-        if let Ok(accept) = hyper::header::HeaderValue::from_str(&accept) {
-            headers.insert(hyper::header::SEC_WEBSOCKET_ACCEPT, accept);
-        }
-        return Ok(response);
+        return Ok(upgrade(&mut request, |socket| {
+            forward_broadcasts(socket, receiver)
+        }));
     }
     let Some(body) = read_body(request).await else {
         return Ok(respond(StatusCode::BAD_REQUEST, Bytes::new()));
     };
-    let message = match Utf8Bytes::try_from(body.clone()) {
-        Ok(text) => Message::Text(text),
-        Err(_) => Message::Binary(body),
-    };
-    let delivered = hub.send(message).unwrap_or(0);
+    let delivered = hub.send(message_of(body)).unwrap_or(0);
     Ok(respond(
         StatusCode::OK,
         Bytes::from(format!(r#"{{"delivered":{delivered},"dropped":0}}"#)),
     ))
+}
+
+/// A server-side WebSocket over an upgraded hyper connection.
+type Upgraded = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Whether `request` asks for a WebSocket upgrade.
+fn is_upgrade(request: &Request<Incoming>) -> bool {
+    request
+        .headers()
+        .get(hyper::header::UPGRADE)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"websocket"))
+}
+
+/// Answers a WebSocket upgrade with its 101 and hands the socket, once upgraded, to
+/// `serve` in a task of its own.
+fn upgrade<F, Fut>(request: &mut Request<Incoming>, serve: F) -> Response<Full<Bytes>>
+where
+    F: FnOnce(Upgraded) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(key) = request.headers().get(hyper::header::SEC_WEBSOCKET_KEY) else {
+        return respond(StatusCode::BAD_REQUEST, Bytes::new());
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let upgrading = hyper::upgrade::on(request);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = upgrading.await {
+            let socket = WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                Role::Server,
+                Some(client::websocket_config()),
+            )
+            .await;
+            serve(socket).await;
+        }
+    });
+    let mut response = respond(StatusCode::SWITCHING_PROTOCOLS, Bytes::new());
+    let headers = response.headers_mut();
+    headers.insert(
+        hyper::header::UPGRADE,
+        hyper::header::HeaderValue::from_static("websocket"),
+    );
+    headers.insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("Upgrade"),
+    );
+    if let Ok(accept) = hyper::header::HeaderValue::from_str(&accept) {
+        headers.insert(hyper::header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}
+
+/// A body as the message it is: text when it is UTF-8, binary otherwise.
+fn message_of(body: Bytes) -> Message {
+    match Utf8Bytes::try_from(body.clone()) {
+        Ok(text) => Message::Text(text),
+        Err(_) => Message::Binary(body),
+    }
+}
+
+/// The write half of a push baseline connection, which whoever writes to it locks.
+type Sink = Arc<tokio::sync::Mutex<SplitSink<Upgraded, Message>>>;
+
+/// The write halves of the push baseline's connections, by id.
+#[derive(Default)]
+struct Sinks {
+    next_id: AtomicU64,
+    by_id: Mutex<HashMap<u64, Sink>>,
+}
+
+/// The push baseline ([`ServerKind::WsPush`]): an upgrade becomes a connection with an id; a
+/// `POST …/@connections/{id}` writes its body to that connection from this task.
+async fn bare_push(
+    mut request: Request<Incoming>,
+    sinks: Arc<Sinks>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if is_upgrade(&request) {
+        let id = sinks.next_id.fetch_add(1, Ordering::Relaxed);
+        return Ok(upgrade(&mut request, move |socket| {
+            hold_for_pushes(socket, id, sinks)
+        }));
+    }
+    let id = request
+        .uri()
+        .path()
+        .rsplit_once("/@connections/")
+        .and_then(|(_, id)| id.strip_prefix('c')?.parse::<u64>().ok());
+    let Some(sink) = id.and_then(|id| sinks.lock().get(&id).cloned()) else {
+        return Ok(respond(StatusCode::GONE, Bytes::new()));
+    };
+    let Some(body) = read_body(request).await else {
+        return Ok(respond(StatusCode::BAD_REQUEST, Bytes::new()));
+    };
+    let status = match sink.lock().await.send(message_of(body)).await {
+        Ok(()) => StatusCode::OK,
+        Err(_) => StatusCode::GONE,
+    };
+    Ok(respond(status, Bytes::new()))
+}
+
+impl Sinks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Sink>> {
+        self.by_id.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Registers a push baseline connection as `c{id}`, answers its `whoami` messages with that
+/// id and reads (tungstenite answers pings and the close handshake) until it ends.
+async fn hold_for_pushes(socket: Upgraded, id: u64, sinks: Arc<Sinks>) {
+    let (sink, mut stream) = socket.split();
+    let sink = Arc::new(tokio::sync::Mutex::new(sink));
+    sinks.lock().insert(id, sink.clone());
+    while let Some(Ok(message)) = stream.next().await {
+        if message.to_text().is_ok_and(|text| text == WHOAMI_MESSAGE) {
+            let reply = Message::Text(Utf8Bytes::from(format!("c{id}")));
+            if sink.lock().await.send(reply).await.is_err() {
+                break;
+            }
+        }
+    }
+    sinks.lock().remove(&id);
 }
 
 /// Answers a body of WebSocket events from Pushpin with the events [`grip_reply`] makes,

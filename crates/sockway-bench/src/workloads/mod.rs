@@ -243,12 +243,24 @@ impl Harness {
 
     /// Starts one of the harness's own servers.
     pub(crate) async fn start_server(&self, kind: ServerKind) -> anyhow::Result<ServerProcess> {
+        self.start_server_with(kind, None).await
+    }
+
+    /// Starts one of the harness's own servers, naming the backend it calls (`ws-relay`).
+    pub(crate) async fn start_server_with(
+        &self,
+        kind: ServerKind,
+        backend: Option<&str>,
+    ) -> anyhow::Result<ServerProcess> {
         let name = match kind {
             ServerKind::WsEcho => "ws-echo",
             ServerKind::LambdaBackend => "backend",
             ServerKind::Lambda => "lambda",
             ServerKind::HttpOk => "http-ok",
             ServerKind::WsBroadcast => "ws-broadcast",
+            ServerKind::WsPush => "ws-push",
+            ServerKind::WsRelay => "ws-relay",
+            ServerKind::WsRelayInline => "ws-relay-inline",
             ServerKind::GripBackend => "grip-backend",
         };
         let value = clap::ValueEnum::to_possible_value(&kind)
@@ -257,6 +269,9 @@ impl Harness {
             .to_owned();
         let mut command = Command::new(&self.exe);
         command.args(["serve", &value]);
+        if let Some(backend) = backend {
+            command.args(["--backend", backend]);
+        }
         ServerProcess::start(name, command).await
     }
 

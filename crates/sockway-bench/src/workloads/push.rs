@@ -172,6 +172,8 @@ pub(crate) async fn run(harness: &mut Harness, settings: PushSettings) -> anyhow
         bare_get,
         got,
         received,
+        parts,
+        parts_received,
     } = outcome?;
     stopped?;
     stopped_backend?;
@@ -179,6 +181,14 @@ pub(crate) async fn run(harness: &mut Harness, settings: PushSettings) -> anyhow
     check(harness, "push", "GET, gateway", &got, None, settings);
 
     check(harness, "push", "http-ok", &bare, None, settings);
+    check(
+        harness,
+        "push",
+        "ws-push",
+        &parts,
+        Some(&parts_received),
+        settings,
+    );
     let delivered_percent = check(
         harness,
         "push",
@@ -241,6 +251,25 @@ pub(crate) async fn run(harness: &mut Harness, settings: PushSettings) -> anyhow
             "POST @connections/{{id}} with a {}-byte body, {} keep-alive connections; the bare \
              server reads the same requests and answers 200",
             settings.payload_bytes, settings.push_connections
+        ))
+        .command(&command),
+    );
+    harness.figure(
+        Figure::new(
+            "push",
+            format!("gateway CPU per push against its parts ({n} connections)"),
+            per(&pushed, "gateway"),
+            "µs",
+            load,
+        )
+        .baseline("bare push server", per(&parts, "ws-push"))
+        .detail(format!(
+            "the same pushes against a hyper server that writes each POST's body to the \
+             client's WebSocket from the request's task (tokio-tungstenite) and answers 200: \
+             {} pushes/s, {} of {} delivered",
+            number(parts.pushers.rate(timing)),
+            parts_received.delivered,
+            parts.pushers.total
         ))
         .command(&command),
     );
@@ -334,16 +363,23 @@ struct Windows {
     got: Measurement,
     /// What the receivers counted.
     received: Received,
+    /// POSTs to the bare push server (hyper plus a frame written), and what its own
+    /// receivers counted.
+    parts: Measurement,
+    parts_received: Received,
 }
 
-/// Receivers up, bare baselines (POST, GET), gateway windows (POST, GET), deliveries
-/// counted, receivers closed.
+/// The bare push server's window with its own receivers; then the gateway's receivers up,
+/// bare baselines (POST, GET), gateway windows (POST, GET), deliveries counted, receivers
+/// closed.
 async fn measure_both(
     harness: &mut Harness,
     gateway_url: &str,
     gateway_pid: u32,
     settings: PushSettings,
 ) -> anyhow::Result<Windows> {
+    // First: its receivers write the same paths file the gateway's then replace.
+    let (parts, parts_received) = measure_parts(harness, settings).await?;
     let receivers = Receivers::open(harness, gateway_url, settings).await?;
     let bare_server = harness.start_server(ServerKind::HttpOk).await?;
     let bare_roles = || vec![("http-ok", vec![bare_server.pid()])];
@@ -387,7 +423,36 @@ async fn measure_both(
         bare_get,
         got,
         received,
+        parts,
+        parts_received,
     })
+}
+
+/// The parts of a push measured together: the same pushes against the bare push server
+/// (`ws-push`: the bare hyper server's request plus the frame written to a client of its
+/// own), with receivers of its own that count what they read.
+async fn measure_parts(
+    harness: &mut Harness,
+    settings: PushSettings,
+) -> anyhow::Result<(Measurement, Received)> {
+    let server = harness.start_server(ServerKind::WsPush).await?;
+    let measured = async {
+        let receivers = Receivers::open(harness, &server.url, settings).await?;
+        let http_url = server.url.replacen("ws://", "http://", 1);
+        let roles = vec![("ws-push", vec![server.pid()])];
+        let pushed = receivers
+            .push(harness, &http_url, roles, None, settings)
+            .await;
+        let received = receivers
+            .close(pushed.as_ref().map_or(0, |pushed| pushed.pushers.total))
+            .await;
+        Ok::<_, anyhow::Error>((pushed?, received?))
+    }
+    .await;
+    let stopped = server.stop().await;
+    let measured = measured?;
+    stopped?;
+    Ok(measured)
 }
 
 impl Receivers {

@@ -181,7 +181,7 @@ pub(crate) async fn run(harness: &mut Harness, settings: RoundtripSettings) -> a
         Some(sink) => sink.stop().await,
         None => Ok(()),
     };
-    let (gateway, direct, hyper) = outcome?;
+    let (gateway, direct, hyper, relays) = outcome?;
     stopped?;
     sink_stopped?;
 
@@ -191,7 +191,10 @@ pub(crate) async fn run(harness: &mut Harness, settings: RoundtripSettings) -> a
         ("gateway", &gateway),
         ("direct HTTP", &direct),
         ("hyper client", &hyper),
-    ] {
+    ]
+    .into_iter()
+    .chain(relays.iter().map(|(name, relay)| (*name, relay)))
+    {
         harness.report.check(
             "roundtrip",
             result.clients.errors == 0 && result.clients.completed > 0,
@@ -282,6 +285,32 @@ pub(crate) async fn run(harness: &mut Harness, settings: RoundtripSettings) -> a
         ))
         .command(&command),
     );
+    for (name, relay) in &relays {
+        let client = match *name {
+            "ws-relay" => "through hyper_util's pooled client (the gateway's)",
+            _ => {
+                "over an HTTP/1.1 connection of each WebSocket connection's own, driven in its task"
+            }
+        };
+        harness.figure(
+            Figure::new(
+                "roundtrip",
+                format!("gateway CPU per message against {name} ({n})"),
+                per(&gateway, "gateway"),
+                "µs",
+                load,
+            )
+            .baseline(*name, per(relay, name))
+            .detail(format!(
+                "the parts together in one process: a tokio-tungstenite server that makes each \
+                 message a Lambda-proxy event (serde_json), POSTs it to the same backend {client} \
+                 and writes the answer's body back ({} round trips/s, {})",
+                number(relay.clients.rate(timing)),
+                relay.clients.latency_summary()
+            ))
+            .command(&command),
+        );
+    }
     for (label, quantile) in [("p50", 0.50), ("p99", 0.99)] {
         harness.figure(
             Figure::new("roundtrip", format!("round-trip latency {label}"), gateway.clients.latency_ms(quantile), "ms", load)
@@ -301,14 +330,20 @@ pub(crate) async fn run(harness: &mut Harness, settings: RoundtripSettings) -> a
 
 /// The gateway run (tracing to `sink`, when given), then (gateway stopped) the direct run
 /// against the same backend with the event it captured, then the same through hyper_util's
-/// pooled client.
+/// pooled client; over HTTP, then the bare relays (`ws-relay`, `ws-relay-inline`) in front of
+/// the same backend.
 async fn through_gateway_then_direct(
     harness: &mut Harness,
     backend_url: &str,
     backend_pid: u32,
     sink: Option<&ServerProcess>,
     settings: RoundtripSettings,
-) -> anyhow::Result<(Measurement, Measurement, Measurement)> {
+) -> anyhow::Result<(
+    Measurement,
+    Measurement,
+    Measurement,
+    Vec<(&'static str, Measurement)>,
+)> {
     let mut gateway_config = match settings.integration {
         Integration::Http => config(backend_url),
         Integration::Lambda => lambda_config(backend_url),
@@ -361,7 +396,30 @@ async fn through_gateway_then_direct(
         settings,
     )
     .await?;
-    Ok((gateway, direct, hyper))
+    // Over HTTP, the parts together: the two bare relays in front of the same backend.
+    let mut relays = Vec::new();
+    if settings.integration == Integration::Http {
+        for kind in [ServerKind::WsRelay, ServerKind::WsRelayInline] {
+            let relay = harness.start_server_with(kind, Some(backend_url)).await?;
+            let name = relay_name(kind);
+            let roles = vec![(name, vec![relay.pid()]), ("backend", vec![backend_pid])];
+            let measured = measure(
+                harness,
+                Task::WsEcho,
+                &relay.url,
+                None,
+                roles,
+                None,
+                settings,
+            )
+            .await;
+            let stopped = relay.stop().await;
+            let measured = measured?;
+            stopped?;
+            relays.push((name, measured));
+        }
+    }
+    Ok((gateway, direct, hyper, relays))
 }
 
 /// The gateway with a two-way `echo` route to the Lambda-proxy backend at `backend_url`.
@@ -456,4 +514,12 @@ pub(crate) async fn measure(
         .window(workers, roles, settings.timing, profiled)
         .await?;
     Ok(Measurement { clients, cpu })
+}
+
+/// The role name of a relay's process.
+fn relay_name(kind: ServerKind) -> &'static str {
+    match kind {
+        ServerKind::WsRelayInline => "ws-relay-inline",
+        _ => "ws-relay",
+    }
 }
