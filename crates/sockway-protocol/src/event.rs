@@ -1,6 +1,6 @@
 //! The Lambda events sockway sends, exactly as AWS sends them (reference §1, §4.1).
 //!
-//! [`connect_event`], [`message_event`] and [`disconnect_event`] build the Lambda-proxy
+//! [`connect_event`], [`MessageEvent`] and [`disconnect_event`] build the Lambda-proxy
 //! (`AWS_PROXY`) event of each lifecycle step; [`authorizer_event`] builds the REQUEST
 //! authorizer's input. The JSON reproduces real captures key for key, in AWS's key order,
 //! so a handler sees no difference. Choosing which event to send, invoking the function,
@@ -354,68 +354,73 @@ pub fn resume_event(
     event
 }
 
-/// Builds the event for one client message routed to `route_key`.
-pub fn message_event(
-    ctx: &ConnectionContext,
-    route_key: &RouteKey,
-    body: MessageBody<'_>,
-    request_id: &RequestId,
-    message_id: &RequestId,
-    now_ms: i64,
-) -> ProxyEvent {
-    let (body, is_base64_encoded) = body.as_event_body();
-    let mut request_context = request_context(
-        ctx,
-        route_key.clone(),
-        EventType::Message,
-        request_id,
-        now_ms,
-    );
-    request_context.message_id = Some(message_id.clone());
-    ProxyEvent {
-        headers: None,
-        multi_value_headers: None,
-        query_string_parameters: None,
-        multi_value_query_string_parameters: None,
-        stage_variables: None,
-        request_context,
-        body: Some(body.into_owned()),
-        is_base64_encoded,
-    }
+/// One client message's event, routed to `route_key`: what it is made of, read by both ways of
+/// producing it, so that the two cannot take different inputs.
+#[derive(Clone, Copy, Debug)]
+pub struct MessageEvent<'a> {
+    /// The connection the message came on.
+    pub ctx: &'a ConnectionContext,
+    /// The route it was selected for.
+    pub route_key: &'a RouteKey,
+    /// What the client sent.
+    pub body: MessageBody<'a>,
+    /// The call's request id.
+    pub request_id: &'a RequestId,
+    /// The message's id.
+    pub message_id: &'a RequestId,
+    /// When it arrived, in epoch milliseconds.
+    pub now_ms: i64,
 }
 
-/// The JSON of [`message_event`] with `stage_variables` (as
-/// [`ProxyEvent::with_stage_variables`] adds them), written straight from the connection's
-/// context: the same bytes as building the event and calling [`ProxyEvent::to_json`], without
-/// copying the context's strings into an event first. Every routed message makes one.
-pub fn message_event_json(
-    ctx: &ConnectionContext,
-    route_key: &RouteKey,
-    body: MessageBody<'_>,
-    request_id: &RequestId,
-    message_id: &RequestId,
-    now_ms: i64,
-    stage_variables: &StageVariables,
-) -> Vec<u8> {
-    let (body, is_base64_encoded) = body.as_event_body();
-    let request_time = time::request_time(now_ms);
-    let context = json::ContextView::message(
-        ctx,
-        route_key.as_str(),
-        request_id.as_str(),
-        message_id.as_str(),
-        &request_time,
-        now_ms,
-    );
-    let mut out = Vec::with_capacity(EVENT_BYTES + body.len() + body.len() / 8);
-    json::message_event(
-        &mut out,
-        &context,
-        stage_variables,
-        &body,
-        is_base64_encoded,
-    );
-    out
+impl MessageEvent<'_> {
+    /// Builds the event.
+    pub fn build(self) -> ProxyEvent {
+        let (body, is_base64_encoded) = self.body.as_event_body();
+        let mut request_context = request_context(
+            self.ctx,
+            self.route_key.clone(),
+            EventType::Message,
+            self.request_id,
+            self.now_ms,
+        );
+        request_context.message_id = Some(self.message_id.clone());
+        ProxyEvent {
+            headers: None,
+            multi_value_headers: None,
+            query_string_parameters: None,
+            multi_value_query_string_parameters: None,
+            stage_variables: None,
+            request_context,
+            body: Some(body.into_owned()),
+            is_base64_encoded,
+        }
+    }
+
+    /// The JSON of the built event with `stage_variables` (as
+    /// [`ProxyEvent::with_stage_variables`] adds them), written straight from the connection's
+    /// context: the same bytes as [`MessageEvent::build`] then [`ProxyEvent::to_json`], without
+    /// copying the context's strings into an event first. Every routed message makes one.
+    pub fn to_json(self, stage_variables: &StageVariables) -> Vec<u8> {
+        let (body, is_base64_encoded) = self.body.as_event_body();
+        let request_time = time::request_time(self.now_ms);
+        let context = json::ContextView::message(
+            self.ctx,
+            self.route_key.as_str(),
+            self.request_id.as_str(),
+            self.message_id.as_str(),
+            &request_time,
+            self.now_ms,
+        );
+        let mut out = Vec::with_capacity(EVENT_BYTES + body.len() + body.len() / 8);
+        json::message_event(
+            &mut out,
+            &context,
+            stage_variables,
+            &body,
+            is_base64_encoded,
+        );
+        out
+    }
 }
 
 /// Builds the `$disconnect` event. Its headers are AWS's fixed synthetic set: `Host` (the

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use sockway_protocol::event::{self, ConnectionContext, MessageBody, ProxyEvent, StageVariables};
+use sockway_protocol::event::{
+    self, ConnectionContext, MessageBody, MessageEvent, ProxyEvent, StageVariables,
+};
 use sockway_protocol::id::RequestId;
 use sockway_protocol::result::{IntegrationResponse, ProxyResultError};
 use sockway_protocol::route::RouteKey;
@@ -441,14 +443,6 @@ pub(crate) fn stage_variables(config: &Config) -> StageVariables {
     StageVariables::new(config.gateway.stage_variables.clone())
 }
 
-/// A message's payload as the event's body reads it.
-fn message_body(payload: &Payload) -> MessageBody<'_> {
-    match payload {
-        Payload::Text(text) => MessageBody::Text(text),
-        Payload::Binary(bytes) => MessageBody::Binary(bytes),
-    }
-}
-
 impl Call {
     /// The Lambda-proxy event AWS would send for this call, with the stage's variables.
     pub(crate) fn to_event(&self, stage_variables: &StageVariables) -> ProxyEvent {
@@ -463,16 +457,30 @@ impl Call {
                 route_key,
                 body,
                 message_id,
-            } => event::message_event_json(
-                &self.connection,
-                route_key,
-                message_body(body),
-                &self.request_id,
-                message_id,
-                self.now_ms,
-                stage_variables,
-            ),
+            } => self
+                .message_event(route_key, body, message_id)
+                .to_json(stage_variables),
             _ => self.to_event(stage_variables).to_json(),
+        }
+    }
+
+    /// The event of this call for a message routed to `route_key`.
+    fn message_event<'a>(
+        &'a self,
+        route_key: &'a RouteKey,
+        body: &'a Payload,
+        message_id: &'a RequestId,
+    ) -> MessageEvent<'a> {
+        MessageEvent {
+            ctx: &self.connection,
+            route_key,
+            body: match body {
+                Payload::Text(text) => MessageBody::Text(text),
+                Payload::Binary(bytes) => MessageBody::Binary(bytes),
+            },
+            request_id: &self.request_id,
+            message_id,
+            now_ms: self.now_ms,
         }
     }
 
@@ -486,14 +494,7 @@ impl Call {
                 route_key,
                 body,
                 message_id,
-            } => event::message_event(
-                connection,
-                route_key,
-                message_body(body),
-                &self.request_id,
-                message_id,
-                self.now_ms,
-            ),
+            } => self.message_event(route_key, body, message_id).build(),
             CallKind::Resume { headers, query } => {
                 event::resume_event(connection, headers, query, &self.request_id, self.now_ms)
             }

@@ -218,7 +218,7 @@ pub(super) fn proxy_event(out: &mut Vec<u8>, event: &ProxyEvent) {
 
 /// Writes a MESSAGE event with `context` (see [`ContextView::message`]), the stage's
 /// variables when it has any, and `body` as the event carries it (text as sent, binary in
-/// base64): the same bytes as `message_event(..).with_stage_variables(..).to_json()`.
+/// base64): the same bytes as `MessageEvent { .. }.build().with_stage_variables(..).to_json()`.
 pub(super) fn message_event(
     out: &mut Vec<u8>,
     context: &ContextView<'_>,
@@ -304,7 +304,7 @@ impl<'a> ContextView<'a> {
     }
 
     /// A MESSAGE event's `requestContext`, straight from the connection's context: what
-    /// `message_event` builds, borrowed.
+    /// `MessageEvent::build` builds, borrowed.
     pub(super) fn message(
         ctx: &'a ConnectionContext,
         route_key: &'a str,

@@ -170,14 +170,15 @@ fn connect_event_matches_the_aws_capture() {
 
 #[test]
 fn message_event_matches_the_aws_capture() {
-    let event = message_event(
-        &captured_connection(),
-        &RouteKey::new("chat"),
-        MessageBody::Text(r#"{"action": "chat", "message": "Hello from client"}"#),
-        &request_id("BFaVtH2HoAMFZEQ="),
-        &request_id("BFaVtfGSIAMCKug="),
-        1731332746514,
-    );
+    let event = MessageEvent {
+        ctx: &captured_connection(),
+        route_key: &RouteKey::new("chat"),
+        body: MessageBody::Text(r#"{"action": "chat", "message": "Hello from client"}"#),
+        request_id: &request_id("BFaVtH2HoAMFZEQ="),
+        message_id: &request_id("BFaVtfGSIAMCKug="),
+        now_ms: 1731332746514,
+    }
+    .build();
     check(
         &event,
         r#"{
@@ -270,14 +271,15 @@ fn query_maps_follow_the_headers_when_present() {
 #[test]
 fn user_agent_and_authorizer_close_the_request_context() {
     let ctx = with_authorizer(captured_connection());
-    let event = message_event(
-        &ctx,
-        &RouteKey::default_route(),
-        MessageBody::Text("hi"),
-        &request_id("BFaVtH2HoAMFZEQ="),
-        &request_id("BFaVtfGSIAMCKug="),
-        1731332746514,
-    );
+    let event = MessageEvent {
+        ctx: &ctx,
+        route_key: &RouteKey::default_route(),
+        body: MessageBody::Text("hi"),
+        request_id: &request_id("BFaVtH2HoAMFZEQ="),
+        message_id: &request_id("BFaVtfGSIAMCKug="),
+        now_ms: 1731332746514,
+    }
+    .build();
     let json = String::from_utf8(event.to_json()).unwrap();
     assert!(
         json.contains(
@@ -393,14 +395,15 @@ fn the_oracle_reads_message_events() {
         captured_connection(),
         with_authorizer(captured_connection()),
     ] {
-        let text = message_event(
-            &ctx,
-            &RouteKey::new("chat"),
-            MessageBody::Text(r#"{"action":"chat"}"#),
-            &request_id("BFaVtH2HoAMFZEQ="),
-            &request_id("BFaVtfGSIAMCKug="),
-            1731332746514,
-        );
+        let text = MessageEvent {
+            ctx: &ctx,
+            route_key: &RouteKey::new("chat"),
+            body: MessageBody::Text(r#"{"action":"chat"}"#),
+            request_id: &request_id("BFaVtH2HoAMFZEQ="),
+            message_id: &request_id("BFaVtfGSIAMCKug="),
+            now_ms: 1731332746514,
+        }
+        .build();
         let read = oracle(&text);
         assert!(read.headers.is_empty());
         assert!(read.multi_value_headers.is_empty());
@@ -418,14 +421,15 @@ fn the_oracle_reads_message_events() {
         assert_eq!(context.disconnect_reason, None);
         check_oracle_authorizer(&read, &ctx);
 
-        let binary = message_event(
-            &ctx,
-            &RouteKey::default_route(),
-            MessageBody::Binary(&[0, 1, 2, 0xfe, 0xff]),
-            &request_id("BFaVtH2HoAMFZEQ="),
-            &request_id("BFaVtfGSIAMCKug="),
-            1731332746514,
-        );
+        let binary = MessageEvent {
+            ctx: &ctx,
+            route_key: &RouteKey::default_route(),
+            body: MessageBody::Binary(&[0, 1, 2, 0xfe, 0xff]),
+            request_id: &request_id("BFaVtH2HoAMFZEQ="),
+            message_id: &request_id("BFaVtfGSIAMCKug="),
+            now_ms: 1731332746514,
+        }
+        .build();
         let read = oracle(&binary);
         assert_eq!(read.body.as_deref(), Some("AAEC/v8="));
         assert!(read.is_base64_encoded);
@@ -568,14 +572,15 @@ fn absent_fields_are_left_out() {
         assert!(!connect.contains(absent), "{absent} in {connect}");
     }
     let message = String::from_utf8(
-        message_event(
-            &captured_connection(),
-            &RouteKey::new("chat"),
-            MessageBody::Text(""),
-            &request_id("BFaVtH2HoAMFZEQ="),
-            &request_id("BFaVtfGSIAMCKug="),
-            0,
-        )
+        MessageEvent {
+            ctx: &captured_connection(),
+            route_key: &RouteKey::new("chat"),
+            body: MessageBody::Text(""),
+            request_id: &request_id("BFaVtH2HoAMFZEQ="),
+            message_id: &request_id("BFaVtfGSIAMCKug="),
+            now_ms: 0,
+        }
+        .build()
         .to_json(),
     )
     .unwrap();
@@ -716,14 +721,15 @@ fn stage_variables_appear_where_aws_puts_them() {
         ("table".to_owned(), "chat-dev".to_owned()),
         ("url".to_owned(), "https://example.com/x".to_owned()),
     ]);
-    let message = message_event(
-        &captured_connection(),
-        &RouteKey::new("chat"),
-        MessageBody::Text("hi"),
-        &request_id("BFaVtH2HoAMFZEQ="),
-        &request_id("BFaVtfGSIAMCKug="),
-        0,
-    )
+    let message = MessageEvent {
+        ctx: &captured_connection(),
+        route_key: &RouteKey::new("chat"),
+        body: MessageBody::Text("hi"),
+        request_id: &request_id("BFaVtH2HoAMFZEQ="),
+        message_id: &request_id("BFaVtfGSIAMCKug="),
+        now_ms: 0,
+    }
+    .build()
     .with_stage_variables(&variables);
     let json = String::from_utf8(message.to_json()).unwrap();
     assert!(
@@ -805,14 +811,15 @@ fn api_keys_and_iam_signatures_fill_the_identity() {
         user_arn: Some("arn:aws:iam::123456789012:user/issuer".to_owned()),
         ..AccessIdentity::default()
     }));
-    let event = message_event(
-        &ctx,
-        &RouteKey::new("chat"),
-        MessageBody::Text("{}"),
-        &request_id("BFaVtH2HoAMFZEQ="),
-        &request_id("BFaVtfGSIAMCKug="),
-        2,
-    );
+    let event = MessageEvent {
+        ctx: &ctx,
+        route_key: &RouteKey::new("chat"),
+        body: MessageBody::Text("{}"),
+        request_id: &request_id("BFaVtH2HoAMFZEQ="),
+        message_id: &request_id("BFaVtfGSIAMCKug="),
+        now_ms: 2,
+    }
+    .build();
     let json = String::from_utf8(event.to_json()).unwrap();
     assert!(
         json.contains(
@@ -831,21 +838,28 @@ fn api_keys_and_iam_signatures_fill_the_identity() {
     assert_eq!(identity.user.as_deref(), Some("AIDAJQABLZS4A3QDU576Q"));
 }
 
+/// A `$connect` context with an authorizer and every identity field set, `odd` in the free-text
+/// ones (the API key, the user's ARN, the user agent).
+fn fully_identified(odd: &str) -> ConnectionContext {
+    let mut full = with_authorizer(captured_connect_context());
+    full.access = Some(Box::new(AccessIdentity {
+        api_key: Some(format!("key {odd}")),
+        api_key_id: Some("id".to_owned()),
+        access_key: Some("AKIAIOSFODNN7EXAMPLE".to_owned()),
+        account_id: Some("123456789012".to_owned()),
+        caller: Some("AIDAJQABLZS4A3QDU576Q".to_owned()),
+        user_arn: Some(format!("arn:aws:iam::123456789012:user/{odd}")),
+    }));
+    full.user_agent = Some(odd.to_owned());
+    full
+}
+
 /// `to_json` writes events without serde; serde's output from the events' `Serialize` is
 /// what it must equal, byte for byte, for every kind of event and every optional field.
 #[test]
 fn events_are_written_as_serde_writes_them() {
     let odd = "quote \" backslash \\ newline \n tab \t nul \u{0} del \u{7f} é 日本 🙂";
-    let mut full = with_authorizer(captured_connect_context());
-    full.access = Some(Box::new(AccessIdentity {
-        api_key: Some("key \"1\"".to_owned()),
-        api_key_id: Some("id".to_owned()),
-        access_key: Some("AKIAIOSFODNN7EXAMPLE".to_owned()),
-        account_id: Some("123456789012".to_owned()),
-        caller: Some("AIDAJQABLZS4A3QDU576Q".to_owned()),
-        user_arn: Some("arn:aws:iam::123456789012:user/issuer".to_owned()),
-    }));
-    full.user_agent = Some(odd.to_owned());
+    let mut full = fully_identified(odd);
     full.domain_name = format!("{odd}.example");
     let variables = StageVariables::new([
         ("table".to_owned(), "connections".to_owned()),
@@ -877,14 +891,17 @@ fn events_are_written_as_serde_writes_them() {
             MessageBody::Text("{\"action\":\"echo\",\"data\":\"0123456789abcdef\"}"),
             MessageBody::Binary(&[0, 159, 146, 150, 255]),
         ] {
-            events.push(message_event(
-                &ctx,
-                &RouteKey::new(odd),
-                body,
-                &id,
-                &message_id,
-                i64::MAX,
-            ));
+            events.push(
+                MessageEvent {
+                    ctx: &ctx,
+                    route_key: &RouteKey::new(odd),
+                    body,
+                    request_id: &id,
+                    message_id: &message_id,
+                    now_ms: i64::MAX,
+                }
+                .build(),
+            );
         }
         events.push(disconnect_event(&ctx, 1001, odd, &id, 5));
         events.push(disconnect_event(&ctx, 1000, "", &id, 5));
@@ -904,16 +921,7 @@ fn events_are_written_as_serde_writes_them() {
 #[test]
 fn message_events_are_written_from_the_context_as_the_built_event_is() {
     let odd = "quote \" backslash \\ newline \n nul \u{0} é 🙂";
-    let mut full = with_authorizer(captured_connect_context());
-    full.access = Some(Box::new(AccessIdentity {
-        api_key: Some("key".to_owned()),
-        api_key_id: Some("id".to_owned()),
-        access_key: Some("AKIAIOSFODNN7EXAMPLE".to_owned()),
-        account_id: Some("123456789012".to_owned()),
-        caller: Some("AIDAJQABLZS4A3QDU576Q".to_owned()),
-        user_arn: Some(odd.to_owned()),
-    }));
-    full.user_agent = Some(odd.to_owned());
+    let full = fully_identified(odd);
     let none = StageVariables::default();
     let some = StageVariables::new([(odd.to_owned(), "v".to_owned())]);
     let id = request_id("BFaVtH2HoAMFZEQ=");
@@ -926,19 +934,16 @@ fn message_events_are_written_from_the_context_as_the_built_event_is() {
         ] {
             for variables in [&none, &some] {
                 for route_key in [RouteKey::new("chat"), RouteKey::new(odd)] {
-                    let built =
-                        message_event(&ctx, &route_key, body, &id, &message_id, 1_731_332_735_513)
-                            .with_stage_variables(variables)
-                            .to_json();
-                    let written = message_event_json(
-                        &ctx,
-                        &route_key,
+                    let message = MessageEvent {
+                        ctx: &ctx,
+                        route_key: &route_key,
                         body,
-                        &id,
-                        &message_id,
-                        1_731_332_735_513,
-                        variables,
-                    );
+                        request_id: &id,
+                        message_id: &message_id,
+                        now_ms: 1_731_332_735_513,
+                    };
+                    let built = message.build().with_stage_variables(variables).to_json();
+                    let written = message.to_json(variables);
                     assert_eq!(
                         String::from_utf8(written).unwrap(),
                         String::from_utf8(built).unwrap()
